@@ -1,0 +1,195 @@
+"""The model manifest: the one contract between ``quantize`` and ``edge_runtime``.
+
+An artifact is a folder holding ``model.tflite`` (plus any other listed files, e.g.
+``head.npz``) and ``manifest.json``. The manifest is JSON only and records: schema version,
+labels in output order, the spectral grid, the normalisation, the model config, the
+quantisation parameters of every input/output tensor, the training split's hash, metrics,
+the sha256 of every file, and a sha256 of the manifest itself (``manifest_sha256``, over the
+canonical JSON of all other keys) so a hand-edited manifest is detected too.
+
+``quantize`` writes with :func:`write_manifest`; ``edge_runtime`` reads with
+:func:`read_manifest`, which validates everything before a model is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ramanedge.errors import ManifestError
+from ramanedge.fsutil import atomic_write_text, sha256_bytes, sha256_file
+from ramanedge.grid import GridSpec
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+NORMALISATIONS = ("max",)
+REQUIRED_KEYS = (
+    "schema_version",
+    "name",
+    "labels",
+    "grid",
+    "normalisation",
+    "model",
+    "quantization",
+    "files",
+)
+
+
+def _canonical(d: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in d.items() if k != "manifest_sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. ``data`` is the full JSON object as read or to be written.
+
+    Convenience properties expose the parts every consumer needs; anything else (metrics,
+    model config, the unknown-mineral threshold) is read from ``data`` directly.
+    """
+
+    data: dict[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        validate(self.data)
+
+    @property
+    def name(self) -> str:
+        """The artifact's name."""
+        return str(self.data["name"])
+
+    @property
+    def labels(self) -> list[str]:
+        """Mineral labels in the model's output order."""
+        return list(self.data["labels"])
+
+    @property
+    def grid(self) -> GridSpec:
+        """The spectral grid the model expects."""
+        return GridSpec.from_dict(self.data["grid"])
+
+    @property
+    def normalisation(self) -> str:
+        """The normalisation method name (``"max"``)."""
+        return str(self.data["normalisation"]["method"])
+
+    @property
+    def model_file(self) -> str:
+        """File name of the TFLite model inside the artifact folder."""
+        return str(self.data["model"]["file"])
+
+    @property
+    def quantization(self) -> dict[str, Any]:
+        """Per-tensor ``{"scale", "zero_point", "dtype", "shape"}`` for inputs and outputs."""
+        return dict(self.data["quantization"])
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """``{file name: {"sha256", "bytes"}}`` for every file of the artifact."""
+        return dict(self.data["files"])
+
+
+def validate(d: Any) -> None:
+    """Check the manifest's structure; raise :class:`ManifestError` naming what is wrong."""
+    if not isinstance(d, dict):
+        raise ManifestError(f"manifest must be a JSON object, got {type(d).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise ManifestError(f"manifest is missing keys: {', '.join(missing)}")
+    if d["schema_version"] != SCHEMA_VERSION:
+        raise ManifestError(
+            f"manifest schema_version {d['schema_version']!r} is not supported; "
+            f"expected {SCHEMA_VERSION}"
+        )
+    labels = d["labels"]
+    if not (isinstance(labels, list) and labels and all(isinstance(s, str) for s in labels)):
+        raise ManifestError("manifest 'labels' must be a non-empty list of strings")
+    if len(set(labels)) != len(labels):
+        raise ManifestError("manifest 'labels' contains duplicates")
+    try:
+        GridSpec.from_dict(d["grid"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ManifestError(f"manifest 'grid' is invalid: {e}") from None
+    norm = d["normalisation"]
+    if not isinstance(norm, dict) or norm.get("method") not in NORMALISATIONS:
+        raise ManifestError(
+            f"manifest 'normalisation.method' must be one of {NORMALISATIONS}, got {norm!r}"
+        )
+    model = d["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("file"), str):
+        raise ManifestError("manifest 'model.file' must name the model file")
+    files = d["files"]
+    if not isinstance(files, dict) or model["file"] not in files:
+        raise ManifestError("manifest 'files' must list the model file with its sha256")
+    for name, meta in files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ManifestError(f"manifest file name {name!r} must be a plain file name")
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise ManifestError(f"manifest entry for {name!r} has no sha256")
+    if not isinstance(d["quantization"], dict):
+        raise ManifestError("manifest 'quantization' must be an object")
+
+
+def write_manifest(folder: str | os.PathLike, data: dict[str, Any]) -> Manifest:
+    """Checksum the artifact's files, then write ``manifest.json`` atomically.
+
+    ``data["files"]`` may list the file names with empty dicts; their sha256 and size are
+    computed here from the files in ``folder``. Returns the validated :class:`Manifest`.
+    """
+    folder = Path(folder)
+    data = dict(data)
+    data.setdefault("schema_version", SCHEMA_VERSION)
+    files = {}
+    for name in data.get("files", {}):
+        p = folder / name
+        if not p.is_file():
+            raise ManifestError(f"artifact file {p} does not exist")
+        files[name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    data["files"] = files
+    validate(data)
+    data["manifest_sha256"] = sha256_bytes(_canonical(data))
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return Manifest(data)
+
+
+def read_manifest(folder: str | os.PathLike, *, verify_files: bool = True) -> Manifest:
+    """Read and validate ``folder/manifest.json``.
+
+    Checks the schema, the manifest's own checksum and (by default) the sha256 of every
+    listed file. Any mismatch raises :class:`ManifestError` saying which file is wrong.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise ManifestError(f"model folder {folder} does not exist")
+    if not path.is_file():
+        raise ManifestError(f"{path} not found: not a ramanedge model artifact")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path} must hold a JSON object")
+    expected = data.get("manifest_sha256")
+    if not isinstance(expected, str):
+        raise ManifestError(f"{path} has no manifest_sha256")
+    if sha256_bytes(_canonical(data)) != expected:
+        raise ManifestError(f"{path} was modified after it was written (manifest sha256 mismatch)")
+    manifest = Manifest(data)
+    if verify_files:
+        verify_artifact_files(folder, manifest)
+    return manifest
+
+
+def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest) -> None:
+    """Check every file listed in the manifest against its sha256."""
+    folder = Path(folder)
+    for name, meta in manifest.files.items():
+        p = folder / name
+        if not p.is_file():
+            raise ManifestError(f"artifact file {p} listed in the manifest is missing")
+        if sha256_file(p) != meta["sha256"]:
+            raise ManifestError(f"artifact file {p} does not match its sha256 in the manifest")
