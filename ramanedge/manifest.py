@@ -99,7 +99,8 @@ def validate(d: Any) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
         raise ManifestError(f"manifest is missing keys: {', '.join(missing)}")
-    if d["schema_version"] != SCHEMA_VERSION:
+    # type check too: JSON true / 1.0 compare equal to 1 in Python
+    if type(d["schema_version"]) is not int or d["schema_version"] != SCHEMA_VERSION:
         raise ManifestError(
             f"manifest schema_version {d['schema_version']!r} is not supported; "
             f"expected {SCHEMA_VERSION}"
@@ -127,6 +128,9 @@ def validate(d: Any) -> None:
     for name, meta in files.items():
         if Path(name).name != name or name in ("", ".", ".."):
             raise ManifestError(f"manifest file name {name!r} must be a plain file name")
+        if name == MANIFEST_NAME:
+            raise ManifestError(f"manifest 'files' must not list {MANIFEST_NAME} (the manifest "
+                                "itself is checked by manifest_sha256)")
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
             raise ManifestError(f"manifest entry for {name!r} has no sha256")
     if not isinstance(d["quantization"], dict):

@@ -60,6 +60,32 @@ class ModelConfig:
         return cls(**d)
 
 
+def flatten_size(config: ModelConfig) -> int:
+    """Length of the flattened conv output (the Dense layer's input) without building a model.
+
+    Each of the first ``pool_layers`` blocks pools with ``padding="same"``, i.e. ceil(L / m).
+    """
+    length = config.input_points
+    for _ in range(config.pool_layers):
+        length = -(-length // config.pool_size)
+    return length * config.filters[-1]
+
+
+def count_params(config: ModelConfig, n_classes: int) -> int:
+    """Number of weights of :func:`build_model` (``n_classes`` outputs), computed by hand."""
+    total, c_in = 0, 1
+    for f in config.filters:
+        total += config.kernel_size * c_in * f + f
+        if config.activation == "prelu":
+            total += f
+        c_in = f
+    total += flatten_size(config) * config.dense_units + config.dense_units
+    if config.activation == "prelu":
+        total += config.dense_units
+    total += config.dense_units * n_classes + n_classes
+    return total
+
+
 def _activation(name: str, layer_name: str, conv: bool):
     import keras
 

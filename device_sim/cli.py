@@ -1,0 +1,316 @@
+"""``ramanedge device ...`` (the rover side) and ``ramanedge sim ...`` (the ground side).
+
+Every command turns bad input into a :class:`~ramanedge.errors.RamanEdgeError`, which the
+top-level CLI prints as one line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from device_sim.transport import FaultConfig
+from ramanedge.errors import DataError, LinkError
+
+BAUD_HELP = "line rate in baud, 10 bits per byte (8N1); 0 = no pacing (full speed)"
+
+
+def _baud(value: int) -> int | None:
+    if value < 0:
+        raise LinkError(f"--baud must be >= 0, got {value}")
+    return value or None
+
+
+def _echo_json(obj: object) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# device (rover side)
+# --------------------------------------------------------------------------------------------
+
+
+@click.group()
+def device() -> None:
+    """The rover computer: serve the edge runtime behind a serial port."""
+
+
+@device.command("serve")
+@click.option("--port", required=True,
+              help="serial port: /dev/ttyUSB0, a pty path, any pyserial URL (loop://, "
+                   "spy://...), or 'pty' to create a pty pair and print its path")
+@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+              help="artifact folder (factory model; installed when the store has none)")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="model store folder (slots, uploads, rollback); default: a temporary one")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="interpreter threads")
+@click.option("--cpus", type=click.IntRange(1, 1024), default=None,
+              help="pin the device process to this many cores (sched_setaffinity)")
+@click.option("--baud", type=int, default=0, show_default=True, help=BAUD_HELP)
+@click.option("--faults", default="", help="inject faults into the device's own frames, "
+              "e.g. corrupt=0.01,garbage=0.005,seed=1")
+@click.option("--seed-offset", type=int, default=1, show_default=True,
+              help="offset of the fault RNG seed (replay changes it per restart)")
+@click.option("--edgetpu", is_flag=True, help="run the model on a Coral Edge TPU")
+def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus: int | None,
+          baud: int, faults: str, seed_offset: int, edgetpu: bool) -> None:
+    """Answer framed requests (docs/protocol.md) on PORT until SIGTERM or the port closes."""
+    from device_sim.device import DeviceConfig, run_device
+
+    if model is None and store is None:
+        raise LinkError("give --model DIR (an artifact folder) and/or --store DIR")
+    cfg = DeviceConfig(threads=threads, cpus=cpus, baud=_baud(baud),
+                       faults=FaultConfig.parse(faults), edgetpu=edgetpu)
+
+    def announce(msg: str) -> None:
+        click.echo(msg, err=True)
+        sys.stderr.flush()
+
+    stats = run_device(port, model, store=store, config=cfg, announce=announce,
+                       seed_offset=seed_offset)
+    click.echo(f"device: stopped; {stats['requests']} requests, "
+               f"{stats['classify_computed']} classified, {stats['cache_replays']} replayed "
+               f"from cache, {stats['errors_sent']} errors sent", err=True)
+
+
+@device.command("status")
+@click.option("--store", type=click.Path(path_type=Path), required=True)
+def device_status(store: Path) -> None:
+    """Show the store's current and previous model (offline)."""
+    from device_sim.uplink import ModelStore
+
+    if not (store / "ACTIVE.json").is_file():
+        raise LinkError(f"{store} is not a device model store (no ACTIVE.json)")
+    _echo_json(ModelStore(store).status())
+
+
+@device.command("rollback")
+@click.option("--store", type=click.Path(path_type=Path), required=True)
+def device_rollback(store: Path) -> None:
+    """Make the previous model current again (offline, on the store folder)."""
+    from device_sim.uplink import ModelStore
+
+    if not (store / "ACTIVE.json").is_file():
+        raise LinkError(f"{store} is not a device model store (no ACTIVE.json)")
+    ms = ModelStore.open(store)
+    slot = ms.rollback()
+    click.echo(f"rolled back: current model is now {slot}")
+
+
+# --------------------------------------------------------------------------------------------
+# sim (ground side)
+# --------------------------------------------------------------------------------------------
+
+
+@click.group()
+def sim() -> None:
+    """The ground side: replay spectra over a simulated serial link, flash, roll back."""
+
+
+def _client(port: str, baud: int):
+    from device_sim.host import HostClient, HostConfig
+    from device_sim.transport import Link, open_port
+
+    b = _baud(baud)
+    link = Link(open_port(port, baud=b or 115200), baud=b)
+    return HostClient(link, HostConfig(deadline=30.0)), link
+
+
+port_option = click.option("--port", required=True,
+                           help="the device's serial port (path or pyserial URL)")
+baud_option = click.option("--baud", type=int, default=115200, show_default=True,
+                           help=BAUD_HELP)
+
+
+@sim.command("ping")
+@port_option
+@baud_option
+@click.option("--count", type=click.IntRange(1, 10000), default=3, show_default=True)
+def ping(port: str, baud: int, count: int) -> None:
+    """PING the device and print round-trip times."""
+    client, link = _client(port, baud)
+    try:
+        for _ in range(count):
+            click.echo(f"pong in {client.ping() * 1e3:.2f} ms")
+    finally:
+        link.close()
+
+
+@sim.command("info")
+@port_option
+@baud_option
+def info(port: str, baud: int) -> None:
+    """Print the device's INFO (model, labels hash, memory, CPU limits, counters)."""
+    client, link = _client(port, baud)
+    try:
+        _echo_json(client.info())
+    finally:
+        link.close()
+
+
+@sim.command("flash")
+@port_option
+@baud_option
+@click.option("--model", "model", type=click.Path(path_type=Path), required=True,
+              help="artifact folder to upload")
+@click.option("--chunk", type=click.IntRange(64, 16000), default=4096, show_default=True,
+              help="bytes per MODEL_CHUNK")
+def flash(port: str, baud: int, model: Path, chunk: int) -> None:
+    """Upload a new model artifact; the device verifies and swaps it in atomically."""
+    client, link = _client(port, baud)
+    try:
+        last = [-1]
+
+        def progress(sent: int, total: int) -> None:
+            pct = int(100 * sent / max(total, 1))
+            if pct // 10 != last[0]:
+                last[0] = pct // 10
+                click.echo(f"  {sent}/{total} bytes ({pct}%)", err=True)
+
+        _echo_json(client.upload_model(model, chunk_size=chunk, progress=progress))
+    finally:
+        link.close()
+
+
+@sim.command("rollback")
+@port_option
+@baud_option
+def rollback(port: str, baud: int) -> None:
+    """Make the device's previous model current again (one ROLLBACK message)."""
+    client, link = _client(port, baud)
+    try:
+        _echo_json(client.rollback())
+    finally:
+        link.close()
+
+
+@sim.command("classify")
+@port_option
+@baud_option
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def classify(port: str, baud: int, top_k: int, files: tuple[Path, ...]) -> None:
+    """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
+    from device_sim.replay import crop_to_window
+    from ramanedge.io import read_spectrum
+
+    client, link = _client(port, baud)
+    try:
+        for f in files:
+            s = read_spectrum(f)
+            x, y = crop_to_window(s.x, s.y)
+            r, ex = client.classify(y, x, top_k=top_k)
+            click.echo(json.dumps({"path": str(f), "top": [[lab, round(p, 5)]
+                                                           for _, lab, p in r.top],
+                                   "unknown": r.unknown, "latency_ms": round(ex.latency_s * 1e3, 2),
+                                   "compute_ms": r.compute_us / 1e3}))
+    finally:
+        link.close()
+
+
+@sim.command("head-add")
+@port_option
+@baud_option
+@click.option("--label", required=True, help="mineral name of the examples")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def head_add(port: str, baud: int, label: str, files: tuple[Path, ...]) -> None:
+    """Send labelled spectra for onboard learning (one HEAD_ADD each)."""
+    from device_sim.replay import crop_to_window
+    from ramanedge.io import read_spectrum
+
+    client, link = _client(port, baud)
+    try:
+        for f in files:
+            s = read_spectrum(f)
+            x, y = crop_to_window(s.x, s.y)
+            click.echo(json.dumps({"path": str(f), **client.head_add(label, y, x)}))
+    finally:
+        link.close()
+
+
+@sim.command("head-retrain")
+@port_option
+@baud_option
+def head_retrain(port: str, baud: int) -> None:
+    """Retrain the device's softmax head on the examples sent (HEAD_RETRAIN)."""
+    client, link = _client(port, baud)
+    try:
+        _echo_json(client.head_retrain())
+    finally:
+        link.close()
+
+
+@sim.command("replay")
+@click.option("--model", "model", type=click.Path(path_type=Path), required=True,
+              help="artifact folder the device serves")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
+              help="RRUFF data root (default: $RAMANEDGE_DATA or ../shared/data/rruff)")
+@click.option("--dataset", default="rruff-raw", show_default=True)
+@click.option("--min-spectra", type=int, default=8, show_default=True,
+              help="data set filter (must match the model's training)")
+@click.option("--split-file", type=click.Path(path_type=Path), default=None,
+              help="split CSV (e.g. runs/NAME/split.csv); default: grouped split, seed 0")
+@click.option("--part", type=click.Choice(["train", "val", "test"]), default="test",
+              show_default=True)
+@click.option("--payload", type=click.Choice(["raw", "grid"]), default="raw", show_default=True,
+              help="raw: the raw spectrum on its own axis (device preprocesses); grid: the "
+                   "preprocessed 1392-point spectrum")
+@baud_option
+@click.option("--limit", type=click.IntRange(1, 10**7), default=None,
+              help="number of spectra (cycles through the split when larger)")
+@click.option("--cpus", type=click.IntRange(0, 1024), default=1, show_default=True,
+              help="pin the device to this many cores; 0 = no pinning")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--faults", default="", help="e.g. corrupt=0.01,garbage=0.005,restart=100,seed=1")
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
+@click.option("--rss-every", type=click.IntRange(1, 10**6), default=10, show_default=True)
+@click.option("--port", default=None, help="use an already running device on this port")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="write replay.json, answers.jsonl, latency.png and device.log here")
+def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
+               split_file: Path | None, part: str, payload: str, baud: int, limit: int | None,
+               cpus: int, threads: int, faults: str, top_k: int, rss_every: int,
+               port: str | None, out: Path | None) -> None:
+    """Replay RRUFF spectra to a device process on a pty pair and measure the link."""
+    from device_sim.replay import ReplayConfig, load_items, replay, write_report
+    from ramanedge.manifest import read_manifest
+    from ramanedge.paths import default_data_root
+
+    read_manifest(model)  # fail fast on a bad artifact
+    root = data if data is not None else default_data_root()
+    if not root.exists():
+        raise DataError(f"data root {root} does not exist (give --data DIR)")
+
+    def say(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    items = load_items(root, dataset=dataset, split_file=split_file, part=part,
+                       payload=payload, min_spectra=min_spectra, progress=say)
+    cfg = ReplayConfig(model=model, baud=_baud(baud), limit=limit, cpus=cpus or None,
+                       threads=threads, faults=FaultConfig.parse(faults), top_k=top_k,
+                       rss_every=rss_every, port=port)
+    say(f"replaying {limit or len(items)} of {len(items)} {part} spectra ({payload}) at "
+        f"{cfg.baud or 'unpaced'} baud, faults: {cfg.faults.to_spec()}")
+    log = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        log = out / "device.log"
+    report = replay(items, cfg, progress=say, log_path=log)
+    report["config"].update({"data": str(root), "dataset": dataset, "split_file":
+                             str(split_file) if split_file else None, "part": part,
+                             "payload": payload, "min_spectra": min_spectra,
+                             "command": " ".join(sys.argv)})
+    if out is not None:
+        paths = write_report(report, out)
+        say(f"wrote {paths['json']}, {paths['png']}")
+    summary = {k: report[k] for k in ("counts", "accuracy", "latency_ms", "wire_ms",
+                                      "device_compute_ms", "overhead_ms", "target",
+                                      "throughput")}
+    summary["device"] = {k: report["device"][k] for k in
+                         ("cpus", "threads", "peak_rss_bytes_reported", "rss_slope")}
+    summary["host"] = report["host"]
+    _echo_json(summary)

@@ -1,0 +1,472 @@
+"""The rover-computer side of the link: a server answering framed requests on a serial port.
+
+:class:`Device` reads frames from a :class:`~device_sim.transport.Link`, answers each
+request with one response frame (or an ERROR frame) and never dies on bad input: every
+exception while handling a request becomes an ERROR answer, every damaged frame is answered
+with a retryable ERROR (bad CRC) or dropped (noise), and the loop goes on.
+
+Exactly-once semantics: the host resends a request with the *same* ``seq`` when it gets no
+answer. The device keeps the last :attr:`DeviceConfig.cache_size` responses by ``seq``
+(together with a digest of the request), so a retried CLASSIFY is answered from the cache,
+byte for byte the same, and is neither recomputed nor counted twice.
+
+The model comes from a :class:`~device_sim.uplink.ModelStore` (slots + atomic pointer) and
+is run by a :class:`Backend`; :class:`EdgeBackend` is the real one (``edge_runtime``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from device_sim import protocol as P
+from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
+from device_sim.uplink import ModelStore, UploadError
+from ramanedge.errors import (
+    HeadStoreError,
+    LinkError,
+    ManifestError,
+    ModelError,
+    RamanEdgeError,
+    SpectrumError,
+)
+
+# --------------------------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A backend's answer: ``top`` ``(index, label, prob)`` best first, ``unknown``,
+    ``infer_us`` (interpreter + head time as measured by the runtime)."""
+
+    top: tuple[tuple[int, str, float], ...]
+    unknown: bool
+    infer_us: int
+
+
+class Backend(Protocol):
+    """What the device needs from a model runtime (the real one is :class:`EdgeBackend`)."""
+
+    name: str
+    manifest_sha256: str
+    labels: tuple[str, ...]
+
+    @property
+    def head_version(self) -> str:
+        """Version of the active softmax head."""
+        ...
+
+    def classify(self, x: np.ndarray, y: np.ndarray, top_k: int) -> Classification:
+        """Preprocess a raw spectrum (axis ``x``, intensities ``y``) and classify it."""
+        ...
+
+    def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """Store one labelled example for onboard head retraining."""
+        ...
+
+    def head_retrain(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Retrain the softmax head on the stored examples and activate it."""
+        ...
+
+
+class EdgeBackend:
+    """The real backend: an ``edge_runtime`` :class:`~edge_runtime.classify.Classifier`
+    built from an artifact folder (onboard heads live in that folder's head store)."""
+
+    def __init__(self, folder: str | os.PathLike, *, threads: int = 1, edgetpu: bool = False,
+                 top_k_max: int = 10) -> None:
+        from edge_runtime.classify import Classifier
+
+        self.folder = Path(folder)
+        self.threads = int(threads)
+        self.clf = Classifier.from_dir(self.folder, num_threads=self.threads, edgetpu=edgetpu,
+                                       top_k=top_k_max)
+        manifest = self.clf.artifact.manifest
+        self.name = manifest.name
+        self.manifest_sha256 = str(manifest.data.get("manifest_sha256", ""))
+        self._index_labels()
+
+    def _index_labels(self) -> None:
+        self.labels = tuple(self.clf.labels)
+        self._index = {lab: i for i, lab in enumerate(self.labels)}
+
+    @property
+    def head_version(self) -> str:
+        """The active head's version (``"base"`` = the artifact's own)."""
+        return self.clf.head_version
+
+    def classify(self, x: np.ndarray, y: np.ndarray, top_k: int) -> Classification:
+        """Preprocess with the artifact's grid, classify, keep ``top_k``."""
+        grid = self.clf.preprocess(x, y)
+        pred = self.clf.classify_grid(grid)
+        top = tuple((self._index.get(lab, 0xFFFF), lab, float(p))
+                    for lab, p in pred.top[:top_k])
+        return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000))
+
+    def _headstore(self) -> Any:
+        from edge_runtime.headstore import HeadStore
+
+        return HeadStore.open(self.clf.artifact, create=True)
+
+    def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """Store one labelled raw spectrum durably in the artifact's head store (its
+        preprocessed grid and the int8 model's features)."""
+        store = self._headstore()
+        grid = self.clf.preprocess(x, y)
+        sample, created = store.add_sample(label, grid, self.clf.features_int8(grid),
+                                           source="link")
+        per_label: dict[str, int] = {}
+        for s in store.samples():
+            per_label[s.label] = per_label.get(s.label, 0) + 1
+        return {"label": sample.label, "sample": sample.id, "created": bool(created),
+                "n_label": per_label.get(sample.label, 0), "n_samples": sum(per_label.values())}
+
+    def head_retrain(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Refit the softmax head on every stored sample (+ the artifact's exemplars) and
+        serve it from now on (it stays active across reboots: the head store's pointer)."""
+        store = self._headstore()
+        info = store.retrain(features_fn=self.clf.features_batch)
+        self.clf = self.clf.with_head(store.active_head())
+        self._index_labels()
+        meta = info.meta
+        return {"head": self.head_version, "n_labels": len(self.labels),
+                "new_labels": meta.get("new_labels", []),
+                "n_samples": meta.get("n_samples"), "n_exemplars": meta.get("n_exemplars"),
+                "train_accuracy": meta.get("train_accuracy"),
+                "fit_seconds": meta.get("fit_seconds")}
+
+
+def edge_loader(threads: int = 1, edgetpu: bool = False) -> Callable[[Path], Backend]:
+    """A loader building :class:`EdgeBackend` objects with the given thread count."""
+    def load(folder: Path) -> Backend:
+        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu)
+    return load
+
+
+# --------------------------------------------------------------------------------------------
+# device
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Device settings.
+
+    ``threads``: interpreter threads; ``cpus``: pin the process to this many cores
+    (``os.sched_setaffinity``; ``None`` = no pinning); ``baud``: pace the device's own
+    writes (``None`` = full speed); ``faults``: damage the device's outgoing frames;
+    ``cache_size``: responses kept by seq for retries; ``top_k_max``: largest top-k
+    answered; ``poll_seconds``: read timeout of the serve loop.
+    """
+
+    threads: int = 1
+    cpus: int | None = None
+    baud: int | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    cache_size: int = 64
+    top_k_max: int = 10
+    poll_seconds: float = 0.05
+    edgetpu: bool = False
+
+
+def apply_cpu_limit(cpus: int | None) -> list[int]:
+    """Pin this process to its first ``cpus`` allowed cores; return the affinity set."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpus is not None:
+        if cpus < 1:
+            raise LinkError(f"--cpus must be >= 1, got {cpus}")
+        os.sched_setaffinity(0, set(allowed[:cpus]))
+    return sorted(os.sched_getaffinity(0))
+
+
+def rss_bytes() -> tuple[int, int]:
+    """(current RSS, peak RSS) of this process in bytes, from ``/proc/self/status``.
+
+    ``VmHWM`` is the peak of this process image. ``ru_maxrss`` is not used: Linux carries it
+    over ``execve``, so a device started by a large host process would report the host's
+    size at fork time.
+    """
+    cur = peak = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    cur = int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if not peak:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        cur = cur or peak
+    return cur, peak
+
+
+class Device:
+    """Serve one link. Build with a :class:`Link`, a :class:`ModelStore` and a loader.
+
+    ``loader(folder) -> Backend`` builds the model runtime for an artifact folder. The store's
+    ``validate`` hook uses it too, so an uploaded model is loaded (and one spectrum
+    classified) before it may become active; the old backend serves until then.
+    """
+
+    def __init__(self, link: Link, store: ModelStore, loader: Callable[[Path], Backend],
+                 config: DeviceConfig | None = None, *, affinity: list[int] | None = None
+                 ) -> None:
+        self.link = link
+        self.store = store
+        self.loader = loader
+        self.config = config or DeviceConfig()
+        self.affinity = affinity if affinity is not None else apply_cpu_limit(None)
+        store.validate = self._validate
+        self.backend: Backend = loader(store.current_dir())
+        self.cache: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        self.boot_id = int.from_bytes(os.urandom(4), "little")
+        self.started = time.time()
+        self.stats: dict[str, int] = {
+            "requests": 0, "classify_computed": 0, "cache_replays": 0, "errors_sent": 0,
+            "bad_crc": 0, "garbage": 0, "ignored": 0, "uploads_committed": 0,
+            "uploads_rejected": 0, "rollbacks": 0, "internal_errors": 0}
+        self._stop = threading.Event()
+
+    # -- model lifecycle --------------------------------------------------------------------
+
+    def _validate(self, folder: Path) -> None:
+        """Store hook: load the candidate and classify one synthetic spectrum with it."""
+        backend = self.loader(folder)
+        x = np.linspace(150.0, 1700.0, 800)
+        y = 1.0 + np.exp(-0.5 * ((x - 1000.0) / 8.0) ** 2)
+        backend.classify(x, y, 1)
+
+    def _reload(self) -> None:
+        """Serve the store's current slot (after a commit or a rollback moved the pointer)."""
+        self.backend = self.loader(self.store.current_dir())
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to return after the current poll."""
+        self._stop.set()
+
+    def serve(self, *, max_seconds: float | None = None) -> None:
+        """Answer requests until :meth:`stop`, ``max_seconds``, or the port goes away."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            try:
+                self.poll(self.config.poll_seconds)
+            except (OSError, LinkError) as e:
+                print(f"device: link closed ({e})", file=sys.stderr)
+                break
+            except Exception as e:  # noqa: BLE001 - serial backends raise their own types
+                if type(e).__name__ == "SerialException":
+                    print(f"device: link closed ({e})", file=sys.stderr)
+                    break
+                raise
+
+    def poll(self, timeout: float = 0.05) -> int:
+        """Read for up to ``timeout`` seconds and answer what arrived; returns events handled."""
+        events = self.link.receive(timeout)
+        for ev in events:
+            self.handle(ev)
+        return len(events)
+
+    def _send(self, msg_type: int, seq: int, payload: bytes) -> bytes:
+        frame = P.encode_frame(msg_type, seq, payload)
+        self.link.send_encoded(frame)
+        return frame
+
+    def _send_error(self, seq: int, code: int, reason: str) -> bytes:
+        self.stats["errors_sent"] += 1
+        return self._send(P.MsgType.ERROR, seq, P.encode_error(code, reason))
+
+    def handle(self, ev: P.Frame | P.FrameError) -> None:
+        """Answer one decoded frame or frame error (never raises for bad input)."""
+        if isinstance(ev, P.FrameError):
+            if ev.code in (P.ErrorCode.GARBAGE, P.ErrorCode.TRUNCATED):
+                self.stats["garbage"] += 1  # noise: resynchronise silently
+                return
+            if ev.code == P.ErrorCode.BAD_CRC:
+                self.stats["bad_crc"] += 1
+            if ev.type is not None and ev.type & P.RESPONSE_BIT and ev.code != P.ErrorCode.BAD_CRC:
+                self.stats["ignored"] += 1
+                return
+            self._send_error(P.NO_SEQ if ev.seq is None else ev.seq, ev.code, ev.reason)
+            return
+        if ev.is_response:
+            self.stats["ignored"] += 1  # never answer a response (no ping-pong on loop://)
+            return
+        self.stats["requests"] += 1
+        digest = hashlib.blake2b(bytes([ev.type]) + ev.payload, digest_size=8).digest()
+        cached = self.cache.get(ev.seq)
+        if cached is not None and cached[0] == digest:
+            self.stats["cache_replays"] += 1
+            self.cache.move_to_end(ev.seq)
+            self.link.send_encoded(cached[1])
+            return
+        t0 = time.perf_counter()
+        try:
+            rtype, payload = self.dispatch(ev, t0)
+        except UploadError as e:
+            self.stats["uploads_rejected"] += 1
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.UPLOAD, str(e))
+        except SpectrumError as e:
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.SPECTRUM, str(e))
+        except HeadStoreError as e:
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.HEAD, str(e))
+        except LinkError as e:
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.BAD_PAYLOAD, str(e))
+        except (ModelError, ManifestError) as e:
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.NO_MODEL, str(e))
+        except RamanEdgeError as e:
+            rtype, payload = P.MsgType.ERROR, P.encode_error(P.ErrorCode.BAD_PAYLOAD, str(e))
+        except Exception as e:  # noqa: BLE001 - the device never dies on a request
+            self.stats["internal_errors"] += 1
+            print(f"device: internal error on {ev.type_name()} seq {ev.seq}: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            rtype, payload = P.MsgType.ERROR, P.encode_error(
+                P.ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
+        if rtype == P.MsgType.ERROR:
+            self.stats["errors_sent"] += 1
+        frame = self._send(rtype, ev.seq, payload)
+        self.cache[ev.seq] = (digest, frame)
+        self.cache.move_to_end(ev.seq)
+        while len(self.cache) > self.config.cache_size:
+            self.cache.popitem(last=False)
+
+    def dispatch(self, frame: P.Frame, t0: float) -> tuple[int, bytes]:
+        """Compute the response ``(type, payload)`` of one request (may raise)."""
+        t = frame.type
+        if t == P.MsgType.PING:
+            return P.MsgType.PONG, frame.payload
+        if t == P.MsgType.CLASSIFY:
+            top_k, spec = P.decode_classify(frame.payload)
+            top_k = min(top_k, self.config.top_k_max)
+            c = self.backend.classify(spec.axis(), spec.y, top_k)
+            self.stats["classify_computed"] += 1
+            compute_us = int((time.perf_counter() - t0) * 1e6)
+            result = P.Result(c.top, c.unknown, compute_us, c.infer_us,
+                              P.model_tag(self.backend.manifest_sha256))
+            return P.MsgType.RESULT, P.encode_result(result)
+        if t == P.MsgType.INFO:
+            return P.MsgType.INFO_REPLY, P.encode_json(self.info())
+        if t == P.MsgType.HEAD_ADD:
+            label, spec = P.decode_head_add(frame.payload)
+            out = self.backend.head_add(label, spec.axis(), spec.y)
+            return P.MsgType.HEAD_ADD_ACK, P.encode_json(out)
+        if t == P.MsgType.HEAD_RETRAIN:
+            opts = P.decode_json(frame.payload)
+            if not isinstance(opts, dict):
+                raise LinkError("HEAD_RETRAIN payload must be a JSON object")
+            out = self.backend.head_retrain(opts)
+            return P.MsgType.HEAD_RETRAIN_ACK, P.encode_json(out)
+        if t == P.MsgType.MODEL_BEGIN:
+            req = P.decode_json(frame.payload)
+            if not isinstance(req, dict):
+                raise LinkError("MODEL_BEGIN payload must be a JSON object")
+            up = self.store.begin_upload(req.get("files"))
+            return P.MsgType.MODEL_BEGIN_ACK, P.encode_json(
+                {"upload_id": up.upload_id, "chunk_max": P.MAX_PAYLOAD - 9})
+        if t == P.MsgType.MODEL_CHUNK:
+            uid, fi, off, data = P.decode_chunk(frame.payload)
+            n = self.store.get_upload(uid).write_chunk(fi, off, data)
+            return P.MsgType.MODEL_CHUNK_ACK, n.to_bytes(4, "little")
+        if t == P.MsgType.MODEL_COMMIT:
+            req = P.decode_json(frame.payload)
+            if not isinstance(req, dict) or not isinstance(req.get("upload_id"), int):
+                raise LinkError("MODEL_COMMIT payload must be {\"upload_id\": N}")
+            self.store.commit_upload(int(req["upload_id"]))
+            self._reload()
+            self.stats["uploads_committed"] += 1
+            return P.MsgType.MODEL_COMMIT_ACK, P.encode_json(self._model_info())
+        if t == P.MsgType.ROLLBACK:
+            self.store.rollback()
+            self._reload()
+            self.stats["rollbacks"] += 1
+            return P.MsgType.ROLLBACK_ACK, P.encode_json(self._model_info())
+        raise LinkError(f"{frame.type_name()} is not a request")
+
+    def _model_info(self) -> dict[str, Any]:
+        b = self.backend
+        return {"model": b.name, "model_sha256": b.manifest_sha256,
+                "model_tag": P.model_tag(b.manifest_sha256), "slot": self.store.current,
+                "previous": self.store.previous, "labels_hash": P.labels_hash(b.labels),
+                "n_labels": len(b.labels), "head": b.head_version}
+
+    def info(self) -> dict[str, Any]:
+        """INFO reply: model, labels hash, memory in use, CPU limits, counters."""
+        cur, peak = rss_bytes()
+        return {**self._model_info(), "protocol": P.PROTOCOL_VERSION,
+                "max_payload": P.MAX_PAYLOAD, "rss_bytes": cur, "peak_rss_bytes": peak,
+                "pid": os.getpid(), "boot_id": self.boot_id,
+                "uptime_s": round(time.time() - self.started, 3),
+                "threads": self.config.threads, "cpus": self.affinity,
+                "baud": self.config.baud, "faults": self.config.faults.to_spec(),
+                "link": {"bytes_in": self.link.bytes_in, "bytes_out": self.link.bytes_out},
+                "faults_injected": dict(self.link.faults.stats), "stats": dict(self.stats)}
+
+
+# --------------------------------------------------------------------------------------------
+# process entry point
+# --------------------------------------------------------------------------------------------
+
+
+def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.PathLike | None,
+               config: DeviceConfig, announce: Callable[[str], None] | None = None,
+               loader: Callable[[Path], Backend] | None = None,
+               seed_offset: int = 1) -> dict[str, int]:
+    """Open ``port`` (path/URL, or ``"pty"`` to create a pty pair and serve its master end),
+    open the model store (``store`` or a temporary folder) with ``model`` as factory
+    image, and serve until SIGTERM/SIGINT or the port closes. Returns the final counters.
+    """
+    import tempfile
+
+    affinity = apply_cpu_limit(config.cpus)
+    tmp = None
+    if store is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ramanedge-device-")
+        store = tmp.name
+    loader = loader or edge_loader(config.threads, config.edgetpu)
+    ms = ModelStore.open(store, factory=model)
+    if port == "pty":
+        ser, slave = open_pty_pair(timeout=config.poll_seconds)
+        where = slave
+    else:
+        ser = open_port(port, baud=config.baud or 115200, timeout=config.poll_seconds)
+        where = port
+    link = Link(ser, baud=config.baud, faults=config.faults, seed_offset=seed_offset)
+    dev = Device(link, ms, loader, config, affinity=affinity)
+
+    def _term(signum: int, frame: object) -> None:
+        dev.stop()
+
+    old = {s: signal.signal(s, _term) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if announce is not None:
+            announce(f"device: serving {dev.backend.name} on {where} "
+                     f"(pid {os.getpid()}, cpus {affinity}, threads {config.threads})")
+        dev.serve()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        link.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return dict(dev.stats)

@@ -1,0 +1,313 @@
+"""The ground side of the link: a client with retries, exactly-once answers and byte accounting.
+
+:class:`HostClient` sends one request at a time and waits for its answer. When the answer
+does not come (request or response damaged, device restarting) it resends the request with
+the **same** ``seq``; the device answers a repeated ``seq`` from its response cache, so an
+answer is never computed or counted twice, and the host keeps only the first answer for a
+``seq`` (late duplicates of an earlier ``seq`` are discarded). Every byte written and read
+is counted per exchange so wire time can be computed from bytes actually sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_sim import protocol as P
+from device_sim.transport import Link
+from device_sim.uplink import artifact_files
+from ramanedge.errors import LinkError
+
+
+class DeviceError(LinkError):
+    """The device answered a request with an ERROR frame (not a line error)."""
+
+    def __init__(self, code: int, reason: str, msg_type: int) -> None:
+        try:
+            name = P.ErrorCode(code).name
+        except ValueError:
+            name = str(code)
+        try:
+            req = P.MsgType(msg_type).name
+        except ValueError:
+            req = f"0x{msg_type:02x}"
+        super().__init__(f"device refused {req}: {name}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Client settings.
+
+    ``timeout``: seconds to wait for an answer per attempt, on top of the wire time of the
+    request and the expected answer (``None`` = 0.25 s + twice the slowest answer seen);
+    ``max_attempts``: attempts per request before :class:`LinkError`; ``deadline``: total
+    seconds per request (covers a device reboot); ``resend_grace``: after a damaged incoming
+    frame, wait this long for a good answer before resending.
+    """
+
+    timeout: float | None = None
+    max_attempts: int = 50
+    deadline: float = 60.0
+    resend_grace: float = 0.02
+
+
+@dataclass
+class Exchange:
+    """One request/answer: the answer frame plus what it cost on the line."""
+
+    response: P.Frame
+    seq: int
+    attempts: int
+    bytes_out: int
+    bytes_in: int
+    latency_s: float
+    send_s: float
+    baud: int | None
+
+    @property
+    def wire_s(self) -> float:
+        """Line time of every byte of this exchange, both directions (10 bits/byte, 8N1)."""
+        return (self.bytes_out + self.bytes_in) * 10.0 / self.baud if self.baud else 0.0
+
+
+@dataclass
+class HostStats:
+    """Counters over the client's life."""
+
+    requests: int = 0
+    attempts: int = 0
+    resends: int = 0
+    timeouts: int = 0
+    damaged_in: int = 0
+    stale_discarded: int = 0
+    line_errors_from_device: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
+
+
+class HostClient:
+    """Request/answer client over a :class:`~device_sim.transport.Link`.
+
+    ``on_sent(seq, attempt)`` is called after each attempt has been written (the replay
+    uses it to kill the device mid-exchange for the restart fault).
+    """
+
+    def __init__(self, link: Link, config: HostConfig | None = None, *, first_seq: int = 1,
+                 on_sent: Callable[[int, int], None] | None = None) -> None:
+        self.link = link
+        self.config = config or HostConfig()
+        self.seq = first_seq & 0xFFFF
+        self.stats = HostStats()
+        self.on_sent = on_sent
+        self._slowest = 0.05
+
+    def _next_seq(self) -> int:
+        seq = self.seq
+        self.seq = (self.seq + 1) & 0xFFFF
+        if self.seq == P.NO_SEQ:
+            self.seq = 0
+        return seq
+
+    def _attempt_timeout(self, req_bytes: int, expect_bytes: int, extra: float) -> float:
+        base = self.config.timeout if self.config.timeout is not None else (
+            0.25 + 2.0 * self._slowest)
+        wire = self.link.pacer.wire_seconds(req_bytes + expect_bytes)
+        return base + 1.5 * wire + extra
+
+    def request(self, msg_type: int, payload: bytes = b"", *, expect_bytes: int = 64,
+                extra_timeout: float = 0.0) -> Exchange:
+        """Send one request and return its answer (a response or a non-line ERROR).
+
+        Resends the same ``seq`` on timeout, on a retryable ERROR and when a damaged frame
+        arrives without a good answer following. Raises :class:`LinkError` after
+        ``max_attempts`` or ``deadline``; ERROR answers are returned (see :meth:`call`).
+        """
+        seq = self._next_seq()
+        frame = P.encode_frame(msg_type, seq, payload)
+        want = P.response_type(msg_type)
+        self.stats.requests += 1
+        out0, in0 = self.link.bytes_out, self.link.bytes_in
+        t_start = time.perf_counter()
+        deadline = t_start + self.config.deadline
+        send_s = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            now = time.perf_counter()
+            if attempt > self.config.max_attempts or now > deadline:
+                raise LinkError(f"no answer to {P.MsgType(msg_type).name} seq {seq} after "
+                                f"{attempt - 1} attempts ({now - t_start:.1f} s)")
+            if attempt > 1:
+                self.stats.resends += 1
+            self.stats.attempts += 1
+            ts = time.perf_counter()
+            self.link.send_encoded(frame)
+            send_s += time.perf_counter() - ts
+            if self.on_sent is not None:
+                self.on_sent(seq, attempt)
+            wait_until = time.perf_counter() + self._attempt_timeout(
+                len(frame), expect_bytes, extra_timeout)
+            answer: P.Frame | None = None
+            resend = False
+            while answer is None and not resend:
+                left = min(wait_until, deadline) - time.perf_counter()
+                if left <= 0:
+                    self.stats.timeouts += 1
+                    break
+                for ev in self.link.receive(left):
+                    if isinstance(ev, P.FrameError):
+                        self.stats.damaged_in += 1
+                        # a damaged answer may be ours: resend soon unless a good one follows
+                        wait_until = min(wait_until, time.perf_counter() + self.config.resend_grace
+                                         + self.link.pacer.wire_seconds(expect_bytes))
+                        continue
+                    if ev.type == P.MsgType.ERROR:
+                        code, reason = P.decode_error(ev.payload)
+                        try:
+                            retry = P.ErrorCode(code).retryable
+                        except ValueError:
+                            retry = False
+                        if retry:
+                            # a line error seen by the device: with one request in flight it
+                            # is ours whatever seq it carries (the seq may be damaged too)
+                            self.stats.line_errors_from_device += 1
+                            resend = True
+                            break
+                        if ev.seq == seq:
+                            answer = ev
+                            break
+                        self.stats.stale_discarded += 1
+                        continue
+                    if ev.seq == seq and ev.type == want:
+                        answer = ev
+                        break
+                    self.stats.stale_discarded += 1
+            if answer is not None:
+                latency = time.perf_counter() - t_start
+                if answer.type != P.MsgType.ERROR:
+                    self._slowest = max(0.9 * self._slowest, min(latency, 10.0))
+                if answer.type == P.MsgType.ERROR:
+                    code = P.decode_error(answer.payload)[0]
+                    key = str(code)
+                    self.stats.by_code[key] = self.stats.by_code.get(key, 0) + 1
+                return Exchange(answer, seq, attempt, self.link.bytes_out - out0,
+                                self.link.bytes_in - in0, latency, send_s, self.link.baud)
+
+    def call(self, msg_type: int, payload: bytes = b"", **kw: Any) -> Exchange:
+        """:meth:`request`, raising :class:`DeviceError` for an ERROR answer."""
+        ex = self.request(msg_type, payload, **kw)
+        if ex.response.type == P.MsgType.ERROR:
+            code, reason = P.decode_error(ex.response.payload)
+            raise DeviceError(code, reason, msg_type)
+        return ex
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def ping(self, payload: bytes = b"ping") -> float:
+        """Round-trip time of a PING (seconds); checks the echo."""
+        ex = self.call(P.MsgType.PING, payload, expect_bytes=len(payload) + 16)
+        if ex.response.payload != payload:
+            raise LinkError("PONG payload differs from the PING payload")
+        return ex.latency_s
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        """PING until the device answers (it may still be booting), then return INFO."""
+        t_end = time.perf_counter() + timeout
+        last: Exception | None = None
+        saved = self.config
+        self.config = HostConfig(timeout=0.3, max_attempts=10**6,
+                                 deadline=max(0.5, t_end - time.perf_counter()),
+                                 resend_grace=saved.resend_grace)
+        try:
+            self.ping()
+        except LinkError as e:
+            last = e
+        finally:
+            self.config = saved
+        if last is not None:
+            raise LinkError(f"device did not answer within {timeout:.0f} s: {last}")
+        return self.info()
+
+    def info(self) -> dict[str, Any]:
+        """The device's INFO (model, labels hash, memory, CPU limits, counters)."""
+        ex = self.call(P.MsgType.INFO, expect_bytes=1024)
+        return P.decode_json(ex.response.payload)
+
+    def classify(self, y: np.ndarray, x: np.ndarray | None = None, *, top_k: int = 3
+                 ) -> tuple[P.Result, Exchange]:
+        """Classify one spectrum: raw (``x`` given: own axis, 4 bytes/point) or on the
+        1392-point model grid (``x`` None: grid id + 2 bytes/point)."""
+        spec = (P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y))
+        ex = self.call(P.MsgType.CLASSIFY, P.encode_classify(spec, top_k),
+                       expect_bytes=24 + 40 * top_k)
+        return P.decode_result(ex.response.payload), ex
+
+    def head_add(self, label: str, y: np.ndarray, x: np.ndarray | None = None
+                 ) -> dict[str, Any]:
+        """Send one labelled example for onboard learning (HEAD_ADD)."""
+        spec = (P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y))
+        ex = self.call(P.MsgType.HEAD_ADD, P.encode_head_add(label, spec), expect_bytes=256)
+        return P.decode_json(ex.response.payload)
+
+    def head_retrain(self, **options: Any) -> dict[str, Any]:
+        """Retrain the onboard head on the examples sent (HEAD_RETRAIN)."""
+        ex = self.call(P.MsgType.HEAD_RETRAIN, P.encode_json(options), expect_bytes=256,
+                       extra_timeout=120.0)
+        return P.decode_json(ex.response.payload)
+
+    def rollback(self) -> dict[str, Any]:
+        """Make the device's previous model current again (ROLLBACK)."""
+        ex = self.call(P.MsgType.ROLLBACK, expect_bytes=512, extra_timeout=30.0)
+        return P.decode_json(ex.response.payload)
+
+    def upload_model(self, folder: str | Path, *, chunk_size: int = P.CHUNK_SIZE,
+                     progress: Callable[[int, int], None] | None = None,
+                     corrupt: Callable[[str, int, bytes], bytes] | None = None,
+                     commit: bool = True) -> dict[str, Any]:
+        """Flash a local artifact folder: MODEL_BEGIN, MODEL_CHUNKs, MODEL_COMMIT.
+
+        The artifact is verified locally first. Each chunk is acknowledged (and resent on
+        loss); if the device restarts mid-upload (unknown upload id) the upload starts over
+        once. ``corrupt(name, offset, data)`` lets tests damage the data *inside* valid
+        frames (the device must then reject the commit). Returns the COMMIT answer (model,
+        slot, tag), or the BEGIN answer when ``commit=False``.
+        """
+        folder = Path(folder)
+        files = artifact_files(folder)
+        total = sum(m["bytes"] for m in files)
+        chunk_size = max(1, min(int(chunk_size), P.MAX_PAYLOAD - 9))
+        for restart in range(2):
+            begin = P.decode_json(self.call(P.MsgType.MODEL_BEGIN,
+                                            P.encode_json({"files": files}),
+                                            expect_bytes=128, extra_timeout=5.0
+                                            ).response.payload)
+            uid = int(begin["upload_id"])
+            sent = 0
+            try:
+                for fi, meta in enumerate(files):
+                    data = (folder / meta["name"]).read_bytes()
+                    for off in range(0, len(data), chunk_size):
+                        piece = data[off:off + chunk_size]
+                        if corrupt is not None:
+                            piece = corrupt(meta["name"], off, piece)
+                        self.call(P.MsgType.MODEL_CHUNK, P.encode_chunk(uid, fi, off, piece),
+                                  expect_bytes=16)
+                        sent += len(piece)
+                        if progress is not None:
+                            progress(sent, total)
+                if not commit:
+                    return begin
+                ex = self.call(P.MsgType.MODEL_COMMIT, P.encode_json({"upload_id": uid}),
+                               expect_bytes=512, extra_timeout=60.0)
+                return P.decode_json(ex.response.payload)
+            except DeviceError as e:
+                if e.code == P.ErrorCode.UPLOAD and "no upload" in e.reason and restart == 0:
+                    continue  # the device rebooted and lost the staging folder: start over
+                raise
+        raise LinkError("model upload failed twice")  # pragma: no cover

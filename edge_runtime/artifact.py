@@ -1,0 +1,209 @@
+"""Load a model artifact (``models/NAME/``) and check it before anything runs.
+
+An artifact is ``model.tflite`` (full int8, input ``[1, 1392]``, outputs ``probs`` ``[1, K]``
+and ``features`` ``[1, 2048]``), ``head.npz`` (float32 ``W`` (2048, K), ``b`` (K,)),
+optionally ``exemplars.npz`` (see :func:`edge_runtime.head.attach_exemplars`) and
+``manifest.json``.
+:func:`load_artifact` reads the manifest with :func:`ramanedge.manifest.read_manifest`
+(schema version, the manifest's own sha256 and every file's sha256), then checks that the
+quantisation entries, the head and the labels agree with each other. Nothing is loaded
+into an interpreter here; see :func:`edge_runtime.interpreter.make_interpreter`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.interpreter import QuantParams
+from ramanedge.errors import ManifestError, ModelError
+from ramanedge.grid import GridSpec
+from ramanedge.manifest import Manifest, read_manifest
+
+DEFAULT_HEAD_FILE = "head.npz"
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """A float softmax head on the 2048-d features: ``probs = softmax(f @ W + b)``.
+
+    ``W`` float32 (D, K), ``b`` float32 (K,), ``labels`` K names in output order.
+    ``version`` names where the head came from (``"base"`` for the artifact's own head,
+    ``"v0003"`` etc. for heads retrained on the rover).
+    """
+
+    W: np.ndarray = field(repr=False)
+    b: np.ndarray = field(repr=False)
+    labels: tuple[str, ...]
+    version: str = "base"
+
+    def __post_init__(self) -> None:
+        W = np.ascontiguousarray(self.W, dtype=np.float32)
+        b = np.ascontiguousarray(self.b, dtype=np.float32).reshape(-1)
+        labels = tuple(str(s) for s in self.labels)
+        if W.ndim != 2 or W.shape[1] != b.size or b.size != len(labels):
+            raise ModelError(
+                f"head shapes disagree: W {W.shape}, b {b.shape}, {len(labels)} labels; "
+                "expected W (D, K), b (K,) and K labels"
+            )
+        if len(set(labels)) != len(labels):
+            raise ModelError("head labels contain duplicates")
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+            raise ModelError("head weights contain NaN or infinite values")
+        W.setflags(write=False)
+        b.setflags(write=False)
+        object.__setattr__(self, "W", W)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "labels", labels)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes K."""
+        return len(self.labels)
+
+    @property
+    def feature_dim(self) -> int:
+        """Feature dimension D."""
+        return int(self.W.shape[0])
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """``features @ W + b`` for (D,) or (N, D) float features."""
+        return np.asarray(features, dtype=np.float32) @ self.W + self.b
+
+    def probs(self, features: np.ndarray) -> np.ndarray:
+        """Softmax probabilities for (D,) or (N, D) float features (float64)."""
+        return softmax(self.logits(features))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis (float64)."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays of an ``.npz`` without pickle; :class:`ModelError` if unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise ModelError(f"{path} lacks array(s) {', '.join(missing)}; has {z.files}")
+            return {k: np.array(z[k]) for k in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelError(f"{path} is not a readable .npz file: {e}") from None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A validated model artifact. Build with :func:`load_artifact`."""
+
+    folder: Path
+    manifest: Manifest = field(repr=False)
+    input_q: QuantParams
+    probs_q: QuantParams
+    features_q: QuantParams
+    head: HeadWeights = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The artifact's name from the manifest."""
+        return self.manifest.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Mineral labels in the model's ``probs`` output order."""
+        return tuple(self.manifest.labels)
+
+    @property
+    def grid(self) -> GridSpec:
+        """The spectral grid the model expects (preprocessing target)."""
+        return self.manifest.grid
+
+    @property
+    def model_path(self) -> Path:
+        """Path of the ``.tflite`` file."""
+        return self.folder / self.manifest.model_file
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension of the ``features`` output (2048)."""
+        return int(self.features_q.shape[-1])
+
+    @property
+    def unknown(self) -> dict[str, Any] | None:
+        """The manifest's ``unknown`` section (calibrated OOD threshold) or ``None``."""
+        sec = self.manifest.data.get("unknown")
+        return dict(sec) if isinstance(sec, dict) and sec else None
+
+    @property
+    def exemplars_file(self) -> Path | None:
+        """Path of the exemplar-features file when the artifact has one, else ``None``."""
+        name = (self.manifest.data.get("head") or {}).get("exemplars")
+        return self.folder / name if isinstance(name, str) else None
+
+
+def _quant_entry(q: dict[str, Any], *path: str) -> QuantParams:
+    node: Any = q
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            raise ManifestError(f"manifest 'quantization.{'.'.join(path)}' is missing")
+        node = node[key]
+    try:
+        return QuantParams.from_dict(node)
+    except ModelError as e:
+        raise ManifestError(f"manifest 'quantization.{'.'.join(path)}': {e}") from None
+
+
+def load_artifact(folder: str | os.PathLike, *, verify_files: bool = True) -> Artifact:
+    """Read and check an artifact folder; raise :class:`ManifestError` / :class:`ModelError`.
+
+    Checks (before anything is used): the manifest schema version and its own sha256, the
+    sha256 of every listed file (unless ``verify_files=False``), the quantisation entries of
+    the input and both outputs (int8, positive scale, shapes ``[1, grid points]``,
+    ``[1, K]`` and ``[1, D]``), and ``head.npz`` (``W`` (D, K), ``b`` (K,), no pickle).
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify_files=verify_files)
+    q = manifest.quantization
+    input_q = _quant_entry(q, "input")
+    probs_q = _quant_entry(q, "outputs", "probs")
+    features_q = _quant_entry(q, "outputs", "features")
+    n_points = manifest.grid.n_points
+    k = len(manifest.labels)
+    if input_q.shape != (1, n_points):
+        raise ManifestError(f"model input shape {list(input_q.shape)} does not match the grid "
+                            f"({n_points} points); expected [1, {n_points}]")
+    if probs_q.shape != (1, k):
+        raise ManifestError(f"model 'probs' shape {list(probs_q.shape)} does not match the "
+                            f"{k} labels; expected [1, {k}]")
+    if len(features_q.shape) != 2 or features_q.shape[0] != 1:
+        raise ManifestError(f"model 'features' shape {list(features_q.shape)}; expected [1, D]")
+    head_meta = manifest.data.get("head") or {}
+    head_file = head_meta.get("file", DEFAULT_HEAD_FILE)
+    head_path = folder / head_file
+    if head_file not in manifest.files:
+        raise ManifestError(f"the head file {head_file!r} is not listed in the manifest 'files'")
+    arrays = load_npz_arrays(head_path, ("W", "b"))
+    head = HeadWeights(arrays["W"], arrays["b"], tuple(manifest.labels), version="base")
+    if head.feature_dim != features_q.shape[1]:
+        raise ManifestError(f"{head_path}: W has {head.feature_dim} rows but the model's "
+                            f"features have {features_q.shape[1]} dimensions")
+    dim = head_meta.get("feature_dim")
+    if dim is not None and int(dim) != head.feature_dim:
+        raise ManifestError(f"manifest 'head.feature_dim' is {dim} but W has "
+                            f"{head.feature_dim} rows")
+    return Artifact(
+        folder=folder,
+        manifest=manifest,
+        input_q=input_q,
+        probs_q=probs_q,
+        features_q=features_q,
+        head=head,
+    )

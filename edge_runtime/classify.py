@@ -1,0 +1,315 @@
+"""Classify raw spectra on the rover: :class:`Classifier` and :class:`Prediction`.
+
+Stable API (used by ``device_sim`` and the CLI)::
+
+    art = load_artifact("models/NAME")
+    clf = Classifier(art, make_interpreter(art.model_path))   # base head
+    clf = Classifier.from_dir("models/NAME")                  # same, + active onboard head
+    p = clf.classify_xy(x, y)        # raw spectrum (any axis covering the grid)
+    p = clf.classify_grid(x1392)     # already preprocessed float32[1392]
+    p.label, p.prob, p.top, p.unknown, p.compute_ms
+
+Preprocessing is :func:`ramanedge.grid.preprocess`, the same code the trainer used. With the
+artifact's own (base) head, probabilities come from the model's int8 ``probs`` output (what
+the quantiser's parity gate checked). With a head retrained on the rover they are
+``softmax(features @ W + b)`` on the dequantised int8 ``features`` output.
+
+A :class:`Classifier` owns no thread: TFLite interpreters are not thread-safe, so use one
+classifier per thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime import ood
+from edge_runtime.artifact import Artifact, HeadWeights, load_artifact
+from edge_runtime.interpreter import (
+    check_tensor,
+    get_output_float,
+    make_interpreter,
+    set_input_int8,
+)
+from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
+from ramanedge.grid import preprocess
+from ramanedge.io import read_spectrum
+
+#: File suffixes picked up when a folder is classified (files named explicitly are always read).
+SPECTRUM_SUFFIXES = (".txt", ".csv", ".tsv", ".dat", ".npy")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result of classifying one spectrum.
+
+    ``top``: ``(label, probability)`` pairs, most probable first (``top_k`` of them).
+    ``unknown``: True when the spectrum looks out of distribution (a mineral the model was not
+    trained on) according to the artifact's calibrated ``unknown`` rule; ``top`` is still the
+    closest known guess. ``unknown_score``: the rule's score (higher = more unknown).
+    ``compute_ms``: wall time of quantisation, interpreter invoke, head and unknown check (not
+    file reading or preprocessing). ``head``: the head version used (``"base"`` = artifact).
+    """
+
+    top: tuple[tuple[str, float], ...]
+    unknown: bool
+    unknown_score: float
+    compute_ms: float
+    head: str = "base"
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return self.top[0][0]
+
+    @property
+    def prob(self) -> float:
+        """The probability of the most probable label."""
+        return self.top[0][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``top`` as ``[{"label", "prob"}]`` plus the other fields."""
+        return {
+            "top": [{"label": lab, "prob": round(float(p), 6)} for lab, p in self.top],
+            "unknown": bool(self.unknown),
+            "unknown_score": round(float(self.unknown_score), 6),
+            "compute_ms": round(float(self.compute_ms), 4),
+            "head": self.head,
+        }
+
+
+class Classifier:
+    """A model artifact plus an interpreter (plus optionally a retrained head).
+
+    ``interpreter``: from :func:`~edge_runtime.interpreter.make_interpreter` on
+    ``artifact.model_path`` (passed in so the caller chooses threads / Edge TPU).
+    ``head``: a :class:`~edge_runtime.artifact.HeadWeights` retrained on the rover, or
+    ``None`` for the artifact's own head. ``top_k``: number of labels in each prediction.
+    ``unknown``: the unknown-detection section to apply; by default the artifact manifest's
+    (``None`` in the manifest = nothing is ever flagged).
+    """
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        interpreter: Any,
+        *,
+        head: HeadWeights | None = None,
+        top_k: int = 3,
+        unknown: dict[str, Any] | None | str = "artifact",
+    ) -> None:
+        if int(top_k) < 1:
+            raise ModelError(f"top_k must be >= 1, got {top_k}")
+        check_tensor(interpreter, artifact.input_q, output=False)
+        check_tensor(interpreter, artifact.probs_q, output=True)
+        check_tensor(interpreter, artifact.features_q, output=True)
+        if head is not None and head.feature_dim != artifact.feature_dim:
+            raise ModelError(f"head {head.version} expects {head.feature_dim}-d features but the "
+                             f"model gives {artifact.feature_dim}")
+        self.artifact = artifact
+        self.interpreter = interpreter
+        self.head = head
+        self.top_k = int(top_k)
+        self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
+        if self.unknown_rule is not None:
+            ood.check_section(self.unknown_rule)
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | os.PathLike,
+        *,
+        num_threads: int = 1,
+        edgetpu: bool = False,
+        top_k: int = 3,
+        use_head_store: bool = True,
+    ) -> Classifier:
+        """Load an artifact folder, make its interpreter and pick the active head.
+
+        With ``use_head_store`` the newest good head of ``model_dir/headstore`` is used when
+        one was trained (see :mod:`edge_runtime.headstore`); otherwise the base head.
+        """
+        artifact = load_artifact(model_dir)
+        interpreter = make_interpreter(artifact.model_path, num_threads=num_threads,
+                                       edgetpu=edgetpu)
+        head = None
+        if use_head_store:
+            from edge_runtime.headstore import HeadStore
+
+            store = HeadStore.open_existing(artifact)
+            if store is not None:
+                head = store.active_head()
+        return cls(artifact, interpreter, head=head, top_k=top_k)
+
+    def with_head(self, head: HeadWeights | None) -> Classifier:
+        """A classifier sharing this one's interpreter but using ``head`` (None = base)."""
+        return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
+                          unknown=self.unknown_rule)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels of the active head, in probability order."""
+        return self.head.labels if self.head is not None else self.artifact.labels
+
+    @property
+    def head_version(self) -> str:
+        """``"base"`` or the retrained head's version."""
+        return self.head.version if self.head is not None else "base"
+
+    def _invoke(self, x_grid: np.ndarray) -> None:
+        x = np.asarray(x_grid, dtype=np.float32)
+        n = self.artifact.input_q.shape[-1]
+        if x.shape != (n,) and x.shape != (1, n):
+            raise SpectrumError(f"classify_grid needs a preprocessed spectrum of {n} points, "
+                                f"got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise SpectrumError("spectrum contains NaN or infinite values")
+        set_input_int8(self.interpreter, x, self.artifact.input_q)
+        self.interpreter.invoke()
+
+    def features(self, x_grid: np.ndarray) -> np.ndarray:
+        """The dequantised 2048-d ``features`` output (float32) for one grid spectrum.
+
+        These are what the onboard head retrainer fits on.
+        """
+        self._invoke(x_grid)
+        return get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
+
+    def features_int8(self, x_grid: np.ndarray) -> np.ndarray:
+        """The model's raw int8 ``features`` output (D,) for one grid spectrum (a copy)."""
+        self._invoke(x_grid)
+        q = self.interpreter.get_tensor(self.artifact.features_q.index)
+        return np.array(q, dtype=np.int8).reshape(-1)
+
+    def features_batch(self, X_grid: np.ndarray) -> np.ndarray:
+        """:meth:`features` for each row of ``X_grid`` (N, grid points) -> (N, D) float32."""
+        X = np.asarray(X_grid, dtype=np.float32)
+        out = np.empty((X.shape[0], self.artifact.feature_dim), dtype=np.float32)
+        for i, x in enumerate(X):
+            out[i] = self.features(x)
+        return out
+
+    def _scores(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities over :attr:`labels`, features) of one grid spectrum."""
+        self._invoke(x_grid)
+        feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
+        if self.head is None:
+            probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
+            probs = probs.astype(np.float64)
+        else:
+            probs = self.head.probs(feats)
+        return probs, feats
+
+    def predict_proba(self, x_grid: np.ndarray) -> np.ndarray:
+        """Probabilities over :attr:`labels` (float64) for one grid spectrum."""
+        return self._scores(x_grid)[0]
+
+    def classify_grid(self, x_grid: np.ndarray) -> Prediction:
+        """Classify one preprocessed spectrum (float32, the artifact's grid points)."""
+        t0 = time.perf_counter()
+        probs, feats = self._scores(x_grid)
+        k = min(self.top_k, probs.size)
+        order = np.argsort(-probs, kind="stable")[:k]
+        labels = self.labels
+        top = tuple((labels[i], float(probs[i])) for i in order)
+        if self.unknown_rule is None:
+            score, unknown = 0.0, False
+        else:
+            score = float(ood.score(self.unknown_rule, probs=probs, features=feats))
+            unknown = bool(score > ood.threshold_score(self.unknown_rule))
+        ms = (time.perf_counter() - t0) * 1e3
+        return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,
+                          head=self.head_version)
+
+    def preprocess(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Raw spectrum -> the model's grid (:func:`ramanedge.grid.preprocess`)."""
+        return preprocess(x, y, self.artifact.grid)
+
+    def classify_xy(self, x: np.ndarray, y: np.ndarray) -> Prediction:
+        """Classify a raw spectrum: wavenumbers ``x`` (cm-1), intensities ``y``.
+
+        Raises :class:`~ramanedge.errors.SpectrumError` (or its subclass ``CoverageError``)
+        when the spectrum is empty, holds NaN/inf, has no positive maximum, or does not
+        cover the model grid.
+        """
+        return self.classify_grid(self.preprocess(x, y))
+
+    def classify_file(self, path: str | os.PathLike) -> Prediction:
+        """Read one spectrum file (:func:`ramanedge.io.read_spectrum`) and classify it."""
+        s = read_spectrum(path)
+        try:
+            return self.classify_xy(s.x, s.y)
+        except SpectrumError as e:
+            raise type(e)(f"{e} ({path})") from None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Outcome for one input file: a prediction, or the error that stopped it."""
+
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file was classified."""
+        return self.prediction is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-lines record: ``path``, ``top``, ``unknown`` (+ ``error`` on failure)."""
+        if self.prediction is None:
+            return {"path": self.path, "top": [], "unknown": None, "error": self.error}
+        return {"path": self.path, **self.prediction.to_dict()}
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(file path, None)`` for every input file, or ``(path, error)`` for bad inputs.
+
+    Files are yielded as given; folders are searched recursively (sorted, hidden entries
+    skipped) for files ending in :data:`SPECTRUM_SUFFIXES`.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = False
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.startswith(".") or not fn.lower().endswith(SPECTRUM_SUFFIXES):
+                        continue
+                    found = True
+                    yield str(Path(dirpath) / fn), None
+            if not found:
+                yield str(p), (f"folder {p} holds no spectrum files "
+                               f"({', '.join(SPECTRUM_SUFFIXES)})")
+        elif p.exists():
+            yield str(p), None
+        else:
+            yield str(p), f"no such file or folder: {p}"
+
+
+def classify_paths(
+    classifier: Classifier, paths: Iterable[str | os.PathLike]
+) -> Iterator[FileResult]:
+    """Classify every file of ``paths`` (files and folders); a bad file never stops the batch.
+
+    Each failure (missing file, unreadable, not a spectrum, NaN/inf, not covering the grid,
+    ...) becomes a :class:`FileResult` with ``error`` set to a one-line reason.
+    """
+    for path, err in expand_paths(paths):
+        if err is not None:
+            yield FileResult(path, error=err)
+            continue
+        try:
+            yield FileResult(path, prediction=classifier.classify_file(path))
+        except RamanEdgeError as e:
+            yield FileResult(path, error=str(e))
+        except OSError as e:
+            yield FileResult(path, error=f"cannot read {path}: {e.strerror or e}")

@@ -1,0 +1,432 @@
+"""Onboard softmax-head retraining on the frozen int8 backbone's features (numpy only).
+
+:class:`SoftmaxHead` is a multinomial logistic regression in the scikit-learn style
+(keyword-only hyper-parameters, ``fit(X, y)`` returns ``self``, learned attributes end in
+``_``). It is fitted on the dequantised 2048-d ``features`` output of the int8 model and is
+*warm-started and anchored* at a prior head (the artifact's float head): the penalty is
+``alpha/2 * ||W - W0||^2`` where ``W0`` holds the prior's columns for old classes and zeros
+for new ones, so with little data the old classes stay where the ground training put them.
+
+Forgetting is prevented by fitting on **exemplars** of the old classes (a few training
+spectra per class, stored as the model's own int8 features in the artifact's
+``exemplars.npz``, added on the ground by :func:`attach_exemplars`) together with the
+new labelled samples. Without exemplars, the anchor alone keeps the old weights (see
+``docs/parts/edge.md`` for the measured difference).
+
+The optimiser is a small deterministic L-BFGS with Armijo backtracking in float64 over
+float32 matrix products; no scipy needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.artifact import HeadWeights, load_npz_arrays
+from edge_runtime.interpreter import (
+    QuantParams,
+    dequantize_int8,
+    get_output_float,
+    set_input_int8,
+)
+from ramanedge.errors import ModelError, RamanEdgeError
+from ramanedge.fsutil import atomic_write_bytes
+
+EXEMPLARS_FILE = "exemplars.npz"
+CLASS_WEIGHTS = ("balanced", None)
+
+
+class NotFittedError(RamanEdgeError, ValueError):
+    """The estimator was used before :meth:`SoftmaxHead.fit`."""
+
+
+class SoftmaxHead:
+    """Multinomial logistic regression on backbone features, anchored at a prior head.
+
+    Parameters (keyword-only):
+
+    ``alpha``: L2 strength of the anchor ``alpha/2 * ||W - W0||^2`` (>= 0). Larger keeps old
+    classes closer to the prior head and new classes smaller.
+    ``alpha_bias``: the same for the biases (>= 0).
+    ``prior``: a :class:`~edge_runtime.artifact.HeadWeights` (the artifact's head) to start
+    from and anchor to; its labels come first in ``classes_``, in its order. ``None``: plain
+    L2-regularised logistic regression from zero.
+    ``class_weight``: ``"balanced"`` (each class weighs the same in the loss whatever its
+    number of samples, so 1 new spectrum counts as much as 5 exemplars) or ``None``.
+    ``max_iter`` (>= 1), ``tol`` (> 0, on the gradient's max-norm): L-BFGS stopping rules.
+    ``memory``: number of L-BFGS correction pairs (>= 1).
+
+    Learned: ``W_`` float32 (D, K), ``b_`` float32 (K,), ``classes_`` (K,) labels,
+    ``n_iter_``, ``converged_``, ``loss_``, ``fit_seconds_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1e-2,
+        alpha_bias: float = 1e-3,
+        prior: HeadWeights | None = None,
+        class_weight: str | None = "balanced",
+        max_iter: int = 300,
+        tol: float = 1e-5,
+        memory: int = 10,
+    ) -> None:
+        self.alpha = alpha
+        self.alpha_bias = alpha_bias
+        self.prior = prior
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.tol = tol
+        self.memory = memory
+
+    # -- scikit-learn protocol -------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (scikit-learn protocol)."""
+        return {k: getattr(self, k) for k in
+                ("alpha", "alpha_bias", "prior", "class_weight", "max_iter", "tol", "memory")}
+
+    def set_params(self, **params: Any) -> SoftmaxHead:
+        """Set constructor parameters; unknown names raise ``ValueError`` listing valid ones."""
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for SoftmaxHead; valid parameters: "
+                                 f"{', '.join(sorted(valid))}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        p = self.get_params()
+        p["prior"] = None if self.prior is None else f"<head {self.prior.version}>"
+        return "SoftmaxHead(" + ", ".join(f"{k}={v!r}" for k, v in p.items()) + ")"
+
+    def _validate_params(self) -> None:
+        if not (np.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        if not (np.isfinite(self.alpha_bias) and self.alpha_bias >= 0):
+            raise ValueError(f"alpha_bias must be a number >= 0, got {self.alpha_bias!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, "
+                             f"got {self.class_weight!r}")
+        if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if not (np.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
+        if not (isinstance(self.memory, int | np.integer) and self.memory >= 1):
+            raise ValueError(f"memory must be an integer >= 1, got {self.memory!r}")
+        if self.prior is not None and not isinstance(self.prior, HeadWeights):
+            raise ValueError(f"prior must be a HeadWeights or None, got {type(self.prior)}")
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: Sequence[str] | np.ndarray) -> SoftmaxHead:
+        """Fit on features ``X`` (N, D) float and labels ``y`` (N,) (strings); returns self.
+
+        ``classes_`` = the prior's labels (in order) followed by labels of ``y`` not in the
+        prior, sorted. Classes of the prior without samples keep being scored (they are
+        negatives for every sample and are held at the prior by the anchor).
+        """
+        self._validate_params()
+        t0 = time.perf_counter()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        y = np.asarray(y).astype(str)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty (N, D) array, got shape {X.shape}")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values")
+        prior_labels = list(self.prior.labels) if self.prior is not None else []
+        new = sorted(set(y.tolist()) - set(prior_labels))
+        classes = prior_labels + new
+        if len(classes) < 2:
+            raise ValueError(f"need at least 2 classes, got {classes}")
+        n, d = X.shape
+        k = len(classes)
+        index = {c: i for i, c in enumerate(classes)}
+        yi = np.array([index[c] for c in y], dtype=np.int64)
+        W0 = np.zeros((d, k), dtype=np.float64)
+        b0 = np.zeros(k, dtype=np.float64)
+        if self.prior is not None:
+            if self.prior.feature_dim != d:
+                raise ValueError(f"prior head expects {self.prior.feature_dim}-d features, "
+                                 f"X has {d}")
+            kp = len(prior_labels)
+            W0[:, :kp] = self.prior.W
+            b0[:kp] = self.prior.b
+            # new classes start where old ones are typically: mean old bias, so their
+            # logits are not favoured or disfavoured before the first step
+            if k > kp:
+                b0[kp:] = float(np.mean(self.prior.b))
+        counts = np.bincount(yi, minlength=k).astype(np.float64)
+        if self.class_weight == "balanced":
+            present = counts > 0
+            cw = np.zeros(k)
+            cw[present] = n / (present.sum() * counts[present])
+            sw = cw[yi]
+        else:
+            sw = np.ones(n)
+        sw = (sw / sw.sum()).astype(np.float32)
+        onehot = np.zeros((n, k), dtype=np.float32)
+        onehot[np.arange(n), yi] = 1.0
+        alpha, alpha_b = float(self.alpha), float(self.alpha_bias)
+
+        def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            W = theta[: d * k].reshape(d, k)
+            b = theta[d * k:]
+            z = X @ W.astype(np.float32) + b.astype(np.float32)
+            z = z - z.max(axis=1, keepdims=True)
+            ez = np.exp(z)
+            se = ez.sum(axis=1, keepdims=True)
+            logp = z - np.log(se)
+            loss = -float(np.sum(sw * np.sum(onehot * logp, axis=1), dtype=np.float64))
+            G = (ez / se - onehot) * sw[:, None]
+            dW = (X.T @ G).astype(np.float64)
+            db = G.sum(axis=0, dtype=np.float64)
+            dWr = W - W0
+            dbr = b - b0
+            loss += 0.5 * alpha * float(np.vdot(dWr, dWr)) + 0.5 * alpha_b * float(
+                np.vdot(dbr, dbr))
+            grad = np.concatenate([(dW + alpha * dWr).ravel(), db + alpha_b * dbr])
+            return loss, grad
+
+        theta0 = np.concatenate([W0.ravel(), b0])
+        theta, loss, n_iter, converged = _lbfgs(fun, theta0, max_iter=int(self.max_iter),
+                                                tol=float(self.tol), memory=int(self.memory))
+        self.W_ = theta[: d * k].reshape(d, k).astype(np.float32)
+        self.b_ = theta[d * k:].astype(np.float32)
+        self.classes_ = np.array(classes)
+        self.n_features_in_ = d
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self.loss_ = loss
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "W_"):
+            raise NotFittedError("this SoftmaxHead is not fitted yet; call fit(X, y) first")
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits ``X @ W_ + b_`` (N, K) float32."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (N, {self.n_features_in_}), got {X.shape}")
+        return X @ self.W_ + self.b_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K), columns in ``classes_`` order."""
+        z = self.decision_function(X).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable label per row."""
+        z = self.decision_function(X)
+        return self.classes_[np.argmax(z, axis=1)]
+
+    def score(self, X: np.ndarray, y: Sequence[str] | np.ndarray) -> float:
+        """Top-1 accuracy on ``(X, y)``."""
+        return float(np.mean(self.predict(X) == np.asarray(y).astype(str)))
+
+    def to_head(self, version: str) -> HeadWeights:
+        """The fitted head as :class:`~edge_runtime.artifact.HeadWeights` named ``version``."""
+        self._check_fitted()
+        return HeadWeights(self.W_, self.b_, tuple(self.classes_.tolist()), version=version)
+
+
+def _lbfgs(fun, x0: np.ndarray, *, max_iter: int, tol: float,
+           memory: int) -> tuple[np.ndarray, float, int, bool]:
+    """Minimise a smooth function with L-BFGS (two-loop recursion) and Armijo backtracking.
+
+    ``fun(x) -> (f, grad)``. Returns ``(x, f, iterations, converged)``; converged means the
+    gradient's max-norm fell below ``tol`` or the objective stopped decreasing (relative
+    change < 1e-10).
+    """
+    x = x0.astype(np.float64).copy()
+    f, g = fun(x)
+    s_list: list[np.ndarray] = []
+    y_list: list[np.ndarray] = []
+    rho: list[float] = []
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - value used after the loop
+        if np.max(np.abs(g)) < tol:
+            return x, f, it - 1, True
+        q = g.copy()
+        alphas = []
+        for s, yv, r in zip(reversed(s_list), reversed(y_list), reversed(rho), strict=True):
+            a = r * np.dot(s, q)
+            alphas.append(a)
+            q -= a * yv
+        if s_list:
+            gamma = np.dot(s_list[-1], y_list[-1]) / np.dot(y_list[-1], y_list[-1])
+        else:
+            gamma = 1.0 / max(np.linalg.norm(g), 1e-12)
+        q *= gamma
+        for s, yv, r, a in zip(s_list, y_list, rho, reversed(alphas), strict=True):
+            bcoef = r * np.dot(yv, q)
+            q += (a - bcoef) * s
+        direction = -q
+        slope = float(np.dot(g, direction))
+        if slope >= 0:  # not a descent direction: restart from steepest descent
+            s_list.clear()
+            y_list.clear()
+            rho.clear()
+            direction = -g / max(np.linalg.norm(g), 1e-12)
+            slope = float(np.dot(g, direction))
+        step = 1.0
+        for _ in range(30):
+            x_new = x + step * direction
+            f_new, g_new = fun(x_new)
+            if f_new <= f + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            return x, f, it, False
+        s = x_new - x
+        yv = g_new - g
+        sy = float(np.dot(s, yv))
+        if sy > 1e-12:
+            s_list.append(s)
+            y_list.append(yv)
+            rho.append(1.0 / sy)
+            if len(s_list) > memory:
+                s_list.pop(0)
+                y_list.pop(0)
+                rho.pop(0)
+        done = abs(f - f_new) <= 1e-10 * max(abs(f), abs(f_new), 1.0)
+        x, f, g = x_new, f_new, g_new
+        if done:
+            return x, f, it, True
+    return x, f, it, bool(np.max(np.abs(g)) < tol)
+
+
+# -- exemplars: old-class features carried in the artifact -----------------------------------
+@dataclass(frozen=True)
+class Exemplars:
+    """Old-class exemplar features: ``features`` float32 (N, D) dequantised, ``labels`` (N,)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+
+def select_exemplars(features: np.ndarray, y: np.ndarray, *, per_class: int = 5) -> np.ndarray:
+    """Indices of up to ``per_class`` exemplars per class, chosen by herding (iCaRL).
+
+    Herding greedily picks the samples whose running mean best approximates the class mean
+    in feature space, so a few exemplars represent the class centre rather than outliers.
+    Deterministic. ``features`` (N, D), ``y`` (N,) integer or string labels.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    F = np.asarray(features, dtype=np.float64)
+    y = np.asarray(y)
+    chosen: list[int] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        Fc = F[idx]
+        mu = Fc.mean(axis=0)
+        acc = np.zeros_like(mu)
+        picked: list[int] = []
+        for j in range(min(per_class, idx.size)):
+            cand = (acc[None, :] + Fc) / (j + 1)
+            dist = np.linalg.norm(cand - mu[None, :], axis=1)
+            dist[picked] = np.inf
+            best = int(np.argmin(dist))
+            picked.append(best)
+            acc += Fc[best]
+        chosen.extend(int(idx[p]) for p in picked)
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def attach_exemplars(
+    model_dir: str | os.PathLike,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    per_class: int = 5,
+    num_threads: int = 1,
+) -> dict[str, Any]:
+    """Add ``exemplars.npz`` to a finished artifact and re-write its manifest (ground side).
+
+    ``X`` (N, 1392): preprocessed float32 *training-split* spectra; ``y`` (N,): their class
+    ids in the manifest's label order. Every spectrum is run through the artifact's int8
+    model; ``per_class`` exemplars per class are picked by herding (:func:`select_exemplars`)
+    and stored as ``features`` int8 (M, D) exactly as the model outputs them and ``y`` int32
+    (M,) (``np.savez``, loadable with ``allow_pickle=False``). The manifest gains
+    ``head.exemplars = "exemplars.npz"``, ``head.exemplars_per_class`` and the file's sha256.
+
+    Crash-safe order: the npz is written atomically first, then the manifest (atomically);
+    an interruption leaves the previous, still valid artifact plus an unlisted file.
+    Returns the manifest's new ``head`` section. TensorFlow-free (runs the ``.tflite``).
+    """
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.manifest import write_manifest
+
+    art = load_artifact(model_dir)
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != art.grid.n_points or y.shape != (X.shape[0],):
+        raise ModelError(f"need X (N, {art.grid.n_points}) and y (N,), got {X.shape} and "
+                         f"{y.shape}")
+    if y.size == 0 or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= len(art.labels):
+        raise ModelError(f"y must be class ids in 0..{len(art.labels) - 1}")
+    it = make_interpreter(art.model_path, num_threads=num_threads)
+    fq = art.features_q
+    feats_q = np.empty((X.shape[0], fq.shape[-1]), dtype=np.int8)
+    for i, x in enumerate(X):
+        set_input_int8(it, x, art.input_q)
+        it.invoke()
+        feats_q[i] = it.get_tensor(fq.index).reshape(-1)
+    idx = select_exemplars(dequantize_int8(feats_q, fq), y, per_class=per_class)
+    buf = io.BytesIO()
+    np.savez(buf, features=feats_q[idx], y=y[idx].astype(np.int32))
+    folder = Path(model_dir)
+    atomic_write_bytes(folder / EXEMPLARS_FILE, buf.getvalue())
+    data = json.loads(json.dumps(art.manifest.data))
+    data.pop("manifest_sha256", None)
+    data["head"] = {**(data.get("head") or {}), "exemplars": EXEMPLARS_FILE,
+                    "exemplars_per_class": int(per_class)}
+    data["files"] = {name: {} for name in {**data["files"], EXEMPLARS_FILE: {}}}
+    write_manifest(folder, data)
+    return data["head"]
+
+
+def load_exemplars(path: str | os.PathLike, features_q: QuantParams,
+                   labels: Sequence[str]) -> Exemplars:
+    """Read an artifact's ``exemplars.npz`` into dequantised features and label names."""
+    arr = load_npz_arrays(path, ("features", "y"))
+    fq, yy = arr["features"], arr["y"]
+    if fq.dtype != np.int8 or fq.ndim != 2 or fq.shape[1] != features_q.shape[-1]:
+        raise ModelError(f"{path}: 'features' must be int8 (N, {features_q.shape[-1]}), got "
+                         f"{fq.dtype} {fq.shape}")
+    if yy.shape != (fq.shape[0],) or yy.dtype.kind not in "iu":
+        raise ModelError(f"{path}: 'y' must be integer ({fq.shape[0]},), got {yy.dtype} "
+                         f"{yy.shape}")
+    if yy.size and (yy.min() < 0 or yy.max() >= len(labels)):
+        raise ModelError(f"{path}: class ids out of range 0..{len(labels) - 1}")
+    names = np.array(list(labels))[yy.astype(np.int64)] if yy.size else np.array([], dtype=str)
+    return Exemplars(dequantize_int8(fq, features_q), names)
+
+
+def features_of(interpreter: Any, input_q: QuantParams, features_q: QuantParams,
+                X: np.ndarray) -> np.ndarray:
+    """Dequantised features (N, D) of preprocessed spectra ``X`` (N, points)."""
+    X = np.asarray(X, dtype=np.float32)
+    out = np.empty((X.shape[0], features_q.shape[-1]), dtype=np.float32)
+    for i, x in enumerate(X):
+        set_input_int8(interpreter, x, input_q)
+        interpreter.invoke()
+        out[i] = get_output_float(interpreter, features_q).reshape(-1)
+    return out

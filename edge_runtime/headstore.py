@@ -1,0 +1,515 @@
+"""The onboard head store: labelled samples, retrained heads, the active-head pointer.
+
+Layout (default ``MODEL_DIR/headstore/``)::
+
+    samples/000012-<sha16>.npz   one file per labelled sample (never rewritten or deleted)
+    heads/v0003-<sha16>.npz      one file per retrained head (never rewritten or deleted)
+    active.json                  {"active": "v0003" | "base", ...} + its own sha256
+    lock                         flock(2) file serialising writers
+
+Power-loss safety:
+
+* every file is written with :func:`ramanedge.fsutil.atomic_write_bytes` (temp file, fsync,
+  rename, fsync of the folder), so a reader sees the old state or the whole new file;
+* every sample and head file carries the first 16 hex digits of its own sha256 in its name;
+  a file whose bytes do not match (bit rot, a torn write on a lying SD card) is reported in
+  :attr:`HeadStore.problems` and skipped, never used;
+* a sample is *acknowledged* once :meth:`HeadStore.add_sample` returns (its file and the
+  folder entry are fsynced); nothing ever deletes or rewrites a sample, so an acknowledged
+  sample cannot be lost by a later crash, retrain or rollback;
+* retraining writes the new head file first and only then switches ``active.json``; a crash
+  in between leaves the previous head active. If the active head's file is corrupt, the
+  newest good head older than it is used (ultimately the base head of the artifact).
+
+Samples keep the preprocessed spectrum (float32 on the model grid) as well as the model's
+int8 features and the sha256 of the model that produced them, so features are recomputed if
+the artifact's model is replaced. Heads are always refitted from the artifact's base head on
+*all* samples plus the artifact's exemplars, so results do not drift with the number of
+retrains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.artifact import Artifact, HeadWeights
+from edge_runtime.head import SoftmaxHead, load_exemplars
+from edge_runtime.interpreter import dequantize_int8
+from ramanedge.errors import HeadStoreError, ModelError, RamanEdgeError
+from ramanedge.fsutil import atomic_write_bytes, sha256_bytes
+
+STORE_DIR = "headstore"
+ACTIVE_FILE = "active.json"
+BASE = "base"
+MAX_LABEL_LEN = 100
+#: env var: seconds to pause at each crash-test point (tests kill the process there)
+TEST_PAUSE_ENV = "RAMANEDGE_HEADSTORE_TEST_PAUSE"
+
+_SAMPLE_RE = re.compile(r"^(\d{6})-([0-9a-f]{16})\.npz$")
+_HEAD_RE = re.compile(r"^v(\d{4})-([0-9a-f]{16})\.npz$")
+_VERSION_RE = re.compile(r"^v\d{4}$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _test_pause(step: str) -> None:
+    """Crash-test hook: print ``PAUSE step`` on stderr, sleep $RAMANEDGE_HEADSTORE_TEST_PAUSE s."""
+    pause = os.environ.get(TEST_PAUSE_ENV)
+    if pause:
+        print(f"PAUSE {step}", file=sys.stderr, flush=True)
+        time.sleep(float(pause))
+
+
+def check_label(label: str) -> str:
+    """Validate and normalise (strip) a mineral label; raise :class:`HeadStoreError`."""
+    lab = str(label).strip()
+    if not lab:
+        raise HeadStoreError("label must not be empty; expected a mineral name, e.g. 'Jarosite'")
+    if len(lab) > MAX_LABEL_LEN:
+        raise HeadStoreError(f"label is {len(lab)} characters long; at most {MAX_LABEL_LEN}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in lab):
+        raise HeadStoreError("label contains control characters; expected a mineral name")
+    return lab
+
+
+def _npz_bytes(**arrays: Any) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _read_verified(path: Path, sha16: str) -> dict[str, np.ndarray]:
+    """Read an npz whose sha256 must start with ``sha16``; :class:`HeadStoreError` if not."""
+    data = path.read_bytes()
+    if not sha256_bytes(data).startswith(sha16):
+        raise HeadStoreError(f"{path.name} is corrupt (checksum mismatch)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: np.array(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError) as e:  # pragma: no cover - checksum catches first
+        raise HeadStoreError(f"{path.name} is unreadable: {e}") from None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One stored labelled spectrum."""
+
+    seq: int
+    label: str
+    grid: np.ndarray = field(repr=False)
+    features_q: np.ndarray = field(repr=False)
+    model_sha256: str
+    source: str
+    added: str
+    key: str
+
+    @property
+    def id(self) -> str:
+        """Sample id shown to users (its sequence number, 6 digits)."""
+        return f"{self.seq:06d}"
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """One stored head: version, file, and the metadata written with it."""
+
+    version: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        """Labels of the head (from its metadata)."""
+        return list(self.meta.get("labels", []))
+
+
+class HeadStore:
+    """Onboard head store for one artifact (see the module docstring for the layout).
+
+    Open with :meth:`open` (creates the folder on demand) or :meth:`open_existing`.
+    Problems found while reading (corrupt files, a head made for another model) are
+    collected in :attr:`problems` as one-line strings; the store keeps working around them.
+    """
+
+    def __init__(self, artifact: Artifact, root: str | os.PathLike | None = None) -> None:
+        self.artifact = artifact
+        self.root = Path(root) if root is not None else artifact.folder / STORE_DIR
+        self.problems: list[str] = []
+        self._model_sha = artifact.manifest.files[artifact.manifest.model_file]["sha256"]
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, artifact: Artifact, root: str | os.PathLike | None = None, *,
+             create: bool = False) -> HeadStore:
+        """Open the store; with ``create`` make its folders, else it must exist."""
+        store = cls(artifact, root)
+        if create:
+            try:
+                (store.root / "samples").mkdir(parents=True, exist_ok=True)
+                (store.root / "heads").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise HeadStoreError(f"cannot create the head store {store.root}: "
+                                     f"{e.strerror or e}") from None
+        elif not store.root.is_dir():
+            raise HeadStoreError(f"no head store at {store.root}; add samples first with "
+                                 "'ramanedge head add'")
+        return store
+
+    @classmethod
+    def open_existing(cls, artifact: Artifact,
+                      root: str | os.PathLike | None = None) -> HeadStore | None:
+        """The store if its folder exists, else ``None``."""
+        store = cls(artifact, root)
+        return store if store.root.is_dir() else None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive writer lock (flock on ``lock``); readers never need it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - non-POSIX
+                pass
+            yield
+        finally:
+            os.close(fd)
+
+    # -- samples ------------------------------------------------------------------------------
+    def _sample_files(self) -> list[tuple[int, str, Path]]:
+        folder = self.root / "samples"
+        out = []
+        if folder.is_dir():
+            for p in folder.iterdir():
+                m = _SAMPLE_RE.match(p.name)
+                if m:
+                    out.append((int(m.group(1)), m.group(2), p))
+        return sorted(out)
+
+    def samples(self) -> list[Sample]:
+        """Every readable sample, oldest first; corrupt ones are reported in :attr:`problems`."""
+        out = []
+        for seq, sha16, p in self._sample_files():
+            try:
+                a = _read_verified(p, sha16)
+                out.append(Sample(
+                    seq=seq, label=str(a["label"]), grid=a["grid"].astype(np.float32),
+                    features_q=a["features"].astype(np.int8),
+                    model_sha256=str(a["model_sha256"]), source=str(a["source"]),
+                    added=str(a["added"]), key=str(a["key"]),
+                ))
+            except (HeadStoreError, KeyError, OSError) as e:
+                self._problem(f"sample {p.name} skipped: {e}")
+        return out
+
+    def _problem(self, msg: str) -> None:
+        if msg not in self.problems:
+            self.problems.append(msg)
+
+    def add_sample(self, label: str, grid: np.ndarray, features_q: np.ndarray, *,
+                   source: str = "") -> tuple[Sample, bool]:
+        """Store one labelled sample durably; returns ``(sample, created)``.
+
+        ``grid``: the preprocessed spectrum (float32, model grid); ``features_q``: the
+        model's raw int8 ``features`` output for it. The same spectrum stored again with the
+        same label returns the existing sample with ``created=False``; with another label it
+        raises :class:`HeadStoreError` (one spectrum cannot be two minerals). Once this
+        returns, the sample is on disk (fsynced) and will never be removed by the store.
+        """
+        label = check_label(label)
+        grid = np.ascontiguousarray(grid, dtype=np.float32).reshape(-1)
+        fq = np.ascontiguousarray(features_q).reshape(-1)
+        if grid.size != self.artifact.grid.n_points or not np.all(np.isfinite(grid)):
+            raise HeadStoreError(f"a sample needs a finite preprocessed spectrum of "
+                                 f"{self.artifact.grid.n_points} points, got {grid.size}")
+        if fq.dtype != np.int8 or fq.size != self.artifact.feature_dim:
+            raise HeadStoreError(f"a sample needs the model's int8 features "
+                                 f"({self.artifact.feature_dim}), got {fq.dtype} {fq.size}")
+        key = sha256_bytes(grid.tobytes())
+        with self._locked():
+            for s in self.samples():
+                if s.key == key:
+                    if s.label == label:
+                        return s, False
+                    raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
+                                         f"labelled {s.label!r}; not adding it as {label!r}")
+            files = self._sample_files()
+            seq = (files[-1][0] + 1) if files else 1
+            added = _now()
+            data = _npz_bytes(label=np.array(label), grid=grid, features=fq,
+                              model_sha256=np.array(self._model_sha), source=np.array(source),
+                              added=np.array(added), key=np.array(key))
+            name = f"{seq:06d}-{sha256_bytes(data)[:16]}.npz"
+            atomic_write_bytes(self.root / "samples" / name, data)
+        return Sample(seq, label, grid, fq, self._model_sha, source, added, key), True
+
+    # -- heads --------------------------------------------------------------------------------
+    def _head_files(self) -> list[tuple[int, str, Path]]:
+        folder = self.root / "heads"
+        out = []
+        if folder.is_dir():
+            for p in folder.iterdir():
+                m = _HEAD_RE.match(p.name)
+                if m:
+                    out.append((int(m.group(1)), m.group(2), p))
+        return sorted(out)
+
+    def heads(self) -> list[HeadInfo]:
+        """Every readable head for this artifact's model, oldest first (corrupt: problems)."""
+        out = []
+        for n, sha16, p in self._head_files():
+            info = self._read_head_info(n, sha16, p)
+            if info is not None:
+                out.append(info)
+        return out
+
+    def _read_head_info(self, n: int, sha16: str, p: Path) -> HeadInfo | None:
+        version = f"v{n:04d}"
+        try:
+            a = _read_verified(p, sha16)
+            meta = json.loads(str(a["meta"]))
+        except (HeadStoreError, KeyError, OSError, json.JSONDecodeError) as e:
+            self._problem(f"head {version} ({p.name}) is unusable: {e}")
+            return None
+        if meta.get("model_sha256") != self._model_sha:
+            self._problem(f"head {version} was trained for another model file; ignored")
+            return None
+        return HeadInfo(version, p, meta)
+
+    def load_head(self, version: str) -> HeadWeights | None:
+        """The head ``version`` (``"base"`` -> ``None``); :class:`HeadStoreError` if unusable."""
+        if version == BASE:
+            return None
+        for n, sha16, p in self._head_files():
+            if f"v{n:04d}" == version:
+                if self._read_head_info(n, sha16, p) is None:
+                    raise HeadStoreError(f"head {version} is corrupt or not for this model")
+                a = _read_verified(p, sha16)
+                try:
+                    return HeadWeights(a["W"], a["b"], tuple(a["labels"].tolist()),
+                                       version=version)
+                except (KeyError, ModelError) as e:
+                    raise HeadStoreError(f"head {version} is unusable: {e}") from None
+        raise HeadStoreError(f"no head {version!r} in {self.root}; see 'ramanedge head list'")
+
+    def _read_active(self) -> str | None:
+        """The version named by ``active.json`` (None when missing; corrupt -> problem)."""
+        p = self.root / ACTIVE_FILE
+        if not p.is_file():
+            return None
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+            body = {k: v for k, v in d.items() if k != "sha256"}
+            if sha256_bytes(json.dumps(body, sort_keys=True).encode()) != d.get("sha256"):
+                raise ValueError("checksum mismatch")
+            v = d["active"]
+            if v != BASE and not _VERSION_RE.match(str(v)):
+                raise ValueError(f"bad version {v!r}")
+            return str(v)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            self._problem(f"{ACTIVE_FILE} is corrupt ({e}); using the newest good head")
+            return "corrupt"
+
+    def _write_active(self, version: str, reason: str) -> None:
+        body = {"active": version, "updated": _now(), "reason": reason}
+        body["sha256"] = sha256_bytes(json.dumps(body, sort_keys=True).encode())
+        atomic_write_bytes(self.root / ACTIVE_FILE,
+                           (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+
+    def active_version(self) -> str:
+        """The version classification uses: the pointer's head if it is good, else the
+        newest good head older than it (a corrupt pointer: the newest good head), else
+        ``"base"``."""
+        wanted = self._read_active()
+        if wanted is None or wanted == BASE:
+            return BASE
+        good = [h.version for h in self.heads()]
+        if wanted == "corrupt":
+            return good[-1] if good else BASE
+        if wanted in good:
+            return wanted
+        older = [v for v in good if v < wanted]
+        fallback = older[-1] if older else BASE
+        self._problem(f"active head {wanted} is missing or corrupt; using {fallback}")
+        return fallback
+
+    def active_head(self) -> HeadWeights | None:
+        """The active retrained head, or ``None`` for the artifact's base head."""
+        return self.load_head(self.active_version())
+
+    def activate(self, version: str, *, reason: str = "rollback") -> str:
+        """Make ``version`` (``"base"`` or a good head) the active head; returns it."""
+        with self._locked():
+            if version != BASE:
+                good = [h.version for h in self.heads()]
+                if version not in good:
+                    raise HeadStoreError(
+                        f"cannot activate {version!r}: not a good head of this store; "
+                        f"choose one of: {', '.join([BASE, *good])}")
+            self._write_active(version, reason)
+        return version
+
+    def rollback(self, to: str | None = None) -> str:
+        """Activate ``to``, or by default the good head before the active one (or base)."""
+        if to is not None:
+            return self.activate(to)
+        current = self.active_version()
+        if current == BASE:
+            raise HeadStoreError("the base head is already active; nothing to roll back")
+        older = [h.version for h in self.heads() if h.version < current]
+        return self.activate(older[-1] if older else BASE)
+
+    # -- training -----------------------------------------------------------------------------
+    def training_set(self, features_fn: Any | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """Features (N, D) float32 and labels (N,) for retraining: exemplars + samples.
+
+        Samples recorded with another model file get their features recomputed from their
+        stored spectrum with ``features_fn(grid (M, P)) -> (M, D)`` (required then).
+        Returns also counts ``{"exemplars", "samples", "recomputed"}``.
+        """
+        fq = self.artifact.features_q
+        feats: list[np.ndarray] = []
+        labels: list[str] = []
+        counts = {"exemplars": 0, "samples": 0, "recomputed": 0}
+        ex_path = self.artifact.exemplars_file
+        if ex_path is not None:
+            ex = load_exemplars(ex_path, fq, self.artifact.labels)
+            feats.append(ex.features)
+            labels.extend(ex.labels.tolist())
+            counts["exemplars"] = int(ex.features.shape[0])
+        samples = self.samples()
+        stale = [s for s in samples if s.model_sha256 != self._model_sha]
+        fresh = [s for s in samples if s.model_sha256 == self._model_sha]
+        if fresh:
+            feats.append(dequantize_int8(np.stack([s.features_q for s in fresh]), fq))
+            labels.extend(s.label for s in fresh)
+        if stale:
+            if features_fn is None:
+                raise HeadStoreError(f"{len(stale)} samples were stored with another model; "
+                                     "their features must be recomputed (pass features_fn)")
+            feats.append(np.asarray(features_fn(np.stack([s.grid for s in stale])),
+                                    dtype=np.float32))
+            labels.extend(s.label for s in stale)
+            counts["recomputed"] = len(stale)
+        counts["samples"] = len(samples)
+        if not feats:
+            return (np.zeros((0, self.artifact.feature_dim), np.float32),
+                    np.array([], dtype=str), counts)
+        return np.concatenate(feats).astype(np.float32), np.array(labels), counts
+
+    def retrain(self, *, features_fn: Any | None = None,
+                estimator: SoftmaxHead | None = None) -> HeadInfo:
+        """Fit a new head on exemplars + every sample, store it, make it active.
+
+        ``estimator``: an unfitted :class:`SoftmaxHead` to use (its ``prior`` is set to the
+        artifact's base head); default parameters otherwise. Crash-safe: the head file is
+        written (atomically) before ``active.json`` is switched.
+        """
+        with self._locked():
+            X, y, counts = self.training_set(features_fn)
+            if counts["samples"] == 0:
+                raise HeadStoreError(f"no labelled samples in {self.root}; add some with "
+                                     "'ramanedge head add --model DIR --label NAME FILES'")
+            est = estimator if estimator is not None else SoftmaxHead()
+            est.set_params(prior=self.artifact.head)
+            try:
+                est.fit(X, y)
+            except ValueError as e:
+                raise HeadStoreError(f"retraining failed: {e}") from None
+            files = self._head_files()
+            n = (files[-1][0] + 1) if files else 1
+            version = f"v{n:04d}"
+            base_labels = set(self.artifact.labels)
+            meta = {
+                "version": version,
+                "created": _now(),
+                "model_sha256": self._model_sha,
+                "labels": est.classes_.tolist(),
+                "new_labels": [c for c in est.classes_.tolist() if c not in base_labels],
+                "n_samples": counts["samples"],
+                "n_exemplars": counts["exemplars"],
+                "n_recomputed": counts["recomputed"],
+                "train_accuracy": round(est.score(X, y), 6),
+                "fit_seconds": round(est.fit_seconds_, 4),
+                "n_iter": int(est.n_iter_),
+                "converged": bool(est.converged_),
+                "params": {k: v for k, v in est.get_params().items() if k != "prior"},
+            }
+            data = _npz_bytes(W=est.W_, b=est.b_, labels=np.array(meta["labels"]),
+                              meta=np.array(json.dumps(meta, sort_keys=True)))
+            path = self.root / "heads" / f"{version}-{sha256_bytes(data)[:16]}.npz"
+            _test_pause("before-head-write")
+            atomic_write_bytes(path, data)
+            _test_pause("after-head-write")
+            self._write_active(version, "retrain")
+            _test_pause("after-activate")
+        return HeadInfo(version, path, meta)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready overview: active version, heads, sample counts per label, problems."""
+        samples = self.samples()
+        per_label: dict[str, int] = {}
+        for s in samples:
+            per_label[s.label] = per_label.get(s.label, 0) + 1
+        active = self.active_version()
+        heads = [{
+            "version": h.version,
+            "active": h.version == active,
+            "created": h.meta.get("created"),
+            "n_classes": len(h.labels),
+            "new_labels": h.meta.get("new_labels", []),
+            "n_samples": h.meta.get("n_samples"),
+            "train_accuracy": h.meta.get("train_accuracy"),
+        } for h in self.heads()]
+        return {"store": str(self.root), "active": active, "heads": heads,
+                "samples": per_label, "n_samples": len(samples),
+                "problems": list(self.problems)}
+
+
+def add_spectra(store: HeadStore, classifier: Any, label: str,
+                paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, Sample | None, bool,
+                                                                    str | None]]:
+    """Read, preprocess and store each spectrum file of ``paths`` under ``label``.
+
+    Yields ``(path, sample, created, error)`` per file (folders are expanded as by
+    :func:`edge_runtime.classify.expand_paths`); a bad file yields an error and the batch
+    goes on. ``classifier``: an :class:`edge_runtime.classify.Classifier` on the same artifact.
+    """
+    from edge_runtime.classify import expand_paths
+    from ramanedge.io import read_spectrum
+
+    label = check_label(label)
+    for path, err in expand_paths(paths):
+        if err is not None:
+            yield path, None, False, err
+            continue
+        try:
+            s = read_spectrum(path)
+            grid = classifier.preprocess(s.x, s.y)
+            fq = classifier.features_int8(grid)
+            sample, created = store.add_sample(label, grid, fq, source=str(path))
+            yield path, sample, created, None
+            _test_pause("after-sample")
+        except RamanEdgeError as e:
+            yield path, None, False, str(e)
+        except OSError as e:
+            yield path, None, False, f"cannot read {path}: {e.strerror or e}"

@@ -1,0 +1,195 @@
+"""The one TFLite interpreter factory and the int8 tensor helpers (pycoral style).
+
+:func:`make_interpreter` is the only place that knows which TFLite runtime is installed:
+``ai-edge-litert`` first (the maintained wheel, Linux x86_64/aarch64), the older
+``tflite-runtime`` wheel as a fallback (still the one packaged for some Raspberry Pi / Coral
+images), and the Edge TPU delegate (``libedgetpu.so.1``) when asked for. TensorFlow itself
+is never imported: the rover computer does not have it.
+
+Everything else takes the interpreter as an argument (free functions, as in ``pycoral.adapters``)
+so callers decide threads and delegates once and tests can pass any interpreter in.
+The model is full-int8, so inputs are quantised and outputs dequantised here explicitly with
+the scale/zero-point recorded in the manifest, never by the runtime.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ramanedge.errors import ModelError
+
+#: Edge TPU runtime library name per platform (as in pycoral.utils.edgetpu).
+EDGETPU_SHARED_LIB: str = {
+    "Darwin": "libedgetpu.1.dylib",
+    "Windows": "edgetpu.dll",
+}.get(platform.system(), "libedgetpu.so.1")
+
+
+def _runtime() -> tuple[Any, Any, str]:
+    """Return ``(Interpreter class, load_delegate, runtime name)`` of the installed runtime."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "tflite-runtime"
+    except ImportError:
+        pass
+    raise ModelError(
+        "no TFLite runtime is installed: install 'ai-edge-litert' (pip install ramanedge[edge]) "
+        "or 'tflite-runtime'"
+    )
+
+
+def runtime_name() -> str:
+    """Name of the TFLite runtime :func:`make_interpreter` uses (``ai-edge-litert`` or
+    ``tflite-runtime``); raises :class:`ModelError` when neither is installed."""
+    return _runtime()[2]
+
+
+def make_interpreter(
+    model_path: str | os.PathLike,
+    *,
+    num_threads: int = 1,
+    edgetpu: bool = False,
+    device: str | None = None,
+) -> Any:
+    """Create a TFLite interpreter for ``model_path`` with its tensors allocated.
+
+    ``num_threads``: CPU threads for the kernels (>= 1; one thread by default so latency is
+    predictable on a shared rover computer). ``edgetpu=True`` loads the Edge TPU delegate
+    (``libedgetpu.so.1``); ``device`` is passed to it (e.g. ``"usb"``, ``"pci:0"``).
+    Raises :class:`ModelError` when the file is missing, is not a TFLite model, no runtime is
+    installed, or the Edge TPU delegate / device is not present.
+    """
+    if int(num_threads) < 1:
+        raise ModelError(f"num_threads must be >= 1, got {num_threads}")
+    path = os.fspath(model_path)
+    if not os.path.isfile(path):
+        raise ModelError(f"model file {path} does not exist")
+    interpreter_cls, load_delegate, name = _runtime()
+    delegates = []
+    if edgetpu:
+        options = {"device": device} if device else {}
+        try:
+            # probe the library first: a failed load_delegate() leaves a half-built Delegate
+            # whose destructor raises (ai-edge-litert 2.x)
+            ctypes.CDLL(EDGETPU_SHARED_LIB)
+            delegates.append(load_delegate(EDGETPU_SHARED_LIB, options))
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelError(
+                f"the Edge TPU delegate {EDGETPU_SHARED_LIB} could not be loaded "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); install the Edge "
+                "TPU runtime (libedgetpu1-std) and plug in the accelerator, or run without "
+                "--edgetpu on the CPU"
+            ) from None
+    try:
+        interpreter = interpreter_cls(
+            model_path=path,
+            num_threads=int(num_threads),
+            experimental_delegates=delegates or None,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path} could not be loaded by {name}: {e}") from None
+    return interpreter
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine int8 quantisation of one tensor: ``real = scale * (q - zero_point)``."""
+
+    index: int
+    scale: float
+    zero_point: int
+    shape: tuple[int, ...]
+    dtype: str = "int8"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ModelError(f"tensor {self.name or self.index}: quantisation scale must be a "
+                             f"positive number, got {self.scale!r}")
+        if self.dtype != "int8":
+            raise ModelError(f"tensor {self.name or self.index}: expected an int8 tensor, "
+                             f"got {self.dtype!r}")
+        if not -128 <= self.zero_point <= 127:
+            raise ModelError(f"tensor {self.name or self.index}: int8 zero point must be in "
+                             f"-128..127, got {self.zero_point}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantParams:
+        """From a manifest ``quantization`` entry (``index, scale, zero_point, shape, dtype``)."""
+        try:
+            return cls(
+                index=int(d["index"]),
+                scale=float(d["scale"]),
+                zero_point=int(d["zero_point"]),
+                shape=tuple(int(s) for s in d["shape"]),
+                dtype=str(d.get("dtype", "int8")),
+                name=str(d.get("name", "")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"quantisation entry {d!r} is invalid: {e}") from None
+
+
+def quantize_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:
+    """Float -> int8 with ``round(x / scale) + zero_point``, saturated to [-128, 127].
+
+    Explicit rather than left to the runtime because the model is full-int8 (the Edge TPU
+    only takes int8 tensors) and we want the exact rounding the quantiser's parity check
+    used. Saturation matters: max-normalised raw spectra can dip below 0 (negative counts),
+    which the calibrated input range may not cover; those samples clip to the range edge
+    instead of wrapping around.
+    """
+    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(qp.scale)) + qp.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:
+    """int8 -> float32 with ``scale * (q - zero_point)`` (computed in int32: no overflow)."""
+    return (np.float32(qp.scale) * (np.asarray(q).astype(np.int32) - qp.zero_point)).astype(
+        np.float32
+    )
+
+
+def set_input_int8(interpreter: Any, x: np.ndarray, qp: QuantParams) -> None:
+    """Quantise one float spectrum ``x`` and copy it into the interpreter's input tensor."""
+    x = np.asarray(x, dtype=np.float32).reshape(qp.shape)
+    interpreter.set_tensor(qp.index, quantize_int8(x, qp))
+
+
+def get_output_float(interpreter: Any, qp: QuantParams) -> np.ndarray:
+    """Dequantised copy of output tensor ``qp.index`` (call after ``interpreter.invoke()``)."""
+    return dequantize_int8(interpreter.get_tensor(qp.index), qp)
+
+
+def check_tensor(interpreter: Any, qp: QuantParams, *, output: bool) -> None:
+    """Check that the interpreter's tensor ``qp.index`` has the manifest's shape and dtype.
+
+    Catches a manifest and a model file that do not belong together before any inference.
+    """
+    details = interpreter.get_output_details() if output else interpreter.get_input_details()
+    kind = "output" if output else "input"
+    for d in details:
+        if int(d["index"]) == qp.index:
+            shape = tuple(int(s) for s in d["shape"])
+            dtype = np.dtype(d["dtype"]).name
+            if shape != qp.shape or dtype != qp.dtype:
+                raise ModelError(
+                    f"model {kind} tensor {qp.index} is {dtype}{list(shape)} but the manifest "
+                    f"says {qp.dtype}{list(qp.shape)}"
+                )
+            return
+    have = sorted(int(d["index"]) for d in details)
+    raise ModelError(f"the model has no {kind} tensor with index {qp.index} (has {have})")

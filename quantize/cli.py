@@ -1,0 +1,133 @@
+"""``ramanedge quantize``: export a training run as a full-int8 artifact, or check a model.
+
+    ramanedge quantize runs/NAME --out models/NAME [--calib-size 200] [--also float32,float16]
+                       [--allow-accuracy-drop] [--overwrite] [--data DIR]
+    ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
+
+Bad input (missing run, unusable --out, failed parity gate, ...) is reported in one line
+and exit status 2 by ``ramanedge.cli.main``. ``--check edgetpu`` prints the op-by-op
+report and exits 1 when any op would fall back to the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ramanedge.errors import DataError
+
+CHECKS = ("edgetpu",)
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _parse_also(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip().lower() for v in value.split(",") if v.strip())
+
+
+@click.command("quantize")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Artifact folder to write (e.g. models/NAME).")
+@click.option("--name", default=None, help="Artifact name (default: the --out folder name).")
+@click.option("--calib-size", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Training spectra in the stratified int8 calibration set.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the calibration-set draw.")
+@click.option("--also", default="", metavar="PRECISIONS",
+              help="Extra TFLite files for comparison: float32, float16 (comma-separated).")
+@click.option("--allow-accuracy-drop", is_flag=True,
+              help="Write the artifact even when the int8 parity gate fails.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+              help="RRUFF data root, if not the one recorded in the run.")
+@click.option("--check", type=click.Choice(CHECKS), default=None,
+              help="Check SOURCE (artifact folder or .tflite) instead of exporting.")
+def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
+             also: str, allow_accuracy_drop: bool, overwrite: bool, data_root: Path | None,
+             check: str | None) -> None:
+    """Export the run SOURCE as a full-int8 TFLite artifact (or --check a model).
+
+    The int8 model is calibrated on a stratified draw from the run's training split and must
+    match the float model on the test split (top-1 drop <= 1 point, argmax agreement >= 98%)
+    before anything is written; the folder is built aside and renamed into place.
+    """
+    if check is not None:
+        _check(source, check)
+        return
+    if out is None:
+        raise click.UsageError("--out is required (e.g. --out models/NAME)")
+    from quantize.export import QuantizeConfig
+
+    try:
+        config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
+                                allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--also") from None
+    if not source.is_dir():
+        raise DataError(f"run folder {source} does not exist; expected the output of "
+                        "'ramanedge train' (e.g. runs/NAME)")
+    result = quantize_run(source, out, config=config, name=name, data_root=data_root)
+    m = result.manifest.data["metrics"]
+    sizes = ", ".join(f"{f} {n / 1024:.1f} KiB" for f, n in result.sizes.items())
+    click.echo(
+        f"wrote {result.out_dir}: int8 top-1 {100 * m['int8']['top1']:.2f}% "
+        f"(float {100 * m['float']['top1']:.2f}%, drop {m['drop_points']:.2f} pts), "
+        f"agreement {100 * m['agreement']:.2f}% on {m['n_test']} test spectra; {sizes}"
+    )
+
+
+def quantize_run(run_dir: Path, out: Path, *, config, name: str | None = None,
+                 data_root: Path | None = None, log=_echo):
+    """Load a run folder and export it with :func:`quantize.export.export_artifact`."""
+    from quantize.export import _check_destination, export_artifact, select_calibration
+    from trainer.run import load_run
+
+    _check_destination(Path(out), config.overwrite)  # fail before the slow loading
+    log(f"loading run {run_dir}")
+    run = load_run(run_dir, data_root=data_root)
+    Xtr, ytr = run.subset("train")
+    Xva, _ = run.subset("val")
+    Xte, yte = run.subset("test")
+    idx = select_calibration(ytr, config.calib_size, seed=config.seed)
+    training = {
+        "dataset": run.config["data"].get("dataset"),
+        "split_sha256": run.config["split_sha256"],
+        "run": Path(run_dir).resolve().name,
+        "run_created": run.config.get("created"),
+        "n_train": int(len(ytr)),
+        "n_val": int(len(Xva)),
+        "n_test": int(len(yte)),
+        "split": run.config["data"].get("split"),
+        "min_spectra": run.config["data"].get("min_spectra"),
+    }
+    return export_artifact(
+        run.model,
+        labels=run.labels,
+        model_config=run.model_config,
+        calib_X=Xtr[idx],
+        val_X=Xva,
+        test_X=Xte,
+        test_y=yte,
+        out_dir=out,
+        name=name,
+        training_meta=training,
+        config=config,
+        log=log,
+    )
+
+
+def _check(source: Path, kind: str) -> None:
+    from quantize.edgetpu import check_edgetpu
+
+    report = check_edgetpu(source)
+    click.echo(report.format())
+    if not report.passed:
+        # SystemExit, not click's Exit: ramanedge.cli.main runs click with
+        # standalone_mode=False, which turns click.exceptions.Exit into a return value.
+        raise SystemExit(1)

@@ -1,0 +1,526 @@
+"""Full-int8 TFLite export of a trained model into a rover artifact folder.
+
+:func:`export_artifact` is the core, on in-memory objects (a Keras model, arrays, labels):
+
+1. wrap the trained model in a two-output Keras model ``{"probs", "features"}`` sharing its
+   layers (one invoke on the rover gives the class probabilities and the 2048-d features the
+   onboard head retrainer needs);
+2. export it as a SavedModel with a fixed ``(1, 1392)`` float32 signature and convert it with
+   post-training full-integer quantisation (int8 input, int8 outputs, int8 builtins only),
+   calibrated on a stratified representative set from the *training* split;
+3. run the int8 model on the held-out *test* split next to the float model and apply the
+   parity gate (:mod:`quantize.gate`); a failing gate raises :class:`ParityGateError` and
+   nothing is written;
+4. write ``model.tflite``, ``head.npz`` (float ``W``, ``b`` of the ``probs`` layer), optional
+   float32/float16 TFLite variants, and ``manifest.json`` (quantisation parameters read back
+   from the converted interpreter, metrics, the unknown-mineral threshold calibrated on the
+   *validation* split) into a temporary folder next to ``out_dir``, then rename it into place.
+
+TensorFlow is imported lazily, inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ramanedge.errors import DataError, ModelError
+from ramanedge.grid import DEFAULT_GRID
+from ramanedge.manifest import MANIFEST_NAME, Manifest, write_manifest
+
+from .edgetpu import read_graph
+from .gate import (
+    MAX_TOP1_DROP_POINTS,
+    MIN_AGREEMENT,
+    ParityGateError,
+    ParityReport,
+    gate_failure,
+    parity_report,
+)
+
+MODEL_FILE = "model.tflite"
+HEAD_FILE = "head.npz"
+PRECISIONS = ("int8", "float32", "float16")
+VARIANT_FILES = {"float32": "model_float32.tflite", "float16": "model_float16.tflite"}
+OUTPUT_NAMES = ("probs", "features")
+INPUT_NAME = "spectrum"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Options of one export.
+
+    ``calib_size``: spectra in the representative set (stratified, from the training split;
+    used by :func:`select_calibration`). ``also``: extra TFLite precisions to write for
+    comparison (``"float32"``, ``"float16"``). The gate refuses the export when int8 top-1
+    drops more than ``max_top1_drop`` points or argmax agreement is below ``min_agreement``,
+    unless ``allow_accuracy_drop``. ``overwrite`` lets an existing artifact folder be replaced.
+    ``unknown_target_tpr``: share of validation spectra the unknown threshold lets through.
+    """
+
+    calib_size: int = 200
+    seed: int = 0
+    also: tuple[str, ...] = field(default=())
+    max_top1_drop: float = MAX_TOP1_DROP_POINTS
+    min_agreement: float = MIN_AGREEMENT
+    allow_accuracy_drop: bool = False
+    overwrite: bool = False
+    unknown_target_tpr: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.calib_size < 1:
+            raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
+        also = tuple(dict.fromkeys(a.strip().lower() for a in self.also if a.strip()))
+        bad = [a for a in also if a not in VARIANT_FILES]
+        if bad:
+            raise ValueError(
+                f"unknown extra precision(s) {', '.join(bad)}; expected any of "
+                f"{', '.join(VARIANT_FILES)}"
+            )
+        object.__setattr__(self, "also", also)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_artifact` wrote and measured."""
+
+    out_dir: Path
+    manifest: Manifest
+    parity: ParityReport
+    gate_reason: str | None
+    sizes: dict[str, int]
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def select_calibration(y: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of a stratified representative set of ``size`` samples with labels ``y``.
+
+    Every class gets one sample first (while ``size`` allows), the rest is allocated in
+    proportion to class frequency; within a class the samples are drawn at random (seeded).
+    ``size >= len(y)`` returns every index. Returned indices are sorted.
+    """
+    y = np.asarray(y)
+    n = y.shape[0]
+    if n == 0:
+        raise DataError("the training split is empty: nothing to calibrate the int8 model on")
+    if size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    keys = np.empty(n, dtype=np.float64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(idx.size)]
+        rank = np.arange(idx.size, dtype=np.float64)
+        # first of each class before everything else; then proportional (systematic) order
+        keys[idx] = np.where(rank == 0, -1.0 + rng.random() * 1e-3, (rank + 0.5) / idx.size)
+    order = np.argsort(keys + rng.random(n) * 1e-9, kind="stable")
+    return np.sort(order[:size])
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def dual_output_model(model: Any) -> Any:
+    """Keras model with outputs ``{"probs", "features"}`` sharing ``model``'s layers."""
+    import keras
+
+    try:
+        probs = model.get_layer("probs").output
+        features = model.get_layer("features").output
+    except ValueError as e:
+        raise ModelError(
+            f"the model has no layers named 'probs' and 'features' (built by "
+            f"trainer.model.build_model?): {e}"
+        ) from None
+    return keras.Model(model.inputs[0], {"probs": probs, "features": features},
+                       name="raman_cnn_dual")
+
+
+def export_saved_model(dual: Any, directory: str | os.PathLike, n_points: int) -> None:
+    """Export ``dual`` as a SavedModel with one fixed ``(1, n_points)`` float32 input."""
+    import tensorflow as tf
+
+    dual.export(
+        os.fspath(directory),
+        input_signature=[tf.TensorSpec((1, n_points), tf.float32, name=INPUT_NAME)],
+        verbose=False,
+    )
+
+
+def convert(saved_model_dir: str | os.PathLike, precision: str = "int8",
+            representative: np.ndarray | None = None) -> bytes:
+    """Convert a SavedModel to TFLite bytes in ``precision`` (``int8``/``float32``/``float16``).
+
+    ``int8`` is full-integer: int8 input and outputs, ``TFLITE_BUILTINS_INT8`` only, activation
+    ranges calibrated on the rows of ``representative`` (float32, ``(N, n_points)``).
+    """
+    import tensorflow as tf
+
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    conv = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model_dir))
+    if precision == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if representative is None or len(representative) == 0:
+            raise ModelError("int8 conversion needs a non-empty representative data set")
+        rep = np.asarray(representative, dtype=np.float32)
+
+        def gen():
+            for row in rep:
+                yield [row[None, :]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    try:
+        return bytes(conv.convert())
+    except Exception as e:  # the converter raises many unrelated types
+        msg = str(e).strip().splitlines()
+        raise ModelError(f"TFLite {precision} conversion failed: "
+                         f"{msg[-1] if msg else type(e).__name__}") from None
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class TFLiteRunner:
+    """Run a TFLite model (file or bytes) with ``ai_edge_litert``, one spectrum per invoke.
+
+    Inputs are quantised with the model's input scale/zero-point when it is integer, outputs
+    dequantised; :meth:`run` returns float arrays keyed by signature output name.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        if isinstance(model, bytes | bytearray):
+            self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        else:
+            self.interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        details = {d["index"]: d for d in self.interpreter.get_output_details()}
+        sigs = self.interpreter._get_full_signature_list() or {}
+        outs: dict[str, int] = {}
+        if sigs:
+            outs = dict(next(iter(sigs.values()))["outputs"])
+        self.outputs: dict[str, dict] = {}
+        if set(OUTPUT_NAMES) <= set(outs):
+            self.outputs = {k: details[outs[k]] for k in OUTPUT_NAMES}
+        else:  # no named signature: tell the outputs apart by shape (features are wider)
+            ds = sorted(details.values(), key=lambda d: int(d["shape"][-1]))
+            if len(ds) != 2:
+                raise ModelError(f"expected 2 outputs (probs, features), found {len(ds)}")
+            self.outputs = {"probs": ds[0], "features": ds[1]}
+
+    @staticmethod
+    def _quant(d: dict) -> tuple[float, int]:
+        scale, zp = d["quantization"]
+        return float(scale), int(zp)
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float spectrum -> the input tensor's dtype (int8 via scale/zero-point)."""
+        dt = np.dtype(self.input["dtype"])
+        if dt.kind == "f":
+            return np.asarray(x, dtype=dt)
+        scale, zp = self._quant(self.input)
+        info = np.iinfo(dt)
+        q = np.round(np.asarray(x, dtype=np.float64) / scale) + zp
+        return np.clip(q, info.min, info.max).astype(dt)
+
+    def dequantize(self, name: str, q: np.ndarray) -> np.ndarray:
+        """Raw output tensor -> float32."""
+        d = self.outputs[name]
+        if np.dtype(d["dtype"]).kind == "f":
+            return np.asarray(q, dtype=np.float32)
+        scale, zp = self._quant(d)
+        return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+
+    def run(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs for every row of ``X`` (N, n_points): ``{"probs": (N,K), "features": ...}``."""
+        X = np.asarray(X, dtype=np.float32)
+        it = self.interpreter
+        res: dict[str, list[np.ndarray]] = {k: [] for k in self.outputs}
+        for row in X:
+            it.set_tensor(self.input["index"], self.quantize_input(row[None, :]))
+            it.invoke()
+            for k, d in self.outputs.items():
+                res[k].append(self.dequantize(k, it.get_tensor(d["index"])[0]))
+        shapes = {k: tuple(int(v) for v in d["shape"][1:]) for k, d in self.outputs.items()}
+        return {k: (np.stack(v) if v else np.zeros((0, *shapes[k]), np.float32))
+                for k, v in res.items()}
+
+    def tensor_entry(self, d: dict, name: str) -> dict[str, Any]:
+        """Manifest ``quantization`` entry of one tensor."""
+        scale, zp = self._quant(d)
+        return {
+            "index": int(d["index"]),
+            "name": name,
+            "tensor_name": str(d["name"]),
+            "shape": [int(v) for v in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "scale": scale,
+            "zero_point": zp,
+        }
+
+    def quantization_section(self) -> dict[str, Any]:
+        """``{"input": {...}, "outputs": {"probs": {...}, "features": {...}}}``."""
+        return {
+            "input": self.tensor_entry(self.input, INPUT_NAME),
+            "outputs": {k: self.tensor_entry(d, k) for k, d in self.outputs.items()},
+        }
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def _check_destination(out_dir: Path, overwrite: bool) -> None:
+    """Refuse early (before any work) when ``out_dir`` cannot be (re)placed safely."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} exists and is not a folder; not replacing it")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MANIFEST_NAME).is_file():
+            raise DataError(
+                f"--out {out_dir} is a non-empty folder that is not a model artifact; "
+                f"choose another --out"
+            )
+        if not overwrite:
+            raise DataError(
+                f"--out {out_dir} already holds an artifact; pass --overwrite to replace it"
+            )
+
+
+def _place(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder ``tmp`` to ``out_dir``; the old one is removed only after."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(out_dir, old)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    from ramanedge.fsutil import fsync_dir
+
+    fsync_dir(out_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _check_array(name: str, X: np.ndarray, n_points: int, allow_empty: bool = False) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != n_points:
+        raise DataError(f"{name} must have shape (N, {n_points}), got {X.shape}")
+    if X.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{name} is empty; the export needs at least one spectrum there")
+    if not np.all(np.isfinite(X)):
+        raise DataError(f"{name} contains NaN or infinite values")
+    return X
+
+
+def _keras_outputs(dual: Any, X: np.ndarray) -> dict[str, np.ndarray]:
+    out = dual.predict(X, batch_size=256, verbose=0)
+    return {k: np.asarray(out[k], dtype=np.float32) for k in OUTPUT_NAMES}
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = np.maximum(na * nb, 1e-12)
+    return np.sum(a * b, axis=1) / denom
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def export_artifact(
+    model: Any,
+    *,
+    labels: list[str],
+    model_config: Any,
+    calib_X: np.ndarray,
+    val_X: np.ndarray,
+    test_X: np.ndarray,
+    test_y: np.ndarray,
+    out_dir: str | os.PathLike,
+    name: str | None = None,
+    training_meta: dict[str, Any] | None = None,
+    config: QuantizeConfig = QuantizeConfig(),
+    log: Any = None,
+) -> ExportResult:
+    """Quantise ``model`` to full int8, gate it against the float model, write the artifact.
+
+    ``calib_X``: the representative set (float32 rows on the model grid, from the training
+    split; see :func:`select_calibration`). ``val_X``: validation spectra (unknown-mineral
+    threshold). ``test_X``/``test_y``: held-out test split for the parity gate.
+    ``model_config``: the ``trainer.model.ModelConfig`` (stored in the manifest).
+    ``training_meta``: the manifest ``training`` section (dataset, split_sha256, run, ...).
+    ``log``: optional ``callable(str)`` for progress lines.
+
+    Raises :class:`ParityGateError` (nothing written, ``out_dir`` untouched) when the gate
+    fails and ``config.allow_accuracy_drop`` is false; :class:`DataError` for unusable
+    inputs or destination; :class:`ModelError` when conversion fails.
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    labels = [str(s) for s in labels]
+    n_points = int(getattr(model_config, "input_points", DEFAULT_GRID.n_points))
+    if n_points != DEFAULT_GRID.n_points:
+        raise ModelError(f"model expects {n_points} points; the artifact grid has "
+                         f"{DEFAULT_GRID.n_points}")
+    n_out = int(model.outputs[0].shape[-1])
+    if len(labels) != n_out:
+        raise DataError(f"{len(labels)} labels given but the model has {n_out} outputs")
+    calib_X = _check_array("calibration set", calib_X, n_points)
+    val_X = _check_array("validation split", val_X, n_points)
+    test_X = _check_array("test split", test_X, n_points)
+    test_y = np.asarray(test_y)
+    if test_y.shape != (test_X.shape[0],) or not np.issubdtype(test_y.dtype, np.integer):
+        raise DataError(f"test labels must be {test_X.shape[0]} integers, got {test_y.shape} "
+                        f"{test_y.dtype}")
+    if test_y.min() < 0 or test_y.max() >= n_out:
+        raise DataError(f"test labels must be class ids in 0..{n_out - 1}")
+    _check_destination(out_dir, config.overwrite)
+
+    dual = dual_output_model(model)
+    with tempfile.TemporaryDirectory(prefix="ramanedge-sm-") as smdir:
+        say(f"exporting SavedModel ({len(labels)} classes)")
+        export_saved_model(dual, smdir, n_points)
+        say(f"converting to full int8 (calibration: {calib_X.shape[0]} training spectra)")
+        blobs = {"int8": convert(smdir, "int8", calib_X)}
+        for p in config.also:
+            say(f"converting to {p}")
+            blobs[p] = convert(smdir, p)
+
+    graph = read_graph(blobs["int8"])
+    float_ops = graph.float_ops()
+    if float_ops:
+        raise ModelError(
+            "the int8 conversion left float ops: "
+            + ", ".join(f"#{o.index} {o.op}" for o in float_ops[:5])
+        )
+
+    say(f"parity on {test_X.shape[0]} test spectra")
+    ref = _keras_outputs(dual, test_X)
+    runner = TFLiteRunner(blobs["int8"])
+    q = runner.run(test_X)
+    parity = parity_report(ref["probs"], q["probs"], test_y)
+    reason = gate_failure(parity, max_top1_drop=config.max_top1_drop,
+                          min_agreement=config.min_agreement)
+    if reason and not config.allow_accuracy_drop:
+        raise ParityGateError(
+            f"{reason}; nothing was written (pass --allow-accuracy-drop to write anyway)"
+        )
+    if reason:
+        say(f"WARNING: {reason} (written anyway: --allow-accuracy-drop)")
+
+    W, b = (np.asarray(w, dtype=np.float32) for w in model.get_layer("probs").get_weights())
+    feat_dim = int(W.shape[0])
+    metrics = parity.to_metrics()
+    cos = _cosine_rows(ref["features"], q["features"])
+    head_probs = _softmax(q["features"].astype(np.float64) @ W + b)
+    metrics["features"] = {
+        "cosine_mean": float(np.mean(cos)),
+        "cosine_min": float(np.min(cos)),
+        # the float head (head.npz) applied to int8 features, as the onboard retrainer does
+        "head_top1": float(np.mean(np.argmax(head_probs, 1) == test_y)),
+        "head_agreement_with_int8": float(
+            np.mean(np.argmax(head_probs, 1) == np.argmax(q["probs"], 1))
+        ),
+    }
+    metrics["gate"] = {
+        "passed": reason is None,
+        "max_top1_drop": config.max_top1_drop,
+        "min_agreement": config.min_agreement,
+        "allow_accuracy_drop": bool(config.allow_accuracy_drop),
+    }
+    variants: dict[str, Any] = {}
+    for p in config.also:
+        vq = TFLiteRunner(blobs[p]).run(test_X)["probs"]
+        variants[p] = {
+            "file": VARIANT_FILES[p],
+            "precision": p,
+            "input_dtype": "float32",
+            "top1": float(np.mean(np.argmax(vq, 1) == test_y)),
+            "agreement": float(np.mean(np.argmax(vq, 1) == np.argmax(ref["probs"], 1))),
+        }
+
+    from edge_runtime.ood import calibrate_unknown
+
+    val_probs = runner.run(val_X)["probs"]
+    unknown = calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr)
+    unknown["split"] = "val"
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; an artifact is a normal folder
+        (tmp / MODEL_FILE).write_bytes(blobs["int8"])
+        np.savez(tmp / HEAD_FILE, W=W, b=b)
+        files = [MODEL_FILE, HEAD_FILE]
+        for p in config.also:
+            (tmp / VARIANT_FILES[p]).write_bytes(blobs[p])
+            files.append(VARIANT_FILES[p])
+        written = TFLiteRunner(tmp / MODEL_FILE)
+        cfg_dict = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(
+            model_config)
+        data = {
+            "name": name,
+            "labels": labels,
+            "grid": DEFAULT_GRID.to_dict(),
+            "normalisation": {"method": "max"},
+            "model": {
+                "file": MODEL_FILE,
+                "precision": "int8",
+                "config": cfg_dict,
+                "ops": graph.op_counts(),
+            },
+            "quantization": {
+                **written.quantization_section(),
+                "calibration": {
+                    "n": int(calib_X.shape[0]),
+                    "source": "train split, stratified",
+                    "seed": config.seed,
+                },
+            },
+            "head": {"file": HEAD_FILE, "feature_dim": feat_dim, "n_classes": len(labels)},
+            "training": dict(training_meta or {}),
+            "metrics": metrics,
+            "unknown": unknown,
+            "variants": variants,
+            "files": {f: {} for f in files},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        manifest = write_manifest(tmp, data)
+        sizes = {f: (tmp / f).stat().st_size for f in files}
+        _place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out_dir, manifest, parity, reason, sizes, time.perf_counter() - t0)

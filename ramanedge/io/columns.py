@@ -1,0 +1,161 @@
+"""Readers for what users feed the rover: two-column text files and ``.npy`` arrays.
+
+Two-column text (``.csv``, ``.txt``, ``.tsv``, ``.dat``): one ``wavenumber, intensity`` pair per
+line, separated by a comma, semicolon, tab or spaces; extra columns are ignored. Header lines
+(e.g. ``wavenumber,intensity``) and ``#`` comments before or between rows are skipped, but a
+file must contain at least 2 data rows and every data row must have two numbers.
+
+``.npy``: a float array of shape ``(N, 2)`` (columns wavenumber, intensity) or ``(2, N)``
+(rows wavenumber, intensity), ``N >= 2``; when both readings are possible (``(2, 2)``) the
+``(N, 2)`` reading wins. Object arrays are refused (``allow_pickle=False``).
+
+:func:`read_spectrum` dispatches on content, not only on the extension: a file starting with
+``##KEY=`` is parsed as RRUFF whatever its name; a file starting with the numpy magic is read
+as ``.npy``; known binary formats (PNG, JPEG, zip, gzip, PDF, ...) are refused clearly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ramanedge.errors import SpectrumError
+from ramanedge.io.rruff import Spectrum, decode_text, looks_like_rruff, parse_rruff_text
+
+__all__ = ["parse_columns", "parse_npy", "parse_spectrum", "read_spectrum"]
+
+_SPLIT = re.compile(r"[,;\s]+")
+_NPY_MAGIC = b"\x93NUMPY"
+_BINARY_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"PK\x03\x04": "a zip archive (use it as a data source: ramanedge data build --data)",
+    b"\x1f\x8b": "a gzip file",
+    b"\xfd7zXZ": "an xz file (use it as a data source: ramanedge data build --data)",
+    b"%PDF": "a PDF document",
+    b"BZh": "a bzip2 file",
+}
+
+
+def _describe_binary(data: bytes) -> str | None:
+    for magic, what in _BINARY_MAGIC.items():
+        if data.startswith(magic):
+            return what
+    if b"\x00" in data[:4096]:
+        return "a binary file"
+    return None
+
+
+def parse_columns(data: bytes, path: str = "") -> Spectrum:
+    """Parse a two-column text spectrum (wavenumber, intensity).
+
+    Raises :class:`SpectrumError` for an empty file, a file with only one numeric column,
+    fewer than 2 data rows, NaN/inf values, or text that holds no numeric rows at all.
+    """
+    where = f" ({path})" if path else ""
+    if not data.strip():
+        raise SpectrumError(f"empty file{where}; expected two columns: wavenumber, intensity")
+    text, _ = decode_text(data)
+    xs: list[float] = []
+    ys: list[float] = []
+    one_column = 0
+    other = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        toks = [t for t in _SPLIT.split(line) if t]
+        try:
+            vals = [float(t) for t in toks[:2]]
+        except ValueError:
+            other += 1
+            continue
+        if len(vals) == 1:
+            one_column += 1
+            continue
+        xs.append(vals[0])
+        ys.append(vals[1])
+    if not xs:
+        if one_column:
+            raise SpectrumError(
+                f"only one numeric column found{where}; expected two columns: "
+                "wavenumber, intensity"
+            )
+        raise SpectrumError(
+            f"no numeric rows found{where}; expected two columns: wavenumber, intensity"
+        )
+    if one_column:
+        raise SpectrumError(
+            f"{one_column} row(s) with a single number{where}; expected two columns: "
+            "wavenumber, intensity on every row"
+        )
+    if other > max(5, len(xs)):
+        raise SpectrumError(
+            f"mostly non-numeric text{where} ({other} text lines, {len(xs)} numeric rows); "
+            "expected two columns: wavenumber, intensity"
+        )
+    try:
+        return Spectrum(x=np.asarray(xs), y=np.asarray(ys), path=path)
+    except SpectrumError as e:
+        raise SpectrumError(f"{e}{where}") from None
+
+
+def parse_npy(data: bytes, path: str = "") -> Spectrum:
+    """Parse ``.npy`` bytes holding an ``(N, 2)`` or ``(2, N)`` numeric array."""
+    where = f" ({path})" if path else ""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise SpectrumError(f"not a readable .npy array{where}: {e}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+        raise SpectrumError(
+            f"a .npy spectrum must be a numeric array{where}, got dtype "
+            f"{getattr(arr, 'dtype', type(arr))}"
+        )
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        x, y = arr[:, 0], arr[:, 1]
+    elif arr.ndim == 2 and arr.shape[0] == 2:
+        x, y = arr[0], arr[1]
+    else:
+        raise SpectrumError(
+            f"a .npy spectrum must have shape (N, 2) or (2, N){where}, got {arr.shape}"
+        )
+    try:
+        return Spectrum(x=x.astype(np.float64), y=y.astype(np.float64), path=path)
+    except SpectrumError as e:
+        raise SpectrumError(f"{e}{where}") from None
+
+
+def parse_spectrum(data: bytes, path: str = "") -> Spectrum:
+    """Dispatch on content: ``.npy`` magic, RRUFF ``##`` header, binary refusal, columns."""
+    where = f" ({path})" if path else ""
+    if not data.strip():
+        raise SpectrumError(f"empty file{where}; expected a spectrum")
+    if data.startswith(_NPY_MAGIC):
+        return parse_npy(data, path)
+    if path.lower().endswith(".npy"):
+        raise SpectrumError(f"not a .npy file{where}: the numpy header is missing")
+    what = _describe_binary(data)
+    if what is not None:
+        raise SpectrumError(f"not a spectrum{where}: this is {what}")
+    text, enc = decode_text(data)
+    if looks_like_rruff(text):
+        return parse_rruff_text(text, path, encoding=enc)
+    return parse_columns(data, path)
+
+
+def read_spectrum(path: str | os.PathLike[str]) -> Spectrum:
+    """Read one spectrum file of any supported format (RRUFF ``.txt``, CSV/TXT, ``.npy``).
+
+    Raises :class:`SpectrumError` for unusable content and :class:`FileNotFoundError` /
+    :class:`IsADirectoryError` for a bad path (the CLI reports both in one line).
+    """
+    p = Path(path)
+    with open(p, "rb") as f:
+        data = f.read()
+    return parse_spectrum(data, str(path))

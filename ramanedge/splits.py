@@ -1,0 +1,207 @@
+"""Train/val/test splits of a :class:`~ramanedge.dataset.Dataset`, and the split CSV.
+
+``grouped`` (default): 85/15 (train+val)/test, stratified by mineral and grouped by RRUFF
+sample id, so the 532 and 785 nm spectra of one specimen never sit on both sides; then val
+is carved from train+val the same grouped way (15 % of its groups). Per mineral with ``G``
+sample groups (groups visited in a seeded random order):
+
+* ``n_test = max(1, round(0.15 * G))`` when ``G >= 2``, else 0 (a one-specimen mineral is
+  train only: it cannot be tested without leaking its specimen);
+* of the remaining ``R = G - n_test`` groups, ``n_val = max(1, round(0.15 * R))`` when
+  ``R >= 2``, else 0; the rest is train (so every mineral keeps >= 1 train group).
+
+Because of the "at least one test group" rule, minerals with few specimens contribute more
+than 15 % of their spectra to test (e.g. 4 groups -> 1 test, 1 val, 2 train); the achieved
+fractions are in ``docs/parts/data.md``.
+
+``random``: the same rule applied to single spectra (per-spectrum stratified split, as the
+paper did); the two spectra of one specimen may then land on both sides.
+
+Split CSV: header ``path,split``, one row per spectrum of the data set, ``split`` in
+``train``/``val``/``test``. :func:`split_sha256` hashes the (path, split) pairs sorted by path,
+so it is the same for a split in memory and the CSV read back.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ramanedge.dataset import Dataset
+from ramanedge.errors import DataError
+from ramanedge.fsutil import atomic_write_text
+
+__all__ = [
+    "SPLIT_KINDS",
+    "SPLIT_VALUES",
+    "make_split",
+    "read_split_csv",
+    "split_counts",
+    "split_sha256",
+    "write_split_csv",
+]
+
+SPLIT_KINDS = ("grouped", "random")
+SPLIT_VALUES = ("train", "val", "test")
+
+
+def _n_take(n: int, frac: float) -> int:
+    """Groups to take out of ``n``: at least one when ``n >= 2``, never all."""
+    if n < 2 or frac <= 0:
+        return 0
+    return int(min(n - 1, max(1, round(frac * n))))
+
+
+def make_split(
+    ds: Dataset,
+    kind: str = "grouped",
+    seed: int = 0,
+    *,
+    test_frac: float = 0.15,
+    val_frac: float = 0.15,
+) -> np.ndarray:
+    """Assign every spectrum of ``ds`` to ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns a ``str`` array aligned with ``ds.paths``. Deterministic for a given data set,
+    ``kind`` and ``seed``. See the module docstring for the rules.
+    """
+    if kind not in SPLIT_KINDS:
+        raise DataError(f"unknown split kind {kind!r}; expected one of {', '.join(SPLIT_KINDS)}")
+    if not (0 <= test_frac < 1 and 0 <= val_frac < 1):
+        raise DataError(f"split fractions must be in [0, 1), got test={test_frac}, val={val_frac}")
+    n = len(ds)
+    if kind == "grouped":
+        groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    else:
+        groups = np.array([f"#{i}" for i in range(n)])
+    # each group belongs to the mineral most of its spectra carry (in RRUFF: exactly one)
+    owner: dict[str, int] = {}
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    for g, idx in members.items():
+        owner[g] = int(np.bincount(ds.y[idx]).argmax())
+    by_label: dict[int, list[str]] = {}
+    for g in sorted(members):
+        by_label.setdefault(owner[g], []).append(g)
+    rng = np.random.default_rng(seed)
+    out = np.full(n, "train", dtype="<U5")
+    for lab in sorted(by_label):
+        gs = by_label[lab]
+        order = rng.permutation(len(gs))
+        gs = [gs[k] for k in order]
+        n_test = _n_take(len(gs), test_frac)
+        rest = gs[n_test:]
+        n_val = _n_take(len(rest), val_frac)
+        for g in gs[:n_test]:
+            out[members[g]] = "test"
+        for g in rest[:n_val]:
+            out[members[g]] = "val"
+    return out
+
+
+def split_counts(split: np.ndarray) -> dict[str, int]:
+    """Spectra per split value."""
+    s = np.asarray(split)
+    return {v: int(np.sum(s == v)) for v in SPLIT_VALUES}
+
+
+def _paths_of(ds_or_paths: Dataset | Sequence[str]) -> list[str]:
+    return list(ds_or_paths.paths) if isinstance(ds_or_paths, Dataset) else list(ds_or_paths)
+
+
+def _check(paths: list[str], split: np.ndarray) -> np.ndarray:
+    s = np.asarray(split).astype(str)
+    if s.shape != (len(paths),):
+        raise DataError(f"split has shape {s.shape}, expected ({len(paths)},)")
+    bad = sorted(set(s.tolist()) - set(SPLIT_VALUES))
+    if bad:
+        raise DataError(f"split values must be train/val/test, got {bad[:3]}")
+    return s
+
+
+def split_sha256(ds_or_paths: Dataset | Sequence[str], split: np.ndarray) -> str:
+    """sha256 of the (path, split) pairs sorted by path (order-independent, CSV-stable)."""
+    paths = _paths_of(ds_or_paths)
+    s = _check(paths, split)
+    h = hashlib.sha256()
+    for p, v in sorted(zip(paths, s.tolist(), strict=True)):
+        h.update(f"{p}\t{v}\n".encode())
+    return h.hexdigest()
+
+
+def write_split_csv(
+    path: str | os.PathLike[str], ds_or_paths: Dataset | Sequence[str], split: np.ndarray
+) -> str:
+    """Write the split CSV (``path,split``; atomic) and return its :func:`split_sha256`."""
+    paths = _paths_of(ds_or_paths)
+    s = _check(paths, split)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "split"])
+    for p, v in zip(paths, s.tolist(), strict=True):
+        w.writerow([p, v])
+    atomic_write_text(path, buf.getvalue())
+    return split_sha256(paths, s)
+
+
+def read_split_csv(
+    path: str | os.PathLike[str],
+    dataset: Dataset | Sequence[str],
+    *,
+    require_all: bool = True,
+) -> np.ndarray:
+    """Read a split CSV and align it with ``dataset.paths``.
+
+    Raises :class:`DataError` (one line) for a missing file, missing ``path``/``split``
+    columns, split values other than train/val/test, duplicated paths, paths that are not in
+    the data set, and (with ``require_all``) data-set spectra the file does not assign.
+    With ``require_all=False`` unassigned spectra get ``""``.
+    """
+    p = Path(path)
+    paths = _paths_of(dataset)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"split file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read split file {p}: {e}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    cols = reader.fieldnames or []
+    missing = [c for c in ("path", "split") if c not in cols]
+    if missing:
+        raise DataError(f"split file {p} lacks column(s) {', '.join(missing)}; expected header "
+                        f"'path,split', got {','.join(cols) or 'nothing'}")
+    index = {q: i for i, q in enumerate(paths)}
+    out = np.full(len(paths), "", dtype="<U5")
+    seen: set[str] = set()
+    unknown: list[str] = []
+    for lineno, row in enumerate(reader, start=2):
+        q, v = (row.get("path") or "").strip(), (row.get("split") or "").strip()
+        if v not in SPLIT_VALUES:
+            raise DataError(f"split file {p} line {lineno}: split must be train, val or test, "
+                            f"got {v!r}")
+        if q in seen:
+            raise DataError(f"split file {p} line {lineno}: path {q!r} appears twice")
+        seen.add(q)
+        i = index.get(q)
+        if i is None:
+            unknown.append(q)
+            continue
+        out[i] = v
+    if unknown:
+        raise DataError(f"split file {p} names {len(unknown)} path(s) not in the data set, "
+                        f"e.g. {unknown[0]!r}; was it made for another data set or data root?")
+    if require_all:
+        n_missing = int(np.sum(out == ""))
+        if n_missing:
+            first = paths[int(np.flatnonzero(out == "")[0])]
+            raise DataError(f"split file {p} does not assign {n_missing} spectra of the data "
+                            f"set, e.g. {first!r}")
+    return out

@@ -1,0 +1,164 @@
+"""Shared test fixtures: synthetic spectra, a tiny trained model, a quantised tiny artifact.
+
+Fixtures (all seeded, fast):
+
+- ``synthetic_data`` (session): :class:`SyntheticData`, 4 classes of Gaussian-peak spectra
+  on the 1392-point model grid with a sloping background and noise, max-normalised like
+  ``ramanedge.grid.preprocess`` output, with a stratified train/val/test split.
+- ``tiny_keras_model`` (session): ``trainer.model.build_model`` with ``dense_units=64``,
+  trained briefly on ``synthetic_data`` (classifies its test split essentially perfectly).
+- ``tiny_artifact`` (session): a ``models/NAME``-style artifact folder of that model written by
+  ``quantize.export.export_artifact``. Read-only for tests: use ``artifact_copy`` to tamper.
+- ``artifact_copy`` (function): a private copy of ``tiny_artifact`` in ``tmp_path``.
+- ``shared_data_root`` (session): ``Path`` of ``../shared/data/rruff`` next to the repo, or
+  the test is skipped.
+
+TensorFlow is imported only inside the fixtures that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_RRUFF = REPO.parent / "shared" / "data" / "rruff"
+
+SYNTH_LABELS = ("alphaite", "betaite", "gammaite", "deltaite")
+# peak positions (grid indices) and relative heights per synthetic mineral
+SYNTH_PEAKS = (
+    ((265, 1.0), (700, 0.4), (1120, 0.25)),
+    ((300, 0.5), (820, 1.0), (1200, 0.3)),
+    ((465, 1.0), (900, 0.35), (1300, 0.5)),
+    ((265, 0.6), (700, 1.0), (1000, 0.6)),  # shares peaks with class 0, other ratios
+)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """Synthetic spectra: ``X`` float32 (N, 1392), ``y`` int64, ``labels``, ``split``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, ...]
+    split: np.ndarray  # "train" | "val" | "test"
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of one split part."""
+        m = self.split == name
+        return self.X[m], self.y[m]
+
+
+def make_synthetic(n_per_class: int = 100, seed: int = 0) -> SyntheticData:
+    """Gaussian-peak spectra: jittered positions (+-3 points), widths, heights, background."""
+    from ramanedge.grid import GRID_POINTS, normalise_max
+
+    rng = np.random.default_rng(seed)
+    k = np.arange(GRID_POINTS, dtype=np.float64)
+    X, y = [], []
+    for c, peaks in enumerate(SYNTH_PEAKS):
+        for _ in range(n_per_class):
+            s = np.zeros(GRID_POINTS)
+            for pos, h in peaks:
+                p = pos + rng.uniform(-3, 3)
+                w = rng.uniform(4, 9)
+                s += h * rng.uniform(0.8, 1.2) * np.exp(-0.5 * ((k - p) / w) ** 2)
+            slope = rng.uniform(-0.3, 0.3)
+            s += rng.uniform(0.0, 0.4) + slope * (k / GRID_POINTS)
+            s += rng.normal(0, 0.02, GRID_POINTS)
+            X.append(s)
+            y.append(c)
+    Xa = normalise_max(np.asarray(X))
+    ya = np.asarray(y, dtype=np.int64)
+    split = np.empty(ya.size, dtype=object)
+    for c in range(len(SYNTH_PEAKS)):
+        idx = rng.permutation(np.flatnonzero(ya == c))
+        n_tr, n_va = int(0.6 * idx.size), int(0.2 * idx.size)
+        split[idx[:n_tr]] = "train"
+        split[idx[n_tr:n_tr + n_va]] = "val"
+        split[idx[n_tr + n_va:]] = "test"
+    return SyntheticData(Xa, ya, SYNTH_LABELS, split.astype(str))
+
+
+def train_tiny(data: SyntheticData, *, activation: str = "leaky_relu", epochs: int = 8,
+               dense_units: int = 64, seed: int = 0):
+    """Build and briefly train a small pooled CNN on ``data``; returns ``(model, config)``."""
+    import keras
+
+    from trainer.model import ModelConfig, build_model
+
+    keras.utils.set_random_seed(seed)
+    cfg = ModelConfig(dense_units=dense_units, activation=activation)
+    model = build_model(len(data.labels), cfg)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    Xtr, ytr = data.part("train")
+    model.fit(Xtr, ytr, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
+    return model, cfg
+
+
+@pytest.fixture(scope="session")
+def synthetic_data() -> SyntheticData:
+    """4 classes x 100 seeded synthetic spectra with a 60/20/20 stratified split."""
+    return make_synthetic()
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_model(synthetic_data):
+    """A small (dense_units=64) LeakyReLU model trained on ``synthetic_data``.
+
+    The model has ``.ramanedge_config`` (its ``ModelConfig``) attached for convenience.
+    """
+    model, cfg = train_tiny(synthetic_data)
+    model.ramanedge_config = cfg
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, synthetic_data, tiny_keras_model) -> Path:
+    """Quantised artifact folder of ``tiny_keras_model``. Do not modify: use ``artifact_copy``."""
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, _ = synthetic_data.part("val")
+    Xte, yte = synthetic_data.part("test")
+    calib = Xtr[select_calibration(ytr, 100, seed=0)]
+    out = tmp_path_factory.mktemp("artifacts") / "tiny"
+    export_artifact(
+        tiny_keras_model,
+        labels=list(synthetic_data.labels),
+        model_config=tiny_keras_model.ramanedge_config,
+        calib_X=calib,
+        val_X=Xva,
+        test_X=Xte,
+        test_y=yte,
+        out_dir=out,
+        name="tiny",
+        training_meta={"dataset": "synthetic", "split_sha256": None, "run": "tests"},
+        config=QuantizeConfig(calib_size=100),
+    )
+    return out
+
+
+@pytest.fixture
+def artifact_copy(tiny_artifact, tmp_path) -> Path:
+    """A private copy of ``tiny_artifact`` that a test may tamper with."""
+    dst = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def shared_data_root() -> Path:
+    """The real RRUFF data folder ``../shared/data/rruff`` (skip when it is absent)."""
+    if not (SHARED_RRUFF / "manifest.csv").is_file():
+        pytest.skip(f"real RRUFF data not found at {SHARED_RRUFF}")
+    return SHARED_RRUFF

@@ -1,0 +1,247 @@
+"""edge_runtime: interpreter factory, int8 helpers, artifact loading, Classifier, unknown rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from edge_runtime import ood
+from edge_runtime.artifact import HeadWeights, load_artifact
+from edge_runtime.classify import Classifier, Prediction
+from edge_runtime.interpreter import (
+    QuantParams,
+    dequantize_int8,
+    make_interpreter,
+    quantize_int8,
+    runtime_name,
+)
+from ramanedge.errors import CoverageError, ManifestError, ModelError, SpectrumError
+from ramanedge.grid import GRID
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_artifact) -> Classifier:
+    art = load_artifact(tiny_artifact)
+    return Classifier(art, make_interpreter(art.model_path), top_k=3)
+
+
+# -- int8 helpers --------------------------------------------------------------------------
+def test_quantize_roundtrip_and_saturation():
+    qp = QuantParams(index=0, scale=1 / 255, zero_point=-128, shape=(1, 5))
+    x = np.array([0.0, 0.6, 1.0, -0.3, 2.0], dtype=np.float32)
+    q = quantize_int8(x, qp)
+    assert q.dtype == np.int8
+    assert q.tolist() == [-128, 25, 127, -128, 127]  # negatives and >1 saturate, never wrap
+    back = dequantize_int8(q, qp)
+    assert np.allclose(back[:3], x[:3], atol=qp.scale / 2 + 1e-7)
+
+
+@pytest.mark.parametrize("bad", [
+    {"scale": 0.0}, {"scale": float("nan")}, {"zero_point": 200}, {"dtype": "uint8"},
+])
+def test_quantparams_rejects_bad_entries(bad):
+    d = {"index": 1, "scale": 0.1, "zero_point": 0, "shape": [1, 4], "dtype": "int8", **bad}
+    with pytest.raises(ModelError):
+        QuantParams.from_dict(d)
+
+
+# -- interpreter factory -------------------------------------------------------------------
+def test_make_interpreter_errors(tmp_path, tiny_artifact):
+    with pytest.raises(ModelError, match="does not exist"):
+        make_interpreter(tmp_path / "missing.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="could not be loaded"):
+        make_interpreter(junk)
+    with pytest.raises(ModelError, match="num_threads"):
+        make_interpreter(tiny_artifact / "model.tflite", num_threads=0)
+
+
+def test_edgetpu_missing_is_a_clear_error(tiny_artifact):
+    import ctypes.util
+
+    if ctypes.util.find_library("edgetpu"):
+        pytest.skip("an Edge TPU runtime is installed here")
+    with pytest.raises(ModelError, match="libedgetpu"):
+        make_interpreter(tiny_artifact / "model.tflite", edgetpu=True)
+
+
+def test_tflite_runtime_fallback(monkeypatch, tiny_artifact):
+    import ai_edge_litert.interpreter as litert
+
+    fake_pkg = types.ModuleType("tflite_runtime")
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = litert.Interpreter
+    fake.load_delegate = litert.load_delegate
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", fake_pkg)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    assert runtime_name() == "tflite-runtime"
+    it = make_interpreter(tiny_artifact / "model.tflite")
+    assert it.get_input_details()[0]["shape"].tolist() == [1, GRID.size]
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(ModelError, match="no TFLite runtime"):
+        make_interpreter(tiny_artifact / "model.tflite")
+
+
+# -- artifact ------------------------------------------------------------------------------
+def test_load_artifact(tiny_artifact, synthetic_data):
+    art = load_artifact(tiny_artifact)
+    assert art.labels == tuple(synthetic_data.labels)
+    assert art.input_q.shape == (1, GRID.size)
+    assert art.probs_q.shape == (1, len(art.labels))
+    assert art.head.W.shape == (art.feature_dim, len(art.labels))
+    assert not art.head.W.flags.writeable
+
+
+def test_tampered_model_file_is_refused(artifact_copy):
+    p = artifact_copy / "model.tflite"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256"):
+        load_artifact(artifact_copy)
+
+
+def test_edited_manifest_and_schema_version_are_refused(artifact_copy):
+    from ramanedge.fsutil import sha256_bytes
+    from ramanedge.manifest import _canonical
+
+    p = artifact_copy / "manifest.json"
+    d = json.loads(p.read_text())
+    d["schema_version"] = 99
+    p.write_text(json.dumps(d))
+    with pytest.raises(ManifestError, match="modified"):
+        load_artifact(artifact_copy)
+    d["manifest_sha256"] = sha256_bytes(_canonical(d))  # a consistent but newer manifest
+    p.write_text(json.dumps(d))
+    with pytest.raises(ManifestError, match="schema_version"):
+        load_artifact(artifact_copy)
+
+
+def test_pickled_head_is_refused(artifact_copy):
+    from ramanedge.manifest import read_manifest, write_manifest
+
+    with open(artifact_copy / "head.npz", "wb") as f:  # an object array needs pickle to load
+        np.savez(f, W=np.array([{"W": 1}], dtype=object), b=np.zeros(4, np.float32))
+    data = dict(read_manifest(artifact_copy, verify_files=False).data)
+    data.pop("manifest_sha256")
+    write_manifest(artifact_copy, data)  # checksums now match the bad file
+    with pytest.raises(ModelError, match="npz"):
+        load_artifact(artifact_copy)
+
+
+# -- classifier ----------------------------------------------------------------------------
+def test_classifier_accuracy_matches_quantiser_metrics(clf, synthetic_data):
+    X, y = synthetic_data.part("test")
+    preds = [clf.classify_grid(x) for x in X]
+    acc = np.mean([p.label == synthetic_data.labels[t] for p, t in zip(preds, y, strict=True)])
+    assert acc == pytest.approx(clf.artifact.manifest.data["metrics"]["int8"]["top1"], abs=0.02)
+    assert acc >= 0.9
+
+
+def test_prediction_fields(clf, synthetic_data):
+    X, _ = synthetic_data.part("test")
+    p = clf.classify_grid(X[0])
+    assert isinstance(p, Prediction)
+    assert len(p.top) == 3
+    probs = [pr for _, pr in p.top]
+    assert probs == sorted(probs, reverse=True)
+    assert all(lab in clf.labels for lab, _ in p.top)
+    assert 0 < sum(probs) <= 1.0 + 1e-6
+    assert p.compute_ms > 0 and p.head == "base"
+    assert (p.label, p.prob) == p.top[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.unknown = True  # type: ignore[misc]
+    d = p.to_dict()
+    assert set(d["top"][0]) == {"label", "prob"}
+    json.dumps(d)
+
+
+def test_classify_xy_resamples_like_training(clf, synthetic_data):
+    X, _ = synthetic_data.part("test")
+    # the same spectrum on a finer, wider, non-grid axis, scaled to raw counts
+    x_raw = np.linspace(150.0, 1700.0, 4000)
+    y_raw = 5000.0 * np.interp(x_raw, GRID, X[1])
+    a = clf.classify_xy(x_raw, y_raw)
+    b = clf.classify_grid(X[1])
+    assert a.label == b.label
+    assert a.prob == pytest.approx(b.prob, abs=0.02)
+
+
+def test_classify_errors(clf):
+    x = np.linspace(100, 2000, 3000)
+    y = np.ones_like(x)
+    y[10] = np.nan
+    with pytest.raises(SpectrumError, match="NaN"):
+        clf.classify_xy(x, y)
+    with pytest.raises(CoverageError, match="200-1591"):
+        clf.classify_xy(np.linspace(300, 2000, 100), np.ones(100))
+    with pytest.raises(SpectrumError):
+        clf.classify_xy(np.array([]), np.array([]))
+    with pytest.raises(SpectrumError, match="1392"):
+        clf.classify_grid(np.ones(100, dtype=np.float32))
+
+
+def test_features_are_dequantised_int8(clf, synthetic_data):
+    X, _ = synthetic_data.part("test")
+    f = clf.features(X[0])
+    q = clf.features_int8(X[0])
+    assert f.shape == (clf.artifact.feature_dim,) and q.dtype == np.int8
+    assert np.array_equal(f, dequantize_int8(q, clf.artifact.features_q))
+    # the float head on the int8 features agrees with the model's own int8 probs output
+    head_label = clf.labels[int(np.argmax(clf.artifact.head.probs(f)))]
+    assert head_label == clf.classify_grid(X[0]).label
+
+
+def test_retrained_head_is_used(clf, synthetic_data):
+    X, _ = synthetic_data.part("test")
+    d, k = clf.artifact.head.W.shape
+    W = np.zeros((d, k + 1), np.float32)
+    b = np.zeros(k + 1, np.float32)
+    b[-1] = 50.0  # a head that always says "newite"
+    head = HeadWeights(W, b, (*clf.artifact.labels, "newite"), version="v0007")
+    p = clf.with_head(head).classify_grid(X[0])
+    assert p.label == "newite" and p.head == "v0007" and p.prob > 0.99
+
+
+def test_mismatched_manifest_and_model_are_refused(clf):
+    bad = dataclasses.replace(clf.artifact, features_q=dataclasses.replace(
+        clf.artifact.features_q, index=clf.artifact.probs_q.index))
+    with pytest.raises(ModelError, match="manifest says"):
+        Classifier(bad, clf.interpreter)
+
+
+# -- unknown rule --------------------------------------------------------------------------
+def test_unknown_flag_follows_calibrated_threshold(clf, synthetic_data):
+    rng = np.random.default_rng(1)
+    Xva, _ = synthetic_data.part("val")
+    probs = np.stack([clf.predict_proba(x) for x in Xva])
+    sec = ood.calibrate_unknown(probs, target_tpr=0.9)
+    c2 = Classifier(clf.artifact, clf.interpreter, unknown=sec)
+    passed = np.mean([not c2.classify_grid(x).unknown for x in Xva])
+    assert passed >= 0.85  # ~90% of the calibration set passes by construction
+    noise = rng.uniform(0, 1, size=(20, GRID.size)).astype(np.float32)
+    flagged = [c2.classify_grid(x / x.max()) for x in noise]
+    assert all((p.unknown_score > ood.threshold_score(sec)) == p.unknown for p in flagged)
+    assert Classifier(clf.artifact, clf.interpreter, unknown=None).classify_grid(
+        noise[0]).unknown is False
+
+
+def test_calibrate_unknown_contract():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.99, 0.01]])
+    sec = ood.calibrate_unknown(probs, target_tpr=0.5)
+    assert sec["method"] == "max_prob" and sec["n_calibration"] == 4
+    assert np.mean(~ood.is_unknown(probs, sec)) >= 0.5
+    json.dumps(sec)
+    with pytest.raises(ValueError):
+        ood.calibrate_unknown(probs, target_tpr=1.5)
+    with pytest.raises(ManifestError):
+        ood.check_section({"method": "magic", "threshold": 0.5})

@@ -1,0 +1,259 @@
+"""Head store: add / retrain / list / rollback round trip through the CLI, exemplars, and
+power-loss safety (corrupt files, SIGKILL in the middle of retraining and of adding)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.artifact import load_artifact
+from edge_runtime.classify import Classifier
+from edge_runtime.head import attach_exemplars
+from edge_runtime.headstore import TEST_PAUSE_ENV, HeadStore
+from edge_runtime.interpreter import make_interpreter
+from ramanedge.cli import main
+from ramanedge.errors import HeadStoreError
+from ramanedge.grid import GRID, normalise_max
+
+# two minerals the tiny model never saw: peak sets unlike the four synthetic classes
+NEW_PEAKS = {
+    "zetaite": ((150, 1.0), (560, 0.5), (1050, 0.4)),
+    "etaite": ((380, 0.4), (640, 1.0), (1250, 0.8)),
+}
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def new_spectra(label: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = np.arange(GRID.size, dtype=np.float64)
+    out = []
+    for _ in range(n):
+        s = np.zeros(GRID.size)
+        for pos, h in NEW_PEAKS[label]:
+            s += h * rng.uniform(0.8, 1.2) * np.exp(
+                -0.5 * ((k - pos - rng.uniform(-3, 3)) / rng.uniform(4, 9)) ** 2)
+        s += rng.uniform(0, 0.4) + rng.uniform(-0.3, 0.3) * k / GRID.size
+        s += rng.normal(0, 0.02, GRID.size)
+        out.append(s)
+    return normalise_max(np.asarray(out))
+
+
+def write_csv(folder: Path, name: str, grid_spectrum: np.ndarray) -> Path:
+    x = np.linspace(150.0, 1650.0, 2500)
+    p = folder / name
+    np.savetxt(p, np.c_[x, 1000 * np.interp(x, GRID, grid_spectrum)], delimiter=",")
+    return p
+
+
+@pytest.fixture
+def new_files(tmp_path) -> dict[str, list[Path]]:
+    """4 CSV files per new mineral: 3 to teach, the last one held out as a query."""
+    d = tmp_path / "new"
+    d.mkdir()
+    return {lab: [write_csv(d, f"{lab}_{i}.csv", s)
+                  for i, s in enumerate(new_spectra(lab, 4, seed=j))]
+            for j, lab in enumerate(NEW_PEAKS)}
+
+
+@pytest.fixture
+def model(artifact_copy, synthetic_data) -> Path:
+    """A private tiny artifact with exemplars (5 per class from the training split)."""
+    Xtr, ytr = synthetic_data.part("train")
+    attach_exemplars(artifact_copy, Xtr, ytr, per_class=5)
+    return artifact_copy
+
+
+def label_of(capsys, model: Path, f: Path, *extra) -> str:
+    code, out, _ = run_cli(capsys, "classify", "--model", model, "--json", *extra, f)
+    assert code == 0
+    return json.loads(out)["top"][0]["label"]
+
+
+def test_attach_exemplars(model, synthetic_data):
+    art = load_artifact(model)  # manifest re-written: checksums verify
+    assert art.manifest.data["head"]["exemplars"] == "exemplars.npz"
+    assert "exemplars.npz" in art.manifest.files
+    with np.load(model / "exemplars.npz", allow_pickle=False) as z:
+        assert z["features"].dtype == np.int8
+        assert z["features"].shape == (5 * len(art.labels), art.feature_dim)
+        assert np.bincount(z["y"]).tolist() == [5] * len(art.labels)
+
+
+def test_round_trip_add_retrain_list_rollback(capsys, model, new_files, synthetic_data):
+    teach = {lab: files[:3] for lab, files in new_files.items()}
+    code, out, _ = run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite",
+                           *teach["zetaite"])
+    assert code == 0 and out.count("stored as sample") == 3 and "000001" in out
+    code, out, _ = run_cli(capsys, "head", "add", "--model", model, "--label", "etaite",
+                           *teach["etaite"])
+    assert code == 0 and "sample 000006" in out
+    # the same file again: no duplicate; as another mineral: refused, nothing changes
+    code, out, _ = run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite",
+                           teach["zetaite"][0])
+    assert code == 0 and "already stored as sample 000001" in out
+    code, _, err = run_cli(capsys, "head", "add", "--model", model, "--label", "etaite",
+                           teach["zetaite"][0])
+    assert code == 1 and "already stored as sample 000001 labelled 'zetaite'" in err
+
+    query = {lab: files[3] for lab, files in new_files.items()}
+    assert label_of(capsys, model, query["zetaite"]) in synthetic_data.labels  # not known yet
+
+    code, out, _ = run_cli(capsys, "head", "retrain", "--model", model)
+    assert code == 0 and "head v0001 active: 6 classes (2 added: etaite, zetaite)" in out
+    assert "6 samples + 20 exemplars" in out
+    code, out, _ = run_cli(capsys, "head", "list", "--model", model)
+    assert "* v0001" in out and "etaite (3), zetaite (3)" in out
+
+    for lab, f in query.items():  # held-out spectra of the new minerals
+        assert label_of(capsys, model, f) == lab
+    Xte, yte = synthetic_data.part("test")  # old minerals are not forgotten
+    art = load_artifact(model)
+    clf = Classifier.from_dir(model)
+    assert clf.head_version == "v0001"
+    acc = np.mean([clf.classify_grid(x).label == synthetic_data.labels[t]
+                   for x, t in zip(Xte, yte, strict=True)])
+    assert acc >= art.manifest.data["metrics"]["int8"]["top1"] - 0.02
+
+    code, out, _ = run_cli(capsys, "head", "rollback", "--model", model)
+    assert code == 0 and "active head: base" in out
+    assert label_of(capsys, model, query["zetaite"]) in synthetic_data.labels
+    code, _, err = run_cli(capsys, "head", "rollback", "--model", model)
+    assert code == 2 and "already active" in err
+    code, out, _ = run_cli(capsys, "head", "rollback", "--model", model, "--to", "v0001")
+    assert code == 0 and label_of(capsys, model, query["zetaite"]) == "zetaite"
+    assert label_of(capsys, model, query["zetaite"], "--base-head") in synthetic_data.labels
+    code, _, err = run_cli(capsys, "head", "rollback", "--model", model, "--to", "v0042")
+    assert code == 2 and "base, v0001" in err
+
+
+def _store_with_two_heads(model: Path, new_files) -> HeadStore:
+    art = load_artifact(model)
+    store = HeadStore.open(art, create=True)
+    clf = Classifier(art, make_interpreter(art.model_path))
+    from edge_runtime.headstore import add_spectra
+
+    for lab, files in new_files.items():
+        assert all(r[1] is not None for r in add_spectra(store, clf, lab, files[:2]))
+        store.retrain()
+    assert [h.version for h in store.heads()] == ["v0001", "v0002"]
+    return store
+
+
+def _flip_byte(p: Path) -> None:
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    p.write_bytes(bytes(data))
+
+
+def test_corrupt_head_falls_back_to_last_good(capsys, model, new_files):
+    store = _store_with_two_heads(model, new_files)
+    heads = {h.version: h.path for h in store.heads()}
+    _flip_byte(heads["v0002"])
+    fresh = HeadStore.open(store.artifact)
+    assert fresh.active_version() == "v0001"
+    assert any("v0002" in p and "corrupt" in p for p in fresh.problems)
+    assert "etaite" not in fresh.active_head().labels  # v0001 only knew zetaite
+    code, out, err = run_cli(capsys, "classify", "--model", model, "--json",
+                             new_files["zetaite"][3])
+    assert code == 0 and json.loads(out)["head"] == "v0001" and "warning:" in err
+    heads["v0001"].write_bytes(heads["v0001"].read_bytes()[:100])  # torn
+    assert HeadStore.open(store.artifact).active_version() == "base"
+    with pytest.raises(HeadStoreError, match="not a good head"):
+        HeadStore.open(store.artifact).activate("v0002")
+    # a new retrain never overwrites the damaged versions, and works again
+    assert HeadStore.open(store.artifact).retrain().version == "v0003"
+
+
+def test_corrupt_sample_pointer_and_stray_temp_files(model, new_files):
+    store = _store_with_two_heads(model, new_files)
+    samples = sorted((store.root / "samples").iterdir())
+    assert len(samples) == 4
+    _flip_byte(samples[0])
+    (store.root / "samples" / ".000005-0123456789abcdef.npz.x1.tmp").write_bytes(b"torn")
+    (store.root / "heads" / ".v0003-0123456789abcdef.npz.x2.tmp").write_bytes(b"torn")
+    (store.root / "active.json").write_text('{"active": "v0001", "sha256": "bad"}')
+    fresh = HeadStore.open(store.artifact)
+    assert [s.seq for s in fresh.samples()] == [2, 3, 4]
+    assert fresh.active_version() == "v0002"  # corrupt pointer: newest good head
+    assert any("active.json" in p for p in fresh.problems)
+    assert any(samples[0].name in p for p in fresh.problems)
+    assert fresh.retrain().meta["n_samples"] == 3
+    clf = Classifier(fresh.artifact, make_interpreter(fresh.artifact.model_path))
+    s, created = fresh.add_sample("zetaite", clf.preprocess(*_xy(new_files["zetaite"][3])),
+                                  clf.features_int8(clf.preprocess(*_xy(
+                                      new_files["zetaite"][3]))))
+    assert created and s.seq == 5  # numbers are never reused
+
+
+def _xy(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    a = np.loadtxt(path, delimiter=",")
+    return a[:, 0], a[:, 1]
+
+
+def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env[TEST_PAUSE_ENV] = "60"
+    return subprocess.Popen([sys.executable, "-m", "ramanedge.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_at(proc: subprocess.Popen, step: str, timeout: float = 60.0) -> str:
+    """Read the child's stderr until it announces ``PAUSE step``, then SIGKILL it."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.strip() == f"PAUSE {step}":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            return proc.stdout.read()
+    proc.kill()
+    raise AssertionError(f"child never reached {step}: {''.join(seen)}")
+
+
+@pytest.mark.parametrize("step", ["before-head-write", "after-head-write"])
+def test_sigkill_during_retrain_keeps_store_usable(model, new_files, tmp_path, step):
+    store = _store_with_two_heads(model, new_files)
+    store.rollback("v0001")
+    n_samples = len(store.samples())
+    proc = _spawn(["head", "retrain", "--model", str(model)], tmp_path)
+    _kill_at(proc, step)
+    fresh = HeadStore.open(store.artifact)
+    assert fresh.active_version() == "v0001"  # the interrupted retrain never became active
+    assert len(fresh.samples()) == n_samples and not fresh.problems
+    versions = [h.version for h in fresh.heads()]
+    assert versions == (["v0001", "v0002"] if step == "before-head-write"
+                        else ["v0001", "v0002", "v0003"])
+    assert fresh.retrain().version == f"v{len(versions) + 1:04d}"  # and it still works
+
+
+def test_sigkill_during_add_loses_no_acknowledged_sample(model, new_files, tmp_path):
+    files = [str(p) for p in new_files["zetaite"]]
+    proc = _spawn(["head", "add", "--model", str(model), "--label", "zetaite", *files],
+                  tmp_path)
+    out = _kill_at(proc, "after-sample")
+    acked = [line for line in out.splitlines() if "stored as sample" in line]
+    assert len(acked) == 1 and acked[0].startswith(files[0])
+    store = HeadStore.open(load_artifact(model))
+    assert [(s.seq, s.label, s.source) for s in store.samples()] == [(1, "zetaite", files[0])]
+    assert not store.problems

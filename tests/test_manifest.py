@@ -1,0 +1,257 @@
+"""ramanedge.manifest: round trip, schema validation, tamper detection (files and manifest)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ramanedge.errors import ManifestError, RamanEdgeError
+from ramanedge.grid import DEFAULT_GRID, GridSpec
+from ramanedge.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    Manifest,
+    read_manifest,
+    validate,
+    write_manifest,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _base(labels=("quartz", "calcite", "diamond")) -> dict:
+    return {
+        "name": "unit",
+        "labels": list(labels),
+        "grid": DEFAULT_GRID.to_dict(),
+        "normalisation": {"method": "max"},
+        "model": {"file": "model.tflite", "precision": "int8", "config": {"pool_size": 8}},
+        "quantization": {"input": {"scale": 0.01, "zero_point": -5}},
+        "metrics": {"int8": {"top1": 0.9}},
+        "files": {"model.tflite": {}, "head.npz": {}},
+    }
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "model.tflite").write_bytes(b"TFL3-not-really-a-model" * 10)
+    np.savez(tmp_path / "head.npz", W=np.ones((4, 3), np.float32), b=np.zeros(3, np.float32))
+    return tmp_path
+
+
+def test_round_trip_keeps_everything_and_checksums_files(folder: Path) -> None:
+    written = write_manifest(folder, _base())
+    read = read_manifest(folder)
+    assert read.data == written.data
+    assert read.labels == ["quartz", "calcite", "diamond"]
+    assert read.grid == GridSpec()
+    assert read.normalisation == "max"
+    assert read.model_file == "model.tflite"
+    assert read.data["schema_version"] == SCHEMA_VERSION
+    assert read.data["metrics"] == {"int8": {"top1": 0.9}}
+    size = (folder / "model.tflite").stat().st_size
+    assert read.files["model.tflite"]["bytes"] == size
+    import hashlib
+
+    assert read.files["head.npz"]["sha256"] == hashlib.sha256(
+        (folder / "head.npz").read_bytes()).hexdigest()
+
+
+def test_tampered_model_file_is_rejected_by_name(folder: Path) -> None:
+    write_manifest(folder, _base())
+    p = folder / "model.tflite"
+    data = bytearray(p.read_bytes())
+    data[3] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"model\.tflite does not match its sha256"):
+        read_manifest(folder)
+    # explicitly skipping the file check still validates the manifest itself
+    assert read_manifest(folder, verify_files=False).name == "unit"
+
+
+def test_missing_listed_file_is_rejected(folder: Path) -> None:
+    write_manifest(folder, _base())
+    (folder / "head.npz").unlink()
+    with pytest.raises(ManifestError, match=r"head\.npz listed in the manifest is missing"):
+        read_manifest(folder)
+
+
+def test_hand_edited_manifest_is_rejected(folder: Path) -> None:
+    write_manifest(folder, _base())
+    p = folder / MANIFEST_NAME
+    d = json.loads(p.read_text())
+    d["labels"][0], d["labels"][1] = d["labels"][1], d["labels"][0]  # swap two classes
+    p.write_text(json.dumps(d))
+    with pytest.raises(ManifestError, match="modified after it was written"):
+        read_manifest(folder)
+
+
+def test_reformatting_the_manifest_json_is_not_tampering(folder: Path) -> None:
+    write_manifest(folder, _base())
+    p = folder / MANIFEST_NAME
+    p.write_text(json.dumps(json.loads(p.read_text()), indent=7))
+    assert read_manifest(folder).labels == ["quartz", "calcite", "diamond"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"name": "x"}', "no manifest_sha256"),
+    ],
+)
+def test_unreadable_manifests(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / MANIFEST_NAME).write_text(content)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_not_an_artifact(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(tmp_path / "nope")
+    with pytest.raises(ManifestError, match="not a ramanedge model artifact"):
+        read_manifest(tmp_path)
+
+
+def _set(key: str, value):
+    def f(d: dict) -> None:
+        if value is KeyError:
+            del d[key]
+        else:
+            d[key] = value
+
+    return f
+
+
+def _set_file(name: str, meta):
+    def f(d: dict) -> None:
+        d["files"][name] = meta
+
+    return f
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (_set("labels", KeyError), "missing keys: labels"),
+        (_set("schema_version", 99), "schema_version 99 is not supported"),
+        (_set("schema_version", True), "schema_version True is not supported"),
+        (_set("labels", []), "non-empty list of strings"),
+        (_set("labels", ["a", 3]), "non-empty list of strings"),
+        (_set("labels", ["a", "a"]), "duplicates"),
+        (_set("grid", {"start": 200}), "'grid' is invalid"),
+        (_set("grid", {"start": 200, "step": -1, "n_points": 5}), "'grid' is invalid"),
+        (_set("normalisation", {"method": "snv"}), "normalisation.method"),
+        (_set("model", {"precision": "int8"}), "model.file"),
+        (_set("files", {"head.npz": {"sha256": "0"}}), "must list the model file"),
+        (_set_file("../x", {"sha256": "0"}), "plain file name"),
+        (_set_file("sub/x", {"sha256": "0"}), "plain file name"),
+        (_set_file("head.npz", {}), "has no sha256"),
+        (_set_file(MANIFEST_NAME, {"sha256": "0"}), "manifest itself"),
+        (_set("quantization", []), "'quantization' must be an object"),
+    ],
+)
+def test_validate_rejects_bad_structure(mutate, message: str) -> None:
+    d = _base()
+    d["schema_version"] = SCHEMA_VERSION
+    d["files"] = {"model.tflite": {"sha256": "a" * 64}, "head.npz": {"sha256": "b" * 64}}
+    validate(d)  # the unmutated one is valid
+    mutate(d)
+    with pytest.raises(ManifestError, match=message):
+        validate(d)
+    with pytest.raises(ManifestError, match=message):
+        Manifest(d)
+
+
+def test_write_refuses_missing_files_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="does not exist"):
+        write_manifest(tmp_path, _base())
+    assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+def test_write_replaces_atomically_and_leaves_no_temp_files(folder: Path) -> None:
+    write_manifest(folder, _base())
+    d = _base(labels=("a", "b"))
+    write_manifest(folder, d)
+    assert read_manifest(folder).labels == ["a", "b"]
+    assert sorted(p.name for p in folder.iterdir()) == ["head.npz", MANIFEST_NAME, "model.tflite"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8, unique=True),
+       flip=st.integers(min_value=0, max_value=10_000))
+def test_any_label_list_round_trips_and_any_byte_flip_in_values_is_caught(
+    tmp_path_factory, labels: list[str], flip: int
+) -> None:
+    folder = tmp_path_factory.mktemp("hyp")
+    (folder / "model.tflite").write_bytes(b"\x00" * 64)
+    d = _base(labels=labels)
+    d["files"] = {"model.tflite": {}}
+    write_manifest(folder, d)
+    m = read_manifest(folder)
+    assert m.labels == labels
+    # change one label character: must be caught by the manifest checksum
+    p = folder / MANIFEST_NAME
+    j = json.loads(p.read_text(encoding="utf-8"))
+    i = flip % len(labels)
+    j["labels"][i] = j["labels"][i] + "x"
+    if len(set(j["labels"])) == len(j["labels"]):
+        p.write_text(json.dumps(j), encoding="utf-8")
+        with pytest.raises(ManifestError, match="modified after it was written"):
+            read_manifest(folder)
+
+
+# ----------------------------------------------------------------- on a real artifact
+
+
+def test_real_artifact_reads_back(tiny_artifact: Path) -> None:
+    m = read_manifest(tiny_artifact)
+    assert set(m.files) == {"model.tflite", "head.npz"}
+    for k in ("labels", "grid", "normalisation", "model", "quantization", "head", "training",
+              "metrics", "unknown", "files", "manifest_sha256"):
+        assert k in m.data
+
+
+@pytest.mark.parametrize("victim", ["model.tflite", "head.npz"])
+def test_tampered_real_artifact_is_rejected(artifact_copy: Path, victim: str) -> None:
+    p = artifact_copy / victim
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a single bit
+    p.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=f"{victim} does not match its sha256"):
+        read_manifest(artifact_copy)
+
+
+def test_tampered_quantization_is_rejected(artifact_copy: Path) -> None:
+    p = artifact_copy / MANIFEST_NAME
+    d = json.loads(p.read_text())
+    d["quantization"]["input"]["scale"] *= 2
+    p.write_text(json.dumps(d, indent=2))
+    with pytest.raises(ManifestError, match="modified after it was written"):
+        read_manifest(artifact_copy)
+
+
+def test_cli_reports_tampered_artifact_in_one_line(artifact_copy: Path) -> None:
+    p = artifact_copy / "model.tflite"
+    p.write_bytes(p.read_bytes() + b"\x00")
+    r = subprocess.run(
+        [sys.executable, "-m", "ramanedge.cli", "quantize", "--check", "edgetpu",
+         str(artifact_copy)], capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and "does not match its sha256" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_manifest_error_is_a_ramanedge_error() -> None:
+    assert issubclass(ManifestError, RamanEdgeError)

@@ -1,0 +1,222 @@
+"""Training: class weights, the recipe's schedule, reproducibility, augmentation, run folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.augment import AugmentConfig, augment_batch, shift_rows
+from trainer.model import ModelConfig
+from trainer.train import TrainConfig, class_weights, train_model
+from ramanedge.grid import shift_spectra
+
+
+def synthetic(n_classes: int = 4, per_class: int = 12, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Max-normalised spectra with three Gaussian bands per class on the 1392-point grid."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1392)
+    centres = rng.uniform(100, 1290, size=(n_classes, 3))
+    X, y = [], []
+    for c in range(n_classes):
+        for _ in range(per_class):
+            s = 0.2 * rng.uniform() * np.linspace(0, 1, 1392) + rng.normal(0, 0.01, 1392)
+            for mu in centres[c]:
+                s += rng.uniform(0.5, 1.0) * np.exp(-0.5 * ((t - mu - rng.normal(0, 1)) / 5) ** 2)
+            X.append(s / s.max())
+            y.append(c)
+    return np.asarray(X, np.float32), np.asarray(y, np.int64)
+
+
+# ------------------------------------------------------------------ class weights
+
+def test_class_weights_balance_the_classes() -> None:
+    y = np.array([0] * 6 + [1] * 2 + [3] * 4)
+    w = class_weights(y, 5)
+    # n / (k * n_c) with n = 12, k = 3 present classes
+    assert w == pytest.approx([12 / 18, 12 / 6, 0.0, 12 / 12, 0.0])
+    weighted = np.bincount(y, weights=w[y], minlength=5)
+    assert weighted[[0, 1, 3]] == pytest.approx([4.0, 4.0, 4.0])
+    assert class_weights(np.array([0, 1, 2, 0, 1, 2]), 3) == pytest.approx([1, 1, 1])
+
+
+@pytest.mark.parametrize("bad", [np.array([], np.int64), np.array([0, 5])])
+def test_class_weights_reject_bad_labels(bad) -> None:
+    with pytest.raises(ValueError):
+        class_weights(bad, 3)
+
+
+# ------------------------------------------------------------------ augmentation
+
+def test_shift_rows_equals_shift_spectra_per_row() -> None:
+    X = np.random.default_rng(1).random((4, 1392)).astype(np.float32)
+    shifts = np.array([0, 3, -7, 30])
+    out = shift_rows(X, shifts)
+    for i, s in enumerate(shifts):
+        assert np.array_equal(out[i], shift_spectra(X[i], int(s)))
+
+
+def test_augment_off_is_identity_and_on_keeps_max_one() -> None:
+    X, _ = synthetic(2, 5)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(augment_batch(X, AugmentConfig(), rng), X)
+    cfg = AugmentConfig(shift_cm=5, noise_std=0.01, baseline=0.2, scale=0.2)
+    A = augment_batch(X, cfg, np.random.default_rng(0))
+    B = augment_batch(X, cfg, np.random.default_rng(0))
+    assert np.array_equal(A, B)  # seeded
+    assert not np.allclose(A, X)
+    assert np.allclose(A.max(axis=1), 1.0)
+    assert A.dtype == np.float32 and A.shape == X.shape
+
+
+def test_augment_shift_only_moves_bands_by_at_most_shift() -> None:
+    X = np.zeros((50, 1392), np.float32)
+    X[:, 700] = 1.0
+    A = augment_batch(X, AugmentConfig(shift_cm=4), np.random.default_rng(3))
+    moved = A.argmax(axis=1) - 700
+    assert np.all(np.abs(moved) <= 4) and len(set(moved.tolist())) > 3
+
+
+def test_augment_config_parse() -> None:
+    cfg = AugmentConfig.parse("shift=5, noise=0.01,baseline=0.1")
+    assert cfg == AugmentConfig(shift_cm=5, noise_std=0.01, baseline=0.1)
+    assert AugmentConfig.parse("none") == AugmentConfig()
+    assert not AugmentConfig().enabled
+    for bad in ("shift", "wobble=3", "shift=2.5", "noise=abc", "noise=2"):
+        with pytest.raises(ValueError):
+            AugmentConfig.parse(bad)
+
+
+def test_train_config_round_trip() -> None:
+    tc = TrainConfig(epochs=7, augment=AugmentConfig(shift_cm=3), monitor="val_accuracy")
+    assert TrainConfig.from_dict(tc.to_dict()) == tc
+    with pytest.raises(ValueError):
+        TrainConfig(monitor="loss")
+
+
+# ------------------------------------------------------------------ training
+
+TINY = ModelConfig(pool_size=8, dense_units=32, dropout=0.2)
+
+
+def test_training_learns_and_is_reproducible() -> None:
+    X, y = synthetic(4, 12)
+    idx = np.random.default_rng(0).permutation(len(y))
+    tr, va = idx[:36], idx[36:]
+    tc = TrainConfig(epochs=6, batch_size=8, seed=3, augment=AugmentConfig(shift_cm=2))
+    lines: list[str] = []
+    r1 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=lines.append)
+    r2 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=None)
+    assert len(lines) == r1.epochs_run and lines[0].startswith("epoch   1/6")
+    assert r1.history["loss"][-1] < r1.history["loss"][0]
+    for a, b in zip(r1.model.get_weights(), r2.model.get_weights(), strict=True):
+        assert np.array_equal(a, b)  # same seed, same data -> bit-identical on this machine
+    r3 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, TrainConfig(epochs=1, seed=4), log=None)
+    assert not np.array_equal(r1.model.get_weights()[0], r3.model.get_weights()[0])
+
+
+def test_lr_schedule_and_early_stopping_follow_the_recipe() -> None:
+    """A learning rate of ~0 never improves val loss: LR x0.7 every 3 epochs, stop after 5."""
+    X, y = synthetic(3, 6)
+    tc = TrainConfig(epochs=50, learning_rate=1e-12, min_delta=1e-3, min_lr=1e-20,
+                     lr_patience=3, early_stop_patience=5)
+    r = train_model(X, y, X, y, 3, TINY, tc, log=None)
+    # epoch 1 sets the best; epochs 2..6 do not improve by min_delta -> stop after epoch 6
+    assert r.epochs_run == 6
+    assert r.best_epoch == 1
+    lr = r.history["lr"]
+    assert lr[:4] == pytest.approx([1e-12] * 4)
+    assert lr[4] == pytest.approx(0.7e-12)
+
+
+# ------------------------------------------------------------------ run folders on real spectra
+
+REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, shared_data_root):
+    """A tiny run trained on 5 real RRUFF minerals (2 epochs, dense_units=64)."""
+    from tests.conftest import REPO
+    from trainer.run import DataConfig, train_run
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    lines: list[str] = []
+    train_run(out, data, ModelConfig(pool_size=16, dense_units=64),
+              TrainConfig(epochs=2, batch_size=16), log=lines.append)
+    return out, lines
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_train_run_writes_a_loadable_run(real_run) -> None:
+    import json
+
+    from trainer.run import RUN_FILES, load_run
+    from trainer.train import predict_probs
+
+    out, lines = real_run
+    for f in (*RUN_FILES, "metrics.json", "history.json", "confusion.png"):
+        assert (out / f).is_file(), f
+    assert any(line.startswith("epoch   2/2") for line in lines)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["dense_units"] == 64 and cfg["model"]["pool_size"] == 16
+    assert cfg["train"]["epochs"] == 2 and cfg["data"]["dataset"] == "rruff-raw"
+    assert cfg["data"]["minerals"] == list(REAL_MINERALS)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]["shifts"]) == {"0", "15", "30"}
+    assert 0.0 <= metrics["test"]["top1"] <= metrics["test"]["top3"] <= 1.0
+
+    run = load_run(out)
+    assert run.labels == sorted(REAL_MINERALS)
+    assert run.model_config == ModelConfig(pool_size=16, dense_units=64)
+    assert run.train_config.epochs == 2
+    assert set(np.unique(run.split)) == {"train", "val", "test"}
+    Xte, yte = run.subset("test")
+    # groups never straddle the split: no test specimen is in training
+    ids = np.asarray(run.dataset.sample_ids)
+    assert not set(ids[run.split == "test"]) & set(ids[run.split == "train"])
+    probs = predict_probs(run.model, Xte)
+    acc = float(np.mean(probs.argmax(1) == yte))
+    assert acc == pytest.approx(metrics["test"]["top1"])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_load_run_rejects_tampering_and_non_runs(real_run, tmp_path) -> None:
+    import shutil
+
+    from trainer.run import RunError, load_run
+
+    out, _ = real_run
+    with pytest.raises(RunError, match="not a training run"):
+        load_run(tmp_path)
+    with pytest.raises(RunError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    lines = (bad / "split.csv").read_text().splitlines()
+    flipped = [lines[0]] + [
+        (line.rsplit(",", 1)[0] + ",test") if line.endswith(",train") else line
+        for line in lines[1:]
+    ]
+    (bad / "split.csv").write_text("\n".join(flipped) + "\n")
+    with pytest.raises(RunError, match="modified"):
+        load_run(bad)
+    shutil.copy(out / "split.csv", bad / "split.csv")
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(RunError, match="not valid JSON"):
+        load_run(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_train_refuses_to_overwrite_a_run(real_run) -> None:
+    from trainer.run import DataConfig, RunError, train_run
+
+    out, _ = real_run
+    before = (out / "model.keras").read_bytes()
+    with pytest.raises(RunError, match="already exists"):
+        train_run(out, DataConfig(root="/nonexistent"), log=None)
+    assert (out / "model.keras").read_bytes() == before

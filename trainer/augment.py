@@ -1,0 +1,195 @@
+"""Physically meaningful training augmentation for grid spectra (numpy, off by default).
+
+Each transform mimics something that differs between two measurements of one mineral:
+
+- ``shift_cm``: a random x-shift of up to ``shift_cm`` cm-1 (whole grid points; the grid step
+  is 1 cm-1), padded with the edge value exactly like :func:`ramanedge.grid.shift_spectra`.
+  Spectrometer calibration offsets between instruments are a few cm-1 (SOURCE.md quirk 16).
+- ``noise_std``: additive Gaussian noise, standard deviation relative to the spectrum's max.
+- ``baseline``: additive smooth drift (a random quadratic over the grid) with peak amplitude
+  up to ``baseline`` relative to the max, like a change of fluorescence background.
+- ``scale``: a smooth multiplicative gain ``1 + g(x)`` with ``|g| <= scale`` (random linear
+  ramp), changing relative band intensities as orientation or detector response would.
+- ``background``: with this probability a spectrum's own fluorescence background is replaced
+  by the background of another *training* spectrum, scaled by a random factor in [0, 1.5]
+  (0 = the baseline-free spectrum). Backgrounds come from :func:`split_background`, the same
+  modified-polynomial fit (degree 5) that builds ``rruff-clean``; the bands stay those of the
+  spectrum itself. Real background shapes and strengths, decoupled from the mineral.
+
+After any of them the spectrum is max-normalised again, so every augmented input looks like
+an output of :func:`ramanedge.grid.preprocess` (maximum exactly 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strength of each augmentation; all zero (the paper's setting) disables augmentation."""
+
+    shift_cm: int = 0
+    noise_std: float = 0.0
+    baseline: float = 0.0
+    scale: float = 0.0
+    background: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shift_cm, bool) or int(self.shift_cm) != self.shift_cm:
+            raise ValueError(f"shift_cm must be a whole number of cm-1, got {self.shift_cm!r}")
+        object.__setattr__(self, "shift_cm", int(self.shift_cm))
+        if not 0 <= self.shift_cm <= 100:
+            raise ValueError(f"shift_cm must be in 0..100, got {self.shift_cm}")
+        for name, top in (("noise_std", 1.0), ("baseline", 10.0), ("scale", 1.0),
+                          ("background", 1.0)):
+            v = float(getattr(self, name))
+            if not 0.0 <= v <= top:
+                raise ValueError(f"{name} must be in [0, {top:g}], got {v}")
+            object.__setattr__(self, name, v)
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one transform is on."""
+        return bool(self.shift_cm or self.noise_std or self.baseline or self.scale
+                    or self.background)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+    @classmethod
+    def parse(cls, spec: str) -> AugmentConfig:
+        """Parse a CLI spec such as ``"shift=5,noise=0.01,baseline=0.1,scale=0.1"``.
+
+        ``""``, ``"none"`` and ``"off"`` give the disabled config. Raises ``ValueError``
+        naming the bad item.
+        """
+        spec = spec.strip()
+        if spec.lower() in ("", "none", "off"):
+            return cls()
+        keys = {"shift": "shift_cm", "noise": "noise_std", "baseline": "baseline",
+                "scale": "scale", "background": "background"}
+        kw: dict[str, float] = {}
+        for item in spec.split(","):
+            name, sep, value = item.partition("=")
+            name = name.strip().lower()
+            if not sep or name not in keys:
+                raise ValueError(
+                    f"bad augmentation item {item.strip()!r}; expected NAME=VALUE with NAME in "
+                    f"{', '.join(keys)} (e.g. 'shift=5,noise=0.01')"
+                )
+            try:
+                kw[keys[name]] = float(value)
+            except ValueError:
+                raise ValueError(f"augmentation {name} needs a number, got {value!r}") from None
+        if "shift_cm" in kw:
+            s = kw["shift_cm"]
+            if s != int(s):
+                raise ValueError(f"shift must be a whole number of cm-1, got {s:g}")
+            kw["shift_cm"] = int(s)
+        return cls(**kw)
+
+
+def shift_rows(X: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift each row of ``X`` (N, P) by its own whole number of points, edge padding.
+
+    Row ``i`` equals ``ramanedge.grid.shift_spectra(X[i], shifts[i])``; positive shifts move
+    bands to higher wavenumbers.
+    """
+    X = np.asarray(X)
+    shifts = np.asarray(shifts, dtype=np.int64).reshape(-1)
+    if X.ndim != 2 or shifts.shape[0] != X.shape[0]:
+        raise ValueError(f"need X of shape (N, P) and N shifts, got {X.shape} and {shifts.shape}")
+    p = X.shape[1]
+    idx = np.clip(np.arange(p)[None, :] - shifts[:, None], 0, p - 1)
+    return np.take_along_axis(X, idx, axis=1)
+
+
+def _renormalise(X: np.ndarray) -> np.ndarray:
+    peak = X.max(axis=1, keepdims=True)
+    # A row whose max would be <= 0 (never for real preprocessed spectra) is left alone.
+    peak = np.where(peak > 1e-6, peak, 1.0)
+    return X / peak
+
+
+def split_background(X: np.ndarray, degree: int = 5, max_iter: int = 100,
+                     tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Split spectra (N, P) into ``(bands, background)`` with ``X = bands + background``.
+
+    Vectorised form of :func:`ramanedge.dataset.remove_baseline` (iterative modified
+    polynomial fit, Lieber & Mahadevan-Jansen 2003): each row's fit stops once it changes by
+    less than ``tol`` (relative), as there.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, p = X.shape
+    t = np.linspace(-1.0, 1.0, p)
+    V = np.polynomial.polynomial.polyvander(t, degree)  # (P, d+1)
+    pinv = np.linalg.pinv(V)  # (d+1, P)
+    work = X.copy()
+    base = work @ pinv.T @ V.T
+    active = np.ones(n, dtype=bool)
+    for _ in range(max_iter):
+        work[active] = np.minimum(work[active], base[active])
+        new = work[active] @ pinv.T @ V.T
+        change = np.linalg.norm(new - base[active], axis=1) / np.maximum(
+            np.linalg.norm(base[active], axis=1), 1e-12)
+        base[active] = new
+        idx = np.flatnonzero(active)
+        active[idx[change < tol]] = False
+        if not active.any():
+            break
+    return X - base, base
+
+
+def augment_batch(
+    X: np.ndarray,
+    config: AugmentConfig,
+    rng: np.random.Generator,
+    *,
+    bands: np.ndarray | None = None,
+    backgrounds: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return an augmented float32 copy of the batch ``X`` (N, P); ``X`` is not modified.
+
+    ``bands`` (rows aligned with ``X``) and ``backgrounds`` (any number of rows, the pool to
+    draw from) are needed when ``config.background > 0``; see :func:`split_background`.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if not config.enabled or X.shape[0] == 0:
+        return X.copy()
+    n, p = X.shape
+    out = X.astype(np.float64)
+    if config.background:
+        if bands is None or backgrounds is None or bands.shape != X.shape:
+            raise ValueError("background augmentation needs bands aligned with X and a "
+                             "background pool (see split_background)")
+        swap = rng.random(n) < config.background
+        donor = rng.integers(0, backgrounds.shape[0], size=n)
+        amp = rng.uniform(0.0, 1.5, size=(n, 1))
+        mixed = bands + amp * backgrounds[donor]
+        out = np.where(swap[:, None], mixed, out)
+        out = _renormalise(out)
+    if config.shift_cm:
+        out = shift_rows(out, rng.integers(-config.shift_cm, config.shift_cm + 1, size=n))
+    t = np.linspace(-1.0, 1.0, p)[None, :]
+    if config.scale:
+        slope = rng.uniform(-config.scale, config.scale, size=(n, 1))
+        out = out * (1.0 + slope * t)
+    if config.baseline:
+        # random quadratic a + b t + c t^2, rescaled so its largest |value| is the amplitude
+        coef = rng.normal(size=(n, 3))
+        curve = coef[:, :1] + coef[:, 1:2] * t + coef[:, 2:3] * t * t
+        curve /= np.maximum(np.abs(curve).max(axis=1, keepdims=True), 1e-9)
+        amp = rng.uniform(0.0, config.baseline, size=(n, 1))
+        out = out + amp * curve
+    if config.noise_std:
+        out = out + rng.normal(scale=config.noise_std, size=out.shape)
+    return _renormalise(out).astype(np.float32)

@@ -1,0 +1,200 @@
+"""``ramanedge train``, ``ramanedge evaluate`` and ``ramanedge baselines``.
+
+Defaults come from :class:`~trainer.model.ModelConfig` and :class:`~trainer.train.TrainConfig`;
+an option left out keeps the dataclass default. Bad input (missing data folder, unknown
+activation, bad split file, existing output folder) gives one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from ramanedge.errors import RamanEdgeError
+from ramanedge.paths import default_data_root
+from trainer.model import ACTIVATIONS, ModelConfig
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class OptionError(RamanEdgeError, ValueError):
+    """A command-line option value is invalid."""
+
+
+def _echo(line: str) -> None:
+    click.echo(line, err=False)
+
+
+def _data_options(f):
+    f = click.option("--split-seed", type=int, default=0, show_default=True,
+                     help="Seed of the generated split.")(f)
+    f = click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, help="Use this split CSV (path,split) instead of --split.")(f)
+    f = click.option("--split", "split_kind", type=click.Choice(["grouped", "random"]),
+                     default="grouped", show_default=True,
+                     help="grouped: by RRUFF sample id (default); random: per spectrum.")(f)
+    f = click.option("--min-spectra", type=int, default=8, show_default=True,
+                     help="Keep minerals with at least this many spectra.")(f)
+    f = click.option("--dataset", default="rruff-raw", show_default=True,
+                     help="Data set name (rruff-raw or rruff-clean).")(f)
+    f = click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+                     help="RRUFF data root [default: $RAMANEDGE_DATA or ../shared/data/rruff].")(f)
+    f = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                     help="Data set cache folder [default: .cache/ramanedge].")(f)
+    return f
+
+
+def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir):
+    from trainer.run import DataConfig
+
+    root = Path(data_root) if data_root is not None else default_data_root()
+    if not root.is_dir():
+        raise OptionError(f"data folder {root} does not exist; pass --data DIR with the RRUFF "
+                          "data root (e.g. ../shared/data/rruff)")
+    if split_file is not None and not Path(split_file).is_file():
+        raise OptionError(f"split file {split_file} does not exist; expected a CSV with "
+                          "columns path,split")
+    if min_spectra < 2:
+        raise OptionError(f"--min-spectra must be >= 2, got {min_spectra}")
+    return DataConfig(root=str(root), dataset=dataset, min_spectra=min_spectra,
+                      split=split_kind, split_seed=split_seed,
+                      split_file=None if split_file is None else str(split_file),
+                      cache_dir=None if cache_dir is None else str(cache_dir))
+
+
+@click.command("train")
+@_data_options
+@click.option("--pool-size", "-m", type=int, default=None, help="Pooling size m.")
+@click.option("--pool-layers", "-n", type=int, default=None, help="Number of pooling layers n.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+              help="Activation (leaky_relu as in the paper; relu/prelu for the Edge TPU).")
+@click.option("--kernel-size", type=int, default=None, help="Conv1D kernel size.")
+@click.option("--dense-units", type=int, default=None, help="Width of the features layer.")
+@click.option("--dropout", type=float, default=None, help="Dropout before the softmax.")
+@click.option("--augment", default=None,
+              help="Training augmentation, e.g. 'shift=5,noise=0.01,baseline=0.1,scale=0.1' "
+                   "or 'none' (the paper's setting).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping).")
+@click.option("--batch-size", type=int, default=None, help="Batch size.")
+@click.option("--lr", "learning_rate", type=float, default=None, help="Adam learning rate.")
+@click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy"]), default=None,
+              help="Validation metric for the LR schedule, early stopping and best weights.")
+@click.option("--class-weights/--no-class-weights", default=None,
+              help="Class-weighted cross-entropy (default on, as in the paper).")
+@click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Run folder to write, e.g. runs/NAME.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
+def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
+          pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
+          epochs, batch_size, learning_rate, monitor, class_weights, seed, out, overwrite,
+          quiet) -> None:
+    """Train the pooled 1D CNN and write a run folder (model, labels, config, metrics)."""
+    from trainer.augment import AugmentConfig
+    from trainer.run import _prepare_out, train_run
+    from trainer.train import TrainConfig
+
+    data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
+                        cache_dir)
+    model_kw = {k: v for k, v in dict(pool_size=pool_size, pool_layers=pool_layers,
+                                      activation=activation, kernel_size=kernel_size,
+                                      dense_units=dense_units, dropout=dropout).items()
+                if v is not None}
+    train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
+                                      learning_rate=learning_rate, monitor=monitor,
+                                      class_weighting=class_weights, seed=seed).items()
+                if v is not None}
+    try:
+        mc = replace(ModelConfig(), **model_kw)
+        tc = replace(TrainConfig(), **train_kw)
+        if augment is not None:
+            tc = replace(tc, augment=AugmentConfig.parse(augment))
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    _prepare_out(Path(out), overwrite)
+    train_run(out, data, mc, tc, overwrite=overwrite, log=None if quiet else _echo)
+
+
+def _print_metrics(res: dict, title: str) -> None:
+    click.echo(title)
+    click.echo(f"  spectra: {res['n']}   top-1 {100 * res['top1']:.1f}%   "
+               f"top-3 {100 * res['top3']:.1f}%   balanced {100 * res['balanced_accuracy']:.1f}%")
+    for s, row in res["shifts"].items():
+        extra = ""
+        if "top1_plus" in row:
+            extra = (f"   (+{s}: {100 * row['top1_plus']:.1f}%, "
+                     f"-{s}: {100 * row['top1_minus']:.1f}%)")
+        click.echo(f"  shift {s:>3} cm-1: top-1 {100 * row['top1']:.1f}%  "
+                   f"top-3 {100 * row['top3']:.1f}%{extra}")
+    rec = res["per_class_recall"]
+    worst = sorted(rec.items(), key=lambda kv: kv[1])[:5]
+    click.echo("  lowest recall: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in worst))
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--split", "part", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True, help="Which part of the run's split to evaluate.")
+@click.option("--shifts", default="0,15,30", show_default=True,
+              help="Comma-separated shifts in cm-1 (each evaluated as +s and -s).")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+              help="Data root, if not the one recorded in the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(run_dir, part, shifts, data_root, as_json) -> None:
+    """Evaluate a run: top-1/top-3, per-class recall, confusion PNG, accuracy under shifts."""
+    from trainer.run import evaluate_run, read_run_config
+
+    read_run_config(run_dir)  # fail fast, before TensorFlow is imported
+    try:
+        shift_list = tuple(abs(int(s)) for s in shifts.split(",") if s.strip())
+    except ValueError:
+        raise OptionError(f"--shifts must be comma-separated integers, got {shifts!r}") from None
+    res = evaluate_run(run_dir, part=part, shifts=shift_list, data_root=data_root)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in res.items() if k != "confusion"}, indent=2))
+    else:
+        _print_metrics(res, f"{run_dir} ({part})")
+        if part == "test":
+            click.echo(f"  wrote {Path(run_dir) / 'metrics.json'} and confusion.png")
+
+
+@click.command("baselines")
+@_data_options
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
+              help="Use the data set and split of this run (overrides the data options).")
+@click.option("--clean-dataset", default="rruff-clean", show_default=True,
+              help="Baseline-corrected data set for the 'clean' rows ('none' to skip).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON to this file.")
+def baselines(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
+              run_dir, clean_dataset, out) -> None:
+    """k-NN and SVM baselines on raw (and clean) spectra, on the CNN's split."""
+    from trainer.baselines import format_table, run_all_baselines
+
+    if run_dir is not None:
+        from trainer.run import DataConfig, read_run_config
+
+        cfg = read_run_config(run_dir)
+        d = cfg["data"]
+        data = DataConfig(root=str(data_root or d["root"]), dataset=d["dataset"],
+                          min_spectra=int(d["min_spectra"]), split="grouped",
+                          split_file=str(Path(run_dir) / "split.csv"),
+                          cache_dir=d.get("cache_dir"), minerals=d.get("minerals"))
+    else:
+        data = _data_config(data_root, dataset, min_spectra, split_kind, split_file,
+                            split_seed, cache_dir)
+    clean = None if clean_dataset.lower() in ("", "none") else clean_dataset
+    result = run_all_baselines(data, clean_dataset=clean, log=_echo)
+    click.echo(format_table(result["rows"]))
+    for note in result.get("notes", []):
+        click.echo(f"note: {note}")
+    if out is not None:
+        from ramanedge.fsutil import atomic_write_text
+
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {out}")

@@ -1,0 +1,399 @@
+"""Run folders: train a model on a data set and split, write it, and load it back.
+
+A run folder (``runs/NAME/``) holds ``model.keras``, ``labels.json`` (output order),
+``config.json`` (``{"model", "train", "data", "split_sha256", ...}``), ``split.csv``
+(``path,split`` as written by :mod:`ramanedge.splits`), ``metrics.json``, ``history.json`` and
+``confusion.png``. :func:`train_run` writes it atomically (built in a temporary sibling folder
+and renamed into place, so a failed or interrupted run never leaves a half-written run and
+never destroys an existing one). :func:`load_run` gives everything back, including the data
+set and the split, which ``quantize`` uses for calibration (train) and parity (test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ramanedge.errors import DataError, ModelError
+from ramanedge.fsutil import atomic_write_text
+from trainer.model import ModelConfig, count_params, flatten_size
+from trainer.train import TrainConfig
+
+RUN_FILES = ("model.keras", "labels.json", "config.json", "split.csv")
+SPLITS = ("train", "val", "test")
+SPLIT_KINDS = ("grouped", "random")
+
+
+class RunError(ModelError):
+    """A run folder is missing, incomplete, or does not match its data."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set and split a run trains on (stored under ``"data"`` in config.json)."""
+
+    root: str
+    dataset: str = "rruff-raw"
+    min_spectra: int = 8
+    split: str = "grouped"
+    split_seed: int = 0
+    split_file: str | None = None
+    cache_dir: str | None = None
+    minerals: tuple[str, ...] | None = None
+    """Keep only these minerals (tests, small experiments); ``None`` = all."""
+
+    def __post_init__(self) -> None:
+        if self.split_file is None and self.split not in SPLIT_KINDS:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_KINDS)}, got {self.split!r}")
+        if self.minerals is not None:
+            object.__setattr__(self, "minerals", tuple(self.minerals))
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["minerals"] = None if self.minerals is None else list(self.minerals)
+        return d
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained run, loaded back: model, labels, configs, data set and split."""
+
+    path: Path
+    model: Any = field(repr=False)
+    labels: list[str]
+    model_config: ModelConfig
+    train_config: TrainConfig
+    config: dict = field(repr=False)
+    dataset: Any = field(repr=False)
+    split: np.ndarray = field(repr=False)
+
+    def subset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of the ``"train"``, ``"val"`` or ``"test"`` part of the split."""
+        if name not in SPLITS:
+            raise ValueError(f"split name must be one of {', '.join(SPLITS)}, got {name!r}")
+        mask = self.split == name
+        return self.dataset.X[mask], self.dataset.y[mask]
+
+
+# ---------------------------------------------------------------- data and split helpers
+
+def load_data(data: DataConfig, log: Callable[[str], None] | None = None):
+    """Build (or read from cache) the data set named in ``data``."""
+    from ramanedge.dataset import build_dataset
+
+    root = Path(data.root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a folder; expected the "
+                        "RRUFF data root (e.g. ../shared/data/rruff)")
+    kw: dict[str, Any] = {"min_spectra": data.min_spectra}
+    if data.cache_dir is not None:
+        kw["cache_dir"] = data.cache_dir
+    if data.minerals is not None:
+        kw["minerals"] = list(data.minerals)
+    ds = build_dataset(root, data.dataset, **kw)
+    if log is not None:
+        log(f"data set {data.dataset}: {len(ds.y)} spectra, {len(ds.labels)} minerals "
+            f"(>= {data.min_spectra} spectra each)")
+    return ds
+
+
+def make_or_read_split(ds, data: DataConfig) -> np.ndarray:
+    """The split array (``"train"/"val"/"test"`` per spectrum) for ``ds``."""
+    from ramanedge.splits import make_split, read_split_csv
+
+    if data.split_file is not None:
+        p = Path(data.split_file)
+        if not p.is_file():
+            raise DataError(f"split file {p} does not exist; expected a CSV with columns "
+                            "path,split")
+        split = np.asarray(read_split_csv(p, ds))
+    else:
+        split = np.asarray(make_split(ds, kind=data.split, seed=data.split_seed))
+    check_split(split, ds.y)
+    return split
+
+
+def check_split(split: np.ndarray, y: np.ndarray) -> None:
+    """Raise :class:`DataError` unless the split has one valid entry per spectrum, non-empty
+    train/val/test parts, and no test class that is absent from training."""
+    split = np.asarray(split)
+    if split.shape != (len(y),):
+        raise DataError(f"split has {split.shape[0] if split.ndim else 0} entries but the data "
+                        f"set has {len(y)} spectra")
+    bad = sorted(set(map(str, np.unique(split))) - set(SPLITS))
+    if bad:
+        raise DataError(f"split contains unknown parts {bad}; expected train/val/test")
+    for name in SPLITS:
+        if not np.any(split == name):
+            raise DataError(f"split has no '{name}' spectra")
+    unseen = set(np.unique(y[split == "test"])) - set(np.unique(y[split == "train"]))
+    if unseen:
+        raise DataError(f"{len(unseen)} test classes have no training spectrum")
+
+
+# ---------------------------------------------------------------- training a run
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise RunError(f"output folder {out} already exists and is not empty; choose another "
+                       "--out or pass --overwrite")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished run folder ``tmp`` to ``out`` (replacing an old run only now)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def train_run(
+    out: str | os.PathLike,
+    data: DataConfig,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> Path:
+    """Train on ``data``'s train split (val for early stopping), evaluate on test, write the run.
+
+    Returns the run folder. Raises :class:`RunError` when ``out`` is a non-empty folder and
+    ``overwrite`` is false (checked before any work), :class:`DataError` for unusable data.
+    """
+    from ramanedge.splits import split_sha256, write_split_csv
+
+    from trainer.evaluate import evaluate_predictions, plot_confusion
+    from trainer.train import predict_probs, train_model
+
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    ds = load_data(data, log)
+    split = make_or_read_split(ds, data)
+    n_classes = len(ds.labels)
+    tr, va, te = (split == s for s in SPLITS)
+    if log is not None:
+        log(f"split: {int(tr.sum())} train / {int(va.sum())} val / {int(te.sum())} test; model "
+            f"m={model_config.pool_size} n={model_config.pool_layers} "
+            f"{model_config.activation}, flatten {flatten_size(model_config)}, "
+            f"{count_params(model_config, n_classes):,} parameters")
+    result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
+                         model_config, train_config, log=log)
+    model = result.model
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        return predict_probs(model, X)
+
+    t0 = time.perf_counter()
+    test = evaluate_predictions(predict, ds.X[te], ds.y[te], ds.labels)
+    val_probs = predict(ds.X[va])
+    from trainer.evaluate import topk_accuracy
+
+    metrics = {
+        "split": "test",
+        "test": test,
+        "val": {"n": int(va.sum()), "top1": topk_accuracy(val_probs, ds.y[va], 1),
+                "top3": topk_accuracy(val_probs, ds.y[va], 3)},
+        "train_seconds": result.seconds,
+        "eval_seconds": time.perf_counter() - t0,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "n_params": int(model.count_params()),
+        "flatten_size": flatten_size(model_config),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model.save(tmp / "model.keras")
+        _write_json(tmp / "labels.json", list(ds.labels))
+        write_split_csv(tmp / "split.csv", ds, split)
+        sha = split_sha256(ds, split)
+        data_dict = data.to_dict()
+        data_dict["root"] = str(Path(data.root).resolve())
+        if data.split_file is not None:
+            data_dict["split_file"] = str(Path(data.split_file).resolve())
+        data_dict.update(n_spectra=int(len(ds.y)), n_classes=n_classes,
+                         n_train=int(tr.sum()), n_val=int(va.sum()), n_test=int(te.sum()))
+        config = {
+            "model": model_config.to_dict(),
+            "train": train_config.to_dict(),
+            "data": data_dict,
+            "split_sha256": sha,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.system()}",
+            "versions": _versions(),
+        }
+        _write_json(tmp / "config.json", config)
+        _write_json(tmp / "history.json", result.history)
+        _write_json(tmp / "metrics.json", metrics)
+        plot_confusion(np.asarray(test["confusion"]), ds.labels, tmp / "confusion.png",
+                       title=f"{data.dataset} test, top-1 {100 * test['top1']:.1f}%")
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if log is not None:
+        sh = test["shifts"]
+        log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
+            f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
+            f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
+        log(f"run written to {out}")
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__,
+            "numpy": np.__version__}
+
+
+# ---------------------------------------------------------------- loading a run
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """Read and check ``config.json`` of a run folder (no TensorFlow needed)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} does not exist")
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise RunError(f"{run_dir} is not a training run: missing {', '.join(missing)} "
+                       "(expected the output folder of 'ramanedge train')")
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{run_dir / 'config.json'} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or not all(k in config for k in
+                                               ("model", "train", "data", "split_sha256")):
+        raise RunError(f"{run_dir / 'config.json'} lacks model/train/data/split_sha256")
+    return config
+
+
+def read_labels(run_dir: str | os.PathLike) -> list[str]:
+    """The label list (model output order) of a run."""
+    p = Path(run_dir) / "labels.json"
+    try:
+        labels = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{p} is not valid JSON: {e}") from None
+    if not (isinstance(labels, list) and labels and all(isinstance(s, str) for s in labels)):
+        raise RunError(f"{p} must be a non-empty JSON list of strings")
+    return labels
+
+
+def load_run(
+    run_dir: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    load_model: bool = True,
+) -> Run:
+    """Load a run folder: the Keras model, labels, configs, the data set and the split.
+
+    ``data_root`` overrides the data root recorded in config.json (e.g. on another machine).
+    The data set is rebuilt (from cache) with the recorded name and ``min_spectra``; its
+    labels must equal ``labels.json`` and the stored split must hash to ``split_sha256``,
+    otherwise :class:`RunError` says what differs.
+    """
+    from ramanedge.splits import read_split_csv, split_sha256
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    labels = read_labels(run_dir)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+        train_config = TrainConfig.from_dict(config["train"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise RunError(f"{run_dir / 'config.json'} has an invalid model/train config: {e}") \
+            from None
+    d = dict(config["data"])
+    root = Path(data_root) if data_root is not None else Path(d.get("root", ""))
+    data = DataConfig(root=str(root), dataset=d.get("dataset", "rruff-raw"),
+                      min_spectra=int(d.get("min_spectra", 8)),
+                      split=d.get("split", "grouped"), split_seed=int(d.get("split_seed", 0)),
+                      split_file=None,
+                      cache_dir=(str(cache_dir) if cache_dir is not None else d.get("cache_dir")),
+                      minerals=d.get("minerals"))
+    ds = load_data(data)
+    if list(ds.labels) != labels:
+        raise RunError(f"the data set {data.dataset} at {root} has {len(ds.labels)} minerals "
+                       f"that differ from the run's {len(labels)} labels (labels.json); was it "
+                       "built with other data or options?")
+    split = np.asarray(read_split_csv(run_dir / "split.csv", ds))
+    sha = split_sha256(ds, split)
+    if sha != config["split_sha256"]:
+        raise RunError(f"split.csv of {run_dir} hashes to {sha[:12]}..., config.json records "
+                       f"{str(config['split_sha256'])[:12]}...; the run folder was modified")
+    model = None
+    if load_model:
+        import keras
+
+        try:
+            model = keras.models.load_model(run_dir / "model.keras", compile=False)
+        except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
+            raise RunError(f"cannot load {run_dir / 'model.keras'}: {e}") from None
+        if int(model.output_shape[-1]) != len(labels):
+            raise RunError(f"model has {model.output_shape[-1]} outputs but labels.json lists "
+                           f"{len(labels)} minerals")
+    return Run(path=run_dir, model=model, labels=labels, model_config=model_config,
+               train_config=train_config, config=config, dataset=ds, split=split)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    part: str = "test",
+    shifts: tuple[int, ...] = (0, 15, 30),
+    data_root: str | os.PathLike | None = None,
+    write: bool = True,
+) -> dict:
+    """Evaluate a run's model on one part of its split.
+
+    With ``write`` (and ``part == "test"``), ``metrics.json`` is updated in place (the
+    training-time keys are kept) and ``confusion.png`` redrawn. Returns the metrics dict.
+    """
+    from trainer.evaluate import evaluate_predictions, plot_confusion
+    from trainer.train import predict_probs
+
+    run = load_run(run_dir, data_root=data_root)
+    X, y = run.subset(part)
+    if len(y) == 0:
+        raise RunError(f"the run's split has no '{part}' spectra")
+    res = evaluate_predictions(lambda a: predict_probs(run.model, a), X, y, run.labels, shifts)
+    if write and part == "test":
+        p = run.path / "metrics.json"
+        try:
+            metrics = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metrics = {}
+        metrics["test"] = res
+        metrics["split"] = "test"
+        _write_json(p, metrics)
+        plot_confusion(np.asarray(res["confusion"]), run.labels, run.path / "confusion.png",
+                       title=f"{run.config['data'].get('dataset', '')} test, "
+                             f"top-1 {100 * res['top1']:.1f}%")
+    return res

@@ -1,0 +1,255 @@
+"""Training the pooled 1D CNN with the paper's recipe, seeded and reproducible.
+
+Recipe (Soysal et al. 2025): class-weighted cross-entropy, Adam (lr 1e-3), learning rate x0.7
+after ``lr_patience`` = 3 epochs without improvement of the validation metric, early stop after
+``early_stop_patience`` = 5 such epochs, best weights restored.
+
+The epoch loop is written out here instead of using Keras callbacks so that every epoch's data
+(shuffle order and augmentation) is a pure function of ``(seed, epoch)``: each epoch draws a
+permutation and an augmented copy in numpy and runs ``train_on_batch`` over it (no
+``tf.data`` pipeline, so nothing is prefetched or reordered behind our back). The plateau and early-stopping
+rules are the ones of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping``
+(``min_delta``, ``cooldown=0``).
+
+Reproducibility: :func:`seed_everything` calls ``keras.utils.set_random_seed`` and
+``tf.config.experimental.enable_op_determinism`` (when ``TrainConfig.deterministic``), so two
+runs with the same config, data and TensorFlow build give bit-identical weights on CPU (checked
+in ``tests/test_train.py``). Different machines/CPU instruction sets (oneDNN kernels) can still
+round differently.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainer.augment import AugmentConfig, augment_batch, split_background
+from trainer.model import ModelConfig, build_model
+
+MONITORS = ("val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule, stopping and augmentation settings, stored with every run."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_factor: float = 0.7
+    lr_patience: int = 3
+    early_stop_patience: int = 5
+    min_lr: float = 1e-6
+    min_delta: float = 1e-4
+    monitor: str = "val_loss"
+    class_weighting: bool = True
+    seed: int = 0
+    deterministic: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.lr_factor <= 1:
+            raise ValueError(f"lr_factor must be in (0, 1], got {self.lr_factor}")
+        if self.lr_patience < 1 or self.early_stop_patience < 1:
+            raise ValueError("lr_patience and early_stop_patience must be >= 1")
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (``augment`` as a nested dict)."""
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        if "augment" in d:
+            d["augment"] = AugmentConfig.from_dict(d["augment"])
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns: the model with the best weights restored and its log."""
+
+    model: Any
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced class weights ``n / (k * n_c)`` over the ``k`` classes present in ``y``.
+
+    Classes absent from ``y`` get weight 0 (they contribute no training sample anyway). A
+    perfectly balanced ``y`` gives all ones; the weighted sample count of every present
+    class is the same, ``n / k``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if y.size == 0:
+        raise ValueError("cannot compute class weights of an empty label array")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must be in 0..{n_classes - 1}")
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes, dtype=np.float64)
+    w[present] = y.size / (present.sum() * counts[present])
+    return w
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, numpy and TensorFlow; optionally force deterministic TF kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def predict_probs(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Softmax outputs of ``model`` for ``X`` (N, 1392) in inference mode, float32 (N, K)."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.shape[0] == 0:
+        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+    outs = [np.asarray(model.predict_on_batch(X[i:i + batch_size]))
+            for i in range(0, X.shape[0], batch_size)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def _cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
+    p = probs[np.arange(y.size), y]
+    return float(-np.mean(np.log(np.clip(p, 1e-7, 1.0))))
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> str:
+    """One human-readable progress line for an epoch."""
+    return (f"epoch {epoch:3d}/{epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}  "
+            f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.3f}  "
+            f"lr {logs['lr']:.2e}  {seconds:.1f}s")
+
+
+def train_model(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
+    """Build and train the CNN; return it with the best (monitored) weights restored.
+
+    ``log`` receives one line per epoch (``None`` for silence). ``X_val`` must not be empty:
+    it drives the learning-rate schedule, early stopping and the choice of weights.
+    """
+    import keras
+
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    X_train = np.ascontiguousarray(X_train, dtype=np.float32)
+    X_val = np.ascontiguousarray(X_val, dtype=np.float32)
+    y_train = np.asarray(y_train, dtype=np.int64)
+    y_val = np.asarray(y_val, dtype=np.int64)
+    if X_train.shape[0] == 0 or X_val.shape[0] == 0:
+        raise ValueError("training and validation sets must both be non-empty")
+    if X_train.shape[0] != y_train.shape[0] or X_val.shape[0] != y_val.shape[0]:
+        raise ValueError("spectra and labels differ in length")
+    tc = train_config
+    seed_everything(tc.seed, tc.deterministic)
+    model = build_model(n_classes, model_config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    weights = (class_weights(y_train, n_classes) if tc.class_weighting
+               else np.ones(n_classes, dtype=np.float64))
+    sample_w = weights[y_train].astype(np.float32)
+    bands = backgrounds = None
+    if tc.augment.background:
+        bands, backgrounds = split_background(X_train)
+
+    higher_better = tc.monitor == "val_accuracy"
+    best = -math.inf if higher_better else math.inf
+    best_weights = model.get_weights()
+    best_epoch = 0
+    lr = float(tc.learning_rate)
+    wait_lr = wait_stop = 0
+    history: dict[str, list[float]] = {k: [] for k in
+                                       ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
+    t_start = time.perf_counter()
+    epochs_run = 0
+    for epoch in range(tc.epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([tc.seed, epoch])
+        order = rng.permutation(X_train.shape[0])
+        xb = X_train[order]
+        if tc.augment.enabled:
+            xb = augment_batch(xb, tc.augment, rng,
+                               bands=None if bands is None else bands[order],
+                               backgrounds=backgrounds)
+        yb, wb = y_train[order], sample_w[order]
+        loss_sum = acc_sum = 0.0
+        for i in range(0, xb.shape[0], tc.batch_size):
+            sl = slice(i, i + tc.batch_size)
+            model.reset_metrics()
+            step = model.train_on_batch(xb[sl], yb[sl], sample_weight=wb[sl], return_dict=True)
+            nb = yb[sl].shape[0]
+            loss_sum += float(step["loss"]) * nb
+            acc_sum += float(step["accuracy"]) * nb
+        probs = predict_probs(model, X_val)
+        logs = {
+            "loss": loss_sum / xb.shape[0],
+            "accuracy": acc_sum / xb.shape[0],
+            "val_loss": _cross_entropy(probs, y_val),
+            "val_accuracy": float(np.mean(probs.argmax(1) == y_val)),
+            "lr": lr,
+        }
+        for k, v in logs.items():
+            history[k].append(v)
+        epochs_run = epoch + 1
+        if log is not None:
+            log(epoch_line(epochs_run, tc.epochs, logs, time.perf_counter() - t0))
+        current = logs[tc.monitor]
+        if not math.isfinite(current):
+            raise FloatingPointError(f"{tc.monitor} became {current} at epoch {epochs_run}")
+        improved_lr = (current > best + tc.min_delta) if higher_better \
+            else (current < best - tc.min_delta)
+        improved = (current > best) if higher_better else (current < best)
+        if improved:
+            best, best_epoch, best_weights = current, epochs_run, model.get_weights()
+            wait_stop = 0
+        else:
+            wait_stop += 1
+        if improved_lr:
+            wait_lr = 0
+        else:
+            wait_lr += 1
+            if wait_lr >= tc.lr_patience and lr > tc.min_lr:
+                lr = max(lr * tc.lr_factor, tc.min_lr)
+                model.optimizer.learning_rate.assign(lr)
+                wait_lr = 0
+        if wait_stop >= tc.early_stop_patience:
+            break
+    model.set_weights(best_weights)
+    return TrainResult(model=model, history=history, best_epoch=best_epoch,
+                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start)
