@@ -16,6 +16,8 @@ from device_sim.transport import FaultConfig
 from ramanedge.errors import DataError, LinkError
 
 BAUD_HELP = "line rate in baud, 10 bits per byte (8N1); 0 = no pacing (full speed)"
+PACE_HELP = ("pace writes to --baud in software (a pty never throttles); use --no-pace on a "
+             "real UART, which paces in hardware")
 
 
 def _baud(value: int) -> int | None:
@@ -55,15 +57,16 @@ def device() -> None:
               "e.g. corrupt=0.01,garbage=0.005,seed=1")
 @click.option("--seed-offset", type=int, default=1, show_default=True,
               help="offset of the fault RNG seed (replay changes it per restart)")
+@click.option("--pace/--no-pace", default=True, show_default=True, help=PACE_HELP)
 @click.option("--edgetpu", is_flag=True, help="run the model on a Coral Edge TPU")
 def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus: int | None,
-          baud: int, faults: str, seed_offset: int, edgetpu: bool) -> None:
+          baud: int, faults: str, seed_offset: int, pace: bool, edgetpu: bool) -> None:
     """Answer framed requests (docs/protocol.md) on PORT until SIGTERM or the port closes."""
     from device_sim.device import DeviceConfig, run_device
 
     if model is None and store is None:
         raise LinkError("give --model DIR (an artifact folder) and/or --store DIR")
-    cfg = DeviceConfig(threads=threads, cpus=cpus, baud=_baud(baud),
+    cfg = DeviceConfig(threads=threads, cpus=cpus, baud=_baud(baud), pace=pace,
                        faults=FaultConfig.parse(faults), edgetpu=edgetpu)
 
     def announce(msg: str) -> None:
@@ -111,28 +114,33 @@ def sim() -> None:
     """The ground side: replay spectra over a simulated serial link, flash, roll back."""
 
 
-def _client(port: str, baud: int):
+def _client(port: str, baud: int, pace: bool = True):
     from device_sim.host import HostClient, HostConfig
     from device_sim.transport import Link, open_port
 
     b = _baud(baud)
-    link = Link(open_port(port, baud=b or 115200), baud=b)
+    link = Link(open_port(port, baud=b or 115200), baud=b, pace=pace)
     return HostClient(link, HostConfig(deadline=30.0)), link
 
 
 port_option = click.option("--port", required=True,
                            help="the device's serial port (path or pyserial URL)")
-baud_option = click.option("--baud", type=int, default=115200, show_default=True,
-                           help=BAUD_HELP)
+_baud_opt = click.option("--baud", type=int, default=115200, show_default=True, help=BAUD_HELP)
+_pace_opt = click.option("--pace/--no-pace", default=True, show_default=True, help=PACE_HELP)
+
+
+def baud_option(f):
+    """``--baud`` and ``--pace/--no-pace``."""
+    return _baud_opt(_pace_opt(f))
 
 
 @sim.command("ping")
 @port_option
 @baud_option
 @click.option("--count", type=click.IntRange(1, 10000), default=3, show_default=True)
-def ping(port: str, baud: int, count: int) -> None:
+def ping(port: str, baud: int, pace: bool, count: int) -> None:
     """PING the device and print round-trip times."""
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         for _ in range(count):
             click.echo(f"pong in {client.ping() * 1e3:.2f} ms")
@@ -143,9 +151,9 @@ def ping(port: str, baud: int, count: int) -> None:
 @sim.command("info")
 @port_option
 @baud_option
-def info(port: str, baud: int) -> None:
+def info(port: str, baud: int, pace: bool) -> None:
     """Print the device's INFO (model, labels hash, memory, CPU limits, counters)."""
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         _echo_json(client.info())
     finally:
@@ -159,9 +167,9 @@ def info(port: str, baud: int) -> None:
               help="artifact folder to upload")
 @click.option("--chunk", type=click.IntRange(64, 16000), default=4096, show_default=True,
               help="bytes per MODEL_CHUNK")
-def flash(port: str, baud: int, model: Path, chunk: int) -> None:
+def flash(port: str, baud: int, pace: bool, model: Path, chunk: int) -> None:
     """Upload a new model artifact; the device verifies and swaps it in atomically."""
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         last = [-1]
 
@@ -179,9 +187,9 @@ def flash(port: str, baud: int, model: Path, chunk: int) -> None:
 @sim.command("rollback")
 @port_option
 @baud_option
-def rollback(port: str, baud: int) -> None:
+def rollback(port: str, baud: int, pace: bool) -> None:
     """Make the device's previous model current again (one ROLLBACK message)."""
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         _echo_json(client.rollback())
     finally:
@@ -193,12 +201,12 @@ def rollback(port: str, baud: int) -> None:
 @baud_option
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def classify(port: str, baud: int, top_k: int, files: tuple[Path, ...]) -> None:
+def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ...]) -> None:
     """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
     from device_sim.replay import crop_to_window
     from ramanedge.io import read_spectrum
 
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         for f in files:
             s = read_spectrum(f)
@@ -217,12 +225,12 @@ def classify(port: str, baud: int, top_k: int, files: tuple[Path, ...]) -> None:
 @baud_option
 @click.option("--label", required=True, help="mineral name of the examples")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def head_add(port: str, baud: int, label: str, files: tuple[Path, ...]) -> None:
+def head_add(port: str, baud: int, pace: bool, label: str, files: tuple[Path, ...]) -> None:
     """Send labelled spectra for onboard learning (one HEAD_ADD each)."""
     from device_sim.replay import crop_to_window
     from ramanedge.io import read_spectrum
 
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         for f in files:
             s = read_spectrum(f)
@@ -235,9 +243,9 @@ def head_add(port: str, baud: int, label: str, files: tuple[Path, ...]) -> None:
 @sim.command("head-retrain")
 @port_option
 @baud_option
-def head_retrain(port: str, baud: int) -> None:
+def head_retrain(port: str, baud: int, pace: bool) -> None:
     """Retrain the device's softmax head on the examples sent (HEAD_RETRAIN)."""
-    client, link = _client(port, baud)
+    client, link = _client(port, baud, pace)
     try:
         _echo_json(client.head_retrain())
     finally:
@@ -273,7 +281,7 @@ def head_retrain(port: str, baud: int) -> None:
               help="write replay.json, answers.jsonl, latency.png and device.log here")
 def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
                split_file: Path | None, part: str, payload: str, baud: int, limit: int | None,
-               cpus: int, threads: int, faults: str, top_k: int, rss_every: int,
+               pace: bool, cpus: int, threads: int, faults: str, top_k: int, rss_every: int,
                port: str | None, out: Path | None) -> None:
     """Replay RRUFF spectra to a device process on a pty pair and measure the link."""
     from device_sim.replay import ReplayConfig, load_items, replay, write_report
@@ -290,7 +298,8 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
 
     items = load_items(root, dataset=dataset, split_file=split_file, part=part,
                        payload=payload, min_spectra=min_spectra, progress=say)
-    cfg = ReplayConfig(model=model, baud=_baud(baud), limit=limit, cpus=cpus or None,
+    cfg = ReplayConfig(model=model, baud=_baud(baud), pace=pace, limit=limit,
+                       cpus=cpus or None,
                        threads=threads, faults=FaultConfig.parse(faults), top_k=top_k,
                        rss_every=rss_every, port=port)
     say(f"replaying {limit or len(items)} of {len(items)} {part} spectra ({payload}) at "

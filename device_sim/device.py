@@ -167,8 +167,9 @@ class DeviceConfig:
     """Device settings.
 
     ``threads``: interpreter threads; ``cpus``: pin the process to this many cores
-    (``os.sched_setaffinity``; ``None`` = no pinning); ``baud``: pace the device's own
-    writes (``None`` = full speed); ``faults``: damage the device's outgoing frames;
+    (``os.sched_setaffinity``; ``None`` = no pinning); ``baud``: the line rate (``None`` =
+    unpaced); ``pace``: pace the device's own writes to ``baud`` in software (a pty never
+    throttles; a real UART does it in hardware); ``faults``: damage the device's outgoing frames;
     ``cache_size``: responses kept by seq for retries; ``top_k_max``: largest top-k
     answered; ``poll_seconds``: read timeout of the serve loop.
     """
@@ -176,6 +177,7 @@ class DeviceConfig:
     threads: int = 1
     cpus: int | None = None
     baud: int | None = None
+    pace: bool = True
     faults: FaultConfig = field(default_factory=FaultConfig)
     cache_size: int = 64
     top_k_max: int = 10
@@ -451,7 +453,8 @@ def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.Pa
     else:
         ser = open_port(port, baud=config.baud or 115200, timeout=config.poll_seconds)
         where = port
-    link = Link(ser, baud=config.baud, faults=config.faults, seed_offset=seed_offset)
+    link = Link(ser, baud=config.baud, faults=config.faults, seed_offset=seed_offset,
+                pace=config.pace)
     dev = Device(link, ms, loader, config, affinity=affinity)
 
     def _term(signum: int, frame: object) -> None:

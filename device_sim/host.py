@@ -45,8 +45,9 @@ class DeviceError(LinkError):
 class HostConfig:
     """Client settings.
 
-    ``timeout``: seconds to wait for an answer per attempt, on top of the wire time of the
-    request and the expected answer (``None`` = 0.25 s + twice the slowest answer seen);
+    ``timeout``: seconds to wait for an answer after a request has been sent, on top of the
+    line time of the expected answer (``None`` = 0.2 s + 3 x the slowest reply seen, a
+    reply being the time from the end of sending to the answer);
     ``max_attempts``: attempts per request before :class:`LinkError`; ``deadline``: total
     seconds per request (covers a device reboot); ``resend_grace``: after a damaged incoming
     frame, wait this long for a good answer before resending.
@@ -105,7 +106,7 @@ class HostClient:
         self.seq = first_seq & 0xFFFF
         self.stats = HostStats()
         self.on_sent = on_sent
-        self._slowest = 0.05
+        self._slowest = 0.05  # slowest recent reply (end of send -> answer), seconds
 
     def _next_seq(self) -> int:
         seq = self.seq
@@ -114,11 +115,10 @@ class HostClient:
             self.seq = 0
         return seq
 
-    def _attempt_timeout(self, req_bytes: int, expect_bytes: int, extra: float) -> float:
+    def _attempt_timeout(self, expect_bytes: int, extra: float) -> float:
         base = self.config.timeout if self.config.timeout is not None else (
-            0.25 + 2.0 * self._slowest)
-        wire = self.link.pacer.wire_seconds(req_bytes + expect_bytes)
-        return base + 1.5 * wire + extra
+            0.2 + 3.0 * self._slowest)
+        return base + 1.5 * self.link.wire_seconds(expect_bytes) + extra
 
     def request(self, msg_type: int, payload: bytes = b"", *, expect_bytes: int = 64,
                 extra_timeout: float = 0.0) -> Exchange:
@@ -151,8 +151,8 @@ class HostClient:
             send_s += time.perf_counter() - ts
             if self.on_sent is not None:
                 self.on_sent(seq, attempt)
-            wait_until = time.perf_counter() + self._attempt_timeout(
-                len(frame), expect_bytes, extra_timeout)
+            t_sent = time.perf_counter()
+            wait_until = t_sent + self._attempt_timeout(expect_bytes, extra_timeout)
             answer: P.Frame | None = None
             resend = False
             while answer is None and not resend:
@@ -165,7 +165,7 @@ class HostClient:
                         self.stats.damaged_in += 1
                         # a damaged answer may be ours: resend soon unless a good one follows
                         wait_until = min(wait_until, time.perf_counter() + self.config.resend_grace
-                                         + self.link.pacer.wire_seconds(expect_bytes))
+                                         + self.link.wire_seconds(expect_bytes))
                         continue
                     if ev.type == P.MsgType.ERROR:
                         code, reason = P.decode_error(ev.payload)
@@ -190,8 +190,9 @@ class HostClient:
                     self.stats.stale_discarded += 1
             if answer is not None:
                 latency = time.perf_counter() - t_start
-                if answer.type != P.MsgType.ERROR:
-                    self._slowest = max(0.9 * self._slowest, min(latency, 10.0))
+                if answer.type != P.MsgType.ERROR and not extra_timeout:
+                    reply = time.perf_counter() - t_sent
+                    self._slowest = max(0.9 * self._slowest, min(reply, 10.0))
                 if answer.type == P.MsgType.ERROR:
                     code = P.decode_error(answer.payload)[0]
                     key = str(code)

@@ -58,6 +58,7 @@ class ReplayConfig:
     """Replay settings (see ``ramanedge sim replay --help``).
 
     ``baud``: line rate both ways (``None`` = no pacing, full speed); ``cpus`` / ``threads``:
+    ``pace``: pace both ends in software (off for a real UART with ``port``);
     the device's core pinning and interpreter threads; ``faults``: line faults (both
     directions) and device restarts; ``limit``: number of spectra (cycles through the
     items when larger); ``rss_every``: sample the device RSS every N spectra; ``port``:
@@ -66,6 +67,7 @@ class ReplayConfig:
 
     model: Path
     baud: int | None = 115200
+    pace: bool = True
     limit: int | None = None
     cpus: int | None = 1
     threads: int = 1
@@ -184,13 +186,14 @@ class DeviceProcess:
 
     def __init__(self, port: str, model: Path, store: Path, *, threads: int,
                  cpus: int | None, baud: int | None, faults: FaultConfig,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, pace: bool = True) -> None:
         self.port = port
         self.model = Path(model)
         self.store = Path(store)
         self.threads = threads
         self.cpus = cpus
         self.baud = baud
+        self.pace = pace
         self.faults = FaultConfig(corrupt=faults.corrupt, drop=faults.drop, flip=faults.flip,
                                   garbage=faults.garbage, seed=faults.seed)
         self.log_path = log_path
@@ -206,6 +209,8 @@ class DeviceProcess:
                "--faults", self.faults.to_spec(), "--seed-offset", str(1 + 7919 * self.starts)]
         if self.cpus:
             cmd += ["--cpus", str(self.cpus)]
+        if not self.pace:
+            cmd.append("--no-pace")
         return cmd
 
     def start(self) -> int:
@@ -327,12 +332,12 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
         port_obj: Any = master
         dev = DeviceProcess(slave, config.model, store, threads=config.threads,
                             cpus=config.cpus, baud=config.baud, faults=faults,
-                            log_path=log_path)
+                            log_path=log_path, pace=config.pace)
     else:
         if faults.restart:
             raise LinkError("the restart fault needs a device started by the replay (no --port)")
         port_obj = open_port(config.port, baud=config.baud or 115200)
-    link = Link(port_obj, baud=config.baud, faults=faults, seed_offset=0)
+    link = Link(port_obj, baud=config.baud, faults=faults, seed_offset=0, pace=config.pace)
     restarts: list[dict[str, Any]] = []
     arm = {"kill": False}
 
@@ -365,10 +370,15 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
             model_labels = set(read_manifest(config.model, verify_files=False).labels)
         t0 = time.perf_counter()
         bytes0 = (link.bytes_out, link.bytes_in)
+        host0 = asdict(client.stats)
         for i in range(n):
             item = items[i % len(items)]
             if faults.restart and i > 0 and i % faults.restart == 0:
                 arm["kill"] = True
+            if dev is not None and not dev.alive():
+                status = dev.proc.returncode if dev.proc is not None else None
+                raise LinkError(f"the device process exited (status {status})"
+                                + (f"; see {log_path}" if log_path else ""))
             try:
                 result, ex = client.classify(item.y, item.x, top_k=config.top_k)
             except LinkError as e:
@@ -404,12 +414,14 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
         link.close()
         if tmp is not None:
             tmp.cleanup()
-    return _report(records, config, info0, info1, client, link, elapsed, run_bytes, double,
+    host_run = {k: (v - host0[k] if isinstance(v, int) else v)
+                for k, v in asdict(client.stats).items()}
+    return _report(records, config, info0, info1, host_run, link, elapsed, run_bytes, double,
                    restarts, (rss_i, rss_v, rss_pid), model_labels, dev)
 
 
 def _report(records: list[dict[str, Any]], config: ReplayConfig, info0: dict[str, Any],
-            info1: dict[str, Any], client: HostClient, link: Link, elapsed: float,
+            info1: dict[str, Any], host_run: dict[str, Any], link: Link, elapsed: float,
             run_bytes: tuple[int, int], double: int, restarts: list[dict[str, Any]],
             rss: tuple[list[int], list[int], list[int]], model_labels: set[str],
             dev: DeviceProcess | None) -> dict[str, Any]:
@@ -483,7 +495,7 @@ def _report(records: list[dict[str, Any]], config: ReplayConfig, info0: dict[str
         "throughput": {"elapsed_s": elapsed,
                        "spectra_per_s": n_ok / elapsed if elapsed > 0 else None,
                        "bytes_per_s": total_bytes / elapsed if elapsed > 0 else None},
-        "host": asdict(client.stats),
+        "host": host_run,
         "faults_injected": {"host_to_device": dict(link.faults.stats),
                             "device_to_host": info1.get("faults_injected")},
         "rss_samples": {"index": rss_i, "rss_bytes": rss_v, "pid": rss_pid},

@@ -382,16 +382,20 @@ class Link:
     """Framed, paced, fault-injecting access to one end of a serial line.
 
     ``port``: any object with pyserial's ``read(n)``, ``write(b)``, ``in_waiting`` (a
-    ``serial.Serial`` from :func:`open_port`, or a :class:`FdPort`). ``baud``: pace writes to
-    this rate (``None`` = full speed). ``faults``: damage outgoing frames. Counters:
+    ``serial.Serial`` from :func:`open_port`, or a :class:`FdPort`). ``baud``: the line rate,
+    used for wire-time accounting and, with ``pace`` (the default), to pace writes in software
+    (``None`` = full speed); a real UART paces in hardware, so use ``pace=False`` there.
+    ``faults``: damage outgoing frames. Counters:
     ``bytes_out`` (bytes put on the line, after faults), ``bytes_in`` (every byte read,
     noise included), ``frames_out``.
     """
 
     def __init__(self, port: Any, *, baud: int | None = None, clock: Clock | None = None,
-                 faults: FaultConfig | None = None, seed_offset: int = 0) -> None:
+                 faults: FaultConfig | None = None, seed_offset: int = 0,
+                 pace: bool = True) -> None:
         self.port = port
-        self.pacer = Pacer(baud, clock)
+        self._baud = baud
+        self.pacer = Pacer(baud if pace else None, clock)
         self.faults = FaultInjector(faults or FaultConfig(), seed_offset=seed_offset)
         self.decoder = FrameDecoder()
         self.bytes_out = 0
@@ -400,8 +404,12 @@ class Link:
 
     @property
     def baud(self) -> int | None:
-        """The pacing baud rate (``None`` = unpaced)."""
-        return self.pacer.baud
+        """The line rate (``None`` = unpaced, no wire time)."""
+        return self._baud
+
+    def wire_seconds(self, n_bytes: int) -> float:
+        """Line time of ``n_bytes`` at :attr:`baud` (0 when unknown)."""
+        return n_bytes * BITS_PER_BYTE_8N1 / self._baud if self._baud else 0.0
 
     def _write(self, data: bytes) -> None:
         self.port.write(data)

@@ -195,8 +195,9 @@ class Classifier:
             out[i] = self.features(x)
         return out
 
-    def _scores(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities over :attr:`labels`, features) of one grid spectrum."""
+    def scores(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities over :attr:`labels` (float64), dequantised features) of one grid
+        spectrum, from a single interpreter invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
         if self.head is None:
@@ -208,12 +209,12 @@ class Classifier:
 
     def predict_proba(self, x_grid: np.ndarray) -> np.ndarray:
         """Probabilities over :attr:`labels` (float64) for one grid spectrum."""
-        return self._scores(x_grid)[0]
+        return self.scores(x_grid)[0]
 
     def classify_grid(self, x_grid: np.ndarray) -> Prediction:
         """Classify one preprocessed spectrum (float32, the artifact's grid points)."""
         t0 = time.perf_counter()
-        probs, feats = self._scores(x_grid)
+        probs, feats = self.scores(x_grid)
         k = min(self.top_k, probs.size)
         order = np.argsort(-probs, kind="stable")[:k]
         labels = self.labels

@@ -14,7 +14,8 @@ new labelled samples. Without exemplars, the anchor alone keeps the old weights 
 ``docs/parts/edge.md`` for the measured difference).
 
 The optimiser is a small deterministic L-BFGS with Armijo backtracking in float64 over
-float32 matrix products; no scipy needed.
+float32 matrix products, run in the n-dimensional span of the samples when n < d (exactly the
+same problem, see :meth:`SoftmaxHead.fit`); no scipy needed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ramanedge.fsutil import atomic_write_bytes
 
 EXEMPLARS_FILE = "exemplars.npz"
 CLASS_WEIGHTS = ("balanced", None)
+PRIOR_WEIGHTS = ("frozen", "anchored")
 
 
 class NotFittedError(RamanEdgeError, ValueError):
@@ -56,6 +58,9 @@ class SoftmaxHead:
     ``alpha``: L2 strength of the anchor ``alpha/2 * ||W - W0||^2`` (>= 0). Larger keeps old
     classes closer to the prior head and new classes smaller.
     ``alpha_bias``: the same for the biases (>= 0).
+    ``prior_weights``: what happens to the prior's (old) weight columns: ``"frozen"`` (kept
+    exactly; only new columns and all biases are fitted, old exemplars act as negatives for
+    the new classes) or ``"anchored"`` (fitted too, held near the prior by ``alpha``).
     ``prior``: a :class:`~edge_runtime.artifact.HeadWeights` (the artifact's head) to start
     from and anchor to; its labels come first in ``classes_``, in its order. ``None``: plain
     L2-regularised logistic regression from zero.
@@ -75,6 +80,7 @@ class SoftmaxHead:
         alpha_bias: float = 1e-3,
         prior: HeadWeights | None = None,
         class_weight: str | None = "balanced",
+        prior_weights: str = "frozen",
         max_iter: int = 300,
         tol: float = 1e-5,
         memory: int = 10,
@@ -83,6 +89,7 @@ class SoftmaxHead:
         self.alpha_bias = alpha_bias
         self.prior = prior
         self.class_weight = class_weight
+        self.prior_weights = prior_weights
         self.max_iter = max_iter
         self.tol = tol
         self.memory = memory
@@ -91,7 +98,8 @@ class SoftmaxHead:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters (scikit-learn protocol)."""
         return {k: getattr(self, k) for k in
-                ("alpha", "alpha_bias", "prior", "class_weight", "max_iter", "tol", "memory")}
+                ("alpha", "alpha_bias", "prior", "class_weight", "prior_weights", "max_iter",
+                 "tol", "memory")}
 
     def set_params(self, **params: Any) -> SoftmaxHead:
         """Set constructor parameters; unknown names raise ``ValueError`` listing valid ones."""
@@ -116,6 +124,9 @@ class SoftmaxHead:
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, "
                              f"got {self.class_weight!r}")
+        if self.prior_weights not in PRIOR_WEIGHTS:
+            raise ValueError(f"prior_weights must be one of {PRIOR_WEIGHTS}, "
+                             f"got {self.prior_weights!r}")
         if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
         if not (np.isfinite(self.tol) and self.tol > 0):
@@ -178,30 +189,54 @@ class SoftmaxHead:
         onehot[np.arange(n), yi] = 1.0
         alpha, alpha_b = float(self.alpha), float(self.alpha_bias)
 
+        # Every gradient of the loss w.r.t. W is X^T G, so starting from W0 all iterates (and
+        # the optimum) lie in W0 + rowspace(X). With X X^T = U S U^T, Q = X^T U S^-1/2 has
+        # orthonormal columns and W = W0 + Q V gives logits X W0 + (U S^1/2) V and penalty
+        # alpha/2 ||V||^2: the same problem, same L-BFGS iterates, but in n instead of d
+        # dimensions (n samples << d = 2048 onboard), ~d/n times cheaper per iteration.
+        Z0 = X @ W0.astype(np.float32)
+        if n < d:
+            s, U = np.linalg.eigh(X.astype(np.float64) @ X.T.astype(np.float64))
+            keep = s > max(float(s.max()), 1e-30) * 1e-10
+            U, s = U[:, keep], s[keep]
+            Phi = (U * np.sqrt(s)).astype(np.float32)
+            Q = (X.T @ (U / np.sqrt(s)).astype(np.float32)).astype(np.float64)
+        else:
+            Phi, Q = X, None
+        PhiT = np.ascontiguousarray(Phi.T)
+        r = Phi.shape[1]
+        # fitted weight columns: all, or only the new classes' when the prior is frozen
+        kp = len(prior_labels)
+        cols = np.arange(kp, k) if (self.prior_weights == "frozen" and kp) else np.arange(k)
+        kt = cols.size
+
         def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            W = theta[: d * k].reshape(d, k)
-            b = theta[d * k:]
-            z = X @ W.astype(np.float32) + b.astype(np.float32)
+            V = theta[: r * kt].reshape(r, kt)
+            b = theta[r * kt:]
+            z = Z0 + b.astype(np.float32)
+            if kt:
+                z[:, cols] += Phi @ V.astype(np.float32)
             z = z - z.max(axis=1, keepdims=True)
             ez = np.exp(z)
             se = ez.sum(axis=1, keepdims=True)
             logp = z - np.log(se)
             loss = -float(np.sum(sw * np.sum(onehot * logp, axis=1), dtype=np.float64))
             G = (ez / se - onehot) * sw[:, None]
-            dW = (X.T @ G).astype(np.float64)
+            dV = (PhiT @ G[:, cols]).astype(np.float64)
             db = G.sum(axis=0, dtype=np.float64)
-            dWr = W - W0
             dbr = b - b0
-            loss += 0.5 * alpha * float(np.vdot(dWr, dWr)) + 0.5 * alpha_b * float(
-                np.vdot(dbr, dbr))
-            grad = np.concatenate([(dW + alpha * dWr).ravel(), db + alpha_b * dbr])
+            loss += 0.5 * alpha * float(np.vdot(V, V)) + 0.5 * alpha_b * float(np.vdot(dbr, dbr))
+            grad = np.concatenate([(dV + alpha * V).ravel(), db + alpha_b * dbr])
             return loss, grad
 
-        theta0 = np.concatenate([W0.ravel(), b0])
+        theta0 = np.concatenate([np.zeros(r * kt), b0])
         theta, loss, n_iter, converged = _lbfgs(fun, theta0, max_iter=int(self.max_iter),
                                                 tol=float(self.tol), memory=int(self.memory))
-        self.W_ = theta[: d * k].reshape(d, k).astype(np.float32)
-        self.b_ = theta[d * k:].astype(np.float32)
+        V = theta[: r * kt].reshape(r, kt)
+        W = W0.copy()
+        W[:, cols] += V if Q is None else Q @ V
+        self.W_ = W.astype(np.float32)
+        self.b_ = theta[r * kt:].astype(np.float32)
         self.classes_ = np.array(classes)
         self.n_features_in_ = d
         self.n_iter_ = n_iter

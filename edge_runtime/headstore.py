@@ -55,7 +55,7 @@ STORE_DIR = "headstore"
 ACTIVE_FILE = "active.json"
 BASE = "base"
 MAX_LABEL_LEN = 100
-#: env var: seconds to pause at each crash-test point (tests kill the process there)
+#: env var of the crash-test hook (see :func:`_test_pause`); tests SIGKILL the process there
 TEST_PAUSE_ENV = "RAMANEDGE_HEADSTORE_TEST_PAUSE"
 
 _SAMPLE_RE = re.compile(r"^(\d{6})-([0-9a-f]{16})\.npz$")
@@ -68,11 +68,21 @@ def _now() -> str:
 
 
 def _test_pause(step: str) -> None:
-    """Crash-test hook: print ``PAUSE step`` on stderr, sleep $RAMANEDGE_HEADSTORE_TEST_PAUSE s."""
-    pause = os.environ.get(TEST_PAUSE_ENV)
-    if pause:
-        print(f"PAUSE {step}", file=sys.stderr, flush=True)
-        time.sleep(float(pause))
+    """Crash-test hook, off unless ``$RAMANEDGE_HEADSTORE_TEST_PAUSE`` is set.
+
+    The variable is ``STEP=SECONDS`` (pause only at ``STEP``) or ``SECONDS`` (at every step).
+    A pausing step prints ``PAUSE STEP`` on stderr first, so a test can SIGKILL the process
+    right there. Steps: ``before-head-write``, ``after-head-write``, ``after-activate``
+    (retrain) and ``after-sample`` (after each acknowledged sample of ``head add``).
+    """
+    spec = os.environ.get(TEST_PAUSE_ENV)
+    if not spec:
+        return
+    name, _, secs = spec.rpartition("=")
+    if name and name != step:
+        return
+    print(f"PAUSE {step}", file=sys.stderr, flush=True)
+    time.sleep(float(secs))
 
 
 def check_label(label: str) -> str:

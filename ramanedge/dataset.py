@@ -19,11 +19,15 @@ Data sets (``name``):
     RRUFF's LR-Raman **Processed** files as shipped (same filters as ``rruff-raw``), for
     comparison only: mostly *not* baseline-corrected.
 
-Cache: the first build of a data set parses every source file once and stores all usable
-spectra (before the ``min_spectra`` filter) in ``cache_dir`` as ``<name>-<key>.npz``
-(``allow_pickle=False``) plus a JSON index; ``key`` hashes the data set definition, the
-parser version and the size/mtime of every source file. Any later build with any
-``min_spectra`` or ``minerals`` loads the cache (well under a second) and filters in memory.
+Cache: the first build parses every source file once and stores all usable spectra (before
+the ``min_spectra`` filter) in ``cache_dir`` as ``<pool>-<key>.npz`` (``allow_pickle=False``)
+plus a JSON index ``<pool>-<key>.json`` (paths, labels, ids, lasers, skipped files); ``key``
+hashes the pool definition, the parser and baseline versions, the grid, the data root and the
+size/mtime of every source file. ``rruff-raw`` and ``rruff-clean`` share the pool
+``broadscan-raw`` (both arrays are computed in the same pass), ``rruff-processed`` uses
+``broadscan-processed``. Any later build with any ``min_spectra`` or ``minerals`` loads the
+cache (well under a second) and filters in memory; stale entries of the same pool and root
+are deleted when a new one is written.
 
 Held-out minerals (the spectra of minerals dropped for having too few spectra) come from
 :func:`load_heldout`; ``build_dataset(..., min_spectra=1)`` gives everything.
@@ -31,6 +35,8 @@ Held-out minerals (the spectra of minerals dropped for having too few spectra) c
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
 import os
@@ -61,6 +67,7 @@ __all__ = [
 ]
 
 PARSER_VERSION = 1
+BASELINE_METHOD = "modpoly-degree5-tol1e-3-v2"
 Progress = Callable[[str], None]
 
 
@@ -77,10 +84,21 @@ class DatasetSpec:
     """Remove the baseline on the grid (:func:`remove_baseline`) before normalising."""
     description: str = ""
 
+    @property
+    def pool(self) -> str:
+        """Name of the parse pool (cache entry) this set is cut from.
+
+        ``rruff-raw`` and ``rruff-clean`` share one pool: the files are parsed once and
+        both arrays (``X`` and ``X_clean``) are stored together.
+        """
+        return f"{self.scan.lower().replace('_', '')}-{self.kind}"
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (part of the cache key)."""
-        return {"name": self.name, "kind": self.kind, "scan": self.scan,
-                "baseline": self.baseline}
+        """JSON-ready form of the pool definition (part of the cache key)."""
+        d: dict[str, Any] = {"kind": self.kind, "scan": self.scan}
+        if self.kind == "raw":
+            d["baseline_method"] = BASELINE_METHOD
+        return d
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -98,6 +116,16 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _poly_basis(n: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(-1.0, 1.0, n)
+    vander = np.polynomial.polynomial.polyvander(t, degree)
+    pinv = np.linalg.pinv(vander)
+    vander.setflags(write=False)
+    pinv.setflags(write=False)
+    return vander, pinv
+
+
 def remove_baseline(
     y: np.ndarray, degree: int = 5, max_iter: int = 100, tol: float = 1e-3
 ) -> np.ndarray:
@@ -112,14 +140,12 @@ def remove_baseline(
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1 or y.size <= degree + 1:
         raise SpectrumError(f"baseline removal needs a 1-D spectrum longer than {degree + 1}")
-    t = np.linspace(-1.0, 1.0, y.size)
-    vander = np.polynomial.polynomial.polyvander(t, degree)
+    vander, pinv = _poly_basis(y.size, degree)
     work = y.copy()
     base = work
     prev = None
     for _ in range(max_iter):
-        coef, *_ = np.linalg.lstsq(vander, work, rcond=None)
-        base = vander @ coef
+        base = vander @ (pinv @ work)  # least-squares polynomial fit
         work = np.minimum(work, base)
         if prev is not None:
             change = np.linalg.norm(base - prev) / max(np.linalg.norm(prev), 1e-12)
@@ -229,18 +255,23 @@ def _name_selects(spec: DatasetSpec, relpath: str) -> bool:
     return kind is None or kind == spec.kind
 
 
-def _grid_spectrum(spec: DatasetSpec, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if not spec.baseline:
-        return preprocess(x, y)
+def _grid_spectra(
+    spec: DatasetSpec, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``preprocess(x, y)`` and, for RAW pools, the baseline-removed version."""
+    row = preprocess(x, y)
+    if spec.kind != "raw":
+        return row, None
     on_grid = resample(x, y)
-    return preprocess(GRID, remove_baseline(on_grid))
+    return row, preprocess(GRID, remove_baseline(on_grid))
 
 
 def _parse_pool(
     root: Path, spec: DatasetSpec, progress: Progress | None
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     say = progress or (lambda _m: None)
     rows: list[np.ndarray] = []
+    clean_rows: list[np.ndarray] = []
     meta: dict[str, list[Any]] = {"paths": [], "names": [], "sample_ids": [], "lasers": []}
     problems: list[tuple[str, str, str]] = []
     n_seen = 0
@@ -278,7 +309,7 @@ def _parse_pool(
             problems.append((sf.path, "no_label", "no ##NAMES and no mineral in the file name"))
             continue
         try:
-            row = _grid_spectrum(spec, s.x, s.y)
+            row, clean = _grid_spectra(spec, s.x, s.y)
         except CoverageError as e:
             problems.append((sf.path, "no_coverage", str(e)))
             continue
@@ -287,21 +318,30 @@ def _parse_pool(
             say(f"  skipped {sf.path}: {e}")
             continue
         rows.append(row)
+        if clean is not None:
+            clean_rows.append(clean)
         meta["paths"].append(sf.path)
         meta["names"].append(s.mineral.strip())
         meta["sample_ids"].append(s.rruff_id or "")
         meta["lasers"].append(s.laser_nm)
     if n_seen == 0:
+        why = f"; {problems[0][0]}: {problems[0][2]}" if problems else ""
         raise DataError(
             f"no spectrum files found in {root} (expected RRUFF .txt files in folders, "
-            ".zip or .tar(.xz) archives)"
+            f".zip or .tar(.xz) archives){why}"
         )
-    X = np.stack(rows).astype(np.float32) if rows else np.zeros((0, GRID.size), np.float32)
+    def stack(r: list[np.ndarray]) -> np.ndarray:
+        return np.stack(r).astype(np.float32) if r else np.zeros((0, GRID.size), np.float32)
+
+    arrays = {"X": stack(rows)}
+    if spec.kind == "raw":
+        arrays["X_clean"] = stack(clean_rows)
     meta["problems"] = problems
     meta["n_files"] = n_seen
     meta["n_other"] = n_other
     meta["parse_seconds"] = round(time.perf_counter() - t0, 2)
-    return meta, X
+    meta["root_resolved"] = str(root.resolve())
+    return meta, arrays
 
 
 def _cache_key(root: Path, spec: DatasetSpec, grid: GridSpec) -> str:
@@ -315,51 +355,76 @@ def _cache_key(root: Path, spec: DatasetSpec, grid: GridSpec) -> str:
     return sha256_bytes(json.dumps(body, sort_keys=True).encode())
 
 
-def _load_pool(cache_dir: Path, stem: str, key: str) -> tuple[dict[str, Any], np.ndarray] | None:
+def _load_pool(
+    cache_dir: Path, stem: str, key: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     jpath, npath = cache_dir / f"{stem}.json", cache_dir / f"{stem}.npz"
     try:
         meta = json.loads(jpath.read_text(encoding="utf-8"))
         if meta.get("key") != key:
             return None
         with np.load(npath, allow_pickle=False) as z:
-            X = z["X"]
-        if X.shape != (len(meta["paths"]), GRID.size) or X.dtype != np.float32:
-            return None
-        return meta, X
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            arrays = {k: z[k] for k in meta["arrays"]}
+        for X in arrays.values():
+            if X.shape != (len(meta["paths"]), GRID.size) or X.dtype != np.float32:
+                return None
+        return meta, arrays
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
 
 
-def _save_pool(cache_dir: Path, stem: str, key: str, meta: dict[str, Any], X: np.ndarray) -> None:
+def _save_pool(
+    cache_dir: Path, stem: str, key: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
     buf = io.BytesIO()
-    np.savez(buf, X=X)
+    np.savez(buf, **arrays)
+    meta = {**meta, "arrays": sorted(arrays)}
     atomic_write_bytes(cache_dir / f"{stem}.npz", buf.getvalue())
     # the JSON index is written last: it is what marks the cache entry as complete
     atomic_write_text(cache_dir / f"{stem}.json", json.dumps({**meta, "key": key}))
+    _prune(cache_dir, stem, meta.get("root_resolved"))
+
+
+def _prune(cache_dir: Path, keep_stem: str, root_resolved: str | None) -> None:
+    """Delete older cache entries of the same data set and data root (stale keys)."""
+    name = keep_stem.rsplit("-", 1)[0]
+    for j in cache_dir.glob(f"{name}-*.json"):
+        if j.stem == keep_stem or j.stem.rsplit("-", 1)[0] != name:
+            continue
+        try:
+            old_root = json.loads(j.read_text(encoding="utf-8")).get("root_resolved")
+        except (OSError, ValueError):
+            continue
+        if root_resolved is not None and old_root == root_resolved:
+            for q in (j, j.with_suffix(".npz")):
+                with contextlib.suppress(OSError):
+                    q.unlink()
 
 
 def _pool(
     root: Path, spec: DatasetSpec, cache_dir: Path | None, progress: Progress | None,
     use_cache: bool = True,
 ) -> tuple[dict[str, Any], np.ndarray, str]:
+    """The parsed pool of ``spec`` (from the cache if valid) and the array ``spec`` uses."""
     key = _cache_key(root, spec, DEFAULT_GRID)
-    stem = f"{spec.name}-{key[:16]}"
+    stem = f"{spec.pool}-{key[:16]}"
+    which = "X_clean" if spec.baseline else "X"
     if use_cache and cache_dir is not None:
         hit = _load_pool(cache_dir, stem, key)
-        if hit is not None:
+        if hit is not None and which in hit[1]:
             if progress:
                 progress(f"loaded {spec.name} from cache {cache_dir / stem}.npz")
-            return hit[0], hit[1], key
+            return hit[0], hit[1][which], key
     if progress:
         progress(f"parsing {root} for {spec.name} (once; cached afterwards)")
-    meta, X = _parse_pool(root, spec, progress)
+    meta, arrays = _parse_pool(root, spec, progress)
     if use_cache and cache_dir is not None:
         try:
-            _save_pool(cache_dir, stem, key, meta, X)
+            _save_pool(cache_dir, stem, key, meta, arrays)
         except OSError as e:
             if progress:
                 progress(f"warning: could not write the cache in {cache_dir}: {e}")
-    return meta, X, key
+    return meta, arrays[which], key
 
 
 # ---------------------------------------------------------------------------------------
@@ -396,7 +461,8 @@ def _assemble(
     names = _display_names(list(meta["names"]))
     counts = Counter(names)
     kept_labels = sorted(lab for lab, c in counts.items() if keep(lab, c))
-    dropped = {lab: c for lab, c in sorted(counts.items()) if lab not in set(kept_labels)}
+    kept = set(kept_labels)
+    dropped = {lab: c for lab, c in sorted(counts.items()) if lab not in kept}
     index = {lab: i for i, lab in enumerate(kept_labels)}
     rows = np.array([i for i, n in enumerate(names) if n in index], dtype=np.int64)
     problems = [tuple(p) for p in meta["problems"]]

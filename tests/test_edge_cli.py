@@ -154,6 +154,7 @@ def test_rover_side_never_imports_tensorflow(artifact_copy, mixed_folder, tmp_pa
 import sys
 import edge_runtime, edge_runtime.interpreter, edge_runtime.artifact, edge_runtime.classify
 import edge_runtime.ood, edge_runtime.head, edge_runtime.headstore, edge_runtime.cli
+import edge_runtime.transfer
 from ramanedge.cli import main
 def run(*a):
     try:

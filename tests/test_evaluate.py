@@ -89,3 +89,18 @@ def test_evaluate_predictions_keys_and_plot(tmp_path) -> None:
     out = tmp_path / "cm.png"
     plot_confusion(np.asarray(res["confusion"]), labels, out, title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_evaluate_not_a_run(tmp_path, capsys) -> None:
+    from ramanedge.cli import main
+
+    (tmp_path / "model.keras").write_text("not a model")
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "is not a training run" in err and "labels.json" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "missing")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -49,9 +49,10 @@ def test_not_fitted_guard_and_params():
     assert SoftmaxHead(alpha=0.5).get_params()["alpha"] == 0.5
 
 
-def test_matches_scikit_learn_logistic_regression():
+@pytest.mark.parametrize("d", [16, 256])  # n=60 > d: primal; n < d: in the samples' span
+def test_matches_scikit_learn_logistic_regression(d):
     sklearn = pytest.importorskip("sklearn.linear_model")
-    X, y, _ = blobs(n_classes=4, per_class=15, d=16, spread=2.0)
+    X, y, _ = blobs(n_classes=4, per_class=15, d=d, spread=2.0)
     alpha = 0.05
     h = SoftmaxHead(alpha=alpha, alpha_bias=0.0, class_weight=None, tol=1e-8,
                     max_iter=2000).fit(X, y)

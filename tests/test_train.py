@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ramanedge.grid import shift_spectra
 from trainer.augment import AugmentConfig, augment_batch, shift_rows
 from trainer.model import ModelConfig
 from trainer.train import TrainConfig, class_weights, train_model
-from ramanedge.grid import shift_spectra
 
 
 def synthetic(n_classes: int = 4, per_class: int = 12, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -220,3 +220,101 @@ def test_train_refuses_to_overwrite_a_run(real_run) -> None:
     with pytest.raises(RunError, match="already exists"):
         train_run(out, DataConfig(root="/nonexistent"), log=None)
     assert (out / "model.keras").read_bytes() == before
+
+
+# ------------------------------------------------------------------ CLI: bad input, one line
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from ramanedge.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_cli_train_missing_data_folder(tmp_path, capsys) -> None:
+    code, err = _cli(["train", "--data", str(tmp_path / "nowhere"), "--out",
+                      str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert err.startswith("error: data folder") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_train_unknown_activation(tmp_path, capsys) -> None:
+    code, err = _cli(["train", "--data", str(tmp_path), "--activation", "gelu", "--out",
+                      str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "gelu" in err and "leaky_relu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("opt", [["--pool-size", "0"], ["--augment", "shift=abc"],
+                                 ["--augment", "wobble=1"], ["--epochs", "0"]])
+def test_cli_train_bad_values(tmp_path, capsys, opt) -> None:
+    code, err = _cli(["train", "--data", str(tmp_path), *opt, "--out", str(tmp_path / "r")],
+                     capsys)
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_train_missing_split_file(tmp_path, capsys) -> None:
+    code, err = _cli(["train", "--data", str(tmp_path), "--split-file",
+                      str(tmp_path / "no.csv"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert "split file" in err and "does not exist" in err
+
+
+@pytest.mark.realdata
+def test_cli_train_bad_split_file_contents(tmp_path, capsys, shared_data_root) -> None:
+    from tests.conftest import REPO
+
+    bad = tmp_path / "split.csv"
+    bad.write_text("path,split\nnot/a/spectrum.txt,train\n")
+    code, err = _cli(["train", "--data", str(shared_data_root), "--cache-dir",
+                      str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
+                      "--out", str(tmp_path / "r"), "--epochs", "1"], capsys)
+    assert code == 2
+    assert err.startswith("error: split file") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    bad.write_text("file,part\nx,train\n")
+    code, err = _cli(["train", "--data", str(shared_data_root), "--cache-dir",
+                      str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
+                      "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "lacks column" in err
+
+
+def test_cli_train_existing_output_is_kept(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    code, err = _cli(["train", "--data", str(tmp_path), "--out", str(out)], capsys)
+    assert code == 2 and "already exists" in err
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_evaluate_a_real_run(real_run, tmp_path, capsys) -> None:
+    import json
+    import shutil
+
+    from ramanedge.cli import main
+
+    out = tmp_path / "copy"
+    shutil.copytree(real_run[0], out)
+    before = json.loads((out / "metrics.json").read_text())
+    (out / "confusion.png").unlink()
+    main(["evaluate", str(out), "--shifts", "0,5"])
+    text = capsys.readouterr().out
+    assert "top-1" in text and "shift   5 cm-1" in text
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["test"]["top1"] == pytest.approx(before["test"]["top1"])
+    assert set(after["test"]["shifts"]) == {"0", "5"}
+    assert after["train_seconds"] == before["train_seconds"]  # training keys kept
+    assert (out / "confusion.png").is_file()
+    main(["evaluate", str(out), "--split", "val", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == before["val"]["n"] and res["top1"] == pytest.approx(before["val"]["top1"])

@@ -183,7 +183,6 @@ def train_run(
     ``overwrite`` is false (checked before any work), :class:`DataError` for unusable data.
     """
     from ramanedge.splits import split_sha256, write_split_csv
-
     from trainer.evaluate import evaluate_predictions, plot_confusion
     from trainer.train import predict_probs, train_model
 

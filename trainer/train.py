@@ -7,8 +7,8 @@ after ``lr_patience`` = 3 epochs without improvement of the validation metric, e
 The epoch loop is written out here instead of using Keras callbacks so that every epoch's data
 (shuffle order and augmentation) is a pure function of ``(seed, epoch)``: each epoch draws a
 permutation and an augmented copy in numpy and runs ``train_on_batch`` over it (no
-``tf.data`` pipeline, so nothing is prefetched or reordered behind our back). The plateau and early-stopping
-rules are the ones of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping``
+``tf.data`` pipeline, so nothing is prefetched or reordered behind our back). The plateau and
+early-stopping rules are those of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping``
 (``min_delta``, ``cooldown=0``).
 
 Reproducibility: :func:`seed_everything` calls ``keras.utils.set_random_seed`` and
@@ -50,6 +50,9 @@ class TrainConfig:
     class_weighting: bool = True
     seed: int = 0
     deterministic: bool = True
+    ema: float = 0.0
+    """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
+    validation, best-epoch selection and the saved model use the averaged weights."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -65,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"lr_factor must be in (0, 1], got {self.lr_factor}")
         if self.lr_patience < 1 or self.early_stop_patience < 1:
             raise ValueError("lr_patience and early_stop_patience must be >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
 
@@ -196,6 +201,7 @@ def train_model(
     wait_lr = wait_stop = 0
     history: dict[str, list[float]] = {k: [] for k in
                                        ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
+    ema = [w.astype(np.float32).copy() for w in model.get_weights()] if tc.ema else None
     t_start = time.perf_counter()
     epochs_run = 0
     for epoch in range(tc.epochs):
@@ -216,7 +222,16 @@ def train_model(
             nb = yb[sl].shape[0]
             loss_sum += float(step["loss"]) * nb
             acc_sum += float(step["accuracy"]) * nb
+            if ema is not None:
+                for e, w in zip(ema, model.get_weights(), strict=True):
+                    e *= tc.ema
+                    e += (1.0 - tc.ema) * w
+        if ema is not None:
+            current_weights = model.get_weights()
+            model.set_weights(ema)
         probs = predict_probs(model, X_val)
+        if ema is not None:
+            model.set_weights(current_weights)
         logs = {
             "loss": loss_sum / xb.shape[0],
             "accuracy": acc_sum / xb.shape[0],
@@ -236,7 +251,8 @@ def train_model(
             else (current < best - tc.min_delta)
         improved = (current > best) if higher_better else (current < best)
         if improved:
-            best, best_epoch, best_weights = current, epochs_run, model.get_weights()
+            best, best_epoch = current, epochs_run
+            best_weights = [e.copy() for e in ema] if ema is not None else model.get_weights()
             wait_stop = 0
         else:
             wait_stop += 1

@@ -126,7 +126,7 @@ def _iter_zip(
         on_error(rel, f"unreadable zip archive: {e}")
         return
     with zf:
-        for info in zf.infolist():
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
             if info.is_dir() or not _is_spectrum_name(info.filename):
                 continue
             if any(_hidden(part) for part in info.filename.split("/")[:-1]):

@@ -1,0 +1,348 @@
+"""The device server with a fake backend: malformed input, exactly-once retries, faults.
+
+The device runs in a thread on the slave end of a pty pair (the same pyserial code path as a
+real port) or shares a ``loop://`` port with the test, which then drives it step by step.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from device_sim import protocol as P
+from device_sim.device import Device, DeviceConfig
+from device_sim.host import DeviceError, HostClient, HostConfig
+from device_sim.testing import fake_loader, peak_spectrum, write_fake_artifact
+from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
+from device_sim.uplink import ModelStore
+from ramanedge.errors import LinkError
+
+LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
+
+
+@pytest.fixture
+def fake_store(tmp_path: Path) -> ModelStore:
+    art = write_fake_artifact(tmp_path / "factory", LABELS)
+    return ModelStore.open(tmp_path / "store", factory=art)
+
+
+@contextmanager
+def running_device(store: ModelStore, *, baud: int | None = None,
+                   dev_faults: FaultConfig | None = None, host_faults: FaultConfig | None = None,
+                   compute_s: float = 0.0, host_config: HostConfig | None = None
+                   ) -> Iterator[tuple[Device, HostClient]]:
+    """A device thread on a pty slave, a host client on the master."""
+    master, slave = open_pty_pair()
+    dev_port = open_port(slave, baud=baud or 115200)
+    dev = Device(Link(dev_port, baud=baud, faults=dev_faults, seed_offset=1), store,
+                 fake_loader(compute_s), DeviceConfig(baud=baud, poll_seconds=0.02))
+    th = threading.Thread(target=dev.serve, daemon=True)
+    th.start()
+    host = HostClient(Link(master, baud=baud, faults=host_faults),
+                      host_config or HostConfig(timeout=0.3, deadline=20))
+    try:
+        yield dev, host
+    finally:
+        dev.stop()
+        th.join(5)
+        dev_port.close()
+        master.close()
+
+
+# --- loop:// : drive the device step by step ------------------------------------------------
+
+
+@pytest.fixture
+def loop_device(fake_store):
+    port = open_port("loop://", timeout=0.01)
+    dev = Device(Link(port), fake_store, fake_loader(), DeviceConfig(poll_seconds=0.01))
+    host = Link(port)  # the same loopback port: what one writes, the other reads
+    yield dev, host
+    port.close()
+
+
+def _exchange(dev: Device, host: Link, raw: bytes) -> list:
+    host.send_raw(raw)
+    dev.poll(0.05)
+    return host.receive(0.05)
+
+
+def _assert_alive(dev: Device, host: Link, seq: int = 500) -> None:
+    (pong,) = _exchange(dev, host, P.encode_frame(P.MsgType.PING, seq, b"alive?"))
+    assert pong == P.Frame(P.MsgType.PONG, seq, b"alive?")
+
+
+def _error(events: list) -> tuple[int, int, str]:
+    (ev,) = events
+    assert isinstance(ev, P.Frame) and ev.type == P.MsgType.ERROR
+    code, reason = P.decode_error(ev.payload)
+    return ev.seq, code, reason
+
+
+def test_ping_over_loop(loop_device):
+    dev, host = loop_device
+    _assert_alive(dev, host, 1)
+    host.send(P.MsgType.PING, 2, b"")
+    dev.poll(0.02)  # answers
+    dev.poll(0.02)  # reads its own answer back from loop:// and ignores it: no ping-pong
+    assert dev.stats["ignored"] == 1
+    assert host.receive(0.02) == []
+
+
+def test_bad_crc_answered_with_retryable_error(loop_device):
+    dev, host = loop_device
+    pkt = bytearray(P.build_packet(P.MsgType.PING, 12, b"abc"))
+    pkt[7] ^= 4
+    seq, code, _ = _error(_exchange(dev, host, b"\0" + P.cobs_encode(bytes(pkt)) + b"\0"))
+    assert (seq, code) == (12, P.ErrorCode.BAD_CRC)
+    assert P.ErrorCode(code).retryable
+    _assert_alive(dev, host)
+
+
+def test_bad_length_answered(loop_device):
+    dev, host = loop_device
+    body = P.HEADER.pack(1, P.MsgType.PING, 13, 99) + b"xy"
+    pkt = body + struct.pack(">H", P.crc16(body))
+    seq, code, reason = _error(_exchange(dev, host, b"\0" + P.cobs_encode(pkt) + b"\0"))
+    assert (seq, code) == (13, P.ErrorCode.BAD_LENGTH) and "99" in reason
+    _assert_alive(dev, host)
+
+
+def test_unknown_type_and_version_answered(loop_device):
+    dev, host = loop_device
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(0x3C, 14, b"")))
+    assert (seq, code) == (14, P.ErrorCode.UNKNOWN_TYPE)
+    pkt = P.build_packet(P.MsgType.PING, 15, b"", version=2)
+    seq, code, _ = _error(_exchange(dev, host, b"\0" + P.cobs_encode(pkt) + b"\0"))
+    assert (seq, code) == (15, P.ErrorCode.BAD_VERSION)
+    _assert_alive(dev, host)
+
+
+def test_truncated_and_garbage_resynchronise_silently(loop_device):
+    dev, host = loop_device
+    assert _exchange(dev, host, b"\0" + P.cobs_encode(b"\x01\x02\x03") + b"\0") == []
+    assert _exchange(dev, host, b"\x00\x09abc\x00") == []
+    assert _exchange(dev, host, b"random line noise \xff\xfe") == []
+    # noise glued to the front of a valid frame: the frame's leading delimiter saves it
+    (pong,) = _exchange(dev, host, b"\x13\x37" + P.encode_frame(P.MsgType.PING, 16, b""))
+    assert pong.type == P.MsgType.PONG and pong.seq == 16
+    assert dev.stats["garbage"] >= 2
+
+
+def test_oversize_answered_and_resynchronised(loop_device):
+    dev, host = loop_device
+    junk = b"\x01" * 3000  # loop:// holds 4 KiB: feed it in pieces
+    for _ in range(7):
+        host.send_raw(junk)
+        dev.poll(0.02)
+    seq, code, _ = _error(_exchange(dev, host, b"\x00"))
+    assert (seq, code) == (P.NO_SEQ, P.ErrorCode.OVERSIZE)
+    _assert_alive(dev, host)
+
+
+def test_bad_payloads_answered_with_errors(loop_device):
+    dev, host = loop_device
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(P.MsgType.CLASSIFY, 20, b"\x03")))
+    assert (seq, code) == (20, P.ErrorCode.BAD_PAYLOAD)
+    # a spectrum that does not cover the model window (200-1591 cm-1)
+    x = np.linspace(300, 1000, 100)
+    spec = P.encode_spectrum_axis(x, np.ones(100) + x / 1000)
+    seq, code, reason = _error(_exchange(dev, host, P.encode_frame(
+        P.MsgType.CLASSIFY, 21, P.encode_classify(spec))))
+    assert (seq, code) == (21, P.ErrorCode.SPECTRUM) and "cover" in reason
+    # a flat zero spectrum cannot be normalised
+    spec = P.encode_spectrum_grid(np.zeros(1392))
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(
+        P.MsgType.CLASSIFY, 22, P.encode_classify(spec))))
+    assert code == P.ErrorCode.SPECTRUM
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(P.MsgType.MODEL_BEGIN, 23, b"[")))
+    assert code == P.ErrorCode.BAD_PAYLOAD
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(
+        P.MsgType.MODEL_CHUNK, 24, P.encode_chunk(99, 0, 0, b"x"))))
+    assert code == P.ErrorCode.UPLOAD
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(P.MsgType.ROLLBACK, 25, b"")))
+    assert code == P.ErrorCode.UPLOAD  # nothing to roll back to
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(P.MsgType.HEAD_RETRAIN, 26, b"")))
+    assert code == P.ErrorCode.HEAD  # no examples yet
+    _assert_alive(dev, host)
+
+
+def test_responses_are_never_answered(loop_device):
+    dev, host = loop_device
+    assert _exchange(dev, host, P.encode_frame(P.MsgType.RESULT, 30, b"")) == []
+    assert _exchange(dev, host, P.encode_frame(P.MsgType.ERROR, 31, b"\x01")) == []
+    assert dev.stats["requests"] == 0
+
+
+def test_repeated_seq_is_answered_from_cache_not_recomputed(loop_device):
+    dev, host = loop_device
+    _, y = peak_spectrum(2, len(LABELS))
+    req = P.encode_frame(P.MsgType.CLASSIFY, 40, P.encode_classify(P.encode_spectrum_grid(y)))
+    (a,) = _exchange(dev, host, req)
+    dev.poll(0.01)  # swallow the echo of the answer
+    (b,) = _exchange(dev, host, req)
+    assert a == b and a.type == P.MsgType.RESULT
+    assert P.decode_result(a.payload).label == "gamma"
+    assert dev.stats["classify_computed"] == 1 and dev.stats["cache_replays"] == 1
+    assert dev.backend.calls == 1
+    # the same seq with another payload (seq wrapped around) is a new request
+    _, y2 = peak_spectrum(4, len(LABELS))
+    req2 = P.encode_frame(P.MsgType.CLASSIFY, 40, P.encode_classify(P.encode_spectrum_grid(y2)))
+    dev.poll(0.01)
+    (c,) = _exchange(dev, host, req2)
+    assert P.decode_result(c.payload).label == "epsilon"
+    assert dev.stats["classify_computed"] == 2
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.binary(min_size=1, max_size=600))
+def test_device_never_dies_on_random_bytes(loop_device, noise):
+    dev, host = loop_device
+    host.send_raw(noise)
+    for _ in range(3):
+        dev.poll(0.005)
+    host.receive(0.005)  # drain any ERROR answers
+    host.decoder = P.FrameDecoder()
+    host.send_raw(b"\x00")  # end whatever frame the noise started
+    dev.poll(0.005)
+    host.receive(0.005)
+    _assert_alive(dev, host, 999)
+    host.receive(0.005)
+    dev.poll(0.005)
+
+
+# --- pty pair: host client against a device thread --------------------------------------
+
+
+def test_host_client_round_trip_raw_and_grid(fake_store):
+    with running_device(fake_store, baud=460800) as (dev, host):
+        info = host.wait_ready(5)
+        assert info["model"] == "fake" and info["n_labels"] == len(LABELS)
+        assert info["labels_hash"] == P.labels_hash(LABELS)
+        assert info["rss_bytes"] > 0 and info["peak_rss_bytes"] >= info["rss_bytes"]
+        for i in range(len(LABELS)):
+            x, y = peak_spectrum(i, len(LABELS), raw=True, seed=i)
+            r, ex = host.classify(y, x, top_k=2)
+            assert r.label == LABELS[i] and len(r.top) == 2
+            assert ex.attempts == 1 and ex.bytes_out == len(P.encode_frame(
+                P.MsgType.CLASSIFY, ex.seq, P.encode_classify(P.encode_spectrum_axis(x, y), 2)))
+            _, g = peak_spectrum(i, len(LABELS), seed=10 + i)
+            assert host.classify(g)[0].label == LABELS[i]
+        with pytest.raises(DeviceError, match="SPECTRUM"):
+            host.classify(np.zeros(1392))
+        assert dev.stats["classify_computed"] == 2 * len(LABELS)
+
+
+def test_latency_is_wire_plus_compute(fake_store):
+    """Paced at 115200 baud: end-to-end = bytes * 10 / baud + device compute + a few ms."""
+    with running_device(fake_store, baud=115200, compute_s=0.01) as (dev, host):
+        host.wait_ready(5)
+        over = []
+        for i in range(5):
+            x, y = peak_spectrum(i % 5, len(LABELS), raw=True, seed=i)
+            r, ex = host.classify(y, x)
+            assert ex.wire_s == pytest.approx((ex.bytes_out + ex.bytes_in) * 10 / 115200)
+            assert ex.wire_s > 0.25  # ~3.6 kB request
+            over.append(ex.latency_s - ex.wire_s - r.compute_us / 1e6)
+        assert min(over) > -0.002  # never faster than the line allows
+        assert float(np.median(over)) < 0.010
+
+
+def test_exactly_once_under_heavy_faults(fake_store):
+    """20 % of frames corrupted and garbage both ways: every spectrum answered once,
+    correctly, and computed once on the device."""
+    f = FaultConfig(corrupt=0.2, garbage=0.1, seed=11)
+    with running_device(fake_store, baud=None, dev_faults=f, host_faults=f,
+                        host_config=HostConfig(timeout=0.15, deadline=20)) as (dev, host):
+        host.wait_ready(5)
+        n = 60
+        answers = {}
+        for i in range(n):
+            k = i % len(LABELS)
+            _, y = peak_spectrum(k, len(LABELS), seed=i)
+            r, ex = host.classify(y)
+            assert i not in answers
+            answers[i] = r.label
+            assert r.label == LABELS[k]
+        assert len(answers) == n
+        assert dev.stats["classify_computed"] == n  # retries never recomputed
+        assert host.stats.resends > 0 and dev.stats["cache_replays"] > 0
+        assert dev.link.faults.stats["corrupted"] > 0 and host.link.faults.stats["corrupted"] > 0
+
+
+def test_dropped_and_flipped_bytes(fake_store):
+    f = FaultConfig(drop=0.00005, flip=0.00005, seed=2)  # ~25 % of 2.8 kB frames hit
+    with running_device(fake_store, baud=None, dev_faults=f, host_faults=f,
+                        host_config=HostConfig(timeout=0.15, deadline=20)) as (dev, host):
+        host.wait_ready(5)
+        for i in range(30):
+            _, y = peak_spectrum(i % 5, len(LABELS), seed=i)
+            assert host.classify(y)[0].label == LABELS[i % 5]
+        assert dev.stats["classify_computed"] == 30
+        assert host.link.faults.stats["dropped_bytes"] + host.link.faults.stats[
+            "flipped_bits"] > 0
+
+
+def test_host_gives_up_with_link_error_when_nobody_answers():
+    master, _slave = open_pty_pair()
+    host = HostClient(Link(master), HostConfig(timeout=0.05, max_attempts=3, deadline=2))
+    with pytest.raises(LinkError, match="no answer"):
+        host.ping()
+    assert host.stats.attempts == 3
+    master.close()
+
+
+def test_head_learning_over_the_link(fake_store):
+    with running_device(fake_store) as (dev, host):
+        host.wait_ready(5)
+        x, y = peak_spectrum(0, 5, raw=True)
+        out = host.head_add("zeta", y, x)
+        assert out["label"] == "zeta" and out["n_label"] == 1
+        res = host.head_retrain()
+        assert res["head"] == "v0001" and "zeta" in res["new_labels"]
+        assert host.info()["head"] == "v0001"
+
+
+def test_uplink_and_rollback_over_the_link(fake_store, tmp_path):
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2")
+    bad = write_fake_artifact(tmp_path / "bad", LABELS, name="fake-bad",
+                              model_bytes=b"NOT A MODEL" * 100)
+    with running_device(fake_store, baud=2_000_000) as (dev, host):
+        old = host.wait_ready(5)
+        x, y = peak_spectrum(1, 5)
+        before = host.classify(y)[0]
+        # a model whose checksums are right but which does not load: rejected, old serves
+        with pytest.raises(DeviceError, match="UPLOAD"):
+            host.upload_model(bad, chunk_size=1000)
+        assert host.classify(y)[0].top == before.top
+        assert host.info()["model_sha256"] == old["model_sha256"]
+        # data damaged inside valid frames: sha256 mismatch, rejected
+        def corrupt(name: str, off: int, data: bytes) -> bytes:
+            return data[:-1] + bytes([data[-1] ^ 1]) if name == "model.tflite" and off == 0 \
+                else data
+        with pytest.raises(DeviceError, match="sha256"):
+            host.upload_model(new, chunk_size=1000, corrupt=corrupt)
+        assert host.info()["model_sha256"] == old["model_sha256"]
+        # incomplete upload then commit: rejected
+        begin = host.upload_model(new, commit=False, chunk_size=100000)
+        with pytest.raises(DeviceError, match="UPLOAD"):
+            host.call(P.MsgType.MODEL_COMMIT, P.encode_json({"upload_id": begin["upload_id"] + 1}))
+        # good upload: swapped in, answers now carry the new model's tag
+        res = host.upload_model(new, chunk_size=1500)
+        assert res["model"] == "fake-v2" and res["previous"] == old["slot"]
+        after = host.classify(y)[0]
+        assert after.model_tag != before.model_tag and after.model_tag == res["model_tag"]
+        # rollback: one message
+        rb = host.rollback()
+        assert rb["model_sha256"] == old["model_sha256"]
+        assert host.classify(y)[0].model_tag == before.model_tag
+        assert dev.stats["uploads_committed"] == 1 and dev.stats["uploads_rejected"] >= 2

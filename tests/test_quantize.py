@@ -1,0 +1,356 @@
+"""quantize.export / quantize.gate / quantize.cli: the int8 artifact, the parity gate, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quantize.export import (
+    QuantizeConfig,
+    TFLiteRunner,
+    export_artifact,
+    select_calibration,
+)
+from quantize.gate import ParityGateError, gate_failure, parity_report, topk_accuracy
+from ramanedge.errors import DataError, ModelError, RamanEdgeError
+from ramanedge.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _export(model, data, out: Path, calib: np.ndarray | None = None, **cfg):
+    Xtr, ytr = data.part("train")
+    Xva, _ = data.part("val")
+    Xte, yte = data.part("test")
+    if calib is None:
+        calib = Xtr[select_calibration(ytr, 60)]
+    return export_artifact(
+        model, labels=list(data.labels), model_config=model.ramanedge_config, calib_X=calib,
+        val_X=Xva, test_X=Xte, test_y=yte, out_dir=out,
+        training_meta={"dataset": "synthetic", "split_sha256": "0" * 64},
+        config=QuantizeConfig(**cfg),
+    )
+
+
+# ------------------------------------------------------------------ calibration selection
+
+
+def test_select_calibration_is_stratified_seeded_and_proportional() -> None:
+    y = np.repeat(np.arange(5), [100, 50, 30, 15, 5])
+    idx = select_calibration(y, 41, seed=3)
+    assert idx.size == 41 and np.unique(idx).size == 41 and np.all(np.diff(idx) > 0)
+    counts = np.bincount(y[idx], minlength=5)
+    assert np.all(counts >= 1)  # every class is represented
+    expected = 41 * np.bincount(y) / y.size
+    assert np.all(np.abs(counts - expected) <= 1.5), (counts, expected)
+    assert np.array_equal(idx, select_calibration(y, 41, seed=3))
+    assert not np.array_equal(idx, select_calibration(y, 41, seed=4))
+    assert np.array_equal(select_calibration(y, 10_000), np.arange(y.size))
+    small = select_calibration(y, 3)  # fewer than classes: still distinct classes
+    assert np.unique(y[small]).size == 3
+    with pytest.raises(DataError, match="training split is empty"):
+        select_calibration(np.array([], dtype=int), 5)
+
+
+# ------------------------------------------------------------------ gate arithmetic
+
+
+def test_parity_report_and_gate_thresholds() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    f = np.eye(4)[y] * 0.7 + 0.1  # float model: always right
+    q = f.copy()
+    q[:2] = np.eye(4)[(y[:2] + 1) % 4] * 0.7 + 0.1  # int8: 2 of 200 wrong
+    r = parity_report(f, q, y)
+    assert r.float_top1 == 1.0 and r.int8_top1 == pytest.approx(0.99)
+    assert r.agreement == pytest.approx(0.99) and r.n_test == 200
+    assert r.drop_points == pytest.approx(1.0)
+    assert gate_failure(r) is None  # exactly at the limits passes
+    q[2] = np.eye(4)[(y[2] + 1) % 4] * 0.7 + 0.1  # 3 of 200 wrong: 1.5 points
+    r = parity_report(f, q, y)
+    reason = gate_failure(r)
+    assert reason and "top-1 dropped 1.50 points" in reason and "agreement" not in reason
+    assert gate_failure(r, max_top1_drop=2.0) is None
+    reason = gate_failure(r, max_top1_drop=2.0, min_agreement=0.99)
+    assert reason and "argmax agreement 98.50% < 99%" in reason
+    m = r.to_metrics()
+    assert m["float"]["top1"] == 1.0 and m["int8"]["top1"] == pytest.approx(0.985)
+    assert m["drop_points"] == pytest.approx(1.5) and m["n_test"] == 200
+
+
+def test_topk_accuracy_ties_and_k_larger_than_classes() -> None:
+    p = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    assert topk_accuracy(p, np.array([0, 2]), 1) == 1.0  # tie -> lower id, as argmax
+    assert topk_accuracy(p, np.array([1, 1]), 1) == 0.0
+    assert topk_accuracy(p, np.array([1, 0]), 2) == 0.5
+    assert topk_accuracy(p, np.array([2, 0]), 10) == 1.0
+
+
+# ------------------------------------------------------------------ the written artifact
+
+
+def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data) -> None:
+    m = read_manifest(tiny_artifact)
+    d = m.data
+    k = len(synthetic_data.labels)
+    assert m.labels == list(synthetic_data.labels)
+    assert d["model"]["precision"] == "int8"
+    assert d["model"]["config"] == tiny_keras_model.ramanedge_config.to_dict()
+    assert d["normalisation"] == {"method": "max"}
+    assert d["grid"] == {"start": 200.0, "step": 1.0, "n_points": 1392}
+    assert d["head"] == {"file": "head.npz", "feature_dim": 64, "n_classes": k}
+    assert d["training"]["dataset"] == "synthetic"
+    runner = TFLiteRunner(tiny_artifact / "model.tflite")
+    inp = runner.interpreter.get_input_details()
+    outs = {o["index"]: o for o in runner.interpreter.get_output_details()}
+    assert len(inp) == 1 and len(outs) == 2
+    qi = d["quantization"]["input"]
+    assert qi["index"] == inp[0]["index"] and qi["shape"] == [1, 1392] and qi["dtype"] == "int8"
+    assert (qi["scale"], qi["zero_point"]) == pytest.approx(inp[0]["quantization"])
+    for name, shape in (("probs", [1, k]), ("features", [1, 64])):
+        e = d["quantization"]["outputs"][name]
+        o = outs[e["index"]]  # the recorded index is the interpreter's tensor of that output
+        assert list(o["shape"]) == shape == e["shape"]
+        assert np.dtype(o["dtype"]) == np.int8 and e["dtype"] == "int8"
+        assert (e["scale"], e["zero_point"]) == pytest.approx(o["quantization"])
+    assert d["quantization"]["outputs"]["probs"]["scale"] == pytest.approx(1 / 256)
+    # head.npz: the Keras probs layer, float32, no pickle
+    with np.load(tiny_artifact / "head.npz", allow_pickle=False) as z:
+        W, b = z["W"], z["b"]
+    kw, kb = tiny_keras_model.get_layer("probs").get_weights()
+    assert W.dtype == np.float32 and W.shape == (64, k) and b.shape == (k,)
+    np.testing.assert_array_equal(W, kw)
+    np.testing.assert_array_equal(b, kb)
+    # metrics and the unknown threshold (calibrated on the validation split)
+    met = d["metrics"]
+    assert met["gate"]["passed"] is True
+    assert met["n_test"] == int(np.sum(synthetic_data.split == "test"))
+    assert met["agreement"] >= 0.98 and met["drop_points"] <= 1.0
+    assert d["unknown"]["method"] == "max_prob" and d["unknown"]["split"] == "val"
+    assert d["unknown"]["n_calibration"] == int(np.sum(synthetic_data.split == "val"))
+    assert 0.0 < d["unknown"]["threshold"] <= 1.0
+
+
+def test_artifact_loads_in_edge_runtime(tiny_artifact: Path) -> None:
+    """The rover-side loader accepts what the quantiser writes (cross-package contract)."""
+    artifact = pytest.importorskip("edge_runtime.artifact")
+    art = artifact.load_artifact(tiny_artifact)
+    assert art.feature_dim == 64 and len(art.labels) == 4
+
+
+def test_int8_outputs_match_keras(tiny_artifact: Path, tiny_keras_model, synthetic_data) -> None:
+    from quantize.export import dual_output_model
+
+    X = synthetic_data.X
+    ref = dual_output_model(tiny_keras_model).predict(X, verbose=0)
+    q = TFLiteRunner(tiny_artifact / "model.tflite").run(X)
+    assert q["probs"].shape == (X.shape[0], 4) and q["features"].shape == (X.shape[0], 64)
+    agree = np.mean(q["probs"].argmax(1) == ref["probs"].argmax(1))
+    assert agree >= 0.99
+    assert np.abs(q["probs"] - ref["probs"]).mean() < 0.02
+    cos = np.sum(q["features"] * ref["features"], 1) / (
+        np.linalg.norm(q["features"], axis=1) * np.linalg.norm(ref["features"], axis=1))
+    assert cos.min() > 0.98
+    # the float head on the int8 features (what the onboard retrainer builds on) agrees too
+    with np.load(tiny_artifact / "head.npz", allow_pickle=False) as z:
+        logits = q["features"] @ z["W"] + z["b"]
+    assert np.mean(logits.argmax(1) == q["probs"].argmax(1)) >= 0.98
+
+
+def test_variants_gate_failure_and_no_damage(tmp_path: Path, tiny_keras_model,
+                                             synthetic_data) -> None:
+    """--also writes float variants; a broken calibration is refused and destroys nothing."""
+    out = tmp_path / "models" / "tiny"
+    res = _export(tiny_keras_model, synthetic_data, out, also=("float32", "float16"))
+    d = res.manifest.data
+    assert set(d["files"]) == {"model.tflite", "head.npz", "model_float32.tflite",
+                               "model_float16.tflite"}
+    sizes = {f: (out / f).stat().st_size for f in d["files"]}
+    assert sizes["model.tflite"] < sizes["model_float16.tflite"] < sizes["model_float32.tflite"]
+    for p in ("float32", "float16"):
+        v = d["variants"][p]
+        assert v["file"] == f"model_{p}.tflite" and v["agreement"] >= 0.99
+        runner = TFLiteRunner(out / v["file"])
+        assert np.dtype(runner.input["dtype"]) == np.float32
+    before = _tree(out)
+    Xtr, _ = synthetic_data.part("train")
+    for broken in (np.zeros_like(Xtr[:40]), Xtr[:40] * 1000.0):
+        with pytest.raises(ParityGateError, match="parity gate failed.*nothing was written"):
+            _export(tiny_keras_model, synthetic_data, out, calib=broken, overwrite=True)
+        assert _tree(out) == before  # the old artifact is intact
+        assert [p.name for p in out.parent.iterdir()] == ["tiny"]  # no temp folders left
+    # and with --allow-accuracy-drop it is written, with the failure recorded
+    forced = _export(tiny_keras_model, synthetic_data, tmp_path / "forced",
+                     calib=np.zeros_like(Xtr[:40]), allow_accuracy_drop=True)
+    g = forced.manifest.data["metrics"]["gate"]
+    assert g["passed"] is False and g["allow_accuracy_drop"] is True
+    assert forced.gate_reason and forced.manifest.data["metrics"]["agreement"] < 0.98
+    read_manifest(tmp_path / "forced")
+
+
+def test_destination_rules(tmp_path: Path, tiny_artifact: Path, tiny_keras_model,
+                           synthetic_data) -> None:
+    import shutil
+
+    existing = tmp_path / "existing"
+    shutil.copytree(tiny_artifact, existing)
+    before = _tree(existing)
+    with pytest.raises(DataError, match="already holds an artifact; pass --overwrite"):
+        _export(tiny_keras_model, synthetic_data, existing)
+    assert _tree(existing) == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not a model artifact"):
+        _export(tiny_keras_model, synthetic_data, other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "mine"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DataError, match="is not a folder"):
+        _export(tiny_keras_model, synthetic_data, afile)
+    res = _export(tiny_keras_model, synthetic_data, existing, overwrite=True)
+    assert res.out_dir == existing and read_manifest(existing).name == "existing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "existing", "other"]
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"labels": ["a", "b"]}, DataError, "2 labels given but the model has 4 outputs"),
+        ({"test_X": np.zeros((3, 100), np.float32)}, DataError, r"shape \(N, 1392\)"),
+        ({"val_X": np.zeros((0, 1392), np.float32)}, DataError, "validation split is empty"),
+        ({"calib_X": np.full((2, 1392), np.nan, np.float32)}, DataError, "NaN"),
+        ({"test_y": np.full(80, 9)}, DataError, r"class ids in 0\.\.3"),
+    ],
+)
+def test_bad_inputs_are_refused(tmp_path: Path, tiny_keras_model, synthetic_data, change,
+                                error, message) -> None:
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, _ = synthetic_data.part("val")
+    Xte, yte = synthetic_data.part("test")
+    kw = dict(labels=list(synthetic_data.labels), model_config=tiny_keras_model.ramanedge_config,
+              calib_X=Xtr[:10], val_X=Xva, test_X=Xte, test_y=yte, out_dir=tmp_path / "o")
+    kw.update(change)
+    with pytest.raises(error, match=message):
+        export_artifact(tiny_keras_model, **kw)
+    assert not (tmp_path / "o").exists()
+
+
+def test_quantize_config_validation() -> None:
+    assert QuantizeConfig(also=("Float32", " float16", "float32")).also == ("float32", "float16")
+    with pytest.raises(ValueError, match="unknown extra precision"):
+        QuantizeConfig(also=("int4",))
+    with pytest.raises(ValueError, match="calib_size"):
+        QuantizeConfig(calib_size=0)
+
+
+def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -> None:
+    import keras
+
+    inp = keras.Input((1392,))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(inp))
+    from trainer.model import ModelConfig
+
+    Xte, yte = synthetic_data.part("test")
+    with pytest.raises(ModelError, match="no layers named 'probs' and 'features'"):
+        export_artifact(model, labels=list(synthetic_data.labels), model_config=ModelConfig(),
+                        calib_X=Xte, val_X=Xte, test_X=Xte, test_y=yte, out_dir=tmp_path / "o")
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ramanedge.cli", "quantize", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs/does-not-exist", "--out", "{tmp}/m"], "run folder runs/does-not-exist does not"),
+        (["{tmp}", "--out", "{tmp}/m"], "is not a training run: missing"),
+        (["{tmp}"], "--out is required"),
+        (["{tmp}", "--out", "{tmp}/m", "--also", "int4"], "unknown extra precision"),
+        (["{tmp}", "--out", "{tmp}/m", "--calib-size", "0"], "--calib-size"),
+        (["--check", "edgetpu", "{tmp}/none"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert message in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.lower().startswith(("error", "usage"))]
+    assert errors, r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_refuses_existing_artifact_without_loading(tmp_path: Path, tiny_artifact: Path) -> None:
+    import shutil
+
+    out = tmp_path / "m"
+    shutil.copytree(tiny_artifact, out)
+    before = _tree(out)
+    run = tmp_path / "run"
+    run.mkdir()
+    r = _cli(str(run), "--out", str(out))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --out")
+    assert "pass --overwrite" in r.stderr and _tree(out) == before
+
+
+def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model,
+                                   synthetic_data) -> None:
+    """The CLI glue: load_run -> calibration draw from train -> export -> summary line."""
+    from click.testing import CliRunner
+
+    import trainer.run as trun
+    from quantize.cli import quantize
+
+    class FakeRun:
+        def __init__(self) -> None:
+            self.model = tiny_keras_model
+            self.labels = list(synthetic_data.labels)
+            self.model_config = tiny_keras_model.ramanedge_config
+            self.config = {"data": {"dataset": "synthetic", "split": "grouped",
+                                    "min_spectra": 8}, "split_sha256": "ab" * 32,
+                           "created": "2026-01-01T00:00:00+00:00"}
+            self.calls: list = []
+
+        def subset(self, name: str):
+            return synthetic_data.part(name)
+
+    fake = FakeRun()
+    seen = {}
+
+    def fake_load_run(run_dir, *, data_root=None, **_):
+        seen["run_dir"], seen["data_root"] = Path(run_dir), data_root
+        return fake
+
+    monkeypatch.setattr(trun, "load_run", fake_load_run)
+    run_dir = tmp_path / "runs" / "syn"
+    run_dir.mkdir(parents=True)
+    out = tmp_path / "models" / "syn"
+    res = CliRunner().invoke(quantize, [str(run_dir), "--out", str(out), "--calib-size", "30",
+                                        "--also", "float32"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "agreement" in res.output
+    m = read_manifest(out)
+    assert m.data["training"]["split_sha256"] == "ab" * 32
+    assert m.data["training"]["run"] == "syn" and m.data["training"]["dataset"] == "synthetic"
+    assert m.data["quantization"]["calibration"]["n"] == 30
+    assert "model_float32.tflite" in m.files
+    assert seen["run_dir"] == run_dir
+
+
+def test_errors_are_ramanedge_errors() -> None:
+    assert issubclass(ParityGateError, RamanEdgeError)
