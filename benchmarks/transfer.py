@@ -6,8 +6,9 @@
 3. pretrain the paper's CNN (pool size m = 4, the best of the trainer's sweep in ``runs/exp``)
    on the base minerals' train split (val for early stopping) with
    ``trainer.train.train_model`` (default recipe), export it to full int8 with
-   ``quantize.export.export_artifact`` and attach 5 exemplars per class
-   (``edge_runtime.head.attach_exemplars``, from the train split);
+   ``quantize.export.export_artifact`` and attach up to 10 exemplars per class
+   (``edge_runtime.head.attach_exemplars``, from the train split; it also calibrates the
+   ``knn_cosine`` unknown rule on the val split);
 4. run :func:`edge_runtime.transfer.run_transfer` (TF-free) on the artifact: c = 5/10/20
    new minerals x k = 1/3/5 spectra, head retraining vs 1-NN over stored spectra, latency,
    unknown-mineral detection (unseen = new pool + the rare minerals of ``load_heldout``).
@@ -78,7 +79,7 @@ def pretrain(work: Path, *, n_base: int, min_spectra: int, seed: int, data_root:
                     config=QuantizeConfig(allow_accuracy_drop=True), log=log)
     from edge_runtime.head import attach_exemplars
 
-    attach_exemplars(art_dir, ds.X[tr], yb[tr], per_class=5)
+    attach_exemplars(art_dir, ds.X[tr], yb[tr], per_class=10, X_val=ds.X[va])
     return art_dir, ds, split
 
 

@@ -203,21 +203,38 @@ def rollback(port: str, baud: int, pace: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ...]) -> None:
     """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
+    from device_sim.host import DeviceError
     from device_sim.replay import crop_to_window
+    from ramanedge.errors import RamanEdgeError
     from ramanedge.io import read_spectrum
 
     client, link = _client(port, baud, pace)
+    failed = 0
     try:
         for f in files:
-            s = read_spectrum(f)
-            x, y = crop_to_window(s.x, s.y)
-            r, ex = client.classify(y, x, top_k=top_k)
-            click.echo(json.dumps({"path": str(f), "top": [[lab, round(p, 5)]
-                                                           for _, lab, p in r.top],
-                                   "unknown": r.unknown, "latency_ms": round(ex.latency_s * 1e3, 2),
+            try:
+                s = read_spectrum(f)
+                x, y = crop_to_window(s.x, s.y)
+                r, ex = client.classify(y, x, top_k=top_k)
+            except DeviceError as e:  # the device refused this spectrum: go on
+                failed += 1
+                click.echo(json.dumps({"path": str(f), "error": str(e)}))
+                continue
+            except (RamanEdgeError, OSError) as e:
+                if isinstance(e, LinkError):
+                    raise
+                failed += 1
+                click.echo(json.dumps({"path": str(f), "error": str(e)}))
+                continue
+            click.echo(json.dumps({"path": str(f),
+                                   "top": [[lab, round(p, 5)] for _, lab, p in r.top],
+                                   "unknown": r.unknown,
+                                   "latency_ms": round(ex.latency_s * 1e3, 2),
                                    "compute_ms": r.compute_us / 1e3}))
     finally:
         link.close()
+    if failed:
+        raise DataError(f"{failed} of {len(files)} files could not be classified (see above)")
 
 
 @sim.command("head-add")
@@ -312,7 +329,7 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
     report["config"].update({"data": str(root), "dataset": dataset, "split_file":
                              str(split_file) if split_file else None, "part": part,
                              "payload": payload, "min_spectra": min_spectra,
-                             "command": " ".join(sys.argv)})
+                             "command": "ramanedge " + " ".join(sys.argv[1:])})
     if out is not None:
         paths = write_report(report, out)
         say(f"wrote {paths['json']}, {paths['png']}")

@@ -251,9 +251,12 @@ class Device:
 
     def _validate(self, folder: Path) -> None:
         """Store hook: load the candidate and classify one synthetic spectrum with it."""
+        from ramanedge.manifest import read_manifest
+
+        grid = read_manifest(folder).grid
         backend = self.loader(folder)
-        x = np.linspace(150.0, 1700.0, 800)
-        y = 1.0 + np.exp(-0.5 * ((x - 1000.0) / 8.0) ** 2)
+        x = np.linspace(grid.start - 10.0, grid.stop + 10.0, 800)
+        y = 1.0 + np.exp(-0.5 * ((x - (grid.start + grid.stop) / 2) / 8.0) ** 2)
         backend.classify(x, y, 1)
 
     def _reload(self) -> None:
@@ -345,9 +348,15 @@ class Device:
                   f"{type(e).__name__}: {e}", file=sys.stderr)
             rtype, payload = P.MsgType.ERROR, P.encode_error(
                 P.ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
+        try:
+            frame = P.encode_frame(rtype, ev.seq, payload)
+        except LinkError as e:  # an answer too large for one frame: a device bug, not fatal
+            self.stats["internal_errors"] += 1
+            rtype = P.MsgType.ERROR
+            frame = P.encode_frame(rtype, ev.seq, P.encode_error(P.ErrorCode.INTERNAL, str(e)))
         if rtype == P.MsgType.ERROR:
             self.stats["errors_sent"] += 1
-        frame = self._send(rtype, ev.seq, payload)
+        self.link.send_encoded(frame)
         self.cache[ev.seq] = (digest, frame)
         self.cache.move_to_end(ev.seq)
         while len(self.cache) > self.config.cache_size:

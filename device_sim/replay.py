@@ -546,9 +546,15 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
     ax = axes[1]
     rs = report.get("rss_samples", {})
     if rs.get("index"):
-        ax.plot(rs["index"], np.array(rs["rss_bytes"]) / 2**20, ".", ms=2, color="#4477aa")
+        idx, val, pid = (np.asarray(rs[k]) for k in ("index", "rss_bytes", "pid"))
+        for j, p in enumerate(dict.fromkeys(pid.tolist())):  # one colour per device boot
+            m = pid == p
+            ax.plot(idx[m], val[m] / 2**20, ".", ms=3, label=f"pid {p}",
+                    color=("#4477aa", "#ee6677", "#228833", "#ccbb44")[j % 4])
         slope = report["device"]["rss_slope"].get("bytes_per_1000", float("nan"))
-        ax.set_title(f"device RSS (slope {slope / 1024:.1f} KiB / 1000 spectra)")
+        ax.set_title(f"device RSS (last boot: slope {slope / 1024:.1f} KiB / 1000 spectra)")
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.legend(fontsize=8)
     else:
         ax.set_title("device RSS (not sampled)")
     ax.set_xlabel("spectrum #")

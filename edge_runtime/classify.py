@@ -8,6 +8,7 @@ Stable API (used by ``device_sim`` and the CLI)::
     p = clf.classify_xy(x, y)        # raw spectrum (any axis covering the grid)
     p = clf.classify_grid(x1392)     # already preprocessed float32[1392]
     p.label, p.prob, p.top, p.unknown, p.compute_ms
+    clf = clf.with_active_head(store)  # after HeadStore.retrain(): new head + unknown bank
 
 Preprocessing is :func:`ramanedge.grid.preprocess`, the same code the trainer used. With the
 artifact's own (base) head, probabilities come from the model's int8 ``probs`` output (what
@@ -93,6 +94,8 @@ class Classifier:
     ``None`` for the artifact's own head. ``top_k``: number of labels in each prediction.
     ``unknown``: the unknown-detection section to apply; by default the artifact manifest's
     (``None`` in the manifest = nothing is ever flagged).
+    ``ood_bank``: extra reference features (M, D) for the ``knn_cosine`` unknown rule, added to
+    the artifact's exemplars (the head store's samples when a retrained head is active).
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Classifier:
         head: HeadWeights | None = None,
         top_k: int = 3,
         unknown: dict[str, Any] | None | str = "artifact",
+        ood_bank: np.ndarray | None = None,
     ) -> None:
         if int(top_k) < 1:
             raise ModelError(f"top_k must be >= 1, got {top_k}")
@@ -116,9 +120,28 @@ class Classifier:
         self.interpreter = interpreter
         self.head = head
         self.top_k = int(top_k)
+        self.load_problems: list[str] = []
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
+        self.ood_bank = ood_bank
+        self._bank_unit: np.ndarray | None = None
         if self.unknown_rule is not None:
             ood.check_section(self.unknown_rule)
+            if self.unknown_rule["method"] == "knn_cosine":
+                self._bank_unit = self._make_bank(ood_bank)
+
+    def _make_bank(self, extra: np.ndarray | None) -> np.ndarray:
+        from edge_runtime.head import load_exemplars
+
+        parts = []
+        if self.artifact.exemplars_file is not None:
+            parts.append(load_exemplars(self.artifact.exemplars_file, self.artifact.features_q,
+                                        self.artifact.labels).features)
+        if extra is not None and len(extra):
+            parts.append(np.asarray(extra, dtype=np.float32))
+        if not parts:
+            raise ModelError("the artifact's unknown rule is knn_cosine but it has no "
+                             "exemplars.npz to compare with")
+        return ood.normalise_rows(np.concatenate(parts))
 
     @classmethod
     def from_dir(
@@ -133,24 +156,40 @@ class Classifier:
         """Load an artifact folder, make its interpreter and pick the active head.
 
         With ``use_head_store`` the newest good head of ``model_dir/headstore`` is used when
-        one was trained (see :mod:`edge_runtime.headstore`); otherwise the base head.
+        one was trained (see :mod:`edge_runtime.headstore`); otherwise the base head. Problems
+        met in the store (corrupt files skipped) are listed in ``load_problems``.
         """
         artifact = load_artifact(model_dir)
         interpreter = make_interpreter(artifact.model_path, num_threads=num_threads,
                                        edgetpu=edgetpu)
-        head = None
+        clf = cls(artifact, interpreter, top_k=top_k)
         if use_head_store:
             from edge_runtime.headstore import HeadStore
 
             store = HeadStore.open_existing(artifact)
             if store is not None:
-                head = store.active_head()
-        return cls(artifact, interpreter, head=head, top_k=top_k)
+                clf = clf.with_active_head(store)
+        return clf
 
-    def with_head(self, head: HeadWeights | None) -> Classifier:
-        """A classifier sharing this one's interpreter but using ``head`` (None = base)."""
+    def with_head(self, head: HeadWeights | None, *,
+                  ood_bank: np.ndarray | None | str = "same") -> Classifier:
+        """A classifier sharing this one's interpreter but using ``head`` (None = base).
+
+        ``ood_bank``: extra unknown-rule references for the new classifier (default: this
+        one's); see :meth:`with_active_head` to take both from a head store.
+        """
+        bank = self.ood_bank if isinstance(ood_bank, str) and ood_bank == "same" else ood_bank
         return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
-                          unknown=self.unknown_rule)
+                          unknown=self.unknown_rule, ood_bank=bank)
+
+    def with_active_head(self, store: Any) -> Classifier:
+        """A classifier using ``store``'s active head (a :class:`HeadStore` of this artifact)
+        and, for the ``knn_cosine`` unknown rule, that head's samples as extra references."""
+        head = store.active_head()
+        bank = store.sample_features(head.labels) if head is not None else None
+        clf = self.with_head(head, ood_bank=bank)
+        clf.load_problems = list(store.problems)
+        return clf
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -222,7 +261,8 @@ class Classifier:
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:
-            score = float(ood.score(self.unknown_rule, probs=probs, features=feats))
+            score = float(ood.score(self.unknown_rule, probs=probs, features=feats,
+                                    bank_unit=self._bank_unit))
             unknown = bool(score > ood.threshold_score(self.unknown_rule))
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,
@@ -247,6 +287,8 @@ class Classifier:
         try:
             return self.classify_xy(s.x, s.y)
         except SpectrumError as e:
+            if str(path) in str(e):
+                raise
             raise type(e)(f"{e} ({path})") from None
 
 
@@ -310,7 +352,7 @@ def classify_paths(
             continue
         try:
             yield FileResult(path, prediction=classifier.classify_file(path))
-        except RamanEdgeError as e:
-            yield FileResult(path, error=str(e))
+        except RamanEdgeError as e:  # the record carries the path: keep the message short
+            yield FileResult(path, error=str(e).replace(f" ({path})", ""))
         except OSError as e:
             yield FileResult(path, error=f"cannot read {path}: {e.strerror or e}")

@@ -62,13 +62,12 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
     """
     artifact = load_artifact(model_dir)
     interpreter = make_interpreter(artifact.model_path, num_threads=threads, edgetpu=edgetpu)
-    head = None
+    clf = Classifier(artifact, interpreter, top_k=top_k)
     if not base_head:
         store = HeadStore.open_existing(artifact, store_dir)
         if store is not None:
-            head = store.active_head()
+            clf = clf.with_active_head(store)
             _warn(store.problems)
-    clf = Classifier(artifact, interpreter, head=head, top_k=top_k)
     n_ok = n_bad = 0
     t0 = time.perf_counter()
     for r in classify_paths(clf, paths):

@@ -3,15 +3,17 @@
 :class:`SoftmaxHead` is a multinomial logistic regression in the scikit-learn style
 (keyword-only hyper-parameters, ``fit(X, y)`` returns ``self``, learned attributes end in
 ``_``). It is fitted on the dequantised 2048-d ``features`` output of the int8 model and is
-*warm-started and anchored* at a prior head (the artifact's float head): the penalty is
-``alpha/2 * ||W - W0||^2`` where ``W0`` holds the prior's columns for old classes and zeros
-for new ones, so with little data the old classes stay where the ground training put them.
+warm-started from a *prior* head (the artifact's float head ``head.npz``): by default the
+prior's (old-class) weight columns stay frozen and only the new classes' columns and all
+biases are fitted, with the penalty ``alpha/2 * ||W_new||^2``; ``prior_weights="anchored"``
+refits the old columns too, held near the prior by ``alpha/2 * ||W_old - W0||^2``.
 
 Forgetting is prevented by fitting on **exemplars** of the old classes (a few training
 spectra per class, stored as the model's own int8 features in the artifact's
-``exemplars.npz``, added on the ground by :func:`attach_exemplars`) together with the
-new labelled samples. Without exemplars, the anchor alone keeps the old weights (see
-``docs/parts/edge.md`` for the measured difference).
+``exemplars.npz``, added on the ground by :func:`attach_exemplars`) together with the new
+labelled samples: they are the negatives that keep the new classes from claiming old
+minerals. Measured in ``docs/parts/edge.md``: frozen + exemplars forgets least; without
+exemplars the old minerals collapse.
 
 The optimiser is a small deterministic L-BFGS with Armijo backtracking in float64 over
 float32 matrix products, run in the n-dimensional span of the samples when n < d (exactly the
@@ -76,7 +78,7 @@ class SoftmaxHead:
     def __init__(
         self,
         *,
-        alpha: float = 1e-2,
+        alpha: float = 3e-3,
         alpha_bias: float = 1e-3,
         prior: HeadWeights | None = None,
         class_weight: str | None = "balanced",
@@ -389,7 +391,9 @@ def attach_exemplars(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    per_class: int = 5,
+    per_class: int = 10,
+    X_val: np.ndarray | None = None,
+    target_tpr: float | None = None,
     num_threads: int = 1,
 ) -> dict[str, Any]:
     """Add ``exemplars.npz`` to a finished artifact and re-write its manifest (ground side).
@@ -400,6 +404,11 @@ def attach_exemplars(
     and stored as ``features`` int8 (M, D) exactly as the model outputs them and ``y`` int32
     (M,) (``np.savez``, loadable with ``allow_pickle=False``). The manifest gains
     ``head.exemplars = "exemplars.npz"``, ``head.exemplars_per_class`` and the file's sha256.
+
+    With ``X_val`` (validation spectra of the known minerals) the manifest's ``unknown``
+    section is re-calibrated to the ``knn_cosine`` rule over the exemplar bank
+    (:func:`edge_runtime.ood.calibrate_unknown`), at ``target_tpr`` (default: the existing
+    section's, else 0.95); the previous section is kept under ``unknown.previous``.
 
     Crash-safe order: the npz is written atomically first, then the manifest (atomically);
     an interruption leaves the previous, still valid artifact plus an unlisted file.
@@ -419,11 +428,18 @@ def attach_exemplars(
         raise ModelError(f"y must be class ids in 0..{len(art.labels) - 1}")
     it = make_interpreter(art.model_path, num_threads=num_threads)
     fq = art.features_q
-    feats_q = np.empty((X.shape[0], fq.shape[-1]), dtype=np.int8)
-    for i, x in enumerate(X):
-        set_input_int8(it, x, art.input_q)
-        it.invoke()
-        feats_q[i] = it.get_tensor(fq.index).reshape(-1)
+
+    def run(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats = np.empty((A.shape[0], fq.shape[-1]), dtype=np.int8)
+        probs = np.empty((A.shape[0], art.probs_q.shape[-1]), dtype=np.float32)
+        for i, x in enumerate(A):
+            set_input_int8(it, x, art.input_q)
+            it.invoke()
+            feats[i] = it.get_tensor(fq.index).reshape(-1)
+            probs[i] = get_output_float(it, art.probs_q).reshape(-1)
+        return feats, probs
+
+    feats_q, _ = run(X)
     idx = select_exemplars(dequantize_int8(feats_q, fq), y, per_class=per_class)
     buf = io.BytesIO()
     np.savez(buf, features=feats_q[idx], y=y[idx].astype(np.int32))
@@ -434,6 +450,22 @@ def attach_exemplars(
     data["head"] = {**(data.get("head") or {}), "exemplars": EXEMPLARS_FILE,
                     "exemplars_per_class": int(per_class)}
     data["files"] = {name: {} for name in {**data["files"], EXEMPLARS_FILE: {}}}
+    if X_val is not None:
+        from edge_runtime.ood import calibrate_unknown
+
+        X_val = np.asarray(X_val, dtype=np.float32)
+        if X_val.ndim != 2 or X_val.shape[1] != art.grid.n_points or len(X_val) == 0:
+            raise ModelError(f"X_val must be (N, {art.grid.n_points}) with N >= 1, got "
+                             f"{X_val.shape}")
+        prev = data.get("unknown") or {}
+        tpr = float(target_tpr if target_tpr is not None else prev.get("target_tpr", 0.95))
+        fv, pv = run(X_val)
+        section = calibrate_unknown(pv, target_tpr=tpr, features=dequantize_int8(fv, fq),
+                                    bank=dequantize_int8(feats_q[idx], fq))
+        section["split"] = "val"
+        if prev:
+            section["previous"] = {k: v for k, v in prev.items() if k != "previous"}
+        data["unknown"] = section
     write_manifest(folder, data)
     return data["head"]
 

@@ -387,6 +387,16 @@ class HeadStore:
         older = [h.version for h in self.heads() if h.version < current]
         return self.activate(older[-1] if older else BASE)
 
+    def sample_features(self, labels: Sequence[str] | None = None) -> np.ndarray:
+        """Dequantised features (M, D) of the good samples recorded with this artifact's model
+        (optionally only those whose label is in ``labels``); the unknown-rule bank."""
+        keep = None if labels is None else set(labels)
+        rows = [s.features_q for s in self.samples()
+                if s.model_sha256 == self._model_sha and (keep is None or s.label in keep)]
+        if not rows:
+            return np.zeros((0, self.artifact.feature_dim), np.float32)
+        return dequantize_int8(np.stack(rows), self.artifact.features_q)
+
     # -- training -----------------------------------------------------------------------------
     def training_set(self, features_fn: Any | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

@@ -1,12 +1,24 @@
 """Unknown-mineral (out-of-distribution) detection: the score and its calibrated threshold.
 
-Method ``max_prob``: a spectrum is ``unknown`` when the model's top probability is below a
-threshold calibrated on held-out in-distribution spectra (the ``1 - target_tpr`` quantile of
-their top probabilities, so about ``target_tpr`` of known minerals pass). The threshold lives
-in the manifest under ``"unknown"``; :func:`is_unknown` applies it on the rover.
+Two rules, both calibrated on held-out *in-distribution* spectra (the validation split) so
+that about ``target_tpr`` of known minerals pass; the result is the manifest's ``"unknown"``
+section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
 
-Every method defines a score, higher = more likely unknown; :func:`score` computes it from a
-manifest section and :func:`flag` compares it with the section's threshold.
+``max_prob``
+    unknown when the model's top probability is below ``threshold`` (the ``1 - target_tpr``
+    quantile of the calibration spectra's top probabilities). Needs nothing but the output.
+``knn_cosine``
+    unknown when the cosine distance ``1 - max_j cos(f, b_j)`` from the spectrum's 2048-d
+    int8-backbone features ``f`` to the nearest vector ``b_j`` of a reference bank exceeds
+    ``threshold`` (the ``target_tpr`` quantile of the calibration distances). The bank is the
+    artifact's exemplar features (``exemplars.npz``), plus, when a retrained head is active,
+    the features of the head store's samples, so taught minerals stop being "unknown".
+    Measured better than ``max_prob`` on RRUFF minerals the model never saw
+    (``docs/parts/edge.md``); written by :func:`edge_runtime.head.attach_exemplars` when it is
+    given validation spectra.
+
+Every rule has a score, higher = more likely unknown: :func:`score` computes it and
+:func:`threshold_score` gives the section's threshold on that scale.
 """
 
 from __future__ import annotations
@@ -17,25 +29,63 @@ import numpy as np
 
 from ramanedge.errors import ManifestError
 
-METHODS = ("max_prob",)
+METHODS = ("max_prob", "knn_cosine")
 
 
 def unknown_score(probs: np.ndarray) -> np.ndarray:
-    """Higher = more likely unknown. ``probs``: (N, K) or (K,) softmax outputs."""
+    """``max_prob`` score ``1 - max p``: higher = more likely unknown. (N, K) or (K,)."""
     probs = np.asarray(probs, dtype=np.float64)
     return 1.0 - probs.max(axis=-1)
 
 
-def calibrate_unknown(probs: np.ndarray, *, target_tpr: float = 0.95) -> dict:
-    """Manifest ``unknown`` section from held-out in-distribution softmax outputs (N, K)."""
+def normalise_rows(F: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); all-zero rows stay zero."""
+    F = np.asarray(F, dtype=np.float32)
+    n = np.linalg.norm(F, axis=-1, keepdims=True)
+    return F / np.maximum(n, 1e-12)
+
+
+def knn_cosine_score(features: np.ndarray, bank_unit: np.ndarray) -> np.ndarray:
+    """``knn_cosine`` score: cosine distance to the nearest bank row. (N, D) or (D,).
+
+    ``bank_unit``: (M, D) reference features already passed through :func:`normalise_rows`.
+    """
+    s = normalise_rows(features) @ np.asarray(bank_unit, dtype=np.float32).T
+    return (1.0 - s.max(axis=-1)).astype(np.float64)
+
+
+def calibrate_unknown(
+    probs: np.ndarray,
+    *,
+    target_tpr: float = 0.95,
+    features: np.ndarray | None = None,
+    bank: np.ndarray | None = None,
+) -> dict:
+    """Manifest ``unknown`` section from held-out in-distribution outputs.
+
+    ``probs`` (N, K): softmax outputs of the calibration (validation) spectra. With only
+    ``probs`` the rule is ``max_prob``. With ``features`` (N, D, their dequantised backbone
+    features) and ``bank`` (M, D, the exemplar features shipped in the artifact) the rule is
+    ``knn_cosine``; the ``max_prob`` threshold is kept in ``max_prob_threshold`` for reference.
+    """
     if not 0.0 < target_tpr < 1.0:
         raise ValueError(f"target_tpr must be in (0, 1), got {target_tpr}")
     top = np.asarray(probs, dtype=np.float64).max(axis=-1)
     if top.size == 0:
         raise ValueError("need at least one held-out spectrum to calibrate the threshold")
-    threshold = float(np.quantile(top, 1.0 - target_tpr))
-    return {"method": "max_prob", "threshold": threshold, "target_tpr": target_tpr,
-            "n_calibration": int(top.size)}
+    mp = float(np.quantile(top, 1.0 - target_tpr))
+    if features is None and bank is None:
+        return {"method": "max_prob", "threshold": mp, "target_tpr": target_tpr,
+                "n_calibration": int(top.size)}
+    if features is None or bank is None:
+        raise ValueError("knn_cosine calibration needs both features and bank")
+    features = np.asarray(features, dtype=np.float32)
+    if features.shape[0] != top.size:
+        raise ValueError(f"features has {features.shape[0]} rows but probs has {top.size}")
+    d = knn_cosine_score(features, normalise_rows(bank))
+    return {"method": "knn_cosine", "threshold": float(np.quantile(d, target_tpr)),
+            "bank": "exemplars", "n_bank": int(len(bank)), "target_tpr": target_tpr,
+            "n_calibration": int(top.size), "max_prob_threshold": mp}
 
 
 def check_section(section: dict[str, Any]) -> None:
@@ -49,22 +99,33 @@ def check_section(section: dict[str, Any]) -> None:
         raise ManifestError("manifest 'unknown.threshold' must be a number") from None
 
 
-def score(section: dict[str, Any], *, probs: np.ndarray,
-          features: np.ndarray | None = None) -> np.ndarray | float:
-    """The section's unknown score (higher = more unknown) for (K,) or (N, K) ``probs``."""
+def score(section: dict[str, Any], *, probs: np.ndarray, features: np.ndarray | None = None,
+          bank_unit: np.ndarray | None = None) -> np.ndarray | float:
+    """The section's unknown score (higher = more unknown).
+
+    ``max_prob`` uses ``probs`` (K,) or (N, K); ``knn_cosine`` uses ``features`` and the
+    unit-norm reference ``bank_unit`` (see :func:`knn_cosine_score`).
+    """
     check_section(section)
-    return unknown_score(probs)
+    if section["method"] == "max_prob":
+        return unknown_score(probs)
+    if features is None or bank_unit is None or len(bank_unit) == 0:
+        raise ManifestError("the knn_cosine unknown rule needs features and the exemplar bank "
+                            "(exemplars.npz)")
+    return knn_cosine_score(features, bank_unit)
 
 
 def threshold_score(section: dict[str, Any]) -> float:
     """The section's threshold expressed on the :func:`score` scale."""
     check_section(section)
-    return 1.0 - float(section["threshold"])
+    t = float(section["threshold"])
+    return 1.0 - t if section["method"] == "max_prob" else t
 
 
-def is_unknown(probs: np.ndarray, section: dict | None) -> np.ndarray | bool:
+def is_unknown(probs: np.ndarray, section: dict | None, *, features: np.ndarray | None = None,
+               bank_unit: np.ndarray | None = None) -> np.ndarray | bool:
     """Apply a manifest ``unknown`` section; no section means nothing is flagged."""
     if not section:
         return False
-    check_section(section)
-    return np.asarray(probs).max(axis=-1) < float(section["threshold"])
+    return score(section, probs=probs, features=features,
+                 bank_unit=bank_unit) > threshold_score(section)

@@ -42,6 +42,13 @@ from edge_runtime.head import SoftmaxHead, load_exemplars
 from edge_runtime.interpreter import make_interpreter
 
 Log = Callable[[str], None]
+#: head-retraining variants compared: name -> (fit on exemplars too, SoftmaxHead.prior_weights)
+HEAD_VARIANTS = {
+    "head+exemplars": (True, "frozen"),
+    "head+exemplars, anchored": (True, "anchored"),
+    "head, no exemplars": (False, "frozen"),
+}
+METHODS = (*HEAD_VARIANTS, "knn spectra", "knn features")
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class TransferConfig:
     ks: tuple[int, ...] = (1, 3, 5)
     repeats: int = 5
     seed: int = 0
-    alpha: float = 1e-2
+    alpha: float = 3e-3
     latency_classes: tuple[int, ...] = (63, 68, 83, 100)
     latency_repeats: int = 300
     knn_refs: tuple[int, ...] = (100, 1000, 5000)
@@ -192,8 +199,9 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
         "scores": ood_report(scores, correct_in, target_tpr),
     }
     if art.unknown:  # the manifest's own rule, as shipped
-        s_in = ood.score(art.unknown, probs=P[test])
-        s_out = ood.score(art.unknown, probs=P_out)
+        bank = None if ex is None else ood.normalise_rows(ex.features)
+        s_in = ood.score(art.unknown, probs=P[test], features=F[test], bank_unit=bank)
+        s_out = ood.score(art.unknown, probs=P_out, features=F_out, bank_unit=bank)
         thr = ood.threshold_score(art.unknown)
         out["manifest_rule"] = {
             "section": art.unknown,
@@ -299,13 +307,13 @@ def run_transfer(
                                replace=False) for lab in chosen])
                 row: dict[str, Any] = {"repeat": r, "c": c, "k": k,
                                        "n_query_new": int(query.sum())}
-                variants = {"head+exemplars": True, "head (anchor only)": False}
-                for name, use_ex in variants.items():
+                for name, (use_ex, mode) in HEAD_VARIANTS.items():
                     if use_ex and ex is None:
                         continue
                     Xf = np.concatenate([ex.features, F[sup]]) if use_ex else F[sup]
                     yf = np.concatenate([ex.labels, labels[sup]]) if use_ex else labels[sup]
-                    head = SoftmaxHead(alpha=cfg.alpha, prior=art.head).fit(Xf, yf)
+                    head = SoftmaxHead(alpha=cfg.alpha, prior=art.head,
+                                       prior_weights=mode).fit(Xf, yf)
                     row[name] = {
                         "new_top1": float(np.mean(head.predict(F[query]) == labels[query])),
                         "old_top1": float(np.mean(head.predict(F[old_test]) == y_old_test)),
@@ -331,16 +339,22 @@ def run_transfer(
 
     # ---- latency (one thread) ------------------------------------------------------------
     x0 = X[old_test][0]
-    latency: dict[str, Any] = {"base head (int8 probs)": _median_ms(
-        lambda: clf.classify_grid(x0), cfg.latency_repeats)}
+    plain = Classifier(art, clf.interpreter, unknown=None)
+    latency: dict[str, Any] = {"base head (int8 probs), no unknown rule": _median_ms(
+        lambda: plain.classify_grid(x0), cfg.latency_repeats)}
+    if art.unknown:
+        n_bank = art.unknown.get("n_bank")
+        latency[f"base head + manifest unknown rule ({art.unknown['method']}"
+                + (f", bank {n_bank})" if n_bank else ")")] = _median_ms(
+            lambda: clf.classify_grid(x0), cfg.latency_repeats)
     rng_l = np.random.default_rng(1)
     for K in cfg.latency_classes:
         W = rng_l.normal(0, 0.01, size=(art.feature_dim, K)).astype(np.float32)
         h = HeadWeights(W, np.zeros(K, np.float32), tuple(f"c{i}" for i in range(K)),
                         version=f"K{K}")
-        c2 = clf.with_head(h)
-        latency[f"retrained head, {K} classes"] = _median_ms(lambda c2=c2: c2.classify_grid(x0),
-                                                             cfg.latency_repeats)
+        c2 = plain.with_head(h)
+        latency[f"retrained head, {K} classes, no unknown rule"] = _median_ms(
+            lambda c2=c2: c2.classify_grid(x0), cfg.latency_repeats)
     feats0 = F[old_test][:1]
     for K in cfg.latency_classes:
         W = rng_l.normal(0, 0.01, size=(art.feature_dim, K)).astype(np.float32)
@@ -382,8 +396,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean +- std over repeats of every method's new/old top-1 per (c, k)."""
     out = []
     keys = sorted({(r["c"], r["k"]) for r in rows})
-    methods = [m for m in ("head+exemplars", "head (anchor only)", "knn spectra",
-                           "knn features") if any(m in r for r in rows)]
+    methods = [m for m in METHODS if any(m in r for r in rows)]
     for c, k in keys:
         sel = [r for r in rows if r["c"] == c and r["k"] == k]
         entry: dict[str, Any] = {"c": c, "k": k, "repeats": len(sel)}
@@ -404,13 +417,12 @@ def markdown(res: dict[str, Any]) -> str:
         f"{100 * b['top1_float_head']:.1f} % (float head on int8 features); "
         f"{b['n_exemplars']} exemplars; new-mineral pool {len(res['pool'])} minerals.",
         "",
-        "| c | k | head+exemplars new / old | head, anchor only new / old "
-        "| 1-NN spectra new / old | 1-NN int8 features new / old |",
-        "|---|---|---|---|---|---|",
+        "| c | k | " + " | ".join(f"{m} new / old" for m in METHODS) + " |",
+        "|---|---|" + "---|" * len(METHODS),
     ]
     for e in res["summary"]:
         cells = []
-        for m in ("head+exemplars", "head (anchor only)", "knn spectra", "knn features"):
+        for m in METHODS:
             if m in e:
                 v = e[m]
                 cells.append(f"{100 * v['new_top1_mean']:.1f}±{100 * v['new_top1_std']:.1f} / "

@@ -1,7 +1,7 @@
 """``ramanedge quantize``: export a training run as a full-int8 artifact, or check a model.
 
-    ramanedge quantize runs/NAME --out models/NAME [--calib-size 200] [--also float32,float16]
-                       [--allow-accuracy-drop] [--overwrite] [--data DIR]
+    ramanedge quantize runs/NAME --out models/NAME [--calib-size 100] [--also float32,float16]
+                       [--gate-on probs|head] [--allow-accuracy-drop] [--overwrite] [--data DIR]
     ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
 
 Bad input (missing run, unusable --out, failed parity gate, ...) is reported in one line
@@ -35,7 +35,7 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Artifact folder to write (e.g. models/NAME).")
 @click.option("--name", default=None, help="Artifact name (default: the --out folder name).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--calib-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Training spectra in the stratified int8 calibration set.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the calibration-set draw.")
@@ -43,14 +43,28 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Extra TFLite files for comparison: float32, float16 (comma-separated).")
 @click.option("--allow-accuracy-drop", is_flag=True,
               help="Write the artifact even when the int8 parity gate fails.")
+@click.option("--gate-on", type=click.Choice(("probs", "head")), default="probs",
+              show_default=True,
+              help="Gate the int8 'probs' output, or the float head.npz on the int8 features.")
+@click.option("--exemplars", type=click.IntRange(min=0), default=10, show_default=True,
+              metavar="PER_CLASS",
+              help="Exemplar features per class stored in the artifact for the onboard "
+                   "knn_cosine unknown rule (edge_runtime.head.attach_exemplars); 0 = none.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
 @click.option("--check", type=click.Choice(CHECKS), default=None,
               help="Check SOURCE (artifact folder or .tflite) instead of exporting.")
+@click.option("--calib-sweep", default=None, metavar="SIZES",
+              help="Instead of exporting, measure int8 parity for these calibration sizes "
+                   "(e.g. 20,50,100,200,all) on the run's test split and print a table.")
+@click.option("--seeds", default="0,1,2", show_default=True, metavar="SEEDS",
+              help="Calibration draws per size for --calib-sweep.")
 def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
-             also: str, allow_accuracy_drop: bool, overwrite: bool, data_root: Path | None,
-             check: str | None) -> None:
+             also: str, allow_accuracy_drop: bool, gate_on: str, exemplars: int,
+             overwrite: bool,
+             data_root: Path | None, check: str | None, calib_sweep: str | None,
+             seeds: str) -> None:
     """Export the run SOURCE as a full-int8 TFLite artifact (or --check a model).
 
     The int8 model is calibrated on a stratified draw from the run's training split and must
@@ -60,31 +74,45 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
     if check is not None:
         _check(source, check)
         return
+    if calib_sweep is not None:
+        _sweep(source, calib_sweep, seeds, data_root)
+        return
     if out is None:
         raise click.UsageError("--out is required (e.g. --out models/NAME)")
     from quantize.export import QuantizeConfig
 
     try:
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
-                                allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite)
+                                allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
+                                gate_on=gate_on)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--also") from None
     if not source.is_dir():
         raise DataError(f"run folder {source} does not exist; expected the output of "
                         "'ramanedge train' (e.g. runs/NAME)")
-    result = quantize_run(source, out, config=config, name=name, data_root=data_root)
+    result = quantize_run(source, out, config=config, name=name, data_root=data_root,
+                          exemplars=exemplars)
     m = result.manifest.data["metrics"]
     sizes = ", ".join(f"{f} {n / 1024:.1f} KiB" for f, n in result.sizes.items())
     click.echo(
         f"wrote {result.out_dir}: int8 top-1 {100 * m['int8']['top1']:.2f}% "
         f"(float {100 * m['float']['top1']:.2f}%, drop {m['drop_points']:.2f} pts), "
-        f"agreement {100 * m['agreement']:.2f}% on {m['n_test']} test spectra; {sizes}"
+        f"agreement {100 * m['agreement']:.2f}% on {m['n_test']} test spectra "
+        f"(float head on int8 features: top-1 {100 * m['head']['top1']:.2f}%, agreement "
+        f"{100 * m['head']['agreement']:.2f}%); gate on {m['gate']['on']}: "
+        f"{'passed' if m['gate']['passed'] else 'FAILED (written with --allow-accuracy-drop)'}"
+        f"; {sizes}"
     )
 
 
 def quantize_run(run_dir: Path, out: Path, *, config, name: str | None = None,
-                 data_root: Path | None = None, log=_echo):
-    """Load a run folder and export it with :func:`quantize.export.export_artifact`."""
+                 data_root: Path | None = None, exemplars: int = 10, log=_echo):
+    """Load a run folder and export it with :func:`quantize.export.export_artifact`.
+
+    With ``exemplars > 0``, ``edge_runtime.head.attach_exemplars`` adds that many exemplar
+    features per class (from the training split) to the artifact and calibrates the
+    ``knn_cosine`` unknown rule on the validation split, before the folder is placed.
+    """
     from quantize.export import _check_destination, export_artifact, select_calibration
     from trainer.run import load_run
 
@@ -106,6 +134,14 @@ def quantize_run(run_dir: Path, out: Path, *, config, name: str | None = None,
         "split": run.config["data"].get("split"),
         "min_spectra": run.config["data"].get("min_spectra"),
     }
+    finalize = None
+    if exemplars > 0:
+        from edge_runtime.head import attach_exemplars
+
+        def finalize(folder: Path) -> None:
+            log(f"adding {exemplars} exemplars per class and the knn_cosine unknown rule")
+            attach_exemplars(folder, Xtr, ytr, per_class=exemplars, X_val=Xva)
+
     return export_artifact(
         run.model,
         labels=run.labels,
@@ -119,7 +155,46 @@ def quantize_run(run_dir: Path, out: Path, *, config, name: str | None = None,
         training_meta=training,
         config=config,
         log=log,
+        finalize=finalize,
     )
+
+
+def _int_list(value: str, option: str, allow_all: bool = False) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for tok in value.split(","):
+        tok = tok.strip().lower()
+        if not tok:
+            continue
+        if allow_all and tok == "all":
+            out.append(None)
+        elif tok.isdigit() and (int(tok) > 0 or option == "--seeds"):
+            out.append(int(tok))
+        else:
+            raise click.BadParameter(f"expected comma-separated positive integers"
+                                     f"{' or all' if allow_all else ''}, got {tok!r}",
+                                     param_hint=option)
+    if not out:
+        raise click.BadParameter("no value given", param_hint=option)
+    return tuple(out)
+
+
+def _sweep(source: Path, sizes: str, seeds: str, data_root: Path | None) -> None:
+    from quantize.export import calibration_sweep, sweep_table
+    from trainer.run import load_run
+
+    size_list = _int_list(sizes, "--calib-sweep", allow_all=True)
+    seed_list = tuple(int(s) for s in _int_list(seeds, "--seeds"))
+    if not source.is_dir():
+        raise DataError(f"run folder {source} does not exist; expected the output of "
+                        "'ramanedge train' (e.g. runs/NAME)")
+    run = load_run(source, data_root=data_root)
+    Xtr, ytr = run.subset("train")
+    Xte, yte = run.subset("test")
+    rows = calibration_sweep(run.model, train_X=Xtr, train_y=ytr, test_X=Xte, test_y=yte,
+                             sizes=size_list, seeds=seed_list, log=_echo)
+    click.echo(f"run {source}: {len(yte)} test spectra, {len(run.labels)} classes, "
+               f"float top-1 {100 * rows[0]['float_top1']:.2f}%")
+    click.echo(sweep_table(rows))
 
 
 def _check(source: Path, kind: str) -> None:

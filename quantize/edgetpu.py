@@ -122,6 +122,10 @@ def _names(enum_cls) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def _text(v: bytes | str) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
 def read_graph(src: str | os.PathLike | bytes) -> Graph:
     """Parse a ``.tflite`` file (path or bytes) into a :class:`Graph` (no TensorFlow needed).
 
@@ -165,7 +169,7 @@ def read_graph(src: str | os.PathLike | bytes) -> Graph:
         if q is not None and q.scale is not None and len(q.scale) > 0:
             scale = float(np.asarray(q.scale).ravel()[0])
             zp = int(np.asarray(q.zeroPoint).ravel()[0]) if q.zeroPoint is not None else 0
-        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name)
+        name = _text(t.name)
         tensors.append(TensorInfo(i, name, type_names.get(t.type, str(t.type)), shape, sig,
                                   constant, scale, zp))
     ops = []
@@ -179,17 +183,17 @@ def read_graph(src: str | os.PathLike | bytes) -> Graph:
         opts = {}
         if o.builtinOptions is not None:
             opts = {k: v for k, v in vars(o.builtinOptions).items() if k in opt_fields}
-        ops.append(OpInfo(i, name, tuple(int(v) for v in (o.inputs if o.inputs is not None else ())),
-                          tuple(int(v) for v in (o.outputs if o.outputs is not None else ())),
-                          opts))
+        ins = tuple(int(v) for v in (o.inputs if o.inputs is not None else ()))
+        outs = tuple(int(v) for v in (o.outputs if o.outputs is not None else ()))
+        ops.append(OpInfo(i, name, ins, outs, opts))
     sig_in: dict[str, int] = {}
     sig_out: dict[str, int] = {}
     for sd in model.signatureDefs or []:
         if sd.subgraphIndex == 0:
             for tm in sd.inputs or []:
-                sig_in[tm.name.decode() if isinstance(tm.name, bytes) else tm.name] = tm.tensorIndex
+                sig_in[_text(tm.name)] = int(tm.tensorIndex)
             for tm in sd.outputs or []:
-                sig_out[tm.name.decode() if isinstance(tm.name, bytes) else tm.name] = tm.tensorIndex
+                sig_out[_text(tm.name)] = int(tm.tensorIndex)
             break
     return Graph(
         tensors=tuple(tensors),
@@ -245,7 +249,8 @@ class EdgeTPUReport:
         w = max([len(o.op) for o in self.ops] + [2])
         lines = [f"Edge TPU check of {self.source}", f"{'#':>3}  {'op':<{w}}  where  status"]
         for o in self.ops:
-            lines.append(f"{o.index:>3}  {o.op:<{w}}  {'TPU' if o.on_tpu else 'CPU':<5}  {o.status}")
+            where = "TPU" if o.on_tpu else "CPU"
+            lines.append(f"{o.index:>3}  {o.op:<{w}}  {where:<5}  {o.status}")
         lines.extend(f"note: {n}" for n in self.notes)
         ff = self.first_fallback
         if self.passed:

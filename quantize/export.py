@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import numpy as np
 
 from ramanedge.errors import DataError, ModelError
 from ramanedge.grid import DEFAULT_GRID
-from ramanedge.manifest import MANIFEST_NAME, Manifest, write_manifest
+from ramanedge.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 
 from .edgetpu import read_graph
 from .gate import (
@@ -50,6 +51,7 @@ HEAD_FILE = "head.npz"
 PRECISIONS = ("int8", "float32", "float16")
 VARIANT_FILES = {"float32": "model_float32.tflite", "float16": "model_float16.tflite"}
 OUTPUT_NAMES = ("probs", "features")
+GATE_PATHS = ("probs", "head")
 INPUT_NAME = "spectrum"
 
 
@@ -63,9 +65,12 @@ class QuantizeConfig:
     drops more than ``max_top1_drop`` points or argmax agreement is below ``min_agreement``,
     unless ``allow_accuracy_drop``. ``overwrite`` lets an existing artifact folder be replaced.
     ``unknown_target_tpr``: share of validation spectra the unknown threshold lets through.
+    ``gate_on``: which int8 prediction the gate judges: ``"probs"`` (the model's int8 softmax
+    output, the default) or ``"head"`` (the float ``head.npz`` applied to the dequantised int8
+    ``features``, as the rover does with a retrained head).
     """
 
-    calib_size: int = 200
+    calib_size: int = 100
     seed: int = 0
     also: tuple[str, ...] = field(default=())
     max_top1_drop: float = MAX_TOP1_DROP_POINTS
@@ -73,8 +78,12 @@ class QuantizeConfig:
     allow_accuracy_drop: bool = False
     overwrite: bool = False
     unknown_target_tpr: float = 0.95
+    gate_on: str = "probs"
 
     def __post_init__(self) -> None:
+        if self.gate_on not in GATE_PATHS:
+            raise ValueError(f"gate_on must be one of {', '.join(GATE_PATHS)}, got "
+                             f"{self.gate_on!r}")
         if self.calib_size < 1:
             raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
         also = tuple(dict.fromkeys(a.strip().lower() for a in self.also if a.strip()))
@@ -97,6 +106,7 @@ class ExportResult:
     gate_reason: str | None
     sizes: dict[str, int]
     seconds: float
+    head_parity: ParityReport | None = None
 
 
 # ----------------------------------------------------------------------------- selection
@@ -369,6 +379,7 @@ def export_artifact(
     training_meta: dict[str, Any] | None = None,
     config: QuantizeConfig = QuantizeConfig(),
     log: Any = None,
+    finalize: Callable[[Path], Any] | None = None,
 ) -> ExportResult:
     """Quantise ``model`` to full int8, gate it against the float model, write the artifact.
 
@@ -377,7 +388,10 @@ def export_artifact(
     threshold). ``test_X``/``test_y``: held-out test split for the parity gate.
     ``model_config``: the ``trainer.model.ModelConfig`` (stored in the manifest).
     ``training_meta``: the manifest ``training`` section (dataset, split_sha256, run, ...).
-    ``log``: optional ``callable(str)`` for progress lines.
+    ``log``: optional ``callable(str)`` for progress lines. ``finalize``: optional
+    ``callable(folder)`` run on the finished temporary folder (manifest written) before it is
+    renamed into place, e.g. ``edge_runtime.head.attach_exemplars``; if it raises, nothing is
+    placed.
 
     Raises :class:`ParityGateError` (nothing written, ``out_dir`` untouched) when the gate
     fails and ``config.allow_accuracy_drop`` is false; :class:`DataError` for unusable
@@ -428,9 +442,18 @@ def export_artifact(
     ref = _keras_outputs(dual, test_X)
     runner = TFLiteRunner(blobs["int8"])
     q = runner.run(test_X)
+    W, b = (np.asarray(w, dtype=np.float32) for w in model.get_layer("probs").get_weights())
+    feat_dim = int(W.shape[0])
+    # the float head on the dequantised int8 features (the rover's retrained-head path)
+    head_probs = _softmax(q["features"].astype(np.float64) @ W + b)
     parity = parity_report(ref["probs"], q["probs"], test_y)
-    reason = gate_failure(parity, max_top1_drop=config.max_top1_drop,
+    head_parity = parity_report(ref["probs"], head_probs, test_y)
+    gated = parity if config.gate_on == "probs" else head_parity
+    reason = gate_failure(gated, max_top1_drop=config.max_top1_drop,
                           min_agreement=config.min_agreement)
+    if reason and config.gate_on == "head":
+        reason = reason.replace("int8 parity gate", "int8 parity gate (float head on int8 "
+                                "features)")
     if reason and not config.allow_accuracy_drop:
         raise ParityGateError(
             f"{reason}; nothing was written (pass --allow-accuracy-drop to write anyway)"
@@ -438,22 +461,27 @@ def export_artifact(
     if reason:
         say(f"WARNING: {reason} (written anyway: --allow-accuracy-drop)")
 
-    W, b = (np.asarray(w, dtype=np.float32) for w in model.get_layer("probs").get_weights())
-    feat_dim = int(W.shape[0])
     metrics = parity.to_metrics()
+    top = q["probs"].max(axis=1, keepdims=True)
+    metrics["int8_ties"] = float(np.mean(np.sum(q["probs"] == top, axis=1) > 1))
+    hm = head_parity.to_metrics()
     cos = _cosine_rows(ref["features"], q["features"])
-    head_probs = _softmax(q["features"].astype(np.float64) @ W + b)
-    metrics["features"] = {
-        "cosine_mean": float(np.mean(cos)),
-        "cosine_min": float(np.min(cos)),
-        # the float head (head.npz) applied to int8 features, as the onboard retrainer does
-        "head_top1": float(np.mean(np.argmax(head_probs, 1) == test_y)),
-        "head_agreement_with_int8": float(
+    metrics["head"] = {
+        "top1": hm["int8"]["top1"],
+        "top3": hm["int8"]["top3"],
+        "agreement": hm["agreement"],
+        "drop_points": hm["drop_points"],
+        "agreement_with_int8_probs": float(
             np.mean(np.argmax(head_probs, 1) == np.argmax(q["probs"], 1))
         ),
     }
+    metrics["features"] = {
+        "cosine_mean": float(np.mean(cos)),
+        "cosine_min": float(np.min(cos)),
+    }
     metrics["gate"] = {
         "passed": reason is None,
+        "on": config.gate_on,
         "max_top1_drop": config.max_top1_drop,
         "min_agreement": config.min_agreement,
         "allow_accuracy_drop": bool(config.allow_accuracy_drop),
@@ -518,9 +546,102 @@ def export_artifact(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         manifest = write_manifest(tmp, data)
-        sizes = {f: (tmp / f).stat().st_size for f in files}
+        if finalize is not None:
+            finalize(tmp)
+            manifest = read_manifest(tmp)
+        sizes = {f: (tmp / f).stat().st_size for f in manifest.files}
         _place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out_dir, manifest, parity, reason, sizes, time.perf_counter() - t0)
+    return ExportResult(out_dir, manifest, parity, reason, sizes, time.perf_counter() - t0,
+                        head_parity)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def calibration_sweep(
+    model: Any,
+    *,
+    train_X: np.ndarray,
+    train_y: np.ndarray,
+    test_X: np.ndarray,
+    test_y: np.ndarray,
+    sizes: tuple[int | None, ...] = (20, 50, 100, 200, None),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Measure the int8 parity for several calibration-set sizes and draws; writes nothing.
+
+    ``sizes``: representative-set sizes (``None`` = the whole training split, drawn once).
+    For every size and seed the model is converted with a stratified draw from
+    ``train_X``/``train_y`` and compared with the float model on ``test_X``/``test_y``.
+    Returns one row per conversion: ``size``, ``seed``, ``n``, ``float_top1``, ``int8_top1``,
+    ``drop_points``, ``agreement``, ``head_agreement`` (float head on int8 features),
+    ``ties`` (share of int8 outputs with a tied top probability), ``input_scale``,
+    ``convert_s``.
+    """
+    say = log or (lambda _msg: None)
+    n_points = int(np.asarray(train_X).shape[1])
+    train_X = _check_array("training split", train_X, n_points)
+    test_X = _check_array("test split", test_X, n_points)
+    train_y = np.asarray(train_y)
+    test_y = np.asarray(test_y)
+    dual = dual_output_model(model)
+    ref = _keras_outputs(dual, test_X)
+    W, b = (np.asarray(w, dtype=np.float64) for w in model.get_layer("probs").get_weights())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ramanedge-sm-") as smdir:
+        export_saved_model(dual, smdir, n_points)
+        for size in sizes:
+            for seed in (seeds if size is not None and size < len(train_y) else seeds[:1]):
+                idx = (np.arange(len(train_y)) if size is None
+                       else select_calibration(train_y, size, seed=seed))
+                t = time.perf_counter()
+                blob = convert(smdir, "int8", train_X[idx])
+                sec = time.perf_counter() - t
+                runner = TFLiteRunner(blob)
+                q = runner.run(test_X)
+                p = parity_report(ref["probs"], q["probs"], test_y)
+                head = _softmax(q["features"].astype(np.float64) @ W + b)
+                top = q["probs"].max(axis=1, keepdims=True)
+                row = {
+                    "size": "all" if size is None else int(size),
+                    "seed": int(seed),
+                    "n": int(idx.size),
+                    "float_top1": p.float_top1,
+                    "int8_top1": p.int8_top1,
+                    "drop_points": p.drop_points,
+                    "agreement": p.agreement,
+                    "head_agreement": float(np.mean(head.argmax(1) == ref["probs"].argmax(1))),
+                    "ties": float(np.mean(np.sum(q["probs"] == top, axis=1) > 1)),
+                    "input_scale": float(runner.input["quantization"][0]),
+                    "convert_s": sec,
+                }
+                say(f"calib {row['size']} seed {seed}: agreement {100 * p.agreement:.1f}%, "
+                    f"drop {p.drop_points:.2f} pts, head agreement "
+                    f"{100 * row['head_agreement']:.1f}%")
+                rows.append(row)
+    return rows
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`calibration_sweep` rows, one line per size (over seeds)."""
+    out = ["| calib size | draws | agreement % (min-max, mean) | top-1 drop pts (mean) | "
+           "head agreement % (mean) | int8 ties % | convert s |",
+           "|---|---|---|---|---|---|---|"]
+    sizes: list[Any] = list(dict.fromkeys(r["size"] for r in rows))
+    for size in sizes:
+        rs = [r for r in rows if r["size"] == size]
+        ag = [100 * r["agreement"] for r in rs]
+
+        def mean(key: str, scale: float = 1.0, rs=rs) -> float:
+            return scale * float(np.mean([r[key] for r in rs]))
+
+        out.append(
+            f"| {size} | {len(rs)} | {min(ag):.1f}-{max(ag):.1f}, {np.mean(ag):.1f} | "
+            f"{mean('drop_points'):.2f} | {mean('head_agreement', 100):.1f} | "
+            f"{mean('ties', 100):.1f} | {mean('convert_s'):.1f} |"
+        )
+    return "\n".join(out)

@@ -49,7 +49,9 @@ class LazyGroup(click.Group):
             missing = e.name or "?"
             msg = f"'{cmd_name}' is not available: module {missing} is not installed"
 
-            @click.command(cmd_name, help=spec[1], context_settings={"ignore_unknown_options": True})
+            @click.command(
+                cmd_name, help=spec[1], context_settings={"ignore_unknown_options": True}
+            )
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def unavailable(args: tuple[str, ...]) -> None:
                 raise click.ClickException(msg)

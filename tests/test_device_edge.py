@@ -183,6 +183,12 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
             return buf.getvalue()
 
         assert "pong in" in run("sim", "ping", "--port", path, "--count", "2")
+        x = np.arange(100.0, 1700.0, 1.7)
+        np.savetxt(tmp_path / "s.txt", np.c_[x, 100 + 900 * np.exp(-((x - 465) / 6) ** 2)],
+                   delimiter=",")
+        rec = json.loads(run("sim", "classify", "--port", path, "--baud", "0",
+                             str(tmp_path / "s.txt")))
+        assert len(rec["top"]) == 3 and rec["compute_ms"] > 0
         info = json.loads(run("sim", "info", "--port", path))
         assert info["model"] == "tiny" and len(info["cpus"]) == 1 and info["threads"] == 1
         res = json.loads(run("sim", "flash", "--port", path, "--model", str(v2),

@@ -245,3 +245,24 @@ def test_calibrate_unknown_contract():
         ood.calibrate_unknown(probs, target_tpr=1.5)
     with pytest.raises(ManifestError):
         ood.check_section({"method": "magic", "threshold": 0.5})
+
+
+def test_knn_cosine_rule_contract():
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(30, 16)).astype(np.float32)
+    val = bank[:20] + 0.05 * rng.normal(size=(20, 16)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(4), size=20)
+    sec = ood.calibrate_unknown(probs, target_tpr=0.9, features=val, bank=bank)
+    assert sec["method"] == "knn_cosine" and sec["n_bank"] == 30
+    assert sec["max_prob_threshold"] == ood.calibrate_unknown(probs, target_tpr=0.9)["threshold"]
+    json.dumps(sec)
+    unit = ood.normalise_rows(bank)
+    s_val = ood.score(sec, probs=probs, features=val, bank_unit=unit)
+    assert np.mean(s_val <= ood.threshold_score(sec)) >= 0.9
+    assert ood.score(sec, probs=probs[:1], features=bank[:1] * 3.0, bank_unit=unit)[0] < 1e-6
+    far = -bank[:5]  # opposite directions: cosine distance ~2
+    assert np.all(ood.is_unknown(probs[:5], sec, features=far, bank_unit=unit))
+    with pytest.raises(ManifestError, match="exemplar bank"):
+        ood.score(sec, probs=probs)
+    with pytest.raises(ValueError, match="both"):
+        ood.calibrate_unknown(probs, features=val)

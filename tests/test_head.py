@@ -73,9 +73,15 @@ def test_prior_anchor_keeps_old_classes_and_adds_new():
     assert h.classes_.tolist() == ["m0", "m1", "m2", "m3", "m4", "m5"]  # prior order, then new
     rest = np.setdiff1d(np.arange(y.size), pick)
     assert h.score(X[rest], y[rest]) > 0.85
-    # a very strong anchor leaves the old columns at the prior
-    stiff = SoftmaxHead(prior=prior, alpha=1e4).fit(X[pick], y[pick])
+    # default: the prior's columns are frozen exactly; anchored: refitted, and a very strong
+    # anchor keeps them at the prior
+    assert np.array_equal(h.W_[:, :4], prior.W)
+    loose = SoftmaxHead(prior=prior, prior_weights="anchored", alpha=1e-3).fit(X[pick], y[pick])
+    assert not np.allclose(loose.W_[:, :4], prior.W, atol=1e-3)
+    stiff = SoftmaxHead(prior=prior, prior_weights="anchored", alpha=1e4).fit(X[pick], y[pick])
     assert np.allclose(stiff.W_[:, :4], prior.W, atol=1e-3)
+    with pytest.raises(ValueError, match=r"prior_weights must be one of \('frozen', 'anchored'\)"):
+        SoftmaxHead(prior=prior, prior_weights="free").fit(X[pick], y[pick])
     with pytest.raises(ValueError, match="prior head expects"):
         SoftmaxHead(prior=prior).fit(X[:, :8], y)
 

@@ -89,6 +89,7 @@ def label_of(capsys, model: Path, f: Path, *extra) -> str:
 def test_attach_exemplars(model, synthetic_data):
     art = load_artifact(model)  # manifest re-written: checksums verify
     assert art.manifest.data["head"]["exemplars"] == "exemplars.npz"
+    assert art.unknown["method"] == "max_prob"  # no validation spectra given: rule unchanged
     assert "exemplars.npz" in art.manifest.files
     with np.load(model / "exemplars.npz", allow_pickle=False) as z:
         assert z["features"].dtype == np.int8
@@ -257,3 +258,30 @@ def test_sigkill_during_add_loses_no_acknowledged_sample(model, new_files, tmp_p
     store = HeadStore.open(load_artifact(model))
     assert [(s.seq, s.label, s.source) for s in store.samples()] == [(1, "zetaite", files[0])]
     assert not store.problems
+
+
+def test_knn_unknown_rule_learns_taught_minerals(capsys, artifact_copy, synthetic_data,
+                                                 new_files):
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, _ = synthetic_data.part("val")
+    attach_exemplars(artifact_copy, Xtr, ytr, per_class=5, X_val=Xva, target_tpr=0.9)
+    art = load_artifact(artifact_copy)
+    assert art.unknown["method"] == "knn_cosine" and art.unknown["n_bank"] == 20
+    assert art.unknown["previous"]["method"] == "max_prob"
+    clf = Classifier(art, make_interpreter(art.model_path))
+    passed = np.mean([not clf.classify_grid(x).unknown for x in Xva])
+    assert passed >= 0.85  # ~90 % of the calibration spectra pass by construction
+
+    def score(f: Path) -> float:
+        code, out, _ = run_cli(capsys, "classify", "--model", artifact_copy, "--json", f)
+        assert code == 0
+        return json.loads(out)["unknown_score"]
+
+    taught, query = new_files["zetaite"][:3], new_files["zetaite"][3]
+    before = [score(f) for f in (*taught, query)]
+    run_cli(capsys, "head", "add", "--model", artifact_copy, "--label", "zetaite", *taught)
+    code, _, _ = run_cli(capsys, "head", "retrain", "--model", artifact_copy)
+    assert code == 0
+    after = [score(f) for f in (*taught, query)]
+    assert all(a < 1e-5 for a in after[:3])  # a taught spectrum is in the bank itself
+    assert after[3] <= before[3] + 1e-9  # the bank only grew

@@ -185,7 +185,8 @@ def test_write_replaces_atomically_and_leaves_no_temp_files(folder: Path) -> Non
     assert sorted(p.name for p in folder.iterdir()) == ["head.npz", MANIFEST_NAME, "model.tflite"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(labels=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8, unique=True),
        flip=st.integers(min_value=0, max_value=10_000))
 def test_any_label_list_round_trips_and_any_byte_flip_in_values_is_caught(

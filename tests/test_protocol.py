@@ -20,6 +20,7 @@ def test_crc16_is_ccitt_false():
     assert P.crc16(b"") == 0xFFFF
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=3000))
 def test_cobs_round_trip_and_no_zero(data):
     enc = P.cobs_encode(data)
@@ -28,7 +29,7 @@ def test_cobs_round_trip_and_no_zero(data):
     assert len(enc) <= len(data) + len(data) // 254 + 2
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(KNOWN), st.integers(0, 0xFFFF), st.binary(max_size=2000),
        st.lists(st.integers(1, 97), min_size=1, max_size=40))
 def test_frame_round_trip_in_any_chunking(msg_type, seq, payload, cuts):
@@ -46,7 +47,7 @@ def test_frame_round_trip_in_any_chunking(msg_type, seq, payload, cuts):
     assert events == [P.Frame(msg_type, seq, payload)]
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=200), st.binary(max_size=200), st.binary(max_size=300),
        st.integers(0, 0xFFFF))
 def test_frames_survive_garbage_between_them(g1, g2, payload, seq):
@@ -149,7 +150,7 @@ def test_grid_spectrum_is_two_bytes_per_point_and_accurate():
     np.testing.assert_allclose(spec.axis(), 200.0 + np.arange(1392))
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(st.integers(2, 3000), st.floats(-100, 500), st.floats(0.05, 5), st.integers(0, 2**31))
 def test_axis_spectrum_round_trip(n, x0, step, seed):
     rng = np.random.default_rng(seed)

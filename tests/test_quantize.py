@@ -134,6 +134,10 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
     assert met["gate"]["passed"] is True
     assert met["n_test"] == int(np.sum(synthetic_data.split == "test"))
     assert met["agreement"] >= 0.98 and met["drop_points"] <= 1.0
+    assert met["gate"]["on"] == "probs"
+    assert met["head"]["agreement"] >= 0.98 and met["head"]["drop_points"] <= 1.0
+    assert 0.0 <= met["int8_ties"] <= 0.05
+    assert met["features"]["cosine_mean"] > 0.99
     assert d["unknown"]["method"] == "max_prob" and d["unknown"]["split"] == "val"
     assert d["unknown"]["n_calibration"] == int(np.sum(synthetic_data.split == "val"))
     assert 0.0 < d["unknown"]["threshold"] <= 1.0
@@ -165,6 +169,7 @@ def test_int8_outputs_match_keras(tiny_artifact: Path, tiny_keras_model, synthet
     assert np.mean(logits.argmax(1) == q["probs"].argmax(1)) >= 0.98
 
 
+@pytest.mark.slow
 def test_variants_gate_failure_and_no_damage(tmp_path: Path, tiny_keras_model,
                                              synthetic_data) -> None:
     """--also writes float variants; a broken calibration is refused and destroys nothing."""
@@ -187,6 +192,10 @@ def test_variants_gate_failure_and_no_damage(tmp_path: Path, tiny_keras_model,
             _export(tiny_keras_model, synthetic_data, out, calib=broken, overwrite=True)
         assert _tree(out) == before  # the old artifact is intact
         assert [p.name for p in out.parent.iterdir()] == ["tiny"]  # no temp folders left
+    with pytest.raises(ParityGateError, match=r"gate \(float head on int8 features\) failed"):
+        _export(tiny_keras_model, synthetic_data, out, calib=Xtr[:40] * 1000.0, overwrite=True,
+                gate_on="head")
+    assert _tree(out) == before
     # and with --allow-accuracy-drop it is written, with the failure recorded
     forced = _export(tiny_keras_model, synthetic_data, tmp_path / "forced",
                      calib=np.zeros_like(Xtr[:40]), allow_accuracy_drop=True)
@@ -250,6 +259,8 @@ def test_quantize_config_validation() -> None:
         QuantizeConfig(also=("int4",))
     with pytest.raises(ValueError, match="calib_size"):
         QuantizeConfig(calib_size=0)
+    with pytest.raises(ValueError, match="gate_on"):
+        QuantizeConfig(gate_on="logits")
 
 
 def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -> None:
@@ -263,6 +274,25 @@ def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -
     with pytest.raises(ModelError, match="no layers named 'probs' and 'features'"):
         export_artifact(model, labels=list(synthetic_data.labels), model_config=ModelConfig(),
                         calib_X=Xte, val_X=Xte, test_X=Xte, test_y=yte, out_dir=tmp_path / "o")
+
+
+def test_calibration_sweep_measures_without_writing(tmp_path: Path, monkeypatch,
+                                                    tiny_keras_model, synthetic_data) -> None:
+    from quantize.export import calibration_sweep, sweep_table
+
+    monkeypatch.chdir(tmp_path)
+    Xtr, ytr = synthetic_data.part("train")
+    Xte, yte = synthetic_data.part("test")
+    rows = calibration_sweep(tiny_keras_model, train_X=Xtr, train_y=ytr, test_X=Xte,
+                             test_y=yte, sizes=(8, None), seeds=(0, 1))
+    assert [(r["size"], r["seed"], r["n"]) for r in rows] == [(8, 0, 8), (8, 1, 8),
+                                                               ("all", 0, len(ytr))]
+    for r in rows:
+        assert r["float_top1"] == pytest.approx(1.0) and r["agreement"] >= 0.98
+        assert 0.0 <= r["ties"] <= 1.0 and r["input_scale"] > 0
+    table = sweep_table(rows).splitlines()
+    assert len(table) == 4 and table[2].startswith("| 8 | 2 |") and "| all | 1 |" in table[3]
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------ CLI
@@ -282,6 +312,9 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["{tmp}", "--out", "{tmp}/m", "--also", "int4"], "unknown extra precision"),
         (["{tmp}", "--out", "{tmp}/m", "--calib-size", "0"], "--calib-size"),
         (["--check", "edgetpu", "{tmp}/none"], "does not exist"),
+        (["{tmp}", "--calib-sweep", "20,x"], "--calib-sweep"),
+        (["{tmp}", "--calib-sweep", "20", "--seeds", "a"], "--seeds"),
+        (["{tmp}/nope", "--calib-sweep", "20"], "does not exist"),
     ],
 )
 def test_cli_bad_input_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -350,7 +383,92 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     assert m.data["quantization"]["calibration"]["n"] == 30
     assert "model_float32.tflite" in m.files
     assert seen["run_dir"] == run_dir
+    # exemplars (default 10 per class) were attached before the folder was placed
+    assert m.data["head"].get("exemplars") == "exemplars.npz" and "exemplars.npz" in m.files
+    assert m.data["unknown"]["method"] == "knn_cosine"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["syn"]
+    res = CliRunner().invoke(quantize, [str(run_dir), "--out", str(out), "--overwrite",
+                                        "--exemplars", "0"])
+    assert res.exit_code == 0, res.output
+    m = read_manifest(out)
+    assert "exemplars.npz" not in m.files and m.data["unknown"]["method"] == "max_prob"
+    assert not (out / "exemplars.npz").exists()
 
 
 def test_errors_are_ramanedge_errors() -> None:
     assert issubclass(ParityGateError, RamanEdgeError)
+
+
+# ------------------------------------------------------------------ real RRUFF spectra
+
+REAL_MINERALS = 6  # the most frequent minerals of rruff-raw (>= 20 spectra each)
+
+
+@pytest.fixture(scope="module")
+def real_setup(shared_data_root: Path, tmp_path_factory):
+    """A small CNN trained on the 6 most frequent rruff-raw minerals, exported to int8.
+
+    Returns ``(all rruff-raw spectra, Keras dual model, artifact folder, export result)``.
+    The data set comes from the data layer's cache (``.cache/ramanedge`` in the repo).
+    """
+    import keras
+
+    from quantize.export import dual_output_model
+    from ramanedge.dataset import build_dataset
+    from ramanedge.splits import make_split
+    from trainer.model import ModelConfig, build_model
+
+    cache = REPO / ".cache" / "ramanedge"
+    full = build_dataset(shared_data_root, "rruff-raw", min_spectra=8, cache_dir=cache)
+    top = [m for m, _ in sorted(full.counts().items(), key=lambda t: (-t[1], t[0]))]
+    ds = build_dataset(shared_data_root, "rruff-raw", min_spectra=8, cache_dir=cache,
+                       minerals=top[:REAL_MINERALS])
+    split = make_split(ds, "grouped", seed=0)
+    tr, va, te = (split == s for s in ("train", "val", "test"))
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(dense_units=128)
+    model = build_model(len(ds.labels), cfg)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(ds.X[tr], ds.y[tr], epochs=15, batch_size=32, verbose=0)
+    model.ramanedge_config = cfg
+    out = tmp_path_factory.mktemp("real") / "real6"
+    res = export_artifact(
+        model, labels=ds.labels, model_config=cfg,
+        calib_X=ds.X[tr][select_calibration(ds.y[tr], 50)], val_X=ds.X[va],
+        test_X=ds.X[te], test_y=ds.y[te], out_dir=out,
+        # 30 test spectra: one flip is 3.3 points, so the gate is judged on all spectra below
+        config=QuantizeConfig(allow_accuracy_drop=True),
+    )
+    return full, dual_output_model(model), out, res
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_int8_agrees_with_keras_on_real_spectra(real_setup) -> None:
+    """int8 vs Keras on every rruff-raw spectrum (1,262, 97 minerals, 91 never trained on).
+
+    Raw RRUFF spectra carry fluorescence backgrounds and negative counts, so this checks
+    what synthetic data cannot: that a calibration set drawn from the training split
+    covers real inputs (few saturated input values) and that outputs stay close.
+    """
+    full, dual, out, res = real_setup
+    assert res.parity.float_top1 >= 0.5  # the model learned something (chance: 1/6)
+    ref = dual.predict(full.X, batch_size=256, verbose=0)
+    runner = TFLiteRunner(out / "model.tflite")
+    q = runner.run(full.X)
+    scale, zp = runner.input["quantization"]
+    lo, hi = (-128 - zp) * scale, (127 - zp) * scale
+    spectra = full.X
+    clipped = np.mean((spectra < lo) | (spectra > hi))
+    assert clipped < 0.005, f"{100 * clipped:.2f}% of real input values saturate"
+    agree = np.mean(ref["probs"].argmax(1) == q["probs"].argmax(1))
+    assert agree >= 0.97, agree
+    assert np.abs(ref["probs"] - q["probs"]).mean() < 0.01
+    f, g = ref["features"], q["features"]
+    cos = np.sum(f * g, 1) / np.maximum(np.linalg.norm(f, axis=1) * np.linalg.norm(g, axis=1),
+                                        1e-12)
+    assert cos.mean() > 0.995 and np.percentile(cos, 1) > 0.99
+    # the manifest's figures are the measured ones
+    m = read_manifest(out).data["metrics"]
+    assert m["int8"]["top1"] == pytest.approx(res.parity.int8_top1)
+    assert m["n_test"] == res.parity.n_test

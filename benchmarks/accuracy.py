@@ -1,0 +1,69 @@
+"""Float vs int8 accuracy (top-1/top-3) at x-shifts 0/15/30 cm-1 on the test split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHIFTS = (0, 15, 30)
+
+
+def tflite_predict(model_path: Path, *, artifact: Path | None = None,
+                   threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch predict function ``X (N, 1392) -> probs (N, K)`` running a TFLite model one
+    spectrum at a time. With ``artifact`` the model is the artifact's int8 model, quantised
+    and dequantised with the manifest's parameters; otherwise a float-input TFLite file."""
+    from edge_runtime.interpreter import get_output_float, make_interpreter, set_input_int8
+
+    it = make_interpreter(model_path, num_threads=threads)
+    if artifact is not None:
+        from edge_runtime.artifact import load_artifact
+
+        art = load_artifact(artifact)
+
+        def predict(X: np.ndarray) -> np.ndarray:
+            out = np.empty((X.shape[0], len(art.labels)), np.float32)
+            for i, x in enumerate(np.asarray(X, np.float32)):
+                set_input_int8(it, x, art.input_q)
+                it.invoke()
+                out[i] = get_output_float(it, art.probs_q).reshape(-1)
+            return out
+
+        return predict
+    fin = it.get_input_details()[0]["index"]
+    outs = it.get_output_details()
+    # the probabilities are the smaller of the two outputs (K < 2048 features)
+    pout = min(outs, key=lambda d: int(np.prod(d["shape"])))["index"]
+
+    def predict_f(X: np.ndarray) -> np.ndarray:
+        rows = []
+        for x in np.asarray(X, np.float32):
+            it.set_tensor(fin, x[None, :])
+            it.invoke()
+            rows.append(np.array(it.get_tensor(pout)).reshape(-1))
+        return np.stack(rows)
+
+    return predict_f
+
+
+def shift_table(predictors: dict[str, Callable[[np.ndarray], np.ndarray]], X: np.ndarray,
+                y: np.ndarray, shifts: tuple[int, ...] = SHIFTS) -> dict[str, Any]:
+    """Top-1/top-3 of every predictor at every shift (mean of +s and -s), plus agreement of
+    each predictor's argmax with the first predictor's at shift 0."""
+    from trainer.evaluate import shift_accuracy
+
+    out: dict[str, Any] = {}
+    first = None
+    for name, fn in predictors.items():
+        res = shift_accuracy(fn, X, y, shifts)
+        row = {str(s): {"top1": res[str(s)]["top1"], "top3": res[str(s)]["top3"]}
+               for s in shifts}
+        pred = np.argmax(fn(X), axis=1)
+        if first is None:
+            first = pred
+        row["agreement_with_first"] = float(np.mean(pred == first))
+        out[name] = row
+    return {"n_test": int(len(y)), "shifts": list(shifts), "models": out}

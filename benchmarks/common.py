@@ -1,0 +1,271 @@
+"""Shared helpers of the benchmarks: timing statistics, machine info, JSON, subprocesses.
+
+Nothing here imports TensorFlow or the TFLite runtime, so the edge-only probes
+(:mod:`benchmarks.edge_probe`) can use it without changing what they measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+#: Environment for every benchmark child process: quiet TensorFlow, fixed BLAS threads.
+BASE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def stats_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """Summary of per-call wall times (given in seconds) in milliseconds.
+
+    Keys: ``n``, ``median``, ``p99``, ``mean``, ``min``, ``p90``. ``{"n": 0}`` when empty.
+    """
+    v = np.asarray(seconds, dtype=np.float64) * 1e3
+    if v.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(v.size),
+        "median": float(np.median(v)),
+        "p90": float(np.percentile(v, 90)),
+        "p99": float(np.percentile(v, 99)),
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+    }
+
+
+def time_calls(fn: Callable[[int], Any], n: int) -> list[float]:
+    """Call ``fn(i)`` for ``i`` in ``range(n)``; return each call's wall time in seconds."""
+    out = [0.0] * n
+    clock = time.perf_counter
+    for i in range(n):
+        t0 = clock()
+        fn(i)
+        out[i] = clock() - t0
+    return out
+
+
+def interleaved(methods: dict[str, Callable[[int], Any]], n_items: int, *, rounds: int,
+                warmup: int, progress: Callable[[str], None] | None = None
+                ) -> dict[str, list[float]]:
+    """Time several methods on the same items, interleaved round by round.
+
+    Each method is first warmed up with ``warmup`` calls (not recorded). Then, ``rounds``
+    times, every method in turn is called once per item ``0..n_items-1``. Interleaving spreads
+    the load of a shared machine evenly over the methods, so their *ratios* are meaningful
+    even when absolute times drift. Returns per-call seconds per method.
+    """
+    for name, fn in methods.items():
+        for i in range(warmup):
+            fn(i % n_items)
+        if progress:
+            progress(f"    warmed up {name}")
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    for r in range(rounds):
+        for name, fn in methods.items():
+            times[name].extend(time_calls(fn, n_items))
+        if progress:
+            progress(f"    round {r + 1}/{rounds}")
+    return times
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (or the platform's processor string)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages (a noise indicator on a shared machine)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Where and when the numbers were measured."""
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": load_average(),
+        "mem_total_mib": _mem_total_mib(),
+    }
+
+
+def _mem_total_mib() -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return None
+
+
+def package_versions(names: Sequence[str] = ("numpy", "tensorflow", "keras", "ai-edge-litert",
+                                               "scikit-learn")) -> dict[str, str]:
+    """Installed versions of the packages that matter for the numbers (without importing)."""
+    from importlib import metadata
+
+    out = {}
+    for n in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[n] = metadata.version(n)
+    return out
+
+
+def git_commit(repo: Path = REPO) -> str | None:
+    """Short commit hash of the working tree (``+dirty`` when modified), or None."""
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def child_env(threads: int = 1, **extra: str) -> dict[str, str]:
+    """Environment for a child process: BLAS/OpenMP threads = ``threads``, quiet TF."""
+    env = dict(os.environ)
+    env.update(BASE_ENV)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    # the children must import this checkout, wherever they are started from
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in
+                                                       env.get("PYTHONPATH", "").split(os.pathsep)
+                                                       if p])
+    env.update(extra)
+    return env
+
+
+def run_streaming(cmd: Sequence[str], *, env: dict[str, str] | None = None,
+                  cwd: Path | None = None, prefix: str = "    | ",
+                  echo: Callable[[str], None] | None = None,
+                  timeout: float | None = None) -> tuple[int, list[str], float]:
+    """Run ``cmd``, echoing each output line (stdout and stderr merged) with ``prefix``.
+
+    Returns ``(exit status, output lines, wall seconds)``. Visible progress for long steps.
+    """
+    say = echo or (lambda s: print(s, flush=True))
+    t0 = time.perf_counter()
+    lines: list[str] = []
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, cwd=cwd, text=True, bufsize=1)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            say(prefix + line)
+            if timeout is not None and time.perf_counter() - t0 > timeout:
+                proc.kill()
+                break
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return rc, lines, time.perf_counter() - t0
+
+
+def run_json(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+             echo: Callable[[str], None] | None = None, timeout: float | None = None
+             ) -> dict[str, Any]:
+    """Run a benchmark worker whose **last stdout line** is a JSON object; return it.
+
+    Worker stderr is echoed (progress). Raises ``RuntimeError`` with the tail of the output
+    when the worker fails.
+    """
+    say = echo or (lambda s: print(s, flush=True))
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env, cwd=cwd, text=True)
+    out_lines: list[str] = []
+    import threading
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out_lines.append(line.rstrip("\n"))
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+    err_tail: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        line = line.rstrip("\n")
+        err_tail = (err_tail + [line])[-30:]
+        if not _noise(line):
+            say("    " + line)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(map(str, cmd))} timed out after {timeout} s") from None
+    th.join(5)
+    if rc != 0 or not out_lines:
+        tail = "\n".join(err_tail[-15:] + out_lines[-5:])
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed (exit {rc}):\n{tail}")
+    return json.loads(out_lines[-1])
+
+
+def _noise(line: str) -> bool:
+    """TensorFlow/absl chatter that is not progress."""
+    return (line.startswith(("W0000", "I0000", "WARNING: All log messages", "E0000"))
+            or "oneDNN custom operations" in line or "cuda" in line.lower()
+            or "XNNPACK delegate" in line or "computation placer" in line
+            or "UserWarning" in line or line.strip() == "warnings.warn(")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (NaN -> null), creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(obj), indent=2) + "\n", encoding="utf-8")
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def rel(path: Path | str) -> str:
+    """``path`` relative to the repository when inside it (for reports), else as given."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def python() -> str:
+    """The Python interpreter running the benchmarks (used for every child process)."""
+    return sys.executable

@@ -1,0 +1,100 @@
+"""Peak memory and cold start of edge-only processes (fresh subprocesses, no TensorFlow).
+
+Two measurements, both on real spectrum files:
+
+* :func:`probe_runs`: ``python -m benchmarks.edge_probe`` (imports only ``edge_runtime``)
+  started ``repeats`` times; cold start = process spawn -> first classification result
+  (interpreter start-up + imports + artifact load and checks + first read/preprocess/invoke),
+  with the in-process phases separately; peak RSS per run. Medians over the runs.
+* :func:`classify_cli_run`: the user-facing ``ramanedge classify --model DIR FILES...`` on the
+  same files; peak RSS and wall time from ``os.wait4`` of exactly that child.
+
+The file cache is warm (the files were read before); a truly cold disk is not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import child_env, python
+
+
+def _wait4(cmd: Sequence[str], env: dict[str, str]) -> tuple[int, float, int, str, str]:
+    """Run ``cmd``; return (status, wall s, peak RSS KiB of that child, stdout, stderr)."""
+    t0 = time.perf_counter()
+    t_wall = time.time()
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env)
+    # read the pipes first (a full pipe would block the child), then reap with wait4
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    del t_wall
+    return proc.returncode, wall, int(ru.ru_maxrss), out.decode(errors="replace"), \
+        err.decode(errors="replace")
+
+
+def probe_runs(model: Path, files: Sequence[Path], *, repeats: int = 5, threads: int = 1,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the edge-only probe ``repeats`` times; medians and every run's numbers."""
+    runs = []
+    env = child_env(threads)
+    for r in range(repeats):
+        cmd = [python(), "-m", "benchmarks.edge_probe", "--model", str(model),
+               "--threads", str(threads), *map(str, files)]
+        t_spawn = time.time()
+        rc, wall, rss_kib, out, err = _wait4(cmd, env)
+        if rc != 0:
+            raise RuntimeError(f"edge probe failed (exit {rc}): {err.strip()[-800:]}")
+        res = json.loads(out.strip().splitlines()[-1])
+        res["spawn_to_first_s"] = res["t_first_result_wall"] - t_spawn
+        res["process_wall_s"] = wall
+        res["wait4_peak_rss_kib"] = rss_kib
+        runs.append(res)
+        log(f"    probe {r + 1}/{repeats}: cold start {res['spawn_to_first_s']:.2f} s "
+            f"(import {res['import_s']:.2f}, load {res['load_s']:.2f}, first "
+            f"{1e3 * res['first_inference_s']:.0f} ms), peak RSS "
+            f"{rss_kib / 1024:.1f} MiB, {res['n_classified']} spectra")
+    keys = ("spawn_to_first_s", "cold_start_in_process_s", "import_s", "load_s",
+            "first_inference_s", "process_wall_s", "per_spectrum_rest_ms")
+    med = {k: float(np.median([r[k] for r in runs])) for k in keys}
+    rss = [r["wait4_peak_rss_kib"] / 1024 for r in runs]
+    heavy = sorted({m for r in runs for m in r["heavy_modules"]})
+    return {"repeats": repeats, "threads": threads, "n_files": len(files), "median": med,
+            "peak_rss_mib": {"median": float(np.median(rss)), "max": float(np.max(rss))},
+            "peak_rss_after_first_mib": float(np.median(
+                [r["peak_rss_after_first_kib"] / 1024 for r in runs])),
+            "heavy_modules_imported": heavy, "runs": runs}
+
+
+def classify_cli_run(model: Path, files: Sequence[Path], *, repeats: int = 3,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """``ramanedge classify --model MODEL --json FILES...`` in fresh processes (``repeats``
+    times): peak RSS (``wait4``), wall time and the number of files classified."""
+    env = child_env(1)
+    cmd = [python(), "-m", "ramanedge.cli", "classify", "--model", str(model), "--json",
+           "--base-head", *map(str, files)]
+    walls, rss, n_ok = [], [], 0
+    for r in range(repeats):
+        rc, wall, rss_kib, out, err = _wait4(cmd, env)
+        if rc != 0:
+            raise RuntimeError(f"ramanedge classify failed (exit {rc}): {err.strip()[-800:]}")
+        recs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        n_ok = sum(1 for rec in recs if not rec.get("error"))
+        walls.append(wall)
+        rss.append(rss_kib / 1024)
+        log(f"    ramanedge classify {r + 1}/{repeats}: {n_ok} files in {wall:.2f} s, "
+            f"peak RSS {rss_kib / 1024:.1f} MiB")
+    return {"command": "ramanedge classify --model MODEL --json --base-head FILES...",
+            "repeats": repeats, "n_files": len(files), "n_classified": n_ok,
+            "wall_s_median": float(np.median(walls)),
+            "peak_rss_mib": {"median": float(np.median(rss)), "max": float(np.max(rss))}}
