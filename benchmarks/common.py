@@ -120,8 +120,9 @@ def _mem_total_mib() -> int | None:
     return None
 
 
-def package_versions(names: Sequence[str] = ("numpy", "tensorflow", "keras", "ai-edge-litert",
-                                               "scikit-learn")) -> dict[str, str]:
+def package_versions(names: Sequence[str] = ("numpy", "tensorflow", "tensorflow-cpu", "keras",
+                                               "ai-edge-litert", "scikit-learn")
+                     ) -> dict[str, str]:
     """Installed versions of the packages that matter for the numbers (without importing)."""
     from importlib import metadata
 

@@ -25,10 +25,31 @@ import sys  # noqa: E402
 FORBIDDEN = ("tensorflow", "keras", "trainer", "quantize", "sklearn", "scipy", "matplotlib")
 
 
+def _status_kib(key: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _vm_hwm_kib() -> int:
+    """This process's own peak resident set (``VmHWM``, not inherited across fork/exec)."""
+    return _status_kib("VmHWM")
+
+
+RSS_START_KIB = _status_kib("VmRSS")
+
+
 def main(argv: list[str]) -> dict:
-    """Run the probe on ``argv`` = ``[--model DIR] [--threads N] FILES...``; returns the result."""
+    """Run the probe on ``argv`` = ``[--model DIR] [--threads N] [--no-unknown] FILES...``;
+    returns the result. ``--no-unknown`` classifies without the artifact's unknown rule."""
     model = None
     threads = 1
+    unknown = True
     files: list[str] = []
     it = iter(argv)
     for a in it:
@@ -36,6 +57,8 @@ def main(argv: list[str]) -> dict:
             model = next(it)
         elif a == "--threads":
             threads = int(next(it))
+        elif a == "--no-unknown":
+            unknown = False
         else:
             files.append(a)
     if model is None or not files:
@@ -44,12 +67,23 @@ def main(argv: list[str]) -> dict:
     from edge_runtime.classify import Classifier  # the whole rover-side stack
 
     p1 = time.perf_counter()
-    clf = Classifier.from_dir(model, num_threads=threads, use_head_store=False)
+    rss_import = _status_kib("VmRSS")
+    if unknown:
+        clf = Classifier.from_dir(model, num_threads=threads, use_head_store=False)
+    else:
+        from edge_runtime.artifact import load_artifact
+        from edge_runtime.interpreter import make_interpreter
+
+        art = load_artifact(model)
+        clf = Classifier(art, make_interpreter(art.model_path, num_threads=threads),
+                         unknown=None)
     p2 = time.perf_counter()
+    rss_load = _status_kib("VmRSS")
+    hwm_load = _vm_hwm_kib()
     first = clf.classify_file(files[0])
     p3 = time.perf_counter()
     t_first = time.time()
-    rss_after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_after_first = _vm_hwm_kib()
     labels = [first.label]
     for f in files[1:]:
         labels.append(clf.classify_file(f).label)
@@ -67,8 +101,12 @@ def main(argv: list[str]) -> dict:
         "n_classified": len(labels),
         "per_spectrum_rest_ms": 1e3 * (p4 - p3) / max(1, len(labels) - 1),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "vm_hwm_kib": _vm_hwm_kib(),
         "peak_rss_after_first_kib": rss_after_first,
         "heavy_modules": heavy[:20],
+        "unknown_rule": bool(unknown and clf.unknown_rule is not None),
+        "rss_kib": {"start": RSS_START_KIB, "after_import": rss_import, "after_load": rss_load,
+                    "hwm_after_load": hwm_load, "end": _status_kib("VmRSS")},
         "labels_head": labels[:5],
     }
 

@@ -7,7 +7,11 @@ Two measurements, both on real spectrum files:
   (interpreter start-up + imports + artifact load and checks + first read/preprocess/invoke),
   with the in-process phases separately; peak RSS per run. Medians over the runs.
 * :func:`classify_cli_run`: the user-facing ``ramanedge classify --model DIR FILES...`` on the
-  same files; peak RSS and wall time from ``os.wait4`` of exactly that child.
+  same files; peak RSS and wall time.
+
+Peak RSS is ``ru_maxrss`` from ``os.wait4`` of exactly that process, started through the
+small launcher :mod:`benchmarks.launch` (see there why), cross-checked with the probe's own
+``VmHWM``.
 
 The file cache is warm (the files were read before); a truly cold disk is not measured.
 """
@@ -15,9 +19,8 @@ The file cache is warm (the files were read before); a truly cold disk is not me
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,37 +30,40 @@ import numpy as np
 from benchmarks.common import child_env, python
 
 
-def _wait4(cmd: Sequence[str], env: dict[str, str]) -> tuple[int, float, int, str, str]:
-    """Run ``cmd``; return (status, wall s, peak RSS KiB of that child, stdout, stderr)."""
-    t0 = time.perf_counter()
-    t_wall = time.time()
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env)
-    # read the pipes first (a full pipe would block the child), then reap with wait4
-    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    del t_wall
-    return proc.returncode, wall, int(ru.ru_maxrss), out.decode(errors="replace"), \
-        err.decode(errors="replace")
+def _launch(cmd: Sequence[str], env: dict[str, str]) -> tuple[dict[str, Any], str, str]:
+    """Run ``cmd`` through :mod:`benchmarks.launch` (exact peak RSS, see there); returns
+    (launcher result, stdout, stderr)."""
+    with tempfile.TemporaryDirectory(prefix="ramanedge-bench-") as d:
+        res_path = Path(d) / "launch.json"
+        proc = subprocess.run([python(), "-m", "benchmarks.launch", str(res_path), *cmd],
+                              capture_output=True, env=env, stdin=subprocess.DEVNULL)
+        try:
+            res = json.loads(res_path.read_text())
+        except (OSError, ValueError):
+            res = {"returncode": proc.returncode, "peak_rss_kib": None}
+    return res, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
 def probe_runs(model: Path, files: Sequence[Path], *, repeats: int = 5, threads: int = 1,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the edge-only probe ``repeats`` times; medians and every run's numbers."""
+               unknown: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the edge-only probe ``repeats`` times; medians and every run's numbers.
+
+    ``unknown=False`` runs it without the artifact's unknown-mineral rule (to show its cost).
+    """
     runs = []
     env = child_env(threads)
     for r in range(repeats):
         cmd = [python(), "-m", "benchmarks.edge_probe", "--model", str(model),
-               "--threads", str(threads), *map(str, files)]
-        t_spawn = time.time()
-        rc, wall, rss_kib, out, err = _wait4(cmd, env)
-        if rc != 0:
-            raise RuntimeError(f"edge probe failed (exit {rc}): {err.strip()[-800:]}")
+               "--threads", str(threads), *([] if unknown else ["--no-unknown"]),
+               *map(str, files)]
+        lr, out, err = _launch(cmd, env)
+        if lr["returncode"] != 0:
+            raise RuntimeError(f"edge probe failed (exit {lr['returncode']}): "
+                               f"{err.strip()[-800:]}")
         res = json.loads(out.strip().splitlines()[-1])
-        res["spawn_to_first_s"] = res["t_first_result_wall"] - t_spawn
-        res["process_wall_s"] = wall
+        res["spawn_to_first_s"] = res["t_first_result_wall"] - lr["t_spawn"]
+        res["process_wall_s"] = lr["wall_s"]
+        rss_kib = int(lr["peak_rss_kib"])
         res["wait4_peak_rss_kib"] = rss_kib
         runs.append(res)
         log(f"    probe {r + 1}/{repeats}: cold start {res['spawn_to_first_s']:.2f} s "
@@ -69,11 +75,14 @@ def probe_runs(model: Path, files: Sequence[Path], *, repeats: int = 5, threads:
     med = {k: float(np.median([r[k] for r in runs])) for k in keys}
     rss = [r["wait4_peak_rss_kib"] / 1024 for r in runs]
     heavy = sorted({m for r in runs for m in r["heavy_modules"]})
+    phases = {k: float(np.median([r["rss_kib"][k] for r in runs])) / 1024
+              for k in runs[0]["rss_kib"]}
     return {"repeats": repeats, "threads": threads, "n_files": len(files), "median": med,
             "peak_rss_mib": {"median": float(np.median(rss)), "max": float(np.max(rss))},
             "peak_rss_after_first_mib": float(np.median(
                 [r["peak_rss_after_first_kib"] / 1024 for r in runs])),
-            "heavy_modules_imported": heavy, "runs": runs}
+            "heavy_modules_imported": heavy, "rss_phases_mib": phases,
+            "unknown_rule": runs[0]["unknown_rule"], "runs": runs}
 
 
 def classify_cli_run(model: Path, files: Sequence[Path], *, repeats: int = 3,
@@ -85,9 +94,11 @@ def classify_cli_run(model: Path, files: Sequence[Path], *, repeats: int = 3,
            "--base-head", *map(str, files)]
     walls, rss, n_ok = [], [], 0
     for r in range(repeats):
-        rc, wall, rss_kib, out, err = _wait4(cmd, env)
-        if rc != 0:
-            raise RuntimeError(f"ramanedge classify failed (exit {rc}): {err.strip()[-800:]}")
+        lr, out, err = _launch(cmd, env)
+        if lr["returncode"] != 0:
+            raise RuntimeError(f"ramanedge classify failed (exit {lr['returncode']}): "
+                               f"{err.strip()[-800:]}")
+        wall, rss_kib = float(lr["wall_s"]), int(lr["peak_rss_kib"])
         recs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         n_ok = sum(1 for rec in recs if not rec.get("error"))
         walls.append(wall)

@@ -258,6 +258,10 @@ def render(res: dict[str, Any]) -> str:
                   f"measured int8 invoke time that is "
                   f"{(mm['macs'] / (inv * 1e-3) / 1e9) if inv else float('nan'):.1f} "
                   "GMAC/s on one core.", ""]
+        for o in res.get("observations") or []:
+            L.append(f"- {o}")
+        if res.get("observations"):
+            L.append("")
         L += ["![latency](img/bench_latency.png)", ""]
 
     mem = res.get("memory")
@@ -284,6 +288,20 @@ def render(res: dict[str, Any]) -> str:
                   "|",
                   f"| peak RSS (all spectra) | {p['peak_rss_mib']['median']:.1f} MiB (max "
                   f"{p['peak_rss_mib']['max']:.1f}) |", ""]
+            ph = p.get("rss_phases_mib")
+            if ph:
+                L += [f"Resident memory inside the probe (median): interpreter start "
+                      f"{ph['start']:.1f} MiB, after `import edge_runtime.classify` "
+                      f"{ph['after_import']:.1f} MiB, after loading the artifact (LiteRT "
+                      f"imported, interpreter made) {ph['after_load']:.1f} MiB (high-water "
+                      f"{ph['hwm_after_load']:.1f} MiB), at the end {ph['end']:.1f} MiB.", ""]
+        nu = mem.get("probe_no_unknown")
+        if nu:
+            L += [f"Same probe without the artifact's unknown-mineral rule "
+                  f"(`Classifier(..., unknown=None)`, {nu['repeats']} runs): peak RSS "
+                  f"{nu['peak_rss_mib']['median']:.1f} MiB (max {nu['peak_rss_mib']['max']:.1f}),"
+                  f" cold start {nu['median']['spawn_to_first_s']:.3f} s, later spectra "
+                  f"{nu['median']['per_spectrum_rest_ms']:.2f} ms each.", ""]
         c = mem.get("classify_cli")
         if c:
             L += [f"`{c['command']}` on the same {c['n_files']} files ({c['n_classified']} "
@@ -406,7 +424,7 @@ def render(res: dict[str, Any]) -> str:
           "reuse runs, short timing, serial on a subset",
           "ramanedge bench --smoke --out /tmp/b   # seconds-scale check (CI runs "
           "tests/test_bench_smoke.py)", "make demo", "```", "",
-          "All numbers above are in `docs/benchmarks.json` (same run)."]
+          "All numbers above are in the JSON file next to this one (same run)."]
     return "\n".join(L) + "\n"
 
 

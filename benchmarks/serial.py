@@ -9,6 +9,7 @@ and device RSS. This module only runs the CLI and keeps the figures that matter.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,9 +23,9 @@ BAUDS = (115200, 921600)
 def replay(model: Path, data_root: Path, split_file: Path, out: Path, *, baud: int,
            limit: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``ramanedge sim replay`` once; return the summary of its ``replay.json``."""
-    cmd = [python(), "-m", "ramanedge.cli", "sim", "replay", "--model", str(model),
-           "--data", str(data_root), "--split-file", str(split_file), "--baud", str(baud),
-           "--out", str(out)]
+    cmd = [python(), "-m", "ramanedge.cli", "sim", "replay", "--model", _r(model),
+           "--data", _r(data_root), "--split-file", _r(split_file), "--baud", str(baud),
+           "--out", _r(out)]
     if limit:
         cmd += ["--limit", str(limit)]
     rc, lines, secs = run_streaming(cmd, env=child_env(1), cwd=REPO, echo=_progress(log))
@@ -32,6 +33,11 @@ def replay(model: Path, data_root: Path, split_file: Path, out: Path, *, baud: i
         raise RuntimeError(f"sim replay at {baud} baud failed: {' | '.join(lines[-3:])}")
     rep = json.loads((out / "replay.json").read_text())
     return summarise(rep, secs, cmd)
+
+
+def _r(p: Path) -> str:
+    """``p`` relative to the repository (the commands run there), for readable commands."""
+    return os.path.relpath(p, REPO)
 
 
 def _progress(log: Callable[[str], None]) -> Callable[[str], None]:

@@ -253,6 +253,10 @@ def section_memory(cfg: BenchConfig, inp: Inputs, log: Callable[[str], None] = _
     log(f"memory and cold start: {cfg.probe_repeats} edge-only processes, {len(files)} "
         "spectra each")
     res = {"probe": probe_runs(cfg.model, files, repeats=cfg.probe_repeats, log=log)}
+    if res["probe"]["unknown_rule"]:
+        log("  the same without the artifact's unknown-mineral rule (its cost):")
+        res["probe_no_unknown"] = probe_runs(cfg.model, files, unknown=False,
+                                             repeats=max(1, cfg.probe_repeats // 2), log=log)
     res["classify_cli"] = classify_cli_run(cfg.model, files, repeats=cfg.classify_repeats,
                                            log=log)
     return res
@@ -308,7 +312,8 @@ def section_sweep(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[s
                             n_classes=n_classes, max_params=cfg.sweep_max_params)
     log(f"pooling sweep: {len(pts)} points {pts}")
     skip = cfg.skip_train or cfg.mode != "full"
-    rows = sweep.ensure_points(pts, cfg.run, skip_train=skip, data_root=cfg.data_root, log=log)
+    rows = sweep.ensure_points(pts, cfg.run, skip_train=skip, data_root=cfg.data_root,
+                               base_model=cfg.model, log=log)
     rows = sweep.collect(rows, cfg.work / "inputs.npz", n_items=cfg.sweep_items,
                          rounds=max(2, cfg.rounds), log=log)
     desc = (f"The default recipe (`{rel(cfg.run)}`: {base['model']['activation']}, kernel "
@@ -346,6 +351,33 @@ def model_macs(config: dict[str, Any], n_classes: int) -> dict[str, int]:
     return {"conv": conv, "dense": dense, "macs": conv + dense}
 
 
+def observations(res: dict[str, Any]) -> list[str]:
+    """Data-driven remarks on the latency tables (added under them in the report)."""
+    out = []
+    lat = res.get("latency") or {}
+    one = lat.get("1", {}).get("methods", {})
+    if one.get("int8_classify", {}).get("n") and one.get("int8_model", {}).get("n"):
+        extra = one["int8_classify"]["median"] - one["int8_model"]["median"]
+        out.append(f"`classify_grid` adds {extra:.3f} ms (1 thread) to the int8 model call: "
+                   "reading the features output, top-k and the artifact's unknown-mineral "
+                   "check (with the `knn_cosine` rule a (1, 2048) x (2048, M) product against "
+                   "the exemplar bank).")
+    two = lat.get("2", {}).get("methods", {})
+    slower = [k for k in ("int8_classify", "keras_predict_on_batch", "keras_tf_function",
+                          "knn") if two.get(k, {}).get("n") and one.get(k, {}).get("n")
+              and two[k]["median"] > 1.3 * one[k]["median"]]
+    if slower:
+        out.append("With 2 threads, " + ", ".join(f"`{k}` ({one[k]['median']:.2f} -> "
+                                                  f"{two[k]['median']:.2f} ms)" for k in slower)
+                   + " got *slower*: the 2 cores are shared with other jobs (load average "
+                   f"{res['meta']['machine'].get('load_average')}), so extra worker threads "
+                   "(TensorFlow's pools, OpenBLAS, LiteRT's) wait for a core instead of "
+                   "helping, and OpenBLAS threads spin against LiteRT's. On a dedicated board "
+                   "keep `OPENBLAS_NUM_THREADS=1` for the edge runtime; one LiteRT thread is "
+                   "as fast as two for this model at batch 1.")
+    return out
+
+
 def explain_misses(res: dict[str, Any]) -> None:
     """Add a measured explanation to every missed target (in place)."""
     lat = (res.get("latency") or {}).get("1", {}).get("methods", {})
@@ -366,8 +398,24 @@ def explain_misses(res: dict[str, Any]) -> None:
             t["why"] = ("Keras/TF at batch 1 on this model is itself fast (small graph); "
                         "see the latency table for both thread counts.")
         elif "RSS" in t["target"]:
-            t["why"] = ("Most of the RSS is the Python interpreter, numpy and the LiteRT "
-                        "shared library, not the model; see the memory section.")
+            mem = res.get("memory") or {}
+            ph = (mem.get("probe") or {}).get("rss_phases_mib")
+            why = "See the memory section."
+            if ph:
+                why = (f"Measured inside the edge-only process: the Python interpreter "
+                       f"{ph['start']:.1f} MiB, after `import edge_runtime.classify` (numpy) "
+                       f"{ph['after_import']:.1f} MiB, after loading the artifact (incl. the "
+                       f"LiteRT runtime and interpreter) "
+                       f"{ph['after_load']:.1f} MiB (peak during loading "
+                       f"{ph['hwm_after_load']:.1f} MiB).")
+                nu = mem.get("probe_no_unknown")
+                if nu:
+                    why += (f" Without the artifact's unknown-mineral rule (`knn_cosine`, which "
+                            f"loads the exemplar bank and keeps it as float32) the same process "
+                            f"peaks at {nu['peak_rss_mib']['max']:.1f} MiB "
+                            f"({nu['peak_rss_mib']['max'] * 1.048576:.1f} MB): the bank and its "
+                            "temporary copies while it is built are the excess.")
+            t["why"] = why
         elif "cold start" in t["target"]:
             t["why"] = ("Import of numpy and the LiteRT runtime dominates; see the phase "
                         "split in the memory section (the machine is shared and loaded).")
@@ -443,6 +491,7 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
             cfg.model, cfg.data_root, cfg.run / "split.csv", cfg.work / "serial",
             bauds=cfg.bauds, limit=cfg.serial_limit, img_dir=img, log=log))
     res["demo"] = demo_record()
+    res["observations"] = observations(res)
     res["targets"] = evaluate_targets(res)
     explain_misses(res)
     res["meta"]["step_seconds"] = timings

@@ -25,8 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, child_env, interleaved, python, run_json, run_streaming, \
-    stats_ms
+from benchmarks.common import (
+    REPO,
+    child_env,
+    interleaved,
+    python,
+    run_json,
+    run_streaming,
+    stats_ms,
+)
 
 POOL_SIZES = (2, 4, 8, 16, 32, 64)
 POOL_LAYERS = (1, 2, 3)
@@ -128,16 +135,21 @@ def train_point(base_run: Path, m: int, n: int, out: Path) -> None:
 
 
 def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_train: bool,
-                  data_root: Path, log: Callable[[str], None] = print,
+                  data_root: Path, base_model: Path | None = None,
+                  log: Callable[[str], None] = print,
                   runs_root: Path = REPO / "runs", models_root: Path = REPO / "models"
                   ) -> list[dict[str, Any]]:
-    """For every point: find or train its run, find or export its int8 artifact.
+    """For every point: find or train its run, find or export its int8 artifact (the
+    default point uses ``base_model`` when that is an export of ``base_run``).
 
     Returns one dict per point: ``m``, ``n``, ``run``, ``model`` (None when missing),
     ``reused_run``, ``status``.
     """
     base_cfg = json.loads((base_run / "config.json").read_text())
     have = find_runs(base_cfg, runs_root)
+    # the default run itself stands for its own point (not an identical copy of it)
+    have[(int(base_cfg["model"]["pool_size"]), int(base_cfg["model"]["pool_layers"]))] = \
+        Path(base_run)
     out = []
     for m, n in points:
         name = f"m{m}_n{n}"
@@ -168,7 +180,10 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
             log(f"  sweep {name}: trained in {secs:.0f} s")
         row["run"] = run
         model = models_root / "bench-sweep" / name
-        if not _artifact_matches(model, run):
+        if base_model is not None and Path(run) == Path(base_run) and \
+                _artifact_matches(base_model, run):
+            model = Path(base_model)  # the default artifact itself
+        elif not _artifact_matches(model, run):
             log(f"  sweep {name}: exporting int8 to {model.relative_to(REPO)}")
             rc, lines, _ = run_streaming(
                 [python(), "-m", "ramanedge.cli", "quantize", str(run), "--out", str(model),

@@ -143,6 +143,20 @@ class Artifact:
         return dict(sec) if isinstance(sec, dict) and sec else None
 
     @property
+    def base_output(self) -> str:
+        """How the base (not retrained) classifier gets its probabilities.
+
+        ``"head"``: softmax of ``head.npz`` over the dequantised int8 features, the same maths
+        as a retrained head (the parity gate judged this path); ``"probs"``: the model's own
+        int8 softmax output (older artifacts, or Edge-TPU-only deployments).
+        """
+        out = (self.manifest.data.get("head") or {}).get("base_output", "probs")
+        if out not in ("head", "probs"):
+            raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
+                                f"got {out!r}")
+        return str(out)
+
+    @property
     def exemplars_file(self) -> Path | None:
         """Path of the exemplar-features file when the artifact has one, else ``None``."""
         name = (self.manifest.data.get("head") or {}).get("exemplars")

@@ -239,11 +239,15 @@ class Classifier:
         spectrum, from a single interpreter invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
-        if self.head is None:
+        if self.head is not None:
+            probs = self.head.probs(feats)
+        elif self.artifact.base_output == "head":
+            # the exported float head on the int8 features: avoids the int8 softmax's 1/256
+            # steps, which tie near-equal classes (see docs/parts/quantize.md)
+            probs = self.artifact.head.probs(feats)
+        else:
             probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
             probs = probs.astype(np.float64)
-        else:
-            probs = self.head.probs(feats)
         return probs, feats
 
     def predict_proba(self, x_grid: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Extra TFLite files for comparison: float32, float16 (comma-separated).")
 @click.option("--allow-accuracy-drop", is_flag=True,
               help="Write the artifact even when the int8 parity gate fails.")
-@click.option("--gate-on", type=click.Choice(("probs", "head")), default="probs",
+@click.option("--gate-on", type=click.Choice(("probs", "head")), default="head",
               show_default=True,
               help="Gate the int8 'probs' output, or the float head.npz on the int8 features.")
 @click.option("--exemplars", type=click.IntRange(min=0), default=10, show_default=True,

@@ -65,9 +65,10 @@ class QuantizeConfig:
     drops more than ``max_top1_drop`` points or argmax agreement is below ``min_agreement``,
     unless ``allow_accuracy_drop``. ``overwrite`` lets an existing artifact folder be replaced.
     ``unknown_target_tpr``: share of validation spectra the unknown threshold lets through.
-    ``gate_on``: which int8 prediction the gate judges: ``"probs"`` (the model's int8 softmax
-    output, the default) or ``"head"`` (the float ``head.npz`` applied to the dequantised int8
-    ``features``, as the rover does with a retrained head).
+    ``gate_on``: which int8 prediction the gate judges, and so which one the rover uses for
+    its base classification (manifest ``head.base_output``): ``"head"`` (the default: the
+    float ``head.npz`` applied to the dequantised int8 ``features``, the same path a retrained
+    head takes) or ``"probs"`` (the model's own int8 softmax output).
     """
 
     calib_size: int = 100
@@ -78,7 +79,7 @@ class QuantizeConfig:
     allow_accuracy_drop: bool = False
     overwrite: bool = False
     unknown_target_tpr: float = 0.95
-    gate_on: str = "probs"
+    gate_on: str = "head"
 
     def __post_init__(self) -> None:
         if self.gate_on not in GATE_PATHS:
@@ -499,7 +500,9 @@ def export_artifact(
 
     from edge_runtime.ood import calibrate_unknown
 
-    val_probs = runner.run(val_X)["probs"]
+    val_q = runner.run(val_X)
+    val_probs = (val_q["probs"] if config.gate_on == "probs"
+                 else _softmax(val_q["features"].astype(np.float64) @ W + b))
     unknown = calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr)
     unknown["split"] = "val"
 
@@ -537,7 +540,8 @@ def export_artifact(
                     "seed": config.seed,
                 },
             },
-            "head": {"file": HEAD_FILE, "feature_dim": feat_dim, "n_classes": len(labels)},
+            "head": {"file": HEAD_FILE, "feature_dim": feat_dim, "n_classes": len(labels),
+                     "base_output": config.gate_on},
             "training": dict(training_meta or {}),
             "metrics": metrics,
             "unknown": unknown,

@@ -74,7 +74,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected errors into one line and exit status 2."""
     try:
-        cli.main(args=argv, prog_name="ramanedge", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="ramanedge", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    # without standalone mode click returns ctx.exit(n)'s code instead of exiting
+    if isinstance(rv, int) and rv != 0:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":  # pragma: no cover

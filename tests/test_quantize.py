@@ -106,7 +106,8 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
     assert d["model"]["config"] == tiny_keras_model.ramanedge_config.to_dict()
     assert d["normalisation"] == {"method": "max"}
     assert d["grid"] == {"start": 200.0, "step": 1.0, "n_points": 1392}
-    assert d["head"] == {"file": "head.npz", "feature_dim": 64, "n_classes": k}
+    assert d["head"] == {"file": "head.npz", "feature_dim": 64, "n_classes": k,
+                         "base_output": "head"}
     assert d["training"]["dataset"] == "synthetic"
     runner = TFLiteRunner(tiny_artifact / "model.tflite")
     inp = runner.interpreter.get_input_details()
@@ -134,7 +135,7 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
     assert met["gate"]["passed"] is True
     assert met["n_test"] == int(np.sum(synthetic_data.split == "test"))
     assert met["agreement"] >= 0.98 and met["drop_points"] <= 1.0
-    assert met["gate"]["on"] == "probs"
+    assert met["gate"]["on"] == "head" and d["head"]["base_output"] == "head"
     assert met["head"]["agreement"] >= 0.98 and met["head"]["drop_points"] <= 1.0
     assert 0.0 <= met["int8_ties"] <= 0.05
     assert met["features"]["cosine_mean"] > 0.99
@@ -188,13 +189,15 @@ def test_variants_gate_failure_and_no_damage(tmp_path: Path, tiny_keras_model,
     before = _tree(out)
     Xtr, _ = synthetic_data.part("train")
     for broken in (np.zeros_like(Xtr[:40]), Xtr[:40] * 1000.0):
-        with pytest.raises(ParityGateError, match="parity gate failed.*nothing was written"):
+        with pytest.raises(ParityGateError,
+                           match=r"parity gate \(float head on int8 features\) failed.*"
+                                 r"nothing was written"):
             _export(tiny_keras_model, synthetic_data, out, calib=broken, overwrite=True)
         assert _tree(out) == before  # the old artifact is intact
         assert [p.name for p in out.parent.iterdir()] == ["tiny"]  # no temp folders left
-    with pytest.raises(ParityGateError, match=r"gate \(float head on int8 features\) failed"):
+    with pytest.raises(ParityGateError, match=r"int8 parity gate failed"):
         _export(tiny_keras_model, synthetic_data, out, calib=Xtr[:40] * 1000.0, overwrite=True,
-                gate_on="head")
+                gate_on="probs")
     assert _tree(out) == before
     # and with --allow-accuracy-drop it is written, with the failure recorded
     forced = _export(tiny_keras_model, synthetic_data, tmp_path / "forced",
@@ -468,6 +471,11 @@ def test_int8_agrees_with_keras_on_real_spectra(real_setup) -> None:
     cos = np.sum(f * g, 1) / np.maximum(np.linalg.norm(f, axis=1) * np.linalg.norm(g, axis=1),
                                         1e-12)
     assert cos.mean() > 0.995 and np.percentile(cos, 1) > 0.99
+    print(f"\nreal spectra (n={len(spectra)}): agreement {100 * agree:.2f}%, mean |dp| "
+          f"{np.abs(ref['probs'] - q['probs']).mean():.4f}, feature cosine mean "
+          f"{cos.mean():.5f} p1 {np.percentile(cos, 1):.5f}, saturated inputs "
+          f"{100 * clipped:.3f}%; gate set: float {100 * res.parity.float_top1:.1f}% "
+          f"int8 {100 * res.parity.int8_top1:.1f}% (n={res.parity.n_test})")
     # the manifest's figures are the measured ones
     m = read_manifest(out).data["metrics"]
     assert m["int8"]["top1"] == pytest.approx(res.parity.int8_top1)

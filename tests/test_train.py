@@ -8,7 +8,7 @@ import pytest
 from ramanedge.grid import shift_spectra
 from trainer.augment import AugmentConfig, augment_batch, shift_rows
 from trainer.model import ModelConfig
-from trainer.train import TrainConfig, class_weights, train_model
+from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
 
 
 def synthetic(n_classes: int = 4, per_class: int = 12, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -86,6 +86,13 @@ def test_augment_config_parse() -> None:
             AugmentConfig.parse(bad)
 
 
+def test_paper_recipe_is_the_papers() -> None:
+    p = PAPER_TRAIN
+    assert (p.learning_rate, p.lr_factor, p.lr_patience, p.early_stop_patience) == \
+        (1e-3, 0.7, 3, 5)
+    assert p.class_weighting and p.monitor == "val_loss" and not p.augment.enabled
+
+
 def test_train_config_round_trip() -> None:
     tc = TrainConfig(epochs=7, augment=AugmentConfig(shift_cm=3), monitor="val_accuracy")
     assert TrainConfig.from_dict(tc.to_dict()) == tc
@@ -98,6 +105,7 @@ def test_train_config_round_trip() -> None:
 TINY = ModelConfig(pool_size=8, dense_units=32, dropout=0.2)
 
 
+@pytest.mark.slow
 def test_training_learns_and_is_reproducible() -> None:
     X, y = synthetic(4, 12)
     idx = np.random.default_rng(0).permutation(len(y))
@@ -116,9 +124,10 @@ def test_training_learns_and_is_reproducible() -> None:
 
 def test_lr_schedule_and_early_stopping_follow_the_recipe() -> None:
     """A learning rate of ~0 never improves val loss: LR x0.7 every 3 epochs, stop after 5."""
+    from dataclasses import replace
+
     X, y = synthetic(3, 6)
-    tc = TrainConfig(epochs=50, learning_rate=1e-12, min_delta=1e-3, min_lr=1e-20,
-                     lr_patience=3, early_stop_patience=5)
+    tc = replace(PAPER_TRAIN, epochs=50, learning_rate=1e-12, min_delta=1e-3, min_lr=1e-20)
     r = train_model(X, y, X, y, 3, TINY, tc, log=None)
     # epoch 1 sets the best; epochs 2..6 do not improve by min_delta -> stop after epoch 6
     assert r.epochs_run == 6

@@ -86,18 +86,23 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--class-weights/--no-class-weights", default=None,
               help="Class-weighted cross-entropy (default on, as in the paper).")
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
+@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default",
+              show_default=True,
+              help="Base training recipe: the project default, or the paper's exactly (patience "
+                   "3/5 on val loss, no augmentation, kernel 5); other options override it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Run folder to write, e.g. runs/NAME.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
-          epochs, batch_size, learning_rate, monitor, class_weights, seed, out, overwrite,
-          quiet) -> None:
+          epochs, batch_size, learning_rate, monitor, class_weights, seed, recipe, out,
+          overwrite, quiet) -> None:
     """Train the pooled 1D CNN and write a run folder (model, labels, config, metrics)."""
     from trainer.augment import AugmentConfig
+    from trainer.model import PAPER_MODEL
     from trainer.run import _prepare_out, train_run
-    from trainer.train import TrainConfig
+    from trainer.train import RECIPES
 
     data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
                         cache_dir)
@@ -110,8 +115,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       class_weighting=class_weights, seed=seed).items()
                 if v is not None}
     try:
-        mc = replace(ModelConfig(), **model_kw)
-        tc = replace(TrainConfig(), **train_kw)
+        mc = replace(PAPER_MODEL if recipe == "paper" else ModelConfig(), **model_kw)
+        tc = replace(RECIPES[recipe], **train_kw)
         if augment is not None:
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:

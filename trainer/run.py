@@ -396,3 +396,34 @@ def evaluate_run(
                        title=f"{run.config['data'].get('dataset', '')} test, "
                              f"top-1 {100 * res['top1']:.1f}%")
     return res
+
+
+def runs_table(run_dirs: list[str | os.PathLike], shifts: tuple[int, ...] = (0, 15, 30)) -> str:
+    """Markdown table of finished runs from their ``metrics.json``/``config.json`` (no TF).
+
+    Columns: run, m, n, kernel, recipe summary, parameters, float32 size estimate, top-1/top-3
+    at each shift, epochs, training seconds.
+    """
+    head = ["run", "m", "n", "k", "params", "flatten"]
+    for s in shifts:
+        head += [f"top-1 @{s}", f"top-3 @{s}"]
+    head += ["epochs", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in run_dirs:
+        d = Path(d)
+        cfg = read_run_config(d)
+        try:
+            m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise RunError(f"{d / 'metrics.json'} is missing or invalid: {e}") from None
+        mc = cfg["model"]
+        test = m["test"]
+        cells = [d.name, str(mc["pool_size"]), str(mc["pool_layers"]), str(mc["kernel_size"]),
+                 f"{m['n_params']:,}", str(m.get("flatten_size", ""))]
+        for s in shifts:
+            row = test["shifts"].get(str(s))
+            cells += ["" if row is None else f"{100 * row['top1']:.1f}",
+                      "" if row is None else f"{100 * row['top3']:.1f}"]
+        cells += [str(m["epochs_run"]), f"{m['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
