@@ -53,8 +53,8 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 @click.option("--serial-limit", type=click.IntRange(min=1), default=None,
               help="Spectra per serial replay (default: the whole test split).")
 @click.option("--board", default=None,
-              help="Also write benchmarks/reference/BOARD.json (full mode only), e.g. "
-                   "x86_64-2core.")
+              help="Name of benchmarks/reference/BOARD.json written by a full run "
+                   "[default: MACHINE-Ncore, e.g. x86_64-2core].")
 def bench(data_root: Path | None, model: Path, run_dir: Path, out_md: Path | None, work: Path,
           quick: bool, smoke: bool, skip_train: bool, only: str | None, threads: str,
           rounds: int | None, serial_limit: int | None, board: str | None) -> None:
@@ -86,6 +86,11 @@ def bench(data_root: Path | None, model: Path, run_dir: Path, out_md: Path | Non
         out_md = (work / "smoke" / "benchmarks.md") if smoke else REPO / "docs" / "benchmarks.md"
     cmd = "ramanedge bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "bench" else "ramanedge bench"
+    if board is None and mode == "full":
+        import os
+        import platform
+
+        board = f"{platform.machine()}-{os.cpu_count()}core"
     cfg = BenchConfig.for_mode(mode, data_root=root.resolve(), run=run_dir.resolve(),
                                model=model.resolve(), work=work.resolve(),
                                out_md=out_md.resolve(), skip_train=skip_train,

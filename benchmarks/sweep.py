@@ -30,6 +30,7 @@ from benchmarks.common import (
     child_env,
     interleaved,
     python,
+    rel,
     run_json,
     run_streaming,
     stats_ms,
@@ -112,7 +113,8 @@ def find_runs(base_cfg: dict[str, Any], runs_root: Path = REPO / "runs"
     return {k: v[1] for k, v in found.items()}
 
 
-def train_point(base_run: Path, m: int, n: int, out: Path) -> None:
+def train_point(base_run: Path, m: int, n: int, out: Path, data_root: Path | None = None
+                ) -> None:
     """Train the base run's recipe with pool size ``m`` and ``n`` pooling layers into ``out``
     (in this process; the bench calls it through ``python -m benchmarks.sweep train``)."""
     from dataclasses import replace
@@ -123,7 +125,8 @@ def train_point(base_run: Path, m: int, n: int, out: Path) -> None:
 
     cfg = read_run_config(base_run)
     d = cfg["data"]
-    data = DataConfig(root=d["root"], dataset=d.get("dataset", "rruff-raw"),
+    root = str(data_root) if data_root is not None else d["root"]
+    data = DataConfig(root=root, dataset=d.get("dataset", "rruff-raw"),
                       min_spectra=int(d.get("min_spectra", 8)), split=d.get("split", "grouped"),
                       split_seed=int(d.get("split_seed", 0)),
                       split_file=str(Path(base_run) / "split.csv"),
@@ -158,7 +161,7 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
         run = have.get((m, n))
         if run is not None:
             row["reused_run"] = True
-            log(f"  sweep {name}: reusing run {run.relative_to(REPO)}")
+            log(f"  sweep {name}: reusing run {rel(run)}")
         elif skip_train:
             row["status"] = "no run (--skip-train)"
             log(f"  sweep {name}: no matching run, skipped (--skip-train)")
@@ -166,12 +169,11 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
             continue
         else:
             run = runs_root / "bench-sweep" / name
-            log(f"  sweep {name}: training {run.relative_to(REPO)}")
+            log(f"  sweep {name}: training {rel(run)}")
             rc, lines, secs = run_streaming(
                 [python(), "-m", "benchmarks.sweep", "train", "--base", str(base_run),
-                 "--m", str(m), "--n", str(n), "--out", str(run)],
-                env=child_env(1), cwd=REPO, echo=lambda s: log(s) if "epoch" not in s
-                or s.rstrip().endswith("best") else None)
+                 "--m", str(m), "--n", str(n), "--out", str(run), "--data", str(data_root)],
+                env=child_env(1), cwd=REPO, echo=_train_progress(log))
             if rc != 0:
                 row["status"] = f"training failed ({lines[-1] if lines else rc})"
                 log(f"  sweep {name}: {row['status']}")
@@ -184,7 +186,7 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
                 _artifact_matches(base_model, run):
             model = Path(base_model)  # the default artifact itself
         elif not _artifact_matches(model, run):
-            log(f"  sweep {name}: exporting int8 to {model.relative_to(REPO)}")
+            log(f"  sweep {name}: exporting int8 to {rel(model)}")
             rc, lines, _ = run_streaming(
                 [python(), "-m", "ramanedge.cli", "quantize", str(run), "--out", str(model),
                  "--allow-accuracy-drop", "--overwrite", "--data", str(data_root)],
@@ -197,6 +199,17 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
         row["model"] = model
         out.append(row)
     return out
+
+
+def _train_progress(log: Callable[[str], None]) -> Callable[[str], None]:
+    """Echo the trainer's summary lines (not every epoch, not TensorFlow's chatter)."""
+
+    def echo(line: str) -> None:
+        body = line.strip().lstrip("|").strip()
+        if body.startswith(("data set", "split:", "test:", "run written")):
+            log(line)
+
+    return echo
 
 
 def _artifact_matches(model: Path, run: Path) -> bool:
@@ -261,7 +274,7 @@ def collect(points: list[dict[str, Any]], inputs: Path, *, n_items: int, rounds:
                     "--n-items", str(n_items), "--rounds", str(rounds),
                     *[str(p["model"]) for p in ready]], env=child_env(1), cwd=REPO, echo=log)
     for p in points:
-        p["run"] = str(p["run"].relative_to(REPO)) if isinstance(p["run"], Path) else p["run"]
+        p["run"] = rel(p["run"]) if isinstance(p["run"], Path) else p["run"]
         if p["model"] is None:
             continue
         mdir = Path(p["model"])
@@ -271,7 +284,7 @@ def collect(points: list[dict[str, Any]], inputs: Path, *, n_items: int, rounds:
         cfg = json.loads((REPO / p["run"] / "config.json").read_text())
         test = metrics["test"]
         p.update({
-            "model": str(mdir.relative_to(REPO)),
+            "model": rel(mdir),
             "int8_bytes": (mdir / "model.tflite").stat().st_size,
             "head_bytes": (mdir / "head.npz").stat().st_size,
             "params": count_params(ModelConfig.from_dict(cfg["model"]),
@@ -297,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--m", type=int, required=True)
     t.add_argument("--n", type=int, required=True)
     t.add_argument("--out", required=True)
+    t.add_argument("--data", default=None)
     me = sub.add_parser("measure")
     me.add_argument("--inputs", required=True)
     me.add_argument("--n-items", type=int, default=100)
@@ -304,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     me.add_argument("models", nargs="+")
     a = ap.parse_args(argv)
     if a.cmd == "train":
-        train_point(Path(a.base), a.m, a.n, Path(a.out))
+        train_point(Path(a.base), a.m, a.n, Path(a.out),
+                    Path(a.data) if a.data else None)
         print(json.dumps({"out": a.out}))
     else:
         with np.load(a.inputs, allow_pickle=False) as z:
