@@ -132,16 +132,19 @@ class Classifier:
     def _make_bank(self, extra: np.ndarray | None) -> np.ndarray:
         from edge_runtime.head import load_exemplars
 
-        parts = []
+        bank = None
         if self.artifact.exemplars_file is not None:
-            parts.append(load_exemplars(self.artifact.exemplars_file, self.artifact.features_q,
-                                        self.artifact.labels).features)
+            bank = load_exemplars(self.artifact.exemplars_file, self.artifact.features_q,
+                                  self.artifact.labels).features
         if extra is not None and len(extra):
-            parts.append(np.asarray(extra, dtype=np.float32))
-        if not parts:
+            extra = np.asarray(extra, dtype=np.float32)
+            bank = extra.copy() if bank is None else np.concatenate([bank, extra])
+        if bank is None:
             raise ModelError("the artifact's unknown rule is knn_cosine but it has no "
                              "exemplars.npz to compare with")
-        return ood.normalise_rows(np.concatenate(parts))
+        # normalise in place: the bank is the largest array on the rover after the model
+        bank /= np.maximum(np.linalg.norm(bank, axis=-1, keepdims=True), 1e-12)
+        return bank
 
     @classmethod
     def from_dir(

@@ -157,10 +157,15 @@ def quantize_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:
 
 
 def dequantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:
-    """int8 -> float32 with ``scale * (q - zero_point)`` (computed in int32: no overflow)."""
-    return (np.float32(qp.scale) * (np.asarray(q).astype(np.int32) - qp.zero_point)).astype(
-        np.float32
-    )
+    """int8 -> float32 with ``scale * (q - zero_point)``.
+
+    Computed in place on one float32 copy: int8 values and their differences are exact in
+    float32, and a single buffer keeps the peak memory of large exemplar banks low.
+    """
+    out = np.asarray(q).astype(np.float32)
+    out -= np.float32(qp.zero_point)
+    out *= np.float32(qp.scale)
+    return out
 
 
 def set_input_int8(interpreter: Any, x: np.ndarray, qp: QuantParams) -> None:
