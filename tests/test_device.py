@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,10 +70,19 @@ def loop_device(fake_store):
     port.close()
 
 
-def _exchange(dev: Device, host: Link, raw: bytes) -> list:
+def _exchange(dev: Device, host: Link, raw: bytes, wait: float = 2.0) -> list:
+    """Send ``raw``, let the device handle it, and read what it answered.
+
+    Waits up to ``wait`` seconds for the device to handle the request and, once it has sent
+    bytes, for the host to read them: generous for a loaded CI machine, yet instant when
+    things work. Without an answer only a short read is made.
+    """
     host.send_raw(raw)
-    dev.poll(0.05)
-    return host.receive(0.05)
+    sent_before = dev.link.bytes_out
+    deadline = time.monotonic() + wait
+    while not dev.poll(0.05) and time.monotonic() < deadline:
+        pass
+    return host.receive(wait if dev.link.bytes_out > sent_before else 0.05)
 
 
 def _assert_alive(dev: Device, host: Link, seq: int = 500) -> None:
@@ -142,7 +152,8 @@ def test_oversize_answered_and_resynchronised(loop_device):
     junk = b"\x01" * 3000  # loop:// holds 4 KiB: feed it in pieces
     for _ in range(7):
         host.send_raw(junk)
-        dev.poll(0.02)
+        while dev.link.port.in_waiting:  # drain fully, or the next write blocks on loop://
+            dev.poll(0.02)
     seq, code, _ = _error(_exchange(dev, host, b"\x00"))
     assert (seq, code) == (P.NO_SEQ, P.ErrorCode.OVERSIZE)
     _assert_alive(dev, host)
