@@ -127,6 +127,14 @@ def ensure_default(cfg: BenchConfig, log: Callable[[str], None] = _say) -> None:
                                      env=child_env(1), cwd=REPO, echo=log)
         if rc != 0:
             raise DataError(f"quantizing {cfg.run} failed: {lines[-1] if lines else rc}")
+    from benchmarks.sweep import _artifact_matches
+
+    if not _artifact_matches(cfg.model, cfg.run):
+        raise DataError(f"{rel(cfg.model)} was not exported from the current {rel(cfg.run)} "
+                        "(its manifest's training.run_created / split differ from the run's "
+                        "config.json); re-export it (ramanedge quantize "
+                        f"{rel(cfg.run)} --out {rel(cfg.model)} --overwrite --also float32) or "
+                        "pass the matching --run/--model")
 
 
 def float32_tflite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> Path:

@@ -45,14 +45,16 @@ SHIFTS = (0, 15, 30)
 def grid_points(base_model: dict[str, Any], *, pool_sizes: Sequence[int] = POOL_SIZES,
                 pool_layers: Sequence[int] = POOL_LAYERS, n_classes: int = 97,
                 max_params: int = MAX_PARAMS) -> list[tuple[int, int]]:
-    """The ``(m, n)`` points to run: every m for the default model's n, and the other n only
-    where the model has at most ``max_params`` weights (n = 1 with m = 2 has 91 M)."""
+    """The ``(m, n)`` points to run: every m (plus the default model's own m) for the default
+    model's n, and the other n only where the model has at most ``max_params`` weights
+    (n = 1 with m = 2 has 91 M)."""
     from trainer.model import ModelConfig, count_params
 
-    base_n = int(base_model["pool_layers"])
+    base_n, base_m = int(base_model["pool_layers"]), int(base_model["pool_size"])
     pts = []
     for n in pool_layers:
-        for m in pool_sizes:
+        sizes = sorted(set(pool_sizes) | ({base_m} if n == base_n else set()))
+        for m in sizes:
             cfg = ModelConfig.from_dict({**base_model, "pool_size": m, "pool_layers": n})
             if n == base_n or count_params(cfg, n_classes) <= max_params:
                 pts.append((m, n))

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "device": ("device_sim.cli:device", "Run the rover-computer side of the serial link."),
     "sim": ("device_sim.cli:sim", "Host side: replay spectra over a simulated serial link."),
     "bench": ("benchmarks.cli:bench", "Run the benchmarks and write docs/benchmarks.md."),
-    "explain": ("trainer.cli:explain", "Grad-CAM explanation of a classification."),
+    "explain": ("trainer.explain:explain", "Grad-CAM explanation of a classification."),
 }
 
 

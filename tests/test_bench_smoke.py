@@ -170,6 +170,8 @@ def test_sweep_grid_and_run_matching(tmp_path):
     pts = sweep.grid_points({**base_model, "pool_layers": 3}, n_classes=97)
     assert {(m, 3) for m in sweep.POOL_SIZES} <= set(pts)
     assert (2, 1) not in pts and (64, 1) in pts  # n=1, m=2 has 91 M weights: left out
+    pts6 = sweep.grid_points({**base_model, "pool_size": 6, "pool_layers": 3}, n_classes=97)
+    assert (6, 3) in pts6 and (6, 2) not in pts6  # the default's own m, at the default's n
 
     def fake_run(name: str, m: int, n: int, created: str, **train) -> Path:
         d = tmp_path / "runs" / name

@@ -102,7 +102,7 @@ def test_train_config_round_trip() -> None:
 
 # ------------------------------------------------------------------ training
 
-TINY = ModelConfig(pool_size=8, dense_units=32, dropout=0.2)
+TINY = ModelConfig(pool_size=8, dense_units=32, dropout=0.2, filters=(8, 16, 16), kernel_size=5)
 
 
 @pytest.mark.slow
@@ -110,11 +110,12 @@ def test_training_learns_and_is_reproducible() -> None:
     X, y = synthetic(4, 12)
     idx = np.random.default_rng(0).permutation(len(y))
     tr, va = idx[:36], idx[36:]
-    tc = TrainConfig(epochs=6, batch_size=8, seed=3, augment=AugmentConfig(shift_cm=2))
+    tc = TrainConfig(epochs=5, batch_size=8, seed=3,
+                     augment=AugmentConfig(shift_cm=2, background=0.5, noise_std=0.01))
     lines: list[str] = []
     r1 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=lines.append)
     r2 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=None)
-    assert len(lines) == r1.epochs_run and lines[0].startswith("epoch   1/6")
+    assert len(lines) == r1.epochs_run and lines[0].startswith("epoch   1/5")
     assert r1.history["loss"][-1] < r1.history["loss"][0]
     for a, b in zip(r1.model.get_weights(), r2.model.get_weights(), strict=True):
         assert np.array_equal(a, b)  # same seed, same data -> bit-identical on this machine

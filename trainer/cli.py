@@ -88,20 +88,24 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
 @click.option("--recipe", type=click.Choice(["default", "paper"]), default="default",
               show_default=True,
-              help="Base training recipe: the project default, or the paper's exactly (patience "
-                   "3/5 on val loss, no augmentation, kernel 5); other options override it.")
+              help="Base recipe: the project default, or the paper's exactly (m=8, kernel 5, "
+                   "patience 3/5 on val loss, no augmentation); other options override it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Run folder to write, e.g. runs/NAME.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
+@click.option("--labelled-fraction", type=float, default=1.0, show_default=True,
+              help="Keep labels of this fraction of training specimens (trainer.ssl).")
+@click.option("--ssl", type=click.Choice(["none", "contrastive", "sgan"]), default="none",
+              show_default=True, help="Use the unlabelled rest: contrastive pretraining or SGAN.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, recipe, out,
-          overwrite, quiet) -> None:
+          overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
     """Train the pooled 1D CNN and write a run folder (model, labels, config, metrics)."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_MODEL
-    from trainer.run import _prepare_out, train_run
+    from trainer.run import check_output_folder, train_run
     from trainer.train import RECIPES
 
     data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
@@ -121,7 +125,12 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:
         raise OptionError(str(e)) from None
-    _prepare_out(Path(out), overwrite)
+    check_output_folder(Path(out), overwrite)
+    if labelled_fraction != 1.0 or ssl != "none":
+        from trainer.ssl import ssl_cli_train
+
+        return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
+                             log=None if quiet else _echo)
     train_run(out, data, mc, tc, overwrite=overwrite, log=None if quiet else _echo)
 
 

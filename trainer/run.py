@@ -72,7 +72,7 @@ class Run:
 
     path: Path
     model: Any = field(repr=False)
-    labels: list[str]
+    labels: list[str] = field(repr=False)
     model_config: ModelConfig
     train_config: TrainConfig
     config: dict = field(repr=False)
@@ -145,7 +145,8 @@ def check_split(split: np.ndarray, y: np.ndarray) -> None:
 
 # ---------------------------------------------------------------- training a run
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Raise :class:`RunError` unless ``out`` is absent, empty, or may be overwritten."""
     if out.exists() and not out.is_dir():
         raise RunError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -189,7 +190,7 @@ def train_run(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     out = Path(out)
-    _prepare_out(out, overwrite)
+    check_output_folder(out, overwrite)
     ds = load_data(data, log)
     split = make_or_read_split(ds, data)
     n_classes = len(ds.labels)
@@ -232,6 +233,10 @@ def train_run(
         sha = split_sha256(ds, split)
         data_dict = data.to_dict()
         data_dict["root"] = str(Path(data.root).resolve())
+        if data.cache_dir is None:
+            from ramanedge.paths import default_cache_dir
+
+            data_dict["cache_dir"] = str(default_cache_dir().resolve())
         if data.split_file is not None:
             data_dict["split_file"] = str(Path(data.split_file).resolve())
         data_dict.update(n_spectra=int(len(ds.y)), n_classes=n_classes,
@@ -401,8 +406,8 @@ def evaluate_run(
 def runs_table(run_dirs: list[str | os.PathLike], shifts: tuple[int, ...] = (0, 15, 30)) -> str:
     """Markdown table of finished runs from their ``metrics.json``/``config.json`` (no TF).
 
-    Columns: run, m, n, kernel, recipe summary, parameters, float32 size estimate, top-1/top-3
-    at each shift, epochs, training seconds.
+    Columns: run folder name, m, n, kernel size, parameters, flatten size, top-1/top-3 at each
+    shift (mean of +s and -s), epochs run, training seconds.
     """
     head = ["run", "m", "n", "k", "params", "flatten"]
     for s in shifts:

@@ -1,0 +1,119 @@
+"""Grad-CAM explanations: maps, PNGs for real spectra, one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.model import ModelConfig
+
+MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, shared_data_root) -> Path:
+    """A tiny run (5 real minerals, 2 epochs, dense_units=16)."""
+    from tests.conftest import REPO
+    from trainer.run import DataConfig, train_run
+    from trainer.train import TrainConfig
+
+    data = DataConfig(root=str(shared_data_root), minerals=MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train_run(out, data, ModelConfig(pool_size=16, dense_units=16),
+              TrainConfig(epochs=2, batch_size=16), log=None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_spectrum(tmp_path_factory, shared_data_root) -> Path:
+    """A real RRUFF LR-Raman RAW file that covers the grid, copied to a temporary folder."""
+    from ramanedge.grid import covers
+    from ramanedge.io import parse_spectrum
+    from ramanedge.io.sources import iter_spectrum_files
+
+    folder = tmp_path_factory.mktemp("spectra")
+    for sf in iter_spectrum_files(shared_data_root / "LR-Raman" / "LR-Raman.tar.xz",
+                                  accept=lambda p: "/raw/" in p):
+        if covers(parse_spectrum(sf.data, sf.path).x):
+            p = folder / Path(sf.path).name
+            p.write_bytes(sf.data)
+            return p
+    pytest.skip("no LR-Raman RAW spectrum covers the grid")
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from ramanedge.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_grad_cam_maps_are_normalised_and_class_specific(tiny_run, real_spectrum) -> None:
+    from ramanedge.grid import GRID_POINTS
+    from trainer.explain import explain_spectra, grad_cam, last_conv_activation, load_run_model
+    from trainer.explain import load_spectrum as load
+
+    model, labels = load_run_model(tiny_run)
+    assert last_conv_activation(model) == "act3"
+    x = load(real_spectrum)[None, :]
+    cams = np.concatenate([grad_cam(model, x, np.array([c])) for c in range(len(labels))])
+    assert cams.shape == (len(labels), GRID_POINTS)
+    assert cams.min() >= 0.0 and cams.max() <= 1.0 + 1e-6
+    assert any(np.isclose(c.max(), 1.0) for c in cams)
+    assert not all(np.allclose(cams[0], c) for c in cams[1:])  # depends on the class
+    (e,) = explain_spectra(model, labels, x, [str(real_spectrum)], runner_up=True)
+    assert e.probs[0] >= e.probs[1] and e.names[0] in labels and len(e.cams) == 2
+    assert all(200 <= w <= 1591 for w in e.bands[0])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path,
+                                               capsys) -> None:
+    out = tmp_path / "gc"
+    code, stdout, err = _cli(["explain", "--model", str(tiny_run), str(real_spectrum),
+                              "--runner-up", "--out", str(out)], capsys)
+    assert code == 0, err
+    png = out / f"{real_spectrum.stem}_gradcam.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    assert "runner-up" in stdout and "bands" in stdout
+    # a folder in one go: every file in it, one line and one PNG each
+    code, stdout, err = _cli(["explain", "--model", str(tiny_run), str(real_spectrum.parent),
+                              "--out", str(tmp_path / "gc2")], capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "gc2").glob("*_gradcam.png"))) == len(
+        list(real_spectrum.parent.iterdir()))
+
+
+@pytest.mark.realdata
+def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys,
+                                       shared_data_root) -> None:
+    out = tmp_path / "gc"
+    not_spectrum = tmp_path / "notes.txt"
+    not_spectrum.write_text("this is not a spectrum\n")
+    short = sorted((shared_data_root / "excellent_oriented_subset" / "raw").iterdir())[0]
+    cases = [
+        (["--model", str(tiny_run), str(tmp_path / "missing.txt")], "does not exist"),
+        (["--model", str(tiny_run), str(not_spectrum)], "notes.txt"),
+        (["--model", str(tiny_run), str(short)], "covers"),
+        (["--model", str(tmp_path), str(real_spectrum)], "not a training run"),
+        (["--model", str(tmp_path / "nope"), str(real_spectrum)], "does not exist"),
+        (["--model", str(tiny_run), str(real_spectrum), "--layer", "nope"], "not a layer"),
+    ]
+    for args, needle in cases:
+        code, _, err = _cli(["explain", *args, "--out", str(out)], capsys)
+        assert code == 2, (args, err)
+        assert err.startswith("error:") and needle in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()  # nothing written for bad input

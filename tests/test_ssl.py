@@ -1,0 +1,260 @@
+"""Few-label training: label-fraction split, no label leak, contrastive and SGAN run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.model import ModelConfig
+from trainer.raman_augment import RamanAugmentConfig, raman_views
+from trainer.ssl import (
+    UNLABELLED,
+    SSLConfig,
+    hide_labels,
+    labelled_fraction_mask,
+    train_ssl,
+)
+from trainer.train import PAPER_TRAIN, TrainConfig
+
+REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
+TINY = ModelConfig(pool_size=16, dense_units=16)
+
+
+@pytest.fixture(scope="module")
+def real(shared_data_root):
+    """rruff-raw (cached) with its grouped split, seed 0."""
+    from ramanedge.dataset import build_dataset
+    from ramanedge.splits import make_split
+    from tests.conftest import REPO
+
+    ds = build_dataset(shared_data_root, "rruff-raw", cache_dir=REPO / ".cache" / "ramanedge")
+    split = np.asarray(make_split(ds, "grouped", seed=0))
+    return ds, split
+
+
+def _groups(ds) -> np.ndarray:
+    return np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+
+
+# ------------------------------------------------------------------ label-fraction split
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
+def test_labelled_fraction_is_stratified_grouped_and_seeded(real, fraction) -> None:
+    ds, split = real
+    tr = split == "train"
+    y, g = ds.y[tr], _groups(ds)[tr]
+    mask = labelled_fraction_mask(y, g, fraction, seed=3)
+    assert np.array_equal(mask, labelled_fraction_mask(y, g, fraction, seed=3))
+    assert not np.array_equal(mask, labelled_fraction_mask(y, g, fraction, seed=4))
+    # no specimen is split between labelled and unlabelled
+    for sid in np.unique(g):
+        assert len(set(mask[g == sid])) == 1, sid
+    # every mineral keeps >= 1 labelled specimen, and about `fraction` of its specimens
+    for c in np.unique(y):
+        specs = np.unique(g[y == c])
+        kept = np.unique(g[(y == c) & mask])
+        assert len(kept) == max(1, round(fraction * len(specs)))
+    assert 0 < mask.sum() < mask.size
+    assert labelled_fraction_mask(y, g, 1.0).all()
+
+
+def test_labelled_fraction_rejects_bad_fraction() -> None:
+    y, g = np.array([0, 0, 1, 1]), np.array(["a", "b", "c", "d"])
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            labelled_fraction_mask(y, g, bad)
+
+
+def test_hide_labels_sets_unlabelled_to_minus_one() -> None:
+    y = np.array([3, 1, 4, 1, 5])
+    mask = np.array([True, False, True, False, False])
+    out = hide_labels(y, mask)
+    assert out.tolist() == [3, UNLABELLED, 4, UNLABELLED, UNLABELLED]
+    assert y.tolist() == [3, 1, 4, 1, 5]  # input untouched
+
+
+# ------------------------------------------------------------------ no label leak
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_hidden_labels_never_reach_training(real) -> None:
+    """Changing the labels of the unlabelled part changes nothing (SGAN uses all spectra)."""
+    ds, split = real
+    keep = np.isin(np.asarray(ds.labels)[ds.y], REAL_MINERALS[:3])
+    sub = keep & (split == "train")
+    va = keep & (split == "val")
+    remap = {c: i for i, c in enumerate(np.unique(ds.y[keep]))}
+    y = np.array([remap[c] for c in ds.y[sub]])
+    yv = np.array([remap[c] for c in ds.y[va]])
+    mask = labelled_fraction_mask(y, _groups(ds)[sub], 0.3, seed=0)
+    y_other = y.copy()
+    rng = np.random.default_rng(1)
+    y_other[~mask] = rng.integers(0, 3, size=(~mask).sum())  # different hidden labels
+    assert not np.array_equal(y, y_other)
+    tc = TrainConfig(epochs=1, batch_size=32, monitor="val_loss")
+    cfg = SSLConfig(method="sgan", labelled_fraction=0.3, sgan_epochs=1)
+    w = []
+    for labels in (y, y_other):
+        ym = hide_labels(labels, mask)
+        assert np.all(ym[~mask] == UNLABELLED)
+        res = train_ssl(ds.X[sub], ym, ds.X[va], yv, 3, TINY, tc, cfg, log=None)
+        w.append(res.model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*w, strict=True))
+
+
+@pytest.mark.realdata
+def test_ssl_train_run_passes_only_masked_labels(real, tmp_path, monkeypatch,
+                                                 shared_data_root) -> None:
+    """ssl_train_run hands train_ssl -1 for every unlabelled spectrum; val labels untouched."""
+    import trainer.ssl as ssl
+    from tests.conftest import REPO
+    from trainer.run import DataConfig
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(X, y_masked, X_val, y_val, n_classes, *a, **k):
+        seen.update(X=X, y=y_masked, X_val=X_val, y_val=y_val, K=n_classes)
+        raise Stop
+
+    monkeypatch.setattr(ssl, "train_ssl", spy)
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    with pytest.raises(Stop):
+        ssl.ssl_train_run(tmp_path / "r", data, TINY, PAPER_TRAIN,
+                          SSLConfig(method="sgan", labelled_fraction=0.2), log=None)
+    assert not (tmp_path / "r").exists()
+    y = seen["y"]
+    assert seen["K"] == 5 and (y == UNLABELLED).any() and (y >= 0).any()
+    assert set(np.unique(y)) <= {UNLABELLED, 0, 1, 2, 3, 4}
+    assert len(seen["X_val"]) == len(seen["y_val"]) and (seen["y_val"] >= 0).all()
+
+
+# ------------------------------------------------------------------ augmentations
+
+def test_raman_views_are_max_normalised_and_differ() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(1392)
+    X = np.stack([np.exp(-0.5 * ((t - c) / 6.0) ** 2) + 0.05 for c in (300, 700, 1100)])
+    X = (X / X.max(1, keepdims=True)).astype(np.float32)
+    v1 = raman_views(X, RamanAugmentConfig(), rng)
+    v2 = raman_views(X, RamanAugmentConfig(), rng)
+    assert v1.shape == X.shape and v1.dtype == np.float32
+    assert np.allclose(v1.max(1), 1.0)
+    assert not np.allclose(v1, v2)
+    # no transform at all: identity (apart from the global intensity factor, removed by max-norm)
+    off = RamanAugmentConfig(shift_cm=0, gain=0, baseline=0, noise_std=0, spikes=0)
+    assert np.allclose(raman_views(X, off, rng), X, atol=1e-6)
+    # the band stays near its place: argmax moves by at most shift_cm (+ spikes/baseline aside)
+    mild = RamanAugmentConfig(shift_cm=5, gain=0, baseline=0, noise_std=0, spikes=0)
+    assert np.all(np.abs(raman_views(X, mild, rng).argmax(1) - X.argmax(1)) <= 5)
+
+
+# ------------------------------------------------------------------ SGAN export
+
+def test_sgan_export_is_softmax_over_first_k_logits() -> None:
+    import keras
+
+    from trainer.model import build_model
+    from trainer.ssl import export_k_class
+
+    keras.utils.set_random_seed(0)
+    base = build_model(3, TINY)
+    logits = keras.layers.Dense(4, name="logits_k1")(base.get_layer("dropout").output)
+    disc = keras.Model(base.input, logits)
+    X = np.random.default_rng(0).random((5, 1392)).astype(np.float32)
+    lg = np.asarray(disc(X, training=False))
+    model = export_k_class(base, disc.get_layer("logits_k1"), 3)
+    e = np.exp(lg[:, :3] - lg[:, :3].max(1, keepdims=True))
+    assert np.allclose(np.asarray(model(X, training=False)), e / e.sum(1, keepdims=True),
+                       atol=1e-5)
+    assert model.get_layer("probs").output.shape[-1] == 3
+    assert model.get_layer("features") is not None
+
+
+# ------------------------------------------------------------------ run folders that quantise
+
+def _quantize(run_dir, tmp_path):
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+    from trainer.run import load_run
+
+    run = load_run(run_dir)
+    Xtr, ytr = run.subset("train")
+    Xva, _ = run.subset("val")
+    Xte, yte = run.subset("test")
+    res = export_artifact(run.model, labels=run.labels, model_config=run.model_config,
+                          calib_X=Xtr[select_calibration(ytr, 30, seed=0)], val_X=Xva,
+                          test_X=Xte, test_y=yte, out_dir=tmp_path / "artifact",
+                          training_meta={"dataset": "rruff-raw", "split_sha256":
+                                         run.config["split_sha256"], "run": str(run_dir)},
+                          config=QuantizeConfig(calib_size=30, allow_accuracy_drop=True))
+    assert (tmp_path / "artifact" / "model.tflite").is_file()
+    return run, res
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("method", ["contrastive", "sgan"])
+def test_tiny_ssl_run_on_real_spectra_quantizes(method, tmp_path, shared_data_root) -> None:
+    from tests.conftest import REPO
+    from trainer.run import DataConfig
+    from trainer.ssl import ssl_train_run
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    lines: list[str] = []
+    cfg = SSLConfig(method=method, labelled_fraction=0.3, pretrain_epochs=1, sgan_epochs=1,
+                    pretrain_batch=32)
+    out = ssl_train_run(tmp_path / "run", data, TINY, TrainConfig(epochs=1, batch_size=16),
+                        cfg, log=lines.append)
+    assert any(("pretrain" if method == "contrastive" else "sgan") in s for s in lines)
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["ssl"]["method"] == method and conf["ssl"]["labelled_fraction"] == 0.3
+    assert 0 < conf["ssl"]["n_labelled"] < conf["data"]["n_train"]
+    labelled = (out / "labelled.csv").read_text().splitlines()
+    assert labelled[0] == "path,labelled" and len(labelled) == conf["data"]["n_train"] + 1
+    assert sum(s.endswith(",1") for s in labelled) == conf["ssl"]["n_labelled"]
+    run, _ = _quantize(out, tmp_path)
+    assert run.labels == sorted(REAL_MINERALS)
+    assert [layer.name for layer in run.model.layers][-1] == "probs"
+    assert run.model.output_shape[-1] == 5
+
+
+def test_cli_rejects_bad_labelled_fraction(tmp_path, capsys, shared_data_root) -> None:
+    from ramanedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0",
+              "--ssl", "sgan", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.startswith("error:") and "labelled fraction" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.realdata
+def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data_root) -> None:
+    """``ramanedge train --labelled-fraction F --ssl M`` reaches ssl_train_run unchanged."""
+    import trainer.ssl as ssl
+    from ramanedge.cli import main
+
+    seen = {}
+
+    def spy(out, data, mc, tc, config, *, overwrite=False, log=None):
+        seen.update(out=out, data=data, mc=mc, tc=tc, config=config)
+
+    monkeypatch.setattr(ssl, "ssl_train_run", spy)
+    main(["train", "--data", str(shared_data_root), "--dense-units", "16", "--epochs", "3",
+          "--seed", "5", "--labelled-fraction", "0.2", "--ssl", "contrastive",
+          "--out", str(tmp_path / "r")])
+    cfg = seen["config"]
+    assert cfg.method == "contrastive" and cfg.labelled_fraction == 0.2 and cfg.label_seed == 5
+    assert seen["mc"].dense_units == 16 and seen["tc"].epochs == 3
+    assert Path(seen["out"]) == tmp_path / "r"
