@@ -464,7 +464,10 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
                           f"{mcfg['activation']}, kernel {mcfg['kernel_size']}, "
                           f"{len(man['labels'])} minerals; manifest int8 top-1 "
                           f"{100 * man['metrics']['int8']['top1']:.1f}%, float "
-                          f"{100 * man['metrics']['float']['top1']:.1f}%")})
+                          f"{100 * man['metrics']['float']['top1']:.1f}%, agreement "
+                          f"{100 * man['metrics']['agreement']:.1f}%; int8 parity gate "
+                          + ("passed" if (man["metrics"].get("gate") or {}).get("passed")
+                             else "**FAILED** (exported with --allow-accuracy-drop)"))})
     f32 = step("float32 TFLite", lambda: float32_tflite(cfg, log))
     inp = step("inputs", lambda: prepare_inputs(cfg, log))
     res["meta"]["n_test"] = int(inp.test_idx.size)
