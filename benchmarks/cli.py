@@ -55,12 +55,15 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 @click.option("--board", default=None,
               help="Name of benchmarks/reference/BOARD.json written by a full run "
                    "[default: MACHINE-Ncore, e.g. x86_64-2core].")
+@click.option("--demo-report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The demo's wall-time record to include [default: "
+                   "runs/demo/demo_report.json].")
 @click.option("--note", "notes", multiple=True,
               help="A remark printed under 'Notes' in the report (repeatable).")
 def bench(data_root: Path | None, model: Path, run_dir: Path, out_md: Path | None, work: Path,
           quick: bool, smoke: bool, skip_train: bool, only: str | None, threads: str,
           rounds: int | None, serial_limit: int | None, board: str | None,
-          notes: tuple[str, ...]) -> None:
+          demo_report: Path | None, notes: tuple[str, ...]) -> None:
     """Measure latency, memory, start-up, sizes, accuracy, the pooling sweep, onboard head
     retraining and the serial link of the default int8 model; write docs/benchmarks.md.
 
@@ -98,7 +101,7 @@ def bench(data_root: Path | None, model: Path, run_dir: Path, out_md: Path | Non
                                model=model.resolve(), work=work.resolve(),
                                out_md=out_md.resolve(), skip_train=skip_train,
                                sections=sections, command=cmd.strip(), board=board,
-                               notes=tuple(notes))
+                               notes=tuple(notes), demo_report=demo_report)
     if smoke:
         cfg = replace(cfg, sections=tuple(s for s in cfg.sections if s != "sweep" or only))
     th = _ints(threads, "--threads")

@@ -46,6 +46,7 @@ CACHE = REPO / ".cache"
 SPECTRA = CACHE / "ramanedge-spectra"
 STORE = CACHE / "ramanedge-demo" / "headstore"
 N_TEST_SHOWN = 8
+_GATE_FAILED = re.compile(r"parity gate\b.*\bfailed")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Demo:
     def __init__(self, cfg: DemoConfig) -> None:
         self.cfg = cfg
         self.t0 = time.perf_counter()
+        # a fresh clone has no parsed-data cache yet: the demo then parses all of RRUFF once
+        self.cold_cache = not any((CACHE / "ramanedge").glob("*.npz"))
         self.steps: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
 
@@ -166,11 +169,12 @@ class Demo:
         else:
             rc, lines = self.cli("quantize", "quantize", str(cfg.run), "--out", str(cfg.model),
                                  "--overwrite", "--data", data, check=False)
-            gate_failed = rc != 0 and any("parity gate failed" in s for s in lines)
+            gate_failed = rc != 0 and any(_GATE_FAILED.search(s) for s in lines)
             if rc != 0 and not gate_failed:
                 raise DemoError(f"quantize failed: {lines[-1] if lines else rc}")
             if gate_failed:
-                msg = next(s for s in lines if "parity gate failed" in s).strip()
+                msg = next(s for s in lines if _GATE_FAILED.search(s)).strip()
+                msg = msg.removeprefix("error: ")
                 self.results["gate_failure"] = msg
                 if cfg.strict:
                     raise DemoError(f"the int8 parity gate refused the model (--strict): {msg}")
@@ -376,7 +380,8 @@ class Demo:
         rep = {"command": "make demo (python -m benchmarks.demo --data "
                           f"{os.path.relpath(self.cfg.data_root, REPO)})",
                "argv": sys.argv, "date": machine_info()["date"], "machine": machine_info(),
-               "wall_s": wall, "steps": self.steps, "results": R,
+               "wall_s": wall, "cwd": str(REPO), "cold_cache": self.cold_cache,
+               "steps": self.steps, "results": R,
                "summary": "; ".join(lines[:-1]) + "."}
         out = self.cfg.run / "demo_report.json"
         out.write_text(json.dumps(rep, indent=2, default=str) + "\n")

@@ -412,7 +412,10 @@ def render(res: dict[str, Any]) -> str:
         L += ["## Demo (`make demo`)", "",
               f"`{demo.get('command')}` on {demo.get('date')}: **{demo.get('wall_s', 0):.0f} s "
               f"wall** ({demo.get('wall_s', 0) / 60:.1f} min; limit 15 min) on the same shared "
-              "machine.", "", "| step | seconds |", "|---|---:|"]
+              "machine" + {True: ", from a fresh copy of the repository (no `.cache/`: every "
+                                 "cache built during the run)",
+                           False: ", caches of earlier runs present"}.get(
+                  demo.get("cold_cache"), "") + ".", "", "| step | seconds |", "|---|---:|"]
         for s in demo.get("steps", []):
             L.append(f"| {s['name']} | {s['seconds']:.1f} |")
         L.append("")

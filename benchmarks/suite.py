@@ -77,6 +77,7 @@ class BenchConfig:
     bauds: tuple[int, ...] = (115200, 921600)
     serial_limit: int | None = None
     board: str | None = None
+    demo_report: Path | None = None
     command: str = "ramanedge bench"
     notes: tuple[str, ...] = field(default=())
 
@@ -334,12 +335,36 @@ def section_sweep(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[s
             "(`--allow-accuracy-drop`; gate = the parity gate's verdict). Float accuracy from "
             "each run's metrics.json, int8 accuracy and latency measured here (1 thread, "
             "interleaved).")
+    same = _identical_networks(rows, base["model"])
+    if same:
+        desc += (" Identical networks (same weights, same numbers): "
+                 + "; ".join(" = ".join(f"m={m}, n={n}" for m, n in g) for g in same)
+                 + " (after the earlier pools the signal is one point long, so a further "
+                 "pool is the identity).")
     return {"rows": rows, "description": desc}
 
 
-def demo_record() -> dict[str, Any] | None:
-    """The last ``make demo`` report (``runs/demo/demo_report.json``), when there is one."""
-    p = REPO / "runs" / "demo" / "demo_report.json"
+def _identical_networks(rows: list[dict[str, Any]], base_model: dict[str, Any]
+                        ) -> list[list[tuple[int, int]]]:
+    """Groups of sweep points whose layer-by-layer lengths are the same (same network)."""
+    def lengths(m: int, n: int) -> tuple[int, ...]:
+        length, out = int(base_model["input_points"]), []
+        for i in range(len(base_model["filters"])):
+            out.append(length)
+            if i < n:
+                length = -(-length // m)
+        return (*out, length)
+
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for r in rows:
+        if r.get("int8"):
+            groups.setdefault(lengths(r["m"], r["n"]), []).append((r["m"], r["n"]))
+    return [sorted(g, key=lambda t: (t[1], t[0])) for g in groups.values() if len(g) > 1]
+
+
+def demo_record(path: Path | None = None) -> dict[str, Any] | None:
+    """The last ``make demo`` report (``runs/demo/demo_report.json`` or ``path``), if any."""
+    p = Path(path) if path is not None else REPO / "runs" / "demo" / "demo_report.json"
     try:
         return json.loads(p.read_text())
     except (OSError, ValueError):
@@ -501,7 +526,7 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
         res["serial"] = step("serial link", lambda: run_all(
             cfg.model, cfg.data_root, cfg.run / "split.csv", cfg.work / "serial",
             bauds=cfg.bauds, limit=cfg.serial_limit, img_dir=img, log=log))
-    res["demo"] = demo_record()
+    res["demo"] = demo_record(cfg.demo_report)
     res["observations"] = observations(res)
     res["targets"] = evaluate_targets(res)
     explain_misses(res)

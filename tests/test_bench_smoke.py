@@ -172,6 +172,11 @@ def test_sweep_grid_and_run_matching(tmp_path):
     assert (2, 1) not in pts and (64, 1) in pts  # n=1, m=2 has 91 M weights: left out
     pts6 = sweep.grid_points({**base_model, "pool_size": 6, "pool_layers": 3}, n_classes=97)
     assert (6, 3) in pts6 and (6, 2) not in pts6  # the default's own m, at the default's n
+    from benchmarks.suite import _identical_networks
+
+    rows = [{"m": m, "n": n, "int8": {"0": {}}} for m, n in ((64, 2), (64, 3), (32, 2), (32, 3))]
+    # 1392 -> 22 -> 1 after two pools of 64: a third pool changes nothing; not so for m=32
+    assert _identical_networks(rows, base_model) == [[(64, 2), (64, 3)]]
 
     def fake_run(name: str, m: int, n: int, created: str, **train) -> Path:
         d = tmp_path / "runs" / name

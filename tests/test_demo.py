@@ -101,3 +101,13 @@ def test_demo_without_data_says_so(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "RRUFF data not found" in err and "Traceback" not in err
+
+
+def test_gate_failure_is_recognised_in_quantize_output():
+    from benchmarks.demo import _GATE_FAILED
+
+    assert _GATE_FAILED.search("error: int8 parity gate failed on 236 test spectra: ...")
+    assert _GATE_FAILED.search("error: int8 parity gate (float head on int8 features) failed "
+                               "on 236 test spectra: argmax agreement 97.46% < 98%")
+    assert not _GATE_FAILED.search("wrote models/x: ... gate on head: passed")
+    assert not _GATE_FAILED.search("error: run folder runs/x does not exist")
