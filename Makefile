@@ -25,5 +25,8 @@ lint: $(STAMP)
 bench: $(STAMP)  ## regenerate docs/benchmarks.md, its JSON and plots
 	$(PYTHON) -m ramanedge.cli bench --data $(DATA)
 
+bench-smoke: $(STAMP)  ## the quick benchmark run CI's smoke test exercises
+	$(PYTHON) -m ramanedge.cli bench --smoke --data $(DATA)
+
 clean:
 	rm -rf .cache runs models bench_out
