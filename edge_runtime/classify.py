@@ -123,27 +123,28 @@ class Classifier:
         self.load_problems: list[str] = []
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
         self.ood_bank = ood_bank
-        self._bank_unit: np.ndarray | None = None
+        self._bank_unit: ood.Int8Bank | None = None
         if self.unknown_rule is not None:
             ood.check_section(self.unknown_rule)
             if self.unknown_rule["method"] == "knn_cosine":
                 self._bank_unit = self._make_bank(ood_bank)
 
-    def _make_bank(self, extra: np.ndarray | None) -> np.ndarray:
-        from edge_runtime.head import load_exemplars
+    def _make_bank(self, extra: np.ndarray | None) -> ood.Int8Bank:
+        from edge_runtime.artifact import load_npz_arrays
 
-        bank = None
+        d = self.artifact.feature_dim
+        codes = np.zeros((0, d), dtype=np.int8)
         if self.artifact.exemplars_file is not None:
-            bank = load_exemplars(self.artifact.exemplars_file, self.artifact.features_q,
-                                  self.artifact.labels).features
-        if extra is not None and len(extra):
-            extra = np.asarray(extra, dtype=np.float32)
-            bank = extra.copy() if bank is None else np.concatenate([bank, extra])
-        if bank is None:
+            # straight from the stored int8 features: never a full float32 copy of the bank
+            codes = load_npz_arrays(self.artifact.exemplars_file, ("features",))["features"]
+            if codes.dtype != np.int8 or codes.ndim != 2 or codes.shape[1] != d:
+                raise ModelError(f"{self.artifact.exemplars_file}: 'features' must be int8 "
+                                 f"(N, {d}), got {codes.dtype} {codes.shape}")
+        bank = ood.Int8Bank(codes, self.artifact.features_q.zero_point,
+                            None if extra is None else np.asarray(extra, dtype=np.float32))
+        if not len(bank):
             raise ModelError("the artifact's unknown rule is knn_cosine but it has no "
                              "exemplars.npz to compare with")
-        # normalise in place: the bank is the largest array on the rover after the model
-        bank /= np.maximum(np.linalg.norm(bank, axis=-1, keepdims=True), 1e-12)
         return bank
 
     @classmethod

@@ -45,12 +45,63 @@ def normalise_rows(F: np.ndarray) -> np.ndarray:
     return F / np.maximum(n, 1e-12)
 
 
-def knn_cosine_score(features: np.ndarray, bank_unit: np.ndarray) -> np.ndarray:
+class Int8Bank:
+    """A cosine reference bank that keeps the exemplar features as the model's int8 codes.
+
+    The rover's largest array after the model: 676 x 2048 exemplar features are 5.5 MB as
+    float32 but 1.4 MB as int8. Cosine similarity ignores the dequantisation scale, so a row
+    ``scale * (q - zero_point)`` is compared as ``q - zero_point``, exactly, in chunks of
+    :attr:`CHUNK` rows: no full-size float copy ever exists (peak RSS is a flight
+    constraint). ``extra`` holds a few float rows (the head store's taught samples).
+    """
+
+    CHUNK = 128
+
+    def __init__(self, codes: np.ndarray, zero_point: float = 0.0,
+                 extra: np.ndarray | None = None) -> None:
+        codes = np.asarray(codes)
+        if codes.dtype != np.int8 or codes.ndim != 2:
+            raise ValueError(f"codes must be int8 (M, D), got {codes.dtype} {codes.shape}")
+        self.codes = codes
+        self.zero_point = np.float32(zero_point)
+        self.inv_norm = np.empty(codes.shape[0], dtype=np.float32)
+        for i, block in self._blocks():
+            self.inv_norm[i:i + len(block)] = 1.0 / np.maximum(
+                np.linalg.norm(block, axis=1), 1e-12)
+        self.extra = None if extra is None or not len(extra) else normalise_rows(extra)
+
+    def _blocks(self):
+        for i in range(0, self.codes.shape[0], self.CHUNK):
+            block = self.codes[i:i + self.CHUNK].astype(np.float32)
+            block -= self.zero_point
+            yield i, block
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0]) + (0 if self.extra is None else len(self.extra))
+
+    def max_cosine(self, units: np.ndarray) -> np.ndarray:
+        """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""
+        best = np.full(units.shape[0], -np.inf, dtype=np.float32)
+        for i, block in self._blocks():
+            s = (units @ block.T) * self.inv_norm[i:i + len(block)]
+            np.maximum(best, s.max(axis=1), out=best)
+        if self.extra is not None:
+            np.maximum(best, (units @ self.extra.T).max(axis=1), out=best)
+        return best
+
+
+def knn_cosine_score(features: np.ndarray, bank_unit: np.ndarray | Int8Bank) -> np.ndarray:
     """``knn_cosine`` score: cosine distance to the nearest bank row. (N, D) or (D,).
 
-    ``bank_unit``: (M, D) reference features already passed through :func:`normalise_rows`.
+    ``bank_unit``: (M, D) reference features already passed through :func:`normalise_rows`,
+    or an :class:`Int8Bank`.
     """
-    s = normalise_rows(features) @ np.asarray(bank_unit, dtype=np.float32).T
+    units = normalise_rows(features)
+    if isinstance(bank_unit, Int8Bank):
+        flat = units.reshape(-1, units.shape[-1])
+        best = bank_unit.max_cosine(flat).reshape(units.shape[:-1])
+        return (1.0 - best).astype(np.float64)
+    s = units @ np.asarray(bank_unit, dtype=np.float32).T
     return (1.0 - s.max(axis=-1)).astype(np.float64)
 
 

@@ -1,0 +1,32 @@
+"""The int8 cosine bank gives the same unknown scores as the float32 bank it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime import ood
+
+
+def test_int8_bank_matches_float_bank_exactly_enough() -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-128, 128, size=(300, 64), dtype=np.int8)  # > 2 chunks of 128
+    zp, scale = -17, 0.05
+    extra = rng.normal(size=(5, 64)).astype(np.float32)
+    float_bank = np.concatenate([scale * (codes.astype(np.float32) - zp), extra])
+    queries = rng.normal(size=(20, 64)).astype(np.float32)
+    queries[3] = float_bank[250] * 2.5  # a stored exemplar, rescaled: distance ~0
+    queries[7] = extra[2]  # a taught sample
+    want = ood.knn_cosine_score(queries, ood.normalise_rows(float_bank))
+    bank = ood.Int8Bank(codes, zp, extra)
+    assert len(bank) == 305
+    got = ood.knn_cosine_score(queries, bank)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got[3] < 1e-5 and got[7] < 1e-5
+    # a single query (D,) works like a batch of one
+    assert ood.knn_cosine_score(queries[0], bank) == pytest.approx(want[0], abs=1e-5)
+
+
+def test_int8_bank_rejects_float_codes() -> None:
+    with pytest.raises(ValueError, match="int8"):
+        ood.Int8Bank(np.zeros((2, 4), dtype=np.float32))
