@@ -183,9 +183,7 @@ def train_run(
     Returns the run folder. Raises :class:`RunError` when ``out`` is a non-empty folder and
     ``overwrite`` is false (checked before any work), :class:`DataError` for unusable data.
     """
-    from ramanedge.splits import split_sha256, write_split_csv
-    from trainer.evaluate import evaluate_predictions, plot_confusion
-    from trainer.train import predict_probs, train_model
+    from trainer.train import train_model
 
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -202,7 +200,44 @@ def train_run(
             f"{count_params(model_config, n_classes):,} parameters")
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, log=log)
+    test = write_run(out, ds, split, data, model_config, train_config, result)
+    if log is not None:
+        sh = test["shifts"]
+        log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
+            f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
+            f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
+        log(f"run written to {out}")
+    return out
+
+
+def write_run(
+    out: Path,
+    ds: Any,
+    split: np.ndarray,
+    data: DataConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    result: Any,
+    *,
+    extra_config: dict[str, Any] | None = None,
+    extra_metrics: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a trained model on the split's test part and write the run folder ``out``.
+
+    The folder is built aside and renamed into place (an existing run is replaced only once
+    the new one is complete). ``result`` is a ``TrainResult`` (model, history, seconds,
+    epochs_run, best_epoch). The ``extra_*`` arguments let variants (e.g. semi-supervised
+    runs) add config sections, metrics and text files; ``title`` heads the confusion plot
+    (default ``"<dataset> test"``). Returns the test metrics.
+    """
+    from ramanedge.splits import split_sha256, write_split_csv
+    from trainer.evaluate import evaluate_predictions, plot_confusion, topk_accuracy
+    from trainer.train import predict_probs
+
     model = result.model
+    tr, va, te = (split == s for s in SPLITS)
 
     def predict(X: np.ndarray) -> np.ndarray:
         return predict_probs(model, X)
@@ -210,8 +245,6 @@ def train_run(
     t0 = time.perf_counter()
     test = evaluate_predictions(predict, ds.X[te], ds.y[te], ds.labels)
     val_probs = predict(ds.X[va])
-    from trainer.evaluate import topk_accuracy
-
     metrics = {
         "split": "test",
         "test": test,
@@ -223,6 +256,7 @@ def train_run(
         "best_epoch": result.best_epoch,
         "n_params": int(model.count_params()),
         "flatten_size": flatten_size(model_config),
+        **(extra_metrics or {}),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -230,7 +264,8 @@ def train_run(
         model.save(tmp / "model.keras")
         _write_json(tmp / "labels.json", list(ds.labels))
         write_split_csv(tmp / "split.csv", ds, split)
-        sha = split_sha256(ds, split)
+        for name, text in (extra_files or {}).items():
+            atomic_write_text(tmp / name, text)
         data_dict = data.to_dict()
         data_dict["root"] = str(Path(data.root).resolve())
         if data.cache_dir is None:
@@ -239,13 +274,14 @@ def train_run(
             data_dict["cache_dir"] = str(default_cache_dir().resolve())
         if data.split_file is not None:
             data_dict["split_file"] = str(Path(data.split_file).resolve())
-        data_dict.update(n_spectra=int(len(ds.y)), n_classes=n_classes,
+        data_dict.update(n_spectra=int(len(ds.y)), n_classes=len(ds.labels),
                          n_train=int(tr.sum()), n_val=int(va.sum()), n_test=int(te.sum()))
         config = {
             "model": model_config.to_dict(),
             "train": train_config.to_dict(),
             "data": data_dict,
-            "split_sha256": sha,
+            "split_sha256": split_sha256(ds, split),
+            **(extra_config or {}),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.system()}",
             "versions": _versions(),
@@ -254,18 +290,13 @@ def train_run(
         _write_json(tmp / "history.json", result.history)
         _write_json(tmp / "metrics.json", metrics)
         plot_confusion(np.asarray(test["confusion"]), ds.labels, tmp / "confusion.png",
-                       title=f"{data.dataset} test, top-1 {100 * test['top1']:.1f}%")
+                       title=f"{title or data.dataset + ' test'}, "
+                             f"top-1 {100 * test['top1']:.1f}%")
         _install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if log is not None:
-        sh = test["shifts"]
-        log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
-            f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
-            f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
-        log(f"run written to {out}")
-    return out
+    return test
 
 
 def _versions() -> dict[str, str]:

@@ -33,12 +33,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -586,18 +583,13 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     the training spectra) and ``config.json["ssl"]`` (the :class:`SSLConfig` and counts).
     Validation and test parts of the split are untouched.
     """
-    from ramanedge.fsutil import atomic_write_text
-    from ramanedge.splits import split_sha256, write_split_csv
-    from trainer.evaluate import evaluate_predictions, plot_confusion, topk_accuracy
-    from trainer.model import count_params, flatten_size
+    from trainer.model import count_params
     from trainer.run import (
         SPLITS,
-        _install,
-        _versions,
-        _write_json,
         check_output_folder,
         load_data,
         make_or_read_split,
+        write_run,
     )
 
     model_config = model_config or ModelConfig()
@@ -624,62 +616,16 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
         raise DataError("the split has no validation spectra")
     result = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, model_config, train_config,
                        config, log=log)
-    model = result.model
-
-    def predict(X: np.ndarray) -> np.ndarray:
-        return predict_probs(model, X)
-
-    t0 = time.perf_counter()
-    test = evaluate_predictions(predict, ds.X[te], ds.y[te], ds.labels)
-    val_probs = predict(ds.X[va])
-    metrics = {
-        "split": "test", "test": test,
-        "val": {"n": int(va.sum()), "top1": topk_accuracy(val_probs, ds.y[va], 1),
-                "top3": topk_accuracy(val_probs, ds.y[va], 3)},
-        "train_seconds": result.seconds, "eval_seconds": time.perf_counter() - t0,
-        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-        "n_params": int(model.count_params()), "flatten_size": flatten_size(model_config),
-        "n_labelled": n_lab,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        model.save(tmp / "model.keras")
-        _write_json(tmp / "labels.json", list(ds.labels))
-        write_split_csv(tmp / "split.csv", ds, split)
-        lines = ["path,labelled"] + [f"{ds.paths[i]},{int(m)}"
-                                     for i, m in zip(tr_idx, lab_mask, strict=True)]
-        atomic_write_text(tmp / "labelled.csv", "\n".join(lines) + "\n")
-        data_dict = data.to_dict()
-        data_dict["root"] = str(Path(data.root).resolve())
-        if data.cache_dir is None:
-            from ramanedge.paths import default_cache_dir
-
-            data_dict["cache_dir"] = str(default_cache_dir().resolve())
-        if data.split_file is not None:
-            data_dict["split_file"] = str(Path(data.split_file).resolve())
-        data_dict.update(n_spectra=int(len(ds.y)), n_classes=K, n_train=int(tr.sum()),
-                         n_val=int(va.sum()), n_test=int(te.sum()))
-        cfg = {
-            "model": model_config.to_dict(), "train": train_config.to_dict(), "data": data_dict,
-            "split_sha256": split_sha256(ds, split),
-            "ssl": {**config.to_dict(), "n_labelled": n_lab,
-                    "n_unlabelled": int(tr.sum()) - n_lab},
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{os.uname().machine} {os.cpu_count()} cpu",
-            "versions": _versions(),
-        }
-        _write_json(tmp / "config.json", cfg)
-        _write_json(tmp / "history.json", result.history)
-        _write_json(tmp / "metrics.json", metrics)
-        plot_confusion(np.asarray(test["confusion"]), ds.labels, tmp / "confusion.png",
-                       title=f"{data.dataset} test ({config.method}, "
-                             f"{100 * config.labelled_fraction:g}% labels), "
-                             f"top-1 {100 * test['top1']:.1f}%")
-        _install(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    lines = ["path,labelled"] + [f"{ds.paths[i]},{int(m)}"
+                                 for i, m in zip(tr_idx, lab_mask, strict=True)]
+    test = write_run(
+        out, ds, split, data, model_config, train_config, result,
+        extra_config={"ssl": {**config.to_dict(), "n_labelled": n_lab,
+                              "n_unlabelled": int(tr.sum()) - n_lab}},
+        extra_metrics={"n_labelled": n_lab},
+        extra_files={"labelled.csv": "\n".join(lines) + "\n"},
+        title=f"{data.dataset} test ({config.method}, {100 * config.labelled_fraction:g}% labels)",
+    )
     if log is not None:
         log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
             f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
