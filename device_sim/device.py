@@ -16,7 +16,6 @@ is run by a :class:`Backend`; :class:`EdgeBackend` is the real one (``edge_runti
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import signal
@@ -42,6 +41,7 @@ from ramanedge.errors import (
     RamanEdgeError,
     SpectrumError,
 )
+from ramanedge.hashing import blake2b
 
 # --------------------------------------------------------------------------------------------
 # backends
@@ -336,7 +336,7 @@ class Device:
             self.stats["ignored"] += 1  # never answer a response (no ping-pong on loop://)
             return
         self.stats["requests"] += 1
-        digest = hashlib.blake2b(bytes([ev.type]) + ev.payload, digest_size=8).digest()
+        digest = blake2b(bytes([ev.type]) + ev.payload, digest_size=8).digest()
         cached = self.cache.get(ev.seq)
         if cached is not None and cached[0] == digest:
             self.stats["cache_replays"] += 1

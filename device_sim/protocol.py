@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import binascii
 import enum
-import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import LinkError
+from ramanedge.hashing import sha256
 
 PROTOCOL_VERSION: int = 1
 DELIMITER: int = 0x00
@@ -596,7 +596,7 @@ def decode_chunk(payload: bytes) -> tuple[int, int, int, bytes]:
 
 def labels_hash(labels: list[str] | tuple[str, ...]) -> str:
     """Short hash of a label list (as in INFO): sha256 of the JSON list, first 16 hex digits."""
-    return hashlib.sha256(json.dumps(list(labels)).encode("utf-8")).hexdigest()[:16]
+    return sha256(json.dumps(list(labels)).encode("utf-8")).hexdigest()[:16]
 
 
 def model_tag(manifest_sha256: str) -> int:

@@ -21,7 +21,6 @@ The old model keeps serving until the pointer moves. Rollback swaps ``current`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from ramanedge.errors import LinkError, ManifestError, RamanEdgeError
 from ramanedge.fsutil import atomic_write_text, fsync_dir, sha256_file
+from ramanedge.hashing import sha256
 from ramanedge.manifest import MANIFEST_NAME, read_manifest
 
 POINTER = "ACTIVE.json"
@@ -56,10 +56,11 @@ def _fsync_file(path: Path) -> None:
 
 
 def _copy_verified(src: Path, dst: Path) -> None:
-    """Copy the files listed in ``src``'s manifest (and the manifest) into ``dst``, fsynced."""
+    """Copy the flight files listed in ``src``'s manifest (and the manifest) into ``dst``,
+    fsynced; ground-only comparison variants (float32/float16 models) stay behind."""
     manifest = read_manifest(src)
     dst.mkdir(parents=True, exist_ok=False)
-    for name in [*manifest.files, MANIFEST_NAME]:
+    for name in [*manifest.flight_files, MANIFEST_NAME]:
         shutil.copyfile(src / name, dst / name)
         _fsync_file(dst / name)
     fsync_dir(dst)
@@ -365,11 +366,13 @@ class ModelStore:
 
 def artifact_files(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """The files of a local artifact to upload (verified first): ``[{"name", "bytes",
-    "sha256"}]``, manifest last."""
+    "sha256"}]``, manifest last. Ground-only comparison variants (``--also float32`` etc.,
+    :attr:`~ramanedge.manifest.Manifest.comparison_files`) are not sent: the rover never
+    loads them, and a float32 model is 4x the int8 one on a slow link."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     out = []
-    for name in [*sorted(manifest.files), MANIFEST_NAME]:
+    for name in [*sorted(manifest.flight_files), MANIFEST_NAME]:
         p = folder / name
         out.append({"name": name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
     return out
@@ -377,5 +380,5 @@ def artifact_files(folder: str | os.PathLike) -> list[dict[str, Any]]:
 
 def upload_digest(files: list[dict[str, Any]]) -> str:
     """A short digest of an upload's file list (for logs)."""
-    h = hashlib.sha256(json.dumps([(m["name"], m["sha256"]) for m in files]).encode())
+    h = sha256(json.dumps([(m["name"], m["sha256"]) for m in files]).encode())
     return h.hexdigest()[:12]

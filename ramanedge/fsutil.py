@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
+from ramanedge.hashing import sha256
+
 
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
+    h = sha256()
     with open(path, "rb") as f:
         while True:
             block = f.read(chunk)

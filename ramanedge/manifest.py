@@ -91,6 +91,23 @@ class Manifest:
         """``{file name: {"sha256", "bytes"}}`` for every file of the artifact."""
         return dict(self.data["files"])
 
+    @property
+    def comparison_files(self) -> frozenset[str]:
+        """Files named by ``variants`` (the ground-only float32/float16 comparison models).
+
+        They are checksummed like every file but are optional: the rover never loads them,
+        uplinks leave them out, and an artifact folder without them is complete.
+        """
+        variants = self.data.get("variants") or {}
+        names = {v.get("file") for v in variants.values() if isinstance(v, dict)}
+        return frozenset(n for n in names if isinstance(n, str) and n in self.data["files"])
+
+    @property
+    def flight_files(self) -> dict[str, dict[str, Any]]:
+        """:attr:`files` without :attr:`comparison_files`: what goes onto the rover."""
+        skip = self.comparison_files
+        return {k: v for k, v in self.files.items() if k not in skip}
+
 
 def validate(d: Any) -> None:
     """Check the manifest's structure; raise :class:`ManifestError` naming what is wrong."""
@@ -189,10 +206,17 @@ def read_manifest(folder: str | os.PathLike, *, verify_files: bool = True) -> Ma
 
 
 def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest) -> None:
-    """Check every file listed in the manifest against its sha256."""
+    """Check every file listed in the manifest against its sha256.
+
+    A missing comparison variant (:attr:`Manifest.comparison_files`) is allowed; a present
+    one must match like any other file.
+    """
     folder = Path(folder)
+    optional = manifest.comparison_files
     for name, meta in manifest.files.items():
         p = folder / name
+        if not p.is_file() and name in optional:
+            continue
         if not p.is_file():
             raise ManifestError(f"artifact file {p} listed in the manifest is missing")
         if sha256_file(p) != meta["sha256"]:

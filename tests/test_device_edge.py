@@ -53,6 +53,14 @@ def _raw_version(grid_y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
     return x, y
 
 
+def _last_line_of_fresh_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); its last stdout line."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_device_modules_never_import_tensorflow(tiny_artifact):
     code = (
         "import sys\n"
@@ -64,10 +72,7 @@ def test_device_modules_never_import_tensorflow(tiny_artifact):
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'trainer', 'quantize', 'matplotlib', 'psutil')]\n"
         "print(bad)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _last_line_of_fresh_python(code) == "[]"
 
 
 def test_answers_equal_local_classification(tiny_artifact, synthetic_data, tmp_path):
@@ -225,3 +230,36 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_artifact, argv, msg):
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and msg in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_device_process_does_not_load_openssl_hashlib(tiny_artifact, tmp_path):
+    """The device path hashes with CPython's built-in SHA-256/BLAKE2b (``ramanedge.hashing``):
+    ``hashlib`` loads OpenSSL's libcrypto (~3.8 MB RSS), a big slice of the 60 MB budget."""
+    code = (
+        "import sys\n"
+        "import ramanedge.cli, device_sim.cli, device_sim.device\n"
+        "from device_sim.uplink import ModelStore\n"
+        f"b = device_sim.device.EdgeBackend({str(tiny_artifact)!r})\n"
+        "import numpy as np\n"
+        "b.classify(200 + np.arange(1392.0), 1 + np.arange(1392.0) % 7, 3)\n"
+        f"s = ModelStore.open({str(tmp_path / 'store')!r}, factory={str(tiny_artifact)!r})\n"
+        "assert s.current\n"
+        "print(sorted(m for m in ('hashlib', '_hashlib') if m in sys.modules))\n")
+    assert _last_line_of_fresh_python(code) == "[]"
+
+
+def test_builtin_hashes_equal_hashlib():
+    import hashlib
+
+    from ramanedge.hashing import blake2b, sha256
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 63, 64, 65, 4096 + 7):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        assert sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+        h = sha256()
+        h.update(data[: n // 2])
+        h.update(data[n // 2:])
+        assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert blake2b(data, digest_size=8).digest() == \
+            hashlib.blake2b(data, digest_size=8).digest()

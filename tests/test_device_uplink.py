@@ -84,6 +84,30 @@ def test_factory_install_upload_and_rollback(tmp_path, arts):
     assert st["current"] and st["previous"] and st["generation"] >= 4
 
 
+def test_comparison_variants_are_not_flashed(tmp_path, arts):
+    """An artifact exported with ``--also float32`` uplinks without the float32 model."""
+    from ramanedge.manifest import write_manifest
+
+    old, new = arts
+    (new / "model_float32.tflite").write_bytes(os.urandom(50_000))
+    d = json.loads((new / "manifest.json").read_text())
+    d["files"] = {k: {} for k in d["files"]} | {"model_float32.tflite": {}}
+    d["variants"] = {"float32": {"file": "model_float32.tflite"}}
+    for k in ("manifest_sha256",):
+        d.pop(k, None)
+    write_manifest(new, d)
+    names = [m["name"] for m in artifact_files(new)]
+    assert names == ["head.npz", "model.tflite", "manifest.json"]
+    store = ModelStore.open(tmp_path / "s", factory=old, validate=_validate)
+    store.commit_upload(_upload(store, new).upload_id)
+    assert _sha(store.current_dir()) == _sha(new)
+    assert not (store.current_dir() / "model_float32.tflite").exists()
+    # a local install leaves it behind too
+    store2 = ModelStore.open(tmp_path / "s2", factory=new, validate=_validate)
+    assert sorted(p.name for p in store2.current_dir().iterdir()) == [
+        "head.npz", "manifest.json", "model.tflite"]
+
+
 def test_rollback_without_previous_is_an_error(tmp_path, arts):
     store = ModelStore.open(tmp_path / "s", factory=arts[0])
     with pytest.raises(UploadError, match="no previous"):

@@ -83,6 +83,25 @@ def test_missing_listed_file_is_rejected(folder: Path) -> None:
         read_manifest(folder)
 
 
+def test_comparison_variants_are_optional_but_checked_when_present(folder: Path) -> None:
+    (folder / "model_float32.tflite").write_bytes(b"float32 comparison model" * 40)
+    d = _base()
+    d["files"]["model_float32.tflite"] = {}
+    d["variants"] = {"float32": {"file": "model_float32.tflite", "top1": 0.9}}
+    m = write_manifest(folder, d)
+    assert m.comparison_files == {"model_float32.tflite"}
+    assert set(m.flight_files) == {"model.tflite", "head.npz"}
+    assert "model_float32.tflite" in m.files  # still checksummed
+    (folder / "model_float32.tflite").write_bytes(b"tampered")
+    with pytest.raises(ManifestError, match=r"model_float32\.tflite does not match"):
+        read_manifest(folder)
+    (folder / "model_float32.tflite").unlink()  # ground-only file left behind: complete
+    assert read_manifest(folder).name == "unit"
+    (folder / "head.npz").unlink()  # a flight file is never optional
+    with pytest.raises(ManifestError, match=r"head\.npz listed in the manifest is missing"):
+        read_manifest(folder)
+
+
 def test_hand_edited_manifest_is_rejected(folder: Path) -> None:
     write_manifest(folder, _base())
     p = folder / MANIFEST_NAME

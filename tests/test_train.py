@@ -138,6 +138,38 @@ def test_lr_schedule_and_early_stopping_follow_the_recipe() -> None:
     assert lr[4] == pytest.approx(0.7e-12)
 
 
+def test_fixed_schedule_runs_exactly_its_epochs_with_its_rates() -> None:
+    """``schedule`` (a refit): len(schedule) epochs, those learning rates, final weights kept."""
+    X, y = synthetic(3, 6)
+    sched = [1e-3, 1e-3, 5e-4]
+    # validation = 2 training spectra: only logged, never used for stopping or selection
+    r = train_model(X, y, X[:2], y[:2], 3, TINY, TrainConfig(epochs=50, seed=1),
+                    schedule=sched, log=None)
+    assert r.epochs_run == 3 and r.best_epoch == 3
+    assert r.history["lr"] == pytest.approx(sched)
+    assert float(r.model.optimizer.learning_rate.numpy()) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="schedule"):
+        train_model(X, y, X, y, 3, TINY, TrainConfig(), schedule=[], log=None)
+    with pytest.raises(ValueError, match="schedule"):
+        train_model(X, y, X, y, 3, TINY, TrainConfig(), schedule=[1e-3, 0.0], log=None)
+
+
+def test_init_weights_start_training_from_given_weights() -> None:
+    from trainer.model import build_model
+
+    X, y = synthetic(3, 6)
+    start = build_model(3, TINY)
+    start.set_weights([np.full_like(w, 0.01) for w in start.get_weights()])
+    w0 = start.get_weights()
+    # a learning rate of ~0: the trained weights must still be the given ones
+    r = train_model(X, y, X, y, 3, TINY, TrainConfig(epochs=1, learning_rate=1e-12),
+                    init_weights=w0, log=None)
+    for a, b in zip(r.model.get_weights(), w0, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    r2 = train_model(X, y, X, y, 3, TINY, TrainConfig(epochs=1, learning_rate=1e-12), log=None)
+    assert not np.allclose(r2.model.get_weights()[0], w0[0])
+
+
 # ------------------------------------------------------------------ run folders on real spectra
 
 REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")

@@ -176,12 +176,20 @@ def train_model(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
+    init_weights: list[np.ndarray] | None = None,
+    schedule: list[float] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
 
     ``log`` receives one line per epoch (``None`` for silence). ``X_val`` must not be empty:
     it drives the learning-rate schedule, early stopping and the choice of weights.
+    ``init_weights`` (``model.get_weights()`` order and shapes) starts training from given
+    weights instead of the seeded random initialisation (fine-tuning a pretrained backbone).
+    ``schedule`` (one learning rate per epoch, e.g. a validated run's ``history["lr"]`` cut
+    at its best epoch) trains exactly ``len(schedule)`` epochs with those rates and keeps the
+    final weights: no plateau rule, no early stopping, validation only logged (a refit on
+    train + validation, see :func:`trainer.run.refit_run`).
     """
     import keras
 
@@ -193,11 +201,15 @@ def train_model(
     y_val = np.asarray(y_val, dtype=np.int64)
     if X_train.shape[0] == 0 or X_val.shape[0] == 0:
         raise ValueError("training and validation sets must both be non-empty")
+    if schedule is not None and (len(schedule) == 0 or not all(float(v) > 0 for v in schedule)):
+        raise ValueError("schedule must be a non-empty list of learning rates > 0")
     if X_train.shape[0] != y_train.shape[0] or X_val.shape[0] != y_val.shape[0]:
         raise ValueError("spectra and labels differ in length")
     tc = train_config
     seed_everything(tc.seed, tc.deterministic)
     model = build_model(n_classes, model_config)
+    if init_weights is not None:
+        model.set_weights(init_weights)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -221,8 +233,12 @@ def train_model(
     ema = [w.astype(np.float32).copy() for w in model.get_weights()] if tc.ema else None
     t_start = time.perf_counter()
     epochs_run = 0
-    for epoch in range(tc.epochs):
+    n_epochs = tc.epochs if schedule is None else len(schedule)
+    for epoch in range(n_epochs):
         t0 = time.perf_counter()
+        if schedule is not None and float(schedule[epoch]) != lr:
+            lr = float(schedule[epoch])
+            model.optimizer.learning_rate.assign(lr)
         rng = np.random.default_rng([tc.seed, epoch])
         order = rng.permutation(X_train.shape[0])
         xb = X_train[order]
@@ -260,7 +276,9 @@ def train_model(
             history[k].append(v)
         epochs_run = epoch + 1
         if log is not None:
-            log(epoch_line(epochs_run, tc.epochs, logs, time.perf_counter() - t0))
+            log(epoch_line(epochs_run, n_epochs, logs, time.perf_counter() - t0))
+        if schedule is not None:
+            continue
         current = logs[tc.monitor]
         if not math.isfinite(current):
             raise FloatingPointError(f"{tc.monitor} became {current} at epoch {epochs_run}")
@@ -283,6 +301,11 @@ def train_model(
                 wait_lr = 0
         if wait_stop >= tc.early_stop_patience:
             break
-    model.set_weights(best_weights)
+    if schedule is None:
+        model.set_weights(best_weights)
+    else:
+        best_epoch = epochs_run
+        if ema is not None:
+            model.set_weights(ema)
     return TrainResult(model=model, history=history, best_epoch=best_epoch,
                        epochs_run=epochs_run, seconds=time.perf_counter() - t_start)
