@@ -46,6 +46,7 @@ CACHE = REPO / ".cache"
 SPECTRA = CACHE / "ramanedge-spectra"
 STORE = CACHE / "ramanedge-demo" / "headstore"
 N_TEST_SHOWN = 8
+PATHS = {"head": "rover path: float head on int8 features", "probs": "int8 softmax output"}
 _GATE_FAILED = re.compile(r"parity gate\b.*\bfailed")
 
 
@@ -185,9 +186,13 @@ class Demo:
                          "--allow-accuracy-drop")
         man = json.loads((cfg.model / "manifest.json").read_text())
         m = man["metrics"]
+        # report the int8 path the gate judged and the rover uses (manifest head.base_output)
+        gated = m["head"] if m.get("gate", {}).get("on") == "head" and "head" in m else m["int8"]
         self.results["quantize"] = {
-            "float_top1": m["float"]["top1"], "int8_top1": m["int8"]["top1"],
-            "agreement": m["agreement"], "gate_passed": m.get("gate", {}).get("passed"),
+            "float_top1": m["float"]["top1"], "int8_top1": gated["top1"],
+            "agreement": gated.get("agreement", m["agreement"]),
+            "int8_path": m.get("gate", {}).get("on", "probs"),
+            "gate_passed": m.get("gate", {}).get("passed"),
             "model_bytes": (cfg.model / "model.tflite").stat().st_size}
         if not (man.get("head") or {}).get("exemplars"):
             self.timed("attach exemplars", self.attach_exemplars)
@@ -356,7 +361,8 @@ class Demo:
             f"(shift 15 cm-1: {100 * R['train']['shift15_top1']:.1f}%)",
             f"int8 artifact: {q['model_bytes'] / 1024:.0f} KiB, int8 top-1 "
             f"{100 * q['int8_top1']:.1f}% vs float {100 * q['float_top1']:.1f}%, agreement "
-            f"{100 * q['agreement']:.1f}%; parity gate {gate}",
+            f"{100 * q['agreement']:.2f}% ({PATHS.get(q.get('int8_path'), 'int8')}); "
+            f"parity gate {gate}",
             f"edge classify: {R['test_classify']['correct']}/{R['test_classify']['n']} test "
             f"spectra right (top-3 {R['test_classify']['top3']}/{R['test_classify']['n']})",
             f"onboard teaching of {', '.join(m['mineral'] for m in t['minerals'])}: "

@@ -161,6 +161,10 @@ class HeadStore:
         self.root = Path(root) if root is not None else artifact.folder / STORE_DIR
         self.problems: list[str] = []
         self._model_sha = artifact.manifest.files[artifact.manifest.model_file]["sha256"]
+        # sample file name -> (spectrum key, label), or None for an unreadable file. Sample
+        # files are never changed once written (their name carries their sha256), so each
+        # is read once per store object: add_sample stays O(new files), not O(all samples).
+        self._key_index: dict[str, tuple[str, str] | None] = {}
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -214,20 +218,30 @@ class HeadStore:
                     out.append((int(m.group(1)), m.group(2), p))
         return sorted(out)
 
+    def _read_sample(self, seq: int, sha16: str, p: Path) -> Sample | None:
+        """One sample file (verified), or ``None`` (reported in :attr:`problems`)."""
+        try:
+            a = _read_verified(p, sha16)
+            s = Sample(
+                seq=seq, label=str(a["label"]), grid=a["grid"].astype(np.float32),
+                features_q=a["features"].astype(np.int8),
+                model_sha256=str(a["model_sha256"]), source=str(a["source"]),
+                added=str(a["added"]), key=str(a["key"]),
+            )
+        except (HeadStoreError, KeyError, OSError) as e:
+            self._problem(f"sample {p.name} skipped: {e}")
+            self._key_index[p.name] = None
+            return None
+        self._key_index[p.name] = (s.key, s.label)
+        return s
+
     def samples(self) -> list[Sample]:
         """Every readable sample, oldest first; corrupt ones are reported in :attr:`problems`."""
         out = []
         for seq, sha16, p in self._sample_files():
-            try:
-                a = _read_verified(p, sha16)
-                out.append(Sample(
-                    seq=seq, label=str(a["label"]), grid=a["grid"].astype(np.float32),
-                    features_q=a["features"].astype(np.int8),
-                    model_sha256=str(a["model_sha256"]), source=str(a["source"]),
-                    added=str(a["added"]), key=str(a["key"]),
-                ))
-            except (HeadStoreError, KeyError, OSError) as e:
-                self._problem(f"sample {p.name} skipped: {e}")
+            s = self._read_sample(seq, sha16, p)
+            if s is not None:
+                out.append(s)
         return out
 
     def _problem(self, msg: str) -> None:
@@ -255,13 +269,20 @@ class HeadStore:
                                  f"({self.artifact.feature_dim}), got {fq.dtype} {fq.size}")
         key = sha256_bytes(grid.tobytes())
         with self._locked():
-            for s in self.samples():
-                if s.key == key:
-                    if s.label == label:
-                        return s, False
-                    raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
-                                         f"labelled {s.label!r}; not adding it as {label!r}")
             files = self._sample_files()
+            for seq, sha16, p in files:
+                if p.name not in self._key_index:
+                    self._read_sample(seq, sha16, p)
+                known = self._key_index[p.name]
+                if known is None or known[0] != key:
+                    continue
+                s = self._read_sample(seq, sha16, p)
+                if s is None:  # went bad since it was indexed: not a usable duplicate
+                    continue
+                if s.label == label:
+                    return s, False
+                raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
+                                     f"labelled {s.label!r}; not adding it as {label!r}")
             seq = (files[-1][0] + 1) if files else 1
             added = _now()
             data = _npz_bytes(label=np.array(label), grid=grid, features=fq,
@@ -269,6 +290,7 @@ class HeadStore:
                               added=np.array(added), key=np.array(key))
             name = f"{seq:06d}-{sha256_bytes(data)[:16]}.npz"
             atomic_write_bytes(self.root / "samples" / name, data)
+            self._key_index[name] = (key, label)
         return Sample(seq, label, grid, fq, self._model_sha, source, added, key), True
 
     # -- heads --------------------------------------------------------------------------------

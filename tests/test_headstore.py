@@ -285,3 +285,41 @@ def test_knn_unknown_rule_learns_taught_minerals(capsys, artifact_copy, syntheti
     after = [score(f) for f in (*taught, query)]
     assert all(a < 1e-5 for a in after[:3])  # a taught spectrum is in the bank itself
     assert after[3] <= before[3] + 1e-9  # the bank only grew
+
+
+def test_add_sample_reads_each_stored_file_once(model, monkeypatch):
+    """Duplicate detection uses an index of the immutable sample files: adding the n-th
+    sample reads only files it has not seen, not all n - 1 stored samples again."""
+    import edge_runtime.headstore as hs
+
+    art = load_artifact(model)
+    store = HeadStore.open(art, create=True)
+    rng = np.random.default_rng(0)
+    fq = np.zeros(art.feature_dim, np.int8)
+    grids = normalise_max(rng.uniform(0.1, 1.0, (12, GRID.size))).astype(np.float32)
+    reads: list[str] = []
+    real = hs._read_verified
+
+    def counting(p, sha16):
+        reads.append(Path(p).name)
+        return real(p, sha16)
+
+    monkeypatch.setattr(hs, "_read_verified", counting)
+    for g in grids[:10]:
+        assert store.add_sample("zetaite", g, fq)[1]
+    assert reads == []  # its own writes are indexed without reading them back
+    # another store object (another process) sees the 10 files once, then never again
+    other = HeadStore.open(art)
+    assert other.add_sample("etaite", grids[10], fq)[1]
+    assert len(reads) == 10
+    assert other.add_sample("etaite", grids[11], fq)[1]
+    assert len(reads) == 10
+    # a duplicate is still found (reading just that file) and a relabel still refused
+    s, created = other.add_sample("zetaite", grids[3], fq)
+    assert not created and s.seq == 4 and len(reads) == 11
+    with pytest.raises(HeadStoreError, match="already stored as sample 0*4 "):
+        other.add_sample("etaite", grids[3], fq)
+    # the first store reads only the other's two new files to find a duplicate among them
+    n = len(reads)
+    s, created = store.add_sample("etaite", grids[11], fq)
+    assert not created and s.seq == 12 and len(reads) == n + 3  # 2 indexed + the match
