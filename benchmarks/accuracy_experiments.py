@@ -46,13 +46,23 @@ import numpy as np
 
 
 def _data(root: str, run: str | None = None):
-    """``rruff-raw`` (>= 8 spectra) and the split of ``run`` (default: grouped, seed 0)."""
+    """The data set and split of ``run`` (its recorded data set, ``min_spectra``, minerals
+    and ``split.csv``); without a run ``rruff-raw`` (>= 8 spectra), grouped split, seed 0."""
     from ramanedge.dataset import build_dataset
     from trainer.run import DataConfig, make_or_read_split
 
-    ds = build_dataset(root, "rruff-raw", min_spectra=8)
-    split_file = str(Path(run) / "split.csv") if run else None
-    split = make_or_read_split(ds, DataConfig(root=root, split_file=split_file))
+    if run is None:
+        ds = build_dataset(root, "rruff-raw", min_spectra=8)
+        return ds, make_or_read_split(ds, DataConfig(root=root))
+    d = json.loads((Path(run) / "config.json").read_text())["data"]
+    kw: dict[str, Any] = {"min_spectra": int(d.get("min_spectra", 8))}
+    if d.get("minerals"):
+        kw["minerals"] = list(d["minerals"])
+    if d.get("cache_dir"):
+        kw["cache_dir"] = d["cache_dir"]
+    ds = build_dataset(root, d.get("dataset", "rruff-raw"), **kw)
+    split = make_or_read_split(ds, DataConfig(root=root,
+                                              split_file=str(Path(run) / "split.csv")))
     return ds, split
 
 

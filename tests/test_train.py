@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -360,3 +362,25 @@ def test_cli_evaluate_a_real_run(real_run, tmp_path, capsys) -> None:
     main(["evaluate", str(out), "--split", "val", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == before["val"]["n"] and res["top1"] == pytest.approx(before["val"]["top1"])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_accuracy_experiment_driver_on_a_real_run(real_run, shared_data_root, tmp_path) -> None:
+    """benchmarks.accuracy_experiments: an ensemble of one run twice equals the run; a refit
+    trains the run's best-epoch schedule on train + val and reports both test figures."""
+    from benchmarks.accuracy_experiments import main
+
+    run, _ = real_run
+    runs = json.loads((run / "metrics.json").read_text())
+    out = tmp_path / "acc"
+    assert main(["--data", str(shared_data_root), "--out", str(out),
+                 "ensemble", str(run), str(run)]) == 0
+    ens = json.loads((out / "ensemble.json").read_text())
+    assert ens["single"][0] == ens["single"][1]
+    assert ens["ensemble"]["test_top1"] == pytest.approx(runs["test"]["top1"])
+    assert main(["--data", str(shared_data_root), "--out", str(out), "refit", str(run)]) == 0
+    (row,) = json.loads((out / "refit.json").read_text())
+    assert row["epochs"] == runs["best_epoch"]
+    assert row["test_top1_run"] == runs["test"]["top1"]
+    assert 0.0 <= row["test_top1_refit"] <= 1.0
