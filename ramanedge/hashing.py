@@ -4,9 +4,9 @@
 x86_64 bench machine (measured: ``docs/parts/sim.md``, "device memory"); the device process
 has a 60 MB budget and only needs SHA-256 (artifact and file checks) and BLAKE2b (request
 de-duplication). CPython ships both as built-in modules (``_sha2``/``_sha256`` and
-``_blake2``, the HACL*/reference code ``hashlib`` itself falls back to), with the same
-digests and the same ``update``/``digest``/``hexdigest`` interface. Where a build lacks
-them, ``hashlib``'s constructors are used.
+``_blake2``: its own implementations, the ones ``hashlib`` falls back to without OpenSSL),
+with the same digests and the same ``update``/``digest``/``hexdigest`` interface. Where a
+build lacks them, ``hashlib``'s constructors are used.
 """
 
 from __future__ import annotations

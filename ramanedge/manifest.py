@@ -100,7 +100,9 @@ class Manifest:
         """
         variants = self.data.get("variants") or {}
         names = {v.get("file") for v in variants.values() if isinstance(v, dict)}
-        return frozenset(n for n in names if isinstance(n, str) and n in self.data["files"])
+        # the model itself can never be optional, whatever a hand-made manifest says
+        return frozenset(n for n in names if isinstance(n, str) and n in self.data["files"]
+                         and n != self.model_file)
 
     @property
     def flight_files(self) -> dict[str, dict[str, Any]]:

@@ -189,7 +189,7 @@ def train_model(
     ``schedule`` (one learning rate per epoch, e.g. a validated run's ``history["lr"]`` cut
     at its best epoch) trains exactly ``len(schedule)`` epochs with those rates and keeps the
     final weights: no plateau rule, no early stopping, validation only logged (a refit on
-    train + validation, see :func:`trainer.run.refit_run`).
+    train + validation, see ``benchmarks.accuracy_experiments``).
     """
     import keras
 
