@@ -211,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("refit", "ensemble"):
         sub.add_parser(name).add_argument("runs", nargs="+")
     a = ap.parse_args(argv)
+    if not Path(a.data).is_dir():
+        ap.error(f"RRUFF data folder {a.data} does not exist (expected e.g. ../shared/data/rruff)")
+    for run in getattr(a, "runs", []):
+        missing = [f for f in ("config.json", "history.json", "metrics.json", "model.keras")
+                   if not (Path(run) / f).is_file()]
+        if missing:
+            ap.error(f"{run} is not a finished run folder (missing {', '.join(missing)}); "
+                     "expected a folder written by 'ramanedge train'")
     if a.cmd == "pretrain":
         res: Any = pretrain(a.data, a.pool_size, a.seed, a.finetune_lr, a.pretrain_epochs)
     elif a.cmd == "extra":

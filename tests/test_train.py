@@ -384,3 +384,16 @@ def test_accuracy_experiment_driver_on_a_real_run(real_run, shared_data_root, tm
     assert row["epochs"] == runs["best_epoch"]
     assert row["test_top1_run"] == runs["test"]["top1"]
     assert 0.0 <= row["test_top1_refit"] <= 1.0
+
+
+def test_accuracy_experiment_driver_rejects_bad_input(tmp_path, capsys) -> None:
+    from benchmarks.accuracy_experiments import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "nowhere"), "ensemble", str(tmp_path)])
+    assert e.value.code == 2
+    assert "data folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path), "refit", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "not a finished run folder" in err and "Traceback" not in err
