@@ -16,21 +16,20 @@ def tflite_predict(model_path: Path, *, artifact: Path | None = None,
     """A batch predict function ``X (N, 1392) -> probs (N, K)`` running a TFLite model one
     spectrum at a time. With ``artifact`` the model is the artifact's int8 model, quantised
     and dequantised with the manifest's parameters; otherwise a float-input TFLite file."""
-    from edge_runtime.interpreter import get_output_float, make_interpreter, set_input_int8
+    from edge_runtime.interpreter import make_interpreter, run_int8_batch
 
     it = make_interpreter(model_path, num_threads=threads)
     if artifact is not None:
         from edge_runtime.artifact import load_artifact
 
         art = load_artifact(artifact)
+        outs = {"probs": art.probs_q, "features": art.features_q}
 
         def predict(X: np.ndarray) -> np.ndarray:
-            out = np.empty((X.shape[0], len(art.labels)), np.float32)
-            for i, x in enumerate(np.asarray(X, np.float32)):
-                set_input_int8(it, x, art.input_q)
-                it.invoke()
-                out[i] = get_output_float(it, art.probs_q).reshape(-1)
-            return out
+            res = run_int8_batch(it, X, art.input_q, outs)
+            if art.base_output == "head":  # the rover's base path: float head on int8 features
+                return art.head.probs(res["features"]).astype(np.float32)
+            return res["probs"]
 
         return predict
     fin = it.get_input_details()[0]["index"]

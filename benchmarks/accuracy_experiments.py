@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def pretrain(root: str, pool_size: int, seed: int, finetune_lr: float,
     """Pretrain on all minerals (val/test specimens excluded), fine-tune on the 97."""
     from ramanedge.dataset import build_dataset
     from trainer.model import ModelConfig
-    from trainer.train import TrainConfig, predict_probs, train_model
+    from trainer.train import PAPER_FAMILY_TRAIN, predict_probs, train_model
 
     ds, split = _data(root)
     everything = build_dataset(root, "rruff-raw", min_spectra=1)
@@ -83,11 +84,12 @@ def pretrain(root: str, pool_size: int, seed: int, finetune_lr: float,
     pre = np.array([s not in held for s in everything.sample_ids])
     row = {p: i for i, p in enumerate(everything.paths)}
     va_rows = np.array([row[p] for p, part in zip(ds.paths, split, strict=True) if part == "val"])
-    mc = ModelConfig(pool_size=pool_size)
+    mc = ModelConfig(arch="paper", pool_size=pool_size)
     t0 = time.perf_counter()
     r = train_model(everything.X[pre], everything.y[pre], everything.X[va_rows],
                     everything.y[va_rows], len(everything.labels), mc,
-                    TrainConfig(seed=seed, epochs=pre_epochs, early_stop_patience=15),
+                    replace(PAPER_FAMILY_TRAIN, seed=seed, epochs=pre_epochs,
+                            early_stop_patience=15),
                     log=lambda s: print("pretrain", s, flush=True))
     pre_s = time.perf_counter() - t0
     cols = np.array([everything.labels.index(lab) for lab in ds.labels])
@@ -102,7 +104,8 @@ def pretrain(root: str, pool_size: int, seed: int, finetune_lr: float,
     w = r.model.get_weights()
     w[-2], w[-1] = w[-2][:, cols], w[-1][cols]
     ft = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), mc,
-                     TrainConfig(seed=seed, learning_rate=finetune_lr), init_weights=w,
+                     replace(PAPER_FAMILY_TRAIN, seed=seed, learning_rate=finetune_lr),
+                     init_weights=w,
                      log=lambda s: print("finetune", s, flush=True))
     out.update(finetune_lr=finetune_lr, finetune_epochs=ft.epochs_run,
                val_top1=_top1(predict_probs(ft.model, ds.X[va]), ds.y[va]),
@@ -162,7 +165,7 @@ def extra(root: str, pool_size: int, seed: int, lo: float, hi: float) -> dict[st
     from ramanedge.io.rruff import normalise_label, parse_rruff
     from ramanedge.io.sources import iter_spectrum_files
     from trainer.model import ModelConfig
-    from trainer.train import TrainConfig, predict_probs, train_model
+    from trainer.train import PAPER_FAMILY_TRAIN, predict_probs, train_model
 
     ds, split = _data(root)
     tr, va, te = (split == s for s in ("train", "val", "test"))
@@ -184,8 +187,10 @@ def extra(root: str, pool_size: int, seed: int, lo: float, hi: float) -> dict[st
             y.append(k)
     Xt = np.concatenate([ds.X[tr], np.asarray(X, np.float32)])
     yt = np.concatenate([ds.y[tr], np.asarray(y, np.int64)])
-    r = train_model(Xt, yt, ds.X[va], ds.y[va], len(ds.labels), ModelConfig(pool_size=pool_size),
-                    TrainConfig(seed=seed), log=None)
+    r = train_model(Xt, yt, ds.X[va], ds.y[va], len(ds.labels),
+                    ModelConfig(arch="paper", pool_size=pool_size),
+                    replace(PAPER_FAMILY_TRAIN, seed=seed),
+                    log=None)
     return {"pool_size": pool_size, "seed": seed, "lo": lo, "hi": hi, "n_extra": len(y),
             "extra_minerals": len(set(y)), "epochs": r.epochs_run,
             "val_top1": _top1(predict_probs(r.model, ds.X[va]), ds.y[va]),

@@ -97,7 +97,7 @@ def run(data_root, fractions, methods, seeds, monitor, epochs, pretrain_epochs, 
     tr, va, te = (split == s for s in ("train", "val", "test"))
     groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
     K = len(ds.labels)
-    mc = ModelConfig(pool_size=pool_size)
+    mc = ModelConfig(arch="paper", pool_size=pool_size)
     if dense_units is not None:
         mc = replace(mc, dense_units=dense_units)
     done = _done(out)
@@ -259,7 +259,7 @@ def generated(data_root, fraction, seed, sgan_epochs, pool_size, plot) -> None:
     cfg = SSLConfig(method="sgan", labelled_fraction=fraction, label_seed=seed,
                     sgan_epochs=sgan_epochs)
     res = train_ssl(ds.X[tr], hide_labels(ds.y[tr], mask), ds.X[va], ds.y[va], len(ds.labels),
-                    ModelConfig(pool_size=pool_size), tc, cfg, log=click.echo)
+                    ModelConfig(arch="paper", pool_size=pool_size), tc, cfg, log=click.echo)
     z = np.random.default_rng(0).normal(size=(4, cfg.noise_dim)).astype(np.float32)
     fake = np.asarray(res.generator(z, training=False))
     real = ds.X[tr][np.random.default_rng(1).choice(int(tr.sum()), 4, replace=False)]

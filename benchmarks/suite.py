@@ -314,7 +314,7 @@ def section_sweep(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[s
     """The pooling sweep (reuse or train runs, export, measure)."""
     from benchmarks import sweep
 
-    base = json.loads((cfg.run / "config.json").read_text())
+    base = sweep.paper_base(json.loads((cfg.run / "config.json").read_text()))
     n_classes = int(base["data"].get("n_classes", 97))
     pts = sweep.grid_points(base["model"], pool_sizes=cfg.sweep_sizes,
                             pool_layers=cfg.sweep_layers or (int(base["model"]["pool_layers"]),),
@@ -325,7 +325,8 @@ def section_sweep(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[s
                                base_model=cfg.model, log=log)
     rows = sweep.collect(rows, cfg.work / "inputs.npz", n_items=cfg.sweep_items,
                          rounds=max(2, cfg.rounds), log=log)
-    desc = (f"The default recipe (`{rel(cfg.run)}`: {base['model']['activation']}, kernel "
+    desc = (f"The paper family (on `{rel(cfg.run)}`'s data and split: "
+            f"{base['model']['activation']}, kernel "
             f"{base['model']['kernel_size']}, dense {base['model']['dense_units']}, same data, "
             f"split and training settings) with pool size m and n pooling layers changed. n = "
             f"{base['model']['pool_layers']} (the default) for every m; other n only up to "

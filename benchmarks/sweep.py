@@ -61,6 +61,19 @@ def grid_points(base_model: dict[str, Any], *, pool_sizes: Sequence[int] = POOL_
     return pts
 
 
+def paper_base(base_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's base config: the run's own when it is a paper-family run, else the paper
+    family at its former default (m = 6, kernel 11) with the recipe it was measured with
+    (:data:`trainer.train.PAPER_FAMILY_TRAIN`), on the run's data and split. The sweep is the
+    paper's m/n dial; the flight family has its own table (``docs/parts/flight.md``)."""
+    from trainer.model import PAPER_DEFAULT, ModelConfig
+    from trainer.train import PAPER_FAMILY_TRAIN
+
+    if ModelConfig.from_dict(base_cfg["model"]).arch == "paper":
+        return base_cfg
+    return {**base_cfg, "model": PAPER_DEFAULT.to_dict(), "train": PAPER_FAMILY_TRAIN.to_dict()}
+
+
 def _norm_train(d: dict[str, Any]) -> dict[str, Any]:
     from trainer.train import TrainConfig
 
@@ -125,7 +138,7 @@ def train_point(base_run: Path, m: int, n: int, out: Path, data_root: Path | Non
     from trainer.run import DataConfig, read_run_config, train_run
     from trainer.train import TrainConfig
 
-    cfg = read_run_config(base_run)
+    cfg = paper_base(read_run_config(base_run))
     d = cfg["data"]
     root = str(data_root) if data_root is not None else d["root"]
     data = DataConfig(root=root, dataset=d.get("dataset", "rruff-raw"),
@@ -150,11 +163,13 @@ def ensure_points(points: Sequence[tuple[int, int]], base_run: Path, *, skip_tra
     Returns one dict per point: ``m``, ``n``, ``run``, ``model`` (None when missing),
     ``reused_run``, ``status``.
     """
-    base_cfg = json.loads((base_run / "config.json").read_text())
+    own_cfg = json.loads((base_run / "config.json").read_text())
+    base_cfg = paper_base(own_cfg)
     have = find_runs(base_cfg, runs_root)
-    # the default run itself stands for its own point (not an identical copy of it)
-    have[(int(base_cfg["model"]["pool_size"]), int(base_cfg["model"]["pool_layers"]))] = \
-        Path(base_run)
+    if base_cfg is own_cfg:
+        # the default run itself stands for its own point (not an identical copy of it)
+        have[(int(base_cfg["model"]["pool_size"]), int(base_cfg["model"]["pool_layers"]))] = \
+            Path(base_run)
     out = []
     for m, n in points:
         name = f"m{m}_n{n}"

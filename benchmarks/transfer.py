@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,10 @@ def pretrain(work: Path, *, n_base: int, min_spectra: int, seed: int, data_root:
 
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
     from trainer.model import ModelConfig
-    from trainer.train import TrainConfig, train_model
+    from trainer.train import PAPER_FAMILY_TRAIN, train_model
 
-    mc, tc = ModelConfig(pool_size=pool_size), TrainConfig(seed=seed)
+    mc = ModelConfig(arch="paper", pool_size=pool_size)
+    tc = replace(PAPER_FAMILY_TRAIN, seed=seed)
     t0 = time.perf_counter()
     res = train_model(ds.X[tr], yb[tr], ds.X[va], yb[va], len(base_labels), mc, tc, log=None)
     log(f"pretrained in {time.perf_counter() - t0:.0f} s ({res.epochs_run} epochs)")

@@ -36,6 +36,7 @@ from edge_runtime.interpreter import (
     check_tensor,
     get_output_float,
     make_interpreter,
+    run_int8_batch,
     set_input_int8,
 )
 from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
@@ -233,10 +234,11 @@ class Classifier:
     def features_batch(self, X_grid: np.ndarray) -> np.ndarray:
         """:meth:`features` for each row of ``X_grid`` (N, grid points) -> (N, D) float32."""
         X = np.asarray(X_grid, dtype=np.float32)
-        out = np.empty((X.shape[0], self.artifact.feature_dim), dtype=np.float32)
-        for i, x in enumerate(X):
-            out[i] = self.features(x)
-        return out
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise SpectrumError(f"features_batch needs finite spectra of shape (N, points), "
+                                f"got shape {X.shape}")
+        return run_int8_batch(self.interpreter, X, self.artifact.input_q,
+                              {"features": self.artifact.features_q})["features"]
 
     def scores(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities over :attr:`labels` (float64), dequantised features) of one grid

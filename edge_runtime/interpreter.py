@@ -58,13 +58,18 @@ def runtime_name() -> str:
 
 
 def make_interpreter(
-    model_path: str | os.PathLike,
+    model: str | os.PathLike | bytes,
     *,
     num_threads: int = 1,
     edgetpu: bool = False,
     device: str | None = None,
 ) -> Any:
-    """Create a TFLite interpreter for ``model_path`` with its tensors allocated.
+    """Create a TFLite interpreter for ``model`` (a file path or the model's bytes, as
+    pycoral's ``make_interpreter``) with its tensors allocated.
+
+    Every interpreter in the project comes from here: the rover's classifier, the onboard
+    head retrainer, the quantiser's parity gate (which runs the converted bytes before any
+    file is written) and the benchmarks.
 
     ``num_threads``: CPU threads for the kernels (>= 1; one thread by default so latency is
     predictable on a shared rover computer). ``edgetpu=True`` loads the Edge TPU delegate
@@ -74,9 +79,16 @@ def make_interpreter(
     """
     if int(num_threads) < 1:
         raise ModelError(f"num_threads must be >= 1, got {num_threads}")
-    path = os.fspath(model_path)
-    if not os.path.isfile(path):
-        raise ModelError(f"model file {path} does not exist")
+    content: bytes | None = None
+    if isinstance(model, bytes | bytearray | memoryview):
+        content = bytes(model)
+        path = "<model bytes>"
+        if not content:
+            raise ModelError("the model bytes are empty; expected a TFLite flatbuffer")
+    else:
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise ModelError(f"model file {path} does not exist")
     interpreter_cls, load_delegate, name = _runtime()
     delegates = []
     if edgetpu:
@@ -94,8 +106,9 @@ def make_interpreter(
                 "--edgetpu on the CPU"
             ) from None
     try:
+        source = {"model_content": content} if content is not None else {"model_path": path}
         interpreter = interpreter_cls(
-            model_path=path,
+            **source,
             num_threads=int(num_threads),
             experimental_delegates=delegates or None,
         )
@@ -198,3 +211,65 @@ def check_tensor(interpreter: Any, qp: QuantParams, *, output: bool) -> None:
             return
     have = sorted(int(d["index"]) for d in details)
     raise ModelError(f"the model has no {kind} tensor with index {qp.index} (has {have})")
+
+
+def tensor_quant(detail: dict[str, Any], name: str = "") -> QuantParams:
+    """:class:`QuantParams` of one ``get_input_details()``/``get_output_details()`` entry."""
+    scale, zero_point = detail["quantization"]
+    return QuantParams(index=int(detail["index"]), scale=float(scale),
+                       zero_point=int(zero_point),
+                       shape=tuple(int(s) for s in detail["shape"]),
+                       dtype=np.dtype(detail["dtype"]).name, name=name)
+
+
+def model_tensors(interpreter: Any, output_names: tuple[str, ...] = ("probs", "features"),
+                  ) -> tuple[QuantParams, dict[str, QuantParams]]:
+    """``(input, {output name: params})`` read from the converted model itself.
+
+    Outputs are found by the signature's names (``probs``, ``features``); a model without a
+    named signature falls back to telling them apart by width (features are wider than the
+    class probabilities only in the paper family, so the signature is what the exporter
+    relies on). Used by the exporter to write the manifest's ``quantization`` section, so
+    the rover reads back exactly what the converter produced.
+    """
+    inputs = interpreter.get_input_details()
+    if len(inputs) != 1:
+        raise ModelError(f"expected one input tensor, found {len(inputs)}")
+    details = {int(d["index"]): d for d in interpreter.get_output_details()}
+    sigs = interpreter.get_signature_list() if hasattr(interpreter, "get_signature_list") else {}
+    outs: dict[str, int] = {}
+    if sigs:
+        runner = interpreter.get_signature_runner(next(iter(sigs)))
+        outs = {k: int(v["index"]) for k, v in runner.get_output_details().items()}
+    if set(output_names) <= set(outs):
+        chosen = {k: details[outs[k]] for k in output_names}
+    else:
+        if len(details) != len(output_names):
+            raise ModelError(f"expected {len(output_names)} outputs "
+                             f"({', '.join(output_names)}), found {len(details)}")
+        ordered = sorted(details.values(), key=lambda d: int(d["shape"][-1]))
+        chosen = dict(zip(output_names, ordered, strict=True))
+    return (tensor_quant(inputs[0], "spectrum"),
+            {k: tensor_quant(d, k) for k, d in chosen.items()})
+
+
+def run_int8_batch(interpreter: Any, X: np.ndarray, input_q: QuantParams,
+                   outputs: dict[str, QuantParams]) -> dict[str, np.ndarray]:
+    """Run every row of ``X`` (N, points) through the int8 model, one invoke per spectrum.
+
+    The rover's own path: :func:`set_input_int8` (quantise), ``invoke``,
+    :func:`get_output_float` (dequantise) for each named output. Returns
+    ``{name: float32 (N, width)}``. The parity gate, the exemplar bank, the head retrainer and
+    the benchmarks all call this, so what the gate judged is what flies.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != input_q.shape[-1]:
+        raise ModelError(f"expected spectra of shape (N, {input_q.shape[-1]}), got {X.shape}")
+    res = {k: np.empty((X.shape[0], int(np.prod(q.shape[1:]))), dtype=np.float32)
+           for k, q in outputs.items()}
+    for i, row in enumerate(X):
+        set_input_int8(interpreter, row, input_q)
+        interpreter.invoke()
+        for k, q in outputs.items():
+            res[k][i] = get_output_float(interpreter, q).reshape(-1)
+    return res

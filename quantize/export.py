@@ -209,91 +209,56 @@ def convert(saved_model_dir: str | os.PathLike, precision: str = "int8",
 
 
 class TFLiteRunner:
-    """Run a TFLite model (file or bytes) with ``ai_edge_litert``, one spectrum per invoke.
+    """A converted TFLite model (file or bytes) run exactly as the rover runs it.
 
-    Inputs are quantised with the model's input scale/zero-point when it is integer, outputs
-    dequantised; :meth:`run` returns float arrays keyed by signature output name.
+    The interpreter comes from :func:`edge_runtime.interpreter.make_interpreter` and full-int8
+    models go through :func:`edge_runtime.interpreter.run_int8_batch` (the rover's
+    quantise / invoke / dequantise code), so the parity gate judges the flight path itself.
+    Float comparison variants (``model_float32.tflite``, ground only) take float input.
     """
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from edge_runtime.interpreter import make_interpreter
 
-        if isinstance(model, bytes | bytearray):
-            self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-        else:
-            self.interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        self.interpreter = make_interpreter(model, num_threads=num_threads)
         self.input = self.interpreter.get_input_details()[0]
-        details = {d["index"]: d for d in self.interpreter.get_output_details()}
-        sigs = self.interpreter._get_full_signature_list() or {}
-        outs: dict[str, int] = {}
-        if sigs:
-            outs = dict(next(iter(sigs.values()))["outputs"])
-        self.outputs: dict[str, dict] = {}
-        if set(OUTPUT_NAMES) <= set(outs):
-            self.outputs = {k: details[outs[k]] for k in OUTPUT_NAMES}
-        else:  # no named signature: tell the outputs apart by shape (features are wider)
-            ds = sorted(details.values(), key=lambda d: int(d["shape"][-1]))
-            if len(ds) != 2:
-                raise ModelError(f"expected 2 outputs (probs, features), found {len(ds)}")
-            self.outputs = {"probs": ds[0], "features": ds[1]}
+        self.integer = np.dtype(self.input["dtype"]).kind != "f"
+        if self.integer:
+            from edge_runtime.interpreter import model_tensors
 
-    @staticmethod
-    def _quant(d: dict) -> tuple[float, int]:
-        scale, zp = d["quantization"]
-        return float(scale), int(zp)
-
-    def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Float spectrum -> the input tensor's dtype (int8 via scale/zero-point)."""
-        dt = np.dtype(self.input["dtype"])
-        if dt.kind == "f":
-            return np.asarray(x, dtype=dt)
-        scale, zp = self._quant(self.input)
-        info = np.iinfo(dt)
-        q = np.round(np.asarray(x, dtype=np.float64) / scale) + zp
-        return np.clip(q, info.min, info.max).astype(dt)
-
-    def dequantize(self, name: str, q: np.ndarray) -> np.ndarray:
-        """Raw output tensor -> float32."""
-        d = self.outputs[name]
-        if np.dtype(d["dtype"]).kind == "f":
-            return np.asarray(q, dtype=np.float32)
-        scale, zp = self._quant(d)
-        return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
+            self.input_q, self.outputs_q = model_tensors(self.interpreter, OUTPUT_NAMES)
+        else:
+            outs = self.interpreter.get_signature_runner().get_output_details()
+            self.float_outputs = {k: int(outs[k]["index"]) for k in OUTPUT_NAMES}
 
     def run(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs for every row of ``X`` (N, n_points): ``{"probs": (N,K), "features": ...}``."""
         X = np.asarray(X, dtype=np.float32)
-        it = self.interpreter
-        res: dict[str, list[np.ndarray]] = {k: [] for k in self.outputs}
-        for row in X:
-            it.set_tensor(self.input["index"], self.quantize_input(row[None, :]))
-            it.invoke()
-            for k, d in self.outputs.items():
-                res[k].append(self.dequantize(k, it.get_tensor(d["index"])[0]))
-        shapes = {k: tuple(int(v) for v in d["shape"][1:]) for k, d in self.outputs.items()}
-        return {k: (np.stack(v) if v else np.zeros((0, *shapes[k]), np.float32))
-                for k, v in res.items()}
+        if self.integer:
+            from edge_runtime.interpreter import run_int8_batch
 
-    def tensor_entry(self, d: dict, name: str) -> dict[str, Any]:
-        """Manifest ``quantization`` entry of one tensor."""
-        scale, zp = self._quant(d)
-        return {
-            "index": int(d["index"]),
-            "name": name,
-            "tensor_name": str(d["name"]),
-            "shape": [int(v) for v in d["shape"]],
-            "dtype": np.dtype(d["dtype"]).name,
-            "scale": scale,
-            "zero_point": zp,
-        }
+            return run_int8_batch(self.interpreter, X, self.input_q, self.outputs_q)
+        it = self.interpreter
+        res: dict[str, list[np.ndarray]] = {k: [] for k in self.float_outputs}
+        for row in X:
+            it.set_tensor(self.input["index"], row[None, :])
+            it.invoke()
+            for k, idx in self.float_outputs.items():
+                res[k].append(np.array(it.get_tensor(idx)[0], dtype=np.float32))
+        return {k: np.stack(v) for k, v in res.items()}
 
     def quantization_section(self) -> dict[str, Any]:
-        """``{"input": {...}, "outputs": {"probs": {...}, "features": {...}}}``."""
-        return {
-            "input": self.tensor_entry(self.input, INPUT_NAME),
-            "outputs": {k: self.tensor_entry(d, k) for k, d in self.outputs.items()},
-        }
+        """``{"input": {...}, "outputs": {"probs": {...}, "features": {...}}}``: the
+        manifest's entries, read back from the converted model."""
+        if not self.integer:
+            raise ModelError("only a full-int8 model has a quantization section")
+
+        def entry(q: Any) -> dict[str, Any]:
+            return {"index": q.index, "name": q.name, "shape": list(q.shape), "dtype": q.dtype,
+                    "scale": q.scale, "zero_point": q.zero_point}
+
+        return {"input": entry(self.input_q),
+                "outputs": {k: entry(q) for k, q in self.outputs_q.items()}}
 
 
 # ----------------------------------------------------------------------------- placement
@@ -360,10 +325,13 @@ def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / denom
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def _head_probs(features: np.ndarray, W: np.ndarray, b: np.ndarray,
+                labels: list[str] | None) -> np.ndarray:
+    """The rover's base classification: its float head (``HeadWeights.probs``) on features."""
+    from edge_runtime.artifact import HeadWeights
+
+    names = labels if labels is not None else [str(i) for i in range(W.shape[1])]
+    return HeadWeights(W=W, b=b, labels=tuple(names)).probs(features)
 
 
 def export_artifact(
@@ -446,7 +414,7 @@ def export_artifact(
     W, b = (np.asarray(w, dtype=np.float32) for w in model.get_layer("probs").get_weights())
     feat_dim = int(W.shape[0])
     # the float head on the dequantised int8 features (the rover's retrained-head path)
-    head_probs = _softmax(q["features"].astype(np.float64) @ W + b)
+    head_probs = _head_probs(q["features"], W, b, labels)
     parity = parity_report(ref["probs"], q["probs"], test_y)
     head_parity = parity_report(ref["probs"], head_probs, test_y)
     gated = parity if config.gate_on == "probs" else head_parity
@@ -502,7 +470,7 @@ def export_artifact(
 
     val_q = runner.run(val_X)
     val_probs = (val_q["probs"] if config.gate_on == "probs"
-                 else _softmax(val_q["features"].astype(np.float64) @ W + b))
+                 else _head_probs(val_q["features"], W, b, labels))
     unknown = calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr)
     unknown["split"] = "val"
 
@@ -608,7 +576,7 @@ def calibration_sweep(
                 runner = TFLiteRunner(blob)
                 q = runner.run(test_X)
                 p = parity_report(ref["probs"], q["probs"], test_y)
-                head = _softmax(q["features"].astype(np.float64) @ W + b)
+                head = _head_probs(q["features"], W, b, None)
                 top = q["probs"].max(axis=1, keepdims=True)
                 row = {
                     "size": "all" if size is None else int(size),
@@ -620,7 +588,7 @@ def calibration_sweep(
                     "agreement": p.agreement,
                     "head_agreement": float(np.mean(head.argmax(1) == ref["probs"].argmax(1))),
                     "ties": float(np.mean(np.sum(q["probs"] == top, axis=1) > 1)),
-                    "input_scale": float(runner.input["quantization"][0]),
+                    "input_scale": float(runner.input_q.scale),
                     "convert_s": sec,
                 }
                 say(f"calib {row['size']} seed {seed}: agreement {100 * p.agreement:.1f}%, "

@@ -96,7 +96,7 @@ def train_tiny(data: SyntheticData, *, activation: str = "leaky_relu", epochs: i
     from trainer.model import ModelConfig, build_model
 
     keras.utils.set_random_seed(seed)
-    cfg = ModelConfig(dense_units=dense_units, activation=activation)
+    cfg = ModelConfig(arch="paper", dense_units=dense_units, activation=activation)
     model = build_model(len(data.labels), cfg)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])

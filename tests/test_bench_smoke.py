@@ -166,7 +166,7 @@ def test_sweep_grid_and_run_matching(tmp_path):
     from trainer.model import ModelConfig
     from trainer.train import TrainConfig
 
-    base_model = ModelConfig().to_dict()
+    base_model = ModelConfig(arch="paper").to_dict()
     pts = sweep.grid_points({**base_model, "pool_layers": 3}, n_classes=97)
     assert {(m, 3) for m in sweep.POOL_SIZES} <= set(pts)
     assert (2, 1) not in pts and (64, 1) in pts  # n=1, m=2 has 91 M weights: left out

@@ -44,7 +44,7 @@ def converted(tmp_path_factory, synthetic_data):
     Xtr, _ = synthetic_data.part("train")
     files = {}
     for act in ("relu", "prelu"):
-        model = build_model(4, ModelConfig(dense_units=32, activation=act))
+        model = build_model(4, ModelConfig(arch="paper", dense_units=32, activation=act))
         sm = out / f"sm_{act}"
         export_saved_model(dual_output_model(model), sm, 1392)
         files[act] = out / f"{act}.tflite"

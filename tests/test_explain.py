@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,13 @@ def tiny_run(tmp_path_factory, shared_data_root) -> Path:
     from trainer.run import DataConfig, train_run
     from trainer.train import TrainConfig
 
+    PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
+
     data = DataConfig(root=str(shared_data_root), minerals=MINERALS,
                       cache_dir=str(REPO / ".cache" / "ramanedge"))
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train_run(out, data, ModelConfig(pool_size=16, dense_units=16),
-              TrainConfig(epochs=2, batch_size=16), log=None)
+    train_run(out, data, ModelConfig(arch="paper", pool_size=16, dense_units=16),
+              PlainTC(epochs=2, batch_size=16), log=None)
     return out
 
 

@@ -275,7 +275,8 @@ def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -
 
     Xte, yte = synthetic_data.part("test")
     with pytest.raises(ModelError, match="no layers named 'probs' and 'features'"):
-        export_artifact(model, labels=list(synthetic_data.labels), model_config=ModelConfig(),
+        export_artifact(model, labels=list(synthetic_data.labels),
+                        model_config=ModelConfig(arch="paper"),
                         calib_X=Xte, val_X=Xte, test_X=Xte, test_y=yte, out_dir=tmp_path / "o")
 
 
@@ -429,7 +430,7 @@ def real_setup(shared_data_root: Path, tmp_path_factory):
     split = make_split(ds, "grouped", seed=0)
     tr, va, te = (split == s for s in ("train", "val", "test"))
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(dense_units=128)
+    cfg = ModelConfig(arch="paper", dense_units=128)
     model = build_model(len(ds.labels), cfg)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     model.fit(ds.X[tr], ds.y[tr], epochs=15, batch_size=32, verbose=0)

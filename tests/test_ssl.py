@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ from trainer.ssl import (
 )
 from trainer.train import PAPER_TRAIN, TrainConfig
 
+#: the plain training loop (no teachers, no distillation) that these tests exercise
+PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
+
 REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
-TINY = ModelConfig(pool_size=16, dense_units=16)
+TINY = ModelConfig(arch="paper", pool_size=16, dense_units=16)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +99,7 @@ def test_hidden_labels_never_reach_training(real) -> None:
     rng = np.random.default_rng(1)
     y_other[~mask] = rng.integers(0, 3, size=(~mask).sum())  # different hidden labels
     assert not np.array_equal(y, y_other)
-    tc = TrainConfig(epochs=1, batch_size=32, monitor="val_loss")
+    tc = PlainTC(epochs=1, batch_size=32, monitor="val_loss")
     cfg = SSLConfig(method="sgan", labelled_fraction=0.3, sgan_epochs=1)
     w = []
     for labels in (y, y_other):
@@ -211,7 +215,7 @@ def test_tiny_ssl_run_on_real_spectra_quantizes(method, tmp_path, shared_data_ro
     lines: list[str] = []
     cfg = SSLConfig(method=method, labelled_fraction=0.3, pretrain_epochs=1, sgan_epochs=1,
                     pretrain_batch=32)
-    out = ssl_train_run(tmp_path / "run", data, TINY, TrainConfig(epochs=1, batch_size=16),
+    out = ssl_train_run(tmp_path / "run", data, TINY, PlainTC(epochs=1, batch_size=16),
                         cfg, log=lines.append)
     assert any(("pretrain" if method == "contrastive" else "sgan") in s for s in lines)
     conf = json.loads((out / "config.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ from ramanedge.grid import shift_spectra
 from trainer.augment import AugmentConfig, augment_batch, shift_rows
 from trainer.model import ModelConfig
 from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
+
+#: the plain training loop (no teachers, no distillation) that these tests exercise
+PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
 
 
 def synthetic(n_classes: int = 4, per_class: int = 12, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -96,15 +100,16 @@ def test_paper_recipe_is_the_papers() -> None:
 
 
 def test_train_config_round_trip() -> None:
-    tc = TrainConfig(epochs=7, augment=AugmentConfig(shift_cm=3), monitor="val_accuracy")
+    tc = PlainTC(epochs=7, augment=AugmentConfig(shift_cm=3), monitor="val_accuracy")
     assert TrainConfig.from_dict(tc.to_dict()) == tc
     with pytest.raises(ValueError):
-        TrainConfig(monitor="loss")
+        PlainTC(monitor="loss")
 
 
 # ------------------------------------------------------------------ training
 
-TINY = ModelConfig(pool_size=8, dense_units=32, dropout=0.2, filters=(8, 16, 16), kernel_size=5)
+TINY = ModelConfig(arch="paper", pool_size=8, dense_units=32, dropout=0.2, filters=(8, 16, 16),
+                   kernel_size=5)
 
 
 @pytest.mark.slow
@@ -112,7 +117,7 @@ def test_training_learns_and_is_reproducible() -> None:
     X, y = synthetic(4, 12)
     idx = np.random.default_rng(0).permutation(len(y))
     tr, va = idx[:36], idx[36:]
-    tc = TrainConfig(epochs=5, batch_size=8, seed=3,
+    tc = PlainTC(epochs=5, batch_size=8, seed=3,
                      augment=AugmentConfig(shift_cm=2, background=0.5, noise_std=0.01))
     lines: list[str] = []
     r1 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=lines.append)
@@ -121,7 +126,7 @@ def test_training_learns_and_is_reproducible() -> None:
     assert r1.history["loss"][-1] < r1.history["loss"][0]
     for a, b in zip(r1.model.get_weights(), r2.model.get_weights(), strict=True):
         assert np.array_equal(a, b)  # same seed, same data -> bit-identical on this machine
-    r3 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, TrainConfig(epochs=1, seed=4), log=None)
+    r3 = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, PlainTC(epochs=1, seed=4), log=None)
     assert not np.array_equal(r1.model.get_weights()[0], r3.model.get_weights()[0])
 
 
@@ -145,15 +150,15 @@ def test_fixed_schedule_runs_exactly_its_epochs_with_its_rates() -> None:
     X, y = synthetic(3, 6)
     sched = [1e-3, 1e-3, 5e-4]
     # validation = 2 training spectra: only logged, never used for stopping or selection
-    r = train_model(X, y, X[:2], y[:2], 3, TINY, TrainConfig(epochs=50, seed=1),
+    r = train_model(X, y, X[:2], y[:2], 3, TINY, PlainTC(epochs=50, seed=1),
                     schedule=sched, log=None)
     assert r.epochs_run == 3 and r.best_epoch == 3
     assert r.history["lr"] == pytest.approx(sched)
     assert float(r.model.optimizer.learning_rate.numpy()) == pytest.approx(5e-4)
     with pytest.raises(ValueError, match="schedule"):
-        train_model(X, y, X, y, 3, TINY, TrainConfig(), schedule=[], log=None)
+        train_model(X, y, X, y, 3, TINY, PlainTC(), schedule=[], log=None)
     with pytest.raises(ValueError, match="schedule"):
-        train_model(X, y, X, y, 3, TINY, TrainConfig(), schedule=[1e-3, 0.0], log=None)
+        train_model(X, y, X, y, 3, TINY, PlainTC(), schedule=[1e-3, 0.0], log=None)
 
 
 def test_init_weights_start_training_from_given_weights() -> None:
@@ -164,11 +169,11 @@ def test_init_weights_start_training_from_given_weights() -> None:
     start.set_weights([np.full_like(w, 0.01) for w in start.get_weights()])
     w0 = start.get_weights()
     # a learning rate of ~0: the trained weights must still be the given ones
-    r = train_model(X, y, X, y, 3, TINY, TrainConfig(epochs=1, learning_rate=1e-12),
+    r = train_model(X, y, X, y, 3, TINY, PlainTC(epochs=1, learning_rate=1e-12),
                     init_weights=w0, log=None)
     for a, b in zip(r.model.get_weights(), w0, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    r2 = train_model(X, y, X, y, 3, TINY, TrainConfig(epochs=1, learning_rate=1e-12), log=None)
+    r2 = train_model(X, y, X, y, 3, TINY, PlainTC(epochs=1, learning_rate=1e-12), log=None)
     assert not np.allclose(r2.model.get_weights()[0], w0[0])
 
 
@@ -187,8 +192,8 @@ def real_run(tmp_path_factory, shared_data_root):
                       cache_dir=str(REPO / ".cache" / "ramanedge"))
     out = tmp_path_factory.mktemp("runs") / "tiny"
     lines: list[str] = []
-    train_run(out, data, ModelConfig(pool_size=16, dense_units=64),
-              TrainConfig(epochs=2, batch_size=16), log=lines.append)
+    train_run(out, data, ModelConfig(arch="paper", pool_size=16, dense_units=64),
+              PlainTC(epochs=2, batch_size=16), log=lines.append)
     return out, lines
 
 
@@ -214,7 +219,7 @@ def test_train_run_writes_a_loadable_run(real_run) -> None:
 
     run = load_run(out)
     assert run.labels == sorted(REAL_MINERALS)
-    assert run.model_config == ModelConfig(pool_size=16, dense_units=64)
+    assert run.model_config == ModelConfig(arch="paper", pool_size=16, dense_units=64)
     assert run.train_config.epochs == 2
     assert set(np.unique(run.split)) == {"train", "val", "test"}
     Xte, yte = run.subset("test")

@@ -16,7 +16,7 @@ import click
 
 from ramanedge.errors import RamanEdgeError
 from ramanedge.paths import default_data_root
-from trainer.model import ACTIVATIONS, ModelConfig
+from trainer.model import ACTIVATIONS, ARCHS, ModelConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,6 +68,25 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 
 @click.command("train")
 @_data_options
+@click.option("--arch", type=click.Choice(ARCHS), default=None,
+              help="flight: the flight architecture (default); paper: the paper's LeNet-like "
+                   "CNN (Flatten -> Dense(2048)), dialled with -m/-n.")
+@click.option("--filters", default=None, metavar="C1,C2,...",
+              help="Channels of the conv blocks, e.g. 16,32,48,64,96.")
+@click.option("--reduce-channels", type=int, default=None,
+              help="flight: channels of the 1x1 conv before Flatten (0 = none).")
+@click.option("--separable/--no-separable", default=None,
+              help="flight: depthwise-separable convs after the first block.")
+@click.option("--batch-norm/--no-batch-norm", default=None, help="flight: BatchNorm after convs.")
+@click.option("--teacher", "teachers", multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder of a teacher trained on the same split (repeatable: the mean of "
+                   "several is the teacher); distils its answers into this model.")
+@click.option("--teachers", "n_teachers", type=int, default=None,
+              help="Teacher models to train first and distil (mean of N; default 3 for the "
+                   "flight recipe, 0 = no distillation).")
+@click.option("--distill", type=float, default=None,
+              help="Weight of the teachers' probabilities in the targets [default 0.5].")
 @click.option("--pool-size", "-m", type=int, default=None, help="Pooling size m.")
 @click.option("--pool-layers", "-n", type=int, default=None, help="Number of pooling layers n.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
@@ -88,8 +107,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
 @click.option("--recipe", type=click.Choice(["default", "paper"]), default="default",
               show_default=True,
-              help="Base recipe: the project default, or the paper's exactly (m=8, kernel 5, "
-                   "patience 3/5 on val loss, no augmentation); other options override it.")
+              help="Base recipe: the project default (flight architecture and training), or "
+                   "the paper's exactly (m=8, kernel 5, patience 3/5 on val loss, no "
+                   "augmentation); other options override it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Run folder to write, e.g. runs/NAME.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
@@ -99,28 +119,46 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--ssl", type=click.Choice(["none", "contrastive", "sgan"]), default="none",
               show_default=True, help="Use the unlabelled rest: contrastive pretraining or SGAN.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
+          arch, filters, reduce_channels, separable, batch_norm, teachers, n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, recipe, out,
           overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
-    """Train the pooled 1D CNN and write a run folder (model, labels, config, metrics)."""
+    """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_MODEL
     from trainer.run import check_output_folder, train_run
-    from trainer.train import RECIPES
+    from trainer.train import PAPER_TRAIN, TrainConfig
 
     data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
                         cache_dir)
+    try:
+        filt = None if filters is None else tuple(int(f) for f in filters.split(","))
+    except ValueError:
+        raise OptionError(f"--filters must be comma-separated integers, got {filters!r}") \
+            from None
     model_kw = {k: v for k, v in dict(pool_size=pool_size, pool_layers=pool_layers,
                                       activation=activation, kernel_size=kernel_size,
-                                      dense_units=dense_units, dropout=dropout).items()
+                                      dense_units=dense_units, dropout=dropout, filters=filt,
+                                      reduce_channels=reduce_channels, separable=separable,
+                                      batch_norm=batch_norm).items()
                 if v is not None}
     train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, monitor=monitor,
-                                      class_weighting=class_weights, seed=seed).items()
+                                      class_weighting=class_weights, seed=seed,
+                                      distill=distill, teachers=n_teachers).items()
                 if v is not None}
     try:
-        mc = replace(PAPER_MODEL if recipe == "paper" else ModelConfig(), **model_kw)
-        tc = replace(RECIPES[recipe], **train_kw)
+        if recipe == "paper":
+            if arch == "flight":
+                raise ValueError("--recipe paper is the paper's network; it takes no "
+                                 "--arch flight")
+            base = PAPER_MODEL
+        else:
+            base = ModelConfig(arch=arch or "flight")
+        mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
+        tc = replace(PAPER_TRAIN if recipe == "paper" else TrainConfig(), **train_kw)
+        if n_teachers == 0 and distill is None:
+            tc = replace(tc, distill=0.0)
         if augment is not None:
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:
@@ -131,7 +169,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
 
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              log=None if quiet else _echo)
-    train_run(out, data, mc, tc, overwrite=overwrite, log=None if quiet else _echo)
+    train_run(out, data, mc, tc, teachers=tuple(teachers), overwrite=overwrite,
+              log=None if quiet else _echo)
 
 
 def _print_metrics(res: dict, title: str) -> None:

@@ -1,100 +1,203 @@
-"""The paper's LeNet-like 1D CNN with pooling size ``m`` and ``n`` pooling layers.
+"""The CNN families: the paper's LeNet-like reference and the flight architecture.
 
-Three blocks Conv1D(16/32/64) + activation (+ MaxPool(m) for the first ``n`` blocks),
-Flatten, Dense(2048) + activation, Dropout, Dense(K) softmax. ``padding="same"`` pooling
-lets any ``m`` up to 64 build on 1392 points. The Dense(2048) activation output is named
-``features``: it is the frozen backbone's output that the onboard head retrainer uses.
+``arch="paper"``: the paper's network exactly (Soysal et al. 2025): three blocks
+Conv1D(16/32/64) + activation (+ MaxPool(m) for the first ``n`` blocks), Flatten,
+Dense(2048) + activation, Dropout, Dense(K) softmax. ``padding="same"`` pooling lets any
+``m`` up to 64 build on 1392 points. Flatten -> Dense holds ~98 % of its weights, so the pool
+size sets its size, its shift tolerance and its resolution at once.
+
+``arch="flight"`` (the project default, chosen on validation: ``docs/parts/flight.md``): more
+and narrower conv blocks, each Conv1D (depthwise-separable after the first when
+``separable``) + BatchNorm + ReLU + MaxPool(``pool_size``), a 1x1 conv that *reduces* the
+channels before Flatten (peak position survives, the Dense input stays small), then
+Dense(``dense_units``) + ReLU as the feature layer. Its size does not grow with resolution:
+the 1x1 reduction, not the pool size, sets the Dense input. ReLU (or PReLU) only, so every op
+maps to the Edge TPU; BatchNorm folds into the convs at conversion.
+
+In both families the penultimate activation is the layer ``features`` (the frozen backbone's
+output the onboard head retrainer and the unknown rule use) and the softmax layer is
+``probs``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ramanedge.grid import GRID_POINTS
 
+ARCHS = ("flight", "paper")
 ACTIVATIONS = ("leaky_relu", "relu", "prelu")
 FEATURES_LAYER = "features"
 PROBS_LAYER = "probs"
+BN_MOMENTUM = 0.9
+"""BatchNorm moving-average momentum: 0.9 instead of Keras' 0.99, because an epoch of
+rruff-raw is only ~25 steps and the moving statistics (what inference and int8 use) must
+settle within a few epochs for validation-based early stopping to see the real model."""
+
+#: Per-architecture defaults of the fields left as ``None``.
+ARCH_DEFAULTS: dict[str, dict] = {
+    # The paper family at the project's former default (m = 6, kernel 11, LeakyReLU).
+    "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
+                  kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
+                  separable=False, batch_norm=False),
+    # The flight default (docs/parts/flight.md).
+    "flight": dict(pool_size=2, pool_layers=5, activation="relu",
+                   filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
+                   reduce_channels=24, separable=True, batch_norm=True),
+}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture hyper-parameters, stored with every run and in the manifest.
 
-    The defaults are the project's default model (``make demo``; chosen on the validation
-    split, see ``docs/parts/results_training.md``): m = 6, n = 3 (flatten 7 x 64 = 448,
-    1.15 M weights for 97 minerals), LeakyReLU, Conv1D kernel 11 (the paper's family with a
-    wider kernel than the skeleton's 5: more accurate and more shift-tolerant).
-    ``PAPER_MODEL`` is the skeleton's reading of the paper (m = 8, kernel 5).
+    ``ModelConfig()`` is the flight default; ``ModelConfig(arch="paper")`` the paper family at
+    m = 6 (``-m/-n`` dial it). A field left ``None`` takes its architecture's default
+    (:data:`ARCH_DEFAULTS`). ``reduce_channels`` (flight: 1x1 conv before Flatten, 0 = none),
+    ``separable`` (flight: depthwise-separable convs after the first block) and
+    ``batch_norm`` (flight) must stay off for the paper family. :data:`PAPER_MODEL` is the
+    skeleton's reading of the paper (m = 8, kernel 5).
     """
 
-    pool_size: int = 6
-    pool_layers: int = 3
-    activation: str = "leaky_relu"
-    filters: tuple[int, ...] = field(default=(16, 32, 64))
-    kernel_size: int = 11
-    dense_units: int = 2048
-    dropout: float = 0.5
+    arch: str = "flight"
+    pool_size: int | None = None
+    pool_layers: int | None = None
+    activation: str | None = None
+    filters: tuple[int, ...] | None = None
+    kernel_size: int | None = None
+    dense_units: int | None = None
+    dropout: float | None = None
+    reduce_channels: int | None = None
+    separable: bool | None = None
+    batch_norm: bool | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        for k, v in ARCH_DEFAULTS[self.arch].items():
+            if getattr(self, k) is None:
+                object.__setattr__(self, k, v)
+        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
             )
         if not 1 <= self.pool_size <= 64:
             raise ValueError(f"pool_size must be in 1..64, got {self.pool_size}")
+        if not self.filters or min(self.filters) < 1:
+            raise ValueError(f"filters must be positive channel counts, got {self.filters}")
         if not 0 <= self.pool_layers <= len(self.filters):
             raise ValueError(
                 f"pool_layers must be in 0..{len(self.filters)}, got {self.pool_layers}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        if self.kernel_size < 1 or self.dense_units < 1:
+            raise ValueError("kernel_size and dense_units must be >= 1")
+        if self.reduce_channels < 0:
+            raise ValueError(f"reduce_channels must be >= 0, got {self.reduce_channels}")
+        if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm):
+            raise ValueError("reduce_channels, separable and batch_norm belong to the flight "
+                             "architecture; the paper family has none of them")
+        object.__setattr__(self, "separable", bool(self.separable))
+        object.__setattr__(self, "batch_norm", bool(self.batch_norm))
 
     def to_dict(self) -> dict:
-        """JSON-ready form."""
+        """JSON-ready form (every field resolved)."""
         d = asdict(self)
         d["filters"] = list(self.filters)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are rejected by the constructor)."""
+        """Inverse of :meth:`to_dict`; a dict without ``arch`` (runs written before the flight
+        family existed) is the paper family. Unknown keys are rejected by the constructor."""
         d = dict(d)
-        if "filters" in d:
+        d.setdefault("arch", "paper")
+        if "filters" in d and d["filters"] is not None:
             d["filters"] = tuple(d["filters"])
         return cls(**d)
 
+    def describe(self) -> str:
+        """One line naming the architecture, e.g. for training logs."""
+        if self.arch == "paper":
+            return (f"paper CNN m={self.pool_size} n={self.pool_layers} {self.activation}, "
+                    f"kernel {self.kernel_size}, dense {self.dense_units}")
+        return (f"flight CNN {'-'.join(map(str, self.filters))}"
+                f"{' separable' if self.separable else ''}, kernel {self.kernel_size}, "
+                f"pool {self.pool_size} x {self.pool_layers}, reduce {self.reduce_channels}, "
+                f"features {self.dense_units}, {self.activation}")
 
-PAPER_MODEL = ModelConfig(pool_size=8, kernel_size=5)
+
+PAPER_MODEL = ModelConfig(arch="paper", pool_size=8, kernel_size=5)
 """The skeleton's reading of the paper's model (m = 8, kernel 5), for the paper-recipe rows."""
+PAPER_DEFAULT = ModelConfig(arch="paper")
+"""The paper family at the former project default (m = 6, kernel 11, LeakyReLU)."""
+FLIGHT_MODEL = ModelConfig()
+"""The flight default (what ``ramanedge train`` builds and ``make demo`` ships)."""
 
 
-def flatten_size(config: ModelConfig) -> int:
-    """Length of the flattened conv output (the Dense layer's input) without building a model.
-
-    Each of the first ``pool_layers`` blocks pools with ``padding="same"``, i.e. ceil(L / m).
-    """
+def conv_length(config: ModelConfig) -> int:
+    """Spectral length after the conv blocks (``padding="same"`` pooling: ceil(L / m))."""
     length = config.input_points
     for _ in range(config.pool_layers):
         length = -(-length // config.pool_size)
-    return length * config.filters[-1]
+    return length
 
 
-def count_params(config: ModelConfig, n_classes: int) -> int:
-    """Number of weights of :func:`build_model` (``n_classes`` outputs), computed by hand."""
-    total, c_in = 0, 1
-    for f in config.filters:
-        total += config.kernel_size * c_in * f + f
+def flatten_size(config: ModelConfig) -> int:
+    """Length of the flattened conv output (the Dense layer's input) without building a model."""
+    channels = config.reduce_channels or config.filters[-1]
+    return conv_length(config) * channels
+
+
+def _conv_params(config: ModelConfig) -> tuple[int, int]:
+    """(weights, MACs per spectrum) of the conv blocks, BatchNorm folded."""
+    total = macs = 0
+    c_in, length = 1, config.input_points
+    for i, f in enumerate(config.filters):
+        k = config.kernel_size
+        if config.separable and i > 0:
+            w = k * c_in + c_in * f + f  # depthwise (no bias) + pointwise with bias
+            mac = length * (k * c_in + c_in * f)
+        else:
+            w = k * c_in * f + f
+            mac = length * k * c_in * f
+        total += w
+        macs += mac
         if config.activation == "prelu":
             total += f
         c_in = f
+        if i < config.pool_layers:
+            length = -(-length // config.pool_size)
+    if config.reduce_channels:
+        total += c_in * config.reduce_channels + config.reduce_channels
+        macs += length * c_in * config.reduce_channels
+        if config.activation == "prelu":
+            total += config.reduce_channels
+    return total, macs
+
+
+def count_params(config: ModelConfig, n_classes: int) -> int:
+    """Number of inference weights of :func:`build_model` (``n_classes`` outputs), by hand.
+
+    BatchNorm layers are not counted: the converter folds them into the conv weights, so
+    this is the weight count of the exported model (``keras.Model.count_params`` also counts
+    BatchNorm's scale, offset and moving statistics).
+    """
+    total, _ = _conv_params(config)
     total += flatten_size(config) * config.dense_units + config.dense_units
     if config.activation == "prelu":
         total += config.dense_units
     total += config.dense_units * n_classes + n_classes
     return total
+
+
+def count_macs(config: ModelConfig, n_classes: int) -> int:
+    """Multiply-accumulates of one forward pass (convs, dense, head)."""
+    _, macs = _conv_params(config)
+    return macs + flatten_size(config) * config.dense_units + config.dense_units * n_classes
 
 
 def _activation(name: str, layer_name: str, conv: bool):
@@ -108,11 +211,12 @@ def _activation(name: str, layer_name: str, conv: bool):
     return keras.layers.PReLU(shared_axes=[1] if conv else None, name=layer_name)
 
 
-def build_model(n_classes: int, config: ModelConfig = ModelConfig()):
+def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
     """Build (uncompiled) the CNN for ``n_classes`` minerals; returns a ``keras.Model``.
 
     Input: ``(batch, 1392)`` normalised spectra. Output: softmax probabilities
-    (layer ``probs``). Layer ``features`` is the 2048-d penultimate activation.
+    (layer ``probs``). Layer ``features`` is the penultimate activation
+    (``config.dense_units`` wide).
     """
     import keras
 
@@ -120,14 +224,27 @@ def build_model(n_classes: int, config: ModelConfig = ModelConfig()):
         raise ValueError(f"need at least 2 classes, got {n_classes}")
     inp = keras.Input(shape=(config.input_points,), name="spectrum")
     x = keras.layers.Reshape((config.input_points, 1), name="reshape")(inp)
+    bn = config.batch_norm
     for i, f in enumerate(config.filters):
-        x = keras.layers.Conv1D(f, config.kernel_size, padding="same", name=f"conv{i + 1}")(x)
+        if config.separable and i > 0:
+            x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
+                                             use_bias=not bn, name=f"conv{i + 1}")(x)
+        else:
+            x = keras.layers.Conv1D(f, config.kernel_size, padding="same", use_bias=not bn,
+                                    name=f"conv{i + 1}")(x)
+        if bn:
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
         x = _activation(config.activation, f"act{i + 1}", conv=True)(x)
         if i < config.pool_layers:
             x = keras.layers.MaxPooling1D(config.pool_size, padding="same", name=f"pool{i + 1}")(x)
+    if config.reduce_channels:
+        x = keras.layers.Conv1D(config.reduce_channels, 1, use_bias=not bn, name="reduce")(x)
+        if bn:
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_reduce")(x)
+        x = _activation(config.activation, "act_reduce", conv=True)(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(config.dense_units, name="dense")(x)
     x = _activation(config.activation, FEATURES_LAYER, conv=False)(x)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     out = keras.layers.Dense(n_classes, activation="softmax", name=PROBS_LAYER)(x)
-    return keras.Model(inp, out, name="raman_cnn")
+    return keras.Model(inp, out, name=f"raman_cnn_{config.arch}")

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,13 +175,17 @@ def train_run(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
+    teachers: tuple[str | os.PathLike, ...] = (),
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> Path:
     """Train on ``data``'s train split (val for early stopping), evaluate on test, write the run.
 
-    Returns the run folder. Raises :class:`RunError` when ``out`` is a non-empty folder and
-    ``overwrite`` is false (checked before any work), :class:`DataError` for unusable data.
+    ``teachers``: run folders trained on the *same* split (same data set and split hash);
+    their mean probabilities on the clean training spectra become the distillation targets
+    (``train_config.distill``, 0.5 when left at 0). Returns the run folder. Raises
+    :class:`RunError` when ``out`` is a non-empty folder and ``overwrite`` is false (checked
+    before any work) or a teacher does not match, :class:`DataError` for unusable data.
     """
     from trainer.train import train_model
 
@@ -195,12 +199,23 @@ def train_run(
     tr, va, te = (split == s for s in SPLITS)
     if log is not None:
         log(f"split: {int(tr.sum())} train / {int(va.sum())} val / {int(te.sum())} test; model "
-            f"m={model_config.pool_size} n={model_config.pool_layers} "
-            f"{model_config.activation}, flatten {flatten_size(model_config)}, "
+            f"{model_config.describe()}, flatten {flatten_size(model_config)}, "
             f"{count_params(model_config, n_classes):,} parameters")
+    teacher = None
+    extra: dict[str, Any] = {}
+    if teachers:
+        teacher = teacher_probabilities(teachers, ds, split, log=log)
+        train_config = replace(train_config, teachers=0,
+                               distill=train_config.distill or 0.5)
+        extra["teachers"] = [str(Path(t).resolve()) for t in teachers]
+    elif train_config.distill and not train_config.teachers:
+        raise RunError("distill > 0 needs teachers: --teachers N or --teacher RUN_DIR")
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
-                         model_config, train_config, log=log)
-    test = write_run(out, ds, split, data, model_config, train_config, result)
+                         model_config, train_config, teacher_probs=teacher, log=log)
+    if result.teachers:
+        extra["teachers"] = result.teachers
+    test = write_run(out, ds, split, data, model_config, train_config, result,
+                     extra_config=extra)
     if log is not None:
         sh = test["shifts"]
         log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
@@ -208,6 +223,38 @@ def train_run(
             f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
         log(f"run written to {out}")
     return out
+
+
+def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, split: np.ndarray,
+                          log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Mean probabilities of the teacher runs on the training part of ``split`` (N_train, K).
+
+    Each teacher must have been trained on the same data set (labels) and split (sha256):
+    a teacher that saw the student's validation or test spectra would leak them.
+    """
+    from ramanedge.splits import split_sha256
+    from trainer.train import predict_probs
+
+    want = split_sha256(ds, split)
+    tr = split == "train"
+    probs = []
+    for t in teachers:
+        t = Path(t)
+        cfg = read_run_config(t)
+        if cfg.get("split_sha256") != want or read_labels(t) != list(ds.labels):
+            raise RunError(f"teacher {t} was trained on another split or label set than this "
+                           "run; train teachers with the same data options and split")
+        import keras
+
+        try:
+            model = keras.models.load_model(t / "model.keras", compile=False)
+        except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
+            raise RunError(f"cannot load teacher {t / 'model.keras'}: {e}") from None
+        probs.append(predict_probs(model, ds.X[tr]))
+        if log is not None:
+            acc = float(np.mean(probs[-1].argmax(1) == ds.y[tr]))
+            log(f"teacher {t}: train top-1 {100 * acc:.1f}%")
+    return np.mean(probs, axis=0).astype(np.float32)
 
 
 def write_run(

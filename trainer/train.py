@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,10 @@ from trainer.augment import AugmentConfig, augment_batch, split_background
 from trainer.model import ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
+FLIGHT_AUGMENT = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1,
+                               scale=0.1)
+"""The flight recipe's augmentation: shifts up to +-30 cm-1 (the paper's tolerance range),
+swapped fluorescence backgrounds, noise, baseline drift and an intensity ramp."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,22 @@ class TrainConfig:
     class_weighting: bool = True
     seed: int = 0
     deterministic: bool = True
+    distill: float = 0.5
+    """Weight of the teacher's probabilities in the training targets (knowledge distillation;
+    0 = off). With a teacher the target of spectrum i is ``(1 - distill) * onehot(y_i) +
+    distill * teacher_i``, where ``teacher_i`` is the teacher (ensemble mean) on the *clean*
+    training spectrum: the student learns to answer for a shifted / augmented view what the
+    teacher answers for the clean one. Cross-entropy on such soft targets is the KL
+    distillation loss at temperature 1 up to a constant."""
+    teachers: int = 3
+    """Teacher models trained first (same architecture and recipe but
+    :data:`TEACHER_AUGMENT`, seeds ``seed * 1000 + 1 + i``) whose mean probabilities are
+    distilled into this model with weight :attr:`distill` (see :func:`train_teachers`).
+    0 = none, unless teacher runs are passed in."""
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
     validation, best-epoch selection and the saved model use the averaged weights."""
-    augment: AugmentConfig = field(
-        default_factory=lambda: AugmentConfig(shift_cm=12, background=0.5))
+    augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
         if self.monitor not in MONITORS:
@@ -79,6 +94,10 @@ class TrainConfig:
             raise ValueError(f"lr_factor must be in (0, 1], got {self.lr_factor}")
         if self.lr_patience < 1 or self.early_stop_patience < 1:
             raise ValueError("lr_patience and early_stop_patience must be >= 1")
+        if self.teachers < 0:
+            raise ValueError(f"teachers must be >= 0, got {self.teachers}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be in [0, 1], got {self.distill}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if isinstance(self.augment, dict):
@@ -100,9 +119,19 @@ class TrainConfig:
 
 
 PAPER_TRAIN = TrainConfig(epochs=100, lr_patience=3, early_stop_patience=5, monitor="val_loss",
-                          augment=AugmentConfig())
+                          augment=AugmentConfig(), teachers=0, distill=0.0)
 """The paper's recipe: class-weighted CE, Adam 1e-3, LR x0.7 after 3, stop after 5 (val loss)."""
-RECIPES = {"default": TrainConfig(), "paper": PAPER_TRAIN}
+PAPER_FAMILY_TRAIN = TrainConfig(augment=AugmentConfig(shift_cm=12, background=0.5), teachers=0,
+                                 distill=0.0)
+"""The recipe the paper family's sweep and experiments were measured with (the project default
+before the flight model): shift up to 12 cm-1 and swapped backgrounds, patience 5/25 on
+validation accuracy."""
+RECIPES = {"default": TrainConfig(), "paper": PAPER_TRAIN, "paper-family": PAPER_FAMILY_TRAIN}
+
+
+TEACHER_AUGMENT = AugmentConfig(shift_cm=12, background=0.5)
+"""Teachers train with mild shifts: accurate on calibrated spectra, while the student learns
+(with ``shift_cm`` up to 30) to give their clean-spectrum answers for shifted ones."""
 
 
 @dataclass
@@ -114,6 +143,41 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     seconds: float
+    teachers: list[dict[str, float]] = field(default_factory=list)
+    """One summary per teacher trained for distillation (empty without)."""
+
+
+def train_teachers(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    log: Callable[[str], None] | None = print,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Train ``train_config.teachers`` teacher models; return their mean probabilities on the
+    (clean) training spectra and one summary per teacher (seed, epochs, val top-1).
+
+    Teachers see only the training split (validation drives their early stopping), so the
+    distilled student never learns from spectra it is later judged on.
+    """
+    probs, info = [], []
+    for i in range(train_config.teachers):
+        tc = replace(train_config, teachers=0, distill=0.0, augment=TEACHER_AUGMENT,
+                     seed=train_config.seed * 1000 + 1 + i)
+        res = train_model(X_train, y_train, X_val, y_val, n_classes, model_config, tc,
+                          log=None)
+        val = float(np.mean(predict_probs(res.model, X_val).argmax(1) == y_val))
+        probs.append(predict_probs(res.model, X_train))
+        info.append({"seed": tc.seed, "epochs": res.epochs_run, "val_top1": val,
+                     "seconds": round(res.seconds, 1)})
+        if log is not None:
+            log(f"teacher {i + 1}/{train_config.teachers} (seed {tc.seed}): val top-1 "
+                f"{100 * val:.1f}% after {res.epochs_run} epochs ({res.seconds:.0f} s)")
+    return np.mean(probs, axis=0).astype(np.float32), info
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -178,6 +242,7 @@ def train_model(
     *,
     init_weights: list[np.ndarray] | None = None,
     schedule: list[float] | None = None,
+    teacher_probs: np.ndarray | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
@@ -190,6 +255,10 @@ def train_model(
     at its best epoch) trains exactly ``len(schedule)`` epochs with those rates and keeps the
     final weights: no plateau rule, no early stopping, validation only logged (a refit on
     train + validation, see ``benchmarks.accuracy_experiments``).
+    ``teacher_probs`` (N_train, n_classes): a teacher's probabilities on the clean training
+    spectra; with ``train_config.distill > 0`` they are mixed into the targets (see
+    :attr:`TrainConfig.distill`). Without them, ``train_config.teachers`` teachers are trained
+    first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
     """
     import keras
 
@@ -206,14 +275,30 @@ def train_model(
     if X_train.shape[0] != y_train.shape[0] or X_val.shape[0] != y_val.shape[0]:
         raise ValueError("spectra and labels differ in length")
     tc = train_config
+    soft = None
+    teacher_info: list[dict[str, float]] = []
+    if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
+        teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
+                                                     model_config or ModelConfig(), tc,
+                                                     log=log)
+    if tc.distill > 0:
+        if teacher_probs is None:
+            raise ValueError("distill > 0 needs teachers: teachers >= 1 in the config, or the "
+                             "teacher's probabilities on the training spectra (teacher_probs)")
+        teacher = np.asarray(teacher_probs, dtype=np.float32)
+        if teacher.shape != (X_train.shape[0], n_classes) or not np.all(np.isfinite(teacher)):
+            raise ValueError(f"teacher_probs must be finite with shape "
+                             f"({X_train.shape[0]}, {n_classes}), got {teacher.shape}")
+        soft = ((1.0 - tc.distill) * np.eye(n_classes, dtype=np.float32)[y_train]
+                + tc.distill * teacher).astype(np.float32)
     seed_everything(tc.seed, tc.deterministic)
     model = build_model(n_classes, model_config)
     if init_weights is not None:
         model.set_weights(init_weights)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="sparse_categorical_crossentropy" if soft is None else "categorical_crossentropy",
+        metrics=["accuracy" if soft is None else "categorical_accuracy"],
     )
     weights = (class_weights(y_train, n_classes) if tc.class_weighting
                else np.ones(n_classes, dtype=np.float64))
@@ -246,7 +331,8 @@ def train_model(
             xb = augment_batch(xb, tc.augment, rng,
                                bands=None if bands is None else bands[order],
                                backgrounds=backgrounds)
-        yb, wb = y_train[order], sample_w[order]
+        yb = y_train[order] if soft is None else soft[order]
+        wb = sample_w[order]
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)
@@ -254,7 +340,7 @@ def train_model(
             step = model.train_on_batch(xb[sl], yb[sl], sample_weight=wb[sl], return_dict=True)
             nb = yb[sl].shape[0]
             loss_sum += float(step["loss"]) * nb
-            acc_sum += float(step["accuracy"]) * nb
+            acc_sum += float(step["accuracy" if soft is None else "categorical_accuracy"]) * nb
             if ema is not None:
                 for e, w in zip(ema, model.get_weights(), strict=True):
                     e *= tc.ema
@@ -308,4 +394,5 @@ def train_model(
         if ema is not None:
             model.set_weights(ema)
     return TrainResult(model=model, history=history, best_epoch=best_epoch,
-                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start)
+                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start,
+                       teachers=teacher_info)

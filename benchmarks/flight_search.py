@@ -1,0 +1,197 @@
+"""The flight-model search and ablation driver: train named candidates, choose on validation.
+
+Each candidate is a :class:`~trainer.model.ModelConfig` + :class:`~trainer.train.TrainConfig`
+(written out in :data:`CANDIDATES`). For every candidate, split seed and training seed the
+driver trains on the grouped (or random) split, then records validation *and* test top-1 at
+0 / +-15 / +-30 cm-1, weights and MACs, one JSON line each, appended to ``--out``. Choices
+are made on the ``val_*`` columns only; the test columns are reported, never selected on.
+
+    python -m benchmarks.flight_search --data ../shared/data/rruff \\
+        --candidates flight,paper-m6 --split-seeds 0,1,2,3,4 --out runs/flight/search.jsonl
+
+``--summary FILE`` prints mean +- s.d. per candidate of a JSONL file (a markdown table).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+from trainer.augment import AugmentConfig
+from trainer.model import PAPER_DEFAULT, ModelConfig, count_macs, count_params
+from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
+
+FLIGHT_AUG = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1, scale=0.1)
+
+#: the first flight candidate ("flight" below); the rows record every resolved field
+_F = ModelConfig(arch="flight", pool_size=2, pool_layers=5, activation="relu",
+                 filters=(16, 32, 48, 64, 96), kernel_size=7, dense_units=128, dropout=0.3,
+                 reduce_channels=16, separable=True, batch_norm=True)
+_T = PAPER_FAMILY_TRAIN  # shift 12 + backgrounds, no teachers: the levers are switched on below
+#: name -> (model config, train config). The ablation rows switch one lever off each.
+CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "paper-m6": (PAPER_DEFAULT, _T),
+    "paper-m6-relu-aug30": (replace(PAPER_DEFAULT, activation="relu"),
+                            replace(_T, augment=FLIGHT_AUG)),
+    "flight": (_F, replace(_T, augment=FLIGHT_AUG)),
+    "flight-aug12": (_F, _T),
+    "flight-nosep": (replace(_F, separable=False, filters=(16, 24, 32, 48, 64)),
+                     replace(_T, augment=FLIGHT_AUG)),
+    "flight-wide": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
+                            dense_units=192), replace(_T, augment=FLIGHT_AUG)),
+    "flight-k11": (replace(_F, kernel_size=11), replace(_T, augment=FLIGHT_AUG)),
+    "flight-p4": (replace(_F, pool_layers=4, reduce_channels=8), replace(_T, augment=FLIGHT_AUG)),
+    "flight-6blk": (replace(_F, filters=(16, 32, 48, 64, 96, 128), pool_layers=6,
+                            reduce_channels=32), replace(_T, augment=FLIGHT_AUG)),
+    "flight-nobn": (replace(_F, batch_norm=False), replace(_T, augment=FLIGHT_AUG)),
+    "flight-aug20": (_F, replace(_T, augment=replace(FLIGHT_AUG, shift_cm=20))),
+    "flight-wide-aug12": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
+                                  dense_units=192), _T),
+    "flight-wide-aug20": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
+                                  dense_units=192),
+                          replace(_T, augment=replace(FLIGHT_AUG, shift_cm=20))),
+    "flight-mid": (replace(_F, filters=(16, 32, 64, 96, 128), reduce_channels=24,
+                           dense_units=192), replace(_T, augment=FLIGHT_AUG)),
+}
+
+
+#: distilled candidates: name -> (student candidate, teacher candidate, teacher seeds, weight).
+#: The teacher is the mean of that candidate's models over the seeds, trained on the same split
+#: (cached under ``<out folder>/teachers``); the student trains with ``distill = weight``.
+DISTILLED: dict[str, tuple[str, str, tuple[int, ...], float]] = {
+    "flight-wide-kd": ("flight-wide", "flight-aug12", (0, 1, 2), 0.5),
+    "flight-wide-kd8": ("flight-wide", "flight-aug12", (0, 1, 2), 0.8),
+    "flight-kd": ("flight", "flight-aug12", (0, 1, 2), 0.5),
+    "flight-mid-kd": ("flight-mid", "flight-aug12", (0, 1, 2), 0.5),
+    "flight-mid-kd8": ("flight-mid", "flight-aug12", (0, 1, 2), 0.8),
+}
+
+
+def teacher_probs(ds, split: np.ndarray, split_key: str, teacher: str, seeds: tuple[int, ...],
+                  cache: Path) -> np.ndarray:
+    """Mean probabilities (over ``seeds``) of ``teacher`` models on every spectrum of ``ds``;
+    each model trained on ``split``'s train part and cached as ``.npy``."""
+    from trainer.train import predict_probs, train_model
+
+    tr, va = split == "train", split == "val"
+    out = []
+    for seed in seeds:
+        f = cache / f"{teacher}-{split_key}-seed{seed}.npy"
+        if not f.is_file():
+            mc, tc = CANDIDATES[teacher]
+            res = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), mc,
+                              replace(tc, seed=seed), log=None)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            np.save(f, predict_probs(res.model, ds.X))
+        out.append(np.load(f))
+    return np.mean(out, axis=0)
+
+
+def _shift_top1(model, X: np.ndarray, y: np.ndarray, s: int) -> float:
+    from ramanedge.grid import shift_spectra
+    from trainer.train import predict_probs
+
+    if s == 0:
+        return float(np.mean(predict_probs(model, X).argmax(1) == y))
+    return float(np.mean([np.mean(predict_probs(model, shift_spectra(X, d)).argmax(1) == y)
+                          for d in (s, -s)]))
+
+
+def run_one(ds, split: np.ndarray, name: str, mc: ModelConfig, tc: TrainConfig,
+            teacher: np.ndarray | None = None) -> dict:
+    """Train one candidate on one split; return its JSON row (val and test figures).
+    ``teacher``: teacher probabilities on every spectrum of ``ds`` (distillation)."""
+    from trainer.train import train_model
+
+    tr, va, te = (split == s for s in ("train", "val", "test"))
+    res = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), mc, tc,
+                      teacher_probs=None if teacher is None else teacher[tr], log=None)
+    row = {"candidate": name, "seed": tc.seed, "params": count_params(mc, len(ds.labels)),
+           "macs": count_macs(mc, len(ds.labels)), "epochs": res.epochs_run,
+           "best_epoch": res.best_epoch, "train_s": round(res.seconds, 1),
+           "model": mc.to_dict(), "train": tc.to_dict()}
+    for part, mask in (("val", va), ("test", te)):
+        for s in (0, 15, 30):
+            row[f"{part}_{s}"] = _shift_top1(res.model, ds.X[mask], ds.y[mask], s)
+    return row
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Markdown: mean +- s.d. over rows of each candidate (split x training seeds)."""
+    out = ["| candidate | runs | weights | MACs | val @0 | test @0 | test @15 | test @30 | "
+           "train s |", "|---|---|---|---|---|---|---|---|---|"]
+    names = list(dict.fromkeys(r["candidate"] for r in rows))
+    for n in names:
+        rs = [r for r in rows if r["candidate"] == n]
+
+        def ms(key: str, rs=rs) -> str:
+            v = 100 * np.array([r[key] for r in rs])
+            return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
+
+        out.append(f"| {n} | {len(rs)} | {rs[0]['params']:,} | {rs[0]['macs'] / 1e6:.2f} M | "
+                   f"{ms('val_0')} | {ms('test_0')} | {ms('test_15')} | {ms('test_30')} | "
+                   f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+    return "\n".join(out)
+
+
+@click.command()
+@click.option("--data", "data_root", type=click.Path(path_type=Path),
+              default=Path("../shared/data/rruff"), show_default=True)
+@click.option("--candidates", default="flight", show_default=True,
+              help=f"Comma-separated names from: {', '.join([*CANDIDATES, *DISTILLED])}.")
+@click.option("--split", "split_kind", type=click.Choice(["grouped", "random"]),
+              default="grouped", show_default=True)
+@click.option("--split-seeds", default="0", show_default=True)
+@click.option("--seeds", default="0", show_default=True, help="Training seeds.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("runs/flight/search.jsonl"), show_default=True)
+@click.option("--summary", "summary_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Only print the summary table of this JSONL file.")
+def main(data_root, candidates, split_kind, split_seeds, seeds, out, summary_file) -> None:
+    """Train flight-model candidates and append one JSON line per run."""
+    if summary_file is not None:
+        rows = [json.loads(line) for line in summary_file.read_text().splitlines() if line]
+        click.echo(summary_table(rows))
+        return
+    from ramanedge.dataset import build_dataset
+    from ramanedge.splits import make_split
+
+    names = [c.strip() for c in candidates.split(",") if c.strip()]
+    bad = [n for n in names if n not in CANDIDATES and n not in DISTILLED]
+    if bad:
+        raise click.UsageError(f"unknown candidate(s) {', '.join(bad)}; expected any of "
+                               f"{', '.join([*CANDIDATES, *DISTILLED])}")
+    ds = build_dataset(data_root, "rruff-raw")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for ss in (int(s) for s in split_seeds.split(",")):
+        split = np.asarray(make_split(ds, kind=split_kind, seed=ss))
+        for seed in (int(s) for s in seeds.split(",")):
+            for n in names:
+                t0 = time.perf_counter()
+                teacher = None
+                if n in DISTILLED:
+                    student, tname, tseeds, weight = DISTILLED[n]
+                    teacher = teacher_probs(ds, split, f"{split_kind}{ss}", tname, tseeds,
+                                            out.parent / "teachers")
+                    mc, tc = CANDIDATES[student]
+                    tc = replace(tc, distill=weight)
+                else:
+                    mc, tc = CANDIDATES[n]
+                row = run_one(ds, split, n, mc, replace(tc, seed=seed), teacher)
+                row.update(split=split_kind, split_seed=ss,
+                           date=time.strftime("%Y-%m-%d"), wall_s=time.perf_counter() - t0)
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                click.echo(f"{n} split {ss} seed {seed}: val {100 * row['val_0']:.1f} "
+                           f"test {100 * row['test_0']:.1f} / {100 * row['test_15']:.1f} / "
+                           f"{100 * row['test_30']:.1f}  ({row['epochs']} ep, "
+                           f"{row['train_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The flight architecture, distillation and the gate on the rover's own int8 path.
+
+Real-spectra tests train on the most frequent rruff-raw minerals (``../shared``), so they
+check what synthetic data cannot: a flight model learns real spectra, its int8 export answers
+like Keras, and the default ``train`` + ``quantize`` commands pass the gate unaided.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.model import (
+    FEATURES_LAYER,
+    FLIGHT_MODEL,
+    PROBS_LAYER,
+    ModelConfig,
+    build_model,
+    conv_length,
+    count_macs,
+    count_params,
+    flatten_size,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = replace(FLIGHT_MODEL, filters=(8, 16, 16, 24, 32), reduce_channels=8, dense_units=32)
+
+
+def _bn_extras(model) -> int:
+    """BatchNorm weights (scale, offset, moving mean and variance): folded at conversion."""
+    return sum(layer.count_params() for layer in model.layers
+               if type(layer).__name__ == "BatchNormalization")
+
+
+@pytest.mark.parametrize("cfg", [FLIGHT_MODEL, SMALL,
+                                 replace(SMALL, separable=False, batch_norm=False),
+                                 replace(SMALL, activation="prelu", pool_layers=3),
+                                 replace(SMALL, reduce_channels=0)])
+def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
+    model = build_model(9, cfg)
+    assert model.get_layer("flatten").output.shape[-1] == flatten_size(cfg)
+    assert model.get_layer(FEATURES_LAYER).output.shape[-1] == cfg.dense_units
+    assert model.get_layer(PROBS_LAYER).output.shape[-1] == 9
+    # BatchNorm folds its 4 per-channel statistics into the conv weights (and supplies the
+    # bias the BN-followed convs leave out): the folded count is count_params
+    folded_bias = sum(layer.filters for layer in model.layers
+                      if hasattr(layer, "filters") and not layer.use_bias)
+    assert model.count_params() - _bn_extras(model) + folded_bias == count_params(cfg, 9)
+    assert count_macs(cfg, 9) > count_params(cfg, 9)
+
+
+def test_flight_size_does_not_grow_with_resolution() -> None:
+    """Less pooling (finer resolution) must not blow the Dense layer up as in the paper family."""
+    coarse = FLIGHT_MODEL
+    fine = replace(coarse, pool_layers=coarse.pool_layers - 1,
+                   reduce_channels=coarse.reduce_channels // 2)
+    assert conv_length(fine) >= 2 * conv_length(coarse) - 1  # twice the positions
+    assert abs(flatten_size(fine) - flatten_size(coarse)) <= conv_length(fine)  # ceil rounding
+    paper6, paper2 = ModelConfig(arch="paper"), ModelConfig(arch="paper", pool_size=2)
+    assert count_params(paper2, 97) > 15 * count_params(paper6, 97)
+    assert count_params(FLIGHT_MODEL, 97) < 300_000  # fits the 300 KB int8 budget
+
+
+def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
+    assert ModelConfig() == FLIGHT_MODEL and FLIGHT_MODEL.arch == "flight"
+    assert FLIGHT_MODEL.activation in ("relu", "prelu")  # every op maps to the Edge TPU
+    assert ModelConfig.from_dict(FLIGHT_MODEL.to_dict()) == FLIGHT_MODEL
+    legacy = {"pool_size": 6, "pool_layers": 3, "activation": "leaky_relu",
+              "filters": [16, 32, 64], "kernel_size": 11, "dense_units": 2048, "dropout": 0.5,
+              "input_points": 1392}  # a config.json written before the flight family
+    old = ModelConfig.from_dict(legacy)
+    assert old.arch == "paper" and old == ModelConfig(arch="paper")
+    assert "flight CNN" in FLIGHT_MODEL.describe() and "m=6" in old.describe()
+
+
+def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data) -> None:
+    import keras
+
+    from quantize.edgetpu import check_edgetpu
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    keras.utils.set_random_seed(0)
+    model = build_model(len(synthetic_data.labels), SMALL)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    Xtr, ytr = synthetic_data.part("train")
+    model.fit(Xtr, ytr, epochs=3, batch_size=32, verbose=0)
+    Xte, yte = synthetic_data.part("test")
+    res = export_artifact(model, labels=list(synthetic_data.labels), model_config=SMALL,
+                          calib_X=Xtr[select_calibration(ytr, 40)], val_X=Xte, test_X=Xte,
+                          test_y=yte, out_dir=tmp_path / "a",
+                          config=QuantizeConfig(allow_accuracy_drop=True))
+    report = check_edgetpu(res.out_dir / "model.tflite")
+    assert report.passed, report.format()
+    ops = json.loads((res.out_dir / "manifest.json").read_text())["model"]["ops"]
+    assert "LEAKY_RELU" not in ops and "DEPTHWISE_CONV_2D" in ops
+
+
+# ------------------------------------------------------------------ distillation
+
+
+def test_distillation_follows_the_teacher(synthetic_data) -> None:
+    """With distill = 1 the targets are the teacher's: a teacher that names every class by
+    its neighbour's label must be learned, not the true labels. Fails if the teacher is
+    ignored."""
+    from trainer.train import TrainConfig, predict_probs, train_model
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    k = len(synthetic_data.labels)
+    rolled = (ytr + 1) % k
+    teacher = np.full((ytr.size, k), 0.02 / (k - 1), dtype=np.float32)
+    teacher[np.arange(ytr.size), rolled] = 0.98
+    tc = TrainConfig(epochs=12, early_stop_patience=50, seed=0, distill=1.0, teachers=0)
+    res = train_model(Xtr, ytr, Xva, (yva + 1) % k, k, SMALL, tc, teacher_probs=teacher,
+                      log=None)
+    pred = predict_probs(res.model, Xtr).argmax(1)
+    assert np.mean(pred == rolled) > 0.9 and np.mean(pred == ytr) < 0.1
+    with pytest.raises(ValueError, match="teacher"):
+        train_model(Xtr, ytr, Xva, yva, k, SMALL, tc, log=None)
+    with pytest.raises(ValueError, match="shape"):
+        train_model(Xtr, ytr, Xva, yva, k, SMALL, tc, teacher_probs=teacher[:5], log=None)
+    with pytest.raises(ValueError, match="distill"):
+        TrainConfig(distill=1.5)
+
+
+# ------------------------------------------------------------------ the gate's runtime
+
+
+def test_gate_judges_the_rovers_own_int8_code(tmp_path: Path, monkeypatch, synthetic_data,
+                                              tiny_keras_model) -> None:
+    """The parity gate runs ``edge_runtime.interpreter``'s quantise/invoke/dequantise: breaking
+    the rover's input quantisation must make the gate refuse the export."""
+    import edge_runtime.interpreter as rt
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+    from quantize.gate import ParityGateError
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xte, yte = synthetic_data.part("test")
+    kw = dict(labels=list(synthetic_data.labels), model_config=tiny_keras_model.ramanedge_config,
+              calib_X=Xtr[select_calibration(ytr, 60)], val_X=Xte, test_X=Xte, test_y=yte)
+    calls = []
+    real = rt.set_input_int8
+
+    def counting(interpreter, x, qp):
+        calls.append(1)
+        return real(interpreter, x, qp)
+
+    monkeypatch.setattr(rt, "set_input_int8", counting)
+    ok = export_artifact(tiny_keras_model, out_dir=tmp_path / "ok", **kw)
+    assert ok.gate_reason is None and len(calls) >= len(yte)
+
+    def broken(interpreter, x, qp):  # a rover bug: the spectrum is dropped, zeros are sent
+        return real(interpreter, np.zeros_like(x), qp)
+
+    monkeypatch.setattr(rt, "set_input_int8", broken)
+    with pytest.raises(ParityGateError, match="nothing was written"):
+        export_artifact(tiny_keras_model, out_dir=tmp_path / "bad", config=QuantizeConfig(),
+                        **kw)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_make_interpreter_takes_bytes(tiny_artifact: Path) -> None:
+    from edge_runtime.interpreter import make_interpreter, model_tensors, run_int8_batch
+    from ramanedge.errors import ModelError
+
+    blob = (tiny_artifact / "model.tflite").read_bytes()
+    a, b = make_interpreter(blob), make_interpreter(tiny_artifact / "model.tflite")
+    qa, outs = model_tensors(a)
+    X = np.random.default_rng(0).random((3, 1392)).astype(np.float32)
+    ra, rb = run_int8_batch(a, X, qa, outs), run_int8_batch(b, X, *model_tensors(b))
+    assert set(ra) == {"probs", "features"}
+    assert all(np.array_equal(ra[k], rb[k]) for k in ra)
+    with pytest.raises(ModelError, match="empty"):
+        make_interpreter(b"")
+    with pytest.raises(ModelError, match="could not be loaded"):
+        make_interpreter(b"not a flatbuffer at all")
+
+
+# ------------------------------------------------------------------ real spectra, CLI
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ramanedge.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_root: Path,
+                                                                   tmp_path: Path) -> None:
+    """``ramanedge train`` (flight default) + ``ramanedge quantize`` with no override on the
+    rruff-raw minerals with >= 25 spectra: the artifact is written and its gate passed."""
+    run, art = tmp_path / "run", tmp_path / "art"
+    cache = str(REPO / ".cache" / "ramanedge")
+    r = _cli("train", "--data", str(shared_data_root), "--min-spectra", "25", "--epochs", "25",
+             "--cache-dir", cache, "--out", str(run), "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["arch"] == "flight"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["top1"] > 0.6, metrics["test"]["top1"]
+    r = _cli("quantize", str(run), "--out", str(art), cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    m = json.loads((art / "manifest.json").read_text())
+    gate = m["metrics"]["gate"]
+    assert gate["passed"] and not gate["allow_accuracy_drop"]
+    assert m["metrics"]["head"]["agreement"] >= 0.98
+    assert m["metrics"]["head"]["drop_points"] <= 1.0
+    assert (art / "model.tflite").stat().st_size < 300_000
