@@ -31,7 +31,7 @@ FLIGHT_AUG = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline
 #: the first flight candidate ("flight" below); the rows record every resolved field
 _F = ModelConfig(arch="flight", pool_size=2, pool_layers=5, activation="relu",
                  filters=(16, 32, 48, 64, 96), kernel_size=7, dense_units=128, dropout=0.3,
-                 reduce_channels=16, separable=True, batch_norm=True)
+                 reduce_channels=16, separable=True, batch_norm=True, input_floor=None)
 _T = PAPER_FAMILY_TRAIN  # shift 12 + backgrounds, no teachers: the levers are switched on below
 #: name -> (model config, train config). The ablation rows switch one lever off each.
 CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
@@ -55,6 +55,12 @@ CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-wide-aug20": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
                                   dense_units=192),
                           replace(_T, augment=replace(FLIGHT_AUG, shift_cm=20))),
+    "flight-wide6": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
+                             dense_units=192, activation="relu6"),
+                     replace(_T, augment=FLIGHT_AUG)),
+    "flight-wide6f": (replace(_F, filters=(24, 48, 64, 96, 128), reduce_channels=24,
+                              dense_units=192, activation="relu6", input_floor=-0.05),
+                      replace(_T, augment=FLIGHT_AUG)),
     "flight-mid": (replace(_F, filters=(16, 32, 64, 96, 128), reduce_channels=24,
                            dense_units=192), replace(_T, augment=FLIGHT_AUG)),
 }
@@ -66,6 +72,8 @@ CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
 DISTILLED: dict[str, tuple[str, str, tuple[int, ...], float]] = {
     "flight-wide-kd": ("flight-wide", "flight-aug12", (0, 1, 2), 0.5),
     "flight-wide-kd8": ("flight-wide", "flight-aug12", (0, 1, 2), 0.8),
+    "flight-wide6-kd": ("flight-wide6", "flight-aug12", (0, 1, 2), 0.5),
+    "flight-wide6f-kd": ("flight-wide6f", "flight-aug12", (0, 1, 2), 0.5),
     "flight-kd": ("flight", "flight-aug12", (0, 1, 2), 0.5),
     "flight-mid-kd": ("flight-mid", "flight-aug12", (0, 1, 2), 0.5),
     "flight-mid-kd8": ("flight-mid", "flight-aug12", (0, 1, 2), 0.8),
@@ -118,23 +126,53 @@ def run_one(ds, split: np.ndarray, name: str, mc: ModelConfig, tc: TrainConfig,
     for part, mask in (("val", va), ("test", te)):
         for s in (0, 15, 30):
             row[f"{part}_{s}"] = _shift_top1(res.model, ds.X[mask], ds.y[mask], s)
+    row.update(int8_parity(res.model, mc, ds, split))
     return row
+
+
+def int8_parity(model, mc: ModelConfig, ds, split: np.ndarray) -> dict:
+    """Export to full int8 (100 stratified training spectra, as ``ramanedge quantize``) and
+    measure the rover path on the test part: top-1 and argmax agreement with Keras, on both
+    the validation and the test part (the choice reads ``val_agreement``)."""
+    import tempfile
+
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    tr, va, te = (split == s for s in ("train", "val", "test"))
+    with tempfile.TemporaryDirectory() as d:
+        res = export_artifact(model, labels=list(ds.labels), model_config=mc,
+                              calib_X=ds.X[tr][select_calibration(ds.y[tr], 100)],
+                              val_X=ds.X[va], test_X=ds.X[va], test_y=ds.y[va],
+                              out_dir=Path(d) / "val",
+                              config=QuantizeConfig(allow_accuracy_drop=True))
+        val_agree = res.head_parity.agreement
+        res = export_artifact(model, labels=list(ds.labels), model_config=mc,
+                              calib_X=ds.X[tr][select_calibration(ds.y[tr], 100)],
+                              val_X=ds.X[va], test_X=ds.X[te], test_y=ds.y[te],
+                              out_dir=Path(d) / "test",
+                              config=QuantizeConfig(allow_accuracy_drop=True))
+    hp = res.head_parity
+    return {"val_agreement": val_agree, "test_agreement": hp.agreement,
+            "test_int8_0": hp.int8_top1}
 
 
 def summary_table(rows: list[dict]) -> str:
     """Markdown: mean +- s.d. over rows of each candidate (split x training seeds)."""
-    out = ["| candidate | runs | weights | MACs | val @0 | test @0 | test @15 | test @30 | "
-           "train s |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| candidate | runs | weights | MACs | val @0 | val @15 | val @30 | val mean | "
+           "test @0 | test @15 | test @30 | train s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = list(dict.fromkeys(r["candidate"] for r in rows))
     for n in names:
         rs = [r for r in rows if r["candidate"] == n]
 
         def ms(key: str, rs=rs) -> str:
             v = 100 * np.array([r[key] for r in rs])
-            return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
+            return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
 
+        vmean = 100 * np.mean([(r["val_0"] + r["val_15"] + r["val_30"]) / 3 for r in rs])
         out.append(f"| {n} | {len(rs)} | {rs[0]['params']:,} | {rs[0]['macs'] / 1e6:.2f} M | "
-                   f"{ms('val_0')} | {ms('test_0')} | {ms('test_15')} | {ms('test_30')} | "
+                   f"{ms('val_0')} | {ms('val_15')} | {ms('val_30')} | {vmean:.1f} | "
+                   f"{ms('test_0')} | {ms('test_15')} | {ms('test_30')} | "
                    f"{np.mean([r['train_s'] for r in rs]):.0f} |")
     return "\n".join(out)
 

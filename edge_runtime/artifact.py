@@ -1,7 +1,7 @@
 """Load a model artifact (``models/NAME/``) and check it before anything runs.
 
 An artifact is ``model.tflite`` (full int8, input ``[1, 1392]``, outputs ``probs`` ``[1, K]``
-and ``features`` ``[1, 2048]``), ``head.npz`` (float32 ``W`` (2048, K), ``b`` (K,)),
+and ``features`` ``[1, D]``), ``head.npz`` (float32 ``W`` (D, K), ``b`` (K,)),
 optionally ``exemplars.npz`` (see :func:`edge_runtime.head.attach_exemplars`) and
 ``manifest.json``.
 :func:`load_artifact` reads the manifest with :func:`ramanedge.manifest.read_manifest`
@@ -30,7 +30,8 @@ DEFAULT_HEAD_FILE = "head.npz"
 
 @dataclass(frozen=True)
 class HeadWeights:
-    """A float softmax head on the 2048-d features: ``probs = softmax(f @ W + b)``.
+    """A float softmax head on the D-dimensional features: ``probs = softmax(f @ W + b)``
+    (D = 192 for the flight model, 2048 for the paper family).
 
     ``W`` float32 (D, K), ``b`` float32 (K,), ``labels`` K names in output order.
     ``version`` names where the head came from (``"base"`` for the artifact's own head,
@@ -133,7 +134,7 @@ class Artifact:
 
     @property
     def feature_dim(self) -> int:
-        """Dimension of the ``features`` output (2048)."""
+        """Dimension D of the ``features`` output (192 flight, 2048 paper family)."""
         return int(self.features_q.shape[-1])
 
     @property

@@ -218,7 +218,7 @@ class Classifier:
         self.interpreter.invoke()
 
     def features(self, x_grid: np.ndarray) -> np.ndarray:
-        """The dequantised 2048-d ``features`` output (float32) for one grid spectrum.
+        """The dequantised D-dimensional ``features`` output (float32) for one grid spectrum.
 
         These are what the onboard head retrainer fits on.
         """

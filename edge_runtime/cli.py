@@ -96,7 +96,7 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
 def head() -> None:
     """Teach the rover new minerals: store labelled spectra, retrain the softmax head.
 
-    The int8 backbone stays frozen; only the final softmax layer is refitted on its 2048-d
+    The int8 backbone stays frozen; only the final softmax layer is refitted on its D-dimensional
     features (old classes from the artifact's exemplars, new ones from stored samples).
     """
 

@@ -2,7 +2,8 @@
 
 :class:`SoftmaxHead` is a multinomial logistic regression in the scikit-learn style
 (keyword-only hyper-parameters, ``fit(X, y)`` returns ``self``, learned attributes end in
-``_``). It is fitted on the dequantised 2048-d ``features`` output of the int8 model and is
+``_``). It is fitted on the dequantised ``features`` output (D = 192 for the flight model)
+of the int8 model and is
 warm-started from a *prior* head (the artifact's float head ``head.npz``): by default the
 prior's (old-class) weight columns stay frozen and only the new classes' columns and all
 biases are fitted, with the penalty ``alpha/2 * ||W_new||^2``; ``prior_weights="anchored"``

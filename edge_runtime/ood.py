@@ -8,7 +8,7 @@ section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
     unknown when the model's top probability is below ``threshold`` (the ``1 - target_tpr``
     quantile of the calibration spectra's top probabilities). Needs nothing but the output.
 ``knn_cosine``
-    unknown when the cosine distance ``1 - max_j cos(f, b_j)`` from the spectrum's 2048-d
+    unknown when the cosine distance ``1 - max_j cos(f, b_j)`` from the spectrum's D-dimensional
     int8-backbone features ``f`` to the nearest vector ``b_j`` of a reference bank exceeds
     ``threshold`` (the ``target_tpr`` quantile of the calibration distances). The bank is the
     artifact's exemplar features (``exemplars.npz``), plus, when a retrained head is active,

@@ -379,6 +379,11 @@ def export_artifact(
     if len(labels) != n_out:
         raise DataError(f"{len(labels)} labels given but the model has {n_out} outputs")
     calib_X = _check_array("calibration set", calib_X, n_points)
+    floor = getattr(model_config, "input_floor", None)
+    if floor is not None:
+        # the model clips its input at the floor: calibrate the int8 input on the same range,
+        # so the rover's saturating quantiser clips exactly where the model does
+        calib_X = np.maximum(calib_X, np.float32(floor))
     val_X = _check_array("validation split", val_X, n_points)
     test_X = _check_array("test split", test_X, n_points)
     test_y = np.asarray(test_y)

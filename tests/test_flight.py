@@ -70,7 +70,7 @@ def test_flight_size_does_not_grow_with_resolution() -> None:
 
 def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
     assert ModelConfig() == FLIGHT_MODEL and FLIGHT_MODEL.arch == "flight"
-    assert FLIGHT_MODEL.activation in ("relu", "prelu")  # every op maps to the Edge TPU
+    assert FLIGHT_MODEL.activation in ("relu", "relu6", "prelu")  # every op maps to the Edge TPU
     assert ModelConfig.from_dict(FLIGHT_MODEL.to_dict()) == FLIGHT_MODEL
     legacy = {"pool_size": 6, "pool_layers": 3, "activation": "leaky_relu",
               "filters": [16, 32, 64], "kernel_size": 11, "dense_units": 2048, "dropout": 0.5,

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from ramanedge.grid import GRID_POINTS
 
 ARCHS = ("flight", "paper")
-ACTIVATIONS = ("leaky_relu", "relu", "prelu")
+ACTIVATIONS = ("leaky_relu", "relu", "relu6", "prelu")
 FEATURES_LAYER = "features"
 PROBS_LAYER = "probs"
 BN_MOMENTUM = 0.9
@@ -39,11 +39,11 @@ ARCH_DEFAULTS: dict[str, dict] = {
     # The paper family at the project's former default (m = 6, kernel 11, LeakyReLU).
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
-                  separable=False, batch_norm=False),
+                  separable=False, batch_norm=False, input_floor=None),
     # The flight default (docs/parts/flight.md).
-    "flight": dict(pool_size=2, pool_layers=5, activation="relu",
+    "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
-                   reduce_channels=24, separable=True, batch_norm=True),
+                   reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05),
 }
 
 
@@ -55,7 +55,11 @@ class ModelConfig:
     m = 6 (``-m/-n`` dial it). A field left ``None`` takes its architecture's default
     (:data:`ARCH_DEFAULTS`). ``reduce_channels`` (flight: 1x1 conv before Flatten, 0 = none),
     ``separable`` (flight: depthwise-separable convs after the first block) and
-    ``batch_norm`` (flight) must stay off for the paper family. :data:`PAPER_MODEL` is the
+    ``batch_norm`` (flight) must stay off for the paper family. ``input_floor`` (flight):
+    the model's first op clips its input at this value (negative detector counts below it carry
+    no band information), so the int8 input range is ``[floor, 1]`` whatever the calibration
+    spectra hold: a finer, data-independent input step (see ``docs/parts/flight.md``).
+    :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
 
@@ -70,6 +74,7 @@ class ModelConfig:
     reduce_channels: int | None = None
     separable: bool | None = None
     batch_norm: bool | None = None
+    input_floor: float | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -97,9 +102,12 @@ class ModelConfig:
             raise ValueError("kernel_size and dense_units must be >= 1")
         if self.reduce_channels < 0:
             raise ValueError(f"reduce_channels must be >= 0, got {self.reduce_channels}")
-        if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm):
-            raise ValueError("reduce_channels, separable and batch_norm belong to the flight "
-                             "architecture; the paper family has none of them")
+        if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm
+                                     or self.input_floor is not None):
+            raise ValueError("reduce_channels, separable, batch_norm and input_floor belong to "
+                             "the flight architecture; the paper family has none of them")
+        if self.input_floor is not None and not -1.0 <= self.input_floor <= 0.0:
+            raise ValueError(f"input_floor must be in [-1, 0] or None, got {self.input_floor}")
         object.__setattr__(self, "separable", bool(self.separable))
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
 
@@ -207,6 +215,10 @@ def _activation(name: str, layer_name: str, conv: bool):
         return keras.layers.LeakyReLU(negative_slope=0.3, name=layer_name)
     if name == "relu":
         return keras.layers.ReLU(name=layer_name)
+    if name == "relu6":
+        # bounded activations give every int8 tensor a fixed range [0, 6] (MobileNet's reason
+        # for ReLU6): calibration cannot stretch a scale on a few heavy-tailed outliers
+        return keras.layers.ReLU(max_value=6.0, name=layer_name)
     # PReLU with one slope per channel shared along the spectral axis: maps to the Edge TPU.
     return keras.layers.PReLU(shared_axes=[1] if conv else None, name=layer_name)
 
@@ -224,6 +236,10 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         raise ValueError(f"need at least 2 classes, got {n_classes}")
     inp = keras.Input(shape=(config.input_points,), name="spectrum")
     x = keras.layers.Reshape((config.input_points, 1), name="reshape")(inp)
+    if config.input_floor is not None:
+        # max(x, floor) - floor, from built-in layers (serialisable, maps to ADD + RELU)
+        x = keras.layers.Rescaling(1.0, offset=-float(config.input_floor), name="floor_shift")(x)
+        x = keras.layers.ReLU(name="floor_clip")(x)
     bn = config.batch_norm
     for i, f in enumerate(config.filters):
         if config.separable and i > 0:
