@@ -146,7 +146,14 @@ def main(data_root, recipe, grouped, random_seeds, out, only_summary) -> None:
     if not only_summary:
         todo = [("grouped", int(s)) for s in grouped.split(",") if s.strip()]
         todo += [("random", int(s)) for s in random_seeds.split(",") if s.strip()]
+        done = set()
+        if jl.is_file():  # resume: a split already measured is not trained again
+            done = {(r["recipe"], r["split"], r["split_seed"])
+                    for r in (json.loads(line) for line in jl.read_text().splitlines() if line)}
         for kind, seed in todo:
+            if (recipe, kind, seed) in done:
+                click.echo(f"{recipe} {kind}{seed}: already in {jl}, kept")
+                continue
             row = evaluate_split(data_root, kind, seed, recipe, out)
             with jl.open("a") as f:
                 f.write(json.dumps(row) + "\n")
