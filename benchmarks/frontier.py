@@ -47,9 +47,10 @@ def measure_latency(artifacts: dict[str, Path], X: np.ndarray, *, n_items: int =
     return {k: stats_ms(v) for k, v in times.items()}
 
 
-def _mean_sd(rows: list[dict], key: str) -> tuple[float, float]:
+def _mean_sd(rows: list[dict], key: str) -> tuple[float, float | None]:
+    """Mean and s.d. (None for a single split: there is no spread to show)."""
     v = 100 * np.array([r[key] for r in rows])
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
 
 
 def build(eval_dir: Path, bench_json: Path) -> dict:
@@ -74,7 +75,8 @@ def build(eval_dir: Path, bench_json: Path) -> dict:
         rs = [r for r in rows if r["recipe"] == recipe and r["split"] == "grouped"]
         if not rs:
             continue
-        row = {"model": recipe, "source": f"{len(rs)} grouped splits, int8 rover path",
+        plural = "s" if len(rs) > 1 else ""
+        row = {"model": recipe, "source": f"{len(rs)} grouped split{plural}, int8 rover path",
                "int8_bytes": rs[0]["tflite_bytes"], "macs": rs[0]["macs"],
                "params": rs[0]["params"]}
         for s in ("0", "15", "30"):
@@ -150,7 +152,8 @@ def plot(res: dict, path: Path) -> None:
                    label=f"paper m/n sweep @{s}")
         new = [r for r in rows if not r["model"].startswith("paper m=")]
         ax.scatter([r["int8_bytes"] for r in new], [r[f"top1_{s}"] for r in new],
-                   marker=marker, color="tab:red", s=70, label=f"flight / 5-split @{s}")
+                   marker=marker, color="tab:red", s=70,
+                   label=f"flight / paper-m6, multi-split eval @{s}")
         for r in new:
             ax.annotate(r["model"], (r["int8_bytes"], r[f"top1_{s}"]), fontsize=7,
                         xytext=(4, 2), textcoords="offset points")

@@ -215,3 +215,28 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert m["metrics"]["head"]["agreement"] >= 0.98
     assert m["metrics"]["head"]["drop_points"] <= 1.0
     assert (art / "model.tflite").stat().st_size < 300_000
+
+
+def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypatch) -> None:
+    """--recipe default = flight + teachers; paper-family = the former default, no teachers."""
+    from click.testing import CliRunner
+
+    import trainer.run
+    from trainer.cli import train
+    from trainer.model import PAPER_DEFAULT
+    from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
+
+    seen = []
+    monkeypatch.setattr(trainer.run, "train_run",
+                        lambda out, data, mc, tc, **kw: seen.append((mc, tc)))
+    base = ["--data", str(tmp_path), "--quiet"]
+    for recipe in ("default", "paper-family"):
+        res = CliRunner().invoke(train, [*base, "--recipe", recipe, "--out",
+                                         str(tmp_path / recipe)])
+        assert res.exit_code == 0, res.output
+    assert seen[0] == (FLIGHT_MODEL, TrainConfig())
+    assert seen[1] == (PAPER_DEFAULT, PAPER_FAMILY_TRAIN) and seen[1][1].teachers == 0
+    res = CliRunner().invoke(train, [*base, "--recipe", "paper-family", "--arch", "flight",
+                                     "--out", str(tmp_path / "x")])
+    # the ramanedge entry point prints such an OptionError as one line, exit 2
+    assert res.exit_code != 0 and "takes no --arch flight" in str(res.exception)

@@ -105,11 +105,13 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--class-weights/--no-class-weights", default=None,
               help="Class-weighted cross-entropy (default on, as in the paper).")
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
-@click.option("--recipe", type=click.Choice(["default", "paper"]), default="default",
-              show_default=True,
-              help="Base recipe: the project default (flight architecture and training), or "
+@click.option("--recipe", type=click.Choice(["default", "paper", "paper-family"]),
+              default="default", show_default=True,
+              help="Base recipe: the project default (flight architecture and training), "
                    "the paper's exactly (m=8, kernel 5, patience 3/5 on val loss, no "
-                   "augmentation); other options override it.")
+                   "augmentation), or paper-family (the paper's network at the former default "
+                   "m=6, kernel 11, trained with +-12 cm-1 shifts and backgrounds, no "
+                   "teachers); other options override it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Run folder to write, e.g. runs/NAME.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
@@ -125,9 +127,9 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
-    from trainer.model import PAPER_MODEL
+    from trainer.model import PAPER_DEFAULT, PAPER_MODEL
     from trainer.run import check_output_folder, train_run
-    from trainer.train import PAPER_TRAIN, TrainConfig
+    from trainer.train import RECIPES
 
     data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
                         cache_dir)
@@ -153,10 +155,15 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                 raise ValueError("--recipe paper is the paper's network; it takes no "
                                  "--arch flight")
             base = PAPER_MODEL
+        elif recipe == "paper-family":
+            if arch == "flight":
+                raise ValueError("--recipe paper-family is the paper's network; it takes no "
+                                 "--arch flight")
+            base = PAPER_DEFAULT
         else:
             base = ModelConfig(arch=arch or "flight")
         mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
-        tc = replace(PAPER_TRAIN if recipe == "paper" else TrainConfig(), **train_kw)
+        tc = replace(RECIPES[recipe], **train_kw)
         if n_teachers == 0 and distill is None:
             tc = replace(tc, distill=0.0)
         if augment is not None:
