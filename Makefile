@@ -28,6 +28,7 @@ bench: $(STAMP)  ## regenerate docs/benchmarks.md, its JSON and plots, then the 
 
 EVAL ?= runs/flight/eval
 frontier: $(STAMP)  ## multi-split rover-path evaluation (resumes) + docs/frontier.json and its plot
+	$(PYTHON) -m benchmarks.flight_eval --data $(DATA) --recipe flight-ptq --grouped 0,1,2,3,4 --random 0 --out $(EVAL)
 	$(PYTHON) -m benchmarks.flight_eval --data $(DATA) --recipe flight --grouped 0,1,2,3,4 --random 0 --out $(EVAL)
 	$(PYTHON) -m benchmarks.flight_eval --data $(DATA) --recipe paper-m6 --grouped 0,1,2,3,4 --random 0 --out $(EVAL)
 	$(PYTHON) -m benchmarks.frontier --eval $(EVAL)

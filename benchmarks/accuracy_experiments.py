@@ -139,15 +139,14 @@ def refit(root: str, runs: list[str]) -> list[dict[str, Any]]:
 
 def ensemble(root: str, runs: list[str]) -> dict[str, Any]:
     """Top-1 of each run and of the mean of their softmax outputs (val and test)."""
-    import keras
-
+    from trainer.model import load_keras_model
     from trainer.train import predict_probs
 
     ds, split = _data(root, runs[0])
     va, te = split == "val", split == "test"
     probs = []
     for run in runs:
-        model = keras.saving.load_model(Path(run) / "model.keras")
+        model = load_keras_model(Path(run) / "model.keras")
         probs.append((predict_probs(model, ds.X[va]), predict_probs(model, ds.X[te])))
     return {
         "runs": runs,

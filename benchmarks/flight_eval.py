@@ -9,6 +9,12 @@ artifact on the test part through ``edge_runtime`` (quantise / invoke / dequanti
 on the int8 features, as the rover classifies) at 0 / +-15 / +-30 cm-1. One JSON line per
 split goes to ``<out>/eval.jsonl``; ``--summary`` prints mean +- s.d.
 
+The default recipe ``flight`` differs from ``flight-ptq`` only by its final int8-aware
+fine-tune, so when ``flight-ptq`` has run on a split its float run is reused and only the
+fine-tune runs (:data:`FLOAT_OF`; equal to training again on the same machine).
+
+    python -m benchmarks.flight_eval --data ../shared/data/rruff --recipe flight-ptq \\
+        --grouped 0,1,2,3,4 --random 0 --out runs/flight/eval
     python -m benchmarks.flight_eval --data ../shared/data/rruff --recipe flight \\
         --grouped 0,1,2,3,4 --random 0 --out runs/flight/eval
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -26,11 +33,44 @@ from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, 
 from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
 
 #: recipe -> (model, training). ``flight`` is the project default (``ramanedge train`` with
-#: no options: it trains its teachers first); ``paper-m6`` the former default.
+#: no options: it trains its teachers first, then fine-tunes int8-aware); ``flight-ptq`` the
+#: same without the int8-aware step (plain post-training quantisation of the float model);
+#: ``paper-m6`` the former default.
 RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight": (FLIGHT_MODEL, TrainConfig()),
+    "flight-ptq": (FLIGHT_MODEL, replace(TrainConfig(), qat_epochs=0)),
     "paper-m6": (PAPER_DEFAULT, PAPER_FAMILY_TRAIN),
 }
+#: a recipe whose float training is another recipe's: its float run is reused (training is
+#: deterministic on one machine, so this equals training it again) and only the int8-aware
+#: fine-tuning runs on top
+FLOAT_OF = {"flight": "flight-ptq"}
+
+
+def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:
+    """Write the run ``train_run`` would write with ``train_config`` (int8-aware fine-tune on)
+    from the finished float run ``float_run`` of the same recipe without it."""
+    from trainer.run import DataConfig, int8_finetune, load_run, write_run
+    from trainer.train import TrainResult
+
+    r = load_run(float_run)
+    metrics = json.loads((float_run / "metrics.json").read_text())
+    history = json.loads((float_run / "history.json").read_text())
+    result = TrainResult(model=r.model, history=history, best_epoch=metrics["best_epoch"],
+                         epochs_run=metrics["epochs_run"], seconds=metrics["train_seconds"],
+                         teachers=r.config.get("teachers", []))
+    qres, qcfg, models, info = int8_finetune(result, r.dataset, r.split, r.model_config,
+                                             train_config, log=None)
+    d = r.config["data"]
+    data = DataConfig(root=d["root"], dataset=d["dataset"], min_spectra=d["min_spectra"],
+                      split=d["split"], split_seed=d["split_seed"], cache_dir=d.get("cache_dir"),
+                      minerals=d.get("minerals"))
+    extra = {"qat": info, "float_run": str(float_run.resolve())}
+    if r.config.get("teachers"):
+        extra["teachers"] = r.config["teachers"]
+    write_run(out, r.dataset, r.split, data, qcfg, train_config, qres, extra_config=extra,
+              extra_models=models)
+    return out
 
 
 def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
@@ -64,7 +104,12 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     folder = out / f"{recipe}-{kind}{seed}"
     t0 = time.perf_counter()
     run = folder / "run"
-    if not (run / "metrics.json").is_file():
+    base = out / f"{FLOAT_OF.get(recipe, '')}-{kind}{seed}" / "run"
+    if (run / "metrics.json").is_file():
+        pass
+    elif recipe in FLOAT_OF and (base / "metrics.json").is_file():
+        finetune_from_float_run(base, run, tc)
+    else:
         train_run(run, data, mc, tc, overwrite=True, log=None)
     train_s = time.perf_counter() - t0
     art = folder / "model"
@@ -82,8 +127,20 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     rover = rover_shift_top1(art, Xte, yte)
     head = res.manifest.data["metrics"]["head"]
     n_classes = len(r.labels)
+    float_model = metrics.get("extra_models", {}).get("model_float.keras", {})
+    agree_float = None
+    if (run / "model_float.keras").is_file():  # int8 vs the float model before fine-tuning
+        from benchmarks.accuracy import tflite_predict
+        from trainer.model import load_keras_model
+        from trainer.train import predict_probs
+
+        before = predict_probs(load_keras_model(run / "model_float.keras"), Xte).argmax(1)
+        int8 = tflite_predict(art / "model.tflite", artifact=art)(Xte).argmax(1)
+        agree_float = float(np.mean(before == int8))
     row = {
         "recipe": recipe, "split": kind, "split_seed": seed, "n_test": int(len(yte)),
+        "float_before_qat": float_model.get("test_top1"),
+        "agreement_with_float_before_qat": agree_float,
         "float_top1": metrics["test"]["top1"],
         "float_15": metrics["test"]["shifts"]["15"]["top1"],
         "float_30": metrics["test"]["shifts"]["30"]["top1"],

@@ -148,10 +148,11 @@ def build_methods(inp: dict[str, np.ndarray], *, artifact: Path, threads: int,
         info["skipped"]["float32_tflite"] = "no float32 TFLite file"
 
     if keras_path is not None:
-        import keras
         import tensorflow as tf
 
-        model = keras.models.load_model(keras_path, compile=False)
+        from trainer.model import load_keras_model
+
+        model = load_keras_model(keras_path)
         m["keras_predict_on_batch"] = lambda i: model.predict_on_batch(X1[i])
         fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         m["keras_tf_function"] = lambda i: fn(X1[i]).numpy()

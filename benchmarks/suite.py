@@ -153,11 +153,10 @@ def float32_tflite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> Path:
     log(f"converting {rel(src)} to float32 TFLite ({rel(out)})")
     import tempfile
 
-    import keras
-
     from quantize.export import convert, dual_output_model, export_saved_model
+    from trainer.model import load_keras_model
 
-    model = keras.models.load_model(src, compile=False)
+    model = load_keras_model(src)
     with tempfile.TemporaryDirectory(prefix="ramanedge-bench-sm-") as d:
         export_saved_model(dual_output_model(model), d, int(model.inputs[0].shape[-1]))
         blob = convert(d, "float32")
@@ -235,12 +234,11 @@ def section_latency(cfg: BenchConfig, inp: Inputs, f32: Path, floor: Path,
 
 def section_accuracy(cfg: BenchConfig, inp: Inputs, f32: Path) -> dict[str, Any]:
     """Keras float vs float32 TFLite vs int8 (and the k-NN row) on the test split."""
-    import keras
-
     from benchmarks.accuracy import shift_table, tflite_predict
+    from trainer.model import load_keras_model
     from trainer.train import predict_probs
 
-    model = keras.models.load_model(cfg.run / "model.keras", compile=False)
+    model = load_keras_model(cfg.run / "model.keras")
     X, y = inp.ds.X[inp.test_idx], inp.ds.y[inp.test_idx]
     res = shift_table({"Keras float32": lambda A: predict_probs(model, A),
                        "float32 TFLite": tflite_predict(f32),

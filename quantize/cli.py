@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from ramanedge.errors import DataError
+from ramanedge.splits import DEFAULT_CALIB_SIZE
 
 CHECKS = ("edgetpu",)
 
@@ -35,7 +36,8 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Artifact folder to write (e.g. models/NAME).")
 @click.option("--name", default=None, help="Artifact name (default: the --out folder name).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--calib-size", type=click.IntRange(min=1), default=DEFAULT_CALIB_SIZE,
+              show_default=True,
               help="Training spectra in the stratified int8 calibration set.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the calibration-set draw.")

@@ -35,6 +35,7 @@ import numpy as np
 from ramanedge.errors import DataError, ModelError
 from ramanedge.grid import DEFAULT_GRID
 from ramanedge.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from ramanedge.splits import DEFAULT_CALIB_SIZE, select_calibration  # noqa: F401 (re-export)
 
 from .edgetpu import read_graph
 from .gate import (
@@ -71,7 +72,7 @@ class QuantizeConfig:
     head takes) or ``"probs"`` (the model's own int8 softmax output).
     """
 
-    calib_size: int = 100
+    calib_size: int = DEFAULT_CALIB_SIZE
     seed: int = 0
     also: tuple[str, ...] = field(default=())
     max_top1_drop: float = MAX_TOP1_DROP_POINTS
@@ -113,31 +114,6 @@ class ExportResult:
 # ----------------------------------------------------------------------------- selection
 
 
-def select_calibration(y: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
-    """Indices of a stratified representative set of ``size`` samples with labels ``y``.
-
-    Every class gets one sample first (while ``size`` allows), the rest is allocated in
-    proportion to class frequency; within a class the samples are drawn at random (seeded).
-    ``size >= len(y)`` returns every index. Returned indices are sorted.
-    """
-    y = np.asarray(y)
-    n = y.shape[0]
-    if n == 0:
-        raise DataError("the training split is empty: nothing to calibrate the int8 model on")
-    if size >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    keys = np.empty(n, dtype=np.float64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        idx = idx[rng.permutation(idx.size)]
-        rank = np.arange(idx.size, dtype=np.float64)
-        # first of each class before everything else; then proportional (systematic) order
-        keys[idx] = np.where(rank == 0, -1.0 + rng.random() * 1e-3, (rank + 0.5) / idx.size)
-    order = np.argsort(keys + rng.random(n) * 1e-9, kind="stable")
-    return np.sort(order[:size])
-
-
 # ----------------------------------------------------------------------------- conversion
 
 
@@ -158,10 +134,16 @@ def dual_output_model(model: Any) -> Any:
 
 
 def export_saved_model(dual: Any, directory: str | os.PathLike, n_points: int) -> None:
-    """Export ``dual`` as a SavedModel with one fixed ``(1, n_points)`` float32 input."""
+    """Export ``dual`` as a SavedModel with one fixed ``(1, n_points)`` float32 input.
+
+    A quantisation-aware model's rounding layers (:class:`trainer.qat.ActQuant`) become
+    identities first: the converter's int8 quantiser rounds the same tensors on the same grid.
+    """
     import tensorflow as tf
 
-    dual.export(
+    from trainer.qat import without_act_quant
+
+    without_act_quant(dual).export(
         os.fspath(directory),
         input_signature=[tf.TensorSpec((1, n_points), tf.float32, name=INPUT_NAME)],
         verbose=False,
@@ -394,6 +376,12 @@ def export_artifact(
         raise DataError(f"test labels must be class ids in 0..{n_out - 1}")
     _check_destination(out_dir, config.overwrite)
 
+    from trainer.qat import calibrate_act_quant, has_act_quant
+
+    if has_act_quant(model):
+        # an int8-aware model rounds on the grids this calibration gives the converter:
+        # set them first, so the gate's reference is the network the int8 model computes
+        calibrate_act_quant(model, calib_X)
     dual = dual_output_model(model)
     with tempfile.TemporaryDirectory(prefix="ramanedge-sm-") as smdir:
         say(f"exporting SavedModel ({len(labels)} classes)")
@@ -553,7 +541,8 @@ def calibration_sweep(
 
     ``sizes``: representative-set sizes (``None`` = the whole training split, drawn once).
     For every size and seed the model is converted with a stratified draw from
-    ``train_X``/``train_y`` and compared with the float model on ``test_X``/``test_y``.
+    ``train_X``/``train_y`` and compared with the float model on ``test_X``/``test_y`` (an
+    int8-aware model is recalibrated on each draw first, as :func:`export_artifact` does).
     Returns one row per conversion: ``size``, ``seed``, ``n``, ``float_top1``, ``int8_top1``,
     ``drop_points``, ``agreement``, ``head_agreement`` (float head on int8 features),
     ``ties`` (share of int8 outputs with a tied top probability), ``input_scale``,
@@ -565,6 +554,9 @@ def calibration_sweep(
     test_X = _check_array("test split", test_X, n_points)
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
+    from trainer.qat import calibrate_act_quant, has_act_quant
+
+    aware = has_act_quant(model)
     dual = dual_output_model(model)
     ref = _keras_outputs(dual, test_X)
     W, b = (np.asarray(w, dtype=np.float64) for w in model.get_layer("probs").get_weights())
@@ -578,6 +570,9 @@ def calibration_sweep(
                 t = time.perf_counter()
                 blob = convert(smdir, "int8", train_X[idx])
                 sec = time.perf_counter() - t
+                if aware:  # its reference rounds on this draw's grids
+                    calibrate_act_quant(model, train_X[idx])
+                    ref = _keras_outputs(dual, test_X)
                 runner = TFLiteRunner(blob)
                 q = runner.run(test_X)
                 p = parity_report(ref["probs"], q["probs"], test_y)

@@ -205,3 +205,33 @@ def read_split_csv(
             raise DataError(f"split file {p} does not assign {n_missing} spectra of the data "
                             f"set, e.g. {first!r}")
     return out
+
+
+DEFAULT_CALIB_SIZE = 100
+"""Spectra in the int8 representative set by default (``ramanedge quantize --calib-size``);
+the int8-aware fine-tune calibrates its grids on the same draw (seed 0)."""
+
+
+def select_calibration(y: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of a stratified representative set of ``size`` samples with labels ``y``.
+
+    Every class gets one sample first (while ``size`` allows), the rest is allocated in
+    proportion to class frequency; within a class the samples are drawn at random (seeded).
+    ``size >= len(y)`` returns every index. Returned indices are sorted.
+    """
+    y = np.asarray(y)
+    n = y.shape[0]
+    if n == 0:
+        raise DataError("the training split is empty: nothing to calibrate the int8 model on")
+    if size >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    keys = np.empty(n, dtype=np.float64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(idx.size)]
+        rank = np.arange(idx.size, dtype=np.float64)
+        # first of each class before everything else; then proportional (systematic) order
+        keys[idx] = np.where(rank == 0, -1.0 + rng.random() * 1e-3, (rank + 0.5) / idx.size)
+    order = np.argsort(keys + rng.random(n) * 1e-9, kind="stable")
+    return np.sort(order[:size])

@@ -205,6 +205,9 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["arch"] == "flight"
+    # the default recipe ends with the int8-aware fine-tune; the float model is kept beside it
+    assert cfg["model"]["act_quant"] and cfg["qat"]["epochs"] >= 1
+    assert (run / "model_float.keras").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["top1"] > 0.6, metrics["test"]["top1"]
     r = _cli("quantize", str(run), "--out", str(art), cwd=tmp_path)
@@ -212,8 +215,8 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     m = json.loads((art / "manifest.json").read_text())
     gate = m["metrics"]["gate"]
     assert gate["passed"] and not gate["allow_accuracy_drop"]
-    assert m["metrics"]["head"]["agreement"] >= 0.98
-    assert m["metrics"]["head"]["drop_points"] <= 1.0
+    assert m["metrics"]["head"]["agreement"] >= 0.99  # issue #11's target, not just the gate
+    assert m["metrics"]["head"]["drop_points"] <= 0.5
     assert (art / "model.tflite").stat().st_size < 300_000
 
 

@@ -105,6 +105,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--class-weights/--no-class-weights", default=None,
               help="Class-weighted cross-entropy (default on, as in the paper).")
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
+@click.option("--qat-epochs", type=int, default=None,
+              help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
+                   "flight models; 0 = off).")
 @click.option("--recipe", type=click.Choice(["default", "paper", "paper-family"]),
               default="default", show_default=True,
               help="Base recipe: the project default (flight architecture and training), "
@@ -123,7 +126,7 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, teachers, n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
-          epochs, batch_size, learning_rate, monitor, class_weights, seed, recipe, out,
+          epochs, batch_size, learning_rate, monitor, class_weights, seed, qat_epochs, recipe, out,
           overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
@@ -147,7 +150,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, monitor=monitor,
                                       class_weighting=class_weights, seed=seed,
-                                      distill=distill, teachers=n_teachers).items()
+                                      distill=distill, teachers=n_teachers,
+                                      qat_epochs=qat_epochs).items()
                 if v is not None}
     try:
         if recipe == "paper":

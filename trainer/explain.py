@@ -158,10 +158,10 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[Any, list[str]]:
         labels = read_labels(run_dir)
     except RamanEdgeError as e:
         raise ExplainError(str(e)) from None
-    import keras
+    from trainer.model import load_keras_model
 
     try:
-        model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+        model = load_keras_model(Path(run_dir) / "model.keras")
     except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
         raise ExplainError(f"cannot load {Path(run_dir) / 'model.keras'}: {e}") from None
     if int(model.output_shape[-1]) != len(labels):

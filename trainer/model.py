@@ -39,11 +39,12 @@ ARCH_DEFAULTS: dict[str, dict] = {
     # The paper family at the project's former default (m = 6, kernel 11, LeakyReLU).
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
-                  separable=False, batch_norm=False, input_floor=None),
+                  separable=False, batch_norm=False, input_floor=None, act_quant=False),
     # The flight default (docs/parts/flight.md).
     "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
-                   reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05),
+                   reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
+                   act_quant=False),
 }
 
 
@@ -59,6 +60,9 @@ class ModelConfig:
     the model's first op clips its input at this value (negative detector counts below it carry
     no band information), so the int8 input range is ``[floor, 1]`` whatever the calibration
     spectra hold: a finer, data-independent input step (see ``docs/parts/flight.md``).
+    ``act_quant`` (flight, ReLU6 and an input floor required): the model rounds its input and
+    every activation onto the int8 grid TFLite will use (:class:`trainer.qat.ActQuant`), for
+    quantisation-aware fine-tuning; the rounding layers are stripped before conversion.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -75,6 +79,7 @@ class ModelConfig:
     separable: bool | None = None
     batch_norm: bool | None = None
     input_floor: float | None = None
+    act_quant: bool | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -110,6 +115,11 @@ class ModelConfig:
             raise ValueError(f"input_floor must be in [-1, 0] or None, got {self.input_floor}")
         object.__setattr__(self, "separable", bool(self.separable))
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
+        object.__setattr__(self, "act_quant", bool(self.act_quant))
+        if self.act_quant and (self.activation != "relu6" or self.input_floor is None):
+            raise ValueError("act_quant needs bounded ranges known before calibration: "
+                             "activation relu6 and an input_floor (the flight default), got "
+                             f"activation {self.activation!r}, input_floor {self.input_floor}")
 
     def to_dict(self) -> dict:
         """JSON-ready form (every field resolved)."""
@@ -135,7 +145,8 @@ class ModelConfig:
         return (f"flight CNN {'-'.join(map(str, self.filters))}"
                 f"{' separable' if self.separable else ''}, kernel {self.kernel_size}, "
                 f"pool {self.pool_size} x {self.pool_layers}, reduce {self.reduce_channels}, "
-                f"features {self.dense_units}, {self.activation}")
+                f"features {self.dense_units}, {self.activation}"
+                f"{', int8-aware activations' if self.act_quant else ''}")
 
 
 PAPER_MODEL = ModelConfig(arch="paper", pool_size=8, kernel_size=5)
@@ -208,6 +219,9 @@ def count_macs(config: ModelConfig, n_classes: int) -> int:
     return macs + flatten_size(config) * config.dense_units + config.dense_units * n_classes
 
 
+RELU6_CAP = 6.0
+
+
 def _activation(name: str, layer_name: str, conv: bool):
     import keras
 
@@ -218,7 +232,7 @@ def _activation(name: str, layer_name: str, conv: bool):
     if name == "relu6":
         # bounded activations give every int8 tensor a fixed range [0, 6] (MobileNet's reason
         # for ReLU6): calibration cannot stretch a scale on a few heavy-tailed outliers
-        return keras.layers.ReLU(max_value=6.0, name=layer_name)
+        return keras.layers.ReLU(max_value=RELU6_CAP, name=layer_name)
     # PReLU with one slope per channel shared along the spectral axis: maps to the Edge TPU.
     return keras.layers.PReLU(shared_axes=[1] if conv else None, name=layer_name)
 
@@ -234,33 +248,77 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
 
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")
+    aq = config.act_quant
+    if aq:
+        from trainer.qat import ActQuant, QConv1D, QDense, QDepthwiseConv1D
+
+    def act(x, layer_name: str, conv: bool):
+        """Activation (+ its int8 rounding with ``act_quant``, which then owns the name)."""
+        if not aq:
+            return _activation(config.activation, layer_name, conv)(x)
+        x = _activation(config.activation, f"{layer_name}_relu6", conv)(x)
+        return ActQuant(0.0, RELU6_CAP, name=layer_name)(x)
+
     inp = keras.Input(shape=(config.input_points,), name="spectrum")
     x = keras.layers.Reshape((config.input_points, 1), name="reshape")(inp)
     if config.input_floor is not None:
+        floor = float(config.input_floor)
+        if aq:  # the int8 input
+            x = ActQuant(floor, 1.0, name="input_q")(x)
         # max(x, floor) - floor, from built-in layers (serialisable, maps to ADD + RELU)
-        x = keras.layers.Rescaling(1.0, offset=-float(config.input_floor), name="floor_shift")(x)
+        x = keras.layers.Rescaling(1.0, offset=-floor, name="floor_shift")(x)
         x = keras.layers.ReLU(name="floor_clip")(x)
-    bn = config.batch_norm
+        if aq:
+            x = ActQuant(0.0, 1.0 - floor, name="floor_q")(x)
+    # act_quant: the network as the converter sees it, BatchNorm folded into the convs (a
+    # separable conv is its depthwise half, whose output int8 also rounds, + a 1x1 conv)
+    bn = config.batch_norm and not aq
+    # the ActQuant whose grid the next Q-layer's input is on (its int32 bias grid)
+    grid = "floor_q" if config.input_floor is not None else ""
+
+    def conv(filters: int, kernel: int, name: str, **kw):
+        if aq:
+            return QConv1D(filters, kernel, input_quant=grid, name=name, **kw)
+        return keras.layers.Conv1D(filters, kernel, use_bias=not bn, name=name, **kw)
+
     for i, f in enumerate(config.filters):
-        if config.separable and i > 0:
+        if config.separable and i > 0 and aq:
+            x = QDepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
+                                 name=f"conv{i + 1}_dw")(x)
+            x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
+            grid = f"conv{i + 1}_dw_q"
+            x = conv(f, 1, f"conv{i + 1}")(x)
+        elif config.separable and i > 0:
             x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
                                              use_bias=not bn, name=f"conv{i + 1}")(x)
         else:
-            x = keras.layers.Conv1D(f, config.kernel_size, padding="same", use_bias=not bn,
-                                    name=f"conv{i + 1}")(x)
+            x = conv(f, config.kernel_size, f"conv{i + 1}", padding="same")(x)
         if bn:
             x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
-        x = _activation(config.activation, f"act{i + 1}", conv=True)(x)
+        x = act(x, f"act{i + 1}", conv=True)
+        grid = f"act{i + 1}"
         if i < config.pool_layers:
             x = keras.layers.MaxPooling1D(config.pool_size, padding="same", name=f"pool{i + 1}")(x)
     if config.reduce_channels:
-        x = keras.layers.Conv1D(config.reduce_channels, 1, use_bias=not bn, name="reduce")(x)
+        x = conv(config.reduce_channels, 1, "reduce")(x)
         if bn:
             x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_reduce")(x)
-        x = _activation(config.activation, "act_reduce", conv=True)(x)
+        x = act(x, "act_reduce", conv=True)
+        grid = "act_reduce"
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(config.dense_units, name="dense")(x)
-    x = _activation(config.activation, FEATURES_LAYER, conv=False)(x)
+    x = (QDense(config.dense_units, input_quant=grid, name="dense") if aq
+         else keras.layers.Dense(config.dense_units, name="dense"))(x)
+    x = act(x, FEATURES_LAYER, conv=False)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     out = keras.layers.Dense(n_classes, activation="softmax", name=PROBS_LAYER)(x)
     return keras.Model(inp, out, name=f"raman_cnn_{config.arch}")
+
+
+def load_keras_model(path):
+    """Load a saved ``model.keras`` of either family (uncompiled), quantisation-aware layers
+    (:mod:`trainer.qat`) included. Raises what Keras raises for an unreadable file."""
+    import keras
+
+    import trainer.qat  # noqa: F401  (registers the quantisation-aware layers)
+
+    return keras.models.load_model(path, compile=False)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ramanedge.errors import DataError, ModelError
 from ramanedge.fsutil import atomic_write_text
-from trainer.model import ModelConfig, count_params, flatten_size
+from trainer.model import ModelConfig, count_params, flatten_size, load_keras_model
 from trainer.train import TrainConfig
 
 RUN_FILES = ("model.keras", "labels.json", "config.json", "split.csv")
@@ -214,8 +214,12 @@ def train_run(
                          model_config, train_config, teacher_probs=teacher, log=log)
     if result.teachers:
         extra["teachers"] = result.teachers
+    models = {}
+    if train_config.qat_epochs:
+        result, model_config, models, extra["qat"] = int8_finetune(
+            result, ds, split, model_config, train_config, log=log)
     test = write_run(out, ds, split, data, model_config, train_config, result,
-                     extra_config=extra)
+                     extra_config=extra, extra_models=models)
     if log is not None:
         sh = test["shifts"]
         log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
@@ -223,6 +227,43 @@ def train_run(
             f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
         log(f"run written to {out}")
     return out
+
+
+def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelConfig,
+                  train_config: TrainConfig, *, log: Callable[[str], None] | None = print
+                  ) -> tuple[Any, ModelConfig, dict[str, Any], dict[str, Any]]:
+    """The int8-aware fine-tuning step of a run (``train_config.qat_epochs`` > 0).
+
+    ``result`` is the float ``TrainResult``. For a model with bounded ranges (flight:
+    ReLU6 and an input floor) it returns ``(fine-tuned result, act_quant ModelConfig,
+    {"model_float.keras": the float model}, summary)``, see
+    :func:`trainer.qat.quantization_aware_finetune`; the float model is kept beside the run's
+    model for comparison. Other models are returned unchanged with the reason in the summary.
+    """
+    if model_config.activation != "relu6" or model_config.input_floor is None:
+        why = ("int8-aware fine-tuning needs ReLU6 and an input floor (the flight default); "
+               f"skipped for {model_config.describe()}")
+        if log is not None:
+            log(why)
+        return result, model_config, {}, {"skipped": why}
+    from trainer.qat import quantization_aware_finetune
+
+    tr, va = split == "train", split == "val"
+    float_model = result.model
+    qres, qcfg, info = quantization_aware_finetune(
+        float_model, ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), model_config,
+        train_config, log=None)
+    if log is not None:
+        log(f"int8-aware fine-tune: validation top-1 {100 * info['val_top1_start']:.1f}% "
+            f"(folded, int8 roundings) -> {100 * info['val_top1_best']:.1f}% (epoch "
+            f"{info['best_epoch']} of {info['epochs']}, {info['seconds']:.0f} s)")
+    qres.history = {**result.history, **{f"qat_{k}": v for k, v in qres.history.items()}}
+    qres.seconds += result.seconds
+    qres.teachers = result.teachers
+    info["float_best_epoch"], info["float_epochs"] = result.best_epoch, result.epochs_run
+    qres.epochs_run += result.epochs_run  # run totals; the fine-tune's own are in the summary
+    qres.best_epoch = result.best_epoch
+    return qres, qcfg, {"model_float.keras": float_model}, info
 
 
 def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, split: np.ndarray,
@@ -244,10 +285,8 @@ def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, spli
         if cfg.get("split_sha256") != want or read_labels(t) != list(ds.labels):
             raise RunError(f"teacher {t} was trained on another split or label set than this "
                            "run; train teachers with the same data options and split")
-        import keras
-
         try:
-            model = keras.models.load_model(t / "model.keras", compile=False)
+            model = load_keras_model(t / "model.keras")
         except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
             raise RunError(f"cannot load teacher {t / 'model.keras'}: {e}") from None
         probs.append(predict_probs(model, ds.X[tr]))
@@ -269,6 +308,7 @@ def write_run(
     extra_config: dict[str, Any] | None = None,
     extra_metrics: dict[str, Any] | None = None,
     extra_files: dict[str, str] | None = None,
+    extra_models: dict[str, Any] | None = None,
     title: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained model on the split's test part and write the run folder ``out``.
@@ -276,7 +316,9 @@ def write_run(
     The folder is built aside and renamed into place (an existing run is replaced only once
     the new one is complete). ``result`` is a ``TrainResult`` (model, history, seconds,
     epochs_run, best_epoch). The ``extra_*`` arguments let variants (e.g. semi-supervised
-    runs) add config sections, metrics and text files; ``title`` heads the confusion plot
+    runs) add config sections, metrics and text files (``extra_models``: Keras models saved
+    under the given file names, e.g. the float model beside an int8-aware one and its test
+    top-1 in the metrics); ``title`` heads the confusion plot
     (default ``"<dataset> test"``). Returns the test metrics.
     """
     from ramanedge.splits import split_sha256, write_split_csv
@@ -313,6 +355,11 @@ def write_run(
         write_split_csv(tmp / "split.csv", ds, split)
         for name, text in (extra_files or {}).items():
             atomic_write_text(tmp / name, text)
+        for name, other in (extra_models or {}).items():
+            other.save(tmp / name)
+            metrics.setdefault("extra_models", {})[name] = {
+                "test_top1": topk_accuracy(predict_probs(other, ds.X[te]), ds.y[te], 1),
+                "val_top1": topk_accuracy(predict_probs(other, ds.X[va]), ds.y[va], 1)}
         data_dict = data.to_dict()
         data_dict["root"] = str(Path(data.root).resolve())
         if data.cache_dir is None:
@@ -432,10 +479,8 @@ def load_run(
                        f"{str(config['split_sha256'])[:12]}...; the run folder was modified")
     model = None
     if load_model:
-        import keras
-
         try:
-            model = keras.models.load_model(run_dir / "model.keras", compile=False)
+            model = load_keras_model(run_dir / "model.keras")
         except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
             raise RunError(f"cannot load {run_dir / 'model.keras'}: {e}") from None
         if int(model.output_shape[-1]) != len(labels):

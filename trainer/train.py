@@ -79,6 +79,13 @@ class TrainConfig:
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
     validation, best-epoch selection and the saved model use the averaged weights."""
+    qat_epochs: int = 10
+    """Epochs of int8-aware fine-tuning after training (0 = off; flight models only: ReLU6
+    and an input floor). The trained model is folded into the network the converter builds
+    and trained with TFLite's int8 roundings in the forward pass
+    (:func:`trainer.qat.quantization_aware_finetune`); that network is the run's model."""
+    qat_learning_rate: float = 1e-4
+    """Learning rate of the int8-aware fine-tuning."""
     augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
@@ -98,6 +105,10 @@ class TrainConfig:
             raise ValueError(f"teachers must be >= 0, got {self.teachers}")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be in [0, 1], got {self.distill}")
+        if self.qat_epochs < 0:
+            raise ValueError(f"qat_epochs must be >= 0, got {self.qat_epochs}")
+        if not self.qat_learning_rate > 0:
+            raise ValueError(f"qat_learning_rate must be > 0, got {self.qat_learning_rate}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if isinstance(self.augment, dict):
@@ -115,14 +126,15 @@ class TrainConfig:
         d = dict(d)
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"])
+        d.setdefault("qat_epochs", 0)  # runs written before int8-aware fine-tuning existed
         return cls(**d)
 
 
 PAPER_TRAIN = TrainConfig(epochs=100, lr_patience=3, early_stop_patience=5, monitor="val_loss",
-                          augment=AugmentConfig(), teachers=0, distill=0.0)
+                          augment=AugmentConfig(), teachers=0, distill=0.0, qat_epochs=0)
 """The paper's recipe: class-weighted CE, Adam 1e-3, LR x0.7 after 3, stop after 5 (val loss)."""
 PAPER_FAMILY_TRAIN = TrainConfig(augment=AugmentConfig(shift_cm=12, background=0.5), teachers=0,
-                                 distill=0.0)
+                                 distill=0.0, qat_epochs=0)
 """The recipe the paper family's sweep and experiments were measured with (the project default
 before the flight model): shift up to 12 cm-1 and swapped backgrounds, patience 5/25 on
 validation accuracy."""
@@ -243,6 +255,7 @@ def train_model(
     init_weights: list[np.ndarray] | None = None,
     schedule: list[float] | None = None,
     teacher_probs: np.ndarray | None = None,
+    epoch_end: Callable[[Any], None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
@@ -259,6 +272,9 @@ def train_model(
     spectra; with ``train_config.distill > 0`` they are mixed into the targets (see
     :attr:`TrainConfig.distill`). Without them, ``train_config.teachers`` teachers are trained
     first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
+    ``epoch_end(model)`` runs after each epoch's training steps, before validation (the
+    int8-aware fine-tune recalibrates its grids there, so each epoch is judged on the grids
+    its weights give).
     """
     import keras
 
@@ -348,6 +364,8 @@ def train_model(
         if ema is not None:
             current_weights = model.get_weights()
             model.set_weights(ema)
+        if epoch_end is not None:
+            epoch_end(model)
         probs = predict_probs(model, X_val)
         if ema is not None:
             model.set_weights(current_weights)
