@@ -48,12 +48,19 @@ class _QuantBias:
     :func:`trainer.model.build_model`); :func:`calibrate_act_quant` copies its scale into the
     non-trainable weight ``input_scale`` (0 = bias not rounded yet)."""
 
-    def _init_quant(self, input_quant: str) -> None:
+    def __init__(self, *args: Any, input_quant: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.input_quant = str(input_quant)
 
-    def _build_quant(self) -> None:
+    def build(self, input_shape):
+        """Build the layer and its ``input_scale`` weight."""
+        super().build(input_shape)
         self.input_scale = self.add_weight(name="input_scale", shape=(), trainable=False,
                                            initializer="zeros")
+
+    def get_config(self) -> dict:
+        """The layer's config + ``input_quant``."""
+        return {**super().get_config(), "input_quant": self.input_quant}
 
     def save_own_variables(self, store) -> None:
         """Save every weight, ``input_scale`` included (Keras' conv / dense savers write
@@ -76,15 +83,6 @@ class QConv1D(_QuantBias, keras.layers.Conv1D):
     """Conv1D computed as TFLite's int8 CONV_2D: kernel rounded per output channel, bias on
     the int32 grid (``padding`` "same" or "valid")."""
 
-    def __init__(self, *args: Any, input_quant: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_quant(input_quant)
-
-    def build(self, input_shape):
-        """Build the conv and the ``input_scale`` weight."""
-        super().build(input_shape)
-        self._build_quant()
-
     def call(self, inputs):
         """Convolution with the int8-rounded kernel ``(k, c_in, c_out)``, bias, activation."""
         if self.padding == "causal":
@@ -95,10 +93,6 @@ class QConv1D(_QuantBias, keras.layers.Conv1D):
         if self.use_bias:  # channels_last: the bias broadcasts on the last axis
             x = ops.add(x, self._bias(self.kernel, (0, 1)))
         return self.activation(x) if self.activation is not None else x
-
-    def get_config(self) -> dict:
-        """Conv1D's config + ``input_quant``."""
-        return {**super().get_config(), "input_quant": self.input_quant}
 
 
 @keras.saving.register_keras_serializable(package="ramanedge")
@@ -121,25 +115,12 @@ class QDense(_QuantBias, keras.layers.Dense):
     """Dense computed as TFLite's int8 FULLY_CONNECTED: kernel ``(in, out)`` rounded per
     output unit (per-channel in TF 2.21, checked in the tests), bias on the int32 grid."""
 
-    def __init__(self, *args: Any, input_quant: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_quant(input_quant)
-
-    def build(self, input_shape):
-        """Build the dense layer and the ``input_scale`` weight."""
-        super().build(input_shape)
-        self._build_quant()
-
     def call(self, inputs, training=None):
         """``inputs @ round(kernel) + round(bias)``, then the activation."""
         x = ops.matmul(inputs, fake_quant_weights(self.kernel, (0,)))
         if self.bias is not None:
             x = ops.add(x, self._bias(self.kernel, (0,)))
         return self.activation(x) if self.activation is not None else x
-
-    def get_config(self) -> dict:
-        """Dense's config + ``input_quant``."""
-        return {**super().get_config(), "input_quant": self.input_quant}
 
 
 #: quantisation-aware layer -> the plain layer the converter gets
@@ -280,7 +261,7 @@ def fold_to_act_quant(float_model: Any, config: Any, n_classes: int) -> Any:
     q = build_model(n_classes, qcfg)
     names = {layer.name for layer in float_model.layers}
 
-    def folded(conv_name: str, bn_name: str, kernel, bias):
+    def folded(bn_name: str, kernel, bias):
         if bn_name not in names:
             return [kernel, bias]
         s, t = _bn_fold(float_model.get_layer(bn_name))
@@ -301,7 +282,7 @@ def fold_to_act_quant(float_model: Any, config: Any, n_classes: int) -> Any:
         if isinstance(layer, (QConv1D, QDense)):
             bn = "bn_reduce" if name == "reduce" else f"bn{name[4:]}" if name.startswith(
                 "conv") else ""
-            w = folded(name, bn, w[0], w[1] if len(w) > 1 else None)
+            w = folded(bn, w[0], w[1] if len(w) > 1 else None)
         w = [np.asarray(v, dtype=np.float32) for v in w]
         layer.set_weights(w + layer.get_weights()[len(w):])  # + input_scale (calibrated later)
     return q
