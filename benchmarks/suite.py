@@ -108,7 +108,15 @@ def _say(msg: str) -> None:
 # ------------------------------------------------------------------------------ preparation
 
 def ensure_default(cfg: BenchConfig, log: Callable[[str], None] = _say) -> None:
-    """Train ``cfg.run`` and export ``cfg.model`` with the CLI when they are missing."""
+    """Train ``cfg.run`` and export ``cfg.model`` with the CLI when they are missing.
+
+    Only the default pair (``runs/default`` -> ``models/default``) is ever made here: an
+    artifact the user named that does not exist is an error, not a reason to train one.
+    """
+    default_model = BenchConfig.model
+    if not (cfg.model / "manifest.json").is_file() and cfg.model.resolve() != default_model:
+        raise DataError(f"--model {cfg.model} is not a model artifact (no manifest.json); "
+                        "give an exported artifact folder or leave --model at its default")
     if not (cfg.run / "config.json").is_file():
         if cfg.skip_train:
             raise DataError(f"no trained run at {cfg.run} and --skip-train was given; train "

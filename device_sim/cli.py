@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -99,7 +100,7 @@ def device_rollback(store: Path) -> None:
 
     if not (store / "ACTIVE.json").is_file():
         raise LinkError(f"{store} is not a device model store (no ACTIVE.json)")
-    ms = ModelStore.open(store)
+    ms = ModelStore.open(store, lock=True)
     slot = ms.rollback()
     click.echo(f"rolled back: current model is now {slot}")
 
@@ -196,13 +197,12 @@ def rollback(port: str, baud: int, pace: bool) -> None:
         link.close()
 
 
-@sim.command("classify")
-@port_option
-@baud_option
-@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ...]) -> None:
-    """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
+def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: str,
+               send: Any) -> None:
+    """Read each spectrum file, crop it to the model window and ``send(client, x, y)`` it;
+    print one JSON line per file (the answer dict, or ``{"path", "error"}`` for a bad file
+    or a refusal: the batch goes on). Exit 2 at the end if any file failed; a broken link
+    stops the batch."""
     from device_sim.host import DeviceError
     from device_sim.replay import crop_to_window
     from ramanedge.errors import RamanEdgeError
@@ -215,26 +215,33 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
             try:
                 s = read_spectrum(f)
                 x, y = crop_to_window(s.x, s.y)
-                r, ex = client.classify(y, x, top_k=top_k)
-            except DeviceError as e:  # the device refused this spectrum: go on
-                failed += 1
-                click.echo(json.dumps({"path": str(f), "error": str(e)}))
-                continue
+                out = send(client, x, y)
             except (RamanEdgeError, OSError) as e:
-                if isinstance(e, LinkError):
+                if isinstance(e, LinkError) and not isinstance(e, DeviceError):
                     raise
                 failed += 1
                 click.echo(json.dumps({"path": str(f), "error": str(e)}))
                 continue
-            click.echo(json.dumps({"path": str(f),
-                                   "top": [[lab, round(p, 5)] for _, lab, p in r.top],
-                                   "unknown": r.unknown,
-                                   "latency_ms": round(ex.latency_s * 1e3, 2),
-                                   "compute_ms": r.compute_us / 1e3}))
+            click.echo(json.dumps({"path": str(f), **out}))
     finally:
         link.close()
     if failed:
-        raise DataError(f"{failed} of {len(files)} files could not be classified (see above)")
+        raise DataError(f"{failed} of {len(files)} files could not be {verb} (see above)")
+
+
+@sim.command("classify")
+@port_option
+@baud_option
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ...]) -> None:
+    """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
+    def send(client: Any, x: Any, y: Any) -> dict[str, Any]:
+        r, ex = client.classify(y, x, top_k=top_k)
+        return {"top": [[lab, round(p, 5)] for _, lab, p in r.top], "unknown": r.unknown,
+                "latency_ms": round(ex.latency_s * 1e3, 2), "compute_ms": r.compute_us / 1e3}
+
+    _each_file(port, baud, pace, files, "classified", send)
 
 
 @sim.command("head-add")
@@ -243,18 +250,10 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
 @click.option("--label", required=True, help="mineral name of the examples")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def head_add(port: str, baud: int, pace: bool, label: str, files: tuple[Path, ...]) -> None:
-    """Send labelled spectra for onboard learning (one HEAD_ADD each)."""
-    from device_sim.replay import crop_to_window
-    from ramanedge.io import read_spectrum
-
-    client, link = _client(port, baud, pace)
-    try:
-        for f in files:
-            s = read_spectrum(f)
-            x, y = crop_to_window(s.x, s.y)
-            click.echo(json.dumps({"path": str(f), **client.head_add(label, y, x)}))
-    finally:
-        link.close()
+    """Send labelled spectra for onboard learning (one HEAD_ADD each); a bad file is one
+    JSON error line and the batch goes on (exit 2 at the end if any failed)."""
+    _each_file(port, baud, pace, files, "stored",
+               lambda client, x, y: client.head_add(label, y, x))
 
 
 @sim.command("head-retrain")

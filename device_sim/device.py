@@ -32,7 +32,7 @@ import numpy as np
 
 from device_sim import protocol as P
 from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
-from device_sim.uplink import ModelStore, UploadError
+from device_sim.uplink import HEADSTORE, ModelStore, UploadError
 from ramanedge.errors import (
     HeadStoreError,
     LinkError,
@@ -85,16 +85,23 @@ class Backend(Protocol):
 
 class EdgeBackend:
     """The real backend: an ``edge_runtime`` :class:`~edge_runtime.classify.Classifier`
-    built from an artifact folder (onboard heads live in that folder's head store)."""
+    built from an artifact folder.
+
+    ``headstore``: the onboard head store folder (the device passes the model store's
+    ``headstore/``, outside every slot, so samples outlive any model); ``None`` = the
+    artifact folder's own ``headstore/`` (local use).
+    """
 
     def __init__(self, folder: str | os.PathLike, *, threads: int = 1, edgetpu: bool = False,
-                 top_k_max: int = 10) -> None:
+                 top_k_max: int = 10, headstore: str | os.PathLike | None = None) -> None:
         from edge_runtime.classify import Classifier
 
         self.folder = Path(folder)
         self.threads = int(threads)
+        self.headstore_dir = None if headstore is None else Path(headstore)
+        self._store: Any = None
         self.clf = Classifier.from_dir(self.folder, num_threads=self.threads, edgetpu=edgetpu,
-                                       top_k=top_k_max)
+                                       top_k=top_k_max, head_store=self.headstore_dir)
         manifest = self.clf.artifact.manifest
         self.name = manifest.name
         self.manifest_sha256 = str(manifest.data.get("manifest_sha256", ""))
@@ -118,20 +125,22 @@ class EdgeBackend:
         return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000))
 
     def _headstore(self) -> Any:
+        """The head store, opened once per backend: its sample index stays in memory, so a
+        HEAD_ADD costs the same with 10 or 10,000 stored samples."""
         from edge_runtime.headstore import HeadStore
 
-        return HeadStore.open(self.clf.artifact, create=True)
+        if self._store is None:
+            self._store = HeadStore.open(self.clf.artifact, self.headstore_dir, create=True)
+        return self._store
 
     def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """Store one labelled raw spectrum durably in the artifact's head store (its
         preprocessed grid and the int8 model's features)."""
         store = self._headstore()
         grid = self.clf.preprocess(x, y)
-        sample, created = store.add_sample(label, grid, self.clf.features_int8(grid),
+        sample, created = store.add_sample(label, grid, self.clf.features_int8(grid), raw=(x, y),
                                            source="link")
-        per_label: dict[str, int] = {}
-        for s in store.samples():
-            per_label[s.label] = per_label.get(s.label, 0) + 1
+        per_label = store.sample_counts()
         return {"label": sample.label, "sample": sample.id, "created": bool(created),
                 "n_label": per_label.get(sample.label, 0), "n_samples": sum(per_label.values())}
 
@@ -150,11 +159,27 @@ class EdgeBackend:
                 "fit_seconds": meta.get("fit_seconds")}
 
 
-def edge_loader(threads: int = 1, edgetpu: bool = False) -> Callable[[Path], Backend]:
+#: ``loader(artifact folder, head store folder) -> Backend``: how the device builds a runtime.
+Loader = Callable[[Path, Path], Backend]
+
+
+def edge_loader(threads: int = 1, edgetpu: bool = False) -> Loader:
     """A loader building :class:`EdgeBackend` objects with the given thread count."""
-    def load(folder: Path) -> Backend:
-        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu)
+    def load(folder: Path, headstore: Path) -> Backend:
+        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu, headstore=headstore)
     return load
+
+
+def validate_artifact(loader: Loader, folder: Path, headstore: Path) -> None:
+    """Load a candidate artifact with ``loader`` and classify one synthetic spectrum: what
+    every model (uplinked or the factory image) passes before it may become active."""
+    from ramanedge.manifest import read_manifest
+
+    grid = read_manifest(folder).grid
+    backend = loader(folder, headstore)
+    x = np.linspace(grid.start - 10.0, grid.stop + 10.0, 800)
+    y = 1.0 + np.exp(-0.5 * ((x - (grid.start + grid.stop) / 2) / 8.0) ** 2)
+    backend.classify(x, y, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,12 +265,13 @@ def rss_bytes() -> tuple[int, int]:
 class Device:
     """Serve one link. Build with a :class:`Link`, a :class:`ModelStore` and a loader.
 
-    ``loader(folder) -> Backend`` builds the model runtime for an artifact folder. The store's
+    ``loader(folder, headstore) -> Backend`` builds the model runtime for an artifact folder
+    (``headstore``: the store's :attr:`~device_sim.uplink.ModelStore.headstore_dir`). The store's
     ``validate`` hook uses it too, so an uploaded model is loaded (and one spectrum
     classified) before it may become active; the old backend serves until then.
     """
 
-    def __init__(self, link: Link, store: ModelStore, loader: Callable[[Path], Backend],
+    def __init__(self, link: Link, store: ModelStore, loader: Loader,
                  config: DeviceConfig | None = None, *, affinity: list[int] | None = None
                  ) -> None:
         self.link = link
@@ -254,7 +280,7 @@ class Device:
         self.config = config or DeviceConfig()
         self.affinity = affinity if affinity is not None else apply_cpu_limit(None)
         store.validate = self._validate
-        self.backend: Backend = loader(store.current_dir())
+        self.backend: Backend = loader(store.current_dir(), store.headstore_dir)
         self.cache: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.boot_id = int.from_bytes(os.urandom(4), "little")
         self.started = time.time()
@@ -268,17 +294,11 @@ class Device:
 
     def _validate(self, folder: Path) -> None:
         """Store hook: load the candidate and classify one synthetic spectrum with it."""
-        from ramanedge.manifest import read_manifest
-
-        grid = read_manifest(folder).grid
-        backend = self.loader(folder)
-        x = np.linspace(grid.start - 10.0, grid.stop + 10.0, 800)
-        y = 1.0 + np.exp(-0.5 * ((x - (grid.start + grid.stop) / 2) / 8.0) ** 2)
-        backend.classify(x, y, 1)
+        validate_artifact(self.loader, folder, self.store.headstore_dir)
 
     def _reload(self) -> None:
         """Serve the store's current slot (after a commit or a rollback moved the pointer)."""
-        self.backend = self.loader(self.store.current_dir())
+        self.backend = self.loader(self.store.current_dir(), self.store.headstore_dir)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -380,7 +400,26 @@ class Device:
             self.cache.popitem(last=False)
 
     def dispatch(self, frame: P.Frame, t0: float) -> tuple[int, bytes]:
-        """Compute the response ``(type, payload)`` of one request (may raise)."""
+        """Compute the response ``(type, payload)`` of one request (may raise).
+
+        A storage failure (full disk, I/O error) while uploading discards the upload (its
+        staging files would keep the disk full) and is answered UPLOAD; while storing a
+        sample or a head it is answered HEAD. Nothing acknowledged before is touched.
+        """
+        try:
+            return self._dispatch(frame, t0)
+        except OSError as e:
+            why = f"storage error on the device ({e.strerror or e})"
+            if frame.type in (P.MsgType.MODEL_BEGIN, P.MsgType.MODEL_CHUNK,
+                              P.MsgType.MODEL_COMMIT, P.MsgType.ROLLBACK):
+                self.store.abort_upload()
+                raise UploadError(f"{why}; the upload was discarded, the current model "
+                                  "still serves") from None
+            if frame.type in (P.MsgType.HEAD_ADD, P.MsgType.HEAD_RETRAIN):
+                raise HeadStoreError(f"{why}; nothing was stored") from None
+            raise
+
+    def _dispatch(self, frame: P.Frame, t0: float) -> tuple[int, bytes]:
         t = frame.type
         if t == P.MsgType.PING:
             return P.MsgType.PONG, frame.payload
@@ -433,10 +472,10 @@ class Device:
 
     def _model_info(self) -> dict[str, Any]:
         b = self.backend
-        return {"model": b.name, "model_sha256": b.manifest_sha256,
-                "model_tag": P.model_tag(b.manifest_sha256), "slot": self.store.current,
-                "previous": self.store.previous, "labels_hash": P.labels_hash(b.labels),
-                "n_labels": len(b.labels), "head": b.head_version}
+        values = (b.name, b.manifest_sha256, P.model_tag(b.manifest_sha256),
+                  self.store.current, self.store.previous, P.labels_hash(b.labels),
+                  len(b.labels), b.head_version)
+        return dict(zip(P.MODEL_INFO_KEYS, values, strict=True))
 
     def info(self) -> dict[str, Any]:
         """INFO reply: model, labels hash, memory in use, CPU limits, counters."""
@@ -458,7 +497,7 @@ class Device:
 
 def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.PathLike | None,
                config: DeviceConfig, announce: Callable[[str], None] | None = None,
-               loader: Callable[[Path], Backend] | None = None,
+               loader: Loader | None = None,
                seed_offset: int = 1) -> dict[str, int]:
     """Open ``port`` (path/URL, or ``"pty"`` to create a pty pair and serve its master end),
     open the model store (``store`` or a temporary folder) with ``model`` as factory
@@ -473,7 +512,9 @@ def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.Pa
         tmp = tempfile.TemporaryDirectory(prefix="ramanedge-device-")
         store = tmp.name
     loader = loader or edge_loader(config.threads, config.edgetpu)
-    ms = ModelStore.open(store, factory=model)
+    hs = Path(store) / HEADSTORE
+    ms = ModelStore.open(store, factory=model, lock=True,
+                         validate=lambda folder: validate_artifact(loader, folder, hs))
     if port == "pty":
         ser, slave = open_pty_pair(timeout=config.poll_seconds)
         where = slave

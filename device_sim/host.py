@@ -22,6 +22,7 @@ from device_sim import protocol as P
 from device_sim.transport import Link
 from device_sim.uplink import artifact_files
 from ramanedge.errors import LinkError
+from ramanedge.manifest import read_manifest
 
 
 class DeviceError(LinkError):
@@ -134,7 +135,9 @@ class HostClient:
         self.stats.requests += 1
         out0, in0 = self.link.bytes_out, self.link.bytes_in
         t_start = time.perf_counter()
-        deadline = t_start + self.config.deadline
+        # a request that legitimately takes longer (a commit validates the whole model) gets
+        # its extra time on the deadline too, or the deadline would cut its first attempt
+        deadline = t_start + self.config.deadline + extra_timeout
         send_s = 0.0
         attempt = 0
         while True:
@@ -267,6 +270,22 @@ class HostClient:
         ex = self.call(P.MsgType.ROLLBACK, expect_bytes=512, extra_timeout=30.0)
         return P.decode_json(ex.response.payload)
 
+    def _commit_outcome(self, want: str, cause: LinkError) -> dict[str, Any]:
+        """The commit's answer was lost: ask the device what it serves now (it answers
+        requests in order, so the first INFO answer comes after the commit finished)."""
+        try:
+            now = self.info()
+        except DeviceError:
+            raise
+        except LinkError:
+            raise LinkError(f"{cause}; the device did not answer INFO either, so whether the "
+                            "new model is active is unknown (ask again with 'sim info')"
+                            ) from None
+        if now.get("model_sha256") == want:
+            return {**{k: now.get(k) for k in P.MODEL_INFO_KEYS}, "recovered": True}
+        raise LinkError(f"{cause}; the device still serves {now.get('model')} "
+                        f"({str(now.get('model_sha256'))[:12]}): the upload was not activated")
+
     def upload_model(self, folder: str | Path, *, chunk_size: int = P.CHUNK_SIZE,
                      progress: Callable[[int, int], None] | None = None,
                      corrupt: Callable[[str, int, bytes], bytes] | None = None,
@@ -278,9 +297,19 @@ class HostClient:
         once. ``corrupt(name, offset, data)`` lets tests damage the data *inside* valid
         frames (the device must then reject the commit). Returns the COMMIT answer (model,
         slot, tag), or the BEGIN answer when ``commit=False``.
+
+        Flashing the model the device already serves sends nothing (the answer has
+        ``"unchanged": true``). When the commit's answer is lost, the device is asked what
+        it serves: the new model (``"recovered": true``) or an error saying it was not
+        activated; the commit itself is idempotent on the device.
         """
         folder = Path(folder)
         files = artifact_files(folder)
+        want = str(read_manifest(folder, verify_files=False).data.get("manifest_sha256", ""))
+        if commit:
+            now = self.info()
+            if now.get("model_sha256") == want:  # re-flashing what is current: a no-op
+                return {**{k: now.get(k) for k in P.MODEL_INFO_KEYS}, "unchanged": True}
         total = sum(m["bytes"] for m in files)
         chunk_size = max(1, min(int(chunk_size), P.MAX_PAYLOAD - 9))
         for restart in range(2):
@@ -304,8 +333,13 @@ class HostClient:
                             progress(sent, total)
                 if not commit:
                     return begin
-                ex = self.call(P.MsgType.MODEL_COMMIT, P.encode_json({"upload_id": uid}),
-                               expect_bytes=512, extra_timeout=60.0)
+                try:
+                    ex = self.call(P.MsgType.MODEL_COMMIT, P.encode_json({"upload_id": uid}),
+                                   expect_bytes=512, extra_timeout=60.0)
+                except DeviceError:
+                    raise
+                except LinkError as e:
+                    return self._commit_outcome(want, e)
                 return P.decode_json(ex.response.payload)
             except DeviceError as e:
                 if e.code == P.ErrorCode.UPLOAD and "no upload" in e.reason and restart == 0:

@@ -38,6 +38,9 @@ HEADER_SIZE: int = HEADER.size  # 6
 CRC_SIZE: int = 2
 #: Largest payload a frame may carry (16 KiB: one raw spectrum of up to ~4,000 points).
 MAX_PAYLOAD: int = 16384
+#: Keys of the MODEL_COMMIT / ROLLBACK answers (also part of INFO): what the device serves.
+MODEL_INFO_KEYS: tuple[str, ...] = ("model", "model_sha256", "model_tag", "slot", "previous",
+                                    "labels_hash", "n_labels", "head")
 #: Largest packet (header + payload + CRC) before COBS.
 MAX_PACKET: int = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 #: Largest COBS-encoded packet (one overhead byte per started 254 bytes, + 1).
@@ -226,6 +229,9 @@ def parse_packet(packet: bytes) -> Frame | FrameError:
         return FrameError(ErrorCode.BAD_LENGTH, f"length field says {length} payload bytes but "
                           f"the frame holds {n - HEADER_SIZE - CRC_SIZE}", seq=seq,
                           type=msg_type, raw_size=n)
+    if length > MAX_PAYLOAD:  # COBS slack in MAX_ENCODED must not stretch the payload limit
+        return FrameError(ErrorCode.BAD_LENGTH, f"payload of {length} bytes exceeds the "
+                          f"{MAX_PAYLOAD}-byte limit", seq=seq, type=msg_type, raw_size=n)
     if version != PROTOCOL_VERSION:
         return FrameError(ErrorCode.BAD_VERSION, f"protocol version {version} is not supported "
                           f"(expected {PROTOCOL_VERSION})", seq=seq, type=msg_type, raw_size=n)
@@ -538,10 +544,15 @@ def decode_json(payload: bytes) -> Any:
     """Parse a JSON payload (empty payload = ``{}``); :class:`LinkError` if not JSON."""
     if not payload:
         return {}
+    def _no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        return json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise LinkError(f"payload is not JSON: {e}") from None
+    except RecursionError:
+        raise LinkError("payload JSON is nested too deeply") from None
 
 
 # --- HEAD_ADD --------------------------------------------------------------------------------

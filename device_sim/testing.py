@@ -106,7 +106,7 @@ class FakeBackend:
 
 def fake_loader(compute_s: float = 0.0):
     """A device loader building :class:`FakeBackend` objects."""
-    def load(folder: Path) -> FakeBackend:
+    def load(folder: Path, headstore: Path | None = None) -> FakeBackend:
         return FakeBackend(folder, compute_s=compute_s)
     return load
 

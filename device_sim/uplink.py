@@ -3,9 +3,25 @@
 Store layout (``root/``)::
 
     ACTIVE.json           {"current": SLOT, "previous": SLOT | null, "generation": N}
-    slots/SLOT/           a complete, verified artifact (model.tflite, head.npz, manifest.json,
-                          and the onboard head store the runtime keeps beside it)
+    ACTIVE.json.bak       the same pointer, written right after it (a bit flip in one copy
+                          is survived; with both damaged the pointer is rebuilt from the slots)
+    slots/SLOT/           a complete, verified artifact (model.tflite, head.npz, manifest.json)
     staging/UPLOAD/       files of an upload in progress (never served)
+    headstore/            the onboard head store (labelled samples, retrained heads): mission
+                          data, kept outside every slot so no uplink, rollback or clean-up
+                          can remove it (see :mod:`edge_runtime.headstore`)
+    lock                  flock(2) held by the one process serving or editing the store
+
+Invariants (what may delete what):
+
+* only the store deletes, and only names it made itself: slot folders named
+  ``NNNNNN-<sha12>`` that the pointer no longer references, and staging folders named
+  ``upload-XXXXXXXX`` / ``install-PID-NS``. Any other file or folder in ``slots/`` or
+  ``staging/`` is left alone;
+* a damaged pointer never deletes anything: it is restored from its backup copy or rebuilt
+  from the newest slots that verify, and that boot deletes no slot;
+* nothing ever deletes from ``headstore/``; samples carry their preprocessed spectrum, so a
+  new model recomputes their features (see :meth:`HeadStore.training_set`).
 
 A new artifact arrives in chunks into ``staging/``. On commit every file is checked against
 the sha256 announced at the start *and* against the artifact's own manifest
@@ -21,9 +37,12 @@ The old model keeps serving until the pointer moves. Rollback swaps ``current`` 
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,11 +55,19 @@ from ramanedge.hashing import sha256
 from ramanedge.manifest import MANIFEST_NAME, read_manifest
 
 POINTER = "ACTIVE.json"
+POINTER_BACKUP = "ACTIVE.json.bak"
 SLOTS = "slots"
 STAGING = "staging"
+HEADSTORE = "headstore"
+LOCK = "lock"
+#: Names the store gives slot and staging folders; nothing else there is ever deleted.
+SLOT_RE = re.compile(r"^\d{6,}-[0-9a-f]{12}$")
+_STAGING_RE = re.compile(r"^(upload-[0-9a-f]{8}|install-\d+-\d+)$")
 #: Largest artifact file accepted over the link (256 MiB).
 MAX_FILE_BYTES = 256 << 20
 MAX_FILES = 16
+#: Longest file name accepted in an upload (file systems allow 255 bytes).
+MAX_NAME_LEN = 100
 
 
 class UploadError(LinkError):
@@ -66,6 +93,32 @@ def _copy_verified(src: Path, dst: Path) -> None:
     fsync_dir(dst)
 
 
+class _Received:
+    """Byte ranges of one file received so far: sorted disjoint ``[start, end)`` intervals and
+    their total. Adding a chunk costs O(log n) plus the intervals it merges, so a flood of
+    tiny chunks stays cheap per chunk (in order they all extend one interval)."""
+
+    __slots__ = ("starts", "ends", "total")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.total = 0
+
+    def add(self, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        i = bisect.bisect_left(self.ends, lo)  # first interval that ends at/after lo
+        j = bisect.bisect_right(self.starts, hi)  # intervals starting after hi stay
+        if i < j:  # merge [i, j) with the new range
+            lo, hi = min(lo, self.starts[i]), max(hi, self.ends[j - 1])
+            self.total -= sum(e - s for s, e in zip(self.starts[i:j], self.ends[i:j],
+                                                    strict=True))
+        self.starts[i:j] = [lo]
+        self.ends[i:j] = [hi]
+        self.total += hi - lo
+
+
 @dataclass
 class Upload:
     """One upload in progress: announced files, received byte ranges, staging folder."""
@@ -73,12 +126,12 @@ class Upload:
     upload_id: int
     folder: Path
     files: list[dict[str, Any]]
-    ranges: list[dict[int, int]] = field(default_factory=list)
+    received: list[_Received] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if not self.ranges:
-            self.ranges = [{} for _ in self.files]
+        if not self.received:
+            self.received = [_Received() for _ in self.files]
 
     def write_chunk(self, file_index: int, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset`` of file ``file_index`` (idempotent: a resent chunk
@@ -93,19 +146,12 @@ class Upload:
         with open(self.folder / meta["name"], "r+b") as f:
             f.seek(offset)
             f.write(data)
-        rng = self.ranges[file_index]
-        rng[offset] = max(rng.get(offset, 0), len(data))
+        self.received[file_index].add(offset, offset + len(data))
         return self.bytes_received(file_index)
 
     def bytes_received(self, file_index: int) -> int:
         """Distinct bytes of file ``file_index`` received so far (union of the chunks)."""
-        total, end = 0, 0
-        for off, n in sorted(self.ranges[file_index].items()):
-            lo, hi = max(off, end), off + n
-            if hi > lo:
-                total += hi - lo
-                end = hi
-        return total
+        return self.received[file_index].total
 
     @property
     def complete(self) -> bool:
@@ -130,6 +176,8 @@ class ModelStore:
         self.validate = validate or (lambda folder: None)
         self.crash_hook = crash_hook or (lambda step: None)
         self.upload: Upload | None = None
+        self._lock_fd: int | None = None
+        self._last_commit: tuple[int, str] | None = None
         self._next_upload = int(time.time() * 1000) & 0xFFFFFFF
 
     # -- pointer ---------------------------------------------------------------------------
@@ -139,29 +187,73 @@ class ModelStore:
         """``root/slots``."""
         return self.root / SLOTS
 
-    def read_pointer(self) -> dict[str, Any]:
-        """The parsed ``ACTIVE.json`` (empty dict when absent or unreadable)."""
-        p = self.root / POINTER
+    @property
+    def headstore_dir(self) -> Path:
+        """``root/headstore``: the onboard head store shared by every slot."""
+        return self.root / HEADSTORE
+
+    @staticmethod
+    def _parse_pointer(path: Path) -> dict[str, Any] | None:
+        """A pointer file's content if it is well formed, else ``None``.
+
+        Well formed: a JSON object whose ``current`` is a slot name the store makes
+        (:data:`SLOT_RE`, so never a path), ``previous`` such a name or null, ``generation``
+        a non-negative integer.
+        """
         try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return d if isinstance(d, dict) else {}
+            if path.is_symlink() or path.stat().st_size > 4096:
+                return None
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(d, dict):
+            return None
+        cur, prev, gen = d.get("current"), d.get("previous"), d.get("generation", 0)
+        if not (isinstance(cur, str) and SLOT_RE.match(cur)):
+            return None
+        if prev is not None and not (isinstance(prev, str) and SLOT_RE.match(prev)):
+            return None
+        if type(gen) is not int or gen < 0:
+            return None
+        return {"current": cur, "previous": prev, "generation": gen}
+
+    def read_pointer(self) -> dict[str, Any]:
+        """The active pointer: ``ACTIVE.json``, or its backup copy when the main one is
+        damaged; an empty dict when neither is well formed (see :meth:`_parse_pointer`)."""
+        for name in (POINTER, POINTER_BACKUP):
+            d = self._parse_pointer(self.root / name)
+            if d is not None:
+                return d
+        return {}
 
     def _write_pointer(self, current: str, previous: str | None) -> None:
         gen = int(self.read_pointer().get("generation", 0)) + 1
-        atomic_write_text(self.root / POINTER, json.dumps(
-            {"current": current, "previous": previous, "generation": gen,
-             "time": time.time()}, indent=1) + "\n")
+        text = json.dumps({"current": current, "previous": previous, "generation": gen,
+                           "time": time.time()}, indent=1) + "\n"
+        # the main file is the commit point; the backup follows it (a crash in between
+        # leaves the backup one step behind, which still names a complete slot)
+        atomic_write_text(self.root / POINTER, text)
+        atomic_write_text(self.root / POINTER_BACKUP, text)
 
     def _slot_ok(self, slot: str | None) -> bool:
-        if not slot:
+        if not (isinstance(slot, str) and SLOT_RE.match(slot)):
+            return False
+        folder = self.slots_dir / slot
+        if folder.is_symlink():
             return False
         try:
-            read_manifest(self.slots_dir / slot)
+            read_manifest(folder)
         except RamanEdgeError:
             return False
         return True
+
+    def _slot_names(self) -> list[str]:
+        """Slot folders the store made (by name), oldest first."""
+        if not self.slots_dir.is_dir():
+            return []
+        names = [p.name for p in self.slots_dir.iterdir()
+                 if SLOT_RE.match(p.name) and p.is_dir() and not p.is_symlink()]
+        return sorted(names, key=lambda n: int(n.split("-")[0]))
 
     @property
     def current(self) -> str | None:
@@ -176,7 +268,7 @@ class ModelStore:
     def current_dir(self) -> Path:
         """Folder of the active artifact; :class:`ManifestError` if the store has none."""
         cur = self.current
-        if not cur:
+        if not cur or not SLOT_RE.match(cur):
             raise ManifestError(f"model store {self.root} has no active model")
         return self.slots_dir / cur
 
@@ -185,43 +277,115 @@ class ModelStore:
     @classmethod
     def open(cls, root: str | os.PathLike, *, factory: str | os.PathLike | None = None,
              validate: Callable[[Path], None] | None = None,
-             crash_hook: Callable[[str], None] | None = None) -> ModelStore:
-        """Open (create) a store, recover from an interrupted commit, install ``factory`` if
-        the store has no usable model, and return it."""
+             crash_hook: Callable[[str], None] | None = None,
+             lock: bool = False) -> ModelStore:
+        """Open (create) a store, with ``lock`` take its writer lock (:meth:`lock`; the
+        device and the offline tools do), recover from an
+        interrupted commit, install ``factory`` if the store has no usable model, and
+        return it."""
         store = cls(root, validate=validate, crash_hook=crash_hook)
-        store.recover(factory)
+        if lock:
+            store.lock()
+        try:
+            store.recover(factory)
+        except BaseException:
+            store.unlock()
+            raise
         return store
 
+    def _make_dirs(self) -> None:
+        for d in (self.root, self.slots_dir, self.root / STAGING):
+            if d.exists() and (d.is_symlink() or not d.is_dir()):
+                raise ManifestError(f"model store: {d} exists but is not a folder; give --store "
+                                    "an empty or existing store folder")
+        try:
+            self.slots_dir.mkdir(parents=True, exist_ok=True)
+            (self.root / STAGING).mkdir(exist_ok=True)
+        except OSError as e:
+            raise ManifestError(f"cannot create the model store {self.root}: "
+                                f"{e.strerror or e}") from None
+
     def recover(self, factory: str | os.PathLike | None = None) -> None:
-        """Boot-time recovery: drop staging folders; make sure ``current`` verifies (else
-        fall back to ``previous``, else install ``factory``); drop unreferenced slots."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.slots_dir.mkdir(exist_ok=True)
-        shutil.rmtree(self.root / STAGING, ignore_errors=True)
+        """Boot-time recovery: drop the store's own staging folders; make sure ``current``
+        verifies (else fall back to ``previous``, else install ``factory``); drop
+        unreferenced slots. A damaged pointer is restored from its backup or rebuilt from
+        the newest slots that verify, and then no slot is deleted on this boot."""
+        self._make_dirs()
+        for p in (self.root / STAGING).iterdir():
+            if _STAGING_RE.match(p.name):
+                shutil.rmtree(p, ignore_errors=True)
+        main_ok = self._parse_pointer(self.root / POINTER) is not None
         ptr = self.read_pointer()
+        if ptr and not main_ok:
+            print(f"device: {POINTER} is damaged; restored from {POINTER_BACKUP}",
+                  file=sys.stderr)
+            self._write_pointer(ptr["current"], ptr.get("previous"))
         cur, prev = ptr.get("current"), ptr.get("previous")
-        if not self._slot_ok(cur):
-            if self._slot_ok(prev):
-                self._write_pointer(prev, None)
-            elif factory is not None:
-                self.install(factory)
-            else:
+        if self._slot_ok(cur):
+            if prev and not self._slot_ok(prev):
+                self._write_pointer(str(cur), None)
+        elif self._slot_ok(prev):
+            self._write_pointer(str(prev), None)  # the current model rotted: the previous one
+        else:
+            # no pointer, a damaged one, or one naming no good slot: rebuild it from the
+            # newest slots that verify; such a boot deletes nothing
+            good = [n for n in self._slot_names() if self._slot_ok(n)]
+            if good:
+                print(f"device: {POINTER} names no usable model; rebuilt from the slots "
+                      f"(current {good[-1]})", file=sys.stderr)
+                self._write_pointer(good[-1], good[-2] if len(good) > 1 else None)
+                return
+            if factory is None:
                 raise ManifestError(f"model store {self.root} has no usable model and no "
                                     "factory model was given (--model DIR)")
-        elif prev and not self._slot_ok(prev):
-            self._write_pointer(cur, None)
+            self.install(factory)
         self._gc()
 
     def _gc(self) -> None:
-        keep = {self.current, self.previous}
-        for p in self.slots_dir.iterdir():
-            if p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)
+        """Remove the slots the pointer no longer references (only names the store made)."""
+        ptr = self.read_pointer()
+        if not ptr:
+            return
+        keep = {ptr.get("current"), ptr.get("previous")}
+        for name in self._slot_names():
+            if name not in keep:
+                shutil.rmtree(self.slots_dir / name, ignore_errors=True)
+
+    # -- lock -------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the store's writer lock for the life of this object (one serving device or
+        one offline tool at a time); :class:`UploadError` naming the holder if it is taken."""
+        if self._lock_fd is not None:
+            return
+        self._make_dirs()
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - non-POSIX
+            pass
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise UploadError(f"model store {self.root} is in use by another process "
+                              f"(pid {holder}); stop the device first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the lock taken by :meth:`lock` (also released when the process ends)."""
+        fd = self._lock_fd
+        if fd is not None:
+            os.close(fd)
+            self._lock_fd = None
 
     def _new_slot_name(self, manifest_sha: str) -> str:
-        nums = [int(p.name.split("-")[0]) for p in self.slots_dir.iterdir()
-                if p.name.split("-")[0].isdigit()]
-        return f"{max(nums, default=0) + 1:06d}-{manifest_sha[:12]}"
+        nums = [int(n.split("-")[0]) for n in self._slot_names()]
+        sha = manifest_sha[:12] if re.fullmatch(r"[0-9a-f]{12,}", manifest_sha) else "0" * 12
+        return f"{max(nums, default=0) + 1:06d}-{sha}"
 
     # -- install / commit ------------------------------------------------------------------
 
@@ -245,8 +409,16 @@ class ModelStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise UploadError(f"artifact rejected, nothing changed: {type(e).__name__}: {e}"
                               ) from None
+        sha = str(manifest.data.get("manifest_sha256", ""))
+        cur = self.current
+        if cur and self._slot_ok(cur) and read_manifest(
+                self.slots_dir / cur, verify_files=False).data.get("manifest_sha256") == sha:
+            # the artifact already serving: nothing to swap (re-flashing must never push the
+            # rollback target out with a second copy of the current model)
+            shutil.rmtree(staging, ignore_errors=True)
+            return cur
         self.crash_hook("staged")
-        slot = self._new_slot_name(str(manifest.data.get("manifest_sha256", "0" * 12)))
+        slot = self._new_slot_name(sha)
         os.rename(staging, self.slots_dir / slot)
         fsync_dir(self.slots_dir)
         self.crash_hook("renamed")
@@ -262,13 +434,16 @@ class ModelStore:
             raise UploadError(f"an upload must announce 1..{MAX_FILES} files")
         clean: list[dict[str, Any]] = []
         for m in files:
-            try:
-                name, size, sha = str(m["name"]), int(m["bytes"]), str(m["sha256"]).lower()
-            except (KeyError, TypeError, ValueError):
-                raise UploadError(f"bad file entry {m!r}; expected name, bytes, sha256"
-                                  ) from None
-            if Path(name).name != name or name in ("", ".", "..") or name.startswith("."):
-                raise UploadError(f"file name {name!r} must be a plain file name")
+            if not (isinstance(m, dict) and isinstance(m.get("name"), str)
+                    and type(m.get("bytes")) is int and isinstance(m.get("sha256"), str)):
+                raise UploadError(f"bad file entry {str(m)[:200]}; expected name (string), "
+                                  "bytes (integer), sha256 (string)")
+            name, size, sha = m["name"], m["bytes"], m["sha256"].lower()
+            if (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")
+                    or len(name) > MAX_NAME_LEN
+                    or any(ord(c) < 32 or ord(c) == 127 or c in "\\/" for c in name)):
+                raise UploadError(f"file name {name[:80]!r} must be a plain file name of at "
+                                  f"most {MAX_NAME_LEN} printable characters")
             if not 0 <= size <= MAX_FILE_BYTES:
                 raise UploadError(f"file {name} of {size} bytes is over the "
                                   f"{MAX_FILE_BYTES}-byte limit")
@@ -302,7 +477,14 @@ class ModelStore:
 
     def commit_upload(self, upload_id: int) -> str:
         """Verify the upload (complete, announced sha256, manifest, ``validate``) and make
-        it current. On any failure the upload is discarded and nothing else changes."""
+        it current. On any failure the upload is discarded and nothing else changes.
+
+        Idempotent: committing the upload that was just committed again (a lost answer,
+        resent) returns the same slot and changes nothing.
+        """
+        if self.upload is None and self._last_commit is not None \
+                and self._last_commit[0] == upload_id and self.current == self._last_commit[1]:
+            return self._last_commit[1]
         up = self.get_upload(upload_id)
         try:
             if not up.complete:
@@ -325,7 +507,9 @@ class ModelStore:
             if extra:
                 raise UploadError(f"uploaded files not listed in the manifest: {sorted(extra)}")
             self.upload = None
-            return self._activate(up.folder)
+            slot = self._activate(up.folder)
+            self._last_commit = (upload_id, slot)
+            return slot
         except BaseException:
             if self.upload is up:
                 self.abort_upload()

@@ -157,12 +157,14 @@ class Classifier:
         edgetpu: bool = False,
         top_k: int = 3,
         use_head_store: bool = True,
+        head_store: str | os.PathLike | None = None,
     ) -> Classifier:
         """Load an artifact folder, make its interpreter and pick the active head.
 
-        With ``use_head_store`` the newest good head of ``model_dir/headstore`` is used when
-        one was trained (see :mod:`edge_runtime.headstore`); otherwise the base head. Problems
-        met in the store (corrupt files skipped) are listed in ``load_problems``.
+        With ``use_head_store`` the active head of the head store (``head_store``, default
+        ``model_dir/headstore``) for this model is used when one was trained (see
+        :mod:`edge_runtime.headstore`); otherwise the base head. Problems met in the store
+        (corrupt files skipped) are listed in ``load_problems``.
         """
         artifact = load_artifact(model_dir)
         interpreter = make_interpreter(artifact.model_path, num_threads=num_threads,
@@ -171,7 +173,7 @@ class Classifier:
         if use_head_store:
             from edge_runtime.headstore import HeadStore
 
-            store = HeadStore.open_existing(artifact)
+            store = HeadStore.open_existing(artifact, head_store)
             if store is not None:
                 clf = clf.with_active_head(store)
         return clf

@@ -4,8 +4,21 @@ Layout (default ``MODEL_DIR/headstore/``)::
 
     samples/000012-<sha16>.npz   one file per labelled sample (never rewritten or deleted)
     heads/v0003-<sha16>.npz      one file per retrained head (never rewritten or deleted)
-    active.json                  {"active": "v0003" | "base", ...} + its own sha256
+    index.jsonl                  one line per sample (CRC32 + JSON: label, spectrum key,
+                                 model sha256, int8 features), appended after the sample's
+                                 own fsync: duplicates, counts and the unknown bank without
+                                 opening sample files (derived data, rebuilt when damaged)
+    active.json                  {"by_model": {model sha256: "v0003" | "base"}, ...} + its
+                                 own sha256: the active head of each model
     lock                         flock(2) file serialising writers
+
+Numbers have at least 6 (samples) and 4 (heads) digits and grow past them (sample 1000000,
+head v10000); they are compared as numbers.
+
+One store may serve several models (the device keeps one store outside its model slots, so
+samples outlive uplinks and rollbacks): a head belongs to the model file it was trained on
+(``model_sha256`` in its metadata) and is invisible to the others; each model has its own
+active head; samples are shared by all.
 
 Power-loss safety:
 
@@ -21,15 +34,18 @@ Power-loss safety:
   in between leaves the previous head active. If the active head's file is corrupt, the
   newest good head older than it is used (ultimately the base head of the artifact).
 
-Samples keep the preprocessed spectrum (float32 on the model grid) as well as the model's
-int8 features and the sha256 of the model that produced them, so features are recomputed if
-the artifact's model is replaced. Heads are always refitted from the artifact's base head on
+Samples keep the raw spectrum (float32 axis and intensities), the preprocessed spectrum
+(float32 on the model grid) and the model's int8 features with the sha256 of the model that
+produced them. A retrain on another model uses every sample: features are recomputed from
+the preprocessed spectrum (or, when the new model's grid differs, from the raw one). Heads
+are always refitted from the artifact's base head on
 *all* samples plus the artifact's exemplars, so results do not drift with the number of
 retrains.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import io
@@ -38,6 +54,7 @@ import os
 import re
 import sys
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,17 +67,24 @@ from edge_runtime.head import SoftmaxHead, load_exemplars
 from edge_runtime.interpreter import dequantize_int8
 from ramanedge.errors import HeadStoreError, ModelError, RamanEdgeError
 from ramanedge.fsutil import atomic_write_bytes, sha256_bytes
+from ramanedge.manifest import HEADSTORE_DIR
 
-STORE_DIR = "headstore"
+STORE_DIR = HEADSTORE_DIR
 ACTIVE_FILE = "active.json"
+INDEX_FILE = "index.jsonl"
 BASE = "base"
 MAX_LABEL_LEN = 100
 #: env var of the crash-test hook (see :func:`_test_pause`); tests SIGKILL the process there
 TEST_PAUSE_ENV = "RAMANEDGE_HEADSTORE_TEST_PAUSE"
 
-_SAMPLE_RE = re.compile(r"^(\d{6})-([0-9a-f]{16})\.npz$")
-_HEAD_RE = re.compile(r"^v(\d{4})-([0-9a-f]{16})\.npz$")
-_VERSION_RE = re.compile(r"^v\d{4}$")
+_SAMPLE_RE = re.compile(r"^(\d{6,})-([0-9a-f]{16})\.npz$")
+_HEAD_RE = re.compile(r"^v(\d{4,})-([0-9a-f]{16})\.npz$")
+_VERSION_RE = re.compile(r"^v\d{4,}$")
+
+
+def _version_number(version: str) -> int:
+    """``"v0012"`` -> 12 (``"base"`` -> 0): versions compare as numbers, not strings."""
+    return 0 if version == BASE else int(version[1:])
 
 
 def _now() -> str:
@@ -127,6 +151,8 @@ class Sample:
     source: str
     added: str
     key: str
+    raw: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    grid_spec: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -148,6 +174,112 @@ class HeadInfo:
         return list(self.meta.get("labels", []))
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What the index keeps of one sample: enough to find duplicates, count labels and
+    build the unknown rule's bank without opening the sample file (~0.4 kB in memory)."""
+
+    seq: int
+    label: str
+    key: bytes  # sha256 of the preprocessed spectrum (32 bytes)
+    model_sha256: str
+    features_q: bytes
+
+
+class _SampleIndex:
+    """``index.jsonl``: one line per sample file, ``CRC32 JSON``, appended (under the store's
+    lock) right after the sample file itself is fsynced. Derived data: a torn or damaged
+    line is skipped and that sample file is read (and indexed) again; the sample files stay
+    the source of truth.
+
+    The samples folder is listed once, when the index is first loaded (a crash between a
+    sample's fsync and its index line leaves a file only a listing finds); afterwards the
+    index file's new lines are all a writer needs, so adding a sample costs the same with 10
+    or 10,000 stored.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.by_key: dict[bytes, str] = {}
+        self.counts: dict[str, int] = {}
+        self.unreadable: set[str] = set()
+        self.max_seq = 0
+        self.pos = 0  # bytes of the index file consumed
+        self.listed = False
+
+    def add(self, name: str, e: _Entry) -> None:
+        old = self.entries.get(name)
+        if old is not None:
+            self.counts[old.label] -= 1
+        self.entries[name] = e
+        self.by_key[e.key] = name
+        self.counts[e.label] = self.counts.get(e.label, 0) + 1
+        self.max_seq = max(self.max_seq, e.seq)
+
+    def drop(self, name: str) -> None:
+        e = self.entries.pop(name)
+        self.counts[e.label] -= 1
+        if self.by_key.get(e.key) == name:
+            del self.by_key[e.key]
+
+    @staticmethod
+    def line(name: str, e: _Entry) -> bytes:
+        body = json.dumps({"name": name, "seq": e.seq, "label": e.label, "key": e.key.hex(),
+                           "model": e.model_sha256,
+                           "f": base64.b64encode(e.features_q).decode("ascii")},
+                          sort_keys=True, separators=(",", ":")).encode()
+        return b"%08x %s\n" % (zlib.crc32(body), body)
+
+    @staticmethod
+    def parse(line: bytes) -> tuple[str, _Entry] | None:
+        crc, _, body = line.rstrip(b"\n").partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(body):
+                return None
+            d = json.loads(body)
+            name = d["name"]
+            if not (isinstance(name, str) and _SAMPLE_RE.match(name)):
+                return None
+            e = _Entry(int(d["seq"]), sys.intern(str(d["label"])), bytes.fromhex(d["key"]),
+                       sys.intern(str(d["model"])), base64.b64decode(d["f"], validate=True))
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return None
+        return (name, e) if e.seq == int(name.split("-")[0]) else None
+
+    def read_new_lines(self, root: Path) -> None:
+        try:
+            f = open(root / INDEX_FILE, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return
+        with f:
+            f.seek(self.pos)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # a torn last line is left for later (or never)
+                self.pos += len(raw)
+                got = self.parse(raw)
+                if got is not None:
+                    self.add(*got)
+
+    def append(self, root: Path, name: str, e: _Entry) -> None:
+        """Append (fsynced) one line; the caller holds the store's lock."""
+        p = root / INDEX_FILE
+        fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            prefix = b""
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                prefix = b"\n"  # end a torn line so this one parses
+            os.write(fd, prefix + self.line(name, e))
+            os.fsync(fd)
+            end = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        self.add(name, e)
+        if self.pos == size:  # nothing unread before our line: skip over it
+            self.pos = end
+
+
 class HeadStore:
     """Onboard head store for one artifact (see the module docstring for the layout).
 
@@ -161,10 +293,9 @@ class HeadStore:
         self.root = Path(root) if root is not None else artifact.folder / STORE_DIR
         self.problems: list[str] = []
         self._model_sha = artifact.manifest.files[artifact.manifest.model_file]["sha256"]
-        # sample file name -> (spectrum key, label), or None for an unreadable file. Sample
-        # files are never changed once written (their name carries their sha256), so each
-        # is read once per store object: add_sample stays O(new files), not O(all samples).
-        self._key_index: dict[str, tuple[str, str] | None] = {}
+        # the sample index (see _SampleIndex): loaded on first use, then kept in step with
+        # the index file (appends of other writers) and the samples folder
+        self._index: _SampleIndex | None = None
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -227,12 +358,12 @@ class HeadStore:
                 features_q=a["features"].astype(np.int8),
                 model_sha256=str(a["model_sha256"]), source=str(a["source"]),
                 added=str(a["added"]), key=str(a["key"]),
+                raw=(a["raw_x"], a["raw_y"]) if "raw_x" in a and "raw_y" in a else None,
+                grid_spec=json.loads(str(a["grid_spec"])) if "grid_spec" in a else None,
             )
-        except (HeadStoreError, KeyError, OSError) as e:
+        except (HeadStoreError, KeyError, OSError, ValueError) as e:
             self._problem(f"sample {p.name} skipped: {e}")
-            self._key_index[p.name] = None
             return None
-        self._key_index[p.name] = (s.key, s.label)
         return s
 
     def samples(self) -> list[Sample]:
@@ -244,12 +375,66 @@ class HeadStore:
                 out.append(s)
         return out
 
+    def _sync_index(self, *, repair: bool) -> _SampleIndex:
+        """The sample index, brought in step with the index file and the samples folder.
+
+        Lines other writers appended are read; sample files the index does not list (a
+        crash between a sample's fsync and its index line, or a lost index) are read once,
+        verified, and with ``repair`` (caller holds the lock) appended to the index file.
+        """
+        if self._index is None:
+            self._index = _SampleIndex()
+        idx = self._index
+        idx.read_new_lines(self.root)
+        if idx.listed:
+            return idx
+        listed: dict[str, int] = {}
+        folder = self.root / "samples"
+        if folder.is_dir():
+            with os.scandir(folder) as it:
+                for de in it:
+                    m = _SAMPLE_RE.match(de.name)
+                    if m:
+                        listed[de.name] = int(m.group(1))
+        idx.max_seq = max([idx.max_seq, *listed.values()])
+        for name in [n for n in idx.entries if n not in listed]:  # removed by hand
+            idx.drop(name)
+        for name in sorted(set(listed) - set(idx.entries), key=lambda n: listed[n]):
+            smp = self._read_sample(listed[name], name.split("-")[1][:16], folder / name)
+            if smp is None:
+                idx.unreadable.add(name)
+                continue
+            entry = _Entry(smp.seq, sys.intern(smp.label), bytes.fromhex(smp.key),
+                           sys.intern(smp.model_sha256), smp.features_q.tobytes())
+            if repair:
+                try:
+                    idx.append(self.root, name, entry)
+                    continue
+                except OSError as e:  # a read-only store still answers from memory
+                    self._problem(f"cannot update {INDEX_FILE}: {e.strerror or e}")
+            idx.add(name, entry)
+        idx.listed = True
+        return idx
+
+    def _index_now(self) -> _SampleIndex:
+        """:meth:`_sync_index`, repairing the index file when the store is writable."""
+        try:
+            with self._locked():
+                return self._sync_index(repair=True)
+        except OSError:
+            return self._sync_index(repair=False)
+
+    def sample_counts(self) -> dict[str, int]:
+        """Stored samples per label (from the index: no sample file is read)."""
+        return {k: v for k, v in self._index_now().counts.items() if v}
+
     def _problem(self, msg: str) -> None:
         if msg not in self.problems:
             self.problems.append(msg)
 
     def add_sample(self, label: str, grid: np.ndarray, features_q: np.ndarray, *,
-                   source: str = "") -> tuple[Sample, bool]:
+                   source: str = "", raw: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> tuple[Sample, bool]:
         """Store one labelled sample durably; returns ``(sample, created)``.
 
         ``grid``: the preprocessed spectrum (float32, model grid); ``features_q``: the
@@ -257,6 +442,8 @@ class HeadStore:
         same label returns the existing sample with ``created=False``; with another label it
         raises :class:`HeadStoreError` (one spectrum cannot be two minerals). Once this
         returns, the sample is on disk (fsynced) and will never be removed by the store.
+        ``raw``: the spectrum as measured ``(axis, intensities)``, kept so that a model with
+        another grid can still use the sample.
         """
         label = check_label(label)
         grid = np.ascontiguousarray(grid, dtype=np.float32).reshape(-1)
@@ -269,29 +456,34 @@ class HeadStore:
                                  f"({self.artifact.feature_dim}), got {fq.dtype} {fq.size}")
         key = sha256_bytes(grid.tobytes())
         with self._locked():
-            files = self._sample_files()
-            for seq, sha16, p in files:
-                if p.name not in self._key_index:
-                    self._read_sample(seq, sha16, p)
-                known = self._key_index[p.name]
-                if known is None or known[0] != key:
-                    continue
-                s = self._read_sample(seq, sha16, p)
-                if s is None:  # went bad since it was indexed: not a usable duplicate
-                    continue
-                if s.label == label:
-                    return s, False
-                raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
-                                     f"labelled {s.label!r}; not adding it as {label!r}")
-            seq = (files[-1][0] + 1) if files else 1
+            index = self._sync_index(repair=True)
+            name = index.by_key.get(bytes.fromhex(key))
+            if name is not None:
+                e = index.entries[name]
+                s = self._read_sample(e.seq, name.split("-")[1][:16], self.root / "samples" / name)
+                if s is not None:  # a file gone bad since it was indexed is no duplicate
+                    if s.label == label:
+                        return s, False
+                    raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
+                                         f"labelled {s.label!r}; not adding it as {label!r}")
+            seq = index.max_seq + 1
             added = _now()
+            extra: dict[str, np.ndarray] = {
+                "grid_spec": np.array(json.dumps(self.artifact.grid.to_dict(), sort_keys=True))}
+            if raw is not None:
+                extra["raw_x"] = np.asarray(raw[0], dtype=np.float32).reshape(-1)
+                extra["raw_y"] = np.asarray(raw[1], dtype=np.float32).reshape(-1)
             data = _npz_bytes(label=np.array(label), grid=grid, features=fq,
                               model_sha256=np.array(self._model_sha), source=np.array(source),
-                              added=np.array(added), key=np.array(key))
+                              added=np.array(added), key=np.array(key), **extra)
             name = f"{seq:06d}-{sha256_bytes(data)[:16]}.npz"
             atomic_write_bytes(self.root / "samples" / name, data)
-            self._key_index[name] = (key, label)
-        return Sample(seq, label, grid, fq, self._model_sha, source, added, key), True
+            # acknowledged from here (the file is fsynced); the index line is derived data
+            index.append(self.root, name, _Entry(seq, sys.intern(label), bytes.fromhex(key),
+                                                 sys.intern(self._model_sha), fq.tobytes()))
+        raw_t = (extra["raw_x"], extra["raw_y"]) if "raw_x" in extra else None
+        return Sample(seq, label, grid, fq, self._model_sha, source, added, key, raw_t,
+                      self.artifact.grid.to_dict()), True
 
     # -- heads --------------------------------------------------------------------------------
     def _head_files(self) -> list[tuple[int, str, Path]]:
@@ -322,8 +514,7 @@ class HeadStore:
             self._problem(f"head {version} ({p.name}) is unusable: {e}")
             return None
         if meta.get("model_sha256") != self._model_sha:
-            self._problem(f"head {version} was trained for another model file; ignored")
-            return None
+            return None  # another model's head (one store serves every model): not ours
         return HeadInfo(version, p, meta)
 
     def load_head(self, version: str) -> HeadWeights | None:
@@ -342,8 +533,10 @@ class HeadStore:
                     raise HeadStoreError(f"head {version} is unusable: {e}") from None
         raise HeadStoreError(f"no head {version!r} in {self.root}; see 'ramanedge head list'")
 
-    def _read_active(self) -> str | None:
-        """The version named by ``active.json`` (None when missing; corrupt -> problem)."""
+    def _read_pointer_file(self) -> dict[str, Any] | None:
+        """The checked content of ``active.json``: None when missing, ``{}`` when corrupt
+        (reported), else ``{"by_model": {...}}`` (an old single-model pointer
+        ``{"active": v}`` applies to this store's model)."""
         p = self.root / ACTIVE_FILE
         if not p.is_file():
             return None
@@ -352,16 +545,31 @@ class HeadStore:
             body = {k: v for k, v in d.items() if k != "sha256"}
             if sha256_bytes(json.dumps(body, sort_keys=True).encode()) != d.get("sha256"):
                 raise ValueError("checksum mismatch")
-            v = d["active"]
-            if v != BASE and not _VERSION_RE.match(str(v)):
-                raise ValueError(f"bad version {v!r}")
-            return str(v)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            by_model = d["by_model"] if "by_model" in d else {self._model_sha: d["active"]}
+            if not isinstance(by_model, dict):
+                raise ValueError("'by_model' is not an object")
+            for v in by_model.values():
+                if v != BASE and not _VERSION_RE.match(str(v)):
+                    raise ValueError(f"bad version {v!r}")
+            return {"by_model": {str(k): str(v) for k, v in by_model.items()}}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             self._problem(f"{ACTIVE_FILE} is corrupt ({e}); using the newest good head")
+            return {}
+
+    def _read_active(self) -> str | None:
+        """The version ``active.json`` names for this model (None: none; ``"corrupt"``)."""
+        d = self._read_pointer_file()
+        if d is None:
+            return None
+        if not d:
             return "corrupt"
+        return d["by_model"].get(self._model_sha)
 
     def _write_active(self, version: str, reason: str) -> None:
-        body = {"active": version, "updated": _now(), "reason": reason}
+        d = self._read_pointer_file() or {"by_model": {}}
+        by_model = {**d["by_model"], self._model_sha: version}
+        body = {"by_model": by_model, "model_sha256": self._model_sha, "active": version,
+                "updated": _now(), "reason": reason}
         body["sha256"] = sha256_bytes(json.dumps(body, sort_keys=True).encode())
         atomic_write_bytes(self.root / ACTIVE_FILE,
                            (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
@@ -378,7 +586,7 @@ class HeadStore:
             return good[-1] if good else BASE
         if wanted in good:
             return wanted
-        older = [v for v in good if v < wanted]
+        older = [v for v in good if _version_number(v) < _version_number(wanted)]
         fallback = older[-1] if older else BASE
         self._problem(f"active head {wanted} is missing or corrupt; using {fallback}")
         return fallback
@@ -406,20 +614,45 @@ class HeadStore:
         current = self.active_version()
         if current == BASE:
             raise HeadStoreError("the base head is already active; nothing to roll back")
-        older = [h.version for h in self.heads() if h.version < current]
+        older = [h.version for h in self.heads()
+                 if _version_number(h.version) < _version_number(current)]
         return self.activate(older[-1] if older else BASE)
 
     def sample_features(self, labels: Sequence[str] | None = None) -> np.ndarray:
         """Dequantised features (M, D) of the good samples recorded with this artifact's model
         (optionally only those whose label is in ``labels``); the unknown-rule bank."""
         keep = None if labels is None else set(labels)
-        rows = [s.features_q for s in self.samples()
-                if s.model_sha256 == self._model_sha and (keep is None or s.label in keep)]
+        d = self.artifact.feature_dim
+        entries = sorted(self._index_now().entries.values(), key=lambda e: e.seq)
+        rows = [e.features_q for e in entries
+                if e.model_sha256 == self._model_sha and (keep is None or e.label in keep)
+                and len(e.features_q) == d]
         if not rows:
-            return np.zeros((0, self.artifact.feature_dim), np.float32)
-        return dequantize_int8(np.stack(rows), self.artifact.features_q)
+            return np.zeros((0, d), np.float32)
+        codes = np.frombuffer(b"".join(rows), dtype=np.int8).reshape(len(rows), d)
+        return dequantize_int8(codes, self.artifact.features_q)
 
     # -- training -----------------------------------------------------------------------------
+    def _grid_for(self, s: Sample) -> np.ndarray | None:
+        """A stored sample on this artifact's grid: its preprocessed spectrum when it was made
+        on the same grid, else its raw spectrum preprocessed again (None, reported in
+        :attr:`problems`, when it has no raw spectrum or the raw one does not cover the grid)."""
+        from ramanedge.grid import preprocess
+
+        same = (s.grid_spec == self.artifact.grid.to_dict() if s.grid_spec is not None
+                else s.grid.size == self.artifact.grid.n_points)  # older samples: by size
+        if same:
+            return s.grid
+        if s.raw is not None:
+            try:
+                return preprocess(s.raw[0], s.raw[1], self.artifact.grid)
+            except RamanEdgeError as e:
+                self._problem(f"sample {s.id} not usable with this model's grid: {e}")
+                return None
+        self._problem(f"sample {s.id} was stored on another grid and has no raw spectrum; "
+                      "not used")
+        return None
+
     def training_set(self, features_fn: Any | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Features (N, D) float32 and labels (N,) for retraining: exemplars + samples.
@@ -448,10 +681,16 @@ class HeadStore:
             if features_fn is None:
                 raise HeadStoreError(f"{len(stale)} samples were stored with another model; "
                                      "their features must be recomputed (pass features_fn)")
-            feats.append(np.asarray(features_fn(np.stack([s.grid for s in stale])),
-                                    dtype=np.float32))
-            labels.extend(s.label for s in stale)
-            counts["recomputed"] = len(stale)
+            grids, used = [], []
+            for s in stale:
+                g = self._grid_for(s)
+                if g is not None:
+                    grids.append(g)
+                    used.append(s)
+            if grids:
+                feats.append(np.asarray(features_fn(np.stack(grids)), dtype=np.float32))
+                labels.extend(s.label for s in used)
+            counts["recomputed"] = len(used)
         counts["samples"] = len(samples)
         if not feats:
             return (np.zeros((0, self.artifact.feature_dim), np.float32),
@@ -548,7 +787,8 @@ def add_spectra(store: HeadStore, classifier: Any, label: str,
             s = read_spectrum(path)
             grid = classifier.preprocess(s.x, s.y)
             fq = classifier.features_int8(grid)
-            sample, created = store.add_sample(label, grid, fq, source=str(path))
+            sample, created = store.add_sample(label, grid, fq, source=str(path),
+                                               raw=(s.x, s.y))
             yield path, sample, created, None
             _test_pause("after-sample")
         except RamanEdgeError as e:

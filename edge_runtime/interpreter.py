@@ -118,6 +118,11 @@ def make_interpreter(
     return interpreter
 
 
+#: Plausible range of an int8 tensor's scale. A value outside it is a damaged or hand-made
+#: manifest (1e308 overflows float32 on the first dequantisation).
+MIN_SCALE, MAX_SCALE = 1e-12, 1e12
+
+
 @dataclass(frozen=True)
 class QuantParams:
     """Affine int8 quantisation of one tensor: ``real = scale * (q - zero_point)``."""
@@ -130,9 +135,9 @@ class QuantParams:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.scale) and self.scale > 0):
+        if not (np.isfinite(self.scale) and MIN_SCALE <= self.scale <= MAX_SCALE):
             raise ModelError(f"tensor {self.name or self.index}: quantisation scale must be a "
-                             f"positive number, got {self.scale!r}")
+                             f"number in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {self.scale!r}")
         if self.dtype != "int8":
             raise ModelError(f"tensor {self.name or self.index}: expected an int8 tensor, "
                              f"got {self.dtype!r}")
@@ -144,6 +149,17 @@ class QuantParams:
     def from_dict(cls, d: dict[str, Any]) -> QuantParams:
         """From a manifest ``quantization`` entry (``index, scale, zero_point, shape, dtype``)."""
         try:
+            if not isinstance(d, dict):
+                raise TypeError(f"expected an object, got {type(d).__name__}")
+            for key in ("index", "zero_point"):
+                # int(0.5) would silently truncate a hand-edited zero point to 0
+                if type(d.get(key)) is not int:
+                    raise ValueError(f"{key!r} must be an integer, got {d.get(key)!r}")
+            if type(d.get("scale")) not in (int, float):
+                raise ValueError(f"'scale' must be a number, got {d.get('scale')!r}")
+            if not isinstance(d.get("shape"), (list, tuple)) or any(
+                    type(v) is not int for v in d["shape"]):
+                raise ValueError(f"'shape' must be a list of integers, got {d.get('shape')!r}")
             return cls(
                 index=int(d["index"]),
                 scale=float(d["scale"]),
@@ -208,6 +224,16 @@ def check_tensor(interpreter: Any, qp: QuantParams, *, output: bool) -> None:
                     f"model {kind} tensor {qp.index} is {dtype}{list(shape)} but the manifest "
                     f"says {qp.dtype}{list(qp.shape)}"
                 )
+            # the manifest's (scale, zero point) are what the rover quantises with; a model
+            # file swapped under a re-hashed manifest would otherwise run with wrong roundings
+            scale, zero_point = d.get("quantization", (qp.scale, qp.zero_point))
+            if int(zero_point) != qp.zero_point or not np.isclose(
+                    float(scale), qp.scale, rtol=1e-6, atol=0.0):
+                raise ModelError(
+                    f"model {kind} tensor {qp.index} is quantised with scale {float(scale):.6g}, "
+                    f"zero point {int(zero_point)} but the manifest says scale {qp.scale:.6g}, "
+                    f"zero point {qp.zero_point}; the model file and manifest do not belong "
+                    "together")
             return
     have = sorted(int(d["index"]) for d in details)
     raise ModelError(f"the model has no {kind} tensor with index {qp.index} (has {have})")

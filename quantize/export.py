@@ -34,7 +34,13 @@ import numpy as np
 
 from ramanedge.errors import DataError, ModelError
 from ramanedge.grid import DEFAULT_GRID
-from ramanedge.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from ramanedge.manifest import (
+    HEADSTORE_DIR,
+    MANIFEST_NAME,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
 from ramanedge.splits import DEFAULT_CALIB_SIZE, select_calibration  # noqa: F401 (re-export)
 
 from .edgetpu import read_graph
@@ -263,16 +269,29 @@ def _check_destination(out_dir: Path, overwrite: bool) -> None:
 
 
 def _place(tmp: Path, out_dir: Path) -> None:
-    """Move the finished folder ``tmp`` to ``out_dir``; the old one is removed only after."""
+    """Move the finished folder ``tmp`` to ``out_dir``; the old one is removed only after.
+
+    The onboard head store of the old artifact (``out_dir/headstore``: labelled samples are
+    mission data) moves into the new artifact first; its heads belong to the old model file
+    and stay unused, its samples serve the new model (see :mod:`edge_runtime.headstore`).
+    """
     old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(out_dir, old)
+    kept = out_dir / HEADSTORE_DIR
+    moved = False
     try:
+        if kept.is_dir() and not kept.is_symlink():
+            os.replace(kept, tmp / HEADSTORE_DIR)
+            moved = True
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.replace(out_dir, old)
         os.replace(tmp, out_dir)
     except BaseException:
-        if old is not None:
+        # put everything back before the caller removes ``tmp``
+        if old is not None and old.exists():
             os.replace(old, out_dir)
+        if moved and (tmp / HEADSTORE_DIR).is_dir():
+            os.replace(tmp / HEADSTORE_DIR, kept)
         raise
     from ramanedge.fsutil import fsync_dir
 

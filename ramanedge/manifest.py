@@ -14,6 +14,7 @@ canonical JSON of all other keys) so a hand-edited manifest is detected too.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,11 @@ from ramanedge.grid import GridSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: A manifest is a few kB; anything far larger is not one (and is not read into memory).
+MAX_MANIFEST_BYTES = 4 << 20
+#: The onboard head store's folder name beside a local artifact's files (reserved: no artifact
+#: file may take it).
+HEADSTORE_DIR = "headstore"
 NORMALISATIONS = ("max",)
 REQUIRED_KEYS = (
     "schema_version",
@@ -129,6 +135,12 @@ def validate(d: Any) -> None:
         raise ManifestError("manifest 'labels' must be a non-empty list of strings")
     if len(set(labels)) != len(labels):
         raise ManifestError("manifest 'labels' contains duplicates")
+    for lab in labels:
+        # labels are printed on terminals and sent over the link: no escape sequences
+        if not lab.strip() or len(lab) > 100 or any(ord(c) < 32 or 127 <= ord(c) < 160
+                                                    for c in lab):
+            raise ManifestError(f"manifest label {lab[:40]!r} must be 1-100 printable "
+                                "characters (no control characters)")
     try:
         GridSpec.from_dict(d["grid"])
     except (KeyError, TypeError, ValueError) as e:
@@ -147,6 +159,9 @@ def validate(d: Any) -> None:
     for name, meta in files.items():
         if Path(name).name != name or name in ("", ".", ".."):
             raise ManifestError(f"manifest file name {name!r} must be a plain file name")
+        if name == HEADSTORE_DIR:
+            raise ManifestError(f"manifest 'files' must not list {HEADSTORE_DIR!r} (reserved for "
+                                "the onboard head store)")
         if name == MANIFEST_NAME:
             raise ManifestError(f"manifest 'files' must not list {MANIFEST_NAME} (the manifest "
                                 "itself is checked by manifest_sha256)")
@@ -154,6 +169,56 @@ def validate(d: Any) -> None:
             raise ManifestError(f"manifest entry for {name!r} has no sha256")
     if not isinstance(d["quantization"], dict):
         raise ManifestError("manifest 'quantization' must be an object")
+    _validate_references(d)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _listed(d: dict[str, Any], where: str, name: Any) -> None:
+    """A file the runtime may open must be a plain name listed (and so sha256-checked) in
+    ``files``: nothing outside the artifact folder, nothing unverified."""
+    if not isinstance(name, str) or name not in d["files"]:
+        raise ManifestError(f"manifest '{where}' must name a file listed in 'files' "
+                            f"(a plain file name inside the artifact), got {name!r}")
+
+
+def _validate_references(d: dict[str, Any]) -> None:
+    """Optional sections: their types, and every file they name (see :func:`_listed`)."""
+    head = d.get("head")
+    if head is not None:
+        if not isinstance(head, dict):
+            raise ManifestError(f"manifest 'head' must be an object, got {type(head).__name__}")
+        _listed(d, "head.file", head.get("file", "head.npz"))
+        if head.get("exemplars") is not None:
+            _listed(d, "head.exemplars", head["exemplars"])
+        dim = head.get("feature_dim")
+        if dim is not None and not (_is_int(dim) and dim > 0):
+            raise ManifestError(f"manifest 'head.feature_dim' must be a positive integer, "
+                                f"got {dim!r}")
+        out = head.get("base_output", "probs")
+        if out not in ("head", "probs"):
+            raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
+                                f"got {out!r}")
+    variants = d.get("variants")
+    if variants is not None:
+        if not isinstance(variants, dict):
+            raise ManifestError("manifest 'variants' must be an object {name: {\"file\": ...}}")
+        for key, v in variants.items():
+            if not isinstance(v, dict):
+                raise ManifestError(f"manifest 'variants.{key}' must be an object")
+            _listed(d, f"variants.{key}.file", v.get("file"))
+    unknown = d.get("unknown")
+    if unknown is not None and unknown != {}:
+        if not isinstance(unknown, dict):
+            raise ManifestError(f"manifest 'unknown' must be an object or null, got "
+                                f"{type(unknown).__name__}")
+        t = unknown.get("threshold")
+        if type(t) not in (int, float) or not math.isfinite(t):
+            raise ManifestError(f"manifest 'unknown.threshold' must be a finite number, got {t!r}")
+        if not isinstance(unknown.get("method"), str):
+            raise ManifestError("manifest 'unknown.method' must name the rule (a string)")
 
 
 def write_manifest(folder: str | os.PathLike, data: dict[str, Any]) -> Manifest:
@@ -190,10 +255,17 @@ def read_manifest(folder: str | os.PathLike, *, verify_files: bool = True) -> Ma
         raise ManifestError(f"model folder {folder} does not exist")
     if not path.is_file():
         raise ManifestError(f"{path} not found: not a ramanedge model artifact")
+    if path.is_symlink() or not path.is_file():
+        raise ManifestError(f"{path} must be a regular file (symlinks are refused)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path} is {path.stat().st_size} bytes; a manifest is at most "
+                            f"{MAX_MANIFEST_BYTES}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ManifestError(f"{path} is nested too deeply to be a manifest") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path} must hold a JSON object")
     expected = data.get("manifest_sha256")
@@ -217,8 +289,11 @@ def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest) -> None
     optional = manifest.comparison_files
     for name, meta in manifest.files.items():
         p = folder / name
-        if not p.is_file() and name in optional:
+        if not p.exists() and not p.is_symlink() and name in optional:
             continue
+        if p.is_symlink():
+            raise ManifestError(f"artifact file {p} is a symlink; every file must be a regular "
+                                "file inside the artifact")
         if not p.is_file():
             raise ManifestError(f"artifact file {p} listed in the manifest is missing")
         if sha256_file(p) != meta["sha256"]:

@@ -122,30 +122,47 @@ def tiny_keras_model(synthetic_data):
     return model
 
 
-@pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory, synthetic_data, tiny_keras_model) -> Path:
-    """Quantised artifact folder of ``tiny_keras_model``. Do not modify: use ``artifact_copy``."""
+def export_tiny(model, data: SyntheticData, out: Path, *, name: str = "tiny",
+                calib_seed: int = 0) -> Path:
+    """Quantise ``model`` into the artifact folder ``out`` (calibration draw ``calib_seed``:
+    another seed gives another int8 model file of the same network)."""
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
 
-    Xtr, ytr = synthetic_data.part("train")
-    Xva, _ = synthetic_data.part("val")
-    Xte, yte = synthetic_data.part("test")
-    calib = Xtr[select_calibration(ytr, 100, seed=0)]
-    out = tmp_path_factory.mktemp("artifacts") / "tiny"
+    Xtr, ytr = data.part("train")
+    Xva, _ = data.part("val")
+    Xte, yte = data.part("test")
+    n_calib = 100 if calib_seed == 0 else 60
+    calib = Xtr[select_calibration(ytr, n_calib, seed=calib_seed)]
     export_artifact(
-        tiny_keras_model,
-        labels=list(synthetic_data.labels),
-        model_config=tiny_keras_model.ramanedge_config,
+        model,
+        labels=list(data.labels),
+        model_config=model.ramanedge_config,
         calib_X=calib,
         val_X=Xva,
         test_X=Xte,
         test_y=yte,
         out_dir=out,
-        name="tiny",
+        name=name,
         training_meta={"dataset": "synthetic", "split_sha256": None, "run": "tests"},
-        config=QuantizeConfig(calib_size=100),
+        config=QuantizeConfig(calib_size=n_calib),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, synthetic_data, tiny_keras_model) -> Path:
+    """Quantised artifact folder of ``tiny_keras_model``. Do not modify: use ``artifact_copy``."""
+    return export_tiny(tiny_keras_model, synthetic_data,
+                       tmp_path_factory.mktemp("artifacts") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact_b(tmp_path_factory, synthetic_data, tiny_keras_model) -> Path:
+    """The same network quantised from another calibration draw: a second model file
+    (another sha256, the same labels). Do not modify."""
+    return export_tiny(tiny_keras_model, synthetic_data,
+                       tmp_path_factory.mktemp("artifacts") / "tiny-v2", name="tiny-v2",
+                       calib_seed=1)
 
 
 @pytest.fixture

@@ -94,8 +94,9 @@ def test_latency_methods_on_tiny_artifact(tiny_artifact, tiny_keras_model, synth
     r = ratios(res)
     assert r["int8_model"] == pytest.approx(1.0)
     assert all(v["n"] == 12 and v["median"] > 0 for v in res.values())
-    # the one-op floor is cheaper than the CNN through the same protocol
-    assert res["floor"]["median"] < res["int8_invoke"]["median"]
+    # which method is faster is a benchmark figure (docs/benchmarks.md), not asserted here:
+    # the ratios are computed from the same medians
+    assert r["floor"] == pytest.approx(res["floor"]["median"] / res["int8_model"]["median"])
 
 
 def test_edge_probe_and_classify_cli_memory(tiny_artifact, synthetic_data, tmp_path):
@@ -108,7 +109,8 @@ def test_edge_probe_and_classify_cli_memory(tiny_artifact, synthetic_data, tmp_p
     assert res["heavy_modules_imported"] == []  # no TensorFlow/keras/trainer in the edge process
     assert run["n_classified"] == 5
     assert run["import_s"] > 0 and run["load_s"] > 0 and run["first_inference_s"] > 0
-    assert run["cold_start_in_process_s"] < res["median"]["spawn_to_first_s"] < 60
+    # the in-process interval lies inside spawn -> first result (an ordering, not a speed)
+    assert run["cold_start_in_process_s"] < run["spawn_to_first_s"]
     # launcher-measured peak RSS is the process's own (not the pytest parent's), and agrees
     # with the kernel's per-process high-water mark read inside the probe
     assert 10 < res["peak_rss_mib"]["max"] < 400
@@ -271,3 +273,19 @@ def test_bench_cli_rejects_bad_options(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: data root") and "Traceback" not in err
+
+
+def test_bench_with_a_missing_model_is_an_error_not_a_training(tmp_path):
+    """Issue 16.14: ``bench --smoke --model <missing>`` used to start a 200-epoch training."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ramanedge.cli", "bench", "--smoke", "--model",
+                          str(tmp_path / "nope"), "--run", str(tmp_path / "norun"), "--work",
+                          str(tmp_path / "w"), "--out", str(tmp_path / "o" / "b.md")],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "is not a model artifact" in out.stderr and "Traceback" not in out.stderr
+    assert "training" not in out.stdout
+    assert not (tmp_path / "norun").exists()

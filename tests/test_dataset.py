@@ -264,11 +264,18 @@ def test_rruff_raw_matches_manifest(rruff_raw):
 @needs_data
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_rruff_raw_warm_load_is_fast(rruff_raw):
-    t0 = time.perf_counter()
+def test_rruff_raw_warm_load_reads_no_archive(rruff_raw, monkeypatch):
+    """A warm build comes from the cache: no archive is opened or parsed again (how long
+    that takes is a benchmark figure, not asserted here)."""
+    import ramanedge.dataset as dsmod
+
+    def no_reading(*a, **k):
+        raise AssertionError("a warm build read the archives again")
+
+    monkeypatch.setattr(dsmod, "iter_spectrum_files", no_reading)
+    monkeypatch.setattr(dsmod, "parse_rruff", no_reading)
     ds = build_dataset(DATA, "rruff-raw", cache_dir=CACHE)
-    dt = time.perf_counter() - t0
-    assert dt < 5.0, f"warm build took {dt:.2f} s"
+    monkeypatch.undo()
     np.testing.assert_array_equal(ds.X, rruff_raw.X)
     everything = build_dataset(DATA, "rruff-raw", min_spectra=1, cache_dir=CACHE)
     held = load_heldout(DATA, "rruff-raw", cache_dir=CACHE)

@@ -186,6 +186,40 @@ def test_bad_payloads_answered_with_errors(loop_device):
     _assert_alive(dev, host)
 
 
+@pytest.mark.parametrize("payload, code", [
+    # issue 16.14: each used to be answered INTERNAL
+    (b'{"files": [{"name": "model\\u0000.tflite", "bytes": 1, "sha256": "%s"}]}',
+     P.ErrorCode.UPLOAD),
+    (b'{"files": [{"name": "%s", "bytes": 1, "sha256": "%%s"}]}' % (b"m" * 300),
+     P.ErrorCode.UPLOAD),
+    (b'{"files": [{"name": "manifest.json", "bytes": 1e400, "sha256": "%s"}]}',
+     P.ErrorCode.UPLOAD),
+    (b'{"files": [{"name": "manifest.json", "bytes": "7", "sha256": "%s"}]}',
+     P.ErrorCode.UPLOAD),
+    # too deep for the recursion limit (BAD_PAYLOAD) or, where a library raised the limit,
+    # parsed and refused as an upload announcement (UPLOAD): never INTERNAL
+    (b'{"files": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+     (P.ErrorCode.BAD_PAYLOAD, P.ErrorCode.UPLOAD)),
+])
+def test_malformed_uploads_get_documented_codes(loop_device, payload, code):
+    dev, host = loop_device
+    if b"%s" in payload:
+        payload = payload % (b"ab" * 32)
+    seq, got, reason = _error(_exchange(dev, host, P.encode_frame(P.MsgType.MODEL_BEGIN, 40,
+                                                                  payload)))
+    assert seq == 40 and got in (code if isinstance(code, tuple) else (code,)), reason
+    assert dev.stats["internal_errors"] == 0
+    assert not list((dev.store.root / "staging").iterdir())
+    _assert_alive(dev, host)
+
+
+def test_nested_head_retrain_options_are_a_payload_error(loop_device):
+    dev, host = loop_device
+    raw = b"[" * 1500 + b"]" * 1500  # fits loop://'s 4 KiB
+    seq, code, _ = _error(_exchange(dev, host, P.encode_frame(P.MsgType.HEAD_RETRAIN, 41, raw)))
+    assert code == P.ErrorCode.BAD_PAYLOAD and dev.stats["internal_errors"] == 0
+
+
 def test_responses_are_never_answered(loop_device):
     dev, host = loop_device
     assert _exchange(dev, host, P.encode_frame(P.MsgType.RESULT, 30, b"")) == []
@@ -357,3 +391,66 @@ def test_uplink_and_rollback_over_the_link(fake_store, tmp_path):
         assert rb["model_sha256"] == old["model_sha256"]
         assert host.classify(y)[0].model_tag == before.model_tag
         assert dev.stats["uploads_committed"] == 1 and dev.stats["uploads_rejected"] >= 2
+
+
+def test_a_lost_commit_answer_is_recovered_and_reflashing_is_a_no_op(fake_store, tmp_path):
+    """Issue 16.5: the host asks what the device serves when the commit answer is lost; a
+    second flash of the same model sends nothing and keeps the rollback target."""
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2")
+    other = write_fake_artifact(tmp_path / "other", LABELS + ["eta"], name="fake-v3")
+    with running_device(fake_store) as (dev, host):
+        old = host.wait_ready(5)
+        real_call = host.call
+
+        def lose_commit_answer(msg_type, payload=b"", **kw):
+            ex = real_call(msg_type, payload, **kw)
+            if msg_type == P.MsgType.MODEL_COMMIT:
+                raise LinkError("no answer to MODEL_COMMIT (simulated loss)")
+            return ex
+
+        host.call = lose_commit_answer
+        res = host.upload_model(new, chunk_size=1500)
+        assert res["recovered"] and res["model"] == "fake-v2" and res["previous"] == old["slot"]
+
+        def drop_commit(msg_type, payload=b"", **kw):  # never reaches the device
+            if msg_type == P.MsgType.MODEL_COMMIT:
+                raise LinkError("no answer to MODEL_COMMIT (simulated loss)")
+            return real_call(msg_type, payload, **kw)
+
+        host.call = drop_commit
+        with pytest.raises(LinkError, match="still serves fake-v2.*not activated"):
+            host.upload_model(other, chunk_size=1500)
+        host.call = real_call
+        chunks_before = dev.stats["requests"]
+        again = host.upload_model(new, chunk_size=1500)
+        assert again["unchanged"] and again["slot"] == res["slot"]
+        assert dev.stats["requests"] == chunks_before + 1  # one INFO, no upload
+        assert host.rollback()["slot"] == old["slot"]
+
+
+def test_a_full_disk_is_a_documented_error_and_frees_the_staging_files(loop_device,
+                                                                       tmp_path,
+                                                                       monkeypatch):
+    """Issue 16.14: ENOSPC while uploading: ERROR UPLOAD (not INTERNAL), staging removed."""
+    import errno
+
+    from device_sim.uplink import Upload, artifact_files
+
+    dev, host = loop_device
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2")
+    files = artifact_files(new)
+    (ev,) = _exchange(dev, host, P.encode_frame(P.MsgType.MODEL_BEGIN, 60,
+                                                P.encode_json({"files": files})))
+    uid = P.decode_json(ev.payload)["upload_id"]
+    assert list((dev.store.root / "staging").iterdir())
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Upload, "write_chunk", full)
+    seq, code, reason = _error(_exchange(dev, host, P.encode_frame(
+        P.MsgType.MODEL_CHUNK, 61, P.encode_chunk(uid, 0, 0, b"x"))))
+    assert code == P.ErrorCode.UPLOAD and "No space left" in reason
+    assert dev.stats["internal_errors"] == 0
+    assert not list((dev.store.root / "staging").iterdir())
+    _assert_alive(dev, host)

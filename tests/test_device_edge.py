@@ -4,6 +4,7 @@ classification, uplink and rollback of real artifacts, onboard learning, the CLI
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -196,6 +197,16 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         assert len(rec["top"]) == 3 and rec["compute_ms"] > 0
         info = json.loads(run("sim", "info", "--port", path))
         assert info["model"] == "tiny" and len(info["cpus"]) == 1 and info["threads"] == 1
+        # a bad file is one error line and the batch goes on (issue 16.6)
+        bad = tmp_path / "bad.npy"
+        bad.write_bytes(b"\x93NUMPY\x01\x00" + b"garbage")
+        out = subprocess.run([sys.executable, "-m", "ramanedge.cli", "sim", "head-add",
+                              "--port", path, "--label", "newite", str(bad),
+                              str(tmp_path / "s.txt")], capture_output=True, text=True,
+                             cwd=REPO, timeout=60)
+        recs = [json.loads(ln) for ln in out.stdout.splitlines()]
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "not a readable .npy" in recs[0]["error"] and recs[1]["sample"] == "000001"
         res = json.loads(run("sim", "flash", "--port", path, "--model", str(v2),
                              "--baud", "0"))
         assert res["model"] == "tiny-v2"
@@ -219,6 +230,8 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
     (["device", "serve", "--port", "loop://", "--model", "{art}", "--faults", "bogus=1"],
      "fault"),
     (["device", "rollback", "--store", "/no/such/store"], "not a device model store"),
+    (["device", "serve", "--port", "loop://", "--model", "{art}", "--store",
+      "{art}/model.tflite"], "is not a folder"),
     (["sim", "ping", "--port", "/dev/no-such-tty"], "cannot open"),
     (["sim", "replay", "--model", "{art}", "--data", "/no/such/data"], "does not exist"),
 ])
@@ -263,3 +276,131 @@ def test_builtin_hashes_equal_hashlib():
         assert h.hexdigest() == hashlib.sha256(data).hexdigest()
         assert blake2b(data, digest_size=8).digest() == \
             hashlib.blake2b(data, digest_size=8).digest()
+
+
+def _peaks(seed: int, centres=(150, 600, 1050)) -> np.ndarray:
+    g = np.arange(1392.0)
+    r = np.random.default_rng(seed)
+    s = sum(h * np.exp(-0.5 * ((g - p - r.uniform(-3, 3)) / 5) ** 2)
+            for p, h in zip(centres, (1.0, 0.8, 0.9), strict=True))
+    return s + 0.05 + r.normal(0, 0.01, g.size)
+
+
+def test_uplinks_and_rollbacks_keep_acknowledged_samples_and_each_models_head(
+        tiny_artifact, tiny_artifact_b, tmp_path):
+    """Issue 16.1: flash B, flash A again, roll back: every acknowledged sample stays on disk
+    and each model keeps the head learned on it."""
+    v2 = tiny_artifact_b  # another model file: heads are per model file
+    root = tmp_path / "store"
+    with edge_device(root, tiny_artifact) as (dev, host):
+        host.wait_ready(10)
+        acks = [host.head_add("newite", _peaks(i)) for i in range(5)]
+        assert [a["sample"] for a in acks] == [f"{i:06d}" for i in range(1, 6)]
+        assert host.head_retrain()["head"] == "v0001"
+        res = host.upload_model(v2, chunk_size=4096)
+        assert res["model"] == "tiny-v2" and res["head"] == "base"  # v0001 is A's head
+        # B retrains on the same samples (features recomputed for its model file)
+        out = host.head_retrain()
+        assert out["n_samples"] == 5 and out["new_labels"] == ["newite"]
+        b_head = out["head"]
+        res = host.upload_model(tiny_artifact, chunk_size=4096)  # A again: a new slot
+        assert res["model"] == "tiny" and res["head"] == "v0001"
+        assert host.head_add("newite", _peaks(10))["n_samples"] == 6
+        rb = host.rollback()
+        assert rb["model"] == "tiny-v2" and rb["head"] == b_head
+        assert host.classify(_peaks(20))[0].label == "newite"
+    files = sorted(p.name for p in (root / "headstore" / "samples").iterdir())
+    assert [f[:6] for f in files] == [f"{i:06d}" for i in range(1, 7)]
+    assert not any((s / "headstore").exists() for s in (root / "slots").iterdir())
+
+
+def test_offline_rollback_refuses_while_a_device_serves_the_store(tiny_artifact, tmp_path):
+    """Issue 16.4: one writer per store; the offline tool says who holds it."""
+    v2 = _renamed_copy(tiny_artifact, tmp_path / "v2", "tiny-v2")
+    store = tmp_path / "store"
+    proc, path = _start_serve(["--port", "pty", "--model", str(tiny_artifact),
+                               "--store", str(store)])
+    try:
+        host = HostClient(Link(open_port(path)), HostConfig(timeout=0.5, deadline=30))
+        host.wait_ready(10)
+        host.upload_model(v2, chunk_size=4096)
+        out = subprocess.run([sys.executable, "-m", "ramanedge.cli", "device", "rollback",
+                              "--store", str(store)], capture_output=True, text=True,
+                             cwd=REPO, timeout=60)
+        assert out.returncode == 2, out
+        assert f"in use by another process (pid {proc.pid})" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert host.info()["model"] == "tiny-v2"
+        host.link.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert read_manifest(ModelStore.open(store).current_dir()).name == "tiny-v2"
+
+
+def test_kill_dash_nine_during_uplinks_and_onboard_learning_loses_nothing_acknowledged(
+        tiny_artifact, tiny_artifact_b, tmp_path):
+    """Issue 16: a real device process is SIGKILLed at random moments while the host adds
+    samples, retrains the head and flashes models in turn; after every kill the store
+    holds every acknowledged sample and serves the last acknowledged model (or the one
+    whose commit was in flight), and the next boot answers."""
+    import random
+
+    from ramanedge.errors import LinkError
+
+    store = tmp_path / "store"
+    sha = {p: read_manifest(p).data["manifest_sha256"] for p in (tiny_artifact, tiny_artifact_b)}
+    rnd = random.Random(0)
+    acked: set[str] = set()
+    serving = sha[tiny_artifact]
+    step = 0
+    kills = 0
+    rounds = int(os.environ.get("RAMANEDGE_KILL_ROUNDS", "6"))  # campaign: docs/results.md
+    for _ in range(rounds):
+        proc, path = _start_serve(["--port", "pty", "--model", str(tiny_artifact),
+                                   "--store", str(store)])
+        port = open_port(path)
+        host = HostClient(Link(port), HostConfig(timeout=0.3, deadline=4))
+        killer = threading.Timer(rnd.uniform(0.3, 2.5), proc.kill)
+        in_flight = None
+        try:
+            host.wait_ready(10)
+            killer.start()
+            while True:
+                op = ("add", "add", "retrain", "flash")[step % 4]
+                step += 1
+                if op == "add":
+                    acked.add(host.head_add("newite", _peaks(step))["sample"])
+                elif op == "retrain":
+                    assert host.head_retrain()["n_samples"] >= len(acked)
+                else:
+                    target = tiny_artifact_b if serving == sha[tiny_artifact] else tiny_artifact
+                    in_flight = sha[target]
+                    res = host.upload_model(target, chunk_size=2048)
+                    serving, in_flight = res["model_sha256"], None
+        except (LinkError, OSError):
+            kills += 1  # the device died under a request
+        finally:
+            killer.cancel()
+            proc.kill()
+            proc.wait(20)
+            port.close()
+        on_disk = {p.name[:6] for p in (store / "headstore" / "samples").glob("*.npz")}
+        assert acked <= on_disk, sorted(acked - on_disk)
+        now = read_manifest(ModelStore(store).current_dir()).data["manifest_sha256"]
+        assert now in {serving, in_flight}
+        serving = now
+    assert kills >= rounds - 1 and len(acked) >= 5
+    print(f"\nkill -9 campaign: {rounds} rounds, {kills} kills under a request, {step} "
+          f"operations, {len(acked)} acknowledged samples, 0 lost")
+    proc, path = _start_serve(["--port", "pty", "--store", str(store)])
+    try:
+        port = open_port(path)
+        host = HostClient(Link(port), HostConfig(timeout=0.5, deadline=30))
+        host.wait_ready(10)
+        assert host.info()["model_sha256"] == serving
+        assert host.head_retrain()["n_samples"] >= len(acked)
+        port.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_sim.testing import FakeBackend, write_fake_artifact
 from device_sim.uplink import ModelStore, Upload, UploadError, artifact_files
@@ -185,15 +187,16 @@ def test_boot_recovers_from_leftovers_and_a_rotten_current_slot(tmp_path, arts):
     root = tmp_path / "s"
     store = ModelStore.open(root, factory=old)
     store.install(new)
-    (root / "staging" / "upload-dead").mkdir(parents=True)
-    (root / "slots" / "000099-orphan").mkdir()
+    # leftovers named as the store names them (an upload, an unreferenced slot)
+    (root / "staging" / "upload-0000dead").mkdir(parents=True)
+    (root / "slots" / "000099-0123456789ab").mkdir()
     # bit rot in the current model: boot falls back to the previous one
     model = store.current_dir() / "model.tflite"
     model.write_bytes(model.read_bytes()[:-1] + b"\x00")
     rebooted = ModelStore.open(root)
     assert _sha(rebooted.current_dir()) == _sha(old)
-    assert not (root / "staging" / "upload-dead").exists()
-    assert not (root / "slots" / "000099-orphan").exists()
+    assert not (root / "staging" / "upload-0000dead").exists()
+    assert not (root / "slots" / "000099-0123456789ab").exists()
 
 
 # --- kill -9 during a commit -------------------------------------------------------------
@@ -267,3 +270,132 @@ def test_kill_dash_nine_at_random_moments_never_leaves_no_model(tmp_path, arts):
         ptr = json.loads((root / "ACTIVE.json").read_text())
         assert (root / "slots" / ptr["current"]).is_dir()
     assert seen  # (both usually; which one depends on timing)
+
+
+# --- issue 16: the pointer, foreign files, the head store --------------------------------
+
+
+def _two_slot_store(tmp_path, arts) -> tuple[Path, str, str]:
+    old, new = arts
+    root = tmp_path / "s"
+    store = ModelStore.open(root, factory=old, validate=_validate)
+    slot_old = store.current
+    slot_new = store.commit_upload(_upload(store, new).upload_id)
+    (root / "headstore" / "samples").mkdir(parents=True)
+    (root / "headstore" / "samples" / "000001-0123456789abcdef.npz").write_bytes(b"sample")
+    return root, str(slot_old), slot_new
+
+
+@pytest.mark.parametrize("damage", [
+    b'{"current": 5}', b"", b"\x00\x13garbage", b"[1, 2]", b'{"current": null}',
+    b'{"current": "../../../outside/evil_slot", "previous": null, "generation": 3}',
+    b'{"current": "000001-0123456789ab", "previous": "../x", "generation": 1}',
+    b'{"current": "000077-0123456789ab", "previous": null, "generation": 9}',  # no such slot
+])
+@pytest.mark.parametrize("backup_too", [False, True])
+def test_a_damaged_pointer_never_deletes_a_slot_or_leaves_the_store(tmp_path, arts, damage,
+                                                                     backup_too):
+    root, slot_old, slot_new = _two_slot_store(tmp_path, arts)
+    outside = write_fake_artifact(tmp_path / "outside" / "evil_slot", LABELS, name="evil")
+    third = write_fake_artifact(tmp_path / "third", LABELS, name="third")
+    (root / "ACTIVE.json").write_bytes(damage)
+    if backup_too:
+        (root / "ACTIVE.json.bak").write_bytes(damage)
+    store = ModelStore.open(root, factory=third)  # a factory image must not replace them
+    assert store.current == slot_new and store.previous == slot_old
+    assert store.current_dir().parent == root / "slots"
+    assert _sha(store.current_dir()) == _sha(arts[1])
+    assert sorted(p.name for p in (root / "slots").iterdir()) == sorted([slot_old, slot_new])
+    assert (root / "headstore" / "samples" / "000001-0123456789abcdef.npz").is_file()
+    assert read_manifest(outside).name == "evil"  # read, never served
+    # the pointer is whole again (both copies), and a rollback works from it
+    for name in ("ACTIVE.json", "ACTIVE.json.bak"):
+        assert json.loads((root / name).read_text())["current"] == slot_new
+    assert store.rollback() == slot_old
+
+
+def test_store_deletes_only_what_it_made(tmp_path, arts):
+    """Issue 16.13: files of others in ``staging/``, ``slots/`` and the root survive boot,
+    uploads, commits and rollbacks."""
+    old, new = arts
+    root = tmp_path / "s"
+    (root / "staging").mkdir(parents=True)
+    (root / "slots" / "photos").mkdir(parents=True)
+    (root / "staging" / "thesis.tex").write_text("chapter 1")
+    (root / "slots" / "photos" / "a.jpg").write_bytes(b"jpg")
+    (root / "slots" / "notes.txt").write_text("mine")
+    store = ModelStore.open(root, factory=old, validate=_validate)
+    store.commit_upload(_upload(store, new).upload_id)
+    store.commit_upload(_upload(store, old).upload_id)  # the first slot is now unreferenced
+    store.rollback()
+    ModelStore.open(root)
+    assert (root / "staging" / "thesis.tex").read_text() == "chapter 1"
+    assert (root / "slots" / "photos" / "a.jpg").read_bytes() == b"jpg"
+    assert (root / "slots" / "notes.txt").read_text() == "mine"
+    made = [p.name for p in (root / "slots").iterdir() if p.name[0].isdigit()]
+    assert len(made) == 2  # the unreferenced slot the store made was removed
+
+
+def test_store_folder_must_be_a_folder(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ManifestError, match="is not a folder"):
+        ModelStore.open(afile)
+    assert afile.read_text() == "x"
+
+
+def test_store_lock_admits_one_writer(tmp_path, arts):
+    root = tmp_path / "s"
+    held = ModelStore.open(root, factory=arts[0], lock=True)
+    code = ("import sys\nfrom device_sim.uplink import ModelStore, UploadError\n"
+            f"try:\n    ModelStore.open({str(root)!r}, lock=True)\n"
+            "except UploadError as e:\n    print(e)\n    sys.exit(3)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 3 and f"in use by another process (pid {os.getpid()})" in out.stdout
+    held.unlock()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 80), st.integers(0, 40)), max_size=40))
+def test_received_ranges_are_the_union_of_the_chunks(chunks):
+    from device_sim.uplink import _Received
+
+    r, cover = _Received(), set()
+    for off, n in chunks:
+        r.add(off, off + n)
+        cover |= set(range(off, off + n))
+        assert r.total == len(cover)
+    assert all(e < s for e, s in zip(r.ends, r.starts[1:], strict=False))  # disjoint, sorted
+
+
+def test_a_flood_of_one_byte_chunks_keeps_constant_state(tmp_path, arts):
+    """Issue 16.9: 20,000 one-byte chunks in order leave one interval per file (per-chunk
+    cost no longer grows with the chunks already received)."""
+    store = ModelStore.open(tmp_path / "s", factory=arts[0], validate=_validate)
+    files = artifact_files(arts[1])
+    up = store.begin_upload(files)
+    i = max(range(len(files)), key=lambda k: files[k]["bytes"])
+    data = (arts[1] / files[i]["name"]).read_bytes()[:20_000]
+    for off in range(len(data)):
+        up.write_chunk(i, off, data[off:off + 1])
+    assert up.received[i].starts == [0] and up.received[i].total == len(data)
+
+
+def test_commit_is_idempotent_and_reflashing_the_current_model_changes_nothing(tmp_path,
+                                                                                 arts):
+    """Issue 16.5: a resent commit of the same upload, and an upload of what is already
+    current, keep the rollback target."""
+    old, new = arts
+    store = ModelStore.open(tmp_path / "s", factory=old, validate=_validate)
+    first = store.current
+    up = _upload(store, new)
+    slot = store.commit_upload(up.upload_id)
+    assert store.commit_upload(up.upload_id) == slot  # the lost answer, asked again
+    again = store.commit_upload(_upload(store, new).upload_id)
+    assert again == slot and store.previous == first
+    assert sorted(p.name for p in (tmp_path / "s" / "slots").iterdir()) == sorted([first, slot])
+    assert _sha(store.slots_dir / store.rollback()) == _sha(old)

@@ -178,3 +178,44 @@ sys.exit(1 if bad else 0)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FORBIDDEN: []" in r.stdout
     assert '"top"' in r.stdout and "head v0001 active" in r.stdout
+
+
+def _special_files(folder: Path) -> dict[str, Path]:
+    """Issue 16.6: inputs that used to abort a batch or exhaust memory."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 2)))
+    header = buf.getvalue()[:128].replace(b"(3, 2), ", b"(10**12,2),".replace(b"10**12",
+                                                                              b"1" + b"0" * 12))
+    (folder / "huge_header.npy").write_bytes(header.ljust(193, b"\0"))
+    os.mkfifo(folder / "fifo.csv")
+    big = folder / "big.csv"
+    with open(big, "wb") as f:
+        f.truncate(400_000)
+    return {"huge_header.npy": folder / "huge_header.npy", "fifo.csv": folder / "fifo.csv",
+            "zero": Path("/dev/zero"), "big.csv": big}
+
+
+def test_special_files_are_one_line_errors_and_the_batch_goes_on(capsys, tiny_artifact,
+                                                                 mixed_folder, tmp_path,
+                                                                 monkeypatch):
+    bad = _special_files(tmp_path)
+    limit = 300_000
+    assert (mixed_folder / "a_columns.csv").stat().st_size < limit
+    monkeypatch.setenv("RAMANEDGE_MAX_INPUT_BYTES", str(limit))
+    code, out, err = run_cli(capsys, "classify", "--model", tiny_artifact, "--json",
+                             *bad.values(), mixed_folder / "a_columns.csv")
+    assert code == 0 and "Traceback" not in err
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.strip().splitlines())}
+    assert "header claims shape (1000000000000, 2)" in recs["huge_header.npy"]["error"]
+    assert "not a regular file" in recs["fifo.csv"]["error"]
+    assert "not a regular file" in recs["zero"]["error"]
+    assert "over the 300,000-byte limit" in recs["big.csv"]["error"]
+    assert "error" not in recs["a_columns.csv"]
+    # the same files through head add: one error line each, the good file stored
+    code, out, err = run_cli(capsys, "head", "add", "--model", tiny_artifact, "--store",
+                             tmp_path / "hs", "--label", "newite", *bad.values(),
+                             mixed_folder / "a_columns.csv")
+    assert "Traceback" not in err and "stored as sample 000001" in out
+    assert sum(ln.startswith("error") or "error:" in ln for ln in err.splitlines()) >= 4

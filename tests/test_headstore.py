@@ -308,18 +308,85 @@ def test_add_sample_reads_each_stored_file_once(model, monkeypatch):
     for g in grids[:10]:
         assert store.add_sample("zetaite", g, fq)[1]
     assert reads == []  # its own writes are indexed without reading them back
-    # another store object (another process) sees the 10 files once, then never again
+    # another store object (another process) reads the index file, no sample file
     other = HeadStore.open(art)
     assert other.add_sample("etaite", grids[10], fq)[1]
-    assert len(reads) == 10
     assert other.add_sample("etaite", grids[11], fq)[1]
-    assert len(reads) == 10
+    assert reads == []
+    assert other.sample_counts() == {"zetaite": 10, "etaite": 2}
     # a duplicate is still found (reading just that file) and a relabel still refused
     s, created = other.add_sample("zetaite", grids[3], fq)
-    assert not created and s.seq == 4 and len(reads) == 11
+    assert not created and s.seq == 4 and len(reads) == 1
     with pytest.raises(HeadStoreError, match="already stored as sample 0*4 "):
         other.add_sample("etaite", grids[3], fq)
-    # the first store reads only the other's two new files to find a duplicate among them
+    # the first store picks up the other's appended lines: it reads just the match
     n = len(reads)
     s, created = store.add_sample("etaite", grids[11], fq)
-    assert not created and s.seq == 12 and len(reads) == n + 3  # 2 indexed + the match
+    assert not created and s.seq == 12 and len(reads) == n + 1
+    # the index is derived data: torn, damaged or lost, it is rebuilt from the sample files
+    idx = store.root / "index.jsonl"
+    lines = idx.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 12
+    idx.write_bytes(lines[0][:-1].replace(b"zetaite", b"zetaitX") + b"\n"
+                    + b"".join(lines[1:11]) + lines[11][:20])
+    reads.clear()
+    fresh = HeadStore.open(art)
+    assert fresh.sample_counts() == {"zetaite": 10, "etaite": 2}
+    names = [json.loads(ln.split(b" ", 1)[1])["name"] for ln in lines]
+    assert sorted(reads) == sorted([names[0], names[11]])  # just the two lines damaged
+    assert HeadStore.open(art).sample_counts() == {"zetaite": 10, "etaite": 2}
+    idx.unlink()
+    reads.clear()
+    assert HeadStore.open(art).sample_features().shape == (12, art.feature_dim)
+    assert len(reads) == 12 and len(idx.read_bytes().splitlines()) == 12
+
+
+def test_numbers_grow_past_their_digits(model, new_files):
+    """Issue 16.7: sample 999999 is followed by 1000000 and head v9999 by v10000; every
+    file stays visible, versions compare as numbers."""
+    store = _store_with_two_heads(model, new_files)
+    samples = sorted((store.root / "samples").iterdir())
+    last = samples[-1]
+    last.rename(last.with_name("999999" + last.name[6:]))
+    heads = sorted((store.root / "heads").iterdir())
+    heads[-1].rename(heads[-1].with_name("v9999" + heads[-1].name[5:]))
+    fresh = HeadStore.open(store.artifact)
+    assert fresh.activate("v9999") == "v9999"
+    clf = Classifier(fresh.artifact, make_interpreter(fresh.artifact.model_path))
+    grid = clf.preprocess(*_xy(new_files["etaite"][3]))
+    s, created = fresh.add_sample("etaite", grid, clf.features_int8(grid))
+    assert created and s.id == "1000000"
+    assert [x.seq for x in fresh.samples()][-2:] == [999999, 1000000]
+    info = fresh.retrain()
+    assert info.version == "v10000" and info.meta["n_samples"] == 5
+    again = HeadStore.open(store.artifact)
+    assert again.active_version() == "v10000" and not again.problems
+    assert again.active_head().version == "v10000"
+    assert again.rollback() == "v9999"  # numerically older, not "v10000" < "v9999"
+    assert again.rollback() == "v0001"
+
+
+def test_one_store_serves_two_models(model, new_files, tiny_artifact_b, synthetic_data,
+                                     tmp_path):
+    """Issue 16.1: samples are shared, heads and the active pointer are per model file; a
+    model with another file recomputes the features from the stored spectra."""
+    import shutil
+
+    from edge_runtime.head import attach_exemplars as attach
+
+    store = _store_with_two_heads(model, new_files)
+    b = tmp_path / "b"
+    shutil.copytree(tiny_artifact_b, b)
+    Xtr, ytr = synthetic_data.part("train")
+    attach(b, Xtr, ytr, per_class=5)
+    on_b = HeadStore.open(load_artifact(b), store.root)
+    assert on_b.heads() == [] and on_b.active_version() == "base" and not on_b.problems
+    clf_b = Classifier.from_dir(b, head_store=store.root)
+    assert clf_b.head_version == "base"
+    info = on_b.retrain(features_fn=clf_b.features_batch)
+    assert info.version == "v0003" and info.meta["n_recomputed"] == 4
+    assert set(info.meta["new_labels"]) == set(NEW_PEAKS)
+    # each model keeps its own active head
+    assert HeadStore.open(load_artifact(model), store.root).active_version() == "v0002"
+    assert Classifier.from_dir(b, head_store=store.root).head_version == "v0003"
+    assert Classifier.from_dir(model).head_version == "v0002"

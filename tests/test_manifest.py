@@ -166,6 +166,8 @@ def _set_file(name: str, meta):
         (_set("labels", []), "non-empty list of strings"),
         (_set("labels", ["a", 3]), "non-empty list of strings"),
         (_set("labels", ["a", "a"]), "duplicates"),
+        (_set("labels", ["a", "\x1b[31mred"]), "printable characters"),
+        (_set("labels", ["a", " "]), "printable characters"),
         (_set("grid", {"start": 200}), "'grid' is invalid"),
         (_set("grid", {"start": 200, "step": -1, "n_points": 5}), "'grid' is invalid"),
         (_set("normalisation", {"method": "snv"}), "normalisation.method"),
@@ -176,6 +178,22 @@ def _set_file(name: str, meta):
         (_set_file("head.npz", {}), "has no sha256"),
         (_set_file(MANIFEST_NAME, {"sha256": "0"}), "manifest itself"),
         (_set("quantization", []), "'quantization' must be an object"),
+        # issue 16.2/10/11/12: every file named must be listed; sections have their types
+        (_set("head", 5), "'head' must be an object"),
+        (_set("head", {"exemplars": "/elsewhere/x.npz"}), "head.exemplars"),
+        (_set("head", {"exemplars": "../../../../elsewhere/x.npz"}), "head.exemplars"),
+        (_set("head", {"exemplars": "exemplars.npz"}), "head.exemplars"),  # not in files
+        (_set("head", {"file": "other.npz"}), "head.file"),
+        (_set("head", {"feature_dim": "abc"}), "feature_dim' must be a positive integer"),
+        (_set("head", {"feature_dim": True}), "feature_dim' must be a positive integer"),
+        (_set("head", {"base_output": "logits"}), "base_output"),
+        (_set("variants", ["float32"]), "'variants' must be an object"),
+        (_set("variants", {"float32": {"file": "/tmp/model.tflite"}}), "variants.float32.file"),
+        (_set("unknown", "off"), "'unknown' must be an object"),
+        (_set("unknown", {"method": "max_prob", "threshold": float("nan")}), "finite number"),
+        (_set("unknown", {"method": "max_prob", "threshold": "0.5"}), "finite number"),
+        (_set("unknown", {"threshold": 0.5}), "unknown.method"),
+        (_set_file("headstore", {"sha256": "0"}), "reserved for the onboard head store"),
     ],
 )
 def test_validate_rejects_bad_structure(mutate, message: str) -> None:
@@ -206,7 +224,9 @@ def test_write_replaces_atomically_and_leaves_no_temp_files(folder: Path) -> Non
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(labels=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8, unique=True),
+@given(labels=st.lists(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1,
+                               max_size=12).filter(str.strip),
+                       min_size=1, max_size=8, unique=True),
        flip=st.integers(min_value=0, max_value=10_000))
 def test_any_label_list_round_trips_and_any_byte_flip_in_values_is_caught(
     tmp_path_factory, labels: list[str], flip: int
@@ -275,3 +295,78 @@ def test_cli_reports_tampered_artifact_in_one_line(artifact_copy: Path) -> None:
 
 def test_manifest_error_is_a_ramanedge_error() -> None:
     assert issubclass(ManifestError, RamanEdgeError)
+
+
+def _rehash(folder: Path, mutate) -> None:
+    """Edit a real artifact's manifest and write it back with fresh checksums (what an
+    attacker or a buggy ground tool could uplink: it passes every sha256 check)."""
+    d = read_manifest(folder, verify_files=False).data
+    d = {k: v for k, v in d.items() if k != "manifest_sha256"}
+    mutate(d)
+    write_manifest(folder, d)
+
+
+def _q(key: str, value):
+    def f(d: dict) -> None:
+        d["quantization"]["input"][key] = value
+
+    return f
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_q("scale", 1e308), "scale must be a number in"),
+    (_q("zero_point", 0.5), "'zero_point' must be an integer"),
+    (_q("index", "0"), "'index' must be an integer"),
+    (_q("shape", "1392"), "'shape' must be a list of integers"),
+])
+def test_rehashed_bad_quantisation_is_refused(artifact_copy: Path, mutate, message) -> None:
+    from edge_runtime.artifact import load_artifact
+
+    _rehash(artifact_copy, mutate)
+    with pytest.raises(ManifestError, match=message):
+        load_artifact(artifact_copy)
+
+
+def test_a_swapped_model_file_is_refused_even_when_rehashed(artifact_copy: Path,
+                                                            tiny_artifact_b: Path) -> None:
+    """Issue 16.10: the manifest's quantisation must be the model's own."""
+    from edge_runtime.classify import Classifier
+    from ramanedge.errors import ModelError
+
+    (artifact_copy / "model.tflite").write_bytes((tiny_artifact_b / "model.tflite").read_bytes())
+    _rehash(artifact_copy, lambda d: d.update(files={k: {} for k in d["files"]}))
+    with pytest.raises(ModelError, match="do not belong together"):
+        Classifier.from_dir(artifact_copy)
+
+
+def test_files_outside_the_artifact_or_symlinked_are_refused(artifact_copy: Path,
+                                                             tmp_path: Path) -> None:
+    """Issue 16.2: exemplars named by path, left out of 'files', or a symlink."""
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(artifact_copy / "head.npz", elsewhere / "x.npz")
+    for name in (str(elsewhere / "x.npz"), "../elsewhere/x.npz"):
+        with pytest.raises(ManifestError, match="head.exemplars"):
+            _rehash(artifact_copy, lambda d, n=name: d["head"].update(exemplars=n))
+    # a plain name that is not in 'files' (so never checksummed)
+    shutil.copy(artifact_copy / "head.npz", artifact_copy / "extra.npz")
+    with pytest.raises(ManifestError, match="head.exemplars"):
+        _rehash(artifact_copy, lambda d: d["head"].update(exemplars="extra.npz"))
+    # a listed file replaced by a symlink to an identical file outside
+    (artifact_copy / "head.npz").unlink()
+    (artifact_copy / "head.npz").symlink_to(elsewhere / "x.npz")
+    with pytest.raises(ManifestError, match="is a symlink"):
+        read_manifest(artifact_copy)
+    r = subprocess.run([sys.executable, "-m", "ramanedge.cli", "classify", "--model",
+                        str(artifact_copy), str(artifact_copy / "manifest.json")],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert [ln for ln in r.stderr.splitlines() if "symlink" in ln], r.stderr
+
+
+def test_deeply_nested_manifest_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManifestError, match="nested too deeply|not valid JSON"):
+        read_manifest(tmp_path)

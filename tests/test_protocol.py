@@ -129,6 +129,25 @@ def test_payload_limits():
         P.build_packet(P.MsgType.PING, 70000, b"")
 
 
+@pytest.mark.parametrize("extra", [1, 65])  # 16,449 B used to pass within the COBS slack
+def test_a_payload_over_the_limit_is_refused_even_with_a_good_crc(extra):
+    payload = b"\x00" * (P.MAX_PAYLOAD + extra)  # zeros: COBS adds 1 byte in all
+    body = P.HEADER.pack(P.PROTOCOL_VERSION, P.MsgType.PING, 9, len(payload)) + payload
+    packet = body + struct.pack(">H", P.crc16(body))
+    wire = b"\x00" + P.cobs_encode(packet) + b"\x00"
+    assert len(wire) - 2 <= P.MAX_ENCODED  # inside the decoder's COBS-size window
+    (ev,) = _events(wire)
+    assert isinstance(ev, P.FrameError) and ev.code == P.ErrorCode.BAD_LENGTH
+    assert ev.seq == 9 and "exceeds the 16384-byte limit" in ev.reason
+
+
+@pytest.mark.parametrize("raw", [b'{"a": ' * 5000 + b"1" + b"}" * 5000, b'{"x": NaN}',
+                                 b'{"x": -Infinity}'])
+def test_json_payloads_nested_or_with_non_numbers_are_link_errors(raw):
+    with pytest.raises(LinkError, match="nested too deeply|not JSON"):
+        P.decode_json(raw)
+
+
 def test_max_size_frame_decodes():
     payload = bytes(np.random.default_rng(0).integers(0, 256, P.MAX_PAYLOAD, dtype=np.uint8))
     wire = P.encode_frame(P.MsgType.MODEL_CHUNK, 2, payload)

