@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ramanedge.jsonio import json_ready
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -245,17 +246,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return json_ready(obj)
 
 
 def rel(path: Path | str) -> str:

@@ -199,12 +199,14 @@ def rollback(port: str, baud: int, pace: bool) -> None:
 
 def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: str,
                send: Any) -> None:
-    """Read each spectrum file, crop it to the model window and ``send(client, x, y)`` it;
-    print one JSON line per file (the answer dict, or ``{"path", "error"}`` for a bad file
-    or a refusal: the batch goes on). Exit 2 at the end if any file failed; a broken link
-    stops the batch."""
+    """Read each spectrum file, crop it to the model window and ``send(client, path, x, y)``
+    it; print one JSON line per file (the answer record, or the error record of a bad file
+    or a refusal: the batch goes on) and a summary line on stderr. Exit status as
+    ``ramanedge classify``: 0 when at least one file succeeded, 1 when every file failed;
+    a broken link stops the batch (exit 2)."""
     from device_sim.host import DeviceError
     from device_sim.replay import crop_to_window
+    from edge_runtime.classify import error_record
     from ramanedge.errors import RamanEdgeError
     from ramanedge.io import read_spectrum
 
@@ -215,18 +217,21 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
             try:
                 s = read_spectrum(f)
                 x, y = crop_to_window(s.x, s.y)
-                out = send(client, x, y)
+                out = send(client, str(f), x, y)
             except (RamanEdgeError, OSError) as e:
                 if isinstance(e, LinkError) and not isinstance(e, DeviceError):
                     raise
                 failed += 1
-                click.echo(json.dumps({"path": str(f), "error": str(e)}))
+                click.echo(json.dumps(error_record(str(f), str(e)), ensure_ascii=False))
                 continue
-            click.echo(json.dumps({"path": str(f), **out}))
+            click.echo(json.dumps(out, ensure_ascii=False))
     finally:
         link.close()
-    if failed:
-        raise DataError(f"{failed} of {len(files)} files could not be {verb} (see above)")
+    ok = len(files) - failed
+    click.echo(f"{verb} {ok} of {len(files)} files" + (f"; {failed} failed" if failed else ""),
+               err=True)
+    if ok == 0:
+        sys.exit(1)
 
 
 @sim.command("classify")
@@ -235,11 +240,20 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ...]) -> None:
-    """Send raw spectrum files to the device (cropped to the model window); JSON lines out."""
-    def send(client: Any, x: Any, y: Any) -> dict[str, Any]:
+    """Send raw spectrum files to the device (cropped to the model window); one JSON record
+    per file, the same schema as 'ramanedge classify --json' (``unknown_score`` is null: the
+    RESULT frame carries only the flag; ``latency_ms`` is request sent -> answer)."""
+    from edge_runtime.classify import answer_record
+
+    head: list[str | None] = []
+
+    def send(client: Any, path: str, x: Any, y: Any) -> dict[str, Any]:
+        if not head:
+            head.append(client.info().get("head"))
         r, ex = client.classify(y, x, top_k=top_k)
-        return {"top": [[lab, round(p, 5)] for _, lab, p in r.top], "unknown": r.unknown,
-                "latency_ms": round(ex.latency_s * 1e3, 2), "compute_ms": r.compute_us / 1e3}
+        return answer_record(path, top=[(lab, p) for _, lab, p in r.top], unknown=r.unknown,
+                             unknown_score=None, compute_ms=r.compute_us / 1e3,
+                             head=head[0], latency_ms=ex.latency_s * 1e3)
 
     _each_file(port, baud, pace, files, "classified", send)
 
@@ -251,9 +265,9 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def head_add(port: str, baud: int, pace: bool, label: str, files: tuple[Path, ...]) -> None:
     """Send labelled spectra for onboard learning (one HEAD_ADD each); a bad file is one
-    JSON error line and the batch goes on (exit 2 at the end if any failed)."""
+    JSON error record and the batch goes on (exit 1 only when every file failed)."""
     _each_file(port, baud, pace, files, "stored",
-               lambda client, x, y: client.head_add(label, y, x))
+               lambda client, path, x, y: {"path": path, **client.head_add(label, y, x)})
 
 
 @sim.command("head-retrain")

@@ -37,6 +37,7 @@ import numpy as np
 from device_sim.host import HostClient, HostConfig
 from device_sim.protocol import labels_hash
 from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
+from ramanedge import jsonio
 from ramanedge.errors import DataError, LinkError
 from ramanedge.grid import DEFAULT_GRID
 
@@ -512,10 +513,11 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> dict[str, Pa
     body = {k: v for k, v in report.items() if k != "_records"}
     paths = {"json": out / "replay.json", "answers": out / "answers.jsonl",
              "png": out / "latency.png"}
-    paths["json"].write_text(json.dumps(body, indent=2, default=float) + "\n")
+    # strict JSON: a statistic of no samples is null, never a bare NaN
+    paths["json"].write_text(jsonio.dumps(body, indent=2) + "\n")
     with open(paths["answers"], "w") as f:
         for r in records:
-            f.write(json.dumps(r, default=float) + "\n")
+            f.write(jsonio.dumps(r) + "\n")
     plot_report(report, paths["png"])
     return paths
 

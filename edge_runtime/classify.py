@@ -76,14 +76,12 @@ class Prediction:
         return self.top[0][1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``top`` as ``[{"label", "prob"}]`` plus the other fields."""
-        return {
-            "top": [{"label": lab, "prob": round(float(p), 6)} for lab, p in self.top],
-            "unknown": bool(self.unknown),
-            "unknown_score": round(float(self.unknown_score), 6),
-            "compute_ms": round(float(self.compute_ms), 4),
-            "head": self.head,
-        }
+        """JSON-ready form: ``top`` as ``[{"label", "prob"}]`` plus the other fields (an
+        :func:`answer_record` without ``path`` and ``latency_ms``)."""
+        d = answer_record("", top=self.top, unknown=self.unknown,
+                          unknown_score=self.unknown_score, compute_ms=self.compute_ms,
+                          head=self.head, latency_ms=None)
+        return {k: v for k, v in d.items() if k not in ("path", "latency_ms")}
 
 
 class Classifier:
@@ -304,13 +302,41 @@ class Classifier:
             raise type(e)(f"{e} ({path})") from None
 
 
+#: Keys of one answer record, the same for ``ramanedge classify --json`` and ``ramanedge sim
+#: classify`` (docs/parts/edge.md): a field one path cannot know is ``null`` there.
+RECORD_KEYS = ("path", "top", "unknown", "unknown_score", "compute_ms", "head", "latency_ms")
+
+
+def answer_record(path: str, *, top: Iterable[tuple[str, float]], unknown: bool,
+                  unknown_score: float | None, compute_ms: float, head: str | None,
+                  latency_ms: float | None) -> dict[str, Any]:
+    """One answer as a JSON-ready record with :data:`RECORD_KEYS` (``top`` as
+    ``[{"label", "prob"}]``, best first)."""
+    return {"path": str(path),
+            "top": [{"label": lab, "prob": round(float(p), 6)} for lab, p in top],
+            "unknown": bool(unknown),
+            "unknown_score": None if unknown_score is None else round(float(unknown_score), 6),
+            "compute_ms": round(float(compute_ms), 4), "head": head,
+            "latency_ms": None if latency_ms is None else round(float(latency_ms), 3)}
+
+
+def error_record(path: str, error: str) -> dict[str, Any]:
+    """The record of a file that got no answer: ``{"path", "top": [], "unknown": null,
+    "error"}``."""
+    return {"path": str(path), "top": [], "unknown": None, "error": str(error)}
+
+
 @dataclass(frozen=True)
 class FileResult:
-    """Outcome for one input file: a prediction, or the error that stopped it."""
+    """Outcome for one input file: a prediction, or the error that stopped it.
+
+    ``latency_ms``: file read + preprocessing + classification, wall time.
+    """
 
     path: str
     prediction: Prediction | None = None
     error: str | None = field(default=None)
+    latency_ms: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -318,10 +344,13 @@ class FileResult:
         return self.prediction is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """One JSON-lines record: ``path``, ``top``, ``unknown`` (+ ``error`` on failure)."""
-        if self.prediction is None:
-            return {"path": self.path, "top": [], "unknown": None, "error": self.error}
-        return {"path": self.path, **self.prediction.to_dict()}
+        """One JSON-lines record (:func:`answer_record` / :func:`error_record`)."""
+        p = self.prediction
+        if p is None:
+            return error_record(self.path, self.error or "")
+        return answer_record(self.path, top=p.top, unknown=p.unknown,
+                             unknown_score=p.unknown_score, compute_ms=p.compute_ms,
+                             head=p.head, latency_ms=self.latency_ms)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
@@ -363,7 +392,10 @@ def classify_paths(
             yield FileResult(path, error=err)
             continue
         try:
-            yield FileResult(path, prediction=classifier.classify_file(path))
+            t0 = time.perf_counter()
+            pred = classifier.classify_file(path)
+            yield FileResult(path, prediction=pred,
+                             latency_ms=(time.perf_counter() - t0) * 1e3)
         except RamanEdgeError as e:  # the record carries the path: keep the message short
             yield FileResult(path, error=str(e).replace(f" ({path})", ""))
         except OSError as e:

@@ -14,9 +14,12 @@ the scale/zero-point recorded in the manifest, never by the runtime.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +110,62 @@ def make_interpreter(
             ) from None
     try:
         source = {"model_content": content} if content is not None else {"model_path": path}
-        interpreter = interpreter_cls(
-            **source,
-            num_threads=int(num_threads),
-            experimental_delegates=delegates or None,
-        )
-        interpreter.allocate_tensors()
+        with _native_log_captured() as log:
+            interpreter = interpreter_cls(
+                **source,
+                num_threads=int(num_threads),
+                experimental_delegates=delegates or None,
+            )
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{path} could not be loaded by {name}: {e}") from None
+        extra = f" ({log.text().strip().splitlines()[-1]})" if log.text().strip() else ""
+        raise ModelError(f"{path} could not be loaded by {name}: {e}{extra}") from None
     return interpreter
+
+
+#: Set to 1 to see the runtime's own log lines (e.g. "INFO: Created TensorFlow Lite XNNPACK
+#: delegate for CPU") on stderr.
+VERBOSE_ENV = "RAMANEDGE_VERBOSE"
+
+
+class _CapturedLog:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _native_log_captured() -> Iterator[_CapturedLog]:
+    """Keep the runtime's C++ log lines (written to file descriptor 2) out of the user's
+    terminal while an interpreter is built; with ``$RAMANEDGE_VERBOSE`` they pass through.
+    What was written is kept, so a load failure can quote it."""
+    log = _CapturedLog()
+    if os.environ.get(VERBOSE_ENV):
+        yield log
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters)
+        yield log
+        return
+    # an anonymous in-memory file (no tempfile import on the rover: it pulls in more modules)
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("ramanedge-runtime-log")
+    else:  # pragma: no cover - non-Linux: discard
+        fd = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(fd, 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.data = os.pread(fd, 64 * 1024, 0) if hasattr(os, "memfd_create") else b""
+    finally:
+        os.close(fd)
 
 
 #: Plausible range of an int8 tensor's scale. A value outside it is a damaged or hand-made

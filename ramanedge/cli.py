@@ -31,6 +31,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: top-level module -> the extra of ``pip install ramanedge[EXTRA]`` that provides it
+EXTRAS: dict[str, str] = {
+    "tensorflow": "train", "keras": "train", "matplotlib": "train", "h5py": "train",
+    "sklearn": "baselines", "serial": "sim", "psutil": "sim", "ai_edge_litert": "edge",
+    "tflite_runtime": "edge", "hypothesis": "dev", "pytest": "dev",
+}
+
+
+#: modules a command needs beyond the core; checked (not imported) before the command runs,
+#: so a rover-only install answers "install the extra" before any argument checking
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "train": ("tensorflow", "keras"), "evaluate": ("tensorflow", "keras"),
+    "quantize": ("tensorflow", "keras"), "explain": ("tensorflow", "keras", "matplotlib"),
+    "baselines": ("sklearn",),
+}
+
+
+def _missing(modules: tuple[str, ...]) -> str | None:
+    """The first of ``modules`` that cannot be found (without importing it), or None."""
+    import importlib.util
+
+    for m in modules:
+        try:
+            if importlib.util.find_spec(m) is None:
+                return m
+        except (ImportError, ValueError):
+            return m
+    return None
+
+
+def missing_module_message(cmd_name: str, module: str | None) -> str:
+    """One line saying which extra a command needs when ``module`` is not installed."""
+    top = (module or "?").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return f"'ramanedge {cmd_name}' is not available: module {top} is not installed"
+    return (f"'ramanedge {cmd_name}' needs the '{extra}' extra (module {top} is not "
+            f"installed); install it with: pip install 'ramanedge[{extra}]'")
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -44,17 +84,19 @@ class LazyGroup(click.Group):
         target = spec[0]
         module_name, attr = target.split(":")
         try:
+            absent = _missing(REQUIRES.get(cmd_name, ()))
+            if absent is not None:
+                raise ModuleNotFoundError(f"No module named {absent!r}", name=absent)
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            missing = e.name or "?"
-            msg = f"'{cmd_name}' is not available: module {missing} is not installed"
+            msg = missing_module_message(cmd_name, e.name)
 
             @click.command(
                 cmd_name, help=spec[1], context_settings={"ignore_unknown_options": True}
             )
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def unavailable(args: tuple[str, ...]) -> None:
-                raise click.ClickException(msg)
+                raise RamanEdgeError(msg)
 
             return unavailable
         return getattr(module, attr)
@@ -88,6 +130,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         click.echo(f"error: {e.strerror or e}: {e.filename}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as e:  # an optional dependency imported inside a command
+        cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS),
+                   "?")
+        click.echo(f"error: {missing_module_message(cmd, e.name)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

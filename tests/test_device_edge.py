@@ -205,8 +205,34 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
                               str(tmp_path / "s.txt")], capture_output=True, text=True,
                              cwd=REPO, timeout=60)
         recs = [json.loads(ln) for ln in out.stdout.splitlines()]
-        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert out.returncode == 0 and "Traceback" not in out.stderr  # one file was stored
         assert "not a readable .npy" in recs[0]["error"] and recs[1]["sample"] == "000001"
+        assert "stored 1 of 2 files; 1 failed" in out.stderr
+        # one schema and one exit rule for local and device classification (issue 13.4)
+        from edge_runtime.classify import RECORD_KEYS
+
+        both = [str(bad), str(tmp_path / "s.txt")]
+        sim = subprocess.run([sys.executable, "-m", "ramanedge.cli", "sim", "classify",
+                              "--port", path, *both], capture_output=True, text=True,
+                             cwd=REPO, timeout=60)
+        local = subprocess.run([sys.executable, "-m", "ramanedge.cli", "classify", "--json",
+                                "--model", str(tiny_artifact), *both], capture_output=True,
+                               text=True, cwd=REPO, timeout=60)
+        assert sim.returncode == local.returncode == 0, sim.stderr + local.stderr
+        s_recs = [json.loads(ln) for ln in sim.stdout.splitlines()]
+        l_recs = [json.loads(ln) for ln in local.stdout.splitlines()]
+        assert set(s_recs[0]) == set(l_recs[0]) == {"path", "top", "unknown", "error"}
+        assert tuple(s_recs[1]) == tuple(l_recs[1]) == RECORD_KEYS
+        assert [t["label"] for t in s_recs[1]["top"]] == [t["label"] for t in l_recs[1]["top"]]
+        # the RESULT frame carries probabilities in 1/65535 steps
+        assert [t["prob"] for t in s_recs[1]["top"]] == pytest.approx(
+            [t["prob"] for t in l_recs[1]["top"]], abs=1e-4)
+        assert s_recs[1]["head"] == l_recs[1]["head"] == "base"
+        for argv in (["sim", "classify", "--port", path], ["classify", "--model",
+                                                          str(tiny_artifact)]):
+            only_bad = subprocess.run([sys.executable, "-m", "ramanedge.cli", *argv, str(bad)],
+                                      capture_output=True, text=True, cwd=REPO, timeout=60)
+            assert only_bad.returncode == 1, only_bad.stderr  # every file failed
         res = json.loads(run("sim", "flash", "--port", path, "--model", str(v2),
                              "--baud", "0"))
         assert res["model"] == "tiny-v2"
@@ -404,3 +430,18 @@ def test_kill_dash_nine_during_uplinks_and_onboard_learning_loses_nothing_acknow
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_a_factory_model_that_cannot_classify_is_refused(tiny_artifact, tmp_path):
+    """Issue 16.10: the factory image passes the same load-and-classify check as an uplink."""
+    broken = _renamed_copy(tiny_artifact, tmp_path / "broken", "tiny-broken")
+    (broken / "model.tflite").write_bytes(b"TFL3 but not really" * 50)
+    m = read_manifest(broken, verify_files=False).data
+    write_manifest(broken, {**{k: v for k, v in m.items() if k != "manifest_sha256"},
+                            "files": {k: {} for k in m["files"]}})
+    out = subprocess.run([sys.executable, "-m", "ramanedge.cli", "device", "serve", "--port",
+                          "loop://", "--model", str(broken), "--store", str(tmp_path / "s")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "artifact rejected" in out.stderr
+    assert not list((tmp_path / "s" / "slots").iterdir())

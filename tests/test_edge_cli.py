@@ -219,3 +219,17 @@ def test_special_files_are_one_line_errors_and_the_batch_goes_on(capsys, tiny_ar
                              mixed_folder / "a_columns.csv")
     assert "Traceback" not in err and "stored as sample 000001" in out
     assert sum(ln.startswith("error") or "error:" in ln for ln in err.splitlines()) >= 4
+
+
+def test_runtime_log_lines_stay_out_of_the_terminal_unless_verbose(tiny_artifact,
+                                                                   mixed_folder):
+    """Issue 13.4: LiteRT's 'INFO: Created TensorFlow Lite XNNPACK delegate' line."""
+    argv = [sys.executable, "-m", "ramanedge.cli", "classify", "--model", str(tiny_artifact),
+            str(mixed_folder / "a_columns.csv")]
+    env = {k: v for k, v in os.environ.items() if k != "RAMANEDGE_VERBOSE"}
+    quiet = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert quiet.returncode == 0 and "XNNPACK" not in quiet.stderr, quiet.stderr
+    assert "classified 1 of 1" in quiet.stderr
+    loud = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**env, "RAMANEDGE_VERBOSE": "1"})
+    assert loud.returncode == 0 and "XNNPACK" in loud.stderr

@@ -203,6 +203,10 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     r = _cli("train", "--data", str(shared_data_root), "--min-spectra", "25", "--epochs", "25",
              "--cache-dir", cache, "--out", str(run), "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
+    # -q drops the progress, not the result (issue 13.4)
+    out_lines = r.stdout.strip().splitlines()
+    assert out_lines[-2].startswith("test: top-1 ") and out_lines[-1] == f"run written to {run}"
+    assert not any(ln.lstrip().startswith(("epoch", "teacher", "data set")) for ln in out_lines)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["arch"] == "flight"
     # the default recipe ends with the int8-aware fine-tune; the float model is kept beside it

@@ -370,3 +370,12 @@ def test_deeply_nested_manifest_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ManifestError, match="nested too deeply|not valid JSON"):
         read_manifest(tmp_path)
+
+
+def test_strict_json_output_has_no_bare_nan() -> None:
+    from ramanedge.jsonio import dumps
+
+    text = dumps({"median": float("nan"), "p": (np.float32(0.5), np.int64(3)),
+                  "inf": [float("-inf")], "path": Path("a/b")})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "median": None, "p": [0.5, 3], "inf": [None], "path": "a/b"}

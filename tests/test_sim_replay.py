@@ -90,7 +90,12 @@ def test_replay_clean_vs_faulty_gives_the_same_answers(tiny_artifact, items, tmp
     assert 20e6 < clean["device"]["peak_rss_bytes_reported"] < 200e6
 
     paths = write_report(faulty, tmp_path / "out")
-    body = json.loads(paths["json"].read_text())
+    def strict(name: str):
+        raise AssertionError(f"{name} is not JSON")
+
+    body = json.loads(paths["json"].read_text(), parse_constant=strict)
+    for line in paths["answers"].read_text().splitlines():
+        json.loads(line, parse_constant=strict)
     assert body["counts"]["answered"] == n and "_records" not in body
     assert len(paths["answers"].read_text().splitlines()) == n
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"

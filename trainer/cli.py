@@ -118,7 +118,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Run folder to write, e.g. runs/NAME.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
-@click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress lines; the test result and the run folder are still printed.")
 @click.option("--labelled-fraction", type=float, default=1.0, show_default=True,
               help="Keep labels of this fraction of training specimens (trainer.ssl).")
 @click.option("--ssl", type=click.Choice(["none", "contrastive", "sgan"]), default="none",
@@ -181,7 +182,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              log=None if quiet else _echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), overwrite=overwrite,
-              log=None if quiet else _echo)
+              log=None if quiet else _echo, report=_echo)
 
 
 def _print_metrics(res: dict, title: str) -> None:

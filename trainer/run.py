@@ -178,8 +178,12 @@ def train_run(
     teachers: tuple[str | os.PathLike, ...] = (),
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
+    report: Callable[[str], None] | None = None,
 ) -> Path:
     """Train on ``data``'s train split (val for early stopping), evaluate on test, write the run.
+
+    ``log`` receives the progress lines; ``report`` (default: ``log``) the final test result
+    and where the run was written, so a quiet CLI still says what it produced.
 
     ``teachers``: run folders trained on the *same* split (same data set and split hash);
     their mean probabilities on the clean training spectra become the distillation targets
@@ -220,12 +224,13 @@ def train_run(
             result, ds, split, model_config, train_config, log=log)
     test = write_run(out, ds, split, data, model_config, train_config, result,
                      extra_config=extra, extra_models=models)
-    if log is not None:
+    say = report if report is not None else log
+    if say is not None:
         sh = test["shifts"]
-        log(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
+        say(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
             f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
             f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
-        log(f"run written to {out}")
+        say(f"run written to {out}")
     return out
 
 
