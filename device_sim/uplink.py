@@ -233,7 +233,16 @@ class ModelStore:
         # the main file is the commit point; the backup follows it (a crash in between
         # leaves the backup one step behind, which still names a complete slot)
         atomic_write_text(self.root / POINTER, text)
-        atomic_write_text(self.root / POINTER_BACKUP, text)
+        self._write_backup(text)
+
+    def _write_backup(self, text: str) -> None:
+        """Refresh ``ACTIVE.json.bak``; a failure here is reported, never fatal (the main
+        pointer, the commit point, is already written)."""
+        try:
+            atomic_write_text(self.root / POINTER_BACKUP, text)
+        except OSError as e:
+            print(f"device: could not refresh {POINTER_BACKUP} ({e.strerror or e})",
+                  file=sys.stderr)
 
     def _slot_ok(self, slot: str | None) -> bool:
         if not (isinstance(slot, str) and SLOT_RE.match(slot)):
@@ -314,12 +323,22 @@ class ModelStore:
         for p in (self.root / STAGING).iterdir():
             if _STAGING_RE.match(p.name):
                 shutil.rmtree(p, ignore_errors=True)
-        main_ok = self._parse_pointer(self.root / POINTER) is not None
+        main = self._parse_pointer(self.root / POINTER)
         ptr = self.read_pointer()
-        if ptr and not main_ok:
-            print(f"device: {POINTER} is damaged; restored from {POINTER_BACKUP}",
-                  file=sys.stderr)
+        restored = bool(ptr) and main is None
+        if restored:
+            # the backup may be a step behind (a crash between the two writes): a newer slot
+            # that verifies is the one the lost main pointer named
+            good = [n for n in self._slot_names() if self._slot_ok(n)]
+            cur = ptr["current"]
+            if good and int(good[-1].split("-")[0]) > int(cur.split("-")[0]):
+                ptr = {"current": good[-1], "previous": cur}
+            print(f"device: {POINTER} is damaged; restored from {POINTER_BACKUP} "
+                  f"(current {ptr['current']})", file=sys.stderr)
             self._write_pointer(ptr["current"], ptr.get("previous"))
+        elif main is not None and self._parse_pointer(self.root / POINTER_BACKUP) != main:
+            # a crash between the two writes leaves the backup a step behind: catch it up
+            self._write_backup((self.root / POINTER).read_text(encoding="utf-8"))
         cur, prev = ptr.get("current"), ptr.get("previous")
         if self._slot_ok(cur):
             if prev and not self._slot_ok(prev):
@@ -339,7 +358,8 @@ class ModelStore:
                 raise ManifestError(f"model store {self.root} has no usable model and no "
                                     "factory model was given (--model DIR)")
             self.install(factory)
-        self._gc()
+        if not restored:  # a backup may be a step behind: never delete on its word
+            self._gc()
 
     def _gc(self) -> None:
         """Remove the slots the pointer no longer references (only names the store made)."""
@@ -359,7 +379,11 @@ class ModelStore:
         if self._lock_fd is not None:
             return
         self._make_dirs()
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UploadError(f"cannot open the lock of model store {self.root}: "
+                              f"{e.strerror or e}") from None
         try:
             import fcntl
 
@@ -371,8 +395,11 @@ class ModelStore:
             os.close(fd)
             raise UploadError(f"model store {self.root} is in use by another process "
                               f"(pid {holder}); stop the device first") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the pid is only informative; the flock is what counts
         self._lock_fd = fd
 
     def unlock(self) -> None:

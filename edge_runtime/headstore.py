@@ -252,6 +252,8 @@ class _SampleIndex:
         except FileNotFoundError:
             return
         with f:
+            if os.fstat(f.fileno()).st_size < self.pos:  # replaced or cut: read it again
+                self.pos = 0
             f.seek(self.pos)
             for raw in f:
                 if not raw.endswith(b"\n"):
@@ -467,6 +469,7 @@ class HeadStore:
                     raise HeadStoreError(f"this spectrum is already stored as sample {s.id} "
                                          f"labelled {s.label!r}; not adding it as {label!r}")
             seq = index.max_seq + 1
+            index.max_seq = seq  # taken even if a later step fails: numbers are never reused
             added = _now()
             extra: dict[str, np.ndarray] = {
                 "grid_spec": np.array(json.dumps(self.artifact.grid.to_dict(), sort_keys=True))}
@@ -479,8 +482,13 @@ class HeadStore:
             name = f"{seq:06d}-{sha256_bytes(data)[:16]}.npz"
             atomic_write_bytes(self.root / "samples" / name, data)
             # acknowledged from here (the file is fsynced); the index line is derived data
-            index.append(self.root, name, _Entry(seq, sys.intern(label), bytes.fromhex(key),
-                                                 sys.intern(self._model_sha), fq.tobytes()))
+            entry = _Entry(seq, sys.intern(label), bytes.fromhex(key),
+                           sys.intern(self._model_sha), fq.tobytes())
+            try:
+                index.append(self.root, name, entry)
+            except OSError as e:  # the sample is stored; the next open re-indexes it
+                index.add(name, entry)
+                self._problem(f"cannot update {INDEX_FILE}: {e.strerror or e}")
         raw_t = (extra["raw_x"], extra["raw_y"]) if "raw_x" in extra else None
         return Sample(seq, label, grid, fq, self._model_sha, source, added, key, raw_t,
                       self.artifact.grid.to_dict()), True

@@ -146,25 +146,30 @@ def _native_log_captured() -> Iterator[_CapturedLog]:
         yield log
         return
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreters)
         yield log
         return
-    # an anonymous in-memory file (no tempfile import on the rover: it pulls in more modules)
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("ramanedge-runtime-log")
-    else:  # pragma: no cover - non-Linux: discard
-        fd = os.open(os.devnull, os.O_RDWR)
     try:
+        # an anonymous in-memory file (no tempfile import on the rover: it pulls in modules)
+        memfd = hasattr(os, "memfd_create")
+        fd = os.memfd_create("ramanedge-runtime-log") if memfd else os.open(os.devnull,
+                                                                            os.O_RDWR)
         os.dup2(fd, 2)
-        try:
-            yield log
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            log.data = os.pread(fd, 64 * 1024, 0) if hasattr(os, "memfd_create") else b""
+    except OSError:  # out of descriptors, a sandbox: no capture, the lines pass through
+        os.close(saved)
+        yield log
+        return
+    try:
+        yield log
     finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if memfd:
+            size = os.fstat(fd).st_size
+            log.data = os.pread(fd, 64 * 1024, max(0, size - 64 * 1024))  # the tail
         os.close(fd)
 
 

@@ -272,32 +272,36 @@ def _place(tmp: Path, out_dir: Path) -> None:
     """Move the finished folder ``tmp`` to ``out_dir``; the old one is removed only after.
 
     The onboard head store of the old artifact (``out_dir/headstore``: labelled samples are
-    mission data) moves into the new artifact first; its heads belong to the old model file
+    mission data) then moves into the new artifact; its heads belong to the old model file
     and stay unused, its samples serve the new model (see :mod:`edge_runtime.headstore`).
+    The old folder is deleted only once its head store has moved; if that move fails, the
+    old folder is kept and the error says where the samples are.
     """
     old = None
-    kept = out_dir / HEADSTORE_DIR
-    moved = False
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(out_dir, old)
     try:
-        if kept.is_dir() and not kept.is_symlink():
-            os.replace(kept, tmp / HEADSTORE_DIR)
-            moved = True
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.replace(out_dir, old)
         os.replace(tmp, out_dir)
     except BaseException:
-        # put everything back before the caller removes ``tmp``
-        if old is not None and old.exists():
+        if old is not None:
             os.replace(old, out_dir)
-        if moved and (tmp / HEADSTORE_DIR).is_dir():
-            os.replace(tmp / HEADSTORE_DIR, kept)
         raise
     from ramanedge.fsutil import fsync_dir
 
     fsync_dir(out_dir.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if old is None:
+        return
+    kept = old / HEADSTORE_DIR
+    if kept.is_dir() and not kept.is_symlink():
+        try:
+            os.replace(kept, out_dir / HEADSTORE_DIR)
+            fsync_dir(out_dir)
+        except OSError as e:
+            raise DataError(f"wrote {out_dir}, but its onboard head store could not be moved "
+                            f"({e.strerror or e}); the samples are kept in {kept}: move that "
+                            f"folder to {out_dir / HEADSTORE_DIR}") from None
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- export

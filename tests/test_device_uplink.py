@@ -399,3 +399,27 @@ def test_commit_is_idempotent_and_reflashing_the_current_model_changes_nothing(t
     assert again == slot and store.previous == first
     assert sorted(p.name for p in (tmp_path / "s" / "slots").iterdir()) == sorted([first, slot])
     assert _sha(store.slots_dir / store.rollback()) == _sha(old)
+
+
+def test_a_stale_backup_pointer_is_caught_up_and_never_deletes_a_newer_slot(tmp_path, arts):
+    """A crash between the main and the backup pointer writes leaves the backup a step
+    behind: the next boot refreshes it; if the main copy is damaged first, booting from the
+    stale backup deletes no slot."""
+    old, new = arts
+    third = write_fake_artifact(tmp_path / "third", LABELS, name="third")
+    root = tmp_path / "s"
+    store = ModelStore.open(root, factory=old, validate=_validate)
+    s1 = store.current
+    s2 = store.commit_upload(_upload(store, new).upload_id)
+    stale = (root / "ACTIVE.json").read_text()
+    assert json.loads(stale)["previous"] == s1
+    s3 = store.commit_upload(_upload(store, third).upload_id)  # s1 removed, pointer (s3, s2)
+    (root / "ACTIVE.json.bak").write_text(stale)
+    ModelStore.open(root)  # main is fine: the backup is caught up
+    assert json.loads((root / "ACTIVE.json.bak").read_text())["current"] == s3
+    (root / "ACTIVE.json.bak").write_text(stale)
+    (root / "ACTIVE.json").write_text("{bit flip")
+    again = ModelStore.open(root)  # the newer verifying slot wins over the stale backup
+    assert (again.current, again.previous) == (s3, s2)
+    assert sorted(p.name for p in (root / "slots").iterdir()) == sorted([s2, s3])
+    assert ModelStore.open(root).current == s3
