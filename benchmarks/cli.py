@@ -54,7 +54,7 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
               help="Spectra per serial replay (default: the whole test split).")
 @click.option("--board", default=None,
               help="Name of benchmarks/reference/BOARD.json written by a full run "
-                   "[default: MACHINE-Ncore, e.g. x86_64-2core].")
+                   "[default: MACHINE-NcoreCPU, e.g. x86_64-2core-amd-epyc-7b13].")
 @click.option("--demo-report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The demo's wall-time record to include [default: "
                    "runs/demo/demo_report.json].")
@@ -93,10 +93,9 @@ def bench(data_root: Path | None, model: Path, run_dir: Path, out_md: Path | Non
     cmd = "ramanedge bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "bench" else "ramanedge bench"
     if board is None and mode == "full":
-        import os
-        import platform
+        from benchmarks.common import board_name
 
-        board = f"{platform.machine()}-{os.cpu_count()}core"
+        board = board_name()
     cfg = BenchConfig.for_mode(mode, data_root=root.resolve(), run=run_dir.resolve(),
                                model=model.resolve(), work=work.resolve(),
                                out_md=out_md.resolve(), skip_train=skip_train,

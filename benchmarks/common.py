@@ -82,6 +82,17 @@ def interleaved(methods: dict[str, Callable[[int], Any]], n_items: int, *, round
     return times
 
 
+def board_name() -> str:
+    """Default name of this machine's reference file, e.g. ``x86_64-2core-amd-epyc-7b13``:
+    architecture, core count and CPU model, so figures from two machines never share a file."""
+    import re
+
+    model = re.sub(r"@.*$", "", cpu_model().lower())  # the clock: not part of the model
+    model = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", "", model)
+    slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-")
+    return f"{platform.machine()}-{os.cpu_count()}core" + (f"-{slug}" if slug else "")
+
+
 def cpu_model() -> str:
     """CPU model name from /proc/cpuinfo (or the platform's processor string)."""
     with contextlib.suppress(OSError):

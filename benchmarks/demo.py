@@ -176,6 +176,8 @@ class Demo:
             if gate_failed:
                 msg = next(s for s in lines if _GATE_FAILED.search(s)).strip()
                 msg = msg.removeprefix("error: ")
+                # the report states the verdict once: the reason, not the CLI's advice
+                msg = msg.split("; nothing was written")[0]
                 self.results["gate_failure"] = msg
                 if cfg.strict:
                     raise DemoError(f"the int8 parity gate refused the model (--strict): {msg}")
@@ -353,8 +355,8 @@ class Demo:
         R = self.results
         q, t = R["quantize"], R["teach"]
         gate = ("passed" if q["gate_passed"] else
-                f"FAILED ({R.get('gate_failure', 'see manifest')}), written with "
-                "--allow-accuracy-drop")
+                f"FAILED ({R.get('gate_failure', 'see manifest')}); the demo then "
+                "exported it with --allow-accuracy-drop")
         lines = [
             f"trained model: test top-1 {100 * R['train']['top1']:.1f}%, top-3 "
             f"{100 * R['train']['top3']:.1f}% on {R['train']['n']} held-out test spectra "

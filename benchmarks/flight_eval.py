@@ -30,21 +30,26 @@ import click
 import numpy as np
 
 from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
-from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
+from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TrainConfig
 
 #: recipe -> (model, training). ``flight`` is the project default (``ramanedge train`` with
 #: no options: it trains its teachers first, then fine-tunes int8-aware); ``flight-ptq`` the
 #: same without the int8-aware step (plain post-training quantisation of the float model);
-#: ``paper-m6`` the former default.
+#: ``flight-v1`` / ``flight-v1-ptq`` the flight recipe before partial-coverage (crop)
+#: training, whose 5-split figures docs/results.md section 0 quotes; ``paper-m6`` the former
+#: default.
 RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight": (FLIGHT_MODEL, TrainConfig()),
     "flight-ptq": (FLIGHT_MODEL, replace(TrainConfig(), qat_epochs=0)),
+    "flight-v1": (FLIGHT_MODEL, replace(TrainConfig(), augment=FLIGHT_AUGMENT_V1)),
+    "flight-v1-ptq": (FLIGHT_MODEL, replace(TrainConfig(), augment=FLIGHT_AUGMENT_V1,
+                                            qat_epochs=0)),
     "paper-m6": (PAPER_DEFAULT, PAPER_FAMILY_TRAIN),
 }
 #: a recipe whose float training is another recipe's: its float run is reused (training is
 #: deterministic on one machine, so this equals training it again) and only the int8-aware
 #: fine-tuning runs on top
-FLOAT_OF = {"flight": "flight-ptq"}
+FLOAT_OF = {"flight": "flight-ptq", "flight-v1": "flight-v1-ptq"}
 
 
 def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from device_sim.transport import FaultConfig
+from ramanedge.cli_options import coverage_options, coverage_policy
 from ramanedge.errors import DataError, LinkError
 
 BAUD_HELP = "line rate in baud, 10 bits per byte (8N1); 0 = no pacing (full speed)"
@@ -60,15 +61,18 @@ def device() -> None:
               help="offset of the fault RNG seed (replay changes it per restart)")
 @click.option("--pace/--no-pace", default=True, show_default=True, help=PACE_HELP)
 @click.option("--edgetpu", is_flag=True, help="run the model on a Coral Edge TPU")
+@coverage_options
 def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus: int | None,
-          baud: int, faults: str, seed_offset: int, pace: bool, edgetpu: bool) -> None:
+          baud: int, faults: str, seed_offset: int, pace: bool, edgetpu: bool,
+          coverage_mode: str, min_coverage: float) -> None:
     """Answer framed requests (docs/protocol.md) on PORT until SIGTERM or the port closes."""
     from device_sim.device import DeviceConfig, run_device
 
     if model is None and store is None:
         raise LinkError("give --model DIR (an artifact folder) and/or --store DIR")
     cfg = DeviceConfig(threads=threads, cpus=cpus, baud=_baud(baud), pace=pace,
-                       faults=FaultConfig.parse(faults), edgetpu=edgetpu)
+                       faults=FaultConfig.parse(faults), edgetpu=edgetpu,
+                       coverage=coverage_policy(coverage_mode, min_coverage))
 
     def announce(msg: str) -> None:
         click.echo(msg, err=True)
@@ -252,8 +256,9 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
             head.append(client.info().get("head"))
         r, ex = client.classify(y, x, top_k=top_k)
         return answer_record(path, top=[(lab, p) for _, lab, p in r.top], unknown=r.unknown,
-                             unknown_score=None, compute_ms=r.compute_us / 1e3,
-                             head=head[0], latency_ms=ex.latency_s * 1e3)
+                             unknown_score=None, coverage=r.coverage,
+                             compute_ms=r.compute_us / 1e3, head=head[0],
+                             latency_ms=ex.latency_s * 1e3)
 
     _each_file(port, baud, pace, files, "classified", send)
 

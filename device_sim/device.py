@@ -41,6 +41,7 @@ from ramanedge.errors import (
     RamanEdgeError,
     SpectrumError,
 )
+from ramanedge.grid import CoveragePolicy
 from ramanedge.hashing import blake2b
 
 # --------------------------------------------------------------------------------------------
@@ -51,11 +52,13 @@ from ramanedge.hashing import blake2b
 @dataclass(frozen=True)
 class Classification:
     """A backend's answer: ``top`` ``(index, label, prob)`` best first, ``unknown``,
-    ``infer_us`` (interpreter + head time as measured by the runtime)."""
+    ``infer_us`` (interpreter + head time as measured by the runtime), ``coverage`` (the
+    fraction of the model grid the spectrum covered)."""
 
     top: tuple[tuple[int, str, float], ...]
     unknown: bool
     infer_us: int
+    coverage: float = 1.0
 
 
 class Backend(Protocol):
@@ -89,11 +92,13 @@ class EdgeBackend:
 
     ``headstore``: the onboard head store folder (the device passes the model store's
     ``headstore/``, outside every slot, so samples outlive any model); ``None`` = the
-    artifact folder's own ``headstore/`` (local use).
+    artifact folder's own ``headstore/`` (local use). ``coverage``: the policy for spectra
+    covering part of the grid (default: pad, :class:`~ramanedge.grid.CoveragePolicy`).
     """
 
     def __init__(self, folder: str | os.PathLike, *, threads: int = 1, edgetpu: bool = False,
-                 top_k_max: int = 10, headstore: str | os.PathLike | None = None) -> None:
+                 top_k_max: int = 10, headstore: str | os.PathLike | None = None,
+                 coverage: CoveragePolicy | None = None) -> None:
         from edge_runtime.classify import Classifier
 
         self.folder = Path(folder)
@@ -101,7 +106,8 @@ class EdgeBackend:
         self.headstore_dir = None if headstore is None else Path(headstore)
         self._store: Any = None
         self.clf = Classifier.from_dir(self.folder, num_threads=self.threads, edgetpu=edgetpu,
-                                       top_k=top_k_max, head_store=self.headstore_dir)
+                                       top_k=top_k_max, head_store=self.headstore_dir,
+                                       coverage=coverage)
         manifest = self.clf.artifact.manifest
         self.name = manifest.name
         self.manifest_sha256 = str(manifest.data.get("manifest_sha256", ""))
@@ -118,11 +124,11 @@ class EdgeBackend:
 
     def classify(self, x: np.ndarray, y: np.ndarray, top_k: int) -> Classification:
         """Preprocess with the artifact's grid, classify, keep ``top_k``."""
-        grid = self.clf.preprocess(x, y)
-        pred = self.clf.classify_grid(grid)
+        pred = self.clf.classify_xy(x, y)
         top = tuple((self._index.get(lab, 0xFFFF), lab, float(p))
                     for lab, p in pred.top[:top_k])
-        return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000))
+        return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000),
+                              pred.coverage)
 
     def _headstore(self) -> Any:
         """The head store, opened once per backend: its sample index stays in memory, so a
@@ -163,10 +169,13 @@ class EdgeBackend:
 Loader = Callable[[Path, Path], Backend]
 
 
-def edge_loader(threads: int = 1, edgetpu: bool = False) -> Loader:
-    """A loader building :class:`EdgeBackend` objects with the given thread count."""
+def edge_loader(threads: int = 1, edgetpu: bool = False,
+                coverage: CoveragePolicy | None = None) -> Loader:
+    """A loader building :class:`EdgeBackend` objects with the given thread count and
+    coverage policy."""
     def load(folder: Path, headstore: Path) -> Backend:
-        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu, headstore=headstore)
+        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu, headstore=headstore,
+                           coverage=coverage)
     return load
 
 
@@ -196,7 +205,8 @@ class DeviceConfig:
     unpaced); ``pace``: pace the device's own writes to ``baud`` in software (a pty never
     throttles; a real UART does it in hardware); ``faults``: damage the device's outgoing frames;
     ``cache_size``: responses kept by seq for retries; ``top_k_max``: largest top-k
-    answered; ``poll_seconds``: read timeout of the serve loop.
+    answered; ``poll_seconds``: read timeout of the serve loop; ``coverage``: the policy
+    for spectra covering part of the model grid (default: pad, refuse below half).
     """
 
     threads: int = 1
@@ -208,6 +218,7 @@ class DeviceConfig:
     top_k_max: int = 10
     poll_seconds: float = 0.05
     edgetpu: bool = False
+    coverage: CoveragePolicy = field(default_factory=CoveragePolicy)
 
 
 def apply_cpu_limit(cpus: int | None) -> list[int]:
@@ -430,7 +441,8 @@ class Device:
             self.stats["classify_computed"] += 1
             compute_us = int((time.perf_counter() - t0) * 1e6)
             result = P.Result(c.top, c.unknown, compute_us, c.infer_us,
-                              P.model_tag(self.backend.manifest_sha256))
+                              P.model_tag(self.backend.manifest_sha256),
+                              coverage=c.coverage)
             return P.MsgType.RESULT, P.encode_result(result)
         if t == P.MsgType.INFO:
             return P.MsgType.INFO_REPLY, P.encode_json(self.info())
@@ -511,7 +523,7 @@ def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.Pa
     if store is None:
         tmp = tempfile.TemporaryDirectory(prefix="ramanedge-device-")
         store = tmp.name
-    loader = loader or edge_loader(config.threads, config.edgetpu)
+    loader = loader or edge_loader(config.threads, config.edgetpu, config.coverage)
     hs = Path(store) / HEADSTORE
     ms = ModelStore.open(store, factory=model, lock=True,
                          validate=lambda folder: validate_artifact(loader, folder, hs))

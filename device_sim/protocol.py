@@ -465,7 +465,8 @@ class Result:
     1/65535); ``unknown``: the unknown-mineral flag; ``compute_us``: device time from the
     decoded request to the encoded answer (preprocessing + inference + head);
     ``infer_us``: the interpreter part; ``model_tag``: the first 4 bytes of the serving
-    model's manifest sha256.
+    model's manifest sha256; ``coverage``: the fraction of the model grid the spectrum
+    covered (quantised to 1/65535; 1.0 = all of it).
     """
 
     top: tuple[tuple[int, str, float], ...]
@@ -473,6 +474,7 @@ class Result:
     compute_us: int
     infer_us: int
     model_tag: int
+    coverage: float = 1.0
 
     @property
     def label(self) -> str:
@@ -481,14 +483,26 @@ class Result:
 
 
 _RESULT_HEAD = struct.Struct("<BBIII")
+_FLAG_UNKNOWN = 0x01
+_FLAG_PARTIAL = 0x02  # a coverage u16 follows the head: the spectrum covered part of the grid
 
 
 def encode_result(r: Result) -> bytes:
     """RESULT payload: ``flags u8 | k u8 | compute_us u32 | infer_us u32 | model_tag u32 |
-    k x (index u16 | prob u16 | name_len u8 | name utf-8)``."""
-    out = bytearray(_RESULT_HEAD.pack(1 if r.unknown else 0, len(r.top),
+    [coverage u16, when flag 0x02] | k x (index u16 | prob u16 | name_len u8 | name utf-8)``.
+
+    Flag 0x01: unknown mineral; 0x02: the spectrum covered only part of the grid, its
+    fraction follows as a u16 (x 1/65535). A full-coverage answer is byte-for-byte the
+    format before partial coverage existed."""
+    cov = min(max(float(r.coverage), 0.0), 1.0)
+    q_cov = int(round(cov * 65535))
+    partial = q_cov < 65535
+    flags = (_FLAG_UNKNOWN if r.unknown else 0) | (_FLAG_PARTIAL if partial else 0)
+    out = bytearray(_RESULT_HEAD.pack(flags, len(r.top),
                                       min(int(r.compute_us), 0xFFFFFFFF),
                                       min(int(r.infer_us), 0xFFFFFFFF), int(r.model_tag)))
+    if partial:
+        out += struct.pack("<H", q_cov)
     for idx, name, prob in r.top:
         raw = name.encode("utf-8")[:255]
         q = int(round(min(max(float(prob), 0.0), 1.0) * 65535))
@@ -501,6 +515,10 @@ def decode_result(payload: bytes) -> Result:
     try:
         flags, k, compute_us, infer_us, tag = _RESULT_HEAD.unpack_from(payload)
         pos = _RESULT_HEAD.size
+        coverage = 1.0
+        if flags & _FLAG_PARTIAL:
+            coverage = struct.unpack_from("<H", payload, pos)[0] / 65535.0
+            pos += 2
         top = []
         for _ in range(k):
             idx, q, ln = struct.unpack_from("<HHB", payload, pos)
@@ -514,7 +532,8 @@ def decode_result(payload: bytes) -> Result:
         raise LinkError("RESULT payload is truncated") from None
     if pos != len(payload):
         raise LinkError("RESULT payload has trailing bytes")
-    return Result(tuple(top), bool(flags & 1), compute_us, infer_us, tag)
+    return Result(tuple(top), bool(flags & _FLAG_UNKNOWN), compute_us, infer_us, tag,
+                  coverage=coverage)
 
 
 # --- ERROR -----------------------------------------------------------------------------------

@@ -91,16 +91,18 @@ def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.sta
     """Keep the points from the last one <= ``start`` to the first one >= ``stop``.
 
     Linear interpolation onto the grid only uses the neighbours of each grid point, so the
-    device's preprocessing of the cropped spectrum equals that of the full one. Spectra that
-    do not cover the window are returned unchanged (the device answers with an error).
+    device's preprocessing of the cropped spectrum equals that of the full one. A spectrum
+    that starts above ``start`` (ends below ``stop``) keeps its own first (last) point: the
+    device pads it under its coverage policy exactly as it would the whole file.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        return x, y
     below = x[x <= start]
     above = x[x >= stop]
-    if below.size == 0 or above.size == 0:
-        return x, y
-    lo, hi = below.max(), above.min()
+    lo = below.max() if below.size else x.min()
+    hi = above.min() if above.size else x.max()
     m = (x >= lo) & (x <= hi)
     return x[m], y[m]
 
@@ -119,14 +121,18 @@ def load_items(data_root: str | os.PathLike, *, dataset: str = "rruff-raw",
     """
     from ramanedge.dataset import build_dataset
     from ramanedge.paths import default_cache_dir
-    from ramanedge.splits import make_split, read_split_csv
+    from ramanedge.splits import complete_split, make_split, read_split_csv
 
     if payload not in PAYLOADS:
         raise DataError(f"payload must be one of {PAYLOADS}, got {payload!r}")
     say = progress or (lambda _m: None)
     ds = build_dataset(data_root, dataset, min_spectra=min_spectra)
-    split = (read_split_csv(split_file, ds) if split_file is not None
-             else make_split(ds, kind="grouped", seed=0))
+    if split_file is not None:  # a subset without val is completed as training did (seed 0)
+        split, notes = complete_split(ds, read_split_csv(split_file, ds))
+        for note in notes:
+            say(note)
+    else:
+        split = make_split(ds, kind="grouped", seed=0)
     idx = np.flatnonzero(np.asarray(split) == part)
     if idx.size == 0:
         raise DataError(f"the split has no {part!r} spectra")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from edge_runtime.interpreter import (
     set_input_int8,
 )
 from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
-from ramanedge.grid import preprocess
+from ramanedge.grid import CoveragePolicy, preprocess_covered
 from ramanedge.io import read_spectrum
 
 #: File suffixes picked up when a folder is classified (files named explicitly are always read).
@@ -57,6 +57,8 @@ class Prediction:
     closest known guess. ``unknown_score``: the rule's score (higher = more unknown).
     ``compute_ms``: wall time of quantisation, interpreter invoke, head and unknown check (not
     file reading or preprocessing). ``head``: the head version used (``"base"`` = artifact).
+    ``coverage``: the fraction of the model grid the measured spectrum covered (1.0 = all of
+    it; below 1 the rest was padded, :class:`~ramanedge.grid.CoveragePolicy`).
     """
 
     top: tuple[tuple[str, float], ...]
@@ -64,6 +66,7 @@ class Prediction:
     unknown_score: float
     compute_ms: float
     head: str = "base"
+    coverage: float = 1.0
 
     @property
     def label(self) -> str:
@@ -79,8 +82,8 @@ class Prediction:
         """JSON-ready form: ``top`` as ``[{"label", "prob"}]`` plus the other fields (an
         :func:`answer_record` without ``path`` and ``latency_ms``)."""
         d = answer_record("", top=self.top, unknown=self.unknown,
-                          unknown_score=self.unknown_score, compute_ms=self.compute_ms,
-                          head=self.head, latency_ms=None)
+                          unknown_score=self.unknown_score, coverage=self.coverage,
+                          compute_ms=self.compute_ms, head=self.head, latency_ms=None)
         return {k: v for k, v in d.items() if k not in ("path", "latency_ms")}
 
 
@@ -95,6 +98,8 @@ class Classifier:
     (``None`` in the manifest = nothing is ever flagged).
     ``ood_bank``: extra reference features (M, D) for the ``knn_cosine`` unknown rule, added to
     the artifact's exemplars (the head store's samples when a retrained head is active).
+    ``coverage``: what to do with raw spectra that cover only part of the grid (default: pad,
+    refuse below :data:`~ramanedge.grid.DEFAULT_MIN_COVERAGE`).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class Classifier:
         top_k: int = 3,
         unknown: dict[str, Any] | None | str = "artifact",
         ood_bank: np.ndarray | None = None,
+        coverage: CoveragePolicy | None = None,
     ) -> None:
         if int(top_k) < 1:
             raise ModelError(f"top_k must be >= 1, got {top_k}")
@@ -122,6 +128,7 @@ class Classifier:
         self.load_problems: list[str] = []
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
         self.ood_bank = ood_bank
+        self.coverage = CoveragePolicy() if coverage is None else coverage
         self._bank_unit: ood.Int8Bank | None = None
         if self.unknown_rule is not None:
             ood.check_section(self.unknown_rule)
@@ -156,6 +163,7 @@ class Classifier:
         top_k: int = 3,
         use_head_store: bool = True,
         head_store: str | os.PathLike | None = None,
+        coverage: CoveragePolicy | None = None,
     ) -> Classifier:
         """Load an artifact folder, make its interpreter and pick the active head.
 
@@ -167,7 +175,7 @@ class Classifier:
         artifact = load_artifact(model_dir)
         interpreter = make_interpreter(artifact.model_path, num_threads=num_threads,
                                        edgetpu=edgetpu)
-        clf = cls(artifact, interpreter, top_k=top_k)
+        clf = cls(artifact, interpreter, top_k=top_k, coverage=coverage)
         if use_head_store:
             from edge_runtime.headstore import HeadStore
 
@@ -185,7 +193,7 @@ class Classifier:
         """
         bank = self.ood_bank if isinstance(ood_bank, str) and ood_bank == "same" else ood_bank
         return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
-                          unknown=self.unknown_rule, ood_bank=bank)
+                          unknown=self.unknown_rule, ood_bank=bank, coverage=self.coverage)
 
     def with_active_head(self, store: Any) -> Classifier:
         """A classifier using ``store``'s active head (a :class:`HeadStore` of this artifact)
@@ -279,17 +287,23 @@ class Classifier:
                           head=self.head_version)
 
     def preprocess(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Raw spectrum -> the model's grid (:func:`ramanedge.grid.preprocess`)."""
-        return preprocess(x, y, self.artifact.grid)
+        """Raw spectrum -> the model's grid (:func:`ramanedge.grid.preprocess_covered` with
+        this classifier's coverage policy)."""
+        return self.preprocess_covered(x, y)[0]
+
+    def preprocess_covered(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Raw spectrum -> ``(the model's grid, covered fraction of the grid)``."""
+        return preprocess_covered(x, y, self.artifact.grid, self.coverage)
 
     def classify_xy(self, x: np.ndarray, y: np.ndarray) -> Prediction:
         """Classify a raw spectrum: wavenumbers ``x`` (cm-1), intensities ``y``.
 
         Raises :class:`~ramanedge.errors.SpectrumError` (or its subclass ``CoverageError``)
-        when the spectrum is empty, holds NaN/inf, has no positive maximum, or does not
-        cover the model grid.
+        when the spectrum is empty, holds NaN/inf, has no positive maximum, or covers less of
+        the model grid than the coverage policy accepts.
         """
-        return self.classify_grid(self.preprocess(x, y))
+        grid, frac = self.preprocess_covered(x, y)
+        return replace(self.classify_grid(grid), coverage=frac)
 
     def classify_file(self, path: str | os.PathLike) -> Prediction:
         """Read one spectrum file (:func:`ramanedge.io.read_spectrum`) and classify it."""
@@ -304,18 +318,21 @@ class Classifier:
 
 #: Keys of one answer record, the same for ``ramanedge classify --json`` and ``ramanedge sim
 #: classify`` (docs/parts/edge.md): a field one path cannot know is ``null`` there.
-RECORD_KEYS = ("path", "top", "unknown", "unknown_score", "compute_ms", "head", "latency_ms")
+RECORD_KEYS = ("path", "top", "unknown", "unknown_score", "coverage", "compute_ms", "head",
+               "latency_ms")
 
 
 def answer_record(path: str, *, top: Iterable[tuple[str, float]], unknown: bool,
-                  unknown_score: float | None, compute_ms: float, head: str | None,
-                  latency_ms: float | None) -> dict[str, Any]:
+                  unknown_score: float | None, coverage: float, compute_ms: float,
+                  head: str | None, latency_ms: float | None) -> dict[str, Any]:
     """One answer as a JSON-ready record with :data:`RECORD_KEYS` (``top`` as
-    ``[{"label", "prob"}]``, best first)."""
+    ``[{"label", "prob"}]``, best first; ``coverage``: the fraction of the model grid the
+    spectrum covered, 1.0 = all)."""
     return {"path": str(path),
             "top": [{"label": lab, "prob": round(float(p), 6)} for lab, p in top],
             "unknown": bool(unknown),
             "unknown_score": None if unknown_score is None else round(float(unknown_score), 6),
+            "coverage": round(float(coverage), 4),
             "compute_ms": round(float(compute_ms), 4), "head": head,
             "latency_ms": None if latency_ms is None else round(float(latency_ms), 3)}
 
@@ -349,8 +366,8 @@ class FileResult:
         if p is None:
             return error_record(self.path, self.error or "")
         return answer_record(self.path, top=p.top, unknown=p.unknown,
-                             unknown_score=p.unknown_score, compute_ms=p.compute_ms,
-                             head=p.head, latency_ms=self.latency_ms)
+                             unknown_score=p.unknown_score, coverage=p.coverage,
+                             compute_ms=p.compute_ms, head=p.head, latency_ms=self.latency_ms)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:

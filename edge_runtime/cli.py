@@ -19,6 +19,7 @@ from edge_runtime.artifact import load_artifact
 from edge_runtime.classify import Classifier, classify_paths
 from edge_runtime.headstore import BASE, HeadStore, add_spectra
 from edge_runtime.interpreter import make_interpreter
+from ramanedge.cli_options import coverage_options, coverage_policy
 
 _model_opt = click.option(
     "--model", "model_dir", required=True,
@@ -46,23 +47,28 @@ def _warn(problems: list[str]) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Number of minerals reported per spectrum.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: path, top [{label, prob}], unknown, error.")
+              help="One JSON object per line: path, top [{label, prob}], unknown, coverage, error.")
 @_threads_opt
 @click.option("--edgetpu", is_flag=True, help="Run on a Coral Edge TPU (libedgetpu.so.1).")
 @_store_opt
 @click.option("--base-head", is_flag=True,
               help="Ignore the head store and use the artifact's own head.")
+@coverage_options
 def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool, threads: int,
-             edgetpu: bool, store_dir: Path | None, base_head: bool) -> None:
+             edgetpu: bool, store_dir: Path | None, base_head: bool, coverage_mode: str,
+             min_coverage: float) -> None:
     """Classify raw spectra (RRUFF .txt, two-column CSV/TXT, .npy; files or folders).
 
     Prints the TOP_K most probable minerals per spectrum, flagged 'unknown' when the spectrum
-    looks unlike every trained mineral. A file that cannot be classified gets its own error
-    line and the batch goes on; the exit status is 1 only when every file failed.
+    looks unlike every trained mineral. A spectrum covering only part of the model grid is
+    padded and its covered fraction shown (--coverage). A file that cannot be classified
+    gets its own error line and the batch goes on; the exit status is 1 only when every file
+    failed.
     """
     artifact = load_artifact(model_dir)
     interpreter = make_interpreter(artifact.model_path, num_threads=threads, edgetpu=edgetpu)
-    clf = Classifier(artifact, interpreter, top_k=top_k)
+    clf = Classifier(artifact, interpreter, top_k=top_k,
+                     coverage=coverage_policy(coverage_mode, min_coverage))
     if not base_head:
         store = HeadStore.open_existing(artifact, store_dir)
         if store is not None:
@@ -83,6 +89,8 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
             p = r.prediction
             tops = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
             flag = "  [unknown: unlike every trained mineral]" if p.unknown else ""
+            if p.coverage < 1.0:
+                flag += f"  [covers {100 * p.coverage:.0f}% of the grid]"
             click.echo(f"{r.path}: {tops}{flag}")
     dt = time.perf_counter() - t0
     if not as_json:

@@ -644,8 +644,10 @@ class HeadStore:
     def _grid_for(self, s: Sample) -> np.ndarray | None:
         """A stored sample on this artifact's grid: its preprocessed spectrum when it was made
         on the same grid, else its raw spectrum preprocessed again (None, reported in
-        :attr:`problems`, when it has no raw spectrum or the raw one does not cover the grid)."""
-        from ramanedge.grid import preprocess
+        :attr:`problems`, when it has no raw spectrum or the raw one does not overlap the grid).
+        A raw spectrum covering part of the new grid is padded whatever its fraction: it was
+        accepted when it was stored."""
+        from ramanedge.grid import CoveragePolicy, preprocess
 
         same = (s.grid_spec == self.artifact.grid.to_dict() if s.grid_spec is not None
                 else s.grid.size == self.artifact.grid.n_points)  # older samples: by size
@@ -653,7 +655,8 @@ class HeadStore:
             return s.grid
         if s.raw is not None:
             try:
-                return preprocess(s.raw[0], s.raw[1], self.artifact.grid)
+                return preprocess(s.raw[0], s.raw[1], self.artifact.grid,
+                                  CoveragePolicy(mode="pad", min_fraction=0.0))
             except RamanEdgeError as e:
                 self._problem(f"sample {s.id} not usable with this model's grid: {e}")
                 return None

@@ -145,7 +145,7 @@ def info_cmd(data: Path | None, name: str, min_spectra: int, cache: Path | None,
 
         sp = read_split_csv(split_file, ds)
         s["split"] = {"file": str(split_file), **split_counts(sp),
-                      "sha256": split_sha256(ds, sp)}
+                      "unused": int((sp == "").sum()), "sha256": split_sha256(ds, sp)}
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
@@ -153,5 +153,6 @@ def info_cmd(data: Path | None, name: str, min_spectra: int, cache: Path | None,
     click.echo("top minerals  " + ", ".join(f"{k}: {v}" for k, v in s["top_minerals"].items()))
     if "split" in s:
         sp = s["split"]
-        click.echo(f"split         train {sp['train']}, val {sp['val']}, test {sp['test']} "
-                   f"(sha256 {sp['sha256'][:16]})")
+        click.echo(f"split         train {sp['train']}, val {sp['val']}, test {sp['test']}"
+                   + (f", not named {sp['unused']}" if sp["unused"] else "")
+                   + f" (sha256 {sp['sha256'][:16]})")

@@ -93,19 +93,120 @@ def covers(x: np.ndarray, grid: GridSpec = DEFAULT_GRID) -> bool:
     return bool(x.size >= 2 and np.min(x) <= grid.start and np.max(x) >= grid.stop)
 
 
-def resample(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID) -> np.ndarray:
-    """Linearly interpolate a spectrum onto ``grid``; float64 result.
+#: Coverage policies for spectra that span only part of the grid (``--coverage``).
+COVERAGE_MODES: tuple[str, ...] = ("pad", "refuse")
+DEFAULT_MIN_COVERAGE: float = 0.5
+"""Default smallest covered fraction of the grid that is still classified (``pad`` mode).
 
-    Raises :class:`CoverageError` when the spectrum does not cover the grid: the models are
-    never asked to classify extrapolated data.
+Measured (docs/results.md, "Partial coverage"): with partial-coverage training the flight
+model keeps most of its top-1 down to about 60-70 % of the grid and falls steeply below half
+of it, so half the grid (about 700 cm-1 of the 1392) is where an answer stops being worth
+sending."""
+
+
+@dataclass(frozen=True)
+class CoveragePolicy:
+    """What to do with a spectrum that covers only part of the model grid.
+
+    ``mode``: ``"pad"`` (default) classifies it: the grid points outside the measured range
+    hold the nearest measured value (:func:`pad_outside`, the same edge hold training
+    augmentation uses), and the covered fraction travels with the answer; ``"refuse"``
+    raises :class:`CoverageError` for anything short of the full grid. ``min_fraction``:
+    in ``pad`` mode, spectra covering less than this fraction of the grid are refused.
+    """
+
+    mode: str = "pad"
+    min_fraction: float = DEFAULT_MIN_COVERAGE
+
+    def __post_init__(self) -> None:
+        if self.mode not in COVERAGE_MODES:
+            raise ValueError(f"coverage mode must be one of {', '.join(COVERAGE_MODES)}, "
+                             f"got {self.mode!r}")
+        if isinstance(self.min_fraction, bool) or not isinstance(self.min_fraction,
+                                                                 (int, float)):
+            raise ValueError(f"min_fraction must be a number in [0, 1], got "
+                             f"{self.min_fraction!r}")
+        if not 0.0 <= float(self.min_fraction) <= 1.0:
+            raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
+        object.__setattr__(self, "min_fraction", float(self.min_fraction))
+
+
+REFUSE_PARTIAL = CoveragePolicy(mode="refuse", min_fraction=1.0)
+"""Only spectra covering the whole grid (data set builds: training data is never padded)."""
+
+
+def covered_span(x: np.ndarray, grid: GridSpec = DEFAULT_GRID) -> tuple[int, int]:
+    """Indices ``(lo, hi)`` of the grid points inside the range of ``x`` (``grid[lo:hi]``).
+
+    ``lo == hi`` when the spectrum does not overlap the grid at all. The fraction of the grid
+    a spectrum covers is ``(hi - lo) / grid.n_points``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    axis = grid.axis()
+    lo = int(np.searchsorted(axis, np.min(x), side="left"))
+    hi = int(np.searchsorted(axis, np.max(x), side="right"))
+    return lo, max(lo, hi)
+
+
+def pad_outside(X: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> np.ndarray:
+    """Hold the edge values outside ``[lo, hi)`` on the last axis (a copy).
+
+    Row ``i`` keeps ``X[i, lo_i:hi_i]``; the points below ``lo_i`` take ``X[i, lo_i]`` and
+    the points from ``hi_i`` on take ``X[i, hi_i - 1]``. The rover pads a partially covering
+    spectrum with it (:func:`resample_covered`) and training augmentation crops with it
+    (``trainer.augment``), so the model sees the very padding it was trained on. Needs
+    ``0 <= lo < hi <= P`` for every row.
+    """
+    X = np.asarray(X)
+    if X.ndim not in (1, 2):
+        raise ValueError(f"need one spectrum (P,) or a batch (N, P), got shape {X.shape}")
+    p = X.shape[-1]
+    rows = 1 if X.ndim == 1 else X.shape[0]
+    lo_a = np.broadcast_to(np.asarray(lo, dtype=np.int64).reshape(-1), (rows,))
+    hi_a = np.broadcast_to(np.asarray(hi, dtype=np.int64).reshape(-1), (rows,))
+    if np.any(lo_a < 0) or np.any(hi_a > p) or np.any(hi_a <= lo_a):
+        raise ValueError(f"need 0 <= lo < hi <= {p}, got lo={lo}, hi={hi}")
+    idx = np.clip(np.arange(p)[None, :], lo_a[:, None], hi_a[:, None] - 1)
+    out = np.take_along_axis(np.atleast_2d(X), idx, axis=1)
+    return out[0] if X.ndim == 1 else out
+
+
+def resample_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID,
+                     coverage: CoveragePolicy = REFUSE_PARTIAL) -> tuple[np.ndarray, float]:
+    """Linearly interpolate a spectrum onto ``grid``: ``(float64 grid spectrum, fraction)``.
+
+    ``fraction``: the share of grid points inside the measured range (1.0 = full coverage).
+    A partial spectrum is refused (:class:`CoverageError`) under ``coverage.mode ==
+    "refuse"`` or below ``coverage.min_fraction``; otherwise it is interpolated on the
+    covered points and padded outside them with :func:`pad_outside`. Nothing is ever
+    extrapolated.
     """
     x, y = clean_axis(x, y)
-    if not covers(x, grid):
+    full = f"{grid.start:g}-{grid.stop:g} cm-1"
+    if covers(x, grid):
+        return np.interp(grid.axis(), x, y), 1.0
+    lo, hi = covered_span(x, grid)
+    frac = (hi - lo) / grid.n_points
+    if coverage.mode == "refuse":
+        raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1 but the model needs "
+                            f"{full}")
+    if hi - lo < 2 or frac < coverage.min_fraction:
         raise CoverageError(
-            f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1 but the model needs "
-            f"{grid.start:g}-{grid.stop:g} cm-1"
-        )
-    return np.interp(grid.axis(), x, y)
+            f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1, {100 * frac:.0f}% of the model's "
+            f"{full}; the minimum is {100 * coverage.min_fraction:.0f}% (--min-coverage)")
+    out = np.empty(grid.n_points, dtype=np.float64)
+    out[lo:hi] = np.interp(grid.axis()[lo:hi], x, y)
+    return pad_outside(out, lo, hi), float(frac)
+
+
+def resample(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID,
+             coverage: CoveragePolicy = REFUSE_PARTIAL) -> np.ndarray:
+    """Linearly interpolate a spectrum onto ``grid``; float64 result.
+
+    By default raises :class:`CoverageError` when the spectrum does not cover the grid;
+    see :func:`resample_covered` for the ``pad`` policy.
+    """
+    return resample_covered(x, y, grid, coverage)[0]
 
 
 def normalise_max(y: np.ndarray) -> np.ndarray:
@@ -122,9 +223,17 @@ def normalise_max(y: np.ndarray) -> np.ndarray:
     return (y / peak).astype(np.float32)
 
 
-def preprocess(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID) -> np.ndarray:
+def preprocess(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID,
+               coverage: CoveragePolicy = REFUSE_PARTIAL) -> np.ndarray:
     """Raw spectrum -> model input: resample onto ``grid``, then max-normalise (float32)."""
-    return normalise_max(resample(x, y, grid))
+    return normalise_max(resample(x, y, grid, coverage))
+
+
+def preprocess_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID,
+                       coverage: CoveragePolicy = REFUSE_PARTIAL) -> tuple[np.ndarray, float]:
+    """:func:`preprocess` that also returns the covered fraction of the grid (1.0 = all)."""
+    g, frac = resample_covered(x, y, grid, coverage)
+    return normalise_max(g), frac
 
 
 def shift_spectra(X: np.ndarray, shift_points: int) -> np.ndarray:

@@ -17,9 +17,12 @@ fractions are in ``docs/parts/data.md``.
 ``random``: the same rule applied to single spectra (per-spectrum stratified split, as the
 paper did); the two spectra of one specimen may then land on both sides.
 
-Split CSV: header ``path,split``, one row per spectrum of the data set, ``split`` in
-``train``/``val``/``test``. :func:`split_sha256` hashes the (path, split) pairs sorted by path,
-so it is the same for a split in memory and the CSV read back.
+Split CSV: header ``path,split``, one row per spectrum it assigns, ``split`` in
+``train``/``val``/``test``. A file may name a subset of the data set (a published split's own
+lists): the spectra it does not name are :data:`UNUSED` (``""``) and take no part; when it
+has no ``val`` part, :func:`complete_split` carves one from its train part, grouped by
+specimen and seeded. :func:`split_sha256` hashes the assigned (path, split) pairs sorted by
+path, so it is the same for a split in memory and the CSV read back.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from ramanedge.fsutil import atomic_write_text
 __all__ = [
     "SPLIT_KINDS",
     "SPLIT_VALUES",
+    "UNUSED",
+    "complete_split",
     "make_split",
     "read_split_csv",
     "split_counts",
@@ -49,6 +54,8 @@ __all__ = [
 
 SPLIT_KINDS = ("grouped", "random")
 SPLIT_VALUES = ("train", "val", "test")
+UNUSED = ""
+"""Split value of a spectrum the split does not assign (a split file naming a subset)."""
 
 
 def _n_take(n: int, frac: float) -> int:
@@ -56,6 +63,12 @@ def _n_take(n: int, frac: float) -> int:
     if n < 2 or frac <= 0:
         return 0
     return int(min(n - 1, max(1, round(frac * n))))
+
+
+def _groups(ds: Dataset, kind: str) -> np.ndarray:
+    if kind == "grouped":
+        return np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    return np.array([f"#{i}" for i in range(len(ds))])
 
 
 def make_split(
@@ -75,23 +88,27 @@ def make_split(
         raise DataError(f"unknown split kind {kind!r}; expected one of {', '.join(SPLIT_KINDS)}")
     if not (0 <= test_frac < 1 and 0 <= val_frac < 1):
         raise DataError(f"split fractions must be in [0, 1), got test={test_frac}, val={val_frac}")
+    return _assign(ds, _groups(ds, kind), np.arange(len(ds)), seed, test_frac, val_frac)
+
+
+def _assign(ds: Dataset, groups: np.ndarray, pool: np.ndarray, seed: int, test_frac: float,
+            val_frac: float) -> np.ndarray:
+    """The grouped, stratified assignment of the spectra ``pool`` (indices into ``ds``);
+    spectra outside ``pool`` are :data:`UNUSED`."""
     n = len(ds)
-    if kind == "grouped":
-        groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
-    else:
-        groups = np.array([f"#{i}" for i in range(n)])
     # each group belongs to the mineral most of its spectra carry (in RRUFF: exactly one)
     owner: dict[str, int] = {}
     members: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(str(g), []).append(i)
+    for i in pool.tolist():
+        members.setdefault(str(groups[i]), []).append(i)
     for g, idx in members.items():
         owner[g] = int(np.bincount(ds.y[idx]).argmax())
     by_label: dict[int, list[str]] = {}
     for g in sorted(members):
         by_label.setdefault(owner[g], []).append(g)
     rng = np.random.default_rng(seed)
-    out = np.full(n, "train", dtype="<U5")
+    out = np.full(n, UNUSED, dtype="<U5")
+    out[pool] = "train"
     for lab in sorted(by_label):
         gs = by_label[lab]
         order = rng.permutation(len(gs))
@@ -104,6 +121,34 @@ def make_split(
         for g in rest[:n_val]:
             out[members[g]] = "val"
     return out
+
+
+def complete_split(ds: Dataset, split: np.ndarray, *, seed: int = 0, val_frac: float = 0.15,
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Make a split read from a file usable for training: ``(split, notes)``.
+
+    A split naming a subset keeps its unnamed spectra :data:`UNUSED`. A split without a
+    ``val`` part gets one carved from its ``train`` part by the rule of :func:`make_split`
+    (``val_frac`` of each mineral's train specimens, grouped by RRUFF sample id, seeded;
+    minerals with one train specimen keep it in train). ``notes``: one line per change, for
+    the user.
+    """
+    s = np.asarray(split).astype("<U5")
+    notes: list[str] = []
+    n_unused = int(np.sum(s == UNUSED))
+    if n_unused:
+        notes.append(f"the split file assigns {len(s) - n_unused} of the data set's {len(s)} "
+                     f"spectra; the other {n_unused} are not used")
+    if not np.any(s == "val") and np.any(s == "train"):
+        train = np.flatnonzero(s == "train")
+        carved = _assign(ds, _groups(ds, "grouped"), train, seed, 0.0, val_frac)
+        s = s.copy()
+        s[train] = carved[train]
+        n_val = int(np.sum(s == "val"))
+        notes.append(f"the split file has no val part: carved {n_val} of its {train.size} train "
+                     f"spectra as val ({100 * val_frac:.0f}% of each mineral's train specimens, "
+                     f"grouped by sample id, seed {seed})")
+    return s, notes
 
 
 def split_counts(split: np.ndarray) -> dict[str, int]:
@@ -120,33 +165,39 @@ def _check(paths: list[str], split: np.ndarray) -> np.ndarray:
     s = np.asarray(split).astype(str)
     if s.shape != (len(paths),):
         raise DataError(f"split has shape {s.shape}, expected ({len(paths)},)")
-    bad = sorted(set(s.tolist()) - set(SPLIT_VALUES))
+    bad = sorted(set(s.tolist()) - set(SPLIT_VALUES) - {UNUSED})
     if bad:
         raise DataError(f"split values must be train/val/test, got {bad[:3]}")
+    if not np.any(s != UNUSED):
+        raise DataError("the split assigns no spectrum of the data set")
     return s
 
 
 def split_sha256(ds_or_paths: Dataset | Sequence[str], split: np.ndarray) -> str:
-    """sha256 of the (path, split) pairs sorted by path (order-independent, CSV-stable)."""
+    """sha256 of the assigned (path, split) pairs sorted by path (order-independent,
+    CSV-stable; :data:`UNUSED` spectra are left out)."""
     paths = _paths_of(ds_or_paths)
     s = _check(paths, split)
     h = hashlib.sha256()
     for p, v in sorted(zip(paths, s.tolist(), strict=True)):
-        h.update(f"{p}\t{v}\n".encode())
+        if v != UNUSED:
+            h.update(f"{p}\t{v}\n".encode())
     return h.hexdigest()
 
 
 def write_split_csv(
     path: str | os.PathLike[str], ds_or_paths: Dataset | Sequence[str], split: np.ndarray
 ) -> str:
-    """Write the split CSV (``path,split``; atomic) and return its :func:`split_sha256`."""
+    """Write the split CSV (``path,split``, the assigned spectra; atomic) and return its
+    :func:`split_sha256`."""
     paths = _paths_of(ds_or_paths)
     s = _check(paths, split)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "split"])
     for p, v in zip(paths, s.tolist(), strict=True):
-        w.writerow([p, v])
+        if v != UNUSED:
+            w.writerow([p, v])
     atomic_write_text(path, buf.getvalue())
     return split_sha256(paths, s)
 
@@ -155,14 +206,14 @@ def read_split_csv(
     path: str | os.PathLike[str],
     dataset: Dataset | Sequence[str],
     *,
-    require_all: bool = True,
+    require_all: bool = False,
 ) -> np.ndarray:
     """Read a split CSV and align it with ``dataset.paths``.
 
     Raises :class:`DataError` (one line) for a missing file, missing ``path``/``split``
     columns, split values other than train/val/test, duplicated paths, paths that are not in
-    the data set, and (with ``require_all``) data-set spectra the file does not assign.
-    With ``require_all=False`` unassigned spectra get ``""``.
+    the data set, a file assigning nothing, and (with ``require_all``) data-set spectra the
+    file does not assign. Otherwise unassigned spectra are :data:`UNUSED` (``""``).
     """
     p = Path(path)
     paths = _paths_of(dataset)
@@ -179,7 +230,7 @@ def read_split_csv(
         raise DataError(f"split file {p} lacks column(s) {', '.join(missing)}; expected header "
                         f"'path,split', got {','.join(cols) or 'nothing'}")
     index = {q: i for i, q in enumerate(paths)}
-    out = np.full(len(paths), "", dtype="<U5")
+    out = np.full(len(paths), UNUSED, dtype="<U5")
     seen: set[str] = set()
     unknown: list[str] = []
     for lineno, row in enumerate(reader, start=2):
@@ -204,6 +255,8 @@ def read_split_csv(
             first = paths[int(np.flatnonzero(out == "")[0])]
             raise DataError(f"split file {p} does not assign {n_missing} spectra of the data "
                             f"set, e.g. {first!r}")
+    if not np.any(out != UNUSED):
+        raise DataError(f"split file {p} assigns no spectrum of the data set")
     return out
 
 

@@ -211,7 +211,10 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         # one schema and one exit rule for local and device classification (issue 13.4)
         from edge_runtime.classify import RECORD_KEYS
 
-        both = [str(bad), str(tmp_path / "s.txt")]
+        xp = np.arange(100.0, 1300.0, 1.7)  # an instrument ending at 1300 cm-1 (issue 13.1)
+        np.savetxt(tmp_path / "p.txt", np.c_[xp, 100 + 900 * np.exp(-((xp - 465) / 6) ** 2)],
+                   delimiter=",")
+        both = [str(bad), str(tmp_path / "s.txt"), str(tmp_path / "p.txt")]
         sim = subprocess.run([sys.executable, "-m", "ramanedge.cli", "sim", "classify",
                               "--port", path, *both], capture_output=True, text=True,
                              cwd=REPO, timeout=60)
@@ -228,6 +231,11 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         assert [t["prob"] for t in s_recs[1]["top"]] == pytest.approx(
             [t["prob"] for t in l_recs[1]["top"]], abs=1e-4)
         assert s_recs[1]["head"] == l_recs[1]["head"] == "base"
+        # partial coverage: padded on the device exactly as locally, the fraction in both
+        assert s_recs[1]["coverage"] == l_recs[1]["coverage"] == 1.0
+        assert l_recs[2]["coverage"] == pytest.approx(1099 / 1392, abs=1e-4)
+        assert s_recs[2]["coverage"] == pytest.approx(l_recs[2]["coverage"], abs=1e-4)
+        assert [t["label"] for t in s_recs[2]["top"]] == [t["label"] for t in l_recs[2]["top"]]
         for argv in (["sim", "classify", "--port", path], ["classify", "--model",
                                                           str(tiny_artifact)]):
             only_bad = subprocess.run([sys.executable, "-m", "ramanedge.cli", *argv, str(bad)],

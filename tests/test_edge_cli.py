@@ -72,8 +72,8 @@ def mixed_folder(tmp_path_factory, synthetic_data) -> Path:
     nan = np.c_[x, np.interp(x, GRID, X[3])]
     nan[100, 1] = np.nan
     np.savetxt(d / "e_nan.csv", nan, delimiter=",")
-    np.savetxt(d / "f_short.csv", np.c_[np.linspace(400, 1200, 500), np.ones(500)],
-               delimiter=",")
+    np.savetxt(d / "f_short.csv", np.c_[np.linspace(400, 1000, 500), np.ones(500)],
+               delimiter=",")  # 43% of the grid: below the default --min-coverage
     (d / "g_picture.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     (d / "notes.md").write_text("not a spectrum and not picked up from a folder\n")
     return d
@@ -86,13 +86,19 @@ def test_classify_real_rruff_files(capsys, tiny_artifact, real_rruff):
                              *good, *oriented)
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == len(good)  # one result line per classified spectrum
+    assert len(lines) == len(good) + len(oriented)  # one result line per spectrum
     labels = json.loads((tiny_artifact / "manifest.json").read_text())["labels"]
-    for p, line in zip(good, lines, strict=True):
+    for p, line in zip([*good, *oriented], lines, strict=True):
         assert line.startswith(f"{p}: ")
-        pairs = line.split(": ", 1)[1].split("  [unknown")[0].split(", ")
+        pairs = line.split(": ", 1)[1].split("  [")[0].split(", ")
         assert len(pairs) == 2 and all(pr.rsplit(" ", 1)[0] in labels for pr in pairs)
-    # the oriented-subset files end near 1520 cm-1: each gets its own clear error line
+        # the oriented-subset files end near 1520 cm-1: padded, the covered share shown
+        assert ("[covers" in line) == (p in oriented)
+    assert f"classified {len(good) + len(oriented)} of {len(good) + len(oriented)}" in err
+    # --coverage refuse: each partial file gets its own clear error line
+    code, out, err = run_cli(capsys, "classify", "--model", tiny_artifact, "--coverage",
+                             "refuse", *good, *oriented)
+    assert code == 0 and len(out.strip().splitlines()) == len(good)
     for p in oriented:
         assert f"{p}: error: spectrum covers" in err and "200-1591" in err
     assert f"classified {len(good)} of {len(good) + len(oriented)} files" in err
@@ -107,14 +113,15 @@ def test_json_lines_schema(capsys, tiny_artifact, real_rruff):
     assert code == 0
     recs = [json.loads(line) for line in out.strip().splitlines()]
     assert [r["path"] for r in recs] == [str(good[0]), str(oriented[0]), str(good[1])]
-    for r in (recs[0], recs[2]):
+    for r in recs:
         assert {"path", "top", "unknown"} <= set(r) and "error" not in r
         assert isinstance(r["unknown"], bool)
         assert len(r["top"]) == 3
         assert all(set(t) == {"label", "prob"} and 0 <= t["prob"] <= 1 for t in r["top"])
         assert [t["prob"] for t in r["top"]] == sorted((t["prob"] for t in r["top"]),
                                                        reverse=True)
-    assert recs[1]["top"] == [] and "200-1591" in recs[1]["error"]
+    assert 0.9 < recs[1]["coverage"] < 1.0 and len(recs[1]["top"]) == 3  # padded
+    assert recs[0]["coverage"] == recs[2]["coverage"] == 1.0
 
 
 def test_formats_folder_and_per_file_errors(capsys, tiny_artifact, mixed_folder,
@@ -130,7 +137,7 @@ def test_formats_folder_and_per_file_errors(capsys, tiny_artifact, mixed_folder,
         assert recs[name]["top"][0]["label"] == synthetic_data.labels[y[i]]
     assert "empty" in recs["d_empty.txt"]["error"]
     assert "NaN" in recs["e_nan.csv"]["error"]
-    assert "200-1591" in recs["f_short.csv"]["error"]
+    assert "43% of the model's 200-1591" in recs["f_short.csv"]["error"]
     assert "not a spectrum" in recs["g_picture.txt"]["error"]
     assert "no such file" in recs["missing.csv"]["error"]
 

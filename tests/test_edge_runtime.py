@@ -21,7 +21,7 @@ from edge_runtime.interpreter import (
     runtime_name,
 )
 from ramanedge.errors import CoverageError, ManifestError, ModelError, SpectrumError
-from ramanedge.grid import GRID
+from ramanedge.grid import GRID, CoveragePolicy, pad_outside, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +184,32 @@ def test_classify_errors(clf):
     y[10] = np.nan
     with pytest.raises(SpectrumError, match="NaN"):
         clf.classify_xy(x, y)
-    with pytest.raises(CoverageError, match="200-1591"):
-        clf.classify_xy(np.linspace(300, 2000, 100), np.ones(100))
+    with pytest.raises(CoverageError, match="the minimum is 50%"):  # 1200-2000: 28% of it
+        clf.classify_xy(np.linspace(1200, 2000, 100), np.ones(100))
     with pytest.raises(SpectrumError):
         clf.classify_xy(np.array([]), np.array([]))
     with pytest.raises(SpectrumError, match="1392"):
         clf.classify_grid(np.ones(100, dtype=np.float32))
+
+
+def test_partial_coverage_pads_like_training_and_reports_the_fraction(clf):
+    """A spectrum covering 300-2000 cm-1 is classified on the grid the shared code pads
+    (edge hold below 300, as the crop augmentation does); refuse mode turns it down."""
+    x = np.linspace(300, 2000, 1700)
+    y = 1.0 + np.exp(-0.5 * ((x - 465) / 4) ** 2) + 0.3 * np.exp(-0.5 * ((x - 1086) / 5) ** 2)
+    pred = clf.classify_xy(x, y)
+    lo = 100  # grid points 200..299 are not covered
+    assert pred.coverage == pytest.approx((1392 - lo) / 1392)
+    full = preprocess(np.linspace(100, 2000, 1901), np.interp(np.linspace(100, 2000, 1901), x, y))
+    padded = pad_outside(full, lo, 1392)  # what crop augmentation makes of the full spectrum
+    grid, frac = clf.preprocess_covered(x, y)
+    np.testing.assert_allclose(grid, padded, atol=1e-6)
+    assert frac == pred.coverage
+    assert clf.classify_grid(grid).top == pred.top
+    strict = Classifier(clf.artifact, clf.interpreter, coverage=CoveragePolicy(mode="refuse"))
+    with pytest.raises(CoverageError, match="200-1591"):
+        strict.classify_xy(x, y)
+    assert strict.classify_xy(np.linspace(100, 2000, 1901), np.ones(1901)).coverage == 1.0
 
 
 def test_features_are_dequantised_int8(clf, synthetic_data):

@@ -9,12 +9,17 @@ from ramanedge.errors import CoverageError, SpectrumError
 from ramanedge.grid import (
     DEFAULT_GRID,
     GRID,
+    CoveragePolicy,
     GridSpec,
     clean_axis,
+    covered_span,
     covers,
     normalise_max,
+    pad_outside,
     preprocess,
+    preprocess_covered,
     resample,
+    resample_covered,
     shift_spectra,
 )
 
@@ -129,3 +134,50 @@ def test_shift_pads_with_edge_values(s):
     one = np.zeros(1392)
     one[500] = 1
     assert int(np.argmax(shift_spectra(one, s))) == 500 + s
+
+
+def test_coverage_policy_validates():
+    assert CoveragePolicy() == CoveragePolicy(mode="pad", min_fraction=0.5)
+    for bad in ({"mode": "crop"}, {"min_fraction": 1.5}, {"min_fraction": True},
+                {"min_fraction": "0.5"}):
+        with pytest.raises(ValueError, match="pad, refuse|min_fraction"):
+            CoveragePolicy(**bad)
+
+
+def test_pad_outside_holds_edge_values_per_row():
+    X = np.arange(20.0).reshape(2, 10)
+    out = pad_outside(X, np.array([2, 0]), np.array([5, 10]))
+    assert out[0].tolist() == [2, 2, 2, 3, 4, 4, 4, 4, 4, 4]
+    assert out[1].tolist() == X[1].tolist()
+    assert pad_outside(X[0], 3, 4).tolist() == [3.0] * 10
+    assert X[0, 0] == 0  # a copy
+    for lo, hi in ((5, 5), (-1, 4), (0, 11)):
+        with pytest.raises(ValueError, match="lo < hi"):
+            pad_outside(X, lo, hi)
+
+
+@pytest.mark.parametrize(("lo", "hi", "first", "last"),
+                         [(123.1, 1230.8, 0, 1031), (400.0, 2000.0, 200, 1392),
+                          (450.5, 1300.2, 251, 1101)])
+def test_partial_spectrum_is_interpolated_inside_and_padded_outside(lo, hi, first, last):
+    """The 2019 excellent_unoriented raw range (123-1231 cm-1), a 400 cm-1 long-pass filter
+    and both: exact interpolation on the covered grid points, edge hold elsewhere."""
+    x = np.linspace(lo, hi, 3000)
+    y = 5.0 + 0.01 * x  # linear: interpolation is exact
+    g, frac = resample_covered(x, y, coverage=CoveragePolicy())
+    assert covered_span(x) == (first, last)
+    assert frac == pytest.approx((last - first) / 1392)
+    np.testing.assert_allclose(g[first:last], 5.0 + 0.01 * GRID[first:last], rtol=1e-12)
+    assert np.all(g[:first] == g[first]) and np.all(g[last:] == g[last - 1])
+    with pytest.raises(CoverageError, match="200-1591"):
+        resample_covered(x, y)  # the default (data set builds) refuses
+    with pytest.raises(CoverageError, match="the minimum is 90%"):
+        resample_covered(x, y, coverage=CoveragePolicy(min_fraction=0.9))
+    p, f2 = preprocess_covered(x, y, coverage=CoveragePolicy())
+    assert f2 == frac and p.max() == 1.0 and p.dtype == np.float32
+
+
+def test_spectrum_outside_the_grid_is_refused_even_at_zero_minimum():
+    x = np.linspace(2290, 3002, 400)  # an OH-region scan (SOURCE.md quirk 9)
+    with pytest.raises(CoverageError, match="0% of the model"):
+        resample_covered(x, np.ones_like(x), coverage=CoveragePolicy(min_fraction=0.0))

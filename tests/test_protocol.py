@@ -221,6 +221,17 @@ def test_classify_and_result_codecs():
     assert abs(back.top[0][2] - 0.91) < 1 / 65535
     with pytest.raises(LinkError):
         P.decode_result(P.encode_result(r)[:-2])
+    # partial coverage rides in flag bit 1 + a u16; a full answer keeps the old layout
+    assert back.coverage == 1.0 and P.encode_result(r)[0] == 0x01
+    assert len(P.encode_result(r)) == 14 + 2 * 5 + len("Quartz") + len("Calcite-β".encode())
+    part = P.Result(r.top, False, 1, 2, 3, coverage=1099 / 1392)
+    raw = P.encode_result(part)
+    assert raw[0] == 0x02 and len(raw) == len(P.encode_result(r)) + 2
+    got = P.decode_result(raw)
+    assert abs(got.coverage - 1099 / 1392) < 1 / 65535 and not got.unknown
+    assert got.top == back.top
+    with pytest.raises(LinkError, match="truncated"):
+        P.decode_result(raw[:15])
 
 
 def test_error_chunk_head_add_json_codecs():

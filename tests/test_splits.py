@@ -12,6 +12,7 @@ from ramanedge.dataset import Dataset, build_dataset
 from ramanedge.errors import DataError
 from ramanedge.grid import GRID
 from ramanedge.splits import (
+    complete_split,
     make_split,
     read_split_csv,
     split_counts,
@@ -91,26 +92,60 @@ def test_split_csv_roundtrip_and_errors(tmp_path):
     f2.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
     assert split_sha256(ds, read_split_csv(f2, ds)) == sha
 
-    def bad(text: str, match: str) -> None:
+    def bad(text: str, match: str, **kw: bool) -> None:
         p = tmp_path / "bad.csv"
         p.write_text(text)
         with pytest.raises(DataError, match=match) as e:
-            read_split_csv(p, ds)
+            read_split_csv(p, ds, **kw)
         assert "\n" not in str(e.value)
 
     body = "\n".join(lines[1:])
     bad("file,part\n" + body, "lacks column")
     bad(lines[0] + "\nraw/unknown.txt,train\n" + body, "not in the data set")
     bad(lines[0] + "\n" + body.replace(",test", ",holdout", 1), "train, val or test")
-    bad(lines[0] + "\n" + "\n".join(lines[1:-1]), "does not assign 1")
+    bad(lines[0] + "\n" + "\n".join(lines[1:-1]), "does not assign 1", require_all=True)
+    bad(lines[0] + "\n", "assigns no spectrum")
     bad(lines[0] + "\n" + body + "\n" + lines[1], "appears twice")
     bad("", "lacks column")
     with pytest.raises(DataError, match="not found"):
         read_split_csv(tmp_path / "nope.csv", ds)
     partial = tmp_path / "partial.csv"
     partial.write_text(lines[0] + "\n" + lines[1] + "\n")
-    got = read_split_csv(partial, ds, require_all=False)
+    got = read_split_csv(partial, ds)
     assert (got != "").sum() == 1
+
+
+def test_subset_split_without_val_is_completed_grouped_and_seeded(tmp_path):
+    """Issue 13.2: a published split names a subset and has no val. The unnamed spectra stay
+    unused, val is carved from train by specimen, and the CSV/hash cover what is used."""
+    ds = _toy([6, 6, 3, 1], spectra_per_group=2)
+    full = make_split(ds, seed=3)
+    named = np.flatnonzero(ds.y != 2)  # the file leaves mineral m2 out ...
+    sub = np.full(len(ds), "", dtype="<U5")
+    sub[named] = np.where(full[named] == "test", "test", "train")  # ... and has no val
+    f = tmp_path / "paper.csv"
+    write_split_csv(f, ds, sub)
+    assert len(f.read_text().splitlines()) == 1 + named.size  # only what it names
+    split, notes = complete_split(ds, read_split_csv(f, ds), seed=7)
+    assert np.all(split[ds.y == 2] == "")
+    assert np.array_equal(split == "test", sub == "test")  # test untouched
+    was_train = sub == "train"
+    assert set(split[was_train].tolist()) == {"train", "val"}
+    _no_group_leak(ds, np.where(split == "", "train", split))
+    for lab in (0, 1):  # 5 train specimens each -> 1 val specimen (15 %, at least one)
+        vals = {sid for sid, v, y in zip(ds.sample_ids, split, ds.y, strict=True)
+                if v == "val" and y == lab}
+        assert len(vals) == 1
+    assert "val" not in set(split[ds.y == 3].tolist())  # one specimen: stays train
+    assert len(notes) == 2
+    assert notes[0] == (f"the split file assigns {named.size} of the data set's {len(ds)} "
+                        f"spectra; the other {len(ds) - named.size} are not used")
+    assert "no val part: carved 4 of its" in notes[1] and "seed 7" in notes[1]
+    again, _ = complete_split(ds, read_split_csv(f, ds), seed=7)
+    assert np.array_equal(again, split)  # seeded
+    # a file with a val part is kept as it is; a full split's hash is unchanged by the rule
+    same, notes2 = complete_split(ds, full)
+    assert np.array_equal(same, full) and notes2 == []
 
 
 @needs_data

@@ -82,6 +82,35 @@ def test_augment_shift_only_moves_bands_by_at_most_shift() -> None:
     assert np.all(np.abs(moved) <= 4) and len(set(moved.tolist())) > 3
 
 
+def test_crop_augmentation_is_the_rovers_padding() -> None:
+    """crop=1: every row keeps one window of >= 40 % of the grid and holds its edge values
+    outside it, exactly as ramanedge.grid.pad_outside (the rover's --coverage pad) does."""
+    from ramanedge.grid import pad_outside
+    from trainer.augment import CROP_MIN_FRACTION, crop_rows
+
+    rng = np.random.default_rng(5)
+    X = rng.random((300, 1392)) + 0.5  # no two neighbours equal: the window is recoverable
+    C = crop_rows(X, 1.0, np.random.default_rng(1))
+    widths, starts = [], []
+    for c, x in zip(C, X, strict=True):
+        keep = np.flatnonzero(c == x)
+        lo, hi = keep[0], keep[-1] + 1
+        assert np.array_equal(keep, np.arange(lo, hi))  # one contiguous window
+        assert np.array_equal(c, pad_outside(x, lo, hi))
+        widths.append((hi - lo) / 1392)
+        starts.append(lo)
+    assert min(widths) >= CROP_MIN_FRACTION - 1e-3 and max(widths) > 0.95
+    assert min(starts) == 0 and max(starts) > 300  # low cuts, high cuts and both
+    A = augment_batch(X, AugmentConfig(crop=1.0), np.random.default_rng(1))
+    assert np.allclose(A, C / C.max(axis=1, keepdims=True))  # then max-normalised
+    half = augment_batch(X, AugmentConfig(crop=0.5), np.random.default_rng(2))
+    untouched = np.all(np.isclose(half, X / X.max(axis=1, keepdims=True)), axis=1).mean()
+    assert 0.35 < untouched < 0.65
+    assert AugmentConfig.parse("crop=0.3").crop == 0.3
+    with pytest.raises(ValueError, match="crop"):
+        AugmentConfig(crop=1.5)
+
+
 def test_augment_config_parse() -> None:
     cfg = AugmentConfig.parse("shift=5, noise=0.01,baseline=0.1")
     assert cfg == AugmentConfig(shift_cm=5, noise_std=0.01, baseline=0.1)
@@ -333,6 +362,57 @@ def test_cli_train_bad_split_file_contents(tmp_path, capsys, shared_data_root) -
                       str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
                       "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "lacks column" in err
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_train_on_a_subset_split_without_val(tmp_path, capsys, shared_data_root) -> None:
+    """Issue 13.2: a published split (train/test lists of part of rruff-raw, no val) trains
+    on what it names, a seeded grouped val is carved from its train part and said in one line,
+    the run's split.csv records exactly that, and the replay's loader reads it the same way."""
+    import csv
+    import json
+
+    from device_sim.replay import load_items
+    from ramanedge.dataset import build_dataset
+    from ramanedge.splits import complete_split, make_split, read_split_csv
+    from tests.conftest import REPO
+
+    cache = REPO / ".cache" / "ramanedge"
+    ds = build_dataset(shared_data_root, "rruff-raw", cache_dir=cache)
+    full = make_split(ds, seed=1)
+    keep = [i for i in range(len(ds)) if ds.y[i] < 12 and full[i] != "val"]
+    published = tmp_path / "paper_split.csv"
+    with open(published, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "split"])
+        w.writerows([ds.paths[i], full[i]] for i in keep)
+    out = tmp_path / "run"
+    from ramanedge.cli import main
+
+    try:
+        main(["train", "--data", str(shared_data_root), "--cache-dir", str(cache),
+              "--split-file", str(published), "--split-seed", "4", "--out", str(out),
+              "--recipe", "paper", "-m", "16", "--dense-units", "32", "--epochs", "1"])
+    except SystemExit as e:
+        assert not e.code, capsys.readouterr().err
+    text = "".join(capsys.readouterr())
+    assert f"the split file assigns {len(keep)} of the data set's {len(ds)} spectra" in text
+    assert "the split file has no val part: carved" in text and "seed 4" in text
+    run_split = read_split_csv(out / "split.csv", ds)
+    named = np.zeros(len(ds), bool)
+    named[keep] = True
+    assert np.all(run_split[~named] == "") and np.all(run_split[named] != "")
+    assert np.array_equal(run_split == "test", np.where(named, full, "") == "test")
+    val = run_split == "val"
+    assert val.any() and not set(np.array(ds.sample_ids)[val]) & set(
+        np.array(ds.sample_ids)[run_split == "train"])  # grouped by specimen
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["n"] == int(np.sum(run_split == "test"))
+    items = load_items(shared_data_root, split_file=published, part="val", payload="grid",
+                       cache_dir=cache)
+    carved_seed0 = complete_split(ds, read_split_csv(published, ds))[0] == "val"
+    assert carved_seed0.any() and len(items) == int(carved_seed0.sum())
 
 
 def test_cli_train_existing_output_is_kept(tmp_path, capsys) -> None:

@@ -26,6 +26,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ramanedge.grid import pad_outside
+
+CROP_MIN_FRACTION: float = 0.4
+"""Smallest window of the grid a ``crop`` augmentation keeps: a little below the rover's
+default refusal threshold (:data:`ramanedge.grid.DEFAULT_MIN_COVERAGE`), so every spectrum the
+rover accepts is inside what training showed."""
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -36,6 +42,7 @@ class AugmentConfig:
     baseline: float = 0.0
     scale: float = 0.0
     background: float = 0.0
+    crop: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.shift_cm, bool) or int(self.shift_cm) != self.shift_cm:
@@ -44,7 +51,7 @@ class AugmentConfig:
         if not 0 <= self.shift_cm <= 100:
             raise ValueError(f"shift_cm must be in 0..100, got {self.shift_cm}")
         for name, top in (("noise_std", 1.0), ("baseline", 10.0), ("scale", 1.0),
-                          ("background", 1.0)):
+                          ("background", 1.0), ("crop", 1.0)):
             v = float(getattr(self, name))
             if not 0.0 <= v <= top:
                 raise ValueError(f"{name} must be in [0, {top:g}], got {v}")
@@ -54,7 +61,7 @@ class AugmentConfig:
     def enabled(self) -> bool:
         """True when at least one transform is on."""
         return bool(self.shift_cm or self.noise_std or self.baseline or self.scale
-                    or self.background)
+                    or self.background or self.crop)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -62,7 +69,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AugmentConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (runs written before ``crop`` existed have none)."""
         return cls(**d)
 
     @classmethod
@@ -76,7 +83,7 @@ class AugmentConfig:
         if spec.lower() in ("", "none", "off"):
             return cls()
         keys = {"shift": "shift_cm", "noise": "noise_std", "baseline": "baseline",
-                "scale": "scale", "background": "background"}
+                "scale": "scale", "background": "background", "crop": "crop"}
         kw: dict[str, float] = {}
         for item in spec.split(","):
             name, sep, value = item.partition("=")
@@ -192,4 +199,24 @@ def augment_batch(
         out = out + amp * curve
     if config.noise_std:
         out = out + rng.normal(scale=config.noise_std, size=out.shape)
+    if config.crop:
+        out = crop_rows(out, config.crop, rng)
     return _renormalise(out).astype(np.float32)
+
+
+def crop_rows(X: np.ndarray, prob: float, rng: np.random.Generator,
+              min_fraction: float = CROP_MIN_FRACTION) -> np.ndarray:
+    """With probability ``prob`` per row, keep a random window of at least ``min_fraction``
+    of the grid and pad outside it (:func:`ramanedge.grid.pad_outside`); other rows unchanged.
+
+    The window's width is uniform in ``[min_fraction, 1]`` of the grid and its position
+    uniform among those that fit, so cuts at the low end, the high end and both are all seen.
+    """
+    X = np.asarray(X)
+    n, p = X.shape
+    hit = rng.random(n) < prob
+    width = np.maximum(2, np.round(rng.uniform(min_fraction, 1.0, size=n) * p)).astype(np.int64)
+    lo = np.floor(rng.random(n) * (p - width + 1)).astype(np.int64)
+    lo = np.where(hit, lo, 0)
+    hi = np.where(hit, lo + width, p)
+    return pad_outside(X, lo, hi)

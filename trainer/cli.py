@@ -31,9 +31,13 @@ def _echo(line: str) -> None:
 
 def _data_options(f):
     f = click.option("--split-seed", type=int, default=0, show_default=True,
-                     help="Seed of the generated split.")(f)
+                     help="Seed of the generated split (and of the val part carved from a "
+                          "split file that has none).")(f)
     f = click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path),
-                     default=None, help="Use this split CSV (path,split) instead of --split.")(f)
+                     default=None,
+                     help="Use this split CSV (path,split) instead of --split; it may "
+                     "name a subset (the rest is not used) and may lack a val part (carved "
+                     "from its train part, grouped by specimen).")(f)
     f = click.option("--split", "split_kind", type=click.Choice(["grouped", "random"]),
                      default="grouped", show_default=True,
                      help="grouped: by RRUFF sample id (default); random: per spectrum.")(f)

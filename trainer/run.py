@@ -109,16 +109,25 @@ def load_data(data: DataConfig, log: Callable[[str], None] | None = None):
     return ds
 
 
-def make_or_read_split(ds, data: DataConfig) -> np.ndarray:
-    """The split array (``"train"/"val"/"test"`` per spectrum) for ``ds``."""
-    from ramanedge.splits import make_split, read_split_csv
+def make_or_read_split(ds, data: DataConfig,
+                       log: Callable[[str], None] | None = None) -> np.ndarray:
+    """The split array (``"train"/"val"/"test"`` per spectrum, ``""`` = not used) for ``ds``.
+
+    A split file may name a subset of the data set and may lack a ``val`` part: then one is
+    carved from its train part (grouped by specimen, seed ``data.split_seed``;
+    :func:`ramanedge.splits.complete_split`), and ``log`` gets one line saying so.
+    """
+    from ramanedge.splits import complete_split, make_split, read_split_csv
 
     if data.split_file is not None:
         p = Path(data.split_file)
         if not p.is_file():
             raise DataError(f"split file {p} does not exist; expected a CSV with columns "
                             "path,split")
-        split = np.asarray(read_split_csv(p, ds))
+        split, notes = complete_split(ds, read_split_csv(p, ds), seed=data.split_seed)
+        for note in notes:
+            if log is not None:
+                log(note)
     else:
         split = np.asarray(make_split(ds, kind=data.split, seed=data.split_seed))
     check_split(split, ds.y)
@@ -126,13 +135,14 @@ def make_or_read_split(ds, data: DataConfig) -> np.ndarray:
 
 
 def check_split(split: np.ndarray, y: np.ndarray) -> None:
-    """Raise :class:`DataError` unless the split has one valid entry per spectrum, non-empty
-    train/val/test parts, and no test class that is absent from training."""
+    """Raise :class:`DataError` unless the split has one valid entry per spectrum (``""`` =
+    not used), non-empty train/val/test parts, and no test class that is absent from
+    training."""
     split = np.asarray(split)
     if split.shape != (len(y),):
         raise DataError(f"split has {split.shape[0] if split.ndim else 0} entries but the data "
                         f"set has {len(y)} spectra")
-    bad = sorted(set(map(str, np.unique(split))) - set(SPLITS))
+    bad = sorted(set(map(str, np.unique(split))) - set(SPLITS) - {""})
     if bad:
         raise DataError(f"split contains unknown parts {bad}; expected train/val/test")
     for name in SPLITS:
@@ -198,7 +208,7 @@ def train_run(
     out = Path(out)
     check_output_folder(out, overwrite)
     ds = load_data(data, log)
-    split = make_or_read_split(ds, data)
+    split = make_or_read_split(ds, data, log=log)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
     if log is not None:

@@ -33,9 +33,14 @@ from trainer.model import ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
 FLIGHT_AUGMENT = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1,
-                               scale=0.1)
+                               scale=0.1, crop=0.3)
 """The flight recipe's augmentation: shifts up to +-30 cm-1 (the paper's tolerance range),
-swapped fluorescence backgrounds, noise, baseline drift and an intensity ramp."""
+swapped fluorescence backgrounds, noise, baseline drift, an intensity ramp and, for 30 % of
+the spectra, a partial-coverage crop (an instrument seeing only part of the grid; chosen on
+validation over cut windows, docs/results.md section 8)."""
+FLIGHT_AUGMENT_V1 = replace(FLIGHT_AUGMENT, crop=0.0)
+"""The flight augmentation before partial-coverage training (the recipe of the 5-split
+figures in docs/results.md section 0: ``benchmarks.flight_eval --recipe flight-v1``)."""
 
 
 @dataclass(frozen=True)

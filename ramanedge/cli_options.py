@@ -1,0 +1,29 @@
+"""Click options shared by several commands (rover and ground side alike; no heavy imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ramanedge.grid import COVERAGE_MODES, DEFAULT_MIN_COVERAGE, CoveragePolicy
+
+
+def coverage_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--coverage pad|refuse`` and ``--min-coverage F``: the policy for spectra that cover
+    only part of the model grid (shared by ``classify`` and ``device serve``)."""
+    f = click.option(
+        "--min-coverage", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_COVERAGE,
+        show_default=True,
+        help="pad: refuse spectra covering less than this fraction of the model grid.")(f)
+    return click.option(
+        "--coverage", "coverage_mode", type=click.Choice(COVERAGE_MODES), default="pad",
+        show_default=True,
+        help="Spectra covering part of the grid (200-1591 cm-1): pad (hold the edge values, "
+             "as in training; the answer reports the covered fraction) or refuse.")(f)
+
+
+def coverage_policy(mode: str, min_coverage: float) -> CoveragePolicy:
+    """The :class:`~ramanedge.grid.CoveragePolicy` of the two options."""
+    return CoveragePolicy(mode=mode, min_fraction=1.0 if mode == "refuse" else min_coverage)
