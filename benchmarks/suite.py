@@ -378,8 +378,25 @@ def demo_record(path: Path | None = None) -> dict[str, Any] | None:
         return None
 
 
+def _arch_summary(mcfg: dict[str, Any]) -> str:
+    if mcfg.get("arch", "paper") != "paper":
+        from trainer.model import ModelConfig
+
+        return ModelConfig.from_dict(mcfg).describe()
+    return (f"m={mcfg['pool_size']}, n={mcfg['pool_layers']}, {mcfg['activation']}, "
+            f"kernel {mcfg['kernel_size']}")
+
+
 def model_macs(config: dict[str, Any], n_classes: int) -> dict[str, int]:
-    """Multiply-accumulates of one forward pass of the pooled CNN (conv, dense, total)."""
+    """Multiply-accumulates of one forward pass (conv, dense, total): the paper's pooled CNN
+    counted layer by layer, the flight architecture by :func:`trainer.model.count_macs`."""
+    if config.get("arch", "paper") != "paper":
+        from trainer.model import ModelConfig, count_macs, flatten_size
+
+        mc = ModelConfig.from_dict(config)
+        dense = flatten_size(mc) * mc.dense_units + mc.dense_units * n_classes
+        total = count_macs(mc, n_classes)
+        return {"conv": total - dense, "dense": dense, "macs": total}
     length, c_in, conv = int(config["input_points"]), 1, 0
     for i, f in enumerate(config["filters"]):
         conv += length * int(config["kernel_size"]) * c_in * int(f)
@@ -492,9 +509,8 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
     res["model_macs"] = model_macs(mcfg, len(man["labels"]))
     res["meta"].update({
         "model": rel(cfg.model), "run": rel(cfg.run),
-        "model_summary": (f"m={mcfg['pool_size']}, n={mcfg['pool_layers']}, "
-                          f"{mcfg['activation']}, kernel {mcfg['kernel_size']}, "
-                          f"{len(man['labels'])} minerals; manifest int8 top-1 "
+        "model_summary": (_arch_summary(mcfg) + f", {len(man['labels'])} minerals; "
+                          "manifest int8 top-1 "
                           f"{100 * man['metrics']['int8']['top1']:.1f}%, float "
                           f"{100 * man['metrics']['float']['top1']:.1f}%, agreement "
                           f"{100 * man['metrics']['agreement']:.1f}%; int8 parity gate "
