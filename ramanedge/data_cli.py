@@ -141,11 +141,11 @@ def info_cmd(data: Path | None, name: str, min_spectra: int, cache: Path | None,
     counts = sorted(ds.counts().items(), key=lambda kv: (-kv[1], kv[0]))
     s["top_minerals"] = dict(counts[: max(0, top)])
     if split_file is not None:
-        from ramanedge.splits import read_split_csv, split_counts, split_sha256
+        from ramanedge.splits import UNUSED, read_split_csv, split_counts, split_sha256
 
         sp = read_split_csv(split_file, ds)
         s["split"] = {"file": str(split_file), **split_counts(sp),
-                      "unused": int((sp == "").sum()), "sha256": split_sha256(ds, sp)}
+                      "unused": int((sp == UNUSED).sum()), "sha256": split_sha256(ds, sp)}
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return

@@ -27,6 +27,7 @@ import numpy as np
 
 from ramanedge.errors import DataError, ModelError
 from ramanedge.fsutil import atomic_write_text
+from ramanedge.splits import UNUSED
 from trainer.model import ModelConfig, count_params, flatten_size, load_keras_model
 from trainer.train import TrainConfig
 
@@ -111,7 +112,7 @@ def load_data(data: DataConfig, log: Callable[[str], None] | None = None):
 
 def make_or_read_split(ds, data: DataConfig,
                        log: Callable[[str], None] | None = None) -> np.ndarray:
-    """The split array (``"train"/"val"/"test"`` per spectrum, ``""`` = not used) for ``ds``.
+    """The split array (``"train"/"val"/"test"`` per spectrum, ``""`` = ``UNUSED``) for ``ds``.
 
     A split file may name a subset of the data set and may lack a ``val`` part: then one is
     carved from its train part (grouped by specimen, seed ``data.split_seed``;
@@ -142,7 +143,7 @@ def check_split(split: np.ndarray, y: np.ndarray) -> None:
     if split.shape != (len(y),):
         raise DataError(f"split has {split.shape[0] if split.ndim else 0} entries but the data "
                         f"set has {len(y)} spectra")
-    bad = sorted(set(map(str, np.unique(split))) - set(SPLITS) - {""})
+    bad = sorted(set(map(str, np.unique(split))) - set(SPLITS) - {UNUSED})
     if bad:
         raise DataError(f"split contains unknown parts {bad}; expected train/val/test")
     for name in SPLITS:
@@ -208,7 +209,8 @@ def train_run(
     out = Path(out)
     check_output_folder(out, overwrite)
     ds = load_data(data, log)
-    split = make_or_read_split(ds, data, log=log)
+    say = report if report is not None else log
+    split = make_or_read_split(ds, data, log=say)  # what the split file changed: even with -q
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
     if log is not None:
@@ -234,7 +236,6 @@ def train_run(
             result, ds, split, model_config, train_config, log=log)
     test = write_run(out, ds, split, data, model_config, train_config, result,
                      extra_config=extra, extra_models=models)
-    say = report if report is not None else log
     if say is not None:
         sh = test["shifts"]
         say(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
