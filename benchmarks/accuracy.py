@@ -16,12 +16,11 @@ def tflite_predict(model_path: Path, *, artifact: Path | None = None,
     """A batch predict function ``X (N, 1392) -> probs (N, K)`` running a TFLite model one
     spectrum at a time. With ``artifact`` the model is the artifact's int8 model, quantised
     and dequantised with the manifest's parameters; otherwise a float-input TFLite file."""
-    from edge_runtime.interpreter import make_interpreter, run_int8_batch
-
-    it = make_interpreter(model_path, num_threads=threads)
     if artifact is not None:
         from edge_runtime.artifact import load_artifact
+        from edge_runtime.interpreter import make_interpreter, run_int8_batch
 
+        it = make_interpreter(model_path, num_threads=threads)
         art = load_artifact(artifact)
         outs = {"probs": art.probs_q, "features": art.features_q}
 
@@ -32,20 +31,10 @@ def tflite_predict(model_path: Path, *, artifact: Path | None = None,
             return res["probs"]
 
         return predict
-    fin = it.get_input_details()[0]["index"]
-    outs = it.get_output_details()
-    # the probabilities are the smaller of the two outputs (K < 2048 features)
-    pout = min(outs, key=lambda d: int(np.prod(d["shape"])))["index"]
+    from quantize.runner import TFLiteRunner  # the exporter's float loop, signature outputs
 
-    def predict_f(X: np.ndarray) -> np.ndarray:
-        rows = []
-        for x in np.asarray(X, np.float32):
-            it.set_tensor(fin, x[None, :])
-            it.invoke()
-            rows.append(np.array(it.get_tensor(pout)).reshape(-1))
-        return np.stack(rows)
-
-    return predict_f
+    runner = TFLiteRunner(model_path, num_threads=threads)
+    return lambda X: runner.run(X)["probs"]
 
 
 def shift_table(predictors: dict[str, Callable[[np.ndarray], np.ndarray]], X: np.ndarray,

@@ -1,4 +1,7 @@
-"""Shared helpers of the benchmarks: timing statistics, machine info, JSON, subprocesses.
+"""Shared helpers of the benchmarks: timing statistics, board names, JSON, subprocesses.
+
+Where the figures were measured is :func:`ramanedge.machine.machine_info` (shared with the
+serial-link replay).
 
 Nothing here imports TensorFlow or the TFLite runtime, so the edge-only probes
 (:mod:`benchmarks.edge_probe`) can use it without changing what they measure.
@@ -7,7 +10,6 @@ Nothing here imports TensorFlow or the TFLite runtime, so the edge-only probes
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.jsonio import json_ready
+from ramanedge.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -82,6 +85,34 @@ def interleaved(methods: dict[str, Callable[[int], Any]], n_items: int, *, round
     return times
 
 
+def int8_call(interpreter: Any, X: np.ndarray, input_q: Any, output_q: Any
+              ) -> Callable[[int], np.ndarray]:
+    """``call(i)``: spectrum ``X[i]`` through an int8 interpreter the rover's way (quantise
+    with ``input_q``, invoke, dequantise the output ``output_q``), the call the latency
+    figures time. The runtime is imported only when this is called."""
+    from edge_runtime.interpreter import get_output_float, set_input_int8
+
+    def call(i: int) -> np.ndarray:
+        set_input_int8(interpreter, X[i], input_q)
+        interpreter.invoke()
+        return get_output_float(interpreter, output_q)
+
+    return call
+
+
+def mean_sd_pct(rows: Sequence[dict[str, Any]], key: str) -> tuple[float, float | None]:
+    """Mean and s.d. (``ddof=1``) of ``100 * row[key]`` over ``rows``; the s.d. is ``None``
+    for a single row (there is no spread to show)."""
+    v = 100 * np.array([r[key] for r in rows])
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
+
+
+def format_mean_sd_pct(rows: Sequence[dict[str, Any]], key: str) -> str:
+    """:func:`mean_sd_pct` as table text: ``"81.2 ± 1.3"``, or ``"81.2"`` for one row."""
+    mean, sd = mean_sd_pct(rows, key)
+    return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
+
+
 def board_name() -> str:
     """Default name of this machine's reference file, e.g. ``x86_64-2core-amd-epyc-7b13``:
     architecture, core count and CPU model, so figures from two machines never share a file."""
@@ -91,45 +122,6 @@ def board_name() -> str:
     model = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", "", model)
     slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-")
     return f"{platform.machine()}-{os.cpu_count()}core" + (f"-{slug}" if slug else "")
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    """The 1/5/15-minute load averages (a noise indicator on a shared machine)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    """Where and when the numbers were measured."""
-    return {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "cpu": cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average": load_average(),
-        "mem_total_mib": _mem_total_mib(),
-    }
-
-
-def _mem_total_mib() -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    return None
 
 
 def package_versions(names: Sequence[str] = ("numpy", "tensorflow", "tensorflow-cpu", "keras",

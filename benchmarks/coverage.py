@@ -136,9 +136,9 @@ def real_files(data_root: Path, ds: Any, split: np.ndarray, clfs: dict[str, Any]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the measurement; print a markdown table; write ``--out`` JSON."""
-    from benchmarks.common import cpu_model
-    from device_sim.replay import load_items
+    from device_sim.spectra import load_items
     from ramanedge.dataset import build_dataset
+    from ramanedge.machine import cpu_model
     from ramanedge.splits import read_split_csv
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, child_env, machine_info, python, rel, run_streaming
+from benchmarks.common import REPO, child_env, python, rel, run_streaming
+from ramanedge.machine import machine_info
+from ramanedge.manifest import MANIFEST_NAME, MODEL_FILE
 
 CACHE = REPO / ".cache"
 SPECTRA = CACHE / "ramanedge-spectra"
@@ -165,7 +167,7 @@ class Demo:
     def quantize(self, data: str) -> None:
         """Export with the gate; fall back loudly to --allow-accuracy-drop unless strict."""
         cfg = self.cfg
-        if cfg.reuse and (cfg.model / "manifest.json").is_file():
+        if cfg.reuse and (cfg.model / MANIFEST_NAME).is_file():
             self.say(f"reusing {rel(cfg.model)} (--reuse)")
         else:
             rc, lines = self.cli("quantize", "quantize", str(cfg.run), "--out", str(cfg.model),
@@ -186,7 +188,7 @@ class Demo:
                 self.cli("quantize (gate overridden)", "quantize", str(cfg.run), "--out",
                          str(cfg.model), "--overwrite", "--data", data,
                          "--allow-accuracy-drop")
-        man = json.loads((cfg.model / "manifest.json").read_text())
+        man = json.loads((cfg.model / MANIFEST_NAME).read_text())
         m = man["metrics"]
         # report the int8 path the gate judged and the rover uses (manifest head.base_output)
         gated = m["head"] if m.get("gate", {}).get("on") == "head" and "head" in m else m["int8"]
@@ -195,18 +197,19 @@ class Demo:
             "agreement": gated.get("agreement", m["agreement"]),
             "int8_path": m.get("gate", {}).get("on", "probs"),
             "gate_passed": m.get("gate", {}).get("passed"),
-            "model_bytes": (cfg.model / "model.tflite").stat().st_size}
+            "model_bytes": (cfg.model / MODEL_FILE).stat().st_size}
         if not (man.get("head") or {}).get("exemplars"):
             self.timed("attach exemplars", self.attach_exemplars)
 
     def attach_exemplars(self) -> None:
-        """Store 5 training exemplars per class with the artifact (edge_runtime API)."""
-        from edge_runtime.head import attach_exemplars
+        """Store training exemplars (10 per class) with an artifact exported without them."""
+        from quantize.exemplars import DEFAULT_PER_CLASS, attach_exemplars
 
         ds, split = self._data()
         tr = split == "train"
-        self.say("attaching 5 exemplars per trained mineral to the artifact (for retraining "
-                 "the head without forgetting): edge_runtime.head.attach_exemplars")
+        self.say(f"attaching {DEFAULT_PER_CLASS} exemplars per trained mineral to the artifact "
+                 "(for retraining the head without forgetting): "
+                 "quantize.exemplars.attach_exemplars")
         attach_exemplars(self.cfg.model, ds.X[tr], ds.y[tr])
 
     def _data(self):

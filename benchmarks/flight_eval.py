@@ -24,11 +24,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 import numpy as np
 
+from benchmarks.common import format_mean_sd_pct
+from ramanedge.cli_options import data_root_option
+from ramanedge.manifest import MODEL_FILE
 from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
 from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TrainConfig
 
@@ -99,8 +103,8 @@ def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
 def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path,
                    log=click.echo) -> dict:
     """Train, export (default gate) and measure one split; returns its JSON row."""
-    from quantize.cli import quantize_run
-    from quantize.export import QuantizeConfig
+    from quantize.exemplars import DEFAULT_PER_CLASS
+    from quantize.export import QuantizeConfig, quantize_run
     from quantize.gate import ParityGateError
     from trainer.run import DataConfig, load_run, train_run
 
@@ -120,12 +124,13 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     art = folder / "model"
     gate_error = None
     try:
-        res = quantize_run(run, art, config=QuantizeConfig(overwrite=True), log=lambda _m: None)
+        res = quantize_run(run, art, config=QuantizeConfig(
+            overwrite=True, exemplars_per_class=DEFAULT_PER_CLASS), log=lambda _m: None)
     except ParityGateError as e:
         gate_error = str(e)
-        res = quantize_run(run, art, config=QuantizeConfig(overwrite=True,
-                                                           allow_accuracy_drop=True),
-                           log=lambda _m: None)
+        res = quantize_run(run, art, config=QuantizeConfig(
+            overwrite=True, allow_accuracy_drop=True, exemplars_per_class=DEFAULT_PER_CLASS),
+            log=lambda _m: None)
     metrics = json.loads((run / "metrics.json").read_text())
     r = load_run(run, load_model=False)
     Xte, yte = r.subset("test")
@@ -140,7 +145,7 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
         from trainer.train import predict_probs
 
         before = predict_probs(load_keras_model(run / "model_float.keras"), Xte).argmax(1)
-        int8 = tflite_predict(art / "model.tflite", artifact=art)(Xte).argmax(1)
+        int8 = tflite_predict(art / MODEL_FILE, artifact=art)(Xte).argmax(1)
         agree_float = float(np.mean(before == int8))
     row = {
         "recipe": recipe, "split": kind, "split_seed": seed, "n_test": int(len(yte)),
@@ -153,9 +158,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
         "int8_0": rover["0"], "int8_15": rover["15"], "int8_30": rover["30"],
         "gate_passed_default": gate_error is None, "gate_error": gate_error,
         "agreement": head["agreement"], "drop_points": head["drop_points"],
-        "tflite_bytes": (art / "model.tflite").stat().st_size,
-        "flight_bytes": sum((art / f).stat().st_size for f in res.manifest.files
-                            if not f.startswith("model_")),
+        "tflite_bytes": (art / MODEL_FILE).stat().st_size,
+        "flight_bytes": sum((art / f).stat().st_size for f in res.manifest.flight_files),
         "params": count_params(mc, n_classes), "macs": count_macs(mc, n_classes),
         "train_s": round(train_s, 1), "date": time.strftime("%Y-%m-%d"),
     }
@@ -176,11 +180,7 @@ def summary(rows: list[dict]) -> str:
             rs = [r for r in rows if r["recipe"] == recipe and r["split"] == kind]
             if not rs:
                 continue
-
-            def ms(k: str, rs=rs) -> str:
-                v = 100 * np.array([r[k] for r in rs])
-                return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
-
+            ms = partial(format_mean_sd_pct, rs)
             out.append(
                 f"| {recipe} | {kind} | {len(rs)} | {ms('float_top1')} | {ms('int8_0')} | "
                 f"{ms('int8_15')} | {ms('int8_30')} | "
@@ -192,8 +192,7 @@ def summary(rows: list[dict]) -> str:
 
 
 @click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path),
-              default=Path("../shared/data/rruff"), show_default=True)
+@data_root_option
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="flight", show_default=True)
 @click.option("--grouped", default="0,1,2,3,4", show_default=True, help="Grouped split seeds.")
 @click.option("--random", "random_seeds", default="0", show_default=True,

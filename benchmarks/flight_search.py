@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 import numpy as np
 
+from benchmarks.common import format_mean_sd_pct
+from ramanedge.cli_options import data_root_option
 from trainer.augment import AugmentConfig
 from trainer.model import PAPER_DEFAULT, ModelConfig, count_macs, count_params
 from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
@@ -164,11 +167,7 @@ def summary_table(rows: list[dict]) -> str:
     names = list(dict.fromkeys(r["candidate"] for r in rows))
     for n in names:
         rs = [r for r in rows if r["candidate"] == n]
-
-        def ms(key: str, rs=rs) -> str:
-            v = 100 * np.array([r[key] for r in rs])
-            return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
-
+        ms = partial(format_mean_sd_pct, rs)
         vmean = 100 * np.mean([(r["val_0"] + r["val_15"] + r["val_30"]) / 3 for r in rs])
         out.append(f"| {n} | {len(rs)} | {rs[0]['params']:,} | {rs[0]['macs'] / 1e6:.2f} M | "
                    f"{ms('val_0')} | {ms('val_15')} | {ms('val_30')} | {vmean:.1f} | "
@@ -178,8 +177,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 @click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path),
-              default=Path("../shared/data/rruff"), show_default=True)
+@data_root_option
 @click.option("--candidates", default="flight", show_default=True,
               help=f"Comma-separated names from: {', '.join([*CANDIDATES, *DISTILLED])}.")
 @click.option("--split", "split_kind", type=click.Choice(["grouped", "random"]),

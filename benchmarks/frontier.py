@@ -20,7 +20,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import REPO, interleaved, machine_info, stats_ms
+from benchmarks.common import REPO, int8_call, interleaved, mean_sd_pct, stats_ms
+from ramanedge.machine import machine_info
 
 #: SVM on raw spectra, grouped split 0 (docs/parts/results_training.md; top-1 % at 0/15/30)
 SVM_RAW = {"0": 56.8, "15": 32.4, "30": 12.1}
@@ -30,27 +31,15 @@ def measure_latency(artifacts: dict[str, Path], X: np.ndarray, *, n_items: int =
                     rounds: int = 5, warmup: int = 20) -> dict[str, dict[str, float]]:
     """Median int8 latency (ms) of each artifact's rover call, interleaved in one run."""
     from edge_runtime.artifact import load_artifact
-    from edge_runtime.interpreter import get_output_float, make_interpreter, set_input_int8
+    from edge_runtime.interpreter import make_interpreter
 
     methods = {}
     for name, folder in artifacts.items():
         art = load_artifact(folder)
         it = make_interpreter(art.model_path, num_threads=1)
-
-        def call(i: int, it=it, art=art) -> np.ndarray:
-            set_input_int8(it, X[i], art.input_q)
-            it.invoke()
-            return get_output_float(it, art.features_q)
-
-        methods[name] = call
+        methods[name] = int8_call(it, X, art.input_q, art.features_q)
     times = interleaved(methods, min(n_items, len(X)), rounds=rounds, warmup=warmup)
     return {k: stats_ms(v) for k, v in times.items()}
-
-
-def _mean_sd(rows: list[dict], key: str) -> tuple[float, float | None]:
-    """Mean and s.d. (None for a single split: there is no spread to show)."""
-    v = 100 * np.array([r[key] for r in rows])
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
 
 
 def build(eval_dir: Path, bench_json: Path) -> dict:
@@ -80,7 +69,7 @@ def build(eval_dir: Path, bench_json: Path) -> dict:
                "int8_bytes": rs[0]["tflite_bytes"], "macs": rs[0]["macs"],
                "params": rs[0]["params"]}
         for s in ("0", "15", "30"):
-            row[f"top1_{s}"], row[f"sd_{s}"] = _mean_sd(rs, f"int8_{s}")
+            row[f"top1_{s}"], row[f"sd_{s}"] = mean_sd_pct(rs, f"int8_{s}")
         if recipe in latency:
             row["latency_ms"] = latency[recipe]["median"]
         art = eval_dir / f"{recipe}-grouped0" / "model"

@@ -202,6 +202,58 @@ def plot_sweep(rows: list[dict[str, Any]], shift_png: Path, trade_png: Path) -> 
     plt.close(fig)
 
 
+_MEMORY_NOTES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("probe", "rss_phases_mib"),
+     "Resident memory inside the probe (median): interpreter start {start:.1f} MiB, after "
+     "`import edge_runtime.classify` {after_import:.1f} MiB, after loading the artifact (LiteRT "
+     "imported, interpreter made) {after_load:.1f} MiB (high-water {hwm_after_load:.1f} MiB), "
+     "at the end {end:.1f} MiB."),
+    (("probe_no_unknown",),
+     "Same probe without the artifact's unknown-mineral rule (`Classifier(..., unknown=None)`, "
+     "{repeats} runs): peak RSS {peak_rss_mib[median]:.1f} MiB (max {peak_rss_mib[max]:.1f}), "
+     "cold start {median[spawn_to_first_s]:.3f} s, later spectra "
+     "{median[per_spectrum_rest_ms]:.2f} ms each."),
+    (("classify_cli",),
+     "`{command}` on the same {n_files} files ({n_classified} classified), {repeats} runs: wall "
+     "{wall_s_median:.2f} s, peak RSS {peak_rss_mib[median]:.1f} MiB (max "
+     "{peak_rss_mib[max]:.1f}) (`os.wait4` of that process)."),
+)
+"""The sentences under the memory table: where each one's record is in ``res["memory"]`` and
+its template (``str.format`` of that record); a record that is absent drops its sentence."""
+
+
+def _memory_section(mem: dict[str, Any]) -> list[str]:
+    """The "Memory and start-up" section: the edge-only probe (a table of its median figures
+    and its memory phases), the probe without the unknown rule, and ``ramanedge classify``."""
+    L = ["## Memory and start-up (edge-only processes)", ""]
+    p = mem.get("probe")
+    if p:
+        md, rss = p["median"], p["peak_rss_mib"]
+        rows = [("cold start: spawn -> first result", f"{md['spawn_to_first_s']:.3f} s"),
+                ("of which import `edge_runtime`", f"{md['import_s']:.3f} s"),
+                ("of which load artifact + interpreter", f"{md['load_s']:.3f} s"),
+                ("of which first read + preprocess + classify",
+                 f"{1e3 * md['first_inference_s']:.1f} ms"),
+                ("later spectra (read + preprocess + classify)",
+                 f"{md['per_spectrum_rest_ms']:.2f} ms each"),
+                (f"whole process ({p['n_files']} spectra)", f"{md['process_wall_s']:.2f} s"),
+                ("peak RSS after the first result", f"{p['peak_rss_after_first_mib']:.1f} MiB"),
+                ("peak RSS (all spectra)", f"{rss['median']:.1f} MiB (max {rss['max']:.1f})")]
+        L += [f"`python -m benchmarks.edge_probe` imports only `edge_runtime` (heavy modules "
+              f"imported: {p['heavy_modules_imported'] or 'none'}), loads the artifact "
+              f"(manifest + sha256 checks + interpreter) and reads, preprocesses and "
+              f"classifies {p['n_files']} real spectrum files; {p['repeats']} fresh "
+              "processes, file cache warm.", "", "| figure | median |", "|---|---:|"]
+        L += [f"| {name} | {value} |" for name, value in rows] + [""]
+    for where, template in _MEMORY_NOTES:
+        record = mem.get(where[0])
+        for key in where[1:]:
+            record = (record or {}).get(key)
+        if record:
+            L += [template.format(**record), ""]
+    return L
+
+
 def render(res: dict[str, Any]) -> str:
     """The Markdown text of the report."""
     meta = res.get("meta", {})
@@ -264,50 +316,8 @@ def render(res: dict[str, Any]) -> str:
             L.append("")
         L += ["![latency](img/bench_latency.png)", ""]
 
-    mem = res.get("memory")
-    if mem:
-        L += ["## Memory and start-up (edge-only processes)", ""]
-        p = mem.get("probe")
-        if p:
-            md = p["median"]
-            L += [f"`python -m benchmarks.edge_probe` imports only `edge_runtime` (heavy modules "
-                  f"imported: {p['heavy_modules_imported'] or 'none'}), loads the artifact "
-                  f"(manifest + sha256 checks + interpreter) and reads, preprocesses and "
-                  f"classifies {p['n_files']} real spectrum files; {p['repeats']} fresh "
-                  "processes, file cache warm.", "",
-                  "| figure | median |", "|---|---:|",
-                  f"| cold start: spawn -> first result | {md['spawn_to_first_s']:.3f} s |",
-                  f"| of which import `edge_runtime` | {md['import_s']:.3f} s |",
-                  f"| of which load artifact + interpreter | {md['load_s']:.3f} s |",
-                  f"| of which first read + preprocess + classify | "
-                  f"{1e3 * md['first_inference_s']:.1f} ms |",
-                  f"| later spectra (read + preprocess + classify) | "
-                  f"{md['per_spectrum_rest_ms']:.2f} ms each |",
-                  f"| whole process ({p['n_files']} spectra) | {md['process_wall_s']:.2f} s |",
-                  f"| peak RSS after the first result | {p['peak_rss_after_first_mib']:.1f} MiB "
-                  "|",
-                  f"| peak RSS (all spectra) | {p['peak_rss_mib']['median']:.1f} MiB (max "
-                  f"{p['peak_rss_mib']['max']:.1f}) |", ""]
-            ph = p.get("rss_phases_mib")
-            if ph:
-                L += [f"Resident memory inside the probe (median): interpreter start "
-                      f"{ph['start']:.1f} MiB, after `import edge_runtime.classify` "
-                      f"{ph['after_import']:.1f} MiB, after loading the artifact (LiteRT "
-                      f"imported, interpreter made) {ph['after_load']:.1f} MiB (high-water "
-                      f"{ph['hwm_after_load']:.1f} MiB), at the end {ph['end']:.1f} MiB.", ""]
-        nu = mem.get("probe_no_unknown")
-        if nu:
-            L += [f"Same probe without the artifact's unknown-mineral rule "
-                  f"(`Classifier(..., unknown=None)`, {nu['repeats']} runs): peak RSS "
-                  f"{nu['peak_rss_mib']['median']:.1f} MiB (max {nu['peak_rss_mib']['max']:.1f}),"
-                  f" cold start {nu['median']['spawn_to_first_s']:.3f} s, later spectra "
-                  f"{nu['median']['per_spectrum_rest_ms']:.2f} ms each.", ""]
-        c = mem.get("classify_cli")
-        if c:
-            L += [f"`{c['command']}` on the same {c['n_files']} files ({c['n_classified']} "
-                  f"classified), {c['repeats']} runs: wall {c['wall_s_median']:.2f} s, peak RSS "
-                  f"{c['peak_rss_mib']['median']:.1f} MiB (max {c['peak_rss_mib']['max']:.1f})"
-                  " (`os.wait4` of that process).", ""]
+    if res.get("memory"):
+        L += _memory_section(res["memory"])
 
     sz = res.get("sizes")
     if sz:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ramanedge.manifest import MODEL_FILE, VARIANT_FILES
+
 
 def artifact_sizes(model_dir: Path, run_dir: Path | None = None) -> dict[str, Any]:
     """Bytes of every file in ``model_dir`` (and ``model.keras`` of ``run_dir``).
@@ -17,10 +19,10 @@ def artifact_sizes(model_dir: Path, run_dir: Path | None = None) -> dict[str, An
                            "total_bytes": sum(files.values())}
     if run_dir is not None and (Path(run_dir) / "model.keras").is_file():
         out["keras_model_bytes"] = (Path(run_dir) / "model.keras").stat().st_size
-    i8, f32 = files.get("model.tflite"), files.get("model_float32.tflite")
+    i8, f32 = files.get(MODEL_FILE), files.get(VARIANT_FILES["float32"])
     if i8 and f32:
         out["ratio_float32_to_int8"] = f32 / i8
     # what must go onto the rover: everything but the comparison variants
-    out["deploy_bytes"] = sum(v for k, v in files.items()
-                              if not k.startswith(("model_float32", "model_float16")))
+    variants = set(VARIANT_FILES.values())
+    out["deploy_bytes"] = sum(v for k, v in files.items() if k not in variants)
     return out

@@ -78,15 +78,10 @@ def run(data_root, fractions, methods, seeds, monitor, epochs, pretrain_epochs, 
     from ramanedge.dataset import build_dataset
     from ramanedge.splits import make_split
     from trainer.augment import AugmentConfig
+    from trainer.contrastive import pretrain_contrastive
     from trainer.evaluate import topk_accuracy
     from trainer.model import ModelConfig
-    from trainer.ssl import (
-        SSLConfig,
-        hide_labels,
-        labelled_fraction_mask,
-        pretrain_contrastive,
-        train_ssl,
-    )
+    from trainer.ssl import SSLConfig, hide_labels, labelled_fraction_mask, train_ssl
     from trainer.train import PAPER_TRAIN, predict_probs
 
     fr = [float(f) for f in fractions.split(",")]

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, child_env, machine_info, stats_ms
+from benchmarks.common import REPO, child_env, stats_ms
+from ramanedge.machine import machine_info
 
 
 def _log(msg: str) -> None:

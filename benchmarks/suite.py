@@ -34,7 +34,6 @@ from benchmarks.common import (
     REPO,
     child_env,
     git_commit,
-    machine_info,
     package_versions,
     python,
     rel,
@@ -43,6 +42,8 @@ from benchmarks.common import (
     write_json,
 )
 from ramanedge.errors import DataError
+from ramanedge.machine import machine_info
+from ramanedge.manifest import EXEMPLARS_FILE, MANIFEST_NAME, MODEL_FILE, VARIANT_FILES
 
 SECTIONS = ("latency", "memory", "sizes", "accuracy", "head", "sweep", "serial")
 SPECTRA_CACHE = REPO / ".cache" / "ramanedge-spectra"
@@ -114,8 +115,8 @@ def ensure_default(cfg: BenchConfig, log: Callable[[str], None] = _say) -> None:
     artifact the user named that does not exist is an error, not a reason to train one.
     """
     default_model = BenchConfig.model
-    if not (cfg.model / "manifest.json").is_file() and cfg.model.resolve() != default_model:
-        raise DataError(f"--model {cfg.model} is not a model artifact (no manifest.json); "
+    if not (cfg.model / MANIFEST_NAME).is_file() and cfg.model.resolve() != default_model:
+        raise DataError(f"--model {cfg.model} is not a model artifact (no {MANIFEST_NAME}); "
                         "give an exported artifact folder or leave --model at its default")
     if not (cfg.run / "config.json").is_file():
         if cfg.skip_train:
@@ -128,7 +129,7 @@ def ensure_default(cfg: BenchConfig, log: Callable[[str], None] = _say) -> None:
                                      env=child_env(1), cwd=REPO, echo=log)
         if rc != 0:
             raise DataError(f"training {cfg.run} failed: {lines[-1] if lines else rc}")
-    if not (cfg.model / "manifest.json").is_file():
+    if not (cfg.model / MANIFEST_NAME).is_file():
         log(f"exporting {rel(cfg.run)} to full int8 in {rel(cfg.model)} (+ float32)")
         rc, lines, _ = run_streaming([python(), "-m", "ramanedge.cli", "quantize",
                                       str(cfg.run), "--out", str(cfg.model), "--also",
@@ -149,10 +150,10 @@ def ensure_default(cfg: BenchConfig, log: Callable[[str], None] = _say) -> None:
 def float32_tflite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> Path:
     """The float32 TFLite of the default model: the artifact's variant, else converted into
     ``work/float32/`` (same Keras model, same SavedModel path as ``ramanedge quantize``)."""
-    p = cfg.model / "model_float32.tflite"
+    p = cfg.model / VARIANT_FILES["float32"]
     if p.is_file():
         return p
-    out = cfg.work / "float32" / "model_float32.tflite"
+    out = cfg.work / "float32" / VARIANT_FILES["float32"]
     stamp = out.with_suffix(".json")
     src = cfg.run / "model.keras"
     key = {"run": str(src.resolve()), "mtime": src.stat().st_mtime}
@@ -161,7 +162,7 @@ def float32_tflite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> Path:
     log(f"converting {rel(src)} to float32 TFLite ({rel(out)})")
     import tempfile
 
-    from quantize.export import convert, dual_output_model, export_saved_model
+    from quantize.convert import convert, dual_output_model, export_saved_model
     from trainer.model import load_keras_model
 
     model = load_keras_model(src)
@@ -250,7 +251,7 @@ def section_accuracy(cfg: BenchConfig, inp: Inputs, f32: Path) -> dict[str, Any]
     X, y = inp.ds.X[inp.test_idx], inp.ds.y[inp.test_idx]
     res = shift_table({"Keras float32": lambda A: predict_probs(model, A),
                        "float32 TFLite": tflite_predict(f32),
-                       "int8 TFLite (artifact)": tflite_predict(cfg.model / "model.tflite",
+                       "int8 TFLite (artifact)": tflite_predict(cfg.model / MODEL_FILE,
                                                                 artifact=cfg.model)}, X, y)
     k = inp.knn
     res["models"][f"k-NN ({k['params']['k']}, {k['params']['metric']})"] = {
@@ -299,12 +300,13 @@ def section_head(cfg: BenchConfig, inp: Inputs, log: Callable[[str], None] = _sa
         art = cfg.work / "headcost" / "artifact"
         shutil.rmtree(art, ignore_errors=True)
         shutil.copytree(cfg.model, art, ignore=shutil.ignore_patterns("headstore"))
-        from edge_runtime.head import attach_exemplars
+        from quantize.exemplars import DEFAULT_PER_CLASS, attach_exemplars
 
         tr = inp.split == "train"
         attach_exemplars(art, inp.ds.X[tr], inp.ds.y[tr])
-        note = (f"{rel(cfg.model)} has no exemplars.npz, so the bench attached 5 per class "
-                "(from the training split, `edge_runtime.head.attach_exemplars`) to a copy.")
+        note = (f"{rel(cfg.model)} has no {EXEMPLARS_FILE}, so the bench attached "
+                f"{DEFAULT_PER_CLASS} per class (from the training split, "
+                "`quantize.exemplars.attach_exemplars`) to a copy.")
         log(f"  {note}")
     log(f"head retraining cost: c = {', '.join(map(str, cfg.head_classes))} new minerals x "
         f"{cfg.head_shots} spectra")
@@ -504,7 +506,7 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
             log(f"   ({name}: {timings[name]:.0f} s)")
 
     step("default model", lambda: ensure_default(cfg, log))
-    man = json.loads((cfg.model / "manifest.json").read_text())
+    man = json.loads((cfg.model / MANIFEST_NAME).read_text())
     mcfg = man["model"]["config"]
     res["model_macs"] = model_macs(mcfg, len(man["labels"]))
     res["meta"].update({
@@ -531,10 +533,10 @@ def run_suite(cfg: BenchConfig, log: Callable[[str], None] = _say) -> dict[str, 
         from benchmarks.sizes import artifact_sizes
 
         res["sizes"] = artifact_sizes(cfg.model, cfg.run)
-        if not (cfg.model / "model_float32.tflite").is_file():
-            res["sizes"]["files"]["(converted) model_float32.tflite"] = f32.stat().st_size
+        if not (cfg.model / VARIANT_FILES["float32"]).is_file():
+            res["sizes"]["files"][f"(converted) {VARIANT_FILES['float32']}"] = f32.stat().st_size
             res["sizes"]["ratio_float32_to_int8"] = (f32.stat().st_size /
-                                                     res["sizes"]["files"]["model.tflite"])
+                                                     res["sizes"]["files"][MODEL_FILE])
         res["sizes"]["folder"] = rel(cfg.model)
     if "accuracy" in cfg.sections:
         res["accuracy"] = step("accuracy", lambda: section_accuracy(cfg, inp, f32))

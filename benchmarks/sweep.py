@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.common import (
     REPO,
     child_env,
+    int8_call,
     interleaved,
     python,
     rel,
@@ -35,6 +36,7 @@ from benchmarks.common import (
     run_streaming,
     stats_ms,
 )
+from ramanedge.manifest import HEAD_FILE, MANIFEST_NAME, MODEL_FILE
 
 POOL_SIZES = (2, 4, 8, 16, 32, 64)
 POOL_LAYERS = (1, 2, 3)
@@ -232,7 +234,7 @@ def _train_progress(log: Callable[[str], None]) -> Callable[[str], None]:
 def _artifact_matches(model: Path, run: Path) -> bool:
     """True when ``model`` is an export of exactly this run (same run creation time)."""
     try:
-        man = json.loads((model / "manifest.json").read_text())
+        man = json.loads((model / MANIFEST_NAME).read_text())
         cfg = json.loads((run / "config.json").read_text())
     except (OSError, ValueError):
         return False
@@ -246,7 +248,7 @@ def measure(models: Sequence[Path], X: np.ndarray, y: np.ndarray, *, n_items: in
             ) -> dict[str, Any]:
     """Edge-only: int8 latency (1 thread, interleaved) and int8 accuracy of every model."""
     from edge_runtime.artifact import load_artifact
-    from edge_runtime.interpreter import get_output_float, make_interpreter, set_input_int8
+    from edge_runtime.interpreter import make_interpreter, run_int8_batch
     from trainer.evaluate import shift_accuracy
 
     X = np.asarray(X, np.float32)
@@ -256,20 +258,10 @@ def measure(models: Sequence[Path], X: np.ndarray, y: np.ndarray, *, n_items: in
         art = load_artifact(mdir)
         it = make_interpreter(art.model_path, num_threads=1)
 
-        def call(i: int, it=it, art=art) -> np.ndarray:
-            set_input_int8(it, X[i], art.input_q)
-            it.invoke()
-            return get_output_float(it, art.probs_q)
-
         def predict(A: np.ndarray, it=it, art=art) -> np.ndarray:
-            out = np.empty((A.shape[0], len(art.labels)), np.float32)
-            for j, a in enumerate(A):
-                set_input_int8(it, a, art.input_q)
-                it.invoke()
-                out[j] = get_output_float(it, art.probs_q).reshape(-1)
-            return out
+            return run_int8_batch(it, A, art.input_q, {"probs": art.probs_q})["probs"]
 
-        methods[str(mdir)] = call
+        methods[str(mdir)] = int8_call(it, X, art.input_q, art.probs_q)
         res = shift_accuracy(predict, X, y, shifts)
         acc[str(mdir)] = {str(s): {"top1": res[str(s)]["top1"], "top3": res[str(s)]["top3"]}
                           for s in shifts}
@@ -296,14 +288,14 @@ def collect(points: list[dict[str, Any]], inputs: Path, *, n_items: int, rounds:
             continue
         mdir = Path(p["model"])
         r = res[str(mdir)]
-        man = json.loads((mdir / "manifest.json").read_text())
+        man = json.loads((mdir / MANIFEST_NAME).read_text())
         metrics = json.loads((REPO / p["run"] / "metrics.json").read_text())
         cfg = json.loads((REPO / p["run"] / "config.json").read_text())
         test = metrics["test"]
         p.update({
             "model": rel(mdir),
-            "int8_bytes": (mdir / "model.tflite").stat().st_size,
-            "head_bytes": (mdir / "head.npz").stat().st_size,
+            "int8_bytes": (mdir / MODEL_FILE).stat().st_size,
+            "head_bytes": (mdir / HEAD_FILE).stat().st_size,
             "params": count_params(ModelConfig.from_dict(cfg["model"]),
                                    len(man["labels"])),
             "latency_ms": r["latency_ms"],

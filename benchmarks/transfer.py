@@ -6,10 +6,10 @@
 3. pretrain the paper's CNN (pool size m = 4, the best of the trainer's sweep in ``runs/exp``)
    on the base minerals' train split (val for early stopping) with
    ``trainer.train.train_model`` (default recipe), export it to full int8 with
-   ``quantize.export.export_artifact`` and attach up to 10 exemplars per class
-   (``edge_runtime.head.attach_exemplars``, from the train split; it also calibrates the
-   ``knn_cosine`` unknown rule on the val split);
-4. run :func:`edge_runtime.transfer.run_transfer` (TF-free) on the artifact: c = 5/10/20
+   ``quantize.export.export_artifact`` with up to 10 exemplars per class
+   (``QuantizeConfig.exemplars_per_class``, from the train split; the export also calibrates
+   the ``knn_cosine`` unknown rule on the val split);
+4. run :func:`benchmarks.transfer_experiment.run_transfer` (TF-free) on the artifact: c = 5/10/20
    new minerals x k = 1/3/5 spectra, head retraining vs 1-NN over stored spectra, latency,
    unknown-mineral detection (unseen = new pool + the rare minerals of ``load_heldout``).
 
@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ramanedge.manifest import MANIFEST_NAME
+
 
 def pretrain(work: Path, *, n_base: int, min_spectra: int, seed: int, data_root: Path,
              pool_size: int = 4, log=print) -> tuple[Path, object, np.ndarray]:
@@ -43,7 +45,7 @@ def pretrain(work: Path, *, n_base: int, min_spectra: int, seed: int, data_root:
     split = make_split(ds, "grouped", seed=0)
     write_split_csv(work / "split.csv", ds, split)
     art_dir = work / "artifact"
-    if (art_dir / "manifest.json").is_file():
+    if (art_dir / MANIFEST_NAME).is_file():
         log(f"reusing {art_dir}")
         return art_dir, ds, split
     rng = np.random.default_rng(seed)
@@ -74,14 +76,12 @@ def pretrain(work: Path, *, n_base: int, min_spectra: int, seed: int, data_root:
     calib = ds.X[tr][select_calibration(yb[tr], 200, seed=0)]
     export_artifact(res.model, labels=base_labels, model_config=mc, calib_X=calib,
                     val_X=ds.X[va], test_X=ds.X[te], test_y=yb[te], out_dir=art_dir,
-                    name="transfer-base",
+                    train_X=ds.X[tr], train_y=yb[tr], name="transfer-base",
                     training_meta={"dataset": "rruff-raw", "min_spectra": min_spectra,
                                    "split": "grouped seed 0", "base_seed": seed,
                                    "n_base": len(base_labels)},
-                    config=QuantizeConfig(allow_accuracy_drop=True), log=log)
-    from edge_runtime.head import attach_exemplars
-
-    attach_exemplars(art_dir, ds.X[tr], yb[tr], per_class=10, X_val=ds.X[va])
+                    config=QuantizeConfig(allow_accuracy_drop=True, exemplars_per_class=10),
+                    log=log)
     return art_dir, ds, split
 
 
@@ -175,7 +175,7 @@ def time_retrain(work: Path, art_dir: Path, ds, split: np.ndarray, pool: list[st
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    from edge_runtime.transfer import TransferConfig, markdown, run_transfer
+    from benchmarks.transfer_experiment import TransferConfig, markdown, run_transfer
     from ramanedge.dataset import load_heldout
     from ramanedge.paths import default_data_root
 

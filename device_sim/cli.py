@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ def device() -> None:
 @device.command("serve")
 @click.option("--port", required=True,
               help="serial port: /dev/ttyUSB0, a pty path, any pyserial URL (loop://, "
-                   "spy://...), or 'pty' to create a pty pair and print its path")
+                   "spy://...), or 'pty' (= pty://) to create a pty pair and print its path")
 @click.option("--model", "model", type=click.Path(path_type=Path), default=None,
               help="artifact folder (factory model; installed when the store has none)")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
@@ -67,6 +69,7 @@ def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus:
           coverage_mode: str, min_coverage: float) -> None:
     """Answer framed requests (docs/protocol.md) on PORT until SIGTERM or the port closes."""
     from device_sim.device import DeviceConfig, run_device
+    from device_sim.transport import PTY_URL
 
     if model is None and store is None:
         raise LinkError("give --model DIR (an artifact folder) and/or --store DIR")
@@ -78,8 +81,8 @@ def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus:
         click.echo(msg, err=True)
         sys.stderr.flush()
 
-    stats = run_device(port, model, store=store, config=cfg, announce=announce,
-                       seed_offset=seed_offset)
+    stats = run_device(PTY_URL if port == "pty" else port, model, store=store, config=cfg,
+                       announce=announce, seed_offset=seed_offset)
     click.echo(f"device: stopped; {stats['requests']} requests, "
                f"{stats['classify_computed']} classified, {stats['cache_replays']} replayed "
                f"from cache, {stats['errors_sent']} errors sent", err=True)
@@ -119,13 +122,19 @@ def sim() -> None:
     """The ground side: replay spectra over a simulated serial link, flash, roll back."""
 
 
-def _client(port: str, baud: int, pace: bool = True):
+@contextmanager
+def _connected(port: str, baud: int, pace: bool = True) -> Iterator[Any]:
+    """A :class:`~device_sim.host.HostClient` on ``port``; the link is closed when the block
+    ends (normally or by an error)."""
     from device_sim.host import HostClient, HostConfig
     from device_sim.transport import Link, open_port
 
     b = _baud(baud)
     link = Link(open_port(port, baud=b or 115200), baud=b, pace=pace)
-    return HostClient(link, HostConfig(deadline=30.0)), link
+    try:
+        yield HostClient(link, HostConfig(deadline=30.0))
+    finally:
+        link.close()
 
 
 port_option = click.option("--port", required=True,
@@ -145,12 +154,9 @@ def baud_option(f):
 @click.option("--count", type=click.IntRange(1, 10000), default=3, show_default=True)
 def ping(port: str, baud: int, pace: bool, count: int) -> None:
     """PING the device and print round-trip times."""
-    client, link = _client(port, baud, pace)
-    try:
+    with _connected(port, baud, pace) as client:
         for _ in range(count):
             click.echo(f"pong in {client.ping() * 1e3:.2f} ms")
-    finally:
-        link.close()
 
 
 @sim.command("info")
@@ -158,11 +164,8 @@ def ping(port: str, baud: int, pace: bool, count: int) -> None:
 @baud_option
 def info(port: str, baud: int, pace: bool) -> None:
     """Print the device's INFO (model, labels hash, memory, CPU limits, counters)."""
-    client, link = _client(port, baud, pace)
-    try:
+    with _connected(port, baud, pace) as client:
         _echo_json(client.info())
-    finally:
-        link.close()
 
 
 @sim.command("flash")
@@ -174,8 +177,7 @@ def info(port: str, baud: int, pace: bool) -> None:
               help="bytes per MODEL_CHUNK")
 def flash(port: str, baud: int, pace: bool, model: Path, chunk: int) -> None:
     """Upload a new model artifact; the device verifies and swaps it in atomically."""
-    client, link = _client(port, baud, pace)
-    try:
+    with _connected(port, baud, pace) as client:
         last = [-1]
 
         def progress(sent: int, total: int) -> None:
@@ -185,8 +187,6 @@ def flash(port: str, baud: int, pace: bool, model: Path, chunk: int) -> None:
                 click.echo(f"  {sent}/{total} bytes ({pct}%)", err=True)
 
         _echo_json(client.upload_model(model, chunk_size=chunk, progress=progress))
-    finally:
-        link.close()
 
 
 @sim.command("rollback")
@@ -194,11 +194,8 @@ def flash(port: str, baud: int, pace: bool, model: Path, chunk: int) -> None:
 @baud_option
 def rollback(port: str, baud: int, pace: bool) -> None:
     """Make the device's previous model current again (one ROLLBACK message)."""
-    client, link = _client(port, baud, pace)
-    try:
+    with _connected(port, baud, pace) as client:
         _echo_json(client.rollback())
-    finally:
-        link.close()
 
 
 def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: str,
@@ -209,14 +206,13 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
     ``ramanedge classify``: 0 when at least one file succeeded, 1 when every file failed;
     a broken link stops the batch (exit 2)."""
     from device_sim.host import DeviceError
-    from device_sim.replay import crop_to_window
+    from device_sim.spectra import crop_to_window
     from edge_runtime.classify import error_record
     from ramanedge.errors import RamanEdgeError
     from ramanedge.io import read_spectrum
 
-    client, link = _client(port, baud, pace)
     failed = 0
-    try:
+    with _connected(port, baud, pace) as client:
         for f in files:
             try:
                 s = read_spectrum(f)
@@ -229,8 +225,6 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
                 click.echo(json.dumps(error_record(str(f), str(e)), ensure_ascii=False))
                 continue
             click.echo(json.dumps(out, ensure_ascii=False))
-    finally:
-        link.close()
     ok = len(files) - failed
     click.echo(f"{verb} {ok} of {len(files)} files" + (f"; {failed} failed" if failed else ""),
                err=True)
@@ -280,11 +274,8 @@ def head_add(port: str, baud: int, pace: bool, label: str, files: tuple[Path, ..
 @baud_option
 def head_retrain(port: str, baud: int, pace: bool) -> None:
     """Retrain the device's softmax head on the examples sent (HEAD_RETRAIN)."""
-    client, link = _client(port, baud, pace)
-    try:
+    with _connected(port, baud, pace) as client:
         _echo_json(client.head_retrain())
-    finally:
-        link.close()
 
 
 @sim.command("replay")
@@ -319,7 +310,9 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
                pace: bool, cpus: int, threads: int, faults: str, top_k: int, rss_every: int,
                port: str | None, out: Path | None) -> None:
     """Replay RRUFF spectra to a device process on a pty pair and measure the link."""
-    from device_sim.replay import ReplayConfig, load_items, replay, write_report
+    from device_sim.replay import ReplayConfig, replay
+    from device_sim.report import write_report
+    from device_sim.spectra import load_items
     from ramanedge.manifest import read_manifest
     from ramanedge.paths import default_data_root
 

@@ -10,14 +10,15 @@ answer. The device keeps the last :attr:`DeviceConfig.cache_size` responses by `
 (together with a digest of the request), so a retried CLASSIFY is answered from the cache,
 byte for byte the same, and is neither recomputed nor counted twice.
 
-The model comes from a :class:`~device_sim.uplink.ModelStore` (slots + atomic pointer) and
-is run by a :class:`Backend`; :class:`EdgeBackend` is the real one (``edge_runtime``).
+The model comes from a :class:`~device_sim.uplink.ModelStore` (slots + atomic pointer),
+opened with :func:`open_store`, and is run by a :class:`~device_sim.backend.Backend`
+(:class:`~device_sim.backend.EdgeBackend` is the real one, ``edge_runtime``). The process's
+own resources (CPU pinning, malloc tuning, RSS) are :mod:`device_sim.proc`.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import sys
 import threading
@@ -26,12 +27,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from device_sim import protocol as P
-from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
+from device_sim.backend import Backend, Loader, edge_loader, validate_artifact
+from device_sim.proc import apply_cpu_limit, rss_bytes, tune_malloc
+from device_sim.transport import FaultConfig, Link, open_port
 from device_sim.uplink import HEADSTORE, ModelStore, UploadError
 from ramanedge.errors import (
     HeadStoreError,
@@ -43,157 +44,6 @@ from ramanedge.errors import (
 )
 from ramanedge.grid import CoveragePolicy
 from ramanedge.hashing import blake2b
-
-# --------------------------------------------------------------------------------------------
-# backends
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Classification:
-    """A backend's answer: ``top`` ``(index, label, prob)`` best first, ``unknown``,
-    ``infer_us`` (interpreter + head time as measured by the runtime), ``coverage`` (the
-    fraction of the model grid the spectrum covered)."""
-
-    top: tuple[tuple[int, str, float], ...]
-    unknown: bool
-    infer_us: int
-    coverage: float = 1.0
-
-
-class Backend(Protocol):
-    """What the device needs from a model runtime (the real one is :class:`EdgeBackend`)."""
-
-    name: str
-    manifest_sha256: str
-    labels: tuple[str, ...]
-
-    @property
-    def head_version(self) -> str:
-        """Version of the active softmax head."""
-        ...
-
-    def classify(self, x: np.ndarray, y: np.ndarray, top_k: int) -> Classification:
-        """Preprocess a raw spectrum (axis ``x``, intensities ``y``) and classify it."""
-        ...
-
-    def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """Store one labelled example for onboard head retraining."""
-        ...
-
-    def head_retrain(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Retrain the softmax head on the stored examples and activate it."""
-        ...
-
-
-class EdgeBackend:
-    """The real backend: an ``edge_runtime`` :class:`~edge_runtime.classify.Classifier`
-    built from an artifact folder.
-
-    ``headstore``: the onboard head store folder (the device passes the model store's
-    ``headstore/``, outside every slot, so samples outlive any model); ``None`` = the
-    artifact folder's own ``headstore/`` (local use). ``coverage``: the policy for spectra
-    covering part of the grid (default: pad, :class:`~ramanedge.grid.CoveragePolicy`).
-    """
-
-    def __init__(self, folder: str | os.PathLike, *, threads: int = 1, edgetpu: bool = False,
-                 top_k_max: int = 10, headstore: str | os.PathLike | None = None,
-                 coverage: CoveragePolicy | None = None) -> None:
-        from edge_runtime.classify import Classifier
-
-        self.folder = Path(folder)
-        self.threads = int(threads)
-        self.headstore_dir = None if headstore is None else Path(headstore)
-        self._store: Any = None
-        self.clf = Classifier.from_dir(self.folder, num_threads=self.threads, edgetpu=edgetpu,
-                                       top_k=top_k_max, head_store=self.headstore_dir,
-                                       coverage=coverage)
-        manifest = self.clf.artifact.manifest
-        self.name = manifest.name
-        self.manifest_sha256 = str(manifest.data.get("manifest_sha256", ""))
-        self._index_labels()
-
-    def _index_labels(self) -> None:
-        self.labels = tuple(self.clf.labels)
-        self._index = {lab: i for i, lab in enumerate(self.labels)}
-
-    @property
-    def head_version(self) -> str:
-        """The active head's version (``"base"`` = the artifact's own)."""
-        return self.clf.head_version
-
-    def classify(self, x: np.ndarray, y: np.ndarray, top_k: int) -> Classification:
-        """Preprocess with the artifact's grid, classify, keep ``top_k``."""
-        pred = self.clf.classify_xy(x, y)
-        top = tuple((self._index.get(lab, 0xFFFF), lab, float(p))
-                    for lab, p in pred.top[:top_k])
-        return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000),
-                              pred.coverage)
-
-    def _headstore(self) -> Any:
-        """The head store, opened once per backend: its sample index stays in memory, so a
-        HEAD_ADD costs the same with 10 or 10,000 stored samples."""
-        from edge_runtime.headstore import HeadStore
-
-        if self._store is None:
-            self._store = HeadStore.open(self.clf.artifact, self.headstore_dir, create=True)
-        return self._store
-
-    def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """Store one labelled raw spectrum durably in the artifact's head store (its
-        preprocessed grid and the int8 model's features)."""
-        store = self._headstore()
-        grid = self.clf.preprocess(x, y)
-        sample, created = store.add_sample(label, grid, self.clf.features_int8(grid), raw=(x, y),
-                                           source="link")
-        per_label = store.sample_counts()
-        return {"label": sample.label, "sample": sample.id, "created": bool(created),
-                "n_label": per_label.get(sample.label, 0), "n_samples": sum(per_label.values())}
-
-    def head_retrain(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Refit the softmax head on every stored sample (+ the artifact's exemplars) and
-        serve it from now on (it stays active across reboots: the head store's pointer)."""
-        store = self._headstore()
-        info = store.retrain(features_fn=self.clf.features_batch)
-        self.clf = self.clf.with_active_head(store)
-        self._index_labels()
-        meta = info.meta
-        return {"head": self.head_version, "n_labels": len(self.labels),
-                "new_labels": meta.get("new_labels", []),
-                "n_samples": meta.get("n_samples"), "n_exemplars": meta.get("n_exemplars"),
-                "train_accuracy": meta.get("train_accuracy"),
-                "fit_seconds": meta.get("fit_seconds")}
-
-
-#: ``loader(artifact folder, head store folder) -> Backend``: how the device builds a runtime.
-Loader = Callable[[Path, Path], Backend]
-
-
-def edge_loader(threads: int = 1, edgetpu: bool = False,
-                coverage: CoveragePolicy | None = None) -> Loader:
-    """A loader building :class:`EdgeBackend` objects with the given thread count and
-    coverage policy."""
-    def load(folder: Path, headstore: Path) -> Backend:
-        return EdgeBackend(folder, threads=threads, edgetpu=edgetpu, headstore=headstore,
-                           coverage=coverage)
-    return load
-
-
-def validate_artifact(loader: Loader, folder: Path, headstore: Path) -> None:
-    """Load a candidate artifact with ``loader`` and classify one synthetic spectrum: what
-    every model (uplinked or the factory image) passes before it may become active."""
-    from ramanedge.manifest import read_manifest
-
-    grid = read_manifest(folder).grid
-    backend = loader(folder, headstore)
-    x = np.linspace(grid.start - 10.0, grid.stop + 10.0, 800)
-    y = 1.0 + np.exp(-0.5 * ((x - (grid.start + grid.stop) / 2) / 8.0) ** 2)
-    backend.classify(x, y, 1)
-
-
-# --------------------------------------------------------------------------------------------
-# device
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -221,77 +71,47 @@ class DeviceConfig:
     coverage: CoveragePolicy = field(default_factory=CoveragePolicy)
 
 
-def apply_cpu_limit(cpus: int | None) -> list[int]:
-    """Pin this process to its first ``cpus`` allowed cores; return the affinity set."""
-    if not hasattr(os, "sched_getaffinity"):
-        return []
-    allowed = sorted(os.sched_getaffinity(0))
-    if cpus is not None:
-        if cpus < 1:
-            raise LinkError(f"--cpus must be >= 1, got {cpus}")
-        os.sched_setaffinity(0, set(allowed[:cpus]))
-    return sorted(os.sched_getaffinity(0))
+def open_store(root: str | os.PathLike, loader: Loader, *,
+               factory: str | os.PathLike | None = None, lock: bool = False) -> ModelStore:
+    """Open (create) the device's model store, validating every candidate model with
+    ``loader``: :func:`~device_sim.backend.validate_artifact` loads it and classifies one
+    spectrum before it may become active, and the store hands that backend over to the
+    :class:`Device` (:meth:`~device_sim.uplink.ModelStore.take_loaded`), which serves it.
+    ``factory`` and ``lock`` as :meth:`ModelStore.open`."""
+    headstore = Path(root) / HEADSTORE
 
+    def validate(folder: Path) -> Backend:
+        return validate_artifact(loader, folder, headstore)
 
-def tune_malloc(mmap_threshold: int = 128 * 1024) -> bool:
-    """Fix glibc's mmap threshold so freed large buffers go back to the OS.
-
-    glibc raises its mmap threshold dynamically after the first large ``free``, after which
-    the temporary multi-MB numpy arrays of model loading stay in the heap as resident but
-    unused memory (~10 MB with the default artifact). Fixing the threshold at 128 KiB keeps
-    the steady-state RSS close to what is really in use. Returns False where unsupported.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, int(mmap_threshold)))  # -3 = M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-
-
-def rss_bytes() -> tuple[int, int]:
-    """(current RSS, peak RSS) of this process in bytes, from ``/proc/self/status``.
-
-    ``VmHWM`` is the peak of this process image. ``ru_maxrss`` is not used: Linux carries it
-    over ``execve``, so a device started by a large host process would report the host's
-    size at fork time.
-    """
-    cur = peak = 0
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    cur = int(line.split()[1]) * 1024
-                elif line.startswith("VmHWM:"):
-                    peak = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if not peak:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        cur = cur or peak
-    return cur, peak
+    return ModelStore.open(root, factory=factory, lock=lock, validate=validate)
 
 
 class Device:
-    """Serve one link. Build with a :class:`Link`, a :class:`ModelStore` and a loader.
+    """Serve one link. Build with a :class:`Link`, a store from :func:`open_store` and the
+    same loader.
 
     ``loader(folder, headstore) -> Backend`` builds the model runtime for an artifact folder
-    (``headstore``: the store's :attr:`~device_sim.uplink.ModelStore.headstore_dir`). The store's
-    ``validate`` hook uses it too, so an uploaded model is loaded (and one spectrum
-    classified) before it may become active; the old backend serves until then.
+    (``headstore``: the store's :attr:`~device_sim.uplink.ModelStore.headstore_dir`). A model
+    installed, uplinked or rolled back to is loaded (and one spectrum classified) by the
+    store's validation before it may become active, and the device then serves that very
+    backend: one load per model; the old backend serves until the pointer moves. The loader
+    itself builds only the model a store already had at boot.
     """
 
     def __init__(self, link: Link, store: ModelStore, loader: Loader,
                  config: DeviceConfig | None = None, *, affinity: list[int] | None = None
                  ) -> None:
+        if not store.validates:
+            raise ModelError(f"model store {store.root} does not validate its models; open "
+                             "it with device_sim.device.open_store")
         self.link = link
         self.store = store
         self.loader = loader
         self.config = config or DeviceConfig()
         self.affinity = affinity if affinity is not None else apply_cpu_limit(None)
-        store.validate = self._validate
-        self.backend: Backend = loader(store.current_dir(), store.headstore_dir)
+        self.slot: str | None = None  # the slot self.backend was loaded from
+        self.backend: Backend
+        self._serve_current()
         self.cache: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.boot_id = int.from_bytes(os.urandom(4), "little")
         self.started = time.time()
@@ -303,13 +123,20 @@ class Device:
 
     # -- model lifecycle --------------------------------------------------------------------
 
-    def _validate(self, folder: Path) -> None:
-        """Store hook: load the candidate and classify one synthetic spectrum with it."""
-        validate_artifact(self.loader, folder, self.store.headstore_dir)
-
-    def _reload(self) -> None:
-        """Serve the store's current slot (after a commit or a rollback moved the pointer)."""
-        self.backend = self.loader(self.store.current_dir(), self.store.headstore_dir)
+    def _serve_current(self) -> None:
+        """Serve the store's current slot (at boot, after a commit or a rollback): the
+        backend the store's validation loaded for it (a factory install, an uplink, a
+        rollback), else the one already serving when the slot did not change (an artifact
+        identical to the current one, a resent commit), else a fresh load (a boot on a
+        store that already had its model)."""
+        slot = self.store.current
+        loaded = self.store.take_loaded(slot)
+        if loaded is not None:
+            loaded.relocate(self.store.current_dir())
+            self.backend = loaded
+        elif slot != self.slot:
+            self.backend = self.loader(self.store.current_dir(), self.store.headstore_dir)
+        self.slot = slot
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -472,12 +299,12 @@ class Device:
             if not isinstance(req, dict) or not isinstance(req.get("upload_id"), int):
                 raise LinkError("MODEL_COMMIT payload must be {\"upload_id\": N}")
             self.store.commit_upload(int(req["upload_id"]))
-            self._reload()
+            self._serve_current()
             self.stats["uploads_committed"] += 1
             return P.MsgType.MODEL_COMMIT_ACK, P.encode_json(self._model_info())
         if t == P.MsgType.ROLLBACK:
             self.store.rollback()
-            self._reload()
+            self._serve_current()
             self.stats["rollbacks"] += 1
             return P.MsgType.ROLLBACK_ACK, P.encode_json(self._model_info())
         raise LinkError(f"{frame.type_name()} is not a request")
@@ -511,9 +338,10 @@ def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.Pa
                config: DeviceConfig, announce: Callable[[str], None] | None = None,
                loader: Loader | None = None,
                seed_offset: int = 1) -> dict[str, int]:
-    """Open ``port`` (path/URL, or ``"pty"`` to create a pty pair and serve its master end),
-    open the model store (``store`` or a temporary folder) with ``model`` as factory
-    image, and serve until SIGTERM/SIGINT or the port closes. Returns the final counters.
+    """Open ``port`` (a path or pyserial URL; :data:`~device_sim.transport.PTY_URL` makes a
+    pty pair, serves its master end and announces the slave's path), open the model store
+    (``store`` or a temporary folder) with ``model`` as factory image, and serve until
+    SIGTERM/SIGINT or the port closes. Returns the final counters.
     """
     import tempfile
 
@@ -524,15 +352,9 @@ def run_device(port: str, model: str | os.PathLike | None, *, store: str | os.Pa
         tmp = tempfile.TemporaryDirectory(prefix="ramanedge-device-")
         store = tmp.name
     loader = loader or edge_loader(config.threads, config.edgetpu, config.coverage)
-    hs = Path(store) / HEADSTORE
-    ms = ModelStore.open(store, factory=model, lock=True,
-                         validate=lambda folder: validate_artifact(loader, folder, hs))
-    if port == "pty":
-        ser, slave = open_pty_pair(timeout=config.poll_seconds)
-        where = slave
-    else:
-        ser = open_port(port, baud=config.baud or 115200, timeout=config.poll_seconds)
-        where = port
+    ms = open_store(store, loader, factory=model, lock=True)
+    ser = open_port(port, baud=config.baud or 115200, timeout=config.poll_seconds)
+    where = getattr(ser, "slave_path", None) or port  # a pty pair: where the far end opens
     link = Link(ser, baud=config.baud, faults=config.faults, seed_offset=seed_offset,
                 pace=config.pace)
     dev = Device(link, ms, loader, config, affinity=affinity)

@@ -337,6 +337,18 @@ def _quantise_u16(v: np.ndarray) -> tuple[float, float, np.ndarray]:
     return lo, scale, q
 
 
+def _dequantise_u16(data: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+    """Inverse of :func:`_quantise_u16` on the wire: read ``offset, scale`` (float32) and
+    ``n`` uint16 values at ``pos``; returns the float64 values and the position after them."""
+    offset, scale = _F32x2.unpack_from(data, pos)
+    pos += _F32x2.size
+    end = pos + 2 * n
+    if end > len(data):
+        raise LinkError("spectrum payload is truncated")
+    q = np.frombuffer(data, dtype="<u2", count=n, offset=pos)
+    return offset + q.astype(np.float64) * scale, end
+
+
 @dataclass(frozen=True)
 class Spectrum:
     """A spectrum as carried on the link: either on a known grid (``grid_id``) or raw
@@ -401,33 +413,14 @@ def decode_spectrum(data: bytes, offset: int = 0) -> tuple[Spectrum, int]:
             _, grid_id, n = struct.unpack_from("<BBH", data, offset)
             if grid_id not in GRID_IDS or GRID_IDS[grid_id][2] != n:
                 raise LinkError(f"unknown grid id {grid_id} with {n} points")
-            off, scale = _F32x2.unpack_from(data, offset + 4)
-            start = offset + 12
-            end = start + 2 * n
-            if end > len(data):
-                raise LinkError("spectrum payload is truncated")
-            q = np.frombuffer(data, dtype="<u2", count=n, offset=start)
-            y = off + q.astype(np.float64) * scale
+            y, end = _dequantise_u16(data, offset + 4, n)
             return Spectrum(y=y, grid_id=grid_id), end
         if kind == SPEC_AXIS:
             _, n = struct.unpack_from("<BH", data, offset)
             if n < 2:
                 raise LinkError(f"a spectrum needs >= 2 points, got {n}")
-            pos = offset + 3
-            xo, xs = _F32x2.unpack_from(data, pos)
-            pos += 8
-            if pos + 2 * n > len(data):
-                raise LinkError("spectrum payload is truncated")
-            qx = np.frombuffer(data, dtype="<u2", count=n, offset=pos)
-            pos += 2 * n
-            yo, ys = _F32x2.unpack_from(data, pos)
-            pos += 8
-            if pos + 2 * n > len(data):
-                raise LinkError("spectrum payload is truncated")
-            qy = np.frombuffer(data, dtype="<u2", count=n, offset=pos)
-            pos += 2 * n
-            x = xo + qx.astype(np.float64) * xs
-            y = yo + qy.astype(np.float64) * ys
+            x, pos = _dequantise_u16(data, offset + 3, n)
+            y, pos = _dequantise_u16(data, pos, n)
             return Spectrum(y=y, x=x), pos
         raise LinkError(f"unknown spectrum encoding {kind}")
     except (IndexError, struct.error):

@@ -1,30 +1,19 @@
 """Replay spectra to a device process over a pty pair and measure the link end to end.
 
-:func:`replay` starts ``ramanedge device serve`` as a separate process on the slave end of
-a pty pair (``os.openpty``; no hardware), keeps the master end, and sends every spectrum as
-a CLASSIFY request through a :class:`~device_sim.host.HostClient` (paced to the baud rate,
-with optional line faults and device restarts). It reports wire time (from the bytes
-actually sent both ways), device compute time, end-to-end latency percentiles, throughput,
-accuracy, device RSS (peak and growth) and the retry counters, as JSON plus a PNG.
-
-What travels: by default (``payload="raw"``) each spectrum is the **raw** RRUFF spectrum
-on its own axis, cut to the window the model needs (the last point <= 200 cm-1 to the first
-point >= 1591 cm-1, ~720 points for LR-Raman broad scans), 2 bytes per point for the axis
-and 2 for the intensity; the device resamples and normalises (:func:`ramanedge.grid.preprocess`).
-``payload="grid"`` sends the already preprocessed 1392-point spectrum with a grid id.
+:func:`replay` starts ``ramanedge device serve`` as a separate process
+(:class:`~device_sim.launcher.DeviceProcess`) on the slave end of a pty pair (no hardware),
+keeps the master end, and sends every spectrum (:mod:`device_sim.spectra`) as a CLASSIFY
+request through a :class:`~device_sim.host.HostClient` (paced to the baud rate, with optional
+line faults and device restarts). The report gives wire time (from the bytes actually sent
+both ways), device compute time, end-to-end latency percentiles, throughput, accuracy, device
+RSS (peak and growth) and the retry counters; :func:`~device_sim.report.write_report` writes
+it as JSON plus a PNG.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
-import json
-import os
-import platform
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,23 +24,12 @@ from typing import Any
 import numpy as np
 
 from device_sim.host import HostClient, HostConfig
-from device_sim.protocol import labels_hash
+from device_sim.launcher import DeviceProcess
+from device_sim.spectra import ReplayItem
+from device_sim.stats import percentiles, rss_slope
 from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
-from ramanedge import jsonio
 from ramanedge.errors import DataError, LinkError
-from ramanedge.grid import DEFAULT_GRID
-
-PAYLOADS = ("raw", "grid")
-
-
-@dataclass(frozen=True)
-class ReplayItem:
-    """One spectrum to replay: ``x`` (None = on the model grid), ``y``, true ``label``, id."""
-
-    y: np.ndarray
-    x: np.ndarray | None
-    label: str
-    ident: str
+from ramanedge.machine import machine_info
 
 
 @dataclass(frozen=True)
@@ -79,240 +57,6 @@ class ReplayConfig:
     port: str | None = None
     boot_timeout: float = 120.0
     store: Path | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------------
-
-
-def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.start,
-                   stop: float = DEFAULT_GRID.stop) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the points from the last one <= ``start`` to the first one >= ``stop``.
-
-    Linear interpolation onto the grid only uses the neighbours of each grid point, so the
-    device's preprocessing of the cropped spectrum equals that of the full one. A spectrum
-    that starts above ``start`` (ends below ``stop``) keeps its own first (last) point: the
-    device pads it under its coverage policy exactly as it would the whole file.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.size == 0 or not np.all(np.isfinite(x)):
-        return x, y
-    below = x[x <= start]
-    above = x[x >= stop]
-    lo = below.max() if below.size else x.min()
-    hi = above.min() if above.size else x.max()
-    m = (x >= lo) & (x <= hi)
-    return x[m], y[m]
-
-
-def load_items(data_root: str | os.PathLike, *, dataset: str = "rruff-raw",
-               split_file: str | os.PathLike | None = None, part: str = "test",
-               payload: str = "raw", min_spectra: int = 8,
-               cache_dir: str | os.PathLike | None = None,
-               progress: Callable[[str], None] | None = None) -> list[ReplayItem]:
-    """The spectra of one split part of an RRUFF data set, in data-set order.
-
-    The split is ``split_file`` (e.g. the training run's ``split.csv``) or the default
-    grouped split (seed 0). ``payload="raw"`` re-reads each raw file (cached under
-    ``cache_dir``) and crops it to the model window; ``"grid"`` uses the data set's
-    preprocessed rows.
-    """
-    from ramanedge.dataset import build_dataset
-    from ramanedge.paths import default_cache_dir
-    from ramanedge.splits import complete_split, make_split, read_split_csv
-
-    if payload not in PAYLOADS:
-        raise DataError(f"payload must be one of {PAYLOADS}, got {payload!r}")
-    say = progress or (lambda _m: None)
-    ds = build_dataset(data_root, dataset, min_spectra=min_spectra)
-    if split_file is not None:  # a subset without val is completed as training did (seed 0)
-        split, notes = complete_split(ds, read_split_csv(split_file, ds))
-        for note in notes:
-            say(note)
-    else:
-        split = make_split(ds, kind="grouped", seed=0)
-    idx = np.flatnonzero(np.asarray(split) == part)
-    if idx.size == 0:
-        raise DataError(f"the split has no {part!r} spectra")
-    labels = [ds.labels[int(ds.y[i])] for i in idx]
-    paths = [ds.paths[i] for i in idx]
-    if payload == "grid":
-        return [ReplayItem(ds.X[i].astype(np.float64), None, lab, p)
-                for i, lab, p in zip(idx, labels, paths, strict=True)]
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = hashlib.sha256(json.dumps([ds.cache_key, dataset, paths]).encode()).hexdigest()[:16]
-    cfile = cache / f"replay-raw-{key}.npz"
-    if cfile.is_file():
-        with np.load(cfile, allow_pickle=False) as z:
-            xs, ys, offs = z["x"], z["y"], z["offsets"]
-        say(f"raw spectra from cache {cfile}")
-    else:
-        say(f"reading {len(paths)} raw spectra from {data_root} (once; cached)")
-        xs, ys, offs = _read_raw(Path(data_root), paths)
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cfile.with_suffix(".tmp.npz")
-        np.savez(tmp, x=xs, y=ys, offsets=offs)
-        os.replace(tmp, cfile)
-    return [ReplayItem(ys[offs[j]:offs[j + 1]], xs[offs[j]:offs[j + 1]], labels[j], paths[j])
-            for j in range(len(paths))]
-
-
-def _read_raw(root: Path, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ramanedge.io.rruff import parse_rruff
-    from ramanedge.io.sources import iter_spectrum_files
-
-    wanted = set(paths)
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for sf in iter_spectrum_files(root, accept=lambda rel: rel in wanted):
-        if sf.path in wanted and sf.path not in found:
-            s = parse_rruff(sf.data, sf.path)
-            found[sf.path] = crop_to_window(s.x, s.y)
-        if len(found) == len(wanted):
-            break
-    missing = [p for p in paths if p not in found]
-    if missing:
-        raise DataError(f"{len(missing)} spectra of the split were not found under {root}, "
-                        f"e.g. {missing[0]}")
-    offs = np.zeros(len(paths) + 1, dtype=np.int64)
-    for j, p in enumerate(paths):
-        offs[j + 1] = offs[j] + found[p][0].size
-    xs = np.concatenate([found[p][0] for p in paths])
-    ys = np.concatenate([found[p][1] for p in paths])
-    return xs, ys, offs
-
-
-# --------------------------------------------------------------------------------------------
-# the device process
-# --------------------------------------------------------------------------------------------
-
-
-class DeviceProcess:
-    """``ramanedge device serve`` in a child process on a given port; restartable."""
-
-    def __init__(self, port: str, model: Path, store: Path, *, threads: int,
-                 cpus: int | None, baud: int | None, faults: FaultConfig,
-                 log_path: Path | None = None, pace: bool = True) -> None:
-        self.port = port
-        self.model = Path(model)
-        self.store = Path(store)
-        self.threads = threads
-        self.cpus = cpus
-        self.baud = baud
-        self.pace = pace
-        self.faults = FaultConfig(corrupt=faults.corrupt, drop=faults.drop, flip=faults.flip,
-                                  garbage=faults.garbage, seed=faults.seed)
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pids: list[int] = []
-        self.starts = 0
-
-    def command(self) -> list[str]:
-        """The command line of the device process."""
-        cmd = [sys.executable, "-m", "ramanedge.cli", "device", "serve", "--port", self.port,
-               "--model", str(self.model), "--store", str(self.store),
-               "--threads", str(self.threads), "--baud", str(self.baud or 0),
-               "--faults", self.faults.to_spec(), "--seed-offset", str(1 + 7919 * self.starts)]
-        if self.cpus:
-            cmd += ["--cpus", str(self.cpus)]
-        if not self.pace:
-            cmd.append("--no-pace")
-        return cmd
-
-    def start(self) -> int:
-        """Start the process; returns its pid."""
-        env = dict(os.environ)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(self.threads)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, env=env)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-        self.starts += 1
-        self.pids.append(self.proc.pid)
-        return self.proc.pid
-
-    @property
-    def pid(self) -> int | None:
-        """The running process's pid."""
-        return self.proc.pid if self.proc is not None else None
-
-    def kill(self) -> None:
-        """SIGKILL the process (a power cut) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-    def alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
-
-# --------------------------------------------------------------------------------------------
-# statistics
-# --------------------------------------------------------------------------------------------
-
-
-def percentiles(values: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[str, float]:
-    """``{"p50": ..., "p95": ..., "p99": ..., "mean", "max"}`` of ``values`` (empty -> {})."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return {}
-    out = {f"p{p}": float(np.percentile(v, p)) for p in ps}
-    out["mean"] = float(v.mean())
-    out["max"] = float(v.max())
-    return out
-
-
-def rss_slope(index: Sequence[float], rss: Sequence[float], warmup_fraction: float = 0.1
-              ) -> dict[str, float]:
-    """Least-squares RSS growth after warm-up: bytes per 1000 spectra (+ the fit's range)."""
-    i = np.asarray(index, dtype=np.float64)
-    r = np.asarray(rss, dtype=np.float64)
-    if i.size < 3:
-        return {"bytes_per_1000": float("nan"), "n_samples": int(i.size)}
-    keep = i >= i.min() + warmup_fraction * (i.max() - i.min())
-    if keep.sum() < 3:
-        keep = np.ones_like(i, dtype=bool)
-    slope, intercept = np.polyfit(i[keep], r[keep], 1)
-    return {"bytes_per_1000": float(slope * 1000.0), "n_samples": int(keep.sum()),
-            "first_bytes": float(r[keep][0]), "last_bytes": float(r[keep][-1]),
-            "min_bytes": float(r[keep].min()), "max_bytes": float(r[keep].max())}
-
-
-def machine_info() -> dict[str, Any]:
-    """Where the numbers were measured."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-
-
-# --------------------------------------------------------------------------------------------
-# replay
-# --------------------------------------------------------------------------------------------
 
 
 def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
@@ -509,71 +253,3 @@ def _report(records: list[dict[str, Any]], config: ReplayConfig, info0: dict[str
     }
     report["_records"] = records
     return report
-
-
-def write_report(report: dict[str, Any], out: str | os.PathLike) -> dict[str, Path]:
-    """Write ``replay.json``, ``answers.jsonl`` and ``latency.png`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = report.get("_records", [])
-    body = {k: v for k, v in report.items() if k != "_records"}
-    paths = {"json": out / "replay.json", "answers": out / "answers.jsonl",
-             "png": out / "latency.png"}
-    # strict JSON: a statistic of no samples is null, never a bare NaN
-    paths["json"].write_text(jsonio.dumps(body, indent=2) + "\n")
-    with open(paths["answers"], "w") as f:
-        for r in records:
-            f.write(jsonio.dumps(r) + "\n")
-    plot_report(report, paths["png"])
-    return paths
-
-
-def plot_report(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Latency histogram (p50/p95/p99 marked, wire+compute budget) and device RSS."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recs = [r for r in report.get("_records", []) if "error" not in r]
-    lat = np.array([r["latency_ms"] for r in recs]) if recs else np.zeros(0)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ax = axes[0]
-    if lat.size:
-        ax.hist(lat, bins=min(60, max(10, lat.size // 5)), color="#4477aa", alpha=0.85)
-        for key, col in (("p50", "k"), ("p95", "#cc6677"), ("p99", "#aa3377")):
-            v = report["latency_ms"][key]
-            ax.axvline(v, color=col, ls="--", lw=1, label=f"{key} {v:.1f} ms")
-        wc = report["target"]["median_wire_plus_compute_ms"]
-        ax.axvline(wc, color="#228833", lw=1, label=f"median wire+compute {wc:.1f} ms")
-    cfg = report["config"]
-    ax.set_title(f"end-to-end latency, {len(recs)} spectra, baud {cfg.get('baud') or 'unpaced'}")
-    ax.set_xlabel("ms")
-    ax.set_ylabel("spectra")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    rs = report.get("rss_samples", {})
-    if rs.get("index"):
-        idx, val, pid = (np.asarray(rs[k]) for k in ("index", "rss_bytes", "pid"))
-        for j, p in enumerate(dict.fromkeys(pid.tolist())):  # one colour per device boot
-            m = pid == p
-            ax.plot(idx[m], val[m] / 2**20, ".", ms=3, label=f"pid {p}",
-                    color=("#4477aa", "#ee6677", "#228833", "#ccbb44")[j % 4])
-        slope = report["device"]["rss_slope"].get("bytes_per_1000", float("nan"))
-        ax.set_title(f"device RSS (last boot: slope {slope / 1024:.1f} KiB / 1000 spectra)")
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ax.legend(fontsize=8)
-    else:
-        ax.set_title("device RSS (not sampled)")
-    ax.set_xlabel("spectrum #")
-    ax.set_ylabel("MiB")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def check_labels(items: Sequence[ReplayItem], model_labels: Sequence[str]) -> dict[str, Any]:
-    """How many items have a label the model knows (accuracy is over those)."""
-    known = set(model_labels)
-    k = sum(1 for it in items if it.label in known)
-    return {"items": len(items), "known": k, "labels_hash": labels_hash(list(model_labels))}

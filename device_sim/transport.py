@@ -1,10 +1,10 @@
 """Serial transport: opening ports, pacing bytes to a baud rate, and injecting line faults.
 
-* :func:`open_port` opens anything pyserial understands (``/dev/ttyUSB0``, a pty path,
-  ``loop://``, ``spy://...``) with :func:`serial.serial_for_url`, so the simulator and the
-  tests run the same code path as a real port.
-* :func:`open_pty_pair` makes a raw pty pair (``os.openpty``) and returns the master end as
-  a :class:`FdPort` (a small pyserial-like wrapper) and the slave's path for the other side.
+* :func:`open_port` opens every port, with :func:`serial.serial_for_url`: anything pyserial
+  understands (``/dev/ttyUSB0``, a pty path, ``loop://``, ``spy://...``) and ``pty://``, a
+  fresh raw pty pair served through its master end (the URL handler
+  :mod:`device_sim.protocol_pty`), so the simulator and the tests run the same code path as
+  a real port. :func:`open_pty_pair` is that port plus the slave's path for the other side.
 * A pty never throttles, so :class:`Pacer` paces writes on the *sender* side to the baud
   rate (10 bits per byte at 8N1) with a replaceable :class:`Clock`.
 * :class:`FaultInjector` damages outgoing frames as configured by :class:`FaultConfig`
@@ -16,20 +16,14 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import os
 import random
-import select
-import struct
-import termios
 import time
-import tty
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from device_sim.protocol import Frame, FrameDecoder, FrameError, encode_frame
 from ramanedge.errors import LinkError
+from ramanedge.options import check_options, format_options, option, parse_options
 
 BITS_PER_BYTE_8N1: int = 10
 
@@ -62,28 +56,6 @@ class SystemClock:
         """Sleep ``seconds`` (no-op for <= 0)."""
         if seconds > 0:
             time.sleep(seconds)
-
-
-class FakeClock:
-    """A manual clock for tests: :meth:`sleep` advances time instantly and is recorded."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.t = float(start)
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        """Current fake time."""
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        """Advance the fake time by ``seconds``."""
-        if seconds > 0:
-            self.sleeps.append(seconds)
-            self.t += seconds
-
-    def advance(self, seconds: float) -> None:
-        """Let time pass without a sleep (e.g. work done between sends)."""
-        self.t += seconds
 
 
 SYSTEM_CLOCK = SystemClock()
@@ -156,20 +128,15 @@ class FaultConfig:
     spectra (0 = never; replay only); ``seed``: RNG seed (each side offsets it).
     """
 
-    corrupt: float = 0.0
-    drop: float = 0.0
-    flip: float = 0.0
-    garbage: float = 0.0
-    restart: int = 0
-    seed: int = 0
+    corrupt: float = option(0.0, within=(0.0, 1.0))
+    drop: float = option(0.0, within=(0.0, 1.0))
+    flip: float = option(0.0, within=(0.0, 1.0))
+    garbage: float = option(0.0, within=(0.0, 1.0))
+    restart: int = option(0, within=(0, None))
+    seed: int = option(0)
 
     def __post_init__(self) -> None:
-        for name in ("corrupt", "drop", "flip", "garbage"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise LinkError(f"fault rate {name}={v} must be between 0 and 1")
-        if self.restart < 0:
-            raise LinkError(f"restart={self.restart} must be >= 0 (0 = never)")
+        check_options(self, what="fault", error=LinkError)
 
     @property
     def active(self) -> bool:
@@ -179,29 +146,12 @@ class FaultConfig:
     @classmethod
     def parse(cls, text: str | None) -> FaultConfig:
         """Parse ``"corrupt=0.01,garbage=0.005,restart=500,seed=1"`` (empty/None = no faults)."""
-        if not text or text.strip().lower() in ("none", "off", "0"):
-            return cls()
-        kinds = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, val = part.partition("=")
-            key = key.strip()
-            if not sep or key not in kinds:
-                raise LinkError(f"bad fault spec {part!r}; expected key=value with key one of "
-                                f"{', '.join(kinds)} (e.g. corrupt=0.01,restart=500)")
-            try:
-                values[key] = int(val) if key in ("restart", "seed") else float(val)
-            except ValueError:
-                raise LinkError(f"bad value in fault spec {part!r}: not a number") from None
-        return cls(**values)
+        return parse_options(text, cls, what="fault", example="corrupt=0.01,restart=500",
+                             error=LinkError)
 
     def to_spec(self) -> str:
         """Inverse of :meth:`parse`."""
-        return ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
-
+        return format_options(self)
 
 class FaultInjector:
     """Applies a :class:`FaultConfig` to outgoing frames with its own seeded RNG."""
@@ -256,14 +206,23 @@ class FaultInjector:
 # --------------------------------------------------------------------------------------------
 
 
+#: The URL of a fresh pty pair (:mod:`device_sim.protocol_pty`); the CLI's ``--port pty``.
+PTY_URL = "pty://"
+#: The package pyserial searches for ``protocol_<scheme>`` URL handlers of this project.
+_HANDLER_PACKAGE = "device_sim"
+
+
 def open_port(url: str, *, baud: int = 115200, timeout: float = 0.02) -> Any:
-    """Open a serial port by path or pyserial URL (``serial.serial_for_url``).
+    """Open a serial port by path or pyserial URL (``serial.serial_for_url``), including
+    :data:`PTY_URL`.
 
     ``timeout`` is the read timeout of one ``read`` call; :class:`Link` loops on it.
     Raises :class:`LinkError` when the port cannot be opened.
     """
     import serial
 
+    if _HANDLER_PACKAGE not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append(_HANDLER_PACKAGE)
     try:
         return serial.serial_for_url(url, baudrate=int(baud), timeout=timeout,
                                      write_timeout=None, exclusive=None)
@@ -271,106 +230,11 @@ def open_port(url: str, *, baud: int = 115200, timeout: float = 0.02) -> Any:
         raise LinkError(f"cannot open serial port {url!r}: {e}") from None
 
 
-class FdPort:
-    """A minimal pyserial-like port on a raw file descriptor (the master end of a pty).
-
-    ``read(n)`` waits up to ``timeout`` for the first byte and returns what is there (up to
-    ``n``); ``write`` never blocks longer than ``write_timeout`` — bytes a full buffer
-    cannot take are dropped, as on a real line with nobody listening. ``keep_fd`` (the pty
-    slave) is held open so the master never reads EIO while the far end restarts.
-    """
-
-    def __init__(self, fd: int, *, keep_fd: int | None = None, timeout: float = 0.02,
-                 write_timeout: float = 1.0, name: str = "fd") -> None:
-        self.fd = fd
-        self.keep_fd = keep_fd
-        self.timeout = timeout
-        self.write_timeout = write_timeout
-        self.name = name
-        self.dropped_writes = 0
-        os.set_blocking(fd, False)
-
-    @property
-    def is_open(self) -> bool:
-        """True until :meth:`close`."""
-        return self.fd >= 0
-
-    @property
-    def in_waiting(self) -> int:
-        """Bytes ready to read."""
-        buf = fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0")
-        return struct.unpack("i", buf)[0]
-
-    def read(self, size: int = 1) -> bytes:
-        """Up to ``size`` bytes; waits at most ``timeout`` for the first one."""
-        if self.fd < 0:
-            raise LinkError("port is closed")
-        r, _, _ = select.select([self.fd], [], [], self.timeout)
-        if not r:
-            return b""
-        try:
-            return os.read(self.fd, max(1, size))
-        except BlockingIOError:
-            return b""
-        except OSError as e:
-            if e.errno == errno.EIO:  # no slave open: nothing to read
-                return b""
-            raise
-
-    def write(self, data: bytes) -> int:
-        """Write all of ``data`` unless the buffer stays full for ``write_timeout``."""
-        view = memoryview(bytes(data))
-        deadline = time.monotonic() + self.write_timeout
-        while view:
-            try:
-                n = os.write(self.fd, view)
-                view = view[n:]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as e:
-                if e.errno != errno.EIO:
-                    raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.dropped_writes += len(view)
-                break
-            select.select([], [self.fd], [], min(left, 0.05))
-        return len(data)
-
-    def flush(self) -> None:
-        """No-op (writes are unbuffered)."""
-
-    def reset_input_buffer(self) -> None:
-        """Discard unread input."""
-        while self.in_waiting:
-            try:
-                os.read(self.fd, 65536)
-            except OSError:
-                break
-
-    def close(self) -> None:
-        """Close the fd (and the kept slave fd)."""
-        for fd in (self.fd, self.keep_fd):
-            if fd is not None and fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.fd = -1
-        self.keep_fd = None
-
-    def __enter__(self) -> FdPort:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_pty_pair(*, timeout: float = 0.02) -> tuple[FdPort, str]:
-    """A raw pty pair: ``(master port, slave path)``. Open the slave with :func:`open_port`."""
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no echo, no line editing, no CR/LF translation
-    path = os.ttyname(slave)
-    return FdPort(master, keep_fd=slave, timeout=timeout, name=f"pty-master({path})"), path
+def open_pty_pair(*, timeout: float = 0.02) -> tuple[Any, str]:
+    """A raw pty pair: ``(master port, slave path)``; the master is :func:`open_port` of
+    :data:`PTY_URL`. Open the slave with :func:`open_port` too."""
+    port = open_port(PTY_URL, timeout=timeout)
+    return port, port.slave_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +246,7 @@ class Link:
     """Framed, paced, fault-injecting access to one end of a serial line.
 
     ``port``: any object with pyserial's ``read(n)``, ``write(b)``, ``in_waiting`` (a
-    ``serial.Serial`` from :func:`open_port`, or a :class:`FdPort`). ``baud``: the line rate,
+    port from :func:`open_port`). ``baud``: the line rate,
     used for wire-time accounting and, with ``pace`` (the default), to pace writes in software
     (``None`` = full speed); a real UART paces in hardware, so use ``pace=False`` there.
     ``faults``: damage outgoing frames. Counters:

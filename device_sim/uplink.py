@@ -25,14 +25,15 @@ Invariants (what may delete what):
 
 A new artifact arrives in chunks into ``staging/``. On commit every file is checked against
 the sha256 announced at the start *and* against the artifact's own manifest
-(:func:`ramanedge.manifest.read_manifest`), and a caller-supplied ``validate`` hook loads it
-(the device builds a real classifier and runs one spectrum). Only then is the staging folder
-renamed into ``slots/`` and ``ACTIVE.json`` replaced atomically (temp file, fsync, rename,
-fsync of the folder). The pointer file is the single commit point: a process killed at any
-moment boots either the old model (pointer not yet replaced) or the new one (replaced),
-never neither; leftovers (staging folders, unreferenced slots) are removed at the next boot.
-The old model keeps serving until the pointer moves. Rollback swaps ``current`` and
-``previous`` with the same atomic write.
+(:func:`ramanedge.manifest.read_manifest`), and the ``validate`` hook given to
+:meth:`ModelStore.open` loads it (the device builds a real classifier and runs one spectrum;
+the store hands what it loaded back, :meth:`ModelStore.take_loaded`, so the device serves
+the very runtime that passed). Only then is the staging folder renamed into ``slots/`` and
+``ACTIVE.json`` replaced atomically (temp file, fsync, rename, fsync of the folder). The
+pointer file is the single commit point: a process killed at any moment boots either the old
+model (pointer not yet replaced) or the new one (replaced), never neither; leftovers (staging
+folders, unreferenced slots) are removed at the next boot. The old model keeps serving until
+the pointer moves. Rollback swaps ``current`` and ``previous`` with the same atomic write.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from typing import Any
 
 from ramanedge.errors import LinkError, ManifestError, RamanEdgeError
 from ramanedge.fsutil import atomic_write_text, fsync_dir, sha256_file
-from ramanedge.hashing import sha256
 from ramanedge.manifest import MANIFEST_NAME, read_manifest
 
 POINTER = "ACTIVE.json"
@@ -72,6 +72,12 @@ MAX_NAME_LEN = 100
 
 class UploadError(LinkError):
     """An uploaded artifact was incomplete, corrupt or unusable; nothing was changed."""
+
+
+#: ``validate(folder) -> loaded``: load a candidate artifact and check it (raise if it is
+#: unusable); what it returns (the device's model runtime) is handed back by
+#: :meth:`ModelStore.take_loaded` once that candidate is current.
+Validate = Callable[[Path], Any]
 
 
 def _fsync_file(path: Path) -> None:
@@ -163,17 +169,19 @@ class ModelStore:
     """The device's model slots, the active pointer, uploads, commit and rollback.
 
     Use :meth:`open` (recovers after a crash and installs a factory artifact into an empty
-    store). ``validate(folder)`` is called on every candidate before it becomes active and
-    must raise a :class:`~ramanedge.errors.RamanEdgeError` if the artifact is unusable.
+    store). ``validate(folder)`` (:data:`Validate`) is called on every candidate before it
+    becomes active (an install, a commit, a rollback target) and must raise a
+    :class:`~ramanedge.errors.RamanEdgeError` if the artifact is unusable; what it returns
+    for the candidate that became current is kept for :meth:`take_loaded`.
     ``crash_hook(step)`` is for tests: it is called at every step of a commit
     (``"staged"``, ``"renamed"``, ``"pointed"``) so a test can kill the process there.
     """
 
-    def __init__(self, root: str | os.PathLike, *,
-                 validate: Callable[[Path], None] | None = None,
+    def __init__(self, root: str | os.PathLike, *, validate: Validate | None = None,
                  crash_hook: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
-        self.validate = validate or (lambda folder: None)
+        self._validate = validate
+        self._loaded: tuple[str, Any] | None = None
         self.crash_hook = crash_hook or (lambda step: None)
         self.upload: Upload | None = None
         self._lock_fd: int | None = None
@@ -285,13 +293,14 @@ class ModelStore:
 
     @classmethod
     def open(cls, root: str | os.PathLike, *, factory: str | os.PathLike | None = None,
-             validate: Callable[[Path], None] | None = None,
+             validate: Validate | None = None,
              crash_hook: Callable[[str], None] | None = None,
              lock: bool = False) -> ModelStore:
         """Open (create) a store, with ``lock`` take its writer lock (:meth:`lock`; the
         device and the offline tools do), recover from an
         interrupted commit, install ``factory`` if the store has no usable model, and
-        return it."""
+        return it. ``validate``: the check every candidate model passes (:data:`Validate`;
+        ``None`` = the manifest and checksums only, for offline tools)."""
         store = cls(root, validate=validate, crash_hook=crash_hook)
         if lock:
             store.lock()
@@ -414,6 +423,24 @@ class ModelStore:
         sha = manifest_sha[:12] if re.fullmatch(r"[0-9a-f]{12,}", manifest_sha) else "0" * 12
         return f"{max(nums, default=0) + 1:06d}-{sha}"
 
+    # -- validation ------------------------------------------------------------------------
+
+    @property
+    def validates(self) -> bool:
+        """True when the store was opened with a ``validate`` hook."""
+        return self._validate is not None
+
+    def _check(self, folder: Path) -> Any:
+        """Run the ``validate`` hook on a candidate; what it loaded (``None`` without one)."""
+        return None if self._validate is None else self._validate(folder)
+
+    def take_loaded(self, slot: str | None) -> Any:
+        """What ``validate`` loaded for ``slot`` when it last became current (an install, a
+        commit, a rollback), handed over once; ``None`` when nothing was (the slot did not
+        change, or no hook). Anything held for another slot is dropped."""
+        held, self._loaded = self._loaded, None
+        return held[1] if held is not None and held[0] == slot else None
+
     # -- install / commit ------------------------------------------------------------------
 
     def install(self, src: str | os.PathLike) -> str:
@@ -425,10 +452,11 @@ class ModelStore:
         return self._activate(staging)
 
     def _activate(self, staging: Path) -> str:
-        """Verify a complete staging folder and make it the current slot."""
+        """Verify a complete staging folder and make it the current slot (what ``validate``
+        loaded is kept for :meth:`take_loaded`)."""
         try:
             manifest = read_manifest(staging)
-            self.validate(staging)
+            loaded = self._check(staging)
         except RamanEdgeError as e:
             shutil.rmtree(staging, ignore_errors=True)
             raise UploadError(f"artifact rejected, nothing changed: {e}") from None
@@ -450,6 +478,7 @@ class ModelStore:
         fsync_dir(self.slots_dir)
         self.crash_hook("renamed")
         self._write_pointer(slot, self.current if self._slot_ok(self.current) else None)
+        self._loaded = (slot, loaded)
         self.crash_hook("pointed")
         self._gc()
         return slot
@@ -547,13 +576,15 @@ class ModelStore:
     # -- rollback --------------------------------------------------------------------------
 
     def rollback(self) -> str:
-        """Make the previous model current (and the current one previous); returns the
-        new current slot. :class:`UploadError` when there is nothing to roll back to."""
+        """Make the previous model current (and the current one previous), after
+        ``validate``; returns the new current slot. :class:`UploadError` when there is
+        nothing to roll back to."""
         cur, prev = self.current, self.previous
         if not self._slot_ok(prev):
             raise UploadError("no previous model to roll back to")
-        self.validate(self.slots_dir / str(prev))
+        loaded = self._check(self.slots_dir / str(prev))
         self._write_pointer(str(prev), cur)
+        self._loaded = (str(prev), loaded)
         return str(prev)
 
     def status(self) -> dict[str, Any]:
@@ -587,9 +618,3 @@ def artifact_files(folder: str | os.PathLike) -> list[dict[str, Any]]:
         p = folder / name
         out.append({"name": name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
     return out
-
-
-def upload_digest(files: list[dict[str, Any]]) -> str:
-    """A short digest of an upload's file list (for logs)."""
-    h = sha256(json.dumps([(m["name"], m["sha256"]) for m in files]).encode())
-    return h.hexdigest()[:12]

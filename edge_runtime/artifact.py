@@ -2,12 +2,14 @@
 
 An artifact is ``model.tflite`` (full int8, input ``[1, 1392]``, outputs ``probs`` ``[1, K]``
 and ``features`` ``[1, D]``), ``head.npz`` (float32 ``W`` (D, K), ``b`` (K,)),
-optionally ``exemplars.npz`` (see :func:`edge_runtime.head.attach_exemplars`) and
-``manifest.json``.
-:func:`load_artifact` reads the manifest with :func:`ramanedge.manifest.read_manifest`
-(schema version, the manifest's own sha256 and every file's sha256), then checks that the
-quantisation entries, the head and the labels agree with each other. Nothing is loaded
-into an interpreter here; see :func:`edge_runtime.interpreter.make_interpreter`.
+optionally ``exemplars.npz`` (written on the ground by :mod:`quantize.exemplars`) and
+``manifest.json``; the names and every check of the contract live in
+:mod:`ramanedge.manifest`. :func:`load_artifact` reads the manifest with
+:func:`~ramanedge.manifest.read_manifest` (schema version, the manifest's own sha256 and
+every file's sha256) and :func:`~ramanedge.manifest.check_tensors` (quantisation entries vs
+grid, labels and head section), then loads ``head.npz`` and builds the :class:`Artifact`.
+Nothing is loaded into an interpreter here; see
+:func:`edge_runtime.interpreter.make_interpreter`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.interpreter import QuantParams
 from ramanedge.errors import ManifestError, ModelError
 from ramanedge.grid import GridSpec
-from ramanedge.manifest import Manifest, read_manifest
-
-DEFAULT_HEAD_FILE = "head.npz"
+from ramanedge.manifest import Manifest, QuantParams, check_tensors, read_manifest
 
 
 @dataclass(frozen=True)
@@ -151,29 +150,13 @@ class Artifact:
         as a retrained head (the parity gate judged this path); ``"probs"``: the model's own
         int8 softmax output (older artifacts, or Edge-TPU-only deployments).
         """
-        out = (self.manifest.data.get("head") or {}).get("base_output", "probs")
-        if out not in ("head", "probs"):
-            raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
-                                f"got {out!r}")
-        return str(out)
+        return self.manifest.base_output
 
     @property
     def exemplars_file(self) -> Path | None:
         """Path of the exemplar-features file when the artifact has one, else ``None``."""
-        name = (self.manifest.data.get("head") or {}).get("exemplars")
-        return self.folder / name if isinstance(name, str) else None
-
-
-def _quant_entry(q: dict[str, Any], *path: str) -> QuantParams:
-    node: Any = q
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            raise ManifestError(f"manifest 'quantization.{'.'.join(path)}' is missing")
-        node = node[key]
-    try:
-        return QuantParams.from_dict(node)
-    except ModelError as e:
-        raise ManifestError(f"manifest 'quantization.{'.'.join(path)}': {e}") from None
+        name = self.manifest.exemplars_file
+        return self.folder / name if name is not None else None
 
 
 def load_artifact(folder: str | os.PathLike, *, verify_files: bool = True) -> Artifact:
@@ -181,44 +164,24 @@ def load_artifact(folder: str | os.PathLike, *, verify_files: bool = True) -> Ar
 
     Checks (before anything is used): the manifest schema version and its own sha256, the
     sha256 of every listed file (unless ``verify_files=False``), the quantisation entries of
-    the input and both outputs (int8, positive scale, shapes ``[1, grid points]``,
-    ``[1, K]`` and ``[1, D]``), and ``head.npz`` (``W`` (D, K), ``b`` (K,), no pickle).
+    the input and both outputs against the grid, the labels and the head section
+    (:func:`ramanedge.manifest.check_tensors`), and ``head.npz`` (``W`` (D, K), ``b`` (K,),
+    no pickle).
     """
     folder = Path(folder)
     manifest = read_manifest(folder, verify_files=verify_files)
-    q = manifest.quantization
-    input_q = _quant_entry(q, "input")
-    probs_q = _quant_entry(q, "outputs", "probs")
-    features_q = _quant_entry(q, "outputs", "features")
-    n_points = manifest.grid.n_points
-    k = len(manifest.labels)
-    if input_q.shape != (1, n_points):
-        raise ManifestError(f"model input shape {list(input_q.shape)} does not match the grid "
-                            f"({n_points} points); expected [1, {n_points}]")
-    if probs_q.shape != (1, k):
-        raise ManifestError(f"model 'probs' shape {list(probs_q.shape)} does not match the "
-                            f"{k} labels; expected [1, {k}]")
-    if len(features_q.shape) != 2 or features_q.shape[0] != 1:
-        raise ManifestError(f"model 'features' shape {list(features_q.shape)}; expected [1, D]")
-    head_meta = manifest.data.get("head") or {}
-    head_file = head_meta.get("file", DEFAULT_HEAD_FILE)
-    head_path = folder / head_file
-    if head_file not in manifest.files:
-        raise ManifestError(f"the head file {head_file!r} is not listed in the manifest 'files'")
+    tensors = check_tensors(manifest)
+    head_path = folder / manifest.head_file
     arrays = load_npz_arrays(head_path, ("W", "b"))
     head = HeadWeights(arrays["W"], arrays["b"], tuple(manifest.labels), version="base")
-    if head.feature_dim != features_q.shape[1]:
+    if head.feature_dim != tensors.feature_dim:
         raise ManifestError(f"{head_path}: W has {head.feature_dim} rows but the model's "
-                            f"features have {features_q.shape[1]} dimensions")
-    dim = head_meta.get("feature_dim")
-    if dim is not None and int(dim) != head.feature_dim:
-        raise ManifestError(f"manifest 'head.feature_dim' is {dim} but W has "
-                            f"{head.feature_dim} rows")
+                            f"features have {tensors.feature_dim} dimensions")
     return Artifact(
         folder=folder,
         manifest=manifest,
-        input_q=input_q,
-        probs_q=probs_q,
-        features_q=features_q,
+        input_q=tensors.input,
+        probs_q=tensors.probs,
+        features_q=tensors.features,
         head=head,
     )

@@ -1,6 +1,6 @@
 """Classify raw spectra on the rover: :class:`Classifier` and :class:`Prediction`.
 
-Stable API (used by ``device_sim`` and the CLI)::
+Usage (these names are part of the public API exported by :mod:`edge_runtime`)::
 
     art = load_artifact("models/NAME")
     clf = Classifier(art, make_interpreter(art.model_path))   # base head
@@ -25,13 +25,13 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_runtime import ood
 from edge_runtime.artifact import Artifact, HeadWeights, load_artifact
+from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import (
     check_tensor,
     get_output_float,
@@ -41,10 +41,7 @@ from edge_runtime.interpreter import (
 )
 from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
 from ramanedge.grid import CoveragePolicy, preprocess_covered
-from ramanedge.io import read_spectrum
-
-#: File suffixes picked up when a folder is classified (files named explicitly are always read).
-SPECTRUM_SUFFIXES = (".txt", ".csv", ".tsv", ".dat", ".npy")
+from ramanedge.io import expand_paths, read_spectrum
 
 
 @dataclass(frozen=True)
@@ -177,8 +174,6 @@ class Classifier:
                                        edgetpu=edgetpu)
         clf = cls(artifact, interpreter, top_k=top_k, coverage=coverage)
         if use_head_store:
-            from edge_runtime.headstore import HeadStore
-
             store = HeadStore.open_existing(artifact, head_store)
             if store is not None:
                 clf = clf.with_active_head(store)
@@ -195,9 +190,10 @@ class Classifier:
         return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
                           unknown=self.unknown_rule, ood_bank=bank, coverage=self.coverage)
 
-    def with_active_head(self, store: Any) -> Classifier:
-        """A classifier using ``store``'s active head (a :class:`HeadStore` of this artifact)
-        and, for the ``knn_cosine`` unknown rule, that head's samples as extra references."""
+    def with_active_head(self, store: HeadStore) -> Classifier:
+        """A classifier using ``store``'s active head (a
+        :class:`~edge_runtime.headstore.HeadStore` of this artifact) and, for the
+        ``knn_cosine`` unknown rule, that head's samples as extra references."""
         head = store.active_head()
         bank = store.sample_features(head.labels) if head is not None else None
         clf = self.with_head(head, ood_bank=bank)
@@ -370,36 +366,11 @@ class FileResult:
                              compute_ms=p.compute_ms, head=p.head, latency_ms=self.latency_ms)
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
-    """Yield ``(file path, None)`` for every input file, or ``(path, error)`` for bad inputs.
-
-    Files are yielded as given; folders are searched recursively (sorted, hidden entries
-    skipped) for files ending in :data:`SPECTRUM_SUFFIXES`.
-    """
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = False
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(filenames):
-                    if fn.startswith(".") or not fn.lower().endswith(SPECTRUM_SUFFIXES):
-                        continue
-                    found = True
-                    yield str(Path(dirpath) / fn), None
-            if not found:
-                yield str(p), (f"folder {p} holds no spectrum files "
-                               f"({', '.join(SPECTRUM_SUFFIXES)})")
-        elif p.exists():
-            yield str(p), None
-        else:
-            yield str(p), f"no such file or folder: {p}"
-
-
 def classify_paths(
     classifier: Classifier, paths: Iterable[str | os.PathLike]
 ) -> Iterator[FileResult]:
-    """Classify every file of ``paths`` (files and folders); a bad file never stops the batch.
+    """Classify every file of ``paths`` (files and folders, :func:`ramanedge.io.expand_paths`);
+    a bad file never stops the batch.
 
     Each failure (missing file, unreadable, not a spectrum, NaN/inf, not covering the grid,
     ...) becomes a :class:`FileResult` with ``error`` set to a one-line reason.

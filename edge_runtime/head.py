@@ -11,7 +11,7 @@ refits the old columns too, held near the prior by ``alpha/2 * ||W_old - W0||^2`
 
 Forgetting is prevented by fitting on **exemplars** of the old classes (a few training
 spectra per class, stored as the model's own int8 features in the artifact's
-``exemplars.npz``, added on the ground by :func:`attach_exemplars`) together with the new
+``exemplars.npz``, chosen on the ground by :mod:`quantize.exemplars`) together with the new
 labelled samples: they are the negatives that keep the new classes from claiming old
 minerals. Measured in ``docs/parts/edge.md``: frozen + exemplars forgets least; without
 exemplars the old minerals collapse.
@@ -23,28 +23,18 @@ same problem, see :meth:`SoftmaxHead.fit`); no scipy needed.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_runtime.artifact import HeadWeights, load_npz_arrays
-from edge_runtime.interpreter import (
-    QuantParams,
-    dequantize_int8,
-    get_output_float,
-    set_input_int8,
-)
+from edge_runtime.interpreter import QuantParams, dequantize_int8
 from ramanedge.errors import ModelError, RamanEdgeError
-from ramanedge.fsutil import atomic_write_bytes
 
-EXEMPLARS_FILE = "exemplars.npz"
 CLASS_WEIGHTS = ("balanced", None)
 PRIOR_WEIGHTS = ("frozen", "anchored")
 
@@ -358,119 +348,6 @@ class Exemplars:
     labels: np.ndarray
 
 
-def select_exemplars(features: np.ndarray, y: np.ndarray, *, per_class: int = 5) -> np.ndarray:
-    """Indices of up to ``per_class`` exemplars per class, chosen by herding (iCaRL).
-
-    Herding greedily picks the samples whose running mean best approximates the class mean
-    in feature space, so a few exemplars represent the class centre rather than outliers.
-    Deterministic. ``features`` (N, D), ``y`` (N,) integer or string labels.
-    """
-    if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
-    F = np.asarray(features, dtype=np.float64)
-    y = np.asarray(y)
-    chosen: list[int] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        Fc = F[idx]
-        mu = Fc.mean(axis=0)
-        acc = np.zeros_like(mu)
-        picked: list[int] = []
-        for j in range(min(per_class, idx.size)):
-            cand = (acc[None, :] + Fc) / (j + 1)
-            dist = np.linalg.norm(cand - mu[None, :], axis=1)
-            dist[picked] = np.inf
-            best = int(np.argmin(dist))
-            picked.append(best)
-            acc += Fc[best]
-        chosen.extend(int(idx[p]) for p in picked)
-    return np.array(sorted(chosen), dtype=np.int64)
-
-
-def attach_exemplars(
-    model_dir: str | os.PathLike,
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    per_class: int = 10,
-    X_val: np.ndarray | None = None,
-    target_tpr: float | None = None,
-    num_threads: int = 1,
-) -> dict[str, Any]:
-    """Add ``exemplars.npz`` to a finished artifact and re-write its manifest (ground side).
-
-    ``X`` (N, 1392): preprocessed float32 *training-split* spectra; ``y`` (N,): their class
-    ids in the manifest's label order. Every spectrum is run through the artifact's int8
-    model; ``per_class`` exemplars per class are picked by herding (:func:`select_exemplars`)
-    and stored as ``features`` int8 (M, D) exactly as the model outputs them and ``y`` int32
-    (M,) (``np.savez``, loadable with ``allow_pickle=False``). The manifest gains
-    ``head.exemplars = "exemplars.npz"``, ``head.exemplars_per_class`` and the file's sha256.
-
-    With ``X_val`` (validation spectra of the known minerals) the manifest's ``unknown``
-    section is re-calibrated to the ``knn_cosine`` rule over the exemplar bank
-    (:func:`edge_runtime.ood.calibrate_unknown`), at ``target_tpr`` (default: the existing
-    section's, else 0.95); the previous section is kept under ``unknown.previous``.
-
-    Crash-safe order: the npz is written atomically first, then the manifest (atomically);
-    an interruption leaves the previous, still valid artifact plus an unlisted file.
-    Returns the manifest's new ``head`` section. TensorFlow-free (runs the ``.tflite``).
-    """
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.interpreter import make_interpreter
-    from ramanedge.manifest import write_manifest
-
-    art = load_artifact(model_dir)
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if X.ndim != 2 or X.shape[1] != art.grid.n_points or y.shape != (X.shape[0],):
-        raise ModelError(f"need X (N, {art.grid.n_points}) and y (N,), got {X.shape} and "
-                         f"{y.shape}")
-    if y.size == 0 or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= len(art.labels):
-        raise ModelError(f"y must be class ids in 0..{len(art.labels) - 1}")
-    it = make_interpreter(art.model_path, num_threads=num_threads)
-    fq = art.features_q
-
-    def run(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats = np.empty((A.shape[0], fq.shape[-1]), dtype=np.int8)
-        probs = np.empty((A.shape[0], art.probs_q.shape[-1]), dtype=np.float32)
-        for i, x in enumerate(A):
-            set_input_int8(it, x, art.input_q)
-            it.invoke()
-            feats[i] = it.get_tensor(fq.index).reshape(-1)
-            probs[i] = get_output_float(it, art.probs_q).reshape(-1)
-        return feats, probs
-
-    feats_q, _ = run(X)
-    idx = select_exemplars(dequantize_int8(feats_q, fq), y, per_class=per_class)
-    buf = io.BytesIO()
-    np.savez(buf, features=feats_q[idx], y=y[idx].astype(np.int32))
-    folder = Path(model_dir)
-    atomic_write_bytes(folder / EXEMPLARS_FILE, buf.getvalue())
-    data = json.loads(json.dumps(art.manifest.data))
-    data.pop("manifest_sha256", None)
-    data["head"] = {**(data.get("head") or {}), "exemplars": EXEMPLARS_FILE,
-                    "exemplars_per_class": int(per_class)}
-    data["files"] = {name: {} for name in {**data["files"], EXEMPLARS_FILE: {}}}
-    if X_val is not None:
-        from edge_runtime.ood import calibrate_unknown
-
-        X_val = np.asarray(X_val, dtype=np.float32)
-        if X_val.ndim != 2 or X_val.shape[1] != art.grid.n_points or len(X_val) == 0:
-            raise ModelError(f"X_val must be (N, {art.grid.n_points}) with N >= 1, got "
-                             f"{X_val.shape}")
-        prev = data.get("unknown") or {}
-        tpr = float(target_tpr if target_tpr is not None else prev.get("target_tpr", 0.95))
-        fv, pv = run(X_val)
-        section = calibrate_unknown(pv, target_tpr=tpr, features=dequantize_int8(fv, fq),
-                                    bank=dequantize_int8(feats_q[idx], fq))
-        section["split"] = "val"
-        if prev:
-            section["previous"] = {k: v for k, v in prev.items() if k != "previous"}
-        data["unknown"] = section
-    write_manifest(folder, data)
-    return data["head"]
-
-
 def load_exemplars(path: str | os.PathLike, features_q: QuantParams,
                    labels: Sequence[str]) -> Exemplars:
     """Read an artifact's ``exemplars.npz`` into dequantised features and label names."""
@@ -486,15 +363,3 @@ def load_exemplars(path: str | os.PathLike, features_q: QuantParams,
         raise ModelError(f"{path}: class ids out of range 0..{len(labels) - 1}")
     names = np.array(list(labels))[yy.astype(np.int64)] if yy.size else np.array([], dtype=str)
     return Exemplars(dequantize_int8(fq, features_q), names)
-
-
-def features_of(interpreter: Any, input_q: QuantParams, features_q: QuantParams,
-                X: np.ndarray) -> np.ndarray:
-    """Dequantised features (N, D) of preprocessed spectra ``X`` (N, points)."""
-    X = np.asarray(X, dtype=np.float32)
-    out = np.empty((X.shape[0], features_q.shape[-1]), dtype=np.float32)
-    for i, x in enumerate(X):
-        set_input_int8(interpreter, x, input_q)
-        interpreter.invoke()
-        out[i] = get_output_float(interpreter, features_q).reshape(-1)
-    return out

@@ -53,12 +53,11 @@ import json
 import os
 import re
 import sys
-import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,6 +66,7 @@ from edge_runtime.head import SoftmaxHead, load_exemplars
 from edge_runtime.interpreter import dequantize_int8
 from ramanedge.errors import HeadStoreError, ModelError, RamanEdgeError
 from ramanedge.fsutil import atomic_write_bytes, sha256_bytes
+from ramanedge.io import expand_paths, read_spectrum
 from ramanedge.manifest import HEADSTORE_DIR
 
 STORE_DIR = HEADSTORE_DIR
@@ -74,8 +74,14 @@ ACTIVE_FILE = "active.json"
 INDEX_FILE = "index.jsonl"
 BASE = "base"
 MAX_LABEL_LEN = 100
-#: env var of the crash-test hook (see :func:`_test_pause`); tests SIGKILL the process there
-TEST_PAUSE_ENV = "RAMANEDGE_HEADSTORE_TEST_PAUSE"
+#: The named steps a :data:`Checkpoint` is called at: in :meth:`HeadStore.retrain` before the
+#: new head file is written, after it is written, after ``active.json`` names it; in
+#: :func:`add_spectra` after each acknowledged sample.
+CHECKPOINTS = ("before-head-write", "after-head-write", "after-activate", "after-sample")
+
+Checkpoint = Callable[[str], None]
+#: ``features_fn(grids (M, P)) -> (M, D)``: the model's dequantised features of grid spectra
+FeaturesFn = Callable[[np.ndarray], np.ndarray]
 
 _SAMPLE_RE = re.compile(r"^(\d{6,})-([0-9a-f]{16})\.npz$")
 _HEAD_RE = re.compile(r"^v(\d{4,})-([0-9a-f]{16})\.npz$")
@@ -91,22 +97,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _test_pause(step: str) -> None:
-    """Crash-test hook, off unless ``$RAMANEDGE_HEADSTORE_TEST_PAUSE`` is set.
+def _no_checkpoint(_step: str) -> None:
+    """The default :data:`Checkpoint`: does nothing."""
 
-    The variable is ``STEP=SECONDS`` (pause only at ``STEP``) or ``SECONDS`` (at every step).
-    A pausing step prints ``PAUSE STEP`` on stderr first, so a test can SIGKILL the process
-    right there. Steps: ``before-head-write``, ``after-head-write``, ``after-activate``
-    (retrain) and ``after-sample`` (after each acknowledged sample of ``head add``).
-    """
-    spec = os.environ.get(TEST_PAUSE_ENV)
-    if not spec:
-        return
-    name, _, secs = spec.rpartition("=")
-    if name and name != step:
-        return
-    print(f"PAUSE {step}", file=sys.stderr, flush=True)
-    time.sleep(float(secs))
+
+class SpectrumEncoder(Protocol):
+    """What :func:`add_spectra` needs of a classifier (an
+    :class:`edge_runtime.classify.Classifier` on the store's artifact is one)."""
+
+    def preprocess(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Raw spectrum -> the model's grid (float32)."""
+        ...
+
+    def features_int8(self, x_grid: np.ndarray) -> np.ndarray:
+        """The model's raw int8 ``features`` output (D,) for one grid spectrum."""
+        ...
 
 
 def check_label(label: str) -> str:
@@ -288,12 +293,16 @@ class HeadStore:
     Open with :meth:`open` (creates the folder on demand) or :meth:`open_existing`.
     Problems found while reading (corrupt files, a head made for another model) are
     collected in :attr:`problems` as one-line strings; the store keeps working around them.
+    ``checkpoint``: called with the name of each step of :data:`CHECKPOINTS` as it is
+    reached (a no-op by default); the crash tests stop the process there.
     """
 
-    def __init__(self, artifact: Artifact, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, artifact: Artifact, root: str | os.PathLike | None = None, *,
+                 checkpoint: Checkpoint | None = None) -> None:
         self.artifact = artifact
         self.root = Path(root) if root is not None else artifact.folder / STORE_DIR
         self.problems: list[str] = []
+        self.checkpoint: Checkpoint = checkpoint or _no_checkpoint
         self._model_sha = artifact.manifest.files[artifact.manifest.model_file]["sha256"]
         # the sample index (see _SampleIndex): loaded on first use, then kept in step with
         # the index file (appends of other writers) and the samples folder
@@ -302,9 +311,9 @@ class HeadStore:
     # -- opening ------------------------------------------------------------------------------
     @classmethod
     def open(cls, artifact: Artifact, root: str | os.PathLike | None = None, *,
-             create: bool = False) -> HeadStore:
+             create: bool = False, checkpoint: Checkpoint | None = None) -> HeadStore:
         """Open the store; with ``create`` make its folders, else it must exist."""
-        store = cls(artifact, root)
+        store = cls(artifact, root, checkpoint=checkpoint)
         if create:
             try:
                 (store.root / "samples").mkdir(parents=True, exist_ok=True)
@@ -318,10 +327,10 @@ class HeadStore:
         return store
 
     @classmethod
-    def open_existing(cls, artifact: Artifact,
-                      root: str | os.PathLike | None = None) -> HeadStore | None:
+    def open_existing(cls, artifact: Artifact, root: str | os.PathLike | None = None, *,
+                      checkpoint: Checkpoint | None = None) -> HeadStore | None:
         """The store if its folder exists, else ``None``."""
-        store = cls(artifact, root)
+        store = cls(artifact, root, checkpoint=checkpoint)
         return store if store.root.is_dir() else None
 
     @contextlib.contextmanager
@@ -664,7 +673,7 @@ class HeadStore:
                       "not used")
         return None
 
-    def training_set(self, features_fn: Any | None = None,
+    def training_set(self, features_fn: FeaturesFn | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Features (N, D) float32 and labels (N,) for retraining: exemplars + samples.
 
@@ -708,7 +717,7 @@ class HeadStore:
                     np.array([], dtype=str), counts)
         return np.concatenate(feats).astype(np.float32), np.array(labels), counts
 
-    def retrain(self, *, features_fn: Any | None = None,
+    def retrain(self, *, features_fn: FeaturesFn | None = None,
                 estimator: SoftmaxHead | None = None) -> HeadInfo:
         """Fit a new head on exemplars + every sample, store it, make it active.
 
@@ -749,11 +758,11 @@ class HeadStore:
             data = _npz_bytes(W=est.W_, b=est.b_, labels=np.array(meta["labels"]),
                               meta=np.array(json.dumps(meta, sort_keys=True)))
             path = self.root / "heads" / f"{version}-{sha256_bytes(data)[:16]}.npz"
-            _test_pause("before-head-write")
+            self.checkpoint("before-head-write")
             atomic_write_bytes(path, data)
-            _test_pause("after-head-write")
+            self.checkpoint("after-head-write")
             self._write_active(version, "retrain")
-            _test_pause("after-activate")
+            self.checkpoint("after-activate")
         return HeadInfo(version, path, meta)
 
     def summary(self) -> dict[str, Any]:
@@ -777,18 +786,16 @@ class HeadStore:
                 "problems": list(self.problems)}
 
 
-def add_spectra(store: HeadStore, classifier: Any, label: str,
+def add_spectra(store: HeadStore, classifier: SpectrumEncoder, label: str,
                 paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, Sample | None, bool,
                                                                     str | None]]:
     """Read, preprocess and store each spectrum file of ``paths`` under ``label``.
 
     Yields ``(path, sample, created, error)`` per file (folders are expanded as by
-    :func:`edge_runtime.classify.expand_paths`); a bad file yields an error and the batch
-    goes on. ``classifier``: an :class:`edge_runtime.classify.Classifier` on the same artifact.
+    :func:`ramanedge.io.expand_paths`); a bad file yields an error and the batch goes on.
+    ``classifier``: an :class:`edge_runtime.classify.Classifier` on the same artifact (any
+    :class:`SpectrumEncoder`).
     """
-    from edge_runtime.classify import expand_paths
-    from ramanedge.io import read_spectrum
-
     label = check_label(label)
     for path, err in expand_paths(paths):
         if err is not None:
@@ -801,7 +808,7 @@ def add_spectra(store: HeadStore, classifier: Any, label: str,
             sample, created = store.add_sample(label, grid, fq, source=str(path),
                                                raw=(s.x, s.y))
             yield path, sample, created, None
-            _test_pause("after-sample")
+            store.checkpoint("after-sample")
         except RamanEdgeError as e:
             yield path, None, False, str(e)
         except OSError as e:

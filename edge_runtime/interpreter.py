@@ -9,7 +9,8 @@ is never imported: the rover computer does not have it.
 Everything else takes the interpreter as an argument (free functions, as in ``pycoral.adapters``)
 so callers decide threads and delegates once and tests can pass any interpreter in.
 The model is full-int8, so inputs are quantised and outputs dequantised here explicitly with
-the scale/zero-point recorded in the manifest, never by the runtime.
+the scale/zero-point recorded in the manifest (:class:`ramanedge.manifest.QuantParams`, one
+``quantization`` entry), never by the runtime.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import os
 import platform
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ramanedge.errors import ModelError
+from ramanedge.manifest import QuantParams
 
 #: Edge TPU runtime library name per platform (as in pycoral.utils.edgetpu).
 EDGETPU_SHARED_LIB: str = {
@@ -171,60 +172,6 @@ def _native_log_captured() -> Iterator[_CapturedLog]:
             size = os.fstat(fd).st_size
             log.data = os.pread(fd, 64 * 1024, max(0, size - 64 * 1024))  # the tail
         os.close(fd)
-
-
-#: Plausible range of an int8 tensor's scale. A value outside it is a damaged or hand-made
-#: manifest (1e308 overflows float32 on the first dequantisation).
-MIN_SCALE, MAX_SCALE = 1e-12, 1e12
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    """Affine int8 quantisation of one tensor: ``real = scale * (q - zero_point)``."""
-
-    index: int
-    scale: float
-    zero_point: int
-    shape: tuple[int, ...]
-    dtype: str = "int8"
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.scale) and MIN_SCALE <= self.scale <= MAX_SCALE):
-            raise ModelError(f"tensor {self.name or self.index}: quantisation scale must be a "
-                             f"number in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {self.scale!r}")
-        if self.dtype != "int8":
-            raise ModelError(f"tensor {self.name or self.index}: expected an int8 tensor, "
-                             f"got {self.dtype!r}")
-        if not -128 <= self.zero_point <= 127:
-            raise ModelError(f"tensor {self.name or self.index}: int8 zero point must be in "
-                             f"-128..127, got {self.zero_point}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> QuantParams:
-        """From a manifest ``quantization`` entry (``index, scale, zero_point, shape, dtype``)."""
-        try:
-            if not isinstance(d, dict):
-                raise TypeError(f"expected an object, got {type(d).__name__}")
-            for key in ("index", "zero_point"):
-                # int(0.5) would silently truncate a hand-edited zero point to 0
-                if type(d.get(key)) is not int:
-                    raise ValueError(f"{key!r} must be an integer, got {d.get(key)!r}")
-            if type(d.get("scale")) not in (int, float):
-                raise ValueError(f"'scale' must be a number, got {d.get('scale')!r}")
-            if not isinstance(d.get("shape"), (list, tuple)) or any(
-                    type(v) is not int for v in d["shape"]):
-                raise ValueError(f"'shape' must be a list of integers, got {d.get('shape')!r}")
-            return cls(
-                index=int(d["index"]),
-                scale=float(d["scale"]),
-                zero_point=int(d["zero_point"]),
-                shape=tuple(int(s) for s in d["shape"]),
-                dtype=str(d.get("dtype", "int8")),
-                name=str(d.get("name", "")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"quantisation entry {d!r} is invalid: {e}") from None
 
 
 def quantize_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:

@@ -14,8 +14,8 @@ section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
     artifact's exemplar features (``exemplars.npz``), plus, when a retrained head is active,
     the features of the head store's samples, so taught minerals stop being "unknown".
     Measured better than ``max_prob`` on RRUFF minerals the model never saw
-    (``docs/parts/edge.md``); written by :func:`edge_runtime.head.attach_exemplars` when it is
-    given validation spectra.
+    (``docs/parts/edge.md``); written on the ground by :mod:`quantize.exemplars` (an export
+    with exemplars, or ``attach_exemplars`` given validation spectra).
 
 Every rule has a score, higher = more likely unknown: :func:`score` computes it and
 :func:`threshold_score` gives the section's threshold on that scale.

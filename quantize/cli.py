@@ -1,12 +1,14 @@
 """``ramanedge quantize``: export a training run as a full-int8 artifact, or check a model.
 
     ramanedge quantize runs/NAME --out models/NAME [--calib-size 100] [--also float32,float16]
-                       [--gate-on probs|head] [--allow-accuracy-drop] [--overwrite] [--data DIR]
+                       [--gate-on probs|head] [--exemplars 10] [--allow-accuracy-drop]
+                       [--overwrite] [--data DIR]
     ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
 
 Bad input (missing run, unusable --out, failed parity gate, ...) is reported in one line
 and exit status 2 by ``ramanedge.cli.main``. ``--check edgetpu`` prints the op-by-op
-report and exits 1 when any op would fall back to the CPU.
+report and exits 1 when any op would fall back to the CPU. The work itself is
+:func:`quantize.export.quantize_run` (and :mod:`quantize.sweep`, :mod:`quantize.edgetpu`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from quantize.exemplars import DEFAULT_PER_CLASS
 from ramanedge.errors import DataError
 from ramanedge.splits import DEFAULT_CALIB_SIZE
 
@@ -48,10 +51,10 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--gate-on", type=click.Choice(("probs", "head")), default="head",
               show_default=True,
               help="Gate the int8 'probs' output, or the float head.npz on the int8 features.")
-@click.option("--exemplars", type=click.IntRange(min=0), default=10, show_default=True,
-              metavar="PER_CLASS",
+@click.option("--exemplars", type=click.IntRange(min=0), default=DEFAULT_PER_CLASS,
+              show_default=True, metavar="PER_CLASS",
               help="Exemplar features per class stored in the artifact for the onboard "
-                   "knn_cosine unknown rule (edge_runtime.head.attach_exemplars); 0 = none.")
+                   "retrainer and the knn_cosine unknown rule (quantize.exemplars); 0 = none.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -81,19 +84,19 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
         return
     if out is None:
         raise click.UsageError("--out is required (e.g. --out models/NAME)")
-    from quantize.export import QuantizeConfig
+    from quantize.export import QuantizeConfig, quantize_run
 
     try:
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
                                 allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
-                                gate_on=gate_on)
+                                gate_on=gate_on, exemplars_per_class=exemplars)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--also") from None
     if not source.is_dir():
         raise DataError(f"run folder {source} does not exist; expected the output of "
                         "'ramanedge train' (e.g. runs/NAME)")
     result = quantize_run(source, out, config=config, name=name, data_root=data_root,
-                          exemplars=exemplars)
+                          log=_echo)
     m = result.manifest.data["metrics"]
     sizes = ", ".join(f"{f} {n / 1024:.1f} KiB" for f, n in result.sizes.items())
     click.echo(
@@ -104,60 +107,6 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
         f"{100 * m['head']['agreement']:.2f}%); gate on {m['gate']['on']}: "
         f"{'passed' if m['gate']['passed'] else 'FAILED (written with --allow-accuracy-drop)'}"
         f"; {sizes}"
-    )
-
-
-def quantize_run(run_dir: Path, out: Path, *, config, name: str | None = None,
-                 data_root: Path | None = None, exemplars: int = 10, log=_echo):
-    """Load a run folder and export it with :func:`quantize.export.export_artifact`.
-
-    With ``exemplars > 0``, ``edge_runtime.head.attach_exemplars`` adds that many exemplar
-    features per class (from the training split) to the artifact and calibrates the
-    ``knn_cosine`` unknown rule on the validation split, before the folder is placed.
-    """
-    from quantize.export import _check_destination, export_artifact, select_calibration
-    from trainer.run import load_run
-
-    _check_destination(Path(out), config.overwrite)  # fail before the slow loading
-    log(f"loading run {run_dir}")
-    run = load_run(run_dir, data_root=data_root)
-    Xtr, ytr = run.subset("train")
-    Xva, _ = run.subset("val")
-    Xte, yte = run.subset("test")
-    idx = select_calibration(ytr, config.calib_size, seed=config.seed)
-    training = {
-        "dataset": run.config["data"].get("dataset"),
-        "split_sha256": run.config["split_sha256"],
-        "run": Path(run_dir).resolve().name,
-        "run_created": run.config.get("created"),
-        "n_train": int(len(ytr)),
-        "n_val": int(len(Xva)),
-        "n_test": int(len(yte)),
-        "split": run.config["data"].get("split"),
-        "min_spectra": run.config["data"].get("min_spectra"),
-    }
-    finalize = None
-    if exemplars > 0:
-        from edge_runtime.head import attach_exemplars
-
-        def finalize(folder: Path) -> None:
-            log(f"adding {exemplars} exemplars per class and the knn_cosine unknown rule")
-            attach_exemplars(folder, Xtr, ytr, per_class=exemplars, X_val=Xva)
-
-    return export_artifact(
-        run.model,
-        labels=run.labels,
-        model_config=run.model_config,
-        calib_X=Xtr[idx],
-        val_X=Xva,
-        test_X=Xte,
-        test_y=yte,
-        out_dir=out,
-        name=name,
-        training_meta=training,
-        config=config,
-        log=log,
-        finalize=finalize,
     )
 
 
@@ -181,7 +130,7 @@ def _int_list(value: str, option: str, allow_all: bool = False) -> tuple[int | N
 
 
 def _sweep(source: Path, sizes: str, seeds: str, data_root: Path | None) -> None:
-    from quantize.export import calibration_sweep, sweep_table
+    from quantize.sweep import calibration_sweep, sweep_table
     from trainer.run import load_run
 
     size_list = _int_list(sizes, "--calib-sweep", allow_all=True)

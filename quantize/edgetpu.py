@@ -340,14 +340,14 @@ def check_edgetpu(src: str | os.PathLike | bytes) -> EdgeTPUReport:
         return check_graph(read_graph(src), "model bytes")
     p = Path(src)
     if p.is_dir():
-        from ramanedge.manifest import MANIFEST_NAME, read_manifest
+        from ramanedge.manifest import MANIFEST_NAME, MODEL_FILE, read_manifest
 
         if (p / MANIFEST_NAME).is_file():
             p = p / read_manifest(p).model_file
         else:
-            p = p / "model.tflite"
+            p = p / MODEL_FILE
             if not p.is_file():
-                raise ModelError(f"{src} holds neither manifest.json nor model.tflite")
+                raise ModelError(f"{src} holds neither {MANIFEST_NAME} nor {MODEL_FILE}")
     elif not p.exists():
         raise ModelError(f"{p} does not exist; expected a model folder or a .tflite file")
     return check_graph(read_graph(p), str(p))

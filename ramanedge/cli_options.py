@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ramanedge.grid import COVERAGE_MODES, DEFAULT_MIN_COVERAGE, CoveragePolicy
+from ramanedge.paths import default_data_root
+
+
+def data_root_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data DIR`` (parameter ``data_root``, a ``Path``): the RRUFF data root, default
+    :func:`ramanedge.paths.default_data_root` (``$RAMANEDGE_DATA`` or ``../shared/data/rruff``)."""
+    return click.option(
+        "--data", "data_root", type=click.Path(path_type=Path), default=default_data_root,
+        show_default="$RAMANEDGE_DATA or ../shared/data/rruff", help="RRUFF data root.")(f)
 
 
 def coverage_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -40,7 +40,6 @@ import functools
 import io
 import json
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -568,10 +567,3 @@ def load_heldout(
         raise DataError(f"every mineral of {spec.name} has >= {min_spectra} spectra; "
                         "nothing is held out")
     return ds
-
-
-def parse_min_spectra(value: str) -> int:
-    """Parse a ``--min-spectra`` value (CLI helper)."""
-    if not re.fullmatch(r"\s*\d+\s*", value):
-        raise DataError(f"min_spectra must be a positive integer, got {value!r}")
-    return int(value)

@@ -1,14 +1,29 @@
 """The model manifest: the one contract between ``quantize`` and ``edge_runtime``.
 
-An artifact is a folder holding ``model.tflite`` (plus any other listed files, e.g.
-``head.npz``) and ``manifest.json``. The manifest is JSON only and records: schema version,
-labels in output order, the spectral grid, the normalisation, the model config, the
+An artifact is a folder holding :data:`MODEL_FILE` (``model.tflite``), :data:`HEAD_FILE`
+(``head.npz``), optionally :data:`EXEMPLARS_FILE` (``exemplars.npz``) and the ground-only
+:data:`VARIANT_FILES`, and :data:`MANIFEST_NAME` (``manifest.json``). Every file name of the
+contract is defined here and nowhere else. The manifest is JSON only and records: schema
+version, labels in output order, the spectral grid, the normalisation, the model config, the
 quantisation parameters of every input/output tensor, the training split's hash, metrics,
 the sha256 of every file, and a sha256 of the manifest itself (``manifest_sha256``, over the
 canonical JSON of all other keys) so a hand-edited manifest is detected too.
 
-``quantize`` writes with :func:`write_manifest`; ``edge_runtime`` reads with
-:func:`read_manifest`, which validates everything before a model is used.
+This module holds the whole contract:
+
+- names: :data:`MANIFEST_NAME`, :data:`MODEL_FILE`, :data:`HEAD_FILE`, :data:`EXEMPLARS_FILE`,
+  :data:`VARIANT_FILES`, :data:`HEADSTORE_DIR`;
+- section builders (what ``quantize`` writes): :class:`QuantParams` (one quantisation entry,
+  :meth:`QuantParams.to_dict`), :func:`quantization_section`, :func:`model_section`,
+  :func:`head_section`, :func:`exemplars_entry`, :func:`variant_entry`,
+  :func:`unknown_section`, :func:`manifest_data`;
+- checks: :func:`validate` (structure, run by every :class:`Manifest`), :func:`check_tensors`
+  (the quantisation entries against the grid, the labels and the head section);
+- I/O: :func:`write_manifest` and :func:`read_manifest` (schema, the manifest's own sha256,
+  every file's sha256).
+
+``quantize`` writes with :func:`write_manifest` (once per artifact); ``edge_runtime`` reads
+with :func:`read_manifest` and :func:`check_tensors` before a model is used. TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -16,22 +31,36 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from ramanedge.errors import ManifestError
+from ramanedge.errors import ManifestError, ModelError
 from ramanedge.fsutil import atomic_write_text, sha256_bytes, sha256_file
-from ramanedge.grid import GridSpec
+from ramanedge.grid import DEFAULT_GRID, GridSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: The full-int8 TFLite model (``manifest.model.file``).
+MODEL_FILE = "model.tflite"
+#: The float softmax head ``W`` (D, K), ``b`` (K,) (``manifest.head.file``).
+HEAD_FILE = "head.npz"
+#: Exemplar int8 features and class ids of training spectra (``manifest.head.exemplars``).
+EXEMPLARS_FILE = "exemplars.npz"
+#: Ground-only float comparison models by precision (``manifest.variants.P.file``).
+VARIANT_FILES: Mapping[str, str] = MappingProxyType(
+    {"float32": "model_float32.tflite", "float16": "model_float16.tflite"})
 #: A manifest is a few kB; anything far larger is not one (and is not read into memory).
 MAX_MANIFEST_BYTES = 4 << 20
 #: The onboard head store's folder name beside a local artifact's files (reserved: no artifact
 #: file may take it).
 HEADSTORE_DIR = "headstore"
 NORMALISATIONS = ("max",)
+#: How the rover's base classification gets its probabilities (``head.base_output``).
+BASE_OUTPUTS = ("head", "probs")
 REQUIRED_KEYS = (
     "schema_version",
     "name",
@@ -42,11 +71,73 @@ REQUIRED_KEYS = (
     "quantization",
     "files",
 )
+#: Plausible range of an int8 tensor's scale. A value outside it is a damaged or hand-made
+#: manifest (1e308 overflows float32 on the first dequantisation).
+MIN_SCALE, MAX_SCALE = 1e-12, 1e12
 
 
 def _canonical(d: dict[str, Any]) -> bytes:
     body = {k: v for k, v in d.items() if k != "manifest_sha256"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine int8 quantisation of one tensor: ``real = scale * (q - zero_point)``.
+
+    One entry of the manifest's ``quantization`` section (:meth:`from_dict` /
+    :meth:`to_dict`); the rover's int8 helpers (:mod:`edge_runtime.interpreter`) quantise and
+    dequantise with it.
+    """
+
+    index: int
+    scale: float
+    zero_point: int
+    shape: tuple[int, ...]
+    dtype: str = "int8"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and MIN_SCALE <= self.scale <= MAX_SCALE):
+            raise ModelError(f"tensor {self.name or self.index}: quantisation scale must be a "
+                             f"number in [{MIN_SCALE:g}, {MAX_SCALE:g}], got {self.scale!r}")
+        if self.dtype != "int8":
+            raise ModelError(f"tensor {self.name or self.index}: expected an int8 tensor, "
+                             f"got {self.dtype!r}")
+        if not -128 <= self.zero_point <= 127:
+            raise ModelError(f"tensor {self.name or self.index}: int8 zero point must be in "
+                             f"-128..127, got {self.zero_point}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantParams:
+        """From a manifest ``quantization`` entry (``index, scale, zero_point, shape, dtype``)."""
+        try:
+            if not isinstance(d, dict):
+                raise TypeError(f"expected an object, got {type(d).__name__}")
+            for key in ("index", "zero_point"):
+                # int(0.5) would silently truncate a hand-edited zero point to 0
+                if type(d.get(key)) is not int:
+                    raise ValueError(f"{key!r} must be an integer, got {d.get(key)!r}")
+            if type(d.get("scale")) not in (int, float):
+                raise ValueError(f"'scale' must be a number, got {d.get('scale')!r}")
+            if not isinstance(d.get("shape"), (list, tuple)) or any(
+                    type(v) is not int for v in d["shape"]):
+                raise ValueError(f"'shape' must be a list of integers, got {d.get('shape')!r}")
+            return cls(
+                index=int(d["index"]),
+                scale=float(d["scale"]),
+                zero_point=int(d["zero_point"]),
+                shape=tuple(int(s) for s in d["shape"]),
+                dtype=str(d.get("dtype", "int8")),
+                name=str(d.get("name", "")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"quantisation entry {d!r} is invalid: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest ``quantization`` entry of this tensor (inverse of :meth:`from_dict`)."""
+        return {"index": self.index, "name": self.name, "shape": list(self.shape),
+                "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
 
 @dataclass(frozen=True)
@@ -86,6 +177,22 @@ class Manifest:
     def model_file(self) -> str:
         """File name of the TFLite model inside the artifact folder."""
         return str(self.data["model"]["file"])
+
+    @property
+    def head_file(self) -> str:
+        """File name of the float head (``head.file``, :data:`HEAD_FILE` by default)."""
+        return str((self.data.get("head") or {}).get("file", HEAD_FILE))
+
+    @property
+    def exemplars_file(self) -> str | None:
+        """File name of the exemplar features (``head.exemplars``), or ``None``."""
+        name = (self.data.get("head") or {}).get("exemplars")
+        return name if isinstance(name, str) else None
+
+    @property
+    def base_output(self) -> str:
+        """``head.base_output``: ``"head"`` or ``"probs"`` (the default, older artifacts)."""
+        return str((self.data.get("head") or {}).get("base_output", "probs"))
 
     @property
     def quantization(self) -> dict[str, Any]:
@@ -190,7 +297,7 @@ def _validate_references(d: dict[str, Any]) -> None:
     if head is not None:
         if not isinstance(head, dict):
             raise ManifestError(f"manifest 'head' must be an object, got {type(head).__name__}")
-        _listed(d, "head.file", head.get("file", "head.npz"))
+        _listed(d, "head.file", head.get("file", HEAD_FILE))
         if head.get("exemplars") is not None:
             _listed(d, "head.exemplars", head["exemplars"])
         dim = head.get("feature_dim")
@@ -198,7 +305,7 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError(f"manifest 'head.feature_dim' must be a positive integer, "
                                 f"got {dim!r}")
         out = head.get("base_output", "probs")
-        if out not in ("head", "probs"):
+        if out not in BASE_OUTPUTS:
             raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
                                 f"got {out!r}")
     variants = d.get("variants")
@@ -219,6 +326,149 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError(f"manifest 'unknown.threshold' must be a finite number, got {t!r}")
         if not isinstance(unknown.get("method"), str):
             raise ManifestError("manifest 'unknown.method' must name the rule (a string)")
+
+
+# ----------------------------------------------------------------------------- cross-checks
+
+
+@dataclass(frozen=True)
+class Tensors:
+    """The int8 model's input and its two outputs as the manifest's ``quantization`` records
+    them, checked against the grid, the labels and the head section by :func:`check_tensors`."""
+
+    input: QuantParams
+    probs: QuantParams
+    features: QuantParams
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension D of the ``features`` output."""
+        return int(self.features.shape[-1])
+
+
+def _quant_entry(q: dict[str, Any], *path: str) -> QuantParams:
+    node: Any = q
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            raise ManifestError(f"manifest 'quantization.{'.'.join(path)}' is missing")
+        node = node[key]
+    try:
+        return QuantParams.from_dict(node)
+    except ModelError as e:
+        raise ManifestError(f"manifest 'quantization.{'.'.join(path)}': {e}") from None
+
+
+def check_tensors(manifest: Manifest) -> Tensors:
+    """Parse the quantisation entries and check the sections against each other.
+
+    Everything that needs neither the model file nor an array: the entries of the input and
+    both outputs (int8, integer index and zero point, scale in [``MIN_SCALE``,
+    ``MAX_SCALE``]), their shapes (``[1, grid points]``, ``[1, K labels]``, ``[1, D]``), the
+    head file listed in ``files`` and ``head.feature_dim`` equal to D. Raises
+    :class:`ManifestError`. (That the entries are the model file's own tensors is checked
+    when an interpreter exists: :func:`edge_runtime.interpreter.check_tensor`.)
+    """
+    q = manifest.quantization
+    t = Tensors(input=_quant_entry(q, "input"), probs=_quant_entry(q, "outputs", "probs"),
+                features=_quant_entry(q, "outputs", "features"))
+    n_points = manifest.grid.n_points
+    k = len(manifest.labels)
+    if t.input.shape != (1, n_points):
+        raise ManifestError(f"model input shape {list(t.input.shape)} does not match the grid "
+                            f"({n_points} points); expected [1, {n_points}]")
+    if t.probs.shape != (1, k):
+        raise ManifestError(f"model 'probs' shape {list(t.probs.shape)} does not match the "
+                            f"{k} labels; expected [1, {k}]")
+    if len(t.features.shape) != 2 or t.features.shape[0] != 1:
+        raise ManifestError(f"model 'features' shape {list(t.features.shape)}; expected [1, D]")
+    if manifest.head_file not in manifest.files:
+        raise ManifestError(f"the head file {manifest.head_file!r} is not listed in the "
+                            "manifest 'files'")
+    dim = (manifest.data.get("head") or {}).get("feature_dim")
+    if dim is not None and int(dim) != t.feature_dim:
+        raise ManifestError(f"manifest 'head.feature_dim' is {dim} but the model's features "
+                            f"have {t.feature_dim} dimensions")
+    return t
+
+
+# ----------------------------------------------------------------------------- section builders
+
+
+def quantization_section(input_q: QuantParams, outputs: Mapping[str, QuantParams],
+                         **extra: Any) -> dict[str, Any]:
+    """``{"input": {...}, "outputs": {name: {...}}, **extra}`` (e.g. ``calibration``)."""
+    return {"input": input_q.to_dict(),
+            "outputs": {k: q.to_dict() for k, q in outputs.items()}, **extra}
+
+
+def model_section(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``model`` section of a full-int8 :data:`MODEL_FILE` (``extra``: e.g. ``ops``)."""
+    return {"file": MODEL_FILE, "precision": "int8", "config": dict(config), **extra}
+
+
+def exemplars_entry(per_class: int) -> dict[str, Any]:
+    """The ``head`` keys naming :data:`EXEMPLARS_FILE` (``per_class`` exemplars per class)."""
+    return {"exemplars": EXEMPLARS_FILE, "exemplars_per_class": int(per_class)}
+
+
+def head_section(*, feature_dim: int, n_classes: int, base_output: str,
+                 exemplars_per_class: int = 0) -> dict[str, Any]:
+    """The ``head`` section: :data:`HEAD_FILE`, its shape, the base output and, when
+    ``exemplars_per_class > 0``, the :func:`exemplars_entry`."""
+    if base_output not in BASE_OUTPUTS:
+        raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
+                            f"got {base_output!r}")
+    sec: dict[str, Any] = {"file": HEAD_FILE, "feature_dim": int(feature_dim),
+                           "n_classes": int(n_classes), "base_output": base_output}
+    if exemplars_per_class > 0:
+        sec.update(exemplars_entry(exemplars_per_class))
+    return sec
+
+
+def variant_entry(precision: str, **figures: Any) -> dict[str, Any]:
+    """One ``variants`` entry: the ground-only float ``precision`` model of
+    :data:`VARIANT_FILES` (float input) and its measured ``figures`` (top1, agreement)."""
+    if precision not in VARIANT_FILES:
+        raise ManifestError(f"no comparison variant {precision!r}; expected one of "
+                            f"{', '.join(VARIANT_FILES)}")
+    return {"file": VARIANT_FILES[precision], "precision": precision, "input_dtype": "float32",
+            **figures}
+
+
+def unknown_section(rule: dict[str, Any], *, split: str,
+                    previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``unknown`` section: a calibrated ``rule`` (see
+    :func:`edge_runtime.ood.calibrate_unknown`), the split it was calibrated on and, when it
+    supersedes one, the ``previous`` rule (without that rule's own ``previous``)."""
+    section = {**rule, "split": split}
+    if previous:
+        section["previous"] = {k: v for k, v in previous.items() if k != "previous"}
+    return section
+
+
+def manifest_data(*, name: str, labels: list[str], model: dict[str, Any],
+                  quantization: dict[str, Any], head: dict[str, Any], files: list[str],
+                  **sections: Any) -> dict[str, Any]:
+    """A new artifact's manifest before :func:`write_manifest` checksums ``files``.
+
+    Adds the fixed parts of the contract (the model grid, max normalisation, the creation
+    time); ``sections``: ``training``, ``metrics``, ``unknown``, ``variants``, ...
+    """
+    return {
+        "name": name,
+        "labels": [str(s) for s in labels],
+        "grid": DEFAULT_GRID.to_dict(),
+        "normalisation": {"method": "max"},
+        "model": model,
+        "quantization": quantization,
+        "head": head,
+        **sections,
+        "files": {f: {} for f in files},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# ----------------------------------------------------------------------------- reading, writing
 
 
 def write_manifest(folder: str | os.PathLike, data: dict[str, Any]) -> Manifest:

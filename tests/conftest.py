@@ -13,6 +13,10 @@ Fixtures (all seeded, fast):
 - ``shared_data_root`` (session): ``Path`` of ``../shared/data/rruff`` next to the repo, or
   the test is skipped.
 
+Helpers: :func:`run_cli` runs ``ramanedge ARGS`` in-process (exit code, stdout, stderr);
+:func:`device_on_pty` serves a device store in a thread on a pty pair with a host client on
+the other end.
+
 TensorFlow is imported only inside the fixtures that need it.
 """
 
@@ -20,8 +24,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -179,3 +187,45 @@ def shared_data_root() -> Path:
     if not (SHARED_RRUFF / "manifest.csv").is_file():
         pytest.skip(f"real RRUFF data not found at {SHARED_RRUFF}")
     return SHARED_RRUFF
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run ``ramanedge ARGS`` in-process (``ramanedge.cli.main``); returns (exit code, stdout,
+    stderr) as captured by ``capsys``."""
+    from ramanedge.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@contextmanager
+def device_on_pty(store: Any, loader: Any, *, baud: int | None = None, dev_faults: Any = None,
+                  host_faults: Any = None, host_config: Any = None) -> Iterator[tuple[Any, Any]]:
+    """``(device, host client)``: a :class:`device_sim.device.Device` serving ``store``
+    (opened with ``loader``) in a thread on a pty slave, a
+    :class:`device_sim.host.HostClient` on the master (default ``HostConfig(timeout=0.3,
+    deadline=20)``); line faults per side; everything stopped and closed on exit."""
+    from device_sim.device import Device, DeviceConfig
+    from device_sim.host import HostClient, HostConfig
+    from device_sim.transport import Link, open_port, open_pty_pair
+
+    master, slave = open_pty_pair()
+    dev_port = open_port(slave, baud=baud or 115200)
+    dev = Device(Link(dev_port, baud=baud, faults=dev_faults, seed_offset=1), store, loader,
+                 DeviceConfig(baud=baud, poll_seconds=0.02))
+    th = threading.Thread(target=dev.serve, daemon=True)
+    th.start()
+    host = HostClient(Link(master, baud=baud, faults=host_faults),
+                      host_config or HostConfig(timeout=0.3, deadline=20))
+    try:
+        yield dev, host
+    finally:
+        dev.stop()
+        th.join(5)
+        dev_port.close()
+        master.close()

@@ -139,7 +139,7 @@ def _new_minerals(n_classes: int, per_class: int, seed: int = 7):
 def test_headcost_worker(artifact_copy, synthetic_data, tmp_path):
     from benchmarks.common import child_env, python, run_json
     from benchmarks.headcost import pick_minerals
-    from edge_runtime.head import attach_exemplars
+    from quantize.exemplars import attach_exemplars
 
     Xtr, ytr = synthetic_data.part("train")
     attach_exemplars(artifact_copy, Xtr, ytr, per_class=3)

@@ -9,22 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramanedge.cli import main
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared/data/rruff"
 CACHE = REPO / ".cache" / "ramanedge"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"RRUFF data not found at {DATA}")
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _synth_root(root: Path, minerals: int = 3, samples: int = 3) -> Path:
@@ -48,30 +38,30 @@ def _synth_root(root: Path, minerals: int = 3, samples: int = 3) -> Path:
 def test_build_split_info_on_synthetic(tmp_path, capsys):
     root = _synth_root(tmp_path / "d")
     cache = str(tmp_path / "c")
-    code, out, err = run(["data", "build", "--data", str(root), "--min-spectra", "2",
-                          "--cache", cache], capsys)
+    code, out, err = run_cli(capsys, "data", "build", "--data", str(root), "--min-spectra", "2",
+                             "--cache", cache)
     assert code == 0, err
     assert "spectra       18" in out and "minerals      3" in out and "samples       9" in out
     assert "parsing" in err  # progress goes to stderr
-    code, out, err = run(["data", "build", "--data", str(root), "--cache", cache,
-                          "--min-spectra", "2", "--json"], capsys)
+    code, out, err = run_cli(capsys, "data", "build", "--data", str(root), "--cache", cache,
+                             "--min-spectra", "2", "--json")
     s = json.loads(out)
     assert s["spectra"] == 18 and s["skipped"]["too_few_spectra"] == 0
     f = tmp_path / "split.csv"
-    code, out, err = run(["data", "split", "--data", str(root), "--cache", cache,
-                          "--min-spectra", "2", "--kind", "grouped", "--seed", "1",
-                          "--out", str(f)], capsys)
+    code, out, err = run_cli(capsys, "data", "split", "--data", str(root), "--cache", cache,
+                             "--min-spectra", "2", "--kind", "grouped", "--seed", "1",
+                             "--out", str(f))
     assert code == 0, err
     rows = f.read_text().splitlines()
     assert rows[0] == "path,split" and len(rows) == 19
     assert "train" in out and "sha256" in out
     # refusing to overwrite keeps the file intact
     before = f.read_bytes()
-    code, _, err = run(["data", "split", "--data", str(root), "--cache", cache,
-                        "--min-spectra", "2", "--out", str(f)], capsys)
+    code, _, err = run_cli(capsys, "data", "split", "--data", str(root), "--cache", cache,
+                           "--min-spectra", "2", "--out", str(f))
     assert code == 2 and "--force" in err and f.read_bytes() == before
-    code, out, err = run(["data", "info", "--data", str(root), "--cache", cache,
-                          "--min-spectra", "2", "--split", str(f), "--json"], capsys)
+    code, out, err = run_cli(capsys, "data", "info", "--data", str(root), "--cache", cache,
+                             "--min-spectra", "2", "--split", str(f), "--json")
     assert code == 0, err
     info = json.loads(out)
     assert info["split"]["train"] + info["split"]["val"] + info["split"]["test"] == 18
@@ -99,7 +89,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, match):
     argv = [a.format(tmp=tmp_path, root=root) for a in args] + ["--cache", str(tmp_path / "c")]
     if "--file" in args:
         argv = argv[:-2]
-    code, out, err = run(argv, capsys)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and match in lines[0], err
@@ -109,7 +99,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, match):
 def test_info_file_describes_one_spectrum(tmp_path, capsys):
     p = tmp_path / "s.csv"
     p.write_text("wavenumber,intensity\n100,1\n200,3\n300,2\n")
-    code, out, err = run(["data", "info", "--file", str(p), "--json"], capsys)
+    code, out, err = run_cli(capsys, "data", "info", "--file", str(p), "--json")
     assert code == 0, err
     d = json.loads(out)
     assert d["n_points"] == 3 and d["y_max"] == 3.0 and d["mineral"] is None
@@ -118,8 +108,8 @@ def test_info_file_describes_one_spectrum(tmp_path, capsys):
 @needs_data
 @pytest.mark.realdata
 def test_build_real_rruff_raw(capsys):
-    code, out, err = run(["data", "build", "--data", str(DATA), "--name", "rruff-raw",
-                          "--cache", str(CACHE), "--json"], capsys)
+    code, out, err = run_cli(capsys, "data", "build", "--data", str(DATA), "--name", "rruff-raw",
+                             "--cache", str(CACHE), "--json")
     assert code == 0, err
     s = json.loads(out)
     assert s["name"] == "rruff-raw" and s["min_spectra"] == 8

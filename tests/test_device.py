@@ -7,55 +7,44 @@ real port) or shares a ``loop://`` port with the test, which then drives it step
 from __future__ import annotations
 
 import struct
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from device_fakes import fake_loader, peak_spectrum, write_fake_artifact
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device_sim import protocol as P
-from device_sim.device import Device, DeviceConfig
+from device_sim.device import Device, DeviceConfig, open_store
 from device_sim.host import DeviceError, HostClient, HostConfig
-from device_sim.testing import fake_loader, peak_spectrum, write_fake_artifact
 from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
-from device_sim.uplink import ModelStore
-from ramanedge.errors import LinkError
+from device_sim.uplink import ModelStore, artifact_files
+from ramanedge.errors import LinkError, ModelError
+from tests.conftest import device_on_pty
 
 LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
+def _fake_store(tmp_path: Path, loader: Any) -> ModelStore:
+    """A device store (validated by ``loader``) with a fake factory model."""
+    art = write_fake_artifact(tmp_path / "factory", LABELS)
+    return open_store(tmp_path / "store", loader, factory=art)
+
+
 @pytest.fixture
 def fake_store(tmp_path: Path) -> ModelStore:
-    art = write_fake_artifact(tmp_path / "factory", LABELS)
-    return ModelStore.open(tmp_path / "store", factory=art)
+    return _fake_store(tmp_path, fake_loader())
 
 
-@contextmanager
-def running_device(store: ModelStore, *, baud: int | None = None,
-                   dev_faults: FaultConfig | None = None, host_faults: FaultConfig | None = None,
-                   compute_s: float = 0.0, host_config: HostConfig | None = None
-                   ) -> Iterator[tuple[Device, HostClient]]:
-    """A device thread on a pty slave, a host client on the master."""
-    master, slave = open_pty_pair()
-    dev_port = open_port(slave, baud=baud or 115200)
-    dev = Device(Link(dev_port, baud=baud, faults=dev_faults, seed_offset=1), store,
-                 fake_loader(compute_s), DeviceConfig(baud=baud, poll_seconds=0.02))
-    th = threading.Thread(target=dev.serve, daemon=True)
-    th.start()
-    host = HostClient(Link(master, baud=baud, faults=host_faults),
-                      host_config or HostConfig(timeout=0.3, deadline=20))
-    try:
-        yield dev, host
-    finally:
-        dev.stop()
-        th.join(5)
-        dev_port.close()
-        master.close()
+def running_device(store: ModelStore, *, loader: Any = None, **kw: Any
+                   ) -> AbstractContextManager[tuple[Device, HostClient]]:
+    """:func:`tests.conftest.device_on_pty` with ``loader`` (the one the store was opened
+    with) defaulting to the fake one."""
+    return device_on_pty(store, loader or fake_loader(), **kw)
 
 
 # --- loop:// : drive the device step by step ------------------------------------------------
@@ -229,6 +218,7 @@ def test_responses_are_never_answered(loop_device):
 
 def test_repeated_seq_is_answered_from_cache_not_recomputed(loop_device):
     dev, host = loop_device
+    calls0 = dev.backend.calls  # the factory install's validation classified one spectrum
     _, y = peak_spectrum(2, len(LABELS))
     req = P.encode_frame(P.MsgType.CLASSIFY, 40, P.encode_classify(P.encode_spectrum_grid(y)))
     (a,) = _exchange(dev, host, req)
@@ -237,7 +227,7 @@ def test_repeated_seq_is_answered_from_cache_not_recomputed(loop_device):
     assert a == b and a.type == P.MsgType.RESULT
     assert P.decode_result(a.payload).label == "gamma"
     assert dev.stats["classify_computed"] == 1 and dev.stats["cache_replays"] == 1
-    assert dev.backend.calls == 1
+    assert dev.backend.calls == calls0 + 1
     # the same seq with another payload (seq wrapped around) is a new request
     _, y2 = peak_spectrum(4, len(LABELS))
     req2 = P.encode_frame(P.MsgType.CLASSIFY, 40, P.encode_classify(P.encode_spectrum_grid(y2)))
@@ -287,9 +277,10 @@ def test_host_client_round_trip_raw_and_grid(fake_store):
         assert dev.stats["classify_computed"] == 2 * len(LABELS)
 
 
-def test_latency_is_wire_plus_compute(fake_store):
+def test_latency_is_wire_plus_compute(tmp_path):
     """Paced at 115200 baud: end-to-end = bytes * 10 / baud + device compute + a few ms."""
-    with running_device(fake_store, baud=115200, compute_s=0.01) as (dev, host):
+    slow = fake_loader(0.01)
+    with running_device(_fake_store(tmp_path, slow), baud=115200, loader=slow) as (dev, host):
         host.wait_ready(5)
         over = []
         for i in range(5):
@@ -428,13 +419,53 @@ def test_a_lost_commit_answer_is_recovered_and_reflashing_is_a_no_op(fake_store,
         assert host.rollback()["slot"] == old["slot"]
 
 
+def test_each_model_is_loaded_once_and_served_as_validated(tmp_path):
+    """Issue 15.4: the device serves the backend the store's validation loaded (relocated
+    from the staging folder into its slot): one load for the factory install, one per
+    commit, one per rollback; a store that does not validate is refused."""
+    loads: list[Path] = []
+
+    def counting_loader(folder: Path, headstore: Path) -> Any:
+        loads.append(Path(folder))
+        return fake_loader()(folder, headstore)
+
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2")
+    store = _fake_store(tmp_path, counting_loader)
+    assert len(loads) == 1  # the factory install's validation
+    with running_device(store, loader=counting_loader) as (dev, host):
+        old = host.wait_ready(5)
+        assert len(loads) == 1  # the device serves the validated backend: no second load
+        res = host.upload_model(new, chunk_size=1500)
+        assert res["model"] == "fake-v2" and res["previous"] == old["slot"]
+        assert len(loads) == 2  # one load for the commit: the validation's
+        assert loads[-1].parent.name == "staging"  # ...of the upload, before the swap
+        assert dev.backend.folder == dev.store.current_dir()  # relocated into its slot
+        _, y = peak_spectrum(5, len(LABELS) + 1)
+        assert host.classify(y)[0].label == "zeta"  # the new model answers
+        assert host.rollback()["slot"] == old["slot"]
+        assert len(loads) == 3  # the rollback target, validated and served
+        assert host.classify(y)[0].label != "zeta"
+    # the model that serves, committed again (the device thread has stopped): validated
+    # (one load), not swapped, the serving backend kept
+    served = dev.backend
+    again = store.begin_upload(artifact_files(tmp_path / "factory"))
+    for i, m in enumerate(again.files):
+        again.write_chunk(i, 0, (tmp_path / "factory" / m["name"]).read_bytes())
+    rtype, _ = dev.dispatch(P.Frame(P.MsgType.MODEL_COMMIT, 99, P.encode_json(
+        {"upload_id": again.upload_id})), time.perf_counter())
+    assert rtype == P.MsgType.MODEL_COMMIT_ACK and len(loads) == 4
+    assert dev.backend is served and store.current == old["slot"]
+    with pytest.raises(ModelError, match="does not validate"):
+        Device(Link(open_port("loop://")), ModelStore.open(tmp_path / "store"), fake_loader())
+
+
 def test_a_full_disk_is_a_documented_error_and_frees_the_staging_files(loop_device,
                                                                        tmp_path,
                                                                        monkeypatch):
     """Issue 16.14: ENOSPC while uploading: ERROR UPLOAD (not INTERNAL), staging removed."""
     import errno
 
-    from device_sim.uplink import Upload, artifact_files
+    from device_sim.uplink import Upload
 
     dev, host = loop_device
     new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2")

@@ -11,38 +11,33 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from device_sim.device import Device, DeviceConfig, edge_loader
+from device_sim.backend import edge_loader
+from device_sim.device import Device, open_store
 from device_sim.host import DeviceError, HostClient, HostConfig
-from device_sim.transport import Link, open_port, open_pty_pair
+from device_sim.transport import Link, open_port
 from device_sim.uplink import ModelStore
 from ramanedge.manifest import read_manifest, write_manifest
+from tests.conftest import device_on_pty
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def edge_device(store_root: Path, factory: Path, *, baud: int | None = None):
-    store = ModelStore.open(store_root, factory=factory)
-    master, slave = open_pty_pair()
-    dev_port = open_port(slave)
-    dev = Device(Link(dev_port, baud=baud), store, edge_loader(1),
-                 DeviceConfig(baud=baud, poll_seconds=0.02))
-    th = threading.Thread(target=dev.serve, daemon=True)
-    th.start()
-    host = HostClient(Link(master, baud=baud), HostConfig(timeout=0.5, deadline=30))
-    try:
-        yield dev, host
-    finally:
-        dev.stop()
-        th.join(5)
-        dev_port.close()
-        master.close()
+def edge_device(store_root: Path, factory: Path, *, baud: int | None = None
+                ) -> Iterator[tuple[Device, HostClient]]:
+    """The real edge runtime (1 thread) serving a store opened with ``factory``."""
+    loader = edge_loader(1)
+    store = open_store(store_root, loader, factory=factory)
+    with device_on_pty(store, loader, baud=baud,
+                       host_config=HostConfig(timeout=0.5, deadline=30)) as pair:
+        yield pair
 
 
 def _raw_version(grid_y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +59,13 @@ def _last_line_of_fresh_python(code: str) -> str:
 
 def test_device_modules_never_import_tensorflow(tiny_artifact):
     code = (
-        "import sys\n"
-        "import device_sim.protocol, device_sim.transport, device_sim.uplink, device_sim.host\n"
-        "import device_sim.device, device_sim.replay, device_sim.cli, device_sim.testing\n"
-        f"b = device_sim.device.EdgeBackend({str(tiny_artifact)!r})\n"
+        "import importlib, pkgutil, sys\n"
+        "import device_sim, device_sim.backend\n"
+        "mods = [m.name for m in pkgutil.iter_modules(device_sim.__path__)]\n"
+        "assert {'protocol', 'transport', 'uplink', 'host', 'replay', 'cli'} <= set(mods)\n"
+        "for name in mods:  # every module of the package\n"
+        "    importlib.import_module('device_sim.' + name)\n"
+        f"b = device_sim.backend.EdgeBackend({str(tiny_artifact)!r})\n"
         "import numpy as np\n"
         "b.classify(200 + np.arange(1392.0), 1 + np.arange(1392.0) % 7, 3)\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
@@ -284,9 +282,9 @@ def test_device_process_does_not_load_openssl_hashlib(tiny_artifact, tmp_path):
     ``hashlib`` loads OpenSSL's libcrypto (~3.8 MB RSS), a big slice of the 60 MB budget."""
     code = (
         "import sys\n"
-        "import ramanedge.cli, device_sim.cli, device_sim.device\n"
+        "import ramanedge.cli, device_sim.cli, device_sim.device, device_sim.backend\n"
         "from device_sim.uplink import ModelStore\n"
-        f"b = device_sim.device.EdgeBackend({str(tiny_artifact)!r})\n"
+        f"b = device_sim.backend.EdgeBackend({str(tiny_artifact)!r})\n"
         "import numpy as np\n"
         "b.classify(200 + np.arange(1392.0), 1 + np.arange(1392.0) % 7, 3)\n"
         f"s = ModelStore.open({str(tmp_path / 'store')!r}, factory={str(tiny_artifact)!r})\n"
@@ -333,6 +331,8 @@ def test_uplinks_and_rollbacks_keep_acknowledged_samples_and_each_models_head(
         assert host.head_retrain()["head"] == "v0001"
         res = host.upload_model(v2, chunk_size=4096)
         assert res["model"] == "tiny-v2" and res["head"] == "base"  # v0001 is A's head
+        # the backend validation loaded in staging/ serves, its files found in the slot
+        assert dev.backend.clf.artifact.folder == dev.store.current_dir()
         # B retrains on the same samples (features recomputed for its model file)
         out = host.head_retrain()
         assert out["n_samples"] == 5 and out["new_labels"] == ["newite"]

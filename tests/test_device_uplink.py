@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from device_fakes import FakeBackend, write_fake_artifact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_sim.testing import FakeBackend, write_fake_artifact
 from device_sim.uplink import ModelStore, Upload, UploadError, artifact_files
 from ramanedge.errors import ManifestError
 from ramanedge.manifest import read_manifest
@@ -399,6 +399,27 @@ def test_commit_is_idempotent_and_reflashing_the_current_model_changes_nothing(t
     assert again == slot and store.previous == first
     assert sorted(p.name for p in (tmp_path / "s" / "slots").iterdir()) == sorted([first, slot])
     assert _sha(store.slots_dir / store.rollback()) == _sha(old)
+
+
+def test_what_validation_loaded_is_handed_over_once_per_activation(tmp_path, arts):
+    """Issue 15.4: the store keeps what ``validate`` returned for the candidate that became
+    current (an install, a commit, a rollback target) and hands it over once; nothing for an
+    artifact that was not swapped in or was rejected."""
+    old, new = arts
+    store = ModelStore.open(tmp_path / "s", factory=old, validate=FakeBackend)
+    first = store.current
+    assert store.take_loaded(first).name == "old" and store.take_loaded(first) is None
+    slot = store.commit_upload(_upload(store, new).upload_id)
+    loaded = store.take_loaded(slot)
+    assert loaded.name == "new" and loaded.folder.parent.name == "staging"  # before the swap
+    assert store.commit_upload(_upload(store, new).upload_id) == slot  # identical: no swap
+    assert store.take_loaded(slot) is None
+    with pytest.raises(UploadError):
+        store.commit_upload(_upload(store, new, tamper=True).upload_id)
+    assert store.take_loaded(slot) is None
+    assert store.rollback() == first
+    assert store.take_loaded(first).folder == store.slots_dir / first
+    assert store.take_loaded(store.current) is None  # handed over once
 
 
 def test_a_stale_backup_pointer_is_caught_up_and_never_deletes_a_newer_slot(tmp_path, arts):

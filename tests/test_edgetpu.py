@@ -36,7 +36,7 @@ def converted(tmp_path_factory, synthetic_data):
     """
     import keras
 
-    from quantize.export import convert, dual_output_model, export_saved_model
+    from quantize.convert import convert, dual_output_model, export_saved_model
     from trainer.model import ModelConfig, build_model
 
     keras.utils.set_random_seed(0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import run_cli
 from trainer.model import ModelConfig
 
 MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
@@ -48,18 +49,6 @@ def real_spectrum(tmp_path_factory, shared_data_root) -> Path:
     pytest.skip("no LR-Raman RAW spectrum covers the grid")
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from ramanedge.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_grad_cam_maps_are_normalised_and_class_specific(tiny_run, real_spectrum) -> None:
@@ -85,15 +74,15 @@ def test_grad_cam_maps_are_normalised_and_class_specific(tiny_run, real_spectrum
 def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path,
                                                capsys) -> None:
     out = tmp_path / "gc"
-    code, stdout, err = _cli(["explain", "--model", str(tiny_run), str(real_spectrum),
-                              "--runner-up", "--out", str(out)], capsys)
+    code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(real_spectrum),
+                                "--runner-up", "--out", str(out))
     assert code == 0, err
     png = out / f"{real_spectrum.stem}_gradcam.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     assert "runner-up" in stdout and "bands" in stdout
     # a folder in one go: every file in it, one line and one PNG each
-    code, stdout, err = _cli(["explain", "--model", str(tiny_run), str(real_spectrum.parent),
-                              "--out", str(tmp_path / "gc2")], capsys)
+    code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
+                                str(real_spectrum.parent), "--out", str(tmp_path / "gc2"))
     assert code == 0, err
     assert len(list((tmp_path / "gc2").glob("*_gradcam.png"))) == len(
         list(real_spectrum.parent.iterdir()))
@@ -115,7 +104,7 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
         (["--model", str(tiny_run), str(real_spectrum), "--layer", "nope"], "not a layer"),
     ]
     for args, needle in cases:
-        code, _, err = _cli(["explain", *args, "--out", str(out)], capsys)
+        code, _, err = run_cli(capsys, "explain", *args, "--out", str(out))
         assert code == 2, (args, err)
         assert err.startswith("error:") and needle in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -68,7 +68,7 @@ def _write_rehashed(folder: Path, data: Any) -> None:
 @pytest.fixture(scope="module")
 def fuzz_artifact(tiny_artifact, synthetic_data, tmp_path_factory) -> Path:
     """A private tiny artifact with exemplars (so ``head.exemplars`` exists to mutate)."""
-    from edge_runtime.head import attach_exemplars
+    from quantize.exemplars import attach_exemplars
 
     dst = tmp_path_factory.mktemp("fuzz") / "artifact"
     shutil.copytree(tiny_artifact, dst)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.artifact import HeadWeights
-from edge_runtime.head import NotFittedError, SoftmaxHead, select_exemplars
+from edge_runtime.head import NotFittedError, SoftmaxHead
+from quantize.exemplars import select_exemplars
 
 
 def blobs(n_classes=6, per_class=20, d=32, seed=0, spread=1.0):

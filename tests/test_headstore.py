@@ -16,28 +16,18 @@ import pytest
 
 from edge_runtime.artifact import load_artifact
 from edge_runtime.classify import Classifier
-from edge_runtime.head import attach_exemplars
-from edge_runtime.headstore import TEST_PAUSE_ENV, HeadStore
+from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import make_interpreter
-from ramanedge.cli import main
+from quantize.exemplars import attach_exemplars
 from ramanedge.errors import HeadStoreError
 from ramanedge.grid import GRID, normalise_max
+from tests.conftest import run_cli
 
 # two minerals the tiny model never saw: peak sets unlike the four synthetic classes
 NEW_PEAKS = {
     "zetaite": ((150, 1.0), (560, 0.5), (1050, 0.4)),
     "etaite": ((380, 0.4), (640, 1.0), (1250, 0.8)),
 }
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def new_spectra(label: str, n: int, seed: int) -> np.ndarray:
@@ -208,10 +198,13 @@ def _xy(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
+CRASH_CHILD = Path(__file__).with_name("headstore_crash_child.py")
+
+
 def _spawn(args: list[str], cwd: Path, step: str) -> subprocess.Popen:
+    """``ramanedge ARGS`` in a child whose head stores pause at checkpoint ``step``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env[TEST_PAUSE_ENV] = f"{step}=60"
-    return subprocess.Popen([sys.executable, "-m", "ramanedge.cli", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, str(CRASH_CHILD), step, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -372,7 +365,7 @@ def test_one_store_serves_two_models(model, new_files, tiny_artifact_b, syntheti
     model with another file recomputes the features from the stored spectra."""
     import shutil
 
-    from edge_runtime.head import attach_exemplars as attach
+    from quantize.exemplars import attach_exemplars as attach
 
     store = _store_with_two_heads(model, new_files)
     b = tmp_path / "b"

@@ -15,11 +15,23 @@ from hypothesis import strategies as st
 from ramanedge.errors import ManifestError, RamanEdgeError
 from ramanedge.grid import DEFAULT_GRID, GridSpec
 from ramanedge.manifest import (
+    EXEMPLARS_FILE,
+    HEAD_FILE,
     MANIFEST_NAME,
+    MODEL_FILE,
     SCHEMA_VERSION,
+    VARIANT_FILES,
     Manifest,
+    QuantParams,
+    check_tensors,
+    head_section,
+    manifest_data,
+    model_section,
+    quantization_section,
     read_manifest,
+    unknown_section,
     validate,
+    variant_entry,
     write_manifest,
 )
 
@@ -379,3 +391,93 @@ def test_strict_json_output_has_no_bare_nan() -> None:
                   "inf": [float("-inf")], "path": Path("a/b")})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
         "median": None, "p": [0.5, 3], "inf": [None], "path": "a/b"}
+
+
+# ----------------------------------------------------------------- one contract (issue 15.2)
+
+
+def test_the_artifact_file_names_are_the_contracts() -> None:
+    """The on-disk names are the contract (rovers in the field hold such folders). They are
+    defined here only; tests/test_quantize.py checks no product code spells them out."""
+    assert (MANIFEST_NAME, MODEL_FILE, HEAD_FILE, EXEMPLARS_FILE) == (
+        "manifest.json", "model.tflite", "head.npz", "exemplars.npz")
+    assert dict(VARIANT_FILES) == {"float32": "model_float32.tflite",
+                                   "float16": "model_float16.tflite"}
+
+
+def test_section_builders_make_a_valid_manifest(folder: Path) -> None:
+    qi = QuantParams(index=0, scale=0.01, zero_point=-5, shape=(1, DEFAULT_GRID.n_points),
+                     name="spectrum")
+    qo = {"probs": QuantParams(index=7, scale=1 / 256, zero_point=-128, shape=(1, 3),
+                               name="probs"),
+          "features": QuantParams(index=8, scale=0.1, zero_point=3, shape=(1, 4),
+                                  name="features")}
+    assert QuantParams.from_dict(qi.to_dict()) == qi
+    prev = unknown_section({"method": "max_prob", "threshold": 0.5, "target_tpr": 0.95},
+                           split="val", previous={"method": "old", "previous": {"x": 1}})
+    assert prev["previous"] == {"method": "old"} and prev["split"] == "val"
+    assert unknown_section({"method": "max_prob", "threshold": 0.5}, split="val") == {
+        "method": "max_prob", "threshold": 0.5, "split": "val"}
+    head = head_section(feature_dim=4, n_classes=3, base_output="head")
+    assert head == {"file": HEAD_FILE, "feature_dim": 4, "n_classes": 3, "base_output": "head"}
+    assert head_section(feature_dim=4, n_classes=3, base_output="head",
+                        exemplars_per_class=2) == {**head, "exemplars": EXEMPLARS_FILE,
+                                                   "exemplars_per_class": 2}
+    with pytest.raises(ManifestError, match="base_output"):
+        head_section(feature_dim=4, n_classes=3, base_output="logits")
+    assert variant_entry("float32", top1=0.5)["file"] == VARIANT_FILES["float32"]
+    with pytest.raises(ManifestError, match="no comparison variant"):
+        variant_entry("int4")
+    data = manifest_data(name="unit", labels=["quartz", "calcite", "diamond"],
+                         model=model_section({"pool_size": 8}, ops={"FULLY_CONNECTED": 1}),
+                         quantization=quantization_section(qi, qo, calibration={"n": 3}),
+                         head=head, files=[MODEL_FILE, HEAD_FILE], unknown=prev,
+                         metrics={"int8": {"top1": 0.9}})
+    m = write_manifest(folder, data)
+    t = check_tensors(read_manifest(folder))
+    assert (t.input, t.probs, t.features, t.feature_dim) == (qi, qo["probs"], qo["features"], 4)
+    assert m.head_file == HEAD_FILE and m.base_output == "head" and m.exemplars_file is None
+    assert m.data["model"] == {"file": MODEL_FILE, "precision": "int8",
+                               "config": {"pool_size": 8}, "ops": {"FULLY_CONNECTED": 1}}
+
+
+def _qt(where: tuple[str, ...], key: str, value):
+    def f(d: dict) -> None:
+        node = d["quantization"]
+        for k in where:
+            node = node[k]
+        if value is KeyError:
+            del node[key]
+        else:
+            node[key] = value
+
+    return f
+
+
+def _no_head(d: dict) -> None:
+    del d["head"]
+    d["files"] = {k: {} for k in d["files"] if k != HEAD_FILE}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_qt(("input",), "shape", [1, 1000]), r"input shape \[1, 1000\] does not match the grid"),
+    (_qt(("outputs", "probs"), "shape", [1, 3]), "does not match the 4 labels"),
+    (_qt(("outputs", "features"), "shape", [64]), r"'features' shape \[64\]; expected"),
+    (_qt(("outputs",), "features", KeyError), "quantization.outputs.features' is missing"),
+    (_qt((), "input", KeyError), "quantization.input' is missing"),
+    (lambda d: d["head"].update(feature_dim=65), "head.feature_dim' is 65 but the model's "
+                                                 "features have 64"),
+    (_no_head, "the head file 'head.npz' is not listed"),
+])
+def test_cross_section_checks_need_no_interpreter(artifact_copy: Path, mutate,
+                                                  message: str) -> None:
+    """The quantisation entries against grid, labels and head: ramanedge.manifest checks
+    them (TF- and runtime-free); load_artifact refuses the same artifact."""
+    from edge_runtime.artifact import load_artifact
+
+    check_tensors(read_manifest(artifact_copy))  # the real artifact passes
+    _rehash(artifact_copy, mutate)
+    with pytest.raises(ManifestError, match=message):
+        check_tensors(read_manifest(artifact_copy))
+    with pytest.raises(ManifestError, match=message):
+        load_artifact(artifact_copy)

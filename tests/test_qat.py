@@ -98,7 +98,8 @@ def _export(model, cfg, data, out: Path, allow: bool = True):
 
 def _features_error(model, art: Path, X: np.ndarray) -> tuple[float, float]:
     """(rms error, fraction of exactly equal values) of the int8 features against Keras."""
-    from quantize.export import TFLiteRunner, dual_output_model
+    from quantize.convert import dual_output_model
+    from quantize.runner import TFLiteRunner
 
     ref = dual_output_model(model).predict(X, verbose=0)["features"]
     q = TFLiteRunner(art / "model.tflite").run(X)["features"]

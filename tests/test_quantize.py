@@ -1,7 +1,8 @@
-"""quantize.export / quantize.gate / quantize.cli: the int8 artifact, the parity gate, the CLI."""
+"""quantize (export, gate, exemplars, sweep, cli): the int8 artifact, the parity gate, the CLI."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantize.export import (
-    QuantizeConfig,
-    TFLiteRunner,
-    export_artifact,
-    select_calibration,
-)
+from quantize.export import QuantizeConfig, export_artifact, select_calibration
 from quantize.gate import ParityGateError, gate_failure, parity_report, topk_accuracy
+from quantize.runner import TFLiteRunner
 from ramanedge.errors import DataError, ModelError, RamanEdgeError
-from ramanedge.manifest import read_manifest
+from ramanedge.manifest import (
+    EXEMPLARS_FILE,
+    HEAD_FILE,
+    MANIFEST_NAME,
+    MODEL_FILE,
+    VARIANT_FILES,
+    read_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +113,7 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
     assert d["head"] == {"file": "head.npz", "feature_dim": 64, "n_classes": k,
                          "base_output": "head"}
     assert d["training"]["dataset"] == "synthetic"
-    runner = TFLiteRunner(tiny_artifact / "model.tflite")
+    runner = TFLiteRunner(tiny_artifact / MODEL_FILE)
     inp = runner.interpreter.get_input_details()
     outs = {o["index"]: o for o in runner.interpreter.get_output_details()}
     assert len(inp) == 1 and len(outs) == 2
@@ -124,7 +128,7 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
         assert (e["scale"], e["zero_point"]) == pytest.approx(o["quantization"])
     assert d["quantization"]["outputs"]["probs"]["scale"] == pytest.approx(1 / 256)
     # head.npz: the Keras probs layer, float32, no pickle
-    with np.load(tiny_artifact / "head.npz", allow_pickle=False) as z:
+    with np.load(tiny_artifact / HEAD_FILE, allow_pickle=False) as z:
         W, b = z["W"], z["b"]
     kw, kb = tiny_keras_model.get_layer("probs").get_weights()
     assert W.dtype == np.float32 and W.shape == (64, k) and b.shape == (k,)
@@ -152,11 +156,11 @@ def test_artifact_loads_in_edge_runtime(tiny_artifact: Path) -> None:
 
 
 def test_int8_outputs_match_keras(tiny_artifact: Path, tiny_keras_model, synthetic_data) -> None:
-    from quantize.export import dual_output_model
+    from quantize.convert import dual_output_model
 
     X = synthetic_data.X
     ref = dual_output_model(tiny_keras_model).predict(X, verbose=0)
-    q = TFLiteRunner(tiny_artifact / "model.tflite").run(X)
+    q = TFLiteRunner(tiny_artifact / MODEL_FILE).run(X)
     assert q["probs"].shape == (X.shape[0], 4) and q["features"].shape == (X.shape[0], 64)
     agree = np.mean(q["probs"].argmax(1) == ref["probs"].argmax(1))
     assert agree >= 0.99
@@ -165,7 +169,7 @@ def test_int8_outputs_match_keras(tiny_artifact: Path, tiny_keras_model, synthet
         np.linalg.norm(q["features"], axis=1) * np.linalg.norm(ref["features"], axis=1))
     assert cos.min() > 0.98
     # the float head on the int8 features (what the onboard retrainer builds on) agrees too
-    with np.load(tiny_artifact / "head.npz", allow_pickle=False) as z:
+    with np.load(tiny_artifact / HEAD_FILE, allow_pickle=False) as z:
         logits = q["features"] @ z["W"] + z["b"]
     assert np.mean(logits.argmax(1) == q["probs"].argmax(1)) >= 0.98
 
@@ -177,10 +181,11 @@ def test_variants_gate_failure_and_no_damage(tmp_path: Path, tiny_keras_model,
     out = tmp_path / "models" / "tiny"
     res = _export(tiny_keras_model, synthetic_data, out, also=("float32", "float16"))
     d = res.manifest.data
-    assert set(d["files"]) == {"model.tflite", "head.npz", "model_float32.tflite",
-                               "model_float16.tflite"}
+    assert set(d["files"]) == {MODEL_FILE, HEAD_FILE, *VARIANT_FILES.values()}
     sizes = {f: (out / f).stat().st_size for f in d["files"]}
-    assert sizes["model.tflite"] < sizes["model_float16.tflite"] < sizes["model_float32.tflite"]
+    assert sizes == res.sizes
+    assert (sizes[MODEL_FILE] < sizes[VARIANT_FILES["float16"]]
+            < sizes[VARIANT_FILES["float32"]])
     for p in ("float32", "float16"):
         v = d["variants"][p]
         assert v["file"] == f"model_{p}.tflite" and v["agreement"] >= 0.99
@@ -293,7 +298,7 @@ def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -
 
 def test_calibration_sweep_measures_without_writing(tmp_path: Path, monkeypatch,
                                                     tiny_keras_model, synthetic_data) -> None:
-    from quantize.export import calibration_sweep, sweep_table
+    from quantize.sweep import calibration_sweep, sweep_table
 
     monkeypatch.chdir(tmp_path)
     Xtr, ytr = synthetic_data.part("train")
@@ -356,6 +361,22 @@ def test_cli_refuses_existing_artifact_without_loading(tmp_path: Path, tiny_arti
     assert "pass --overwrite" in r.stderr and _tree(out) == before
 
 
+class FakeRun:
+    """What ``trainer.run.load_run`` returns, on the tiny model and the synthetic data."""
+
+    def __init__(self, model, data) -> None:
+        self.model = model
+        self.labels = list(data.labels)
+        self.model_config = model.ramanedge_config
+        self.config = {"data": {"dataset": "synthetic", "split": "grouped",
+                                "min_spectra": 8}, "split_sha256": "ab" * 32,
+                       "created": "2026-01-01T00:00:00+00:00"}
+        self.data = data
+
+    def subset(self, name: str):
+        return self.data.part(name)
+
+
 def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model,
                                    synthetic_data) -> None:
     """The CLI glue: load_run -> calibration draw from train -> export -> summary line."""
@@ -364,20 +385,7 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     import trainer.run as trun
     from quantize.cli import quantize
 
-    class FakeRun:
-        def __init__(self) -> None:
-            self.model = tiny_keras_model
-            self.labels = list(synthetic_data.labels)
-            self.model_config = tiny_keras_model.ramanedge_config
-            self.config = {"data": {"dataset": "synthetic", "split": "grouped",
-                                    "min_spectra": 8}, "split_sha256": "ab" * 32,
-                           "created": "2026-01-01T00:00:00+00:00"}
-            self.calls: list = []
-
-        def subset(self, name: str):
-            return synthetic_data.part(name)
-
-    fake = FakeRun()
+    fake = FakeRun(tiny_keras_model, synthetic_data)
     seen = {}
 
     def fake_load_run(run_dir, *, data_root=None, **_):
@@ -396,18 +404,171 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     assert m.data["training"]["split_sha256"] == "ab" * 32
     assert m.data["training"]["run"] == "syn" and m.data["training"]["dataset"] == "synthetic"
     assert m.data["quantization"]["calibration"]["n"] == 30
-    assert "model_float32.tflite" in m.files
+    assert VARIANT_FILES["float32"] in m.files
     assert seen["run_dir"] == run_dir
     # exemplars (default 10 per class) were attached before the folder was placed
-    assert m.data["head"].get("exemplars") == "exemplars.npz" and "exemplars.npz" in m.files
+    assert m.data["head"].get("exemplars") == EXEMPLARS_FILE and EXEMPLARS_FILE in m.files
     assert m.data["unknown"]["method"] == "knn_cosine"
     assert sorted(p.name for p in out.parent.iterdir()) == ["syn"]
     res = CliRunner().invoke(quantize, [str(run_dir), "--out", str(out), "--overwrite",
                                         "--exemplars", "0"])
     assert res.exit_code == 0, res.output
     m = read_manifest(out)
-    assert "exemplars.npz" not in m.files and m.data["unknown"]["method"] == "max_prob"
-    assert not (out / "exemplars.npz").exists()
+    assert EXEMPLARS_FILE not in m.files and m.data["unknown"]["method"] == "max_prob"
+    assert not (out / EXEMPLARS_FILE).exists()
+
+
+def test_export_computes_everything_then_writes_the_manifest_once(
+        tmp_path: Path, monkeypatch, tiny_keras_model, synthetic_data) -> None:
+    """Issue 15.2: with exemplars, quantize_run builds every section first (exemplars and the
+    knn_cosine rule included), writes the manifest exactly once and runs the int8 model in
+    one interpreter; the exemplar file holds the model's own int8 codes."""
+    import quantize.place
+    import quantize.runner
+    import ramanedge.manifest as contract
+    import trainer.run as trun
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.interpreter import (
+        dequantize_int8,
+        make_interpreter,
+        quantize_int8,
+        set_input_int8,
+    )
+    from quantize.exemplars import select_exemplars
+    from quantize.export import quantize_run
+
+    calls: dict[str, list] = {"write_manifest": [], "manifest.json": [], "interpreters": []}
+
+    def counting(key, real):
+        def f(*args, **kwargs):
+            calls[key].append(args[0])
+            return real(*args, **kwargs)
+        return f
+
+    write = counting("write_manifest", contract.write_manifest)
+    monkeypatch.setattr(contract, "write_manifest", write)
+    monkeypatch.setattr(quantize.place, "write_manifest", write)
+    real_atomic = contract.atomic_write_text
+
+    def atomic(path, *args, **kwargs):  # every manifest.json written, by whatever name
+        if Path(path).name == MANIFEST_NAME:
+            calls["manifest.json"].append(path)
+        return real_atomic(path, *args, **kwargs)
+
+    monkeypatch.setattr(contract, "atomic_write_text", atomic)
+    monkeypatch.setattr(quantize.runner, "make_interpreter",
+                        counting("interpreters", quantize.runner.make_interpreter))
+    monkeypatch.setattr(trun, "load_run",
+                        lambda *_a, **_k: FakeRun(tiny_keras_model, synthetic_data))
+    out = tmp_path / "models" / "once"
+    res = quantize_run(tmp_path / "run", out,
+                       config=QuantizeConfig(calib_size=30, exemplars_per_class=3))
+    assert len(calls["write_manifest"]) == 1 and len(calls["manifest.json"]) == 1
+    assert len(calls["interpreters"]) == 1  # the int8 model: gate, val, exemplars
+    assert sorted(p.name for p in out.parent.iterdir()) == ["once"]
+    m = read_manifest(out)
+    assert m.data == json_round_trip(res.manifest.data)
+    assert set(m.files) == {MODEL_FILE, HEAD_FILE, EXEMPLARS_FILE} == set(res.sizes)
+    assert m.data["head"]["exemplars"] == EXEMPLARS_FILE
+    assert m.data["head"]["exemplars_per_class"] == 3
+    u = m.data["unknown"]
+    assert u["method"] == "knn_cosine" and u["split"] == "val" and u["n_bank"] == 12
+    assert u["previous"]["method"] == "max_prob" and "previous" not in u["previous"]
+    assert u["target_tpr"] == u["previous"]["target_tpr"] == 0.95
+
+    # the stored codes are the int8 model's raw outputs for the herded training spectra
+    art = load_artifact(out)
+    fq = art.features_q
+    it = make_interpreter(art.model_path)
+    Xtr, ytr = synthetic_data.part("train")
+    raw = np.empty((len(Xtr), art.feature_dim), dtype=np.int8)
+    for i, x in enumerate(Xtr):
+        set_input_int8(it, x, art.input_q)
+        it.invoke()
+        raw[i] = it.get_tensor(fq.index).reshape(-1)
+    codes = np.arange(-128, 128, dtype=np.int8)
+    assert np.array_equal(quantize_int8(dequantize_int8(codes, fq), fq), codes)
+    idx = select_exemplars(dequantize_int8(raw, fq), ytr, per_class=3)
+    with np.load(out / EXEMPLARS_FILE, allow_pickle=False) as z:
+        assert z["features"].dtype == np.int8
+        np.testing.assert_array_equal(z["features"], raw[idx])
+        np.testing.assert_array_equal(z["y"], ytr[idx].astype(np.int32))
+
+
+def json_round_trip(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d))
+
+
+def test_requantising_dequantised_int8_features_is_exact() -> None:
+    """build_exemplars recovers the model's int8 codes from run_int8_batch's float output:
+    exact for every code, scale and zero point; anything off the grid is refused."""
+    from edge_runtime.interpreter import QuantParams, dequantize_int8, quantize_int8
+    from quantize.exemplars import build_exemplars
+
+    rng = np.random.default_rng(0)
+    codes = np.arange(-128, 128, dtype=np.int8)
+    for scale in 10.0 ** rng.uniform(-12, 12, 300):
+        qp = QuantParams(index=0, scale=float(scale), zero_point=int(rng.integers(-128, 128)),
+                         shape=(1, 256))
+        assert np.array_equal(quantize_int8(dequantize_int8(codes, qp), qp), codes)
+    qp = QuantParams(index=0, scale=0.05, zero_point=-7, shape=(1, 8))
+    q = rng.integers(-128, 128, (20, 8)).astype(np.int8)
+    y = np.repeat(np.arange(4), 5)
+    bank = build_exemplars(dequantize_int8(q, qp), y, qp, per_class=2)
+    assert bank.codes.dtype == np.int8 and bank.y.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(any(np.array_equal(c, r) for r in q) for c in bank.codes)
+    with pytest.raises(ModelError, match="not the int8 model's dequantised outputs"):
+        build_exemplars(dequantize_int8(q, qp) + 0.01, y, qp, per_class=2)
+
+
+def test_export_needs_the_training_split_for_exemplars(tmp_path: Path, tiny_keras_model,
+                                                       synthetic_data) -> None:
+    with pytest.raises(DataError, match=r"exemplars_per_class=3 needs the training split"):
+        _export(tiny_keras_model, synthetic_data, tmp_path / "o", exemplars_per_class=3)
+    with pytest.raises(ValueError, match="exemplars_per_class"):
+        QuantizeConfig(exemplars_per_class=-1)
+    assert not (tmp_path / "o").exists()
+
+
+PRODUCT_PACKAGES = ("ramanedge", "trainer", "quantize", "edge_runtime", "device_sim",
+                    "benchmarks")
+
+
+def _product_lines(pattern: re.Pattern[str], home: Path) -> list[str]:
+    """``path:line: text`` of every product source line matching ``pattern``, but in ``home``."""
+    found = []
+    for pkg in PRODUCT_PACKAGES:
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            if path == home:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    found.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    return found
+
+
+def test_no_tflite_interpreter_is_built_outside_make_interpreter() -> None:
+    """Issue 15.1: one int8 runtime path. Only edge_runtime/interpreter.py names the runtime's
+    Interpreter class; everything else asks make_interpreter."""
+    home = REPO / "edge_runtime" / "interpreter.py"
+    pattern = re.compile(r"Interpreter\s*\(|import\s.*\bInterpreter\b|\.Interpreter\b"
+                         r"|interpreter_cls\s*\(")
+    assert _product_lines(pattern, home) == []
+    assert pattern.search(home.read_text(encoding="utf-8"))  # the pattern does find it there
+
+
+def test_artifact_file_names_are_spelled_only_in_the_manifest_module() -> None:
+    """Issue 15.2: ``ramanedge.manifest`` defines the names; product code and benchmarks use
+    the constants (no literal, no second definition)."""
+    names = [MANIFEST_NAME, MODEL_FILE, HEAD_FILE, EXEMPLARS_FILE, *VARIANT_FILES.values()]
+    literal = "[\"'](" + "|".join(re.escape(n) for n in names) + ")[\"']"
+    defined = (r"^\s*(MANIFEST_NAME|MODEL_FILE|HEAD_FILE|DEFAULT_HEAD_FILE|EXEMPLARS_FILE|"
+               r"VARIANT_FILES)\s*[:=]")
+    home = REPO / "ramanedge" / "manifest.py"
+    assert _product_lines(re.compile(f"{literal}|{defined}"), home) == []
+    assert re.search(literal, home.read_text(encoding="utf-8"))
 
 
 def test_errors_are_ramanedge_errors() -> None:
@@ -428,7 +589,7 @@ def real_setup(shared_data_root: Path, tmp_path_factory):
     """
     import keras
 
-    from quantize.export import dual_output_model
+    from quantize.convert import dual_output_model
     from ramanedge.dataset import build_dataset
     from ramanedge.splits import make_split
     from trainer.model import ModelConfig, build_model
@@ -469,7 +630,7 @@ def test_int8_agrees_with_keras_on_real_spectra(real_setup) -> None:
     full, dual, out, res = real_setup
     assert res.parity.float_top1 >= 0.5  # the model learned something (chance: 1/6)
     ref = dual.predict(full.X, batch_size=256, verbose=0)
-    runner = TFLiteRunner(out / "model.tflite")
+    runner = TFLiteRunner(out / MODEL_FILE)
     q = runner.run(full.X)
     scale, zp = runner.input["quantization"]
     lo, hi = (-128 - zp) * scale, (127 - zp) * scale

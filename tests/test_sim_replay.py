@@ -10,15 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_sim.replay import (
-    ReplayConfig,
-    ReplayItem,
-    crop_to_window,
-    percentiles,
-    replay,
-    rss_slope,
-    write_report,
-)
+from device_sim.replay import ReplayConfig, replay
+from device_sim.report import write_report
+from device_sim.spectra import ReplayItem, crop_to_window
+from device_sim.stats import percentiles, rss_slope
 from device_sim.transport import FaultConfig
 from ramanedge.grid import preprocess
 
@@ -121,7 +116,7 @@ def test_paced_replay_never_beats_the_line_rate(tiny_artifact, items):
 def test_raw_rruff_files_are_read_and_cropped(shared_data_root):
     """Real LR-Raman raw broad scans: read by path from the archive, cropped to the model
     window (fewer points, fewer bytes), preprocessing output unchanged."""
-    from device_sim.replay import _read_raw
+    from device_sim.spectra import _read_raw
     from ramanedge.io.rruff import parse_rruff
     from ramanedge.io.sources import iter_spectrum_files
 

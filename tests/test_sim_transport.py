@@ -7,10 +7,11 @@ import threading
 import time
 
 import pytest
+from device_fakes import FakeClock
 
 from device_sim import protocol as P
 from device_sim.transport import (
-    FakeClock,
+    PTY_URL,
     FaultConfig,
     FaultInjector,
     Link,
@@ -117,6 +118,22 @@ def test_open_port_errors_are_link_errors():
         open_port("/dev/does-not-exist-ramanedge")
     with pytest.raises(LinkError):
         open_port("nosuchscheme://x")
+
+
+def test_pty_url_is_a_pyserial_url_handler():
+    """``pty://`` opens through ``serial.serial_for_url`` like every other port."""
+    import serial
+
+    master = open_port(PTY_URL)
+    try:
+        assert isinstance(master, serial.SerialBase) and master.is_open
+        assert type(master).__module__ == "device_sim.protocol_pty"
+        assert master.slave_path.startswith("/dev/") and os.path.exists(master.slave_path)
+    finally:
+        master.close()
+    assert not master.is_open
+    with pytest.raises(LinkError, match="cannot open serial port 'pty://x'"):
+        open_port("pty://x")
 
 
 def test_pty_pair_is_raw_and_paced():

@@ -166,7 +166,7 @@ def test_sgan_export_is_softmax_over_first_k_logits() -> None:
     import keras
 
     from trainer.model import build_model
-    from trainer.ssl import export_k_class
+    from trainer.sgan import export_k_class
 
     keras.utils.set_random_seed(0)
     base = build_model(3, TINY)

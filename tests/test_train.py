@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ramanedge.grid import shift_spectra
+from tests.conftest import run_cli
 from trainer.augment import AugmentConfig, augment_batch, shift_rows
 from trainer.model import ModelConfig
 from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
@@ -302,29 +303,17 @@ def test_train_refuses_to_overwrite_a_run(real_run) -> None:
 
 # ------------------------------------------------------------------ CLI: bad input, one line
 
-def _cli(args: list[str], capsys) -> tuple[int, str]:
-    from ramanedge.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    err = capsys.readouterr().err
-    return code, err
-
-
 def test_cli_train_missing_data_folder(tmp_path, capsys) -> None:
-    code, err = _cli(["train", "--data", str(tmp_path / "nowhere"), "--out",
-                      str(tmp_path / "run")], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out",
+                           str(tmp_path / "run"))
     assert code == 2
     assert err.startswith("error: data folder") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_train_unknown_activation(tmp_path, capsys) -> None:
-    code, err = _cli(["train", "--data", str(tmp_path), "--activation", "gelu", "--out",
-                      str(tmp_path / "run")], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), "--activation", "gelu",
+                           "--out", str(tmp_path / "run"))
     assert code == 2
     assert "gelu" in err and "leaky_relu" in err and "Traceback" not in err
 
@@ -332,15 +321,15 @@ def test_cli_train_unknown_activation(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("opt", [["--pool-size", "0"], ["--augment", "shift=abc"],
                                  ["--augment", "wobble=1"], ["--epochs", "0"]])
 def test_cli_train_bad_values(tmp_path, capsys, opt) -> None:
-    code, err = _cli(["train", "--data", str(tmp_path), *opt, "--out", str(tmp_path / "r")],
-                     capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), *opt, "--out",
+                           str(tmp_path / "r"))
     assert code == 2
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
 def test_cli_train_missing_split_file(tmp_path, capsys) -> None:
-    code, err = _cli(["train", "--data", str(tmp_path), "--split-file",
-                      str(tmp_path / "no.csv"), "--out", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), "--split-file",
+                           str(tmp_path / "no.csv"), "--out", str(tmp_path / "r"))
     assert code == 2
     assert "split file" in err and "does not exist" in err
 
@@ -351,16 +340,16 @@ def test_cli_train_bad_split_file_contents(tmp_path, capsys, shared_data_root) -
 
     bad = tmp_path / "split.csv"
     bad.write_text("path,split\nnot/a/spectrum.txt,train\n")
-    code, err = _cli(["train", "--data", str(shared_data_root), "--cache-dir",
-                      str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
-                      "--out", str(tmp_path / "r"), "--epochs", "1"], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(shared_data_root), "--cache-dir",
+                           str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
+                           "--out", str(tmp_path / "r"), "--epochs", "1")
     assert code == 2
     assert err.startswith("error: split file") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
     bad.write_text("file,part\nx,train\n")
-    code, err = _cli(["train", "--data", str(shared_data_root), "--cache-dir",
-                      str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
-                      "--out", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(shared_data_root), "--cache-dir",
+                           str(REPO / ".cache" / "ramanedge"), "--split-file", str(bad),
+                           "--out", str(tmp_path / "r"))
     assert code == 2 and "lacks column" in err
 
 
@@ -373,7 +362,7 @@ def test_cli_train_on_a_subset_split_without_val(tmp_path, capsys, shared_data_r
     import csv
     import json
 
-    from device_sim.replay import load_items
+    from device_sim.spectra import load_items
     from ramanedge.dataset import build_dataset
     from ramanedge.splits import complete_split, make_split, read_split_csv
     from tests.conftest import REPO
@@ -419,7 +408,7 @@ def test_cli_train_existing_output_is_kept(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    code, err = _cli(["train", "--data", str(tmp_path), "--out", str(out)], capsys)
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), "--out", str(out))
     assert code == 2 and "already exists" in err
     assert (out / "precious.txt").read_text() == "keep me"
 

@@ -27,35 +27,31 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ramanedge.grid import pad_outside
+from ramanedge.options import check_options, option, parse_options
 
 CROP_MIN_FRACTION: float = 0.4
 """Smallest window of the grid a ``crop`` augmentation keeps: a little below the rover's
 default refusal threshold (:data:`ramanedge.grid.DEFAULT_MIN_COVERAGE`), so every spectrum the
 rover accepts is inside what training showed."""
 
+
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Strength of each augmentation; all zero (the paper's setting) disables augmentation."""
+    """Strength of each augmentation; all zero (the paper's setting) disables augmentation.
 
-    shift_cm: int = 0
-    noise_std: float = 0.0
-    baseline: float = 0.0
-    scale: float = 0.0
-    background: float = 0.0
-    crop: float = 0.0
+    Each field is declared with its range and its ``--augment`` key
+    (:func:`ramanedge.options.option`).
+    """
+
+    shift_cm: int = option(0, within=(0, 100), key="shift")
+    noise_std: float = option(0.0, within=(0.0, 1.0), key="noise")
+    baseline: float = option(0.0, within=(0.0, 10.0))
+    scale: float = option(0.0, within=(0.0, 1.0))
+    background: float = option(0.0, within=(0.0, 1.0))
+    crop: float = option(0.0, within=(0.0, 1.0))
 
     def __post_init__(self) -> None:
-        if isinstance(self.shift_cm, bool) or int(self.shift_cm) != self.shift_cm:
-            raise ValueError(f"shift_cm must be a whole number of cm-1, got {self.shift_cm!r}")
-        object.__setattr__(self, "shift_cm", int(self.shift_cm))
-        if not 0 <= self.shift_cm <= 100:
-            raise ValueError(f"shift_cm must be in 0..100, got {self.shift_cm}")
-        for name, top in (("noise_std", 1.0), ("baseline", 10.0), ("scale", 1.0),
-                          ("background", 1.0), ("crop", 1.0)):
-            v = float(getattr(self, name))
-            if not 0.0 <= v <= top:
-                raise ValueError(f"{name} must be in [0, {top:g}], got {v}")
-            object.__setattr__(self, name, v)
+        check_options(self, what="augmentation")
 
     @property
     def enabled(self) -> bool:
@@ -76,33 +72,10 @@ class AugmentConfig:
     def parse(cls, spec: str) -> AugmentConfig:
         """Parse a CLI spec such as ``"shift=5,noise=0.01,baseline=0.1,scale=0.1"``.
 
-        ``""``, ``"none"`` and ``"off"`` give the disabled config. Raises ``ValueError``
-        naming the bad item.
+        ``""``, ``"none"``, ``"off"`` and ``"0"`` give the disabled config. Raises
+        ``ValueError`` naming the bad item.
         """
-        spec = spec.strip()
-        if spec.lower() in ("", "none", "off"):
-            return cls()
-        keys = {"shift": "shift_cm", "noise": "noise_std", "baseline": "baseline",
-                "scale": "scale", "background": "background", "crop": "crop"}
-        kw: dict[str, float] = {}
-        for item in spec.split(","):
-            name, sep, value = item.partition("=")
-            name = name.strip().lower()
-            if not sep or name not in keys:
-                raise ValueError(
-                    f"bad augmentation item {item.strip()!r}; expected NAME=VALUE with NAME in "
-                    f"{', '.join(keys)} (e.g. 'shift=5,noise=0.01')"
-                )
-            try:
-                kw[keys[name]] = float(value)
-            except ValueError:
-                raise ValueError(f"augmentation {name} needs a number, got {value!r}") from None
-        if "shift_cm" in kw:
-            s = kw["shift_cm"]
-            if s != int(s):
-                raise ValueError(f"shift must be a whole number of cm-1, got {s:g}")
-            kw["shift_cm"] = int(s)
-        return cls(**kw)
+        return parse_options(spec, cls, what="augmentation", example="'shift=5,noise=0.01'")
 
 
 def shift_rows(X: np.ndarray, shifts: np.ndarray) -> np.ndarray:

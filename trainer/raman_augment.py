@@ -23,34 +23,30 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ramanedge.options import check_options, option
 from trainer.augment import shift_rows
 
 
 @dataclass(frozen=True)
 class RamanAugmentConfig:
-    """Strength of each random transform of :func:`raman_views` (0 disables one)."""
+    """Strength of each random transform of :func:`raman_views` (0 disables one); each field
+    is declared with its range (:func:`ramanedge.options.option`)."""
 
-    shift_cm: int = 6
+    shift_cm: int = option(6, within=(0, 100))
     """Maximum |x-shift| in cm-1 (grid points)."""
-    gain: float = 0.2
+    gain: float = option(0.2, within=(0.0, 10.0))
     """Maximum |slope| of the smooth multiplicative ramp."""
-    baseline: float = 0.5
+    baseline: float = option(0.5, within=(0.0, 10.0))
     """Maximum amplitude (relative to the max) of the added fluorescence-like baseline."""
-    noise_std: float = 0.01
+    noise_std: float = option(0.01, within=(0.0, 10.0))
     """Maximum standard deviation of the Gaussian noise (relative to the max)."""
-    spikes: int = 2
+    spikes: int = option(2, within=(0, 20))
     """Maximum number of cosmic-ray spikes per view."""
-    spike_height: float = 0.6
+    spike_height: float = option(0.6, within=(0.0, 10.0))
     """Maximum spike height (relative to the max)."""
 
     def __post_init__(self) -> None:
-        if not 0 <= int(self.shift_cm) <= 100:
-            raise ValueError(f"shift_cm must be in 0..100, got {self.shift_cm}")
-        if not 0 <= int(self.spikes) <= 20:
-            raise ValueError(f"spikes must be in 0..20, got {self.spikes}")
-        for name in ("gain", "baseline", "noise_std", "spike_height"):
-            if not 0.0 <= float(getattr(self, name)) <= 10.0:
-                raise ValueError(f"{name} must be in [0, 10], got {getattr(self, name)}")
+        check_options(self, what="Raman view")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""

@@ -165,6 +165,36 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
                        "--out or pass --overwrite")
 
 
+def start_run(out: str | os.PathLike, data: DataConfig, *, overwrite: bool,
+              log: Callable[[str], None] | None = None,
+              report: Callable[[str], None] | None = None) -> tuple[Path, Any, np.ndarray]:
+    """The start of every run (:func:`train_run`, :func:`trainer.ssl.ssl_train_run`):
+    ``(out, data set, split)``.
+
+    Checks the output folder first (:func:`check_output_folder`, before any work), then
+    loads the data set (``log`` gets its size) and makes or reads the split (``report``,
+    default ``log``, gets what a split file changed: a quiet CLI still says it).
+    """
+    out = Path(out)
+    check_output_folder(out, overwrite)
+    ds = load_data(data, log)
+    split = make_or_read_split(ds, data, log=report if report is not None else log)
+    return out, ds, split
+
+
+def say_written(say: Callable[[str], None] | None, out: Path, test: dict[str, Any],
+                result: Any) -> None:
+    """The end of every run: its test top-1/top-3 (and at 15 and 30 cm-1 shifts), epochs,
+    training time, and where it was written, as two lines to ``say``."""
+    if say is None:
+        return
+    sh = test["shifts"]
+    say(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
+        f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
+        f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
+    say(f"run written to {out}")
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished run folder ``tmp`` to ``out`` (replacing an old run only now)."""
     old = None
@@ -206,11 +236,8 @@ def train_run(
 
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
-    out = Path(out)
-    check_output_folder(out, overwrite)
-    ds = load_data(data, log)
     say = report if report is not None else log
-    split = make_or_read_split(ds, data, log=say)  # what the split file changed: even with -q
+    out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
     if log is not None:
@@ -236,12 +263,7 @@ def train_run(
             result, ds, split, model_config, train_config, log=log)
     test = write_run(out, ds, split, data, model_config, train_config, result,
                      extra_config=extra, extra_models=models)
-    if say is not None:
-        sh = test["shifts"]
-        say(f"test: top-1 {100 * test['top1']:.1f}%  top-3 {100 * test['top3']:.1f}%  "
-            f"shift 15: {100 * sh['15']['top1']:.1f}%  shift 30: {100 * sh['30']['top1']:.1f}%  "
-            f"(n={test['n']}, {result.epochs_run} epochs, {result.seconds:.0f} s)")
-        say(f"run written to {out}")
+    say_written(say, out, test, result)
     return out
 
 

@@ -4,12 +4,14 @@ Recipe (Soysal et al. 2025): class-weighted cross-entropy, Adam (lr 1e-3), learn
 after ``lr_patience`` = 3 epochs without improvement of the validation metric, early stop after
 ``early_stop_patience`` = 5 such epochs, best weights restored.
 
-The epoch loop is written out here instead of using Keras callbacks so that every epoch's data
-(shuffle order and augmentation) is a pure function of ``(seed, epoch)``: each epoch draws a
-permutation and an augmented copy in numpy and runs ``train_on_batch`` over it (no
-``tf.data`` pipeline, so nothing is prefetched or reordered behind our back). The plateau and
-early-stopping rules are those of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping``
-(``min_delta``, ``cooldown=0``).
+The epoch loop (:func:`fit_model`, the one loop of every supervised training: the recipe's
+:func:`train_model`, its teachers, the int8-aware fine-tune and the few-label fine-tune of
+:mod:`trainer.ssl`) is written out here instead of using Keras callbacks so that every
+epoch's data (shuffle order and augmentation) is a pure function of ``(seed, epoch)``: each
+epoch draws a permutation and an augmented copy in numpy and runs ``train_on_batch`` over it
+(no ``tf.data`` pipeline, so nothing is prefetched or reordered behind our back). The plateau
+and early-stopping rules (:class:`Plateau`, shared with the SGAN's adversarial loop) are those
+of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping`` (``min_delta``, ``cooldown=0``).
 
 Reproducibility: :func:`seed_everything` calls ``keras.utils.set_random_seed`` and
 ``tf.config.experimental.enable_op_determinism`` (when ``TrainConfig.deterministic``), so two
@@ -32,6 +34,8 @@ from trainer.augment import AugmentConfig, augment_batch, split_background
 from trainer.model import ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
+Log = Callable[[str], None] | None
+"""Where progress lines go (``print``, a list's ``append``, ...); ``None`` = silence."""
 FLIGHT_AUGMENT = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1,
                                scale=0.1, crop=0.3)
 """The flight recipe's augmentation: shifts up to +-30 cm-1 (the paper's tolerance range),
@@ -236,9 +240,12 @@ def predict_probs(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.concatenate(outs).astype(np.float32)
 
 
-def _cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
-    p = probs[np.arange(y.size), y]
-    return float(-np.mean(np.log(np.clip(p, 1e-7, 1.0))))
+def val_logs(probs: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+    """``val_loss`` (mean cross-entropy, probabilities clipped at 1e-7) and ``val_accuracy``
+    of validation probabilities (N, K) against the labels."""
+    p = probs[np.arange(y_val.size), y_val]
+    return {"val_loss": float(-np.mean(np.log(np.clip(p, 1e-7, 1.0)))),
+            "val_accuracy": float(np.mean(probs.argmax(1) == y_val))}
 
 
 def epoch_line(epoch: int, epochs: int, logs: dict[str, float], seconds: float) -> str:
@@ -246,6 +253,83 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, float], seconds: float) 
     return (f"epoch {epoch:3d}/{epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.3f}  "
             f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.3f}  "
             f"lr {logs['lr']:.2e}  {seconds:.1f}s")
+
+
+def check_sets(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray,
+               y_val: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The training and validation sets as contiguous float32 spectra (N, P) and int64
+    labels; ``ValueError`` when either set is empty or its spectra and labels do not match."""
+    out = []
+    for what, X, y in (("training set", X_train, y_train), ("validation set", X_val, y_val)):
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.int64)
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"{what}: spectra {X.shape} and labels {y.shape} do not match")
+        out += [X, y]
+    if out[0].shape[0] == 0 or out[2].shape[0] == 0:
+        raise ValueError("training and validation sets must both be non-empty")
+    return out[0], out[1], out[2], out[3]
+
+
+def _check_schedule(schedule: list[float] | None) -> None:
+    if schedule is not None and (len(schedule) == 0 or not all(float(v) > 0 for v in schedule)):
+        raise ValueError("schedule must be a non-empty list of learning rates > 0")
+
+
+class Plateau:
+    """The learning-rate plateau, early-stopping and best-epoch rules of every training loop.
+
+    Those of ``keras.callbacks.ReduceLROnPlateau`` / ``EarlyStopping`` (``min_delta``,
+    ``cooldown=0``) on ``train_config.monitor``: the rate is multiplied by ``lr_factor``
+    (not below ``min_lr``) after ``lr_patience`` epochs without an improvement of more than
+    ``min_delta``, and training stops after ``early_stop_patience`` epochs without a new best.
+    """
+
+    def __init__(self, tc: TrainConfig) -> None:
+        self.tc = tc
+        self.higher = tc.monitor == "val_accuracy"
+        self.best = -math.inf if self.higher else math.inf
+        self.best_epoch = 0
+        self.lr = float(tc.learning_rate)
+        self.wait_lr = self.wait_stop = 0
+
+    def update(self, value: float, epoch: int) -> tuple[bool, bool, bool]:
+        """Feed one epoch's monitored value; returns ``(improved, lr_changed, stop)``."""
+        tc = self.tc
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{tc.monitor} became {value} at epoch {epoch}")
+        better_lr = value > self.best + tc.min_delta if self.higher \
+            else value < self.best - tc.min_delta
+        improved = value > self.best if self.higher else value < self.best
+        if improved:
+            self.best, self.best_epoch, self.wait_stop = value, epoch, 0
+        else:
+            self.wait_stop += 1
+        changed = False
+        if better_lr:
+            self.wait_lr = 0
+        else:
+            self.wait_lr += 1
+            if self.wait_lr >= tc.lr_patience and self.lr > tc.min_lr:
+                self.lr = max(self.lr * tc.lr_factor, tc.min_lr)
+                self.wait_lr, changed = 0, True
+        return improved, changed, self.wait_stop >= tc.early_stop_patience
+
+
+GRAPH_MIN_STEPS = 60
+"""Custom training steps run as ``tf.function`` graphs from this many steps on; shorter runs
+(tests) stay eager, where tracing would cost more than it saves."""
+
+
+def graph_step(step: Callable[..., Any], input_signature: list[Any], n_steps: int
+               ) -> Callable[..., Any]:
+    """``step`` as a ``tf.function`` with ``input_signature`` when it will run at least
+    :data:`GRAPH_MIN_STEPS` times (``n_steps``), else ``step`` itself (eager)."""
+    if n_steps < GRAPH_MIN_STEPS:
+        return step
+    import tensorflow as tf
+
+    return tf.function(step, input_signature=input_signature)
 
 
 def train_model(
@@ -269,39 +353,21 @@ def train_model(
     it drives the learning-rate schedule, early stopping and the choice of weights.
     ``init_weights`` (``model.get_weights()`` order and shapes) starts training from given
     weights instead of the seeded random initialisation (fine-tuning a pretrained backbone).
-    ``schedule`` (one learning rate per epoch, e.g. a validated run's ``history["lr"]`` cut
-    at its best epoch) trains exactly ``len(schedule)`` epochs with those rates and keeps the
-    final weights: no plateau rule, no early stopping, validation only logged (a refit on
-    train + validation, see ``benchmarks.accuracy_experiments``).
+    ``schedule`` and ``epoch_end``: see :func:`fit_model`.
     ``teacher_probs`` (N_train, n_classes): a teacher's probabilities on the clean training
     spectra; with ``train_config.distill > 0`` they are mixed into the targets (see
     :attr:`TrainConfig.distill`). Without them, ``train_config.teachers`` teachers are trained
     first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
-    ``epoch_end(model)`` runs after each epoch's training steps, before validation (the
-    int8-aware fine-tune recalibrates its grids there, so each epoch is judged on the grids
-    its weights give).
     """
-    import keras
-
     model_config = model_config or ModelConfig()
-    train_config = train_config or TrainConfig()
-    X_train = np.ascontiguousarray(X_train, dtype=np.float32)
-    X_val = np.ascontiguousarray(X_val, dtype=np.float32)
-    y_train = np.asarray(y_train, dtype=np.int64)
-    y_val = np.asarray(y_val, dtype=np.int64)
-    if X_train.shape[0] == 0 or X_val.shape[0] == 0:
-        raise ValueError("training and validation sets must both be non-empty")
-    if schedule is not None and (len(schedule) == 0 or not all(float(v) > 0 for v in schedule)):
-        raise ValueError("schedule must be a non-empty list of learning rates > 0")
-    if X_train.shape[0] != y_train.shape[0] or X_val.shape[0] != y_val.shape[0]:
-        raise ValueError("spectra and labels differ in length")
-    tc = train_config
+    tc = train_config or TrainConfig()
+    X_train, y_train, X_val, y_val = check_sets(X_train, y_train, X_val, y_val)
+    _check_schedule(schedule)
     soft = None
     teacher_info: list[dict[str, float]] = []
     if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
-                                                     model_config or ModelConfig(), tc,
-                                                     log=log)
+                                                     model_config, tc, log=log)
     if tc.distill > 0:
         if teacher_probs is None:
             raise ValueError("distill > 0 needs teachers: teachers >= 1 in the config, or the "
@@ -316,11 +382,60 @@ def train_model(
     model = build_model(n_classes, model_config)
     if init_weights is not None:
         model.set_weights(init_weights)
+    result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
+                       schedule=schedule, epoch_end=epoch_end, log=log)
+    result.teachers = teacher_info
+    return result
+
+
+def fit_model(
+    model: Any,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    train_config: TrainConfig,
+    *,
+    soft_targets: np.ndarray | None = None,
+    schedule: list[float] | None = None,
+    epoch_samples: int | None = None,
+    epoch_end: Callable[[Any], None] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
+    """The epoch loop: train a K-class softmax ``model`` (fresh or pretrained; compiled here
+    with Adam(``learning_rate``) and class-weighted cross-entropy) and restore its best weights.
+
+    Every epoch draws a permutation and an augmented copy of the training spectra from
+    ``(seed, epoch)`` alone, runs ``train_on_batch`` over it, validates, and applies the
+    :class:`Plateau` rules on ``train_config.monitor``. ``soft_targets`` (N_train, K): train
+    on these probabilities instead of the labels (distillation; class weights still from
+    ``y_train``). ``epoch_samples``: spectra drawn per epoch (default ``len(X_train)``),
+    concatenating fresh permutations (few-label training keeps the optimiser steps of an
+    epoch equal at every labelled fraction). ``schedule`` (one learning rate per epoch, e.g.
+    a validated run's ``history["lr"]`` cut at its best epoch) trains exactly
+    ``len(schedule)`` epochs with those rates and keeps the final weights: no plateau rule,
+    no early stopping, validation only logged (a refit on train + validation, see
+    ``benchmarks.accuracy_experiments``). ``epoch_end(model)`` runs after each epoch's
+    training steps, before validation (the int8-aware fine-tune recalibrates its grids there,
+    so each epoch is judged on the grids its weights give). With ``train_config.ema``,
+    validation, best-epoch selection and the kept weights use the averaged weights.
+    """
+    import keras
+
+    tc = train_config
+    X_train, y_train, X_val, y_val = check_sets(X_train, y_train, X_val, y_val)
+    _check_schedule(schedule)
+    if y_train.min() < 0 or y_train.max() >= n_classes:
+        raise ValueError(f"labels must be in 0..{n_classes - 1}")
+    acc_key = "accuracy" if soft_targets is None else "categorical_accuracy"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
-        loss="sparse_categorical_crossentropy" if soft is None else "categorical_crossentropy",
-        metrics=["accuracy" if soft is None else "categorical_accuracy"],
+        loss="sparse_categorical_crossentropy" if soft_targets is None
+        else "categorical_crossentropy",
+        metrics=[acc_key],
     )
+    targets = y_train if soft_targets is None else soft_targets
     weights = (class_weights(y_train, n_classes) if tc.class_weighting
                else np.ones(n_classes, dtype=np.float64))
     sample_w = weights[y_train].astype(np.float32)
@@ -328,32 +443,29 @@ def train_model(
     if tc.augment.background:
         bands, backgrounds = split_background(X_train)
 
-    higher_better = tc.monitor == "val_accuracy"
-    best = -math.inf if higher_better else math.inf
+    plateau = Plateau(tc)
     best_weights = model.get_weights()
-    best_epoch = 0
-    lr = float(tc.learning_rate)
-    wait_lr = wait_stop = 0
     history: dict[str, list[float]] = {k: [] for k in
                                        ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
     ema = [w.astype(np.float32).copy() for w in model.get_weights()] if tc.ema else None
     t_start = time.perf_counter()
     epochs_run = 0
     n_epochs = tc.epochs if schedule is None else len(schedule)
+    n = X_train.shape[0]
+    n_draw = max(int(epoch_samples or 0), n)
     for epoch in range(n_epochs):
         t0 = time.perf_counter()
-        if schedule is not None and float(schedule[epoch]) != lr:
-            lr = float(schedule[epoch])
-            model.optimizer.learning_rate.assign(lr)
+        if schedule is not None and float(schedule[epoch]) != plateau.lr:
+            plateau.lr = float(schedule[epoch])
+            model.optimizer.learning_rate.assign(plateau.lr)
         rng = np.random.default_rng([tc.seed, epoch])
-        order = rng.permutation(X_train.shape[0])
+        order = np.concatenate([rng.permutation(n) for _ in range(-(-n_draw // n))])[:n_draw]
         xb = X_train[order]
         if tc.augment.enabled:
             xb = augment_batch(xb, tc.augment, rng,
                                bands=None if bands is None else bands[order],
                                backgrounds=backgrounds)
-        yb = y_train[order] if soft is None else soft[order]
-        wb = sample_w[order]
+        yb, wb = targets[order], sample_w[order]
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)
@@ -361,7 +473,7 @@ def train_model(
             step = model.train_on_batch(xb[sl], yb[sl], sample_weight=wb[sl], return_dict=True)
             nb = yb[sl].shape[0]
             loss_sum += float(step["loss"]) * nb
-            acc_sum += float(step["accuracy" if soft is None else "categorical_accuracy"]) * nb
+            acc_sum += float(step[acc_key]) * nb
             if ema is not None:
                 for e, w in zip(ema, model.get_weights(), strict=True):
                     e *= tc.ema
@@ -374,13 +486,8 @@ def train_model(
         probs = predict_probs(model, X_val)
         if ema is not None:
             model.set_weights(current_weights)
-        logs = {
-            "loss": loss_sum / xb.shape[0],
-            "accuracy": acc_sum / xb.shape[0],
-            "val_loss": _cross_entropy(probs, y_val),
-            "val_accuracy": float(np.mean(probs.argmax(1) == y_val)),
-            "lr": lr,
-        }
+        logs = {"loss": loss_sum / xb.shape[0], "accuracy": acc_sum / xb.shape[0],
+                **val_logs(probs, y_val), "lr": plateau.lr}
         for k, v in logs.items():
             history[k].append(v)
         epochs_run = epoch + 1
@@ -388,34 +495,19 @@ def train_model(
             log(epoch_line(epochs_run, n_epochs, logs, time.perf_counter() - t0))
         if schedule is not None:
             continue
-        current = logs[tc.monitor]
-        if not math.isfinite(current):
-            raise FloatingPointError(f"{tc.monitor} became {current} at epoch {epochs_run}")
-        improved_lr = (current > best + tc.min_delta) if higher_better \
-            else (current < best - tc.min_delta)
-        improved = (current > best) if higher_better else (current < best)
+        improved, lr_changed, stop = plateau.update(logs[tc.monitor], epochs_run)
         if improved:
-            best, best_epoch = current, epochs_run
             best_weights = [e.copy() for e in ema] if ema is not None else model.get_weights()
-            wait_stop = 0
-        else:
-            wait_stop += 1
-        if improved_lr:
-            wait_lr = 0
-        else:
-            wait_lr += 1
-            if wait_lr >= tc.lr_patience and lr > tc.min_lr:
-                lr = max(lr * tc.lr_factor, tc.min_lr)
-                model.optimizer.learning_rate.assign(lr)
-                wait_lr = 0
-        if wait_stop >= tc.early_stop_patience:
+        if lr_changed:
+            model.optimizer.learning_rate.assign(plateau.lr)
+        if stop:
             break
     if schedule is None:
         model.set_weights(best_weights)
+        best_epoch = plateau.best_epoch
     else:
         best_epoch = epochs_run
         if ema is not None:
             model.set_weights(ema)
     return TrainResult(model=model, history=history, best_epoch=best_epoch,
-                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start,
-                       teachers=teacher_info)
+                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start)

@@ -4,7 +4,8 @@
 * :mod:`ramanedge.io.columns` - two-column CSV/TXT and ``.npy`` pairs, and
   :func:`read_spectrum`, which dispatches on content;
 * :mod:`ramanedge.io.sources` - spectrum files in folders, ``.zip`` and ``.tar.xz`` archives,
-  read without unpacking to disk.
+  read without unpacking to disk, and :func:`expand_paths` for the files and folders a user
+  names on the command line.
 """
 
 from ramanedge.io.columns import parse_columns, parse_npy, parse_spectrum, read_spectrum
@@ -15,11 +16,17 @@ from ramanedge.io.rruff import (
     read_rruff,
     strip_rruff_id,
 )
-from ramanedge.io.sources import SourceFile, iter_spectrum_files, source_fingerprint
+from ramanedge.io.sources import (
+    SourceFile,
+    expand_paths,
+    iter_spectrum_files,
+    source_fingerprint,
+)
 
 __all__ = [
     "SourceFile",
     "Spectrum",
+    "expand_paths",
     "iter_spectrum_files",
     "normalise_label",
     "parse_columns",

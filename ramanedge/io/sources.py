@@ -22,6 +22,11 @@ rules with the file's own name as the relative path of the archive/file.
 
 Unreadable archives and members are reported through ``on_error(path, reason)`` and skipped;
 they never abort an iteration.
+
+User inputs (``ramanedge classify``, ``ramanedge head add``) go through :func:`expand_paths`
+instead: files named explicitly are taken whatever their suffix, folders are searched for the
+formats :func:`~ramanedge.io.read_spectrum` reads (:data:`SPECTRUM_SUFFIXES`), and every bad
+input becomes an error entry rather than an exception.
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ramanedge.errors import DataError
 
 __all__ = [
+    "SPECTRUM_SUFFIXES",
     "SourceFile",
     "archive_kind",
+    "expand_paths",
     "iter_source_files",
     "iter_spectrum_files",
     "source_fingerprint",
@@ -47,6 +54,9 @@ ErrorHook = Callable[[str, str], None]
 Accept = Callable[[str], bool]
 
 _TAR_SUFFIXES = (".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2")
+#: File suffixes :func:`expand_paths` picks up in a folder (files named explicitly are always
+#: taken): the formats :func:`~ramanedge.io.read_spectrum` reads.
+SPECTRUM_SUFFIXES = (".txt", ".csv", ".tsv", ".dat", ".npy")
 
 
 @dataclass(frozen=True)
@@ -195,3 +205,29 @@ def iter_spectrum_files(
                 hook(rel, f"unreadable file: {e.strerror or e}")
                 continue
             yield SourceFile(rel, data)
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(file path, None)`` for every input file, or ``(path, error)`` for bad inputs.
+
+    Files are yielded as given; folders are searched recursively (sorted, hidden entries
+    skipped) for files ending in :data:`SPECTRUM_SUFFIXES`.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = False
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.startswith(".") or not fn.lower().endswith(SPECTRUM_SUFFIXES):
+                        continue
+                    found = True
+                    yield str(Path(dirpath) / fn), None
+            if not found:
+                yield str(p), (f"folder {p} holds no spectrum files "
+                               f"({', '.join(SPECTRUM_SUFFIXES)})")
+        elif p.exists():
+            yield str(p), None
+        else:
+            yield str(p), f"no such file or folder: {p}"

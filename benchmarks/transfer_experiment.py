@@ -1,7 +1,7 @@
-"""The transfer experiment, rover side: teach a pretrained int8 model new minerals.
+"""The transfer experiment, TF-free part: teach a pretrained int8 model new minerals.
 
 Given an artifact trained on a *subset* of the ``rruff-raw`` minerals (pretraining, done on
-the ground by ``benchmarks/transfer.py``) and the whole data set with its grouped split:
+the ground by :mod:`benchmarks.transfer`) and the whole data set with its grouped split:
 
 * **old** minerals = the artifact's labels; **new pool** = data-set minerals the artifact
   never saw that have at least ``max(ks)`` train-split spectra and some val/test spectra;
@@ -17,9 +17,9 @@ the ground by ``benchmarks/transfer.py``) and the whole data set with its groupe
 * unknown-mineral detection on minerals the model never saw (new pool + ``heldout``):
   AUROC, FPR at 95 % TPR and the confident-wrong rate at a threshold calibrated on val.
 
-Everything here is numpy + the TFLite runtime (no TensorFlow).
-``python -m edge_runtime.transfer --model DIR --split-csv FILE`` runs it on an existing
-artifact.
+Everything here is numpy + the TFLite runtime through the rover's own code
+(``edge_runtime``), no TensorFlow. ``python -m benchmarks.transfer_experiment --model DIR
+--split-csv FILE`` runs it on an existing artifact.
 """
 
 from __future__ import annotations
@@ -468,7 +468,7 @@ def markdown_unknown(u: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m edge_runtime.transfer --model DIR --split-csv FILE [--unknown-only]``.
+    """``python -m benchmarks.transfer_experiment --model DIR --split-csv FILE [--unknown-only]``.
 
     Runs on an existing artifact: the full experiment for a model pretrained on a subset
     of the data set's minerals, or (``--unknown-only``) just the unknown-mineral measurement

@@ -1,7 +1,9 @@
-"""Test doubles for the device: a fake artifact writer and a fake backend (no TFLite).
+"""Test doubles for ``device_sim``: a fake artifact writer, a fake backend (no TFLite) and a
+manual clock. Test code only (``tests/`` is on pytest's ``pythonpath``): nothing here ships
+to the rover.
 
 They let the protocol, the store and the retry logic be tested in milliseconds; the real
-runtime (:class:`~device_sim.device.EdgeBackend`) is tested on the ``tiny_artifact`` fixture.
+runtime (:class:`~device_sim.backend.EdgeBackend`) is tested on the ``tiny_artifact`` fixture.
 A fake artifact is a folder with a valid manifest whose ``model.tflite`` starts with
 ``FAKEMODEL`` (anything else makes :class:`FakeBackend` refuse to load it, which is how tests
 make a model whose checksums are right but which cannot run).
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from device_sim.device import Classification
+from device_sim.backend import Classification
 from ramanedge.errors import HeadStoreError, ModelError
 from ramanedge.grid import preprocess
 from ramanedge.manifest import read_manifest, write_manifest
@@ -103,6 +105,10 @@ class FakeBackend:
         self._head = f"v{v:04d}"
         return {"head": self._head, "n_labels": len(self.labels), "new_labels": new}
 
+    def relocate(self, folder: Path) -> None:
+        """The artifact folder was renamed (staging -> slot): remember where it is now."""
+        self.folder = Path(folder)
+
 
 def fake_loader(compute_s: float = 0.0):
     """A device loader building :class:`FakeBackend` objects."""
@@ -130,3 +136,26 @@ def peak_spectrum(label_index: int, n_labels: int, *, raw: bool = False, seed: i
     g = 200.0 + np.arange(1392)
     y = 0.05 + np.exp(-0.5 * ((g - centre) / 6.0) ** 2) + rng.normal(0, 0.005, 1392)
     return None, y
+
+
+class FakeClock:
+    """A manual :class:`~device_sim.transport.Clock` for tests: :meth:`sleep` advances time
+    instantly and is recorded."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = float(start)
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        """Current fake time."""
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the fake time by ``seconds``."""
+        if seconds > 0:
+            self.sleeps.append(seconds)
+            self.t += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass without a sleep (e.g. work done between sends)."""
+        self.t += seconds

@@ -1,0 +1,89 @@
+"""``ramanedge device serve`` as a child process of the replay: started on a pty slave,
+SIGKILLed (a power cut) and restarted for the ``restart`` fault, stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from device_sim.transport import FaultConfig
+
+
+class DeviceProcess:
+    """``ramanedge device serve`` in a child process on a given port; restartable."""
+
+    def __init__(self, port: str, model: Path, store: Path, *, threads: int,
+                 cpus: int | None, baud: int | None, faults: FaultConfig,
+                 log_path: Path | None = None, pace: bool = True) -> None:
+        self.port = port
+        self.model = Path(model)
+        self.store = Path(store)
+        self.threads = threads
+        self.cpus = cpus
+        self.baud = baud
+        self.pace = pace
+        self.faults = FaultConfig(corrupt=faults.corrupt, drop=faults.drop, flip=faults.flip,
+                                  garbage=faults.garbage, seed=faults.seed)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        """The command line of the device process."""
+        cmd = [sys.executable, "-m", "ramanedge.cli", "device", "serve", "--port", self.port,
+               "--model", str(self.model), "--store", str(self.store),
+               "--threads", str(self.threads), "--baud", str(self.baud or 0),
+               "--faults", self.faults.to_spec(), "--seed-offset", str(1 + 7919 * self.starts)]
+        if self.cpus:
+            cmd += ["--cpus", str(self.cpus)]
+        if not self.pace:
+            cmd.append("--no-pace")
+        return cmd
+
+    def start(self) -> int:
+        """Start the process; returns its pid."""
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(self.threads)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, env=env)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        self.starts += 1
+        self.pids.append(self.proc.pid)
+        return self.proc.pid
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid."""
+        return self.proc.pid if self.proc is not None else None
+
+    def kill(self) -> None:
+        """SIGKILL the process (a power cut) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
