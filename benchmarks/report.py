@@ -254,8 +254,9 @@ def _memory_section(mem: dict[str, Any]) -> list[str]:
     return L
 
 
-def render(res: dict[str, Any]) -> str:
-    """The Markdown text of the report."""
+def render(res: dict[str, Any], extra_sections: tuple[str, ...] = ()) -> str:
+    """The Markdown text of the report; ``extra_sections`` (Markdown) go before
+    "Reproduce" (the uplink and hardware-profile benches, :data:`COMPANIONS`)."""
     meta = res.get("meta", {})
     mach = meta.get("machine", {})
     L: list[str] = ["# Benchmarks", ""]
@@ -432,6 +433,8 @@ def render(res: dict[str, Any]) -> str:
         if demo.get("summary"):
             L += [f"{demo['summary']}", ""]
 
+    for section in extra_sections:
+        L += [section.rstrip("\n"), ""]
     L += ["## Reproduce", "", "```", "make bench            # = python -m ramanedge.cli bench "
           "--data ../shared/data/rruff", "ramanedge bench --quick --skip-train   # minutes: "
           "reuse runs, short timing, serial on a subset",
@@ -439,6 +442,32 @@ def render(res: dict[str, Any]) -> str:
           "tests/test_bench_smoke.py)", "make demo", "```", "",
           "All numbers above are in the JSON file next to this one (same run)."]
     return "\n".join(L) + "\n"
+
+
+#: Benchmarks with their own JSON next to ``benchmarks.md`` (written by their own command,
+#: so that ``make bench`` keeps them): file name -> module whose ``section(json)`` renders it.
+COMPANIONS = {"uplink.json": "benchmarks.uplink", "profiles.json": "benchmarks.profiles"}
+
+
+def companion_sections(folder: Path) -> tuple[str, ...]:
+    """The Markdown sections of the :data:`COMPANIONS` found in ``folder``."""
+    import importlib
+
+    out = []
+    for name, module in COMPANIONS.items():
+        path = Path(folder) / name
+        if path.is_file():
+            out.append(importlib.import_module(module).section(json.loads(path.read_text())))
+    return tuple(out)
+
+
+def rerender(folder: Path) -> Path | None:
+    """Re-render ``folder/benchmarks.md`` from its JSON (after a companion bench wrote its
+    own JSON there); ``None`` when the folder holds no ``benchmarks.json``."""
+    src = Path(folder) / "benchmarks.json"
+    if not src.is_file():
+        return None
+    return write_report(json.loads(src.read_text()), src.with_suffix(".md"))["md"]
 
 
 def write_report(res: dict[str, Any], md_path: Path, json_path: Path | None = None,
@@ -455,7 +484,7 @@ def write_report(res: dict[str, Any], md_path: Path, json_path: Path | None = No
         paths["sweep_trade_png"] = img_dir / "sweep_tradeoff.png"
         plot_sweep(res["sweep"]["rows"], paths["sweep_shift_png"], paths["sweep_trade_png"])
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(render(res), encoding="utf-8")
+    md_path.write_text(render(res, companion_sections(md_path.parent)), encoding="utf-8")
     paths["md"] = md_path
     if json_path is not None:
         write_json(Path(json_path), res)

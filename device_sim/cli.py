@@ -176,15 +176,25 @@ def info(port: str, baud: int, pace: bool) -> None:
 @click.option("--chunk", type=click.IntRange(64, 16000), default=4096, show_default=True,
               help="bytes per MODEL_CHUNK")
 def flash(port: str, baud: int, pace: bool, model: Path, chunk: int) -> None:
-    """Upload a new model artifact; the device verifies and swaps it in atomically."""
-    with _connected(port, baud, pace) as client:
-        last = [-1]
+    """Upload a new model artifact; the device verifies and swaps it in atomically.
 
-        def progress(sent: int, total: int) -> None:
-            pct = int(100 * sent / max(total, 1))
+    Only what the device lacks is sent (files it holds are copied on the device; an
+    interrupted upload resumes where it stopped: run the same command again); files travel
+    zlib-compressed where that pays. Progress with an ETA goes to stderr."""
+    import time
+
+    with _connected(port, baud, pace) as client:
+        last, start = [-1], [0.0, 0]
+
+        def progress(have: int, total: int) -> None:
+            if not start[0]:
+                start[:] = [time.monotonic(), have]
+            pct = int(100 * have / max(total, 1))
             if pct // 10 != last[0]:
                 last[0] = pct // 10
-                click.echo(f"  {sent}/{total} bytes ({pct}%)", err=True)
+                rate = (have - start[1]) / max(time.monotonic() - start[0], 1e-6)
+                eta = f", ETA {(total - have) / rate:.0f} s" if rate > 0 and have < total else ""
+                click.echo(f"  {have}/{total} bytes on the device ({pct}%){eta}", err=True)
 
         _echo_json(client.upload_model(model, chunk_size=chunk, progress=progress))
 
@@ -299,6 +309,9 @@ def head_retrain(port: str, baud: int, pace: bool) -> None:
 @click.option("--cpus", type=click.IntRange(0, 1024), default=1, show_default=True,
               help="pin the device to this many cores; 0 = no pinning")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--profile", default=None, metavar="NAME",
+              help="run the device as a board class: host, pi4, zero2 (one core, a share of "
+                   "it and a memory limit; device_sim.profiles)")
 @click.option("--faults", default="", help="e.g. corrupt=0.01,garbage=0.005,restart=100,seed=1")
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
 @click.option("--rss-every", type=click.IntRange(1, 10**6), default=10, show_default=True)
@@ -307,9 +320,10 @@ def head_retrain(port: str, baud: int, pace: bool) -> None:
               help="write replay.json, answers.jsonl, latency.png and device.log here")
 def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
                split_file: Path | None, part: str, payload: str, baud: int, limit: int | None,
-               pace: bool, cpus: int, threads: int, faults: str, top_k: int, rss_every: int,
-               port: str | None, out: Path | None) -> None:
+               pace: bool, cpus: int, threads: int, profile: str | None, faults: str,
+               top_k: int, rss_every: int, port: str | None, out: Path | None) -> None:
     """Replay RRUFF spectra to a device process on a pty pair and measure the link."""
+    from device_sim.profiles import get_profile
     from device_sim.replay import ReplayConfig, replay
     from device_sim.report import write_report
     from device_sim.spectra import load_items
@@ -317,6 +331,7 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
     from ramanedge.paths import default_data_root
 
     read_manifest(model)  # fail fast on a bad artifact
+    hw = get_profile(profile) if profile else None
     root = data if data is not None else default_data_root()
     if not root.exists():
         raise DataError(f"data root {root} does not exist (give --data DIR)")
@@ -329,9 +344,10 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
     cfg = ReplayConfig(model=model, baud=_baud(baud), pace=pace, limit=limit,
                        cpus=cpus or None,
                        threads=threads, faults=FaultConfig.parse(faults), top_k=top_k,
-                       rss_every=rss_every, port=port)
+                       rss_every=rss_every, port=port, profile=hw.name if hw else None)
     say(f"replaying {limit or len(items)} of {len(items)} {part} spectra ({payload}) at "
-        f"{cfg.baud or 'unpaced'} baud, faults: {cfg.faults.to_spec()}")
+        f"{cfg.baud or 'unpaced'} baud, faults: {cfg.faults.to_spec()}"
+        + (f", profile {hw.name}: {hw.boards}" if hw else ""))
     log = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -348,6 +364,7 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
                                       "device_compute_ms", "overhead_ms", "target",
                                       "throughput")}
     summary["device"] = {k: report["device"][k] for k in
-                         ("cpus", "threads", "peak_rss_bytes_reported", "rss_slope")}
+                         ("cpus", "threads", "peak_rss_bytes_reported", "rss_slope", "profile",
+                          "cpu_limit")}
     summary["host"] = report["host"]
     _echo_json(summary)

@@ -33,7 +33,7 @@ from device_sim import protocol as P
 from device_sim.backend import Backend, Loader, edge_loader, validate_artifact
 from device_sim.proc import apply_cpu_limit, rss_bytes, tune_malloc
 from device_sim.transport import FaultConfig, Link, open_port
-from device_sim.uplink import HEADSTORE, ModelStore, UploadError
+from device_sim.uplink import HEADSTORE, UPLINK_FEATURES, ModelStore, UploadError
 from ramanedge.errors import (
     HeadStoreError,
     LinkError,
@@ -289,7 +289,9 @@ class Device:
                 raise LinkError("MODEL_BEGIN payload must be a JSON object")
             up = self.store.begin_upload(req.get("files"))
             return P.MsgType.MODEL_BEGIN_ACK, P.encode_json(
-                {"upload_id": up.upload_id, "chunk_max": P.MAX_PAYLOAD - 9})
+                {"upload_id": up.upload_id, "chunk_max": P.MAX_PAYLOAD - 9,
+                 "missing": up.missing(), "held": up.held, "resumed": up.resumed,
+                 "received": sum(r.total for r in up.received)})
         if t == P.MsgType.MODEL_CHUNK:
             uid, fi, off, data = P.decode_chunk(frame.payload)
             n = self.store.get_upload(uid).write_chunk(fi, off, data)
@@ -320,7 +322,8 @@ class Device:
         """INFO reply: model, labels hash, memory in use, CPU limits, counters."""
         cur, peak = rss_bytes()
         return {**self._model_info(), "protocol": P.PROTOCOL_VERSION,
-                "max_payload": P.MAX_PAYLOAD, "rss_bytes": cur, "peak_rss_bytes": peak,
+                "max_payload": P.MAX_PAYLOAD, "uplink": list(UPLINK_FEATURES),
+                "rss_bytes": cur, "peak_rss_bytes": peak,
                 "pid": os.getpid(), "boot_id": self.boot_id,
                 "uptime_s": round(time.time() - self.started, 3),
                 "threads": self.config.threads, "cpus": self.affinity,

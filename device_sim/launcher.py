@@ -9,15 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from device_sim.profiles import CpuLimit, HardwareProfile, limit_cpu, memory_preexec
 from device_sim.transport import FaultConfig
 
 
 class DeviceProcess:
-    """``ramanedge device serve`` in a child process on a given port; restartable."""
+    """``ramanedge device serve`` in a child process on a given port; restartable.
+
+    ``profile``: run it as that board class (:mod:`device_sim.profiles`: its cores, its
+    share of each, its address-space limit); :attr:`cpu_limit` says how the share was
+    enforced."""
 
     def __init__(self, port: str, model: Path, store: Path, *, threads: int,
                  cpus: int | None, baud: int | None, faults: FaultConfig,
-                 log_path: Path | None = None, pace: bool = True) -> None:
+                 log_path: Path | None = None, pace: bool = True,
+                 profile: HardwareProfile | None = None) -> None:
         self.port = port
         self.model = Path(model)
         self.store = Path(store)
@@ -28,6 +34,11 @@ class DeviceProcess:
         self.faults = FaultConfig(corrupt=faults.corrupt, drop=faults.drop, flip=faults.flip,
                                   garbage=faults.garbage, seed=faults.seed)
         self.log_path = log_path
+        self.profile = profile
+        if profile is not None:
+            self.cpus = profile.cpus
+        self.cpu_limit: CpuLimit | None = None
+        self.limits: list[str] = []  # how each start's CPU share was enforced
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
         self.starts = 0
@@ -51,15 +62,26 @@ class DeviceProcess:
             env[var] = str(self.threads)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        memory = self.profile.memory_mib if self.profile is not None else None
         try:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, env=env)
+                                         stdout=log, stderr=log, env=env,
+                                         preexec_fn=memory_preexec(memory))
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
         self.starts += 1
         self.pids.append(self.proc.pid)
+        if self.profile is not None:
+            self._undo_cpu_limit()
+            self.cpu_limit = limit_cpu(self.proc.pid, self.profile.cpu_fraction)
+            self.limits.append(self.cpu_limit.how)
         return self.proc.pid
+
+    def _undo_cpu_limit(self) -> None:
+        if self.cpu_limit is not None:
+            self.cpu_limit.undo()
+            self.cpu_limit = None
 
     @property
     def pid(self) -> int | None:
@@ -68,6 +90,7 @@ class DeviceProcess:
 
     def kill(self) -> None:
         """SIGKILL the process (a power cut) and reap it."""
+        self._undo_cpu_limit()  # first: no signal may reach a reused pid after the reap
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
@@ -77,11 +100,14 @@ class DeviceProcess:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            if self.cpu_limit is not None and "duty cycle" in self.cpu_limit.how:
+                self._undo_cpu_limit()  # a stopped process cannot act on SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._undo_cpu_limit()
         return self.proc.returncode
 
     def alive(self) -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 
 from device_sim.host import HostClient, HostConfig
 from device_sim.launcher import DeviceProcess
+from device_sim.profiles import get_profile
 from device_sim.spectra import ReplayItem
 from device_sim.stats import percentiles, rss_slope
 from device_sim.transport import FaultConfig, Link, open_port, open_pty_pair
@@ -41,7 +42,9 @@ class ReplayConfig:
     the device's core pinning and interpreter threads; ``faults``: line faults (both
     directions) and device restarts; ``limit``: number of spectra (cycles through the
     items when larger); ``rss_every``: sample the device RSS every N spectra; ``port``:
-    talk to an already running device on this port instead of starting one.
+    talk to an already running device on this port instead of starting one; ``profile``:
+    start the device as that board class (:data:`device_sim.profiles.PROFILES`; its cores
+    replace ``cpus``).
     """
 
     model: Path
@@ -57,6 +60,7 @@ class ReplayConfig:
     port: str | None = None
     boot_timeout: float = 120.0
     store: Path | None = None
+    profile: str | None = None
 
 
 def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
@@ -83,10 +87,12 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
         port_obj: Any = master
         dev = DeviceProcess(slave, config.model, store, threads=config.threads,
                             cpus=config.cpus, baud=config.baud, faults=faults,
-                            log_path=log_path, pace=config.pace)
+                            log_path=log_path, pace=config.pace,
+                            profile=get_profile(config.profile) if config.profile else None)
     else:
-        if faults.restart:
-            raise LinkError("the restart fault needs a device started by the replay (no --port)")
+        if faults.restart or config.profile:
+            raise LinkError("the restart fault and --profile need a device started by the "
+                            "replay (no --port)")
         port_obj = open_port(config.port, baud=config.baud or 115200)
     link = Link(port_obj, baud=config.baud, faults=faults, seed_offset=0, pace=config.pace)
     restarts: list[dict[str, Any]] = []
@@ -111,7 +117,18 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
     try:
         if dev is not None:
             dev.start()
-        info0 = client.wait_ready(config.boot_timeout)
+        try:
+            info0 = client.wait_ready(config.boot_timeout,
+                                      alive=dev.alive if dev is not None else None)
+        except LinkError as e:
+            if dev is None or dev.alive():
+                raise
+            status = dev.proc.returncode if dev.proc is not None else None
+            mem = dev.profile.memory_mib if dev.profile is not None else None
+            raise LinkError(f"{e} (exit status {status})"
+                            + (f"; profile {dev.profile.name} limits its address space to "
+                               f"{mem} MiB: too little for the runtime?" if mem else "")
+                            + (f"; see {log_path}" if log_path else "")) from None
         say(f"device up: {info0.get('model')} pid {info0.get('pid')} cpus {info0.get('cpus')} "
             f"threads {info0.get('threads')}")
         model_labels = set()
@@ -211,7 +228,9 @@ def _report(records: list[dict[str, Any]], config: ReplayConfig, info0: dict[str
                    "rss_bytes_reported_end": info1.get("rss_bytes"),
                    "peak_rss_bytes_sampled": max(rss_v) if rss_v else None,
                    "rss_slope": slope, "stats": info1.get("stats"),
-                   "link": dev_link, "restarts": restarts},
+                   "link": dev_link, "restarts": restarts,
+                   "profile": asdict(dev.profile) if dev and dev.profile else None,
+                   "cpu_limit": dev.limits[-1] if dev and dev.limits else None},
         "counts": {"spectra": len(records), "answered": n_ok,
                    "answered_exactly_once": len(records) == n_ok and double == 0,
                    "double_answers": double, "failed": len(records) - n_ok,

@@ -6,7 +6,8 @@ Store layout (``root/``)::
     ACTIVE.json.bak       the same pointer, written right after it (a bit flip in one copy
                           is survived; with both damaged the pointer is rebuilt from the slots)
     slots/SLOT/           a complete, verified artifact (model.tflite, head.npz, manifest.json)
-    staging/UPLOAD/       files of an upload in progress (never served)
+    staging/UPLOAD/       files of an upload in progress (never served) and its resumable
+                          state .upload.json (received byte ranges, see :class:`Upload`)
     headstore/            the onboard head store (labelled samples, retrained heads): mission
                           data, kept outside every slot so no uplink, rollback or clean-up
                           can remove it (see :mod:`edge_runtime.headstore`)
@@ -32,8 +33,10 @@ the very runtime that passed). Only then is the staging folder renamed into ``sl
 ``ACTIVE.json`` replaced atomically (temp file, fsync, rename, fsync of the folder). The
 pointer file is the single commit point: a process killed at any moment boots either the old
 model (pointer not yet replaced) or the new one (replaced), never neither; leftovers (staging
-folders, unreferenced slots) are removed at the next boot. The old model keeps serving until
-the pointer moves. Rollback swaps ``current`` and ``previous`` with the same atomic write.
+folders without a usable state, older uploads, unreferenced slots) are removed at the next
+boot; the newest upload in progress survives a restart and resumes where it stopped. The
+old model keeps serving until the pointer moves. Rollback swaps ``current`` and
+``previous`` with the same atomic write.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import re
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +56,7 @@ from typing import Any
 
 from ramanedge.errors import LinkError, ManifestError, RamanEdgeError
 from ramanedge.fsutil import atomic_write_text, fsync_dir, sha256_file
-from ramanedge.manifest import MANIFEST_NAME, read_manifest
+from ramanedge.manifest import MANIFEST_NAME, read_manifest, verify_artifact_files
 
 POINTER = "ACTIVE.json"
 POINTER_BACKUP = "ACTIVE.json.bak"
@@ -125,15 +129,42 @@ class _Received:
         self.total += hi - lo
 
 
+#: The upload's resumable state inside its staging folder (announced names never start with
+#: a dot, so it cannot collide with an artifact file).
+UPLOAD_STATE = ".upload.json"
+#: Received bytes between two state snapshots: after a power cut or a device restart at most
+#: this much is sent again (each snapshot first fsyncs the data it covers).
+SNAPSHOT_BYTES = 16 << 10
+#: Most missing ranges named in one MODEL_BEGIN answer (the rest follow in a later round).
+MAX_GAPS = 256
+#: What the uplink supports (INFO ``uplink``): gap reports and resume, files copied from the
+#: store's slots instead of sent, zlib-compressed files on the wire.
+UPLINK_FEATURES = ("resume", "delta", "zlib")
+
+
 @dataclass
 class Upload:
-    """One upload in progress: announced files, received byte ranges, staging folder."""
+    """One upload in progress: announced files, received byte ranges, staging folder.
+
+    Resumable in the spirit of CCSDS CFDP class 2: the receiver keeps what arrived (byte
+    ranges, snapshotted to :data:`UPLOAD_STATE` after the data they cover is fsynced), and
+    :meth:`missing` tells the sender the gaps, so a cut link or a device restart costs only
+    what was not yet stored. ``held`` names the files copied from the store's own slots
+    (same sha256) instead of being sent; ``resumed`` is true when a MODEL_BEGIN found this
+    upload already in progress. A file announced with ``"zlib": N`` travels as an N-byte
+    zlib stream (offsets and gaps count in that stream, kept in ``.NAME.zlib``) and is
+    inflated at commit (:meth:`finish`), never beyond its announced size.
+    """
 
     upload_id: int
     folder: Path
     files: list[dict[str, Any]]
     received: list[_Received] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    held: list[str] = field(default_factory=list)
+    resumed: bool = False
+    _unsaved: int = 0
+    _dirty: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.received:
@@ -145,15 +176,62 @@ class Upload:
         if not 0 <= file_index < len(self.files):
             raise UploadError(f"chunk for file #{file_index}, but the upload has "
                               f"{len(self.files)} files")
-        meta = self.files[file_index]
-        if offset < 0 or offset + len(data) > meta["bytes"]:
+        meta, size = self.files[file_index], self.wire_bytes(file_index)
+        if offset < 0 or offset + len(data) > size:
             raise UploadError(f"chunk {offset}+{len(data)} is outside {meta['name']} "
-                              f"({meta['bytes']} bytes)")
-        with open(self.folder / meta["name"], "r+b") as f:
+                              f"({size} bytes on the wire)")
+        with open(self.folder / self.wire_name(file_index), "r+b") as f:
             f.seek(offset)
             f.write(data)
         self.received[file_index].add(offset, offset + len(data))
+        self._dirty.add(file_index)
+        self._unsaved += len(data)
+        if self._unsaved >= SNAPSHOT_BYTES or self.received[file_index].total == size:
+            self.save_state()
         return self.bytes_received(file_index)
+
+    def wire_name(self, file_index: int) -> str:
+        """The staging file the chunks of file ``file_index`` go to."""
+        m = self.files[file_index]
+        return m["name"] if self.is_raw(file_index) else f".{m['name']}.zlib"
+
+    def wire_bytes(self, file_index: int) -> int:
+        """Bytes of file ``file_index`` on the wire (its zlib stream, or the file)."""
+        m = self.files[file_index]
+        return m["bytes"] if self.is_raw(file_index) else int(m["zlib"])
+
+    def is_raw(self, file_index: int) -> bool:
+        """True when file ``file_index`` is stored as sent (not compressed, or held)."""
+        m = self.files[file_index]
+        return "zlib" not in m or m["name"] in self.held
+
+    def finish(self) -> None:
+        """Inflate the zlib files of a complete upload into their names (each at most its
+        announced size; a bad or overlong stream is an :class:`UploadError`)."""
+        for i, m in enumerate(self.files):
+            if self.is_raw(i):
+                continue
+            src, dst = self.folder / self.wire_name(i), self.folder / m["name"]
+            z = zlib.decompressobj()
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                written = 0
+                while chunk := fin.read(1 << 16):
+                    while chunk:  # at most 1 MiB out per call: memory stays small
+                        try:
+                            out = z.decompress(chunk, 1 << 20)
+                        except zlib.error as e:
+                            raise UploadError(f"{m['name']}: bad zlib stream ({e}); nothing "
+                                              "changed") from None
+                        written += len(out)
+                        if written > m["bytes"]:
+                            raise UploadError(f"{m['name']} inflates beyond its announced "
+                                              f"{m['bytes']} bytes; nothing changed")
+                        fout.write(out)
+                        chunk = z.unconsumed_tail
+            if not z.eof or written != m["bytes"]:
+                raise UploadError(f"{m['name']}: zlib stream inflates to {written} bytes, "
+                                  f"{m['bytes']} announced; nothing changed")
+            src.unlink()
 
     def bytes_received(self, file_index: int) -> int:
         """Distinct bytes of file ``file_index`` received so far (union of the chunks)."""
@@ -162,7 +240,90 @@ class Upload:
     @property
     def complete(self) -> bool:
         """True when every byte of every file has arrived."""
-        return all(self.bytes_received(i) == m["bytes"] for i, m in enumerate(self.files))
+        return all(self.bytes_received(i) == self.wire_bytes(i) for i in range(len(self.files)))
+
+    def missing(self, limit: int = MAX_GAPS) -> list[list[int]]:
+        """The gaps, ``[[file_index, start, end), ...]`` in file order (at most ``limit``)."""
+        gaps: list[list[int]] = []
+        for i in range(len(self.files)):
+            r, pos, end = self.received[i], 0, self.wire_bytes(i)
+            for lo, hi in [*zip(r.starts, r.ends, strict=True), (end, end)]:
+                if lo > pos:
+                    gaps.append([i, pos, lo])
+                    if len(gaps) >= limit:
+                        return gaps
+                pos = max(pos, hi)
+        return gaps
+
+    def save_state(self) -> None:
+        """Snapshot the received ranges (fsync the data they cover first, then one atomic
+        write), so a restart resumes from here."""
+        for i in sorted(self._dirty):
+            _fsync_file(self.folder / self.wire_name(i))
+        self._dirty.clear()
+        state = {"upload_id": self.upload_id, "files": self.files, "held": self.held,
+                 "received": [[[lo, hi] for lo, hi in zip(r.starts, r.ends, strict=True)]
+                              for r in self.received]}
+        atomic_write_text(self.folder / UPLOAD_STATE, json.dumps(state))
+        self._unsaved = 0
+
+    @classmethod
+    def load(cls, folder: Path) -> Upload | None:
+        """The upload a staging folder holds, from its state snapshot; ``None`` when the
+        snapshot is missing or does not fit the folder (then the folder is a leftover)."""
+        try:
+            state = json.loads((folder / UPLOAD_STATE).read_text(encoding="utf-8"))
+            files = check_announced(state["files"])
+            up = cls(int(state["upload_id"]), folder, files,
+                     held=[str(h) for h in state.get("held", [])])
+            for i in range(len(files)):
+                size = up.wire_bytes(i)
+                if (folder / up.wire_name(i)).stat().st_size != size:
+                    return None
+                for lo, hi in state["received"][i]:
+                    if not (type(lo) is int and type(hi) is int and 0 <= lo <= hi <= size):
+                        return None
+                    up.received[i].add(lo, hi)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError,
+                UploadError):
+            return None
+        return up
+
+
+def check_announced(files: Any) -> list[dict[str, Any]]:
+    """The announced file list of a MODEL_BEGIN, checked and normalised (``name``, ``bytes``,
+    ``sha256`` lower-case): plain distinct names including the manifest, sizes within
+    :data:`MAX_FILE_BYTES`; :class:`UploadError` naming what is wrong."""
+    if not isinstance(files, list) or not 1 <= len(files) <= MAX_FILES:
+        raise UploadError(f"an upload must announce 1..{MAX_FILES} files")
+    clean: list[dict[str, Any]] = []
+    for m in files:
+        if not (isinstance(m, dict) and isinstance(m.get("name"), str)
+                and type(m.get("bytes")) is int and isinstance(m.get("sha256"), str)):
+            raise UploadError(f"bad file entry {str(m)[:200]}; expected name (string), "
+                              "bytes (integer), sha256 (string)")
+        name, size, sha = m["name"], m["bytes"], m["sha256"].lower()
+        if (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")
+                or len(name) > MAX_NAME_LEN
+                or any(ord(c) < 32 or ord(c) == 127 or c in "\\/" for c in name)):
+            raise UploadError(f"file name {name[:80]!r} must be a plain file name of at "
+                              f"most {MAX_NAME_LEN} printable characters")
+        if not 0 <= size <= MAX_FILE_BYTES:
+            raise UploadError(f"file {name} of {size} bytes is over the "
+                              f"{MAX_FILE_BYTES}-byte limit")
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise UploadError(f"file {name}: sha256 must be 64 hex digits")
+        entry = {"name": name, "bytes": size, "sha256": sha}
+        if "zlib" in m:
+            if type(m["zlib"]) is not int or not 0 < m["zlib"] <= MAX_FILE_BYTES:
+                raise UploadError(f"file {name}: zlib must be the stream's size in bytes "
+                                  f"(1..{MAX_FILE_BYTES})")
+            entry["zlib"] = m["zlib"]
+        clean.append(entry)
+    names = [m["name"] for m in clean]
+    if len(set(names)) != len(names) or MANIFEST_NAME not in names:
+        raise UploadError(f"an upload must list distinct files including {MANIFEST_NAME}")
+    return clean
 
 
 class ModelStore:
@@ -252,14 +413,16 @@ class ModelStore:
             print(f"device: could not refresh {POINTER_BACKUP} ({e.strerror or e})",
                   file=sys.stderr)
 
-    def _slot_ok(self, slot: str | None) -> bool:
+    def _slot_ok(self, slot: str | None, *, verify_files: bool = True) -> bool:
+        """True when ``slot`` is a slot folder the store made whose manifest checks (and,
+        with ``verify_files``, whose files match their sha256)."""
         if not (isinstance(slot, str) and SLOT_RE.match(slot)):
             return False
         folder = self.slots_dir / slot
         if folder.is_symlink():
             return False
         try:
-            read_manifest(folder)
+            read_manifest(folder, verify_files=verify_files)
         except RamanEdgeError:
             return False
         return True
@@ -329,9 +492,23 @@ class ModelStore:
         unreferenced slots. A damaged pointer is restored from its backup or rebuilt from
         the newest slots that verify, and then no slot is deleted on this boot."""
         self._make_dirs()
+        self.upload = None
+        resumable: list[Upload] = []
         for p in (self.root / STAGING).iterdir():
             if _STAGING_RE.match(p.name):
-                shutil.rmtree(p, ignore_errors=True)
+                if p.is_symlink() or not p.is_dir():
+                    continue  # not a folder the store made: left alone, never used
+                up = Upload.load(p) if p.name.startswith("upload-") else None
+                if up is None:
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    resumable.append(up)
+        if resumable:  # the newest upload resumes; older ones are leftovers
+            resumable.sort(key=lambda u: (u.folder / UPLOAD_STATE).stat().st_mtime_ns)
+            for old in resumable[:-1]:
+                shutil.rmtree(old.folder, ignore_errors=True)
+            self.upload = resumable[-1]
+            self._next_upload = max(self._next_upload, self.upload.upload_id)
         main = self._parse_pointer(self.root / POINTER)
         ptr = self.read_pointer()
         restored = bool(ptr) and main is None
@@ -451,11 +628,12 @@ class ModelStore:
         _copy_verified(src, staging)
         return self._activate(staging)
 
-    def _activate(self, staging: Path) -> str:
-        """Verify a complete staging folder and make it the current slot (what ``validate``
-        loaded is kept for :meth:`take_loaded`)."""
+    def _activate(self, staging: Path, *, verified: bool = False) -> str:
+        """Verify a complete staging folder (``verified``: its files were just hashed by the
+        caller) and make it the current slot (what ``validate`` loaded is kept for
+        :meth:`take_loaded`)."""
         try:
-            manifest = read_manifest(staging)
+            manifest = read_manifest(staging, verify_files=not verified)
             loaded = self._check(staging)
         except RamanEdgeError as e:
             shutil.rmtree(staging, ignore_errors=True)
@@ -466,7 +644,7 @@ class ModelStore:
                               ) from None
         sha = str(manifest.data.get("manifest_sha256", ""))
         cur = self.current
-        if cur and self._slot_ok(cur) and read_manifest(
+        if cur and self._slot_ok(cur, verify_files=False) and read_manifest(
                 self.slots_dir / cur, verify_files=False).data.get("manifest_sha256") == sha:
             # the artifact already serving: nothing to swap (re-flashing must never push the
             # rollback target out with a second copy of the current model)
@@ -477,47 +655,66 @@ class ModelStore:
         os.rename(staging, self.slots_dir / slot)
         fsync_dir(self.slots_dir)
         self.crash_hook("renamed")
-        self._write_pointer(slot, self.current if self._slot_ok(self.current) else None)
+        # the old model stays the rollback target; a rollback verifies it again before use
+        self._write_pointer(slot, self.current
+                            if self._slot_ok(self.current, verify_files=False) else None)
         self._loaded = (slot, loaded)
         self.crash_hook("pointed")
         self._gc()
         return slot
 
     def begin_upload(self, files: list[dict[str, Any]]) -> Upload:
-        """Start an upload of ``files`` (``[{"name", "bytes", "sha256"}]``); any upload in
-        progress is discarded. The files are pre-allocated in a fresh staging folder."""
-        if not isinstance(files, list) or not 1 <= len(files) <= MAX_FILES:
-            raise UploadError(f"an upload must announce 1..{MAX_FILES} files")
-        clean: list[dict[str, Any]] = []
-        for m in files:
-            if not (isinstance(m, dict) and isinstance(m.get("name"), str)
-                    and type(m.get("bytes")) is int and isinstance(m.get("sha256"), str)):
-                raise UploadError(f"bad file entry {str(m)[:200]}; expected name (string), "
-                                  "bytes (integer), sha256 (string)")
-            name, size, sha = m["name"], m["bytes"], m["sha256"].lower()
-            if (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")
-                    or len(name) > MAX_NAME_LEN
-                    or any(ord(c) < 32 or ord(c) == 127 or c in "\\/" for c in name)):
-                raise UploadError(f"file name {name[:80]!r} must be a plain file name of at "
-                                  f"most {MAX_NAME_LEN} printable characters")
-            if not 0 <= size <= MAX_FILE_BYTES:
-                raise UploadError(f"file {name} of {size} bytes is over the "
-                                  f"{MAX_FILE_BYTES}-byte limit")
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise UploadError(f"file {name}: sha256 must be 64 hex digits")
-            clean.append({"name": name, "bytes": size, "sha256": sha})
-        names = [m["name"] for m in clean]
-        if len(set(names)) != len(names) or MANIFEST_NAME not in names:
-            raise UploadError(f"an upload must list distinct files including {MANIFEST_NAME}")
+        """Start an upload of ``files`` (``[{"name", "bytes", "sha256"}]``), or resume it.
+
+        The same announcement as the upload in progress (also one found at boot) resumes
+        it: what was received is kept and :meth:`Upload.missing` names the gaps. Any other
+        upload in progress is discarded. A new upload pre-allocates its files in a fresh
+        staging folder; a file the store already holds (same sha256 and size in the current
+        or previous slot) is copied there instead of being sent (a delta update: a new head
+        on the same model sends only the head, exemplars and manifest).
+        """
+        clean = check_announced(files)
+        if self.upload is not None and self.upload.files == clean:
+            self.upload.resumed = True
+            return self.upload
         self.abort_upload()
         self._next_upload = (self._next_upload + 1) & 0xFFFFFFFF
         folder = self.root / STAGING / f"upload-{self._next_upload:08x}"
         folder.mkdir(parents=True)
-        for m in clean:
-            with open(folder / m["name"], "wb") as f:
-                f.truncate(m["bytes"])
-        self.upload = Upload(self._next_upload, folder, clean)
-        return self.upload
+        up = Upload(self._next_upload, folder, clean)
+        self.upload = up  # from here on abort_upload() removes the folder (a full disk...)
+        held = self._held_files()
+        for i, m in enumerate(clean):
+            src = held.get((m["sha256"], m["bytes"]))
+            # a held file is used only if it still matches (a rotted slot file is sent anew)
+            if src is not None and m["name"] != MANIFEST_NAME and sha256_file(src) == m["sha256"]:
+                shutil.copyfile(src, folder / m["name"])
+                up.held.append(m["name"])
+                up.received[i].add(0, m["bytes"])
+                up._dirty.add(i)
+            else:
+                with open(folder / up.wire_name(i), "wb") as f:
+                    f.truncate(up.wire_bytes(i))
+        up.save_state()
+        return up
+
+    def _held_files(self) -> dict[tuple[str, int], Path]:
+        """``(sha256, bytes) -> path`` of the files in the current and previous slots (as
+        their verified manifests list them)."""
+        out: dict[tuple[str, int], Path] = {}
+        for slot in (self.previous, self.current):
+            if not (isinstance(slot, str) and SLOT_RE.match(slot)):
+                continue
+            folder = self.slots_dir / slot
+            try:
+                listed = read_manifest(folder, verify_files=False).files
+            except RamanEdgeError:
+                continue
+            for name, meta in listed.items():
+                path = folder / name
+                if path.is_file() and not path.is_symlink():
+                    out[(str(meta.get("sha256", "")).lower(), int(meta.get("bytes", -1)))] = path
+        return out
 
     def abort_upload(self) -> None:
         """Discard the upload in progress (if any)."""
@@ -533,7 +730,8 @@ class ModelStore:
 
     def commit_upload(self, upload_id: int) -> str:
         """Verify the upload (complete, announced sha256, manifest, ``validate``) and make
-        it current. On any failure the upload is discarded and nothing else changes.
+        it current. An incomplete upload is refused and kept (to be resumed); on any other
+        failure the upload is discarded; nothing else changes.
 
         Idempotent: committing the upload that was just committed again (a lost answer,
         resent) returns the same slot and changes nothing.
@@ -542,13 +740,16 @@ class ModelStore:
                 and self._last_commit[0] == upload_id and self.current == self._last_commit[1]:
             return self._last_commit[1]
         up = self.get_upload(upload_id)
+        if not up.complete:  # kept: the sender asks for the gaps (MODEL_BEGIN) and resumes
+            missing = [f"{m['name']} ({up.bytes_received(i)}/{up.wire_bytes(i)} bytes)"
+                       for i, m in enumerate(up.files)
+                       if up.bytes_received(i) != up.wire_bytes(i)]
+            raise UploadError("upload incomplete, nothing changed (the received part is "
+                              "kept for a resume): " + ", ".join(missing))
         try:
-            if not up.complete:
-                missing = [f"{m['name']} ({up.bytes_received(i)}/{m['bytes']} bytes)"
-                           for i, m in enumerate(up.files)
-                           if up.bytes_received(i) != m["bytes"]]
-                raise UploadError("upload incomplete, nothing changed: " + ", ".join(missing))
-            for m in up.files:
+            (up.folder / UPLOAD_STATE).unlink(missing_ok=True)
+            up.finish()
+            for m in up.files:  # each file is hashed once per commit, here
                 p = up.folder / m["name"]
                 if sha256_file(p) != m["sha256"]:
                     raise UploadError(f"{m['name']} does not match its announced sha256 "
@@ -556,14 +757,20 @@ class ModelStore:
                 _fsync_file(p)
             fsync_dir(up.folder)
             try:
-                manifest = read_manifest(up.folder)
+                manifest = read_manifest(up.folder, verify_files=False)
+                verify_artifact_files(up.folder, manifest,
+                                      known={m["name"]: m["sha256"] for m in up.files})
             except ManifestError as e:
                 raise UploadError(f"artifact rejected, nothing changed: {e}") from None
-            extra = {m["name"] for m in up.files} - set(manifest.files) - {MANIFEST_NAME}
+            announced = {m["name"] for m in up.files}
+            extra = announced - set(manifest.files) - {MANIFEST_NAME}
             if extra:
                 raise UploadError(f"uploaded files not listed in the manifest: {sorted(extra)}")
+            for p in up.folder.iterdir():  # e.g. a snapshot's temp file left by a crash
+                if p.name not in announced and p.name != MANIFEST_NAME:
+                    p.unlink()
             self.upload = None
-            slot = self._activate(up.folder)
+            slot = self._activate(up.folder, verified=True)
             self._last_commit = (upload_id, slot)
             return slot
         except BaseException:

@@ -1,9 +1,9 @@
 """Load a model artifact (``models/NAME/``) and check it before anything runs.
 
 An artifact is ``model.tflite`` (full int8, input ``[1, 1392]``, outputs ``probs`` ``[1, K]``
-and ``features`` ``[1, D]``), ``head.npz`` (float32 ``W`` (D, K), ``b`` (K,)),
-optionally ``exemplars.npz`` (written on the ground by :mod:`quantize.exemplars`) and
-``manifest.json``; the names and every check of the contract live in
+and ``features`` ``[1, D]``), ``head.npz`` (``W`` (D, K) float16 or float32, ``b`` (K,);
+computed in float32), optionally ``exemplars.npz`` (written on the ground by
+:mod:`quantize.exemplars`) and ``manifest.json``; the names and every check of the contract live in
 :mod:`ramanedge.manifest`. :func:`load_artifact` reads the manifest with
 :func:`~ramanedge.manifest.read_manifest` (schema version, the manifest's own sha256 and
 every file's sha256) and :func:`~ramanedge.manifest.check_tensors` (quantisation entries vs

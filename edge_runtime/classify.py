@@ -161,15 +161,18 @@ class Classifier:
         use_head_store: bool = True,
         head_store: str | os.PathLike | None = None,
         coverage: CoveragePolicy | None = None,
+        verify_files: bool = True,
     ) -> Classifier:
         """Load an artifact folder, make its interpreter and pick the active head.
 
         With ``use_head_store`` the active head of the head store (``head_store``, default
         ``model_dir/headstore``) for this model is used when one was trained (see
         :mod:`edge_runtime.headstore`); otherwise the base head. Problems met in the store
-        (corrupt files skipped) are listed in ``load_problems``.
+        (corrupt files skipped) are listed in ``load_problems``. ``verify_files=False`` skips
+        re-hashing the files when the caller has just verified them (the device's model
+        store does, once per commit).
         """
-        artifact = load_artifact(model_dir)
+        artifact = load_artifact(model_dir, verify_files=verify_files)
         interpreter = make_interpreter(artifact.model_path, num_threads=num_threads,
                                        edgetpu=edgetpu)
         clf = cls(artifact, interpreter, top_k=top_k, coverage=coverage)

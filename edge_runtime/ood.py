@@ -53,9 +53,15 @@ class Int8Bank:
     ``scale * (q - zero_point)`` is compared as ``q - zero_point``, exactly, in chunks of
     :attr:`CHUNK` rows: no full-size float copy ever exists (peak RSS is a flight
     constraint). ``extra`` holds a few float rows (the head store's taught samples).
+
+    A bank whose float32 unit rows fit in :attr:`CACHE_BYTES` (the flight model's 676 x 192:
+    0.5 MB) keeps them, so a query is one matrix product instead of a chunked int8 -> float
+    conversion per call (the unknown check then costs a small fraction of the model's
+    invoke); larger banks (the paper family's 2,048-wide features) stay chunked.
     """
 
     CHUNK = 128
+    CACHE_BYTES = 2 << 20
 
     def __init__(self, codes: np.ndarray, zero_point: float = 0.0,
                  extra: np.ndarray | None = None) -> None:
@@ -69,6 +75,11 @@ class Int8Bank:
             self.inv_norm[i:i + len(block)] = 1.0 / np.maximum(
                 np.linalg.norm(block, axis=1), 1e-12)
         self.extra = None if extra is None or not len(extra) else normalise_rows(extra)
+        self._unit: np.ndarray | None = None
+        if codes.shape[0] * codes.shape[1] * 4 <= self.CACHE_BYTES:
+            self._unit = np.concatenate(
+                [block * self.inv_norm[i:i + len(block), None] for i, block in self._blocks()]
+                or [np.zeros((0, codes.shape[1]), np.float32)])
 
     def _blocks(self):
         for i in range(0, self.codes.shape[0], self.CHUNK):
@@ -82,9 +93,13 @@ class Int8Bank:
     def max_cosine(self, units: np.ndarray) -> np.ndarray:
         """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""
         best = np.full(units.shape[0], -np.inf, dtype=np.float32)
-        for i, block in self._blocks():
-            s = (units @ block.T) * self.inv_norm[i:i + len(block)]
-            np.maximum(best, s.max(axis=1), out=best)
+        if self._unit is not None:
+            if len(self._unit):
+                np.maximum(best, (units @ self._unit.T).max(axis=1), out=best)
+        else:
+            for i, block in self._blocks():
+                s = (units @ block.T) * self.inv_norm[i:i + len(block)]
+                np.maximum(best, s.max(axis=1), out=best)
         if self.extra is not None:
             np.maximum(best, (units @ self.extra.T).max(axis=1), out=best)
         return best

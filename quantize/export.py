@@ -66,6 +66,8 @@ from .place import check_destination, write_artifact
 from .runner import TFLiteRunner, cosine_rows, head_probs
 
 GATE_PATHS = ("probs", "head")
+#: Storage types of the head's ``W`` in ``head.npz`` (the rover computes in float32 either way).
+HEAD_DTYPES = ("float16", "float32")  # as ramanedge.manifest.head_section accepts
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class QuantizeConfig:
     onboard retrainer's memory and the ``knn_cosine`` unknown rule's bank, which then replaces
     ``max_prob``); 0 = none. :func:`export_artifact` needs the training split for it;
     ``ramanedge quantize --exemplars`` stores 10.
+    ``head_dtype``: how ``head.npz`` stores ``W``: ``"float16"`` (default: half the bytes on
+    a slow uplink; the gate, the unknown calibration and the manifest's figures are computed
+    with the rounded head, exactly what the rover loads) or ``"float32"``.
     """
 
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -98,8 +103,12 @@ class QuantizeConfig:
     unknown_target_tpr: float = 0.95
     gate_on: str = "head"
     exemplars_per_class: int = 0
+    head_dtype: str = "float16"
 
     def __post_init__(self) -> None:
+        if self.head_dtype not in HEAD_DTYPES:
+            raise ValueError(f"head_dtype must be one of {', '.join(HEAD_DTYPES)}, got "
+                             f"{self.head_dtype!r}")
         if self.gate_on not in GATE_PATHS:
             raise ValueError(f"gate_on must be one of {', '.join(GATE_PATHS)}, got "
                              f"{self.gate_on!r}")
@@ -251,6 +260,8 @@ def export_artifact(
     runner = TFLiteRunner(blobs["int8"])
     q = runner.run(test_X)
     W, b = (np.asarray(w, dtype=np.float32) for w in model.get_layer("probs").get_weights())
+    W_stored = W.astype(config.head_dtype)
+    W = W_stored.astype(np.float32)  # everything below judges the head the rover loads
     feat_dim = int(W.shape[0])
     # the float head on the dequantised int8 features (the rover's retrained-head path)
     hprobs = head_probs(q["features"], W, b, labels)
@@ -310,7 +321,7 @@ def export_artifact(
                  else head_probs(val_q["features"], W, b, labels))
     unknown = unknown_section(
         calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr), split="val")
-    files = {MODEL_FILE: blobs["int8"], HEAD_FILE: _npz_bytes(W=W, b=b)}
+    files = {MODEL_FILE: blobs["int8"], HEAD_FILE: _npz_bytes(W=W_stored, b=b)}
     if per_class:
         say(f"adding {per_class} exemplars per class and the knn_cosine unknown rule")
         train_features = runner.run(train_X)["features"]
@@ -333,7 +344,8 @@ def export_artifact(
             calibration={"n": int(calib_X.shape[0]), "source": "train split, stratified",
                          "seed": config.seed}),
         head=head_section(feature_dim=feat_dim, n_classes=len(labels),
-                          base_output=config.gate_on, exemplars_per_class=per_class),
+                          base_output=config.gate_on, exemplars_per_class=per_class,
+                          dtype=config.head_dtype),
         training=dict(training_meta or {}),
         metrics=metrics,
         unknown=unknown,

@@ -412,14 +412,19 @@ def exemplars_entry(per_class: int) -> dict[str, Any]:
 
 
 def head_section(*, feature_dim: int, n_classes: int, base_output: str,
-                 exemplars_per_class: int = 0) -> dict[str, Any]:
-    """The ``head`` section: :data:`HEAD_FILE`, its shape, the base output and, when
+                 exemplars_per_class: int = 0, dtype: str = "float32") -> dict[str, Any]:
+    """The ``head`` section: :data:`HEAD_FILE`, its shape, how it stores ``W`` (``dtype``:
+    ``float16`` or ``float32``; the rover computes in float32), the base output and, when
     ``exemplars_per_class > 0``, the :func:`exemplars_entry`."""
     if base_output not in BASE_OUTPUTS:
         raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
                             f"got {base_output!r}")
+    if dtype not in ("float16", "float32"):
+        raise ManifestError(f"manifest 'head.dtype' must be 'float16' or 'float32', "
+                            f"got {dtype!r}")
     sec: dict[str, Any] = {"file": HEAD_FILE, "feature_dim": int(feature_dim),
-                           "n_classes": int(n_classes), "base_output": base_output}
+                           "n_classes": int(n_classes), "base_output": base_output,
+                           "dtype": dtype}
     if exemplars_per_class > 0:
         sec.update(exemplars_entry(exemplars_per_class))
     return sec
@@ -529,13 +534,16 @@ def read_manifest(folder: str | os.PathLike, *, verify_files: bool = True) -> Ma
     return manifest
 
 
-def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest) -> None:
+def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest, *,
+                          known: Mapping[str, str] | None = None) -> None:
     """Check every file listed in the manifest against its sha256.
 
     A missing comparison variant (:attr:`Manifest.comparison_files`) is allowed; a present
-    one must match like any other file.
+    one must match like any other file. ``known``: ``{name: sha256}`` of files the caller
+    has just hashed (the device's store, once per commit), used instead of hashing again.
     """
     folder = Path(folder)
+    known = known or {}
     optional = manifest.comparison_files
     for name, meta in manifest.files.items():
         p = folder / name
@@ -546,5 +554,6 @@ def verify_artifact_files(folder: str | os.PathLike, manifest: Manifest) -> None
                                 "file inside the artifact")
         if not p.is_file():
             raise ManifestError(f"artifact file {p} listed in the manifest is missing")
-        if sha256_file(p) != meta["sha256"]:
+        sha = known[name] if name in known else sha256_file(p)
+        if sha != meta["sha256"]:
             raise ManifestError(f"artifact file {p} does not match its sha256 in the manifest")

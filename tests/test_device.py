@@ -485,3 +485,73 @@ def test_a_full_disk_is_a_documented_error_and_frees_the_staging_files(loop_devi
     assert dev.stats["internal_errors"] == 0
     assert not list((dev.store.root / "staging").iterdir())
     _assert_alive(dev, host)
+
+
+def test_a_cut_uplink_resumes_and_a_head_only_update_sends_no_model(fake_store, tmp_path):
+    """Issue 14: a link cut mid-upload ends with a message saying how far it got; the same
+    flash then sends only the rest. A new head on the served model sends no model bytes."""
+    import random
+    import re
+
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2", size=60000)
+    cut_at = random.Random(14).randrange(2, 40)  # a random chunk (seeded: reproducible)
+    with running_device(fake_store, baud=1_000_000) as (dev, host):  # a paced pty link
+        old = host.wait_ready(5)
+        real_call = host.call
+        chunks = [0]
+
+        def cut_link(msg_type, payload=b"", **kw):  # this chunk never reaches the device
+            if msg_type == P.MsgType.MODEL_CHUNK:
+                chunks[0] += 1
+                if chunks[0] >= cut_at:
+                    raise LinkError("no answer to MODEL_CHUNK (link cut)")
+            return real_call(msg_type, payload, **kw)
+
+        host.call = cut_link
+        with pytest.raises(LinkError, match="interrupted.*run the same flash again") as e:
+            host.upload_model(new, chunk_size=1500)
+        host.call = real_call
+        have, total = map(int, re.search(r"with (\d+) of (\d+) bytes", str(e.value)).groups())
+        assert 0 < have < total
+        assert host.info()["model_sha256"] == old["model_sha256"]  # nothing partial is active
+        res = host.upload_model(new, chunk_size=1500)
+        assert res["model"] == "fake-v2" and res["resumed"]
+        assert res["wire_bytes"] == total and res["sent_bytes"] == total - have
+        assert res["wire_bytes"] < res["file_bytes"]  # zlib on the wire where it pays
+        head_only = write_fake_artifact(tmp_path / "h", LABELS + ["zeta", "eta"], name="fake-v3",
+                                        model_bytes=(new / "model.tflite").read_bytes())
+        res = host.upload_model(head_only, chunk_size=1500)
+        assert res["model"] == "fake-v3" and res["held"] == ["model.tflite"]
+        assert res["sent_bytes"] == res["wire_bytes"]  # head + manifest only, nothing resent
+        assert res["wire_bytes"] <= res["file_bytes"] - (new / "model.tflite").stat().st_size
+        _, y = peak_spectrum(6, len(LABELS) + 2)
+        assert host.classify(y)[0].label == "eta"  # the new head's labels answer
+
+
+def test_bytes_the_device_lost_are_found_as_gaps_and_resent(fake_store, tmp_path):
+    """Issue 14: a chunk acknowledged but lost on the device (a power cut before its state
+    snapshot) is not activated half-done: the commit answers "incomplete", the host asks
+    MODEL_BEGIN for the gaps and resends just that chunk."""
+    new = write_fake_artifact(tmp_path / "new", LABELS + ["zeta"], name="fake-v2", size=30000)
+    with running_device(fake_store) as (dev, host):
+        host.wait_ready(5)
+        real_begin = dev.store.begin_upload
+        lost: list[int] = []
+
+        def begin_losing_one_chunk(files):
+            up = real_begin(files)
+            real_write = up.write_chunk
+
+            def write_chunk(fi, off, data):
+                if not lost and off > 0:  # acknowledged, but never stored
+                    lost.append(len(data))
+                    return up.bytes_received(fi)
+                return real_write(fi, off, data)
+
+            up.write_chunk = write_chunk
+            return up
+
+        dev.store.begin_upload = begin_losing_one_chunk
+        res = host.upload_model(new, chunk_size=1500)
+        assert res["model"] == "fake-v2" and res["resumed"]
+        assert len(lost) == 1 and res["sent_bytes"] == res["wire_bytes"] + lost[0]

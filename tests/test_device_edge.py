@@ -453,3 +453,42 @@ def test_a_factory_model_that_cannot_classify_is_refused(tiny_artifact, tmp_path
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "artifact rejected" in out.stderr
     assert not list((tmp_path / "s" / "slots").iterdir())
+
+
+def test_a_commit_hashes_each_file_once_and_loads_the_model_once(tiny_artifact, tmp_path,
+                                                                 monkeypatch):
+    """Issue 14.4: on commit the device hashes each file once (the store verifies; the real
+    edge runtime it hands the folder to does not hash again) and loads the model once."""
+    from collections import Counter
+
+    import device_sim.uplink as uplink_mod
+    import ramanedge.manifest as manifest_mod
+    from device_sim.uplink import artifact_files
+
+    v2 = _renamed_copy(tiny_artifact, tmp_path / "v2", "tiny-v2")
+    loads: list[Path] = []
+    real_loader = edge_loader()
+
+    def loader(folder: Path, headstore: Path):
+        loads.append(Path(folder))
+        return real_loader(folder, headstore)
+
+    store = open_store(tmp_path / "store", loader, factory=tiny_artifact)
+    files = artifact_files(v2)
+    hashed: Counter[str] = Counter()
+    real_sha = uplink_mod.sha256_file
+
+    def counting_sha(path, *a, **kw):
+        hashed[Path(path).name] += 1
+        return real_sha(path, *a, **kw)
+
+    monkeypatch.setattr(uplink_mod, "sha256_file", counting_sha)
+    monkeypatch.setattr(manifest_mod, "sha256_file", counting_sha)
+    loads.clear()
+    up = store.begin_upload(files)  # (a file the store holds is checked here, once)
+    for i, m in enumerate(files):
+        up.write_chunk(i, 0, (v2 / m["name"]).read_bytes())
+    hashed.clear()
+    slot = store.commit_upload(up.upload_id)
+    assert dict(hashed) == {m["name"]: 1 for m in files}
+    assert len(loads) == 1 and store.take_loaded(slot) is not None

@@ -419,7 +419,12 @@ def test_section_builders_make_a_valid_manifest(folder: Path) -> None:
     assert unknown_section({"method": "max_prob", "threshold": 0.5}, split="val") == {
         "method": "max_prob", "threshold": 0.5, "split": "val"}
     head = head_section(feature_dim=4, n_classes=3, base_output="head")
-    assert head == {"file": HEAD_FILE, "feature_dim": 4, "n_classes": 3, "base_output": "head"}
+    assert head == {"file": HEAD_FILE, "feature_dim": 4, "n_classes": 3, "base_output": "head",
+                    "dtype": "float32"}
+    assert head_section(feature_dim=4, n_classes=3, base_output="head",
+                        dtype="float16")["dtype"] == "float16"
+    with pytest.raises(ManifestError, match="head.dtype"):
+        head_section(feature_dim=4, n_classes=3, base_output="head", dtype="int8")
     assert head_section(feature_dim=4, n_classes=3, base_output="head",
                         exemplars_per_class=2) == {**head, "exemplars": EXEMPLARS_FILE,
                                                    "exemplars_per_class": 2}

@@ -8,7 +8,9 @@ import pytest
 from edge_runtime import ood
 
 
-def test_int8_bank_matches_float_bank_exactly_enough() -> None:
+@pytest.mark.parametrize("cache_bytes", [0, 2 << 20])  # chunked, and cached float rows
+def test_int8_bank_matches_float_bank_exactly_enough(monkeypatch, cache_bytes) -> None:
+    monkeypatch.setattr(ood.Int8Bank, "CACHE_BYTES", cache_bytes)
     rng = np.random.default_rng(0)
     codes = rng.integers(-128, 128, size=(300, 64), dtype=np.int8)  # > 2 chunks of 128
     zp, scale = -17, 0.05
@@ -19,7 +21,7 @@ def test_int8_bank_matches_float_bank_exactly_enough() -> None:
     queries[7] = extra[2]  # a taught sample
     want = ood.knn_cosine_score(queries, ood.normalise_rows(float_bank))
     bank = ood.Int8Bank(codes, zp, extra)
-    assert len(bank) == 305
+    assert len(bank) == 305 and (bank._unit is None) == (cache_bytes == 0)
     got = ood.knn_cosine_score(queries, bank)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert got[3] < 1e-5 and got[7] < 1e-5
@@ -30,3 +32,8 @@ def test_int8_bank_matches_float_bank_exactly_enough() -> None:
 def test_int8_bank_rejects_float_codes() -> None:
     with pytest.raises(ValueError, match="int8"):
         ood.Int8Bank(np.zeros((2, 4), dtype=np.float32))
+
+
+def test_an_empty_bank_matches_nothing() -> None:
+    bank = ood.Int8Bank(np.zeros((0, 8), dtype=np.int8))
+    assert np.all(np.isinf(bank.max_cosine(np.ones((2, 8), np.float32))))

@@ -111,7 +111,7 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
     assert d["normalisation"] == {"method": "max"}
     assert d["grid"] == {"start": 200.0, "step": 1.0, "n_points": 1392}
     assert d["head"] == {"file": "head.npz", "feature_dim": 64, "n_classes": k,
-                         "base_output": "head"}
+                         "base_output": "head", "dtype": "float16"}
     assert d["training"]["dataset"] == "synthetic"
     runner = TFLiteRunner(tiny_artifact / MODEL_FILE)
     inp = runner.interpreter.get_input_details()
@@ -127,12 +127,12 @@ def test_artifact_contract(tiny_artifact: Path, tiny_keras_model, synthetic_data
         assert np.dtype(o["dtype"]) == np.int8 and e["dtype"] == "int8"
         assert (e["scale"], e["zero_point"]) == pytest.approx(o["quantization"])
     assert d["quantization"]["outputs"]["probs"]["scale"] == pytest.approx(1 / 256)
-    # head.npz: the Keras probs layer, float32, no pickle
+    # head.npz: the Keras probs layer, W stored as float16 (default), b float32, no pickle
     with np.load(tiny_artifact / HEAD_FILE, allow_pickle=False) as z:
         W, b = z["W"], z["b"]
     kw, kb = tiny_keras_model.get_layer("probs").get_weights()
-    assert W.dtype == np.float32 and W.shape == (64, k) and b.shape == (k,)
-    np.testing.assert_array_equal(W, kw)
+    assert W.dtype == np.float16 and W.shape == (64, k) and b.shape == (k,)
+    np.testing.assert_array_equal(W, kw.astype(np.float16))
     np.testing.assert_array_equal(b, kb)
     # metrics and the unknown threshold (calibrated on the validation split)
     met = d["metrics"]
@@ -280,6 +280,29 @@ def test_quantize_config_validation() -> None:
         QuantizeConfig(calib_size=0)
     with pytest.raises(ValueError, match="gate_on"):
         QuantizeConfig(gate_on="logits")
+    with pytest.raises(ValueError, match="head_dtype must be one of float16, float32"):
+        QuantizeConfig(head_dtype="int8")
+
+
+@pytest.mark.slow
+def test_a_float32_head_is_stored_exactly_and_the_float16_one_halves_the_file(
+        tmp_path: Path, tiny_keras_model, synthetic_data, tiny_artifact: Path) -> None:
+    """Issue 14.1: the float16 head (default) is half the bytes; the gate's head figures are
+    those of the head that was stored (rounded), float32 keeps the Keras weights exactly."""
+    res = _export(tiny_keras_model, synthetic_data, tmp_path / "f32", head_dtype="float32")
+    with np.load(res.out_dir / HEAD_FILE, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["W"], tiny_keras_model.get_layer("probs").get_weights()[0])
+    assert res.manifest.data["head"]["dtype"] == "float32"
+    with np.load(tiny_artifact / HEAD_FILE) as a, np.load(res.out_dir / HEAD_FILE) as c:
+        assert 2 * a["W"].nbytes == c["W"].nbytes
+    assert (tiny_artifact / HEAD_FILE).stat().st_size < (res.out_dir / HEAD_FILE).stat().st_size
+    from edge_runtime.classify import Classifier
+
+    Xte, yte = synthetic_data.part("test")
+    for art in (tiny_artifact, res.out_dir):  # what the gate recorded is what the rover gets
+        clf = Classifier.from_dir(art, use_head_store=False)
+        top1 = float(np.mean(clf.artifact.head.probs(clf.features_batch(Xte)).argmax(1) == yte))
+        assert top1 == pytest.approx(read_manifest(art).data["metrics"]["head"]["top1"])
 
 
 def test_model_without_named_layers_is_refused(tmp_path: Path, synthetic_data) -> None:
