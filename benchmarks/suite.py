@@ -419,8 +419,8 @@ def observations(res: dict[str, Any]) -> list[str]:
         extra = one["int8_classify"]["median"] - one["int8_model"]["median"]
         out.append(f"`classify_grid` adds {extra:.3f} ms (1 thread) to the int8 model call: "
                    "reading the features output, top-k and the artifact's unknown-mineral "
-                   "check (with the `knn_cosine` rule a (1, 2048) x (2048, M) product against "
-                   "the exemplar bank).")
+                   "check (with the `knn_cosine` rule a (1, D) x (D, M) product against "
+                   "the exemplar bank: D features, M exemplars).")
     two = lat.get("2", {}).get("methods", {})
     slower = [k for k in ("int8_classify", "keras_predict_on_batch", "keras_tf_function",
                           "knn") if two.get(k, {}).get("n") and one.get(k, {}).get("n")
