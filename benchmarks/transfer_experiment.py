@@ -153,6 +153,44 @@ def extract(clf: Classifier, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return P, F
 
 
+def gaussian_scores(F_train: np.ndarray, y_train: np.ndarray, *, shrink: float = 1e-3
+                    ) -> tuple[Callable[[np.ndarray], np.ndarray],
+                               Callable[[np.ndarray], np.ndarray]]:
+    """Mahalanobis and relative Mahalanobis scores on the penultimate features.
+
+    Class means and one shared covariance (Lee et al. 2018) from the training features;
+    the relative score subtracts the distance under one background Gaussian of all training
+    features (Ren et al. 2021). Both return the smallest (over classes) squared distance of
+    each row, higher = more unknown. ``shrink``: ridge on the covariances (share of the mean
+    variance) so that they invert.
+    """
+    F_train = np.asarray(F_train, dtype=np.float64)
+    classes, idx = np.unique(np.asarray(y_train), return_inverse=True)
+    means = np.stack([F_train[idx == k].mean(0) for k in range(len(classes))])
+
+    def precision(X: np.ndarray) -> np.ndarray:
+        cov = X.T @ X / len(X)
+        cov += shrink * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+        return np.linalg.inv(cov)
+
+    prec = precision(F_train - means[idx])
+    mu0 = F_train.mean(0)
+    prec0 = precision(F_train - mu0)
+    mpm = np.einsum("kd,de,ke->k", means, prec, means)
+
+    def maha(Fm: np.ndarray) -> np.ndarray:
+        Fm = np.asarray(Fm, dtype=np.float64)
+        d = np.einsum("nd,de,ne->n", Fm, prec, Fm)[:, None] - 2 * Fm @ prec @ means.T + mpm
+        return d.min(1)
+
+    def relative(Fm: np.ndarray) -> np.ndarray:
+        Fm = np.asarray(Fm, dtype=np.float64)
+        c = Fm - mu0
+        return maha(Fm) - np.einsum("nd,de,ne->n", c, prec0, c)
+
+    return maha, relative
+
+
 def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarray,
                        split: np.ndarray, P_out: np.ndarray, F_out: np.ndarray, *,
                        target_tpr: float = 0.95) -> dict[str, Any]:
@@ -162,8 +200,9 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
     row; rows whose label is one of the artifact's are the known minerals (val: threshold,
     test: evaluation, train: reference bank). ``P_out``, ``F_out``: spectra of minerals the
     model never saw. Scores (higher = more unknown): ``1 - max prob`` (int8 output and float
-    head), energy, negative max logit, and cosine distance to the nearest exemplar / train
-    feature vector.
+    head), energy, negative max logit, cosine distance to the nearest exemplar / train
+    feature vector, and (relative) Mahalanobis distance on the features
+    (:func:`gaussian_scores`).
     """
     labels = np.asarray(labels).astype(str)
     known = np.isin(labels, list(art.labels))
@@ -190,6 +229,9 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
             1 - _cosine_1nn(Fm, ex.features, ex.labels)[1] for Fm in sets)
     scores["1-NN cosine to all train features"] = tuple(
         1 - _cosine_1nn(Fm, F[train], labels[train])[1] for Fm in sets)
+    maha, rel = gaussian_scores(F[train], labels[train])
+    scores["Mahalanobis (class means, shared covariance)"] = tuple(maha(Fm) for Fm in sets)
+    scores["relative Mahalanobis"] = tuple(rel(Fm) for Fm in sets)
     out: dict[str, Any] = {
         "n_known_test": int(test.sum()),
         "n_known_val": int(val.sum()),

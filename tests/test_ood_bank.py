@@ -37,3 +37,23 @@ def test_int8_bank_rejects_float_codes() -> None:
 def test_an_empty_bank_matches_nothing() -> None:
     bank = ood.Int8Bank(np.zeros((0, 8), dtype=np.int8))
     assert np.all(np.isinf(bank.max_cosine(np.ones((2, 8), np.float32))))
+
+
+def test_mahalanobis_scores_grow_away_from_the_known_classes() -> None:
+    """The benchmark's (relative) Mahalanobis scores: a class mean scores lowest, and the
+    score grows monotonically along a line leaving the known classes."""
+    from benchmarks.transfer_experiment import gaussian_scores
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0]])
+    y = np.repeat([0, 1], 200)
+    F = means[y] + rng.normal(size=(400, 3))
+    maha, rel = gaussian_scores(F, y)
+    sideways = means[0] + np.outer(np.linspace(0.0, 12.0, 7), [0.0, 1.0, 0.0])
+    assert np.all(np.diff(maha(sideways)) > 0)
+    # the relative score discounts directions the background shares with the classes; it
+    # grows along the class axis, away from both classes
+    outward = means[0] + np.outer(np.linspace(2.0, 12.0, 6), [-1.0, 0.0, 0.0])
+    assert np.all(np.diff(rel(outward)) > 0)
+    for score, far in ((maha, sideways[-1:]), (rel, outward[-1:])):
+        assert score(means).max() < score(far)[0]
