@@ -106,12 +106,10 @@ class QuantizeConfig:
     head_dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.head_dtype not in HEAD_DTYPES:
-            raise ValueError(f"head_dtype must be one of {', '.join(HEAD_DTYPES)}, got "
-                             f"{self.head_dtype!r}")
-        if self.gate_on not in GATE_PATHS:
-            raise ValueError(f"gate_on must be one of {', '.join(GATE_PATHS)}, got "
-                             f"{self.gate_on!r}")
+        for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
         if self.calib_size < 1:
             raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
         if self.exemplars_per_class < 0:
