@@ -127,8 +127,10 @@ class Classifier:
         self.ood_bank = ood_bank
         self.coverage = CoveragePolicy() if coverage is None else coverage
         self._bank_unit: ood.Int8Bank | None = None
+        self._unknown_threshold = 0.0
         if self.unknown_rule is not None:
-            ood.check_section(self.unknown_rule)
+            ood.check_section(self.unknown_rule)  # once: the per-spectrum path trusts it
+            self._unknown_threshold = ood.threshold_score(self.unknown_rule)
             if self.unknown_rule["method"] == "knn_cosine":
                 self._bank_unit = self._make_bank(ood_bank)
 
@@ -278,9 +280,9 @@ class Classifier:
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:
-            score = float(ood.score(self.unknown_rule, probs=probs, features=feats,
-                                    bank_unit=self._bank_unit))
-            unknown = bool(score > ood.threshold_score(self.unknown_rule))
+            score = (self._bank_unit.distance(feats) if self._bank_unit is not None
+                     else float(ood.unknown_score(probs)))
+            unknown = bool(score > self._unknown_threshold)
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,
                           head=self.head_version)

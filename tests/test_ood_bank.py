@@ -57,3 +57,23 @@ def test_mahalanobis_scores_grow_away_from_the_known_classes() -> None:
     assert np.all(np.diff(rel(outward)) > 0)
     for score, far in ((maha, sideways[-1:]), (rel, outward[-1:])):
         assert score(means).max() < score(far)[0]
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 2 << 20])
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_the_single_spectrum_distance_is_the_batch_score(monkeypatch, cache_bytes,
+                                                         with_extra) -> None:
+    """``Int8Bank.distance`` (the classifier's per-spectrum path) equals ``knn_cosine_score``."""
+    monkeypatch.setattr(ood.Int8Bank, "CACHE_BYTES", cache_bytes)
+    rng = np.random.default_rng(1)
+    codes = rng.integers(-128, 128, size=(150, 32), dtype=np.int8)
+    extra = rng.normal(size=(4, 32)).astype(np.float32) if with_extra else None
+    bank = ood.Int8Bank(codes, -3, extra)
+    for f in rng.normal(size=(10, 32)).astype(np.float32):
+        assert bank.distance(f) == pytest.approx(float(ood.knn_cosine_score(f, bank)), abs=1e-5)
+
+
+def test_the_distance_of_a_zero_vector_and_of_an_empty_bank() -> None:
+    bank = ood.Int8Bank(np.ones((3, 4), dtype=np.int8))
+    assert bank.distance(np.zeros(4, np.float32)) == pytest.approx(1.0)
+    assert ood.Int8Bank(np.zeros((0, 4), dtype=np.int8)).distance(np.ones(4)) == float("inf")
