@@ -73,15 +73,19 @@ class DeviceProcess:
         self.starts += 1
         self.pids.append(self.proc.pid)
         if self.profile is not None:
-            self._undo_cpu_limit()
+            self._release_cpu_limit(final=True)
             self.cpu_limit = limit_cpu(self.proc.pid, self.profile.cpu_fraction)
             self.limits.append(self.cpu_limit.how)
         return self.proc.pid
 
-    def _undo_cpu_limit(self) -> None:
+    def _release_cpu_limit(self, *, final: bool) -> None:
+        """Undo the CPU limit: before a signal (a duty-cycled process must be running to act
+        on SIGTERM, and no cycler signal may reach a reused pid) and again, ``final``, once
+        the process is gone (a cgroup folder can only be removed when empty)."""
         if self.cpu_limit is not None:
             self.cpu_limit.undo()
-            self.cpu_limit = None
+            if final:
+                self.cpu_limit = None
 
     @property
     def pid(self) -> int | None:
@@ -90,24 +94,24 @@ class DeviceProcess:
 
     def kill(self) -> None:
         """SIGKILL the process (a power cut) and reap it."""
-        self._undo_cpu_limit()  # first: no signal may reach a reused pid after the reap
+        self._release_cpu_limit(final=False)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._release_cpu_limit(final=True)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            if self.cpu_limit is not None and "duty cycle" in self.cpu_limit.how:
-                self._undo_cpu_limit()  # a stopped process cannot act on SIGTERM
+            self._release_cpu_limit(final=False)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._undo_cpu_limit()
+        self._release_cpu_limit(final=True)
         return self.proc.returncode
 
     def alive(self) -> bool:

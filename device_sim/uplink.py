@@ -819,9 +819,9 @@ def artifact_files(folder: str | os.PathLike) -> list[dict[str, Any]]:
     :attr:`~ramanedge.manifest.Manifest.comparison_files`) are not sent: the rover never
     loads them, and a float32 model is 4x the int8 one on a slow link."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    out = []
-    for name in [*sorted(manifest.flight_files), MANIFEST_NAME]:
-        p = folder / name
-        out.append({"name": name, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    manifest = read_manifest(folder)  # verifies every file against the manifest's sha256
+    out = [{"name": name, "bytes": int(meta["bytes"]), "sha256": str(meta["sha256"])}
+           for name, meta in sorted(manifest.flight_files.items())]
+    p = folder / MANIFEST_NAME
+    out.append({"name": MANIFEST_NAME, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
     return out

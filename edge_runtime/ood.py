@@ -92,12 +92,9 @@ class Int8Bank:
 
     def distance(self, features: np.ndarray) -> float:
         """``knn_cosine`` score of one feature vector (D,): 1 - its largest cosine with any
-        bank row. The rover's per-spectrum path: one product, no batch bookkeeping."""
-        f = np.asarray(features, dtype=np.float32).reshape(-1)
-        n = float(np.sqrt(f @ f))
-        if self._unit is None or self.extra is not None or not len(self._unit) or n <= 1e-12:
-            return 1.0 - float(self.max_cosine(f[None, :] / max(n, 1e-12))[0])
-        return 1.0 - float((self._unit @ f).max()) / n
+        bank row (the classifier's per-spectrum path, without the batch reshaping)."""
+        f = np.asarray(features, dtype=np.float32).reshape(1, -1)
+        return 1.0 - float(self.max_cosine(f / max(float(np.linalg.norm(f)), 1e-12))[0])
 
     def max_cosine(self, units: np.ndarray) -> np.ndarray:
         """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""

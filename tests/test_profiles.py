@@ -111,3 +111,29 @@ def test_waiting_for_a_device_that_is_gone_ends_at_once():
         host.wait_ready(600, alive=alive)  # not 600 s: the first check ends it
     assert checks == [1]
     master.close()
+
+
+def test_the_cpu_limit_is_released_before_a_signal_and_removed_after_the_exit(
+        tmp_path, monkeypatch):
+    """A killed or stopped device: the limit is undone before the signal (a duty-cycled
+    process must run to act on SIGTERM) and once more after the exit (a cgroup folder can
+    only be removed when empty), so none is left behind across restarts."""
+    import device_sim.launcher as launcher
+    from device_sim.profiles import CpuLimit
+
+    undone: list[bool] = []  # was the process still alive at each undo?
+    dev: DeviceProcess
+
+    def fake_limit(pid: int, fraction: float) -> CpuLimit:
+        return CpuLimit("fake quota", lambda: undone.append(dev.alive()))
+
+    monkeypatch.setattr(launcher, "limit_cpu", fake_limit)
+    art = write_fake_artifact(tmp_path / "art", ["a", "b"])
+    dev = DeviceProcess("/dev/null", art, tmp_path / "store", threads=1, cpus=None,
+                        baud=None, faults=FaultConfig(), profile=PROFILES["pi4"])
+    dev.start()
+    dev.kill()  # a power cut
+    assert undone == [True, False] and dev.cpu_limit is None
+    dev.start()
+    dev.stop()
+    assert undone[2:] and undone[-1] is False and dev.cpu_limit is None
