@@ -324,7 +324,10 @@ _F32x2 = struct.Struct("<ff")
 def _quantise_u16(v: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Affine uint16 quantisation ``v ~ offset + q * scale`` (offset, scale as float32)."""
     v = np.asarray(v, dtype=np.float64)
-    lo = float(np.float32(v.min()))
+    lo32 = np.float32(v.min())
+    if lo32 > v.min():  # the float32 offset must not sit above the minimum (it would clip)
+        lo32 = np.nextafter(lo32, np.float32(-np.inf))
+    lo = float(lo32)
     hi = float(v.max())
     scale = float(np.float32((hi - lo) / 65535.0)) if hi > lo else 0.0
     if scale > 0:

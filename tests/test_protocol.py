@@ -185,6 +185,15 @@ def test_axis_spectrum_round_trip(n, x0, step, seed):
     assert np.max(np.abs(spec.y - y)) <= yr / 65535 * 1.01 + 1e-9
 
 
+def test_a_minimum_between_float32_values_is_not_clipped():
+    """The offset travels as float32: rounded *up* past the minimum it clipped that point by
+    up to half a float32 step (found by the property test above)."""
+    y = np.array([1212.3470083855, 1214.6287437])
+    assert np.float32(y[0]) > y[0]  # the case: float32 rounds the minimum up
+    spec, _ = P.decode_spectrum(P.encode_spectrum_axis(np.array([200.0, 201.0]), y))
+    assert np.max(np.abs(spec.y - y)) <= (y[1] - y[0]) / 65535 * 1.01
+
+
 def test_constant_spectrum_round_trips():
     spec, _ = P.decode_spectrum(P.encode_spectrum_grid(np.full(1392, 3.0)))
     np.testing.assert_allclose(spec.y, 3.0)
