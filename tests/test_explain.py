@@ -77,14 +77,21 @@ def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(real_spectrum),
                                 "--runner-up", "--out", str(out))
     assert code == 0, err
-    png = out / f"{real_spectrum.stem}_gradcam.png"
+    png = out / f"{real_spectrum.stem}_occlusion.png"  # the default method
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     assert "runner-up" in stdout and "bands" in stdout
+    bands = stdout.split("bands ")[1].split(" cm-1")[0]
+    assert bands.strip(), stdout  # the spectrum's own peaks are named (issue 17)
+    for method in ("gradcam", "gradcam-multi"):
+        code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
+                                    str(real_spectrum), "--method", method, "--out", str(out))
+        assert code == 0, err
+        assert (out / f"{real_spectrum.stem}_{method}.png").read_bytes()[:8] == PNG_MAGIC
     # a folder in one go: every file in it, one line and one PNG each
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
                                 str(real_spectrum.parent), "--out", str(tmp_path / "gc2"))
     assert code == 0, err
-    assert len(list((tmp_path / "gc2").glob("*_gradcam.png"))) == len(
+    assert len(list((tmp_path / "gc2").glob("*_occlusion.png"))) == len(
         list(real_spectrum.parent.iterdir()))
 
 
@@ -102,6 +109,7 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
         (["--model", str(tmp_path), str(real_spectrum)], "not a training run"),
         (["--model", str(tmp_path / "nope"), str(real_spectrum)], "does not exist"),
         (["--model", str(tiny_run), str(real_spectrum), "--layer", "nope"], "not a layer"),
+        (["--model", str(tiny_run), str(real_spectrum), "--layer", "act2"], "gradcam only"),
     ]
     for args, needle in cases:
         code, _, err = run_cli(capsys, "explain", *args, "--out", str(out))

@@ -50,7 +50,7 @@ class Explanation:
     bands: tuple[tuple[float, ...], ...]
     """Per explained class, the wavenumbers (cm-1) of the strongest highlighted peaks."""
     layer: str = ""
-    """The feature-map layer the maps come from."""
+    """What the maps are (method and, for Grad-CAM, the feature-map layer)."""
 
 
 def last_conv_activation(model: Any) -> str:
@@ -97,6 +97,53 @@ def grad_cam(model: Any, X: np.ndarray, classes: np.ndarray,
     up = np.stack([np.interp(np.arange(p), centres, row) for row in cam])
     top = up.max(axis=1, keepdims=True)
     return (up / np.where(top > 0, top, 1.0)).astype(np.float32)
+
+
+#: attribution methods of ``ramanedge explain`` (``--method``)
+METHODS = ("gradcam", "gradcam-multi", "occlusion")
+
+
+def conv_activations(model: Any) -> list[str]:
+    """Names of the activation after every conv block (``act1`` .. ``actN``), in order."""
+    names = {layer.name for layer in model.layers}
+    out = [f"act{i}" for i in range(1, 64) if f"act{i}" in names]
+    if not out:
+        raise ExplainError("the model has no conv activations (expected layers act1..actN)")
+    return out
+
+
+def grad_cam_multi(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Grad-CAM of every conv block, each scaled to [0, 1], averaged (N, P) and rescaled:
+    the early blocks' fine positions (696 for the flight model's ``act1``..., 1392 / m for
+    the paper family's ``act1``) sharpen the last block's coarse but class-specific map."""
+    maps = [grad_cam(model, X, classes, layer) for layer in conv_activations(model)]
+    m = np.mean(maps, axis=0)
+    top = m.max(axis=1, keepdims=True)
+    return (m / np.where(top > 0, top, 1.0)).astype(np.float32)
+
+
+def occlusion_maps(model: Any, X: np.ndarray, classes: np.ndarray, *, half_width: int = 10,
+                   stride: int = 5) -> np.ndarray:
+    """Occlusion maps (N, P) of the Keras model (:func:`ramanedge.attribution.occlusion_map`,
+    the same code the rover runs through its int8 model)."""
+    from ramanedge.attribution import occlusion_map
+    from trainer.train import predict_probs
+
+    return np.stack([occlusion_map(lambda B: predict_probs(model, B), x, int(c),
+                                   half_width=half_width, stride=stride)
+                     for x, c in zip(np.asarray(X, np.float32), classes, strict=True)])
+
+
+def attribution(model: Any, X: np.ndarray, classes: np.ndarray, method: str,
+                layer: str | None = None) -> np.ndarray:
+    """Maps (N, P) in [0, 1] of ``classes`` by ``method`` (one of :data:`METHODS`)."""
+    if method == "gradcam":
+        return grad_cam(model, X, classes, layer)
+    if method == "gradcam-multi":
+        return grad_cam_multi(model, X, classes)
+    if method == "occlusion":
+        return occlusion_maps(model, X, classes)
+    raise ExplainError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def strongest_bands(spectrum: np.ndarray, cam: np.ndarray, n: int = 5,
@@ -175,17 +222,21 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[Any, list[str]]:
 
 def explain_spectra(model: Any, labels: list[str], X: np.ndarray, sources: list[str],
                     *, runner_up: bool = False, n_bands: int = 5,
-                    layer: str | None = None) -> list[Explanation]:
-    """Grad-CAM of the predicted (and optionally runner-up) class for each row of ``X``.
-
-    ``layer``: feature-map layer (default: :func:`last_conv_activation`).
+                    layer: str | None = None, method: str = "gradcam"
+                    ) -> list[Explanation]:
+    """Attribution maps of the predicted (and optionally runner-up) class for each row of
+    ``X``: ``method`` one of :data:`METHODS`; ``layer``: Grad-CAM's feature-map layer
+    (default: :func:`last_conv_activation`).
     """
     from trainer.train import predict_probs
 
     probs = predict_probs(model, X)
     order = np.argsort(-probs, axis=1, kind="stable")
     k = 2 if runner_up else 1
-    cams = [grad_cam(model, X, order[:, j], layer) for j in range(k)]
+    cams = [attribution(model, X, order[:, j], method, layer) for j in range(k)]
+    what = {"gradcam": f"Grad-CAM ({layer or last_conv_activation(model)})",
+            "gradcam-multi": "Grad-CAM, all conv blocks",
+            "occlusion": "occlusion, ±10 cm-1 windows"}[method]
     out = []
     for i, src in enumerate(sources):
         cls = tuple(int(order[i, j]) for j in range(k))
@@ -194,7 +245,7 @@ def explain_spectra(model: Any, labels: list[str], X: np.ndarray, sources: list[
             source=src, spectrum=X[i], classes=cls, names=tuple(labels[c] for c in cls),
             probs=tuple(float(probs[i, c]) for c in cls), cams=maps,
             bands=tuple(strongest_bands(X[i], maps[j], n_bands) for j in range(k)),
-            layer=layer or last_conv_activation(model)))
+            layer=what))
     return out
 
 
@@ -221,7 +272,7 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
         ax.set_title(f"{role}: {e.names[j]} (p = {e.probs[j]:.2f})", fontsize=10)
         ax.set_ylabel("intensity (max = 1)")
         ax.set_ylim(0, 1.12)
-    axes[-1, 0].set_xlabel(f"Raman shift (cm$^{{-1}}$); red = Grad-CAM ({e.layer})")
+    axes[-1, 0].set_xlabel(f"Raman shift (cm$^{{-1}}$); red = {e.layer}")
     fig.suptitle(title or Path(e.source).name, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -240,11 +291,15 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
 @click.option("--bands", "n_bands", type=int, default=5, show_default=True,
               help="How many of the strongest highlighted peaks to label.")
 @click.option("--layer", default=None,
-              help="Feature-map layer [default: the activation of the last conv block, e.g. "
-                   "act3]; an earlier one (act2) gives a finer map.")
+              help="Grad-CAM's feature-map layer [default: the activation of the last conv "
+                   "block, e.g. act3]; an earlier one (act2) gives a finer map.")
+@click.option("--method", type=click.Choice(METHODS), default="occlusion", show_default=True,
+              help="occlusion: the probability drop when a ±10 cm-1 window is removed (no "
+                   "gradients; best band sanity score, docs/results.md section 6); gradcam: "
+                   "last (or --layer) conv block; gradcam-multi: every block averaged.")
 def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: Path,
-            n_bands: int, layer: str | None) -> None:
-    """Grad-CAM over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""
+            n_bands: int, layer: str | None, method: str) -> None:
+    """Attribution over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""
     from trainer.run import read_run_config
 
     try:
@@ -258,18 +313,21 @@ def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: 
     if layer is not None and layer not in names:
         raise ExplainError(f"--layer {layer!r} is not a layer of the model; expected one of "
                            f"{', '.join(n for n in names if n.startswith(('conv', 'act')))}")
+    if layer is not None and method != "gradcam":
+        raise ExplainError(f"--layer applies to --method gradcam only, not {method}")
     if out_dir.exists() and not out_dir.is_dir():
         raise ExplainError(f"--out {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for e, f in zip(explain_spectra(model, labels, X, [str(f) for f in files],
-                                    runner_up=runner_up, n_bands=n_bands, layer=layer),
+                                    runner_up=runner_up, n_bands=n_bands, layer=layer,
+                                    method=method),
                     files, strict=True):
         stem = f.stem
         while stem in used:
             stem += "_"
         used.add(stem)
-        png = out_dir / f"{stem}_gradcam.png"
+        png = out_dir / f"{stem}_{method}.png"
         plot_explanation(e, png)
         extra = (f"; runner-up {e.names[1]} ({e.probs[1]:.2f})" if runner_up else "")
         bands = ", ".join(f"{w:.0f}" for w in e.bands[0])
