@@ -193,7 +193,8 @@ def gaussian_scores(F_train: np.ndarray, y_train: np.ndarray, *, shrink: float =
 
 def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarray,
                        split: np.ndarray, P_out: np.ndarray, F_out: np.ndarray, *,
-                       target_tpr: float = 0.95) -> dict[str, Any]:
+                       target_tpr: float = 0.95,
+                       keep_scores: dict[str, Any] | None = None) -> dict[str, Any]:
     """Unknown-mineral detection scores on known (the artifact's labels) vs unseen spectra.
 
     ``P``, ``F``: base probabilities and features of the data set, ``labels``/``split`` per
@@ -227,11 +228,20 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
     if ex is not None:
         scores["1-NN cosine to exemplars"] = tuple(
             1 - _cosine_1nn(Fm, ex.features, ex.labels)[1] for Fm in sets)
+        # the rover's knn_logit rule, calibrated on the validation spectra as quantize does
+        sec = ood.calibrate_unknown(P[val], features=F[val], bank=ex.features,
+                                    logits=art.head.logits(F[val]), target_tpr=target_tpr)
+        unit = ood.normalise_rows(ex.features)
+        scores[f"knn + max logit (knn_logit, w = {sec['weight']:g})"] = tuple(
+            ood.score(sec, probs=None, features=Fm, bank_unit=unit,
+                      logits=art.head.logits(Fm)) for Fm in sets)
     scores["1-NN cosine to all train features"] = tuple(
         1 - _cosine_1nn(Fm, F[train], labels[train])[1] for Fm in sets)
     maha, rel = gaussian_scores(F[train], labels[train])
     scores["Mahalanobis (class means, shared covariance)"] = tuple(maha(Fm) for Fm in sets)
     scores["relative Mahalanobis"] = tuple(rel(Fm) for Fm in sets)
+    if keep_scores is not None:  # the raw (val, test, unseen) scores, e.g. for ROC curves
+        keep_scores.update(scores)
     out: dict[str, Any] = {
         "n_known_test": int(test.sum()),
         "n_known_val": int(val.sum()),
@@ -242,8 +252,10 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
     }
     if art.unknown:  # the manifest's own rule, as shipped
         bank = None if ex is None else ood.normalise_rows(ex.features)
-        s_in = ood.score(art.unknown, probs=P[test], features=F[test], bank_unit=bank)
-        s_out = ood.score(art.unknown, probs=P_out, features=F_out, bank_unit=bank)
+        s_in = ood.score(art.unknown, probs=P[test], features=F[test], bank_unit=bank,
+                         logits=art.head.logits(F[test]))
+        s_out = ood.score(art.unknown, probs=P_out, features=F_out, bank_unit=bank,
+                          logits=art.head.logits(F_out))
         thr = ood.threshold_score(art.unknown)
         out["manifest_rule"] = {
             "section": art.unknown,
@@ -254,9 +266,40 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
     return out
 
 
+def knn_logit_weights(model_dir: str | os.PathLike, X: np.ndarray, labels: np.ndarray,
+                      split: np.ndarray, negatives_X: np.ndarray, evaluation_X: np.ndarray, *,
+                      weights: tuple[float, ...] = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0),
+                      target_tpr: float = 0.95) -> dict[str, Any]:
+    """The ``knn_logit`` weight, chosen without the evaluation half: per weight, AUROC of
+    known *validation* spectra vs the *negatives* half (the choice) and of known *test*
+    spectra vs the *evaluation* half (reported, never chosen on)."""
+    from edge_runtime.head import load_exemplars
+
+    art = load_artifact(model_dir)
+    clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+    ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
+    labels = np.asarray(labels).astype(str)
+    known = np.isin(labels, list(art.labels))
+    F = {part: extract(clf, X[known & (split == part)])[1] for part in ("val", "test")}
+    F["neg"], F["eval"] = extract(clf, negatives_X)[1], extract(clf, evaluation_X)[1]
+    unit = ood.normalise_rows(ex.features)
+    rows = {}
+    for w in weights:
+        sec = ood.calibrate_unknown(np.zeros((len(F["val"]), 1)), features=F["val"],
+                                    bank=ex.features, logits=art.head.logits(F["val"]),
+                                    weight=w, target_tpr=target_tpr)
+        s = {k: ood.score(sec, probs=None, features=v, bank_unit=unit,
+                          logits=art.head.logits(v)) for k, v in F.items()}
+        rows[f"{w:g}"] = {"negatives_auroc": auroc(s["val"], s["neg"]),
+                          "evaluation_auroc": auroc(s["test"], s["eval"])}
+    chosen = max(rows, key=lambda k: rows[k]["negatives_auroc"])
+    return {"weights": rows, "chosen": float(chosen)}
+
+
 def run_unknown(model_dir: str | os.PathLike, X: np.ndarray, labels: np.ndarray,
                 split: np.ndarray, unseen_X: np.ndarray, *,
-                target_tpr: float = 0.95) -> dict[str, Any]:
+                target_tpr: float = 0.95,
+                keep_scores: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`unknown_experiment` for an artifact trained on (part of) a data set.
 
     ``X``/``labels``/``split``: the data set and the split the artifact was trained with;
@@ -270,7 +313,7 @@ def run_unknown(model_dir: str | os.PathLike, X: np.ndarray, labels: np.ndarray,
     Pu, Fu = extract(clf, unseen_X)
     res = unknown_experiment(art, P, F, labels, np.asarray(split).astype(str),
                              np.concatenate([P[unseen], Pu]), np.concatenate([F[unseen], Fu]),
-                             target_tpr=target_tpr)
+                             target_tpr=target_tpr, keep_scores=keep_scores)
     res["artifact"] = str(model_dir)
     res["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return res
@@ -529,15 +572,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-spectra", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--unknown-only", action="store_true")
+    ap.add_argument("--unseen-half", choices=("all", "negatives", "evaluation"), default="all",
+                    help="unseen minerals: all rare held-out minerals, or one half of "
+                         "ramanedge.splits.unknown_halves (issue 12: 'evaluation', the half "
+                         "no training or calibration touched)")
     ap.add_argument("--out", default=None, help="write the result JSON (+ .md) here")
     a = ap.parse_args(argv)
     root = Path(a.data) if a.data else default_data_root()
     ds = build_dataset(root, "rruff-raw", min_spectra=a.min_spectra)
     split = read_split_csv(a.split_csv, ds)
     held = load_heldout(root, "rruff-raw", min_spectra=a.min_spectra)
+    halves = None
+    if a.unseen_half != "all":
+        from ramanedge.splits import unknown_halves
+
+        names = np.asarray(held.minerals).astype(str)
+        halves = {k: held.subset(np.isin(names, v)) for k, v in
+                  unknown_halves(sorted(set(names) - set(ds.labels))).items()}
+        held = halves[a.unseen_half]
     if a.unknown_only:
         res = run_unknown(a.model, ds.X, np.array(ds.minerals), split, held.X)
+        res["unseen_half"] = a.unseen_half
         md = markdown_unknown(res)
+        if a.unseen_half == "evaluation":
+            res["knn_logit_weights"] = kw = knn_logit_weights(
+                a.model, ds.X, np.array(ds.minerals), split, halves["negatives"].X, held.X)
+            md += ("\nknn_logit weight (chosen on validation vs the negatives half): "
+                   + ", ".join(f"{w}: {v['negatives_auroc']:.3f} / {v['evaluation_auroc']:.3f}"
+                               for w, v in kw["weights"].items())
+                   + f" (negatives / evaluation AUROC); chosen {kw['chosen']:g}\n")
     else:
         res = run_transfer(a.model, ds.X, np.array(ds.minerals), split,
                            config=TransferConfig(repeats=a.repeats), heldout_X=held.X)

@@ -22,12 +22,14 @@ from ramanedge.grid import CoveragePolicy
 class Classification:
     """A backend's answer: ``top`` ``(index, label, prob)`` best first, ``unknown``,
     ``infer_us`` (interpreter + head time as measured by the runtime), ``coverage`` (the
-    fraction of the model grid the spectrum covered)."""
+    fraction of the model grid the spectrum covered), ``set`` (the conformal prediction set
+    as ``(index, label)`` pairs, most probable first; ``None`` without one)."""
 
     top: tuple[tuple[int, str, float], ...]
     unknown: bool
     infer_us: int
     coverage: float = 1.0
+    set: tuple[tuple[int, str], ...] | None = None
 
 
 class Backend(Protocol):
@@ -104,8 +106,10 @@ class EdgeBackend:
         pred = self.clf.classify_xy(x, y)
         top = tuple((self._index.get(lab, 0xFFFF), lab, float(p))
                     for lab, p in pred.top[:top_k])
+        pset = None if pred.set is None else tuple(
+            (self._index.get(lab, 0xFFFF), lab) for lab in pred.set)
         return Classification(top, bool(pred.unknown), int(pred.compute_ms * 1000),
-                              pred.coverage)
+                              pred.coverage, pset)
 
     def relocate(self, folder: Path) -> None:
         """Refer to the artifact's files (the exemplars a head retrain reads) at ``folder``;

@@ -259,7 +259,9 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
         if not head:
             head.append(client.info().get("head"))
         r, ex = client.classify(y, x, top_k=top_k)
-        return answer_record(path, top=[(lab, p) for _, lab, p in r.top], unknown=r.unknown,
+        return answer_record(path, top=[(lab, p) for _, lab, p in r.top],
+                             set_=None if r.set is None else [lab for _, lab in r.set],
+                             unknown=r.unknown,
                              unknown_score=None, coverage=r.coverage,
                              compute_ms=r.compute_us / 1e3, head=head[0],
                              latency_ms=ex.latency_s * 1e3)

@@ -269,7 +269,7 @@ class Device:
             compute_us = int((time.perf_counter() - t0) * 1e6)
             result = P.Result(c.top, c.unknown, compute_us, c.infer_us,
                               P.model_tag(self.backend.manifest_sha256),
-                              coverage=c.coverage)
+                              coverage=c.coverage, set=c.set)
             return P.MsgType.RESULT, P.encode_result(result)
         if t == P.MsgType.INFO:
             return P.MsgType.INFO_REPLY, P.encode_json(self.info())

@@ -462,7 +462,8 @@ class Result:
     decoded request to the encoded answer (preprocessing + inference + head);
     ``infer_us``: the interpreter part; ``model_tag``: the first 4 bytes of the serving
     model's manifest sha256; ``coverage``: the fraction of the model grid the spectrum
-    covered (quantised to 1/65535; 1.0 = all of it).
+    covered (quantised to 1/65535; 1.0 = all of it); ``set``: the conformal prediction set
+    as ``(class index, label)`` pairs, most probable first (``None``: the model has none).
     """
 
     top: tuple[tuple[int, str, float], ...]
@@ -471,6 +472,7 @@ class Result:
     infer_us: int
     model_tag: int
     coverage: float = 1.0
+    set: tuple[tuple[int, str], ...] | None = None
 
     @property
     def label(self) -> str:
@@ -481,19 +483,28 @@ class Result:
 _RESULT_HEAD = struct.Struct("<BBIII")
 _FLAG_UNKNOWN = 0x01
 _FLAG_PARTIAL = 0x02  # a coverage u16 follows the head: the spectrum covered part of the grid
+_FLAG_SET = 0x04  # a prediction set follows the top entries
+MAX_SET = 255
 
 
 def encode_result(r: Result) -> bytes:
     """RESULT payload: ``flags u8 | k u8 | compute_us u32 | infer_us u32 | model_tag u32 |
-    [coverage u16, when flag 0x02] | k x (index u16 | prob u16 | name_len u8 | name utf-8)``.
+    [coverage u16, when flag 0x02] | k x (index u16 | prob u16 | name_len u8 | name utf-8) |
+    [m u8 | m x (index u16 | name_len u8 | name utf-8), when flag 0x04]``.
 
     Flag 0x01: unknown mineral; 0x02: the spectrum covered only part of the grid, its
-    fraction follows as a u16 (x 1/65535). A full-coverage answer is byte-for-byte the
-    format before partial coverage existed."""
+    fraction follows as a u16 (x 1/65535); 0x04: the conformal prediction set follows (at
+    most :data:`MAX_SET` minerals; a longer set is refused, never cut: a cut set would not
+    hold its coverage). An answer without either is byte-for-byte the format before they
+    existed."""
     cov = min(max(float(r.coverage), 0.0), 1.0)
     q_cov = int(round(cov * 65535))
     partial = q_cov < 65535
-    flags = (_FLAG_UNKNOWN if r.unknown else 0) | (_FLAG_PARTIAL if partial else 0)
+    if r.set is not None and len(r.set) > MAX_SET:
+        raise LinkError(f"prediction set of {len(r.set)} minerals does not fit a RESULT "
+                        f"frame (at most {MAX_SET})")
+    flags = ((_FLAG_UNKNOWN if r.unknown else 0) | (_FLAG_PARTIAL if partial else 0)
+             | (_FLAG_SET if r.set is not None else 0))
     out = bytearray(_RESULT_HEAD.pack(flags, len(r.top),
                                       min(int(r.compute_us), 0xFFFFFFFF),
                                       min(int(r.infer_us), 0xFFFFFFFF), int(r.model_tag)))
@@ -503,6 +514,11 @@ def encode_result(r: Result) -> bytes:
         raw = name.encode("utf-8")[:255]
         q = int(round(min(max(float(prob), 0.0), 1.0) * 65535))
         out += struct.pack("<HHB", int(idx), q, len(raw)) + raw
+    if r.set is not None:
+        out.append(len(r.set))
+        for idx, name in r.set:
+            raw = name.encode("utf-8")[:255]
+            out += struct.pack("<HB", int(idx), len(raw)) + raw
     return bytes(out)
 
 
@@ -524,12 +540,26 @@ def decode_result(payload: bytes) -> Result:
                 raise LinkError("RESULT payload is truncated")
             pos += ln
             top.append((idx, name.decode("utf-8", errors="replace"), q / 65535.0))
-    except struct.error:
+        pset = None
+        if flags & _FLAG_SET:
+            m = payload[pos]
+            pos += 1
+            entries = []
+            for _ in range(m):
+                idx, ln = struct.unpack_from("<HB", payload, pos)
+                pos += 3
+                name = payload[pos:pos + ln]
+                if len(name) != ln:
+                    raise LinkError("RESULT payload is truncated")
+                pos += ln
+                entries.append((idx, name.decode("utf-8", errors="replace")))
+            pset = tuple(entries)
+    except (struct.error, IndexError):
         raise LinkError("RESULT payload is truncated") from None
     if pos != len(payload):
         raise LinkError("RESULT payload has trailing bytes")
     return Result(tuple(top), bool(flags & _FLAG_UNKNOWN), compute_us, infer_us, tag,
-                  coverage=coverage)
+                  coverage=coverage, set=pset)
 
 
 # --- ERROR -----------------------------------------------------------------------------------

@@ -143,6 +143,20 @@ class Artifact:
         return dict(sec) if isinstance(sec, dict) and sec else None
 
     @property
+    def conformal(self) -> dict[str, Any] | None:
+        """The manifest's ``conformal`` section (prediction-set rule, see
+        :mod:`edge_runtime.conformal`) or ``None`` (older artifacts: no sets)."""
+        sec = self.manifest.data.get("conformal")
+        return dict(sec) if isinstance(sec, dict) and sec else None
+
+    @property
+    def calibration_file(self) -> Path | None:
+        """Path of the conformal calibration features when the artifact has them, else
+        ``None``."""
+        name = self.manifest.calibration_file
+        return self.folder / name if name is not None else None
+
+    @property
     def base_output(self) -> str:
         """How the base (not retrained) classifier gets its probabilities.
 

@@ -7,7 +7,7 @@ Usage (these names are part of the public API exported by :mod:`edge_runtime`)::
     clf = Classifier.from_dir("models/NAME")                  # same, + active onboard head
     p = clf.classify_xy(x, y)        # raw spectrum (any axis covering the grid)
     p = clf.classify_grid(x1392)     # already preprocessed float32[1392]
-    p.label, p.prob, p.top, p.unknown, p.compute_ms
+    p.label, p.prob, p.top, p.set, p.unknown, p.compute_ms
     clf = clf.with_active_head(store)  # after HeadStore.retrain(): new head + unknown bank
 
 Preprocessing is :func:`ramanedge.grid.preprocess`, the same code the trainer used. With the
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime import ood
-from edge_runtime.artifact import Artifact, HeadWeights, load_artifact
+from edge_runtime import conformal, ood
+from edge_runtime.artifact import Artifact, HeadWeights, load_artifact, softmax
 from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import (
     check_tensor,
@@ -56,6 +56,9 @@ class Prediction:
     file reading or preprocessing). ``head``: the head version used (``"base"`` = artifact).
     ``coverage``: the fraction of the model grid the measured spectrum covered (1.0 = all of
     it; below 1 the rest was padded, :class:`~ramanedge.grid.CoveragePolicy`).
+    ``set``: the conformal prediction set, most probable first: the minerals that hold the
+    true one with the artifact's coverage level (:mod:`edge_runtime.conformal`); ``None``
+    when the artifact has no ``conformal`` section.
     """
 
     top: tuple[tuple[str, float], ...]
@@ -64,6 +67,7 @@ class Prediction:
     compute_ms: float
     head: str = "base"
     coverage: float = 1.0
+    set: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -78,7 +82,7 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``top`` as ``[{"label", "prob"}]`` plus the other fields (an
         :func:`answer_record` without ``path`` and ``latency_ms``)."""
-        d = answer_record("", top=self.top, unknown=self.unknown,
+        d = answer_record("", top=self.top, set_=self.set, unknown=self.unknown,
                           unknown_score=self.unknown_score, coverage=self.coverage,
                           compute_ms=self.compute_ms, head=self.head, latency_ms=None)
         return {k: v for k, v in d.items() if k not in ("path", "latency_ms")}
@@ -97,6 +101,9 @@ class Classifier:
     the artifact's exemplars (the head store's samples when a retrained head is active).
     ``coverage``: what to do with raw spectra that cover only part of the grid (default: pad,
     refuse below :data:`~ramanedge.grid.DEFAULT_MIN_COVERAGE`).
+    Prediction sets follow the manifest's ``conformal`` section; with a retrained ``head`` its
+    threshold is recomputed for that head from the artifact's calibration spectra
+    (:func:`edge_runtime.conformal.recalibrate`, once, here), see :attr:`conformal_rule`.
     """
 
     def __init__(
@@ -123,16 +130,81 @@ class Classifier:
         self.head = head
         self.top_k = int(top_k)
         self.load_problems: list[str] = []
+        self._unknown_given = unknown  # what with_head() passes on (not a recalibration)
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
         self.ood_bank = ood_bank
         self.coverage = CoveragePolicy() if coverage is None else coverage
         self._bank_unit: ood.Int8Bank | None = None
         self._unknown_threshold = 0.0
+        self._calibration: tuple[np.ndarray, np.ndarray | None] | None = None
         if self.unknown_rule is not None:
             ood.check_section(self.unknown_rule)  # once: the per-spectrum path trusts it
-            self._unknown_threshold = ood.threshold_score(self.unknown_rule)
-            if self.unknown_rule["method"] == "knn_cosine":
+            if self.unknown_rule["method"] in ("knn_cosine", "knn_logit"):
                 self._bank_unit = self._make_bank(ood_bank)
+            if self.unknown_rule["method"] == "knn_logit" and head is not None:
+                self.unknown_rule = self._recalibrated_unknown()
+            self._unknown_threshold = ood.threshold_score(self.unknown_rule)
+        self._logit_rule = (self.unknown_rule if self.unknown_rule is not None
+                            and self.unknown_rule["method"] == "knn_logit" else None)
+        self.conformal_rule = self._conformal_rule()
+        self._set_threshold = (None if self.conformal_rule is None
+                               else float(self.conformal_rule["threshold"]))
+        self._set_cut = None if self._set_threshold is None else 1.0 - self._set_threshold
+
+    def _calibration_arrays(self, why: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The artifact's calibration spectra: (dequantised features (N, D), class ids or
+        None), read once; :class:`ModelError` naming ``why`` when there are none."""
+        if self._calibration is not None:
+            return self._calibration
+        path = self.artifact.calibration_file
+        if path is None:
+            raise ModelError(f"the artifact's {why} was calibrated for its own head and it "
+                             "holds no calibration spectra to redo that for head "
+                             f"{self.head_version}; re-export it with 'ramanedge quantize'")
+        from edge_runtime.artifact import load_npz_arrays
+        from edge_runtime.interpreter import dequantize_int8
+
+        arrays = load_npz_arrays(path, ("features",))
+        codes, d = arrays["features"], self.artifact.feature_dim
+        if codes.dtype != np.int8 or codes.ndim != 2 or codes.shape[1] != d or not len(codes):
+            raise ModelError(f"{path}: 'features' must be int8 (N, {d}) with N >= 1, got "
+                             f"{codes.dtype} {codes.shape}")
+        y = None
+        with np.load(path, allow_pickle=False) as z:
+            if "y" in z.files:
+                y = np.asarray(z["y"], dtype=np.int64)
+        k = len(self.artifact.labels)
+        if y is not None and (y.shape != (codes.shape[0],)
+                              or (y.size and not 0 <= y.min() <= y.max() < k)):
+            raise ModelError(f"{path}: 'y' must hold one class id in 0..{k - 1} per row")
+        self._calibration = (dequantize_int8(codes, self.artifact.features_q), y)
+        return self._calibration
+
+    def _recalibrated_unknown(self) -> dict[str, Any]:
+        """The ``knn_logit`` rule recomputed for this classifier's head and bank."""
+        F, _ = self._calibration_arrays("unknown rule")
+        return ood.recalibrate_knn_logit(self.unknown_rule, F, self.head.logits(F),
+                                         self._bank_unit)
+
+    def _conformal_rule(self) -> dict[str, Any] | None:
+        """The prediction-set rule for this classifier's head (``None``: no sets)."""
+        rule = self.artifact.conformal
+        if rule is None:
+            return None
+        conformal.check_section(rule)
+        if self.head is None:
+            return rule
+        F, y = self._calibration_arrays("prediction sets")
+        if y is None:
+            raise ModelError(f"{self.artifact.calibration_file}: no class ids ('y') to "
+                             f"recalibrate the prediction sets for head {self.head.version}")
+        probs = self.head.probs(F)
+        names = [self.artifact.labels[i] for i in y]
+        try:
+            return conformal.recalibrate(rule, probs, self.head.labels, names)
+        except ValueError as e:
+            raise ModelError(f"cannot recalibrate the prediction sets for head "
+                             f"{self.head.version}: {e}") from None
 
     def _make_bank(self, extra: np.ndarray | None) -> ood.Int8Bank:
         from edge_runtime.artifact import load_npz_arrays
@@ -193,7 +265,7 @@ class Classifier:
         """
         bank = self.ood_bank if isinstance(ood_bank, str) and ood_bank == "same" else ood_bank
         return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
-                          unknown=self.unknown_rule, ood_bank=bank, coverage=self.coverage)
+                          unknown=self._unknown_given, ood_bank=bank, coverage=self.coverage)
 
     def with_active_head(self, store: HeadStore) -> Classifier:
         """A classifier using ``store``'s active head (a
@@ -252,18 +324,60 @@ class Classifier:
     def scores(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities over :attr:`labels` (float64), dequantised features) of one grid
         spectrum, from a single interpreter invoke."""
+        probs, feats, _ = self._outputs(x_grid)
+        return probs, feats
+
+    def _outputs(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(probabilities, features, the float head's logits or ``None`` when not computed)
+        from one invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
+        head = self.head if self.head is not None else self.artifact.head
+        if self.head is not None or self.artifact.base_output == "head":
+            # (base) the exported float head on the int8 features: avoids the int8 softmax's
+            # 1/256 steps, which tie near-equal classes (see docs/parts/quantize.md)
+            logits = head.logits(feats)
+            return softmax(logits), feats, logits
+        probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
+        logits = head.logits(feats) if self._logit_rule is not None else None
+        return probs.astype(np.float64), feats, logits
+
+    def predict_proba_batch(self, X_grid: np.ndarray) -> np.ndarray:
+        """Probabilities over :attr:`labels` (float64) for each row of ``X_grid`` (N, grid
+        points): the int8 batch loop, then the same head as :meth:`scores`."""
+        X = np.asarray(X_grid, dtype=np.float32)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise SpectrumError(f"predict_proba_batch needs finite spectra of shape (N, "
+                                f"points), got shape {X.shape}")
+        out = run_int8_batch(self.interpreter, X, self.artifact.input_q,
+                             {"features": self.artifact.features_q,
+                              "probs": self.artifact.probs_q})
         if self.head is not None:
-            probs = self.head.probs(feats)
-        elif self.artifact.base_output == "head":
-            # the exported float head on the int8 features: avoids the int8 softmax's 1/256
-            # steps, which tie near-equal classes (see docs/parts/quantize.md)
-            probs = self.artifact.head.probs(feats)
+            return self.head.probs(out["features"])
+        if self.artifact.base_output == "head":
+            return self.artifact.head.probs(out["features"])
+        return out["probs"].astype(np.float64)
+
+    def occlusion(self, x_grid: np.ndarray, label: str | None = None, *,
+                  half_width: int = 10, stride: int = 5) -> np.ndarray:
+        """Which wavenumbers the answer rests on, TF-free: the occlusion map (grid points,
+        [0, 1]) of ``label`` (default: the top answer) for one preprocessed spectrum, through
+        this classifier's own int8 path (:func:`ramanedge.attribution.occlusion_map`; about
+        ``1392 / stride`` extra invokes)."""
+        from ramanedge.attribution import occlusion_map
+
+        x = np.asarray(x_grid, dtype=np.float32).reshape(-1)
+        probs = self.predict_proba(x)
+        labels = list(self.labels)
+        if label is None:
+            cls = int(np.argmax(probs))
+        elif label in labels:
+            cls = labels.index(label)
         else:
-            probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
-            probs = probs.astype(np.float64)
-        return probs, feats
+            raise ModelError(f"label {label!r} is not one of the classifier's "
+                             f"{len(labels)} minerals")
+        return occlusion_map(self.predict_proba_batch, x, cls, half_width=half_width,
+                             stride=stride)
 
     def predict_proba(self, x_grid: np.ndarray) -> np.ndarray:
         """Probabilities over :attr:`labels` (float64) for one grid spectrum."""
@@ -272,20 +386,30 @@ class Classifier:
     def classify_grid(self, x_grid: np.ndarray) -> Prediction:
         """Classify one preprocessed spectrum (float32, the artifact's grid points)."""
         t0 = time.perf_counter()
-        probs, feats = self.scores(x_grid)
+        probs, feats, logits = self._outputs(x_grid)
         k = min(self.top_k, probs.size)
-        order = np.argsort(-probs, kind="stable")[:k]
+        order = np.argsort(-probs, kind="stable")
         labels = self.labels
-        top = tuple((labels[i], float(probs[i])) for i in order)
+        top = tuple((labels[i], float(probs[i])) for i in order[:k])
+        pset = None
+        if self._set_threshold is not None:
+            # conformal.prediction_set from the ordering already made: every label with
+            # p >= 1 - threshold is a prefix of it (ties in index order, as there), >= 1 long
+            n_set = max(1, int(np.count_nonzero(probs >= self._set_cut)))
+            pset = tuple(labels[i] for i in order[:n_set])
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:
-            score = (self._bank_unit.distance(feats) if self._bank_unit is not None
-                     else float(ood.unknown_score(probs)))
+            if self._bank_unit is None:
+                score = float(ood.unknown_score(probs))
+            else:
+                score = self._bank_unit.distance(feats)
+                if self._logit_rule is not None:
+                    score = float(ood.knn_logit_score(score, logits, self._logit_rule))
             unknown = bool(score > self._unknown_threshold)
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,
-                          head=self.head_version)
+                          head=self.head_version, set=pset)
 
     def preprocess(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Raw spectrum -> the model's grid (:func:`ramanedge.grid.preprocess_covered` with
@@ -319,18 +443,21 @@ class Classifier:
 
 #: Keys of one answer record, the same for ``ramanedge classify --json`` and ``ramanedge sim
 #: classify`` (docs/parts/edge.md): a field one path cannot know is ``null`` there.
-RECORD_KEYS = ("path", "top", "unknown", "unknown_score", "coverage", "compute_ms", "head",
-               "latency_ms")
+RECORD_KEYS = ("path", "top", "set", "unknown", "unknown_score", "coverage", "compute_ms",
+               "head", "latency_ms")
 
 
-def answer_record(path: str, *, top: Iterable[tuple[str, float]], unknown: bool,
+def answer_record(path: str, *, top: Iterable[tuple[str, float]],
+                  set_: Iterable[str] | None, unknown: bool,
                   unknown_score: float | None, coverage: float, compute_ms: float,
                   head: str | None, latency_ms: float | None) -> dict[str, Any]:
     """One answer as a JSON-ready record with :data:`RECORD_KEYS` (``top`` as
-    ``[{"label", "prob"}]``, best first; ``coverage``: the fraction of the model grid the
+    ``[{"label", "prob"}]``, best first; ``set``: the conformal prediction set's labels, most
+    probable first, or ``None`` without one; ``coverage``: the fraction of the model grid the
     spectrum covered, 1.0 = all)."""
     return {"path": str(path),
             "top": [{"label": lab, "prob": round(float(p), 6)} for lab, p in top],
+            "set": None if set_ is None else [str(lab) for lab in set_],
             "unknown": bool(unknown),
             "unknown_score": None if unknown_score is None else round(float(unknown_score), 6),
             "coverage": round(float(coverage), 4),
@@ -339,9 +466,9 @@ def answer_record(path: str, *, top: Iterable[tuple[str, float]], unknown: bool,
 
 
 def error_record(path: str, error: str) -> dict[str, Any]:
-    """The record of a file that got no answer: ``{"path", "top": [], "unknown": null,
-    "error"}``."""
-    return {"path": str(path), "top": [], "unknown": None, "error": str(error)}
+    """The record of a file that got no answer: ``{"path", "top": [], "set": null,
+    "unknown": null, "error"}``."""
+    return {"path": str(path), "top": [], "set": None, "unknown": None, "error": str(error)}
 
 
 @dataclass(frozen=True)
@@ -366,7 +493,7 @@ class FileResult:
         p = self.prediction
         if p is None:
             return error_record(self.path, self.error or "")
-        return answer_record(self.path, top=p.top, unknown=p.unknown,
+        return answer_record(self.path, top=p.top, set_=p.set, unknown=p.unknown,
                              unknown_score=p.unknown_score, coverage=p.coverage,
                              compute_ms=p.compute_ms, head=p.head, latency_ms=self.latency_ms)
 

@@ -41,13 +41,18 @@ def _warn(problems: list[str]) -> None:
         click.echo(f"warning: {p}", err=True)
 
 
+SET_SHOWN = 5
+"""Labels of a prediction set printed in the text output (the JSON has all of them)."""
+
+
 @click.command("classify")
 @_model_opt
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Number of minerals reported per spectrum.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: path, top [{label, prob}], unknown, coverage, error.")
+              help="One JSON object per line: path, top [{label, prob}], set, unknown, coverage, "
+                   "error.")
 @_threads_opt
 @click.option("--edgetpu", is_flag=True, help="Run on a Coral Edge TPU (libedgetpu.so.1).")
 @_store_opt
@@ -60,7 +65,9 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
     """Classify raw spectra (RRUFF .txt, two-column CSV/TXT, .npy; files or folders).
 
     Prints the TOP_K most probable minerals per spectrum, flagged 'unknown' when the spectrum
-    looks unlike every trained mineral. A spectrum covering only part of the model grid is
+    looks unlike every trained mineral, and the prediction set: the minerals that hold the
+    true one with the artifact's coverage level (e.g. 95%) when the mineral is a known one.
+    A spectrum covering only part of the model grid is
     padded and its covered fraction shown (--coverage). A file that cannot be classified
     gets its own error line and the batch goes on; the exit status is 1 only when every file
     failed.
@@ -88,6 +95,12 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
         else:
             p = r.prediction
             tops = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
+            if p.set is not None:
+                shown = ", ".join(p.set[:SET_SHOWN])
+                more = len(p.set) - SET_SHOWN
+                level = clf.conformal_rule["level"]
+                tops += (f"  [{100 * level:g}% set: {shown}"
+                         + (f" +{more} more" if more > 0 else "") + "]")
             flag = "  [unknown: unlike every trained mineral]" if p.unknown else ""
             if p.coverage < 1.0:
                 flag += f"  [covers {100 * p.coverage:.0f}% of the grid]"

@@ -183,8 +183,14 @@ def quantize_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:
     which the calibrated input range may not cover; those samples clip to the range edge
     instead of wrapping around.
     """
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(qp.scale)) + qp.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    # in place on one float32 buffer (the per-spectrum path: no temporaries); np.rint is
+    # np.round's half-to-even rounding
+    q = np.asarray(x, dtype=np.float32) / np.float32(qp.scale)
+    np.rint(q, out=q)
+    q += np.float32(qp.zero_point)
+    np.maximum(q, np.float32(-128), out=q)
+    np.minimum(q, np.float32(127), out=q)
+    return q.astype(np.int8)
 
 
 def dequantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:

@@ -16,6 +16,17 @@ section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
     Measured better than ``max_prob`` on RRUFF minerals the model never saw
     (``docs/parts/edge.md``); written on the ground by :mod:`quantize.exemplars` (an export
     with exemplars, or ``attach_exemplars`` given validation spectra).
+``knn_logit``
+    the ``knn_cosine`` distance and the negative largest logit of the float head, each
+    standardised by its mean and s.d. on the calibration spectra, mixed with ``weight`` on
+    the distance: ``w * (d - mu_d) / sd_d + (1 - w) * (-max z - mu_z) / sd_z``; unknown above
+    ``threshold`` (the ``target_tpr`` quantile on the calibration spectra). The two scores
+    fail on different spectra (far from every exemplar vs no class claims it), so their sum
+    separates unseen minerals better than either (docs/results.md section 4; the weight
+    :data:`KNN_LOGIT_WEIGHT` was chosen on the *negatives* half of the rare minerals, never
+    on the evaluation half). After an onboard head retrain the standardisation and threshold
+    are recomputed from the artifact's calibration spectra under the new head
+    (:func:`recalibrate_knn_logit`).
 
 Every rule has a score, higher = more likely unknown: :func:`score` computes it and
 :func:`threshold_score` gives the section's threshold on that scale.
@@ -29,7 +40,9 @@ import numpy as np
 
 from ramanedge.errors import ManifestError
 
-METHODS = ("max_prob", "knn_cosine")
+METHODS = ("max_prob", "knn_cosine", "knn_logit")
+KNN_LOGIT_WEIGHT = 0.6
+"""Weight of the cosine distance in ``knn_logit`` (chosen on the negatives half, 5 splits)."""
 
 
 def unknown_score(probs: np.ndarray) -> np.ndarray:
@@ -76,10 +89,15 @@ class Int8Bank:
                 np.linalg.norm(block, axis=1), 1e-12)
         self.extra = None if extra is None or not len(extra) else normalise_rows(extra)
         self._unit: np.ndarray | None = None
+        self._unit_t: np.ndarray | None = None
         if codes.shape[0] * codes.shape[1] * 4 <= self.CACHE_BYTES:
             self._unit = np.concatenate(
                 [block * self.inv_norm[i:i + len(block), None] for i, block in self._blocks()]
                 or [np.zeros((0, codes.shape[1]), np.float32)])
+            # (D, M) with the extra rows: one vector-matrix product per spectrum
+            rows = self._unit if self.extra is None else np.concatenate([self._unit,
+                                                                          self.extra])
+            self._unit_t = np.ascontiguousarray(rows.T) if len(rows) else None
 
     def _blocks(self):
         for i in range(0, self.codes.shape[0], self.CHUNK):
@@ -93,8 +111,11 @@ class Int8Bank:
     def distance(self, features: np.ndarray) -> float:
         """``knn_cosine`` score of one feature vector (D,): 1 - its largest cosine with any
         bank row (the classifier's per-spectrum path, without the batch reshaping)."""
-        f = np.asarray(features, dtype=np.float32).reshape(1, -1)
-        return 1.0 - float(self.max_cosine(f / max(float(np.linalg.norm(f)), 1e-12))[0])
+        f = np.asarray(features, dtype=np.float32).reshape(-1)
+        norm = max(float(np.sqrt(f @ f)), 1e-12)
+        if self._unit_t is not None:  # the cached bank: one product, no batch reshaping
+            return 1.0 - float((f @ self._unit_t).max()) / norm
+        return 1.0 - float(self.max_cosine((f / norm).reshape(1, -1))[0])
 
     def max_cosine(self, units: np.ndarray) -> np.ndarray:
         """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""
@@ -126,12 +147,49 @@ def knn_cosine_score(features: np.ndarray, bank_unit: np.ndarray | Int8Bank) -> 
     return (1.0 - s.max(axis=-1)).astype(np.float64)
 
 
+def knn_logit_score(distance: np.ndarray | float, logits: np.ndarray,
+                    section: dict[str, Any]) -> np.ndarray | float:
+    """``knn_logit`` score from the cosine distance(s) and the head's logits ((K,) or
+    (N, K)) with the section's standardisation and weight."""
+    w = float(section["weight"])
+    m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
+    return (w * (np.asarray(distance, dtype=np.float64) - section["knn_mean"])
+            / section["knn_sd"]
+            + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
+
+
+def _knn_logit_rule(d: np.ndarray, logits: np.ndarray, *, weight: float,
+                    target_tpr: float) -> dict[str, Any]:
+    m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
+    d = np.asarray(d, dtype=np.float64)
+    rule = {"method": "knn_logit", "weight": float(weight),
+            "knn_mean": float(d.mean()), "knn_sd": float(max(d.std(), 1e-9)),
+            "logit_mean": float(m.mean()), "logit_sd": float(max(m.std(), 1e-9))}
+    rule["threshold"] = float(np.quantile(knn_logit_score(d, logits, rule), target_tpr))
+    rule["knn_threshold"] = float(np.quantile(d, target_tpr))
+    return rule
+
+
+def recalibrate_knn_logit(section: dict[str, Any], features: np.ndarray, logits: np.ndarray,
+                          bank: Int8Bank) -> dict[str, Any]:
+    """A ``knn_logit`` section recomputed for another head and bank: ``features`` (N, D) the
+    calibration spectra's features, ``logits`` (N, K) the new head's logits for them,
+    ``bank`` the new reference bank. Same weight and target rate; ``recalibrated: true``."""
+    check_section(section)
+    d = knn_cosine_score(features, bank)
+    rule = _knn_logit_rule(d, logits, weight=section["weight"],
+                           target_tpr=section.get("target_tpr", 0.95))
+    return {**section, **rule, "recalibrated": True, "n_calibration": int(len(d))}
+
+
 def calibrate_unknown(
     probs: np.ndarray,
     *,
     target_tpr: float = 0.95,
     features: np.ndarray | None = None,
     bank: np.ndarray | None = None,
+    logits: np.ndarray | None = None,
+    weight: float = KNN_LOGIT_WEIGHT,
 ) -> dict:
     """Manifest ``unknown`` section from held-out in-distribution outputs.
 
@@ -139,6 +197,9 @@ def calibrate_unknown(
     ``probs`` the rule is ``max_prob``. With ``features`` (N, D, their dequantised backbone
     features) and ``bank`` (M, D, the exemplar features shipped in the artifact) the rule is
     ``knn_cosine``; the ``max_prob`` threshold is kept in ``max_prob_threshold`` for reference.
+    With the float head's ``logits`` (N, K) of the same spectra as well the rule is
+    ``knn_logit`` (``weight`` on the distance), its ``knn_cosine`` threshold kept in
+    ``knn_threshold``.
     """
     if not 0.0 < target_tpr < 1.0:
         raise ValueError(f"target_tpr must be in (0, 1), got {target_tpr}")
@@ -155,9 +216,17 @@ def calibrate_unknown(
     if features.shape[0] != top.size:
         raise ValueError(f"features has {features.shape[0]} rows but probs has {top.size}")
     d = knn_cosine_score(features, normalise_rows(bank))
-    return {"method": "knn_cosine", "threshold": float(np.quantile(d, target_tpr)),
-            "bank": "exemplars", "n_bank": int(len(bank)), "target_tpr": target_tpr,
-            "n_calibration": int(top.size), "max_prob_threshold": mp}
+    common = {"bank": "exemplars", "n_bank": int(len(bank)), "target_tpr": target_tpr,
+              "n_calibration": int(top.size), "max_prob_threshold": mp}
+    if logits is None:
+        return {"method": "knn_cosine", "threshold": float(np.quantile(d, target_tpr)),
+                **common}
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape[0] != top.size:
+        raise ValueError(f"logits has {logits.shape[0]} rows but probs has {top.size}")
+    return {**_knn_logit_rule(d, logits, weight=weight, target_tpr=target_tpr), **common}
 
 
 def check_section(section: dict[str, Any]) -> None:
@@ -165,26 +234,40 @@ def check_section(section: dict[str, Any]) -> None:
     if not isinstance(section, dict) or section.get("method") not in METHODS:
         got = section.get("method") if isinstance(section, dict) else section
         raise ManifestError(f"manifest 'unknown.method' must be one of {METHODS}, got {got!r}")
-    try:
-        float(section["threshold"])
-    except (KeyError, TypeError, ValueError):
-        raise ManifestError("manifest 'unknown.threshold' must be a number") from None
+    keys = ["threshold"]
+    if section["method"] == "knn_logit":
+        keys += ["weight", "knn_mean", "knn_sd", "logit_mean", "logit_sd"]
+    for key in keys:
+        try:
+            v = float(section[key])
+        except (KeyError, TypeError, ValueError):
+            raise ManifestError(f"manifest 'unknown.{key}' must be a number") from None
+        if not np.isfinite(v) or (key.endswith("_sd") and v <= 0):
+            raise ManifestError(f"manifest 'unknown.{key}' must be a finite number"
+                                f"{' > 0' if key.endswith('_sd') else ''}, got {v}")
 
 
 def score(section: dict[str, Any], *, probs: np.ndarray, features: np.ndarray | None = None,
-          bank_unit: np.ndarray | None = None) -> np.ndarray | float:
+          bank_unit: np.ndarray | None = None,
+          logits: np.ndarray | None = None) -> np.ndarray | float:
     """The section's unknown score (higher = more unknown).
 
     ``max_prob`` uses ``probs`` (K,) or (N, K); ``knn_cosine`` uses ``features`` and the
-    unit-norm reference ``bank_unit`` (see :func:`knn_cosine_score`).
+    unit-norm reference ``bank_unit`` (see :func:`knn_cosine_score`); ``knn_logit`` those and
+    the float head's ``logits``.
     """
     check_section(section)
     if section["method"] == "max_prob":
         return unknown_score(probs)
     if features is None or bank_unit is None or len(bank_unit) == 0:
-        raise ManifestError("the knn_cosine unknown rule needs features and the exemplar bank "
-                            "(exemplars.npz)")
-    return knn_cosine_score(features, bank_unit)
+        raise ManifestError(f"the {section['method']} unknown rule needs features and the "
+                            "exemplar bank (exemplars.npz)")
+    d = knn_cosine_score(features, bank_unit)
+    if section["method"] == "knn_cosine":
+        return d
+    if logits is None:
+        raise ManifestError("the knn_logit unknown rule needs the head's logits")
+    return knn_logit_score(d, logits, section)
 
 
 def threshold_score(section: dict[str, Any]) -> float:
@@ -195,9 +278,10 @@ def threshold_score(section: dict[str, Any]) -> float:
 
 
 def is_unknown(probs: np.ndarray, section: dict | None, *, features: np.ndarray | None = None,
-               bank_unit: np.ndarray | None = None) -> np.ndarray | bool:
+               bank_unit: np.ndarray | None = None,
+               logits: np.ndarray | None = None) -> np.ndarray | bool:
     """Apply a manifest ``unknown`` section; no section means nothing is flagged."""
     if not section:
         return False
-    return score(section, probs=probs, features=features,
-                 bank_unit=bank_unit) > threshold_score(section)
+    return score(section, probs=probs, features=features, bank_unit=bank_unit,
+                 logits=logits) > threshold_score(section)

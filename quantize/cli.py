@@ -58,6 +58,10 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--head-dtype", type=click.Choice(("float16", "float32")), default="float16",
               show_default=True,
               help="How head.npz stores its weights (the gate judges the stored head).")
+@click.option("--set-level", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.95,
+              show_default=True,
+              help="Coverage level of the prediction sets, calibrated on the validation "
+                   "split (split-conformal, edge_runtime.conformal); 0 = no sets.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -70,7 +74,7 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Calibration draws per size for --calib-sweep.")
 def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
              also: str, allow_accuracy_drop: bool, gate_on: str, exemplars: int,
-             head_dtype: str, overwrite: bool,
+             head_dtype: str, set_level: float, overwrite: bool,
              data_root: Path | None, check: str | None, calib_sweep: str | None,
              seeds: str) -> None:
     """Export the run SOURCE as a full-int8 TFLite artifact (or --check a model).
@@ -93,7 +97,7 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
                                 allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
                                 gate_on=gate_on, exemplars_per_class=exemplars,
-                                head_dtype=head_dtype)
+                                head_dtype=head_dtype, conformal_level=set_level)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--also") from None
     if not source.is_dir():

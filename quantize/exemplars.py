@@ -9,7 +9,8 @@ fits on them with the new samples) and the reference bank of the ``knn_cosine`` 
 - :func:`build_exemplars`: from the training split's int8 features (as
   :func:`edge_runtime.interpreter.run_int8_batch` gives them) to an :class:`ExemplarBank`
   (int8 codes exactly as the model outputs them, class ids, the npz bytes);
-- :func:`knn_unknown_section`: the manifest's ``knn_cosine`` ``unknown`` section over the bank,
+- :func:`knn_unknown_section`: the manifest's ``knn_cosine`` / ``knn_logit`` ``unknown``
+  section over the bank,
   calibrated on validation spectra, keeping the superseded rule under ``previous``.
 
 :func:`quantize.export.export_artifact` (``QuantizeConfig.exemplars_per_class``) computes all of
@@ -114,17 +115,20 @@ def build_exemplars(features: np.ndarray, y: np.ndarray, features_q: QuantParams
 
 
 def knn_unknown_section(val_probs: np.ndarray, val_features: np.ndarray, bank: ExemplarBank,
-                        *, target_tpr: float, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``knn_cosine`` ``unknown`` section over ``bank``, calibrated on validation spectra.
+                        *, target_tpr: float, previous: dict[str, Any] | None,
+                        val_logits: np.ndarray | None = None) -> dict[str, Any]:
+    """The ``knn_cosine`` (or, given ``val_logits``, ``knn_logit``) ``unknown`` section over
+    ``bank``, calibrated on validation spectra.
 
     ``val_probs`` (N, K): the int8 model's ``probs`` output (its ``max_prob`` threshold is
     kept in ``max_prob_threshold``); ``val_features`` (N, D): their dequantised features;
-    ``previous``: the rule it supersedes (kept under ``previous``).
+    ``val_logits`` (N, K): the float head's logits on those features; ``previous``: the rule
+    it supersedes (kept under ``previous``).
     """
     from edge_runtime.ood import calibrate_unknown
 
     rule = calibrate_unknown(val_probs, target_tpr=target_tpr, features=val_features,
-                             bank=bank.features)
+                             bank=bank.features, logits=val_logits)
     return unknown_section(rule, split="val", previous=previous)
 
 

@@ -34,14 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.interpreter import quantize_int8
 from ramanedge.errors import DataError, ModelError
 from ramanedge.grid import DEFAULT_GRID
 from ramanedge.manifest import (
+    CALIBRATION_FILE,
     EXEMPLARS_FILE,
     HEAD_FILE,
     MODEL_FILE,
     VARIANT_FILES,
     Manifest,
+    conformal_section,
     head_section,
     manifest_data,
     model_section,
@@ -88,6 +91,10 @@ class QuantizeConfig:
     onboard retrainer's memory and the ``knn_cosine`` unknown rule's bank, which then replaces
     ``max_prob``); 0 = none. :func:`export_artifact` needs the training split for it;
     ``ramanedge quantize --exemplars`` stores 10.
+    ``unknown_rule``: the rule written with exemplars: ``"knn_logit"`` (default: cosine
+    distance + max logit, :mod:`edge_runtime.ood`) or ``"knn_cosine"``.
+    ``conformal_level``: coverage level of the prediction sets (manifest ``conformal``,
+    split-conformal on the validation split, :mod:`edge_runtime.conformal`); 0 = no sets.
     ``head_dtype``: how ``head.npz`` stores ``W``: ``"float16"`` (default: half the bytes on
     a slow uplink; the gate, the unknown calibration and the manifest's figures are computed
     with the rounded head, exactly what the rover loads) or ``"float32"``.
@@ -104,9 +111,12 @@ class QuantizeConfig:
     gate_on: str = "head"
     exemplars_per_class: int = 0
     head_dtype: str = "float16"
+    conformal_level: float = 0.95
+    unknown_rule: str = "knn_logit"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS)):
+        for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS),
+                              ("unknown_rule", UNKNOWN_RULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got "
                                  f"{getattr(self, name)!r}")
@@ -114,6 +124,9 @@ class QuantizeConfig:
             raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
         if self.exemplars_per_class < 0:
             raise ValueError(f"exemplars_per_class must be >= 0, got {self.exemplars_per_class}")
+        if not (self.conformal_level == 0 or 0.0 < self.conformal_level < 1.0):
+            raise ValueError(f"conformal_level must be in (0, 1) (or 0 = no prediction sets), "
+                             f"got {self.conformal_level}")
         also = tuple(dict.fromkeys(a.strip().lower() for a in self.also if a.strip()))
         bad = [a for a in also if a not in VARIANT_FILES]
         if bad:
@@ -122,6 +135,10 @@ class QuantizeConfig:
                 f"{', '.join(VARIANT_FILES)}"
             )
         object.__setattr__(self, "also", also)
+
+
+#: unknown rules an export with exemplars can write (``QuantizeConfig.unknown_rule``)
+UNKNOWN_RULES = ("knn_logit", "knn_cosine")
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,7 @@ def export_artifact(
     out_dir: str | os.PathLike,
     train_X: np.ndarray | None = None,
     train_y: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
     name: str | None = None,
     training_meta: dict[str, Any] | None = None,
     config: QuantizeConfig = QuantizeConfig(),
@@ -189,7 +207,10 @@ def export_artifact(
     threshold). ``test_X``/``test_y``: held-out test split for the parity gate.
     ``train_X``/``train_y``: the training split (spectra and class ids), needed when
     ``config.exemplars_per_class > 0`` (the exemplars are herded from it) and unused
-    otherwise. ``model_config``: the ``trainer.model.ModelConfig`` (stored in the manifest).
+    otherwise. ``val_y``: the validation spectra's class ids; with them (and
+    ``config.conformal_level`` > 0) the artifact gets prediction sets calibrated on the
+    validation specimens (manifest ``conformal`` + :data:`CALIBRATION_FILE`).
+    ``model_config``: the ``trainer.model.ModelConfig`` (stored in the manifest).
     ``training_meta``: the manifest ``training`` section (dataset, split_sha256, run, ...).
     ``log``: optional ``callable(str)`` for progress lines.
 
@@ -220,6 +241,8 @@ def export_artifact(
     val_X = check_spectra("validation split", val_X, n_points)
     test_X = check_spectra("test split", test_X, n_points)
     test_y = _check_labels("test", test_y, test_X.shape[0], n_out)
+    if val_y is not None:
+        val_y = _check_labels("validation", val_y, val_X.shape[0], n_out)
     per_class = config.exemplars_per_class
     if per_class:
         if train_X is None or train_y is None:
@@ -320,13 +343,34 @@ def export_artifact(
     unknown = unknown_section(
         calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr), split="val")
     files = {MODEL_FILE: blobs["int8"], HEAD_FILE: _npz_bytes(W=W_stored, b=b)}
+    conformal = None
+    if val_y is not None and config.conformal_level:
+        from edge_runtime.conformal import calibrate_sets
+
+        rule = calibrate_sets(val_probs, val_y, level=config.conformal_level)
+        say(f"prediction sets: level {rule['level']:.0%}, threshold {rule['threshold']:.4f} "
+            f"({rule['n_calibration']} validation spectra)")
+        conformal = conformal_section(rule, split="val", with_file=True)
+    if conformal is not None or (per_class and config.unknown_rule == "knn_logit"):
+        # the validation spectra's int8 features (+ class ids): the rover redoes the sets'
+        # and the knn_logit rule's calibration from them after a head retrain
+        codes = quantize_int8(val_q["features"], runner.outputs_q["features"])
+        arrays = {"features": codes}
+        if val_y is not None:
+            arrays["y"] = val_y.astype(np.int32)
+        files[CALIBRATION_FILE] = _npz_bytes(**arrays)
     if per_class:
         say(f"adding {per_class} exemplars per class and the knn_cosine unknown rule")
         train_features = runner.run(train_X)["features"]
         bank = build_exemplars(train_features, train_y, runner.outputs_q["features"],
                                per_class=per_class)
+        logits = (None if config.unknown_rule == "knn_cosine"
+                  else val_q["features"] @ W + b)  # the float head, as the rover holds it
         unknown = knn_unknown_section(val_q["probs"], val_q["features"], bank,
-                                      target_tpr=config.unknown_target_tpr, previous=unknown)
+                                      target_tpr=config.unknown_target_tpr, previous=unknown,
+                                      val_logits=logits)
+        if logits is not None:
+            unknown["file"] = CALIBRATION_FILE
         files[EXEMPLARS_FILE] = bank.npz_bytes()
     for p in config.also:
         files[VARIANT_FILES[p]] = blobs[p]
@@ -347,6 +391,7 @@ def export_artifact(
         training=dict(training_meta or {}),
         metrics=metrics,
         unknown=unknown,
+        conformal=conformal,
         variants=variants,
         files=list(files),
     )
@@ -374,7 +419,7 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     say(f"loading run {run_dir}")
     run = load_run(run_dir, data_root=data_root)
     Xtr, ytr = run.subset("train")
-    Xva, _ = run.subset("val")
+    Xva, yva = run.subset("val")
     Xte, yte = run.subset("test")
     idx = select_calibration(ytr, config.calib_size, seed=config.seed)
     training = {
@@ -398,6 +443,7 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         test_y=yte,
         train_X=Xtr,
         train_y=ytr,
+        val_y=yva,
         out_dir=out,
         name=name,
         training_meta=training,

@@ -12,11 +12,11 @@ canonical JSON of all other keys) so a hand-edited manifest is detected too.
 This module holds the whole contract:
 
 - names: :data:`MANIFEST_NAME`, :data:`MODEL_FILE`, :data:`HEAD_FILE`, :data:`EXEMPLARS_FILE`,
-  :data:`VARIANT_FILES`, :data:`HEADSTORE_DIR`;
+  :data:`CALIBRATION_FILE`, :data:`VARIANT_FILES`, :data:`HEADSTORE_DIR`;
 - section builders (what ``quantize`` writes): :class:`QuantParams` (one quantisation entry,
   :meth:`QuantParams.to_dict`), :func:`quantization_section`, :func:`model_section`,
   :func:`head_section`, :func:`exemplars_entry`, :func:`variant_entry`,
-  :func:`unknown_section`, :func:`manifest_data`;
+  :func:`unknown_section`, :func:`conformal_section`, :func:`manifest_data`;
 - checks: :func:`validate` (structure, run by every :class:`Manifest`), :func:`check_tensors`
   (the quantisation entries against the grid, the labels and the head section);
 - I/O: :func:`write_manifest` and :func:`read_manifest` (schema, the manifest's own sha256,
@@ -50,6 +50,10 @@ MODEL_FILE = "model.tflite"
 HEAD_FILE = "head.npz"
 #: Exemplar int8 features and class ids of training spectra (``manifest.head.exemplars``).
 EXEMPLARS_FILE = "exemplars.npz"
+#: Int8 features and class ids of the conformal calibration spectra (held-out validation
+#: specimens, ``manifest.conformal.file``): the rover recalibrates its prediction sets from
+#: them after an onboard head retrain.
+CALIBRATION_FILE = "calibration.npz"
 #: Ground-only float comparison models by precision (``manifest.variants.P.file``).
 VARIANT_FILES: Mapping[str, str] = MappingProxyType(
     {"float32": "model_float32.tflite", "float16": "model_float16.tflite"})
@@ -190,6 +194,16 @@ class Manifest:
         return name if isinstance(name, str) else None
 
     @property
+    def calibration_file(self) -> str | None:
+        """File name of the calibration spectra's features (``conformal.file`` or
+        ``unknown.file``, :data:`CALIBRATION_FILE`), or ``None``."""
+        for section in ("conformal", "unknown"):
+            name = (self.data.get(section) or {}).get("file")
+            if isinstance(name, str):
+                return name
+        return None
+
+    @property
     def base_output(self) -> str:
         """``head.base_output``: ``"head"`` or ``"probs"`` (the default, older artifacts)."""
         return str((self.data.get("head") or {}).get("base_output", "probs"))
@@ -326,6 +340,20 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError(f"manifest 'unknown.threshold' must be a finite number, got {t!r}")
         if not isinstance(unknown.get("method"), str):
             raise ManifestError("manifest 'unknown.method' must name the rule (a string)")
+        if unknown.get("file") is not None:
+            _listed(d, "unknown.file", unknown["file"])
+    conformal = d.get("conformal")
+    if conformal is not None and conformal != {}:
+        if not isinstance(conformal, dict):
+            raise ManifestError(f"manifest 'conformal' must be an object or null, got "
+                                f"{type(conformal).__name__}")
+        for key in ("level", "threshold"):
+            v = conformal.get(key)
+            if type(v) not in (int, float) or not 0.0 <= v <= 1.0:
+                raise ManifestError(f"manifest 'conformal.{key}' must be a number in [0, 1], "
+                                    f"got {v!r}")
+        if conformal.get("file") is not None:
+            _listed(d, "conformal.file", conformal["file"])
 
 
 # ----------------------------------------------------------------------------- cross-checks
@@ -448,6 +476,17 @@ def unknown_section(rule: dict[str, Any], *, split: str,
     section = {**rule, "split": split}
     if previous:
         section["previous"] = {k: v for k, v in previous.items() if k != "previous"}
+    return section
+
+
+def conformal_section(rule: dict[str, Any], *, split: str, with_file: bool) -> dict[str, Any]:
+    """The ``conformal`` section: a calibrated prediction-set ``rule`` (see
+    :func:`edge_runtime.conformal.calibrate_sets`), the split it was calibrated on and, with
+    ``with_file``, :data:`CALIBRATION_FILE` (the calibration spectra's int8 features, for the
+    rover's recalibration after a head retrain)."""
+    section = {**rule, "split": split}
+    if with_file:
+        section["file"] = CALIBRATION_FILE
     return section
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "read_split_csv",
     "split_counts",
     "split_sha256",
+    "unknown_halves",
     "write_split_csv",
 ]
 
@@ -288,3 +289,25 @@ def select_calibration(y: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray
         keys[idx] = np.where(rank == 0, -1.0 + rng.random() * 1e-3, (rank + 0.5) / idx.size)
     order = np.argsort(keys + rng.random(n) * 1e-9, kind="stable")
     return np.sort(order[:size])
+
+
+UNKNOWN_HALVES_SEED = 0
+"""Seed of :func:`unknown_halves`: one fixed partition of the rare minerals for every run."""
+UNKNOWN_HALVES = ("negatives", "evaluation")
+
+
+def unknown_halves(minerals: Sequence[str], *, seed: int = UNKNOWN_HALVES_SEED
+                   ) -> dict[str, list[str]]:
+    """Split the minerals a model never learns (the rare ones :func:`~ramanedge.dataset.
+    load_heldout` returns) *by mineral* into two halves: ``"negatives"`` (usable in training
+    and calibration, e.g. outlier exposure) and ``"evaluation"`` (touched only by the final
+    unknown-mineral figure). Seeded, independent of the order of ``minerals``; the halves
+    never share a mineral. Returns ``{"negatives": [...], "evaluation": [...]}``, sorted.
+    """
+    names = sorted({str(m) for m in minerals})
+    if len(names) < 2:
+        raise DataError(f"need at least 2 unknown minerals to split into halves, got "
+                        f"{len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    neg = sorted(names[i] for i in order[: len(names) // 2])
+    return {"negatives": neg, "evaluation": sorted(set(names) - set(neg))}

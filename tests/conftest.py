@@ -137,7 +137,7 @@ def export_tiny(model, data: SyntheticData, out: Path, *, name: str = "tiny",
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
 
     Xtr, ytr = data.part("train")
-    Xva, _ = data.part("val")
+    Xva, yva = data.part("val")
     Xte, yte = data.part("test")
     n_calib = 100 if calib_seed == 0 else 60
     calib = Xtr[select_calibration(ytr, n_calib, seed=calib_seed)]
@@ -149,6 +149,7 @@ def export_tiny(model, data: SyntheticData, out: Path, *, name: str = "tiny",
         val_X=Xva,
         test_X=Xte,
         test_y=yte,
+        val_y=yva,
         out_dir=out,
         name=name,
         training_meta={"dataset": "synthetic", "split_sha256": None, "run": "tests"},

@@ -222,8 +222,11 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         assert sim.returncode == local.returncode == 0, sim.stderr + local.stderr
         s_recs = [json.loads(ln) for ln in sim.stdout.splitlines()]
         l_recs = [json.loads(ln) for ln in local.stdout.splitlines()]
-        assert set(s_recs[0]) == set(l_recs[0]) == {"path", "top", "unknown", "error"}
+        assert set(s_recs[0]) == set(l_recs[0]) == {"path", "top", "set", "unknown", "error"}
         assert tuple(s_recs[1]) == tuple(l_recs[1]) == RECORD_KEYS
+        # the prediction set travels in the RESULT frame: the same minerals, same order
+        assert s_recs[1]["set"] == l_recs[1]["set"] and l_recs[1]["set"]
+        assert l_recs[1]["set"][0] == l_recs[1]["top"][0]["label"]
         assert [t["label"] for t in s_recs[1]["top"]] == [t["label"] for t in l_recs[1]["top"]]
         # the RESULT frame carries probabilities in 1/65535 steps
         assert [t["prob"] for t in s_recs[1]["top"]] == pytest.approx(

@@ -288,3 +288,42 @@ def test_knn_cosine_rule_contract():
         ood.score(sec, probs=probs)
     with pytest.raises(ValueError, match="both"):
         ood.calibrate_unknown(probs, features=val)
+
+
+def test_knn_logit_rule_is_monotone_in_both_parts_and_passes_its_target():
+    """Farther from every exemplar -> higher score; a flatter head (lower top logit) ->
+    higher score; on the calibration spectra about target_tpr pass."""
+    rng = np.random.default_rng(1)
+    bank = rng.normal(size=(30, 16)).astype(np.float32)
+    val = bank[:20] + 0.1 * rng.normal(size=(20, 16)).astype(np.float32)
+    logits = rng.normal(size=(20, 5)) + np.array([4.0, 0, 0, 0, 0])
+    sec = ood.calibrate_unknown(np.zeros((20, 5)), target_tpr=0.9, features=val, bank=bank,
+                                logits=logits, weight=0.6)
+    assert sec["method"] == "knn_logit" and sec["weight"] == 0.6
+    assert sec["knn_threshold"] == ood.calibrate_unknown(
+        np.zeros((20, 5)), target_tpr=0.9, features=val, bank=bank)["threshold"]
+    json.dumps(sec)
+    ood.check_section(sec)
+    unit = ood.normalise_rows(bank)
+    s = ood.score(sec, probs=None, features=val, bank_unit=unit, logits=logits)
+    assert np.mean(s <= ood.threshold_score(sec)) >= 0.9
+    f = val[:1]
+    dirs = [f, -f]  # near its exemplar / opposite to it (cosine distance ~2)
+    by_distance = [float(ood.score(sec, probs=None, features=d, bank_unit=unit,
+                                   logits=logits[:1])[0]) for d in dirs]
+    assert by_distance[0] < by_distance[1]
+    by_logit = [float(ood.score(sec, probs=None, features=f, bank_unit=unit,
+                                logits=np.array([[top, 0, 0, 0, 0]]))[0]) for top in (6, 3, 0)]
+    assert by_logit == sorted(by_logit) and by_logit[0] < by_logit[-1]
+    for w, part in ((1.0, by_logit), (0.0, by_distance)):  # each weight end ignores one part
+        only = {**sec, "weight": w}
+        vals = ([float(ood.score(only, probs=None, features=f, bank_unit=unit,
+                                 logits=np.array([[top, 0, 0, 0, 0]]))[0]) for top in (6, 0)]
+                if part is by_logit else
+                [float(ood.score(only, probs=None, features=d, bank_unit=unit,
+                                 logits=logits[:1])[0]) for d in (dirs[0], dirs[-1])])
+        assert vals[0] == pytest.approx(vals[1])
+    with pytest.raises(ManifestError, match="logits"):
+        ood.score(sec, probs=None, features=val, bank_unit=unit)
+    with pytest.raises(ManifestError, match="knn_sd"):
+        ood.check_section({**sec, "knn_sd": 0.0})

@@ -243,6 +243,8 @@ def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypat
         assert res.exit_code == 0, res.output
     assert seen[0] == (FLIGHT_MODEL, TrainConfig())
     assert seen[1] == (PAPER_DEFAULT, PAPER_FAMILY_TRAIN) and seen[1][1].teachers == 0
+    # outlier exposure belongs to the flight recipe; the paper's recipes stay as published
+    assert seen[0][1].outlier_exposure == 0.5 and seen[1][1].outlier_exposure == 0.0
     res = CliRunner().invoke(train, [*base, "--recipe", "paper-family", "--arch", "flight",
                                      "--out", str(tmp_path / "x")])
     # the ramanedge entry point prints such an OptionError as one line, exit 2

@@ -383,3 +383,43 @@ def test_one_store_serves_two_models(model, new_files, tiny_artifact_b, syntheti
     assert HeadStore.open(load_artifact(model), store.root).active_version() == "v0002"
     assert Classifier.from_dir(b, head_store=store.root).head_version == "v0003"
     assert Classifier.from_dir(model).head_version == "v0002"
+
+
+def test_knn_logit_rule_is_recalibrated_for_a_retrained_head(capsys, tmp_path, synthetic_data,
+                                                           tiny_keras_model, new_files):
+    """The default rule of an export with exemplars (knn_logit) is recomputed from the
+    artifact's calibration spectra under the retrained head: a taught mineral stops being
+    flagged, the known minerals still pass at about the target rate."""
+    from quantize.export import QuantizeConfig, export_artifact
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    Xte, yte = synthetic_data.part("test")
+    art_dir = tmp_path / "m"
+    export_artifact(tiny_keras_model, labels=list(synthetic_data.labels),
+                    model_config=tiny_keras_model.ramanedge_config, calib_X=Xtr[:60],
+                    val_X=Xva, test_X=Xte, test_y=yte, train_X=Xtr, train_y=ytr, val_y=yva,
+                    out_dir=art_dir, config=QuantizeConfig(exemplars_per_class=5,
+                                                           unknown_target_tpr=0.9))
+    art = load_artifact(art_dir)
+    assert art.unknown["method"] == "knn_logit"
+
+    def record(f: Path) -> dict:
+        code, out, _ = run_cli(capsys, "classify", "--model", art_dir, "--json", f)
+        assert code == 0
+        return json.loads(out)
+
+    taught, query = new_files["zetaite"][:3], new_files["zetaite"][3]
+    assert all(record(f)["unknown"] for f in (*taught, query))  # an unseen mineral
+    run_cli(capsys, "head", "add", "--model", art_dir, "--label", "zetaite", *taught)
+    code, _, _ = run_cli(capsys, "head", "retrain", "--model", art_dir)
+    assert code == 0
+    after = [record(f) for f in (*taught, query)]
+    assert not any(r["unknown"] for r in after) and after[3]["top"][0]["label"] == "zetaite"
+    assert "zetaite" in after[3]["set"]  # the recalibrated prediction set knows it too
+    clf = Classifier.from_dir(art_dir)
+    rule = clf.unknown_rule
+    assert rule["recalibrated"] and rule["weight"] == art.unknown["weight"]
+    assert rule["logit_mean"] != art.unknown["logit_mean"]  # the new head's logits
+    assert np.mean([not clf.classify_grid(x).unknown for x in Xva]) >= 0.85
+    assert Classifier.from_dir(art_dir, use_head_store=False).unknown_rule == art.unknown

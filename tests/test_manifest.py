@@ -266,9 +266,10 @@ def test_any_label_list_round_trips_and_any_byte_flip_in_values_is_caught(
 
 def test_real_artifact_reads_back(tiny_artifact: Path) -> None:
     m = read_manifest(tiny_artifact)
-    assert set(m.files) == {"model.tflite", "head.npz"}
+    assert set(m.files) == {"model.tflite", "head.npz", "calibration.npz"}
+    assert m.calibration_file == "calibration.npz"
     for k in ("labels", "grid", "normalisation", "model", "quantization", "head", "training",
-              "metrics", "unknown", "files", "manifest_sha256"):
+              "metrics", "unknown", "conformal", "files", "manifest_sha256"):
         assert k in m.data
 
 

@@ -241,6 +241,20 @@ def test_classify_and_result_codecs():
     assert got.top == back.top
     with pytest.raises(LinkError, match="truncated"):
         P.decode_result(raw[:15])
+    # the prediction set rides in flag bit 2 after the top entries (issue 12)
+    assert back.set is None
+    pset = ((3, "Quartz"), (0, "Calcite-β"), (7, "Opal"))
+    withset = P.Result(r.top, False, 1, 2, 3, coverage=0.5, set=pset)
+    raw = P.encode_result(withset)
+    assert raw[0] == 0x06
+    got = P.decode_result(raw)
+    assert got.set == pset and got.top == back.top and abs(got.coverage - 0.5) < 1 / 65535
+    for cut in (1, 3, len("Opal") + 3):
+        with pytest.raises(LinkError, match="truncated"):
+            P.decode_result(raw[:-cut])
+    assert P.decode_result(P.encode_result(P.Result(r.top, False, 1, 2, 3, set=()))).set == ()
+    with pytest.raises(LinkError, match="does not fit"):
+        P.encode_result(P.Result(r.top, False, 1, 2, 3, set=((0, "a"),) * (P.MAX_SET + 1)))
 
 
 def test_error_chunk_head_add_json_codecs():

@@ -15,6 +15,7 @@ from quantize.gate import ParityGateError, gate_failure, parity_report, topk_acc
 from quantize.runner import TFLiteRunner
 from ramanedge.errors import DataError, ModelError, RamanEdgeError
 from ramanedge.manifest import (
+    CALIBRATION_FILE,
     EXEMPLARS_FILE,
     HEAD_FILE,
     MANIFEST_NAME,
@@ -431,7 +432,9 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     assert seen["run_dir"] == run_dir
     # exemplars (default 10 per class) were attached before the folder was placed
     assert m.data["head"].get("exemplars") == EXEMPLARS_FILE and EXEMPLARS_FILE in m.files
-    assert m.data["unknown"]["method"] == "knn_cosine"
+    u = m.data["unknown"]  # the default rule with exemplars: distance + max logit
+    assert u["method"] == "knn_logit" and u["weight"] == 0.6 and u["knn_sd"] > 0
+    assert u["file"] == CALIBRATION_FILE and CALIBRATION_FILE in m.files
     assert sorted(p.name for p in out.parent.iterdir()) == ["syn"]
     res = CliRunner().invoke(quantize, [str(run_dir), "--out", str(out), "--overwrite",
                                         "--exemplars", "0"])
@@ -491,11 +494,17 @@ def test_export_computes_everything_then_writes_the_manifest_once(
     assert sorted(p.name for p in out.parent.iterdir()) == ["once"]
     m = read_manifest(out)
     assert m.data == json_round_trip(res.manifest.data)
-    assert set(m.files) == {MODEL_FILE, HEAD_FILE, EXEMPLARS_FILE} == set(res.sizes)
+    assert set(m.files) == {MODEL_FILE, HEAD_FILE, EXEMPLARS_FILE, CALIBRATION_FILE} \
+        == set(res.sizes)
+    # the prediction sets, calibrated on the validation split in the same pass
+    c = m.data["conformal"]
+    assert c["method"] == "lac" and c["level"] == 0.95 and c["split"] == "val"
+    assert c["file"] == CALIBRATION_FILE
+    assert c["n_calibration"] == len(synthetic_data.part("val")[1])
     assert m.data["head"]["exemplars"] == EXEMPLARS_FILE
     assert m.data["head"]["exemplars_per_class"] == 3
     u = m.data["unknown"]
-    assert u["method"] == "knn_cosine" and u["split"] == "val" and u["n_bank"] == 12
+    assert u["method"] == "knn_logit" and u["split"] == "val" and u["n_bank"] == 12
     assert u["previous"]["method"] == "max_prob" and "previous" not in u["previous"]
     assert u["target_tpr"] == u["previous"]["target_tpr"] == 0.95
 

@@ -174,3 +174,17 @@ def test_grouped_split_on_real_rruff_raw():
     rnd = make_split(ds, "random", seed=0)
     sid = np.array(ds.sample_ids)
     assert set(sid[rnd == "train"]) & set(sid[rnd == "test"])
+
+
+def test_unknown_halves_split_by_mineral_with_a_fixed_seed() -> None:
+    from ramanedge.splits import unknown_halves
+
+    names = [f"m{i:03d}" for i in range(101)]
+    h = unknown_halves(names[::-1] + names[:5])  # order and repeats do not matter
+    assert h == unknown_halves(names)
+    assert not set(h["negatives"]) & set(h["evaluation"])
+    assert sorted(h["negatives"] + h["evaluation"]) == names
+    assert len(h["negatives"]) == 50 and h["negatives"] == sorted(h["negatives"])
+    assert unknown_halves(names, seed=1) != h
+    with pytest.raises(DataError, match="at least 2 unknown minerals"):
+        unknown_halves(["only"])

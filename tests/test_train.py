@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,3 +473,112 @@ def test_accuracy_experiment_driver_rejects_bad_input(tmp_path, capsys) -> None:
         main(["--data", str(tmp_path), "refit", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "not a finished run folder" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ outlier exposure (issue 12)
+
+def _oe_data():
+    """Classes 0-3 are the known minerals, 4-5 stand for minerals outside the label set."""
+    X, y = synthetic(6, 16, seed=5)
+    known = y < 4
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(np.flatnonzero(known))
+    tr, va = idx[:48], idx[48:]
+    neg = np.flatnonzero(~known)
+    return X[tr], y[tr], X[va], y[va], X[neg[::2]], X[neg[1::2]]
+
+
+def test_outlier_exposure_feeds_the_negatives_with_uniform_targets(monkeypatch) -> None:
+    """Every epoch draws negatives_ratio x the known spectra from the negatives, with the
+    uniform distribution as target and outlier_exposure x the mean class weight as weight;
+    with outlier_exposure 0 they are ignored."""
+    from trainer.model import build_model
+    from trainer.train import fit_model
+
+    Xtr, ytr, Xva, yva, Xneg, _ = _oe_data()
+    tc = PlainTC(epochs=2, batch_size=16, outlier_exposure=0.7, negatives_ratio=0.5,
+                 augment=AugmentConfig(shift_cm=2))
+    for oe in (0.7, 0.0):
+        model = build_model(4, TINY)
+        seen: list[tuple[np.ndarray, np.ndarray]] = []
+        real = model.train_on_batch
+
+        def spy(x, y, sample_weight=None, _real=real, _seen=seen, **kw):
+            _seen.append((np.asarray(y), np.asarray(sample_weight)))
+            return _real(x, y, sample_weight=sample_weight, **kw)
+
+        monkeypatch.setattr(model, "train_on_batch", spy)
+        fit_model(model, Xtr, ytr, Xva, yva, 4, replace(tc, outlier_exposure=oe),
+                  negatives=Xneg, log=None)
+        Y = np.concatenate([s[0] for s in seen])
+        W = np.concatenate([s[1] for s in seen])
+        if oe == 0.0:
+            assert Y.ndim == 1 and len(Y) == 2 * len(ytr)  # plain labels, no negatives
+            continue
+        uniform = np.all(np.isclose(Y, 0.25), axis=1)
+        assert uniform.sum() == 2 * round(0.5 * len(ytr))
+        assert np.allclose(W[uniform], 0.7 * np.mean(class_weights(ytr, 4)[ytr]))
+        assert np.all(Y[~uniform].max(axis=1) == 1.0)  # known spectra keep one-hot targets
+
+
+def test_outlier_exposure_flattens_the_answers_for_unseen_classes() -> None:
+    """Trained with negatives, the model's top probability on *other* unseen-class spectra
+    drops, while the known classes are still learnt."""
+    from trainer.train import predict_probs
+
+    Xtr, ytr, Xva, yva, Xneg, Xunseen = _oe_data()
+    top = {}
+    for oe in (0.0, 1.0):
+        tc = PlainTC(epochs=30, batch_size=16, seed=1, outlier_exposure=oe,
+                     augment=AugmentConfig(shift_cm=2), monitor="val_loss",
+                     early_stop_patience=100)
+        r = train_model(Xtr, ytr, Xva, yva, 4, TINY, tc, negatives=Xneg, log=None)
+        assert np.mean(predict_probs(r.model, Xva).argmax(1) == yva) >= 0.9
+        top[oe] = float(np.mean(predict_probs(r.model, Xunseen).max(1)))
+    assert top[1.0] < top[0.0] - 0.15, top  # measured here: 0.69 -> 0.42 at 25 epochs
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_run_records_its_negatives_and_the_evaluation_half(real_run) -> None:
+    """The default recipe trains with outlier exposure: the run says which rare minerals were
+    negatives and which were kept for the evaluation, and the two never share a mineral."""
+    out, lines = real_run
+    halves = json.loads((out / "unknown_minerals.json").read_text())
+    neg, ev = set(halves["negatives"]), set(halves["evaluation"])
+    assert neg and ev and not neg & ev
+    assert not (neg | ev) & set(REAL_MINERALS)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["outlier_exposure"] == 0.5
+    assert cfg["outlier_exposure"]["n_negative_spectra"] > 100
+    assert any(line.startswith("outlier exposure: ") for line in lines)
+
+
+def test_without_negatives_the_run_trains_and_says_so(tmp_path, monkeypatch) -> None:
+    """A data set with no rare minerals (load_negatives raises DataError) is not an error:
+    the run trains without outlier exposure and records why."""
+    from types import SimpleNamespace
+
+    import trainer.run as trun
+    from ramanedge.errors import DataError
+
+    X, y = synthetic(4, 12)
+    split = np.array(["train"] * 6 + ["val"] * 3 + ["test"] * 3)[np.arange(48) % 12]
+    ds = SimpleNamespace(X=X, y=y, labels=["a", "b", "c", "d"])
+    monkeypatch.setattr(trun, "start_run", lambda out, data, **kw: (Path(out), ds, split))
+
+    def no_negatives(data, ds, log=None):
+        raise DataError("every mineral of synthetic has >= 8 spectra; nothing is held out")
+
+    monkeypatch.setattr(trun, "load_negatives", no_negatives)
+    monkeypatch.setattr(trun, "write_run", lambda out, *a, extra_config, **kw:
+                        seen.update(extra_config) or {"top1": 1.0, "top3": 1.0,
+                                                      "shifts": {"15": {"top1": 1},
+                                                                 "30": {"top1": 1}},
+                                                      "n": 12})
+    seen: dict = {}
+    said: list[str] = []
+    trun.train_run(tmp_path / "r", trun.DataConfig(root=str(tmp_path)), TINY,
+                   PlainTC(epochs=1, batch_size=16), log=None, report=said.append)
+    assert seen["outlier_exposure"]["skipped"].startswith("every mineral")
+    assert said[0].startswith("outlier exposure off: every mineral")

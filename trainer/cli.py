@@ -109,6 +109,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--class-weights/--no-class-weights", default=None,
               help="Class-weighted cross-entropy (default on, as in the paper).")
 @click.option("--seed", type=int, default=None, help="Random seed (weights, order, augmentation).")
+@click.option("--outlier-exposure", type=float, default=None,
+              help="Weight of the outlier-exposure loss on the negatives half of the rare "
+                   "minerals (default recipe: 0.5; 0 = off).")
 @click.option("--qat-epochs", type=int, default=None,
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")
@@ -131,8 +134,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, teachers, n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
-          epochs, batch_size, learning_rate, monitor, class_weights, seed, qat_epochs, recipe, out,
-          overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
+          epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
+          qat_epochs, recipe, out, overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -156,6 +159,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       learning_rate=learning_rate, monitor=monitor,
                                       class_weighting=class_weights, seed=seed,
                                       distill=distill, teachers=n_teachers,
+                                      outlier_exposure=outlier_exposure,
                                       qat_epochs=qat_epochs).items()
                 if v is not None}
     try:

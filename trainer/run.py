@@ -253,22 +253,65 @@ def train_run(
         extra["teachers"] = [str(Path(t).resolve()) for t in teachers]
     elif train_config.distill and not train_config.teachers:
         raise RunError("distill > 0 needs teachers: --teachers N or --teacher RUN_DIR")
+    negatives, files = None, {}
+    if train_config.outlier_exposure > 0:
+        try:
+            negatives, halves = load_negatives(data, ds, log=log)
+        except DataError as e:  # e.g. a data set whose every mineral is a training class
+            extra["outlier_exposure"] = {"skipped": str(e)}
+            if say is not None:
+                say(f"outlier exposure off: {e}")
+        else:
+            files[UNKNOWN_MINERALS_FILE] = json.dumps(halves, indent=1) + "\n"
+            extra["outlier_exposure"] = {"file": UNKNOWN_MINERALS_FILE,
+                                         "n_negative_spectra": int(len(negatives))}
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
-                         model_config, train_config, teacher_probs=teacher, log=log)
+                         model_config, train_config, teacher_probs=teacher,
+                         negatives=negatives, log=log)
     if result.teachers:
         extra["teachers"] = result.teachers
     models = {}
     if train_config.qat_epochs:
         result, model_config, models, extra["qat"] = int8_finetune(
-            result, ds, split, model_config, train_config, log=log)
+            result, ds, split, model_config, train_config, negatives=negatives, log=log)
     test = write_run(out, ds, split, data, model_config, train_config, result,
-                     extra_config=extra, extra_models=models)
+                     extra_config=extra, extra_models=models, extra_files=files)
     say_written(say, out, test, result)
     return out
 
 
+UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
+"""Run file of an outlier-exposure run: which rare minerals were its negatives and which are
+kept for the unknown-mineral evaluation (:func:`ramanedge.splits.unknown_halves`)."""
+
+
+def load_negatives(data: DataConfig, ds: Any, *, log: Callable[[str], None] | None = None
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The outlier-exposure negatives of a run: the spectra of the *negatives* half of the
+    minerals ``data``'s ``min_spectra`` drops (:func:`ramanedge.dataset.load_heldout`,
+    :func:`ramanedge.splits.unknown_halves`), and the record of both halves (written to
+    :data:`UNKNOWN_MINERALS_FILE`). A mineral of the training labels is never a negative."""
+    from ramanedge.dataset import load_heldout
+    from ramanedge.splits import UNKNOWN_HALVES_SEED, unknown_halves
+
+    held = load_heldout(data.root, data.dataset, min_spectra=data.min_spectra,
+                        cache_dir=data.cache_dir)
+    names = np.asarray(held.minerals).astype(str)
+    halves = unknown_halves(sorted(set(names) - set(ds.labels)))
+    if not np.isin(names, halves["negatives"]).any():
+        raise DataError("no spectra of minerals outside the training labels")
+    mask = np.isin(names, halves["negatives"])
+    if log is not None:
+        log(f"outlier exposure: {int(mask.sum())} spectra of {len(halves['negatives'])} "
+            f"negative minerals ({len(halves['evaluation'])} kept for evaluation)")
+    record = {"seed": UNKNOWN_HALVES_SEED, "dataset": data.dataset,
+              "min_spectra": data.min_spectra, **halves}
+    return held.X[mask], record
+
+
 def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelConfig,
-                  train_config: TrainConfig, *, log: Callable[[str], None] | None = print
+                  train_config: TrainConfig, *, negatives: np.ndarray | None = None,
+                  log: Callable[[str], None] | None = print
                   ) -> tuple[Any, ModelConfig, dict[str, Any], dict[str, Any]]:
     """The int8-aware fine-tuning step of a run (``train_config.qat_epochs`` > 0).
 
@@ -290,7 +333,7 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     float_model = result.model
     qres, qcfg, info = quantization_aware_finetune(
         float_model, ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), model_config,
-        train_config, log=None)
+        train_config, negatives=negatives, log=None)
     if log is not None:
         log(f"int8-aware fine-tune: validation top-1 {100 * info['val_top1_start']:.1f}% "
             f"(folded, int8 roundings) -> {100 * info['val_top1_best']:.1f}% (epoch "

@@ -95,6 +95,19 @@ class TrainConfig:
     (:func:`trainer.qat.quantization_aware_finetune`); that network is the run's model."""
     qat_learning_rate: float = 1e-4
     """Learning rate of the int8-aware fine-tuning."""
+    outlier_exposure: float = 0.5
+    """Weight of the outlier-exposure loss (0 = off): spectra of minerals outside the label
+    set (the *negatives* half of the rare minerals, :func:`ramanedge.splits.unknown_halves`)
+    are trained towards the uniform distribution over the known classes (Hendrycks et al.
+    2019), so that unknown minerals get flat, low-confidence answers and features away from
+    the known ones. Each such spectrum's loss weighs ``outlier_exposure`` times a known
+    spectrum's mean weight. Default 0.5 (Hendrycks et al.'s value, not tuned; measured over
+    5 grouped splits in docs/results.md section 4: unknown-mineral AUROC up, known top-1
+    not down). :func:`trainer.run.train_run` loads the negatives; a data set without rare
+    minerals trains without (said in one line)."""
+    negatives_ratio: float = 0.25
+    """Negatives drawn per epoch (with outlier exposure), as a fraction of the known spectra
+    drawn; augmented like them."""
     augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
@@ -120,6 +133,10 @@ class TrainConfig:
             raise ValueError(f"qat_learning_rate must be > 0, got {self.qat_learning_rate}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not self.outlier_exposure >= 0.0:
+            raise ValueError(f"outlier_exposure must be >= 0, got {self.outlier_exposure}")
+        if not 0.0 < self.negatives_ratio <= 4.0:
+            raise ValueError(f"negatives_ratio must be in (0, 4], got {self.negatives_ratio}")
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
 
@@ -136,14 +153,16 @@ class TrainConfig:
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"])
         d.setdefault("qat_epochs", 0)  # runs written before int8-aware fine-tuning existed
+        d.setdefault("outlier_exposure", 0.0)  # ... and before outlier exposure
         return cls(**d)
 
 
 PAPER_TRAIN = TrainConfig(epochs=100, lr_patience=3, early_stop_patience=5, monitor="val_loss",
-                          augment=AugmentConfig(), teachers=0, distill=0.0, qat_epochs=0)
+                          augment=AugmentConfig(), teachers=0, distill=0.0, qat_epochs=0,
+                          outlier_exposure=0.0)
 """The paper's recipe: class-weighted CE, Adam 1e-3, LR x0.7 after 3, stop after 5 (val loss)."""
 PAPER_FAMILY_TRAIN = TrainConfig(augment=AugmentConfig(shift_cm=12, background=0.5), teachers=0,
-                                 distill=0.0, qat_epochs=0)
+                                 distill=0.0, qat_epochs=0, outlier_exposure=0.0)
 """The recipe the paper family's sweep and experiments were measured with (the project default
 before the flight model): shift up to 12 cm-1 and swapped backgrounds, patience 5/25 on
 validation accuracy."""
@@ -344,6 +363,7 @@ def train_model(
     init_weights: list[np.ndarray] | None = None,
     schedule: list[float] | None = None,
     teacher_probs: np.ndarray | None = None,
+    negatives: np.ndarray | None = None,
     epoch_end: Callable[[Any], None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
@@ -358,6 +378,8 @@ def train_model(
     spectra; with ``train_config.distill > 0`` they are mixed into the targets (see
     :attr:`TrainConfig.distill`). Without them, ``train_config.teachers`` teachers are trained
     first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
+    ``negatives`` (M, P): spectra of minerals outside the label set, for outlier exposure
+    (``train_config.outlier_exposure`` > 0, see :func:`fit_model`); teachers never see them.
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
@@ -383,7 +405,7 @@ def train_model(
     if init_weights is not None:
         model.set_weights(init_weights)
     result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
-                       schedule=schedule, epoch_end=epoch_end, log=log)
+                       negatives=negatives, schedule=schedule, epoch_end=epoch_end, log=log)
     result.teachers = teacher_info
     return result
 
@@ -398,6 +420,7 @@ def fit_model(
     train_config: TrainConfig,
     *,
     soft_targets: np.ndarray | None = None,
+    negatives: np.ndarray | None = None,
     schedule: list[float] | None = None,
     epoch_samples: int | None = None,
     epoch_end: Callable[[Any], None] | None = None,
@@ -410,10 +433,14 @@ def fit_model(
     ``(seed, epoch)`` alone, runs ``train_on_batch`` over it, validates, and applies the
     :class:`Plateau` rules on ``train_config.monitor``. ``soft_targets`` (N_train, K): train
     on these probabilities instead of the labels (distillation; class weights still from
-    ``y_train``). ``epoch_samples``: spectra drawn per epoch (default ``len(X_train)``),
-    concatenating fresh permutations (few-label training keeps the optimiser steps of an
-    epoch equal at every labelled fraction). ``schedule`` (one learning rate per epoch, e.g.
-    a validated run's ``history["lr"]`` cut at its best epoch) trains exactly
+    ``y_train``). ``negatives`` (M, P) with ``train_config.outlier_exposure`` > 0: every
+    epoch also draws ``negatives_ratio`` x as many of these spectra (with replacement,
+    augmented the same way) with the uniform distribution as their target and
+    ``outlier_exposure`` x the mean known weight as their weight (outlier exposure); ignored
+    when ``outlier_exposure`` is 0. ``epoch_samples``: spectra drawn per epoch (default
+    ``len(X_train)``), concatenating fresh permutations (few-label training keeps the
+    optimiser steps of an epoch equal at every labelled fraction). ``schedule`` (one learning
+    rate per epoch, e.g. a validated run's ``history["lr"]`` cut at its best epoch) trains exactly
     ``len(schedule)`` epochs with those rates and keeps the final weights: no plateau rule,
     no early stopping, validation only logged (a refit on train + validation, see
     ``benchmarks.accuracy_experiments``). ``epoch_end(model)`` runs after each epoch's
@@ -428,6 +455,14 @@ def fit_model(
     _check_schedule(schedule)
     if y_train.min() < 0 or y_train.max() >= n_classes:
         raise ValueError(f"labels must be in 0..{n_classes - 1}")
+    oe = tc.outlier_exposure > 0 and negatives is not None and len(negatives) > 0
+    if oe:
+        negatives = np.ascontiguousarray(negatives, dtype=np.float32)
+        if negatives.ndim != 2 or negatives.shape[1] != X_train.shape[1]:
+            raise ValueError(f"negatives must be (M, {X_train.shape[1]}) spectra, got "
+                             f"{negatives.shape}")
+        if soft_targets is None:  # the uniform targets need the soft-target loss
+            soft_targets = np.eye(n_classes, dtype=np.float32)[y_train]
     acc_key = "accuracy" if soft_targets is None else "categorical_accuracy"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
@@ -439,9 +474,13 @@ def fit_model(
     weights = (class_weights(y_train, n_classes) if tc.class_weighting
                else np.ones(n_classes, dtype=np.float64))
     sample_w = weights[y_train].astype(np.float32)
-    bands = backgrounds = None
+    bands = backgrounds = neg_bands = None
     if tc.augment.background:
         bands, backgrounds = split_background(X_train)
+        if oe:
+            neg_bands = split_background(negatives)[0]
+    uniform = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
+    neg_w = np.float32(tc.outlier_exposure * float(np.mean(sample_w)))
 
     plateau = Plateau(tc)
     best_weights = model.get_weights()
@@ -466,6 +505,18 @@ def fit_model(
                                bands=None if bands is None else bands[order],
                                backgrounds=backgrounds)
         yb, wb = targets[order], sample_w[order]
+        if oe:
+            m = max(1, round(tc.negatives_ratio * n_draw))
+            pick = rng.integers(0, negatives.shape[0], size=m)
+            xn = negatives[pick]
+            if tc.augment.enabled:
+                xn = augment_batch(xn, tc.augment, rng,
+                                   bands=None if neg_bands is None else neg_bands[pick],
+                                   backgrounds=backgrounds)
+            mix = rng.permutation(n_draw + m)
+            xb = np.concatenate([xb, xn])[mix]
+            yb = np.concatenate([yb, np.broadcast_to(uniform, (m, n_classes))])[mix]
+            wb = np.concatenate([wb, np.full(m, neg_w, np.float32)])[mix]
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)
