@@ -17,7 +17,7 @@ from benchmarks.common import write_json
 METHOD_LABELS = {
     "int8_invoke": "int8 TFLite, invoke only (int8 in/out)",
     "int8_model": "**int8 TFLite model** (quantise + invoke + dequantise)",
-    "int8_classify": "int8 `Classifier.classify_grid` (top-k + unknown check)",
+    "int8_classify": "int8 `Classifier.classify_grid` (top-k + unknown check + set)",
     "float32_tflite": "float32 TFLite (XNNPACK)",
     "keras_predict_on_batch": "Keras `predict_on_batch`",
     "keras_tf_function": "Keras `tf.function` call",

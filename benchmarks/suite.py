@@ -418,9 +418,10 @@ def observations(res: dict[str, Any]) -> list[str]:
     if one.get("int8_classify", {}).get("n") and one.get("int8_model", {}).get("n"):
         extra = one["int8_classify"]["median"] - one["int8_model"]["median"]
         out.append(f"`classify_grid` adds {extra:.3f} ms (1 thread) to the int8 model call: "
-                   "reading the features output, top-k and the artifact's unknown-mineral "
-                   "check (with the `knn_cosine` rule a (1, D) x (D, M) product against "
-                   "the exemplar bank: D features, M exemplars).")
+                   "the float head on the features, top-k, the artifact's unknown-mineral "
+                   "check (`knn_cosine` / `knn_logit`: a (1, D) x (D, M) product against "
+                   "the exemplar bank, D features, M exemplars, plus the head's largest "
+                   "logit) and the prediction set (a count over the K probabilities).")
     two = lat.get("2", {}).get("methods", {})
     slower = [k for k in ("int8_classify", "keras_predict_on_batch", "keras_tf_function",
                           "knn") if two.get(k, {}).get("n") and one.get(k, {}).get("n")
