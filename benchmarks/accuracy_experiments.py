@@ -128,9 +128,14 @@ def refit(root: str, runs: list[str]) -> list[dict[str, Any]]:
         schedule = hist["lr"][: met["best_epoch"]]
         # the validation arguments are only logged with a schedule: two training rows
         r = train_model(ds.X[tv], ds.y[tv], ds.X[tv][:2], ds.y[tv][:2], len(ds.labels),
-                        ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]),
+                        ModelConfig.from_dict(cfg["model"]),
+                        # a run trained with outlier exposure is refit without its
+                        # negatives (this refit does not load them): recorded in the row
+                        TrainConfig.from_dict(cfg["train"]),
                         schedule=schedule, log=None)
         rows.append({"run": run, "epochs": len(schedule), "seconds": round(r.seconds, 1),
+                     "outlier_exposure_in_run": cfg["train"].get("outlier_exposure", 0.0),
+                     "outlier_exposure_in_refit": 0.0,
                      "test_top1_run": met["test"]["top1"],
                      "test_top1_refit": _top1(predict_probs(r.model, ds.X[te]), ds.y[te])})
         print(json.dumps(rows[-1]), flush=True)

@@ -10,7 +10,7 @@ when the top-1 answer is wrong. Levels 0.90 and 0.95; the test spectra are also 
 +-15 cm-1 (a miscalibrated instrument: no longer exchangeable with the calibration spectra,
 so no guarantee; measured to show what happens).
 
-Head retrain: ``--teach`` rare held-out minerals (the *negatives* half of
+Head retrain: ``--teach`` rare held-out minerals (the *evaluation* half of
 :func:`ramanedge.splits.unknown_halves`, minerals with >= 4 spectra, seeded choice) are taught
 to a new head from two spectra each (:class:`edge_runtime.head.SoftmaxHead` on the artifact's
 exemplars + those samples, as the head store does); the classifier for that head recalibrates
@@ -76,17 +76,21 @@ def rank_figures(P: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 def teach_minerals(data_root: Path, ds_labels: list[str], n: int, seed: int,
-                   per_mineral: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` rare minerals of the negatives half with >= 4 spectra: (taught X, labels,
-    held-out X, labels); the first ``per_mineral`` spectra of each (sorted by path) are
-    taught, the rest held out."""
+                   per_mineral: int = 2, run_dir: Path | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` rare minerals of the *evaluation* half (the run's ``unknown_minerals.json`` when
+    it has one: minerals its training never saw, not even as negatives) with >= 4 spectra:
+    (taught X, labels, held-out X, labels); the first ``per_mineral`` spectra of each
+    (sorted by path) are taught, the rest held out."""
     from ramanedge.dataset import load_heldout
     from ramanedge.splits import unknown_halves
 
     held = load_heldout(data_root, "rruff-raw", min_spectra=8)
     names = np.asarray(held.minerals).astype(str)
-    neg = unknown_halves(sorted(set(names) - set(ds_labels)))["negatives"]
-    counts = {m: int(np.sum(names == m)) for m in neg}
+    f = None if run_dir is None else run_dir / "unknown_minerals.json"
+    half = (json.loads(f.read_text()) if f is not None and f.is_file()
+            else unknown_halves(sorted(set(names) - set(ds_labels))))["evaluation"]
+    counts = {m: int(np.sum(names == m)) for m in half}
     pool = sorted(m for m, c in counts.items() if c >= per_mineral + 2)
     chosen = np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False)
     tx, ty, hx, hy = [], [], [], []
@@ -128,7 +132,8 @@ def evaluate_folder(folder: Path, data_root: Path, *, teach: int, seed: int) -> 
         row[f"shift15_{key}"] = {k: float(np.mean([s[k] for s in sh]))
                                  for k in ("coverage", "mean_size")}
     if teach:
-        tx, ty, hx, hy = teach_minerals(data_root, list(art.labels), teach, seed)
+        tx, ty, hx, hy = teach_minerals(data_root, list(art.labels), teach, seed,
+                                        run_dir=folder / "run")
         ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
         X = np.concatenate([ex.features, clf.features_batch(tx)])
         y = np.concatenate([np.asarray(ex.labels).astype(str), ty])

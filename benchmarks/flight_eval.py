@@ -58,6 +58,13 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # al. 2019's value; not tuned): the name its 5-split rows were measured under
     # (runs/flight/eval-oe) before it became the default; the same recipe as "flight"
     "flight-oe": (FLIGHT_MODEL, replace(TrainConfig(), outlier_exposure=0.5)),
+    # issue 11's latency target: the fastest candidate of benchmarks.latency_probe (0.75x the
+    # m=6 model's int8 call, 1.06 M MACs, 76 KB), same recipe as the default
+    "flight-fast": (replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96), reduce_channels=16,
+                            pool_size=3), TrainConfig()),
+    # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
+    "flight-p3x4": (replace(FLIGHT_MODEL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
+                    TrainConfig()),
 }
 #: a recipe whose float training is another recipe's: its float run is reused (training is
 #: deterministic on one machine, so this equals training it again) and only the int8-aware
@@ -68,7 +75,14 @@ FLOAT_OF = {"flight": "flight-ptq", "flight-v1": "flight-v1-ptq"}
 def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:
     """Write the run ``train_run`` would write with ``train_config`` (int8-aware fine-tune on)
     from the finished float run ``float_run`` of the same recipe without it."""
-    from trainer.run import DataConfig, int8_finetune, load_run, write_run
+    from trainer.run import (
+        UNKNOWN_MINERALS_FILE,
+        DataConfig,
+        int8_finetune,
+        load_negatives,
+        load_run,
+        write_run,
+    )
     from trainer.train import TrainResult
 
     r = load_run(float_run)
@@ -77,18 +91,31 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     result = TrainResult(model=r.model, history=history, best_epoch=metrics["best_epoch"],
                          epochs_run=metrics["epochs_run"], seconds=metrics["train_seconds"],
                          teachers=r.config.get("teachers", []))
-    qres, qcfg, models, info = int8_finetune(result, r.dataset, r.split, r.model_config,
-                                             train_config, log=None)
     d = r.config["data"]
     data = DataConfig(root=d["root"], dataset=d["dataset"], min_spectra=d["min_spectra"],
                       split=d["split"], split_seed=d["split_seed"], cache_dir=d.get("cache_dir"),
                       minerals=d.get("minerals"))
-    extra = {"qat": info, "float_run": str(float_run.resolve())}
+    negatives, files, extra = None, {}, {}
+    if train_config.outlier_exposure > 0:  # as train_run does: the fine-tune sees them too
+        negatives, halves = load_negatives(data, r.dataset)
+        files[UNKNOWN_MINERALS_FILE] = json.dumps(halves, indent=1) + "\n"
+        extra["outlier_exposure"] = {"file": UNKNOWN_MINERALS_FILE,
+                                     "n_negative_spectra": int(len(negatives))}
+    qres, qcfg, models, info = int8_finetune(result, r.dataset, r.split, r.model_config,
+                                             train_config, negatives=negatives, log=None)
+    extra.update({"qat": info, "float_run": str(float_run.resolve())})
     if r.config.get("teachers"):
         extra["teachers"] = r.config["teachers"]
     write_run(out, r.dataset, r.split, data, qcfg, train_config, qres, extra_config=extra,
-              extra_models=models)
+              extra_models=models, extra_files=files)
     return out
+
+
+def trained_with(run: Path, train_config: TrainConfig) -> bool:
+    """Whether the run folder ``run`` was trained with ``train_config`` (a finished run of
+    another recipe, e.g. from before a default changed, must not be reported as this one)."""
+    saved = json.loads((run / "config.json").read_text())["train"]
+    return TrainConfig.from_dict(saved) == train_config
 
 
 def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
@@ -124,8 +151,11 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     run = folder / "run"
     base = out / f"{FLOAT_OF.get(recipe, '')}-{kind}{seed}" / "run"
     if (run / "metrics.json").is_file():
-        pass
-    elif recipe in FLOAT_OF and (base / "metrics.json").is_file():
+        if not trained_with(run, tc):
+            raise click.ClickException(f"{run} was trained with another recipe than today's "
+                                       f"{recipe!r}; remove it or choose another --out")
+    elif (recipe in FLOAT_OF and (base / "metrics.json").is_file()
+          and trained_with(base, replace(tc, qat_epochs=0))):
         finetune_from_float_run(base, run, tc)
     else:
         train_run(run, data, mc, tc, overwrite=True, log=None)

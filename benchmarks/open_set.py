@@ -124,14 +124,23 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None,
     ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
     held = load_heldout(data_root, "rruff-raw", min_spectra=8)
     names = np.asarray(held.minerals).astype(str)
-    halves = unknown_halves(sorted(set(names) - set(ds.labels)))
-    Xneg = held.X[np.isin(names, halves["negatives"])]
-    Xev = held.X[np.isin(names, halves["evaluation"])]
     labels = np.array(ds.minerals)
+
+    def halves_of(folder: Path) -> dict[str, list[str]]:
+        """The run's own record of its negatives (outlier exposure), else the default
+        partition of the same rare minerals."""
+        f = folder / "run" / "unknown_minerals.json"
+        if f.is_file():
+            return json.loads(f.read_text())
+        return unknown_halves(sorted(set(names) - set(ds.labels)))
+
     rows = []
     fpr_grid = np.linspace(0.0, 1.0, 101)
     curves: dict[str, list[np.ndarray]] = {}
     for f in folders:
+        halves = halves_of(f)
+        Xneg = held.X[np.isin(names, halves["negatives"])]
+        Xev = held.X[np.isin(names, halves["evaluation"])]
         split = read_split_csv(f / "run" / "split.csv", ds)
         raw: dict[str, Any] = {}
         row = run_unknown(f / "model", ds.X, labels, split, Xev, keep_scores=raw)

@@ -258,7 +258,7 @@ def classify(port: str, baud: int, pace: bool, top_k: int, files: tuple[Path, ..
     def send(client: Any, path: str, x: Any, y: Any) -> dict[str, Any]:
         if not head:
             head.append(client.info().get("head"))
-        r, ex = client.classify(y, x, top_k=top_k)
+        r, ex = client.classify(y, x, top_k=top_k, want_set=True)
         return answer_record(path, top=[(lab, p) for _, lab, p in r.top],
                              set_=None if r.set is None else [lab for _, lab in r.set],
                              unknown=r.unknown,

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,10 +267,17 @@ class Device:
             c = self.backend.classify(spec.axis(), spec.y, top_k)
             self.stats["classify_computed"] += 1
             compute_us = int((time.perf_counter() - t0) * 1e6)
+            want_set = bool(P.classify_flags(frame.payload) & P.CLASSIFY_WANT_SET)
             result = P.Result(c.top, c.unknown, compute_us, c.infer_us,
                               P.model_tag(self.backend.manifest_sha256),
-                              coverage=c.coverage, set=c.set)
-            return P.MsgType.RESULT, P.encode_result(result)
+                              coverage=c.coverage, set=c.set if want_set else None)
+            try:
+                payload = P.encode_result(result)
+            except LinkError:  # a set too large for one frame: the answer without it
+                payload = P.encode_result(replace(result, set=None))
+            if len(payload) > P.MAX_PAYLOAD:
+                payload = P.encode_result(replace(result, set=None))
+            return P.MsgType.RESULT, payload
         if t == P.MsgType.INFO:
             return P.MsgType.INFO_REPLY, P.encode_json(self.info())
         if t == P.MsgType.HEAD_ADD:

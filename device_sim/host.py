@@ -256,13 +256,15 @@ class HostClient:
         ex = self.call(P.MsgType.INFO, expect_bytes=1024)
         return P.decode_json(ex.response.payload)
 
-    def classify(self, y: np.ndarray, x: np.ndarray | None = None, *, top_k: int = 3
-                 ) -> tuple[P.Result, Exchange]:
+    def classify(self, y: np.ndarray, x: np.ndarray | None = None, *, top_k: int = 3,
+                 want_set: bool = False) -> tuple[P.Result, Exchange]:
         """Classify one spectrum: raw (``x`` given: own axis, 4 bytes/point) or on the
-        1392-point model grid (``x`` None: grid id + 2 bytes/point)."""
+        1392-point model grid (``x`` None: grid id + 2 bytes/point). ``want_set``: ask for
+        the prediction set too (``Result.set``; ``None`` from a device or model without
+        sets, or when the set does not fit one frame)."""
         spec = (P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y))
-        ex = self.call(P.MsgType.CLASSIFY, P.encode_classify(spec, top_k),
-                       expect_bytes=24 + 40 * top_k)
+        ex = self.call(P.MsgType.CLASSIFY, P.encode_classify(spec, top_k, want_set=want_set),
+                       expect_bytes=24 + 40 * top_k + (2048 if want_set else 0))
         return P.decode_result(ex.response.payload), ex
 
     def head_add(self, label: str, y: np.ndarray, x: np.ndarray | None = None

@@ -433,11 +433,23 @@ def decode_spectrum(data: bytes, offset: int = 0) -> tuple[Spectrum, int]:
 # --- CLASSIFY / RESULT -----------------------------------------------------------------------
 
 
-def encode_classify(spectrum: bytes, top_k: int = 3) -> bytes:
-    """CLASSIFY payload: ``top_k u8 | flags u8 (0) | spectrum``."""
+#: CLASSIFY flag: the host wants the prediction set in the RESULT (a device that predates
+#: sets ignores it; a host that predates them never sets it and gets the old RESULT layout)
+CLASSIFY_WANT_SET = 0x01
+
+
+def encode_classify(spectrum: bytes, top_k: int = 3, *, want_set: bool = False) -> bytes:
+    """CLASSIFY payload: ``top_k u8 | flags u8 | spectrum`` (flag 0x01: send the prediction
+    set, :data:`CLASSIFY_WANT_SET`)."""
     if not 1 <= top_k <= 255:
         raise LinkError(f"top_k must be in 1..255, got {top_k}")
-    return struct.pack("<BB", top_k, 0) + spectrum
+    return struct.pack("<BB", top_k, CLASSIFY_WANT_SET if want_set else 0) + spectrum
+
+
+def classify_flags(payload: bytes) -> int:
+    """The flags byte of a CLASSIFY payload (0 when absent; check the payload with
+    :func:`decode_classify`)."""
+    return payload[1] if len(payload) > 1 else 0
 
 
 def decode_classify(payload: bytes) -> tuple[int, Spectrum]:

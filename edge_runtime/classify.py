@@ -170,13 +170,18 @@ class Classifier:
             raise ModelError(f"{path}: 'features' must be int8 (N, {d}) with N >= 1, got "
                              f"{codes.dtype} {codes.shape}")
         y = None
-        with np.load(path, allow_pickle=False) as z:
-            if "y" in z.files:
-                y = np.asarray(z["y"], dtype=np.int64)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                y = np.asarray(z["y"]) if "y" in z.files else None
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{path} is not a readable .npz file: {e}") from None
         k = len(self.artifact.labels)
-        if y is not None and (y.shape != (codes.shape[0],)
+        if y is not None and (y.dtype.kind not in "iu" or y.shape != (codes.shape[0],)
                               or (y.size and not 0 <= y.min() <= y.max() < k)):
-            raise ModelError(f"{path}: 'y' must hold one class id in 0..{k - 1} per row")
+            raise ModelError(f"{path}: 'y' must hold one integer class id in 0..{k - 1} per "
+                             "row")
+        if y is not None:
+            y = y.astype(np.int64)
         self._calibration = (dequantize_int8(codes, self.artifact.features_q), y)
         return self._calibration
 

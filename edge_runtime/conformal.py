@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,9 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
     if s.size == 0 or not np.all(np.isfinite(s)):
         raise ValueError("conformal calibration needs at least one finite score")
-    rank = math.ceil((s.size + 1) * level)
+    # exact rational arithmetic: (n + 1) * 0.55 in floating point can round up past an
+    # integer and ask for one score more than the level needs
+    rank = math.ceil((s.size + 1) * Fraction(repr(level)))
     return 1.0 if rank > s.size else float(s[rank - 1])
 
 

@@ -185,7 +185,8 @@ def quantize_int8(x: np.ndarray, qp: QuantParams) -> np.ndarray:
     """
     # in place on one float32 buffer (the per-spectrum path: no temporaries); np.rint is
     # np.round's half-to-even rounding
-    q = np.asarray(x, dtype=np.float32) / np.float32(qp.scale)
+    x = np.asarray(x, dtype=np.float32)
+    q = np.divide(x, np.float32(qp.scale), out=np.empty(x.shape, np.float32))
     np.rint(q, out=q)
     q += np.float32(qp.zero_point)
     np.maximum(q, np.float32(-128), out=q)

@@ -237,14 +237,20 @@ def check_section(section: dict[str, Any]) -> None:
     keys = ["threshold"]
     if section["method"] == "knn_logit":
         keys += ["weight", "knn_mean", "knn_sd", "logit_mean", "logit_sd"]
+    if "target_tpr" in section:
+        keys.append("target_tpr")
     for key in keys:
-        try:
-            v = float(section[key])
-        except (KeyError, TypeError, ValueError):
-            raise ManifestError(f"manifest 'unknown.{key}' must be a number") from None
-        if not np.isfinite(v) or (key.endswith("_sd") and v <= 0):
-            raise ManifestError(f"manifest 'unknown.{key}' must be a finite number"
-                                f"{' > 0' if key.endswith('_sd') else ''}, got {v}")
+        v = section.get(key)
+        # a JSON number only (a string that float() would parse is refused: the per-spectrum
+        # path does arithmetic on these values as they are)
+        if type(v) not in (int, float) or not np.isfinite(v):
+            raise ManifestError(f"manifest 'unknown.{key}' must be a finite number, got {v!r}")
+        if key.endswith("_sd") and v <= 0:
+            raise ManifestError(f"manifest 'unknown.{key}' must be > 0, got {v!r}")
+        if key == "weight" and not 0 <= v <= 1:
+            raise ManifestError(f"manifest 'unknown.weight' must be in [0, 1], got {v!r}")
+        if key == "target_tpr" and not 0 < v < 1:
+            raise ManifestError(f"manifest 'unknown.target_tpr' must be in (0, 1), got {v!r}")
 
 
 def score(section: dict[str, Any], *, probs: np.ndarray, features: np.ndarray | None = None,

@@ -86,8 +86,11 @@ class FakeBackend:
         if self.compute_s:
             time.sleep(self.compute_s)
         top = tuple((int(i), self.labels[i], float(p[i])) for i in order)
+        # a prediction set as a real model gives one: the labels with p >= 0.05, best first
+        full = np.argsort(-p, kind="stable")
+        pset = tuple((int(i), self.labels[i]) for i in full[:max(1, int((p >= 0.05).sum()))])
         return Classification(top, bool(p.max() < 0.3),
-                              int((time.perf_counter() - t0) * 1e6))
+                              int((time.perf_counter() - t0) * 1e6), set=pset)
 
     def head_add(self, label: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """Remember one example."""

@@ -148,3 +148,33 @@ def test_a_retrained_head_without_calibration_spectra_is_refused(tiny_artifact: 
     assert clf.conformal_rule["threshold"] == m.data["conformal"]["threshold"]  # base: fine
     with pytest.raises(ModelError, match="holds no calibration spectra"):
         clf.with_head(art.head.__class__(art.head.W, art.head.b, art.head.labels, "v0001"))
+
+
+def test_a_bad_calibration_file_is_one_model_error(tiny_artifact: Path, tmp_path: Path) -> None:
+    """Float class ids, or a file that is not an npz, under a re-hashed manifest: the
+    retrained-head classifier refuses with a ModelError, never a traceback."""
+    import io
+
+    from edge_runtime import Classifier
+    from ramanedge.manifest import CALIBRATION_FILE, MANIFEST_NAME, read_manifest, write_manifest
+
+    for content in ("float ids", "garbage"):
+        art_dir = tmp_path / content.replace(" ", "_")
+        shutil.copytree(tiny_artifact, art_dir)
+        z = np.load(art_dir / CALIBRATION_FILE)
+        if content == "float ids":
+            buf = io.BytesIO()
+            np.savez(buf, features=z["features"], y=z["y"].astype(np.float32) + 0.5)
+            (art_dir / CALIBRATION_FILE).write_bytes(buf.getvalue())
+        else:
+            (art_dir / CALIBRATION_FILE).write_bytes(b"PK\x03\x04 not really a zip")
+        d = {k: v for k, v in read_manifest(art_dir, verify_files=False).data.items()
+             if k != "manifest_sha256"}
+        d["files"] = {k: {} for k in d["files"]}
+        (art_dir / MANIFEST_NAME).unlink()
+        write_manifest(art_dir, d)
+        clf = Classifier.from_dir(art_dir, use_head_store=False)
+        head = clf.artifact.head.__class__(clf.artifact.head.W, clf.artifact.head.b,
+                                           clf.artifact.head.labels, "v0001")
+        with pytest.raises(ModelError, match="calibration.npz"):
+            clf.with_head(head)

@@ -270,8 +270,10 @@ def test_host_client_round_trip_raw_and_grid(fake_store):
             assert r.label == LABELS[i] and len(r.top) == 2
             assert ex.attempts == 1 and ex.bytes_out == len(P.encode_frame(
                 P.MsgType.CLASSIFY, ex.seq, P.encode_classify(P.encode_spectrum_axis(x, y), 2)))
+            assert r.set is None  # not asked for: the RESULT layout of older hosts
             _, g = peak_spectrum(i, len(LABELS), seed=10 + i)
-            assert host.classify(g)[0].label == LABELS[i]
+            r, _ = host.classify(g, want_set=True)
+            assert r.label == LABELS[i] and r.set and r.set[0] == (r.top[0][0], LABELS[i])
         with pytest.raises(DeviceError, match="SPECTRUM"):
             host.classify(np.zeros(1392))
         assert dev.stats["classify_computed"] == 2 * len(LABELS)

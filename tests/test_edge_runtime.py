@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import types
 
@@ -327,3 +328,18 @@ def test_knn_logit_rule_is_monotone_in_both_parts_and_passes_its_target():
         ood.score(sec, probs=None, features=val, bank_unit=unit)
     with pytest.raises(ManifestError, match="knn_sd"):
         ood.check_section({**sec, "knn_sd": 0.0})
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("knn_mean", "0.1", "finite number"),      # a string float() would parse
+    ("weight", 7.0, "in [0, 1]"),
+    ("target_tpr", 2.0, "in (0, 1)"),
+    ("logit_sd", -1.0, "> 0"),
+    ("threshold", True, "finite number"),      # JSON true is not a number here
+])
+def test_a_crafted_knn_logit_section_is_one_clean_error(key, value, needle):
+    sec = {"method": "knn_logit", "threshold": 0.5, "weight": 0.6, "knn_mean": 0.1,
+           "knn_sd": 0.05, "logit_mean": -5.0, "logit_sd": 1.0, "target_tpr": 0.95}
+    ood.check_section(sec)
+    with pytest.raises(ManifestError, match=re.escape(needle)):
+        ood.check_section({**sec, key: value})

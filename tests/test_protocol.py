@@ -220,6 +220,11 @@ def test_classify_and_result_codecs():
     spec = P.encode_spectrum_grid(np.linspace(0, 1, 1392))
     k, s = P.decode_classify(P.encode_classify(spec, 5))
     assert k == 5 and s.grid_id == 1
+    # asking for the prediction set is a flag an older device ignores (same payload otherwise)
+    asked = P.encode_classify(spec, 5, want_set=True)
+    assert P.classify_flags(asked) == P.CLASSIFY_WANT_SET
+    assert P.classify_flags(P.encode_classify(spec, 5)) == 0
+    assert P.decode_classify(asked)[1].y.tolist() == s.y.tolist()
     with pytest.raises(LinkError, match="trailing"):
         P.decode_classify(P.encode_classify(spec, 5) + b"x")
     r = P.Result(((3, "Quartz", 0.91), (0, "Calcite-β", 0.05)), True, 1234, 567, 0xDEADBEEF)

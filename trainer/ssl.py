@@ -24,7 +24,7 @@ config.json), so quantize and the edge runtime use the result unchanged.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,8 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     from trainer.run import SPLITS, say_written, start_run, write_run
 
     model_config = model_config or ModelConfig()
-    train_config = train_config or TrainConfig()
+    # few-label training uses no negatives: the run records what it did (outlier exposure 0)
+    train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0)
     config = config or SSLConfig()
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log)
     K = len(ds.labels)

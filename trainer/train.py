@@ -104,7 +104,8 @@ class TrainConfig:
     spectrum's mean weight. Default 0.5 (Hendrycks et al.'s value, not tuned; measured over
     5 grouped splits in docs/results.md section 4: unknown-mineral AUROC up, known top-1
     not down). :func:`trainer.run.train_run` loads the negatives; a data set without rare
-    minerals trains without (said in one line)."""
+    minerals trains without (said in one line). The logged *training* accuracy then counts
+    the negatives too (their uniform target scores as class 0): read the validation figures."""
     negatives_ratio: float = 0.25
     """Negatives drawn per epoch (with outlier exposure), as a fraction of the known spectra
     drawn; augmented like them."""

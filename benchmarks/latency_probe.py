@@ -1,0 +1,111 @@
+"""Int8 latency of untrained architecture candidates, against the paper's m=6 (issue 11).
+
+Latency does not depend on the weights' values, so candidates for the "<= 1.0x the m=6
+model's latency" target can be screened before any training: each candidate is built with
+random weights, converted to full int8 (calibrated on real training spectra, as ``ramanedge
+quantize`` does) and timed through the rover's path (quantise + invoke + dequantise, 1
+thread), all candidates interleaved round by round in one process.
+
+    python -m benchmarks.latency_probe --data ../shared/data/rruff --out docs/latency_probe.json
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ramanedge.cli_options import data_root_option
+from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
+
+#: name -> config. ``flight`` is the default; the others trade positions or channels for time.
+CANDIDATES: dict[str, ModelConfig] = {
+    "paper-m6 (reference)": PAPER_DEFAULT,
+    "flight (default)": FLIGHT_MODEL,
+    "flight pool 3 x 4": replace(FLIGHT_MODEL, pool_size=3, pool_layers=4,
+                                 filters=(24, 48, 64, 96)),
+    "flight pool 3 x 5": replace(FLIGHT_MODEL, pool_size=3),
+    "flight narrow 16-32-48-64-96": replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96),
+                                            reduce_channels=16),
+    "flight narrow, pool 3 x 5": replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96),
+                                         reduce_channels=16, pool_size=3),
+    "flight 4 blocks 24-48-96-128, pool 2 x 4": replace(FLIGHT_MODEL, filters=(24, 48, 96, 128),
+                                                        pool_layers=4),
+}
+
+
+def export_int8(cfg: ModelConfig, n_classes: int, calib: np.ndarray) -> bytes:
+    """Random-weight model of ``cfg`` as full-int8 TFLite bytes."""
+    import keras
+
+    from quantize.convert import convert, dual_output_model, export_saved_model
+    from trainer.model import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(n_classes, cfg)
+    if cfg.input_floor is not None:
+        calib = np.maximum(calib, np.float32(cfg.input_floor))
+    with tempfile.TemporaryDirectory() as d:
+        export_saved_model(dual_output_model(model), d, cfg.input_points)
+        return convert(d, "int8", calib)
+
+
+@click.command()
+@data_root_option
+@click.option("--rounds", type=int, default=5, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def main(data_root: Path, rounds: int, out: Path | None) -> None:
+    """Time every candidate's int8 model call, interleaved, against the m=6 model."""
+    from benchmarks.common import int8_call, interleaved
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.dataset import build_dataset
+    from ramanedge.machine import cpu_model
+    from ramanedge.manifest import QuantParams
+    from ramanedge.splits import make_split, select_calibration
+
+    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
+    split = make_split(ds, kind="grouped", seed=0)
+    tr, te = split == "train", split == "test"
+    calib = ds.X[tr][select_calibration(ds.y[tr], 100)]
+    X = ds.X[te]
+    k = len(ds.labels)
+    methods, meta = {}, {}
+
+    def qp(d: dict) -> QuantParams:
+        s, z = d["quantization"]
+        return QuantParams(index=int(d["index"]), scale=float(s), zero_point=int(z),
+                           shape=tuple(int(v) for v in d["shape"]))
+
+    for name, cfg in CANDIDATES.items():
+        blob = export_int8(cfg, k, calib)
+        it = make_interpreter(blob, num_threads=1)
+        # the features output: the one as wide as the features layer
+        feat = next(o for o in it.get_output_details() if o["shape"][-1] == cfg.dense_units)
+        call = int8_call(it, X, qp(it.get_input_details()[0]), qp(feat))
+        methods[name] = call
+        meta[name] = {"macs": count_macs(cfg, k), "weights": count_params(cfg, k),
+                      "tflite_bytes": len(blob), "config": cfg.to_dict()}
+        click.echo(f"{name}: {len(blob):,} B, {meta[name]['macs'] / 1e6:.2f} M MACs", err=True)
+    res = interleaved(methods, len(X), rounds=rounds, warmup=20)
+    ref = float(np.median(res["paper-m6 (reference)"]))
+    lines = ["| candidate | int8 B | MACs | median ms | x paper m=6 |", "|---|---|---|---|---|"]
+    for name in CANDIDATES:
+        med = float(np.median(res[name]))
+        meta[name].update(median_ms=med * 1e3, ratio=med / ref)
+        lines.append(f"| {name} | {meta[name]['tflite_bytes']:,} | "
+                     f"{meta[name]['macs'] / 1e6:.2f} M | {med * 1e3:.4f} | {med / ref:.2f} |")
+    table = "\n".join(lines)
+    click.echo(table)
+    if out is not None:
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                   "cpu": cpu_model(), "rounds": rounds, "n_spectra": len(X),
+                                   "rows": meta, "table": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
