@@ -37,17 +37,6 @@ from ramanedge.cli_options import data_root_option
 LEVELS = (0.90, 0.95)
 
 
-def rover_probs(clf: Any, X: np.ndarray) -> np.ndarray:
-    """Probabilities the rover's classifier gives each row of ``X`` (its base or retrained
-    head on the int8 features; vectorised :meth:`Classifier.predict_proba`)."""
-    F = clf.features_batch(X)
-    if clf.head is not None:
-        return clf.head.probs(F)
-    if clf.artifact.base_output == "head":
-        return clf.artifact.head.probs(F)
-    return np.array([clf.predict_proba(x) for x in X])
-
-
 def set_figures(P: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
     """Coverage, set sizes and coverage of wrong top-1 answers of ``P`` (N, K) at
     ``threshold``."""
@@ -89,7 +78,7 @@ def teach_minerals(data_root: Path, ds_labels: list[str], n: int, seed: int,
     names = np.asarray(held.minerals).astype(str)
     f = None if run_dir is None else run_dir / "unknown_minerals.json"
     half = (json.loads(f.read_text()) if f is not None and f.is_file()
-            else unknown_halves(sorted(set(names) - set(ds_labels))))["evaluation"]
+            else unknown_halves(names, known=ds_labels))["evaluation"]
     counts = {m: int(np.sum(names == m)) for m in half}
     pool = sorted(m for m, c in counts.items() if c >= per_mineral + 2)
     chosen = np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False)
@@ -118,8 +107,8 @@ def evaluate_folder(folder: Path, data_root: Path, *, teach: int, seed: int) -> 
     clf = Classifier(art, make_interpreter(art.model_path, num_threads=1), unknown=None)
     Xva, yva = run.subset("val")
     Xte, yte = run.subset("test")
-    Pva, Pte = rover_probs(clf, Xva), rover_probs(clf, Xte)
-    Psh = [rover_probs(clf, shift_spectra(Xte, d)) for d in (15, -15)]
+    Pva, Pte = clf.predict_proba_batch(Xva), clf.predict_proba_batch(Xte)
+    Psh = [clf.predict_proba_batch(shift_spectra(Xte, d)) for d in (15, -15)]
     row: dict[str, Any] = {"folder": folder.name, "n_val": int(yva.size),
                            "val_top1": float(np.mean(Pva.argmax(1) == yva)),
                            **rank_figures(Pte, yte)}
@@ -142,12 +131,12 @@ def evaluate_folder(folder: Path, data_root: Path, *, teach: int, seed: int) -> 
         # what the rover's classifier does for a retrained head (Classifier._conformal_rule):
         # the calibration spectra's int8 features under the new head
         rule2 = recalibrate(calibrate_sets(Pva, yva, level=0.95),
-                            rover_probs(clf2, Xva), head.labels,
+                            clf2.predict_proba_batch(Xva), head.labels,
                             [art.labels[i] for i in yva])
-        P2 = rover_probs(clf2, Xte)
+        P2 = clf2.predict_proba_batch(Xte)
         idx = {lab: i for i, lab in enumerate(head.labels)}
         y2 = np.array([idx[art.labels[i]] for i in yte])
-        Ph = rover_probs(clf2, hx)
+        Ph = clf2.predict_proba_batch(hx)
         yh = np.array([idx[m] for m in hy])
         row["retrain"] = {
             "taught_minerals": sorted(set(ty.tolist())), "samples_per_mineral": 2,

@@ -75,14 +75,7 @@ FLOAT_OF = {"flight": "flight-ptq", "flight-v1": "flight-v1-ptq"}
 def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:
     """Write the run ``train_run`` would write with ``train_config`` (int8-aware fine-tune on)
     from the finished float run ``float_run`` of the same recipe without it."""
-    from trainer.run import (
-        UNKNOWN_MINERALS_FILE,
-        DataConfig,
-        int8_finetune,
-        load_negatives,
-        load_run,
-        write_run,
-    )
+    from trainer.run import DataConfig, int8_finetune, load_run, run_negatives, write_run
     from trainer.train import TrainResult
 
     r = load_run(float_run)
@@ -95,12 +88,9 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     data = DataConfig(root=d["root"], dataset=d["dataset"], min_spectra=d["min_spectra"],
                       split=d["split"], split_seed=d["split_seed"], cache_dir=d.get("cache_dir"),
                       minerals=d.get("minerals"))
-    negatives, files, extra = None, {}, {}
-    if train_config.outlier_exposure > 0:  # as train_run does: the fine-tune sees them too
-        negatives, halves = load_negatives(data, r.dataset)
-        files[UNKNOWN_MINERALS_FILE] = json.dumps(halves, indent=1) + "\n"
-        extra["outlier_exposure"] = {"file": UNKNOWN_MINERALS_FILE,
-                                     "n_negative_spectra": int(len(negatives))}
+    extra: dict = {}
+    # as train_run does: the fine-tune sees the negatives too
+    negatives, files = run_negatives(data, r.dataset, train_config, extra)
     qres, qcfg, models, info = int8_finetune(result, r.dataset, r.split, r.model_config,
                                              train_config, negatives=negatives, log=None)
     extra.update({"qat": info, "float_run": str(float_run.resolve())})

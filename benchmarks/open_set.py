@@ -132,7 +132,7 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None,
         f = folder / "run" / "unknown_minerals.json"
         if f.is_file():
             return json.loads(f.read_text())
-        return unknown_halves(sorted(set(names) - set(ds.labels)))
+        return unknown_halves(names, known=ds.labels)
 
     rows = []
     fpr_grid = np.linspace(0.0, 1.0, 101)

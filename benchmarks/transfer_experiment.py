@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
 
         names = np.asarray(held.minerals).astype(str)
         halves = {k: held.subset(np.isin(names, v)) for k, v in
-                  unknown_halves(sorted(set(names) - set(ds.labels))).items()}
+                  unknown_halves(names, known=ds.labels).items()}
         held = halves[a.unseen_half]
     if a.unknown_only:
         res = run_unknown(a.model, ds.X, np.array(ds.minerals), split, held.X)

@@ -88,14 +88,16 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load the named arrays of an ``.npz`` without pickle; :class:`ModelError` if unusable."""
+def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...],
+                    optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load the named arrays of an ``.npz`` without pickle (``optional`` ones only when
+    present); :class:`ModelError` if unusable."""
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise ModelError(f"{path} lacks array(s) {', '.join(missing)}; has {z.files}")
-            return {k: np.array(z[k]) for k in keys}
+            return {k: np.array(z[k]) for k in (*keys, *optional) if k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ModelError(f"{path} is not a readable .npz file: {e}") from None
 

@@ -131,6 +131,11 @@ class Classifier:
         self.top_k = int(top_k)
         self.load_problems: list[str] = []
         self._unknown_given = unknown  # what with_head() passes on (not a recalibration)
+        # the float head the probabilities come from; None = the model's int8 probs output.
+        # (base) the exported head on the int8 features avoids the int8 softmax's 1/256
+        # steps, which tie near-equal classes (see docs/parts/quantize.md)
+        self._probs_head = head if head is not None else (
+            artifact.head if artifact.base_output == "head" else None)
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
         self.ood_bank = ood_bank
         self.coverage = CoveragePolicy() if coverage is None else coverage
@@ -149,7 +154,6 @@ class Classifier:
         self.conformal_rule = self._conformal_rule()
         self._set_threshold = (None if self.conformal_rule is None
                                else float(self.conformal_rule["threshold"]))
-        self._set_cut = None if self._set_threshold is None else 1.0 - self._set_threshold
 
     def _calibration_arrays(self, why: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The artifact's calibration spectra: (dequantised features (N, D), class ids or
@@ -164,18 +168,12 @@ class Classifier:
         from edge_runtime.artifact import load_npz_arrays
         from edge_runtime.interpreter import dequantize_int8
 
-        arrays = load_npz_arrays(path, ("features",))
-        codes, d = arrays["features"], self.artifact.feature_dim
+        arrays = load_npz_arrays(path, ("features",), optional=("y",))  # one read
+        codes, y = arrays["features"], arrays.get("y")
+        d, k = self.artifact.feature_dim, len(self.artifact.labels)
         if codes.dtype != np.int8 or codes.ndim != 2 or codes.shape[1] != d or not len(codes):
             raise ModelError(f"{path}: 'features' must be int8 (N, {d}) with N >= 1, got "
                              f"{codes.dtype} {codes.shape}")
-        y = None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                y = np.asarray(z["y"]) if "y" in z.files else None
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{path} is not a readable .npz file: {e}") from None
-        k = len(self.artifact.labels)
         if y is not None and (y.dtype.kind not in "iu" or y.shape != (codes.shape[0],)
                               or (y.size and not 0 <= y.min() <= y.max() < k)):
             raise ModelError(f"{path}: 'y' must hold one integer class id in 0..{k - 1} per "
@@ -337,14 +335,11 @@ class Classifier:
         from one invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
-        head = self.head if self.head is not None else self.artifact.head
-        if self.head is not None or self.artifact.base_output == "head":
-            # (base) the exported float head on the int8 features: avoids the int8 softmax's
-            # 1/256 steps, which tie near-equal classes (see docs/parts/quantize.md)
-            logits = head.logits(feats)
+        if self._probs_head is not None:
+            logits = self._probs_head.logits(feats)
             return softmax(logits), feats, logits
         probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
-        logits = head.logits(feats) if self._logit_rule is not None else None
+        logits = self.artifact.head.logits(feats) if self._logit_rule is not None else None
         return probs.astype(np.float64), feats, logits
 
     def predict_proba_batch(self, X_grid: np.ndarray) -> np.ndarray:
@@ -354,14 +349,12 @@ class Classifier:
         if X.ndim != 2 or not np.all(np.isfinite(X)):
             raise SpectrumError(f"predict_proba_batch needs finite spectra of shape (N, "
                                 f"points), got shape {X.shape}")
-        out = run_int8_batch(self.interpreter, X, self.artifact.input_q,
-                             {"features": self.artifact.features_q,
-                              "probs": self.artifact.probs_q})
-        if self.head is not None:
-            return self.head.probs(out["features"])
-        if self.artifact.base_output == "head":
-            return self.artifact.head.probs(out["features"])
-        return out["probs"].astype(np.float64)
+        if self._probs_head is not None:
+            F = run_int8_batch(self.interpreter, X, self.artifact.input_q,
+                               {"features": self.artifact.features_q})["features"]
+            return self._probs_head.probs(F)
+        return run_int8_batch(self.interpreter, X, self.artifact.input_q,
+                              {"probs": self.artifact.probs_q})["probs"].astype(np.float64)
 
     def occlusion(self, x_grid: np.ndarray, label: str | None = None, *,
                   half_width: int = 10, stride: int = 5) -> np.ndarray:
@@ -398,10 +391,8 @@ class Classifier:
         top = tuple((labels[i], float(probs[i])) for i in order[:k])
         pset = None
         if self._set_threshold is not None:
-            # conformal.prediction_set from the ordering already made: every label with
-            # p >= 1 - threshold is a prefix of it (ties in index order, as there), >= 1 long
-            n_set = max(1, int(np.count_nonzero(probs >= self._set_cut)))
-            pset = tuple(labels[i] for i in order[:n_set])
+            pset = tuple(labels[i] for i in
+                         conformal.prediction_set(probs, self._set_threshold, order))
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:

@@ -96,15 +96,19 @@ def check_section(section: Any) -> None:
                                 f"{'(0, 1)' if key == 'level' else '[0, 1]'}, got {v!r}")
 
 
-def prediction_set(probs: np.ndarray, threshold: float) -> np.ndarray:
+def prediction_set(probs: np.ndarray, threshold: float,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """Class indices of the set of one spectrum (``probs`` (K,)), most probable first:
-    every class whose score ``1 - p`` is at most ``threshold``, and always the top one."""
+    every class whose score ``1 - p`` is at most ``threshold``, and always the top one.
+
+    Those classes are a prefix of the classes sorted by decreasing probability (ties in index
+    order), so the set is that prefix; ``order`` passes the sort when the caller already has
+    it (the classifier sorts for its top-k anyway).
+    """
     p = np.asarray(probs, dtype=np.float64).ravel()
-    keep = np.flatnonzero(p >= 1.0 - float(threshold))
-    top = int(np.argmax(p))
-    if top not in keep:
-        keep = np.append(keep, top)
-    return keep[np.argsort(-p[keep], kind="stable")]
+    if order is None:
+        order = np.argsort(-p, kind="stable")
+    return order[:max(1, int(np.count_nonzero(p >= 1.0 - float(threshold))))]
 
 
 def set_sizes(probs: np.ndarray, threshold: float) -> np.ndarray:

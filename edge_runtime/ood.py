@@ -88,16 +88,15 @@ class Int8Bank:
             self.inv_norm[i:i + len(block)] = 1.0 / np.maximum(
                 np.linalg.norm(block, axis=1), 1e-12)
         self.extra = None if extra is None or not len(extra) else normalise_rows(extra)
+        # the cached bank: unit rows (exemplars, then extra) transposed to (D, rows), so any
+        # query is one product against it; None = chunked
         self._unit: np.ndarray | None = None
-        self._unit_t: np.ndarray | None = None
         if codes.shape[0] * codes.shape[1] * 4 <= self.CACHE_BYTES:
-            self._unit = np.concatenate(
-                [block * self.inv_norm[i:i + len(block), None] for i, block in self._blocks()]
-                or [np.zeros((0, codes.shape[1]), np.float32)])
-            # (D, M) with the extra rows: one vector-matrix product per spectrum
-            rows = self._unit if self.extra is None else np.concatenate([self._unit,
-                                                                          self.extra])
-            self._unit_t = np.ascontiguousarray(rows.T) if len(rows) else None
+            rows = [block * self.inv_norm[i:i + len(block), None] for i, block in self._blocks()]
+            if self.extra is not None:
+                rows.append(self.extra)
+            self._unit = np.ascontiguousarray(
+                np.concatenate(rows or [np.zeros((0, codes.shape[1]), np.float32)]).T)
 
     def _blocks(self):
         for i in range(0, self.codes.shape[0], self.CHUNK):
@@ -113,20 +112,20 @@ class Int8Bank:
         bank row (the classifier's per-spectrum path, without the batch reshaping)."""
         f = np.asarray(features, dtype=np.float32).reshape(-1)
         norm = max(float(np.sqrt(f @ f)), 1e-12)
-        if self._unit_t is not None:  # the cached bank: one product, no batch reshaping
-            return 1.0 - float((f @ self._unit_t).max()) / norm
+        if self._unit is not None and self._unit.shape[1]:  # one product, no reshaping
+            return 1.0 - float((f @ self._unit).max()) / norm
         return 1.0 - float(self.max_cosine((f / norm).reshape(1, -1))[0])
 
     def max_cosine(self, units: np.ndarray) -> np.ndarray:
         """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""
         best = np.full(units.shape[0], -np.inf, dtype=np.float32)
-        if self._unit is not None:
-            if len(self._unit):
-                np.maximum(best, (units @ self._unit.T).max(axis=1), out=best)
-        else:
-            for i, block in self._blocks():
-                s = (units @ block.T) * self.inv_norm[i:i + len(block)]
-                np.maximum(best, s.max(axis=1), out=best)
+        if self._unit is not None:  # exemplars and extra rows in one product
+            if self._unit.shape[1]:
+                np.maximum(best, (units @ self._unit).max(axis=1), out=best)
+            return best
+        for i, block in self._blocks():
+            s = (units @ block.T) * self.inv_norm[i:i + len(block)]
+            np.maximum(best, s.max(axis=1), out=best)
         if self.extra is not None:
             np.maximum(best, (units @ self.extra.T).max(axis=1), out=best)
         return best

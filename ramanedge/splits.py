@@ -296,15 +296,16 @@ UNKNOWN_HALVES_SEED = 0
 UNKNOWN_HALVES = ("negatives", "evaluation")
 
 
-def unknown_halves(minerals: Sequence[str], *, seed: int = UNKNOWN_HALVES_SEED
-                   ) -> dict[str, list[str]]:
+def unknown_halves(minerals: Sequence[str], *, known: Sequence[str] = (),
+                   seed: int = UNKNOWN_HALVES_SEED) -> dict[str, list[str]]:
     """Split the minerals a model never learns (the rare ones :func:`~ramanedge.dataset.
     load_heldout` returns) *by mineral* into two halves: ``"negatives"`` (usable in training
     and calibration, e.g. outlier exposure) and ``"evaluation"`` (touched only by the final
     unknown-mineral figure). Seeded, independent of the order of ``minerals``; the halves
-    never share a mineral. Returns ``{"negatives": [...], "evaluation": [...]}``, sorted.
+    never share a mineral; a mineral of ``known`` (the model's labels) is in neither. Returns
+    ``{"negatives": [...], "evaluation": [...]}``, sorted.
     """
-    names = sorted({str(m) for m in minerals})
+    names = sorted({str(m) for m in minerals} - {str(m) for m in known})
     if len(names) < 2:
         raise DataError(f"need at least 2 unknown minerals to split into halves, got "
                         f"{len(names)}")

@@ -253,18 +253,7 @@ def train_run(
         extra["teachers"] = [str(Path(t).resolve()) for t in teachers]
     elif train_config.distill and not train_config.teachers:
         raise RunError("distill > 0 needs teachers: --teachers N or --teacher RUN_DIR")
-    negatives, files = None, {}
-    if train_config.outlier_exposure > 0:
-        try:
-            negatives, halves = load_negatives(data, ds, log=log)
-        except DataError as e:  # e.g. a data set whose every mineral is a training class
-            extra["outlier_exposure"] = {"skipped": str(e)}
-            if say is not None:
-                say(f"outlier exposure off: {e}")
-        else:
-            files[UNKNOWN_MINERALS_FILE] = json.dumps(halves, indent=1) + "\n"
-            extra["outlier_exposure"] = {"file": UNKNOWN_MINERALS_FILE,
-                                         "n_negative_spectra": int(len(negatives))}
+    negatives, files = run_negatives(data, ds, train_config, extra, log=log, say=say)
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
                          negatives=negatives, log=log)
@@ -285,6 +274,27 @@ UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
 kept for the unknown-mineral evaluation (:func:`ramanedge.splits.unknown_halves`)."""
 
 
+def run_negatives(data: DataConfig, ds: Any, train_config: TrainConfig,
+                  extra: dict[str, Any], *, log: Callable[[str], None] | None = None,
+                  say: Callable[[str], None] | None = None
+                  ) -> tuple[np.ndarray | None, dict[str, str]]:
+    """A run's outlier-exposure negatives (``None`` when ``train_config.outlier_exposure`` is
+    0 or the data set has no rare minerals: then ``say`` gets why) and its run files
+    (:data:`UNKNOWN_MINERALS_FILE`); records what was used in ``extra["outlier_exposure"]``."""
+    if not train_config.outlier_exposure > 0:
+        return None, {}
+    try:
+        negatives, halves = load_negatives(data, ds, log=log)
+    except DataError as e:  # e.g. a data set whose every mineral is a training class
+        extra["outlier_exposure"] = {"skipped": str(e)}
+        if say is not None:
+            say(f"outlier exposure off: {e}")
+        return None, {}
+    extra["outlier_exposure"] = {"file": UNKNOWN_MINERALS_FILE,
+                                 "n_negative_spectra": int(len(negatives))}
+    return negatives, {UNKNOWN_MINERALS_FILE: json.dumps(halves, indent=1) + "\n"}
+
+
 def load_negatives(data: DataConfig, ds: Any, *, log: Callable[[str], None] | None = None
                    ) -> tuple[np.ndarray, dict[str, Any]]:
     """The outlier-exposure negatives of a run: the spectra of the *negatives* half of the
@@ -297,7 +307,7 @@ def load_negatives(data: DataConfig, ds: Any, *, log: Callable[[str], None] | No
     held = load_heldout(data.root, data.dataset, min_spectra=data.min_spectra,
                         cache_dir=data.cache_dir)
     names = np.asarray(held.minerals).astype(str)
-    halves = unknown_halves(sorted(set(names) - set(ds.labels)))
+    halves = unknown_halves(names, known=ds.labels)
     if not np.isin(names, halves["negatives"]).any():
         raise DataError("no spectra of minerals outside the training labels")
     mask = np.isin(names, halves["negatives"])
