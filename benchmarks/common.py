@@ -242,6 +242,12 @@ def _noise(line: str) -> bool:
             or "UserWarning" in line or line.strip() == "warnings.warn(")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines results file (blank lines skipped)."""
+    return [json.loads(s) for s in Path(path).read_text(encoding="utf-8").splitlines()
+            if s.strip()]
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON (NaN -> null), creating parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks.common import read_jsonl
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_FRACTIONS = (0.1, 1.0, 0.3, 0.2, 0.4, 0.5)
@@ -166,7 +168,7 @@ def summarise(rows: list[dict]) -> dict[tuple[float, str], dict]:
 @click.option("--plot", type=click.Path(path_type=Path), default=None)
 def report(results, plot) -> None:
     """Markdown table (mean ± std over seeds) and an accuracy-vs-fraction plot."""
-    rows = [json.loads(s) for s in results.read_text(encoding="utf-8").splitlines() if s.strip()]
+    rows = read_jsonl(results)
     summ = summarise(rows)
     fracs = sorted({k[0] for k in summ})
     all_methods = [*METHODS] + sorted({k[1] for k in summ} - set(METHODS))

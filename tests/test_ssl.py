@@ -251,8 +251,8 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
 
     seen = {}
 
-    def spy(out, data, mc, tc, config, *, overwrite=False, log=None):
-        seen.update(out=out, data=data, mc=mc, tc=tc, config=config)
+    def spy(out, data, mc, tc, config, *, overwrite=False, log=None, **kw):
+        seen.update(out=out, data=data, mc=mc, tc=tc, config=config, **kw)
 
     monkeypatch.setattr(ssl, "ssl_train_run", spy)
     main(["train", "--data", str(shared_data_root), "--dense-units", "16", "--epochs", "3",
@@ -262,3 +262,20 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert cfg.method == "contrastive" and cfg.labelled_fraction == 0.2 and cfg.label_seed == 5
     assert seen["mc"].dense_units == 16 and seen["tc"].epochs == 3
     assert Path(seen["out"]) == tmp_path / "r"
+    assert seen["pretrained"] is None and seen["config"].pseudo is None
+
+    # --backbone DIR --pseudo-label: the pretrained weights, their record and the pseudo-labels
+    from trainer.contrastive import backbone_layers
+    from trainer.model import build_model
+    from trainer.pretrain import save_backbone
+
+    mc = seen["mc"]
+    weights = {la.name: la.get_weights() for la in backbone_layers(build_model(2, mc))}
+    save_backbone(tmp_path / "pre", weights, meta={"model": mc.to_dict(), "excluded_ids": ["X"]})
+    seen.clear()
+    main(["train", "--data", str(shared_data_root), "--dense-units", "16", "--epochs", "3",
+          "--labelled-fraction", "0.2", "--backbone", str(tmp_path / "pre"), "--pseudo-label",
+          "--out", str(tmp_path / "r2")])
+    assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
+    assert set(seen["pretrained"]) == set(weights)
+    assert seen["pretrained_meta"]["excluded_ids"] == ["X"]

@@ -131,11 +131,17 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
               help="Keep labels of this fraction of training specimens (trainer.ssl).")
 @click.option("--ssl", type=click.Choice(["none", "contrastive", "sgan"]), default="none",
               show_default=True, help="Use the unlabelled rest: contrastive pretraining or SGAN.")
+@click.option("--backbone", type=click.Path(path_type=Path), default=None,
+              help="Start from a pretrained backbone (a `ramanedge pretrain` folder) and "
+                   "fine-tune.")
+@click.option("--pseudo-label", is_flag=True,
+              help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, teachers, n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
-          qat_epochs, recipe, out, overwrite, quiet, labelled_fraction=1.0, ssl="none") -> None:
+          qat_epochs, recipe, out, overwrite, quiet, labelled_fraction=1.0, ssl="none",
+          backbone=None, pseudo_label=False) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -184,11 +190,12 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     except ValueError as e:
         raise OptionError(str(e)) from None
     check_output_folder(Path(out), overwrite)
-    if labelled_fraction != 1.0 or ssl != "none":
+    if labelled_fraction != 1.0 or ssl != "none" or backbone is not None or pseudo_label:
         from trainer.ssl import ssl_cli_train
 
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
-                             log=None if quiet else _echo)
+                             backbone=backbone, pseudo_label=pseudo_label,
+                             log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), overwrite=overwrite,
               log=None if quiet else _echo, report=_echo)
 
@@ -271,3 +278,50 @@ def baselines(data_root, dataset, min_spectra, split_kind, split_file, split_see
 
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
         click.echo(f"wrote {out}")
+
+
+@click.command("pretrain")
+@_data_options
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="PretrainConfig as JSON (e.g. configs/pretrain.json); the "
+                                 "options below override it.")
+@click.option("--objective", type=click.Choice(["simclr", "barlow", "masked"]), default=None,
+              help="Self-supervised objective [default: the config's, else barlow].")
+@click.option("--epochs", type=int, default=None, help="Passes over the corpus.")
+@click.option("--arch", type=click.Choice(ARCHS), default="flight", show_default=True,
+              help="Architecture whose backbone is pretrained (its default configuration).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
+              default="default", show_default=True,
+              help="tf.distribute strategy; multiworker reads TF_CONFIG on every worker.")
+@click.option("--all-minerals", is_flag=True,
+              help="Keep the unknown-evaluation minerals (ramanedge.splits.unknown_halves) in "
+                   "the corpus; such a backbone must not feed unknown-mineral figures.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for backbone.npz and pretrain.json.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing folder at --out.")
+def pretrain(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
+             config_file, objective, epochs, arch, strategy, all_minerals, out,
+             overwrite) -> None:
+    """Self-supervised pretraining on every RRUFF spectrum except the split's val/test
+    specimens; `ramanedge train --backbone OUT` fine-tunes from it."""
+    from trainer.pretrain import PretrainConfig, pretrain_run
+
+    data = _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_seed,
+                        cache_dir)
+    if split_file is not None:
+        raise OptionError("pretrain excludes the specimens of a generated split; --split-file "
+                          "is not supported (use --split and --split-seed)")
+    try:
+        cfg = PretrainConfig.from_file(config_file) if config_file else PretrainConfig()
+        kw = {k: v for k, v in dict(objective=objective, epochs=epochs).items()
+              if v is not None}
+        cfg = replace(cfg, **kw) if kw else cfg
+    except (ValueError, TypeError) as e:
+        raise OptionError(str(e)) from None
+    if Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
+        raise OptionError(f"output folder {out} exists and is not empty; pass --overwrite "
+                          "or choose another --out")
+    pretrain_run(out, data.root, ModelConfig(arch=arch), cfg, split_seed=split_seed,
+                 split_kind=split_kind, strategy=strategy, dataset=dataset,
+                 min_spectra=min_spectra, cache_dir=data.cache_dir,
+                 keep_unknown_evaluation=all_minerals, log=_echo)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ramanedge.options import check_options, option
-from trainer.augment import shift_rows
+from trainer.augment import crop_rows, shift_rows
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class RamanAugmentConfig:
     """Maximum number of cosmic-ray spikes per view."""
     spike_height: float = option(0.6, within=(0.0, 10.0))
     """Maximum spike height (relative to the max)."""
+    crop: float = option(0.0, within=(0.0, 1.0))
+    """Share of views that keep only a random window of the grid (partial coverage,
+    :func:`trainer.augment.crop_rows`: at least 40 % of the grid, padded outside)."""
 
     def __post_init__(self) -> None:
         check_options(self, what="Raman view")
@@ -119,4 +122,6 @@ def raman_views(X: np.ndarray, config: RamanAugmentConfig,
         out = out + rng.normal(size=out.shape) * rng.uniform(0.0, config.noise_std, size=(n, 1))
     if config.spikes:
         out = add_cosmic_spikes(out, config.spikes, config.spike_height, rng)
+    if config.crop:
+        out = crop_rows(out, config.crop, rng)
     return _renormalise(out).astype(np.float32)

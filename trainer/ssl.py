@@ -12,6 +12,14 @@ cannot reach training by construction:
     used; :mod:`trainer.contrastive`), then the whole network fine-tuned on the labelled part.
 ``sgan``
     Semi-supervised GAN (:mod:`trainer.sgan`) exported as an ordinary K-class model.
+``pretrained``
+    The backbone starts from given weights (:mod:`trainer.pretrain`: self-supervised
+    pretraining on every RRUFF spectrum outside the split's validation and test specimens),
+    then the whole network is fine-tuned on the labelled part.
+
+With ``SSLConfig.pseudo`` (``none``, ``contrastive``, ``pretrained``), the unlabelled training
+spectra also enter fine-tuning through FixMatch-style pseudo-labels
+(:class:`trainer.train.PseudoLabelConfig`).
 
 Fine-tuning and the supervised baseline use :func:`trainer.train.fit_model`, the trainer's
 epoch loop (class-weighted CE, Adam, LR x ``lr_factor`` on plateau, early stopping, best
@@ -38,6 +46,7 @@ from trainer.sgan import train_sgan
 from trainer.train import (
     PAPER_TRAIN,
     Log,
+    PseudoLabelConfig,
     TrainConfig,
     TrainResult,
     check_sets,
@@ -45,7 +54,7 @@ from trainer.train import (
     seed_everything,
 )
 
-SSL_METHODS = ("none", "contrastive", "sgan")
+SSL_METHODS = ("none", "contrastive", "sgan", "pretrained")
 UNLABELLED = -1
 
 
@@ -67,6 +76,8 @@ class SSLConfig:
     sgan_lr: float = 1e-3
     noise_dim: int = 64
     unsup_weight: float = 1.0
+    pseudo: PseudoLabelConfig | None = None
+    """FixMatch-style pseudo-labelling of the unlabelled spectra during (fine-)tuning."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -80,6 +91,11 @@ class SSLConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if isinstance(self.views, dict):
             object.__setattr__(self, "views", RamanAugmentConfig(**self.views))
+        if isinstance(self.pseudo, dict):
+            object.__setattr__(self, "pseudo", PseudoLabelConfig(**self.pseudo))
+        if self.pseudo is not None and self.method == "sgan":
+            raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
+                             "not sgan")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -143,7 +159,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     ``y_masked`` is the only label input: the labels of unlabelled spectra never enter this
     function. ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on
     the same ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves
-    every labelled fraction); computed here when ``None``.
+    every labelled fraction; computed here when ``None``), or, for ``pretrained``, of
+    :func:`trainer.pretrain.pretrain` (required).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or PAPER_TRAIN
@@ -157,6 +174,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     if config.method == "sgan":
         return train_sgan(X_train, y_masked, X_val, y_val, n_classes, model_config,
                           train_config, config, log=log)
+    if config.method == "pretrained" and pretrained is None:
+        raise ValueError("ssl method 'pretrained' needs the backbone weights (pretrained=)")
     if config.method == "contrastive" and pretrained is None:
         pretrained = pretrain_contrastive(X_train, model_config, config,
                                           seed=train_config.seed,
@@ -164,23 +183,31 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
                                           max_epochs=train_config.epochs, log=log)
     seed_everything(train_config.seed, train_config.deterministic)
     model = build_model(n_classes, model_config)
-    if config.method == "contrastive":
+    if config.method in ("contrastive", "pretrained"):
         load_backbone(model, pretrained)
     return fit_model(model, X_train[lab], y_masked[lab], X_val, y_val, n_classes, train_config,
-                     epoch_samples=X_train.shape[0], log=log)
+                     epoch_samples=X_train.shape[0], unlabelled=X_train[~lab],
+                     pseudo=config.pseudo, log=log)
 
 
 # ---------------------------------------------------------------- run folder
 
 def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig | None = None,
                   train_config: TrainConfig | None = None, config: SSLConfig | None = None,
-                  *, overwrite: bool = False, log: Log = print) -> Path:
+                  *, overwrite: bool = False,
+                  pretrained: dict[str, list[np.ndarray]] | None = None,
+                  pretrained_meta: dict[str, Any] | None = None,
+                  log: Log = print, report: Log = None) -> Path:
     """Like :func:`trainer.run.train_run` with a labelled fraction and an SSL method.
 
     Writes the same run folder (model.keras, labels.json, config.json, split.csv,
     metrics.json, history.json, confusion.png) plus ``labelled.csv`` (``path,labelled`` for
     the training spectra) and ``config.json["ssl"]`` (the :class:`SSLConfig` and counts).
-    Validation and test parts of the split are untouched.
+    Validation and test parts of the split are untouched. ``pretrained`` (method
+    ``pretrained``): backbone weights; ``pretrained_meta`` (their ``pretrain.json``): checked
+    to have left every validation and test specimen of this split out of the pretraining
+    corpus (:class:`SSLOptionError` otherwise). ``report`` (default: ``log``) receives the
+    final test result and the run folder, as in :func:`trainer.run.train_run`.
     """
     from trainer.model import count_params
     from trainer.run import SPLITS, say_written, start_run, write_run
@@ -189,9 +216,12 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     # few-label training uses no negatives: the run records what it did (outlier exposure 0)
     train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0)
     config = config or SSLConfig()
-    out, ds, split = start_run(out, data, overwrite=overwrite, log=log)
+    say = report if report is not None else log
+    out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     K = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
+    if pretrained_meta is not None:
+        check_no_leak(pretrained_meta, ds, split)
     tr_idx = np.flatnonzero(tr)
     groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
     lab_mask = labelled_fraction_mask(ds.y[tr], groups[tr], config.labelled_fraction,
@@ -204,7 +234,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
             f"{int(va.sum())} val / {int(te.sum())} test; ssl {config.method}; model "
             f"{count_params(model_config, K):,} parameters")
     result = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, model_config, train_config,
-                       config, log=log)
+                       config, pretrained=pretrained, log=log)
     lines = ["path,labelled"] + [f"{ds.paths[i]},{int(m)}"
                                  for i, m in zip(tr_idx, lab_mask, strict=True)]
     test = write_run(
@@ -215,27 +245,79 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
         extra_files={"labelled.csv": "\n".join(lines) + "\n"},
         title=f"{data.dataset} test ({config.method}, {100 * config.labelled_fraction:g}% labels)",
     )
-    say_written(log, out, test, result)
+    say_written(say, out, test, result)
     return out
 
 
 class SSLOptionError(DataError):
-    """An invalid ``--labelled-fraction`` / ``--ssl`` value."""
+    """An invalid ``--labelled-fraction`` / ``--ssl`` / ``--backbone`` value."""
+
+
+def check_no_leak(meta: dict[str, Any], ds: Any, split: np.ndarray) -> None:
+    """Raise :class:`SSLOptionError` unless the pretraining described by ``meta`` (its
+    ``excluded_ids`` / ``excluded_paths``) left out every validation and test spectrum of
+    ``split``: otherwise its corpus held specimens this run is judged on."""
+    ids = set(meta.get("excluded_ids") or ())
+    paths = set(meta.get("excluded_paths") or ())
+    held = [(sid, p) for sid, p, s in zip(ds.sample_ids, ds.paths, split, strict=True)
+            if s != "train"]
+    leak = sorted({sid or p for sid, p in held if (sid not in ids if sid else p not in paths)})
+    if leak:
+        raise SSLOptionError(
+            f"the pretrained backbone's corpus held {len(leak)} validation/test specimens of "
+            f"this run's split (e.g. {leak[0]}); pretrain for this split: ramanedge pretrain "
+            f"--split {meta.get('split_kind', 'grouped')} --split-seed N with the run's data "
+            "options")
 
 
 def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                   train_config: TrainConfig, labelled_fraction: float, method: str,
-                  *, overwrite: bool = False, log: Log = print) -> Path:
+                  *, overwrite: bool = False, backbone: str | os.PathLike | None = None,
+                  pseudo_label: bool = False, log: Log = print, report: Log = None) -> Path:
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
     Validates the two options (a bad value raises :class:`SSLOptionError`, one line in the
     CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training seed.
     """
+    weights = backbone_meta = None
+    if backbone is not None:
+        if method != "none":
+            raise SSLOptionError(f"--backbone fine-tunes a pretrained backbone; it cannot be "
+                                 f"combined with --ssl {method}")
+        weights, backbone_meta = check_backbone(backbone, model_config)
+        method = "pretrained"
     try:
         config = SSLConfig(method=method, labelled_fraction=float(labelled_fraction),
-                           label_seed=train_config.seed)
+                           label_seed=train_config.seed,
+                           pseudo=PseudoLabelConfig() if pseudo_label else None)
     except ValueError as e:
         raise SSLOptionError(f"{e} (--labelled-fraction takes a number in (0, 1], e.g. 0.1; "
                              "--ssl none|contrastive|sgan)") from None
     return ssl_train_run(out, data, model_config, train_config, config, overwrite=overwrite,
-                         log=log)
+                         pretrained=weights, pretrained_meta=backbone_meta, log=log,
+                         report=report)
+
+
+def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
+                   ) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
+    """The weights and ``pretrain.json`` of a ``ramanedge pretrain`` folder.
+
+    Raises :class:`SSLOptionError` when the folder is not a pretraining or was made for
+    another architecture. Whether its corpus left out this run's validation and test
+    specimens is checked by :func:`ssl_train_run` once the split is known.
+    """
+    import json
+
+    from trainer.pretrain import load_backbone_file
+
+    meta_path = Path(folder) / "pretrain.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        weights = load_backbone_file(folder)
+    except (OSError, ValueError) as e:
+        raise SSLOptionError(f"--backbone {folder} is not a pretraining folder "
+                             f"(backbone.npz + pretrain.json): {e}") from None
+    if ModelConfig.from_dict(meta.get("model", {})) != model_config:
+        raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
+                             f"({meta.get('model')}); train with the same one")
+    return weights, meta

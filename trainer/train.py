@@ -175,6 +175,33 @@ TEACHER_AUGMENT = AugmentConfig(shift_cm=12, background=0.5)
 (with ``shift_cm`` up to 30) to give their clean-spectrum answers for shifted ones."""
 
 
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """FixMatch-style pseudo-labelling of unlabelled spectra (Sohn et al. 2020), per epoch.
+
+    Every epoch draws ``ratio`` x as many unlabelled spectra as labelled ones, predicts them
+    on a *weak* view (a shift of up to ``weak_shift_cm``), keeps those whose top probability
+    reaches ``threshold`` and trains on a *strong* view of them (the run's own augmentation)
+    towards that top class, with ``weight`` x the mean labelled weight. FixMatch refreshes
+    its targets at every step; here they are refreshed once per epoch (one prediction pass,
+    so the epoch loop stays the trainer's own).
+    """
+
+    threshold: float = 0.95
+    weight: float = 1.0
+    ratio: float = 1.0
+    weak_shift_cm: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not self.weight > 0 or not 0.0 < self.ratio <= 8.0:
+            raise ValueError(f"weight must be > 0 and ratio in (0, 8], got {self.weight}, "
+                             f"{self.ratio}")
+        if not 0 <= self.weak_shift_cm <= 100:
+            raise ValueError(f"weak_shift_cm must be in 0..100, got {self.weak_shift_cm}")
+
+
 @dataclass
 class TrainResult:
     """What :func:`train_model` returns: the model with the best weights restored and its log."""
@@ -425,6 +452,8 @@ def fit_model(
     schedule: list[float] | None = None,
     epoch_samples: int | None = None,
     epoch_end: Callable[[Any], None] | None = None,
+    unlabelled: np.ndarray | None = None,
+    pseudo: PseudoLabelConfig | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """The epoch loop: train a K-class softmax ``model`` (fresh or pretrained; compiled here
@@ -448,6 +477,8 @@ def fit_model(
     training steps, before validation (the int8-aware fine-tune recalibrates its grids there,
     so each epoch is judged on the grids its weights give). With ``train_config.ema``,
     validation, best-epoch selection and the kept weights use the averaged weights.
+    ``unlabelled`` (U, P) with ``pseudo``: FixMatch-style pseudo-labels, refreshed every
+    epoch (:class:`PseudoLabelConfig`); ``history["pseudo"]`` counts those kept per epoch.
     """
     import keras
 
@@ -482,6 +513,17 @@ def fit_model(
             neg_bands = split_background(negatives)[0]
     uniform = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
     neg_w = np.float32(tc.outlier_exposure * float(np.mean(sample_w)))
+    pl = pseudo is not None and unlabelled is not None and len(unlabelled) > 0
+    u_bands = None
+    if pl:
+        unlabelled = np.ascontiguousarray(unlabelled, dtype=np.float32)
+        if unlabelled.ndim != 2 or unlabelled.shape[1] != X_train.shape[1]:
+            raise ValueError(f"unlabelled must be (U, {X_train.shape[1]}) spectra, got "
+                             f"{unlabelled.shape}")
+        if tc.augment.background:
+            u_bands = split_background(unlabelled)[0]
+        weak = AugmentConfig(shift_cm=pseudo.weak_shift_cm)
+        pl_w = np.float32(pseudo.weight * float(np.mean(sample_w)))
 
     plateau = Plateau(tc)
     best_weights = model.get_weights()
@@ -518,6 +560,25 @@ def fit_model(
             xb = np.concatenate([xb, xn])[mix]
             yb = np.concatenate([yb, np.broadcast_to(uniform, (m, n_classes))])[mix]
             wb = np.concatenate([wb, np.full(m, neg_w, np.float32)])[mix]
+        if pl:
+            pick = rng.integers(0, unlabelled.shape[0], size=max(1, round(pseudo.ratio * n_draw)))
+            xw = augment_batch(unlabelled[pick], weak, rng) if weak.enabled else unlabelled[pick]
+            pu = predict_probs(model, xw)
+            sure = np.flatnonzero(pu.max(axis=1) >= pseudo.threshold)
+            history.setdefault("pseudo", []).append(float(sure.size))
+            if sure.size:
+                xs = unlabelled[pick[sure]]
+                if tc.augment.enabled:  # the strong view: the run's own augmentation
+                    xs = augment_batch(xs, tc.augment, rng,
+                                       bands=None if u_bands is None else u_bands[pick[sure]],
+                                       backgrounds=backgrounds)
+                ys = pu[sure].argmax(axis=1)
+                if yb.ndim == 2:
+                    ys = np.eye(n_classes, dtype=np.float32)[ys]
+                mix = rng.permutation(xb.shape[0] + sure.size)
+                xb = np.concatenate([xb, xs])[mix]
+                yb = np.concatenate([yb, ys.astype(yb.dtype)])[mix]
+                wb = np.concatenate([wb, np.full(sure.size, pl_w, np.float32)])[mix]
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)

@@ -1,0 +1,330 @@
+"""Few-label experiment on every RRUFF spectrum: pretraining, FixMatch-style pseudo-labels.
+
+Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
+
+* Splits: rruff-raw, grouped split seeds ``--split-seeds``; label fractions ``--fractions``
+  (:func:`trainer.ssl.labelled_fraction_mask`, label seed = training seed); training seeds
+  ``--seeds``. Test and validation parts are never thinned.
+* Baseline ``none-aug``: supervised on the labelled spectra **with** the flight augmentation
+  (shift up to 30 cm-1, backgrounds, noise, baseline, intensity ramp, partial-coverage crop).
+* ``pre-OBJ``: the backbone of :func:`trainer.pretrain.pretrain` with objective ``OBJ``
+  (one pretraining per split seed, architecture and objective, on
+  :func:`trainer.pretrain.pretraining_corpus`: every RRUFF spectrum except that split's
+  validation/test specimens and the unknown-evaluation minerals), then the same fine-tuning.
+* ``+pl`` suffix: FixMatch-style pseudo-labels on the unlabelled training spectra
+  (:class:`trainer.train.PseudoLabelConfig`, defaults).
+* Fine-tuning recipe for all: :data:`FEWLABEL_TRAIN` (flight augmentation, no teachers, no
+  QAT, no outlier exposure), one epoch = as many draws as training spectra.
+
+Every cell appends one JSON line to ``--out`` (restarts skip finished cells)::
+
+    python -m benchmarks.fewlabel pretrain --arch flight --objective barlow --split-seed 0 \\
+        --epochs 10 --out runs/fewlabel/pretrain/flight-barlow-s0
+    python -m benchmarks.fewlabel run --arch flight --methods none-aug,pre-barlow \\
+        --pretrained runs/fewlabel/pretrain --out docs/fewlabel.jsonl
+    python -m benchmarks.fewlabel report --results docs/fewlabel.jsonl --plot docs/img/fewlabel.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import numpy as np
+
+from benchmarks.common import read_jsonl
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_FRACTIONS = "0.1,0.05,0.2,0.5,1.0"
+
+
+def model_config(arch: str):
+    """The architecture of the experiment: the flight default or the paper's m=6 network."""
+    from trainer.model import ModelConfig
+
+    return ModelConfig() if arch == "flight" else ModelConfig(arch="paper")
+
+
+def fewlabel_train(seed: int, epochs: int):
+    """The fine-tuning recipe (same for every method)."""
+    from trainer.train import FLIGHT_AUGMENT, TrainConfig
+
+    return TrainConfig(epochs=epochs, lr_patience=4, early_stop_patience=10, teachers=0,
+                       distill=0.0, qat_epochs=0, outlier_exposure=0.0, augment=FLIGHT_AUGMENT,
+                       seed=seed)
+
+
+def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+    """Spectra of the unknown-*evaluation* minerals with >= 2 specimens: ``(X, minerals,
+    specimen ids)``. No pretraining corpus holds them (``pretraining_corpus``) and no
+    supervised run trains on them, so they are new to every backbone compared."""
+    from ramanedge.dataset import load_heldout
+    from ramanedge.splits import unknown_halves
+
+    held = load_heldout(data_root, "rruff-raw")
+    evaluation = set(unknown_halves(held.labels, known=known)["evaluation"])
+    names = np.array([held.labels[i] for i in held.y])
+    ids = np.array([s or p for s, p in zip(held.sample_ids, held.paths, strict=True)])
+    keep = np.array([n in evaluation and len(set(ids[names == n])) >= 2 for n in names])
+    return held.X[keep], names[keep], ids[keep]
+
+
+def new_mineral_accuracy(features: np.ndarray, names: np.ndarray, ids: np.ndarray, *,
+                         classes: int = 20, draws: int = 10, seed: int = 0) -> float:
+    """The onboard head's accuracy on new minerals from one specimen each: ``draws`` times,
+    ``classes`` minerals are drawn, a fresh :class:`edge_runtime.head.SoftmaxHead` is fitted
+    on the spectra of one specimen per mineral and scored on their other specimens."""
+    from edge_runtime.head import SoftmaxHead
+
+    rng = np.random.default_rng(seed)
+    minerals = np.unique(names)
+    accs = []
+    for _ in range(draws):
+        pick = rng.choice(minerals, size=min(classes, minerals.size), replace=False)
+        tr, te = [], []
+        for m in pick:
+            rows = np.flatnonzero(names == m)
+            first = rng.choice(np.unique(ids[rows]))
+            tr += list(rows[ids[rows] == first])
+            te += list(rows[ids[rows] != first])
+        head = SoftmaxHead().fit(features[tr], names[tr])
+        accs.append(head.score(features[te], names[te]))
+    return float(np.mean(accs))
+
+
+def _done(path: Path) -> set[tuple]:
+    if not path.is_file():
+        return set()
+    rows = read_jsonl(path)
+    return {(r["arch"], int(r["split_seed"]), float(r["fraction"]), int(r["seed"]), r["method"])
+            for r in rows}
+
+
+@click.group()
+def cli() -> None:
+    """Few-label experiment with pretraining on every RRUFF spectrum."""
+
+
+@cli.command("pretrain")
+@click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
+@click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
+              show_default=True)
+@click.option("--objective", type=click.Choice(["simclr", "barlow", "masked"]),
+              default="barlow", show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--all-minerals", is_flag=True,
+              help="Keep the unknown-evaluation minerals in the corpus (~40 % more spectra).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_minerals,
+                 out) -> None:
+    """One pretraining (backbone.npz + pretrain.json in --out)."""
+    from trainer.pretrain import PretrainConfig, pretrain_run
+
+    pretrain_run(out, data_root, model_config(arch),
+                 PretrainConfig(objective=objective, epochs=epochs, seed=seed),
+                 split_seed=split_seed, keep_unknown_evaluation=all_minerals, log=click.echo)
+
+
+@cli.command("run")
+@click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
+@click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
+              show_default=True)
+@click.option("--fractions", default=DEFAULT_FRACTIONS, show_default=True)
+@click.option("--methods", default="none-aug,pre-barlow", show_default=True,
+              help="Comma-separated: none-aug, pre-OBJ (OBJ = simclr|barlow|masked), each "
+                   "optionally with +pl (pseudo-labels).")
+@click.option("--split-seeds", default="0,1", show_default=True)
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--pretrained", "pre_dir", type=click.Path(path_type=Path),
+              default=Path("runs/fewlabel/pretrain"), show_default=True,
+              help="Folder of pretrainings named ARCH-OBJ-sSPLITSEED.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSONL results.")
+def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir, out) -> None:
+    """Run the grid (fraction-major within each split seed)."""
+    from ramanedge.dataset import build_dataset
+    from ramanedge.machine import cpu_model
+    from ramanedge.splits import make_split
+    from trainer.evaluate import topk_accuracy
+    from trainer.pretrain import load_backbone_file
+    from trainer.ssl import SSLConfig, hide_labels, labelled_fraction_mask, train_ssl
+    from trainer.train import PseudoLabelConfig, predict_probs
+
+    ds = build_dataset(data_root, "rruff-raw")
+    groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    K = len(ds.labels)
+    new_X, new_names, new_ids = new_mineral_pool(data_root, list(ds.labels))
+    mc = model_config(arch)
+    done = _done(out)
+    machine = f"{cpu_model()} ({os.cpu_count()} cpu)"
+    for ss in [int(s) for s in split_seeds.split(",")]:
+        split = np.asarray(make_split(ds, "grouped", seed=ss))
+        tr, va, te = (split == s for s in ("train", "val", "test"))
+        for f in [float(x) for x in fractions.split(",")]:
+            for seed in [int(s) for s in seeds.split(",")]:
+                mask = labelled_fraction_mask(ds.y[tr], groups[tr], f, seed)
+                y_masked = hide_labels(ds.y[tr], mask)
+                for m in [x.strip() for x in methods.split(",")]:
+                    if (arch, ss, f, seed, m) in done:
+                        continue
+                    base, _, pl = m.partition("+")
+                    pseudo = PseudoLabelConfig() if pl == "pl" else None
+                    if pseudo is not None and f >= 1.0:
+                        continue  # nothing unlabelled at 100 %
+                    weights = None
+                    if base.startswith("pre-"):
+                        obj = base.removeprefix("pre-")
+                        weights = load_backbone_file(pre_dir / f"{arch}-{obj}-s{ss}")
+                        cfg = SSLConfig(method="pretrained", labelled_fraction=f,
+                                        label_seed=seed, pseudo=pseudo)
+                    elif base == "none-aug":
+                        cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
+                                        pseudo=pseudo)
+                    else:
+                        raise click.UsageError(f"unknown method {m!r}; expected none-aug or "
+                                               "pre-OBJ, optionally with +pl")
+                    t0 = time.perf_counter()
+                    res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
+                                    fewlabel_train(seed, epochs), cfg, pretrained=weights,
+                                    log=None)
+                    probs = predict_probs(res.model, ds.X[te])
+                    new_acc = None
+                    if f >= 1.0:  # the onboard head on new minerals, over this backbone
+                        import keras
+
+                        from trainer.model import FEATURES_LAYER
+
+                        feat = keras.Model(res.model.input,
+                                           res.model.get_layer(FEATURES_LAYER).output)
+                        new_acc = new_mineral_accuracy(
+                            np.asarray(feat.predict(new_X, verbose=0, batch_size=256)),
+                            new_names, new_ids, seed=seed)
+                    row = {
+                        "arch": arch, "split_seed": ss, "fraction": f, "seed": seed,
+                        "method": m, "n_labelled": int(mask.sum()),
+                        "top1": topk_accuracy(probs, ds.y[te], 1),
+                        "top3": topk_accuracy(probs, ds.y[te], 3),
+                        "val_top1": topk_accuracy(predict_probs(res.model, ds.X[va]),
+                                                  ds.y[va], 1),
+                        "new_mineral_top1": new_acc,
+                        "epochs": res.epochs_run, "best_epoch": res.best_epoch,
+                        "pseudo_last": (res.history.get("pseudo") or [None])[-1],
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "machine": machine, "max_epochs": epochs,
+                    }
+                    with open(out, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                    click.echo(f"{arch} split {ss} f={f:g} seed={seed} {m:16s} top-1 "
+                               f"{100 * row['top1']:.1f} val {100 * row['val_top1']:.1f} "
+                               f"({row['n_labelled']} labelled, {row['epochs']} ep, "
+                               f"{row['seconds']:.0f} s)", err=False)
+    click.echo(f"done ({platform.node()})")
+
+
+def summarise(rows: list[dict]) -> dict[tuple, dict]:
+    """Mean/std over (split seed, seed) of top-1/top-3/val per (arch, fraction, method)."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["arch"], float(r["fraction"]), r["method"]), []).append(r)
+    out = {}
+    for key, rs in cells.items():
+        def ms(k: str, rs=rs) -> tuple[float, float]:
+            v = np.array([r[k] for r in rs], dtype=float) * 100
+            return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+        out[key] = {"n": len(rs), "top1": ms("top1"), "top3": ms("top3"), "val": ms("val_top1"),
+                    "n_labelled": float(np.mean([r["n_labelled"] for r in rs])),
+                    "splits": sorted({int(r["split_seed"]) for r in rs}),
+                    "seconds": float(np.mean([r["seconds"] for r in rs]))}
+    return out
+
+
+def paired_gains(rows: list[dict], method: str, baseline: str = "none-aug") -> dict[tuple, list]:
+    """Top-1 gain (points) of ``method`` over ``baseline`` per (arch, fraction), paired on
+    (split seed, seed)."""
+    by = {(r["arch"], float(r["fraction"]), r["method"], int(r["split_seed"]), int(r["seed"])):
+          100 * r["top1"] for r in rows}
+    out: dict[tuple, list] = {}
+    for (a, f, m, ss, s), v in sorted(by.items()):
+        if m == method and (a, f, baseline, ss, s) in by:
+            out.setdefault((a, f), []).append(v - by[(a, f, baseline, ss, s)])
+    return out
+
+
+@cli.command("report")
+@click.option("--results", type=click.Path(exists=True, path_type=Path),
+              default=Path("docs/fewlabel.jsonl"), show_default=True)
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="Write the accuracy-vs-fraction plot here (e.g. docs/img/fewlabel.png).")
+def report(results, plot) -> None:
+    """Markdown tables (mean ± s.d. over split seeds x seeds) and a plot."""
+    rows = read_jsonl(results)
+    summ = summarise(rows)
+    click.echo("| arch | labelled fraction | labelled spectra | method | runs (splits) | "
+               "test top-1 % | test top-3 % | val top-1 % | s/run |")
+    click.echo("|---|---|---|---|---|---|---|---|---|")
+    for (a, f, m), c in sorted(summ.items()):
+        click.echo(f"| {a} | {100 * f:g}% | {c['n_labelled']:.0f} | {m} | {c['n']} "
+                   f"({','.join(map(str, c['splits']))}) | {c['top1'][0]:.1f} ± "
+                   f"{c['top1'][1]:.1f} | {c['top3'][0]:.1f} ± {c['top3'][1]:.1f} | "
+                   f"{c['val'][0]:.1f} ± {c['val'][1]:.1f} | {c['seconds']:.0f} |")
+    click.echo("")
+    click.echo("| arch | labelled fraction | method | paired top-1 gain over none-aug "
+               "(points, mean ± s.d.) | runs |")
+    click.echo("|---|---|---|---|---|")
+    for m in sorted({r["method"] for r in rows} - {"none-aug"}):
+        for (a, f), g in sorted(paired_gains(rows, m).items()):
+            sd = np.std(g, ddof=1) if len(g) > 1 else float("nan")
+            click.echo(f"| {a} | {100 * f:g}% | {m} | {np.mean(g):+.1f} ± {sd:.1f} | {len(g)} |")
+    nm: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r.get("new_mineral_top1") is not None:
+            nm.setdefault((r["arch"], r["method"]), []).append(100 * r["new_mineral_top1"])
+    if nm:
+        click.echo("")
+        click.echo("| arch | backbone (100 % labels) | onboard head on new minerals, top-1 % | "
+                   "runs |")
+        click.echo("|---|---|---|---|")
+        for (a, m), v in sorted(nm.items()):
+            sd = np.std(v, ddof=1) if len(v) > 1 else float("nan")
+            click.echo(f"| {a} | {m} | {np.mean(v):.1f} ± {sd:.1f} | {len(v)} |")
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, a in zip(axes, ("flight", "paper"), strict=True):
+            for m in sorted({k[2] for k in summ if k[0] == a}):
+                pts = sorted((f, c["top1"]) for (aa, f, mm), c in summ.items()
+                             if aa == a and mm == m)
+                if not pts:
+                    continue
+                ax.errorbar([100 * p[0] for p in pts], [p[1][0] for p in pts],
+                            yerr=[0 if np.isnan(p[1][1]) else p[1][1] for p in pts],
+                            marker="o", capsize=3, label=m)
+            ax.set_xscale("log")
+            ax.set_title(f"{a} architecture")
+            ax.set_xlabel("labelled fraction (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel("grouped test top-1 (%)")
+        fig.tight_layout()
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=110)
+        click.echo(f"wrote {plot}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,325 @@
+"""Pretraining on every RRUFF spectrum: the corpus, the objectives, the strategy path,
+FixMatch-style pseudo-labels, and the guard against a backbone that saw test specimens."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+
+from ramanedge.corpus import Corpus, build_corpus
+from ramanedge.grid import GRID
+from tests.test_dataset import _rruff_text
+from trainer.model import ModelConfig
+from trainer.train import PseudoLabelConfig, TrainConfig
+
+TINY = ModelConfig(arch="paper", pool_size=16, dense_units=16)
+PlainTC = partial(TrainConfig, teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0)
+
+
+# ------------------------------------------------------------------ corpus
+
+def _corpus_root(root):
+    d = root / "mixed"
+    d.mkdir(parents=True)
+    files = {
+        "Alphaite__R000001__Broad_Scan__532__0__unoriented__Raman_Data_Raw__0001.txt":
+            _rruff_text("Alphaite", "R000001", "532", "RAW"),                 # full grid
+        "Alphaite__R000002__Broad_Scan__532__0__unoriented__Raman_Data_Processed__0002.txt":
+            _rruff_text("Alphaite", "R000002", "532", "Processed", x0=150, x1=1000),  # 57 %
+        "Betaite__R000003__532__0__unoriented__Raman_Data_Processed__0003.txt":
+            _rruff_text("Betaite", "R000003", "532", "Processed", x0=150, x1=500),  # 21 %: out
+        "Compound__D000004__Broad_Scan__532__0__unoriented__Raman_Data_Raw__0004.txt":
+            _rruff_text("Compound", "D000004", "532", "RAW"),                  # non-mineral
+        "Gammaite__R000005__Broad_Scan__785__0__unoriented__Raman_Data_Raw__0005.txt":
+            _rruff_text("Gammaite", "R000005", "785", "RAW", x0=700, x1=2000),  # 64 %
+    }
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_corpus_keeps_partial_spectra_padded_and_caches(tmp_path) -> None:
+    root = _corpus_root(tmp_path)
+    lines: list[str] = []
+    c = build_corpus(root, cache_dir=tmp_path / "cache", progress=lines.append)
+    assert sorted(c.sample_ids) == ["R000001", "R000002", "R000005"]
+    by = dict(zip(c.sample_ids, range(len(c)), strict=True))
+    full, low, high = by["R000001"], by["R000002"], by["R000005"]
+    assert (c.lo[full], c.hi[full]) == (0, GRID.size)
+    assert c.lo[low] == 0 and 790 < c.hi[low] <= 801        # measured up to ~1000 cm-1
+    assert 499 <= c.lo[high] <= 501 and c.hi[high] == GRID.size   # from 700 cm-1
+    # padded with the edge value outside the measured span, max-normalised
+    assert np.all(c.X[low, c.hi[low]:] == c.X[low, c.hi[low] - 1])
+    assert np.all(c.X[high, :c.lo[high]] == c.X[high, c.lo[high]])
+    assert np.allclose(c.X.max(axis=1), 1.0)
+    assert c.summary()["full_coverage"] == 1
+    again: list[str] = []
+    c2 = build_corpus(root, cache_dir=tmp_path / "cache", progress=again.append)
+    assert any("from cache" in m for m in again) and np.array_equal(c2.X, c.X)
+
+
+def test_corpus_rejects_bad_input(tmp_path) -> None:
+    from ramanedge.errors import DataError
+
+    with pytest.raises(DataError, match="not found"):
+        build_corpus(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="min_coverage"):
+        build_corpus(_corpus_root(tmp_path), min_coverage=0.0)
+
+
+def test_corpus_excluding_drops_ids_minerals_and_paths() -> None:
+    n = 5
+    c = Corpus(X=np.zeros((n, GRID.size), np.float32), lo=np.zeros(n, np.int64),
+               hi=np.full(n, GRID.size), paths=tuple(f"p{i}" for i in range(n)),
+               minerals=("Quartz", "quartz", "Calcite", "Albite", "Albite"),
+               sample_ids=("R1", "R2", "R3", "", "R5"), kinds=("raw",) * n,
+               sources=("LR-Raman",) * n)
+    kept = c.excluding(sample_ids=["R3", ""], minerals=["QUARTZ"], paths=["p4"])
+    assert kept.paths == ("p3",)
+
+
+@pytest.mark.realdata
+def test_pretraining_corpus_leaves_out_val_test_and_unknown_evaluation(shared_data_root) -> None:
+    from ramanedge.dataset import build_dataset, load_heldout
+    from ramanedge.io.rruff import normalise_label
+    from ramanedge.splits import make_split, unknown_halves
+    from tests.conftest import REPO
+    from trainer.pretrain import pretraining_corpus
+
+    cache = str(REPO / ".cache" / "ramanedge")
+    corpus, info = pretraining_corpus(shared_data_root, split_seed=1, cache_dir=cache, log=None)
+    ds = build_dataset(shared_data_root, "rruff-raw", cache_dir=cache)
+    split = np.asarray(make_split(ds, "grouped", seed=1))
+    held_out_ids = {s for s, p in zip(ds.sample_ids, split, strict=True) if p != "train"}
+    train_ids = {s for s, p in zip(ds.sample_ids, split, strict=True) if p == "train"}
+    ids = set(corpus.sample_ids)
+    assert not ids & held_out_ids
+    assert len(ids & train_ids) > 0.9 * len(train_ids)
+    evaluation = unknown_halves(load_heldout(shared_data_root, cache_dir=cache).labels,
+                                known=ds.labels)["evaluation"]
+    assert not {normalise_label(m) for m in corpus.minerals} & {normalise_label(m)
+                                                                for m in evaluation}
+    s = corpus.summary()
+    # every set enters, partial spectra (the 2019 processed set ends near 1290 cm-1) included
+    assert {"LR-Raman/raw", "LR-Raman/processed", "excellent_unoriented/processed"} <= set(
+        s["by_source"])
+    assert s["full_coverage"] < len(corpus)
+    assert set(info["excluded_ids"]) == held_out_ids - {""}
+
+
+# ------------------------------------------------------------------ objectives
+
+def _spectra(n: int = 48, seed: int = 0) -> np.ndarray:
+    from tests.conftest import make_synthetic
+
+    return make_synthetic(n_per_class=n // 4, seed=seed).X[:n]
+
+
+@pytest.mark.parametrize("objective", ["simclr", "barlow", "masked"])
+def test_each_objective_trains_the_backbone(objective) -> None:
+    from trainer.contrastive import backbone_layers, load_backbone
+    from trainer.model import build_model
+    from trainer.pretrain import PretrainConfig, pretrain
+
+    X = _spectra()
+    cfg = PretrainConfig(objective=objective, epochs=2, batch_size=16, projection_dim=16,
+                         seed=3)
+    weights, hist = pretrain(X, TINY, cfg, log=None)
+    assert len(hist["loss"]) == 2 and all(np.isfinite(hist["loss"]))
+    fresh = build_model(4, TINY)
+    assert set(weights) == {layer.name for layer in backbone_layers(fresh)}
+    before = [w.copy() for w in fresh.get_layer("conv1").get_weights()]
+    load_backbone(fresh, weights)
+    after = fresh.get_layer("conv1").get_weights()
+    assert not np.allclose(before[0], after[0])
+    assert np.array_equal(after[0], weights["conv1"][0])
+
+
+def test_barlow_loss_is_zero_only_for_invariant_decorrelated_views() -> None:
+    import tensorflow as tf
+
+    from trainer.pretrain import _barlow_loss
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(64, 8)))
+    z = tf.constant(q - q.mean(axis=0), tf.float32)
+    assert float(_barlow_loss(z, z, 5e-3)) < 1e-2          # identical, decorrelated
+    other = tf.constant(rng.normal(size=(64, 8)), tf.float32)
+    assert float(_barlow_loss(z, other, 5e-3)) > 4.0      # unrelated views: diagonal ~0
+
+
+def test_mask_windows_cover_the_fraction() -> None:
+    from trainer.pretrain import mask_windows
+
+    m = mask_windows(20, GRID.size, 0.3, 24, np.random.default_rng(0))
+    frac = m.mean(axis=1)
+    assert np.all(frac >= 0.3) and np.all(frac < 0.3 + 24 / GRID.size + 1e-9)
+
+
+def test_mirrored_strategy_runs_the_same_training() -> None:
+    import tensorflow as tf
+
+    from trainer.pretrain import PretrainConfig, make_strategy, pretrain
+
+    X = _spectra(32)
+    cfg = PretrainConfig(objective="barlow", epochs=1, batch_size=16, projection_dim=8)
+    w0, h0 = pretrain(X, TINY, cfg, log=None)
+    strat = tf.distribute.MirroredStrategy(["/cpu:0"])
+    w1, h1 = pretrain(X, TINY, cfg, strategy=strat, log=None)
+    assert np.allclose(h0["loss"], h1["loss"], rtol=1e-4)
+    for name in w0:
+        for a, b in zip(w0[name], w1[name], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="default, mirrored, multiworker"):
+        make_strategy("ray")
+
+
+def test_pretrain_config_file_errors_name_the_allowed_keys(tmp_path) -> None:
+    from trainer.pretrain import PretrainConfig
+
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"objective": "barlow", "epoch": 3}))
+    with pytest.raises(ValueError, match="unknown keys.*epoch.*expected"):
+        PretrainConfig.from_file(p)
+    with pytest.raises(ValueError, match="simclr, barlow, masked"):
+        PretrainConfig(objective="byol")
+    p.write_text(json.dumps({"objective": "masked", "epochs": 2}))
+    assert PretrainConfig.from_file(p).epochs == 2
+
+
+def test_backbone_round_trips_through_files(tmp_path) -> None:
+    from trainer.pretrain import load_backbone_file, save_backbone
+
+    w = {"conv1": [np.ones((3, 1, 2), np.float32), np.zeros(2, np.float32)],
+         "dense": [np.arange(6, dtype=np.float32).reshape(2, 3)]}
+    save_backbone(tmp_path, w, meta={"x": 1})
+    back = load_backbone_file(tmp_path)
+    assert set(back) == set(w)
+    for k in w:
+        for a, b in zip(w[k], back[k], strict=True):
+            assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_backbone_file(tmp_path / "none")
+
+
+# ------------------------------------------------------------------ pseudo-labels
+
+def test_pseudo_labels_enter_training(synthetic_data) -> None:
+    from trainer.model import build_model
+    from trainer.train import fit_model, seed_everything
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    lab = np.zeros(len(ytr), bool)
+    for c in range(4):
+        lab[np.flatnonzero(ytr == c)[:3]] = True
+    tc = PlainTC(epochs=3, augment=TrainConfig().augment.__class__())
+
+    def fit(pseudo):
+        seed_everything(0)
+        model = build_model(4, TINY)
+        return fit_model(model, Xtr[lab], ytr[lab], Xva, yva, 4, tc, epoch_samples=len(ytr),
+                         unlabelled=Xtr[~lab], pseudo=pseudo, log=None)
+
+    plain = fit(None)
+    pl = fit(PseudoLabelConfig(threshold=0.3, ratio=1.0))
+    assert "pseudo" not in plain.history
+    assert len(pl.history["pseudo"]) == 3 and max(pl.history["pseudo"]) > 0
+    assert any(not np.allclose(a, b) for a, b in zip(plain.model.get_weights(),
+                                                     pl.model.get_weights(), strict=True))
+    # nobody passes the bar: the same training as without unlabelled spectra
+    none_sure = fit(PseudoLabelConfig(threshold=1.0))
+    assert max(none_sure.history["pseudo"]) == 0
+
+
+def test_pseudo_label_config_validates() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        PseudoLabelConfig(threshold=0.0)
+    from trainer.ssl import SSLConfig
+
+    with pytest.raises(ValueError, match="not sgan"):
+        SSLConfig(method="sgan", pseudo=PseudoLabelConfig())
+    with pytest.raises(ValueError, match="needs the backbone"):
+        from trainer.ssl import train_ssl
+
+        X = np.zeros((4, GRID.size), np.float32)
+        train_ssl(X, np.array([0, 1, -1, -1]), X[:2], np.array([0, 1]), 2, TINY,
+                  PlainTC(epochs=1), SSLConfig(method="pretrained"), log=None)
+
+
+# ------------------------------------------------------------------ no leak from a backbone
+
+@pytest.mark.realdata
+def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
+                                                                    shared_data_root) -> None:
+    from tests.conftest import REPO
+    from tests.test_ssl import REAL_MINERALS
+    from trainer.model import build_model
+    from trainer.pretrain import save_backbone
+    from trainer.run import DataConfig, start_run
+    from trainer.ssl import SSLConfig, SSLOptionError, check_backbone, ssl_train_run
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    _, ds, split = start_run(tmp_path / "probe", data, overwrite=False, log=None)
+    held = [(s, p) for s, p, part in zip(ds.sample_ids, ds.paths, split, strict=True)
+            if part != "train"]
+    from trainer.contrastive import backbone_layers
+
+    weights = {layer.name: layer.get_weights() for layer in backbone_layers(build_model(2, TINY))}
+    meta = {"model": TINY.to_dict(), "excluded_ids": sorted({s for s, _ in held if s}),
+            "excluded_paths": sorted(p for s, p in held if not s)}
+    good = save_backbone(tmp_path / "good", weights, meta=meta)
+    w, m = check_backbone(good, TINY)
+    tc = PlainTC(epochs=2)
+    run = ssl_train_run(tmp_path / "run", data, TINY, tc,
+                        SSLConfig(method="pretrained", labelled_fraction=0.5),
+                        pretrained=w, pretrained_meta=m, log=None)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["ssl"]["method"] == "pretrained"
+    # the same backbone, but its corpus kept one test specimen
+    leaky = {**meta, "excluded_ids": meta["excluded_ids"][1:]}
+    bad = save_backbone(tmp_path / "bad", weights, meta=leaky)
+    with pytest.raises(SSLOptionError, match="validation/test specimens"):
+        ssl_train_run(tmp_path / "run2", data, TINY, tc, SSLConfig(method="pretrained"),
+                      pretrained=w, pretrained_meta=check_backbone(bad, TINY)[1], log=None)
+    with pytest.raises(SSLOptionError, match="another architecture"):
+        check_backbone(good, ModelConfig())
+
+
+def test_cli_pretrain_and_backbone_errors_are_one_line(tmp_path, capsys,
+                                                       shared_data_root) -> None:
+    from tests.conftest import run_cli
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, out, err = run_cli(capsys, "pretrain", "--data", shared_data_root, "--config", bad,
+                             "--out", tmp_path / "p")
+    assert code == 2 and "cannot read the pretraining config" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--backbone",
+                             tmp_path / "missing", "--out", tmp_path / "r")
+    assert code == 2 and "not a pretraining folder" in err and "Traceback" not in err
+
+
+def test_new_mineral_probe_separates_informative_from_random_features() -> None:
+    from benchmarks.fewlabel import new_mineral_accuracy
+
+    rng = np.random.default_rng(0)
+    names = np.repeat([f"m{i}" for i in range(30)], 4)
+    ids = np.array([f"{n}-{j % 2}" for j, n in enumerate(names)])   # 2 specimens each
+    centres = rng.normal(size=(30, 16)) * 5
+    good = centres[np.repeat(np.arange(30), 4)] + rng.normal(size=(120, 16)) * 0.1
+    assert new_mineral_accuracy(good, names, ids, draws=3) == 1.0
+    noise = rng.normal(size=(120, 16))
+    assert new_mineral_accuracy(noise, names, ids, draws=3) < 0.3
+
+
+def test_shipped_pretrain_config_is_the_default() -> None:
+    from tests.conftest import REPO
+    from trainer.pretrain import PretrainConfig
+
+    assert PretrainConfig.from_file(REPO / "configs" / "pretrain.json") == PretrainConfig()
