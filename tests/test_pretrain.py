@@ -98,10 +98,15 @@ def test_pretraining_corpus_leaves_out_val_test_and_unknown_evaluation(shared_da
     ids = set(corpus.sample_ids)
     assert not ids & held_out_ids
     assert len(ids & train_ids) > 0.9 * len(train_ids)
-    evaluation = unknown_halves(load_heldout(shared_data_root, cache_dir=cache).labels,
-                                known=ds.labels)["evaluation"]
+    held = load_heldout(shared_data_root, cache_dir=cache)
+    evaluation = unknown_halves(held.labels, known=ds.labels)["evaluation"]
     assert not {normalise_label(m) for m in corpus.minerals} & {normalise_label(m)
                                                                 for m in evaluation}
+    # ... and by specimen: other sets file some of these specimens under another name
+    eval_ids = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
+                if sid and held.labels[y] in set(evaluation)}
+    assert eval_ids and not ids & eval_ids
+    assert set(info["excluded_unknown_specimens"]) == eval_ids
     s = corpus.summary()
     # every set enters, partial spectra (the 2019 processed set ends near 1290 cm-1) included
     assert {"LR-Raman/raw", "LR-Raman/processed", "excellent_unoriented/processed"} <= set(
@@ -230,7 +235,7 @@ def test_pseudo_labels_enter_training(synthetic_data) -> None:
     assert len(pl.history["pseudo"]) == 3 and max(pl.history["pseudo"]) > 0
     assert any(not np.allclose(a, b) for a, b in zip(plain.model.get_weights(),
                                                      pl.model.get_weights(), strict=True))
-    # nobody passes the bar: the same training as without unlabelled spectra
+    # nobody passes the bar: no pseudo-labelled spectrum is trained on
     none_sure = fit(PseudoLabelConfig(threshold=1.0))
     assert max(none_sure.history["pseudo"]) == 0
 
@@ -303,6 +308,50 @@ def test_cli_pretrain_and_backbone_errors_are_one_line(tmp_path, capsys,
     code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--backbone",
                              tmp_path / "missing", "--out", tmp_path / "r")
     assert code == 2 and "not a pretraining folder" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    # a pretrain.json that is not an object, or names unknown model keys: one line too
+    from trainer.pretrain import save_backbone
+
+    for meta_text in ("[1, 2]", json.dumps({"model": {"arch": "flight", "wings": 2}})):
+        folder = save_backbone(tmp_path / "odd", {"conv1": [np.zeros(2, np.float32)]},
+                               meta={})
+        (folder / "pretrain.json").write_text(meta_text)
+        code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--backbone",
+                                 folder, "--out", tmp_path / "r")
+        assert code == 2 and "not a pretraining folder" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--pseudo-label",
+                             "--out", tmp_path / "r")
+    assert code == 2 and "there are none" in err and "Traceback" not in err
+
+
+def test_backbone_pretrained_with_the_unknown_evaluation_minerals_is_refused(tmp_path) -> None:
+    from trainer.pretrain import save_backbone
+    from trainer.ssl import SSLOptionError, check_backbone
+
+    folder = save_backbone(tmp_path, {"conv1": [np.zeros(2, np.float32)]},
+                           meta={"model": TINY.to_dict(), "keep_unknown_evaluation": True})
+    with pytest.raises(SSLOptionError, match="all-minerals"):
+        check_backbone(folder, TINY)
+
+
+@pytest.mark.parametrize(("tf_config", "writes"), [
+    (None, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker",
+                                                               "index": 0}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief",
+                                                               "index": 0}}, True),
+])
+def test_only_one_worker_writes_the_backbone(monkeypatch, tf_config, writes) -> None:
+    from trainer.pretrain import _is_chief
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert _is_chief() is writes
 
 
 def test_new_mineral_probe_separates_informative_from_random_features() -> None:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ramanedge.errors import DataError
 from ramanedge.options import check_options, option
 from trainer.contrastive import backbone_layers, nt_xent_loss
 from trainer.model import FEATURES_LAYER, ModelConfig, build_model
@@ -300,7 +301,11 @@ def load_backbone_file(folder: str | os.PathLike[str]) -> dict[str, list[np.ndar
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read pretrained weights {path}: {e}") from None
     out: dict[str, list[np.ndarray]] = {}
-    for k in sorted(items, key=lambda s: (s.rsplit("/", 1)[0], int(s.rsplit("/", 1)[1]))):
+    try:
+        keys = sorted(items, key=lambda s: (s.rsplit("/", 1)[0], int(s.rsplit("/", 1)[1])))
+    except (IndexError, ValueError):
+        raise ValueError(f"{path} is not a backbone file (arrays named LAYER/INDEX)") from None
+    for k in keys:
         out.setdefault(k.rsplit("/", 1)[0], []).append(items[k])
     return out
 
@@ -316,8 +321,11 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
     and the files themselves) of the split ``(split_kind, split_seed)`` and minus the
     *evaluation* half of the unknown minerals (:func:`ramanedge.splits.unknown_halves`), so
     neither the few-label figures nor the unknown-mineral figures see a pretraining spectrum.
-    ``keep_unknown_evaluation`` keeps those minerals (about 40 % more spectra; the backbone
-    must then not be used for unknown-mineral figures). Returns ``(corpus, info)``.
+    The unknown-evaluation minerals are removed by name and by specimen (RRUFF id), since
+    other sets file some of their specimens under another name. ``keep_unknown_evaluation``
+    keeps them (about 60 % more spectra; the backbone must then not be used for
+    unknown-mineral figures). Raises :class:`~ramanedge.errors.DataError` when fewer than 2
+    spectra remain. Returns ``(corpus, info)``.
     """
     from ramanedge.corpus import build_corpus
     from ramanedge.dataset import build_dataset, load_heldout
@@ -325,18 +333,29 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
 
     ds = build_dataset(data_root, dataset, min_spectra=min_spectra, cache_dir=cache_dir)
     split = np.asarray(make_split(ds, split_kind, seed=split_seed))
-    held = load_heldout(data_root, dataset, min_spectra=min_spectra, cache_dir=cache_dir)
-    evaluation = ([] if keep_unknown_evaluation
-                  else unknown_halves(held.labels, known=ds.labels)["evaluation"])
+    evaluation: list[str] = []
+    eval_ids: set[str] = set()
+    if not keep_unknown_evaluation:
+        held = load_heldout(data_root, dataset, min_spectra=min_spectra, cache_dir=cache_dir)
+        evaluation = unknown_halves(held.labels, known=ds.labels)["evaluation"]
+        names = set(evaluation)
+        # by specimen too: other sets file some of these specimens under another name
+        eval_ids = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
+                    if sid and held.labels[y] in names}
     out_ids = {sid for sid, s in zip(ds.sample_ids, split, strict=True) if s != "train" and sid}
     out_paths = [p for p, s in zip(ds.paths, split, strict=True) if s != "train"]
     full = build_corpus(data_root, cache_dir=cache_dir,
                         progress=None if log is None else log)
-    corpus = full.excluding(sample_ids=out_ids, minerals=evaluation, paths=out_paths)
+    corpus = full.excluding(sample_ids=out_ids | eval_ids, minerals=evaluation, paths=out_paths)
+    if len(corpus) < 2:
+        raise DataError(f"the pretraining corpus is empty after leaving out the split's "
+                        f"validation/test specimens ({len(corpus)} of {len(full)} spectra "
+                        f"left in {data_root}); pretraining needs more spectra")
     info = {"dataset": dataset, "split_kind": split_kind, "split_seed": int(split_seed),
             "min_spectra": int(min_spectra), "corpus_all": len(full),
             "excluded_specimens": len(out_ids), "excluded_minerals": len(evaluation),
             "keep_unknown_evaluation": bool(keep_unknown_evaluation),
+            "excluded_unknown_specimens": sorted(eval_ids),
             "corpus": corpus.summary(), "excluded_ids": sorted(out_ids),
             "excluded_paths": sorted(p for p, sid, s in zip(ds.paths, ds.sample_ids, split,
                                                             strict=True)
@@ -349,13 +368,18 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
 
 
 def _is_chief() -> bool:
-    """True unless ``TF_CONFIG`` names this process a non-chief worker (index > 0)."""
+    """Whether this process writes the result: the ``chief`` task of ``TF_CONFIG``, or worker
+    0 when the cluster has no chief; any process without ``TF_CONFIG``."""
     try:
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    except ValueError:
+        conf = json.loads(os.environ.get("TF_CONFIG", "{}"))
+        task, cluster = conf.get("task", {}), conf.get("cluster", {})
+        if task.get("type") == "chief":
+            return True
+        if cluster.get("chief"):
+            return False
+        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+    except (ValueError, AttributeError, TypeError):
         return True
-    return task.get("type", "worker") in ("chief", "worker") and (
-        task.get("type") == "chief" or int(task.get("index", 0)) == 0)
 
 
 def pretrain_run(out: str | os.PathLike[str], data_root: str | os.PathLike[str],

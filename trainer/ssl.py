@@ -213,8 +213,10 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     from trainer.run import SPLITS, say_written, start_run, write_run
 
     model_config = model_config or ModelConfig()
-    # few-label training uses no negatives: the run records what it did (outlier exposure 0)
-    train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0)
+    # few-label training uses no negatives, teachers or int8-aware fine-tune (fit_model
+    # alone): the run records what it did
+    train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0, teachers=0,
+                           distill=0.0, qat_epochs=0)
     config = config or SSLConfig()
     say = report if report is not None else log
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
@@ -280,6 +282,9 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training seed.
     """
     weights = backbone_meta = None
+    if pseudo_label and float(labelled_fraction) >= 1.0:
+        raise SSLOptionError("--pseudo-label labels the unlabelled training spectra; with "
+                             "--labelled-fraction 1 there are none (pass a fraction below 1)")
     if backbone is not None:
         if method != "none":
             raise SSLOptionError(f"--backbone fine-tunes a pretrained backbone; it cannot be "
@@ -313,11 +318,18 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
     meta_path = Path(folder) / "pretrain.json"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("pretrain.json is not a JSON object")
         weights = load_backbone_file(folder)
-    except (OSError, ValueError) as e:
+        pre_model = ModelConfig.from_dict(meta.get("model") or {})
+    except (OSError, ValueError, TypeError, AttributeError) as e:
         raise SSLOptionError(f"--backbone {folder} is not a pretraining folder "
                              f"(backbone.npz + pretrain.json): {e}") from None
-    if ModelConfig.from_dict(meta.get("model", {})) != model_config:
+    if meta.get("keep_unknown_evaluation"):
+        raise SSLOptionError(f"--backbone {folder} was pretrained with the unknown-evaluation "
+                             "minerals (--all-minerals); its runs would make the unknown-"
+                             "mineral figures optimistic. Pretrain without --all-minerals")
+    if pre_model != model_config:
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({meta.get('model')}); train with the same one")
     return weights, meta
