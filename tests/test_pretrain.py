@@ -285,6 +285,10 @@ def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
                         pretrained=w, pretrained_meta=m, log=None)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["ssl"]["method"] == "pretrained"
+    from ramanedge.fsutil import sha256_file
+
+    # the run records which backbone it started from
+    assert cfg["ssl"]["backbone"]["sha256"] == sha256_file(good / "backbone.npz")
     # the same backbone, but its corpus kept one test specimen
     leaky = {**meta, "excluded_ids": meta["excluded_ids"][1:]}
     bad = save_backbone(tmp_path / "bad", weights, meta=leaky)

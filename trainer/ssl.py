@@ -242,7 +242,9 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     test = write_run(
         out, ds, split, data, model_config, train_config, result,
         extra_config={"ssl": {**config.to_dict(), "n_labelled": n_lab,
-                              "n_unlabelled": int(tr.sum()) - n_lab}},
+                              "n_unlabelled": int(tr.sum()) - n_lab,
+                              **({"backbone": pretrained_meta.get("source")}
+                                 if pretrained_meta is not None else {})}},
         extra_metrics={"n_labelled": n_lab},
         extra_files={"labelled.csv": "\n".join(lines) + "\n"},
         title=f"{data.dataset} test ({config.method}, {100 * config.labelled_fraction:g}% labels)",
@@ -313,6 +315,7 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
     """
     import json
 
+    from ramanedge.fsutil import sha256_file
     from trainer.pretrain import load_backbone_file
 
     meta_path = Path(folder) / "pretrain.json"
@@ -329,6 +332,8 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
         raise SSLOptionError(f"--backbone {folder} was pretrained with the unknown-evaluation "
                              "minerals (--all-minerals); its runs would make the unknown-"
                              "mineral figures optimistic. Pretrain without --all-minerals")
+    meta["source"] = {"folder": str(folder), "sha256": sha256_file(Path(folder) / "backbone.npz"),
+                      "pretrain": meta.get("pretrain"), "date": meta.get("date")}
     if pre_model != model_config:
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({meta.get('model')}); train with the same one")
