@@ -108,7 +108,13 @@ def prediction_set(probs: np.ndarray, threshold: float,
     p = np.asarray(probs, dtype=np.float64).ravel()
     if order is None:
         order = np.argsort(-p, kind="stable")
-    return order[:max(1, int(np.count_nonzero(p >= 1.0 - float(threshold))))]
+    return order[:set_size(p, threshold)]
+
+
+def set_size(probs: np.ndarray, threshold: float) -> int:
+    """Size of the set of one spectrum (``probs`` (K,)): :func:`prediction_set` without the
+    indices."""
+    return max(1, int(np.count_nonzero(probs >= 1.0 - float(threshold))))
 
 
 def set_sizes(probs: np.ndarray, threshold: float) -> np.ndarray:

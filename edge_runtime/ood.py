@@ -34,6 +34,7 @@ Every rule has a score, higher = more likely unknown: :func:`score` computes it 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,7 @@ class Int8Bank:
         """``knn_cosine`` score of one feature vector (D,): 1 - its largest cosine with any
         bank row (the classifier's per-spectrum path, without the batch reshaping)."""
         f = np.asarray(features, dtype=np.float32).reshape(-1)
-        norm = max(float(np.sqrt(f @ f)), 1e-12)
+        norm = max(math.sqrt(f @ f), 1e-12)
         if self._unit is not None and self._unit.shape[1]:  # one product, no reshaping
             return 1.0 - float((f @ self._unit).max()) / norm
         return 1.0 - float(self.max_cosine((f / norm).reshape(1, -1))[0])
@@ -155,6 +156,14 @@ def knn_logit_score(distance: np.ndarray | float, logits: np.ndarray,
     return (w * (np.asarray(distance, dtype=np.float64) - section["knn_mean"])
             / section["knn_sd"]
             + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
+
+
+def knn_logit_score_1(distance: float, max_logit: float, section: dict[str, Any]) -> float:
+    """:func:`knn_logit_score` of one spectrum from its distance and its largest logit, in
+    Python floats (the same IEEE double arithmetic, without numpy's per-call cost)."""
+    w = float(section["weight"])
+    return (w * (distance - section["knn_mean"]) / section["knn_sd"]
+            + (1.0 - w) * (-max_logit - section["logit_mean"]) / section["logit_sd"])
 
 
 def _knn_logit_rule(d: np.ndarray, logits: np.ndarray, *, weight: float,

@@ -235,6 +235,63 @@ def test_retrained_head_is_used(clf, synthetic_data):
     assert p.label == "newite" and p.head == "v0007" and p.prob > 0.99
 
 
+def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data):
+    """classify_grid's lean per-spectrum arithmetic (Python floats, one softmax buffer, the
+    set's prefix of the ranking) gives what the vectorised functions give for the same
+    spectra: probabilities, set, and the knn_logit score and flag."""
+    from edge_runtime import conformal
+    from edge_runtime.artifact import softmax, softmax_1d
+
+    Xtr, _ = synthetic_data.part("train")
+    Xva, _ = synthetic_data.part("val")
+    X, _ = synthetic_data.part("test")
+    head = clf.artifact.head
+    bank, Fva = clf.features_batch(Xtr[::3]), clf.features_batch(Xva)
+    sec = ood.calibrate_unknown(np.zeros((len(Fva), 1)), features=Fva, bank=bank,
+                                logits=head.logits(Fva), target_tpr=0.8)
+    c = Classifier(clf.artifact, clf.interpreter, unknown=sec, ood_bank=bank, top_k=4)
+    F = c.features_batch(X)
+    want = ood.score(sec, probs=None, features=F, bank_unit=ood.normalise_rows(bank),
+                     logits=head.logits(F))
+    P = head.probs(F)
+    thr = clf.artifact.conformal["threshold"]
+    flags = []
+    for i, x in enumerate(X):
+        p = c.classify_grid(x)
+        order = np.argsort(-P[i], kind="stable")
+        assert [lab for lab, _ in p.top] == [c.labels[j] for j in order[:4]]
+        assert np.allclose([pr for _, pr in p.top], P[i][order[:4]], rtol=1e-5)
+        assert p.set == tuple(c.labels[j] for j in conformal.prediction_set(P[i], thr))
+        # float32 rounding of the cosine (one product then / norm, vs unit rows), scaled by
+        # 1 / knn_sd: far below any threshold margin that matters
+        assert p.unknown_score == pytest.approx(float(want[i]), abs=1e-3)
+        assert p.unknown == (p.unknown_score > sec["threshold"])
+        assert type(p.unknown) is bool and type(p.unknown_score) is float
+        flags.append(p.unknown)
+    assert 0 < sum(flags) < len(flags)  # the comparison was exercised both ways
+    # the scalar forms are the vector ones, bit for bit
+    z = head.logits(F[:5])
+    for row in z:
+        assert np.array_equal(softmax_1d(row), softmax(row))
+        d = 0.123
+        assert ood.knn_logit_score_1(d, float(row.max()), sec) == float(
+            ood.knn_logit_score(d, row, sec))
+
+
+def test_the_finiteness_check_tells_overflow_from_nan(clf, synthetic_data):
+    """Max and min screen the input: a huge but finite spectrum is still classified; NaN
+    and inf anywhere are refused."""
+    X, _ = synthetic_data.part("test")
+    big = X[0].copy()
+    big[5], big[6] = 1e30, -1e30  # far outside any spectrum, but finite
+    assert clf.classify_grid(big).label in clf.labels
+    for bad in (np.nan, np.inf, -np.inf):
+        x = X[0].copy()
+        x[700] = bad
+        with pytest.raises(SpectrumError, match="NaN or infinite"):
+            clf.classify_grid(x)
+
+
 def test_mismatched_manifest_and_model_are_refused(clf):
     bad = dataclasses.replace(clf.artifact, features_q=dataclasses.replace(
         clf.artifact.features_q, index=clf.artifact.probs_q.index))

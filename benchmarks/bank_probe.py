@@ -1,0 +1,155 @@
+"""How small can the unknown rule's reference bank be? (issue 12, the rover's cost)
+
+The ``knn_logit`` rule compares each spectrum's features with every row of the artifact's
+exemplar bank (10 herded exemplars per class: 676 x 192 float32 for the flight model, 0.5 MB).
+Measured in the classifier's pipeline, that product is the largest cost after the model: the
+bank does not stay in the cache across a model invoke. This probe scores smaller banks built
+from the *training* spectra's int8 features of each split, with the shipped weight
+(:data:`edge_runtime.ood.KNN_LOGIT_WEIGHT`) and the same calibration as ``ramanedge
+quantize`` (95 % of the known validation spectra pass):
+
+- ``herd-j``: the first ``j`` herded exemplars per class (herding is greedy, so ``herd-j`` is
+  a subset of the shipped bank ``herd-10``), j = 1, 2, 3, 5, 10;
+- ``class-mean``: one row per class, the mean of its training features.
+
+Choice on validation vs the *negatives* half; the evaluation half is reported only::
+
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.bank_probe --data ../shared/data/rruff \\
+        --eval runs/flight/eval-oe --recipe flight-oe --out docs/bank_probe.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERD = (1, 2, 3, 5, 10)
+
+
+def banks(F_train: np.ndarray, y_train: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate banks (rows, D) from the training features."""
+    from quantize.exemplars import select_exemplars
+
+    out = {f"herd-{j}": F_train[select_exemplars(F_train, y_train, per_class=j)] for j in HERD}
+    out["class-mean"] = np.stack([F_train[y_train == c].mean(axis=0)
+                                  for c in np.unique(y_train)]).astype(np.float32)
+    return out
+
+
+def pipeline_us(clf: Any, X: np.ndarray, bank: np.ndarray, repeats: int = 5) -> float:
+    """Median-of-repeats microseconds of one model call plus the bank distance, as the
+    classifier runs them (the bank as :class:`edge_runtime.ood.Int8Bank` caches it)."""
+    from edge_runtime import ood
+
+    b = ood.Int8Bank(np.zeros((0, bank.shape[1]), np.int8), 0.0, bank)
+    it, qf = clf.interpreter, clf.artifact.features_q
+    from edge_runtime.interpreter import get_output_float
+
+    def run() -> None:
+        for x in X:
+            clf._invoke(x)
+            b.distance(get_output_float(it, qf))
+
+    return float(np.median(timeit.repeat(run, number=1, repeat=repeats))) / len(X) * 1e6
+
+
+@click.command()
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--recipe", default="flight-oe", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
+    """Score every candidate bank on each grouped split of a multi-split evaluation."""
+    from benchmarks.transfer_experiment import auroc, extract
+    from edge_runtime import ood
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.dataset import build_dataset, load_heldout
+    from ramanedge.machine import cpu_model
+    from ramanedge.splits import read_split_csv
+
+    folders = sorted(p for p in eval_dir.glob(f"{recipe}-grouped*")
+                     if (p / "run" / "unknown_minerals.json").is_file())
+    if not folders:
+        raise click.UsageError(f"no {recipe}-grouped<seed> runs with unknown_minerals.json "
+                               f"in {eval_dir}")
+    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
+    held = load_heldout(data_root, "rruff-raw", min_spectra=8)
+    names = np.asarray(held.minerals).astype(str)
+    labels = np.asarray(ds.minerals).astype(str)
+    rows = []
+    for f in folders:
+        halves = json.loads((f / "run" / "unknown_minerals.json").read_text())
+        art = load_artifact(f / "model")
+        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        split = read_split_csv(f / "run" / "split.csv", ds)
+        known = np.isin(labels, list(art.labels))
+        lab_id = {m: i for i, m in enumerate(art.labels)}
+        part = {p: known & (split == p) for p in ("train", "val", "test")}
+        F = {p: extract(clf, ds.X[m])[1] for p, m in part.items()}
+        F["neg"] = extract(clf, held.X[np.isin(names, halves["negatives"])])[1]
+        F["eval"] = extract(clf, held.X[np.isin(names, halves["evaluation"])])[1]
+        y_train = np.array([lab_id[m] for m in labels[part["train"]]])
+        logits = {k: art.head.logits(v) for k, v in F.items()}
+        row: dict[str, Any] = {"folder": f.name, "banks": {}}
+        for name, bank in banks(F["train"], y_train).items():
+            sec = ood.calibrate_unknown(np.zeros((len(F["val"]), 1)), features=F["val"],
+                                        bank=bank, logits=logits["val"])
+            unit = ood.normalise_rows(bank)
+            s = {k: ood.score(sec, probs=None, features=v, bank_unit=unit, logits=logits[k])
+                 for k, v in F.items() if k != "train"}
+            t = sec["threshold"]
+            row["banks"][name] = {
+                "rows": int(len(bank)), "float32_bytes": int(bank.nbytes),
+                "negatives_auroc": auroc(s["val"], s["neg"]),
+                "evaluation_auroc": auroc(s["test"], s["eval"]),
+                "unseen_flagged": float(np.mean(s["eval"] > t)),
+                "known_test_flagged": float(np.mean(s["test"] > t)),
+                "model_plus_bank_us": pipeline_us(clf, ds.X[part["test"]][:100], bank)}
+        row["model_us"] = pipeline_us(clf, ds.X[part["test"]][:100],
+                                      np.zeros((1, art.feature_dim), np.float32))
+        rows.append(row)
+        click.echo(f"{f.name}: " + ", ".join(
+            f"{k} {v['negatives_auroc']:.3f}/{v['evaluation_auroc']:.3f} "
+            f"{v['model_plus_bank_us']:.0f}us" for k, v in row["banks"].items()), err=True)
+    table = summary(rows)
+    click.echo(table)
+    if out is not None:
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                   "cpu": cpu_model(), "eval": str(eval_dir),
+                                   "recipe": recipe, "rows": rows, "table": table},
+                                  indent=1) + "\n")
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per bank, mean +- s.d. over the splits."""
+    def ms(vals: list[float], pct: bool = False) -> str:
+        a = np.asarray(vals) * (100 if pct else 1)
+        return f"{a.mean():.1f} ± {a.std():.1f}" if pct else f"{a.mean():.3f} ± {a.std():.3f}"
+
+    out = ["| bank | rows | AUROC val vs negatives (choice) | AUROC test vs evaluation "
+           "(reported) | unseen flagged | known test flagged | model + bank, us |",
+           "|---|---|---|---|---|---|---|"]
+    for name in rows[0]["banks"]:
+        b = [r["banks"][name] for r in rows]
+        out.append(f"| {name} | {b[0]['rows']} | {ms([x['negatives_auroc'] for x in b])} | "
+                   f"{ms([x['evaluation_auroc'] for x in b])} | "
+                   f"{ms([x['unseen_flagged'] for x in b], True)} % | "
+                   f"{ms([x['known_test_flagged'] for x in b], True)} % | "
+                   f"{np.median([x['model_plus_bank_us'] for x in b]):.0f} |")
+    out.append(f"| (model alone) | | | | | | {np.median([r['model_us'] for r in rows]):.0f} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
