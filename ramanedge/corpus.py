@@ -31,19 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from ramanedge.dataset import (
-    PARSER_VERSION,
-    _display_names,
-    _is_non_mineral,
-    _load_pool,
-    _save_pool,
-)
+from ramanedge.dataset import PARSER_VERSION
 from ramanedge.errors import CoverageError, DataError, SpectrumError
 from ramanedge.fsutil import sha256_bytes
 from ramanedge.grid import DEFAULT_GRID, GRID, CoveragePolicy, covered_span, preprocess_covered
-from ramanedge.io.rruff import filename_fields, normalise_label, parse_rruff
+from ramanedge.io.rruff import display_names, is_non_mineral, normalise_label, parse_rruff
 from ramanedge.io.sources import iter_spectrum_files, source_fingerprint
 from ramanedge.paths import default_cache_dir
+from ramanedge.poolcache import load_pool, save_pool
 
 __all__ = ["Corpus", "build_corpus"]
 
@@ -147,8 +142,7 @@ def _parse(root: Path, min_coverage: float,
             say(f"  {n} files read, {len(rows)} kept ({time.perf_counter() - t0:.0f} s)")
         try:
             s = parse_rruff(sf.data, sf.path)
-            fields = filename_fields(sf.path)
-            if _is_non_mineral(s.rruff_id) or (len(fields) > 1 and _is_non_mineral(fields[1])):
+            if is_non_mineral(s, sf.path):
                 skipped["non_mineral"] = skipped.get("non_mineral", 0) + 1
                 continue
             if not s.mineral:
@@ -197,7 +191,7 @@ def build_corpus(root: str | os.PathLike[str], *, min_coverage: float = DEFAULT_
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _key(r, float(min_coverage))
     stem = f"corpus-{key[:16]}"
-    hit = _load_pool(cdir, stem, key) if use_cache else None
+    hit = load_pool(cdir, stem, key) if use_cache else None
     if hit is not None:
         meta, X = hit[0], hit[1]["X"]
         if progress:
@@ -208,7 +202,7 @@ def build_corpus(root: str | os.PathLike[str], *, min_coverage: float = DEFAULT_
         meta, X = _parse(r, float(min_coverage), progress)
         if use_cache:
             try:
-                _save_pool(cdir, stem, key, meta, {"X": X})
+                save_pool(cdir, stem, key, meta, {"X": X})
             except OSError as e:
                 if progress:
                     progress(f"warning: could not write the cache in {cdir}: {e}")
@@ -217,6 +211,6 @@ def build_corpus(root: str | os.PathLike[str], *, min_coverage: float = DEFAULT_
     paths = tuple(meta["paths"])
     return Corpus(
         X=X, lo=np.asarray(meta["lo"], np.int64), hi=np.asarray(meta["hi"], np.int64),
-        paths=paths, minerals=tuple(_display_names(list(meta["names"]))),
+        paths=paths, minerals=tuple(display_names(list(meta["names"]))),
         sample_ids=tuple(meta["sample_ids"]), kinds=tuple(meta["kinds"]),
         sources=tuple(p.replace("\\", "/").split("/", 1)[0] if "/" in p else "" for p in paths))

@@ -35,9 +35,7 @@ Held-out minerals (the spectra of minerals dropped for having too few spectra) c
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import json
 import os
 import time
@@ -50,11 +48,19 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import CoverageError, DataError, SpectrumError
-from ramanedge.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
+from ramanedge.fsutil import sha256_bytes
 from ramanedge.grid import DEFAULT_GRID, GRID, GridSpec, preprocess, resample
-from ramanedge.io.rruff import filename_fields, kind_from_name, normalise_label, parse_rruff
+from ramanedge.io.rruff import (
+    display_names,
+    filename_fields,
+    is_non_mineral,
+    kind_from_name,
+    normalise_label,
+    parse_rruff,
+)
 from ramanedge.io.sources import iter_spectrum_files, source_fingerprint
 from ramanedge.paths import default_cache_dir
+from ramanedge.poolcache import load_pool, save_pool
 
 __all__ = [
     "DATASETS",
@@ -241,10 +247,6 @@ class Dataset:
 # parsing the sources into the cached pool
 
 
-def _is_non_mineral(rid: str | None) -> bool:
-    return bool(rid) and (rid.upper().startswith("D") or rid.upper().startswith("XD"))
-
-
 def _name_selects(spec: DatasetSpec, relpath: str) -> bool:
     """Pre-filter on the file name (before reading bytes): right set and kind."""
     fields = filename_fields(relpath)
@@ -300,8 +302,7 @@ def _parse_pool(
         if s.kind is not None and s.kind != spec.kind:
             n_other += 1
             continue
-        fields = filename_fields(sf.path)
-        if _is_non_mineral(s.rruff_id) or (len(fields) > 1 and _is_non_mineral(fields[1])):
+        if is_non_mineral(s, sf.path):
             problems.append((sf.path, "non_mineral", f"non-mineral compound id {s.rruff_id}"))
             continue
         if not s.mineral:
@@ -354,52 +355,6 @@ def _cache_key(root: Path, spec: DatasetSpec, grid: GridSpec) -> str:
     return sha256_bytes(json.dumps(body, sort_keys=True).encode())
 
 
-def _load_pool(
-    cache_dir: Path, stem: str, key: str
-) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    jpath, npath = cache_dir / f"{stem}.json", cache_dir / f"{stem}.npz"
-    try:
-        meta = json.loads(jpath.read_text(encoding="utf-8"))
-        if meta.get("key") != key:
-            return None
-        with np.load(npath, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in meta["arrays"]}
-        for X in arrays.values():
-            if X.shape != (len(meta["paths"]), GRID.size) or X.dtype != np.float32:
-                return None
-        return meta, arrays
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
-        return None
-
-
-def _save_pool(
-    cache_dir: Path, stem: str, key: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]
-) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    meta = {**meta, "arrays": sorted(arrays)}
-    atomic_write_bytes(cache_dir / f"{stem}.npz", buf.getvalue())
-    # the JSON index is written last: it is what marks the cache entry as complete
-    atomic_write_text(cache_dir / f"{stem}.json", json.dumps({**meta, "key": key}))
-    _prune(cache_dir, stem, meta.get("root_resolved"))
-
-
-def _prune(cache_dir: Path, keep_stem: str, root_resolved: str | None) -> None:
-    """Delete older cache entries of the same data set and data root (stale keys)."""
-    name = keep_stem.rsplit("-", 1)[0]
-    for j in cache_dir.glob(f"{name}-*.json"):
-        if j.stem == keep_stem or j.stem.rsplit("-", 1)[0] != name:
-            continue
-        try:
-            old_root = json.loads(j.read_text(encoding="utf-8")).get("root_resolved")
-        except (OSError, ValueError):
-            continue
-        if root_resolved is not None and old_root == root_resolved:
-            for q in (j, j.with_suffix(".npz")):
-                with contextlib.suppress(OSError):
-                    q.unlink()
-
-
 def _pool(
     root: Path, spec: DatasetSpec, cache_dir: Path | None, progress: Progress | None,
     use_cache: bool = True,
@@ -409,7 +364,7 @@ def _pool(
     stem = f"{spec.pool}-{key[:16]}"
     which = "X_clean" if spec.baseline else "X"
     if use_cache and cache_dir is not None:
-        hit = _load_pool(cache_dir, stem, key)
+        hit = load_pool(cache_dir, stem, key)
         if hit is not None and which in hit[1]:
             if progress:
                 progress(f"loaded {spec.name} from cache {cache_dir / stem}.npz")
@@ -419,7 +374,7 @@ def _pool(
     meta, arrays = _parse_pool(root, spec, progress)
     if use_cache and cache_dir is not None:
         try:
-            _save_pool(cache_dir, stem, key, meta, arrays)
+            save_pool(cache_dir, stem, key, meta, arrays)
         except OSError as e:
             if progress:
                 progress(f"warning: could not write the cache in {cache_dir}: {e}")
@@ -428,19 +383,6 @@ def _pool(
 
 # ---------------------------------------------------------------------------------------
 # public API
-
-
-def _display_names(names: list[str]) -> list[str]:
-    """Merge spellings that differ only by case/punctuation (quirk 12).
-
-    Each spelling maps to the most frequent spelling of its normalised key (ties: the
-    alphabetically first), so the displayed label is always a real ``##NAMES`` value.
-    """
-    by_key: dict[str, Counter[str]] = {}
-    for n in names:
-        by_key.setdefault(normalise_label(n), Counter())[n] += 1
-    best = {k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, c in by_key.items()}
-    return [best[normalise_label(n)] for n in names]
 
 
 def _resolve(name: str, root: str | os.PathLike[str]) -> tuple[DatasetSpec, Path]:
@@ -457,7 +399,7 @@ def _assemble(
     meta: dict[str, Any], X: np.ndarray, spec: DatasetSpec, root: Path, key: str,
     keep: Callable[[str, int], bool], min_spectra: int,
 ) -> Dataset:
-    names = _display_names(list(meta["names"]))
+    names = display_names(list(meta["names"]))
     counts = Counter(names)
     kept_labels = sorted(lab for lab, c in counts.items() if keep(lab, c))
     kept = set(kept_labels)
@@ -520,7 +462,7 @@ def build_dataset(
         )
     wanted: set[str] | None = None
     if minerals is not None:
-        available = Counter(_display_names(list(meta["names"])))
+        available = Counter(display_names(list(meta["names"])))
         by_key = {normalise_label(k): k for k in available}
         wanted = set()
         for m in minerals:
@@ -537,7 +479,7 @@ def build_dataset(
 
     ds = _assemble(meta, X, spec, r, key, keep, int(min_spectra))
     if len(ds) == 0:
-        most = max(Counter(_display_names(list(meta["names"]))).values())
+        most = max(Counter(display_names(list(meta["names"]))).values())
         raise DataError(
             f"no mineral in {spec.name} has >= {min_spectra} spectra (the largest has {most}); "
             "lower --min-spectra"

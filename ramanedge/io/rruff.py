@@ -27,6 +27,8 @@ import io
 import os
 import re
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -110,6 +112,27 @@ def normalise_label(name: str) -> str:
     it to *merge* sets whose spellings differ; display the ``##NAMES`` value.
     """
     return re.sub(r"[\W_]+", "", name.casefold())
+
+
+def display_names(names: Sequence[str]) -> list[str]:
+    """One displayed spelling per mineral (quirk 12): each name maps to the most frequent
+    spelling of its :func:`normalise_label` key (ties: the alphabetically first), so the
+    label shown is always a real ``##NAMES`` value. Same length and order as ``names``."""
+    by_key: dict[str, Counter[str]] = {}
+    for n in names:
+        by_key.setdefault(normalise_label(n), Counter())[n] += 1
+    best = {k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, c in by_key.items()}
+    return [best[normalise_label(n)] for n in names]
+
+
+def is_non_mineral(spectrum: Spectrum, path: str) -> bool:
+    """True for the non-mineral compounds of LR-Raman (quirk 13): a ``D``/``XD`` id in the
+    header or in the file name's id field (the two can disagree)."""
+    def d_id(rid: str | None) -> bool:
+        return bool(rid) and rid.upper().startswith(("D", "XD"))
+
+    fields = filename_fields(path)
+    return d_id(spectrum.rruff_id) or (len(fields) > 1 and d_id(fields[1]))
 
 
 def strip_rruff_id(raw: str) -> str | None:
