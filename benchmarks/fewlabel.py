@@ -70,10 +70,11 @@ def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.n
     from ramanedge.corpus import build_corpus
     from ramanedge.dataset import load_heldout
     from ramanedge.io.rruff import normalise_label
-    from ramanedge.splits import unknown_halves
+    from ramanedge.splits import unknown_evaluation
 
     held = load_heldout(data_root, "rruff-raw")
-    evaluation = set(unknown_halves(held.labels, known=known)["evaluation"])
+    names_, _ = unknown_evaluation(held, known=known)
+    evaluation = set(names_)
     corpus = build_corpus(data_root)
     keys = {normalise_label(m) for m in evaluation}
     renamed = {sid for sid, m in zip(corpus.sample_ids, corpus.minerals, strict=True)

@@ -312,3 +312,17 @@ def unknown_halves(minerals: Sequence[str], *, known: Sequence[str] = (),
     order = np.random.default_rng(seed).permutation(len(names))
     neg = sorted(names[i] for i in order[: len(names) // 2])
     return {"negatives": neg, "evaluation": sorted(set(names) - set(neg))}
+
+
+def unknown_evaluation(held: Dataset, *, known: Sequence[str] = (),
+                       seed: int = UNKNOWN_HALVES_SEED) -> tuple[list[str], set[str]]:
+    """The *evaluation* half of :func:`unknown_halves` for the rare-mineral data set
+    ``held`` (:func:`~ramanedge.dataset.load_heldout`): ``(mineral names, RRUFF ids of their
+    specimens)``. Every figure on unseen minerals is computed on these, so nothing a model
+    learns from may hold them; other RRUFF sets file some of these specimens under another
+    name, so a corpus beyond ``held`` must leave them out by id as well as by name."""
+    evaluation = unknown_halves(held.labels, known=known, seed=seed)["evaluation"]
+    names = set(evaluation)
+    ids = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
+           if sid and held.labels[y] in names}
+    return evaluation, ids

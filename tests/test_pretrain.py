@@ -376,3 +376,26 @@ def test_shipped_pretrain_config_is_the_default() -> None:
     from trainer.pretrain import PretrainConfig
 
     assert PretrainConfig.from_file(REPO / "configs" / "pretrain.json") == PretrainConfig()
+
+
+def test_two_replicas_train_like_one() -> None:
+    """Two CPU replicas of MirroredStrategy on [A; A] train as one process on A (a fresh
+    process: logical devices must be set before TensorFlow starts; tests/replicas_child.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(repo / "tests" / "replicas_child.py")],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["replicas"] == 2
+    for objective in ("barlow", "simclr"):
+        r = res["objectives"][objective]
+        assert r["max_weight"] > 0 and r["max_diff"] <= 1e-6, (objective, r)
+        assert r["loss_two"] == pytest.approx(r["loss_one"], rel=1e-6)
+    m = res["objectives"]["masked"]
+    assert np.isfinite(m["loss_two"]) and m["loss_two"] == pytest.approx(m["loss_one"], rel=0.1)

@@ -188,3 +188,20 @@ def test_unknown_halves_split_by_mineral_with_a_fixed_seed() -> None:
     assert unknown_halves(names, seed=1) != h
     with pytest.raises(DataError, match="at least 2 unknown minerals"):
         unknown_halves(["only"])
+
+
+def test_unknown_evaluation_names_the_half_and_its_specimens() -> None:
+    """The evaluation half by name (as unknown_halves gives it) and exactly the specimens
+    of those minerals; known minerals and the negatives half contribute no id."""
+    from ramanedge.splits import unknown_evaluation, unknown_halves
+
+    held = _toy([1, 2, 3, 1, 2, 1])
+    names, ids = unknown_evaluation(held, known=["m0"])
+    assert names == unknown_halves(held.labels, known=["m0"])["evaluation"]
+    assert "m0" not in names
+    want = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
+            if held.labels[y] in names}
+    assert ids == want and ids
+    neg = set(unknown_halves(held.labels, known=["m0"])["negatives"])
+    assert not {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
+                if held.labels[y] in neg} & ids

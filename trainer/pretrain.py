@@ -329,7 +329,7 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
     """
     from ramanedge.corpus import build_corpus
     from ramanedge.dataset import build_dataset, load_heldout
-    from ramanedge.splits import make_split, unknown_halves
+    from ramanedge.splits import make_split, unknown_evaluation
 
     ds = build_dataset(data_root, dataset, min_spectra=min_spectra, cache_dir=cache_dir)
     split = np.asarray(make_split(ds, split_kind, seed=split_seed))
@@ -337,11 +337,7 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
     eval_ids: set[str] = set()
     if not keep_unknown_evaluation:
         held = load_heldout(data_root, dataset, min_spectra=min_spectra, cache_dir=cache_dir)
-        evaluation = unknown_halves(held.labels, known=ds.labels)["evaluation"]
-        names = set(evaluation)
-        # by specimen too: other sets file some of these specimens under another name
-        eval_ids = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)
-                    if sid and held.labels[y] in names}
+        evaluation, eval_ids = unknown_evaluation(held, known=ds.labels)
     out_ids = {sid for sid, s in zip(ds.sample_ids, split, strict=True) if s != "train" and sid}
     out_paths = [p for p, s in zip(ds.paths, split, strict=True) if s != "train"]
     full = build_corpus(data_root, cache_dir=cache_dir,
