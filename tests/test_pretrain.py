@@ -399,3 +399,23 @@ def test_two_replicas_train_like_one() -> None:
         assert r["loss_two"] == pytest.approx(r["loss_one"], rel=1e-6)
     m = res["objectives"]["masked"]
     assert np.isfinite(m["loss_two"]) and m["loss_two"] == pytest.approx(m["loss_one"], rel=0.1)
+
+
+def test_check_no_leak_judges_ids_and_files_without_ids() -> None:
+    """A val/test spectrum is covered by its specimen id when it has one, else by its file;
+    training spectra never matter; the error names a leaked specimen or file."""
+    from types import SimpleNamespace
+
+    from trainer.ssl import SSLOptionError, check_no_leak
+
+    ds = SimpleNamespace(sample_ids=["R1", "R2", "", "R3", ""],
+                         paths=["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"])
+    split = np.array(["train", "val", "test", "test", "train"])
+    ok = {"excluded_ids": ["R2", "R3"], "excluded_paths": ["c.txt"]}
+    check_no_leak(ok, ds, split)  # R1 and e.txt are training spectra: not needed
+    with pytest.raises(SSLOptionError, match=r"held 1 validation/test specimens.*c\.txt"):
+        check_no_leak({**ok, "excluded_paths": []}, ds, split)  # the id-less test file
+    with pytest.raises(SSLOptionError, match=r"held 1 validation/test.*R3"):
+        check_no_leak({**ok, "excluded_ids": ["R2"]}, ds, split)
+    with pytest.raises(SSLOptionError, match="held 3"):
+        check_no_leak({}, ds, split)  # a record without the lists excludes nothing
