@@ -73,8 +73,7 @@ def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.n
     from ramanedge.splits import unknown_evaluation
 
     held = load_heldout(data_root, "rruff-raw")
-    names_, _ = unknown_evaluation(held, known=known)
-    evaluation = set(names_)
+    evaluation = set(unknown_evaluation(held, known=known)[0])
     corpus = build_corpus(data_root)
     keys = {normalise_label(m) for m in evaluation}
     renamed = {sid for sid, m in zip(corpus.sample_ids, corpus.minerals, strict=True)

@@ -103,7 +103,7 @@ def prediction_set(probs: np.ndarray, threshold: float,
 
     Those classes are a prefix of the classes sorted by decreasing probability (ties in index
     order), so the set is that prefix; ``order`` passes the sort when the caller already has
-    it (the classifier sorts for its top-k anyway).
+    it. (The classifier takes the same prefix of its own ranking, with :func:`set_size`.)
     """
     p = np.asarray(probs, dtype=np.float64).ravel()
     if order is None:
@@ -114,7 +114,8 @@ def prediction_set(probs: np.ndarray, threshold: float,
 def set_size(probs: np.ndarray, threshold: float) -> int:
     """Size of the set of one spectrum (``probs`` (K,)): :func:`prediction_set` without the
     indices."""
-    return max(1, int(np.count_nonzero(probs >= 1.0 - float(threshold))))
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    return max(1, int(np.count_nonzero(p >= 1.0 - float(threshold))))
 
 
 def set_sizes(probs: np.ndarray, threshold: float) -> np.ndarray:

@@ -49,6 +49,7 @@ __all__ = [
     "read_split_csv",
     "split_counts",
     "split_sha256",
+    "unknown_evaluation",
     "unknown_halves",
     "write_split_csv",
 ]

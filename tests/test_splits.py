@@ -196,7 +196,9 @@ def test_unknown_evaluation_names_the_half_and_its_specimens() -> None:
     from ramanedge.splits import unknown_evaluation, unknown_halves
 
     held = _toy([1, 2, 3, 1, 2, 1])
+    held.sample_ids[-1] = ""  # a spectrum without a specimen id contributes no id
     names, ids = unknown_evaluation(held, known=["m0"])
+    assert "" not in ids
     assert names == unknown_halves(held.labels, known=["m0"])["evaluation"]
     assert "m0" not in names
     want = {sid for sid, y in zip(held.sample_ids, held.y, strict=True)

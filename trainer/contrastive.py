@@ -59,7 +59,9 @@ def pretrain_contrastive(X: np.ndarray, model_config: ModelConfig, config: SSLCo
     (at most ``max_epochs``), ``pretrain_batch``, ``pretrain_lr``, ``temperature``,
     ``projection_dim`` and ``views``. Returns the backbone weights by layer name (every
     layer of :func:`build_model` up to ``features`` that has weights), ready for
-    :func:`load_backbone`. No label is used; zero epochs give the initial weights.
+    :func:`load_backbone`. No label is used; zero epochs give the initial weights. As in
+    ``ramanedge pretrain``, an epoch is ``N // batch`` full batches (the remainder, a
+    different part each epoch, waits for the next one) and the batch is at least 4.
     """
     from trainer.pretrain import PretrainConfig, pretrain
 

@@ -89,6 +89,14 @@ class SSLConfig:
             raise ValueError("pretrain_epochs must be >= 0 and sgan_epochs >= 1")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        # the contrastive pretraining runs as trainer.pretrain.PretrainConfig: refuse here,
+        # before any data is read, what it would refuse mid-run
+        for name, value, lo, hi in (("pretrain_lr", self.pretrain_lr, 1e-7, 1.0),
+                                    ("temperature", self.temperature, 1e-3, 10.0),
+                                    ("projection_dim", self.projection_dim, 2, 8192),
+                                    ("pretrain_epochs", self.pretrain_epochs, 0, 10_000)):
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
         if isinstance(self.views, dict):
             object.__setattr__(self, "views", RamanAugmentConfig(**self.views))
         if isinstance(self.pseudo, dict):

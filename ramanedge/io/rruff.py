@@ -41,7 +41,9 @@ from ramanedge.grid import clean_axis
 __all__ = [
     "Spectrum",
     "decode_text",
+    "display_names",
     "filename_fields",
+    "is_non_mineral",
     "kind_from_name",
     "looks_like_rruff",
     "normalise_label",
