@@ -69,27 +69,26 @@ def pipeline_us(clf: Any, X: np.ndarray, bank: np.ndarray, repeats: int = 5) -> 
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
     """Score every candidate bank on each grouped split of a multi-split evaluation."""
+    from benchmarks.common import grouped_eval_folders, known_and_rare
     from benchmarks.transfer_experiment import auroc, extract
     from edge_runtime import ood
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
-    from ramanedge.dataset import build_dataset, load_heldout
     from ramanedge.machine import cpu_model
     from ramanedge.splits import read_split_csv
 
-    folders = sorted(p for p in eval_dir.glob(f"{recipe}-grouped*")
-                     if (p / "run" / "unknown_minerals.json").is_file())
-    if not folders:
-        raise click.UsageError(f"no {recipe}-grouped<seed> runs with unknown_minerals.json "
-                               f"in {eval_dir}")
-    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
-    held = load_heldout(data_root, "rruff-raw", min_spectra=8)
+    folders = grouped_eval_folders(eval_dir, recipe)
+    ds, held = known_and_rare(data_root)
     names = np.asarray(held.minerals).astype(str)
     labels = np.asarray(ds.minerals).astype(str)
     rows = []
     for f in folders:
-        halves = json.loads((f / "run" / "unknown_minerals.json").read_text())
+        record = f / "run" / "unknown_minerals.json"
+        if not record.is_file():
+            raise click.UsageError(f"{record} is missing: the probe needs the run's own "
+                                   "negatives/evaluation halves")
+        halves = json.loads(record.read_text())
         art = load_artifact(f / "model")
         clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
         split = read_split_csv(f / "run" / "split.csv", ds)

@@ -270,3 +270,26 @@ def rel(path: Path | str) -> str:
 def python() -> str:
     """The Python interpreter running the benchmarks (used for every child process)."""
     return sys.executable
+
+
+def grouped_eval_folders(eval_dir: Path, recipe: str) -> list[Path]:
+    """The ``RECIPE-grouped<seed>`` folders of a multi-split evaluation
+    (:mod:`benchmarks.flight_eval`) that hold both ``run/`` and ``model/``, sorted; a
+    ``click.UsageError`` (one line) when there is none."""
+    import click
+
+    folders = sorted(p for p in Path(eval_dir).glob(f"{recipe}-grouped*")
+                     if (p / "run").is_dir() and (p / "model").is_dir())
+    if not folders:
+        raise click.UsageError(f"no {recipe}-grouped<seed> folders with run/ and model/ in "
+                               f"{eval_dir}")
+    return folders
+
+
+def known_and_rare(data_root: Path) -> tuple[Any, Any]:
+    """``(rruff-raw with >= 8 spectra per mineral, the rarer minerals it leaves out)``: the
+    known minerals of every evaluation and the pool of the unknown-mineral halves."""
+    from ramanedge.dataset import build_dataset, load_heldout
+
+    return (build_dataset(data_root, "rruff-raw", min_spectra=8),
+            load_heldout(data_root, "rruff-raw", min_spectra=8))

@@ -111,18 +111,13 @@ def plot_roc(curves: dict[str, list[np.ndarray]], fpr_grid: np.ndarray, aucs: di
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None,
          roc: Path | None) -> None:
     """Unknown-mineral scores of every grouped split of a multi-split evaluation."""
+    from benchmarks.common import grouped_eval_folders, known_and_rare
     from benchmarks.transfer_experiment import knn_logit_weights, run_unknown
-    from ramanedge.dataset import build_dataset, load_heldout
     from ramanedge.machine import cpu_model
     from ramanedge.splits import read_split_csv, unknown_halves
 
-    folders = sorted(p for p in eval_dir.glob(f"{recipe}-grouped*")
-                     if (p / "run").is_dir() and (p / "model").is_dir())
-    if not folders:
-        raise click.UsageError(f"no {recipe}-grouped<seed> folders with run/ and model/ in "
-                               f"{eval_dir}")
-    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
-    held = load_heldout(data_root, "rruff-raw", min_spectra=8)
+    folders = grouped_eval_folders(eval_dir, recipe)
+    ds, held = known_and_rare(data_root)
     names = np.asarray(held.minerals).astype(str)
     labels = np.array(ds.minerals)
 
