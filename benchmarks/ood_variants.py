@@ -1,0 +1,122 @@
+"""Variants of the ``knn_logit`` unknown score, chosen on the negatives half (issue 12).
+
+The shipped rule mixes the cosine distance to the nearest exemplar (``d1``) with the
+negative largest logit (``mlogit``), each standardised on the known validation spectra.
+This probe scores the same family with other parts, on each grouped split of a multi-split
+evaluation (int8 features of the shipped artifacts, their exemplar banks):
+
+- distance: ``d1`` (nearest exemplar), ``d3`` (mean of the 3 nearest), ``dcls`` (nearest
+  exemplar of the predicted class);
+- head part: ``mlogit`` (largest logit) or ``energy`` (log-sum-exp of the logits);
+- weight on the distance 0.4 / 0.5 / 0.6.
+
+AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
+*evaluation* half (reported only)::
+
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.ood_variants --data ../shared/data/rruff \\
+        --eval runs/flight/eval-oe --recipe flight-oe --out docs/ood_variants.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+WEIGHTS = (0.4, 0.5, 0.6)
+
+
+def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
+          bank_y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every score part of feature rows ``F`` (N, D), higher = more unknown."""
+    from edge_runtime import ood
+
+    L = np.asarray(logits, dtype=np.float64)
+    C = ood.normalise_rows(F) @ bank_unit.T
+    best = np.sort(C, axis=1)[:, ::-1]
+    top = L.argmax(axis=1)
+    own = np.where(bank_y[None, :] == top[:, None], C, -np.inf).max(axis=1)
+    m = L.max(axis=1)
+    return {"d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
+            "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
+
+
+@click.command()
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--recipe", default="flight-oe", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
+    """Score every variant on each grouped split; print the table, best choice first."""
+    from benchmarks.common import grouped_eval_folders, known_and_rare
+    from benchmarks.transfer_experiment import auroc, extract
+    from edge_runtime import ood
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.head import load_exemplars
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.machine import cpu_model
+    from ramanedge.splits import read_split_csv
+
+    folders = grouped_eval_folders(eval_dir, recipe)
+    ds, held = known_and_rare(data_root)
+    names = np.asarray(held.minerals).astype(str)
+    labels = np.asarray(ds.minerals).astype(str)
+    res: dict[str, dict[str, list[float]]] = {}
+    for f in folders:
+        record = f / "run" / "unknown_minerals.json"
+        if not record.is_file():
+            raise click.UsageError(f"{record} is missing: the probe needs the run's own "
+                                   "negatives/evaluation halves")
+        halves = json.loads(record.read_text())
+        art = load_artifact(f / "model")
+        if art.exemplars_file is None:
+            raise click.UsageError(f"{f / 'model'} has no exemplars.npz")
+        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        split = read_split_csv(f / "run" / "split.csv", ds)
+        known = np.isin(labels, list(art.labels))
+        F = {p: extract(clf, ds.X[known & (split == p)])[1] for p in ("val", "test")}
+        F["neg"] = extract(clf, held.X[np.isin(names, halves["negatives"])])[1]
+        F["eval"] = extract(clf, held.X[np.isin(names, halves["evaluation"])])[1]
+        ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
+        unit = ood.normalise_rows(ex.features)
+        bank_y = np.array([art.labels.index(n) for n in ex.labels])
+        S = {k: parts(v, art.head.logits(v), unit, bank_y) for k, v in F.items()}
+
+        # each part standardised on the known validation spectra, as the shipped rule is
+        Z = {k: {p: (v[p] - S["val"][p].mean()) / max(float(S["val"][p].std()), 1e-9)
+                 for p in v} for k, v in S.items()}
+        for a in ("d1", "d3", "dcls"):
+            for b in ("mlogit", "energy"):
+                for w in WEIGHTS:
+                    s = {k: w * Z[k][a] + (1 - w) * Z[k][b] for k in Z}
+                    r = res.setdefault(f"{a} + {b}, w = {w:g}", {"negatives": [],
+                                                                 "evaluation": []})
+                    r["negatives"].append(auroc(s["val"], s["neg"]))
+                    r["evaluation"].append(auroc(s["test"], s["eval"]))
+        click.echo(f"{f.name}: done", err=True)
+    order = sorted(res, key=lambda k: -np.mean(res[k]["negatives"]))
+    lines = ["| score (distance + head part, weight on the distance) | AUROC val vs negatives "
+             "(choice) | AUROC test vs evaluation (reported) |", "|---|---|---|"]
+    for k in order:
+        n, e = np.asarray(res[k]["negatives"]), np.asarray(res[k]["evaluation"])
+        shipped = " (shipped: knn_logit)" if k.startswith("d1 + mlogit, w = 0.6") else ""
+        lines.append(f"| {k}{shipped} | {n.mean():.3f} ± {n.std():.3f} | "
+                     f"{e.mean():.3f} ± {e.std():.3f} |")
+    table = "\n".join(lines)
+    click.echo(table)
+    if out is not None:
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                   "cpu": cpu_model(), "eval": str(eval_dir),
+                                   "recipe": recipe, "splits": [f.name for f in folders],
+                                   "aurocs": res, "table": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
