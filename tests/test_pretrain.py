@@ -421,3 +421,28 @@ def test_check_no_leak_judges_ids_and_files_without_ids() -> None:
         check_no_leak({**ok, "excluded_ids": ["R2"]}, ds, split)
     with pytest.raises(SSLOptionError, match="held 3"):
         check_no_leak({}, ds, split)  # a record without the lists excludes nothing
+
+
+def test_views_respect_each_spectrum_span() -> None:
+    """Corpus spans reach the views: crops stay inside the covered points, and the masked
+    objective masks covered points only (it never learns to reconstruct padding)."""
+    from trainer.pretrain import PretrainConfig, _views_dataset
+    from trainer.raman_augment import RamanAugmentConfig
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((16, GRID.size)) + 0.5).astype(np.float32)
+    lo = np.full(16, 100)
+    hi = np.full(16, 700)
+    views = RamanAugmentConfig(shift_cm=0, gain=0.0, baseline=0.0, noise_std=0.0, spikes=0,
+                               crop=1.0)
+    cfg = PretrainConfig(objective="masked", epochs=1, batch_size=16, views=views)
+    x, target, mask = _views_dataset(X, cfg, (lo, hi))[0]
+    assert mask[:, :100].sum() == 0 and mask[:, 700:].sum() == 0 and mask.sum() > 0
+    # each view holds (a rescaled copy of) a window inside 100:700 and pads outside it
+    for t, row in zip(target, X, strict=True):
+        ratio = t / row
+        inside = np.flatnonzero(np.isclose(ratio, ratio[np.argmax(t)], rtol=1e-5))
+        assert 100 <= inside[0] and inside[-1] < 700
+    bar = PretrainConfig(objective="barlow", epochs=1, batch_size=16, views=views)
+    v1, _ = _views_dataset(X, bar, None)[0]  # without spans the crop may use the whole grid
+    assert v1.shape == X.shape

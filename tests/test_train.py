@@ -582,3 +582,22 @@ def test_without_negatives_the_run_trains_and_says_so(tmp_path, monkeypatch) -> 
                    PlainTC(epochs=1, batch_size=16), log=None, report=said.append)
     assert seen["outlier_exposure"]["skipped"].startswith("every mineral")
     assert said[0].startswith("outlier exposure off: every mineral")
+
+
+def test_crop_inside_spans_never_keeps_only_padding() -> None:
+    """With each row's covered span given, the kept window lies inside that span and is at
+    least CROP_MIN_FRACTION of it; a span of the whole grid is the plain crop, draw for draw."""
+    from trainer.augment import CROP_MIN_FRACTION, crop_rows
+
+    rng = np.random.default_rng(5)
+    X = rng.random((300, 1392)) + 0.5
+    lo = rng.integers(0, 600, size=300)
+    hi = lo + rng.integers(560, 792, size=300)
+    C = crop_rows(X, 1.0, np.random.default_rng(1), spans=(lo, hi))
+    for c, x, a, b in zip(C, X, lo, hi, strict=True):
+        keep = np.flatnonzero(c == x)
+        assert a <= keep[0] and keep[-1] < b
+        assert len(keep) >= CROP_MIN_FRACTION * (b - a) - 1
+    full = (np.zeros(300, np.int64), np.full(300, 1392))
+    assert np.array_equal(crop_rows(X, 0.6, np.random.default_rng(2), spans=full),
+                          crop_rows(X, 0.6, np.random.default_rng(2)))

@@ -178,18 +178,27 @@ def augment_batch(
 
 
 def crop_rows(X: np.ndarray, prob: float, rng: np.random.Generator,
-              min_fraction: float = CROP_MIN_FRACTION) -> np.ndarray:
+              min_fraction: float = CROP_MIN_FRACTION,
+              spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """With probability ``prob`` per row, keep a random window of at least ``min_fraction``
     of the grid and pad outside it (:func:`ramanedge.grid.pad_outside`); other rows unchanged.
 
     The window's width is uniform in ``[min_fraction, 1]`` of the grid and its position
     uniform among those that fit, so cuts at the low end, the high end and both are all seen.
+    ``spans``: ``(lo, hi)`` per row, the grid points a partial spectrum really covers (the
+    rest is padding already, :class:`ramanedge.corpus.Corpus`): the window is then drawn
+    inside that span and its width is a fraction of the span, so a crop never keeps only
+    padding.
     """
     X = np.asarray(X)
     n, p = X.shape
+    lo0, hi0 = ((np.zeros(n, np.int64), np.full(n, p, np.int64)) if spans is None else
+                (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64)))
+    room = np.maximum(hi0 - lo0, 2)
     hit = rng.random(n) < prob
-    width = np.maximum(2, np.round(rng.uniform(min_fraction, 1.0, size=n) * p)).astype(np.int64)
-    lo = np.floor(rng.random(n) * (p - width + 1)).astype(np.int64)
+    width = np.minimum(room, np.maximum(2, np.round(rng.uniform(min_fraction, 1.0, size=n)
+                                                   * room))).astype(np.int64)
+    lo = lo0 + np.floor(rng.random(n) * (room - width + 1)).astype(np.int64)
     lo = np.where(hit, lo, 0)
-    hi = np.where(hit, lo + width, p)
+    hi = np.where(hit, np.minimum(lo + width, p), p)
     return pad_outside(X, lo, hi)

@@ -149,8 +149,17 @@ def _barlow_loss(z1: Any, z2: Any, lam: float) -> Any:
     return on + lam * off
 
 
-def _views_dataset(X: np.ndarray, config: PretrainConfig) -> Any:
-    """A ``keras.utils.PyDataset`` of view batches drawn from ``(seed, epoch, batch)`` alone."""
+def _views_dataset(X: np.ndarray, config: PretrainConfig,
+                   spans: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """A ``keras.utils.PyDataset`` of view batches drawn from ``(seed, epoch, batch)`` alone.
+
+    ``spans``: each row's covered grid points ``(lo, hi)``; crops stay inside them and the
+    masked objective masks (and so reconstructs) covered points only, never the padding (the
+    unshifted span: a view moves by at most ``views.shift_cm`` points)."""
+    covered = None
+    if spans is not None:
+        pos = np.arange(X.shape[1])[None, :]
+        covered = (pos >= np.asarray(spans[0])[:, None]) & (pos < np.asarray(spans[1])[:, None])
     import keras
 
     class Views(keras.utils.PyDataset):
@@ -166,12 +175,15 @@ def _views_dataset(X: np.ndarray, config: PretrainConfig) -> Any:
                 X.shape[0])
             idx = np.sort(order[i * config.batch_size:(i + 1) * config.batch_size])
             rng = np.random.default_rng([config.seed, self.epoch, i])
-            v1 = raman_views(X[idx], config.views, rng)
+            sp = None if spans is None else (spans[0][idx], spans[1][idx])
+            v1 = raman_views(X[idx], config.views, rng, spans=sp)
             if config.objective == "masked":
                 m = mask_windows(len(idx), X.shape[1], config.mask_fraction,
                                  config.mask_width, rng)
+                if covered is not None:
+                    m &= covered[idx]
                 return np.where(m, 0.0, v1).astype(np.float32), v1, m.astype(np.float32)
-            return v1, raman_views(X[idx], config.views, rng)
+            return v1, raman_views(X[idx], config.views, rng, spans=sp)
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
@@ -224,6 +236,7 @@ def _pretrainer(encoder: Any, head: Any, config: PretrainConfig) -> Any:
 
 def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | None = None,
              *, strategy: Any = None, deterministic: bool = True,
+             spans: tuple[np.ndarray, np.ndarray] | None = None,
              log: Log = print) -> tuple[dict[str, list[np.ndarray]], dict[str, list[float]]]:
     """Pretrain the backbone of ``build_model(_, model_config)`` on unlabelled spectra ``X``.
 
@@ -231,6 +244,9 @@ def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | 
     ``features`` with weights, for :func:`trainer.contrastive.load_backbone`) and the loss per
     epoch. ``strategy``: a ``tf.distribute`` strategy (:func:`make_strategy`); the model and
     optimiser are made in its scope and Keras splits every batch over its replicas.
+    ``spans``: ``(lo, hi)`` per row of ``X``, the grid points each spectrum covers (a
+    :class:`~ramanedge.corpus.Corpus`'s ``lo``/``hi``); the views then respect them
+    (:func:`_views_dataset`). ``None``: every row covers the whole grid.
     """
     import keras
     import tensorflow as tf
@@ -272,7 +288,13 @@ def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | 
                 log(f"pretrain {config.objective} {epoch + 1:3d}/{config.epochs}  loss "
                     f"{float(logs['loss']):.4f}  {time.perf_counter() - self.t0:.1f}s")
 
-    hist = model.fit(_views_dataset(X, config), epochs=config.epochs, verbose=0,
+    if spans is not None:
+        spans = (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64))
+        if spans[0].shape != (X.shape[0],) or spans[1].shape != (X.shape[0],) or np.any(
+                spans[0] < 0) or np.any(spans[1] > X.shape[1]) or np.any(spans[1] <= spans[0]):
+            raise ValueError(f"spans must be (lo, hi) with 0 <= lo < hi <= {X.shape[1]} for "
+                             f"each of the {X.shape[0]} spectra")
+    hist = model.fit(_views_dataset(X, config, spans), epochs=config.epochs, verbose=0,
                      callbacks=[Lines()], shuffle=False)
     weights = {layer.name: [np.asarray(w) for w in layer.get_weights()]
                for layer in backbone_layers(base)}
@@ -400,9 +422,11 @@ def pretrain_run(out: str | os.PathLike[str], data_root: str | os.PathLike[str],
                                       keep_unknown_evaluation=keep_unknown_evaluation, log=log)
     strat = make_strategy(strategy)
     t0 = time.perf_counter()
-    weights, history = pretrain(corpus.X, model_config, config, strategy=strat, log=log)
+    weights, history = pretrain(corpus.X, model_config, config, strategy=strat,
+                                spans=(corpus.lo, corpus.hi), log=log)
     meta = {"pretrain": config.to_dict(), "model": model_config.to_dict(), **info,
             "strategy": strategy, "replicas": int(strat.num_replicas_in_sync),
+            "views_within_spans": True,
             "history": history, "seconds": round(time.perf_counter() - t0, 1),
             "machine": f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} cpu)",
             "date": datetime.now(UTC).isoformat(timespec="seconds")}

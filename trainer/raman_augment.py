@@ -96,11 +96,14 @@ def add_cosmic_spikes(X: np.ndarray, max_spikes: int, height: float,
     return X
 
 
-def raman_views(X: np.ndarray, config: RamanAugmentConfig,
-                rng: np.random.Generator) -> np.ndarray:
+def raman_views(X: np.ndarray, config: RamanAugmentConfig, rng: np.random.Generator,
+                spans: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """One random augmented view per row of ``X`` (N, P); float32, each row max 1.
 
     ``X`` is not modified. The same call with the same ``rng`` state gives the same views.
+    ``spans``: ``(lo, hi)`` per row, the grid points each spectrum really covers (partial
+    spectra of :class:`ramanedge.corpus.Corpus` are padded outside); the crop then stays
+    inside the span (moved with the row's shift), see :func:`trainer.augment.crop_rows`.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
@@ -109,8 +112,13 @@ def raman_views(X: np.ndarray, config: RamanAugmentConfig,
     if n == 0:
         return X.astype(np.float32)
     out = X
+    if spans is not None:
+        spans = (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64))
     if config.shift_cm:
-        out = shift_rows(out, rng.integers(-config.shift_cm, config.shift_cm + 1, size=n))
+        s = rng.integers(-config.shift_cm, config.shift_cm + 1, size=n)
+        out = shift_rows(out, s)
+        if spans is not None:  # the covered points moved with the bands
+            spans = (np.clip(spans[0] + s, 0, p - 1), np.clip(spans[1] + s, 1, p))
     t = np.linspace(-1.0, 1.0, p)[None, :]
     if config.gain:
         out = out * (1.0 + rng.uniform(-config.gain, config.gain, size=(n, 1)) * t)
@@ -123,5 +131,5 @@ def raman_views(X: np.ndarray, config: RamanAugmentConfig,
     if config.spikes:
         out = add_cosmic_spikes(out, config.spikes, config.spike_height, rng)
     if config.crop:
-        out = crop_rows(out, config.crop, rng)
+        out = crop_rows(out, config.crop, rng, spans=spans)
     return _renormalise(out).astype(np.float32)
