@@ -134,14 +134,17 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--all-minerals", is_flag=True,
               help="Keep the unknown-evaluation minerals in the corpus (~60 % more spectra).")
+@click.option("--within-spans", is_flag=True,
+              help="Crops and masks stay inside each spectrum's covered span.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_minerals,
-                 out) -> None:
+                 within_spans, out) -> None:
     """One pretraining (backbone.npz + pretrain.json in --out)."""
     from trainer.pretrain import PretrainConfig, pretrain_run
 
     pretrain_run(out, data_root, model_config(arch),
-                 PretrainConfig(objective=objective, epochs=epochs, seed=seed),
+                 PretrainConfig(objective=objective, epochs=epochs, seed=seed,
+                                within_spans=within_spans),
                  split_seed=split_seed, keep_unknown_evaluation=all_minerals, log=click.echo)
 
 
