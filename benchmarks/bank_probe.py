@@ -12,7 +12,8 @@ quantize`` (95 % of the known validation spectra pass):
   a subset of the shipped bank ``herd-10``), j = 1, 2, 3, 5, 10;
 - ``class-mean``: one row per class, the mean of its training features.
 
-Choice on validation vs the *negatives* half; the evaluation half is reported only::
+Choice on validation vs the *negatives* half; the evaluation half is reported only. Every
+split folder must hold the run's own record of its halves (``run/unknown_minerals.json``)::
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.bank_probe --data ../shared/data/rruff \\
         --eval runs/flight/eval-oe --recipe flight-oe --out docs/bank_probe.json
@@ -134,7 +135,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
     """Markdown: per bank, mean +- s.d. over the splits."""
     def ms(vals: list[float], pct: bool = False) -> str:
         a = np.asarray(vals) * (100 if pct else 1)
-        return f"{a.mean():.1f} ± {a.std():.1f}" if pct else f"{a.mean():.3f} ± {a.std():.3f}"
+        sd = a.std(ddof=1) if a.size > 1 else 0.0
+        return f"{a.mean():.1f} ± {sd:.1f}" if pct else f"{a.mean():.3f} ± {sd:.3f}"
 
     out = ["| bank | rows | AUROC val vs negatives (choice) | AUROC test vs evaluation "
            "(reported) | unseen flagged | known test flagged | model + bank, us |",

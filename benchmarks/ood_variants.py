@@ -11,7 +11,8 @@ evaluation (int8 features of the shipped artifacts, their exemplar banks):
 - weight on the distance 0.4 / 0.5 / 0.6.
 
 AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
-*evaluation* half (reported only)::
+*evaluation* half (reported only). Every split folder must hold the run's own record of its
+halves (``run/unknown_minerals.json``)::
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.ood_variants --data ../shared/data/rruff \\
         --eval runs/flight/eval-oe --recipe flight-oe --out docs/ood_variants.json
@@ -42,6 +43,7 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
     best = np.sort(C, axis=1)[:, ::-1]
     top = L.argmax(axis=1)
     own = np.where(bank_y[None, :] == top[:, None], C, -np.inf).max(axis=1)
+    own = np.where(np.isfinite(own), own, -1.0)  # a class without exemplars: farthest
     m = L.max(axis=1)
     return {"d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
             "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
@@ -101,21 +103,26 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
                     r["negatives"].append(auroc(s["val"], s["neg"]))
                     r["evaluation"].append(auroc(s["test"], s["eval"]))
         click.echo(f"{f.name}: done", err=True)
-    order = sorted(res, key=lambda k: -np.mean(res[k]["negatives"]))
-    lines = ["| score (distance + head part, weight on the distance) | AUROC val vs negatives "
-             "(choice) | AUROC test vs evaluation (reported) |", "|---|---|---|"]
-    for k in order:
-        n, e = np.asarray(res[k]["negatives"]), np.asarray(res[k]["evaluation"])
-        shipped = " (shipped: knn_logit)" if k.startswith("d1 + mlogit, w = 0.6") else ""
-        lines.append(f"| {k}{shipped} | {n.mean():.3f} ± {n.std():.3f} | "
-                     f"{e.mean():.3f} ± {e.std():.3f} |")
-    table = "\n".join(lines)
+    table = summary(res)
     click.echo(table)
     if out is not None:
         out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
                                    "cpu": cpu_model(), "eval": str(eval_dir),
                                    "recipe": recipe, "splits": [f.name for f in folders],
                                    "aurocs": res, "table": table}, indent=1) + "\n")
+
+
+def summary(res: dict[str, dict[str, list[float]]]) -> str:
+    """Markdown, best choice (mean AUROC on the negatives half) first; mean ± sample s.d."""
+    order = sorted(res, key=lambda k: -np.mean(res[k]["negatives"]))
+    lines = ["| score (distance + head part, weight on the distance) | AUROC val vs negatives "
+             "(choice) | AUROC test vs evaluation (reported) |", "|---|---|---|"]
+    for k in order:
+        n, e = np.asarray(res[k]["negatives"]), np.asarray(res[k]["evaluation"])
+        shipped = " (shipped: knn_logit)" if k.startswith("d1 + mlogit, w = 0.6") else ""
+        lines.append(f"| {k}{shipped} | {n.mean():.3f} ± {n.std(ddof=1):.3f} | "
+                     f"{e.mean():.3f} ± {e.std(ddof=1):.3f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -438,11 +438,25 @@ def test_views_respect_each_spectrum_span() -> None:
     cfg = PretrainConfig(objective="masked", epochs=1, batch_size=16, views=views)
     x, target, mask = _views_dataset(X, cfg, (lo, hi))[0]
     assert mask[:, :100].sum() == 0 and mask[:, 700:].sum() == 0 and mask.sum() > 0
-    # each view holds (a rescaled copy of) a window inside 100:700 and pads outside it
-    for t, row in zip(target, X, strict=True):
-        ratio = t / row
-        inside = np.flatnonzero(np.isclose(ratio, ratio[np.argmax(t)], rtol=1e-5))
-        assert 100 <= inside[0] and inside[-1] < 700
+    # each view is padded (held constant) outside 100:700: the crop window lies inside
+    for t in target:
+        assert np.all(t[:101] == t[100]) and np.all(t[699:] == t[698])
     bar = PretrainConfig(objective="barlow", epochs=1, batch_size=16, views=views)
-    v1, _ = _views_dataset(X, bar, None)[0]  # without spans the crop may use the whole grid
-    assert v1.shape == X.shape
+    v1, v2 = _views_dataset(X, bar, (lo, hi))[0]
+    for t in (*v1, *v2):  # both views of the contrastive objectives
+        assert np.all(t[:101] == t[100]) and np.all(t[699:] == t[698])
+    v1, _ = _views_dataset(X, bar, None)[0]  # without spans crops reach the whole grid
+    assert any(not np.all(t[:101] == t[100]) for t in v1)
+
+
+def test_bad_spans_and_within_spans_values_are_refused() -> None:
+    from trainer.pretrain import PretrainConfig, pretrain
+
+    with pytest.raises(ValueError, match="within_spans must be true or false"):
+        PretrainConfig(within_spans=1)
+    X = _spectra(8)
+    cfg = PretrainConfig(epochs=1, batch_size=8, projection_dim=8)
+    for lo, hi in ((np.zeros(8), np.zeros(8)), (np.zeros(7), np.full(7, 10)),
+                   (np.full(8, -1), np.full(8, 10)), (np.zeros(8), np.full(8, 2000))):
+        with pytest.raises(ValueError, match="spans must be"):
+            pretrain(X, TINY, cfg, spans=(lo, hi), log=None)

@@ -598,6 +598,12 @@ def test_crop_inside_spans_never_keeps_only_padding() -> None:
         keep = np.flatnonzero(c == x)
         assert a <= keep[0] and keep[-1] < b
         assert len(keep) >= CROP_MIN_FRACTION * (b - a) - 1
+    # narrow spans and spans at the grid's ends stay inside too
+    for a, b in ((0, 1), (50, 51), (1390, 1392), (1391, 1392), (0, 1392)):
+        c = crop_rows(X[:5], 1.0, np.random.default_rng(3), spans=(np.full(5, a), np.full(5, b)))
+        for ci, xi in zip(c, X[:5], strict=True):
+            keep = np.flatnonzero(ci == xi)
+            assert a <= keep[0] and keep[-1] < b
     full = (np.zeros(300, np.int64), np.full(300, 1392))
     assert np.array_equal(crop_rows(X, 0.6, np.random.default_rng(2), spans=full),
                           crop_rows(X, 0.6, np.random.default_rng(2)))

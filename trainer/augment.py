@@ -187,14 +187,14 @@ def crop_rows(X: np.ndarray, prob: float, rng: np.random.Generator,
     uniform among those that fit, so cuts at the low end, the high end and both are all seen.
     ``spans``: ``(lo, hi)`` per row, the grid points a partial spectrum really covers (the
     rest is padding already, :class:`ramanedge.corpus.Corpus`): the window is then drawn
-    inside that span and its width is a fraction of the span, so a crop never keeps only
-    padding.
+    inside that span and its width is a fraction of the span (so a partial spectrum can be
+    cut below ``min_fraction`` of the grid), and a crop never keeps only padding.
     """
     X = np.asarray(X)
     n, p = X.shape
     lo0, hi0 = ((np.zeros(n, np.int64), np.full(n, p, np.int64)) if spans is None else
                 (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64)))
-    room = np.maximum(hi0 - lo0, 2)
+    room = np.maximum(hi0 - lo0, 1)
     hit = rng.random(n) < prob
     width = np.minimum(room, np.maximum(2, np.round(rng.uniform(min_fraction, 1.0, size=n)
                                                    * room))).astype(np.int64)

@@ -160,8 +160,9 @@ def _views_dataset(X: np.ndarray, config: PretrainConfig,
     """A ``keras.utils.PyDataset`` of view batches drawn from ``(seed, epoch, batch)`` alone.
 
     ``spans``: each row's covered grid points ``(lo, hi)``; crops stay inside them and the
-    masked objective masks (and so reconstructs) covered points only, never the padding (the
-    unshifted span: a view moves by at most ``views.shift_cm`` points)."""
+    masked objective masks (and so reconstructs) only points inside the original span, not
+    the corpus's own padding outside it. (A crop may still pad inside the span, and the mask
+    uses the unshifted span: a view moves by at most ``views.shift_cm`` points.)"""
     covered = None
     if spans is not None:
         pos = np.arange(X.shape[1])[None, :]
@@ -264,6 +265,12 @@ def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | 
                          f"{X.shape}")
     if X.shape[0] < 2:
         raise ValueError(f"need at least 2 spectra to pretrain, got {X.shape[0]}")
+    if spans is not None:
+        spans = (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64))
+        if spans[0].shape != (X.shape[0],) or spans[1].shape != (X.shape[0],) or np.any(
+                spans[0] < 0) or np.any(spans[1] > X.shape[1]) or np.any(spans[1] <= spans[0]):
+            raise ValueError(f"spans must be (lo, hi) with 0 <= lo < hi <= {X.shape[1]} for "
+                             f"each of the {X.shape[0]} spectra")
     strategy = strategy or tf.distribute.get_strategy()
     seed_everything(config.seed, deterministic)
     with strategy.scope():
@@ -294,12 +301,6 @@ def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | 
                 log(f"pretrain {config.objective} {epoch + 1:3d}/{config.epochs}  loss "
                     f"{float(logs['loss']):.4f}  {time.perf_counter() - self.t0:.1f}s")
 
-    if spans is not None:
-        spans = (np.asarray(spans[0], np.int64), np.asarray(spans[1], np.int64))
-        if spans[0].shape != (X.shape[0],) or spans[1].shape != (X.shape[0],) or np.any(
-                spans[0] < 0) or np.any(spans[1] > X.shape[1]) or np.any(spans[1] <= spans[0]):
-            raise ValueError(f"spans must be (lo, hi) with 0 <= lo < hi <= {X.shape[1]} for "
-                             f"each of the {X.shape[0]} spectra")
     hist = model.fit(_views_dataset(X, config, spans), epochs=config.epochs, verbose=0,
                      callbacks=[Lines()], shuffle=False)
     weights = {layer.name: [np.asarray(w) for w in layer.get_weights()]
