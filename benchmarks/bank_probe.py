@@ -70,36 +70,17 @@ def pipeline_us(clf: Any, X: np.ndarray, bank: np.ndarray, repeats: int = 5) -> 
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
     """Score every candidate bank on each grouped split of a multi-split evaluation."""
-    from benchmarks.common import grouped_eval_folders, known_and_rare
-    from benchmarks.transfer_experiment import auroc, extract
+    from benchmarks.common import open_set_splits
+    from benchmarks.transfer_experiment import auroc
     from edge_runtime import ood
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.interpreter import make_interpreter
     from ramanedge.machine import cpu_model
-    from ramanedge.splits import read_split_csv
 
-    folders = grouped_eval_folders(eval_dir, recipe)
-    ds, held = known_and_rare(data_root)
-    names = np.asarray(held.minerals).astype(str)
-    labels = np.asarray(ds.minerals).astype(str)
     rows = []
-    for f in folders:
-        record = f / "run" / "unknown_minerals.json"
-        if not record.is_file():
-            raise click.UsageError(f"{record} is missing: the probe needs the run's own "
-                                   "negatives/evaluation halves")
-        halves = json.loads(record.read_text())
-        art = load_artifact(f / "model")
-        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
-        split = read_split_csv(f / "run" / "split.csv", ds)
-        known = np.isin(labels, list(art.labels))
+    for f, clf, F, names, spectra in open_set_splits(data_root, eval_dir, recipe,
+                                                     ("train", "val", "test")):
+        art = clf.artifact
         lab_id = {m: i for i, m in enumerate(art.labels)}
-        part = {p: known & (split == p) for p in ("train", "val", "test")}
-        F = {p: extract(clf, ds.X[m])[1] for p, m in part.items()}
-        F["neg"] = extract(clf, held.X[np.isin(names, halves["negatives"])])[1]
-        F["eval"] = extract(clf, held.X[np.isin(names, halves["evaluation"])])[1]
-        y_train = np.array([lab_id[m] for m in labels[part["train"]]])
+        y_train = np.array([lab_id[m] for m in names["train"]])
         logits = {k: art.head.logits(v) for k, v in F.items()}
         row: dict[str, Any] = {"folder": f.name, "banks": {}}
         for name, bank in banks(F["train"], y_train).items():
@@ -115,8 +96,8 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
                 "evaluation_auroc": auroc(s["test"], s["eval"]),
                 "unseen_flagged": float(np.mean(s["eval"] > t)),
                 "known_test_flagged": float(np.mean(s["test"] > t)),
-                "model_plus_bank_us": pipeline_us(clf, ds.X[part["test"]][:100], bank)}
-        row["model_us"] = pipeline_us(clf, ds.X[part["test"]][:100],
+                "model_plus_bank_us": pipeline_us(clf, spectra["test"][:100], bank)}
+        row["model_us"] = pipeline_us(clf, spectra["test"][:100],
                                       np.zeros((1, art.feature_dim), np.float32))
         rows.append(row)
         click.echo(f"{f.name}: " + ", ".join(

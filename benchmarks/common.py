@@ -16,9 +16,9 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -293,3 +293,52 @@ def known_and_rare(data_root: Path) -> tuple[Any, Any]:
 
     return (build_dataset(data_root, "rruff-raw", min_spectra=8),
             load_heldout(data_root, "rruff-raw", min_spectra=8))
+
+
+class OpenSetSplit(NamedTuple):
+    """One grouped split as an open-set probe sees it (:func:`open_set_splits`)."""
+
+    folder: Path
+    classifier: Any
+    features: dict[str, np.ndarray]
+    """Dequantised int8 features: each requested split part of the known minerals, plus
+    ``"neg"`` / ``"eval"``: the run's own negatives / evaluation halves."""
+    names: dict[str, np.ndarray]
+    """Mineral names of the known parts' spectra."""
+    spectra: dict[str, np.ndarray]
+    """Grid spectra of the known parts."""
+
+
+def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
+                    parts: Sequence[str] = ("val", "test")) -> Iterator[OpenSetSplit]:
+    """For each grouped split of a multi-split evaluation, what an open-set probe scores
+    (:class:`OpenSetSplit`); the split's halves come from its ``run/unknown_minerals.json``
+    (required: ``click.UsageError`` without it)."""
+    import click
+
+    from benchmarks.transfer_experiment import extract
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.splits import read_split_csv
+
+    folders = grouped_eval_folders(eval_dir, recipe)
+    ds, held = known_and_rare(data_root)
+    rare = np.asarray(held.minerals).astype(str)
+    labels = np.asarray(ds.minerals).astype(str)
+    for f in folders:
+        record = f / "run" / "unknown_minerals.json"
+        if not record.is_file():
+            raise click.UsageError(f"{record} is missing: the probe needs the run's own "
+                                   "negatives/evaluation halves")
+        halves = json.loads(record.read_text())
+        art = load_artifact(f / "model")
+        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        split = read_split_csv(f / "run" / "split.csv", ds)
+        known = np.isin(labels, list(art.labels))
+        rows = {p: known & (split == p) for p in parts}
+        feats = {p: extract(clf, ds.X[m])[1] for p, m in rows.items()}
+        feats["neg"] = extract(clf, held.X[np.isin(rare, halves["negatives"])])[1]
+        feats["eval"] = extract(clf, held.X[np.isin(rare, halves["evaluation"])])[1]
+        yield OpenSetSplit(f, clf, feats, {p: labels[m] for p, m in rows.items()},
+                           {p: ds.X[m] for p, m in rows.items()})

@@ -56,36 +56,19 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
     """Score every variant on each grouped split; print the table, best choice first."""
-    from benchmarks.common import grouped_eval_folders, known_and_rare
-    from benchmarks.transfer_experiment import auroc, extract
+    from benchmarks.common import open_set_splits
+    from benchmarks.transfer_experiment import auroc
     from edge_runtime import ood
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
     from edge_runtime.head import load_exemplars
-    from edge_runtime.interpreter import make_interpreter
     from ramanedge.machine import cpu_model
-    from ramanedge.splits import read_split_csv
 
-    folders = grouped_eval_folders(eval_dir, recipe)
-    ds, held = known_and_rare(data_root)
-    names = np.asarray(held.minerals).astype(str)
-    labels = np.asarray(ds.minerals).astype(str)
     res: dict[str, dict[str, list[float]]] = {}
-    for f in folders:
-        record = f / "run" / "unknown_minerals.json"
-        if not record.is_file():
-            raise click.UsageError(f"{record} is missing: the probe needs the run's own "
-                                   "negatives/evaluation halves")
-        halves = json.loads(record.read_text())
-        art = load_artifact(f / "model")
+    folders = []
+    for f, clf, F, _names, _spectra in open_set_splits(data_root, eval_dir, recipe):
+        art = clf.artifact
+        folders.append(f)
         if art.exemplars_file is None:
             raise click.UsageError(f"{f / 'model'} has no exemplars.npz")
-        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
-        split = read_split_csv(f / "run" / "split.csv", ds)
-        known = np.isin(labels, list(art.labels))
-        F = {p: extract(clf, ds.X[known & (split == p)])[1] for p in ("val", "test")}
-        F["neg"] = extract(clf, held.X[np.isin(names, halves["negatives"])])[1]
-        F["eval"] = extract(clf, held.X[np.isin(names, halves["evaluation"])])[1]
         ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
         unit = ood.normalise_rows(ex.features)
         bank_y = np.array([art.labels.index(n) for n in ex.labels])
