@@ -31,6 +31,8 @@ from typing import Any
 import click
 import numpy as np
 
+from benchmarks.common import open_set_command
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERD = (1, 2, 3, 5, 10)
@@ -63,11 +65,7 @@ def pipeline_us(clf: Any, X: np.ndarray, bank: np.ndarray, repeats: int = 5) -> 
     return float(np.median(timeit.repeat(run, number=1, repeat=repeats))) / len(X) * 1e6
 
 
-@click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
-@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", default="flight-oe", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@open_set_command
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
     """Score every candidate bank on each grouped split of a multi-split evaluation."""
     from benchmarks.common import open_set_splits

@@ -342,3 +342,20 @@ def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
         feats["eval"] = extract(clf, held.X[np.isin(rare, halves["evaluation"])])[1]
         yield OpenSetSplit(f, clf, feats, {p: labels[m] for p, m in rows.items()},
                            {p: ds.X[m] for p, m in rows.items()})
+
+
+def open_set_command(fn: Callable[..., Any]) -> Any:
+    """The command line of an open-set probe over a multi-split evaluation: ``--data``,
+    ``--eval`` (the folder of ``RECIPE-grouped<seed>`` runs), ``--recipe``, ``--out``."""
+    import click
+
+    for opt in reversed((
+            click.option("--data", "data_root", type=click.Path(path_type=Path),
+                         required=True),
+            click.option("--eval", "eval_dir", type=click.Path(path_type=Path),
+                         required=True),
+            click.option("--recipe", default="flight-oe", show_default=True),
+            click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+                         default=None))):
+        fn = opt(fn)
+    return click.command()(fn)

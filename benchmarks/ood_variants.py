@@ -28,6 +28,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks.common import open_set_command
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 WEIGHTS = (0.4, 0.5, 0.6)
@@ -49,11 +51,7 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
             "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
 
 
-@click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
-@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--recipe", default="flight-oe", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@open_set_command
 def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None:
     """Score every variant on each grouped split; print the table, best choice first."""
     from benchmarks.common import open_set_splits
