@@ -460,3 +460,20 @@ def test_bad_spans_and_within_spans_values_are_refused() -> None:
                    (np.full(8, -1), np.full(8, 10)), (np.zeros(8), np.full(8, 2000))):
         with pytest.raises(ValueError, match="spans must be"):
             pretrain(X, TINY, cfg, spans=(lo, hi), log=None)
+
+
+def test_spans_move_with_the_shift() -> None:
+    """A view shifted by s points keeps its crop inside the span moved by s (positive
+    shifts move bands to higher wavenumbers), so the crop never reaches the padding."""
+    from trainer.raman_augment import RamanAugmentConfig, raman_views
+
+    n = 64
+    X = np.random.default_rng(0).random((n, GRID.size)) + 0.5
+    lo, hi = np.full(n, 300), np.full(n, 900)
+    cfg = RamanAugmentConfig(shift_cm=40, gain=0.0, baseline=0.0, noise_std=0.0, spikes=0,
+                             crop=1.0)
+    V = raman_views(X, cfg, np.random.default_rng(7), spans=(lo, hi))
+    s = np.random.default_rng(7).integers(-40, 41, size=n)  # the views' first draw
+    assert np.any(s > 20) and np.any(s < -20)
+    for v, a, b in zip(V, lo + s, hi + s, strict=True):
+        assert np.all(v[:a + 1] == v[a]) and np.all(v[b - 1:] == v[b - 1])
