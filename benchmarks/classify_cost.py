@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def stages(clf: Any) -> dict[str, Any]:
     """Cumulative prefixes of the classifier's per-spectrum path, ``fn(x)`` each."""
     from edge_runtime import conformal
-    from edge_runtime.artifact import softmax_1d
+    from edge_runtime.artifact import softmax
     from edge_runtime.interpreter import get_output_float, set_input_int8
 
     art, it = clf.artifact, clf.interpreter
@@ -45,7 +45,7 @@ def stages(clf: Any) -> dict[str, Any]:
 
     def head_probs(x: np.ndarray) -> Any:
         f = checked(x)
-        return f, softmax_1d(head.logits(f))
+        return f, softmax(head.logits(f))
 
     def ranked(x: np.ndarray) -> Any:
         f, p = head_probs(x)

@@ -81,20 +81,12 @@ class HeadWeights:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis (float64)."""
-    z = np.asarray(z, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def softmax_1d(z: np.ndarray) -> np.ndarray:
-    """:func:`softmax` of one vector (K,), in place on one float64 copy: the same values
-    with fewer temporaries (the classifier's per-spectrum path)."""
-    e = np.array(z, dtype=np.float64).reshape(-1)
-    e -= e.max()
+    """Numerically stable softmax over the last axis (float64), in place on one float64
+    copy of ``z`` (no other temporaries: it is on the classifier's per-spectrum path)."""
+    e = np.array(z, dtype=np.float64)
+    e -= e.max(axis=-1, keepdims=True)
     np.exp(e, out=e)
-    e /= e.sum()
+    e /= e.sum(axis=-1, keepdims=True)
     return e
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import conformal, ood
-from edge_runtime.artifact import Artifact, HeadWeights, load_artifact, softmax_1d
+from edge_runtime.artifact import Artifact, HeadWeights, load_artifact, softmax
 from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import (
     check_tensor,
@@ -340,7 +340,7 @@ class Classifier:
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
         if self._probs_head is not None:
             logits = self._probs_head.logits(feats)
-            return softmax_1d(logits), feats, logits
+            return softmax(logits), feats, logits
         probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
         logits = self.artifact.head.logits(feats) if self._logit_rule is not None else None
         return probs.astype(np.float64), feats, logits
