@@ -21,6 +21,8 @@ from typing import Any
 import click
 import numpy as np
 
+from benchmarks.common import one_line_errors
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -66,6 +68,7 @@ def stages(clf: Any) -> dict[str, Any]:
 
 
 @click.command()
+@one_line_errors
 @click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
 @click.option("--folder", type=click.Path(path_type=Path), required=True,
               help="an evaluation folder with run/ (split.csv) and model/")

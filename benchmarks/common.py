@@ -344,11 +344,33 @@ def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
                            {p: ds.X[m] for p, m in rows.items()})
 
 
-def open_set_command(fn: Callable[..., Any]) -> Any:
-    """The command line of an open-set probe over a multi-split evaluation: ``--data``,
-    ``--eval`` (the folder of ``RECIPE-grouped<seed>`` runs), ``--recipe``, ``--out``."""
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a benchmark command's function so that the project's own errors (a missing
+    data folder, split file or artifact, ...) end it with one line and exit status 1, as
+    ``ramanedge`` does, instead of a traceback."""
+    import functools
+
     import click
 
+    from ramanedge.errors import RamanEdgeError
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RamanEdgeError as e:
+            raise click.ClickException(str(e)) from None
+
+    return run
+
+
+def open_set_command(fn: Callable[..., Any]) -> Any:
+    """The command line of an open-set probe over a multi-split evaluation: ``--data``,
+    ``--eval`` (the folder of ``RECIPE-grouped<seed>`` runs), ``--recipe``, ``--out``;
+    the project's errors end it with one line (:func:`one_line_errors`)."""
+    import click
+
+    fn = one_line_errors(fn)
     for opt in reversed((
             click.option("--data", "data_root", type=click.Path(path_type=Path),
                          required=True),
