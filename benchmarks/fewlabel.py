@@ -37,7 +37,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import read_jsonl
+from benchmarks.common import one_line_errors, read_jsonl
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -124,13 +124,14 @@ def cli() -> None:
 
 
 @cli.command("pretrain")
+@one_line_errors
 @click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
 @click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
               show_default=True)
 @click.option("--objective", type=click.Choice(["simclr", "barlow", "masked"]),
               default="barlow", show_default=True)
 @click.option("--split-seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--all-minerals", is_flag=True,
               help="Keep the unknown-evaluation minerals in the corpus (~60 % more spectra).")
@@ -149,6 +150,7 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
 
 
 @cli.command("run")
+@one_line_errors
 @click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
 @click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
               show_default=True)
@@ -286,6 +288,7 @@ def paired_gains(rows: list[dict], method: str, baseline: str = "none-aug") -> d
 
 
 @cli.command("report")
+@one_line_errors
 @click.option("--results", type=click.Path(exists=True, path_type=Path),
               default=Path("docs/fewlabel.jsonl"), show_default=True)
 @click.option("--plot", type=click.Path(path_type=Path), default=None,

@@ -36,7 +36,7 @@ def main(data_root, pre_dir, out) -> None:
     from ramanedge.dataset import build_dataset
     from ramanedge.machine import cpu_model
     from trainer.contrastive import load_backbone
-    from trainer.model import FEATURES_LAYER, build_model
+    from trainer.model import FEATURES_LAYER, ModelConfig, build_model
     from trainer.pretrain import load_backbone_file
     from trainer.train import seed_everything
 
@@ -54,8 +54,11 @@ def main(data_root, pre_dir, out) -> None:
         enc = keras.Model(m.input, m.get_layer(FEATURES_LAYER).output)
         rows[f"{arch} random init"] = probe(np.asarray(enc.predict(X, verbose=0)))
     for d in sorted(p for p in pre_dir.iterdir() if (p / "backbone.npz").is_file()):
-        arch = d.name.split("-")[0]
-        m = build_model(2, model_config(arch))
+        meta = json.loads((d / "pretrain.json").read_text(encoding="utf-8"))
+        if meta.get("keep_unknown_evaluation"):  # its corpus held the probe's minerals
+            raise click.ClickException(f"{d} was pretrained with --all-minerals: its corpus "
+                                       "held the minerals this probe scores")
+        m = build_model(2, ModelConfig.from_dict(meta["model"]))
         load_backbone(m, load_backbone_file(d))
         enc = keras.Model(m.input, m.get_layer(FEATURES_LAYER).output)
         rows[d.name] = probe(np.asarray(enc.predict(X, verbose=0)))

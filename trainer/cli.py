@@ -64,6 +64,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                           "columns path,split")
     if min_spectra < 2:
         raise OptionError(f"--min-spectra must be >= 2, got {min_spectra}")
+    if split_seed < 0:
+        raise OptionError(f"--split-seed must be >= 0, got {split_seed}")
     return DataConfig(root=str(root), dataset=dataset, min_spectra=min_spectra,
                       split=split_kind, split_seed=split_seed,
                       split_file=None if split_file is None else str(split_file),
@@ -318,9 +320,9 @@ def pretrain(data_root, dataset, min_spectra, split_kind, split_file, split_seed
         cfg = replace(cfg, **kw) if kw else cfg
     except (ValueError, TypeError) as e:
         raise OptionError(str(e)) from None
-    if Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
-        raise OptionError(f"output folder {out} exists and is not empty; pass --overwrite "
-                          "or choose another --out")
+    from trainer.run import check_output_folder
+
+    check_output_folder(Path(out), overwrite)
     pretrain_run(out, data.root, ModelConfig(arch=arch), cfg, split_seed=split_seed,
                  split_kind=split_kind, strategy=strategy, dataset=dataset,
                  min_spectra=min_spectra, cache_dir=data.cache_dir,

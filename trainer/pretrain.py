@@ -67,7 +67,7 @@ class PretrainConfig:
     """Share of the grid zeroed in the input (``masked``)."""
     mask_width: int = option(24, within=(1, 700))
     """Maximum width of one masked window, in grid points (``masked``)."""
-    seed: int = 0
+    seed: int = option(0, within=(0, 2**32 - 1))
     views: RamanAugmentConfig = field(
         default_factory=lambda: RamanAugmentConfig(shift_cm=10, crop=0.3))
     within_spans: bool = False
@@ -81,6 +81,9 @@ class PretrainConfig:
                              f"{self.objective!r}")
         if isinstance(self.views, dict):
             object.__setattr__(self, "views", RamanAugmentConfig(**self.views))
+        if not isinstance(self.views, RamanAugmentConfig):
+            raise ValueError(f"views must be an object of augmentation settings (e.g. "
+                             f'{{"shift_cm": 10, "crop": 0.3}}), got {self.views!r}')
         if not isinstance(self.within_spans, bool):
             raise ValueError(f"within_spans must be true or false, got {self.within_spans!r}")
         check_options(self, what="pretraining")

@@ -306,8 +306,10 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                            label_seed=train_config.seed,
                            pseudo=PseudoLabelConfig() if pseudo_label else None)
     except ValueError as e:
-        raise SSLOptionError(f"{e} (--labelled-fraction takes a number in (0, 1], e.g. 0.1; "
-                             "--ssl none|contrastive|sgan)") from None
+        hint = ("" if pseudo_label and method == "sgan" else
+                f" (--labelled-fraction takes a number in (0, 1], e.g. 0.1; --ssl "
+                f"{'|'.join(m for m in SSL_METHODS if m != 'pretrained')})")
+        raise SSLOptionError(f"{e}{hint}") from None
     return ssl_train_run(out, data, model_config, train_config, config, overwrite=overwrite,
                          pretrained=weights, pretrained_meta=backbone_meta, log=log,
                          report=report)
@@ -332,8 +334,8 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
         if not isinstance(meta, dict):
             raise ValueError("pretrain.json is not a JSON object")
         weights = load_backbone_file(folder)
-        pre_model = ModelConfig.from_dict(meta.get("model") or {})
-    except (OSError, ValueError, TypeError, AttributeError) as e:
+        pre_model = ModelConfig.from_dict(meta["model"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
         raise SSLOptionError(f"--backbone {folder} is not a pretraining folder "
                              f"(backbone.npz + pretrain.json): {e}") from None
     if meta.get("keep_unknown_evaluation"):
@@ -342,7 +344,8 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
                              "mineral figures optimistic. Pretrain without --all-minerals")
     meta["source"] = {"folder": str(folder), "sha256": sha256_file(Path(folder) / "backbone.npz"),
                       "pretrain": meta.get("pretrain"), "date": meta.get("date")}
-    if pre_model != model_config:
+    # the backbone ends at `features`; the dropout after it is the fine-tuning's own choice
+    if replace(pre_model, dropout=0.0) != replace(model_config, dropout=0.0):
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({meta.get('model')}); train with the same one")
     return weights, meta
