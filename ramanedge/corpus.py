@@ -38,7 +38,7 @@ from ramanedge.grid import DEFAULT_GRID, GRID, CoveragePolicy, covered_span, pre
 from ramanedge.io.rruff import display_names, is_non_mineral, normalise_label, parse_rruff
 from ramanedge.io.sources import iter_spectrum_files, source_fingerprint
 from ramanedge.paths import default_cache_dir
-from ramanedge.poolcache import load_pool, save_pool
+from ramanedge.poolcache import cached
 
 __all__ = ["Corpus", "build_corpus"]
 
@@ -127,7 +127,7 @@ def _key(root: Path, min_coverage: float) -> str:
 
 
 def _parse(root: Path, min_coverage: float,
-           progress: Callable[[str], None] | None) -> tuple[dict[str, Any], np.ndarray]:
+           progress: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     say = progress or (lambda _m: None)
     policy = CoveragePolicy(mode="pad", min_fraction=min_coverage)
     rows: list[np.ndarray] = []
@@ -171,7 +171,7 @@ def _parse(root: Path, min_coverage: float,
     meta["parse_seconds"] = round(time.perf_counter() - t0, 2)
     meta["root_resolved"] = str(root.resolve())
     X = np.stack(rows).astype(np.float32) if rows else np.zeros((0, GRID.size), np.float32)
-    return meta, X
+    return meta, {"X": X}
 
 
 def build_corpus(root: str | os.PathLike[str], *, min_coverage: float = DEFAULT_CORPUS_COVERAGE,
@@ -191,21 +191,10 @@ def build_corpus(root: str | os.PathLike[str], *, min_coverage: float = DEFAULT_
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _key(r, float(min_coverage))
     stem = f"corpus-{key[:16]}"
-    hit = load_pool(cdir, stem, key) if use_cache else None
-    if hit is not None:
-        meta, X = hit[0], hit[1]["X"]
-        if progress:
-            progress(f"loaded the corpus from cache {cdir / stem}.npz")
-    else:
-        if progress:
-            progress(f"parsing every spectrum in {r} (once; cached afterwards)")
-        meta, X = _parse(r, float(min_coverage), progress)
-        if use_cache:
-            try:
-                save_pool(cdir, stem, key, meta, {"X": X})
-            except OSError as e:
-                if progress:
-                    progress(f"warning: could not write the cache in {cdir}: {e}")
+    meta, arrays = cached(cdir, stem, key, lambda: _parse(r, float(min_coverage), progress),
+                          need="X", what=f"every spectrum in {r}", use_cache=use_cache,
+                          progress=progress)
+    X = arrays["X"]
     if X.shape[0] == 0:
         raise DataError(f"no spectrum in {r} covers {100 * min_coverage:.0f}% of the grid")
     paths = tuple(meta["paths"])

@@ -60,7 +60,7 @@ from ramanedge.io.rruff import (
 )
 from ramanedge.io.sources import iter_spectrum_files, source_fingerprint
 from ramanedge.paths import default_cache_dir
-from ramanedge.poolcache import load_pool, save_pool
+from ramanedge.poolcache import cached
 
 __all__ = [
     "DATASETS",
@@ -361,23 +361,11 @@ def _pool(
 ) -> tuple[dict[str, Any], np.ndarray, str]:
     """The parsed pool of ``spec`` (from the cache if valid) and the array ``spec`` uses."""
     key = _cache_key(root, spec, DEFAULT_GRID)
-    stem = f"{spec.pool}-{key[:16]}"
     which = "X_clean" if spec.baseline else "X"
-    if use_cache and cache_dir is not None:
-        hit = load_pool(cache_dir, stem, key)
-        if hit is not None and which in hit[1]:
-            if progress:
-                progress(f"loaded {spec.name} from cache {cache_dir / stem}.npz")
-            return hit[0], hit[1][which], key
-    if progress:
-        progress(f"parsing {root} for {spec.name} (once; cached afterwards)")
-    meta, arrays = _parse_pool(root, spec, progress)
-    if use_cache and cache_dir is not None:
-        try:
-            save_pool(cache_dir, stem, key, meta, arrays)
-        except OSError as e:
-            if progress:
-                progress(f"warning: could not write the cache in {cache_dir}: {e}")
+    meta, arrays = cached(cache_dir, f"{spec.pool}-{key[:16]}", key,
+                          lambda: _parse_pool(root, spec, progress), need=which,
+                          what=f"{spec.name} of {root}", use_cache=use_cache,
+                          progress=progress)
     return meta, arrays[which], key
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,33 @@ def save_pool(
     # the JSON index is written last: it is what marks the cache entry as complete
     atomic_write_text(cache_dir / f"{stem}.json", json.dumps({**meta, "key": key}))
     _prune(cache_dir, stem, meta.get("root_resolved"))
+
+
+def cached(
+    cache_dir: Path | None, stem: str, key: str,
+    parse: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]], *, need: str,
+    what: str, use_cache: bool = True, progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The entry ``stem`` when it is valid for ``key`` and holds the array ``need``, else
+    ``parse()`` (then stored; a cache that cannot be written is a warning, not an error).
+    ``cache_dir`` ``None`` or ``use_cache`` False: always parse, store nothing. ``what``
+    names the data in the progress lines."""
+    use = use_cache and cache_dir is not None
+    hit = load_pool(cache_dir, stem, key) if use else None
+    if hit is not None and need in hit[1]:
+        if progress:
+            progress(f"loaded {what} from cache {cache_dir / stem}.npz")
+        return hit
+    if progress:
+        progress(f"parsing {what} (once; cached afterwards)")
+    meta, arrays = parse()
+    if use:
+        try:
+            save_pool(cache_dir, stem, key, meta, arrays)
+        except OSError as e:
+            if progress:
+                progress(f"warning: could not write the cache in {cache_dir}: {e}")
+    return meta, arrays
 
 
 def _prune(cache_dir: Path, keep_stem: str, root_resolved: str | None) -> None:
