@@ -169,7 +169,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     """Run the grid (fraction-major within each split seed)."""
     from ramanedge.dataset import build_dataset
     from ramanedge.machine import cpu_model
-    from ramanedge.splits import make_split
+    from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
     from trainer.ssl import (
         SSLConfig,
@@ -182,7 +182,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     from trainer.train import PseudoLabelConfig, predict_probs
 
     ds = build_dataset(data_root, "rruff-raw")
-    groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    groups = specimen_groups(ds)
     K = len(ds.labels)
     new_X, new_names, new_ids = new_mineral_pool(data_root, list(ds.labels))
     mc = model_config(arch)

@@ -78,7 +78,7 @@ def run(data_root, fractions, methods, seeds, monitor, epochs, pretrain_epochs, 
         dense_units, pool_size, out) -> None:
     """Run the grid (fraction-major, so the most important cells finish first)."""
     from ramanedge.dataset import build_dataset
-    from ramanedge.splits import make_split
+    from ramanedge.splits import make_split, specimen_groups
     from trainer.augment import AugmentConfig
     from trainer.contrastive import pretrain_contrastive
     from trainer.evaluate import topk_accuracy
@@ -92,7 +92,7 @@ def run(data_root, fractions, methods, seeds, monitor, epochs, pretrain_epochs, 
     ds = build_dataset(data_root, "rruff-raw")
     split = np.asarray(make_split(ds, "grouped", seed=0))
     tr, va, te = (split == s for s in ("train", "val", "test"))
-    groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    groups = specimen_groups(ds)
     K = len(ds.labels)
     mc = ModelConfig(arch="paper", pool_size=pool_size)
     if dense_units is not None:
@@ -242,7 +242,7 @@ def generated(data_root, fraction, seed, sgan_epochs, pool_size, plot) -> None:
 
     from ramanedge.dataset import build_dataset
     from ramanedge.grid import GRID
-    from ramanedge.splits import make_split
+    from ramanedge.splits import make_split, specimen_groups
     from trainer.model import ModelConfig
     from trainer.ssl import SSLConfig, hide_labels, labelled_fraction_mask, train_ssl
     from trainer.train import PAPER_TRAIN
@@ -250,7 +250,7 @@ def generated(data_root, fraction, seed, sgan_epochs, pool_size, plot) -> None:
     ds = build_dataset(data_root, "rruff-raw")
     split = np.asarray(make_split(ds, "grouped", seed=0))
     tr, va = split == "train", split == "val"
-    groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    groups = specimen_groups(ds)
     mask = labelled_fraction_mask(ds.y[tr], groups[tr], fraction, seed)
     tc = replace(PAPER_TRAIN, epochs=60, seed=seed, monitor="val_accuracy")
     cfg = SSLConfig(method="sgan", labelled_fraction=fraction, label_seed=seed,

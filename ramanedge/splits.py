@@ -47,6 +47,7 @@ __all__ = [
     "complete_split",
     "make_split",
     "read_split_csv",
+    "specimen_groups",
     "split_counts",
     "split_sha256",
     "unknown_evaluation",
@@ -67,9 +68,15 @@ def _n_take(n: int, frac: float) -> int:
     return int(min(n - 1, max(1, round(frac * n))))
 
 
+def specimen_groups(ds: Dataset) -> np.ndarray:
+    """The specimen of every spectrum of ``ds``: its RRUFF sample id, or its own file path
+    (``"#path"``) when the file names none. What the grouped split keeps on one side."""
+    return np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+
+
 def _groups(ds: Dataset, kind: str) -> np.ndarray:
     if kind == "grouped":
-        return np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+        return specimen_groups(ds)
     return np.array([f"#{i}" for i in range(len(ds))])
 
 

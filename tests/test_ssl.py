@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ramanedge.splits import specimen_groups
 from trainer.model import ModelConfig
 from trainer.raman_augment import RamanAugmentConfig, raman_views
 from trainer.ssl import (
@@ -39,10 +40,6 @@ def real(shared_data_root):
     return ds, split
 
 
-def _groups(ds) -> np.ndarray:
-    return np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
-
-
 # ------------------------------------------------------------------ label-fraction split
 
 @pytest.mark.realdata
@@ -50,7 +47,7 @@ def _groups(ds) -> np.ndarray:
 def test_labelled_fraction_is_stratified_grouped_and_seeded(real, fraction) -> None:
     ds, split = real
     tr = split == "train"
-    y, g = ds.y[tr], _groups(ds)[tr]
+    y, g = ds.y[tr], specimen_groups(ds)[tr]
     mask = labelled_fraction_mask(y, g, fraction, seed=3)
     assert np.array_equal(mask, labelled_fraction_mask(y, g, fraction, seed=3))
     assert not np.array_equal(mask, labelled_fraction_mask(y, g, fraction, seed=4))
@@ -94,7 +91,7 @@ def test_hidden_labels_never_reach_training(real) -> None:
     remap = {c: i for i, c in enumerate(np.unique(ds.y[keep]))}
     y = np.array([remap[c] for c in ds.y[sub]])
     yv = np.array([remap[c] for c in ds.y[va]])
-    mask = labelled_fraction_mask(y, _groups(ds)[sub], 0.3, seed=0)
+    mask = labelled_fraction_mask(y, specimen_groups(ds)[sub], 0.3, seed=0)
     y_other = y.copy()
     rng = np.random.default_rng(1)
     y_other[~mask] = rng.integers(0, 3, size=(~mask).sum())  # different hidden labels

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import DataError
+from ramanedge.splits import specimen_groups
 from trainer.contrastive import load_backbone, pretrain_contrastive
 from trainer.model import ModelConfig, build_model
 from trainer.raman_augment import RamanAugmentConfig
@@ -233,7 +234,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     if pretrained_meta is not None:
         check_no_leak(pretrained_meta, ds, split)
     tr_idx = np.flatnonzero(tr)
-    groups = np.array([sid or f"#{p}" for sid, p in zip(ds.sample_ids, ds.paths, strict=True)])
+    groups = specimen_groups(ds)
     lab_mask = labelled_fraction_mask(ds.y[tr], groups[tr], config.labelled_fraction,
                                       config.label_seed)
     y_masked = hide_labels(ds.y[tr], lab_mask)
