@@ -37,7 +37,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import one_line_errors, read_jsonl
+from benchmarks.common import format_mean_sd_pct, mean_sd_pct, one_line_errors, read_jsonl
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -258,17 +258,14 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
 
 
 def summarise(rows: list[dict]) -> dict[tuple, dict]:
-    """Mean/std over (split seed, seed) of top-1/top-3/val per (arch, fraction, method)."""
+    """Per (arch, fraction, method): its rows, test top-1 as :func:`mean_sd_pct` over (split
+    seed, seed), mean labelled spectra and seconds, the split seeds."""
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
         cells.setdefault((r["arch"], float(r["fraction"]), r["method"]), []).append(r)
     out = {}
     for key, rs in cells.items():
-        def ms(k: str, rs=rs) -> tuple[float, float]:
-            v = np.array([r[k] for r in rs], dtype=float) * 100
-            return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-
-        out[key] = {"n": len(rs), "top1": ms("top1"), "top3": ms("top3"), "val": ms("val_top1"),
+        out[key] = {"n": len(rs), "rows": rs, "top1": mean_sd_pct(rs, "top1"),
                     "n_labelled": float(np.mean([r["n_labelled"] for r in rs])),
                     "splits": sorted({int(r["split_seed"]) for r in rs}),
                     "seconds": float(np.mean([r["seconds"] for r in rs]))}
@@ -300,11 +297,12 @@ def report(results, plot) -> None:
     click.echo("| arch | labelled fraction | labelled spectra | method | runs (splits) | "
                "test top-1 % | test top-3 % | val top-1 % | s/run |")
     click.echo("|---|---|---|---|---|---|---|---|---|")
+    cols = ("top1", "top3", "val_top1")
     for (a, f, m), c in sorted(summ.items()):
         click.echo(f"| {a} | {100 * f:g}% | {c['n_labelled']:.0f} | {m} | {c['n']} "
-                   f"({','.join(map(str, c['splits']))}) | {c['top1'][0]:.1f} ± "
-                   f"{c['top1'][1]:.1f} | {c['top3'][0]:.1f} ± {c['top3'][1]:.1f} | "
-                   f"{c['val'][0]:.1f} ± {c['val'][1]:.1f} | {c['seconds']:.0f} |")
+                   f"({','.join(map(str, c['splits']))}) | "
+                   f"{' | '.join(format_mean_sd_pct(c['rows'], k) for k in cols)} | "
+                   f"{c['seconds']:.0f} |")
     click.echo("")
     click.echo("| arch | labelled fraction | method | paired top-1 gain over none-aug "
                "(points, mean ± s.d.) | runs |")
@@ -339,7 +337,7 @@ def report(results, plot) -> None:
                 if not pts:
                     continue
                 ax.errorbar([100 * p[0] for p in pts], [p[1][0] for p in pts],
-                            yerr=[0 if np.isnan(p[1][1]) else p[1][1] for p in pts],
+                            yerr=[p[1][1] or 0.0 for p in pts],
                             marker="o", capsize=3, label=m)
             ax.set_xscale("log")
             ax.set_title(f"{a} architecture")
