@@ -48,6 +48,15 @@ def option(default: Any, *, within: tuple[float | None, float | None] = (None, N
     return field(default=default, metadata={_RANGE: within, _KEY: key})
 
 
+def range_of(cls: Any, name: str) -> tuple[float | None, float | None]:
+    """The allowed range of ``cls``'s :func:`option` field ``name`` (another setting that
+    feeds it declares the same bounds by asking, not by copying them)."""
+    for f in _options(cls):
+        if f.name == name:
+            return f.metadata[_RANGE]
+    raise KeyError(f"{getattr(cls, '__name__', cls)} has no option field {name!r}")
+
+
 def _options(cls_or_obj: Any) -> list[Field]:
     return [f for f in fields(cls_or_obj) if _RANGE in f.metadata]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ramanedge.options import range_of
 from ramanedge.splits import specimen_groups
 from trainer.model import ModelConfig
 from trainer.raman_augment import RamanAugmentConfig, raman_views
@@ -276,3 +277,22 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
+
+
+def test_ssl_config_refuses_what_its_pretraining_would_refuse() -> None:
+    """SSLConfig's pretraining settings take trainer.pretrain.PretrainConfig's bounds (asked,
+    not copied): a value PretrainConfig refuses is refused before any data is read."""
+    from trainer.pretrain import PretrainConfig
+
+    pairs = {"pretrain_lr": "learning_rate", "temperature": "temperature",
+             "projection_dim": "projection_dim"}
+    for ssl_name, pre_name in pairs.items():
+        hi = range_of(PretrainConfig, pre_name)[1]
+        assert range_of(SSLConfig, ssl_name) == range_of(PretrainConfig, pre_name)
+        with pytest.raises(ValueError, match=f"ssl {ssl_name} must be in"):
+            SSLConfig(**{ssl_name: hi * 2})
+        with pytest.raises(ValueError, match=f"{pre_name} must be in"):
+            PretrainConfig(**{pre_name: hi * 2})
+    assert SSLConfig(pretrain_epochs=0).pretrain_epochs == 0  # 0 = no pretraining
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        SSLConfig(pretrain_epochs=range_of(PretrainConfig, "epochs")[1] + 1)

@@ -39,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import DataError
+from ramanedge.options import check_options, option, range_of
 from ramanedge.splits import specimen_groups
 from trainer.contrastive import load_backbone, pretrain_contrastive
 from trainer.model import ModelConfig, build_model
+from trainer.pretrain import PretrainConfig
 from trainer.raman_augment import RamanAugmentConfig
 from trainer.sgan import train_sgan
 from trainer.train import (
@@ -67,11 +69,13 @@ class SSLConfig:
     labelled_fraction: float = 1.0
     label_seed: int = 0
     """Seed of the choice of labelled specimens (independent of the training seed)."""
-    pretrain_epochs: int = 60
+    # the contrastive pretraining runs as trainer.pretrain.PretrainConfig: its bounds, asked
+    # from it, are checked here before any data is read (0 epochs = no pretraining)
+    pretrain_epochs: int = option(60, within=(0, range_of(PretrainConfig, "epochs")[1]))
     pretrain_batch: int = 64
-    pretrain_lr: float = 1e-3
-    temperature: float = 0.2
-    projection_dim: int = 64
+    pretrain_lr: float = option(1e-3, within=range_of(PretrainConfig, "learning_rate"))
+    temperature: float = option(0.2, within=range_of(PretrainConfig, "temperature"))
+    projection_dim: int = option(64, within=range_of(PretrainConfig, "projection_dim"))
     views: RamanAugmentConfig = field(default_factory=RamanAugmentConfig)
     sgan_epochs: int = 60
     sgan_lr: float = 1e-3
@@ -86,18 +90,9 @@ class SSLConfig:
                              f"got {self.method!r}")
         if not 0.0 < float(self.labelled_fraction) <= 1.0:
             raise ValueError(f"labelled fraction must be in (0, 1], got {self.labelled_fraction}")
-        if self.pretrain_epochs < 0 or self.sgan_epochs < 1:
-            raise ValueError("pretrain_epochs must be >= 0 and sgan_epochs >= 1")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        # the contrastive pretraining runs as trainer.pretrain.PretrainConfig: refuse here,
-        # before any data is read, what it would refuse mid-run
-        for name, value, lo, hi in (("pretrain_lr", self.pretrain_lr, 1e-7, 1.0),
-                                    ("temperature", self.temperature, 1e-3, 10.0),
-                                    ("projection_dim", self.projection_dim, 2, 8192),
-                                    ("pretrain_epochs", self.pretrain_epochs, 0, 10_000)):
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+        if self.sgan_epochs < 1:
+            raise ValueError(f"sgan_epochs must be >= 1, got {self.sgan_epochs}")
+        check_options(self, what="ssl")
         if isinstance(self.views, dict):
             object.__setattr__(self, "views", RamanAugmentConfig(**self.views))
         if isinstance(self.pseudo, dict):
