@@ -181,21 +181,43 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     )
     from trainer.train import PseudoLabelConfig, predict_probs
 
+    def ints(text: str, what: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise click.UsageError(f"--{what} must be comma-separated whole numbers, got "
+                                   f"{text!r}") from None
+
+    split_list, seed_list = ints(split_seeds, "split-seeds"), ints(seeds, "seeds")
+    try:
+        fraction_list = [float(x) for x in fractions.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"--fractions must be comma-separated numbers, got "
+                               f"{fractions!r}") from None
+    method_list = [x.strip() for x in methods.split(",") if x.strip()]
+    for m in method_list:  # refused before any data is read or any model trained
+        base, plus, pl = m.partition("+")
+        if (base != "none-aug" and not base.startswith("pre-")) or (plus and pl != "pl"):
+            raise click.UsageError(f"unknown method {m!r}; expected none-aug or pre-OBJ, "
+                                   "optionally with +pl")
     ds = build_dataset(data_root, "rruff-raw")
     groups = specimen_groups(ds)
     K = len(ds.labels)
-    new_X, new_names, new_ids = new_mineral_pool(data_root, list(ds.labels))
+    # the onboard-head probe on new minerals runs at 100 % labels only
+    new_X, new_names, new_ids = (new_mineral_pool(data_root, list(ds.labels))
+                                 if max(fraction_list, default=0.0) >= 1.0 else (None,) * 3)
     mc = model_config(arch)
     done = _done(out)
     machine = f"{cpu_model()} ({os.cpu_count()} cpu)"
-    for ss in [int(s) for s in split_seeds.split(",")]:
+    for ss in split_list:
         split = np.asarray(make_split(ds, "grouped", seed=ss))
         tr, va, te = (split == s for s in ("train", "val", "test"))
-        for f in [float(x) for x in fractions.split(",")]:
-            for seed in [int(s) for s in seeds.split(",")]:
+        backbones: dict[str, dict] = {}  # checked once per split seed
+        for f in fraction_list:
+            for seed in seed_list:
                 mask = labelled_fraction_mask(ds.y[tr], groups[tr], f, seed)
                 y_masked = hide_labels(ds.y[tr], mask)
-                for m in [x.strip() for x in methods.split(",")]:
+                for m in method_list:
                     if (arch, ss, f, seed, m) in done:
                         continue
                     base, _, pl = m.partition("+")
@@ -204,20 +226,20 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         continue  # nothing unlabelled at 100 %
                     weights = None
                     if base.startswith("pre-"):
-                        obj = base.removeprefix("pre-")
-                        # refuses a backbone for another model, one pretrained with the
-                        # unknown-evaluation minerals, or whose corpus held this split's
-                        # validation/test specimens
-                        weights, meta = check_backbone(pre_dir / f"{arch}-{obj}-s{ss}", mc)
-                        check_no_leak(meta, ds, split)
+                        if base not in backbones:
+                            # refuses a backbone for another model, one pretrained with the
+                            # unknown-evaluation minerals, or whose corpus held this split's
+                            # validation/test specimens
+                            obj = base.removeprefix("pre-")
+                            weights, meta = check_backbone(pre_dir / f"{arch}-{obj}-s{ss}", mc)
+                            check_no_leak(meta, ds, split)
+                            backbones[base] = weights
+                        weights = backbones[base]
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
                                         label_seed=seed, pseudo=pseudo)
-                    elif base == "none-aug":
+                    else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo)
-                    else:
-                        raise click.UsageError(f"unknown method {m!r}; expected none-aug or "
-                                               "pre-OBJ, optionally with +pl")
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,

@@ -477,3 +477,21 @@ def test_spans_move_with_the_shift() -> None:
     assert np.any(s > 20) and np.any(s < -20)
     for v, a, b in zip(V, lo + s, hi + s, strict=True):
         assert np.all(v[:a + 1] == v[a]) and np.all(v[b - 1:] == v[b - 1])
+
+
+def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
+    """A typo in the few-label grid's lists ends it with one line before the (missing) data
+    folder is read or any model trains."""
+    from click.testing import CliRunner
+
+    from benchmarks.fewlabel import cli
+
+    out = tmp_path / "rows.jsonl"
+    for args, msg in ((["--methods", "none-aug,pre-barlow+xx"], "unknown method"),
+                      (["--seeds", "0,one"], "--seeds must be"),
+                      (["--fractions", "0.1,ten"], "--fractions must be")):
+        res = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "missing"), *args,
+                                       "--out", str(out)])
+        assert res.exit_code == 2 and msg in res.output, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not out.exists()
