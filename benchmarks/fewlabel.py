@@ -70,7 +70,7 @@ def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.n
     from ramanedge.corpus import build_corpus
     from ramanedge.dataset import load_heldout
     from ramanedge.io.rruff import normalise_label
-    from ramanedge.splits import unknown_evaluation
+    from ramanedge.splits import specimen_groups, unknown_evaluation
 
     held = load_heldout(data_root, "rruff-raw")
     evaluation = set(unknown_evaluation(held, known=known)[0])
@@ -79,7 +79,7 @@ def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.n
     renamed = {sid for sid, m in zip(corpus.sample_ids, corpus.minerals, strict=True)
                if sid and normalise_label(m) not in keys}
     names = np.array([held.labels[i] for i in held.y])
-    ids = np.array([s or p for s, p in zip(held.sample_ids, held.paths, strict=True)])
+    ids = specimen_groups(held)
     ok = np.array([n in evaluation and i not in renamed for n, i in zip(names, ids,
                                                                            strict=True)])
     keep = np.array([k and len(set(ids[ok & (names == n)])) >= 2 for k, n in zip(ok, names,
