@@ -171,6 +171,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     from ramanedge.machine import cpu_model
     from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
+    from trainer.model import features_model
     from trainer.ssl import (
         SSLConfig,
         check_backbone,
@@ -247,12 +248,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                     probs = predict_probs(res.model, ds.X[te])
                     new_acc = None
                     if f >= 1.0:  # the onboard head on new minerals, over this backbone
-                        import keras
-
-                        from trainer.model import FEATURES_LAYER
-
-                        feat = keras.Model(res.model.input,
-                                           res.model.get_layer(FEATURES_LAYER).output)
+                        feat = features_model(res.model)
                         new_acc = new_mineral_accuracy(
                             np.asarray(feat.predict(new_X, verbose=0, batch_size=256)),
                             new_names, new_ids, seed=seed)

@@ -30,13 +30,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def main(data_root, pre_dir, out) -> None:
     """Probe every ARCH-OBJ-sSPLIT folder under --pretrained."""
-    import keras
-
     from benchmarks.fewlabel import model_config, new_mineral_accuracy, new_mineral_pool
     from ramanedge.dataset import build_dataset
     from ramanedge.machine import cpu_model
     from trainer.contrastive import load_backbone
-    from trainer.model import FEATURES_LAYER, ModelConfig, build_model
+    from trainer.model import ModelConfig, build_model, features_model
     from trainer.pretrain import load_backbone_file
     from trainer.train import seed_everything
 
@@ -51,7 +49,7 @@ def main(data_root, pre_dir, out) -> None:
     for arch in ("flight", "paper"):
         seed_everything(0)
         m = build_model(2, model_config(arch))
-        enc = keras.Model(m.input, m.get_layer(FEATURES_LAYER).output)
+        enc = features_model(m)
         rows[f"{arch} random init"] = probe(np.asarray(enc.predict(X, verbose=0)))
     for d in sorted(p for p in pre_dir.iterdir() if (p / "backbone.npz").is_file()):
         meta = json.loads((d / "pretrain.json").read_text(encoding="utf-8"))
@@ -60,7 +58,7 @@ def main(data_root, pre_dir, out) -> None:
                                        "held the minerals this probe scores")
         m = build_model(2, ModelConfig.from_dict(meta["model"]))
         load_backbone(m, load_backbone_file(d))
-        enc = keras.Model(m.input, m.get_layer(FEATURES_LAYER).output)
+        enc = features_model(m)
         rows[d.name] = probe(np.asarray(enc.predict(X, verbose=0)))
         click.echo(f"{d.name}: {rows[d.name]}")
     res = {"probe": rows, "n_spectra": int(len(X)), "n_minerals": int(len(set(names))),

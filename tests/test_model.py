@@ -74,3 +74,23 @@ def test_config_round_trip() -> None:
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TypeError):
         ModelConfig.from_dict({**cfg.to_dict(), "unknown": 1})
+
+
+def test_features_model_is_the_backbone_of_the_model() -> None:
+    """features_model shares the model's weights: its output is the features layer's."""
+    import keras
+    import numpy as np
+
+    from trainer.model import features_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(5, ModelConfig(filters=(8, 8, 8, 8, 8), dense_units=16))
+    enc = features_model(model)
+    X = np.random.default_rng(0).random((3, 1392)).astype("float32")
+    probe = keras.Model(model.inputs[0], [model.get_layer(FEATURES_LAYER).output,
+                                          model.output])
+    feats, _ = probe(X, training=False)
+    assert np.array_equal(np.asarray(enc(X, training=False)), np.asarray(feats))
+    dense = model.get_layer("dense")
+    dense.set_weights([w + 1.0 for w in dense.get_weights()])  # shared, not copied
+    assert not np.array_equal(np.asarray(enc(X, training=False)), np.asarray(feats))

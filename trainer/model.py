@@ -314,6 +314,15 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
     return keras.Model(inp, out, name=f"raman_cnn_{config.arch}")
 
 
+def features_model(model):
+    """The part of ``model`` from its input spectra to the ``features`` layer (the backbone
+    the onboard head, the unknown rule and the few-label probes read); it shares ``model``'s
+    layers and weights."""
+    import keras
+
+    return keras.Model(model.inputs[0], model.get_layer(FEATURES_LAYER).output)
+
+
 def load_keras_model(path):
     """Load a saved ``model.keras`` of either family (uncompiled), quantisation-aware layers
     (:mod:`trainer.qat`) included. Raises what Keras raises for an unreadable file."""

@@ -40,7 +40,7 @@ import numpy as np
 from ramanedge.errors import DataError
 from ramanedge.options import check_options, option
 from trainer.contrastive import backbone_layers, nt_xent_loss
-from trainer.model import FEATURES_LAYER, ModelConfig, build_model
+from trainer.model import ModelConfig, build_model, features_model
 from trainer.raman_augment import RamanAugmentConfig, raman_views
 from trainer.train import Log, seed_everything
 
@@ -278,7 +278,7 @@ def pretrain(X: np.ndarray, model_config: ModelConfig, config: PretrainConfig | 
     seed_everything(config.seed, deterministic)
     with strategy.scope():
         base = build_model(2, model_config)
-        encoder = keras.Model(base.input, base.get_layer(FEATURES_LAYER).output)
+        encoder = features_model(base)
         if config.objective == "masked":
             head = keras.Sequential([keras.layers.Dense(model_config.input_points)],
                                     name="decoder")
