@@ -42,7 +42,9 @@ def _bn_extras(model) -> int:
 @pytest.mark.parametrize("cfg", [FLIGHT_MODEL, SMALL,
                                  replace(SMALL, separable=False, batch_norm=False),
                                  replace(SMALL, activation="prelu", pool_layers=3),
-                                 replace(SMALL, reduce_channels=0)])
+                                 replace(SMALL, reduce_channels=0),
+                                 replace(SMALL, attention="se"),
+                                 replace(SMALL, branch_kernels=(3, 9), activation="prelu")])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
     assert model.get_layer("flatten").output.shape[-1] == flatten_size(cfg)
@@ -80,19 +82,42 @@ def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
     assert "flight CNN" in FLIGHT_MODEL.describe() and "m=6" in old.describe()
 
 
-def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data) -> None:
+def test_flight_screen_options_are_validated_and_round_trip() -> None:
+    """The screened options (attention, multi-scale depthwise) refuse what they cannot build
+    and survive config.json."""
+    both = replace(FLIGHT_MODEL, attention="se", branch_kernels=(5, 15))
+    assert ModelConfig.from_dict(both.to_dict()) == both
+    assert "5/15" in both.describe() and "SE attention" in both.describe()
+    with pytest.raises(ValueError, match="none, se"):
+        ModelConfig(attention="cbam")
+    with pytest.raises(ValueError, match="distinct"):
+        ModelConfig(branch_kernels=(7, 7))
+    with pytest.raises(ValueError, match="separable"):
+        ModelConfig(separable=False, branch_kernels=(3, 9))
+    with pytest.raises(ValueError, match="flight architecture"):
+        ModelConfig(arch="paper", attention="se")
+    with pytest.raises(ValueError, match="qat_epochs 0"):
+        ModelConfig(act_quant=True, attention="se")
+    # the branches add their depthwise weights and widen the 1x1 conv's input
+    assert (count_params(replace(FLIGHT_MODEL, branch_kernels=(7, 21)), 9)
+            > count_params(replace(FLIGHT_MODEL, kernel_size=21), 9))
+
+
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, attention="se", branch_kernels=(3, 9))])
+def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
+                                                  cfg: ModelConfig) -> None:
     import keras
 
     from quantize.edgetpu import check_edgetpu
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
 
     keras.utils.set_random_seed(0)
-    model = build_model(len(synthetic_data.labels), SMALL)
+    model = build_model(len(synthetic_data.labels), cfg)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     Xtr, ytr = synthetic_data.part("train")
     model.fit(Xtr, ytr, epochs=3, batch_size=32, verbose=0)
     Xte, yte = synthetic_data.part("test")
-    res = export_artifact(model, labels=list(synthetic_data.labels), model_config=SMALL,
+    res = export_artifact(model, labels=list(synthetic_data.labels), model_config=cfg,
                           calib_X=Xtr[select_calibration(ytr, 40)], val_X=Xte, test_X=Xte,
                           test_y=yte, out_dir=tmp_path / "a",
                           config=QuantizeConfig(allow_accuracy_drop=True))
@@ -100,6 +125,8 @@ def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data
     assert report.passed, report.format()
     ops = json.loads((res.out_dir / "manifest.json").read_text())["model"]["ops"]
     assert "LEAKY_RELU" not in ops and "DEPTHWISE_CONV_2D" in ops
+    if cfg.attention == "se":
+        assert {"MEAN", "LOGISTIC", "MUL", "CONCATENATION"} <= set(ops)
 
 
 # ------------------------------------------------------------------ distillation

@@ -27,6 +27,10 @@ from ramanedge.grid import GRID_POINTS
 
 ARCHS = ("flight", "paper")
 ACTIVATIONS = ("leaky_relu", "relu", "relu6", "prelu")
+ATTENTIONS = ("none", "se")
+SE_REDUCTION = 4
+"""Squeeze-and-excitation bottleneck: ``channels // SE_REDUCTION`` units (Hu et al. 2018's
+r = 4 for small networks)."""
 FEATURES_LAYER = "features"
 PROBS_LAYER = "probs"
 BN_MOMENTUM = 0.9
@@ -39,12 +43,13 @@ ARCH_DEFAULTS: dict[str, dict] = {
     # The paper family at the project's former default (m = 6, kernel 11, LeakyReLU).
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
-                  separable=False, batch_norm=False, input_floor=None, act_quant=False),
+                  separable=False, batch_norm=False, input_floor=None, act_quant=False,
+                  attention="none", branch_kernels=()),
     # The flight default (docs/parts/flight.md).
     "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
-                   act_quant=False),
+                   act_quant=False, attention="none", branch_kernels=()),
 }
 
 
@@ -63,6 +68,12 @@ class ModelConfig:
     ``act_quant`` (flight, ReLU6 and an input floor required): the model rounds its input and
     every activation onto the int8 grid TFLite will use (:class:`trainer.qat.ActQuant`), for
     quantisation-aware fine-tuning; the rounding layers are stripped before conversion.
+    ``attention`` (flight): ``"se"`` puts a squeeze-and-excitation channel attention after
+    every conv block's activation (mean over positions -> Dense(C / 4) -> Dense(C) sigmoid ->
+    multiply; every op maps to the Edge TPU). ``branch_kernels`` (flight, separable): a
+    multi-scale depthwise stage, one depthwise conv per kernel size, concatenated before the
+    block's 1x1 conv (``()`` = the single ``kernel_size``). Both were screened on validation
+    (``docs/parts/flight.md``); neither has an int8-aware (``act_quant``) form.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -80,6 +91,8 @@ class ModelConfig:
     batch_norm: bool | None = None
     input_floor: float | None = None
     act_quant: bool | None = None
+    attention: str | None = None
+    branch_kernels: tuple[int, ...] | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -89,6 +102,15 @@ class ModelConfig:
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        object.__setattr__(self, "branch_kernels", tuple(int(k) for k in self.branch_kernels))
+        if self.attention not in ATTENTIONS:
+            raise ValueError(
+                f"attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}"
+            )
+        if self.branch_kernels and (min(self.branch_kernels) < 1
+                                    or len(set(self.branch_kernels)) != len(self.branch_kernels)):
+            raise ValueError("branch_kernels must be distinct kernel sizes >= 1, got "
+                             f"{list(self.branch_kernels)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
@@ -108,14 +130,22 @@ class ModelConfig:
         if self.reduce_channels < 0:
             raise ValueError(f"reduce_channels must be >= 0, got {self.reduce_channels}")
         if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm
-                                     or self.input_floor is not None):
-            raise ValueError("reduce_channels, separable, batch_norm and input_floor belong to "
-                             "the flight architecture; the paper family has none of them")
+                                     or self.input_floor is not None
+                                     or self.attention != "none" or self.branch_kernels):
+            raise ValueError("reduce_channels, separable, batch_norm, input_floor, attention and "
+                             "branch_kernels belong to the flight architecture; the paper "
+                             "family has none of them")
+        if self.branch_kernels and not self.separable:
+            raise ValueError("branch_kernels needs separable convs (a multi-scale depthwise "
+                             "stage); set separable or leave branch_kernels empty")
         if self.input_floor is not None and not -1.0 <= self.input_floor <= 0.0:
             raise ValueError(f"input_floor must be in [-1, 0] or None, got {self.input_floor}")
         object.__setattr__(self, "separable", bool(self.separable))
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
         object.__setattr__(self, "act_quant", bool(self.act_quant))
+        if self.act_quant and (self.attention != "none" or self.branch_kernels):
+            raise ValueError("act_quant has no int8-aware form of attention or branch_kernels; "
+                             "train those with qat_epochs 0")
         if self.act_quant and (self.activation != "relu6" or self.input_floor is None):
             raise ValueError("act_quant needs bounded ranges known before calibration: "
                              "activation relu6 and an input_floor (the flight default), got "
@@ -125,6 +155,7 @@ class ModelConfig:
         """JSON-ready form (every field resolved)."""
         d = asdict(self)
         d["filters"] = list(self.filters)
+        d["branch_kernels"] = list(self.branch_kernels)
         return d
 
     @classmethod
@@ -133,8 +164,9 @@ class ModelConfig:
         family existed) is the paper family. Unknown keys are rejected by the constructor."""
         d = dict(d)
         d.setdefault("arch", "paper")
-        if "filters" in d and d["filters"] is not None:
-            d["filters"] = tuple(d["filters"])
+        for key in ("filters", "branch_kernels"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def describe(self) -> str:
@@ -142,10 +174,13 @@ class ModelConfig:
         if self.arch == "paper":
             return (f"paper CNN m={self.pool_size} n={self.pool_layers} {self.activation}, "
                     f"kernel {self.kernel_size}, dense {self.dense_units}")
+        kernel = ("/".join(map(str, self.branch_kernels)) if self.branch_kernels
+                  else str(self.kernel_size))
         return (f"flight CNN {'-'.join(map(str, self.filters))}"
-                f"{' separable' if self.separable else ''}, kernel {self.kernel_size}, "
+                f"{' separable' if self.separable else ''}, kernel {kernel}, "
                 f"pool {self.pool_size} x {self.pool_layers}, reduce {self.reduce_channels}, "
                 f"features {self.dense_units}, {self.activation}"
+                f"{', SE attention' if self.attention == 'se' else ''}"
                 f"{', int8-aware activations' if self.act_quant else ''}")
 
 
@@ -177,7 +212,11 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
     c_in, length = 1, config.input_points
     for i, f in enumerate(config.filters):
         k = config.kernel_size
-        if config.separable and i > 0:
+        if config.separable and i > 0 and config.branch_kernels:
+            n_b = len(config.branch_kernels)  # one depthwise per kernel, concatenated
+            w = sum(config.branch_kernels) * c_in + n_b * c_in * f + f
+            mac = length * (sum(config.branch_kernels) * c_in + n_b * c_in * f)
+        elif config.separable and i > 0:
             w = k * c_in + c_in * f + f  # depthwise (no bias) + pointwise with bias
             mac = length * (k * c_in + c_in * f)
         else:
@@ -187,6 +226,10 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
         macs += mac
         if config.activation == "prelu":
             total += f
+        if config.attention == "se":
+            r = max(1, f // SE_REDUCTION)
+            total += f * r + r + r * f + f
+            macs += 2 * f * r + 2 * length * f  # the two Dense layers, the mean, the product
         c_in = f
         if i < config.pool_layers:
             length = -(-length // config.pool_size)
@@ -235,6 +278,18 @@ def _activation(name: str, layer_name: str, conv: bool):
         return keras.layers.ReLU(max_value=RELU6_CAP, name=layer_name)
     # PReLU with one slope per channel shared along the spectral axis: maps to the Edge TPU.
     return keras.layers.PReLU(shared_axes=[1] if conv else None, name=layer_name)
+
+
+def _squeeze_excite(x, channels: int, activation: str, name: str):
+    """Channel attention (Hu et al. 2018): per-channel weights in (0, 1) from the block's
+    mean over positions; MEAN, FULLY_CONNECTED, LOGISTIC and MUL all map to the Edge TPU."""
+    import keras
+
+    s = keras.layers.GlobalAveragePooling1D(keepdims=True, name=f"{name}_pool")(x)
+    s = keras.layers.Dense(max(1, channels // SE_REDUCTION), name=f"{name}_squeeze")(s)
+    s = _activation(activation, f"{name}_act", conv=False)(s)
+    s = keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_excite")(s)
+    return keras.layers.Multiply(name=name)([x, s])
 
 
 def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
@@ -288,6 +343,13 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
             x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
             grid = f"conv{i + 1}_dw_q"
             x = conv(f, 1, f"conv{i + 1}")(x)
+        elif config.separable and i > 0 and config.branch_kernels:
+            # multi-scale: one depthwise conv per kernel size, side by side, then the 1x1 conv
+            branches = [keras.layers.DepthwiseConv1D(k, padding="same", use_bias=False,
+                                                     name=f"conv{i + 1}_dw{k}")(x)
+                        for k in config.branch_kernels]
+            x = keras.layers.Concatenate(name=f"conv{i + 1}_cat")(branches)
+            x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0:
             x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
                                              use_bias=not bn, name=f"conv{i + 1}")(x)
@@ -297,6 +359,8 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
             x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
         x = act(x, f"act{i + 1}", conv=True)
         grid = f"act{i + 1}"
+        if config.attention == "se":
+            x = _squeeze_excite(x, f, config.activation, f"se{i + 1}")
         if i < config.pool_layers:
             x = keras.layers.MaxPooling1D(config.pool_size, padding="same", name=f"pool{i + 1}")(x)
     if config.reduce_channels:
