@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ramanedge.options import check_options, option
 from trainer.augment import AugmentConfig, augment_batch, split_background
 from trainer.model import ModelConfig, build_model
 
@@ -187,19 +188,13 @@ class PseudoLabelConfig:
     so the epoch loop stays the trainer's own).
     """
 
-    threshold: float = 0.95
-    weight: float = 1.0
-    ratio: float = 1.0
-    weak_shift_cm: int = 4
+    threshold: float = option(0.95, within=(0.01, 1.0))
+    weight: float = option(1.0, within=(1e-3, 100.0))
+    ratio: float = option(1.0, within=(0.01, 8.0))
+    weak_shift_cm: int = option(4, within=(0, 100))
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
-        if not self.weight > 0 or not 0.0 < self.ratio <= 8.0:
-            raise ValueError(f"weight must be > 0 and ratio in (0, 8], got {self.weight}, "
-                             f"{self.ratio}")
-        if not 0 <= self.weak_shift_cm <= 100:
-            raise ValueError(f"weak_shift_cm must be in 0..100, got {self.weak_shift_cm}")
+        check_options(self, what="pseudo-labelling")
 
 
 @dataclass
