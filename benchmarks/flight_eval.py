@@ -62,6 +62,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # m=6 model's int8 call, 1.06 M MACs, 76 KB), same recipe as the default
     "flight-fast": (replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96), reduce_channels=16,
                             pool_size=3), TrainConfig()),
+    # the 2026-12-04 architecture screen's pick (benchmarks.flight_search screen-*): kernel 11
+    # instead of 7 in every conv, same recipe as the default
+    "flight-k11": (replace(FLIGHT_MODEL, kernel_size=11), TrainConfig()),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_MODEL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),

@@ -23,10 +23,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import format_mean_sd_pct
+from benchmarks.common import format_mean_sd_pct, one_line_errors
 from ramanedge.cli_options import data_root_option
 from trainer.augment import AugmentConfig
-from trainer.model import PAPER_DEFAULT, ModelConfig, count_macs, count_params
+from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
 from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
 
 FLIGHT_AUG = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1, scale=0.1)
@@ -67,6 +67,18 @@ CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-mid": (replace(_F, filters=(16, 32, 64, 96, 128), reduce_channels=24,
                            dense_units=192), replace(_T, augment=FLIGHT_AUG)),
 }
+#: 2026-12-04 architecture screen around the current default (issue 11's untried suggestions:
+#: multi-scale depthwise convs, larger receptive fields, channel attention). One recipe for all:
+#: the default's augmentation without its teachers, outlier exposure and int8-aware fine-tune
+#: (those act on any architecture alike), so the rows differ by the architecture only.
+_S = replace(TrainConfig(), teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0)
+CANDIDATES.update({
+    "screen-default": (FLIGHT_MODEL, _S),
+    "screen-k11": (replace(FLIGHT_MODEL, kernel_size=11), _S),
+    "screen-k15": (replace(FLIGHT_MODEL, kernel_size=15), _S),
+    "screen-ms7-21": (replace(FLIGHT_MODEL, branch_kernels=(7, 21)), _S),
+    "screen-se": (replace(FLIGHT_MODEL, attention="se"), _S),
+})
 
 
 #: distilled candidates: name -> (student candidate, teacher candidate, teacher seeds, weight).
@@ -159,20 +171,44 @@ def int8_parity(model, mc: ModelConfig, ds, split: np.ndarray) -> dict:
             "test_int8_0": hp.int8_top1}
 
 
-def summary_table(rows: list[dict]) -> str:
-    """Markdown: mean +- s.d. over rows of each candidate (split x training seeds)."""
-    out = ["| candidate | runs | weights | MACs | val @0 | val @15 | val @30 | val mean | "
-           "test @0 | test @15 | test @30 | train s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def _val_mean(r: dict) -> float:
+    return (r["val_0"] + r["val_15"] + r["val_30"]) / 3
+
+
+def paired_gain(rows: list[dict], name: str, reference: str, key) -> list[float]:
+    """Points ``name`` gains over ``reference`` on ``key(row)``, one value per (split kind,
+    split seed, training seed) both were run on."""
+    ref = {(r["split"], r["split_seed"], r["seed"]): key(r) for r in rows
+           if r["candidate"] == reference}
+    return [100 * (key(r) - ref[k]) for r in rows if r["candidate"] == name
+            and (k := (r["split"], r["split_seed"], r["seed"])) in ref]
+
+
+def summary_table(rows: list[dict], reference: str | None = None) -> str:
+    """Markdown: mean +- s.d. over rows of each candidate (split x training seeds); with
+    ``reference``, two more columns: the paired validation gain over that candidate at 0
+    cm-1 and over the three shifts' mean (same split and seed; the split-to-split spread
+    cancels)."""
+    head = ("| candidate | runs | weights | MACs | val @0 | val @15 | val @30 | val mean | "
+            "test @0 | test @15 | test @30 | train s |")
+    if reference:
+        head += f" val @0 gain vs {reference} | val mean gain |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
     names = list(dict.fromkeys(r["candidate"] for r in rows))
     for n in names:
         rs = [r for r in rows if r["candidate"] == n]
         ms = partial(format_mean_sd_pct, rs)
-        vmean = 100 * np.mean([(r["val_0"] + r["val_15"] + r["val_30"]) / 3 for r in rs])
-        out.append(f"| {n} | {len(rs)} | {rs[0]['params']:,} | {rs[0]['macs'] / 1e6:.2f} M | "
-                   f"{ms('val_0')} | {ms('val_15')} | {ms('val_30')} | {vmean:.1f} | "
-                   f"{ms('test_0')} | {ms('test_15')} | {ms('test_30')} | "
-                   f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+        vmean = 100 * np.mean([_val_mean(r) for r in rs])
+        line = (f"| {n} | {len(rs)} | {rs[0]['params']:,} | {rs[0]['macs'] / 1e6:.2f} M | "
+                f"{ms('val_0')} | {ms('val_15')} | {ms('val_30')} | {vmean:.1f} | "
+                f"{ms('test_0')} | {ms('test_15')} | {ms('test_30')} | "
+                f"{np.mean([r['train_s'] for r in rs]):.0f} |")
+        if reference:
+            for key in (lambda r: r["val_0"], _val_mean):
+                g = paired_gain(rows, n, reference, key)
+                line += (" - |" if not g else f" {np.mean(g):+.1f}"
+                         f"{f' ± {np.std(g, ddof=1):.1f}' if len(g) > 1 else ''} ({len(g)}) |")
+        out.append(line)
     return "\n".join(out)
 
 
@@ -186,13 +222,24 @@ def summary_table(rows: list[dict]) -> str:
 @click.option("--seeds", default="0", show_default=True, help="Training seeds.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("runs/flight/search.jsonl"), show_default=True)
-@click.option("--summary", "summary_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--reference", default=None,
+              help="With --summary: add the paired validation gain over this candidate.")
+@click.option("--summary", "summary_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Only print the summary table of this JSONL file.")
-def main(data_root, candidates, split_kind, split_seeds, seeds, out, summary_file) -> None:
+@one_line_errors
+def main(data_root, candidates, split_kind, split_seeds, seeds, out, reference,
+         summary_file) -> None:
     """Train flight-model candidates and append one JSON line per run."""
     if summary_file is not None:
-        rows = [json.loads(line) for line in summary_file.read_text().splitlines() if line]
-        click.echo(summary_table(rows))
+        try:
+            rows = [json.loads(line) for line in summary_file.read_text().splitlines() if line]
+        except json.JSONDecodeError as e:
+            raise click.ClickException(f"{summary_file} is not a JSON-lines file of search "
+                                       f"rows ({e})") from None
+        if reference and reference not in {r["candidate"] for r in rows}:
+            raise click.UsageError(f"--reference {reference} has no rows in {summary_file}")
+        click.echo(summary_table(rows, reference))
         return
     from ramanedge.dataset import build_dataset
     from ramanedge.splits import make_split

@@ -1,0 +1,43 @@
+"""The architecture search driver's summary (benchmarks.flight_search): paired gains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.flight_search import main, paired_gain, summary_table
+
+
+def _row(name: str, split_seed: int, seed: int, v0: float, v15: float, v30: float) -> dict:
+    return {"candidate": name, "split": "grouped", "split_seed": split_seed, "seed": seed,
+            "params": 1000, "macs": 2e6, "train_s": 10.0, "val_0": v0, "val_15": v15,
+            "val_30": v30, "test_0": 0.5, "test_15": 0.5, "test_30": 0.5}
+
+
+ROWS = [_row("ref", 0, 0, 0.80, 0.70, 0.60), _row("ref", 1, 0, 0.60, 0.50, 0.40),
+        _row("new", 0, 0, 0.82, 0.73, 0.60), _row("new", 1, 0, 0.64, 0.50, 0.49),
+        _row("new", 2, 0, 0.99, 0.99, 0.99)]  # split 2 has no reference row: not paired
+
+
+def test_paired_gain_pairs_split_and_seed() -> None:
+    assert paired_gain(ROWS, "new", "ref", lambda r: r["val_0"]) == pytest.approx([2.0, 4.0])
+    assert paired_gain(ROWS, "new", "ref", lambda r: r["val_30"]) == pytest.approx([0.0, 9.0])
+    table = summary_table(ROWS, "ref")
+    new = next(line for line in table.splitlines() if line.startswith("| new "))
+    assert "+3.0 ± 1.4 (2)" in new            # val @0: gains 2 and 4 points
+    assert "+3.0 ± 1.9 (2)" in new            # val mean: (2+3+0)/3 and (4+0+9)/3 points
+    assert "gain" not in summary_table(ROWS)   # no reference, no gain columns
+
+
+def test_summary_refuses_an_unknown_reference_and_a_bad_file(tmp_path) -> None:
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    ok = CliRunner().invoke(main, ["--summary", str(f), "--reference", "ref"])
+    assert ok.exit_code == 0 and "val @0 gain vs ref" in ok.output
+    res = CliRunner().invoke(main, ["--summary", str(f), "--reference", "nope"])
+    assert res.exit_code == 2 and "no rows" in res.output
+    f.write_text("not json\n")
+    res = CliRunner().invoke(main, ["--summary", str(f)])
+    assert res.exit_code == 1 and "not a JSON-lines file" in res.output
