@@ -73,7 +73,7 @@ def randomised(model: Any, calib: np.ndarray) -> Any:
 def main(run_dir: Path, model_dir: Path | None, data_root: Path | None,
          out: Path | None) -> None:
     """Band sanity check of every attribution method on a run's val and test parts."""
-    from trainer.explain import attribution
+    from trainer.explain import METHODS, attribution
     from trainer.run import load_run
     from trainer.train import predict_probs
 
@@ -90,7 +90,7 @@ def main(run_dir: Path, model_dir: Path | None, data_root: Path | None,
         X, _ = run.subset(part)
         for tag, model in (("", run.model), (" (randomised weights)", rnd)):
             cls = predict_probs(model, X).argmax(1)
-            for method in ("gradcam", "gradcam-multi", "occlusion"):
+            for method in METHODS:
                 t0 = time.perf_counter()
                 maps = attribution(model, X, cls, method)
                 r = sanity(maps, X)

@@ -117,3 +117,33 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
         assert err.startswith("error:") and needle in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()  # nothing written for bad input
+
+
+def test_integrated_gradients_finds_the_band_the_logit_reads() -> None:
+    """A network whose class-1 logit reads only 490-510 of a spectrum that has a stronger
+    band at 300: integrated gradients must light up 490-510 only, and equal the exact
+    attribution x * w of that linear logit (scaled to 1)."""
+    import keras
+
+    from trainer.explain import attribution
+
+    P = 1392
+    inp = keras.Input(shape=(P,))
+    feats = keras.layers.Dense(2, use_bias=False, name="features")(inp)
+    out = keras.layers.Dense(2, activation="softmax", name="probs")(feats)
+    model = keras.Model(inp, out)
+    k = np.zeros((P, 2), np.float32)
+    k[490:511, 1] = 1.0
+    k[290:311, 0] = 1.0
+    model.get_layer("features").set_weights([k])
+    model.get_layer("probs").set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
+    x = np.zeros(P, np.float32)
+    x += np.exp(-0.5 * ((np.arange(P) - 300) / 4.0) ** 2)
+    x += 0.4 * np.exp(-0.5 * ((np.arange(P) - 500) / 4.0) ** 2)
+    (m,) = attribution(model, x[None], np.array([1]), "integrated-gradients")
+    assert m.argmax() == 500 and np.isclose(m.max(), 1.0)
+    assert np.all(m[:490] == 0) and np.all(m[511:] == 0)
+    raw = x * k[:, 1]  # the exact attribution of a linear logit
+    assert np.allclose(m, raw / raw.max(), atol=1e-5)
+    (m0,) = attribution(model, x[None], np.array([0]), "integrated-gradients")
+    assert m0.argmax() == 300 and m0[495:506].max() == 0

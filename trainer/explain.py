@@ -100,7 +100,7 @@ def grad_cam(model: Any, X: np.ndarray, classes: np.ndarray,
 
 
 #: attribution methods of ``ramanedge explain`` (``--method``)
-METHODS = ("gradcam", "gradcam-multi", "occlusion")
+METHODS = ("gradcam", "gradcam-multi", "occlusion", "integrated-gradients")
 
 
 def conv_activations(model: Any) -> list[str]:
@@ -134,6 +134,43 @@ def occlusion_maps(model: Any, X: np.ndarray, classes: np.ndarray, *, half_width
                      for x, c in zip(np.asarray(X, np.float32), classes, strict=True)])
 
 
+def integrated_gradients(model: Any, X: np.ndarray, classes: np.ndarray, *,
+                         steps: int = 32) -> np.ndarray:
+    """Integrated-gradients maps (N, P) in [0, 1] of ``classes`` (Sundararajan et al. 2017).
+
+    Per grid point: (x - x0) times the class logit's gradient averaged over ``steps``
+    midpoints of the straight path from the baseline ``x0`` to ``x``; the baseline is the
+    flat zero spectrum (no Raman signal). Only positive evidence for the class is kept
+    (negative attributions are clipped to 0), as Grad-CAM does, then each row is scaled to
+    [0, 1] (a row without positive evidence stays 0). A gradient method at full grid
+    resolution, unlike Grad-CAM's block positions; in a piecewise-linear network it sums to
+    the logit difference between ``x`` and the baseline (completeness).
+    """
+    import tensorflow as tf
+
+    from trainer.model import PROBS_LAYER, features_model
+
+    X = np.asarray(X, dtype=np.float32)
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if X.ndim != 2 or classes.shape[0] != X.shape[0]:
+        raise ValueError(f"need X (N, P) and N classes, got {X.shape} and {classes.shape}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    encoder = features_model(model)
+    W, b = (tf.constant(w) for w in model.get_layer(PROBS_LAYER).get_weights())
+    alphas = ((np.arange(steps) + 0.5) / steps).astype(np.float32)[:, None]
+    out = np.zeros_like(X)
+    for i, (x, c) in enumerate(zip(X, classes, strict=True)):
+        path = tf.constant(alphas * x[None, :])  # baseline 0 -> x
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            logit = tf.linalg.matvec(encoder(path, training=False), W[:, int(c)]) + b[int(c)]
+        grad = tape.gradient(logit, path).numpy().mean(axis=0)
+        out[i] = np.maximum(x * grad, 0.0)
+    top = out.max(axis=1, keepdims=True)
+    return (out / np.where(top > 0, top, 1.0)).astype(np.float32)
+
+
 def attribution(model: Any, X: np.ndarray, classes: np.ndarray, method: str,
                 layer: str | None = None) -> np.ndarray:
     """Maps (N, P) in [0, 1] of ``classes`` by ``method`` (one of :data:`METHODS`)."""
@@ -143,6 +180,8 @@ def attribution(model: Any, X: np.ndarray, classes: np.ndarray, method: str,
         return grad_cam_multi(model, X, classes)
     if method == "occlusion":
         return occlusion_maps(model, X, classes)
+    if method == "integrated-gradients":
+        return integrated_gradients(model, X, classes)
     raise ExplainError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
@@ -296,7 +335,8 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
 @click.option("--method", type=click.Choice(METHODS), default="occlusion", show_default=True,
               help="occlusion: the probability drop when a ±10 cm-1 window is removed (no "
                    "gradients; best band sanity score, docs/results.md section 6); gradcam: "
-                   "last (or --layer) conv block; gradcam-multi: every block averaged.")
+                   "last (or --layer) conv block; gradcam-multi: every block averaged; "
+                   "integrated-gradients: input x path-averaged gradient, per grid point.")
 def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: Path,
             n_bands: int, layer: str | None, method: str) -> None:
     """Attribution over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""
