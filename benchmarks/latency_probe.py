@@ -23,19 +23,28 @@ import numpy as np
 from ramanedge.cli_options import data_root_option
 from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
 
-#: name -> config. ``flight`` is the default; the others trade positions or channels for time.
+#: the flight architecture with kernel 7 (today's default, named here so that a later default
+#: does not change what the variants below measured; its own row, identical to the default's,
+#: shows the probe's noise)
+_K7 = replace(FLIGHT_MODEL, kernel_size=7)
+#: name -> config. ``flight (default)`` follows the default; the others trade positions or
+#: channels for time, or are the 2026-12-04 screen's candidates (benchmarks.flight_search).
 CANDIDATES: dict[str, ModelConfig] = {
     "paper-m6 (reference)": PAPER_DEFAULT,
     "flight (default)": FLIGHT_MODEL,
-    "flight pool 3 x 4": replace(FLIGHT_MODEL, pool_size=3, pool_layers=4,
-                                 filters=(24, 48, 64, 96)),
-    "flight pool 3 x 5": replace(FLIGHT_MODEL, pool_size=3),
-    "flight narrow 16-32-48-64-96": replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96),
+    "flight pool 3 x 4": replace(_K7, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
+    "flight pool 3 x 5": replace(_K7, pool_size=3),
+    "flight narrow 16-32-48-64-96": replace(_K7, filters=(16, 32, 48, 64, 96),
                                             reduce_channels=16),
-    "flight narrow, pool 3 x 5": replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96),
+    "flight narrow, pool 3 x 5": replace(_K7, filters=(16, 32, 48, 64, 96),
                                          reduce_channels=16, pool_size=3),
-    "flight 4 blocks 24-48-96-128, pool 2 x 4": replace(FLIGHT_MODEL, filters=(24, 48, 96, 128),
+    "flight 4 blocks 24-48-96-128, pool 2 x 4": replace(_K7, filters=(24, 48, 96, 128),
                                                         pool_layers=4),
+    "flight kernel 7": _K7,
+    "flight kernel 11": replace(_K7, kernel_size=11),
+    "flight kernel 15": replace(_K7, kernel_size=15),
+    "flight multi-scale 7 + 21": replace(_K7, branch_kernels=(7, 21)),
+    "flight SE attention": replace(_K7, attention="se"),
 }
 
 
