@@ -178,6 +178,15 @@ def _val_mean(r: dict) -> float:
 def paired_gain(rows: list[dict], name: str, reference: str, key) -> list[float]:
     """Points ``name`` gains over ``reference`` on ``key(row)``, one value per (split kind,
     split seed, training seed) both were run on."""
+    def keys(who: str) -> list[tuple]:
+        ks = [(r["split"], r["split_seed"], r["seed"]) for r in rows if r["candidate"] == who]
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"{who} has more than one row for one split and seed (a search "
+                             "run twice into the same file?); pairing needs one each")
+        return ks
+
+    keys(name)
+    keys(reference)
     ref = {(r["split"], r["split_seed"], r["seed"]): key(r) for r in rows
            if r["candidate"] == reference}
     return [100 * (key(r) - ref[k]) for r in rows if r["candidate"] == name
@@ -239,8 +248,13 @@ def main(data_root, candidates, split_kind, split_seeds, seeds, out, reference,
                                        f"rows ({e})") from None
         if reference and reference not in {r["candidate"] for r in rows}:
             raise click.UsageError(f"--reference {reference} has no rows in {summary_file}")
-        click.echo(summary_table(rows, reference))
+        try:
+            click.echo(summary_table(rows, reference))
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
         return
+    if reference:
+        raise click.UsageError("--reference goes with --summary (it only changes the table)")
     from ramanedge.dataset import build_dataset
     from ramanedge.splits import make_split
 

@@ -77,12 +77,12 @@ def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(real_spectrum),
                                 "--runner-up", "--out", str(out))
     assert code == 0, err
-    png = out / f"{real_spectrum.stem}_occlusion.png"  # the default method
+    png = out / f"{real_spectrum.stem}_integrated-gradients.png"  # the default method
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     assert "runner-up" in stdout and "bands" in stdout
     bands = stdout.split("bands ")[1].split(" cm-1")[0]
     assert bands.strip(), stdout  # the spectrum's own peaks are named (issue 17)
-    for method in ("gradcam", "gradcam-multi"):
+    for method in ("gradcam", "gradcam-multi", "occlusion"):
         code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
                                     str(real_spectrum), "--method", method, "--out", str(out))
         assert code == 0, err
@@ -91,7 +91,7 @@ def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
                                 str(real_spectrum.parent), "--out", str(tmp_path / "gc2"))
     assert code == 0, err
-    assert len(list((tmp_path / "gc2").glob("*_occlusion.png"))) == len(
+    assert len(list((tmp_path / "gc2").glob("*_integrated-gradients.png"))) == len(
         list(real_spectrum.parent.iterdir()))
 
 
@@ -119,31 +119,46 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
     assert not out.exists()  # nothing written for bad input
 
 
+
 def test_integrated_gradients_finds_the_band_the_logit_reads() -> None:
-    """A network whose class-1 logit reads only 490-510 of a spectrum that has a stronger
-    band at 300: integrated gradients must light up 490-510 only, and equal the exact
-    attribution x * w of that linear logit (scaled to 1)."""
+    """A ReLU network whose class-1 logit reads 490-510 (through a hidden unit that only
+    switches on part-way along the path) and is *lowered* by 290-310, on a spectrum with
+    bands at 300 and 500: the raw attributions sum to the logit difference to the zero
+    baseline (completeness), the 300 band's are negative, and the map keeps only the
+    positive evidence, 490-510, scaled to 1."""
     import keras
 
-    from trainer.explain import attribution
+    from trainer.explain import attribution, integrated_gradients
 
     P = 1392
+    t = np.arange(P)
     inp = keras.Input(shape=(P,))
-    feats = keras.layers.Dense(2, use_bias=False, name="features")(inp)
+    hidden = keras.layers.Dense(2, activation="relu", name="hidden")(inp)
+    feats = keras.layers.Dense(2, name="features")(hidden)
     out = keras.layers.Dense(2, activation="softmax", name="probs")(feats)
     model = keras.Model(inp, out)
-    k = np.zeros((P, 2), np.float32)
-    k[490:511, 1] = 1.0
-    k[290:311, 0] = 1.0
-    model.get_layer("features").set_weights([k])
-    model.get_layer("probs").set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
-    x = np.zeros(P, np.float32)
-    x += np.exp(-0.5 * ((np.arange(P) - 300) / 4.0) ** 2)
-    x += 0.4 * np.exp(-0.5 * ((np.arange(P) - 500) / 4.0) ** 2)
+    w = np.zeros((P, 2), np.float32)
+    w[490:511, 0] = 1.0    # unit 0: the 500 band
+    w[290:311, 1] = 1.0    # unit 1: the 300 band
+    model.get_layer("hidden").set_weights([w, np.array([-1.0, 0.0], np.float32)])
+    model.get_layer("features").set_weights([np.array([[0, 2.0], [0, -0.5]], np.float32),
+                                             np.zeros(2, np.float32)])
+    model.get_layer("probs").set_weights([np.eye(2, dtype=np.float32),
+                                          np.zeros(2, np.float32)])
+    x = (np.exp(-0.5 * ((t - 300) / 4.0) ** 2)
+         + 0.4 * np.exp(-0.5 * ((t - 500) / 4.0) ** 2)).astype(np.float32)
+    raw = integrated_gradients(model, x[None], np.array([1]), steps=512, signed=True)[0]
+    h = np.maximum(x @ w + np.array([-1.0, 0.0]), 0.0)
+    logit = 2.0 * h[0] - 0.5 * h[1]   # logit(0) = 0: unit 0 is off at the baseline
+    assert h[0] > 0 and np.isclose(raw.sum(), logit, rtol=0.01)
+    assert raw[290:311].sum() < 0 and np.all(raw[:290] == 0)
     (m,) = attribution(model, x[None], np.array([1]), "integrated-gradients")
-    assert m.argmax() == 500 and np.isclose(m.max(), 1.0)
-    assert np.all(m[:490] == 0) and np.all(m[511:] == 0)
-    raw = x * k[:, 1]  # the exact attribution of a linear logit
-    assert np.allclose(m, raw / raw.max(), atol=1e-5)
-    (m0,) = attribution(model, x[None], np.array([0]), "integrated-gradients")
-    assert m0.argmax() == 300 and m0[495:506].max() == 0
+    assert np.isclose(m.max(), 1.0) and 490 <= m.argmax() <= 510
+    assert np.all(m[:490] == 0) and np.all(m[511:] == 0)  # the negative evidence is clipped
+    # unit 0 switches on only part-way along the path (its bias is -1): integrated gradients
+    # credit the 500 band with what it adds to the logit, 2 (S - 1), where gradient x input
+    # would say 2 S; the 300 band gets -0.5 S' (unit 1 is linear from the baseline on)
+    s500, s300 = float(x[490:511].sum()), float(x[290:311].sum())
+    assert np.isclose(raw[490:511].sum(), 2.0 * (s500 - 1.0), rtol=0.01)
+    assert not np.isclose(raw[490:511].sum(), 2.0 * s500, rtol=0.1)
+    assert np.isclose(raw[290:311].sum(), -0.5 * s300, rtol=0.01)

@@ -44,6 +44,7 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, activation="prelu", pool_layers=3),
                                  replace(SMALL, reduce_channels=0),
                                  replace(SMALL, attention="se"),
+                                 replace(SMALL, attention="se", activation="prelu"),
                                  replace(SMALL, branch_kernels=(3, 9), activation="prelu")])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
@@ -87,7 +88,8 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
     and survive config.json."""
     both = replace(FLIGHT_MODEL, attention="se", branch_kernels=(5, 15))
     assert ModelConfig.from_dict(both.to_dict()) == both
-    assert "5/15" in both.describe() and "SE attention" in both.describe()
+    assert "branches 5/15" in both.describe() and "SE attention" in both.describe()
+    assert replace(both, kernel_size=9).describe() != both.describe()
     with pytest.raises(ValueError, match="none, se"):
         ModelConfig(attention="cbam")
     with pytest.raises(ValueError, match="distinct"):
@@ -276,3 +278,17 @@ def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypat
                                      "--out", str(tmp_path / "x")])
     # the ramanedge entry point prints such an OptionError as one line, exit 2
     assert res.exit_code != 0 and "takes no --arch flight" in str(res.exception)
+
+
+def test_int8_finetune_skips_the_screen_options_with_a_reason() -> None:
+    """A run of an SE or multi-scale flight model with the default qat_epochs completes
+    with post-training quantisation instead of failing after its float training."""
+    from trainer.run import int8_finetune
+    from trainer.train import TrainConfig
+
+    sentinel = object()
+    for cfg in (replace(SMALL, attention="se"), replace(SMALL, branch_kernels=(3, 9))):
+        res, mc, models, info = int8_finetune(sentinel, None, None, cfg, TrainConfig(),
+                                              negatives=None, log=None)
+        assert res is sentinel and mc == cfg and models == {}
+        assert "no form of attention or depthwise branches" in info["skipped"]

@@ -41,3 +41,8 @@ def test_summary_refuses_an_unknown_reference_and_a_bad_file(tmp_path) -> None:
     f.write_text("not json\n")
     res = CliRunner().invoke(main, ["--summary", str(f)])
     assert res.exit_code == 1 and "not a JSON-lines file" in res.output
+    f.write_text("".join(json.dumps(r) + "\n" for r in [*ROWS, ROWS[0]]))  # a run twice
+    res = CliRunner().invoke(main, ["--summary", str(f), "--reference", "ref"])
+    assert res.exit_code == 1 and "more than one row" in res.output
+    res = CliRunner().invoke(main, ["--reference", "ref"])
+    assert res.exit_code == 2 and "goes with --summary" in res.output

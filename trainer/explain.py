@@ -135,16 +135,17 @@ def occlusion_maps(model: Any, X: np.ndarray, classes: np.ndarray, *, half_width
 
 
 def integrated_gradients(model: Any, X: np.ndarray, classes: np.ndarray, *,
-                         steps: int = 32) -> np.ndarray:
+                         steps: int = 32, signed: bool = False) -> np.ndarray:
     """Integrated-gradients maps (N, P) in [0, 1] of ``classes`` (Sundararajan et al. 2017).
 
     Per grid point: (x - x0) times the class logit's gradient averaged over ``steps``
     midpoints of the straight path from the baseline ``x0`` to ``x``; the baseline is the
     flat zero spectrum (no Raman signal). Only positive evidence for the class is kept
     (negative attributions are clipped to 0), as Grad-CAM does, then each row is scaled to
-    [0, 1] (a row without positive evidence stays 0). A gradient method at full grid
-    resolution, unlike Grad-CAM's block positions; in a piecewise-linear network it sums to
-    the logit difference between ``x`` and the baseline (completeness).
+    [0, 1] (a row without positive evidence stays 0): a gradient method at full grid
+    resolution, unlike Grad-CAM's block positions. ``signed=True`` returns the raw
+    attributions instead (no clipping, no scaling): their sum approaches the logit
+    difference between ``x`` and the baseline as ``steps`` grows (completeness).
     """
     import tensorflow as tf
 
@@ -166,7 +167,10 @@ def integrated_gradients(model: Any, X: np.ndarray, classes: np.ndarray, *,
             tape.watch(path)
             logit = tf.linalg.matvec(encoder(path, training=False), W[:, int(c)]) + b[int(c)]
         grad = tape.gradient(logit, path).numpy().mean(axis=0)
-        out[i] = np.maximum(x * grad, 0.0)
+        out[i] = x * grad
+    if signed:
+        return out
+    out = np.maximum(out, 0.0)
     top = out.max(axis=1, keepdims=True)
     return (out / np.where(top > 0, top, 1.0)).astype(np.float32)
 
@@ -275,7 +279,8 @@ def explain_spectra(model: Any, labels: list[str], X: np.ndarray, sources: list[
     cams = [attribution(model, X, order[:, j], method, layer) for j in range(k)]
     what = {"gradcam": f"Grad-CAM ({layer or last_conv_activation(model)})",
             "gradcam-multi": "Grad-CAM, all conv blocks",
-            "occlusion": "occlusion, ±10 cm-1 windows"}[method]
+            "occlusion": "occlusion, ±10 cm-1 windows",
+            "integrated-gradients": "integrated gradients, zero baseline"}[method]
     out = []
     for i, src in enumerate(sources):
         cls = tuple(int(order[i, j]) for j in range(k))
@@ -332,11 +337,13 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
 @click.option("--layer", default=None,
               help="Grad-CAM's feature-map layer [default: the activation of the last conv "
                    "block, e.g. act3]; an earlier one (act2) gives a finer map.")
-@click.option("--method", type=click.Choice(METHODS), default="occlusion", show_default=True,
-              help="occlusion: the probability drop when a ±10 cm-1 window is removed (no "
-                   "gradients; best band sanity score, docs/results.md section 6); gradcam: "
-                   "last (or --layer) conv block; gradcam-multi: every block averaged; "
-                   "integrated-gradients: input x path-averaged gradient, per grid point.")
+@click.option("--method", type=click.Choice(METHODS), default="integrated-gradients",
+              show_default=True,
+              help="integrated-gradients: input x path-averaged gradient, per grid point "
+                   "(best band sanity score on validation, docs/results.md section 6); "
+                   "occlusion: the probability drop when a ±10 cm-1 window is removed (no "
+                   "gradients: the rover's own map, Classifier.occlusion); gradcam: last (or "
+                   "--layer) conv block; gradcam-multi: every block averaged.")
 def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: Path,
             n_bands: int, layer: str | None, method: str) -> None:
     """Attribution over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""

@@ -174,8 +174,9 @@ class ModelConfig:
         if self.arch == "paper":
             return (f"paper CNN m={self.pool_size} n={self.pool_layers} {self.activation}, "
                     f"kernel {self.kernel_size}, dense {self.dense_units}")
-        kernel = ("/".join(map(str, self.branch_kernels)) if self.branch_kernels
-                  else str(self.kernel_size))
+        kernel = str(self.kernel_size)
+        if self.branch_kernels:  # the first block's kernel, then the depthwise branches
+            kernel += f" (depthwise branches {'/'.join(map(str, self.branch_kernels))})"
         return (f"flight CNN {'-'.join(map(str, self.filters))}"
                 f"{' separable' if self.separable else ''}, kernel {kernel}, "
                 f"pool {self.pool_size} x {self.pool_layers}, reduce {self.reduce_channels}, "
@@ -228,7 +229,7 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
             total += f
         if config.attention == "se":
             r = max(1, f // SE_REDUCTION)
-            total += f * r + r + r * f + f
+            total += f * r + r + r * f + f + (r if config.activation == "prelu" else 0)
             macs += 2 * f * r + 2 * length * f  # the two Dense layers, the mean, the product
         c_in = f
         if i < config.pool_layers:

@@ -329,11 +329,17 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     ReLU6 and an input floor) it returns ``(fine-tuned result, act_quant ModelConfig,
     {"model_float.keras": the float model}, summary)``, see
     :func:`trainer.qat.quantization_aware_finetune`; the float model is kept beside the run's
-    model for comparison. Other models are returned unchanged with the reason in the summary.
+    model for comparison. Other models (no bounded ranges, or the screen's attention /
+    depthwise branches) are returned unchanged with the reason in the summary.
     """
+    why = None
     if model_config.activation != "relu6" or model_config.input_floor is None:
         why = ("int8-aware fine-tuning needs ReLU6 and an input floor (the flight default); "
                f"skipped for {model_config.describe()}")
+    elif model_config.attention != "none" or model_config.branch_kernels:
+        why = ("int8-aware fine-tuning has no form of attention or depthwise branches; "
+               f"skipped for {model_config.describe()} (post-training quantisation applies)")
+    if why is not None:
         if log is not None:
             log(why)
         return result, model_config, {}, {"skipped": why}

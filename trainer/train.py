@@ -188,9 +188,11 @@ class PseudoLabelConfig:
     so the epoch loop stays the trainer's own).
     """
 
-    threshold: float = option(0.95, within=(0.01, 1.0))
-    weight: float = option(1.0, within=(1e-3, 100.0))
-    ratio: float = option(1.0, within=(0.01, 8.0))
+    # the ranges of the former hand-written checks ((0, 1], > 0, (0, 8], 0..100), with the
+    # open ends closed just above 0
+    threshold: float = option(0.95, within=(1e-6, 1.0))
+    weight: float = option(1.0, within=(1e-6, None))
+    ratio: float = option(1.0, within=(1e-6, 8.0))
     weak_shift_cm: int = option(4, within=(0, 100))
 
     def __post_init__(self) -> None:
