@@ -78,6 +78,8 @@ CANDIDATES.update({
     "screen-k15": (replace(FLIGHT_MODEL, kernel_size=15), _S),
     "screen-ms7-21": (replace(FLIGHT_MODEL, branch_kernels=(7, 21)), _S),
     "screen-se": (replace(FLIGHT_MODEL, attention="se"), _S),
+    # issue 11's latency: the 1x1 convs (most MACs) at the pooled positions
+    "screen-early-pool": (replace(FLIGHT_MODEL, early_pool=True), _S),
 })
 
 

@@ -45,6 +45,7 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight kernel 15": replace(_K7, kernel_size=15),
     "flight multi-scale 7 + 21": replace(_K7, branch_kernels=(7, 21)),
     "flight SE attention": replace(_K7, attention="se"),
+    "flight pool before 1x1": replace(_K7, early_pool=True),
 }
 
 

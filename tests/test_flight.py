@@ -45,7 +45,9 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, reduce_channels=0),
                                  replace(SMALL, attention="se"),
                                  replace(SMALL, attention="se", activation="prelu"),
-                                 replace(SMALL, branch_kernels=(3, 9), activation="prelu")])
+                                 replace(SMALL, branch_kernels=(3, 9), activation="prelu"),
+                                 replace(SMALL, early_pool=True),
+                                 replace(SMALL, early_pool=True, pool_layers=3)])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
     assert model.get_layer("flatten").output.shape[-1] == flatten_size(cfg)
@@ -100,12 +102,20 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
         ModelConfig(arch="paper", attention="se")
     with pytest.raises(ValueError, match="qat_epochs 0"):
         ModelConfig(act_quant=True, attention="se")
+    with pytest.raises(ValueError, match="separable"):
+        ModelConfig(separable=False, early_pool=True)
+    early = replace(FLIGHT_MODEL, early_pool=True)
+    assert ModelConfig.from_dict(early.to_dict()) == early and "pool before 1x1" in early.describe()
+    # same weights; the 1x1 convs (most of the MACs) run at the pooled positions
+    assert count_params(early, 97) == count_params(FLIGHT_MODEL, 97)
+    assert count_macs(early, 97) < 0.65 * count_macs(FLIGHT_MODEL, 97)
     # the branches add their depthwise weights and widen the 1x1 conv's input
     assert (count_params(replace(FLIGHT_MODEL, branch_kernels=(7, 21)), 9)
             > count_params(replace(FLIGHT_MODEL, kernel_size=21), 9))
 
 
-@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, attention="se", branch_kernels=(3, 9))])
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, attention="se", branch_kernels=(3, 9)),
+                                 replace(SMALL, early_pool=True)])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:
     import keras

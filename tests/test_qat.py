@@ -68,14 +68,15 @@ def _float_model_with_batch_statistics(n_classes: int, cfg: ModelConfig, seed: i
     return model
 
 
-def test_folding_keeps_the_float_network(synthetic_data) -> None:
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=True)])
+def test_folding_keeps_the_float_network(synthetic_data, cfg) -> None:
     """BatchNorm folded into the convs and the separable convs split: with the roundings
     stripped, the folded twin computes what the trained float model computes."""
     from trainer.qat import fold_to_act_quant, has_act_quant, without_act_quant
 
     k = len(synthetic_data.labels)
-    model = _float_model_with_batch_statistics(k, SMALL)
-    twin = fold_to_act_quant(model, SMALL, k)
+    model = _float_model_with_batch_statistics(k, cfg)
+    twin = fold_to_act_quant(model, cfg, k)
     assert has_act_quant(twin) and not has_act_quant(model)
     assert not any(type(la).__name__ == "BatchNormalization" for la in twin.layers)
     X = synthetic_data.part("test")[0][:64]
@@ -107,7 +108,9 @@ def _features_error(model, art: Path, X: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_int8_aware_keras_computes_what_tflite_computes(tmp_path: Path, synthetic_data) -> None:
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=True)])
+def test_int8_aware_keras_computes_what_tflite_computes(tmp_path: Path, synthetic_data,
+                                                        cfg) -> None:
     """The calibrated int8-aware twin matches the converted model nearly value for value;
     the float model it came from, converted the same way, does not."""
     import keras
@@ -117,12 +120,12 @@ def test_int8_aware_keras_computes_what_tflite_computes(tmp_path: Path, syntheti
     k = len(synthetic_data.labels)
     Xtr, ytr = synthetic_data.part("train")
     keras.utils.set_random_seed(0)
-    model = build_model(k, SMALL)
+    model = build_model(k, cfg)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(Xtr, ytr, epochs=3, batch_size=32, verbose=0)
-    twin = fold_to_act_quant(model, SMALL, k)
-    qcfg = replace(SMALL, act_quant=True)
-    res_ptq = _export(model, SMALL, synthetic_data, tmp_path / "ptq")
+    twin = fold_to_act_quant(model, cfg, k)
+    qcfg = replace(cfg, act_quant=True)
+    res_ptq = _export(model, cfg, synthetic_data, tmp_path / "ptq")
     res_qat = _export(twin, qcfg, synthetic_data, tmp_path / "qat")
     X = synthetic_data.part("test")[0]
     err_ptq, _ = _features_error(model, res_ptq.out_dir, X)

@@ -44,12 +44,12 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
                   separable=False, batch_norm=False, input_floor=None, act_quant=False,
-                  attention="none", branch_kernels=()),
+                  attention="none", branch_kernels=(), early_pool=False),
     # The flight default (docs/parts/flight.md).
     "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
-                   act_quant=False, attention="none", branch_kernels=()),
+                   act_quant=False, attention="none", branch_kernels=(), early_pool=False),
 }
 
 
@@ -74,6 +74,9 @@ class ModelConfig:
     multi-scale depthwise stage, one depthwise conv per kernel size, concatenated before the
     block's 1x1 conv (``()`` = the single ``kernel_size``). Both were screened on validation
     (``docs/parts/flight.md``); neither has an int8-aware (``act_quant``) form.
+    ``early_pool`` (flight, separable): each separable block max-pools its depthwise output
+    *before* the 1x1 conv, so the 1x1 conv (most of a block's MACs) runs at the pooled
+    positions; the block's output positions are unchanged.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -93,6 +96,7 @@ class ModelConfig:
     act_quant: bool | None = None
     attention: str | None = None
     branch_kernels: tuple[int, ...] | None = None
+    early_pool: bool | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -143,6 +147,10 @@ class ModelConfig:
         object.__setattr__(self, "separable", bool(self.separable))
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
         object.__setattr__(self, "act_quant", bool(self.act_quant))
+        object.__setattr__(self, "early_pool", bool(self.early_pool))
+        if self.early_pool and not (self.arch == "flight" and self.separable):
+            raise ValueError("early_pool pools a separable block's depthwise output; it needs "
+                             "the flight architecture with separable convs")
         if self.act_quant and (self.attention != "none" or self.branch_kernels):
             raise ValueError("act_quant has no int8-aware form of attention or branch_kernels; "
                              "train those with qat_epochs 0")
@@ -182,6 +190,7 @@ class ModelConfig:
                 f"pool {self.pool_size} x {self.pool_layers}, reduce {self.reduce_channels}, "
                 f"features {self.dense_units}, {self.activation}"
                 f"{', SE attention' if self.attention == 'se' else ''}"
+                f"{', pool before 1x1' if self.early_pool else ''}"
                 f"{', int8-aware activations' if self.act_quant else ''}")
 
 
@@ -219,7 +228,9 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
             mac = length * (sum(config.branch_kernels) * c_in + n_b * c_in * f)
         elif config.separable and i > 0:
             w = k * c_in + c_in * f + f  # depthwise (no bias) + pointwise with bias
-            mac = length * (k * c_in + c_in * f)
+            pooled = (-(-length // config.pool_size) if config.early_pool
+                      and i < config.pool_layers else length)
+            mac = length * k * c_in + pooled * c_in * f
         else:
             w = k * c_in * f + f
             mac = length * k * c_in * f
@@ -338,12 +349,26 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         return keras.layers.Conv1D(filters, kernel, use_bias=not bn, name=name, **kw)
 
     for i, f in enumerate(config.filters):
+        pooled = False
         if config.separable and i > 0 and aq:
             x = QDepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
                                  name=f"conv{i + 1}_dw")(x)
             x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
             grid = f"conv{i + 1}_dw_q"
+            if config.early_pool and i < config.pool_layers:
+                # max pooling keeps the int8 grid: the 1x1 conv reads the same grid
+                x = keras.layers.MaxPooling1D(config.pool_size, padding="same",
+                                              name=f"pool{i + 1}")(x)
+                pooled = True
             x = conv(f, 1, f"conv{i + 1}")(x)
+        elif config.separable and i > 0 and config.early_pool:
+            x = keras.layers.DepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
+                                             name=f"conv{i + 1}_dw")(x)
+            if i < config.pool_layers:
+                x = keras.layers.MaxPooling1D(config.pool_size, padding="same",
+                                              name=f"pool{i + 1}")(x)
+                pooled = True
+            x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0 and config.branch_kernels:
             # multi-scale: one depthwise conv per kernel size, side by side, then the 1x1 conv
             branches = [keras.layers.DepthwiseConv1D(k, padding="same", use_bias=False,
@@ -362,7 +387,7 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         grid = f"act{i + 1}"
         if config.attention == "se":
             x = _squeeze_excite(x, f, config.activation, f"se{i + 1}")
-        if i < config.pool_layers:
+        if i < config.pool_layers and not pooled:
             x = keras.layers.MaxPooling1D(config.pool_size, padding="same", name=f"pool{i + 1}")(x)
     if config.reduce_channels:
         x = conv(config.reduce_channels, 1, "reduce")(x)

@@ -272,8 +272,10 @@ def fold_to_act_quant(float_model: Any, config: Any, n_classes: int) -> Any:
         name = layer.name
         if isinstance(layer, ActQuant) or not layer.weights:
             continue
-        if name.endswith("_dw"):  # depthwise half of a separable conv
-            layer.set_weights([float_model.get_layer(name[:-3]).get_weights()[0]])
+        if name.endswith("_dw"):  # depthwise half of a separable conv (its own layer with
+            # early_pool, else the SeparableConv1D's first weight)
+            src = float_model.get_layer(name if name in names else name[:-3])
+            layer.set_weights([src.get_weights()[0]])
             continue
         src = float_model.get_layer(name)
         w = src.get_weights()
