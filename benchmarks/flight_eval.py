@@ -65,6 +65,8 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # the 2026-12-04 architecture screen's pick (benchmarks.flight_search screen-*): kernel 11
     # instead of 7 in every conv, same recipe as the default
     "flight-k11": (replace(FLIGHT_MODEL, kernel_size=11), TrainConfig()),
+    # issue 11's latency: the 1x1 convs at the pooled positions (2.97 M MACs), same recipe
+    "flight-early-pool": (replace(FLIGHT_MODEL, early_pool=True), TrainConfig()),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_MODEL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
