@@ -199,6 +199,18 @@ class PseudoLabelConfig:
         check_options(self, what="pseudo-labelling")
 
 
+def _mix_in(rng: np.random.Generator, batch: tuple[np.ndarray, np.ndarray, np.ndarray],
+            extra: tuple[np.ndarray, np.ndarray, np.float32]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An epoch's ``(spectra, targets, weights)`` with ``extra`` spectra and targets (all of
+    weight ``extra[2]``) shuffled in: outlier-exposure negatives and pseudo-labelled spectra
+    enter the epoch the same way."""
+    (xb, yb, wb), (xe, ye, w) = batch, extra
+    mix = rng.permutation(xb.shape[0] + xe.shape[0])
+    return (np.concatenate([xb, xe])[mix], np.concatenate([yb, ye])[mix],
+            np.concatenate([wb, np.full(xe.shape[0], w, np.float32)])[mix])
+
+
 @dataclass
 class TrainResult:
     """What :func:`train_model` returns: the model with the best weights restored and its log."""
@@ -553,10 +565,8 @@ def fit_model(
                 xn = augment_batch(xn, tc.augment, rng,
                                    bands=None if neg_bands is None else neg_bands[pick],
                                    backgrounds=backgrounds)
-            mix = rng.permutation(n_draw + m)
-            xb = np.concatenate([xb, xn])[mix]
-            yb = np.concatenate([yb, np.broadcast_to(uniform, (m, n_classes))])[mix]
-            wb = np.concatenate([wb, np.full(m, neg_w, np.float32)])[mix]
+            xb, yb, wb = _mix_in(rng, (xb, yb, wb),
+                                 (xn, np.broadcast_to(uniform, (m, n_classes)), neg_w))
         if pl:
             pick = rng.integers(0, unlabelled.shape[0], size=max(1, round(pseudo.ratio * n_draw)))
             xw = augment_batch(unlabelled[pick], weak, rng) if weak.enabled else unlabelled[pick]
@@ -572,10 +582,7 @@ def fit_model(
                 ys = pu[sure].argmax(axis=1)
                 if yb.ndim == 2:
                     ys = np.eye(n_classes, dtype=np.float32)[ys]
-                mix = rng.permutation(xb.shape[0] + sure.size)
-                xb = np.concatenate([xb, xs])[mix]
-                yb = np.concatenate([yb, ys.astype(yb.dtype)])[mix]
-                wb = np.concatenate([wb, np.full(sure.size, pl_w, np.float32)])[mix]
+                xb, yb, wb = _mix_in(rng, (xb, yb, wb), (xs, ys.astype(yb.dtype), pl_w))
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)
