@@ -102,8 +102,8 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
         ModelConfig(arch="paper", attention="se")
     with pytest.raises(ValueError, match="qat_epochs 0"):
         ModelConfig(act_quant=True, attention="se")
-    with pytest.raises(ValueError, match="separable"):
-        ModelConfig(separable=False, early_pool=True)
+    assert not ModelConfig(separable=False, early_pool=True).early_pool  # nothing to pool
+    assert not ModelConfig(arch="paper", early_pool=True).early_pool
     early = replace(FLIGHT_MODEL, early_pool=True)
     assert ModelConfig.from_dict(early.to_dict()) == early and "pool before 1x1" in early.describe()
     # same weights; the 1x1 convs (most of the MACs) run at the pooled positions
@@ -288,6 +288,12 @@ def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypat
                                      "--out", str(tmp_path / "x")])
     # the ramanedge entry point prints such an OptionError as one line, exit 2
     assert res.exit_code != 0 and "takes no --arch flight" in str(res.exception)
+    for flag, want in (("--early-pool", True), ("--no-early-pool", False)):
+        res = CliRunner().invoke(train, [*base, flag, "--out", str(tmp_path / flag)])
+        assert res.exit_code == 0, res.output
+        assert seen[-1][0] == replace(FLIGHT_MODEL, early_pool=want)
+    res = CliRunner().invoke(train, [*base, "--no-separable", "--out", str(tmp_path / "ns")])
+    assert res.exit_code == 0 and not seen[-1][0].separable and not seen[-1][0].early_pool
 
 
 def test_int8_finetune_skips_the_screen_options_with_a_reason() -> None:

@@ -84,6 +84,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--separable/--no-separable", default=None,
               help="flight: depthwise-separable convs after the first block.")
 @click.option("--batch-norm/--no-batch-norm", default=None, help="flight: BatchNorm after convs.")
+@click.option("--early-pool/--no-early-pool", default=None,
+              help="flight: separable blocks pool before their 1x1 conv (fewer MACs).")
 @click.option("--teacher", "teachers", multiple=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Run folder of a teacher trained on the same split (repeatable: the mean of "
@@ -139,7 +141,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--pseudo-label", is_flag=True,
               help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
-          arch, filters, reduce_channels, separable, batch_norm, teachers, n_teachers, distill,
+          arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
+          n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
           qat_epochs, recipe, out, overwrite, quiet, labelled_fraction=1.0, ssl="none",
@@ -161,7 +164,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       activation=activation, kernel_size=kernel_size,
                                       dense_units=dense_units, dropout=dropout, filters=filt,
                                       reduce_channels=reduce_channels, separable=separable,
-                                      batch_norm=batch_norm).items()
+                                      batch_norm=batch_norm, early_pool=early_pool).items()
                 if v is not None}
     train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, monitor=monitor,

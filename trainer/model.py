@@ -76,7 +76,8 @@ class ModelConfig:
     (``docs/parts/flight.md``); neither has an int8-aware (``act_quant``) form.
     ``early_pool`` (flight, separable): each separable block max-pools its depthwise output
     *before* the 1x1 conv, so the 1x1 conv (most of a block's MACs) runs at the pooled
-    positions; the block's output positions are unchanged.
+    positions; the block's output positions are unchanged. Without separable convs it is
+    off (nothing to pool early).
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -147,10 +148,9 @@ class ModelConfig:
         object.__setattr__(self, "separable", bool(self.separable))
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
         object.__setattr__(self, "act_quant", bool(self.act_quant))
-        object.__setattr__(self, "early_pool", bool(self.early_pool))
-        if self.early_pool and not (self.arch == "flight" and self.separable):
-            raise ValueError("early_pool pools a separable block's depthwise output; it needs "
-                             "the flight architecture with separable convs")
+        # early pooling is a property of separable blocks: without them it is vacuous (so
+        # --no-separable needs no --no-early-pool)
+        object.__setattr__(self, "early_pool", bool(self.early_pool) and self.separable)
         if self.act_quant and (self.attention != "none" or self.branch_kernels):
             raise ValueError("act_quant has no int8-aware form of attention or branch_kernels; "
                              "train those with qat_epochs 0")
