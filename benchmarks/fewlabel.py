@@ -45,10 +45,12 @@ DEFAULT_FRACTIONS = "0.1,0.05,0.2,0.5,1.0"
 
 
 def model_config(arch: str):
-    """The architecture of the experiment: the flight default or the paper's m=6 network."""
-    from trainer.model import ModelConfig
+    """The architecture of the experiment: the flight model of its measurements (the default
+    until 2026-12-05, :data:`~trainer.model.FLIGHT_LATE_POOL`) or the paper's m=6 network."""
+    from trainer.model import FLIGHT_LATE_POOL, ModelConfig
 
-    return ModelConfig() if arch == "flight" else ModelConfig(arch="paper")
+    # the flight model the few-label grid and its backbones were measured with
+    return FLIGHT_LATE_POOL if arch == "flight" else ModelConfig(arch="paper")
 
 
 def fewlabel_train(seed: int, epochs: int):

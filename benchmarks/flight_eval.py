@@ -33,7 +33,14 @@ import numpy as np
 from benchmarks.common import format_mean_sd_pct
 from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import MODEL_FILE
-from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
+from trainer.model import (
+    FLIGHT_LATE_POOL,
+    FLIGHT_MODEL,
+    PAPER_DEFAULT,
+    ModelConfig,
+    count_macs,
+    count_params,
+)
 from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TrainConfig
 
 #: recipe -> (model, training). ``flight`` is the project default (``ramanedge train`` with
@@ -49,26 +56,26 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-ptq": (FLIGHT_MODEL, replace(TrainConfig(), qat_epochs=0)),
     # the default before outlier exposure (issue 12): the "flight" rows of
     # runs/flight/eval-f16, written when this was the default
-    "flight-v2": (FLIGHT_MODEL, _NO_OE),
-    "flight-v1": (FLIGHT_MODEL, replace(_NO_OE, augment=FLIGHT_AUGMENT_V1)),
-    "flight-v1-ptq": (FLIGHT_MODEL, replace(_NO_OE, augment=FLIGHT_AUGMENT_V1,
+    "flight-v2": (FLIGHT_LATE_POOL, _NO_OE),
+    "flight-v1": (FLIGHT_LATE_POOL, replace(_NO_OE, augment=FLIGHT_AUGMENT_V1)),
+    "flight-v1-ptq": (FLIGHT_LATE_POOL, replace(_NO_OE, augment=FLIGHT_AUGMENT_V1,
                                             qat_epochs=0)),
     "paper-m6": (PAPER_DEFAULT, PAPER_FAMILY_TRAIN),
     # outlier exposure on the negatives half of the rare minerals (weight 0.5, Hendrycks et
     # al. 2019's value; not tuned): the name its 5-split rows were measured under
     # (runs/flight/eval-oe) before it became the default; the same recipe as "flight"
-    "flight-oe": (FLIGHT_MODEL, replace(TrainConfig(), outlier_exposure=0.5)),
+    "flight-oe": (FLIGHT_LATE_POOL, replace(TrainConfig(), outlier_exposure=0.5)),
     # issue 11's latency target: the fastest candidate of benchmarks.latency_probe (0.75x the
     # m=6 model's int8 call, 1.06 M MACs, 76 KB), same recipe as the default
-    "flight-fast": (replace(FLIGHT_MODEL, filters=(16, 32, 48, 64, 96), reduce_channels=16,
+    "flight-fast": (replace(FLIGHT_LATE_POOL, filters=(16, 32, 48, 64, 96), reduce_channels=16,
                             pool_size=3), TrainConfig()),
     # the 2026-12-04 architecture screen's pick (benchmarks.flight_search screen-*): kernel 11
     # instead of 7 in every conv, same recipe as the default
-    "flight-k11": (replace(FLIGHT_MODEL, kernel_size=11), TrainConfig()),
+    "flight-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), TrainConfig()),
     # issue 11's latency: the 1x1 convs at the pooled positions (2.97 M MACs), same recipe
-    "flight-early-pool": (replace(FLIGHT_MODEL, early_pool=True), TrainConfig()),
+    "flight-early-pool": (FLIGHT_MODEL, TrainConfig()),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
-    "flight-p3x4": (replace(FLIGHT_MODEL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
+    "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
 }
 #: a recipe whose float training is another recipe's: its float run is reused (training is
@@ -106,11 +113,13 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     return out
 
 
-def trained_with(run: Path, train_config: TrainConfig) -> bool:
-    """Whether the run folder ``run`` was trained with ``train_config`` (a finished run of
-    another recipe, e.g. from before a default changed, must not be reported as this one)."""
-    saved = json.loads((run / "config.json").read_text())["train"]
-    return TrainConfig.from_dict(saved) == train_config
+def trained_with(run: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
+    """Whether the run folder ``run`` was trained as ``model_config`` with ``train_config``
+    (a finished run of another recipe, e.g. from before a default changed, must not be
+    reported as this one; the int8-aware run records its folded twin, ``act_quant``)."""
+    saved = json.loads((run / "config.json").read_text())
+    model = replace(ModelConfig.from_dict(saved["model"]), act_quant=False)
+    return model == model_config and TrainConfig.from_dict(saved["train"]) == train_config
 
 
 def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
@@ -146,11 +155,11 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     run = folder / "run"
     base = out / f"{FLOAT_OF.get(recipe, '')}-{kind}{seed}" / "run"
     if (run / "metrics.json").is_file():
-        if not trained_with(run, tc):
+        if not trained_with(run, mc, tc):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
                                        f"{recipe!r}; remove it or choose another --out")
     elif (recipe in FLOAT_OF and (base / "metrics.json").is_file()
-          and trained_with(base, replace(tc, qat_epochs=0))):
+          and trained_with(base, mc, replace(tc, qat_epochs=0))):
         finetune_from_float_run(base, run, tc)
     else:
         train_run(run, data, mc, tc, overwrite=True, log=None)

@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks.common import format_mean_sd_pct, one_line_errors
 from ramanedge.cli_options import data_root_option
 from trainer.augment import AugmentConfig
-from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
+from trainer.model import FLIGHT_LATE_POOL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
 from trainer.train import PAPER_FAMILY_TRAIN, TrainConfig
 
 FLIGHT_AUG = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline=0.1, scale=0.1)
@@ -73,13 +73,13 @@ CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
 #: (those act on any architecture alike), so the rows differ by the architecture only.
 _S = replace(TrainConfig(), teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0)
 CANDIDATES.update({
-    "screen-default": (FLIGHT_MODEL, _S),
-    "screen-k11": (replace(FLIGHT_MODEL, kernel_size=11), _S),
-    "screen-k15": (replace(FLIGHT_MODEL, kernel_size=15), _S),
-    "screen-ms7-21": (replace(FLIGHT_MODEL, branch_kernels=(7, 21)), _S),
-    "screen-se": (replace(FLIGHT_MODEL, attention="se"), _S),
+    "screen-default": (FLIGHT_LATE_POOL, _S),
+    "screen-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), _S),
+    "screen-k15": (replace(FLIGHT_LATE_POOL, kernel_size=15), _S),
+    "screen-ms7-21": (replace(FLIGHT_LATE_POOL, branch_kernels=(7, 21)), _S),
+    "screen-se": (replace(FLIGHT_LATE_POOL, attention="se"), _S),
     # issue 11's latency: the 1x1 convs (most MACs) at the pooled positions
-    "screen-early-pool": (replace(FLIGHT_MODEL, early_pool=True), _S),
+    "screen-early-pool": (replace(FLIGHT_LATE_POOL, early_pool=True), _S),
 })
 
 

@@ -21,12 +21,19 @@ import click
 import numpy as np
 
 from ramanedge.cli_options import data_root_option
-from trainer.model import FLIGHT_MODEL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
+from trainer.model import (
+    FLIGHT_LATE_POOL,
+    FLIGHT_MODEL,
+    PAPER_DEFAULT,
+    ModelConfig,
+    count_macs,
+    count_params,
+)
 
-#: the flight architecture with kernel 7 (today's default, named here so that a later default
-#: does not change what the variants below measured; its own row, identical to the default's,
-#: shows the probe's noise)
-_K7 = replace(FLIGHT_MODEL, kernel_size=7)
+#: the flight architecture with kernel 7 and every 1x1 conv at full positions (the default
+#: until 2026-12-05): the base of the variants below, so that the default's change does not
+#: change what they measured)
+_K7 = FLIGHT_LATE_POOL
 #: name -> config. ``flight (default)`` follows the default; the others trade positions or
 #: channels for time, or are the 2026-12-04 screen's candidates (benchmarks.flight_search).
 CANDIDATES: dict[str, ModelConfig] = {
@@ -45,7 +52,7 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight kernel 15": replace(_K7, kernel_size=15),
     "flight multi-scale 7 + 21": replace(_K7, branch_kernels=(7, 21)),
     "flight SE attention": replace(_K7, attention="se"),
-    "flight pool before 1x1": replace(_K7, early_pool=True),
+    "flight pool before 1x1 (the default since 2026-12-05)": replace(_K7, early_pool=True),
 }
 
 

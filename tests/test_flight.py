@@ -46,7 +46,7 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, attention="se"),
                                  replace(SMALL, attention="se", activation="prelu"),
                                  replace(SMALL, branch_kernels=(3, 9), activation="prelu"),
-                                 replace(SMALL, early_pool=True),
+                                 replace(SMALL, early_pool=False),
                                  replace(SMALL, early_pool=True, pool_layers=3)])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
@@ -83,6 +83,10 @@ def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
     old = ModelConfig.from_dict(legacy)
     assert old.arch == "paper" and old == ModelConfig(arch="paper")
     assert "flight CNN" in FLIGHT_MODEL.describe() and "m=6" in old.describe()
+    # a flight config.json written before early pooling existed is the late-pool model
+    before = {k: v for k, v in FLIGHT_MODEL.to_dict().items()
+              if k not in ("early_pool", "attention", "branch_kernels")}
+    assert ModelConfig.from_dict(before) == replace(FLIGHT_MODEL, early_pool=False)
 
 
 def test_flight_screen_options_are_validated_and_round_trip() -> None:
@@ -104,18 +108,23 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
         ModelConfig(act_quant=True, attention="se")
     assert not ModelConfig(separable=False, early_pool=True).early_pool  # nothing to pool
     assert not ModelConfig(arch="paper", early_pool=True).early_pool
-    early = replace(FLIGHT_MODEL, early_pool=True)
+    early = FLIGHT_MODEL  # the default since 2026-12-05
     assert ModelConfig.from_dict(early.to_dict()) == early and "pool before 1x1" in early.describe()
     # same weights; the 1x1 convs (most of the MACs) run at the pooled positions
-    assert count_params(early, 97) == count_params(FLIGHT_MODEL, 97)
-    assert count_macs(early, 97) < 0.65 * count_macs(FLIGHT_MODEL, 97)
+    late = replace(FLIGHT_MODEL, early_pool=False)
+    assert count_params(early, 97) == count_params(late, 97)
+    assert count_macs(early, 97) < 0.65 * count_macs(late, 97)
     # the branches add their depthwise weights and widen the 1x1 conv's input
     assert (count_params(replace(FLIGHT_MODEL, branch_kernels=(7, 21)), 9)
             > count_params(replace(FLIGHT_MODEL, kernel_size=21), 9))
 
 
-@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, attention="se", branch_kernels=(3, 9)),
-                                 replace(SMALL, early_pool=True)])
+@pytest.mark.parametrize("cfg", [SMALL,
+                                 # as screened (the converter aborted on this pair trained
+                                 # with early pooling on top: not pursued, 2026-12-05)
+                                 replace(SMALL, attention="se", branch_kernels=(3, 9),
+                                         early_pool=False),
+                                 replace(SMALL, early_pool=False)])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:
     import keras

@@ -49,7 +49,7 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
-                   act_quant=False, attention="none", branch_kernels=(), early_pool=False),
+                   act_quant=False, attention="none", branch_kernels=(), early_pool=True),
 }
 
 
@@ -169,9 +169,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`; a dict without ``arch`` (runs written before the flight
-        family existed) is the paper family. Unknown keys are rejected by the constructor."""
+        family existed) is the paper family, one without ``early_pool`` pools after the 1x1
+        convs (written before that option). Unknown keys are rejected by the constructor."""
         d = dict(d)
         d.setdefault("arch", "paper")
+        # written before early pooling existed (2026-12-04): every 1x1 conv at full positions
+        d.setdefault("early_pool", False)
         for key in ("filters", "branch_kernels"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -200,6 +203,10 @@ PAPER_DEFAULT = ModelConfig(arch="paper")
 """The paper family at the former project default (m = 6, kernel 11, LeakyReLU)."""
 FLIGHT_MODEL = ModelConfig()
 """The flight default (what ``ramanedge train`` builds and ``make demo`` ships)."""
+FLIGHT_LATE_POOL = ModelConfig(early_pool=False)
+"""The flight default until 2026-12-05: every 1x1 conv at its block's full positions (4.97 M
+MACs). The base of the recipes and screens measured before ``early_pool`` became the
+default, so that their names keep meaning what was measured."""
 
 
 def conv_length(config: ModelConfig) -> int:
@@ -222,15 +229,14 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
     c_in, length = 1, config.input_points
     for i, f in enumerate(config.filters):
         k = config.kernel_size
-        if config.separable and i > 0 and config.branch_kernels:
-            n_b = len(config.branch_kernels)  # one depthwise per kernel, concatenated
-            w = sum(config.branch_kernels) * c_in + n_b * c_in * f + f
-            mac = length * (sum(config.branch_kernels) * c_in + n_b * c_in * f)
-        elif config.separable and i > 0:
-            w = k * c_in + c_in * f + f  # depthwise (no bias) + pointwise with bias
+        if config.separable and i > 0:
+            # depthwise (no bias; one per branch kernel, concatenated) + pointwise with bias,
+            # the pointwise at the pooled positions with early_pool
+            kernels = config.branch_kernels or (k,)
             pooled = (-(-length // config.pool_size) if config.early_pool
                       and i < config.pool_layers else length)
-            mac = length * k * c_in + pooled * c_in * f
+            w = sum(kernels) * c_in + len(kernels) * c_in * f + f
+            mac = length * sum(kernels) * c_in + pooled * len(kernels) * c_in * f
         else:
             w = k * c_in * f + f
             mac = length * k * c_in * f
@@ -361,20 +367,20 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
                                               name=f"pool{i + 1}")(x)
                 pooled = True
             x = conv(f, 1, f"conv{i + 1}")(x)
-        elif config.separable and i > 0 and config.early_pool:
-            x = keras.layers.DepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
-                                             name=f"conv{i + 1}_dw")(x)
-            if i < config.pool_layers:
+        elif config.separable and i > 0 and (config.early_pool or config.branch_kernels):
+            if config.branch_kernels:
+                # multi-scale: one depthwise conv per kernel size, side by side
+                branches = [keras.layers.DepthwiseConv1D(k, padding="same", use_bias=False,
+                                                         name=f"conv{i + 1}_dw{k}")(x)
+                            for k in config.branch_kernels]
+                x = keras.layers.Concatenate(name=f"conv{i + 1}_cat")(branches)
+            else:
+                x = keras.layers.DepthwiseConv1D(config.kernel_size, padding="same",
+                                                 use_bias=False, name=f"conv{i + 1}_dw")(x)
+            if config.early_pool and i < config.pool_layers:
                 x = keras.layers.MaxPooling1D(config.pool_size, padding="same",
                                               name=f"pool{i + 1}")(x)
                 pooled = True
-            x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
-        elif config.separable and i > 0 and config.branch_kernels:
-            # multi-scale: one depthwise conv per kernel size, side by side, then the 1x1 conv
-            branches = [keras.layers.DepthwiseConv1D(k, padding="same", use_bias=False,
-                                                     name=f"conv{i + 1}_dw{k}")(x)
-                        for k in config.branch_kernels]
-            x = keras.layers.Concatenate(name=f"conv{i + 1}_cat")(branches)
             x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0:
             x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
