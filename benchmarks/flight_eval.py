@@ -73,7 +73,7 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # instead of 7 in every conv, same recipe as the default
     "flight-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), TrainConfig()),
     # issue 11's latency: the 1x1 convs at the pooled positions (2.97 M MACs), same recipe
-    "flight-early-pool": (FLIGHT_MODEL, TrainConfig()),
+    "flight-early-pool": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),

@@ -46,3 +46,18 @@ def test_summary_refuses_an_unknown_reference_and_a_bad_file(tmp_path) -> None:
     assert res.exit_code == 1 and "more than one row" in res.output
     res = CliRunner().invoke(main, ["--reference", "ref"])
     assert res.exit_code == 2 and "goes with --summary" in res.output
+
+
+def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
+    """The search's candidates were measured before early pooling became the default: they
+    stay late-pool (the one candidate that screened early pooling excepted), and so do the
+    flight_eval recipes named after runs of the former default."""
+    from benchmarks.flight_eval import RECIPES
+    from benchmarks.flight_search import CANDIDATES
+
+    early = {n for n, (mc, _) in CANDIDATES.items() if mc.early_pool}
+    assert early == {"screen-early-pool"}
+    for name in ("flight-v1", "flight-v1-ptq", "flight-v2", "flight-oe", "flight-k11",
+                 "flight-p3x4", "flight-fast"):
+        assert not RECIPES[name][0].early_pool, name
+    assert RECIPES["flight-early-pool"][0].early_pool and RECIPES["flight"][0].early_pool

@@ -295,8 +295,9 @@ def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
     with pytest.raises(SSLOptionError, match="validation/test specimens"):
         ssl_train_run(tmp_path / "run2", data, TINY, tc, SSLConfig(method="pretrained"),
                       pretrained=w, pretrained_meta=check_backbone(bad, TINY)[1], log=None)
-    with pytest.raises(SSLOptionError, match="another architecture"):
+    with pytest.raises(SSLOptionError, match="another architecture") as err:
         check_backbone(good, ModelConfig())
+    assert "filters" in str(err.value) and "(this run: [24, 48, 64, 96, 128])" in str(err.value)
 
 
 def test_cli_pretrain_and_backbone_errors_are_one_line(tmp_path, capsys,

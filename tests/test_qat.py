@@ -86,6 +86,16 @@ def test_folding_keeps_the_float_network(synthetic_data, cfg) -> None:
     assert without_act_quant(model) is model
 
 
+def test_folding_refuses_a_config_of_another_pooling(synthetic_data) -> None:
+    from trainer.qat import fold_to_act_quant
+
+    k = len(synthetic_data.labels)
+    late = replace(SMALL, early_pool=False)
+    model = _float_model_with_batch_statistics(k, late)
+    with pytest.raises(ValueError, match="early_pool=True"):
+        fold_to_act_quant(model, SMALL, k)
+
+
 def _export(model, cfg, data, out: Path, allow: bool = True):
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
 

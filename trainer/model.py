@@ -247,7 +247,8 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
         if config.attention == "se":
             r = max(1, f // SE_REDUCTION)
             total += f * r + r + r * f + f + (r if config.activation == "prelu" else 0)
-            macs += 2 * f * r + 2 * length * f  # the two Dense layers, the mean, the product
+            at = pooled if config.separable and i > 0 else length  # SE follows the block
+            macs += 2 * f * r + 2 * at * f  # the two Dense layers, the mean, the product
         c_in = f
         if i < config.pool_layers:
             length = -(-length // config.pool_size)

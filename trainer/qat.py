@@ -260,6 +260,12 @@ def fold_to_act_quant(float_model: Any, config: Any, n_classes: int) -> Any:
     qcfg = dataclasses.replace(config, act_quant=True)
     q = build_model(n_classes, qcfg)
     names = {layer.name for layer in float_model.layers}
+    # the float model must be the architecture of ``config``: an early-pool model has its
+    # depthwise halves as layers of their own, a late-pool one as SeparableConv1D
+    split_dw = "conv2_dw" in names
+    if config.separable and not config.branch_kernels and split_dw != config.early_pool:
+        raise ValueError(f"the float model {'pools' if split_dw else 'does not pool'} before "
+                         f"its 1x1 convs but its config says early_pool={config.early_pool}")
 
     def folded(bn_name: str, kernel, bias):
         if bn_name not in names:

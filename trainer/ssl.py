@@ -342,6 +342,10 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
                       "pretrain": meta.get("pretrain"), "date": meta.get("date")}
     # the backbone ends at `features`; the dropout after it is the fine-tuning's own choice
     if replace(pre_model, dropout=0.0) != replace(model_config, dropout=0.0):
+        a, b = pre_model.to_dict(), model_config.to_dict()
+        diff = ", ".join(f"{k} {a[k]!r} (this run: {b[k]!r})" for k in a
+                         if k != "dropout" and a[k] != b[k])
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
-                             f"({meta.get('model')}); train with the same one")
+                             f"({diff}); train with the same one (e.g. --no-early-pool for "
+                             "a backbone pretrained before early pooling)")
     return weights, meta
