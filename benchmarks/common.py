@@ -344,6 +344,19 @@ def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
                            {p: ds.X[m] for p, m in rows.items()})
 
 
+def comma_list(text: str, option: str, kind: type = int) -> list[Any]:
+    """``"0,1,2"`` as a list of ``kind`` (empty items skipped); a bad item ends the command
+    with one usage line naming ``option`` (e.g. ``"--seeds"``)."""
+    import click
+
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise click.UsageError(f"{option} must be comma-separated {what}, got {text!r}") \
+            from None
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a benchmark command's function so that the project's own errors (a missing
     data folder, split file or artifact, ...) end it with one line and exit status 1, as

@@ -37,7 +37,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import format_mean_sd_pct, mean_sd_pct, one_line_errors, read_jsonl
+from benchmarks.common import (
+    comma_list,
+    format_mean_sd_pct,
+    mean_sd_pct,
+    one_line_errors,
+    read_jsonl,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -49,7 +55,6 @@ def model_config(arch: str):
     until 2026-12-05, :data:`~trainer.model.FLIGHT_LATE_POOL`) or the paper's m=6 network."""
     from trainer.model import FLIGHT_LATE_POOL, ModelConfig
 
-    # the flight model the few-label grid and its backbones were measured with
     return FLIGHT_LATE_POOL if arch == "flight" else ModelConfig(arch="paper")
 
 
@@ -184,19 +189,9 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     )
     from trainer.train import PseudoLabelConfig, predict_probs
 
-    def ints(text: str, what: str) -> list[int]:
-        try:
-            return [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise click.UsageError(f"--{what} must be comma-separated whole numbers, got "
-                                   f"{text!r}") from None
-
-    split_list, seed_list = ints(split_seeds, "split-seeds"), ints(seeds, "seeds")
-    try:
-        fraction_list = [float(x) for x in fractions.split(",") if x.strip()]
-    except ValueError:
-        raise click.UsageError(f"--fractions must be comma-separated numbers, got "
-                               f"{fractions!r}") from None
+    split_list = comma_list(split_seeds, "--split-seeds")
+    seed_list = comma_list(seeds, "--seeds")
+    fraction_list = comma_list(fractions, "--fractions", float)
     method_list = [x.strip() for x in methods.split(",") if x.strip()]
     for m in method_list:  # refused before any data is read or any model trained
         base, plus, pl = m.partition("+")

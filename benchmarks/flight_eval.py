@@ -30,7 +30,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import format_mean_sd_pct
+from benchmarks.common import comma_list, format_mean_sd_pct
 from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import MODEL_FILE
 from trainer.model import (
@@ -245,11 +245,11 @@ def summary(rows: list[dict]) -> str:
 @click.option("--summary", "only_summary", is_flag=True, help="Print the table of --out only.")
 def main(data_root, recipe, grouped, random_seeds, out, only_summary) -> None:
     """Train + export + rover-path evaluation of a recipe over several splits."""
-    out.mkdir(parents=True, exist_ok=True)
     jl = out / "eval.jsonl"
     if not only_summary:
-        todo = [("grouped", int(s)) for s in grouped.split(",") if s.strip()]
-        todo += [("random", int(s)) for s in random_seeds.split(",") if s.strip()]
+        todo = [("grouped", s) for s in comma_list(grouped, "--grouped")]
+        todo += [("random", s) for s in comma_list(random_seeds, "--random")]
+        out.mkdir(parents=True, exist_ok=True)
         done = set()
         if jl.is_file():  # resume: a split already measured is not trained again
             done = {(r["recipe"], r["split"], r["split_seed"])
@@ -261,6 +261,9 @@ def main(data_root, recipe, grouped, random_seeds, out, only_summary) -> None:
             row = evaluate_split(data_root, kind, seed, recipe, out)
             with jl.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+    if not jl.is_file():
+        raise click.ClickException(f"no evaluation rows in {out} (expected {jl.name}; run "
+                                   "without --summary first)")
     rows = [json.loads(line) for line in jl.read_text().splitlines() if line]
     click.echo(summary(rows))
 

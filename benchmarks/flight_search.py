@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import format_mean_sd_pct, one_line_errors
+from benchmarks.common import comma_list, format_mean_sd_pct, one_line_errors
 from ramanedge.cli_options import data_root_option
 from trainer.augment import AugmentConfig
 from trainer.model import FLIGHT_LATE_POOL, PAPER_DEFAULT, ModelConfig, count_macs, count_params
@@ -181,19 +181,20 @@ def _val_mean(r: dict) -> float:
 def paired_gain(rows: list[dict], name: str, reference: str, key) -> list[float]:
     """Points ``name`` gains over ``reference`` on ``key(row)``, one value per (split kind,
     split seed, training seed) both were run on."""
-    def keys(who: str) -> list[tuple]:
-        ks = [(r["split"], r["split_seed"], r["seed"]) for r in rows if r["candidate"] == who]
-        if len(set(ks)) != len(ks):
-            raise ValueError(f"{who} has more than one row for one split and seed (a search "
-                             "run twice into the same file?); pairing needs one each")
-        return ks
+    def by_run(who: str) -> dict[tuple, float]:
+        out: dict[tuple, float] = {}
+        for r in rows:
+            if r["candidate"] == who:
+                k = (r["split"], r["split_seed"], r["seed"])
+                if k in out:
+                    raise ValueError(f"{who} has more than one row for one split and seed (a "
+                                     "search run twice into the same file?); pairing needs "
+                                     "one each")
+                out[k] = key(r)
+        return out
 
-    keys(name)
-    keys(reference)
-    ref = {(r["split"], r["split_seed"], r["seed"]): key(r) for r in rows
-           if r["candidate"] == reference}
-    return [100 * (key(r) - ref[k]) for r in rows if r["candidate"] == name
-            and (k := (r["split"], r["split_seed"], r["seed"])) in ref]
+    mine, ref = by_run(name), by_run(reference)
+    return [100 * (v - ref[k]) for k, v in mine.items() if k in ref]
 
 
 def summary_table(rows: list[dict], reference: str | None = None) -> str:
@@ -262,15 +263,16 @@ def main(data_root, candidates, split_kind, split_seeds, seeds, out, reference,
     from ramanedge.splits import make_split
 
     names = [c.strip() for c in candidates.split(",") if c.strip()]
+    split_list, seed_list = comma_list(split_seeds, "--split-seeds"), comma_list(seeds, "--seeds")
     bad = [n for n in names if n not in CANDIDATES and n not in DISTILLED]
     if bad:
         raise click.UsageError(f"unknown candidate(s) {', '.join(bad)}; expected any of "
                                f"{', '.join([*CANDIDATES, *DISTILLED])}")
     ds = build_dataset(data_root, "rruff-raw")
     out.parent.mkdir(parents=True, exist_ok=True)
-    for ss in (int(s) for s in split_seeds.split(",")):
+    for ss in split_list:
         split = np.asarray(make_split(ds, kind=split_kind, seed=ss))
-        for seed in (int(s) for s in seeds.split(",")):
+        for seed in seed_list:
             for n in names:
                 t0 = time.perf_counter()
                 teacher = None

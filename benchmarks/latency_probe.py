@@ -30,29 +30,28 @@ from trainer.model import (
     count_params,
 )
 
-#: the flight architecture with kernel 7 and every 1x1 conv at full positions (the default
-#: until 2026-12-05): the base of the variants below, so that the default's change does not
-#: change what they measured)
-_K7 = FLIGHT_LATE_POOL
 #: name -> config. ``flight (default)`` follows the default; the others trade positions or
-#: channels for time, or are the 2026-12-04 screen's candidates (benchmarks.flight_search).
+#: channels for time, or are the 2026-12-04 screen's candidates (benchmarks.flight_search),
+#: all built on :data:`~trainer.model.FLIGHT_LATE_POOL` (the default they were measured
+#: against) so that a later default does not change what they measured.
 CANDIDATES: dict[str, ModelConfig] = {
     "paper-m6 (reference)": PAPER_DEFAULT,
     "flight (default)": FLIGHT_MODEL,
-    "flight pool 3 x 4": replace(_K7, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
-    "flight pool 3 x 5": replace(_K7, pool_size=3),
-    "flight narrow 16-32-48-64-96": replace(_K7, filters=(16, 32, 48, 64, 96),
+    "flight pool 3 x 4": replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4,
+                                 filters=(24, 48, 64, 96)),
+    "flight pool 3 x 5": replace(FLIGHT_LATE_POOL, pool_size=3),
+    "flight narrow 16-32-48-64-96": replace(FLIGHT_LATE_POOL, filters=(16, 32, 48, 64, 96),
                                             reduce_channels=16),
-    "flight narrow, pool 3 x 5": replace(_K7, filters=(16, 32, 48, 64, 96),
+    "flight narrow, pool 3 x 5": replace(FLIGHT_LATE_POOL, filters=(16, 32, 48, 64, 96),
                                          reduce_channels=16, pool_size=3),
-    "flight 4 blocks 24-48-96-128, pool 2 x 4": replace(_K7, filters=(24, 48, 96, 128),
+    "flight 4 blocks 24-48-96-128, pool 2 x 4": replace(FLIGHT_LATE_POOL, filters=(24, 48, 96, 128),
                                                         pool_layers=4),
-    "flight kernel 7": _K7,
-    "flight kernel 11": replace(_K7, kernel_size=11),
-    "flight kernel 15": replace(_K7, kernel_size=15),
-    "flight multi-scale 7 + 21": replace(_K7, branch_kernels=(7, 21)),
-    "flight SE attention": replace(_K7, attention="se"),
-    "flight pool before 1x1 (the default since 2026-12-05)": replace(_K7, early_pool=True),
+    "flight kernel 7": FLIGHT_LATE_POOL,
+    "flight kernel 11": replace(FLIGHT_LATE_POOL, kernel_size=11),
+    "flight kernel 15": replace(FLIGHT_LATE_POOL, kernel_size=15),
+    "flight multi-scale 7 + 21": replace(FLIGHT_LATE_POOL, branch_kernels=(7, 21)),
+    "flight SE attention": replace(FLIGHT_LATE_POOL, attention="se"),
+    "flight pool before 1x1": replace(FLIGHT_LATE_POOL, early_pool=True),
 }
 
 

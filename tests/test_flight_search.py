@@ -61,3 +61,16 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
                  "flight-p3x4", "flight-fast"):
         assert not RECIPES[name][0].early_pool, name
     assert RECIPES["flight-early-pool"][0].early_pool and RECIPES["flight"][0].early_pool
+
+
+def test_seed_lists_and_a_missing_evaluation_end_with_one_line(tmp_path) -> None:
+    from benchmarks.flight_eval import main as eval_main
+
+    res = CliRunner().invoke(main, ["--split-seeds", "0,one", "--candidates", "flight"])
+    assert res.exit_code == 2 and "--split-seeds must be comma-separated whole numbers" in \
+        res.output
+    res = CliRunner().invoke(eval_main, ["--grouped", "0,x", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 2 and "--grouped must be" in res.output
+    assert not (tmp_path / "e").exists()  # refused before anything was written
+    res = CliRunner().invoke(eval_main, ["--summary", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "no evaluation rows" in res.output

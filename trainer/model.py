@@ -356,17 +356,20 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         return keras.layers.Conv1D(filters, kernel, use_bias=not bn, name=name, **kw)
 
     for i, f in enumerate(config.filters):
-        pooled = False
+        # with early_pool a separable block pools its depthwise output, else its activation
+        early = config.separable and i > 0 and config.early_pool and i < config.pool_layers
+
+        def pool(x, i=i):
+            return keras.layers.MaxPooling1D(config.pool_size, padding="same",
+                                             name=f"pool{i + 1}")(x)
+
         if config.separable and i > 0 and aq:
             x = QDepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
                                  name=f"conv{i + 1}_dw")(x)
             x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
             grid = f"conv{i + 1}_dw_q"
-            if config.early_pool and i < config.pool_layers:
-                # max pooling keeps the int8 grid: the 1x1 conv reads the same grid
-                x = keras.layers.MaxPooling1D(config.pool_size, padding="same",
-                                              name=f"pool{i + 1}")(x)
-                pooled = True
+            if early:  # max pooling keeps the int8 grid: the 1x1 conv reads the same grid
+                x = pool(x)
             x = conv(f, 1, f"conv{i + 1}")(x)
         elif config.separable and i > 0 and (config.early_pool or config.branch_kernels):
             if config.branch_kernels:
@@ -378,10 +381,8 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
             else:
                 x = keras.layers.DepthwiseConv1D(config.kernel_size, padding="same",
                                                  use_bias=False, name=f"conv{i + 1}_dw")(x)
-            if config.early_pool and i < config.pool_layers:
-                x = keras.layers.MaxPooling1D(config.pool_size, padding="same",
-                                              name=f"pool{i + 1}")(x)
-                pooled = True
+            if early:
+                x = pool(x)
             x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0:
             x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
@@ -394,8 +395,8 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         grid = f"act{i + 1}"
         if config.attention == "se":
             x = _squeeze_excite(x, f, config.activation, f"se{i + 1}")
-        if i < config.pool_layers and not pooled:
-            x = keras.layers.MaxPooling1D(config.pool_size, padding="same", name=f"pool{i + 1}")(x)
+        if i < config.pool_layers and not early:
+            x = pool(x)
     if config.reduce_channels:
         x = conv(config.reduce_channels, 1, "reduce")(x)
         if bn:

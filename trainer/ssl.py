@@ -345,7 +345,8 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
         a, b = pre_model.to_dict(), model_config.to_dict()
         diff = ", ".join(f"{k} {a[k]!r} (this run: {b[k]!r})" for k in a
                          if k != "dropout" and a[k] != b[k])
+        hint = (" (--no-early-pool for a backbone pretrained before early pooling)"
+                if a["early_pool"] != b["early_pool"] else "")
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
-                             f"({diff}); train with the same one (e.g. --no-early-pool for "
-                             "a backbone pretrained before early pooling)")
+                             f"({diff}); train with the same one{hint}")
     return weights, meta
