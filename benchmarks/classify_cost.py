@@ -28,13 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def stages(clf: Any) -> dict[str, Any]:
     """Cumulative prefixes of the classifier's per-spectrum path, ``fn(x)`` each."""
-    from edge_runtime import conformal
-    from edge_runtime.artifact import softmax
     from edge_runtime.interpreter import get_output_float, set_input_int8
 
     art, it = clf.artifact, clf.interpreter
-    head = clf._probs_head or art.head
-    thr = clf._set_threshold if clf._set_threshold is not None else 0.0
+    cut = clf._set_cut if clf._set_cut is not None else 1.0
 
     def model(x: np.ndarray) -> Any:
         set_input_int8(it, x, art.input_q)
@@ -45,23 +42,19 @@ def stages(clf: Any) -> dict[str, Any]:
         clf._invoke(x)
         return get_output_float(it, art.features_q).reshape(-1)
 
-    def head_probs(x: np.ndarray) -> Any:
-        f = checked(x)
-        return f, softmax(head.logits(f))
-
-    def ranked(x: np.ndarray) -> Any:
-        f, p = head_probs(x)
-        order = np.argsort(-p, kind="stable")
-        n = conformal.set_size(p, thr)
-        return f, order[:max(clf.top_k, n)].tolist(), p
+    def ranked(x: np.ndarray) -> Any:  # as in Classifier.classify_grid
+        p, f, mx = clf._outputs(x)
+        n = max(1, int(np.count_nonzero(p >= cut)))
+        r = np.argsort(-p, kind="stable")[:max(clf.top_k, n)].tolist()
+        return f, r, p[r].tolist(), mx
 
     def bank(x: np.ndarray) -> Any:
-        f, r, p = ranked(x)
+        f, r, p, mx = ranked(x)
         return r, p, clf._bank_unit.distance(f) if clf._bank_unit is not None else 0.0
 
     return {"model (quantise + invoke + dequantise probs)": model,
             "+ input check, features instead of probs": checked,
-            "+ float head logits and softmax": head_probs,
+            "+ float head logits and softmax": clf._outputs,
             "+ ranking, top-k and set size": ranked,
             "+ bank distance (unknown rule)": bank,
             "classify_grid (all of it, + Prediction)": clf.classify_grid}

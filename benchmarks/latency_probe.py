@@ -52,6 +52,16 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight multi-scale 7 + 21": replace(FLIGHT_LATE_POOL, branch_kernels=(7, 21)),
     "flight SE attention": replace(FLIGHT_LATE_POOL, attention="se"),
     "flight pool before 1x1": replace(FLIGHT_LATE_POOL, early_pool=True),
+    "flight kernel 3": replace(FLIGHT_LATE_POOL, early_pool=True, kernel_size=3),
+    "flight kernel 5": replace(FLIGHT_LATE_POOL, early_pool=True, kernel_size=5),
+    "flight depthwise 3": replace(FLIGHT_LATE_POOL, early_pool=True, depthwise_kernel=3),
+    "flight strided first conv": replace(FLIGHT_LATE_POOL, early_pool=True, strided_stem=True),
+    "flight strided first conv, depthwise 3": replace(
+        FLIGHT_LATE_POOL, early_pool=True, strided_stem=True, depthwise_kernel=3),
+    "flight narrow, pool before 1x1": replace(FLIGHT_LATE_POOL, early_pool=True,
+                                              filters=(16, 32, 48, 64, 96), reduce_channels=16),
+    "flight strided first conv 5, depthwise 3": replace(
+        FLIGHT_LATE_POOL, early_pool=True, strided_stem=True, kernel_size=5, depthwise_kernel=3),
 }
 
 

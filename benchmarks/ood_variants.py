@@ -6,7 +6,9 @@ This probe scores the same family with other parts, on each grouped split of a m
 evaluation (int8 features of the shipped artifacts, their exemplar banks):
 
 - distance: ``d1`` (nearest exemplar), ``d3`` (mean of the 3 nearest), ``dcls`` (nearest
-  exemplar of the predicted class);
+  exemplar of the predicted class), ``dtop2`` / ``dtop3`` / ``dtop5`` (nearest exemplar of
+  the 2 / 3 / 5 most probable classes: a product with a few dozen rows instead of the
+  whole bank, the rover's cost);
 - head part: ``mlogit`` (largest logit) or ``energy`` (log-sum-exp of the logits);
 - weight on the distance 0.4 / 0.5 / 0.6.
 
@@ -46,9 +48,15 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
     top = L.argmax(axis=1)
     own = np.where(bank_y[None, :] == top[:, None], C, -np.inf).max(axis=1)
     own = np.where(np.isfinite(own), own, -1.0)  # a class without exemplars: farthest
+    ranked = np.argsort(-L, axis=1, kind="stable")
+    tops = {}
+    for m_ in (2, 3, 5):
+        member = (bank_y[None, :, None] == ranked[:, None, :m_]).any(axis=2)
+        near = np.where(member, C, -np.inf).max(axis=1)
+        tops[f"dtop{m_}"] = 1 - np.where(np.isfinite(near), near, -1.0)
     m = L.max(axis=1)
     return {"d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
-            "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
+            **tops, "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
 
 
 @open_set_command
@@ -75,7 +83,7 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         # each part standardised on the known validation spectra, as the shipped rule is
         Z = {k: {p: (v[p] - S["val"][p].mean()) / max(float(S["val"][p].std()), 1e-9)
                  for p in v} for k, v in S.items()}
-        for a in ("d1", "d3", "dcls"):
+        for a in ("d1", "d3", "dcls", "dtop2", "dtop3", "dtop5"):
             for b in ("mlogit", "energy"):
                 for w in WEIGHTS:
                     s = {k: w * Z[k][a] + (1 - w) * Z[k][b] for k in Z}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import conformal, ood
-from edge_runtime.artifact import Artifact, HeadWeights, load_artifact, softmax
+from edge_runtime.artifact import Artifact, HeadWeights, load_artifact
 from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import (
     check_tensor,
@@ -155,6 +155,9 @@ class Classifier:
         self.conformal_rule = self._conformal_rule()
         self._set_threshold = (None if self.conformal_rule is None
                                else float(self.conformal_rule["threshold"]))
+        # the set's cut on the probabilities, as conformal.set_size computes it
+        self._set_cut = None if self._set_threshold is None else 1.0 - self._set_threshold
+        self._head_version = self.head_version
 
     def _calibration_arrays(self, why: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The artifact's calibration spectra: (dequantised features (N, D), class ids or
@@ -333,17 +336,27 @@ class Classifier:
         probs, feats, _ = self._outputs(x_grid)
         return probs, feats
 
-    def _outputs(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(probabilities, features, the float head's logits or ``None`` when not computed)
-        from one invoke."""
+    def _outputs(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(probabilities, features, the float head's largest logit or NaN when not
+        computed) from one invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
-        if self._probs_head is not None:
-            logits = self._probs_head.logits(feats)
-            return softmax(logits), feats, logits
+        head = self._probs_head
+        if head is not None:
+            # HeadWeights.logits and artifact.softmax written out, with the same arithmetic
+            # (the max is taken once, for the softmax and the knn_logit score)
+            logits = feats @ head.W
+            logits += head.b
+            mx = float(logits.max())
+            probs = np.subtract(logits, mx, dtype=np.float64)
+            np.exp(probs, out=probs)
+            probs /= probs.sum()
+            return probs, feats, mx
         probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
-        logits = self.artifact.head.logits(feats) if self._logit_rule is not None else None
-        return probs.astype(np.float64), feats, logits
+        mx = math.nan
+        if self._logit_rule is not None:
+            mx = float(self.artifact.head.logits(feats).max())
+        return probs.astype(np.float64), feats, mx
 
     def predict_proba_batch(self, X_grid: np.ndarray) -> np.ndarray:
         """Probabilities over :attr:`labels` (float64) for each row of ``X_grid`` (N, grid
@@ -388,18 +401,19 @@ class Classifier:
         """Classify one preprocessed spectrum (float32, the artifact's grid points)."""
         # the rover's per-spectrum path: every numpy call here costs about a microsecond
         # against a ~0.1 ms model invoke (issue 12 bounds the whole check at 0.3x the invoke),
-        # so scalars leave numpy as Python floats early and each array is touched once
+        # so scalars leave numpy as Python floats early, each array is touched once and no
+        # call is made twice (the same arithmetic as scores() and the batch paths)
         t0 = time.perf_counter()
-        probs, feats, logits = self._outputs(x_grid)
-        order = np.argsort(-probs, kind="stable")
-        labels = self.labels
+        probs, feats, max_logit = self._outputs(x_grid)
         n_set = 0
-        if self._set_threshold is not None:
-            n_set = conformal.set_size(probs, self._set_threshold)
-        ranked = order[:max(self.top_k, n_set)].tolist()  # the top-k and the set: a prefix
+        if self._set_cut is not None:  # conformal.set_size
+            n_set = max(1, int(np.count_nonzero(probs >= self._set_cut)))
+        # the top-k and the set are one prefix of the ranking
+        ranked = np.argsort(-probs, kind="stable")[:max(self.top_k, n_set)].tolist()
         p = probs[ranked].tolist()
-        top = tuple((labels[i], p[j]) for j, i in enumerate(ranked[:self.top_k]))
-        pset = None if self._set_threshold is None else tuple(labels[i] for i in ranked[:n_set])
+        labels = self.labels
+        top = tuple(zip([labels[i] for i in ranked[:self.top_k]], p[:self.top_k], strict=True))
+        pset = None if self._set_cut is None else tuple([labels[i] for i in ranked[:n_set]])
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:
@@ -408,11 +422,11 @@ class Classifier:
             else:
                 score = self._bank_unit.distance(feats)
                 if self._logit_rule is not None:
-                    score = ood.knn_logit_score_1(score, float(logits.max()), self._logit_rule)
+                    score = ood.knn_logit_score_1(score, max_logit, self._logit_rule)
             unknown = score > self._unknown_threshold
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,
-                          head=self.head_version, set=pset)
+                          head=self._head_version, set=pset)
 
     def preprocess(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Raw spectrum -> the model's grid (:func:`ramanedge.grid.preprocess_covered` with

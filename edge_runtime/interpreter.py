@@ -200,8 +200,7 @@ def dequantize_int8(q: np.ndarray, qp: QuantParams) -> np.ndarray:
     Computed in place on one float32 copy: int8 values and their differences are exact in
     float32, and a single buffer keeps the peak memory of large exemplar banks low.
     """
-    out = np.asarray(q).astype(np.float32)
-    out -= np.float32(qp.zero_point)
+    out = np.subtract(q, np.float32(qp.zero_point), dtype=np.float32)
     out *= np.float32(qp.scale)
     return out
 

@@ -99,6 +99,12 @@ class Int8Bank:
             self._unit = np.ascontiguousarray(
                 np.concatenate(rows or [np.zeros((0, codes.shape[1]), np.float32)]).T)
 
+    @property
+    def unit_columns(self) -> np.ndarray | None:
+        """The cached bank as float32 (D, rows) unit columns (exemplars, then extra rows), or
+        ``None`` when the bank is too large to cache (queried in chunks instead)."""
+        return self._unit
+
     def _blocks(self):
         for i in range(0, self.codes.shape[0], self.CHUNK):
             block = self.codes[i:i + self.CHUNK].astype(np.float32)

@@ -283,6 +283,12 @@ def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, a
         flags.append(p.unknown)
     assert 0 < sum(flags) < len(flags)  # the comparison was exercised both ways
     assert max(sizes) > 1  # some set reached past the top-1
+    # the written-out head and softmax of the per-spectrum path are the functions', bit
+    # for bit, and so are its dequantised features
+    for x in X[:5]:
+        probs, f = c.scores(x)
+        assert np.array_equal(f, c.features(x))
+        assert np.array_equal(probs, softmax(head.logits(f)))
     # the scalar forms are the vector ones, bit for bit
     z = head.logits(F[:5])
     for row in z:

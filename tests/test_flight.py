@@ -47,7 +47,10 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, attention="se", activation="prelu"),
                                  replace(SMALL, branch_kernels=(3, 9), activation="prelu"),
                                  replace(SMALL, early_pool=False),
-                                 replace(SMALL, early_pool=True, pool_layers=3)])
+                                 replace(SMALL, early_pool=True, pool_layers=3),
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3),
+                                 replace(SMALL, strided_stem=True, early_pool=False,
+                                         attention="se")])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
     assert model.get_layer("flatten").output.shape[-1] == flatten_size(cfg)
@@ -85,8 +88,13 @@ def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
     assert "flight CNN" in FLIGHT_MODEL.describe() and "m=6" in old.describe()
     # a flight config.json written before early pooling existed is the late-pool model
     before = {k: v for k, v in FLIGHT_MODEL.to_dict().items()
-              if k not in ("early_pool", "attention", "branch_kernels")}
+              if k not in ("early_pool", "attention", "branch_kernels", "strided_stem",
+                           "depthwise_kernel")}
     assert ModelConfig.from_dict(before) == replace(FLIGHT_MODEL, early_pool=False)
+    # ... and one written before the stem and depthwise options: pooled stem, one kernel
+    k9 = dict(before, kernel_size=9)
+    assert ModelConfig.from_dict(k9) == replace(FLIGHT_MODEL, early_pool=False, kernel_size=9,
+                                                depthwise_kernel=9, strided_stem=False)
 
 
 def test_flight_screen_options_are_validated_and_round_trip() -> None:
@@ -119,12 +127,44 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
             > count_params(replace(FLIGHT_MODEL, kernel_size=21), 9))
 
 
+def test_strided_stem_and_depthwise_kernel() -> None:
+    """The latency options from the op profile: a strided first conv keeps the positions of
+    the pooled one at a pool_size-th of its MACs; the depthwise kernel is its own knob."""
+    import keras
+
+    fast = replace(FLIGHT_MODEL, strided_stem=True, depthwise_kernel=3)
+    assert ModelConfig.from_dict(fast.to_dict()) == fast
+    assert "strided first conv" in fast.describe() and "depthwise 3" in fast.describe()
+    assert FLIGHT_MODEL.depthwise_kernel == FLIGHT_MODEL.kernel_size == 7
+    assert not ModelConfig(strided_stem=True, pool_layers=0).strided_stem  # nothing to stride
+    with pytest.raises(ValueError, match="flight architecture"):
+        ModelConfig(arch="paper", strided_stem=True)
+    with pytest.raises(ValueError, match="depthwise_kernel"):
+        ModelConfig(depthwise_kernel=0)
+    model = build_model(9, fast)
+    conv1 = model.get_layer("conv1")
+    assert conv1.strides == (2,) and conv1.kernel_size == (7,)
+    assert model.get_layer("conv1").output.shape[1] == 696  # as pool1 gave
+    assert "pool1" not in [layer.name for layer in model.layers]
+    dws = [la for la in model.layers if isinstance(la, keras.layers.DepthwiseConv1D)]
+    assert len(dws) == 4 and {la.kernel_size for la in dws} == {(3,)}
+    assert conv_length(fast) == conv_length(FLIGHT_MODEL)
+    assert count_params(fast, 9) == count_params(FLIGHT_MODEL, 9) - sum(
+        (7 - 3) * c for c in FLIGHT_MODEL.filters[:-1])
+    # the stem's MACs halve (1392 -> 696 positions), the depthwise ones shrink 7 -> 3 taps
+    stem = 1392 * 7 * FLIGHT_MODEL.filters[0]
+    dw = sum(n * (7 - 3) * c
+             for n, c in zip((696, 348, 174, 87), FLIGHT_MODEL.filters[:-1], strict=True))
+    assert count_macs(fast, 9) == count_macs(FLIGHT_MODEL, 9) - stem // 2 - dw
+
+
 @pytest.mark.parametrize("cfg", [SMALL,
                                  # as screened (the converter aborted on this pair trained
                                  # with early pooling on top: not pursued, 2026-12-05)
                                  replace(SMALL, attention="se", branch_kernels=(3, 9),
                                          early_pool=False),
-                                 replace(SMALL, early_pool=False)])
+                                 replace(SMALL, early_pool=False),
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3)])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:
     import keras

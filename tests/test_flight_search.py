@@ -74,3 +74,45 @@ def test_seed_lists_and_a_missing_evaluation_end_with_one_line(tmp_path) -> None
     assert not (tmp_path / "e").exists()  # refused before anything was written
     res = CliRunner().invoke(eval_main, ["--summary", "--out", str(tmp_path / "e")])
     assert res.exit_code == 1 and "no evaluation rows" in res.output
+
+
+def test_validation_shifts_are_added_to_the_rows_that_lack_them(tmp_path, monkeypatch) -> None:
+    """--val-shifts fills val_int8_0/15/30 from each split's folder, keeps every other field
+    and row, leaves rows that have them alone, and writes nothing when a folder is gone."""
+    import json
+
+    import numpy as np
+
+    import benchmarks.flight_eval as fe
+    import trainer.run
+
+    out = tmp_path / "e"
+    rows = [{"recipe": "flight", "split": "grouped", "split_seed": 0, "int8_0": 0.7},
+            {"recipe": "flight", "split": "grouped", "split_seed": 1, "int8_0": 0.6,
+             "val_int8_0": 0.5, "val_int8_15": 0.4, "val_int8_30": 0.3}]
+    out.mkdir()
+    (out / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "flight-grouped0" / "model").mkdir(parents=True)
+
+    class Run:
+        def subset(self, part):
+            assert part == "val"
+            return np.zeros((3, 4), np.float32), np.zeros(3, int)
+
+    seen = []
+    monkeypatch.setattr(trainer.run, "load_run", lambda path, load_model: Run())
+    monkeypatch.setattr(fe, "rover_shift_top1", lambda art, X, y: seen.append(art) or
+                        {"0": 0.9, "15": 0.8, "30": 0.7})
+    assert fe.backfill_val_shifts(out, log=lambda _m: None) == 1
+    got = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert got[0] == {**rows[0], "val_int8_0": 0.9, "val_int8_15": 0.8, "val_int8_30": 0.7}
+    assert got[1] == rows[1] and seen == [out / "flight-grouped0" / "model"]
+    assert fe.backfill_val_shifts(out, log=lambda _m: None) == 0  # nothing left to add
+    # a row whose folder is gone: one clean error, the file as it was
+    before = (out / "eval.jsonl").read_text()
+    (out / "eval.jsonl").write_text(before + json.dumps({**rows[0], "split_seed": 7}) + "\n")
+    before = (out / "eval.jsonl").read_text()
+    res = CliRunner().invoke(fe.main, ["--val-shifts", "--out", str(out)])
+    assert res.exit_code == 1 and "flight-grouped7" in res.output and "Traceback" not in \
+        res.output
+    assert (out / "eval.jsonl").read_text() == before

@@ -350,13 +350,21 @@ def test_backbone_pretrained_with_the_unknown_evaluation_minerals_is_refused(tmp
                                                                "index": 0}}, True),
 ])
 def test_only_one_worker_writes_the_backbone(monkeypatch, tf_config, writes) -> None:
+    """The chief is read from the strategy's cluster resolver (the one
+    MultiWorkerMirroredStrategy builds from TF_CONFIG), not from TF_CONFIG by hand."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
     from trainer.pretrain import _is_chief
 
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
+        assert _is_chief(tf.distribute.get_strategy()) is writes  # no cluster resolver
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert _is_chief() is writes
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert _is_chief(SimpleNamespace(cluster_resolver=resolver)) is writes
 
 
 def test_new_mineral_probe_separates_informative_from_random_features() -> None:

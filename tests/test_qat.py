@@ -68,7 +68,8 @@ def _float_model_with_batch_statistics(n_classes: int, cfg: ModelConfig, seed: i
     return model
 
 
-@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False)])
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False),
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3)])
 def test_folding_keeps_the_float_network(synthetic_data, cfg) -> None:
     """BatchNorm folded into the convs and the separable convs split: with the roundings
     stripped, the folded twin computes what the trained float model computes."""
@@ -118,7 +119,8 @@ def _features_error(model, art: Path, X: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False)])
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False),
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3)])
 def test_int8_aware_keras_computes_what_tflite_computes(tmp_path: Path, synthetic_data,
                                                         cfg) -> None:
     """The calibrated int8-aware twin matches the converted model nearly value for value;

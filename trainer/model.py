@@ -44,12 +44,13 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
                   separable=False, batch_norm=False, input_floor=None, act_quant=False,
-                  attention="none", branch_kernels=(), early_pool=False),
+                  attention="none", branch_kernels=(), early_pool=False, strided_stem=False),
     # The flight default (docs/parts/flight.md).
     "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
-                   act_quant=False, attention="none", branch_kernels=(), early_pool=True),
+                   act_quant=False, attention="none", branch_kernels=(), early_pool=True,
+                   strided_stem=False),
 }
 
 
@@ -77,7 +78,13 @@ class ModelConfig:
     ``early_pool`` (flight, separable): each separable block max-pools its depthwise output
     *before* the 1x1 conv, so the 1x1 conv (most of a block's MACs) runs at the pooled
     positions; the block's output positions are unchanged. Without separable convs it is
-    off (nothing to pool early).
+    off (nothing to pool early). ``strided_stem`` (flight): the first conv is evaluated at
+    every ``pool_size``-th position (stride) instead of being max-pooled after it, so it and
+    the pool cost a ``pool_size``-th of the time at full resolution; the block's output
+    positions are unchanged. ``depthwise_kernel`` (flight, separable): the kernel of the
+    separable blocks' depthwise convs (``None`` = ``kernel_size``); the first conv keeps
+    ``kernel_size``. XNNPACK runs 3-tap depthwise convs about twice as fast as 5-9 taps
+    (``docs/op_profile.json``).
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -98,6 +105,8 @@ class ModelConfig:
     attention: str | None = None
     branch_kernels: tuple[int, ...] | None = None
     early_pool: bool | None = None
+    strided_stem: bool | None = None
+    depthwise_kernel: int | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -106,6 +115,9 @@ class ModelConfig:
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
+        if self.depthwise_kernel is None:
+            object.__setattr__(self, "depthwise_kernel", self.kernel_size)
+        object.__setattr__(self, "depthwise_kernel", int(self.depthwise_kernel))
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
         object.__setattr__(self, "branch_kernels", tuple(int(k) for k in self.branch_kernels))
         if self.attention not in ATTENTIONS:
@@ -130,16 +142,17 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.kernel_size < 1 or self.dense_units < 1:
-            raise ValueError("kernel_size and dense_units must be >= 1")
+        if self.kernel_size < 1 or self.dense_units < 1 or self.depthwise_kernel < 1:
+            raise ValueError("kernel_size, depthwise_kernel and dense_units must be >= 1")
         if self.reduce_channels < 0:
             raise ValueError(f"reduce_channels must be >= 0, got {self.reduce_channels}")
         if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm
                                      or self.input_floor is not None
-                                     or self.attention != "none" or self.branch_kernels):
-            raise ValueError("reduce_channels, separable, batch_norm, input_floor, attention and "
-                             "branch_kernels belong to the flight architecture; the paper "
-                             "family has none of them")
+                                     or self.attention != "none" or self.branch_kernels
+                                     or self.strided_stem):
+            raise ValueError("reduce_channels, separable, batch_norm, input_floor, attention, "
+                             "branch_kernels and strided_stem belong to the flight "
+                             "architecture; the paper family has none of them")
         if self.branch_kernels and not self.separable:
             raise ValueError("branch_kernels needs separable convs (a multi-scale depthwise "
                              "stage); set separable or leave branch_kernels empty")
@@ -151,6 +164,9 @@ class ModelConfig:
         # early pooling is a property of separable blocks: without them it is vacuous (so
         # --no-separable needs no --no-early-pool)
         object.__setattr__(self, "early_pool", bool(self.early_pool) and self.separable)
+        # a strided first conv replaces the first block's pool: without one it is vacuous
+        object.__setattr__(self, "strided_stem",
+                           bool(self.strided_stem) and self.pool_layers > 0)
         if self.act_quant and (self.attention != "none" or self.branch_kernels):
             raise ValueError("act_quant has no int8-aware form of attention or branch_kernels; "
                              "train those with qat_epochs 0")
@@ -175,6 +191,8 @@ class ModelConfig:
         d.setdefault("arch", "paper")
         # written before early pooling existed (2026-12-04): every 1x1 conv at full positions
         d.setdefault("early_pool", False)
+        d.setdefault("strided_stem", False)  # written before 2026-12-05
+        d.setdefault("depthwise_kernel", d.get("kernel_size"))  # before 2026-12-05
         for key in ("filters", "branch_kernels"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -186,6 +204,8 @@ class ModelConfig:
             return (f"paper CNN m={self.pool_size} n={self.pool_layers} {self.activation}, "
                     f"kernel {self.kernel_size}, dense {self.dense_units}")
         kernel = str(self.kernel_size)
+        if self.separable and self.depthwise_kernel != self.kernel_size:
+            kernel += f" (depthwise {self.depthwise_kernel})"
         if self.branch_kernels:  # the first block's kernel, then the depthwise branches
             kernel += f" (depthwise branches {'/'.join(map(str, self.branch_kernels))})"
         return (f"flight CNN {'-'.join(map(str, self.filters))}"
@@ -194,6 +214,7 @@ class ModelConfig:
                 f"features {self.dense_units}, {self.activation}"
                 f"{', SE attention' if self.attention == 'se' else ''}"
                 f"{', pool before 1x1' if self.early_pool else ''}"
+                f"{', strided first conv' if self.strided_stem else ''}"
                 f"{', int8-aware activations' if self.act_quant else ''}")
 
 
@@ -232,14 +253,17 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
         if config.separable and i > 0:
             # depthwise (no bias; one per branch kernel, concatenated) + pointwise with bias,
             # the pointwise at the pooled positions with early_pool
-            kernels = config.branch_kernels or (k,)
+            kernels = config.branch_kernels or (config.depthwise_kernel,)
             pooled = (-(-length // config.pool_size) if config.early_pool
                       and i < config.pool_layers else length)
             w = sum(kernels) * c_in + len(kernels) * c_in * f + f
             mac = length * sum(kernels) * c_in + pooled * len(kernels) * c_in * f
         else:
             w = k * c_in * f + f
-            mac = length * k * c_in * f
+            # the strided first conv is evaluated at the pooled positions only
+            pooled = (-(-length // config.pool_size) if i == 0 and config.strided_stem
+                      else length)
+            mac = pooled * k * c_in * f
         total += w
         macs += mac
         if config.activation == "prelu":
@@ -247,8 +271,8 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
         if config.attention == "se":
             r = max(1, f // SE_REDUCTION)
             total += f * r + r + r * f + f + (r if config.activation == "prelu" else 0)
-            at = pooled if config.separable and i > 0 else length  # SE follows the block
-            macs += 2 * f * r + 2 * at * f  # the two Dense layers, the mean, the product
+            # SE follows the block's activation, at the positions the block computed
+            macs += 2 * f * r + 2 * pooled * f  # the two Dense layers, the mean, the product
         c_in = f
         if i < config.pool_layers:
             length = -(-length // config.pool_size)
@@ -364,7 +388,7 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
                                              name=f"pool{i + 1}")(x)
 
         if config.separable and i > 0 and aq:
-            x = QDepthwiseConv1D(config.kernel_size, padding="same", use_bias=False,
+            x = QDepthwiseConv1D(config.depthwise_kernel, padding="same", use_bias=False,
                                  name=f"conv{i + 1}_dw")(x)
             x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
             grid = f"conv{i + 1}_dw_q"
@@ -379,14 +403,17 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
                             for k in config.branch_kernels]
                 x = keras.layers.Concatenate(name=f"conv{i + 1}_cat")(branches)
             else:
-                x = keras.layers.DepthwiseConv1D(config.kernel_size, padding="same",
+                x = keras.layers.DepthwiseConv1D(config.depthwise_kernel, padding="same",
                                                  use_bias=False, name=f"conv{i + 1}_dw")(x)
             if early:
                 x = pool(x)
             x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0:
-            x = keras.layers.SeparableConv1D(f, config.kernel_size, padding="same",
+            x = keras.layers.SeparableConv1D(f, config.depthwise_kernel, padding="same",
                                              use_bias=not bn, name=f"conv{i + 1}")(x)
+        elif i == 0 and config.strided_stem:  # the conv downsamples instead of a pool
+            x = conv(f, config.kernel_size, "conv1", padding="same",
+                     strides=config.pool_size)(x)
         else:
             x = conv(f, config.kernel_size, f"conv{i + 1}", padding="same")(x)
         if bn:
@@ -395,7 +422,7 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         grid = f"act{i + 1}"
         if config.attention == "se":
             x = _squeeze_excite(x, f, config.activation, f"se{i + 1}")
-        if i < config.pool_layers and not early:
+        if i < config.pool_layers and not early and not (i == 0 and config.strided_stem):
             x = pool(x)
     if config.reduce_channels:
         x = conv(config.reduce_channels, 1, "reduce")(x)

@@ -395,19 +395,18 @@ def pretraining_corpus(data_root: str | os.PathLike[str], *, split_seed: int,
     return corpus, info
 
 
-def _is_chief() -> bool:
-    """Whether this process writes the result: the ``chief`` task of ``TF_CONFIG``, or worker
-    0 when the cluster has no chief; any process without ``TF_CONFIG``."""
-    try:
-        conf = json.loads(os.environ.get("TF_CONFIG", "{}"))
-        task, cluster = conf.get("task", {}), conf.get("cluster", {})
-        if task.get("type") == "chief":
-            return True
-        if cluster.get("chief"):
-            return False
-        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
-    except (ValueError, AttributeError, TypeError):
+def _is_chief(strategy: Any) -> bool:
+    """Whether this process writes the result, as ``strategy``'s cluster resolver says: the
+    ``chief`` task, or worker 0 when the cluster has no chief; any process of a strategy
+    without a cluster (``default``, ``mirrored``)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
         return True
+    if resolver.task_type == "chief":
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return False
+    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
 
 
 def pretrain_run(out: str | os.PathLike[str], data_root: str | os.PathLike[str],
@@ -440,7 +439,7 @@ def pretrain_run(out: str | os.PathLike[str], data_root: str | os.PathLike[str],
             "history": history, "seconds": round(time.perf_counter() - t0, 1),
             "machine": f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} cpu)",
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
-    if _is_chief():
+    if _is_chief(strat):
         save_backbone(out, weights, meta=meta)
         if log is not None:
             log(f"wrote {Path(out) / 'backbone.npz'} ({meta['seconds']:.0f} s)")
