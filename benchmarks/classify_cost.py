@@ -28,10 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def stages(clf: Any) -> dict[str, Any]:
     """Cumulative prefixes of the classifier's per-spectrum path, ``fn(x)`` each."""
+    from edge_runtime import conformal
     from edge_runtime.interpreter import get_output_float, set_input_int8
 
     art, it = clf.artifact, clf.interpreter
-    cut = clf._set_cut if clf._set_cut is not None else 1.0
+    thr = clf._set_threshold if clf._set_threshold is not None else 0.0
 
     def model(x: np.ndarray) -> Any:
         set_input_int8(it, x, art.input_q)
@@ -44,7 +45,7 @@ def stages(clf: Any) -> dict[str, Any]:
 
     def ranked(x: np.ndarray) -> Any:  # as in Classifier.classify_grid
         p, f, mx = clf._outputs(x)
-        n = max(1, int(np.count_nonzero(p >= cut)))
+        n = conformal.set_size(p, thr)
         r = np.argsort(-p, kind="stable")[:max(clf.top_k, n)].tolist()
         return f, r, p[r].tolist(), mx
 

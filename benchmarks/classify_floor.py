@@ -38,13 +38,15 @@ import click
 import numpy as np
 
 from benchmarks.common import one_line_errors
+from ramanedge.cli_options import data_root_option
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def variants(clf: Any) -> dict[str, Any]:
     """name -> ``fn(x)`` for one grid spectrum; each returns ``(labels, set, unknown)``."""
-    from edge_runtime import ood
+    from edge_runtime import conformal, ood
+    from edge_runtime.artifact import softmax_and_max
     from edge_runtime.head import load_exemplars
     from edge_runtime.interpreter import dequantize_int8
 
@@ -68,11 +70,11 @@ def variants(clf: Any) -> dict[str, Any]:
         if len(blk):
             padded[c] = blk[np.arange(most) % len(blk)]
     fq, b, top_k, labels = art.features_q, head.b, clf.top_k, clf.labels
-    cut = clf._set_cut if clf._set_cut is not None else 2.0
+    set_thr = clf._set_threshold if clf._set_threshold is not None else 0.0
     thr = clf._unknown_threshold
 
     def answer(probs: np.ndarray, d: float, mx: float) -> tuple:
-        n_set = max(1, int(np.count_nonzero(probs >= cut)))
+        n_set = conformal.set_size(probs, set_thr)
         ranked = np.argsort(-probs, kind="stable")[:max(top_k, n_set)].tolist()
         score = ood.knn_logit_score_1(d, mx, rule)
         return (tuple(labels[i] for i in ranked[:top_k]),
@@ -82,19 +84,12 @@ def variants(clf: Any) -> dict[str, Any]:
         clf._invoke(x)
         return dequantize_int8(it.get_tensor(fq.index), fq).reshape(-1)
 
-    def softmax_of(z: np.ndarray) -> tuple[np.ndarray, float]:
-        mx = float(z.max())
-        p = np.subtract(z, mx, dtype=np.float64)
-        np.exp(p, out=p)
-        p /= p.sum()
-        return p, mx
-
     def one_product(x: np.ndarray) -> tuple:
         f = features(x)
         z = f @ M
         logits = z[:k]
         logits += b
-        probs, mx = softmax_of(logits)
+        probs, mx = softmax_and_max(logits)
         d = 1.0 - float(z[k:].max()) / max(math.sqrt(float(f @ f)), 1e-12)
         return answer(probs, d, mx)
 
@@ -102,7 +97,7 @@ def variants(clf: Any) -> dict[str, Any]:
         f = features(x)
         logits = f @ head.W
         logits += b
-        probs, mx = softmax_of(logits)
+        probs, mx = softmax_and_max(logits)
         blk = blocks[int(probs.argmax())]
         d = (1.0 - float((blk @ f).max()) / max(math.sqrt(float(f @ f)), 1e-12)
              if len(blk) else 2.0)
@@ -112,8 +107,8 @@ def variants(clf: Any) -> dict[str, Any]:
         f = features(x)
         logits = f @ head.W
         logits += b
-        probs, mx = softmax_of(logits)
-        n_set = max(1, int(np.count_nonzero(probs >= cut)))
+        probs, mx = softmax_and_max(logits)
+        n_set = conformal.set_size(probs, set_thr)
         ranked = np.argsort(-probs, kind="stable")[:max(top_k, n_set, 5)].tolist()
         cos = float((padded[ranked[:5]] @ f).max())
         d = 1.0 - cos / max(math.sqrt(float(f @ f)), 1e-12)
@@ -136,11 +131,11 @@ def variants(clf: Any) -> dict[str, Any]:
 
 @click.command()
 @one_line_errors
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
+@data_root_option
 @click.option("--folder", type=click.Path(path_type=Path), required=True,
               help="an evaluation folder with run/ (split.csv) and model/")
-@click.option("--n", "n_items", default=100, show_default=True)
-@click.option("--repeats", default=3, show_default=True)
+@click.option("--n", "n_items", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def main(data_root: Path, folder: Path, n_items: int, repeats: int, out: Path | None) -> None:
     """Time the variants against the model call, interleaved; print their ratios."""
@@ -164,7 +159,7 @@ def main(data_root: Path, folder: Path, n_items: int, repeats: int, out: Path | 
                      "top 5 minerals' exemplars"):
             got = fns[name](x)
             same[name] += got == want if name == "one product" else got[:2] == want[:2]
-    if min(same[name] for name in same if name != "shipped") < len(X):
+    if min(same.values()) < len(X):
         raise click.ClickException(f"a variant answered differently: {same}")
 
     def model(i: int) -> Any:

@@ -81,6 +81,28 @@ def export_int8(cfg: ModelConfig, n_classes: int, calib: np.ndarray) -> bytes:
         return convert(d, "int8", calib)
 
 
+def probe_data(data_root: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(calibration spectra, test spectra, number of minerals) of grouped split 0: the
+    100-spectrum representative draw ``ramanedge quantize`` uses, and the spectra timed."""
+    from ramanedge.dataset import build_dataset
+    from ramanedge.splits import make_split, select_calibration
+
+    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
+    split = make_split(ds, kind="grouped", seed=0)
+    tr, te = split == "train", split == "test"
+    return ds.X[tr][select_calibration(ds.y[tr], 100)], ds.X[te], len(ds.labels)
+
+
+def tensor_params(detail: dict):
+    """:class:`~ramanedge.manifest.QuantParams` of an interpreter's tensor detail."""
+    from ramanedge.manifest import QuantParams
+
+    scale, zero_point = detail["quantization"]
+    return QuantParams(index=int(detail["index"]), scale=float(scale),
+                       zero_point=int(zero_point),
+                       shape=tuple(int(v) for v in detail["shape"]))
+
+
 @click.command()
 @data_root_option
 @click.option("--rounds", type=int, default=5, show_default=True)
@@ -89,30 +111,16 @@ def main(data_root: Path, rounds: int, out: Path | None) -> None:
     """Time every candidate's int8 model call, interleaved, against the m=6 model."""
     from benchmarks.common import int8_call, interleaved
     from edge_runtime.interpreter import make_interpreter
-    from ramanedge.dataset import build_dataset
     from ramanedge.machine import cpu_model
-    from ramanedge.manifest import QuantParams
-    from ramanedge.splits import make_split, select_calibration
 
-    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
-    split = make_split(ds, kind="grouped", seed=0)
-    tr, te = split == "train", split == "test"
-    calib = ds.X[tr][select_calibration(ds.y[tr], 100)]
-    X = ds.X[te]
-    k = len(ds.labels)
+    calib, X, k = probe_data(data_root)
     methods, meta = {}, {}
-
-    def qp(d: dict) -> QuantParams:
-        s, z = d["quantization"]
-        return QuantParams(index=int(d["index"]), scale=float(s), zero_point=int(z),
-                           shape=tuple(int(v) for v in d["shape"]))
-
     for name, cfg in CANDIDATES.items():
         blob = export_int8(cfg, k, calib)
         it = make_interpreter(blob, num_threads=1)
         # the features output: the one as wide as the features layer
         feat = next(o for o in it.get_output_details() if o["shape"][-1] == cfg.dense_units)
-        call = int8_call(it, X, qp(it.get_input_details()[0]), qp(feat))
+        call = int8_call(it, X, tensor_params(it.get_input_details()[0]), tensor_params(feat))
         methods[name] = call
         meta[name] = {"macs": count_macs(cfg, k), "weights": count_params(cfg, k),
                       "tflite_bytes": len(blob), "config": cfg.to_dict()}

@@ -10,7 +10,9 @@ evaluation (int8 features of the shipped artifacts, their exemplar banks):
   the 2 / 3 / 5 most probable classes: a product with a few dozen rows instead of the
   whole bank, the rover's cost);
 - head part: ``mlogit`` (largest logit) or ``energy`` (log-sum-exp of the logits);
-- weight on the distance 0.4 / 0.5 / 0.6.
+- weight on the distance 0.4 / 0.5 / 0.6;
+- ``fnorm``: minus the feature norm (unknown spectra may excite fewer features), alone and as
+  a third part of the shipped score with weight 0.1 / 0.2 / 0.3.
 
 AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
 *evaluation* half (reported only). Every split folder must hold the run's own record of its
@@ -35,6 +37,7 @@ from benchmarks.common import open_set_command
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 WEIGHTS = (0.4, 0.5, 0.6)
+NORM_WEIGHTS = (0.1, 0.2, 0.3)
 
 
 def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
@@ -56,7 +59,8 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
         tops[f"dtop{m_}"] = 1 - np.where(np.isfinite(near), near, -1.0)
     m = L.max(axis=1)
     return {"d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
-            **tops, "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1)))}
+            **tops, "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1))),
+            "fnorm": -np.linalg.norm(np.asarray(F, dtype=np.float64), axis=1)}
 
 
 @open_set_command
@@ -91,6 +95,18 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
                                                                  "evaluation": []})
                     r["negatives"].append(auroc(s["val"], s["neg"]))
                     r["evaluation"].append(auroc(s["test"], s["eval"]))
+        # the feature norm (small = unknown: what objectosphere training enforces, Dhamija
+        # et al. 2018) alone, and as a third part of the shipped score
+        r = res.setdefault("fnorm alone", {"negatives": [], "evaluation": []})
+        r["negatives"].append(auroc(S["val"]["fnorm"], S["neg"]["fnorm"]))
+        r["evaluation"].append(auroc(S["test"]["fnorm"], S["eval"]["fnorm"]))
+        for v in NORM_WEIGHTS:
+            s = {k: (1 - v) * (0.6 * Z[k]["d1"] + 0.4 * Z[k]["mlogit"]) + v * Z[k]["fnorm"]
+                 for k in Z}
+            r = res.setdefault(f"d1 + mlogit (w = 0.6) + fnorm, v = {v:g}",
+                               {"negatives": [], "evaluation": []})
+            r["negatives"].append(auroc(s["val"], s["neg"]))
+            r["evaluation"].append(auroc(s["test"], s["eval"]))
         click.echo(f"{f.name}: done", err=True)
     table = summary(res)
     click.echo(table)

@@ -78,37 +78,29 @@ def main(data_root: Path, candidates: tuple[str, ...], rounds: int, out: Path | 
     import keras
 
     from benchmarks.common import interleaved
-    from benchmarks.latency_probe import CANDIDATES
+    from benchmarks.latency_probe import CANDIDATES, probe_data, tensor_params
     from edge_runtime.interpreter import make_interpreter, set_input_int8
-    from ramanedge.dataset import build_dataset
     from ramanedge.machine import cpu_model
-    from ramanedge.manifest import QuantParams
-    from ramanedge.splits import make_split, select_calibration
     from trainer.model import build_model
 
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown:
         raise click.UsageError(f"unknown candidate {unknown[0]!r}; choose from: "
                                + ", ".join(CANDIDATES))
-    ds = build_dataset(data_root, "rruff-raw", min_spectra=8)
-    split = make_split(ds, kind="grouped", seed=0)
-    tr, te = split == "train", split == "test"
-    calib = ds.X[tr][select_calibration(ds.y[tr], 100)]
-    X = ds.X[te]
-    methods, rows = {}, {}
+    calib, X, n_classes = probe_data(data_root)
+    methods, rows, configs = {}, {}, {}
     for name in candidates:
         cfg = CANDIDATES[name]
+        configs[name] = cfg.to_dict()
         keras.utils.set_random_seed(0)
-        model = build_model(len(ds.labels), cfg)
+        model = build_model(n_classes, cfg)
         cal = calib if cfg.input_floor is None else np.maximum(calib, np.float32(cfg.input_floor))
         rows[name] = []
         for layer in cut_points(model):
             blob = prefix_int8(model, layer, cal, cfg.input_points)
             it = make_interpreter(blob, num_threads=1)
-            inp, outp = it.get_input_details()[0], it.get_output_details()[0]
-            qp = QuantParams(index=int(inp["index"]), scale=float(inp["quantization"][0]),
-                             zero_point=int(inp["quantization"][1]),
-                             shape=tuple(int(v) for v in inp["shape"]))
+            outp = it.get_output_details()[0]
+            qp = tensor_params(it.get_input_details()[0])
 
             def call(i: int, it=it, qp=qp) -> None:
                 set_input_int8(it, X[i], qp)
@@ -116,8 +108,10 @@ def main(data_root: Path, candidates: tuple[str, ...], rounds: int, out: Path | 
 
             key = f"{name} | {layer}"
             methods[key] = call
+            # the op count is informational; the interpreter lists its ops only privately
+            ops = getattr(it, "_get_ops_details", lambda: [])()
             rows[name].append({"layer": layer, "output": [int(v) for v in outp["shape"]],
-                               "ops": len(it._get_ops_details())})
+                               "ops": len(ops)})
             click.echo(f"{key}: {rows[name][-1]['ops']} ops", err=True)
     res = interleaved(methods, len(X), rounds=rounds, warmup=20)
     lines = ["| model | up to layer | output | ops | cumulative us | added us | share |",
@@ -137,7 +131,8 @@ def main(data_root: Path, candidates: tuple[str, ...], rounds: int, out: Path | 
     if out is not None:
         out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "cpu": cpu_model(), "rounds": rounds, "n_spectra": len(X),
-                                   "candidates": rows, "table": table}, indent=1) + "\n")
+                                   "configs": configs, "candidates": rows, "table": table},
+                                  indent=1) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

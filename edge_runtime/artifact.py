@@ -90,6 +90,17 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e
 
 
+def softmax_and_max(logits: np.ndarray) -> tuple[np.ndarray, float]:
+    """(:func:`softmax` of one logit vector (K,), its largest logit as a Python float), the
+    same arithmetic as :func:`softmax` with the maximum taken once: the per-spectrum path
+    needs both (the ``knn_logit`` unknown rule reads the largest logit)."""
+    mx = float(logits.max())
+    e = np.subtract(logits, mx, dtype=np.float64)
+    np.exp(e, out=e)
+    e /= e.sum()
+    return e, mx
+
+
 def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...],
                     optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Load the named arrays of an ``.npz`` without pickle (``optional`` ones only when

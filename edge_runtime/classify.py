@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import conformal, ood
-from edge_runtime.artifact import Artifact, HeadWeights, load_artifact
+from edge_runtime.artifact import Artifact, HeadWeights, load_artifact, softmax_and_max
 from edge_runtime.headstore import HeadStore
 from edge_runtime.interpreter import (
     check_tensor,
@@ -155,8 +155,6 @@ class Classifier:
         self.conformal_rule = self._conformal_rule()
         self._set_threshold = (None if self.conformal_rule is None
                                else float(self.conformal_rule["threshold"]))
-        # the set's cut on the probabilities, as conformal.set_size computes it
-        self._set_cut = None if self._set_threshold is None else 1.0 - self._set_threshold
         self._head_version = self.head_version
 
     def _calibration_arrays(self, why: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -341,16 +339,8 @@ class Classifier:
         computed) from one invoke."""
         self._invoke(x_grid)
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
-        head = self._probs_head
-        if head is not None:
-            # HeadWeights.logits and artifact.softmax written out, with the same arithmetic
-            # (the max is taken once, for the softmax and the knn_logit score)
-            logits = feats @ head.W
-            logits += head.b
-            mx = float(logits.max())
-            probs = np.subtract(logits, mx, dtype=np.float64)
-            np.exp(probs, out=probs)
-            probs /= probs.sum()
+        if self._probs_head is not None:
+            probs, mx = softmax_and_max(self._probs_head.logits(feats))
             return probs, feats, mx
         probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
         mx = math.nan
@@ -402,18 +392,19 @@ class Classifier:
         # the rover's per-spectrum path: every numpy call here costs about a microsecond
         # against a ~0.1 ms model invoke (issue 12 bounds the whole check at 0.3x the invoke),
         # so scalars leave numpy as Python floats early, each array is touched once and no
-        # call is made twice (the same arithmetic as scores() and the batch paths)
+        # value is computed twice (the same arithmetic as scores() and the batch paths)
         t0 = time.perf_counter()
         probs, feats, max_logit = self._outputs(x_grid)
         n_set = 0
-        if self._set_cut is not None:  # conformal.set_size
-            n_set = max(1, int(np.count_nonzero(probs >= self._set_cut)))
+        if self._set_threshold is not None:
+            n_set = conformal.set_size(probs, self._set_threshold)
         # the top-k and the set are one prefix of the ranking
         ranked = np.argsort(-probs, kind="stable")[:max(self.top_k, n_set)].tolist()
         p = probs[ranked].tolist()
         labels = self.labels
         top = tuple(zip([labels[i] for i in ranked[:self.top_k]], p[:self.top_k], strict=True))
-        pset = None if self._set_cut is None else tuple([labels[i] for i in ranked[:n_set]])
+        pset = (None if self._set_threshold is None
+                else tuple([labels[i] for i in ranked[:n_set]]))
         if self.unknown_rule is None:
             score, unknown = 0.0, False
         else:

@@ -42,6 +42,29 @@ def test_quantize_roundtrip_and_saturation():
     assert np.allclose(back[:3], x[:3], atol=qp.scale / 2 + 1e-7)
 
 
+@pytest.mark.parametrize("zero_point", [-128, -5, 0, 77, 127])
+def test_dequantize_is_scale_times_code_minus_zero_point_exactly(zero_point):
+    """Every int8 code, in float32: (q - zero_point) exact, then one rounding by the scale,
+    whatever numpy call sequence computes it."""
+    codes = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
+    for scale in (1 / 255, 0.0235294122248888, 3.7):
+        qp = QuantParams(index=0, scale=scale, zero_point=zero_point, shape=(2, 128))
+        want = (codes.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+        got = dequantize_int8(codes, qp)
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_softmax_and_max_is_softmax_bit_for_bit():
+    from edge_runtime.artifact import softmax, softmax_and_max
+
+    rng = np.random.default_rng(0)
+    for z in (rng.normal(0, 5, 97).astype(np.float32), np.float32([800.0, 799.0, -50.0]),
+              np.zeros(4, np.float32)):
+        p, mx = softmax_and_max(z)
+        assert np.array_equal(p, softmax(z)) and mx == float(z.max())
+        assert type(mx) is float and p.dtype == np.float64
+
+
 @pytest.mark.parametrize("bad", [
     {"scale": 0.0}, {"scale": float("nan")}, {"zero_point": 200}, {"dtype": "uint8"},
 ])

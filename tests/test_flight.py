@@ -92,9 +92,12 @@ def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
                            "depthwise_kernel")}
     assert ModelConfig.from_dict(before) == replace(FLIGHT_MODEL, early_pool=False)
     # ... and one written before the stem and depthwise options: pooled stem, one kernel
-    k9 = dict(before, kernel_size=9)
-    assert ModelConfig.from_dict(k9) == replace(FLIGHT_MODEL, early_pool=False, kernel_size=9,
-                                                depthwise_kernel=9, strided_stem=False)
+    # for every conv, as the recipe of that name builds it today
+    from benchmarks.flight_eval import RECIPES
+
+    k11 = dict(before, kernel_size=11)
+    assert ModelConfig.from_dict(k11) == RECIPES["flight-k11"][0]
+    assert RECIPES["flight-k11"][0].dw_kernel == 11
 
 
 def test_flight_screen_options_are_validated_and_round_trip() -> None:
@@ -135,12 +138,22 @@ def test_strided_stem_and_depthwise_kernel() -> None:
     fast = replace(FLIGHT_MODEL, strided_stem=True, depthwise_kernel=3)
     assert ModelConfig.from_dict(fast.to_dict()) == fast
     assert "strided first conv" in fast.describe() and "depthwise 3" in fast.describe()
-    assert FLIGHT_MODEL.depthwise_kernel == FLIGHT_MODEL.kernel_size == 7
+    # the depthwise kernel follows kernel_size unless set apart; one spelling per model
+    assert FLIGHT_MODEL.depthwise_kernel is None and FLIGHT_MODEL.dw_kernel == 7
+    assert replace(FLIGHT_MODEL, kernel_size=11).dw_kernel == 11
+    assert replace(FLIGHT_MODEL, depthwise_kernel=7) == FLIGHT_MODEL
+    assert ModelConfig(arch="paper", depthwise_kernel=3).depthwise_kernel is None
+    assert replace(FLIGHT_MODEL, branch_kernels=(3, 9), depthwise_kernel=5).depthwise_kernel \
+        is None
+    assert "depthwise 7" not in replace(FLIGHT_MODEL, kernel_size=11).describe()
     assert not ModelConfig(strided_stem=True, pool_layers=0).strided_stem  # nothing to stride
     with pytest.raises(ValueError, match="flight architecture"):
         ModelConfig(arch="paper", strided_stem=True)
-    with pytest.raises(ValueError, match="depthwise_kernel"):
+    with pytest.raises(ValueError, match="depthwise_kernel must be >= 1 or None"):
         ModelConfig(depthwise_kernel=0)
+    k11 = build_model(9, replace(FLIGHT_MODEL, kernel_size=11))
+    assert {la.kernel_size for la in k11.layers
+            if isinstance(la, keras.layers.DepthwiseConv1D)} == {(11,)}
     model = build_model(9, fast)
     conv1 = model.get_layer("conv1")
     assert conv1.strides == (2,) and conv1.kernel_size == (7,)
@@ -357,3 +370,24 @@ def test_int8_finetune_skips_the_screen_options_with_a_reason() -> None:
                                               negatives=None, log=None)
         assert res is sentinel and mc == cfg and models == {}
         assert "no form of attention or depthwise branches" in info["skipped"]
+
+
+def test_op_profile_cuts_where_a_tflite_op_ends() -> None:
+    """benchmarks.op_profile times prefixes ending at each op's output: a conv with BN and
+    activation once (at the activation), every pool, the dense layers; never a BN, a
+    reshape or the dropout."""
+    from benchmarks.op_profile import cut_points
+
+    model = build_model(9, SMALL)
+    cuts = cut_points(model)
+    kinds = {la.name: type(la).__name__ for la in model.layers}
+    assert cuts[0] == "floor_clip" and cuts[-1] == "probs"
+    assert "act1" in cuts and "conv1" not in cuts and "bn1" not in cuts
+    assert "conv2_dw" in cuts and "pool2" in cuts and "features" in cuts
+    assert not {kinds[c] for c in cuts} & {"BatchNormalization", "Reshape", "Flatten",
+                                          "Dropout", "Rescaling"}
+    # one cut per block's conv + act, per depthwise conv and per pool
+    n_pools = sum(kinds[c] == "MaxPooling1D" for c in cuts)
+    assert n_pools == SMALL.pool_layers
+    paper = cut_points(build_model(9, ModelConfig(arch="paper")))
+    assert paper == ["act1", "pool1", "act2", "pool2", "act3", "pool3", "features", "probs"]

@@ -93,6 +93,8 @@ def test_validation_shifts_are_added_to_the_rows_that_lack_them(tmp_path, monkey
     out.mkdir()
     (out / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "flight-grouped0" / "model").mkdir(parents=True)
+    (out / "flight-grouped0" / "run").mkdir()
+    (out / "flight-grouped0" / "run" / "split.csv").write_text("path,part\n")
 
     class Run:
         def subset(self, part):
@@ -116,3 +118,5 @@ def test_validation_shifts_are_added_to_the_rows_that_lack_them(tmp_path, monkey
     assert res.exit_code == 1 and "flight-grouped7" in res.output and "Traceback" not in \
         res.output
     assert (out / "eval.jsonl").read_text() == before
+    res = CliRunner().invoke(fe.main, ["--val-shifts", "--out", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no evaluation rows" in res.output

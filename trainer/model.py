@@ -81,10 +81,12 @@ class ModelConfig:
     off (nothing to pool early). ``strided_stem`` (flight): the first conv is evaluated at
     every ``pool_size``-th position (stride) instead of being max-pooled after it, so it and
     the pool cost a ``pool_size``-th of the time at full resolution; the block's output
-    positions are unchanged. ``depthwise_kernel`` (flight, separable): the kernel of the
-    separable blocks' depthwise convs (``None`` = ``kernel_size``); the first conv keeps
-    ``kernel_size``. XNNPACK runs 3-tap depthwise convs about twice as fast as 5-9 taps
-    (``docs/op_profile.json``).
+    positions are unchanged. ``depthwise_kernel`` (flight, separable, without
+    ``branch_kernels``): the kernel of the separable blocks' depthwise convs when it differs
+    from ``kernel_size`` (``None`` = ``kernel_size``, so changing ``kernel_size`` changes
+    every conv; stored as ``None`` when equal); read it as :attr:`dw_kernel`. XNNPACK runs
+    3-tap depthwise convs about twice as fast as 5- or 7-tap ones
+    (``docs/op_profile-kernels.json``).
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -115,9 +117,6 @@ class ModelConfig:
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
-        if self.depthwise_kernel is None:
-            object.__setattr__(self, "depthwise_kernel", self.kernel_size)
-        object.__setattr__(self, "depthwise_kernel", int(self.depthwise_kernel))
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
         object.__setattr__(self, "branch_kernels", tuple(int(k) for k in self.branch_kernels))
         if self.attention not in ATTENTIONS:
@@ -142,8 +141,17 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.kernel_size < 1 or self.dense_units < 1 or self.depthwise_kernel < 1:
-            raise ValueError("kernel_size, depthwise_kernel and dense_units must be >= 1")
+        if self.kernel_size < 1 or self.dense_units < 1:
+            raise ValueError("kernel_size and dense_units must be >= 1")
+        if self.depthwise_kernel is not None:
+            if int(self.depthwise_kernel) < 1:
+                raise ValueError(f"depthwise_kernel must be >= 1 or None, got "
+                                 f"{self.depthwise_kernel}")
+            # one spelling per model: None when it is kernel_size, or when there is no
+            # single depthwise conv to size (no separable blocks, or multi-scale branches)
+            dw = int(self.depthwise_kernel)
+            object.__setattr__(self, "depthwise_kernel", None if (
+                dw == self.kernel_size or not self.separable or self.branch_kernels) else dw)
         if self.reduce_channels < 0:
             raise ValueError(f"reduce_channels must be >= 0, got {self.reduce_channels}")
         if self.arch == "paper" and (self.reduce_channels or self.separable or self.batch_norm
@@ -175,6 +183,11 @@ class ModelConfig:
                              "activation relu6 and an input_floor (the flight default), got "
                              f"activation {self.activation!r}, input_floor {self.input_floor}")
 
+    @property
+    def dw_kernel(self) -> int:
+        """The separable blocks' depthwise kernel: ``depthwise_kernel`` or ``kernel_size``."""
+        return self.kernel_size if self.depthwise_kernel is None else self.depthwise_kernel
+
     def to_dict(self) -> dict:
         """JSON-ready form (every field resolved)."""
         d = asdict(self)
@@ -186,13 +199,14 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`; a dict without ``arch`` (runs written before the flight
         family existed) is the paper family, one without ``early_pool`` pools after the 1x1
-        convs (written before that option). Unknown keys are rejected by the constructor."""
+        convs and one without ``strided_stem`` pools its first conv (both written before
+        those options; ``depthwise_kernel`` absent = ``kernel_size``, as before it). Unknown
+        keys are rejected by the constructor."""
         d = dict(d)
         d.setdefault("arch", "paper")
         # written before early pooling existed (2026-12-04): every 1x1 conv at full positions
         d.setdefault("early_pool", False)
         d.setdefault("strided_stem", False)  # written before 2026-12-05
-        d.setdefault("depthwise_kernel", d.get("kernel_size"))  # before 2026-12-05
         for key in ("filters", "branch_kernels"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -204,7 +218,7 @@ class ModelConfig:
             return (f"paper CNN m={self.pool_size} n={self.pool_layers} {self.activation}, "
                     f"kernel {self.kernel_size}, dense {self.dense_units}")
         kernel = str(self.kernel_size)
-        if self.separable and self.depthwise_kernel != self.kernel_size:
+        if self.depthwise_kernel is not None:
             kernel += f" (depthwise {self.depthwise_kernel})"
         if self.branch_kernels:  # the first block's kernel, then the depthwise branches
             kernel += f" (depthwise branches {'/'.join(map(str, self.branch_kernels))})"
@@ -253,7 +267,7 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
         if config.separable and i > 0:
             # depthwise (no bias; one per branch kernel, concatenated) + pointwise with bias,
             # the pointwise at the pooled positions with early_pool
-            kernels = config.branch_kernels or (config.depthwise_kernel,)
+            kernels = config.branch_kernels or (config.dw_kernel,)
             pooled = (-(-length // config.pool_size) if config.early_pool
                       and i < config.pool_layers else length)
             w = sum(kernels) * c_in + len(kernels) * c_in * f + f
@@ -388,7 +402,7 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
                                              name=f"pool{i + 1}")(x)
 
         if config.separable and i > 0 and aq:
-            x = QDepthwiseConv1D(config.depthwise_kernel, padding="same", use_bias=False,
+            x = QDepthwiseConv1D(config.dw_kernel, padding="same", use_bias=False,
                                  name=f"conv{i + 1}_dw")(x)
             x = ActQuant(-RELU6_CAP, RELU6_CAP, name=f"conv{i + 1}_dw_q")(x)
             grid = f"conv{i + 1}_dw_q"
@@ -403,13 +417,13 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
                             for k in config.branch_kernels]
                 x = keras.layers.Concatenate(name=f"conv{i + 1}_cat")(branches)
             else:
-                x = keras.layers.DepthwiseConv1D(config.depthwise_kernel, padding="same",
+                x = keras.layers.DepthwiseConv1D(config.dw_kernel, padding="same",
                                                  use_bias=False, name=f"conv{i + 1}_dw")(x)
             if early:
                 x = pool(x)
             x = keras.layers.Conv1D(f, 1, use_bias=not bn, name=f"conv{i + 1}")(x)
         elif config.separable and i > 0:
-            x = keras.layers.SeparableConv1D(f, config.depthwise_kernel, padding="same",
+            x = keras.layers.SeparableConv1D(f, config.dw_kernel, padding="same",
                                              use_bias=not bn, name=f"conv{i + 1}")(x)
         elif i == 0 and config.strided_stem:  # the conv downsamples instead of a pool
             x = conv(f, config.kernel_size, "conv1", padding="same",
