@@ -51,7 +51,8 @@ def stages(clf: Any) -> dict[str, Any]:
 
     def bank(x: np.ndarray) -> Any:
         f, r, p, mx = ranked(x)
-        return r, p, clf._bank_unit.distance(f) if clf._bank_unit is not None else 0.0
+        return r, p, (clf._bank_unit.distance_and_norm(f) if clf._bank_unit is not None
+                      else 0.0)
 
     return {"model (quantise + invoke + dequantise probs)": model,
             "+ input check, features instead of probs": checked,

@@ -73,10 +73,10 @@ def variants(clf: Any) -> dict[str, Any]:
     set_thr = clf._set_threshold if clf._set_threshold is not None else 0.0
     thr = clf._unknown_threshold
 
-    def answer(probs: np.ndarray, d: float, mx: float) -> tuple:
+    def answer(probs: np.ndarray, d: float, mx: float, length: float) -> tuple:
         n_set = conformal.set_size(probs, set_thr)
         ranked = np.argsort(-probs, kind="stable")[:max(top_k, n_set)].tolist()
-        score = ood.knn_logit_score_1(d, mx, rule)
+        score = ood.knn_logit_score_1(d, mx, rule, length)
         return (tuple(labels[i] for i in ranked[:top_k]),
                 tuple(labels[i] for i in ranked[:n_set]), score > thr)
 
@@ -90,8 +90,9 @@ def variants(clf: Any) -> dict[str, Any]:
         logits = z[:k]
         logits += b
         probs, mx = softmax_and_max(logits)
-        d = 1.0 - float(z[k:].max()) / max(math.sqrt(float(f @ f)), 1e-12)
-        return answer(probs, d, mx)
+        length = math.sqrt(float(f @ f))
+        d = 1.0 - float(z[k:].max()) / max(length, 1e-12)
+        return answer(probs, d, mx, length)
 
     def predicted_class(x: np.ndarray) -> tuple:
         f = features(x)
@@ -99,9 +100,9 @@ def variants(clf: Any) -> dict[str, Any]:
         logits += b
         probs, mx = softmax_and_max(logits)
         blk = blocks[int(probs.argmax())]
-        d = (1.0 - float((blk @ f).max()) / max(math.sqrt(float(f @ f)), 1e-12)
-             if len(blk) else 2.0)
-        return answer(probs, d, mx)
+        length = math.sqrt(float(f @ f))
+        d = 1.0 - float((blk @ f).max()) / max(length, 1e-12) if len(blk) else 2.0
+        return answer(probs, d, mx, length)
 
     def top5(x: np.ndarray) -> tuple:
         f = features(x)
@@ -111,10 +112,11 @@ def variants(clf: Any) -> dict[str, Any]:
         n_set = conformal.set_size(probs, set_thr)
         ranked = np.argsort(-probs, kind="stable")[:max(top_k, n_set, 5)].tolist()
         cos = float((padded[ranked[:5]] @ f).max())
-        d = 1.0 - cos / max(math.sqrt(float(f @ f)), 1e-12)
+        length = math.sqrt(float(f @ f))
+        d = 1.0 - cos / max(length, 1e-12)
         return (tuple(labels[i] for i in ranked[:top_k]),
                 tuple(labels[i] for i in ranked[:n_set]),
-                ood.knn_logit_score_1(d, mx, rule) > thr)
+                ood.knn_logit_score_1(d, mx, rule, length) > thr)
 
     def arithmetic_only(x: np.ndarray) -> float:
         return float((features(x) @ M).max())

@@ -232,7 +232,9 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
         sec = ood.calibrate_unknown(P[val], features=F[val], bank=ex.features,
                                     logits=art.head.logits(F[val]), target_tpr=target_tpr)
         unit = ood.normalise_rows(ex.features)
-        scores[f"knn + max logit (knn_logit, w = {sec['weight']:g})"] = tuple(
+        norm = (f" + feature norm (v = {sec['norm_weight']:g})" if sec.get("norm_weight")
+                else "")
+        scores[f"knn + max logit{norm} (knn_logit, w = {sec['weight']:g})"] = tuple(
             ood.score(sec, probs=None, features=Fm, bank_unit=unit,
                       logits=art.head.logits(Fm)) for Fm in sets)
     scores["1-NN cosine to all train features"] = tuple(

@@ -411,9 +411,9 @@ class Classifier:
             if self._bank_unit is None:
                 score = 1.0 - p[0]  # max_prob (ood.unknown_score)
             else:
-                score = self._bank_unit.distance(feats)
+                score, length = self._bank_unit.distance_and_norm(feats)
                 if self._logit_rule is not None:
-                    score = ood.knn_logit_score_1(score, max_logit, self._logit_rule)
+                    score = ood.knn_logit_score_1(score, max_logit, self._logit_rule, length)
             unknown = score > self._unknown_threshold
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(top=top, unknown=unknown, unknown_score=score, compute_ms=ms,

@@ -26,7 +26,12 @@ section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
     :data:`KNN_LOGIT_WEIGHT` was chosen on the *negatives* half of the rare minerals, never
     on the evaluation half). After an onboard head retrain the standardisation and threshold
     are recomputed from the artifact's calibration spectra under the new head
-    (:func:`recalibrate_knn_logit`).
+    (:func:`recalibrate_knn_logit`). With ``norm_weight`` v > 0 (written since 2026-12-05)
+    a third part, minus the features' length standardised the same way, is mixed in:
+    ``(1 - v) * (the two parts above) + v * (-|f| - mu_n) / sd_n``: unknown minerals excite
+    fewer features (:data:`KNN_LOGIT_NORM_WEIGHT`, chosen on the negatives half); a section
+    without ``norm_weight`` is the two-part rule, and so is the rule recalibrated after an
+    onboard head retrain (the norm of a taught mineral's features cannot be taught).
 
 Every rule has a score, higher = more likely unknown: :func:`score` computes it and
 :func:`threshold_score` gives the section's threshold on that scale.
@@ -44,6 +49,10 @@ from ramanedge.errors import ManifestError
 METHODS = ("max_prob", "knn_cosine", "knn_logit")
 KNN_LOGIT_WEIGHT = 0.6
 """Weight of the cosine distance in ``knn_logit`` (chosen on the negatives half, 5 splits)."""
+KNN_LOGIT_NORM_WEIGHT = 0.2
+"""Weight of the feature-norm part in ``knn_logit`` (chosen on the negatives half, 5 grouped
+splits of the early-pool default: the highest mean AUROC of 0.1 / 0.2 / 0.3;
+``benchmarks.ood_variants``)."""
 
 
 def unknown_score(probs: np.ndarray) -> np.ndarray:
@@ -117,11 +126,17 @@ class Int8Bank:
     def distance(self, features: np.ndarray) -> float:
         """``knn_cosine`` score of one feature vector (D,): 1 - its largest cosine with any
         bank row (the classifier's per-spectrum path, without the batch reshaping)."""
+        return self.distance_and_norm(features)[0]
+
+    def distance_and_norm(self, features: np.ndarray) -> tuple[float, float]:
+        """(:meth:`distance`, the vector's L2 length) of one feature vector (D,): the
+        length is computed for the cosine anyway, and ``knn_logit`` may use it."""
         f = np.asarray(features, dtype=np.float32).reshape(-1)
-        norm = max(math.sqrt(f @ f), 1e-12)
+        length = math.sqrt(f @ f)
+        norm = max(length, 1e-12)
         if self._unit is not None and self._unit.shape[1]:  # one product, no reshaping
-            return 1.0 - float((f @ self._unit).max()) / norm
-        return 1.0 - float(self.max_cosine((f / norm).reshape(1, -1))[0])
+            return 1.0 - float((f @ self._unit).max()) / norm, length
+        return 1.0 - float(self.max_cosine((f / norm).reshape(1, -1))[0]), length
 
     def max_cosine(self, units: np.ndarray) -> np.ndarray:
         """Largest cosine of each unit-norm query row (N, D) with any bank row -> (N,)."""
@@ -153,33 +168,62 @@ def knn_cosine_score(features: np.ndarray, bank_unit: np.ndarray | Int8Bank) -> 
     return (1.0 - s.max(axis=-1)).astype(np.float64)
 
 
+def feature_norms(features: np.ndarray) -> np.ndarray:
+    """L2 length of each feature row (N, D) (or of one (D,) vector), float64, computed as the
+    rover does (float32 features, float32 sum of squares)."""
+    F = np.asarray(features, dtype=np.float32)
+    return np.sqrt(np.einsum("...d,...d->...", F, F).astype(np.float64))
+
+
 def knn_logit_score(distance: np.ndarray | float, logits: np.ndarray,
-                    section: dict[str, Any]) -> np.ndarray | float:
-    """``knn_logit`` score from the cosine distance(s) and the head's logits ((K,) or
-    (N, K)) with the section's standardisation and weight."""
+                    section: dict[str, Any],
+                    norms: np.ndarray | float | None = None) -> np.ndarray | float:
+    """``knn_logit`` score from the cosine distance(s), the head's logits ((K,) or (N, K))
+    and, when the section has a norm part, the features' lengths (:func:`feature_norms`),
+    with the section's standardisation and weights."""
     w = float(section["weight"])
     m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
-    return (w * (np.asarray(distance, dtype=np.float64) - section["knn_mean"])
-            / section["knn_sd"]
-            + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
+    two = (w * (np.asarray(distance, dtype=np.float64) - section["knn_mean"])
+           / section["knn_sd"]
+           + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
+    v = float(section.get("norm_weight", 0.0))
+    if v == 0.0:
+        return two
+    if norms is None:
+        raise ManifestError("this knn_logit rule has a feature-norm part: it needs the "
+                            "features' lengths")
+    n = -np.asarray(norms, dtype=np.float64)
+    return (1.0 - v) * two + v * (n - section["norm_mean"]) / section["norm_sd"]
 
 
-def knn_logit_score_1(distance: float, max_logit: float, section: dict[str, Any]) -> float:
-    """:func:`knn_logit_score` of one spectrum from its distance and its largest logit, in
-    Python floats (the same IEEE double arithmetic, without numpy's per-call cost)."""
+def knn_logit_score_1(distance: float, max_logit: float, section: dict[str, Any],
+                      norm: float = 0.0) -> float:
+    """:func:`knn_logit_score` of one spectrum from its distance, its largest logit and its
+    features' length, in Python floats (the same IEEE double arithmetic, without numpy's
+    per-call cost)."""
     w = float(section["weight"])
-    return (w * (distance - section["knn_mean"]) / section["knn_sd"]
-            + (1.0 - w) * (-max_logit - section["logit_mean"]) / section["logit_sd"])
+    two = (w * (distance - section["knn_mean"]) / section["knn_sd"]
+           + (1.0 - w) * (-max_logit - section["logit_mean"]) / section["logit_sd"])
+    v = section.get("norm_weight", 0.0)
+    if not v:
+        return two
+    return (1.0 - v) * two + v * (-norm - section["norm_mean"]) / section["norm_sd"]
 
 
 def _knn_logit_rule(d: np.ndarray, logits: np.ndarray, *, weight: float,
-                    target_tpr: float) -> dict[str, Any]:
+                    target_tpr: float, norms: np.ndarray, norm_weight: float
+                    ) -> dict[str, Any]:
     m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
     d = np.asarray(d, dtype=np.float64)
     rule = {"method": "knn_logit", "weight": float(weight),
             "knn_mean": float(d.mean()), "knn_sd": float(max(d.std(), 1e-9)),
             "logit_mean": float(m.mean()), "logit_sd": float(max(m.std(), 1e-9))}
-    rule["threshold"] = float(np.quantile(knn_logit_score(d, logits, rule), target_tpr))
+    if norm_weight:
+        n = -np.asarray(norms, dtype=np.float64)
+        rule.update(norm_weight=float(norm_weight), norm_mean=float(n.mean()),
+                    norm_sd=float(max(n.std(), 1e-9)))
+    rule["threshold"] = float(np.quantile(knn_logit_score(d, logits, rule, norms),
+                                          target_tpr))
     rule["knn_threshold"] = float(np.quantile(d, target_tpr))
     return rule
 
@@ -188,12 +232,20 @@ def recalibrate_knn_logit(section: dict[str, Any], features: np.ndarray, logits:
                           bank: Int8Bank) -> dict[str, Any]:
     """A ``knn_logit`` section recomputed for another head and bank: ``features`` (N, D) the
     calibration spectra's features, ``logits`` (N, K) the new head's logits for them,
-    ``bank`` the new reference bank. Same weight and target rate; ``recalibrated: true``."""
+    ``bank`` the new reference bank. Same weight and target rate, no feature-norm part (a
+    taught mineral's features may be weak: the backbone never trained on it);
+    ``recalibrated: true``."""
     check_section(section)
     d = knn_cosine_score(features, bank)
+    # without the feature-norm part: it measures how strongly the backbone responds, and a
+    # mineral taught on board is one the backbone never trained on; the bank (its samples)
+    # and the head (its class) learn it, its feature norm cannot be taught
     rule = _knn_logit_rule(d, logits, weight=section["weight"],
-                           target_tpr=section.get("target_tpr", 0.95))
-    return {**section, **rule, "recalibrated": True, "n_calibration": int(len(d))}
+                           target_tpr=section.get("target_tpr", 0.95),
+                           norms=feature_norms(features), norm_weight=0.0)
+    base = {k: v for k, v in section.items() if k not in ("norm_weight", "norm_mean",
+                                                            "norm_sd")}
+    return {**base, **rule, "recalibrated": True, "n_calibration": int(len(d))}
 
 
 def calibrate_unknown(
@@ -204,6 +256,7 @@ def calibrate_unknown(
     bank: np.ndarray | None = None,
     logits: np.ndarray | None = None,
     weight: float = KNN_LOGIT_WEIGHT,
+    norm_weight: float = KNN_LOGIT_NORM_WEIGHT,
 ) -> dict:
     """Manifest ``unknown`` section from held-out in-distribution outputs.
 
@@ -212,8 +265,8 @@ def calibrate_unknown(
     features) and ``bank`` (M, D, the exemplar features shipped in the artifact) the rule is
     ``knn_cosine``; the ``max_prob`` threshold is kept in ``max_prob_threshold`` for reference.
     With the float head's ``logits`` (N, K) of the same spectra as well the rule is
-    ``knn_logit`` (``weight`` on the distance), its ``knn_cosine`` threshold kept in
-    ``knn_threshold``.
+    ``knn_logit`` (``weight`` on the distance, ``norm_weight`` on the feature-norm part,
+    0 = the two-part rule), its ``knn_cosine`` threshold kept in ``knn_threshold``.
     """
     if not 0.0 < target_tpr < 1.0:
         raise ValueError(f"target_tpr must be in (0, 1), got {target_tpr}")
@@ -237,10 +290,14 @@ def calibrate_unknown(
                 **common}
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight}")
+    if not 0.0 <= norm_weight < 1.0:
+        raise ValueError(f"norm_weight must be in [0, 1), got {norm_weight}")
     logits = np.asarray(logits, dtype=np.float64)
     if logits.shape[0] != top.size:
         raise ValueError(f"logits has {logits.shape[0]} rows but probs has {top.size}")
-    return {**_knn_logit_rule(d, logits, weight=weight, target_tpr=target_tpr), **common}
+    return {**_knn_logit_rule(d, logits, weight=weight, target_tpr=target_tpr,
+                              norms=feature_norms(features), norm_weight=norm_weight),
+            **common}
 
 
 def check_section(section: dict[str, Any]) -> None:
@@ -251,6 +308,8 @@ def check_section(section: dict[str, Any]) -> None:
     keys = ["threshold"]
     if section["method"] == "knn_logit":
         keys += ["weight", "knn_mean", "knn_sd", "logit_mean", "logit_sd"]
+        if "norm_weight" in section:
+            keys += ["norm_weight", "norm_mean", "norm_sd"]
     if "target_tpr" in section:
         keys.append("target_tpr")
     for key in keys:
@@ -263,6 +322,8 @@ def check_section(section: dict[str, Any]) -> None:
             raise ManifestError(f"manifest 'unknown.{key}' must be > 0, got {v!r}")
         if key == "weight" and not 0 <= v <= 1:
             raise ManifestError(f"manifest 'unknown.weight' must be in [0, 1], got {v!r}")
+        if key == "norm_weight" and not 0 <= v < 1:
+            raise ManifestError(f"manifest 'unknown.norm_weight' must be in [0, 1), got {v!r}")
         if key == "target_tpr" and not 0 < v < 1:
             raise ManifestError(f"manifest 'unknown.target_tpr' must be in (0, 1), got {v!r}")
 
@@ -287,7 +348,7 @@ def score(section: dict[str, Any], *, probs: np.ndarray, features: np.ndarray | 
         return d
     if logits is None:
         raise ManifestError("the knn_logit unknown rule needs the head's logits")
-    return knn_logit_score(d, logits, section)
+    return knn_logit_score(d, logits, section, feature_norms(features))
 
 
 def threshold_score(section: dict[str, Any]) -> float:

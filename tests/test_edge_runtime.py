@@ -316,9 +316,10 @@ def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, a
     z = head.logits(F[:5])
     for row in z:
         assert np.array_equal(softmax(row), softmax(row[None, :])[0])
-        d = 0.123
-        assert ood.knn_logit_score_1(d, float(row.max()), sec) == float(
-            ood.knn_logit_score(d, row, sec))
+        d, length = 0.123, 1.7
+        assert sec["norm_weight"] > 0  # the default rule has the feature-norm part
+        assert ood.knn_logit_score_1(d, float(row.max()), sec, length) == float(
+            ood.knn_logit_score(d, row, sec, length))
 
 
 def test_the_finiteness_check_tells_overflow_from_nan(clf, synthetic_data):
@@ -430,6 +431,47 @@ def test_knn_logit_rule_is_monotone_in_both_parts_and_passes_its_target():
         ood.score(sec, probs=None, features=val, bank_unit=unit)
     with pytest.raises(ManifestError, match="knn_sd"):
         ood.check_section({**sec, "knn_sd": 0.0})
+
+
+def test_knn_logit_feature_norm_part():
+    """The default rule's third part: weaker features (same direction, shorter) -> higher
+    score; weight 0 is the two-part rule (scale-free); the part needs the lengths, refuses
+    bad values, and is dropped when the rule is recalibrated for a retrained head."""
+    rng = np.random.default_rng(2)
+    bank = np.abs(rng.normal(size=(30, 16))).astype(np.float32)
+    val = bank[:20] * rng.uniform(0.5, 2.0, size=(20, 1)).astype(np.float32)
+    logits = rng.normal(size=(20, 5)) + np.array([4.0, 0, 0, 0, 0])
+    sec = ood.calibrate_unknown(np.zeros((20, 5)), features=val, bank=bank, logits=logits)
+    assert sec["norm_weight"] == ood.KNN_LOGIT_NORM_WEIGHT > 0
+    ood.check_section(sec)
+    unit = ood.normalise_rows(bank)
+    f, z = val[:1], logits[:1]
+    by_length = [float(ood.score(sec, probs=None, features=c * f, bank_unit=unit,
+                                 logits=z)[0]) for c in (2.0, 1.0, 0.25)]
+    assert by_length == sorted(by_length) and by_length[0] < by_length[-1]
+    two = ood.calibrate_unknown(np.zeros((20, 5)), features=val, bank=bank, logits=logits,
+                                norm_weight=0.0)
+    assert "norm_weight" not in two and two["threshold"] != sec["threshold"]
+    flat = [float(ood.score(two, probs=None, features=c * f, bank_unit=unit, logits=z)[0])
+            for c in (2.0, 0.25)]
+    assert flat[0] == pytest.approx(flat[1])
+    # the scalar form with the length equals the vector form
+    d = float(ood.knn_cosine_score(f, unit)[0])
+    assert ood.knn_logit_score_1(d, float(z.max()), sec, float(ood.feature_norms(f)[0])) == \
+        pytest.approx(float(ood.score(sec, probs=None, features=f, bank_unit=unit,
+                                      logits=z)[0]), abs=1e-9)
+    with pytest.raises(ManifestError, match="lengths"):
+        ood.knn_logit_score(0.1, z[0], sec)
+    with pytest.raises(ManifestError, match=r"norm_weight' must be in \[0, 1\)"):
+        ood.check_section({**sec, "norm_weight": 1.0})
+    with pytest.raises(ManifestError, match="norm_sd"):
+        ood.check_section({**sec, "norm_sd": 0.0})
+    with pytest.raises(ValueError, match="norm_weight must be in"):
+        ood.calibrate_unknown(np.zeros((20, 5)), features=val, bank=bank, logits=logits,
+                              norm_weight=-0.1)
+    again = ood.recalibrate_knn_logit(sec, val, logits, ood.Int8Bank(
+        np.zeros((0, 16), np.int8), 0.0, bank))
+    assert again["recalibrated"] and not {"norm_weight", "norm_mean", "norm_sd"} & set(again)
 
 
 @pytest.mark.parametrize("key, value, needle", [
