@@ -4,8 +4,9 @@ The ``knn_logit`` rule compares each spectrum's features with every row of the a
 exemplar bank (10 herded exemplars per class: 676 x 192 float32 for the flight model, 0.5 MB).
 Measured in the classifier's pipeline, that product is the largest cost after the model: the
 bank does not stay in the cache across a model invoke. This probe scores smaller banks built
-from the *training* spectra's int8 features of each split, with the shipped weight
-(:data:`edge_runtime.ood.KNN_LOGIT_WEIGHT`) and the same calibration as ``ramanedge
+from the *training* spectra's int8 features of each split, with the two-part rule
+(``knn_logit``, the weight :data:`edge_runtime.ood.KNN_LOGIT_WEIGHT`, no feature-norm part:
+the rule when this probe's figures were taken) and the same calibration as ``ramanedge
 quantize`` (95 % of the known validation spectra pass):
 
 - ``herd-j``: the first ``j`` herded exemplars per class (herding is greedy, so ``herd-j`` is
@@ -83,7 +84,7 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         row: dict[str, Any] = {"folder": f.name, "banks": {}}
         for name, bank in banks(F["train"], y_train).items():
             sec = ood.calibrate_unknown(np.zeros((len(F["val"]), 1)), features=F["val"],
-                                        bank=bank, logits=logits["val"])
+                                        bank=bank, logits=logits["val"], norm_weight=0.0)
             unit = ood.normalise_rows(bank)
             s = {k: ood.score(sec, probs=None, features=v, bank_unit=unit, logits=logits[k])
                  for k, v in F.items() if k != "train"}

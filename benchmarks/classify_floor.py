@@ -94,21 +94,21 @@ def variants(clf: Any) -> dict[str, Any]:
         d = 1.0 - float(z[k:].max()) / max(length, 1e-12)
         return answer(probs, d, mx, length)
 
-    def predicted_class(x: np.ndarray) -> tuple:
+    def head_probs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         f = features(x)
         logits = f @ head.W
         logits += b
-        probs, mx = softmax_and_max(logits)
+        return (f, *softmax_and_max(logits))
+
+    def predicted_class(x: np.ndarray) -> tuple:
+        f, probs, mx = head_probs(x)
         blk = blocks[int(probs.argmax())]
         length = math.sqrt(float(f @ f))
         d = 1.0 - float((blk @ f).max()) / max(length, 1e-12) if len(blk) else 2.0
         return answer(probs, d, mx, length)
 
     def top5(x: np.ndarray) -> tuple:
-        f = features(x)
-        logits = f @ head.W
-        logits += b
-        probs, mx = softmax_and_max(logits)
+        f, probs, mx = head_probs(x)
         n_set = conformal.set_size(probs, set_thr)
         ranked = np.argsort(-probs, kind="stable")[:max(top_k, n_set, 5)].tolist()
         cos = float((padded[ranked[:5]] @ f).max())

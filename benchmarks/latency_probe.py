@@ -21,6 +21,7 @@ import click
 import numpy as np
 
 from ramanedge.cli_options import data_root_option
+from ramanedge.manifest import QuantParams
 from trainer.model import (
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
@@ -93,10 +94,8 @@ def probe_data(data_root: Path) -> tuple[np.ndarray, np.ndarray, int]:
     return ds.X[tr][select_calibration(ds.y[tr], 100)], ds.X[te], len(ds.labels)
 
 
-def tensor_params(detail: dict):
+def tensor_params(detail: dict) -> QuantParams:
     """:class:`~ramanedge.manifest.QuantParams` of an interpreter's tensor detail."""
-    from ramanedge.manifest import QuantParams
-
     scale, zero_point = detail["quantization"]
     return QuantParams(index=int(detail["index"]), scale=float(scale),
                        zero_point=int(zero_point),

@@ -124,7 +124,10 @@ def summary(res: dict[str, dict[str, list[float]]]) -> str:
              "(choice) | AUROC test vs evaluation (reported) |", "|---|---|---|"]
     for k in order:
         n, e = np.asarray(res[k]["negatives"]), np.asarray(res[k]["evaluation"])
-        shipped = " (shipped: knn_logit)" if k.startswith("d1 + mlogit, w = 0.6") else ""
+        shipped = (" (shipped: knn_logit_norm)"
+                   if k == "d1 + mlogit (w = 0.6) + fnorm, v = 0.2" else
+                   " (knn_logit, shipped until 2026-12-05)" if k == "d1 + mlogit, w = 0.6"
+                   else "")
         lines.append(f"| {k}{shipped} | {n.mean():.3f} ± {n.std(ddof=1):.3f} | "
                      f"{e.mean():.3f} ± {e.std(ddof=1):.3f} |")
     return "\n".join(lines)

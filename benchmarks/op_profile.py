@@ -109,9 +109,9 @@ def main(data_root: Path, candidates: tuple[str, ...], rounds: int, out: Path | 
             key = f"{name} | {layer}"
             methods[key] = call
             # the op count is informational; the interpreter lists its ops only privately
-            ops = getattr(it, "_get_ops_details", lambda: [])()
+            ops = getattr(it, "_get_ops_details", None)
             rows[name].append({"layer": layer, "output": [int(v) for v in outp["shape"]],
-                               "ops": len(ops)})
+                               "ops": None if ops is None else len(ops())})
             click.echo(f"{key}: {rows[name][-1]['ops']} ops", err=True)
     res = interleaved(methods, len(X), rounds=rounds, warmup=20)
     lines = ["| model | up to layer | output | ops | cumulative us | added us | share |",

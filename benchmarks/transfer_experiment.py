@@ -234,7 +234,7 @@ def unknown_experiment(art: Any, P: np.ndarray, F: np.ndarray, labels: np.ndarra
         unit = ood.normalise_rows(ex.features)
         norm = (f" + feature norm (v = {sec['norm_weight']:g})" if sec.get("norm_weight")
                 else "")
-        scores[f"knn + max logit{norm} (knn_logit, w = {sec['weight']:g})"] = tuple(
+        scores[f"knn + max logit{norm} ({sec['method']}, w = {sec['weight']:g})"] = tuple(
             ood.score(sec, probs=None, features=Fm, bank_unit=unit,
                       logits=art.head.logits(Fm)) for Fm in sets)
     scores["1-NN cosine to all train features"] = tuple(

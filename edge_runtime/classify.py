@@ -145,13 +145,13 @@ class Classifier:
         self._calibration: tuple[np.ndarray, np.ndarray | None] | None = None
         if self.unknown_rule is not None:
             ood.check_section(self.unknown_rule)  # once: the per-spectrum path trusts it
-            if self.unknown_rule["method"] in ("knn_cosine", "knn_logit"):
+            if self.unknown_rule["method"] in ood.BANK_METHODS:
                 self._bank_unit = self._make_bank(ood_bank)
-            if self.unknown_rule["method"] == "knn_logit" and head is not None:
+            if self.unknown_rule["method"] in ood.LOGIT_METHODS and head is not None:
                 self.unknown_rule = self._recalibrated_unknown()
             self._unknown_threshold = ood.threshold_score(self.unknown_rule)
         self._logit_rule = (self.unknown_rule if self.unknown_rule is not None
-                            and self.unknown_rule["method"] == "knn_logit" else None)
+                            and self.unknown_rule["method"] in ood.LOGIT_METHODS else None)
         self.conformal_rule = self._conformal_rule()
         self._set_threshold = (None if self.conformal_rule is None
                                else float(self.conformal_rule["threshold"]))

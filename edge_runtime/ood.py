@@ -26,12 +26,16 @@ section, which :class:`edge_runtime.classify.Classifier` applies on the rover:
     :data:`KNN_LOGIT_WEIGHT` was chosen on the *negatives* half of the rare minerals, never
     on the evaluation half). After an onboard head retrain the standardisation and threshold
     are recomputed from the artifact's calibration spectra under the new head
-    (:func:`recalibrate_knn_logit`). With ``norm_weight`` v > 0 (written since 2026-12-05)
-    a third part, minus the features' length standardised the same way, is mixed in:
-    ``(1 - v) * (the two parts above) + v * (-|f| - mu_n) / sd_n``: unknown minerals excite
-    fewer features (:data:`KNN_LOGIT_NORM_WEIGHT`, chosen on the negatives half); a section
-    without ``norm_weight`` is the two-part rule, and so is the rule recalibrated after an
-    onboard head retrain (the norm of a taught mineral's features cannot be taught).
+    (:func:`recalibrate_knn_logit`).
+``knn_logit_norm``
+    ``knn_logit`` with a third part, minus the features' length standardised the same way:
+    ``(1 - v) * (the two parts above) + v * (-|f| - norm_mean) / norm_sd`` with
+    ``v = norm_weight``: unknown minerals excite fewer features (:data:`KNN_LOGIT_NORM_WEIGHT`,
+    chosen on the negatives half; written by exports since 2026-12-05). A method name of its
+    own, so that a runtime that does not know the third part refuses the artifact instead of
+    comparing a two-part score with a three-part threshold. Recalibrated after an onboard
+    head retrain it becomes ``knn_logit`` (the norm of a taught mineral's features cannot
+    be taught; the bank and the head learn the mineral).
 
 Every rule has a score, higher = more likely unknown: :func:`score` computes it and
 :func:`threshold_score` gives the section's threshold on that scale.
@@ -46,7 +50,10 @@ import numpy as np
 
 from ramanedge.errors import ManifestError
 
-METHODS = ("max_prob", "knn_cosine", "knn_logit")
+METHODS = ("max_prob", "knn_cosine", "knn_logit", "knn_logit_norm")
+#: the rules that compare with the exemplar bank, and those that also read the head's logits
+BANK_METHODS = ("knn_cosine", "knn_logit", "knn_logit_norm")
+LOGIT_METHODS = ("knn_logit", "knn_logit_norm")
 KNN_LOGIT_WEIGHT = 0.6
 """Weight of the cosine distance in ``knn_logit`` (chosen on the negatives half, 5 splits)."""
 KNN_LOGIT_NORM_WEIGHT = 0.2
@@ -186,27 +193,28 @@ def knn_logit_score(distance: np.ndarray | float, logits: np.ndarray,
     two = (w * (np.asarray(distance, dtype=np.float64) - section["knn_mean"])
            / section["knn_sd"]
            + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
-    v = float(section.get("norm_weight", 0.0))
-    if v == 0.0:
+    if section["method"] != "knn_logit_norm":
         return two
+    v = float(section["norm_weight"])
     if norms is None:
-        raise ManifestError("this knn_logit rule has a feature-norm part: it needs the "
-                            "features' lengths")
+        raise ManifestError("the knn_logit_norm rule needs the features' lengths")
     n = -np.asarray(norms, dtype=np.float64)
     return (1.0 - v) * two + v * (n - section["norm_mean"]) / section["norm_sd"]
 
 
 def knn_logit_score_1(distance: float, max_logit: float, section: dict[str, Any],
-                      norm: float = 0.0) -> float:
-    """:func:`knn_logit_score` of one spectrum from its distance, its largest logit and its
-    features' length, in Python floats (the same IEEE double arithmetic, without numpy's
-    per-call cost)."""
+                      norm: float | None = None) -> float:
+    """:func:`knn_logit_score` of one spectrum from its distance, its largest logit and (for
+    ``knn_logit_norm``) its features' length, in Python floats (the same IEEE double
+    arithmetic, without numpy's per-call cost)."""
     w = float(section["weight"])
     two = (w * (distance - section["knn_mean"]) / section["knn_sd"]
            + (1.0 - w) * (-max_logit - section["logit_mean"]) / section["logit_sd"])
-    v = section.get("norm_weight", 0.0)
-    if not v:
+    if section["method"] != "knn_logit_norm":
         return two
+    if norm is None:
+        raise ManifestError("the knn_logit_norm rule needs the features' length")
+    v = section["norm_weight"]
     return (1.0 - v) * two + v * (-norm - section["norm_mean"]) / section["norm_sd"]
 
 
@@ -215,7 +223,8 @@ def _knn_logit_rule(d: np.ndarray, logits: np.ndarray, *, weight: float,
                     ) -> dict[str, Any]:
     m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
     d = np.asarray(d, dtype=np.float64)
-    rule = {"method": "knn_logit", "weight": float(weight),
+    rule = {"method": "knn_logit_norm" if norm_weight else "knn_logit",
+            "weight": float(weight),
             "knn_mean": float(d.mean()), "knn_sd": float(max(d.std(), 1e-9)),
             "logit_mean": float(m.mean()), "logit_sd": float(max(m.std(), 1e-9))}
     if norm_weight:
@@ -265,8 +274,9 @@ def calibrate_unknown(
     features) and ``bank`` (M, D, the exemplar features shipped in the artifact) the rule is
     ``knn_cosine``; the ``max_prob`` threshold is kept in ``max_prob_threshold`` for reference.
     With the float head's ``logits`` (N, K) of the same spectra as well the rule is
-    ``knn_logit`` (``weight`` on the distance, ``norm_weight`` on the feature-norm part,
-    0 = the two-part rule), its ``knn_cosine`` threshold kept in ``knn_threshold``.
+    ``knn_logit_norm`` (``weight`` on the distance, ``norm_weight`` on the feature-norm part;
+    ``norm_weight=0``: ``knn_logit``), its ``knn_cosine`` threshold kept in
+    ``knn_threshold``.
     """
     if not 0.0 < target_tpr < 1.0:
         raise ValueError(f"target_tpr must be in (0, 1), got {target_tpr}")
@@ -306,10 +316,10 @@ def check_section(section: dict[str, Any]) -> None:
         got = section.get("method") if isinstance(section, dict) else section
         raise ManifestError(f"manifest 'unknown.method' must be one of {METHODS}, got {got!r}")
     keys = ["threshold"]
-    if section["method"] == "knn_logit":
+    if section["method"] in LOGIT_METHODS:
         keys += ["weight", "knn_mean", "knn_sd", "logit_mean", "logit_sd"]
-        if "norm_weight" in section:
-            keys += ["norm_weight", "norm_mean", "norm_sd"]
+    if section["method"] == "knn_logit_norm":
+        keys += ["norm_weight", "norm_mean", "norm_sd"]
     if "target_tpr" in section:
         keys.append("target_tpr")
     for key in keys:

@@ -116,19 +116,21 @@ def build_exemplars(features: np.ndarray, y: np.ndarray, features_q: QuantParams
 
 def knn_unknown_section(val_probs: np.ndarray, val_features: np.ndarray, bank: ExemplarBank,
                         *, target_tpr: float, previous: dict[str, Any] | None,
-                        val_logits: np.ndarray | None = None) -> dict[str, Any]:
-    """The ``knn_cosine`` (or, given ``val_logits``, ``knn_logit``) ``unknown`` section over
-    ``bank``, calibrated on validation spectra.
+                        val_logits: np.ndarray | None = None,
+                        norm: bool = True) -> dict[str, Any]:
+    """The ``knn_cosine`` (or, given ``val_logits``, ``knn_logit_norm``; with ``norm=False``
+    ``knn_logit``) ``unknown`` section over ``bank``, calibrated on validation spectra.
 
     ``val_probs`` (N, K): the int8 model's ``probs`` output (its ``max_prob`` threshold is
     kept in ``max_prob_threshold``); ``val_features`` (N, D): their dequantised features;
     ``val_logits`` (N, K): the float head's logits on those features; ``previous``: the rule
     it supersedes (kept under ``previous``).
     """
-    from edge_runtime.ood import calibrate_unknown
+    from edge_runtime.ood import KNN_LOGIT_NORM_WEIGHT, calibrate_unknown
 
     rule = calibrate_unknown(val_probs, target_tpr=target_tpr, features=val_features,
-                             bank=bank.features, logits=val_logits)
+                             bank=bank.features, logits=val_logits,
+                             norm_weight=KNN_LOGIT_NORM_WEIGHT if norm else 0.0)
     return unknown_section(rule, split="val", previous=previous)
 
 

@@ -91,8 +91,9 @@ class QuantizeConfig:
     onboard retrainer's memory and the ``knn_cosine`` unknown rule's bank, which then replaces
     ``max_prob``); 0 = none. :func:`export_artifact` needs the training split for it;
     ``ramanedge quantize --exemplars`` stores 10.
-    ``unknown_rule``: the rule written with exemplars: ``"knn_logit"`` (default: cosine
-    distance + max logit, :mod:`edge_runtime.ood`) or ``"knn_cosine"``.
+    ``unknown_rule``: the rule written with exemplars: ``"knn_logit_norm"`` (default: cosine
+    distance + max logit + feature norm, :mod:`edge_runtime.ood`), ``"knn_logit"`` (without
+    the norm part, as exported before 2026-12-05) or ``"knn_cosine"``.
     ``conformal_level``: coverage level of the prediction sets (manifest ``conformal``,
     split-conformal on the validation split, :mod:`edge_runtime.conformal`); 0 = no sets.
     ``head_dtype``: how ``head.npz`` stores ``W``: ``"float16"`` (default: half the bytes on
@@ -112,7 +113,7 @@ class QuantizeConfig:
     exemplars_per_class: int = 0
     head_dtype: str = "float16"
     conformal_level: float = 0.95
-    unknown_rule: str = "knn_logit"
+    unknown_rule: str = "knn_logit_norm"
 
     def __post_init__(self) -> None:
         for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS),
@@ -138,7 +139,7 @@ class QuantizeConfig:
 
 
 #: unknown rules an export with exemplars can write (``QuantizeConfig.unknown_rule``)
-UNKNOWN_RULES = ("knn_logit", "knn_cosine")
+UNKNOWN_RULES = ("knn_logit_norm", "knn_logit", "knn_cosine")
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ def export_artifact(
         say(f"prediction sets: level {rule['level']:.0%}, threshold {rule['threshold']:.4f} "
             f"({rule['n_calibration']} validation spectra)")
         conformal = conformal_section(rule, split="val", with_file=True)
-    if conformal is not None or (per_class and config.unknown_rule == "knn_logit"):
+    if conformal is not None or (per_class and config.unknown_rule != "knn_cosine"):
         # the validation spectra's int8 features (+ class ids): the rover redoes the sets'
         # and the knn_logit rule's calibration from them after a head retrain
         codes = quantize_int8(val_q["features"], runner.outputs_q["features"])
@@ -368,7 +369,8 @@ def export_artifact(
                   else val_q["features"] @ W + b)  # the float head, as the rover holds it
         unknown = knn_unknown_section(val_q["probs"], val_q["features"], bank,
                                       target_tpr=config.unknown_target_tpr, previous=unknown,
-                                      val_logits=logits)
+                                      val_logits=logits,
+                                      norm=config.unknown_rule == "knn_logit_norm")
         if logits is not None:
             unknown["file"] = CALIBRATION_FILE
         files[EXEMPLARS_FILE] = bank.npz_bytes()

@@ -258,7 +258,9 @@ def test_retrained_head_is_used(clf, synthetic_data):
     assert p.label == "newite" and p.head == "v0007" and p.prob > 0.99
 
 
-def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, artifact_copy):
+@pytest.mark.parametrize("norm_weight", [0.0, ood.KNN_LOGIT_NORM_WEIGHT])
+def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, artifact_copy,
+                                                          norm_weight):
     """classify_grid's lean per-spectrum arithmetic (Python floats, one softmax buffer, the
     set's prefix of the ranking) gives what the vectorised functions give for the same
     spectra: probabilities, set, and the knn_logit score and flag."""
@@ -272,7 +274,8 @@ def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, a
     assert clf.artifact.exemplars_file is None  # the bank is exactly `bank` below
     bank, Fva = clf.features_batch(Xtr[::3]), clf.features_batch(Xva)
     sec = ood.calibrate_unknown(np.zeros((len(Fva), 1)), features=Fva, bank=bank,
-                                logits=head.logits(Fva), target_tpr=0.8)
+                                logits=head.logits(Fva), target_tpr=0.8,
+                                norm_weight=norm_weight)  # knn_logit / knn_logit_norm
     # top_k = 1, a loose set threshold and noise spectra (flat probabilities) among the
     # inputs: some sets reach past the top-k in the ranking
     from ramanedge.manifest import MANIFEST_NAME, read_manifest, write_manifest
@@ -317,7 +320,6 @@ def test_the_per_spectrum_answer_is_the_batch_computation(clf, synthetic_data, a
     for row in z:
         assert np.array_equal(softmax(row), softmax(row[None, :])[0])
         d, length = 0.123, 1.7
-        assert sec["norm_weight"] > 0  # the default rule has the feature-norm part
         assert ood.knn_logit_score_1(d, float(row.max()), sec, length) == float(
             ood.knn_logit_score(d, row, sec, length))
 
@@ -402,7 +404,7 @@ def test_knn_logit_rule_is_monotone_in_both_parts_and_passes_its_target():
     val = bank[:20] + 0.1 * rng.normal(size=(20, 16)).astype(np.float32)
     logits = rng.normal(size=(20, 5)) + np.array([4.0, 0, 0, 0, 0])
     sec = ood.calibrate_unknown(np.zeros((20, 5)), target_tpr=0.9, features=val, bank=bank,
-                                logits=logits, weight=0.6)
+                                logits=logits, weight=0.6, norm_weight=0.0)
     assert sec["method"] == "knn_logit" and sec["weight"] == 0.6
     assert sec["knn_threshold"] == ood.calibrate_unknown(
         np.zeros((20, 5)), target_tpr=0.9, features=val, bank=bank)["threshold"]
@@ -442,6 +444,7 @@ def test_knn_logit_feature_norm_part():
     val = bank[:20] * rng.uniform(0.5, 2.0, size=(20, 1)).astype(np.float32)
     logits = rng.normal(size=(20, 5)) + np.array([4.0, 0, 0, 0, 0])
     sec = ood.calibrate_unknown(np.zeros((20, 5)), features=val, bank=bank, logits=logits)
+    assert sec["method"] == "knn_logit_norm"
     assert sec["norm_weight"] == ood.KNN_LOGIT_NORM_WEIGHT > 0
     ood.check_section(sec)
     unit = ood.normalise_rows(bank)
@@ -451,7 +454,8 @@ def test_knn_logit_feature_norm_part():
     assert by_length == sorted(by_length) and by_length[0] < by_length[-1]
     two = ood.calibrate_unknown(np.zeros((20, 5)), features=val, bank=bank, logits=logits,
                                 norm_weight=0.0)
-    assert "norm_weight" not in two and two["threshold"] != sec["threshold"]
+    assert two["method"] == "knn_logit" and "norm_weight" not in two
+    assert two["threshold"] != sec["threshold"]
     flat = [float(ood.score(two, probs=None, features=c * f, bank_unit=unit, logits=z)[0])
             for c in (2.0, 0.25)]
     assert flat[0] == pytest.approx(flat[1])
@@ -462,6 +466,13 @@ def test_knn_logit_feature_norm_part():
                                       logits=z)[0]), abs=1e-9)
     with pytest.raises(ManifestError, match="lengths"):
         ood.knn_logit_score(0.1, z[0], sec)
+    with pytest.raises(ManifestError, match="length"):  # never a silent default length
+        ood.knn_logit_score_1(0.1, 3.0, sec)
+    # the method name carries the third part: its keys are required, and a runtime that
+    # knows only knn_logit refuses the section instead of misreading it
+    for key in ("norm_weight", "norm_mean", "norm_sd"):
+        with pytest.raises(ManifestError, match=key):
+            ood.check_section({k: v for k, v in sec.items() if k != key})
     with pytest.raises(ManifestError, match=r"norm_weight' must be in \[0, 1\)"):
         ood.check_section({**sec, "norm_weight": 1.0})
     with pytest.raises(ManifestError, match="norm_sd"):
@@ -471,7 +482,8 @@ def test_knn_logit_feature_norm_part():
                               norm_weight=-0.1)
     again = ood.recalibrate_knn_logit(sec, val, logits, ood.Int8Bank(
         np.zeros((0, 16), np.int8), 0.0, bank))
-    assert again["recalibrated"] and not {"norm_weight", "norm_mean", "norm_sd"} & set(again)
+    assert again["recalibrated"] and again["method"] == "knn_logit"
+    assert not {"norm_weight", "norm_mean", "norm_sd"} & set(again)
 
 
 @pytest.mark.parametrize("key, value, needle", [

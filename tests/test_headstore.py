@@ -402,7 +402,7 @@ def test_knn_logit_rule_is_recalibrated_for_a_retrained_head(capsys, tmp_path, s
                     out_dir=art_dir, config=QuantizeConfig(exemplars_per_class=5,
                                                            unknown_target_tpr=0.9))
     art = load_artifact(art_dir)
-    assert art.unknown["method"] == "knn_logit"
+    assert art.unknown["method"] == "knn_logit_norm"  # the default export
 
     def record(f: Path) -> dict:
         code, out, _ = run_cli(capsys, "classify", "--model", art_dir, "--json", f)
@@ -423,6 +423,7 @@ def test_knn_logit_rule_is_recalibrated_for_a_retrained_head(capsys, tmp_path, s
     # the base rule's feature-norm part is not carried over: a taught mineral's features
     # may be weak (the backbone never trained on it), which no head retrain changes
     assert art.unknown["norm_weight"] > 0 and "norm_weight" not in rule
+    assert rule["method"] == "knn_logit"
     assert rule["logit_mean"] != art.unknown["logit_mean"]  # the new head's logits
     assert np.mean([not clf.classify_grid(x).unknown for x in Xva]) >= 0.85
     assert Classifier.from_dir(art_dir, use_head_store=False).unknown_rule == art.unknown

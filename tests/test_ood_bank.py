@@ -71,6 +71,11 @@ def test_the_single_spectrum_distance_is_the_batch_score(monkeypatch, cache_byte
     bank = ood.Int8Bank(codes, -3, extra)
     for f in rng.normal(size=(10, 32)).astype(np.float32):
         assert bank.distance(f) == pytest.approx(float(ood.knn_cosine_score(f, bank)), abs=1e-5)
+        # the length knn_logit_norm reads, on either bank path, is the calibration's
+        d, length = bank.distance_and_norm(f)
+        assert d == bank.distance(f)
+        assert length == pytest.approx(float(ood.feature_norms(f)), rel=1e-6)
+        assert length == pytest.approx(float(np.linalg.norm(f.astype(np.float64))), rel=1e-6)
 
 
 def test_the_distance_of_a_zero_vector_and_of_an_empty_bank() -> None:

@@ -432,8 +432,9 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     assert seen["run_dir"] == run_dir
     # exemplars (default 10 per class) were attached before the folder was placed
     assert m.data["head"].get("exemplars") == EXEMPLARS_FILE and EXEMPLARS_FILE in m.files
-    u = m.data["unknown"]  # the default rule with exemplars: distance + max logit
-    assert u["method"] == "knn_logit" and u["weight"] == 0.6 and u["knn_sd"] > 0
+    u = m.data["unknown"]  # the default rule with exemplars: distance + max logit + norm
+    assert u["method"] == "knn_logit_norm" and u["norm_weight"] == 0.2
+    assert u["weight"] == 0.6 and u["knn_sd"] > 0
     assert u["file"] == CALIBRATION_FILE and CALIBRATION_FILE in m.files
     assert sorted(p.name for p in out.parent.iterdir()) == ["syn"]
     res = CliRunner().invoke(quantize, [str(run_dir), "--out", str(out), "--overwrite",
@@ -504,7 +505,7 @@ def test_export_computes_everything_then_writes_the_manifest_once(
     assert m.data["head"]["exemplars"] == EXEMPLARS_FILE
     assert m.data["head"]["exemplars_per_class"] == 3
     u = m.data["unknown"]
-    assert u["method"] == "knn_logit" and u["split"] == "val" and u["n_bank"] == 12
+    assert u["method"] == "knn_logit_norm" and u["split"] == "val" and u["n_bank"] == 12
     assert u["previous"]["method"] == "max_prob" and "previous" not in u["previous"]
     assert u["target_tpr"] == u["previous"]["target_tpr"] == 0.95
 
