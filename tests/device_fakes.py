@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ def write_fake_artifact(folder: str | os.PathLike, labels: list[str], *, name: s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if model_bytes is None:
-        rng = np.random.default_rng(abs(hash((name, tuple(labels)))) % 2**32)
+        # a stable seed (str hashes change per process with PYTHONHASHSEED)
+        rng = np.random.default_rng(zlib.crc32("\0".join([name, *labels]).encode()))
         model_bytes = FAKE_MAGIC + rng.integers(0, 256, size, dtype=np.uint8).tobytes()
     (folder / "model.tflite").write_bytes(model_bytes)
     np.savez(folder / "head.npz", W=np.zeros((8, len(labels)), np.float32),

@@ -192,7 +192,8 @@ def test_boot_recovers_from_leftovers_and_a_rotten_current_slot(tmp_path, arts):
     (root / "slots" / "000099-0123456789ab").mkdir()
     # bit rot in the current model: boot falls back to the previous one
     model = store.current_dir() / "model.tflite"
-    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    data = model.read_bytes()  # one byte flipped: always a change, whatever it held
+    model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     rebooted = ModelStore.open(root)
     assert _sha(rebooted.current_dir()) == _sha(old)
     assert not (root / "staging" / "upload-0000dead").exists()
@@ -631,7 +632,8 @@ def test_a_rotted_held_file_is_sent_again_not_copied(tmp_path, arts):
     head_only = write_fake_artifact(tmp_path / "h", LABELS + ["d"], name="head-only",
                                     model_bytes=(old / "model.tflite").read_bytes())
     model = store.current_dir() / "model.tflite"
-    model.write_bytes(model.read_bytes()[:-1] + b"\x00")  # bit rot after boot
+    data = model.read_bytes()
+    model.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # bit rot after boot
     files = artifact_files(head_only)
     up = store.begin_upload(files)
     assert up.held == [] and "model.tflite" in {files[fi]["name"] for fi, *_ in up.missing()}
