@@ -57,7 +57,7 @@ LOGIT_METHODS = ("knn_logit", "knn_logit_norm")
 KNN_LOGIT_WEIGHT = 0.6
 """Weight of the cosine distance in ``knn_logit`` (chosen on the negatives half, 5 splits)."""
 KNN_LOGIT_NORM_WEIGHT = 0.2
-"""Weight of the feature-norm part in ``knn_logit`` (chosen on the negatives half, 5 grouped
+"""Weight of the feature-norm part of ``knn_logit_norm`` (chosen on the negatives half, 5 grouped
 splits of the early-pool default: the highest mean AUROC of 0.1 / 0.2 / 0.3;
 ``benchmarks.ood_variants``)."""
 
@@ -195,9 +195,9 @@ def knn_logit_score(distance: np.ndarray | float, logits: np.ndarray,
            + (1.0 - w) * (m - section["logit_mean"]) / section["logit_sd"])
     if section["method"] != "knn_logit_norm":
         return two
-    v = float(section["norm_weight"])
     if norms is None:
         raise ManifestError("the knn_logit_norm rule needs the features' lengths")
+    v = float(section["norm_weight"])
     n = -np.asarray(norms, dtype=np.float64)
     return (1.0 - v) * two + v * (n - section["norm_mean"]) / section["norm_sd"]
 
@@ -219,7 +219,7 @@ def knn_logit_score_1(distance: float, max_logit: float, section: dict[str, Any]
 
 
 def _knn_logit_rule(d: np.ndarray, logits: np.ndarray, *, weight: float,
-                    target_tpr: float, norms: np.ndarray, norm_weight: float
+                    target_tpr: float, norms: np.ndarray | None, norm_weight: float
                     ) -> dict[str, Any]:
     m = -np.asarray(logits, dtype=np.float64).max(axis=-1)
     d = np.asarray(d, dtype=np.float64)
@@ -250,8 +250,8 @@ def recalibrate_knn_logit(section: dict[str, Any], features: np.ndarray, logits:
     # mineral taught on board is one the backbone never trained on; the bank (its samples)
     # and the head (its class) learn it, its feature norm cannot be taught
     rule = _knn_logit_rule(d, logits, weight=section["weight"],
-                           target_tpr=section.get("target_tpr", 0.95),
-                           norms=feature_norms(features), norm_weight=0.0)
+                           target_tpr=section.get("target_tpr", 0.95), norms=None,
+                           norm_weight=0.0)
     base = {k: v for k, v in section.items() if k not in ("norm_weight", "norm_mean",
                                                             "norm_sd")}
     return {**base, **rule, "recalibrated": True, "n_calibration": int(len(d))}
@@ -305,9 +305,9 @@ def calibrate_unknown(
     logits = np.asarray(logits, dtype=np.float64)
     if logits.shape[0] != top.size:
         raise ValueError(f"logits has {logits.shape[0]} rows but probs has {top.size}")
-    return {**_knn_logit_rule(d, logits, weight=weight, target_tpr=target_tpr,
-                              norms=feature_norms(features), norm_weight=norm_weight),
-            **common}
+    norms = feature_norms(features) if norm_weight else None
+    return {**_knn_logit_rule(d, logits, weight=weight, target_tpr=target_tpr, norms=norms,
+                              norm_weight=norm_weight), **common}
 
 
 def check_section(section: dict[str, Any]) -> None:
@@ -358,7 +358,8 @@ def score(section: dict[str, Any], *, probs: np.ndarray, features: np.ndarray | 
         return d
     if logits is None:
         raise ManifestError("the knn_logit unknown rule needs the head's logits")
-    return knn_logit_score(d, logits, section, feature_norms(features))
+    norms = feature_norms(features) if section["method"] == "knn_logit_norm" else None
+    return knn_logit_score(d, logits, section, norms)
 
 
 def threshold_score(section: dict[str, Any]) -> float:
