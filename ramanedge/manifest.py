@@ -297,6 +297,12 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
+def _shown(key: Any) -> str:
+    """A key read from a manifest, fit for a one-line message: as it is when printable,
+    else its repr (a newline or control character in a crafted key stays visible, escaped)."""
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
+
+
 def _listed(d: dict[str, Any], where: str, name: Any) -> None:
     """A file the runtime may open must be a plain name listed (and so sha256-checked) in
     ``files``: nothing outside the artifact folder, nothing unverified."""
@@ -328,8 +334,8 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError("manifest 'variants' must be an object {name: {\"file\": ...}}")
         for key, v in variants.items():
             if not isinstance(v, dict):
-                raise ManifestError(f"manifest 'variants.{key}' must be an object")
-            _listed(d, f"variants.{key}.file", v.get("file"))
+                raise ManifestError(f"manifest 'variants.{_shown(key)}' must be an object")
+            _listed(d, f"variants.{_shown(key)}.file", v.get("file"))
     unknown = d.get("unknown")
     if unknown is not None and unknown != {}:
         if not isinstance(unknown, dict):
