@@ -85,6 +85,14 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # (trained: 0.94x in the same run)
     "flight-narrow": (replace(FLIGHT_LATE_POOL, early_pool=True, filters=(16, 32, 48, 64, 96),
                               reduce_channels=16), TrainConfig()),
+    # issue 12's objectosphere loss (Dhamija et al. 2018) on top of outlier exposure: the
+    # negatives' features pulled to length 0, the known ones' pushed to >= 15 (the default's
+    # mean known validation length, 15.1 on grouped split 0); weight 1 or 0.25. Trained
+    # 2026-12-05 and rejected on validation (docs/results.md section 4)
+    "flight-obj1": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                    replace(TrainConfig(), objectosphere=1.0, objectosphere_xi=15.0)),
+    "flight-obj025": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                      replace(TrainConfig(), objectosphere=0.25, objectosphere_xi=15.0)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),

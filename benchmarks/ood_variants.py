@@ -12,7 +12,8 @@ evaluation (int8 features of the shipped artifacts, their exemplar banks):
 - head part: ``mlogit`` (largest logit) or ``energy`` (log-sum-exp of the logits);
 - weight on the distance 0.4 / 0.5 / 0.6;
 - ``fnorm``: minus the feature norm (unknown spectra may excite fewer features), alone and as
-  a third part of the shipped score with weight 0.1 / 0.2 / 0.3.
+  a third part of the shipped score with weight 0.1 to 0.5 (the larger ones for models
+  trained with the objectosphere loss, which makes the norm a stronger signal).
 
 AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
 *evaluation* half (reported only). Every split folder must hold the run's own record of its
@@ -37,7 +38,7 @@ from benchmarks.common import open_set_command
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 WEIGHTS = (0.4, 0.5, 0.6)
-NORM_WEIGHTS = (0.1, 0.2, 0.3)
+NORM_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,

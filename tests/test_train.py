@@ -321,7 +321,9 @@ def test_cli_train_unknown_activation(tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize("opt", [["--pool-size", "0"], ["--augment", "shift=abc"],
-                                 ["--augment", "wobble=1"], ["--epochs", "0"]])
+                                 ["--augment", "wobble=1"], ["--epochs", "0"],
+                                 ["--objectosphere", "1", "--outlier-exposure", "0"],
+                                 ["--objectosphere-xi", "-2"]])
 def test_cli_train_bad_values(tmp_path, capsys, opt) -> None:
     code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), *opt, "--out",
                            str(tmp_path / "r"))
@@ -536,6 +538,85 @@ def test_outlier_exposure_flattens_the_answers_for_unseen_classes() -> None:
         assert np.mean(predict_probs(r.model, Xva).argmax(1) == yva) >= 0.9
         top[oe] = float(np.mean(predict_probs(r.model, Xunseen).max(1)))
     assert top[1.0] < top[0.0] - 0.15, top  # measured here: 0.69 -> 0.42 at 25 epochs
+
+
+def test_objectosphere_loss_pushes_known_lengths_up_and_negative_lengths_to_zero() -> None:
+    """A known spectrum costs nothing at length >= xi and (xi - |f|)^2 / xi^2 below it; a
+    negative costs |f|^2 / xi^2 at any length."""
+    from trainer.train import objectosphere_loss
+
+    loss = objectosphere_loss(4.0)
+    f = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 2.0], [0.0, 2.0], [3.0, 4.0]], np.float32)
+    flag = np.array([[1.0], [1.0], [1.0], [0.0], [0.0]], np.float32)
+    got = np.asarray(loss(flag, f))
+    assert np.allclose(got, [1.0, 0.0, 0.25, 0.25, 25 / 16], atol=1e-6)
+
+
+def test_objectosphere_takes_a_finite_weight_and_length() -> None:
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="objectosphere must be a finite number >= 0"):
+            TrainConfig(objectosphere=bad)
+    with pytest.raises(ValueError, match="objectosphere_xi must be a finite number > 0"):
+        TrainConfig(objectosphere_xi=0.0)
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+def test_objectosphere_flags_pseudo_labelled_spectra_as_known(monkeypatch) -> None:
+    """With negatives, pseudo-labels and the objectosphere at once, every step's flag column
+    is 1 for known and pseudo-labelled spectra and 0 for the negatives."""
+    from trainer.model import build_model
+    from trainer.train import PseudoLabelConfig, fit_model
+
+    Xtr, ytr, Xva, yva, Xneg, Xunseen = _oe_data()
+    tc = PlainTC(epochs=2, batch_size=16, outlier_exposure=0.5, objectosphere=1.0,
+                 negatives_ratio=0.5, augment=AugmentConfig(shift_cm=2))
+    model = build_model(4, TINY)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    import keras
+
+    real = keras.Model.train_on_batch
+
+    def spy(self, x, y, sample_weight=None, **kw):
+        seen.append((np.asarray(y[0]), np.asarray(y[1])))
+        return real(self, x, y, sample_weight=sample_weight, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", spy)
+    pseudo = PseudoLabelConfig(threshold=1e-6, ratio=0.5)  # every pseudo-label kept
+    fit_model(model, Xtr, ytr, Xva, yva, 4, tc, negatives=Xneg, unlabelled=Xunseen,
+              pseudo=pseudo, log=None)
+    Y = np.concatenate([s[0] for s in seen])
+    flag = np.concatenate([s[1] for s in seen])[:, 0]
+    negative = np.all(np.isclose(Y, 0.25), axis=1)
+    assert Y.shape[1] == 4 and set(np.unique(flag)) == {0.0, 1.0}
+    assert np.array_equal(flag == 0.0, negative)
+    n_pseudo = 2 * round(0.5 * len(ytr))
+    assert len(Y) == 2 * len(ytr) + 2 * round(0.5 * len(ytr)) + n_pseudo
+
+
+def _feature_lengths(model, X) -> np.ndarray:
+    from trainer.model import features_model
+
+    return np.linalg.norm(np.asarray(features_model(model).predict_on_batch(X)), axis=1)
+
+
+def test_objectosphere_shortens_the_features_of_unseen_classes() -> None:
+    """Same data, seed and outlier exposure: with the objectosphere loss the features of
+    *other* unseen-class spectra get shorter relative to the known ones', and the known
+    classes are still learnt."""
+    Xtr, ytr, Xva, yva, Xneg, Xunseen = _oe_data()
+    ratio = {}
+    for w in (0.0, 1.0):
+        tc = PlainTC(epochs=30, batch_size=16, seed=1, outlier_exposure=1.0, objectosphere=w,
+                     objectosphere_xi=4.0, augment=AugmentConfig(shift_cm=2),
+                     monitor="val_loss", early_stop_patience=100)
+        r = train_model(Xtr, ytr, Xva, yva, 4, TINY, tc, negatives=Xneg, log=None)
+        from trainer.train import predict_probs
+
+        assert np.mean(predict_probs(r.model, Xva).argmax(1) == yva) >= 0.9
+        ratio[w] = float(np.mean(_feature_lengths(r.model, Xunseen))
+                         / np.mean(_feature_lengths(r.model, Xva)))
+    assert ratio[1.0] < 0.8 * ratio[0.0], ratio  # measured here: 0.69 -> 0.43
 
 
 @pytest.mark.slow

@@ -116,6 +116,12 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--outlier-exposure", type=float, default=None,
               help="Weight of the outlier-exposure loss on the negatives half of the rare "
                    "minerals (default recipe: 0.5; 0 = off).")
+@click.option("--objectosphere", type=float, default=None,
+              help="Weight of the objectosphere loss (needs outlier exposure): negatives' "
+                   "features pulled to length 0, known ones pushed to at least "
+                   "--objectosphere-xi (default recipe: 0 = off).")
+@click.option("--objectosphere-xi", type=float, default=None,
+              help="Target feature length of known spectra for --objectosphere (default 10).")
 @click.option("--qat-epochs", type=int, default=None,
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")
@@ -145,8 +151,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
-          qat_epochs, recipe, out, overwrite, quiet, labelled_fraction=1.0, ssl="none",
-          backbone=None, pseudo_label=False) -> None:
+          objectosphere, objectosphere_xi, qat_epochs, recipe, out, overwrite, quiet,
+          labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -171,6 +177,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       class_weighting=class_weights, seed=seed,
                                       distill=distill, teachers=n_teachers,
                                       outlier_exposure=outlier_exposure,
+                                      objectosphere=objectosphere,
+                                      objectosphere_xi=objectosphere_xi,
                                       qat_epochs=qat_epochs).items()
                 if v is not None}
     try:
@@ -188,6 +196,9 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             base = ModelConfig(arch=arch or "flight")
         mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
         tc = replace(RECIPES[recipe], **train_kw)
+        if objectosphere and not tc.outlier_exposure > 0:
+            raise ValueError("--objectosphere needs outlier exposure (its negatives); got "
+                             f"--outlier-exposure {tc.outlier_exposure:g}")
         if n_teachers == 0 and distill is None:
             tc = replace(tc, distill=0.0)
         if augment is not None:

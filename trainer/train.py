@@ -32,7 +32,7 @@ import numpy as np
 
 from ramanedge.options import check_options, option
 from trainer.augment import AugmentConfig, augment_batch, split_background
-from trainer.model import ModelConfig, build_model
+from trainer.model import FEATURES_LAYER, PROBS_LAYER, ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
 Log = Callable[[str], None] | None
@@ -110,6 +110,17 @@ class TrainConfig:
     negatives_ratio: float = 0.25
     """Negatives drawn per epoch (with outlier exposure), as a fraction of the known spectra
     drawn; augmented like them."""
+    objectosphere: float = 0.0
+    """Weight of the objectosphere loss (Dhamija et al. 2018; 0 = off). A part of outlier
+    exposure: it uses its negatives and is off when it is off. On top of their uniform
+    targets, the negatives' penultimate features (layer ``features``) are pulled to length 0
+    and the known spectra's pushed to at least :attr:`objectosphere_xi`, so that the
+    features' length (the third part of the ``knn_logit_norm`` unknown rule) separates known
+    from unknown minerals. The loss of one spectrum is ``max(xi - |f|, 0)**2 / xi**2`` if
+    known, ``|f|**2 / xi**2`` if a negative, weighted like its cross-entropy."""
+    objectosphere_xi: float = 10.0
+    """The objectosphere's target feature length for known spectra (see
+    :attr:`objectosphere`)."""
     augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
@@ -139,6 +150,12 @@ class TrainConfig:
             raise ValueError(f"outlier_exposure must be >= 0, got {self.outlier_exposure}")
         if not 0.0 < self.negatives_ratio <= 4.0:
             raise ValueError(f"negatives_ratio must be in (0, 4], got {self.negatives_ratio}")
+        if not 0.0 <= self.objectosphere < math.inf:
+            raise ValueError(f"objectosphere must be a finite number >= 0, got "
+                             f"{self.objectosphere}")
+        if not 0.0 < self.objectosphere_xi < math.inf:
+            raise ValueError(f"objectosphere_xi must be a finite number > 0, got "
+                             f"{self.objectosphere_xi}")
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
 
@@ -156,6 +173,7 @@ class TrainConfig:
             d["augment"] = AugmentConfig.from_dict(d["augment"])
         d.setdefault("qat_epochs", 0)  # runs written before int8-aware fine-tuning existed
         d.setdefault("outlier_exposure", 0.0)  # ... and before outlier exposure
+        d.setdefault("objectosphere", 0.0)  # ... and before the objectosphere loss
         return cls(**d)
 
 
@@ -209,6 +227,31 @@ def _mix_in(rng: np.random.Generator, batch: tuple[np.ndarray, np.ndarray, np.nd
     mix = rng.permutation(xb.shape[0] + xe.shape[0])
     return (np.concatenate([xb, xe])[mix], np.concatenate([yb, ye])[mix],
             np.concatenate([wb, np.full(xe.shape[0], w, np.float32)])[mix])
+
+
+def objectosphere_view(model: Any) -> Any:
+    """A two-output view of ``model`` (same layers and weights): its probabilities and its
+    penultimate features (layer ``features``), for the objectosphere loss."""
+    import keras
+
+    return keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURES_LAYER).output],
+                       name=f"{model.name}_objectosphere")
+
+
+def objectosphere_loss(xi: float) -> Callable[[Any, Any], Any]:
+    """The objectosphere loss (Dhamija et al. 2018) of features ``f`` (B, D) given a known flag
+    (B, 1): ``max(xi - |f|, 0)**2`` for a known spectrum (flag 1), ``|f|**2`` for a negative
+    (flag 0), both divided by ``xi**2`` so that its weight does not depend on the scale."""
+    from keras import ops
+
+    def objectosphere(flag: Any, features: Any) -> Any:
+        known = ops.cast(flag[:, 0], features.dtype)
+        sq = ops.sum(ops.square(features), axis=-1)
+        length = ops.sqrt(sq + 1e-12)
+        short = ops.square(ops.relu(xi - length))
+        return (known * short + (1.0 - known) * sq) / (xi * xi)
+
+    return objectosphere
 
 
 @dataclass
@@ -488,6 +531,10 @@ def fit_model(
     validation, best-epoch selection and the kept weights use the averaged weights.
     ``unlabelled`` (U, P) with ``pseudo``: FixMatch-style pseudo-labels, refreshed every
     epoch (:class:`PseudoLabelConfig`); ``history["pseudo"]`` counts those kept per epoch.
+    With outlier exposure and ``train_config.objectosphere`` > 0 the steps also train the
+    features' lengths (:func:`objectosphere_loss` on :func:`objectosphere_view`; the logged
+    training loss then includes it, the validation loss does not) and ``model`` is returned
+    uncompiled (its two-output view was compiled).
     """
     import keras
 
@@ -505,13 +552,21 @@ def fit_model(
         if soft_targets is None:  # the uniform targets need the soft-target loss
             soft_targets = np.eye(n_classes, dtype=np.float32)[y_train]
     acc_key = "accuracy" if soft_targets is None else "categorical_accuracy"
-    model.compile(
+    ce = ("sparse_categorical_crossentropy" if soft_targets is None
+          else "categorical_crossentropy")
+    obj = oe and tc.objectosphere > 0
+    # with the objectosphere the optimiser steps a two-output view of the same layers (the
+    # probabilities and the features); `model` keeps every weight and is what is returned
+    trainee = (objectosphere_view(model) if obj else model)
+    trainee.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
-        loss="sparse_categorical_crossentropy" if soft_targets is None
-        else "categorical_crossentropy",
-        metrics=[acc_key],
+        loss=[ce, objectosphere_loss(tc.objectosphere_xi)] if obj else ce,
+        loss_weights=[1.0, tc.objectosphere] if obj else None,
+        metrics=[[acc_key], []] if obj else [acc_key],
     )
     targets = y_train if soft_targets is None else soft_targets
+    if obj:  # the known-spectrum flag rides along as a last target column (1 = known)
+        targets = np.concatenate([targets, np.ones((len(targets), 1), np.float32)], axis=1)
     weights = (class_weights(y_train, n_classes) if tc.class_weighting
                else np.ones(n_classes, dtype=np.float64))
     sample_w = weights[y_train].astype(np.float32)
@@ -521,6 +576,8 @@ def fit_model(
         if oe:
             neg_bands = split_background(negatives)[0]
     uniform = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
+    if obj:
+        uniform = np.append(uniform, np.float32(0.0))  # ... and 0 for a negative
     neg_w = np.float32(tc.outlier_exposure * float(np.mean(sample_w)))
     pl = pseudo is not None and unlabelled is not None and len(unlabelled) > 0
     u_bands = None
@@ -548,7 +605,7 @@ def fit_model(
         t0 = time.perf_counter()
         if schedule is not None and float(schedule[epoch]) != plateau.lr:
             plateau.lr = float(schedule[epoch])
-            model.optimizer.learning_rate.assign(plateau.lr)
+            trainee.optimizer.learning_rate.assign(plateau.lr)
         rng = np.random.default_rng([tc.seed, epoch])
         order = np.concatenate([rng.permutation(n) for _ in range(-(-n_draw // n))])[:n_draw]
         xb = X_train[order]
@@ -566,7 +623,7 @@ def fit_model(
                                    bands=None if neg_bands is None else neg_bands[pick],
                                    backgrounds=backgrounds)
             xb, yb, wb = _mix_in(rng, (xb, yb, wb),
-                                 (xn, np.broadcast_to(uniform, (m, n_classes)), neg_w))
+                                 (xn, np.broadcast_to(uniform, (m, uniform.size)), neg_w))
         if pl:
             pick = rng.integers(0, unlabelled.shape[0], size=max(1, round(pseudo.ratio * n_draw)))
             xw = augment_batch(unlabelled[pick], weak, rng) if weak.enabled else unlabelled[pick]
@@ -581,16 +638,20 @@ def fit_model(
                                        backgrounds=backgrounds)
                 ys = pu[sure].argmax(axis=1)
                 if yb.ndim == 2:
-                    ys = np.eye(n_classes, dtype=np.float32)[ys]
+                    ys = np.eye(n_classes, yb.shape[1], dtype=np.float32)[ys]
+                    if obj:
+                        ys[:, -1] = 1.0  # pseudo-labelled spectra are of known minerals
                 xb, yb, wb = _mix_in(rng, (xb, yb, wb), (xs, ys.astype(yb.dtype), pl_w))
         loss_sum = acc_sum = 0.0
         for i in range(0, xb.shape[0], tc.batch_size):
             sl = slice(i, i + tc.batch_size)
-            model.reset_metrics()
-            step = model.train_on_batch(xb[sl], yb[sl], sample_weight=wb[sl], return_dict=True)
+            trainee.reset_metrics()
+            y_step = (yb[sl, :n_classes], yb[sl, n_classes:]) if obj else yb[sl]
+            step = trainee.train_on_batch(xb[sl], y_step, sample_weight=wb[sl],
+                                          return_dict=True)
             nb = yb[sl].shape[0]
             loss_sum += float(step["loss"]) * nb
-            acc_sum += float(step[acc_key]) * nb
+            acc_sum += float(step[f"{PROBS_LAYER}_{acc_key}" if obj else acc_key]) * nb
             if ema is not None:
                 for e, w in zip(ema, model.get_weights(), strict=True):
                     e *= tc.ema
@@ -616,7 +677,7 @@ def fit_model(
         if improved:
             best_weights = [e.copy() for e in ema] if ema is not None else model.get_weights()
         if lr_changed:
-            model.optimizer.learning_rate.assign(plateau.lr)
+            trainee.optimizer.learning_rate.assign(plateau.lr)
         if stop:
             break
     if schedule is None:
