@@ -76,6 +76,10 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), TrainConfig()),
     # issue 11's latency: the 1x1 convs at the pooled positions (2.97 M MACs), same recipe
     "flight-early-pool": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
+    # ... the same with training seed 1 (weights, order, augmentation and its teachers): the
+    # spread a new training draw gives on the same splits
+    "flight-early-pool-s1": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                             replace(TrainConfig(), seed=1)),
     # issue 11's latency after the op profile (docs/op_profile.json): the first conv strided
     # instead of pooled and 3-tap depthwise convs, early pooling, same recipe as the default
     # (trained: 0.98x the m=6 model's int8 call in the frontier's run, docs/frontier.json)
