@@ -121,7 +121,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "features pulled to length 0, known ones pushed to at least "
                    "--objectosphere-xi (default recipe: 0 = off).")
 @click.option("--objectosphere-xi", type=float, default=None,
-              help="Target feature length of known spectra for --objectosphere (default 10).")
+              help="Target feature length of known spectra for --objectosphere (default 10; "
+                   "the flight default's known lengths average about 15).")
 @click.option("--qat-epochs", type=int, default=None,
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")

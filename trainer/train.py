@@ -120,7 +120,8 @@ class TrainConfig:
     known, ``|f|**2 / xi**2`` if a negative, weighted like its cross-entropy."""
     objectosphere_xi: float = 10.0
     """The objectosphere's target feature length for known spectra (see
-    :attr:`objectosphere`)."""
+    :attr:`objectosphere`). Scale it to the model: the runs measured in docs/results.md
+    section 4 used 15, the flight default's mean known validation length."""
     augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
