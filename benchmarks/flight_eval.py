@@ -43,7 +43,7 @@ from trainer.model import (
     count_macs,
     count_params,
 )
-from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TrainConfig
+from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TEACHER_AUGMENT, TrainConfig
 
 #: recipe -> (model, training). ``flight`` is the project default (``ramanedge train`` with
 #: no options: it trains its teachers first, then the student with outlier exposure, then
@@ -97,10 +97,46 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
                     replace(TrainConfig(), objectosphere=1.0, objectosphere_xi=15.0)),
     "flight-obj025": (replace(FLIGHT_LATE_POOL, early_pool=True),
                       replace(TrainConfig(), objectosphere=0.25, objectosphere_xi=15.0)),
+    # issue 12's third open-set loss: the negatives as a background class (a (K+1)-th
+    # output beside the K-class head, Dhamija et al. 2018's baseline) instead of the uniform
+    # target; the unit is kept in the run (background_unit.json) for the open-set probes
+    "flight-bg": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                  replace(TrainConfig(), background_class=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
 }
+
+
+def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
+                    n: int = 3) -> tuple[tuple[ModelConfig, TrainConfig], ...]:
+    """The ``n`` teachers a run of ``(model_config, train_config)`` trains inside
+    (:func:`trainer.train.train_teachers`: same model, :data:`TEACHER_AUGMENT`, seeds
+    ``seed * 1000 + 1 + i``, no negatives, no int8-aware step) as recipes of runs of their
+    own: distilling from those runs gives the run's own teacher targets."""
+    return tuple((model_config, replace(train_config, teachers=0, distill=0.0,
+                                        augment=TEACHER_AUGMENT,
+                                        seed=train_config.seed * 1000 + 1 + i,
+                                        outlier_exposure=0.0, qat_epochs=0))
+                 for i in range(n))
+
+
+#: the most accurate float model of the paper family (m = 2, kernel 15; 83.5 % on grouped
+#: split 0, 23 MB as int8): a teacher, never a flight model
+PAPER_M2_K15 = replace(PAPER_DEFAULT, pool_size=2, kernel_size=15)
+_EARLY = replace(FLIGHT_LATE_POOL, early_pool=True)
+
+#: recipe -> teacher recipes trained first, each as a run of the split
+#: (``<folder>/teacher<i>``), and distilled through ``train_run(teachers=...)`` (the mean of
+#: their probabilities on the clean training spectra). ``flight-kd-m2``: issue 11's "stronger
+#: teacher": the default's own three teachers plus the paper m = 2 kernel-15 model
+TEACHER_RUNS: dict[str, tuple[tuple[ModelConfig, TrainConfig], ...]] = {
+    "flight-kd-m2": (*flight_teachers(TrainConfig(), _EARLY),
+                     (PAPER_M2_K15, PAPER_FAMILY_TRAIN)),
+}
+# the student as train_run records it when given teacher runs (teachers=0, distill kept)
+RECIPES["flight-kd-m2"] = (_EARLY, replace(TrainConfig(), teachers=0))
+
 #: a recipe whose float training is another recipe's: its float run is reused (training is
 #: deterministic on one machine, so this equals training it again) and only the int8-aware
 #: fine-tuning runs on top
@@ -110,7 +146,15 @@ FLOAT_OF = {"flight": "flight-ptq", "flight-v1": "flight-v1-ptq"}
 def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:
     """Write the run ``train_run`` would write with ``train_config`` (int8-aware fine-tune on)
     from the finished float run ``float_run`` of the same recipe without it."""
-    from trainer.run import DataConfig, int8_finetune, load_run, run_negatives, write_run
+    from trainer.run import (
+        DataConfig,
+        background_files,
+        int8_finetune,
+        load_run,
+        read_background_unit,
+        run_negatives,
+        write_run,
+    )
     from trainer.train import TrainResult
 
     r = load_run(float_run)
@@ -118,7 +162,8 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     history = json.loads((float_run / "history.json").read_text())
     result = TrainResult(model=r.model, history=history, best_epoch=metrics["best_epoch"],
                          epochs_run=metrics["epochs_run"], seconds=metrics["train_seconds"],
-                         teachers=r.config.get("teachers", []))
+                         teachers=r.config.get("teachers", []),
+                         background=read_background_unit(float_run))
     d = r.config["data"]
     data = DataConfig(root=d["root"], dataset=d["dataset"], min_spectra=d["min_spectra"],
                       split=d["split"], split_seed=d["split_seed"], cache_dir=d.get("cache_dir"),
@@ -128,6 +173,7 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     negatives, files = run_negatives(data, r.dataset, train_config, extra)
     qres, qcfg, models, info = int8_finetune(result, r.dataset, r.split, r.model_config,
                                              train_config, negatives=negatives, log=None)
+    files.update(background_files(qres, train_config, extra))
     extra.update({"qat": info, "float_run": str(float_run.resolve())})
     if r.config.get("teachers"):
         extra["teachers"] = r.config["teachers"]
@@ -185,7 +231,13 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
           and trained_with(base, mc, replace(tc, qat_epochs=0))):
         finetune_from_float_run(base, run, tc)
     else:
-        train_run(run, data, mc, tc, overwrite=True, log=None)
+        teachers = []
+        for i, (tmc, ttc) in enumerate(TEACHER_RUNS.get(recipe, ())):
+            t = folder / f"teacher{i}"
+            if not ((t / "metrics.json").is_file() and trained_with(t, tmc, ttc)):
+                train_run(t, data, tmc, ttc, overwrite=True, log=None)
+            teachers.append(t)
+        train_run(run, data, mc, tc, teachers=tuple(teachers), overwrite=True, log=None)
     train_s = time.perf_counter() - t0
     art = folder / "model"
     gate_error = None

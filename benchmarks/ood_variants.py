@@ -14,6 +14,10 @@ evaluation (int8 features of the shipped artifacts, their exemplar banks):
 - ``fnorm``: minus the feature norm (unknown spectra may excite fewer features), alone and as
   a third part of the shipped score with weight 0.1 to 0.5 (the larger ones for models
   trained with the objectosphere loss, which makes the norm a stronger signal).
+- ``bg`` / ``bgmargin`` (runs trained with a background class, whose
+  ``run/background_unit.json`` holds the unit beside the K-class head): log p(background)
+  of the K + 1 softmax and the background logit minus the largest known one, alone, and
+  ``bg`` as a fourth part of the shipped score with weight 0.2 to 0.8.
 
 AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
 *evaluation* half (reported only). Every split folder must hold the run's own record of its
@@ -39,11 +43,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 WEIGHTS = (0.4, 0.5, 0.6)
 NORM_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
+BG_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
 
 
 def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
-          bank_y: np.ndarray) -> dict[str, np.ndarray]:
-    """Every score part of feature rows ``F`` (N, D), higher = more unknown."""
+          bank_y: np.ndarray, unit: tuple[np.ndarray, float] | None = None
+          ) -> dict[str, np.ndarray]:
+    """Every score part of feature rows ``F`` (N, D), higher = more unknown; with a
+    background unit ``(w (D,), b)`` (a background-class run) also ``bg`` (log p(background)
+    of the K + 1 softmax) and ``bgmargin`` (its logit minus the largest known one)."""
     from edge_runtime import ood
 
     L = np.asarray(logits, dtype=np.float64)
@@ -59,7 +67,13 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
         near = np.where(member, C, -np.inf).max(axis=1)
         tops[f"dtop{m_}"] = 1 - np.where(np.isfinite(near), near, -1.0)
     m = L.max(axis=1)
-    return {"d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
+    extra = {}
+    if unit is not None:
+        g = np.asarray(F, dtype=np.float64) @ unit[0] + unit[1]
+        top_ = np.maximum(m, g)
+        lse = top_ + np.log(np.exp(L - top_[:, None]).sum(axis=1) + np.exp(g - top_))
+        extra = {"bg": g - lse, "bgmargin": g - m}
+    return {**extra, "d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
             **tops, "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1))),
             "fnorm": -np.linalg.norm(np.asarray(F, dtype=np.float64), axis=1)}
 
@@ -72,9 +86,11 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
     from edge_runtime import ood
     from edge_runtime.head import load_exemplars
     from ramanedge.machine import cpu_model
+    from trainer.run import read_background_unit
 
     res: dict[str, dict[str, list[float]]] = {}
     folders = []
+    has_unit: bool | None = None
     for f, clf, F, _names, _spectra in open_set_splits(data_root, eval_dir, recipe):
         art = clf.artifact
         folders.append(f)
@@ -83,7 +99,16 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
         unit = ood.normalise_rows(ex.features)
         bank_y = np.array([art.labels.index(n) for n in ex.labels])
-        S = {k: parts(v, art.head.logits(v), unit, bank_y) for k, v in F.items()}
+        bgu = read_background_unit(f / "run")
+        if has_unit is None:
+            has_unit = bgu is not None
+        elif (bgu is not None) != has_unit:
+            raise click.UsageError(f"{f / 'run'}: background unit present on some splits and "
+                                   "not on others; the probe needs it on all or none")
+        if bgu is not None and bgu[0].size != F["val"].shape[1]:
+            raise click.UsageError(f"{f / 'run'}: background unit of {bgu[0].size} weights for "
+                                   f"{F['val'].shape[1]} features")
+        S = {k: parts(v, art.head.logits(v), unit, bank_y, bgu) for k, v in F.items()}
 
         # each part standardised on the known validation spectra, as the shipped rule is
         Z = {k: {p: (v[p] - S["val"][p].mean()) / max(float(S["val"][p].std()), 1e-9)
@@ -108,6 +133,18 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
                                {"negatives": [], "evaluation": []})
             r["negatives"].append(auroc(s["val"], s["neg"]))
             r["evaluation"].append(auroc(s["test"], s["eval"]))
+        if bgu is not None:  # a background-class run: its unit alone and as a part
+            for part in ("bg", "bgmargin"):
+                r = res.setdefault(f"{part} alone", {"negatives": [], "evaluation": []})
+                r["negatives"].append(auroc(S["val"][part], S["neg"][part]))
+                r["evaluation"].append(auroc(S["test"][part], S["eval"][part]))
+            for u in BG_WEIGHTS:
+                s = {k: (1 - u) * ((1 - 0.2) * (0.6 * Z[k]["d1"] + 0.4 * Z[k]["mlogit"])
+                                   + 0.2 * Z[k]["fnorm"]) + u * Z[k]["bg"] for k in Z}
+                r = res.setdefault(f"d1 + mlogit (w = 0.6) + fnorm (v = 0.2) + bg, u = {u:g}",
+                                   {"negatives": [], "evaluation": []})
+                r["negatives"].append(auroc(s["val"], s["neg"]))
+                r["evaluation"].append(auroc(s["test"], s["eval"]))
         click.echo(f"{f.name}: done", err=True)
     table = summary(res)
     click.echo(table)

@@ -120,3 +120,36 @@ def test_validation_shifts_are_added_to_the_rows_that_lack_them(tmp_path, monkey
     assert (out / "eval.jsonl").read_text() == before
     res = CliRunner().invoke(fe.main, ["--val-shifts", "--out", str(tmp_path / "none")])
     assert res.exit_code == 1 and "no evaluation rows" in res.output
+
+
+def test_teacher_runs_are_the_teachers_a_run_trains_inside(monkeypatch) -> None:
+    """flight_eval's teacher-run recipes (flight-kd-m2) start with the three teachers the
+    default trains inside a run: train_teachers calls train_model with exactly those
+    configs, up to fields that do nothing without negatives or a run (outlier exposure and
+    the int8-aware step), so the added paper m = 2 teacher is the one difference."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    import trainer.train as ttrain
+    from benchmarks.flight_eval import PAPER_M2_K15, RECIPES, TEACHER_RUNS, flight_teachers
+
+    seen = []
+
+    class Res:
+        model, epochs_run, seconds = None, 1, 0.0
+
+    monkeypatch.setattr(ttrain, "train_model", lambda *a, **kw: seen.append((a[5], a[6], kw))
+                        or Res())
+    monkeypatch.setattr(ttrain, "predict_probs", lambda m, X: np.full((len(X), 2), 0.5))
+    mc, tc = RECIPES["flight-early-pool"]
+    X, y = np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])
+    ttrain.train_teachers(X, y, X, y, 2, mc, tc, log=None)
+    want = flight_teachers(tc, mc)
+    assert len(seen) == len(want) == 3
+    for (m, t, kw), (wm, wt) in zip(seen, want, strict=True):
+        assert "negatives" not in kw and m == wm
+        assert replace(t, outlier_exposure=0.0, qat_epochs=0) == wt
+    runs = TEACHER_RUNS["flight-kd-m2"]
+    assert runs[:3] == want and runs[3][0] == PAPER_M2_K15 and len(runs) == 4
+    assert RECIPES["flight-kd-m2"][0] == mc and RECIPES["flight-kd-m2"][1].teachers == 0

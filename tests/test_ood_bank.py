@@ -82,3 +82,28 @@ def test_the_distance_of_a_zero_vector_and_of_an_empty_bank() -> None:
     bank = ood.Int8Bank(np.ones((3, 4), dtype=np.int8))
     assert bank.distance(np.zeros(4, np.float32)) == pytest.approx(1.0)
     assert ood.Int8Bank(np.zeros((0, 4), dtype=np.int8)).distance(np.ones(4)) == float("inf")
+
+
+def test_background_parts_grow_with_the_background_logit() -> None:
+    """ood_variants' background-class parts on a constructed case: the more a feature row
+    points along the unit, the higher log p(background) and the margin; exact values of the
+    K + 1 softmax; a run without a unit has neither part."""
+    from benchmarks.ood_variants import parts
+    from edge_runtime import ood
+
+    rng = np.random.default_rng(0)
+    bank = ood.normalise_rows(rng.normal(size=(6, 4)))
+    bank_y = np.array([0, 0, 1, 1, 2, 2])
+    w = np.array([1.0, 0.0, 0.0, 0.0])
+    F = np.array([[t, 1.0, 0.5, 0.2] for t in (-2.0, 0.0, 1.0, 3.0)])
+    L = np.tile([0.5, 1.0, -0.5], (4, 1))
+    got = parts(F, L, bank, bank_y, (w, -0.5))
+    assert np.all(np.diff(got["bg"]) > 0) and np.all(np.diff(got["bgmargin"]) > 0)
+    g = F @ w - 0.5
+    full = np.concatenate([L, g[:, None]], axis=1)
+    assert np.allclose(got["bg"], g - np.log(np.exp(full).sum(axis=1)))
+    assert np.allclose(got["bgmargin"], g - 1.0)
+    assert "bg" not in parts(F, L, bank, bank_y) and "bgmargin" not in parts(F, L, bank, bank_y)
+    # stable at large logits: p(background) -> 1 gives log p -> 0, not inf or nan
+    far = parts(F[:1], np.array([[900.0, 1000.0, 0.0]]), bank, bank_y, (w, 1006.0))
+    assert np.isfinite(far["bg"][0]) and far["bg"][0] == pytest.approx(-np.log1p(np.exp(-4.0)))

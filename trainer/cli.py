@@ -123,6 +123,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--objectosphere-xi", type=float, default=None,
               help="Target feature length of known spectra for --objectosphere (default 10; "
                    "the flight default's known lengths average about 15).")
+@click.option("--background-class", is_flag=True, default=None,
+              help="Train outlier exposure's negatives as a background class (a (K+1)-th "
+                   "output kept beside the K-class head, written to background_unit.json) "
+                   "instead of towards a flat answer (needs outlier exposure; not with "
+                   "--objectosphere).")
 @click.option("--qat-epochs", type=int, default=None,
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")
@@ -152,7 +157,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           n_teachers, distill,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
-          objectosphere, objectosphere_xi, qat_epochs, recipe, out, overwrite, quiet,
+          objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
+          overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
@@ -180,6 +186,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       outlier_exposure=outlier_exposure,
                                       objectosphere=objectosphere,
                                       objectosphere_xi=objectosphere_xi,
+                                      background_class=background_class,
                                       qat_epochs=qat_epochs).items()
                 if v is not None}
     try:
@@ -197,17 +204,24 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             base = ModelConfig(arch=arch or "flight")
         mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
         tc = replace(RECIPES[recipe], **train_kw)
-        if objectosphere and not tc.outlier_exposure > 0:
-            raise ValueError("--objectosphere needs outlier exposure (its negatives); got "
-                             f"--outlier-exposure {tc.outlier_exposure:g}")
+        for flag, on in (("--objectosphere", objectosphere),
+                         ("--background-class", background_class)):
+            if on and not tc.outlier_exposure > 0:
+                raise ValueError(f"{flag} needs outlier exposure (its negatives); got "
+                                 f"--outlier-exposure {tc.outlier_exposure:g}")
         if n_teachers == 0 and distill is None:
             tc = replace(tc, distill=0.0)
         if augment is not None:
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:
         raise OptionError(str(e)) from None
+    few = labelled_fraction != 1.0 or ssl != "none" or backbone is not None or pseudo_label
+    for flag, on in (("--objectosphere", objectosphere), ("--background-class", background_class)):
+        if few and on:  # few-label training trains without negatives (trainer.ssl)
+            raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
+                              "--ssl, --backbone, --pseudo-label): drop one of them")
     check_output_folder(Path(out), overwrite)
-    if labelled_fraction != 1.0 or ssl != "none" or backbone is not None or pseudo_label:
+    if few:
         from trainer.ssl import ssl_cli_train
 
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,

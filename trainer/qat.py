@@ -307,6 +307,7 @@ def quantization_aware_finetune(
     train_config: Any,
     *,
     negatives: Any = None,
+    background_init: Any = None,
     log: Any = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune a trained float model as the int8 network the rover will run.
@@ -320,7 +321,9 @@ def quantization_aware_finetune(
     accuracy is kept (each epoch recalibrated before it is validated, as the export will
     calibrate it). The folded start is not a candidate: the shipped network is always one
     trained with the roundings in the loop (its validation top-1 is reported). ``negatives``:
-    outlier-exposure spectra (with ``train_config.outlier_exposure``), as in training. Returns
+    outlier-exposure spectra (with ``train_config.outlier_exposure``), as in training;
+    ``background_init``: the float run's background unit, which the fine-tune continues
+    (with ``train_config.background_class``; see :func:`trainer.train.fit_model`). Returns
     ``(TrainResult, act_quant ModelConfig, summary dict)``.
     """
     import dataclasses
@@ -345,7 +348,7 @@ def quantization_aware_finetune(
                               teachers=0, qat_epochs=0)
     res = train_model(X_train, y_train, X_val, y_val, n_classes, qcfg, qtc,
                       init_weights=start.get_weights(), teacher_probs=soft,
-                      negatives=negatives,
+                      negatives=negatives, background_init=background_init,
                       # the weights moved: so did the grids the converter will find
                       epoch_end=lambda m: calibrate_act_quant(m, calib), log=log)
     calibrate_act_quant(res.model, calib)  # the restored epoch's own grids (a no-op)

@@ -12,6 +12,7 @@ set and the split, which ``quantize`` uses for calibration (train) and parity (t
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -263,6 +264,7 @@ def train_run(
     if train_config.qat_epochs:
         result, model_config, models, extra["qat"] = int8_finetune(
             result, ds, split, model_config, train_config, negatives=negatives, log=log)
+    files.update(background_files(result, train_config, extra, say=say))
     test = write_run(out, ds, split, data, model_config, train_config, result,
                      extra_config=extra, extra_models=models, extra_files=files)
     say_written(say, out, test, result)
@@ -272,6 +274,54 @@ def train_run(
 UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
 """Run file of an outlier-exposure run: which rare minerals were its negatives and which are
 kept for the unknown-mineral evaluation (:func:`ramanedge.splits.unknown_halves`)."""
+
+
+BACKGROUND_UNIT_FILE = "background_unit.json"
+"""Run file of a background-class run (:attr:`TrainConfig.background_class`): the background
+unit beside the K-class head, ``{"kernel": [D floats], "bias": float}``; its logit on the
+head's input ``f`` (the ``features`` layer) is ``f @ kernel + bias``."""
+
+
+def background_unit_json(kernel: np.ndarray, bias: float) -> str:
+    """The text of :data:`BACKGROUND_UNIT_FILE` for a background unit ``(kernel (D,), bias)``."""
+    return json.dumps({"kernel": [float(v) for v in np.asarray(kernel).reshape(-1)],
+                       "bias": float(bias)}, indent=1) + "\n"
+
+
+def background_files(result: Any, train_config: TrainConfig, extra: dict[str, Any],
+                     *, say: Callable[[str], None] | None = None) -> dict[str, str]:
+    """The run file of a finished ``TrainResult``'s background unit (empty without one);
+    records it in ``extra["background_class"]``, or why there is none although
+    ``train_config.background_class`` asked for one (then ``say`` gets it too)."""
+    if result.background is None:
+        if train_config.background_class:
+            why = "no outlier-exposure negatives, so no background class was trained"
+            extra["background_class"] = {"skipped": why}
+            if say is not None:
+                say(f"background class off: {why}")
+        return {}
+    extra["background_class"] = {"file": BACKGROUND_UNIT_FILE}
+    return {BACKGROUND_UNIT_FILE: background_unit_json(*result.background)}
+
+
+def read_background_unit(run: str | os.PathLike) -> tuple[np.ndarray, float] | None:
+    """The background unit ``(kernel (D,) float64, bias)`` of a run folder, ``None`` when
+    the run has none; :class:`RunError` (one line) when its file is unreadable."""
+    path = Path(run) / BACKGROUND_UNIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        kernel = np.asarray(d["kernel"], dtype=np.float64)
+        bias = float(d["bias"])
+        if kernel.ndim != 1 or kernel.size == 0 or not np.all(np.isfinite(kernel)):
+            raise ValueError("kernel must be a non-empty list of finite numbers")
+        if not math.isfinite(bias):
+            raise ValueError(f"bias must be a finite number, got {bias}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: not a background unit ({type(e).__name__}: {e}); expected "
+                       '{"kernel": [numbers], "bias": number}') from None
+    return kernel, bias
 
 
 def run_negatives(data: DataConfig, ds: Any, train_config: TrainConfig,
@@ -349,7 +399,7 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     float_model = result.model
     qres, qcfg, info = quantization_aware_finetune(
         float_model, ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), model_config,
-        train_config, negatives=negatives, log=None)
+        train_config, negatives=negatives, background_init=result.background, log=None)
     if log is not None:
         log(f"int8-aware fine-tune: validation top-1 {100 * info['val_top1_start']:.1f}% "
             f"(folded, int8 roundings) -> {100 * info['val_top1_best']:.1f}% (epoch "

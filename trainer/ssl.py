@@ -220,7 +220,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     # few-label training uses no negatives, teachers or int8-aware fine-tune (fit_model
     # alone): the run records what it did
     train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0,
-                           objectosphere=0.0, teachers=0,
+                           objectosphere=0.0, background_class=False, teachers=0,
                            distill=0.0, qat_epochs=0)
     config = config or SSLConfig()
     say = report if report is not None else log

@@ -118,6 +118,16 @@ class TrainConfig:
     features' length (the third part of the ``knn_logit_norm`` unknown rule) separates known
     from unknown minerals. The loss of one spectrum is ``max(xi - |f|, 0)**2 / xi**2`` if
     known, ``|f|**2 / xi**2`` if a negative, weighted like its cross-entropy."""
+    background_class: bool = False
+    """Train outlier exposure's negatives as a background class (a (K+1)-th output, Dhamija
+    et al. 2018's "background" baseline) instead of towards the uniform distribution. A part
+    of outlier exposure (off when it is off); exclusive with :attr:`objectosphere`. The
+    known head stays K-class: the background unit (a weight vector on the head's input and
+    a bias) is trained beside it in a (K+1)-way softmax (:func:`background_view`) and kept
+    in :attr:`TrainResult.background` (a run writes it to ``background_unit.json``), so the
+    exported network and everything downstream are unchanged; the unit's logit gives the
+    open-set probes a score (``benchmarks.ood_variants``). Known spectra's targets get 0
+    on the background class, the negatives' are 1 on it."""
     objectosphere_xi: float = 10.0
     """The objectosphere's target feature length for known spectra (see
     :attr:`objectosphere`). Scale it to the model: the runs measured in docs/results.md
@@ -157,6 +167,12 @@ class TrainConfig:
         if not 0.0 < self.objectosphere_xi < math.inf:
             raise ValueError(f"objectosphere_xi must be a finite number > 0, got "
                              f"{self.objectosphere_xi}")
+        if not isinstance(self.background_class, bool):
+            raise ValueError(f"background_class must be true or false, got "
+                             f"{self.background_class!r}")
+        if self.background_class and self.objectosphere > 0:
+            raise ValueError("background_class and objectosphere are alternative open-set "
+                             "losses: set one of them, not both")
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
 
@@ -175,6 +191,7 @@ class TrainConfig:
         d.setdefault("qat_epochs", 0)  # runs written before int8-aware fine-tuning existed
         d.setdefault("outlier_exposure", 0.0)  # ... and before outlier exposure
         d.setdefault("objectosphere", 0.0)  # ... and before the objectosphere loss
+        d.setdefault("background_class", False)  # ... and before the background class
         return cls(**d)
 
 
@@ -239,6 +256,63 @@ def objectosphere_view(model: Any) -> Any:
                        name=f"{model.name}_objectosphere")
 
 
+BACKGROUND_LAYER = "background"
+"""Name of the layer of :func:`background_view` that holds the background unit."""
+
+
+def background_view(model: Any, init: tuple[np.ndarray, float] | None = None) -> Any:
+    """A (K+1)-way view of the K-class ``model`` for background-class training: its head
+    (layer ``probs``: kernel (D, K), bias (K,)) shares its weights with a layer
+    (:data:`BACKGROUND_LAYER`) that adds one background logit ``x @ w + b`` on the head's
+    input ``x`` and applies the softmax over the K + 1 logits. Training the view trains
+    ``model``'s layers; the background unit ``(w (D,), b)`` lives only in the view
+    (:func:`background_unit`). ``init``: a unit to start from (a fine-tune continuing a
+    trained run); default a Glorot-uniform ``w`` and ``b = 0``."""
+    import keras
+    from keras import ops
+
+    head = model.get_layer(PROBS_LAYER)
+    if head.activation is not keras.activations.softmax or not head.use_bias:
+        raise ValueError(f"background_view needs a softmax Dense head with a bias as layer "
+                         f"{PROBS_LAYER!r}; {model.name} has another")
+
+    class BackgroundHead(keras.layers.Layer):
+        """The head's K logits and a background logit, softmax over all K + 1."""
+
+        def __init__(self, known: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.known = known  # tracked: its kernel and bias train through this layer
+
+        def build(self, input_shape: Any) -> None:
+            self.unit_kernel = self.add_weight(shape=(int(input_shape[-1]), 1),
+                                               initializer="glorot_uniform", name="kernel")
+            self.unit_bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+        def call(self, x: Any) -> Any:
+            logits = ops.matmul(x, self.known.kernel) + self.known.bias
+            extra = ops.matmul(x, self.unit_kernel) + self.unit_bias
+            return ops.softmax(ops.concatenate([logits, extra], axis=-1), axis=-1)
+
+    layer = BackgroundHead(head, name=BACKGROUND_LAYER)
+    view = keras.Model(model.inputs, layer(head.input), name=f"{model.name}_background")
+    if init is not None:
+        w, b = init
+        w = np.asarray(w, dtype=np.float32)
+        if w.shape != (layer.unit_kernel.shape[0],):
+            raise ValueError(f"background unit must be a vector of {layer.unit_kernel.shape[0]} "
+                             f"weights, got shape {w.shape}")
+        layer.unit_kernel.assign(w.reshape(-1, 1))
+        layer.unit_bias.assign(np.asarray([b], dtype=np.float32))
+    return view
+
+
+def background_unit(view: Any) -> tuple[np.ndarray, float]:
+    """The background unit ``(w (D,), b)`` of a :func:`background_view`, as float32 / float."""
+    layer = view.get_layer(BACKGROUND_LAYER)
+    return (np.asarray(layer.unit_kernel.numpy(), dtype=np.float32).reshape(-1),
+            float(np.asarray(layer.unit_bias.numpy()).reshape(-1)[0]))
+
+
 def objectosphere_loss(xi: float) -> Callable[[Any, Any], Any]:
     """The objectosphere loss (Dhamija et al. 2018) of features ``f`` (B, D) given a known flag
     (B, 1): ``max(xi - |f|, 0)**2`` for a known spectrum (flag 1), ``|f|**2`` for a negative
@@ -266,6 +340,9 @@ class TrainResult:
     seconds: float
     teachers: list[dict[str, float]] = field(default_factory=list)
     """One summary per teacher trained for distillation (empty without)."""
+    background: tuple[np.ndarray, float] | None = None
+    """The background unit ``(w (D,), b)`` of background-class training (``None`` without;
+    :attr:`TrainConfig.background_class`)."""
 
 
 def train_teachers(
@@ -445,6 +522,7 @@ def train_model(
     schedule: list[float] | None = None,
     teacher_probs: np.ndarray | None = None,
     negatives: np.ndarray | None = None,
+    background_init: tuple[np.ndarray, float] | None = None,
     epoch_end: Callable[[Any], None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
@@ -461,6 +539,7 @@ def train_model(
     first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
     ``negatives`` (M, P): spectra of minerals outside the label set, for outlier exposure
     (``train_config.outlier_exposure`` > 0, see :func:`fit_model`); teachers never see them.
+    ``background_init``: see :func:`fit_model`.
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
@@ -486,7 +565,8 @@ def train_model(
     if init_weights is not None:
         model.set_weights(init_weights)
     result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
-                       negatives=negatives, schedule=schedule, epoch_end=epoch_end, log=log)
+                       negatives=negatives, background_init=background_init,
+                       schedule=schedule, epoch_end=epoch_end, log=log)
     result.teachers = teacher_info
     return result
 
@@ -502,6 +582,7 @@ def fit_model(
     *,
     soft_targets: np.ndarray | None = None,
     negatives: np.ndarray | None = None,
+    background_init: tuple[np.ndarray, float] | None = None,
     schedule: list[float] | None = None,
     epoch_samples: int | None = None,
     epoch_end: Callable[[Any], None] | None = None,
@@ -535,7 +616,12 @@ def fit_model(
     With outlier exposure and ``train_config.objectosphere`` > 0 the steps also train the
     features' lengths (:func:`objectosphere_loss` on :func:`objectosphere_view`; the logged
     training loss then includes it, the validation loss does not) and ``model`` is returned
-    uncompiled (its two-output view was compiled).
+    uncompiled (its two-output view was compiled). With outlier exposure and
+    ``train_config.background_class`` the steps train a (K+1)-way :func:`background_view`
+    instead (negatives' target: the background class; ``model`` is returned uncompiled), the
+    background unit starting from ``background_init`` when given; the unit of the kept
+    epoch is returned in :attr:`TrainResult.background` (with EMA: the unit itself is not
+    averaged).
     """
     import keras
 
@@ -556,9 +642,12 @@ def fit_model(
     ce = ("sparse_categorical_crossentropy" if soft_targets is None
           else "categorical_crossentropy")
     obj = oe and tc.objectosphere > 0
+    bgc = oe and tc.background_class
     # with the objectosphere the optimiser steps a two-output view of the same layers (the
-    # probabilities and the features); `model` keeps every weight and is what is returned
-    trainee = (objectosphere_view(model) if obj else model)
+    # probabilities and the features), with a background class a (K+1)-way view; `model`
+    # keeps every weight of its own and is what is returned
+    trainee = (objectosphere_view(model) if obj
+               else background_view(model, background_init) if bgc else model)
     trainee.compile(
         optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate),
         loss=[ce, objectosphere_loss(tc.objectosphere_xi)] if obj else ce,
@@ -568,6 +657,8 @@ def fit_model(
     targets = y_train if soft_targets is None else soft_targets
     if obj:  # the known-spectrum flag rides along as a last target column (1 = known)
         targets = np.concatenate([targets, np.ones((len(targets), 1), np.float32)], axis=1)
+    if bgc:  # known spectra: probability 0 on the background class
+        targets = np.concatenate([targets, np.zeros((len(targets), 1), np.float32)], axis=1)
     weights = (class_weights(y_train, n_classes) if tc.class_weighting
                else np.ones(n_classes, dtype=np.float64))
     sample_w = weights[y_train].astype(np.float32)
@@ -579,6 +670,8 @@ def fit_model(
     uniform = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
     if obj:
         uniform = np.append(uniform, np.float32(0.0))  # ... and 0 for a negative
+    if bgc:  # a negative's target: the background class alone
+        uniform = np.eye(n_classes + 1, dtype=np.float32)[n_classes]
     neg_w = np.float32(tc.outlier_exposure * float(np.mean(sample_w)))
     pl = pseudo is not None and unlabelled is not None and len(unlabelled) > 0
     u_bands = None
@@ -594,6 +687,7 @@ def fit_model(
 
     plateau = Plateau(tc)
     best_weights = model.get_weights()
+    best_unit = background_unit(trainee) if bgc else None
     history: dict[str, list[float]] = {k: [] for k in
                                        ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
     ema = [w.astype(np.float32).copy() for w in model.get_weights()] if tc.ema else None
@@ -677,6 +771,8 @@ def fit_model(
         improved, lr_changed, stop = plateau.update(logs[tc.monitor], epochs_run)
         if improved:
             best_weights = [e.copy() for e in ema] if ema is not None else model.get_weights()
+            if bgc:
+                best_unit = background_unit(trainee)
         if lr_changed:
             trainee.optimizer.learning_rate.assign(plateau.lr)
         if stop:
@@ -688,5 +784,8 @@ def fit_model(
         best_epoch = epochs_run
         if ema is not None:
             model.set_weights(ema)
+        if bgc:
+            best_unit = background_unit(trainee)
     return TrainResult(model=model, history=history, best_epoch=best_epoch,
-                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start)
+                       epochs_run=epochs_run, seconds=time.perf_counter() - t_start,
+                       background=best_unit)
