@@ -667,11 +667,13 @@ def fit_model(
         bands, backgrounds = split_background(X_train)
         if oe:
             neg_bands = split_background(negatives)[0]
-    uniform = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
+    # a negative's target: the flat answer over the K minerals (with the objectosphere
+    # followed by its known-flag 0), or with a background class that class alone
+    neg_target = np.full(n_classes, 1.0 / n_classes, dtype=np.float32)
     if obj:
-        uniform = np.append(uniform, np.float32(0.0))  # ... and 0 for a negative
-    if bgc:  # a negative's target: the background class alone
-        uniform = np.eye(n_classes + 1, dtype=np.float32)[n_classes]
+        neg_target = np.append(neg_target, np.float32(0.0))
+    if bgc:
+        neg_target = np.eye(n_classes + 1, dtype=np.float32)[n_classes]
     neg_w = np.float32(tc.outlier_exposure * float(np.mean(sample_w)))
     pl = pseudo is not None and unlabelled is not None and len(unlabelled) > 0
     u_bands = None
@@ -718,7 +720,7 @@ def fit_model(
                                    bands=None if neg_bands is None else neg_bands[pick],
                                    backgrounds=backgrounds)
             xb, yb, wb = _mix_in(rng, (xb, yb, wb),
-                                 (xn, np.broadcast_to(uniform, (m, uniform.size)), neg_w))
+                                 (xn, np.broadcast_to(neg_target, (m, neg_target.size)), neg_w))
         if pl:
             pick = rng.integers(0, unlabelled.shape[0], size=max(1, round(pseudo.ratio * n_draw)))
             xw = augment_batch(unlabelled[pick], weak, rng) if weak.enabled else unlabelled[pick]
