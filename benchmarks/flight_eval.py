@@ -99,7 +99,8 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
                       replace(TrainConfig(), objectosphere=0.25, objectosphere_xi=15.0)),
     # issue 12's third open-set loss: the negatives as a background class (a (K+1)-th
     # output beside the K-class head, Dhamija et al. 2018's baseline) instead of the uniform
-    # target; the unit is kept in the run (background_unit.json) for the open-set probes
+    # target; the unit is kept in the run (background_unit.json) for the open-set probes.
+    # Trained 2026-12-05 and rejected on validation (docs/results.md section 4)
     "flight-bg": (replace(FLIGHT_LATE_POOL, early_pool=True),
                   replace(TrainConfig(), background_class=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
@@ -129,7 +130,8 @@ _EARLY = replace(FLIGHT_LATE_POOL, early_pool=True)
 #: recipe -> teacher recipes trained first, each as a run of the split
 #: (``<folder>/teacher<i>``), and distilled through ``train_run(teachers=...)`` (the mean of
 #: their probabilities on the clean training spectra). ``flight-kd-m2``: issue 11's "stronger
-#: teacher": the default's own three teachers plus the paper m = 2 kernel-15 model
+#: teacher": the default's own three teachers plus the paper m = 2 kernel-15 model (trained
+#: 2026-12-05 and rejected on validation: docs/parts/flight.md, "A stronger teacher")
 TEACHER_RUNS: dict[str, tuple[tuple[ModelConfig, TrainConfig], ...]] = {
     "flight-kd-m2": (*flight_teachers(TrainConfig(), _EARLY),
                      (PAPER_M2_K15, PAPER_FAMILY_TRAIN)),
