@@ -113,38 +113,31 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         # each part standardised on the known validation spectra, as the shipped rule is
         Z = {k: {p: (v[p] - S["val"][p].mean()) / max(float(S["val"][p].std()), 1e-9)
                  for p in v} for k, v in S.items()}
+
+        def add(name: str, s: dict[str, np.ndarray]) -> None:
+            """One split's AUROCs of score ``s`` (per part of the data) under ``name``."""
+            r = res.setdefault(name, {"negatives": [], "evaluation": []})
+            r["negatives"].append(auroc(s["val"], s["neg"]))
+            r["evaluation"].append(auroc(s["test"], s["eval"]))
+
         for a in ("d1", "d3", "dcls", "dtop2", "dtop3", "dtop5"):
             for b in ("mlogit", "energy"):
                 for w in WEIGHTS:
-                    s = {k: w * Z[k][a] + (1 - w) * Z[k][b] for k in Z}
-                    r = res.setdefault(f"{a} + {b}, w = {w:g}", {"negatives": [],
-                                                                 "evaluation": []})
-                    r["negatives"].append(auroc(s["val"], s["neg"]))
-                    r["evaluation"].append(auroc(s["test"], s["eval"]))
+                    add(f"{a} + {b}, w = {w:g}", {k: w * Z[k][a] + (1 - w) * Z[k][b] for k in Z})
         # the feature norm (small = unknown: what objectosphere training enforces, Dhamija
         # et al. 2018) alone, and as a third part of the shipped score
-        r = res.setdefault("fnorm alone", {"negatives": [], "evaluation": []})
-        r["negatives"].append(auroc(S["val"]["fnorm"], S["neg"]["fnorm"]))
-        r["evaluation"].append(auroc(S["test"]["fnorm"], S["eval"]["fnorm"]))
+        add("fnorm alone", {k: S[k]["fnorm"] for k in S})
+        two_part = {k: 0.6 * Z[k]["d1"] + 0.4 * Z[k]["mlogit"] for k in Z}
         for v in NORM_WEIGHTS:
-            s = {k: (1 - v) * (0.6 * Z[k]["d1"] + 0.4 * Z[k]["mlogit"]) + v * Z[k]["fnorm"]
-                 for k in Z}
-            r = res.setdefault(f"d1 + mlogit (w = 0.6) + fnorm, v = {v:g}",
-                               {"negatives": [], "evaluation": []})
-            r["negatives"].append(auroc(s["val"], s["neg"]))
-            r["evaluation"].append(auroc(s["test"], s["eval"]))
-        if bgu is not None:  # a background-class run: its unit alone and as a part
+            add(f"d1 + mlogit (w = 0.6) + fnorm, v = {v:g}",
+                {k: (1 - v) * two_part[k] + v * Z[k]["fnorm"] for k in Z})
+        if bgu is not None:  # a background-class run: its unit alone and as a fourth part
             for part in ("bg", "bgmargin"):
-                r = res.setdefault(f"{part} alone", {"negatives": [], "evaluation": []})
-                r["negatives"].append(auroc(S["val"][part], S["neg"][part]))
-                r["evaluation"].append(auroc(S["test"][part], S["eval"][part]))
+                add(f"{part} alone", {k: S[k][part] for k in S})
+            shipped = {k: 0.8 * two_part[k] + 0.2 * Z[k]["fnorm"] for k in Z}  # v = 0.2
             for u in BG_WEIGHTS:
-                s = {k: (1 - u) * ((1 - 0.2) * (0.6 * Z[k]["d1"] + 0.4 * Z[k]["mlogit"])
-                                   + 0.2 * Z[k]["fnorm"]) + u * Z[k]["bg"] for k in Z}
-                r = res.setdefault(f"d1 + mlogit (w = 0.6) + fnorm (v = 0.2) + bg, u = {u:g}",
-                                   {"negatives": [], "evaluation": []})
-                r["negatives"].append(auroc(s["val"], s["neg"]))
-                r["evaluation"].append(auroc(s["test"], s["eval"]))
+                add(f"d1 + mlogit (w = 0.6) + fnorm (v = 0.2) + bg, u = {u:g}",
+                    {k: (1 - u) * shipped[k] + u * Z[k]["bg"] for k in Z})
         click.echo(f"{f.name}: done", err=True)
     table = summary(res)
     click.echo(table)

@@ -189,6 +189,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       background_class=background_class,
                                       qat_epochs=qat_epochs).items()
                 if v is not None}
+    # options that train on outlier exposure's negatives, which few-label training lacks
+    open_set_flags = (("--objectosphere", objectosphere), ("--background-class", background_class))
     try:
         if recipe == "paper":
             if arch == "flight":
@@ -204,8 +206,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             base = ModelConfig(arch=arch or "flight")
         mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
         tc = replace(RECIPES[recipe], **train_kw)
-        for flag, on in (("--objectosphere", objectosphere),
-                         ("--background-class", background_class)):
+        for flag, on in open_set_flags:
             if on and not tc.outlier_exposure > 0:
                 raise ValueError(f"{flag} needs outlier exposure (its negatives); got "
                                  f"--outlier-exposure {tc.outlier_exposure:g}")
@@ -216,7 +217,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     except ValueError as e:
         raise OptionError(str(e)) from None
     few = labelled_fraction != 1.0 or ssl != "none" or backbone is not None or pseudo_label
-    for flag, on in (("--objectosphere", objectosphere), ("--background-class", background_class)):
+    for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
                               "--ssl, --backbone, --pseudo-label): drop one of them")

@@ -118,6 +118,10 @@ class TrainConfig:
     features' length (the third part of the ``knn_logit_norm`` unknown rule) separates known
     from unknown minerals. The loss of one spectrum is ``max(xi - |f|, 0)**2 / xi**2`` if
     known, ``|f|**2 / xi**2`` if a negative, weighted like its cross-entropy."""
+    objectosphere_xi: float = 10.0
+    """The objectosphere's target feature length for known spectra (see
+    :attr:`objectosphere`). Scale it to the model: the runs measured in docs/results.md
+    section 4 used 15, the flight default's mean known validation length."""
     background_class: bool = False
     """Train outlier exposure's negatives as a background class (a (K+1)-th output, Dhamija
     et al. 2018's "background" baseline) instead of towards the uniform distribution. A part
@@ -128,10 +132,6 @@ class TrainConfig:
     exported network and everything downstream are unchanged; the unit's logit gives the
     open-set probes a score (``benchmarks.ood_variants``). Known spectra's targets get 0
     on the background class, the negatives' are 1 on it."""
-    objectosphere_xi: float = 10.0
-    """The objectosphere's target feature length for known spectra (see
-    :attr:`objectosphere`). Scale it to the model: the runs measured in docs/results.md
-    section 4 used 15, the flight default's mean known validation length."""
     augment: AugmentConfig = field(default_factory=lambda: FLIGHT_AUGMENT)
 
     def __post_init__(self) -> None:
