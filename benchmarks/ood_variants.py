@@ -17,7 +17,9 @@ evaluation (int8 features of the shipped artifacts, their exemplar banks):
 - ``bg`` / ``bgmargin`` (runs trained with a background class, whose
   ``run/background_unit.json`` holds the unit beside the K-class head): log p(background)
   of the K + 1 softmax and the background logit minus the largest known one, alone, and
-  ``bg`` as a fourth part of the shipped score with weight 0.2 to 0.8.
+  ``bg`` as a fourth part of the shipped score with weight 0.2 to 0.8;
+- post-hoc feature transforms of the shipped score (:func:`transformed`): the distance on
+  centred (CL2N) or square-rooted features, the head part on ReAct-clipped features.
 
 AUROC of known validation vs the *negatives* half (the choice) and of known test vs the
 *evaluation* half (reported only). Every split folder must hold the run's own record of its
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -76,6 +79,57 @@ def parts(F: np.ndarray, logits: np.ndarray, bank_unit: np.ndarray,
     return {**extra, "d1": 1 - best[:, 0], "d3": 1 - best[:, :3].mean(axis=1), "dcls": 1 - own,
             **tops, "mlogit": -m, "energy": -(m + np.log(np.exp(L - m[:, None]).sum(axis=1))),
             "fnorm": -np.linalg.norm(np.asarray(F, dtype=np.float64), axis=1)}
+
+
+def _standardised(S: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``S`` (one score per part of the data) standardised on its known validation part."""
+    mu, sd = S["val"].mean(), max(float(S["val"].std()), 1e-9)
+    return {k: (v - mu) / sd for k, v in S.items()}
+
+
+def transformed(F: dict[str, np.ndarray], bank: np.ndarray, logits: Callable,
+                Z: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    """The shipped three-part score with post-hoc feature transforms, by name.
+
+    Distance part on transformed features (the bank transformed alike): ``centred`` (minus
+    the bank's mean feature before the cosine: CL2N, Wang et al. 2019), ``power`` (square
+    root of the ReLU6 features: damps the few large activations, Hu et al. 2021), ``power
+    centred`` (both). Head part on clipped features (ReAct, Sun et al. 2021: activations
+    above the ``q``-th percentile of the known validation activations cut to it), as the
+    largest logit or the energy. ``Z`` holds the shipped parts, standardised on validation.
+    """
+    from edge_runtime import ood
+
+    def d1(X: np.ndarray, B: np.ndarray) -> np.ndarray:
+        return 1 - (ood.normalise_rows(X) @ ood.normalise_rows(B).T).max(axis=1)
+
+    def three(zd: dict, zh: dict) -> dict[str, np.ndarray]:
+        return {k: 0.8 * (0.6 * zd[k] + 0.4 * zh[k]) + 0.2 * Z[k]["fnorm"] for k in Z}
+
+    sq_bank = np.sqrt(np.maximum(bank, 0))
+    maps: dict[str, Callable[[np.ndarray, bool], np.ndarray]] = {
+        "centred": lambda X, _b: X - bank.mean(axis=0),
+        "power": lambda X, _b: np.sqrt(np.maximum(X, 0)),
+        "power centred": lambda X, _b: np.sqrt(np.maximum(X, 0)) - sq_bank.mean(axis=0),
+    }
+    out: dict[str, dict[str, np.ndarray]] = {}
+    zd = {}
+    for t, fn in maps.items():
+        zd[t] = _standardised({k: d1(fn(v, False), fn(bank, True)) for k, v in F.items()})
+        out[f"shipped, distance {t}"] = three(zd[t], {k: Z[k]["mlogit"] for k in Z})
+    for q in (90, 95, 99):
+        c = float(np.percentile(F["val"], q))
+        L = {k: np.asarray(logits(np.minimum(v, c)), dtype=np.float64) for k, v in F.items()}
+        m = {k: v.max(axis=1) for k, v in L.items()}
+        zm = _standardised({k: -m[k] for k in L})
+        ze = _standardised({k: -(m[k] + np.log(np.exp(L[k] - m[k][:, None]).sum(axis=1)))
+                            for k in L})
+        zdist = {k: Z[k]["d1"] for k in Z}
+        out[f"shipped, mlogit ReAct p{q}"] = three(zdist, zm)
+        out[f"shipped, energy ReAct p{q}"] = three(zdist, ze)
+        for t in ("centred", "power"):
+            out[f"shipped, distance {t}, mlogit ReAct p{q}"] = three(zd[t], zm)
+    return out
 
 
 @open_set_command
@@ -131,6 +185,8 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         for v in NORM_WEIGHTS:
             add(f"d1 + mlogit (w = 0.6) + fnorm, v = {v:g}",
                 {k: (1 - v) * two_part[k] + v * Z[k]["fnorm"] for k in Z})
+        for name, s in transformed(F, ex.features, art.head.logits, Z).items():
+            add(name, s)
         if bgu is not None:  # a background-class run: its unit alone and as a fourth part
             for part in ("bg", "bgmargin"):
                 add(f"{part} alone", {k: S[k][part] for k in S})

@@ -107,3 +107,36 @@ def test_background_parts_grow_with_the_background_logit() -> None:
     # stable at large logits: p(background) -> 1 gives log p -> 0, not inf or nan
     far = parts(F[:1], np.array([[900.0, 1000.0, 0.0]]), bank, bank_y, (w, 1006.0))
     assert np.isfinite(far["bg"][0]) and far["bg"][0] == pytest.approx(-np.log1p(np.exp(-4.0)))
+
+
+def test_post_hoc_transforms_of_the_shipped_score() -> None:
+    """ood_variants' post-hoc variants on a constructed case: the centred distance ignores a
+    shift shared by features and bank (CL2N), the power distance of a bank row is 0 and
+    grows away from it, and ReAct's clip caps activations above the validation percentile
+    (two spectra that differ only above it get the same head part)."""
+    from benchmarks.ood_variants import transformed
+
+    rng = np.random.default_rng(1)
+    bank = rng.uniform(0.0, 2.0, size=(8, 5))
+    big, huge = bank[0].copy(), bank[0].copy()
+    big[0], huge[0] = 5.0, 50.0  # both far above every validation activation (< 2)
+    F = {"val": rng.uniform(0.0, 2.0, size=(40, 5)), "test": np.vstack([bank[:1], big, huge])}
+    Z = {k: {"fnorm": np.zeros(len(v)), "mlogit": np.zeros(len(v)), "d1": np.zeros(len(v))}
+         for k, v in F.items()}
+
+    def W(X):
+        return np.asarray(X) @ np.eye(5)[:, :3]
+
+    base = transformed(F, bank, W, Z)
+    shifted = transformed({k: v + 0.7 for k, v in F.items()}, bank + 0.7, W, Z)
+    assert np.allclose(base["shipped, distance centred"]["test"],
+                       shifted["shipped, distance centred"]["test"])
+    assert not np.allclose(base["shipped, distance power"]["test"],
+                           shifted["shipped, distance power"]["test"])
+    power = base["shipped, distance power"]["test"]
+    assert power[0] == pytest.approx(power.min()) and power[0] < power[1] < power[2]
+    for q in (90, 95, 99):
+        react = base[f"shipped, mlogit ReAct p{q}"]["test"]
+        assert react[1] == pytest.approx(react[2])  # both capped at the same clip value
+    # without the clip the two would differ: the head part is the largest logit
+    assert W(big).max() != W(huge).max()
