@@ -103,6 +103,11 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # Trained 2026-12-05 and rejected on validation (docs/results.md section 4)
     "flight-bg": (replace(FLIGHT_LATE_POOL, early_pool=True),
                   replace(TrainConfig(), background_class=True)),
+    # issue 11's distillation with honest teacher targets: the default's three teachers
+    # cross-fitted over the training specimens (each trains on two thirds, each training
+    # spectrum gets the answer of the teacher that never saw its specimen)
+    "flight-kd-oof": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                      replace(TrainConfig(), teacher_folds=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
@@ -115,7 +120,8 @@ def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
     (:func:`trainer.train.train_teachers`: same model, :data:`TEACHER_AUGMENT`, seeds
     ``seed * 1000 + 1 + i``, no negatives, no int8-aware step) as recipes of runs of their
     own: distilling from those runs gives the run's own teacher targets."""
-    return tuple((model_config, replace(train_config, teachers=0, distill=0.0,
+    return tuple((model_config, replace(train_config, teachers=0, teacher_folds=False,
+                                        distill=0.0,
                                         augment=TEACHER_AUGMENT,
                                         seed=train_config.seed * 1000 + 1 + i,
                                         outlier_exposure=0.0, qat_epochs=0))

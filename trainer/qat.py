@@ -345,7 +345,7 @@ def quantization_aware_finetune(
     start_val = float(np.mean(predict_probs(start, X_val).argmax(1) == y_val))
     soft = predict_probs(float_model, X_train) if tc.distill > 0 else None
     qtc = dataclasses.replace(tc, epochs=tc.qat_epochs, learning_rate=tc.qat_learning_rate,
-                              teachers=0, qat_epochs=0)
+                              teachers=0, teacher_folds=False, qat_epochs=0)
     res = train_model(X_train, y_train, X_val, y_val, n_classes, qcfg, qtc,
                       init_weights=start.get_weights(), teacher_probs=soft,
                       negatives=negatives, background_init=background_init,

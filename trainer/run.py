@@ -238,6 +238,9 @@ def train_run(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     say = report if report is not None else log
+    if teachers and train_config.teacher_folds:  # before start_run touches ``out``
+        raise RunError("teacher_folds cross-fits the teachers a run trains itself; "
+                       "teacher runs given with --teacher cannot be cross-fitted")
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
@@ -257,7 +260,7 @@ def train_run(
     negatives, files = run_negatives(data, ds, train_config, extra, log=log, say=say)
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
-                         negatives=negatives, log=log)
+                         negatives=negatives, groups=np.asarray(ds.sample_ids)[tr], log=log)
     if result.teachers:
         extra["teachers"] = result.teachers
     models = {}

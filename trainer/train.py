@@ -86,6 +86,14 @@ class TrainConfig:
     :data:`TEACHER_AUGMENT`, seeds ``seed * 1000 + 1 + i``) whose mean probabilities are
     distilled into this model with weight :attr:`distill` (see :func:`train_teachers`).
     0 = none, unless teacher runs are passed in."""
+    teacher_folds: bool = False
+    """Cross-fit the teachers (needs ``teachers`` >= 2 and the training spectra's specimen
+    ids): the training specimens are dealt to ``teachers`` folds (:func:`teacher_fold_ids`),
+    teacher ``i`` trains on every fold but ``i``, and a training spectrum's teacher target is
+    the answer of the teacher that never saw its specimen, not the ensemble's answer on a
+    spectrum it trained on (which is close to its label). A spectrum whose mineral the
+    out-of-fold teacher never saw (all of the mineral's training specimens in one fold)
+    gets the mean of the teachers that did."""
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
     validation, best-epoch selection and the saved model use the averaged weights."""
@@ -149,6 +157,11 @@ class TrainConfig:
             raise ValueError("lr_patience and early_stop_patience must be >= 1")
         if self.teachers < 0:
             raise ValueError(f"teachers must be >= 0, got {self.teachers}")
+        if not isinstance(self.teacher_folds, bool):
+            raise ValueError(f"teacher_folds must be true or false, got {self.teacher_folds!r}")
+        if self.teacher_folds and self.teachers < 2:
+            raise ValueError(f"teacher_folds needs teachers >= 2 (one fold per teacher), got "
+                             f"teachers={self.teachers}")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be in [0, 1], got {self.distill}")
         if self.qat_epochs < 0:
@@ -192,6 +205,7 @@ class TrainConfig:
         d.setdefault("outlier_exposure", 0.0)  # ... and before outlier exposure
         d.setdefault("objectosphere", 0.0)  # ... and before the objectosphere loss
         d.setdefault("background_class", False)  # ... and before the background class
+        d.setdefault("teacher_folds", False)  # ... and before cross-fitted teachers
         return cls(**d)
 
 
@@ -354,28 +368,83 @@ def train_teachers(
     model_config: ModelConfig,
     train_config: TrainConfig,
     *,
+    groups: np.ndarray | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Train ``train_config.teachers`` teacher models; return their mean probabilities on the
     (clean) training spectra and one summary per teacher (seed, epochs, val top-1).
 
     Teachers see only the training split (validation drives their early stopping), so the
-    distilled student never learns from spectra it is later judged on.
+    distilled student never learns from spectra it is later judged on. With
+    :attr:`TrainConfig.teacher_folds` (``groups``: the specimen id of each training
+    spectrum) each spectrum gets its out-of-fold teacher's probabilities instead.
     """
-    probs, info = [], []
-    for i in range(train_config.teachers):
-        tc = replace(train_config, teachers=0, distill=0.0, augment=TEACHER_AUGMENT,
-                     seed=train_config.seed * 1000 + 1 + i)
-        res = train_model(X_train, y_train, X_val, y_val, n_classes, model_config, tc,
-                          log=None)
+    n = train_config.teachers
+    fold = None
+    if train_config.teacher_folds:
+        if groups is None:
+            raise ValueError("teacher_folds needs the specimen id of each training spectrum "
+                             "(groups)")
+        fold = teacher_fold_ids(y_train, groups, n, seed=train_config.seed)
+    probs, seen, info = [], [], []
+    for i in range(n):
+        tc = replace(train_config, teachers=0, distill=0.0, teacher_folds=False,
+                     augment=TEACHER_AUGMENT, seed=train_config.seed * 1000 + 1 + i)
+        rows = np.ones(len(y_train), dtype=bool) if fold is None else fold != i
+        res = train_model(X_train[rows], y_train[rows], X_val, y_val, n_classes, model_config,
+                          tc, log=None)
         val = float(np.mean(predict_probs(res.model, X_val).argmax(1) == y_val))
         probs.append(predict_probs(res.model, X_train))
+        seen.append(np.isin(y_train, y_train[rows]))  # its mineral was among this teacher's
         info.append({"seed": tc.seed, "epochs": res.epochs_run, "val_top1": val,
-                     "seconds": round(res.seconds, 1)})
+                     "seconds": round(res.seconds, 1),
+                     **({} if fold is None else {"fold": i, "n_train": int(rows.sum())})})
         if log is not None:
-            log(f"teacher {i + 1}/{train_config.teachers} (seed {tc.seed}): val top-1 "
+            log(f"teacher {i + 1}/{n} (seed {tc.seed}"
+                f"{'' if fold is None else f', fold {i} held out'}): val top-1 "
                 f"{100 * val:.1f}% after {res.epochs_run} epochs ({res.seconds:.0f} s)")
-    return np.mean(probs, axis=0).astype(np.float32), info
+    P = np.stack(probs)  # (teachers, N, K)
+    if fold is None:
+        return P.mean(axis=0).astype(np.float32), info
+    return out_of_fold_targets(P, fold, np.stack(seen)), info
+
+
+def teacher_fold_ids(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each training spectrum for cross-fitted teachers: every
+    mineral's specimens, in an order drawn from ``seed``, are dealt round-robin to the ``k``
+    folds, the deal carrying on from one mineral to the next (so a mineral with ``k`` or more
+    specimens has some in every fold and the folds stay within a specimen of each other's
+    size); all spectra of one specimen share its fold."""
+    y, groups = np.asarray(y), np.asarray(groups).astype(str)
+    if y.shape != groups.shape:
+        raise ValueError(f"groups must hold one specimen id per spectrum: {groups.shape} for "
+                         f"{y.shape}")
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(y.shape, dtype=np.int64)
+    dealt = 0
+    for c in np.unique(y):
+        specimens = np.unique(groups[y == c])
+        rng.shuffle(specimens)
+        for s in specimens:
+            fold[groups == s] = dealt % k
+            dealt += 1
+    return fold
+
+
+def out_of_fold_targets(probs: np.ndarray, fold: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Cross-fitted teacher targets: spectrum ``n`` gets ``probs[fold[n], n]`` (the teacher
+    that held its fold out), or the mean over the teachers with ``seen[i, n]`` (its mineral
+    among their training spectra) when the out-of-fold teacher never saw its mineral.
+    ``probs`` (T, N, K), ``fold`` (N,), ``seen`` (T, N) bool."""
+    n = np.arange(probs.shape[1])
+    out = probs[fold, n].astype(np.float64)
+    lost = ~seen[fold, n]
+    if lost.any():
+        w = seen[:, lost].astype(np.float64)  # (T, n_lost); a spectrum's own teachers saw it
+        out[lost] = (probs[:, lost] * w[..., None]).sum(axis=0) / w.sum(axis=0)[:, None]
+    return out.astype(np.float32)
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -524,6 +593,7 @@ def train_model(
     negatives: np.ndarray | None = None,
     background_init: tuple[np.ndarray, float] | None = None,
     epoch_end: Callable[[Any], None] | None = None,
+    groups: np.ndarray | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
@@ -539,7 +609,8 @@ def train_model(
     first (:func:`train_teachers`); the reported ``seconds`` are the student's alone.
     ``negatives`` (M, P): spectra of minerals outside the label set, for outlier exposure
     (``train_config.outlier_exposure`` > 0, see :func:`fit_model`); teachers never see them.
-    ``background_init``: see :func:`fit_model`.
+    ``background_init``: see :func:`fit_model`. ``groups``: the specimen id of each training
+    spectrum, for :attr:`TrainConfig.teacher_folds` (required then, unused otherwise).
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
@@ -549,7 +620,7 @@ def train_model(
     teacher_info: list[dict[str, float]] = []
     if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
-                                                     model_config, tc, log=log)
+                                                     model_config, tc, groups=groups, log=log)
     if tc.distill > 0:
         if teacher_probs is None:
             raise ValueError("distill > 0 needs teachers: teachers >= 1 in the config, or the "

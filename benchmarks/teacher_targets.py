@@ -1,0 +1,57 @@
+"""How much a teacher ensemble says beyond the label on its own training spectra (issue 11).
+
+Distillation mixes the teachers' mean answer on the clean training spectra into the
+targets (``TrainConfig.distill``). Teachers trained on those very spectra answer them almost
+with the label; this prints by how much, for teacher runs of one split (e.g. the teacher
+runs ``benchmarks.flight_eval --recipe flight-kd-m2`` keeps)::
+
+    python -m benchmarks.teacher_targets runs/flight/eval-kd/flight-kd-m2-grouped0/teacher0 \\
+        runs/flight/eval-kd/flight-kd-m2-grouped0/teacher1 \\
+        runs/flight/eval-kd/flight-kd-m2-grouped0/teacher2
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def target_stats(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Top-1, mean probability of the label, mean largest probability and mean entropy
+    (nats) of mean-ensemble probabilities ``probs`` (N, K) against labels ``y``."""
+    P = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    return {"top1": float(np.mean(P.argmax(1) == y)),
+            "p_label": float(P[np.arange(len(y)), y].mean()),
+            "p_max": float(P.max(1).mean()),
+            "entropy": float(-(P * np.log(np.clip(P, 1e-12, None))).sum(1).mean())}
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+def main(runs: tuple[Path, ...]) -> None:
+    """Mean answer of the teacher RUNS (one split) on their clean training spectra."""
+    from trainer.run import load_run
+    from trainer.train import predict_probs
+
+    probs, y = [], None
+    for r in map(load_run, runs):
+        X, y_r = r.subset("train")
+        if y is not None and not np.array_equal(y, y_r):
+            raise click.UsageError("the teacher runs were trained on different splits")
+        y = y_r
+        probs.append(predict_probs(r.model, X))
+    s = target_stats(np.mean(probs, axis=0), y)
+    click.echo(f"{len(runs)} teachers, {len(y)} training spectra: top-1 {100 * s['top1']:.1f} %, "
+               f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
+               f"mean entropy {s['entropy']:.2f} nats")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
