@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from device_sim.transport import FaultConfig
+from edge_runtime.interpreter import MAX_THREADS
 from ramanedge.cli_options import coverage_options, coverage_policy
 from ramanedge.errors import DataError, LinkError
 
@@ -52,7 +53,7 @@ def device() -> None:
               help="artifact folder (factory model; installed when the store has none)")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="model store folder (slots, uploads, rollback); default: a temporary one")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
               help="interpreter threads")
 @click.option("--cpus", type=click.IntRange(1, 1024), default=None,
               help="pin the device process to this many cores (sched_setaffinity)")
@@ -126,13 +127,14 @@ def sim() -> None:
 def _connected(port: str, baud: int, pace: bool = True) -> Iterator[Any]:
     """A :class:`~device_sim.host.HostClient` on ``port``; the link is closed when the block
     ends (normally or by an error)."""
-    from device_sim.host import HostClient, HostConfig
+    from device_sim.host import HostClient, HostConfig, session_first_seq
     from device_sim.transport import Link, open_port
 
     b = _baud(baud)
     link = Link(open_port(port, baud=b or 115200), baud=b, pace=pace)
     try:
-        yield HostClient(link, HostConfig(deadline=30.0))
+        # the device may have served other sessions: never reuse their numbering
+        yield HostClient(link, HostConfig(deadline=30.0), first_seq=session_first_seq())
     finally:
         link.close()
 
@@ -216,9 +218,10 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
     ``ramanedge classify``: 0 when at least one file succeeded, 1 when every file failed;
     a broken link stops the batch (exit 2)."""
     from device_sim.host import DeviceError
+    from device_sim.protocol import encode_spectrum_axis
     from device_sim.spectra import crop_to_window
     from edge_runtime.classify import error_record
-    from ramanedge.errors import RamanEdgeError
+    from ramanedge.errors import RamanEdgeError, SpectrumError
     from ramanedge.io import read_spectrum
 
     failed = 0
@@ -227,6 +230,10 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
             try:
                 s = read_spectrum(f)
                 x, y = crop_to_window(s.x, s.y)
+                try:  # a spectrum no request can carry is the file's fault, not the link's
+                    encode_spectrum_axis(x, y)
+                except LinkError as e:
+                    raise SpectrumError(f"{f}: {e}") from None
                 out = send(client, str(f), x, y)
             except (RamanEdgeError, OSError) as e:
                 if isinstance(e, LinkError) and not isinstance(e, DeviceError):
@@ -310,7 +317,7 @@ def head_retrain(port: str, baud: int, pace: bool) -> None:
               help="number of spectra (cycles through the split when larger)")
 @click.option("--cpus", type=click.IntRange(0, 1024), default=1, show_default=True,
               help="pin the device to this many cores; 0 = no pinning")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True)
 @click.option("--profile", default=None, metavar="NAME",
               help="run the device as a board class: host, pi4, zero2 (one core, a share of "
                    "it and a memory limit; device_sim.profiles)")

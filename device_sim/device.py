@@ -8,7 +8,12 @@ with a retryable ERROR (bad CRC) or dropped (noise), and the loop goes on.
 Exactly-once semantics: the host resends a request with the *same* ``seq`` when it gets no
 answer. The device keeps the last :attr:`DeviceConfig.cache_size` responses by ``seq``
 (together with a digest of the request), so a retried CLASSIFY is answered from the cache,
-byte for byte the same, and is neither recomputed nor counted twice.
+byte for byte the same, and is neither recomputed nor counted twice. Every host session
+numbers its requests from the start again, so a cached answer must never outlive what it
+was computed from: a request that may change the device's state (anything but PING, INFO
+and CLASSIFY) drops the cached answers of read-only requests, and INFO (uptime, counters)
+is never cached. The answers of state-changing requests stay cached, so that a late
+duplicate of one is still never executed twice.
 
 The model comes from a :class:`~device_sim.uplink.ModelStore` (slots + atomic pointer),
 opened with :func:`open_store`, and is run by a :class:`~device_sim.backend.Backend`
@@ -112,7 +117,8 @@ class Device:
         self.slot: str | None = None  # the slot self.backend was loaded from
         self.backend: Backend
         self._serve_current()
-        self.cache: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        # seq -> (digest of the request, answer frame, request type)
+        self.cache: OrderedDict[int, tuple[bytes, bytes, int]] = OrderedDict()
         self.boot_id = int.from_bytes(os.urandom(4), "little")
         self.started = time.time()
         self.stats: dict[str, int] = {
@@ -232,8 +238,21 @@ class Device:
         if rtype == P.MsgType.ERROR:
             self.stats["errors_sent"] += 1
         self.link.send_encoded(frame)
-        self.cache[ev.seq] = (digest, frame)
-        self.cache.move_to_end(ev.seq)
+        self._remember(ev.seq, ev.type, digest, frame)
+
+    def _remember(self, seq: int, msg_type: int, digest: bytes, frame: bytes) -> None:
+        """Cache the answer ``frame`` of request ``seq`` for its retries (see the module
+        docstring): after a request that may change the state, the read-only requests'
+        answers go (a new session reusing their seqs must get fresh ones); INFO is never
+        kept."""
+        if msg_type not in P.READ_ONLY_REQUESTS:
+            for s in [s for s, c in self.cache.items() if c[2] in P.READ_ONLY_REQUESTS]:
+                del self.cache[s]
+        if msg_type == P.MsgType.INFO:
+            self.cache.pop(seq, None)
+            return
+        self.cache[seq] = (digest, frame, msg_type)
+        self.cache.move_to_end(seq)
         while len(self.cache) > self.config.cache_size:
             self.cache.popitem(last=False)
 

@@ -10,6 +10,7 @@ is counted per exchange so wire time can be computed from bytes actually sent.
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -94,11 +95,21 @@ class HostStats:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
+def session_first_seq() -> int:
+    """A random first ``seq`` for a new session with a device that may have served others
+    (each ``ramanedge sim`` command): the device caches answers by seq and request bytes for
+    retries, so a session that numbered from 1 again could be answered from an earlier
+    session's cache (docs/protocol.md section 2). Never :data:`~device_sim.protocol.NO_SEQ`."""
+    return int.from_bytes(os.urandom(2), "little") % P.NO_SEQ
+
+
 class HostClient:
     """Request/answer client over a :class:`~device_sim.transport.Link`.
 
     ``on_sent(seq, attempt)`` is called after each attempt has been written (the replay
-    uses it to kill the device mid-exchange for the restart fault).
+    uses it to kill the device mid-exchange for the restart fault). ``first_seq``: the seq
+    of the first request; a session with a device that served other sessions should start
+    at :func:`session_first_seq`.
     """
 
     def __init__(self, link: Link, config: HostConfig | None = None, *, first_seq: int = 1,

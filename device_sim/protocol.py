@@ -75,6 +75,10 @@ class MsgType(enum.IntEnum):
 
 
 REQUEST_TYPES: frozenset[int] = frozenset(int(t) for t in MsgType if t < RESPONSE_BIT)
+#: requests that never change the device's state (docs/protocol.md section 2: after any
+#: other request the device drops its cached answers to these)
+READ_ONLY_REQUESTS: frozenset[int] = frozenset(
+    int(t) for t in (MsgType.PING, MsgType.INFO, MsgType.CLASSIFY))
 KNOWN_TYPES: frozenset[int] = frozenset(int(t) for t in MsgType)
 
 

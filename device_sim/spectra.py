@@ -45,7 +45,9 @@ def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.sta
     Linear interpolation onto the grid only uses the neighbours of each grid point, so the
     device's preprocessing of the cropped spectrum equals that of the full one. A spectrum
     that starts above ``start`` (ends below ``stop``) keeps its own first (last) point: the
-    device pads it under its coverage policy exactly as it would the whole file.
+    device pads it under its coverage policy exactly as it would the whole file. A spectrum
+    entirely outside the window keeps its two points nearest to it, so that it still makes a
+    valid request and the device refuses it with its own coverage message.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -56,6 +58,10 @@ def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.sta
     lo = below.max() if below.size else x.min()
     hi = above.min() if above.size else x.max()
     m = (x >= lo) & (x <= hi)
+    if m.sum() < 2 <= x.size:
+        outside = np.maximum(start - x, 0.0) + np.maximum(x - stop, 0.0)
+        m = np.zeros(x.size, dtype=bool)
+        m[np.argsort(outside, kind="stable")[:2]] = True
     return x[m], y[m]
 
 

@@ -18,7 +18,7 @@ import click
 from edge_runtime.artifact import load_artifact
 from edge_runtime.classify import Classifier, classify_paths
 from edge_runtime.headstore import BASE, HeadStore, add_spectra
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.interpreter import MAX_THREADS, make_interpreter
 from ramanedge.cli_options import coverage_options, coverage_policy
 
 _model_opt = click.option(
@@ -31,7 +31,7 @@ _store_opt = click.option(
     help="Head store folder [default: MODEL/headstore].",
 )
 _threads_opt = click.option(
-    "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+    "--threads", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
     help="CPU threads for the TFLite interpreter.",
 )
 

@@ -28,6 +28,10 @@ import numpy as np
 from ramanedge.errors import ModelError
 from ramanedge.manifest import QuantParams
 
+#: the most CPU threads an interpreter may be given (a rover computer has a handful of
+#: cores; far larger values crash the runtime instead of failing cleanly)
+MAX_THREADS = 64
+
 #: Edge TPU runtime library name per platform (as in pycoral.utils.edgetpu).
 EDGETPU_SHARED_LIB: str = {
     "Darwin": "libedgetpu.1.dylib",
@@ -81,8 +85,8 @@ def make_interpreter(
     Raises :class:`ModelError` when the file is missing, is not a TFLite model, no runtime is
     installed, or the Edge TPU delegate / device is not present.
     """
-    if int(num_threads) < 1:
-        raise ModelError(f"num_threads must be >= 1, got {num_threads}")
+    if not 1 <= int(num_threads) <= MAX_THREADS:
+        raise ModelError(f"num_threads must be in 1..{MAX_THREADS}, got {num_threads}")
     content: bytes | None = None
     if isinstance(model, bytes | bytearray | memoryview):
         content = bytes(model)

@@ -237,6 +237,38 @@ def test_repeated_seq_is_answered_from_cache_not_recomputed(loop_device):
     assert dev.stats["classify_computed"] == 2
 
 
+def test_a_state_change_drops_cached_read_only_answers(loop_device):
+    """Every host session numbers from the start again: after a request that may change the
+    device's state, an identical CLASSIFY with a reused seq is computed afresh (not the
+    answer of the old head), while a state-changing request's own answer stays cached (a
+    late duplicate is replayed, never executed twice). INFO is never replayed."""
+    dev, host = loop_device
+    _, y = peak_spectrum(2, len(LABELS))
+    classify = P.encode_frame(P.MsgType.CLASSIFY, 1, P.encode_classify(P.encode_spectrum_grid(y)))
+    x_raw, y_raw = peak_spectrum(0, len(LABELS), raw=True)
+    add = P.encode_frame(P.MsgType.HEAD_ADD, 2, P.encode_head_add(
+        "zeta", P.encode_spectrum_axis(x_raw, y_raw)))
+
+    def exchange(raw: bytes) -> P.Frame:
+        (answer,) = _exchange(dev, host, raw)
+        dev.poll(0.01)  # swallow the echo of the answer (loop://)
+        return answer
+
+    exchange(classify)
+    assert exchange(classify).type == P.MsgType.RESULT  # a retry: replayed
+    assert dev.stats["classify_computed"] == 1 and dev.stats["cache_replays"] == 1
+    first = P.decode_json(exchange(add).payload)
+    assert first["n_label"] == 1
+    exchange(classify)  # the same seq and bytes after a state change: computed again
+    assert dev.stats["classify_computed"] == 2 and dev.stats["cache_replays"] == 1
+    again = P.decode_json(exchange(add).payload)  # a late duplicate of the HEAD_ADD
+    assert again == first and dev.stats["cache_replays"] == 2  # not stored twice
+    info = P.encode_frame(P.MsgType.INFO, 3, b"")
+    n1 = P.decode_json(exchange(info).payload)["stats"]["requests"]
+    n2 = P.decode_json(exchange(info).payload)["stats"]["requests"]
+    assert n2 == n1 + 1 and dev.stats["cache_replays"] == 2
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(noise=st.binary(min_size=1, max_size=600))
@@ -557,3 +589,17 @@ def test_bytes_the_device_lost_are_found_as_gaps_and_resent(fake_store, tmp_path
         res = host.upload_model(new, chunk_size=1500)
         assert res["model"] == "fake-v2" and res["resumed"]
         assert len(lost) == 1 and res["sent_bytes"] == res["wire_bytes"] + lost[0]
+
+
+def test_each_cli_session_starts_at_a_random_seq(monkeypatch) -> None:
+    """``ramanedge sim`` commands attach to a device that served other sessions: their first
+    seq is drawn at random (never the reserved 0xFFFF), so they do not replay its cache."""
+    import device_sim.cli as dcli
+    import device_sim.host as dhost
+
+    draws = iter([b"\xff\xff", b"\x07\x00", b"\x34\x12"])
+    monkeypatch.setattr(dhost.os, "urandom", lambda n: next(draws))
+    assert dhost.session_first_seq() != P.NO_SEQ
+    assert dhost.session_first_seq() == 7
+    with dcli._connected("loop://", 115200, pace=False) as client:
+        assert client.seq == 0x1234

@@ -212,7 +212,11 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         xp = np.arange(100.0, 1300.0, 1.7)  # an instrument ending at 1300 cm-1 (issue 13.1)
         np.savetxt(tmp_path / "p.txt", np.c_[xp, 100 + 900 * np.exp(-((xp - 465) / 6) ** 2)],
                    delimiter=",")
-        both = [str(bad), str(tmp_path / "s.txt"), str(tmp_path / "p.txt")]
+        xf = np.arange(1600.0, 3000.0, 1.7)  # entirely outside the model grid
+        np.savetxt(tmp_path / "far.txt", np.c_[xf, 100 + 900 * np.exp(-((xf - 2000) / 6) ** 2)],
+                   delimiter=",")
+        both = [str(bad), str(tmp_path / "s.txt"), str(tmp_path / "p.txt"),
+                str(tmp_path / "far.txt")]
         sim = subprocess.run([sys.executable, "-m", "ramanedge.cli", "sim", "classify",
                               "--port", path, *both], capture_output=True, text=True,
                              cwd=REPO, timeout=60)
@@ -237,6 +241,9 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         assert l_recs[2]["coverage"] == pytest.approx(1099 / 1392, abs=1e-4)
         assert s_recs[2]["coverage"] == pytest.approx(l_recs[2]["coverage"], abs=1e-4)
         assert [t["label"] for t in s_recs[2]["top"]] == [t["label"] for t in l_recs[2]["top"]]
+        # a spectrum outside the grid is one error record on both paths, not a broken link
+        assert "covers" in s_recs[3]["error"] and "covers" in l_recs[3]["error"]
+        assert len(s_recs) == len(l_recs) == 4
         for argv in (["sim", "classify", "--port", path], ["classify", "--model",
                                                           str(tiny_artifact)]):
             only_bad = subprocess.run([sys.executable, "-m", "ramanedge.cli", *argv, str(bad)],

@@ -84,6 +84,28 @@ def test_make_interpreter_errors(tmp_path, tiny_artifact):
         make_interpreter(junk)
     with pytest.raises(ModelError, match="num_threads"):
         make_interpreter(tiny_artifact / "model.tflite", num_threads=0)
+    # far too many threads crashed the runtime (exit 139) instead of failing cleanly
+    with pytest.raises(ModelError, match=r"num_threads must be in 1\.\.64, got 100000"):
+        make_interpreter(tiny_artifact / "model.tflite", num_threads=100_000)
+
+
+def test_cli_threads_are_bounded(tiny_artifact, tmp_path):
+    import subprocess
+    import sys
+
+    x = np.arange(100.0, 1700.0, 1.7)
+    np.savetxt(tmp_path / "s.txt", np.c_[x, 100 + 900 * np.exp(-((x - 465) / 6) ** 2)],
+               delimiter=",")
+    store = tmp_path / "store"
+    for argv in (["classify", "--model", str(tiny_artifact)],
+                 ["head", "add", "--model", str(tiny_artifact), "--store", str(store),
+                  "--label", "q"]):
+        res = subprocess.run([sys.executable, "-m", "ramanedge.cli", *argv, "--threads",
+                              "100000", str(tmp_path / "s.txt")], capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 2 and "1<=x<=64" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    assert not store.exists()  # nothing stored on the refusal
 
 
 def test_edgetpu_missing_is_a_clear_error(tiny_artifact):

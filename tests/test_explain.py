@@ -72,7 +72,7 @@ def test_grad_cam_maps_are_normalised_and_class_specific(tiny_run, real_spectrum
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path,
-                                               capsys) -> None:
+                                               capsys, shared_data_root) -> None:
     out = tmp_path / "gc"
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(real_spectrum),
                                 "--runner-up", "--out", str(out))
@@ -87,6 +87,12 @@ def test_cli_explain_writes_a_png_per_spectrum(tiny_run, real_spectrum, tmp_path
                                     str(real_spectrum), "--method", method, "--out", str(out))
         assert code == 0, err
         assert (out / f"{real_spectrum.stem}_{method}.png").read_bytes()[:8] == PNG_MAGIC
+    # a spectrum covering part of the grid: padded as 'classify' pads it, and said so
+    short = sorted((shared_data_root / "excellent_oriented_subset" / "raw").iterdir())[0]
+    code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(short),
+                                "--out", str(out))
+    assert code == 0, err
+    assert "(covers 95% of the grid, padded)" in stdout
     # a folder in one go: every file in it, one line and one PNG each
     code, stdout, err = run_cli(capsys, "explain", "--model", str(tiny_run),
                                 str(real_spectrum.parent), "--out", str(tmp_path / "gc2"))
@@ -105,7 +111,8 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
     cases = [
         (["--model", str(tiny_run), str(tmp_path / "missing.txt")], "does not exist"),
         (["--model", str(tiny_run), str(not_spectrum)], "notes.txt"),
-        (["--model", str(tiny_run), str(short)], "covers"),
+        (["--model", str(tiny_run), str(short), "--coverage", "refuse"], "covers"),
+        (["--model", str(tiny_run), str(short), "--min-coverage", "0.99"], "covers"),
         (["--model", str(tmp_path), str(real_spectrum)], "not a training run"),
         (["--model", str(tmp_path / "nope"), str(real_spectrum)], "does not exist"),
         (["--model", str(tiny_run), str(real_spectrum), "--layer", "nope"], "not a layer"),
@@ -116,6 +123,9 @@ def test_cli_explain_rejects_bad_input(tiny_run, real_spectrum, tmp_path, capsys
         assert code == 2, (args, err)
         assert err.startswith("error:") and needle in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run_cli(capsys, "explain", "--model", str(tiny_run), str(real_spectrum),
+                           "--bands", "-3", "--out", str(out))
+    assert code == 2 and "'--bands': -3 is not in the range" in err
     assert not out.exists()  # nothing written for bad input
 
 

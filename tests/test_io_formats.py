@@ -224,3 +224,20 @@ def test_fingerprint_changes_when_a_source_changes(tmp_path):
     assert [r[0] for r in fp1] == ["a.txt"]
     p.write_text("1,2\n3,4\n5,6\n")
     assert source_fingerprint(tmp_path) != fp1
+
+
+def test_decimal_commas_are_read_as_decimal_points() -> None:
+    """A spreadsheet export with decimal commas ("150,37;14,379", or tab-separated) was read
+    as x = 150, y = 37 (the decimals taken for the second column); a comma-separated file of
+    plain numbers keeps its meaning."""
+    from ramanedge.io.columns import parse_columns
+
+    semi = parse_columns("Wellenzahl;Intensität\n150,37;14,379\n151,5;15\n152,75;16,25\n"
+                         .encode())
+    assert semi.x.tolist() == [150.37, 151.5, 152.75] and semi.y.tolist() == [14.379, 15, 16.25]
+    tab = parse_columns(b"150,37\t14,379\n151,5\t15\n")
+    assert tab.x.tolist() == [150.37, 151.5] and tab.y.tolist() == [14.379, 15.0]
+    plain = parse_columns(b"150,37\n151,38\n152,39\n")  # comma-separated integers
+    assert plain.x.tolist() == [150, 151, 152] and plain.y.tolist() == [37, 38, 39]
+    spaced = parse_columns(b"150.5, 37.25\n151.5, 38\n")  # decimal points: commas separate
+    assert spaced.x.tolist() == [150.5, 151.5] and spaced.y.tolist() == [37.25, 38.0]

@@ -44,6 +44,12 @@ def test_crop_keeps_the_preprocessed_spectrum_identical():
     np.testing.assert_array_equal(preprocess(xc, yc), preprocess(x, y))
     short = np.linspace(300, 900, 50)
     assert crop_to_window(short, short)[0].size == 50  # not covering: left for the device
+    # entirely outside the window: the two nearest points, still a valid request
+    far = np.linspace(1600, 3000, 200)
+    xc, _ = crop_to_window(far, far)
+    assert xc.tolist() == far[:2].tolist()
+    low = np.linspace(50, 150, 30)
+    assert crop_to_window(low, low)[0].tolist() == low[-2:].tolist()
 
 
 def test_stats_helpers():

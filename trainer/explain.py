@@ -10,7 +10,8 @@ so the map is coarse: it says which region drove the decision; the labelled band
 spectrum's own peaks ranked by (map value near the peak x peak prominence).
 
 Spectra are read with :func:`ramanedge.io.read_spectrum` and preprocessed with
-:func:`ramanedge.grid.preprocess`, like every model input.
+:func:`ramanedge.grid.preprocess_covered`, like every model input, under the coverage policy
+``ramanedge classify`` uses (``--coverage pad|refuse``, ``--min-coverage``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 import click
 import numpy as np
 
+from ramanedge.cli_options import coverage_options, coverage_policy
 from ramanedge.errors import RamanEdgeError
-from ramanedge.grid import GRID, preprocess
+from ramanedge.grid import GRID, REFUSE_PARTIAL, CoveragePolicy, preprocess_covered
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -229,13 +231,21 @@ def expand_inputs(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def load_spectrum(path: str | os.PathLike) -> np.ndarray:
+def load_spectrum(path: str | os.PathLike, coverage: CoveragePolicy = REFUSE_PARTIAL
+                  ) -> np.ndarray:
     """Read and preprocess one spectrum; any problem becomes one :class:`ExplainError`."""
+    return load_spectrum_covered(path, coverage)[0]
+
+
+def load_spectrum_covered(path: str | os.PathLike,
+                          coverage: CoveragePolicy = REFUSE_PARTIAL) -> tuple[np.ndarray, float]:
+    """:func:`load_spectrum` and the fraction of the model grid the spectrum covers, under
+    ``coverage`` (``ramanedge classify``'s policy: pad or refuse a partial spectrum)."""
     from ramanedge.io import read_spectrum
 
     try:
         s = read_spectrum(path)
-        return preprocess(s.x, s.y)
+        return preprocess_covered(s.x, s.y, coverage=coverage)
     except RamanEdgeError as e:
         raise ExplainError(f"{path}: {e}") from None
     except (OSError, ValueError) as e:
@@ -332,7 +342,7 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
 @click.option("--runner-up", is_flag=True, help="Also explain the second most likely mineral.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("gradcam"), show_default=True, help="Folder for the PNGs.")
-@click.option("--bands", "n_bands", type=int, default=5, show_default=True,
+@click.option("--bands", "n_bands", type=click.IntRange(0, 50), default=5, show_default=True,
               help="How many of the strongest highlighted peaks to label.")
 @click.option("--layer", default=None,
               help="Grad-CAM's feature-map layer [default: the activation of the last conv "
@@ -344,8 +354,10 @@ def plot_explanation(e: Explanation, path: str | os.PathLike, title: str = "") -
                    "occlusion: the probability drop when a ±10 cm-1 window is removed (no "
                    "gradients: the rover's own map, Classifier.occlusion); gradcam: last (or "
                    "--layer) conv block; gradcam-multi: every block averaged.")
+@coverage_options
 def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: Path,
-            n_bands: int, layer: str | None, method: str) -> None:
+            n_bands: int, layer: str | None, method: str, coverage_mode: str,
+            min_coverage: float) -> None:
     """Attribution over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""
     from trainer.run import read_run_config
 
@@ -354,7 +366,9 @@ def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: 
     except RamanEdgeError as e:
         raise ExplainError(str(e)) from None
     files = expand_inputs(list(spectra))
-    X = np.stack([load_spectrum(f) for f in files])
+    policy = coverage_policy(coverage_mode, min_coverage)
+    loaded = [load_spectrum_covered(f, policy) for f in files]
+    X = np.stack([g for g, _ in loaded])
     model, labels = load_run_model(run_dir)
     names = [lay.name for lay in model.layers]
     if layer is not None and layer not in names:
@@ -366,10 +380,10 @@ def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: 
         raise ExplainError(f"--out {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    for e, f in zip(explain_spectra(model, labels, X, [str(f) for f in files],
-                                    runner_up=runner_up, n_bands=n_bands, layer=layer,
-                                    method=method),
-                    files, strict=True):
+    for e, f, (_g, frac) in zip(explain_spectra(model, labels, X, [str(f) for f in files],
+                                                runner_up=runner_up, n_bands=n_bands,
+                                                layer=layer, method=method),
+                                files, loaded, strict=True):
         stem = f.stem
         while stem in used:
             stem += "_"
@@ -378,5 +392,6 @@ def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: 
         plot_explanation(e, png)
         extra = (f"; runner-up {e.names[1]} ({e.probs[1]:.2f})" if runner_up else "")
         bands = ", ".join(f"{w:.0f}" for w in e.bands[0])
-        click.echo(f"{f.name}: {e.names[0]} ({e.probs[0]:.2f}){extra}; bands {bands} cm-1 "
-                   f"-> {png}")
+        covers = "" if frac >= 1.0 else f" (covers {100 * frac:.0f}% of the grid, padded)"
+        click.echo(f"{f.name}{covers}: {e.names[0]} ({e.probs[0]:.2f}){extra}; bands {bands} "
+                   f"cm-1 -> {png}")

@@ -1,7 +1,10 @@
 """Readers for what users feed the rover: two-column text files and ``.npy`` arrays.
 
 Two-column text (``.csv``, ``.txt``, ``.tsv``, ``.dat``): one ``wavenumber, intensity`` pair per
-line, separated by a comma, semicolon, tab or spaces; extra columns are ignored. Header lines
+line, separated by a comma, semicolon, tab or spaces; extra columns are ignored. A file
+whose numbers use decimal commas (``150,37;14,379`` or tab-separated, as spreadsheets in
+many locales export them: the columns split by semicolons or blanks, commas inside the
+numbers, no decimal point anywhere) is read as such. Header lines
 (e.g. ``wavenumber,intensity``) and ``#`` comments before or between rows are skipped, but a
 file must contain at least 2 data rows and every data row must have two numbers.
 
@@ -30,6 +33,17 @@ from ramanedge.io.rruff import Spectrum, decode_text, looks_like_rruff, parse_rr
 __all__ = ["parse_columns", "parse_npy", "parse_spectrum", "read_spectrum"]
 
 _SPLIT = re.compile(r"[,;\s]+")
+_SPLIT_DECIMAL_COMMA = re.compile(r"[;\s]+")
+
+
+def _decimal_comma(lines: list[str]) -> bool:
+    """Whether the numeric rows use decimal commas: every one splits into >= 2 fields at
+    semicolons or blanks, some field holds a comma, and no row has a decimal point."""
+    numeric = [ln for ln in lines if ln[:1] in set("+-.0123456789")]
+    if not numeric or any("." in ln for ln in numeric):
+        return False
+    fields = [[t for t in _SPLIT_DECIMAL_COMMA.split(ln) if t] for ln in numeric]
+    return all(len(f) >= 2 for f in fields) and any("," in t for f in fields for t in f)
 _NPY_MAGIC = b"\x93NUMPY"
 _BINARY_MAGIC = {
     b"\x89PNG": "a PNG image",
@@ -66,11 +80,14 @@ def parse_columns(data: bytes, path: str = "") -> Spectrum:
     ys: list[float] = []
     one_column = 0
     other = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        toks = [t for t in _SPLIT.split(line) if t]
+    lines = [ln for ln in (raw.strip() for raw in text.splitlines())
+             if ln and not ln.startswith("#")]
+    comma = _decimal_comma(lines)
+    for line in lines:
+        if comma:  # "150,37;14,379": fields at semicolons/blanks, the comma is the point
+            toks = [t.replace(",", ".") for t in _SPLIT_DECIMAL_COMMA.split(line) if t]
+        else:
+            toks = [t for t in _SPLIT.split(line) if t]
         if not toks:  # separators only (",", ";;")
             other += 1
             continue
