@@ -82,6 +82,11 @@ def serve(port: str, model: Path | None, store: Path | None, threads: int, cpus:
         click.echo(msg, err=True)
         sys.stderr.flush()
 
+    if model is not None and store is not None and (store / "ACTIVE.json").is_file():
+        announce(f"device: {store} already holds a model; --model {model} is the factory "
+                 "image, installed only if none of the store's models verifies (replace the "
+                 "current one with 'ramanedge sim flash')")
+
     stats = run_device(PTY_URL if port == "pty" else port, model, store=store, config=cfg,
                        announce=announce, seed_offset=seed_offset)
     click.echo(f"device: stopped; {stats['requests']} requests, "

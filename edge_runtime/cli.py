@@ -146,7 +146,9 @@ def head_add(model_dir: Path, label: str, files: tuple[Path, ...], store_dir: Pa
     for path, sample, created, err in add_spectra(store, clf, label, files):
         if sample is None:
             n_bad += 1
-            click.echo(f"{path}: error: {err}", err=True)
+            # most messages name the file already ("empty file (PATH)"): not twice
+            click.echo(f"error: {err}" if str(path) in err else f"{path}: error: {err}",
+                       err=True)
         else:
             n_ok += 1
             what = "stored" if created else "already stored"

@@ -451,7 +451,8 @@ class HeadStore:
         ``grid``: the preprocessed spectrum (float32, model grid); ``features_q``: the
         model's raw int8 ``features`` output for it. The same spectrum stored again with the
         same label returns the existing sample with ``created=False``; with another label it
-        raises :class:`HeadStoreError` (one spectrum cannot be two minerals). Once this
+        raises :class:`HeadStoreError` (one spectrum cannot be two minerals), as it does for
+        a label that differs from a known one (the model's or the store's) only in case. Once this
         returns, the sample is on disk (fsynced) and will never be removed by the store.
         ``raw``: the spectrum as measured ``(axis, intensities)``, kept so that a model with
         another grid can still use the sample.
@@ -468,6 +469,12 @@ class HeadStore:
         key = sha256_bytes(grid.tobytes())
         with self._locked():
             index = self._sync_index(repair=True)
+            known = set(self.artifact.labels) | {k for k, n in index.counts.items() if n > 0}
+            twin = min((k for k in known if k != label and k.casefold() == label.casefold()),
+                       default=None)
+            if twin is not None:  # 'actinolite' next to 'Actinolite' would be a second class
+                raise HeadStoreError(f"label {label!r} differs from the known label {twin!r} "
+                                     f"only in case; use {twin!r}")
             name = index.by_key.get(bytes.fromhex(key))
             if name is not None:
                 e = index.entries[name]

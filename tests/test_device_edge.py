@@ -159,12 +159,17 @@ def test_onboard_learning_over_the_link(tiny_artifact, tmp_path):
     del rng
 
 
-def _start_serve(args: list[str]) -> tuple[subprocess.Popen, str]:
+def _start_serve(args: list[str], seen: list[str] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """Start ``ramanedge device serve ARGS``; return it and its port once it serves (the
+    stderr lines before that are appended to ``seen``)."""
     proc = subprocess.Popen([sys.executable, "-m", "ramanedge.cli", "device", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     line = proc.stderr.readline()
     t_end = time.time() + 60
     while "serving" not in line and time.time() < t_end and proc.poll() is None:
+        if seen is not None:
+            seen.append(line)
         line = proc.stderr.readline()
     assert "serving" in line, line
     return proc, line.split(" on ")[1].split(" ")[0]
@@ -263,6 +268,15 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
                           "--store", str(tmp_path / "store")], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert out.returncode == 0 and "rolled back" in out.stdout
+    assert read_manifest(ModelStore.open(tmp_path / "store").current_dir()).name == "tiny-v2"
+    # serving that store again with --model: the factory image does not replace its model,
+    # and the device says so
+    seen: list[str] = []
+    proc, _ = _start_serve(["--port", "pty", "--model", str(tiny_artifact),
+                            "--store", str(tmp_path / "store"), "--cpus", "1"], seen)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert any("already holds a model" in ln for ln in seen), seen
     assert read_manifest(ModelStore.open(tmp_path / "store").current_dir()).name == "tiny-v2"
 
 

@@ -102,6 +102,14 @@ def test_round_trip_add_retrain_list_rollback(capsys, model, new_files, syntheti
     code, _, err = run_cli(capsys, "head", "add", "--model", model, "--label", "etaite",
                            teach["zetaite"][0])
     assert code == 1 and "already stored as sample 000001 labelled 'zetaite'" in err
+    # a label that differs from a known one only in case would make a second class
+    code, _, err = run_cli(capsys, "head", "add", "--model", model, "--label", "ZETAITE",
+                           new_files["zetaite"][3])
+    assert code == 1 and "differs from the known label 'zetaite' only in case" in err
+    trained = synthetic_data.labels[0]
+    code, _, err = run_cli(capsys, "head", "add", "--model", model, "--label",
+                           trained.swapcase(), new_files["zetaite"][3])
+    assert code == 1 and f"use {trained!r}" in err
 
     query = {lab: files[3] for lab, files in new_files.items()}
     assert label_of(capsys, model, query["zetaite"]) in synthetic_data.labels  # not known yet

@@ -247,7 +247,7 @@ def load_spectrum_covered(path: str | os.PathLike,
         s = read_spectrum(path)
         return preprocess_covered(s.x, s.y, coverage=coverage)
     except RamanEdgeError as e:
-        raise ExplainError(f"{path}: {e}") from None
+        raise ExplainError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
     except (OSError, ValueError) as e:
         raise ExplainError(f"{path}: cannot read a spectrum ({e})") from None
 
