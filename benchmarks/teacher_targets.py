@@ -37,11 +37,16 @@ def target_stats(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 def main(runs: tuple[Path, ...]) -> None:
     """Mean answer of the teacher RUNS (one split) on their clean training spectra."""
+    from ramanedge.errors import RamanEdgeError
     from trainer.run import load_run
     from trainer.train import predict_probs
 
+    try:
+        loaded = [load_run(r) for r in runs]
+    except RamanEdgeError as e:
+        raise click.UsageError(str(e)) from None
     probs, y = [], None
-    for r in map(load_run, runs):
+    for r in loaded:
         X, y_r = r.subset("train")
         if y is not None and not np.array_equal(y, y_r):
             raise click.UsageError("the teacher runs were trained on different splits")

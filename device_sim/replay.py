@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from device_sim.host import HostClient, HostConfig
+from device_sim.host import HostClient, HostConfig, session_first_seq
 from device_sim.launcher import DeviceProcess
 from device_sim.profiles import get_profile
 from device_sim.spectra import ReplayItem
@@ -107,7 +107,10 @@ def replay(items: Sequence[ReplayItem], config: ReplayConfig, *,
             restarts.append({"at_seq": seq, "killed_pid": old, "new_pid": dev.pid,
                              "time": time.time()})
 
-    client = HostClient(link, HostConfig(), on_sent=on_sent)
+    # a device this replay did not start may have served other sessions: do not reuse
+    # their numbering (docs/protocol.md section 2); its own device starts at seq 1
+    client = HostClient(link, HostConfig(), on_sent=on_sent,
+                        first_seq=1 if dev is not None else session_first_seq())
     records: list[dict[str, Any]] = []
     answered: dict[int, str] = {}
     double = 0

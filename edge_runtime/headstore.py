@@ -470,8 +470,8 @@ class HeadStore:
         with self._locked():
             index = self._sync_index(repair=True)
             known = set(self.artifact.labels) | {k for k, n in index.counts.items() if n > 0}
-            twin = min((k for k in known if k != label and k.casefold() == label.casefold()),
-                       default=None)
+            twin = None if label in known else min(
+                (k for k in known if k.casefold() == label.casefold()), default=None)
             if twin is not None:  # 'actinolite' next to 'Actinolite' would be a second class
                 raise HeadStoreError(f"label {label!r} differs from the known label {twin!r} "
                                      f"only in case; use {twin!r}")

@@ -192,8 +192,8 @@ def resample_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID
         raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1 but the model needs "
                             f"{full}")
     if hi - lo < 2:  # nothing (or one point) to resample, whatever the minimum
-        raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1: it does not "
-                            f"overlap the model's {full}")
+        raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1: fewer than 2 points "
+                            f"of the model's {full} grid")
     if frac < coverage.min_fraction:
         raise CoverageError(
             f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1, {100 * frac:.0f}% of the model's "

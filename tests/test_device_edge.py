@@ -249,6 +249,18 @@ def test_cli_serve_ping_info_flash_rollback(tiny_artifact, tmp_path):
         # a spectrum outside the grid is one error record on both paths, not a broken link
         assert "covers" in s_recs[3]["error"] and "covers" in l_recs[3]["error"]
         assert len(s_recs) == len(l_recs) == 4
+        # a scan too dense for one frame (5,000 points in the window) is the file's error
+        xd = np.arange(150.0, 1650.0, 0.3)
+        np.savetxt(tmp_path / "dense.txt", np.c_[xd, 100 + 900 * np.exp(-((xd - 465) / 6) ** 2)],
+                   delimiter=",")
+        dense = subprocess.run([sys.executable, "-m", "ramanedge.cli", "sim", "classify",
+                                "--port", path, str(tmp_path / "dense.txt"),
+                                str(tmp_path / "s.txt")], capture_output=True, text=True,
+                               cwd=REPO, timeout=60)
+        d_recs = [json.loads(ln) for ln in dense.stdout.splitlines()]
+        assert dense.returncode == 0 and len(d_recs) == 2, dense.stderr
+        assert "one frame carries at most 16384 bytes" in d_recs[0]["error"]
+        assert d_recs[1]["top"]
         for argv in (["sim", "classify", "--port", path], ["classify", "--model",
                                                           str(tiny_artifact)]):
             only_bad = subprocess.run([sys.executable, "-m", "ramanedge.cli", *argv, str(bad)],

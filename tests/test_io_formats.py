@@ -241,3 +241,11 @@ def test_decimal_commas_are_read_as_decimal_points() -> None:
     assert plain.x.tolist() == [150, 151, 152] and plain.y.tolist() == [37, 38, 39]
     spaced = parse_columns(b"150.5, 37.25\n151.5, 38\n")  # decimal points: commas separate
     assert spaced.x.tolist() == [150.5, 151.5] and spaced.y.tolist() == [37.25, 38.0]
+    blanks = parse_columns(b"150,37 14,379\n151,5 15,1\n")  # a decimal comma in every field
+    assert blanks.x.tolist() == [150.37, 151.5] and blanks.y.tolist() == [14.379, 15.1]
+    # files read before decimal commas were known keep their reading
+    for text in (b"150 , 37\n151 , 38\n", b"150 ,37\n151 ,38\n", b"150,37 5\n151,38 6\n",
+                 b"150, 37\n151, 38\n"):
+        s = parse_columns(text)
+        assert s.x.tolist() == [150, 151] and s.y.tolist() == [37, 38], text
+    assert parse_columns(b"1e3, 5\n2e3, 6\n").x.tolist() == [1000, 2000]

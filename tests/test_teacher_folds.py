@@ -105,6 +105,8 @@ def test_cross_fitted_targets_come_from_teachers_that_never_saw_the_specimen(mon
 def test_teacher_folds_refusals(tmp_path) -> None:
     with pytest.raises(ValueError, match="teachers >= 2"):
         TrainConfig(teachers=1, teacher_folds=True)
+    with pytest.raises(ValueError, match="needs distill > 0"):
+        TrainConfig(teacher_folds=True, distill=0.0)
     with pytest.raises(ValueError, match="teacher_folds must be true or false"):
         TrainConfig(teacher_folds="yes")
     y, g = _specimens([2, 2])
@@ -139,3 +141,35 @@ def test_teacher_target_stats_on_a_constructed_case() -> None:
     h = -np.sum(P * np.log(P), axis=1).mean()
     assert s["entropy"] == pytest.approx(h)
     assert target_stats(np.eye(2), np.array([0, 1]))["entropy"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_run_folds_by_specimen_even_without_rruff_ids(monkeypatch, tmp_path) -> None:
+    """Files without a RRUFF id each count as their own specimen (as in the grouped split),
+    not as one shared specimen "" across minerals (which put them all in one fold)."""
+    import trainer.run as tr
+    from ramanedge.dataset import Dataset
+    from trainer.run import DataConfig, train_run
+
+    n = 12
+    ds = Dataset(X=np.zeros((n, 1392), np.float32), y=np.repeat(np.arange(3), 4),
+                 labels=["a", "b", "c"], paths=[f"f{i}.txt" for i in range(n)],
+                 sample_ids=[""] * n, lasers=np.full(n, np.nan), name="plain", root="x")
+    split = np.array(["train"] * 9 + ["val", "test", "test"], dtype=object)
+    monkeypatch.setattr(tr, "start_run", lambda out, data, **kw: (tmp_path / "r", ds, split))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_model(*args, groups=None, **kw):
+        seen["groups"] = groups
+        raise Stop
+
+    monkeypatch.setattr(tt, "train_model", fake_train_model)
+    with pytest.raises(Stop):
+        train_run(tmp_path / "r", DataConfig(root="x"),
+                  train_config=TrainConfig(teacher_folds=True, outlier_exposure=0.0), log=None)
+    g = seen["groups"]
+    assert len(g) == 9 and len(set(g.tolist())) == 9  # nine files, nine specimens
+    fold = teacher_fold_ids(ds.y[:9], g, 3, seed=0)
+    assert sorted(np.bincount(fold).tolist()) == [3, 3, 3]

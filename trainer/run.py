@@ -28,7 +28,7 @@ import numpy as np
 
 from ramanedge.errors import DataError, ModelError
 from ramanedge.fsutil import atomic_write_text
-from ramanedge.splits import UNUSED
+from ramanedge.splits import UNUSED, specimen_groups
 from trainer.model import ModelConfig, count_params, flatten_size, load_keras_model
 from trainer.train import TrainConfig
 
@@ -260,7 +260,7 @@ def train_run(
     negatives, files = run_negatives(data, ds, train_config, extra, log=log, say=say)
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
-                         negatives=negatives, groups=np.asarray(ds.sample_ids)[tr], log=log)
+                         negatives=negatives, groups=specimen_groups(ds)[tr], log=log)
     if result.teachers:
         extra["teachers"] = result.teachers
     models = {}

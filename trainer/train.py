@@ -162,6 +162,9 @@ class TrainConfig:
         if self.teacher_folds and self.teachers < 2:
             raise ValueError(f"teacher_folds needs teachers >= 2 (one fold per teacher), got "
                              f"teachers={self.teachers}")
+        if self.teacher_folds and self.distill == 0:
+            raise ValueError("teacher_folds needs distill > 0 (the teachers' answers are only "
+                             "used for distillation)")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be in [0, 1], got {self.distill}")
         if self.qat_epochs < 0:

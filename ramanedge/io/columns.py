@@ -34,16 +34,28 @@ __all__ = ["parse_columns", "parse_npy", "parse_spectrum", "read_spectrum"]
 
 _SPLIT = re.compile(r"[,;\s]+")
 _SPLIT_DECIMAL_COMMA = re.compile(r"[;\s]+")
+_DECIMAL_COMMA_NUMBER = re.compile(r"^[+-]?\d+,\d+([eE][+-]?\d+)?$")
 
 
 def _decimal_comma(lines: list[str]) -> bool:
-    """Whether the numeric rows use decimal commas: every one splits into >= 2 fields at
-    semicolons or blanks, some field holds a comma, and no row has a decimal point."""
+    """Whether the numeric rows use decimal commas: no row has a decimal point, every row
+    splits into >= 2 fields at semicolons or blanks, every comma sits between digits of a
+    number (``150,37``, ``-1,5e3``), and the fields are told apart without the comma (a
+    semicolon or tab in every row, or a comma in every field). Anything else keeps the
+    comma as a separator (``150,37 5`` stays 150 and 37)."""
     numeric = [ln for ln in lines if ln[:1] in set("+-.0123456789")]
     if not numeric or any("." in ln for ln in numeric):
         return False
     fields = [[t for t in _SPLIT_DECIMAL_COMMA.split(ln) if t] for ln in numeric]
-    return all(len(f) >= 2 for f in fields) and any("," in t for f in fields for t in f)
+    if not all(len(f) >= 2 for f in fields):
+        return False
+    with_comma = [t for f in fields for t in f if "," in t]
+    if not with_comma or not all(_DECIMAL_COMMA_NUMBER.match(t) for t in with_comma):
+        return False
+    return all((";" in ln or "\t" in ln) or all("," in t for t in f)
+               for ln, f in zip(numeric, fields, strict=True))
+
+
 _NPY_MAGIC = b"\x93NUMPY"
 _BINARY_MAGIC = {
     b"\x89PNG": "a PNG image",
