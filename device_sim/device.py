@@ -10,10 +10,10 @@ answer. The device keeps the last :attr:`DeviceConfig.cache_size` responses by `
 (together with a digest of the request), so a retried CLASSIFY is answered from the cache,
 byte for byte the same, and is neither recomputed nor counted twice. A new host session
 may reuse seqs of an earlier one (docs/protocol.md section 2), so a cached answer must never
-outlive what it was computed from: a request that may change the device's state (anything but PING, INFO
-and CLASSIFY) drops the cached answers of read-only requests, and INFO (uptime, counters)
-is never cached. The answers of state-changing requests stay cached, so that a late
-duplicate of one is still never executed twice.
+outlive what it was computed from: a request that may change the device's state (anything
+but PING, INFO and CLASSIFY) drops the cached answers of read-only requests, and INFO
+(uptime, counters) is never cached. The answers of state-changing requests stay cached,
+so that a late duplicate of one is still never executed twice.
 
 The model comes from a :class:`~device_sim.uplink.ModelStore` (slots + atomic pointer),
 opened with :func:`open_store`, and is run by a :class:`~device_sim.backend.Backend`
