@@ -197,6 +197,10 @@ def head_retrain(model_dir: Path, store_dir: Path | None, threads: int, alpha: f
     if m["n_exemplars"] == 0:
         click.echo("warning: the artifact has no exemplars.npz; old minerals are kept only by "
                    "the anchor to the base head (expect more forgetting)", err=True)
+    if not m["converged"]:
+        click.echo(f"warning: the fit stopped after {m['n_iter']} iterations without "
+                   "converging; check the answers, or retrain with another --alpha (the "
+                   "previous head stays available: 'ramanedge head rollback')", err=True)
 
 
 @head.command("list")

@@ -77,7 +77,8 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
              head_dtype: str, set_level: float, overwrite: bool,
              data_root: Path | None, check: str | None, calib_sweep: str | None,
              seeds: str) -> None:
-    """Export the run SOURCE as a full-int8 TFLite artifact (or --check a model).
+    """Export the run SOURCE as a full-int8 TFLite artifact (or, with --check edgetpu, check
+    an artifact folder or .tflite SOURCE).
 
     The int8 model is calibrated on a stratified draw from the run's training split and must
     match the float model on the test split (top-1 drop <= 1 point, argmax agreement >= 98%)

@@ -552,7 +552,9 @@ def read_manifest(folder: str | os.PathLike, *, verify_files: bool = True) -> Ma
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     if not folder.is_dir():
-        raise ManifestError(f"model folder {folder} does not exist")
+        raise ManifestError(f"model folder {folder} "
+                            f"{'is a file' if folder.exists() else 'does not exist'}; expected "
+                            "an artifact folder (manifest.json, model.tflite, ...)")
     if not path.is_file():
         raise ManifestError(f"{path} not found: not a ramanedge model artifact")
     if path.is_symlink() or not path.is_file():

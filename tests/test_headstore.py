@@ -435,3 +435,16 @@ def test_knn_logit_rule_is_recalibrated_for_a_retrained_head(capsys, tmp_path, s
     assert rule["logit_mean"] != art.unknown["logit_mean"]  # the new head's logits
     assert np.mean([not clf.classify_grid(x).unknown for x in Xva]) >= 0.85
     assert Classifier.from_dir(art_dir, use_head_store=False).unknown_rule == art.unknown
+
+
+def test_a_fit_that_did_not_converge_is_said_so(capsys, model, new_files):
+    """An absurd --alpha stops the fit at its iteration cap: the head is active (JSON says
+    "converged": false) and the text output warns instead of reporting success alone."""
+    code, _, _ = run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite",
+                         *new_files["zetaite"][:2])
+    assert code == 0
+    code, out, err = run_cli(capsys, "head", "retrain", "--model", model, "--alpha", "1e300")
+    assert code == 0 and "head v0001 active" in out
+    assert "without converging" in err and "ramanedge head rollback" in err
+    code, out, err = run_cli(capsys, "head", "retrain", "--model", model)
+    assert code == 0 and "without converging" not in err

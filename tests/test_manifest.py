@@ -148,6 +148,9 @@ def test_unreadable_manifests(tmp_path: Path, content: str, message: str) -> Non
 def test_not_an_artifact(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="does not exist"):
         read_manifest(tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("x")  # a file given for the folder: said so
+    with pytest.raises(ManifestError, match="file.txt is a file; expected an artifact folder"):
+        read_manifest(tmp_path / "file.txt")
     with pytest.raises(ManifestError, match="not a ramanedge model artifact"):
         read_manifest(tmp_path)
 

@@ -557,7 +557,9 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     """Read and check ``config.json`` of a run folder (no TensorFlow needed)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunError(f"run folder {run_dir} does not exist")
+        raise RunError(f"run folder {run_dir} "
+                       f"{'is a file' if run_dir.exists() else 'does not exist'}; expected the "
+                       "output folder of 'ramanedge train'")
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise RunError(f"{run_dir} is not a training run: missing {', '.join(missing)} "
