@@ -425,8 +425,15 @@ class Classifier:
         return self.preprocess_covered(x, y)[0]
 
     def preprocess_covered(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """Raw spectrum -> ``(the model's grid, covered fraction of the grid)``."""
-        return preprocess_covered(x, y, self.artifact.grid, self.coverage)
+        """Raw spectrum -> ``(the model's grid, covered fraction of the grid)``. A spectrum
+        that is flat on the grid (a dead or saturated detector) raises
+        :class:`~ramanedge.errors.SpectrumError`: it holds no band to name a mineral by."""
+        grid, frac = preprocess_covered(x, y, self.artifact.grid, self.coverage)
+        if float(grid.min()) == float(grid.max()):
+            raise SpectrumError("spectrum is flat on the model grid (every point the same "
+                                "value): no Raman bands to classify; expected a measured "
+                                "spectrum")
+        return grid, frac
 
     def classify_xy(self, x: np.ndarray, y: np.ndarray) -> Prediction:
         """Classify a raw spectrum: wavenumbers ``x`` (cm-1), intensities ``y``.

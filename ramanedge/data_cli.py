@@ -119,7 +119,7 @@ def split_cmd(data: Path | None, name: str, min_spectra: int, cache: Path | None
 @click.option("--file", "spectrum_file", type=click.Path(path_type=Path), default=None,
               help="Only describe one spectrum file (RRUFF .txt, CSV/TXT or .npy).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--top", type=int, default=10, show_default=True,
+@click.option("--top", type=click.IntRange(0, 10_000), default=10, show_default=True,
               help="Show the N minerals with most spectra.")
 def info_cmd(data: Path | None, name: str, min_spectra: int, cache: Path | None,
              split_file: Path | None, spectrum_file: Path | None, as_json: bool,

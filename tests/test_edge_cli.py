@@ -64,6 +64,7 @@ def mixed_folder(tmp_path_factory, synthetic_data) -> Path:
     np.savetxt(d / "f_short.csv", np.c_[np.linspace(400, 1000, 500), np.ones(500)],
                delimiter=",")  # 43% of the grid: below the default --min-coverage
     (d / "g_picture.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    np.savetxt(d / "h_flat.csv", np.c_[x, np.full(x.size, 37.0)], delimiter=",")  # dead detector
     (d / "notes.md").write_text("not a spectrum and not picked up from a folder\n")
     return d
 
@@ -128,6 +129,7 @@ def test_formats_folder_and_per_file_errors(capsys, tiny_artifact, mixed_folder,
     assert "NaN" in recs["e_nan.csv"]["error"]
     assert "43% of the model's 200-1591" in recs["f_short.csv"]["error"]
     assert "not a spectrum" in recs["g_picture.txt"]["error"]
+    assert "spectrum is flat on the model grid" in recs["h_flat.csv"]["error"]
     assert "no such file" in recs["missing.csv"]["error"]
 
 
