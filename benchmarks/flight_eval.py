@@ -112,6 +112,10 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # spectrum gets the answer of the teacher that never saw its specimen)
     "flight-kd-oof": (replace(FLIGHT_LATE_POOL, early_pool=True),
                       replace(TrainConfig(), teacher_folds=True)),
+    # issue 11's accuracy: half the drawn training spectra mixed with another spectrum of the
+    # same mineral (TrainConfig.mix_same), a stand-in for the specimens the data lack
+    "flight-mix": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                   replace(TrainConfig(), mix_same=0.5)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),

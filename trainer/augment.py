@@ -93,7 +93,8 @@ def shift_rows(X: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.take_along_axis(X, idx, axis=1)
 
 
-def _renormalise(X: np.ndarray) -> np.ndarray:
+def renormalise(X: np.ndarray) -> np.ndarray:
+    """Each row of ``X`` (N, P) divided by its maximum again after a transform."""
     peak = X.max(axis=1, keepdims=True)
     # A row whose max would be <= 0 (never for real preprocessed spectra) is left alone.
     peak = np.where(peak > 1e-6, peak, 1.0)
@@ -156,7 +157,7 @@ def augment_batch(
         amp = rng.uniform(0.0, 1.5, size=(n, 1))
         mixed = bands + amp * backgrounds[donor]
         out = np.where(swap[:, None], mixed, out)
-        out = _renormalise(out)
+        out = renormalise(out)
     if config.shift_cm:
         out = shift_rows(out, rng.integers(-config.shift_cm, config.shift_cm + 1, size=n))
     t = np.linspace(-1.0, 1.0, p)[None, :]
@@ -174,7 +175,7 @@ def augment_batch(
         out = out + rng.normal(scale=config.noise_std, size=out.shape)
     if config.crop:
         out = crop_rows(out, config.crop, rng)
-    return _renormalise(out).astype(np.float32)
+    return renormalise(out).astype(np.float32)
 
 
 def crop_rows(X: np.ndarray, prob: float, rng: np.random.Generator,

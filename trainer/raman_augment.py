@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ramanedge.options import check_options, option
-from trainer.augment import crop_rows, shift_rows
+from trainer.augment import crop_rows, renormalise, shift_rows
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,6 @@ class RamanAugmentConfig:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return asdict(self)
-
-
-def _renormalise(X: np.ndarray) -> np.ndarray:
-    peak = X.max(axis=1, keepdims=True)
-    return X / np.where(peak > 1e-6, peak, 1.0)
 
 
 def fluorescence_baseline(n: int, p: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,4 +127,4 @@ def raman_views(X: np.ndarray, config: RamanAugmentConfig, rng: np.random.Genera
         out = add_cosmic_spikes(out, config.spikes, config.spike_height, rng)
     if config.crop:
         out = crop_rows(out, config.crop, rng, spans=spans)
-    return _renormalise(out).astype(np.float32)
+    return renormalise(out).astype(np.float32)

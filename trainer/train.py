@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ramanedge.options import check_options, option
-from trainer.augment import AugmentConfig, augment_batch, split_background
+from trainer.augment import AugmentConfig, augment_batch, renormalise, split_background
 from trainer.model import FEATURES_LAYER, PROBS_LAYER, ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -94,6 +94,12 @@ class TrainConfig:
     spectrum it trained on (which is close to its label). A spectrum whose mineral the
     out-of-fold teacher never saw (all of the mineral's training specimens in one fold)
     gets the mean of the teachers that did."""
+    mix_same: float = 0.0
+    """Probability that a drawn training spectrum is mixed with another training spectrum of
+    the same mineral (0 = off): ``lam * x_i + (1 - lam) * x_j``, ``lam ~ U(0.5, 1)``, max
+    re-normalised, its target mixed alike (distillation targets differ within a mineral),
+    before the run's augmentation. A stand-in for the specimens the data set does not have
+    (docs/parts/flight.md, "Evidence for the limits")."""
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
     validation, best-epoch selection and the saved model use the averaged weights."""
@@ -171,6 +177,8 @@ class TrainConfig:
             raise ValueError(f"qat_epochs must be >= 0, got {self.qat_epochs}")
         if not self.qat_learning_rate > 0:
             raise ValueError(f"qat_learning_rate must be > 0, got {self.qat_learning_rate}")
+        if not 0.0 <= self.mix_same <= 1.0:
+            raise ValueError(f"mix_same must be in [0, 1], got {self.mix_same}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not self.outlier_exposure >= 0.0:
@@ -209,6 +217,7 @@ class TrainConfig:
         d.setdefault("objectosphere", 0.0)  # ... and before the objectosphere loss
         d.setdefault("background_class", False)  # ... and before the background class
         d.setdefault("teacher_folds", False)  # ... and before cross-fitted teachers
+        d.setdefault("mix_same", 0.0)  # ... and before same-mineral mixing
         return cls(**d)
 
 
@@ -410,6 +419,25 @@ def train_teachers(
     if fold is None:
         return P.mean(axis=0).astype(np.float32), info
     return out_of_fold_targets(P, fold, np.stack(seen)), info
+
+
+def same_mineral_partners(y: np.ndarray, rows: Sequence[np.ndarray], rng: np.random.Generator,
+                          p: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each drawn spectrum of class ``y[i]``: a partner row of the same class (``rows[c]``:
+    the training rows of class ``c``) and a weight ``lam`` (N, 1), drawn from ``U(0.5, 1)``
+    with probability ``p`` and 1 otherwise (no mixing). :attr:`TrainConfig.mix_same`."""
+    y = np.asarray(y)
+    u = rng.random(y.size)
+    partner = np.array([rows[c][int(k * len(rows[c]))] for c, k in zip(y, u, strict=True)],
+                       dtype=np.int64)
+    lam = np.where(rng.random(y.size) < p, rng.uniform(0.5, 1.0, y.size), 1.0)
+    return partner, lam[:, None]
+
+
+def mix_rows(lam: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``lam * a + (1 - lam) * b`` row by row (``lam`` (N, 1)): spectra, their background-free
+    parts and their targets are mixed with the same weights."""
+    return lam * a + (1.0 - lam) * b
 
 
 def teacher_fold_ids(y: np.ndarray, groups: np.ndarray, k: int, *, seed: int) -> np.ndarray:
@@ -761,6 +789,7 @@ def fit_model(
         weak = AugmentConfig(shift_cm=pseudo.weak_shift_cm)
         pl_w = np.float32(pseudo.weight * float(np.mean(sample_w)))
 
+    same_rows = [np.flatnonzero(y_train == c) for c in range(n_classes)] if tc.mix_same else []
     plateau = Plateau(tc)
     best_weights = model.get_weights()
     best_unit = background_unit(trainee) if bgc else None
@@ -780,11 +809,17 @@ def fit_model(
         rng = np.random.default_rng([tc.seed, epoch])
         order = np.concatenate([rng.permutation(n) for _ in range(-(-n_draw // n))])[:n_draw]
         xb = X_train[order]
+        bo = None if bands is None else bands[order]
+        if tc.mix_same:  # drawn only when on: runs without it keep their random stream
+            partner, lam = same_mineral_partners(y_train[order], same_rows, rng, tc.mix_same)
+            xb = renormalise(mix_rows(lam, xb, X_train[partner])).astype(np.float32)
+            if bo is not None:
+                bo = mix_rows(lam, bo, bands[partner])
         if tc.augment.enabled:
-            xb = augment_batch(xb, tc.augment, rng,
-                               bands=None if bands is None else bands[order],
-                               backgrounds=backgrounds)
+            xb = augment_batch(xb, tc.augment, rng, bands=bo, backgrounds=backgrounds)
         yb, wb = targets[order], sample_w[order]
+        if tc.mix_same and yb.ndim == 2:  # soft targets differ within a mineral
+            yb = mix_rows(lam, yb, targets[partner]).astype(yb.dtype)
         if oe:
             m = max(1, round(tc.negatives_ratio * n_draw))
             pick = rng.integers(0, negatives.shape[0], size=m)
