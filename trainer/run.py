@@ -260,7 +260,8 @@ def train_run(
     negatives, files = run_negatives(data, ds, train_config, extra, log=log, say=say)
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
-                         negatives=negatives, groups=specimen_groups(ds)[tr], log=log)
+                         negatives=negatives, log=log,
+                         groups=specimen_groups(ds)[tr] if train_config.teacher_folds else None)
     if result.teachers:
         extra["teachers"] = result.teachers
     models = {}
