@@ -426,7 +426,7 @@ class Classifier:
 
     def preprocess_covered(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """Raw spectrum -> ``(the model's grid, covered fraction of the grid)``. A spectrum
-        that is flat on the grid (a dead or saturated detector) raises
+        that is flat on the grid (every point equal, e.g. a saturated detector) raises
         :class:`~ramanedge.errors.SpectrumError`: it holds no band to name a mineral by."""
         grid, frac = preprocess_covered(x, y, self.artifact.grid, self.coverage)
         if float(grid.min()) == float(grid.max()):
@@ -439,8 +439,8 @@ class Classifier:
         """Classify a raw spectrum: wavenumbers ``x`` (cm-1), intensities ``y``.
 
         Raises :class:`~ramanedge.errors.SpectrumError` (or its subclass ``CoverageError``)
-        when the spectrum is empty, holds NaN/inf, has no positive maximum, or covers less of
-        the model grid than the coverage policy accepts.
+        when the spectrum is empty, holds NaN/inf, has no positive maximum, is flat on the
+        model grid, or covers less of the model grid than the coverage policy accepts.
         """
         grid, frac = self.preprocess_covered(x, y)
         return replace(self.classify_grid(grid), coverage=frac)

@@ -255,7 +255,9 @@ def test_partial_coverage_pads_like_training_and_reports_the_fraction(clf):
     strict = Classifier(clf.artifact, clf.interpreter, coverage=CoveragePolicy(mode="refuse"))
     with pytest.raises(CoverageError, match="200-1591"):
         strict.classify_xy(x, y)
-    assert strict.classify_xy(np.linspace(100, 2000, 1901), np.ones(1901)).coverage == 1.0
+    xf = np.linspace(100, 2000, 1901)
+    yf = 1.0 + np.exp(-0.5 * ((xf - 465) / 4) ** 2)  # covers the grid: not refused
+    assert strict.classify_xy(xf, yf).coverage == 1.0
 
 
 def test_features_are_dequantised_int8(clf, synthetic_data):

@@ -50,6 +50,16 @@ def test_training_sees_same_mineral_mixtures(monkeypatch, synthetic_data) -> Non
     real_mix = tt.mix_rows
     monkeypatch.setattr(tt, "mix_rows", lambda lam, a, b: seen.append((a.copy(), b.copy()))
                         or real_mix(lam, a, b))
+    import keras
+
+    batches = []
+    real_step = keras.Model.train_on_batch
+
+    def step(self, x, y=None, **kw):
+        batches.append((np.array(x), np.array(y)))
+        return real_step(self, x, y, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", step)
     teacher = np.random.default_rng(1).dirichlet(np.ones(k), size=len(ytr)).astype(np.float32)
     tc = TrainConfig(epochs=1, teachers=0, distill=0.5, qat_epochs=0, outlier_exposure=0.0,
                      mix_same=1.0, augment=tt.AugmentConfig(), batch_size=64)
@@ -63,8 +73,15 @@ def test_training_sees_same_mineral_mixtures(monkeypatch, synthetic_data) -> Non
     soft = 0.5 * np.eye(k, dtype=np.float32)[ytr] + 0.5 * teacher  # distill = 0.5
     np.testing.assert_allclose(ta, soft[order], rtol=1e-6)
     np.testing.assert_allclose(tp, soft[partner], rtol=1e-6)
+    # what the trainer steps on: the mixtures, max 1 again, and their mixed targets
+    mixed = lam * Xtr[order] + (1 - lam) * Xtr[partner]
+    x0, y0 = batches[0]
+    np.testing.assert_allclose(x0, (mixed / mixed.max(axis=1, keepdims=True))[:64], rtol=1e-5)
+    np.testing.assert_allclose(y0, (lam * soft[order] + (1 - lam) * soft[partner])[:64],
+                               rtol=1e-5)
     calls.clear()
     seen.clear()
+    batches.clear()
     tt.train_model(Xtr, ytr, Xva, yva, k, TINY, TrainConfig(
         epochs=1, teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0,
         augment=tt.AugmentConfig()), log=None)

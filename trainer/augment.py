@@ -93,12 +93,16 @@ def shift_rows(X: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.take_along_axis(X, idx, axis=1)
 
 
+def row_peaks(X: np.ndarray) -> np.ndarray:
+    """The maximum of each row of ``X`` (N, P) as (N, 1); 1 where it would be <= 0 (never for
+    real preprocessed spectra), so that dividing by it leaves such a row alone."""
+    peak = X.max(axis=1, keepdims=True)
+    return np.where(peak > 1e-6, peak, 1.0)
+
+
 def renormalise(X: np.ndarray) -> np.ndarray:
     """Each row of ``X`` (N, P) divided by its maximum again after a transform."""
-    peak = X.max(axis=1, keepdims=True)
-    # A row whose max would be <= 0 (never for real preprocessed spectra) is left alone.
-    peak = np.where(peak > 1e-6, peak, 1.0)
-    return X / peak
+    return X / row_peaks(X)
 
 
 def split_background(X: np.ndarray, degree: int = 5, max_iter: int = 100,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.options import check_options, option
-from trainer.augment import AugmentConfig, augment_batch, renormalise, split_background
+from trainer.augment import AugmentConfig, augment_batch, row_peaks, split_background
 from trainer.model import FEATURES_LAYER, PROBS_LAYER, ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -99,7 +99,8 @@ class TrainConfig:
     the same mineral (0 = off): ``lam * x_i + (1 - lam) * x_j``, ``lam ~ U(0.5, 1)``, max
     re-normalised, its target mixed alike (distillation targets differ within a mineral),
     before the run's augmentation. A stand-in for the specimens the data set does not have
-    (docs/parts/flight.md, "Evidence for the limits")."""
+    (docs/parts/flight.md, "Same-mineral mixing": measured, rejected). The teachers a run
+    trains and its int8-aware fine-tune inherit it."""
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
     validation, best-epoch selection and the saved model use the averaged weights."""
@@ -812,9 +813,11 @@ def fit_model(
         bo = None if bands is None else bands[order]
         if tc.mix_same:  # drawn only when on: runs without it keep their random stream
             partner, lam = same_mineral_partners(y_train[order], same_rows, rng, tc.mix_same)
-            xb = renormalise(mix_rows(lam, xb, X_train[partner])).astype(np.float32)
-            if bo is not None:
-                bo = mix_rows(lam, bo, bands[partner])
+            mixed = mix_rows(lam, xb, X_train[partner])
+            peak = row_peaks(mixed)
+            xb = (mixed / peak).astype(np.float32)  # max 1 again, as every spectrum
+            if bo is not None:  # its background-free part scaled alike
+                bo = mix_rows(lam, bo, bands[partner]) / peak
         if tc.augment.enabled:
             xb = augment_batch(xb, tc.augment, rng, bands=bo, backgrounds=backgrounds)
         yb, wb = targets[order], sample_w[order]
