@@ -215,11 +215,6 @@ def rollback(port: str, baud: int, pace: bool) -> None:
         _echo_json(client.rollback())
 
 
-#: bytes a CLASSIFY or HEAD_ADD request adds to its spectrum (top-k and flags; the label,
-#: at most 255 bytes, and its length)
-REQUEST_OVERHEAD = 256
-
-
 def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: str,
                send: Any) -> None:
     """Read each spectrum file, crop it to the model window and ``send(client, path, x, y)``
@@ -228,10 +223,9 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
     ``ramanedge classify``: 0 when at least one file succeeded, 1 when every file failed;
     a broken link stops the batch (exit 2)."""
     from device_sim.host import DeviceError
-    from device_sim.protocol import MAX_PAYLOAD, encode_spectrum_axis
     from device_sim.spectra import crop_to_window
     from edge_runtime.classify import error_record
-    from ramanedge.errors import RamanEdgeError, SpectrumError
+    from ramanedge.errors import RamanEdgeError
     from ramanedge.io import read_spectrum
 
     failed = 0
@@ -240,16 +234,6 @@ def _each_file(port: str, baud: int, pace: bool, files: tuple[Path, ...], verb: 
             try:
                 s = read_spectrum(f)
                 x, y = crop_to_window(s.x, s.y)
-                try:  # a spectrum no request can carry is the file's fault, not the link's
-                    size = len(encode_spectrum_axis(x, y)) + REQUEST_OVERHEAD
-                except LinkError as e:
-                    raise SpectrumError(f"{f}: {e}") from None
-                if size > MAX_PAYLOAD:
-                    raise SpectrumError(
-                        f"{f}: {x.size} points in the model window make a {size}-byte request; "
-                        f"one frame carries at most {MAX_PAYLOAD} bytes (about "
-                        f"{(MAX_PAYLOAD - REQUEST_OVERHEAD - 19) // 4} points): classify it "
-                        "with 'ramanedge classify' on the ground or resample it coarser")
                 out = send(client, str(f), x, y)
             except (RamanEdgeError, OSError) as e:
                 if isinstance(e, LinkError) and not isinstance(e, DeviceError):

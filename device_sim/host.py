@@ -23,7 +23,7 @@ import numpy as np
 from device_sim import protocol as P
 from device_sim.transport import Link
 from device_sim.uplink import artifact_files
-from ramanedge.errors import LinkError
+from ramanedge.errors import LinkError, SpectrumError
 from ramanedge.manifest import read_manifest
 
 
@@ -101,6 +101,27 @@ def session_first_seq() -> int:
     retries, so a session that numbered from 1 again could be answered from an earlier
     session's cache (docs/protocol.md section 2). Never :data:`~device_sim.protocol.NO_SEQ`."""
     return int.from_bytes(os.urandom(2), "little") % P.NO_SEQ
+
+
+def _spectrum(y: np.ndarray, x: np.ndarray | None) -> bytes:
+    """A spectrum's request encoding (on the model grid when ``x`` is None); a spectrum no
+    request can carry (NaN, under 2 points, ...) is the data's fault, not the link's:
+    :class:`SpectrumError`, raised before any byte is sent."""
+    try:
+        return P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y)
+    except LinkError as e:
+        raise SpectrumError(str(e)) from None
+
+
+def _fits(payload: bytes, y: np.ndarray) -> bytes:
+    """``payload`` if one frame carries it, else :class:`SpectrumError` naming the limit."""
+    if len(payload) > P.MAX_PAYLOAD:
+        n = np.asarray(y).size
+        raise SpectrumError(f"{n} points make a {len(payload)}-byte request; one frame carries "
+                            f"at most {P.MAX_PAYLOAD} bytes (about {(P.MAX_PAYLOAD - 24) // 4} "
+                            "points on their own axis): classify it with 'ramanedge classify' "
+                            "on the ground or resample it coarser")
+    return payload
 
 
 class HostClient:
@@ -273,16 +294,16 @@ class HostClient:
         1392-point model grid (``x`` None: grid id + 2 bytes/point). ``want_set``: ask for
         the prediction set too (``Result.set``; ``None`` from a device or model without
         sets, or when the set does not fit one frame)."""
-        spec = (P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y))
-        ex = self.call(P.MsgType.CLASSIFY, P.encode_classify(spec, top_k, want_set=want_set),
+        payload = P.encode_classify(_spectrum(y, x), top_k, want_set=want_set)
+        ex = self.call(P.MsgType.CLASSIFY, _fits(payload, y),
                        expect_bytes=24 + 40 * top_k + (2048 if want_set else 0))
         return P.decode_result(ex.response.payload), ex
 
     def head_add(self, label: str, y: np.ndarray, x: np.ndarray | None = None
                  ) -> dict[str, Any]:
         """Send one labelled example for onboard learning (HEAD_ADD)."""
-        spec = (P.encode_spectrum_grid(y) if x is None else P.encode_spectrum_axis(x, y))
-        ex = self.call(P.MsgType.HEAD_ADD, P.encode_head_add(label, spec), expect_bytes=256)
+        ex = self.call(P.MsgType.HEAD_ADD, _fits(P.encode_head_add(label, _spectrum(y, x)), y),
+                       expect_bytes=256)
         return P.decode_json(ex.response.payload)
 
     def head_retrain(self, **options: Any) -> dict[str, Any]:
