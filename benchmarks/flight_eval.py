@@ -116,6 +116,10 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # same mineral (TrainConfig.mix_same), a stand-in for the specimens the data lack
     "flight-mix": (replace(FLIGHT_LATE_POOL, early_pool=True),
                    replace(TrainConfig(), mix_same=0.5)),
+    # function matching: the teachers answer each epoch's augmented views (shift undone)
+    # instead of the clean spectra once (measured 2026-12-05 afternoon: docs/parts/flight.md)
+    "flight-fm": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                  replace(TrainConfig(), distill_views=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
@@ -129,7 +133,7 @@ def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
     ``seed * 1000 + 1 + i``, no negatives, no int8-aware step) as recipes of runs of their
     own: distilling from those runs gives the run's own teacher targets."""
     return tuple((model_config, replace(train_config, teachers=0, teacher_folds=False,
-                                        distill=0.0,
+                                        distill=0.0, distill_views=False,
                                         augment=TEACHER_AUGMENT,
                                         seed=train_config.seed * 1000 + 1 + i,
                                         outlier_exposure=0.0, qat_epochs=0))

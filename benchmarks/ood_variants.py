@@ -165,8 +165,8 @@ def main(data_root: Path, eval_dir: Path, recipe: str, out: Path | None) -> None
         S = {k: parts(v, art.head.logits(v), unit, bank_y, bgu) for k, v in F.items()}
 
         # each part standardised on the known validation spectra, as the shipped rule is
-        Z = {k: {p: (v[p] - S["val"][p].mean()) / max(float(S["val"][p].std()), 1e-9)
-                 for p in v} for k, v in S.items()}
+        by_part = {p: _standardised({k: v[p] for k, v in S.items()}) for p in S["val"]}
+        Z = {k: {p: by_part[p][k] for p in by_part} for k in S}
 
         def add(name: str, s: dict[str, np.ndarray]) -> None:
             """One split's AUROCs of score ``s`` (per part of the data) under ``name``."""

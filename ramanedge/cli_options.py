@@ -35,5 +35,13 @@ def coverage_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def coverage_policy(mode: str, min_coverage: float) -> CoveragePolicy:
-    """The :class:`~ramanedge.grid.CoveragePolicy` of the two options."""
+    """The :class:`~ramanedge.grid.CoveragePolicy` of the two options. Inside a command, a
+    ``--min-coverage`` given on the command line together with ``--coverage refuse`` (which
+    needs the full grid and would silently ignore it) is a usage error."""
+    ctx = click.get_current_context(silent=True)
+    if (mode == "refuse" and ctx is not None and "min_coverage" in ctx.params
+            and ctx.get_parameter_source("min_coverage")
+            is click.core.ParameterSource.COMMANDLINE):
+        raise click.UsageError("--min-coverage applies to --coverage pad only; --coverage "
+                               "refuse accepts only spectra covering the whole grid")
     return CoveragePolicy(mode=mode, min_fraction=1.0 if mode == "refuse" else min_coverage)

@@ -93,6 +93,11 @@ def test_classify_real_rruff_files(capsys, tiny_artifact, real_rruff):
         assert f"{p}: error: spectrum covers" in err and "200-1591" in err
     assert f"classified {len(good)} of {len(good) + len(oriented)} files" in err
     assert "Traceback" not in err
+    # a minimum coverage only means something when padding: asked with refuse, a usage error
+    code, out, err = run_cli(capsys, "classify", "--model", tiny_artifact, "--coverage",
+                             "refuse", "--min-coverage", "0.5", *good)
+    assert code == 2 and out == "" and "--min-coverage applies to --coverage pad" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.realdata

@@ -141,15 +141,19 @@ def augment_batch(
     *,
     bands: np.ndarray | None = None,
     backgrounds: np.ndarray | None = None,
-) -> np.ndarray:
+    with_shifts: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Return an augmented float32 copy of the batch ``X`` (N, P); ``X`` is not modified.
 
     ``bands`` (rows aligned with ``X``) and ``backgrounds`` (any number of rows, the pool to
     draw from) are needed when ``config.background > 0``; see :func:`split_background`.
+    ``with_shifts``: return ``(batch, shifts)``, the whole-point shift drawn for each row
+    (zeros without ``shift_cm``); the random draws are the same either way.
     """
     X = np.asarray(X, dtype=np.float32)
+    shifts = np.zeros(X.shape[0], dtype=np.int64)
     if not config.enabled or X.shape[0] == 0:
-        return X.copy()
+        return (X.copy(), shifts) if with_shifts else X.copy()
     n, p = X.shape
     out = X.astype(np.float64)
     if config.background:
@@ -163,7 +167,8 @@ def augment_batch(
         out = np.where(swap[:, None], mixed, out)
         out = renormalise(out)
     if config.shift_cm:
-        out = shift_rows(out, rng.integers(-config.shift_cm, config.shift_cm + 1, size=n))
+        shifts = rng.integers(-config.shift_cm, config.shift_cm + 1, size=n)
+        out = shift_rows(out, shifts)
     t = np.linspace(-1.0, 1.0, p)[None, :]
     if config.scale:
         slope = rng.uniform(-config.scale, config.scale, size=(n, 1))
@@ -179,7 +184,8 @@ def augment_batch(
         out = out + rng.normal(scale=config.noise_std, size=out.shape)
     if config.crop:
         out = crop_rows(out, config.crop, rng)
-    return renormalise(out).astype(np.float32)
+    out = renormalise(out).astype(np.float32)
+    return (out, shifts) if with_shifts else out
 
 
 def crop_rows(X: np.ndarray, prob: float, rng: np.random.Generator,

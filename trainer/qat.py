@@ -317,7 +317,8 @@ def quantization_aware_finetune(
     ``train_config.qat_epochs`` more epochs at ``qat_learning_rate`` with the same
     augmentation, class weights and targets
     ``(1 - distill) * onehot + distill * float model`` (the float network distils into its
-    int8 self; plain labels when ``distill`` is 0). The epoch with the best validation
+    int8 self, on each epoch's augmented views with ``distill_views``; plain labels when
+    ``distill`` is 0). The epoch with the best validation
     accuracy is kept (each epoch recalibrated before it is validated, as the export will
     calibrate it). The folded start is not a candidate: the shipped network is always one
     trained with the roundings in the loop (its validation top-1 is reported). ``negatives``:
@@ -330,7 +331,7 @@ def quantization_aware_finetune(
 
     import numpy as np
 
-    from trainer.train import predict_probs, train_model
+    from trainer.train import ensemble_fn, predict_probs, train_model
 
     tc = train_config
     qcfg = dataclasses.replace(model_config, act_quant=True)
@@ -349,6 +350,7 @@ def quantization_aware_finetune(
     res = train_model(X_train, y_train, X_val, y_val, n_classes, qcfg, qtc,
                       init_weights=start.get_weights(), teacher_probs=soft,
                       negatives=negatives, background_init=background_init,
+                      teacher_fn=ensemble_fn([float_model]) if tc.distill_views else None,
                       # the weights moved: so did the grids the converter will find
                       epoch_end=lambda m: calibrate_act_quant(m, calib), log=log)
     calibrate_act_quant(res.model, calib)  # the restored epoch's own grids (a no-op)

@@ -241,6 +241,10 @@ def train_run(
     if teachers and train_config.teacher_folds:  # before start_run touches ``out``
         raise RunError("teacher_folds cross-fits the teachers a run trains itself; "
                        "teacher runs given with --teacher cannot be cross-fitted")
+    if teachers and train_config.distill_views:
+        raise RunError("distill_views asks the teachers a run trains itself on every epoch's "
+                       "views; teacher runs given with --teacher only give their answers on "
+                       "the clean spectra")
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)

@@ -221,7 +221,8 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     # alone): the run records what it did
     train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0,
                            objectosphere=0.0, background_class=False, teachers=0,
-                           teacher_folds=False, distill=0.0, qat_epochs=0)
+                           teacher_folds=False, distill=0.0, distill_views=False,
+                           qat_epochs=0)
     config = config or SSLConfig()
     say = report if report is not None else log
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)

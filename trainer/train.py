@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.options import check_options, option
-from trainer.augment import AugmentConfig, augment_batch, row_peaks, split_background
+from trainer.augment import AugmentConfig, augment_batch, row_peaks, shift_rows, split_background
 from trainer.model import FEATURES_LAYER, PROBS_LAYER, ModelConfig, build_model
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -94,6 +94,16 @@ class TrainConfig:
     spectrum it trained on (which is close to its label). A spectrum whose mineral the
     out-of-fold teacher never saw (all of the mineral's training specimens in one fold)
     gets the mean of the teachers that did."""
+    distill_views: bool = False
+    """Function matching (Beyer et al. 2022, "patient and consistent" distillation): every
+    epoch the teachers answer the student's own augmented view, with its random shift undone
+    (so they see band positions they were trained on), instead of the clean training
+    spectrum once; the target is ``(1 - distill) * onehot(y) + distill * that answer``. On
+    their own training spectra the teachers answer close to the label, so the clean targets
+    are mostly label smoothing (``benchmarks.teacher_targets``); on augmented views they are
+    less sure. Needs ``distill`` > 0 and the run's own teachers (not teacher runs given
+    with ``--teacher``, not cross-fitted). The int8-aware fine-tune then distils from its
+    float model the same way."""
     mix_same: float = 0.0
     """Probability that a drawn training spectrum is mixed with another training spectrum of
     the same mineral (0 = off): ``lam * x_i + (1 - lam) * x_j``, ``lam ~ U(0.5, 1)``, max
@@ -172,6 +182,14 @@ class TrainConfig:
         if self.teacher_folds and self.distill == 0:
             raise ValueError("teacher_folds needs distill > 0 (the teachers' answers are only "
                              "used for distillation)")
+        if not isinstance(self.distill_views, bool):
+            raise ValueError(f"distill_views must be true or false, got {self.distill_views!r}")
+        if self.distill_views and self.distill == 0:
+            raise ValueError("distill_views needs distill > 0 (the teachers' answers are only "
+                             "used for distillation)")
+        if self.distill_views and self.teacher_folds:
+            raise ValueError("distill_views and teacher_folds are alternative teacher targets: "
+                             "set one of them, not both")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be in [0, 1], got {self.distill}")
         if self.qat_epochs < 0:
@@ -219,6 +237,7 @@ class TrainConfig:
         d.setdefault("background_class", False)  # ... and before the background class
         d.setdefault("teacher_folds", False)  # ... and before cross-fitted teachers
         d.setdefault("mix_same", 0.0)  # ... and before same-mineral mixing
+        d.setdefault("distill_views", False)  # ... and before function matching
         return cls(**d)
 
 
@@ -382,10 +401,13 @@ def train_teachers(
     train_config: TrainConfig,
     *,
     groups: np.ndarray | None = None,
+    models: list[Any] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Train ``train_config.teachers`` teacher models; return their mean probabilities on the
-    (clean) training spectra and one summary per teacher (seed, epochs, val top-1).
+    (clean) training spectra and one summary per teacher (seed, epochs, val top-1). The
+    trained models are appended to ``models`` when given (function matching asks them again
+    every epoch: :attr:`TrainConfig.distill_views`).
 
     Teachers see only the training split (validation drives their early stopping), so the
     distilled student never learns from spectra it is later judged on. With
@@ -402,12 +424,15 @@ def train_teachers(
     probs, seen, info = [], [], []
     for i in range(n):
         tc = replace(train_config, teachers=0, distill=0.0, teacher_folds=False,
+                     distill_views=False,
                      augment=TEACHER_AUGMENT, seed=train_config.seed * 1000 + 1 + i)
         rows = np.ones(len(y_train), dtype=bool) if fold is None else fold != i
         res = train_model(X_train[rows], y_train[rows], X_val, y_val, n_classes, model_config,
                           tc, log=None)
         val = float(np.mean(predict_probs(res.model, X_val).argmax(1) == y_val))
         probs.append(predict_probs(res.model, X_train))
+        if models is not None:
+            models.append(res.model)
         seen.append(np.isin(y_train, y_train[rows]))  # its mineral was among this teacher's
         info.append({"seed": tc.seed, "epochs": res.epochs_run, "val_top1": val,
                      "seconds": round(res.seconds, 1),
@@ -506,6 +531,17 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def ensemble_fn(models: Sequence[Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """The mean probabilities of ``models`` as a function of a batch of spectra (N, P)."""
+    if not models:
+        raise ValueError("an ensemble needs at least one model")
+
+    def probs(X: np.ndarray) -> np.ndarray:
+        return np.mean([predict_probs(m, X) for m in models], axis=0).astype(np.float32)
+
+    return probs
 
 
 def predict_probs(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -626,6 +662,7 @@ def train_model(
     background_init: tuple[np.ndarray, float] | None = None,
     epoch_end: Callable[[Any], None] | None = None,
     groups: np.ndarray | None = None,
+    teacher_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
@@ -643,6 +680,9 @@ def train_model(
     (``train_config.outlier_exposure`` > 0, see :func:`fit_model`); teachers never see them.
     ``background_init``: see :func:`fit_model`. ``groups``: the specimen id of each training
     spectrum, for :attr:`TrainConfig.teacher_folds` (required then, unused otherwise).
+    ``teacher_fn``: the teachers as a function of a batch of spectra (N, P) -> (N, K), for
+    :attr:`TrainConfig.distill_views`; without it the teachers this call trains are used
+    (one of the two is required then).
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
@@ -650,9 +690,16 @@ def train_model(
     _check_schedule(schedule)
     soft = None
     teacher_info: list[dict[str, float]] = []
+    own: list[Any] = []
     if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
-                                                     model_config, tc, groups=groups, log=log)
+                                                     model_config, tc, groups=groups,
+                                                     models=own, log=log)
+    if tc.distill_views and teacher_fn is None:
+        if not own:
+            raise ValueError("distill_views needs the teachers themselves: teachers >= 1 "
+                             "trained by this call, or teacher_fn")
+        teacher_fn = ensemble_fn(own)
     if tc.distill > 0:
         if teacher_probs is None:
             raise ValueError("distill > 0 needs teachers: teachers >= 1 in the config, or the "
@@ -669,7 +716,8 @@ def train_model(
         model.set_weights(init_weights)
     result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
                        negatives=negatives, background_init=background_init,
-                       schedule=schedule, epoch_end=epoch_end, log=log)
+                       schedule=schedule, epoch_end=epoch_end,
+                       teacher_fn=teacher_fn if tc.distill_views else None, log=log)
     result.teachers = teacher_info
     return result
 
@@ -691,6 +739,7 @@ def fit_model(
     epoch_end: Callable[[Any], None] | None = None,
     unlabelled: np.ndarray | None = None,
     pseudo: PseudoLabelConfig | None = None,
+    teacher_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """The epoch loop: train a K-class softmax ``model`` (fresh or pretrained; compiled here
@@ -716,6 +765,11 @@ def fit_model(
     validation, best-epoch selection and the kept weights use the averaged weights.
     ``unlabelled`` (U, P) with ``pseudo``: FixMatch-style pseudo-labels, refreshed every
     epoch (:class:`PseudoLabelConfig`); ``history["pseudo"]`` counts those kept per epoch.
+    ``teacher_fn`` (spectra (N, P) -> probabilities (N, K)) with ``soft_targets``: function
+    matching (:attr:`TrainConfig.distill_views`): every epoch the known spectra's targets
+    become ``(1 - distill) * labels + distill * teacher_fn(view)``, ``view`` = the drawn,
+    augmented spectrum with its shift undone (negatives and pseudo-labelled spectra keep
+    theirs).
     With outlier exposure and ``train_config.objectosphere`` > 0 the steps also train the
     features' lengths (:func:`objectosphere_loss` on :func:`objectosphere_view`; the logged
     training loss then includes it, the validation loss does not) and ``model`` is returned
@@ -741,6 +795,8 @@ def fit_model(
                              f"{negatives.shape}")
         if soft_targets is None:  # the uniform targets need the soft-target loss
             soft_targets = np.eye(n_classes, dtype=np.float32)[y_train]
+    if teacher_fn is not None and soft_targets is None:
+        raise ValueError("teacher_fn (function matching) needs soft_targets: distillation on")
     acc_key = "accuracy" if soft_targets is None else "categorical_accuracy"
     ce = ("sparse_categorical_crossentropy" if soft_targets is None
           else "categorical_crossentropy")
@@ -791,6 +847,7 @@ def fit_model(
         pl_w = np.float32(pseudo.weight * float(np.mean(sample_w)))
 
     same_rows = [np.flatnonzero(y_train == c) for c in range(n_classes)] if tc.mix_same else []
+    onehot = np.eye(n_classes, dtype=np.float32)[y_train] if teacher_fn is not None else None
     plateau = Plateau(tc)
     best_weights = model.get_weights()
     best_unit = background_unit(trainee) if bgc else None
@@ -818,11 +875,21 @@ def fit_model(
             xb = (mixed / peak).astype(np.float32)  # max 1 again, as every spectrum
             if bo is not None:  # its background-free part scaled alike
                 bo = mix_rows(lam, bo, bands[partner]) / peak
+        shifts = None
         if tc.augment.enabled:
-            xb = augment_batch(xb, tc.augment, rng, bands=bo, backgrounds=backgrounds)
+            xb, shifts = augment_batch(xb, tc.augment, rng, bands=bo, backgrounds=backgrounds,
+                                       with_shifts=True)
         yb, wb = targets[order], sample_w[order]
         if tc.mix_same and yb.ndim == 2:  # soft targets differ within a mineral
             yb = mix_rows(lam, yb, targets[partner]).astype(yb.dtype)
+        if teacher_fn is not None:  # function matching: the teachers answer this very view
+            hard = onehot[order]
+            if tc.mix_same:
+                hard = mix_rows(lam, hard, onehot[partner])
+            view = xb if shifts is None else shift_rows(xb, -shifts)  # their band positions
+            yb = yb.copy()
+            yb[:, :n_classes] = ((1.0 - tc.distill) * hard
+                                 + tc.distill * teacher_fn(view)).astype(yb.dtype)
         if oe:
             m = max(1, round(tc.negatives_ratio * n_draw))
             pick = rng.integers(0, negatives.shape[0], size=m)

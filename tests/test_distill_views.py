@@ -1,0 +1,166 @@
+"""Function matching (``TrainConfig.distill_views``, issue 11): the teachers answer every
+epoch's augmented views, with the shift undone, instead of the clean spectra once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trainer.train as tt
+from trainer.augment import AugmentConfig, augment_batch, shift_rows
+from trainer.model import ModelConfig
+from trainer.train import TrainConfig
+
+TINY = ModelConfig(arch="paper", pool_size=8, dense_units=16, dropout=0.0, filters=(4, 8, 8),
+                   kernel_size=5)
+
+
+SMALL_FLIGHT = ModelConfig(filters=(8, 8, 8, 8, 8), reduce_channels=4)
+
+
+def _plain(**kw) -> TrainConfig:
+    base = {"epochs": 1, "teachers": 0, "distill": 0.5, "qat_epochs": 0,
+            "outlier_exposure": 0.0, "batch_size": 64}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_config_checks_and_old_runs() -> None:
+    with pytest.raises(ValueError, match="distill_views needs distill > 0"):
+        TrainConfig(distill_views=True, distill=0.0)
+    with pytest.raises(ValueError, match="distill_views and teacher_folds"):
+        TrainConfig(distill_views=True, teacher_folds=True)
+    with pytest.raises(ValueError, match="true or false"):
+        TrainConfig(distill_views=1)
+    old = TrainConfig().to_dict()
+    del old["distill_views"]  # a run written before function matching
+    assert TrainConfig.from_dict(old).distill_views is False
+
+
+def test_augment_reports_its_shifts_without_changing_the_draws() -> None:
+    X = np.random.default_rng(0).random((20, 200)).astype(np.float32)
+    cfg = AugmentConfig(shift_cm=9, noise_std=0.01, baseline=0.1)
+    plain = augment_batch(X, cfg, np.random.default_rng(5))
+    out, shifts = augment_batch(X, cfg, np.random.default_rng(5), with_shifts=True)
+    np.testing.assert_array_equal(plain, out)
+    assert shifts.shape == (20,) and np.abs(shifts).max() <= 9 and np.any(shifts != 0)
+    only = AugmentConfig(shift_cm=9)
+    moved, s = augment_batch(X, only, np.random.default_rng(5), with_shifts=True)
+    np.testing.assert_allclose(moved, shift_rows(X, s) / shift_rows(X, s).max(1, keepdims=True),
+                               rtol=1e-6)
+    _, none = augment_batch(X, AugmentConfig(), np.random.default_rng(5), with_shifts=True)
+    assert np.all(none == 0)
+
+
+def test_targets_are_the_teachers_answers_on_the_unshifted_views(monkeypatch,
+                                                                 synthetic_data) -> None:
+    """The trainer asks the teacher function once per epoch about the spectra it is about
+    to step on, with their shifts undone (each view equals a training spectrum away from
+    the edges), and steps on (1 - d) onehot + d teacher(view). Without ``distill_views`` the
+    function is never called."""
+    import keras
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    k = len(synthetic_data.labels)
+    W = np.random.default_rng(3).normal(size=(Xtr.shape[1], k))
+    asked: list[np.ndarray] = []
+
+    def teacher(V: np.ndarray) -> np.ndarray:
+        asked.append(np.array(V))
+        return _softmax(V @ W)
+
+    batches = []
+    real_step = keras.Model.train_on_batch
+
+    def step(self, x, y=None, **kw):
+        batches.append((np.array(x), np.array(y)))
+        return real_step(self, x, y, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", step)
+    clean = np.full((len(ytr), k), 1.0 / k, dtype=np.float32)  # what it would use otherwise
+    tc = _plain(epochs=2, distill=0.4, distill_views=True, augment=AugmentConfig(shift_cm=6))
+    tt.train_model(Xtr, ytr, Xva, yva, k, TINY, tc, teacher_probs=clean, teacher_fn=teacher,
+                   log=None)
+    assert len(asked) == 2  # once per epoch
+    xs = np.concatenate([b[0] for b in batches])
+    ys = np.concatenate([b[1] for b in batches])
+    n = len(ytr)
+    for e in range(2):
+        view, x_e, y_e = asked[e], xs[e * n:(e + 1) * n], ys[e * n:(e + 1) * n]
+        # the view is a training spectrum again (inside the edges a shift pads)
+        inner = slice(6, -6)
+        match = (np.abs(view[:, None, inner] - Xtr[None, :, inner]).max(axis=2) < 1e-6)
+        assert np.all(match.sum(axis=1) >= 1)
+        assert not np.allclose(view, x_e)  # ... and not the shifted spectrum stepped on
+        hard = (y_e - 0.4 * _softmax(view @ W)) / 0.6
+        np.testing.assert_allclose(hard.sum(axis=1), 1.0, atol=1e-4)
+        np.testing.assert_allclose(hard.max(axis=1), 1.0, atol=1e-4)  # one-hot labels
+        own = ytr[match.argmax(axis=1)]
+        np.testing.assert_array_equal(hard.argmax(axis=1), own)
+    asked.clear()
+    tt.train_model(Xtr, ytr, Xva, yva, k, TINY, _plain(augment=AugmentConfig(shift_cm=6)),
+                   teacher_probs=clean, teacher_fn=teacher, log=None)
+    assert asked == []
+
+
+def _softmax(Z: np.ndarray) -> np.ndarray:
+    Z = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Z)
+    return (E / E.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_own_teachers_are_asked_every_epoch(monkeypatch, synthetic_data) -> None:
+    """With the run's own teachers the trainer builds their ensemble function and uses it;
+    without teachers or a function it refuses with a one-line reason."""
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    k = len(synthetic_data.labels)
+    counted = []
+    real = tt.ensemble_fn
+
+    def spy(models):
+        fn = real(models)
+        counted.append(len(models))
+
+        def wrapped(V):
+            counted.append(V.shape)
+            return fn(V)
+        return wrapped
+
+    monkeypatch.setattr(tt, "ensemble_fn", spy)
+    tc = _plain(epochs=2, teachers=2, distill_views=True, augment=AugmentConfig(shift_cm=4))
+    tt.train_model(Xtr, ytr, Xva, yva, k, TINY, tc, log=None)
+    assert counted[0] == 2 and counted[1:] == [Xtr.shape, Xtr.shape]
+    with pytest.raises(ValueError, match="needs the teachers themselves"):
+        tt.train_model(Xtr, ytr, Xva, yva, k, TINY, _plain(distill_views=True),
+                       teacher_probs=np.full((len(ytr), k), 1 / k, np.float32), log=None)
+
+
+def test_int8_finetune_matches_its_float_model_on_views(monkeypatch, synthetic_data) -> None:
+    """The int8-aware fine-tune passes its float model as the teacher function when the run
+    uses function matching, and none otherwise."""
+    import trainer.qat as tq
+    from trainer.model import build_model
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    k = len(synthetic_data.labels)
+    mc = SMALL_FLIGHT
+    float_model = build_model(k, mc)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(*a, teacher_fn=None, **kw):
+        seen.append(teacher_fn)
+        raise Stop
+
+    monkeypatch.setattr(tt, "train_model", fake)
+    for views in (True, False):
+        with pytest.raises(Stop):
+            tq.quantization_aware_finetune(float_model, Xtr, ytr, Xva, yva, k, mc,
+                                           _plain(distill_views=views, qat_epochs=1))
+    fn, none = seen
+    assert none is None
+    np.testing.assert_allclose(fn(Xva[:5]), tt.predict_probs(float_model, Xva[:5]), rtol=1e-5)
