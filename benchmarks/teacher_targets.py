@@ -8,6 +8,10 @@ runs ``benchmarks.flight_eval --recipe flight-kd-m2`` keeps)::
     python -m benchmarks.teacher_targets runs/flight/eval-kd/flight-kd-m2-grouped0/teacher0 \\
         runs/flight/eval-kd/flight-kd-m2-grouped0/teacher1 \\
         runs/flight/eval-kd/flight-kd-m2-grouped0/teacher2
+
+``--views N`` also prints their mean answer on N augmented copies of those spectra (the
+flight augmentation, each copy's shift undone): what function matching
+(``TrainConfig.distill_views``) distils instead.
 """
 
 from __future__ import annotations
@@ -32,10 +36,28 @@ def target_stats(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "entropy": float(-(P * np.log(np.clip(P, 1e-12, None))).sum(1).mean())}
 
 
+def teacher_views(X: np.ndarray, copies: int) -> list[np.ndarray]:
+    """``copies`` augmented copies of the training spectra ``X`` as function matching shows
+    them to the teachers: the flight augmentation (:data:`trainer.train.FLIGHT_AUGMENT`,
+    backgrounds from ``X`` itself), each row's shift undone; copy ``i`` drawn from seed ``i``."""
+    from trainer.augment import augment_batch, shift_rows, split_background
+    from trainer.train import FLIGHT_AUGMENT
+
+    bands, backgrounds = split_background(X)
+    out = []
+    for i in range(copies):
+        V, s = augment_batch(X, FLIGHT_AUGMENT, np.random.default_rng(i), bands=bands,
+                             backgrounds=backgrounds, with_shifts=True)
+        out.append(shift_rows(V, -s))
+    return out
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
-def main(runs: tuple[Path, ...]) -> None:
+@click.option("--views", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="also their answer on this many augmented copies (shift undone)")
+def main(runs: tuple[Path, ...], views: int) -> None:
     """Mean answer of the teacher RUNS (one split) on their clean training spectra."""
     from ramanedge.errors import RamanEdgeError
     from trainer.run import load_run
@@ -56,6 +78,13 @@ def main(runs: tuple[Path, ...]) -> None:
     click.echo(f"{len(runs)} teachers, {len(y)} training spectra: top-1 {100 * s['top1']:.1f} %, "
                f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
                f"mean entropy {s['entropy']:.2f} nats")
+    if views:
+        V = teacher_views(X, views)
+        s = target_stats(np.concatenate([np.mean([predict_probs(r.model, v) for r in loaded],
+                                                 axis=0) for v in V]), np.tile(y, views))
+        click.echo(f"on {views} augmented copies (shift undone): top-1 {100 * s['top1']:.1f} %, "
+                   f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
+                   f"mean entropy {s['entropy']:.2f} nats")
 
 
 if __name__ == "__main__":  # pragma: no cover

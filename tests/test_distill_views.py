@@ -25,6 +25,7 @@ def _plain(**kw) -> TrainConfig:
 
 
 def test_config_checks_and_old_runs() -> None:
+    assert TrainConfig().distill_views is False  # measured, not adopted
     with pytest.raises(ValueError, match="distill_views needs distill > 0"):
         TrainConfig(distill_views=True, distill=0.0)
     with pytest.raises(ValueError, match="distill_views and teacher_folds"):
@@ -110,8 +111,8 @@ def _softmax(Z: np.ndarray) -> np.ndarray:
 
 
 def test_own_teachers_are_asked_every_epoch(monkeypatch, synthetic_data) -> None:
-    """With the run's own teachers the trainer builds their ensemble function and uses it;
-    without teachers or a function it refuses with a one-line reason."""
+    """With the run's own teachers the trainer builds their ensemble function and asks it
+    every epoch; without teachers or a function it refuses with a one-line reason."""
     Xtr, ytr = synthetic_data.part("train")
     Xva, yva = synthetic_data.part("val")
     k = len(synthetic_data.labels)
@@ -164,3 +165,60 @@ def test_int8_finetune_matches_its_float_model_on_views(monkeypatch, synthetic_d
     fn, none = seen
     assert none is None
     np.testing.assert_allclose(fn(Xva[:5]), tt.predict_probs(float_model, Xva[:5]), rtol=1e-5)
+
+
+def test_a_run_matches_the_functions_of_given_teacher_runs(monkeypatch, tmp_path) -> None:
+    """Teacher runs given with --teacher: their models become the teacher function handed
+    to the trainer (which asks it every epoch under function matching)."""
+    import trainer.run as tr
+    from ramanedge.dataset import Dataset
+    from trainer.run import DataConfig, train_run
+
+    n = 12
+    ds = Dataset(X=np.random.default_rng(0).random((n, 1392)).astype(np.float32),
+                 y=np.repeat(np.arange(3), 4), labels=["a", "b", "c"],
+                 paths=[f"f{i}.txt" for i in range(n)], sample_ids=[""] * n,
+                 lasers=np.full(n, np.nan), name="plain", root="x")
+    split = np.array(["train"] * 9 + ["val", "test", "test"], dtype=object)
+    monkeypatch.setattr(tr, "start_run", lambda out, data, **kw: (tmp_path / "r", ds, split))
+
+    class Teacher:  # what predict_probs asks of a Keras model
+        def predict_on_batch(self, X):
+            return np.tile([0.2, 0.3, 0.5], (len(X), 1)).astype(np.float32)
+
+    def given(teachers, ds, split, *, models=None, log=None):
+        models.append(Teacher())
+        return np.full((9, 3), 1 / 3, np.float32)
+
+    monkeypatch.setattr(tr, "teacher_probabilities", given)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_model(*args, teacher_fn=None, **kw):
+        seen.append(teacher_fn)
+        raise Stop
+
+    monkeypatch.setattr(tt, "train_model", fake_train_model)
+    with pytest.raises(Stop):
+        train_run(tmp_path / "r", DataConfig(root="x"), train_config=TrainConfig(
+            outlier_exposure=0.0, distill_views=True), teachers=(tmp_path / "t",), log=None)
+    np.testing.assert_allclose(seen[0](ds.X[:4]), np.tile([0.2, 0.3, 0.5], (4, 1)))
+
+
+def test_teacher_views_put_the_bands_back_where_they_were() -> None:
+    """benchmarks.teacher_targets' views: one sharp band per spectrum, augmented with the
+    flight augmentation (shifts up to 30 points) and the shift undone: the band is back at its
+    own position in most copies (a crop can cut it away), which a shifted copy would almost
+    never be."""
+    from benchmarks.teacher_targets import teacher_views
+
+    rng = np.random.default_rng(0)
+    where = rng.integers(200, 1200, size=60)
+    X = np.full((60, 1392), 0.02, dtype=np.float32)
+    X[np.arange(60), where] = 1.0
+    V = teacher_views(X, 2)
+    assert len(V) == 2 and V[0].shape == X.shape and not np.allclose(V[0], V[1])
+    back = np.mean([np.mean(v.argmax(axis=1) == where) for v in V])
+    assert back > 0.6

@@ -95,6 +95,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "flight recipe, 0 = no distillation).")
 @click.option("--distill", type=float, default=None,
               help="Weight of the teachers' probabilities in the targets [default 0.5].")
+@click.option("--distill-views/--no-distill-views", default=None,
+              help="Function matching: the teachers answer every epoch's augmented views "
+                   "(shift undone) instead of the clean spectra once [default: off].")
 @click.option("--pool-size", "-m", type=int, default=None, help="Pooling size m.")
 @click.option("--pool-layers", "-n", type=int, default=None, help="Number of pooling layers n.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
@@ -154,7 +157,7 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
               help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
-          n_teachers, distill,
+          n_teachers, distill, distill_views,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
@@ -182,7 +185,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, monitor=monitor,
                                       class_weighting=class_weights, seed=seed,
-                                      distill=distill, teachers=n_teachers,
+                                      distill=distill, distill_views=distill_views,
+                                      teachers=n_teachers,
                                       outlier_exposure=outlier_exposure,
                                       objectosphere=objectosphere,
                                       objectosphere_xi=objectosphere_xi,

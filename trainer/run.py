@@ -241,10 +241,6 @@ def train_run(
     if teachers and train_config.teacher_folds:  # before start_run touches ``out``
         raise RunError("teacher_folds cross-fits the teachers a run trains itself; "
                        "teacher runs given with --teacher cannot be cross-fitted")
-    if teachers and train_config.distill_views:
-        raise RunError("distill_views asks the teachers a run trains itself on every epoch's "
-                       "views; teacher runs given with --teacher only give their answers on "
-                       "the clean spectra")
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
@@ -253,17 +249,21 @@ def train_run(
             f"{model_config.describe()}, flatten {flatten_size(model_config)}, "
             f"{count_params(model_config, n_classes):,} parameters")
     teacher = None
+    given: list[Any] = []  # the teacher runs' models, for function matching
     extra: dict[str, Any] = {}
     if teachers:
-        teacher = teacher_probabilities(teachers, ds, split, log=log)
+        teacher = teacher_probabilities(teachers, ds, split, models=given, log=log)
         train_config = replace(train_config, teachers=0,
                                distill=train_config.distill or 0.5)
         extra["teachers"] = [str(Path(t).resolve()) for t in teachers]
     elif train_config.distill and not train_config.teachers:
         raise RunError("distill > 0 needs teachers: --teachers N or --teacher RUN_DIR")
     negatives, files = run_negatives(data, ds, train_config, extra, log=log, say=say)
+    from trainer.train import ensemble_fn
+
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
+                         teacher_fn=ensemble_fn(given) if given else None,
                          negatives=negatives, log=log,
                          groups=specimen_groups(ds)[tr] if train_config.teacher_folds else None)
     if result.teachers:
@@ -422,8 +422,11 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
 
 
 def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, split: np.ndarray,
+                          *, models: list[Any] | None = None,
                           log: Callable[[str], None] | None = None) -> np.ndarray:
-    """Mean probabilities of the teacher runs on the training part of ``split`` (N_train, K).
+    """Mean probabilities of the teacher runs on the training part of ``split`` (N_train, K);
+    their Keras models are appended to ``models`` when given (function matching,
+    :attr:`trainer.train.TrainConfig.distill_views`).
 
     Each teacher must have been trained on the same data set (labels) and split (sha256):
     a teacher that saw the student's validation or test spectra would leak them.
@@ -445,6 +448,8 @@ def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, spli
         except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
             raise RunError(f"cannot load teacher {t / 'model.keras'}: {e}") from None
         probs.append(predict_probs(model, ds.X[tr]))
+        if models is not None:
+            models.append(model)
         if log is not None:
             acc = float(np.mean(probs[-1].argmax(1) == ds.y[tr]))
             log(f"teacher {t}: train top-1 {100 * acc:.1f}%")
