@@ -120,6 +120,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # instead of the clean spectra once (measured 2026-12-05 afternoon: docs/parts/flight.md)
     "flight-fm": (replace(FLIGHT_LATE_POOL, early_pool=True),
                   replace(TrainConfig(), distill_views=True)),
+    # ... with the teachers seeing each view before its crop (they never trained on crops)
+    "flight-fm-full": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                       replace(TrainConfig(), distill_views=True, distill_uncropped=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
@@ -134,6 +137,7 @@ def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
     own: distilling from those runs gives the run's own teacher targets."""
     return tuple((model_config, replace(train_config, teachers=0, teacher_folds=False,
                                         distill=0.0, distill_views=False,
+                                        distill_uncropped=False,
                                         augment=TEACHER_AUGMENT,
                                         seed=train_config.seed * 1000 + 1 + i,
                                         outlier_exposure=0.0, qat_epochs=0))

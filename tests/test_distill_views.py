@@ -222,3 +222,46 @@ def test_teacher_views_put_the_bands_back_where_they_were() -> None:
     assert len(V) == 2 and V[0].shape == X.shape and not np.allclose(V[0], V[1])
     back = np.mean([np.mean(v.argmax(axis=1) == where) for v in V])
     assert back > 0.6
+
+
+def test_uncropped_views_show_the_teachers_the_whole_spectrum(monkeypatch,
+                                                              synthetic_data) -> None:
+    """With ``distill_uncropped`` the teachers see every view before its crop (each view is
+    a whole training spectrum again, shift undone) while the student steps on the cropped
+    one; without it they see the crop too. Needs function matching."""
+    import keras
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    k = len(synthetic_data.labels)
+    asked: list[np.ndarray] = []
+
+    def teacher(V: np.ndarray) -> np.ndarray:
+        asked.append(np.array(V))
+        return np.full((len(V), k), 1.0 / k, np.float32)
+
+    stepped = []
+    real_step = keras.Model.train_on_batch
+    monkeypatch.setattr(keras.Model, "train_on_batch",
+                        lambda self, x, y=None, **kw: stepped.append(np.array(x))
+                        or real_step(self, x, y, **kw))
+    clean = np.full((len(ytr), k), 1.0 / k, dtype=np.float32)
+    inner = slice(6, -6)
+
+    def whole(V: np.ndarray) -> np.ndarray:  # rows equal to some training spectrum inside
+        return (np.abs(V[:, None, inner] - Xtr[None, :, inner]).max(axis=2) < 1e-5).any(axis=1)
+
+    for full in (True, False):
+        asked.clear()
+        stepped.clear()
+        tc = _plain(distill_views=True, distill_uncropped=full,
+                    augment=AugmentConfig(shift_cm=6, crop=1.0))
+        tt.train_model(Xtr, ytr, Xva, yva, k, TINY, tc, teacher_probs=clean,
+                       teacher_fn=teacher, log=None)
+        (view,) = asked
+        x = np.concatenate(stepped)
+        # (a crop may keep nearly the whole grid: a few rows stay whole by chance)
+        assert whole(view).all() if full else whole(view).mean() < 0.1
+        assert whole(x).mean() < 0.1  # the student always steps on the crops
+    with pytest.raises(ValueError, match="needs distill_views"):
+        TrainConfig(distill_uncropped=True)

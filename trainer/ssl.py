@@ -222,6 +222,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0,
                            objectosphere=0.0, background_class=False, teachers=0,
                            teacher_folds=False, distill=0.0, distill_views=False,
+                           distill_uncropped=False,
                            qat_epochs=0)
     config = config or SSLConfig()
     say = report if report is not None else log
