@@ -118,10 +118,11 @@ def leave_one_out(runs: list[dict]) -> list[dict]:
     of the *other* splits, and its paired deltas against the shipped head on this run."""
     names = list(runs[0]["scores"]["val_0"])
     base = "w=0,T=0"
+    candidates = [n for n in names if n not in (base, "w=1,T=0")]  # 1-NN: reported only
     out = []
     for r in runs:
         others = [o for o in runs if o["split"] != r["split"]]
-        pick = max((n for n in names if n != base),
+        pick = max(candidates,
                    key=lambda n: np.mean([o["scores"]["val_0"][n] for o in others]))
         out.append({"run": r["run"], "pick": pick,
                     **{f"d_{k}": 100 * (v[pick] - v[base]) for k, v in r["scores"].items()}})

@@ -11,13 +11,16 @@ runs ``benchmarks.flight_eval --recipe flight-kd-m2`` keeps)::
 
 ``--views N`` also prints their mean answer on N augmented copies of those spectra (the
 flight augmentation, each copy's shift undone): what function matching
-(``TrainConfig.distill_views``) distils instead.
+(``TrainConfig.distill_views``) distils instead; and on copies without the partial-coverage
+crop and with the crop alone (every copy cropped, shift undone, nothing else): where the
+teachers, which never trained on crops, go wrong.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -36,20 +39,27 @@ def target_stats(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "entropy": float(-(P * np.log(np.clip(P, 1e-12, None))).sum(1).mean())}
 
 
-def teacher_views(X: np.ndarray, copies: int) -> list[np.ndarray]:
+def teacher_views(X: np.ndarray, copies: int, config: Any = None) -> list[np.ndarray]:
     """``copies`` augmented copies of the training spectra ``X`` as function matching shows
-    them to the teachers: the flight augmentation (:data:`trainer.train.FLIGHT_AUGMENT`,
-    backgrounds from ``X`` itself), each row's shift undone; copy ``i`` drawn from seed ``i``."""
+    them to the teachers: ``config`` (default the flight augmentation,
+    :data:`trainer.train.FLIGHT_AUGMENT`; backgrounds from ``X`` itself), each row's shift
+    undone; copy ``i`` drawn from seed ``i``."""
     from trainer.augment import augment_batch, shift_rows, split_background
     from trainer.train import FLIGHT_AUGMENT
 
+    config = FLIGHT_AUGMENT if config is None else config
     bands, backgrounds = split_background(X)
     out = []
     for i in range(copies):
-        V, s = augment_batch(X, FLIGHT_AUGMENT, np.random.default_rng(i), bands=bands,
+        V, s = augment_batch(X, config, np.random.default_rng(i), bands=bands,
                              backgrounds=backgrounds, with_shifts=True)
         out.append(shift_rows(V, -s))
     return out
+
+
+#: the views ``--views`` prints, by name: the flight augmentation, without its crop, and the
+#: crop alone (with the shift, undone)
+VIEW_KINDS = ("all of the flight augmentation", "without the crop", "the crop alone")
 
 
 @click.command()
@@ -78,13 +88,22 @@ def main(runs: tuple[Path, ...], views: int) -> None:
     click.echo(f"{len(runs)} teachers, {len(y)} training spectra: top-1 {100 * s['top1']:.1f} %, "
                f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
                f"mean entropy {s['entropy']:.2f} nats")
-    if views:
-        V = teacher_views(X, views)
+    from dataclasses import replace
+
+    from trainer.augment import AugmentConfig
+    from trainer.train import FLIGHT_AUGMENT
+
+    configs = (FLIGHT_AUGMENT, replace(FLIGHT_AUGMENT, crop=0.0),
+               AugmentConfig(shift_cm=FLIGHT_AUGMENT.shift_cm, crop=1.0))
+    for kind, cfg in zip(VIEW_KINDS, configs, strict=True):
+        if not views:
+            break
+        V = teacher_views(X, views, cfg)
         s = target_stats(np.concatenate([np.mean([predict_probs(r.model, v) for r in loaded],
                                                  axis=0) for v in V]), np.tile(y, views))
-        click.echo(f"on {views} augmented copies (shift undone): top-1 {100 * s['top1']:.1f} %, "
-                   f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
-                   f"mean entropy {s['entropy']:.2f} nats")
+        click.echo(f"on {views} augmented copies, {kind} (shift undone): top-1 "
+                   f"{100 * s['top1']:.1f} %, mean p(label) {s['p_label']:.3f}, mean max p "
+                   f"{s['p_max']:.3f}, mean entropy {s['entropy']:.2f} nats")
 
 
 if __name__ == "__main__":  # pragma: no cover

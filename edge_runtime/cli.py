@@ -72,10 +72,10 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
     gets its own error line and the batch goes on; the exit status is 1 only when every file
     failed.
     """
+    policy = coverage_policy(coverage_mode, min_coverage)  # option errors before any load
     artifact = load_artifact(model_dir)
     interpreter = make_interpreter(artifact.model_path, num_threads=threads, edgetpu=edgetpu)
-    clf = Classifier(artifact, interpreter, top_k=top_k,
-                     coverage=coverage_policy(coverage_mode, min_coverage))
+    clf = Classifier(artifact, interpreter, top_k=top_k, coverage=policy)
     if not base_head:
         store = HeadStore.open_existing(artifact, store_dir)
         if store is not None:

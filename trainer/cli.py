@@ -214,8 +214,9 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             if on and not tc.outlier_exposure > 0:
                 raise ValueError(f"{flag} needs outlier exposure (its negatives); got "
                                  f"--outlier-exposure {tc.outlier_exposure:g}")
-        if n_teachers == 0 and distill is None:
-            tc = replace(tc, distill=0.0, distill_views=False, distill_uncropped=False)
+        if n_teachers == 0 and distill is None and not teachers:
+            # no teachers: no distillation (an explicit --distill-views then says why not)
+            tc = replace(tc, distill=0.0)
         if augment is not None:
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:

@@ -361,12 +361,12 @@ def explain(run_dir: Path, spectra: tuple[Path, ...], runner_up: bool, out_dir: 
     """Attribution over wavenumber for each SPECTRUM (file or folder): one PNG per spectrum."""
     from trainer.run import read_run_config
 
+    policy = coverage_policy(coverage_mode, min_coverage)  # option errors first
     try:
         read_run_config(run_dir)  # fail fast, before TensorFlow is imported
     except RamanEdgeError as e:
         raise ExplainError(str(e)) from None
     files = expand_inputs(list(spectra))
-    policy = coverage_policy(coverage_mode, min_coverage)
     loaded = [load_spectrum_covered(f, policy) for f in files]
     X = np.stack([g for g, _ in loaded])
     model, labels = load_run_model(run_dir)
