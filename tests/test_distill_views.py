@@ -270,3 +270,15 @@ def test_uncropped_views_show_the_teachers_the_whole_spectrum(monkeypatch,
         assert whole(x).mean() < 0.1  # the student always steps on the crops
     with pytest.raises(ValueError, match="needs distill_views"):
         TrainConfig(distill_uncropped=True)
+
+
+def test_cli_says_why_function_matching_needs_teachers(capsys, tmp_path,
+                                                        shared_data_root) -> None:
+    """``ramanedge train --teachers 0 --distill-views``: one line naming the reason, exit 2,
+    before any training; nothing written."""
+    from tests.conftest import run_cli
+
+    code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--teachers", "0",
+                             "--distill-views", "--out", tmp_path / "r")
+    assert code == 2 and "distill_views needs distill > 0" in err, err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
