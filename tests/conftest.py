@@ -190,6 +190,22 @@ def shared_data_root() -> Path:
     return SHARED_RRUFF
 
 
+def record_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Record ``(x, y)`` of every ``keras.Model.train_on_batch`` call (the steps still run):
+    what a trainer really stepped on."""
+    import keras
+
+    batches: list[tuple[np.ndarray, np.ndarray]] = []
+    real_step = keras.Model.train_on_batch
+
+    def step(self, x, y=None, **kw):
+        batches.append((np.array(x), np.array(y)))
+        return real_step(self, x, y, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", step)
+    return batches
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
     """Run ``ramanedge ARGS`` in-process (``ramanedge.cli.main``); returns (exit code, stdout,
     stderr) as captured by ``capsys``."""

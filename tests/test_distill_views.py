@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import trainer.train as tt
+from tests.conftest import record_steps
 from trainer.augment import AugmentConfig, augment_batch, shift_rows
 from trainer.model import ModelConfig
 from trainer.train import TrainConfig
@@ -16,6 +17,23 @@ TINY = ModelConfig(arch="paper", pool_size=8, dense_units=16, dropout=0.0, filte
 
 
 SMALL_FLIGHT = ModelConfig(filters=(8, 8, 8, 8, 8), reduce_channels=4)
+
+
+class _Stop(Exception):
+    """Raised by the stand-in of ``train_model`` once it has seen its arguments."""
+
+
+def _teacher_fn_of_train_model(monkeypatch) -> list:
+    """Replace ``trainer.train.train_model`` by a stand-in that records the ``teacher_fn`` it
+    was given and raises :class:`_Stop`; returns the list it records into."""
+    seen: list = []
+
+    def fake(*args, teacher_fn=None, **kw):
+        seen.append(teacher_fn)
+        raise _Stop
+
+    monkeypatch.setattr(tt, "train_model", fake)
+    return seen
 
 
 def _plain(**kw) -> TrainConfig:
@@ -58,7 +76,6 @@ def test_targets_are_the_teachers_answers_on_the_unshifted_views(monkeypatch,
     to step on, with their shifts undone (each view equals a training spectrum away from
     the edges), and steps on (1 - d) onehot + d teacher(view). Without ``distill_views`` the
     function is never called."""
-    import keras
 
     Xtr, ytr = synthetic_data.part("train")
     Xva, yva = synthetic_data.part("val")
@@ -70,14 +87,7 @@ def test_targets_are_the_teachers_answers_on_the_unshifted_views(monkeypatch,
         asked.append(np.array(V))
         return _softmax(V @ W)
 
-    batches = []
-    real_step = keras.Model.train_on_batch
-
-    def step(self, x, y=None, **kw):
-        batches.append((np.array(x), np.array(y)))
-        return real_step(self, x, y, **kw)
-
-    monkeypatch.setattr(keras.Model, "train_on_batch", step)
+    batches = record_steps(monkeypatch)
     clean = np.full((len(ytr), k), 1.0 / k, dtype=np.float32)  # what it would use otherwise
     tc = _plain(epochs=2, distill=0.4, distill_views=True,
                 augment=AugmentConfig(shift_cm=6, noise_std=0.02))
@@ -153,18 +163,9 @@ def test_int8_finetune_matches_its_float_model_on_views(monkeypatch, synthetic_d
     k = len(synthetic_data.labels)
     mc = SMALL_FLIGHT
     float_model = build_model(k, mc)
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake(*a, teacher_fn=None, **kw):
-        seen.append(teacher_fn)
-        raise Stop
-
-    monkeypatch.setattr(tt, "train_model", fake)
+    seen = _teacher_fn_of_train_model(monkeypatch)
     for views in (True, False):
-        with pytest.raises(Stop):
+        with pytest.raises(_Stop):
             tq.quantization_aware_finetune(float_model, Xtr, ytr, Xva, yva, k, mc,
                                            _plain(distill_views=views, qat_epochs=1))
     fn, none = seen
@@ -196,17 +197,8 @@ def test_a_run_matches_the_functions_of_given_teacher_runs(monkeypatch, tmp_path
         return np.full((9, 3), 1 / 3, np.float32)
 
     monkeypatch.setattr(tr, "teacher_probabilities", given)
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_train_model(*args, teacher_fn=None, **kw):
-        seen.append(teacher_fn)
-        raise Stop
-
-    monkeypatch.setattr(tt, "train_model", fake_train_model)
-    with pytest.raises(Stop):
+    seen = _teacher_fn_of_train_model(monkeypatch)
+    with pytest.raises(_Stop):
         train_run(tmp_path / "r", DataConfig(root="x"), train_config=TrainConfig(
             outlier_exposure=0.0, distill_views=True), teachers=(tmp_path / "t",), log=None)
     np.testing.assert_allclose(seen[0](ds.X[:4]), np.tile([0.2, 0.3, 0.5], (4, 1)))
@@ -234,7 +226,6 @@ def test_uncropped_views_show_the_teachers_the_whole_spectrum(monkeypatch,
     """With ``distill_uncropped`` the teachers see every view before its crop (each view is
     a whole training spectrum again, shift undone) while the student steps on the cropped
     one; without it they see the crop too. Needs function matching."""
-    import keras
 
     Xtr, ytr = synthetic_data.part("train")
     Xva, yva = synthetic_data.part("val")
@@ -245,11 +236,7 @@ def test_uncropped_views_show_the_teachers_the_whole_spectrum(monkeypatch,
         asked.append(np.array(V))
         return np.full((len(V), k), 1.0 / k, np.float32)
 
-    stepped = []
-    real_step = keras.Model.train_on_batch
-    monkeypatch.setattr(keras.Model, "train_on_batch",
-                        lambda self, x, y=None, **kw: stepped.append(np.array(x))
-                        or real_step(self, x, y, **kw))
+    stepped = record_steps(monkeypatch)
     clean = np.full((len(ytr), k), 1.0 / k, dtype=np.float32)
     inner = slice(6, -6)
 
@@ -264,7 +251,7 @@ def test_uncropped_views_show_the_teachers_the_whole_spectrum(monkeypatch,
         tt.train_model(Xtr, ytr, Xva, yva, k, TINY, tc, teacher_probs=clean,
                        teacher_fn=teacher, log=None)
         (view,) = asked
-        x = np.concatenate(stepped)
+        x = np.concatenate([b[0] for b in stepped])
         # (a crop may keep nearly the whole grid: a few rows stay whole by chance)
         assert whole(view).all() if full else whole(view).mean() < 0.1
         assert whole(x).mean() < 0.1  # the student always steps on the crops

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import trainer.train as tt
+from tests.conftest import record_steps
 from trainer.model import ModelConfig
 from trainer.train import TrainConfig, same_mineral_partners
 
@@ -50,16 +51,7 @@ def test_training_sees_same_mineral_mixtures(monkeypatch, synthetic_data) -> Non
     real_mix = tt.mix_rows
     monkeypatch.setattr(tt, "mix_rows", lambda lam, a, b: seen.append((a.copy(), b.copy()))
                         or real_mix(lam, a, b))
-    import keras
-
-    batches = []
-    real_step = keras.Model.train_on_batch
-
-    def step(self, x, y=None, **kw):
-        batches.append((np.array(x), np.array(y)))
-        return real_step(self, x, y, **kw)
-
-    monkeypatch.setattr(keras.Model, "train_on_batch", step)
+    batches = record_steps(monkeypatch)
     teacher = np.random.default_rng(1).dirichlet(np.ones(k), size=len(ytr)).astype(np.float32)
     tc = TrainConfig(epochs=1, teachers=0, distill=0.5, qat_epochs=0, outlier_exposure=0.0,
                      mix_same=1.0, augment=tt.AugmentConfig(), batch_size=64)
