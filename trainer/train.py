@@ -721,7 +721,8 @@ def train_model(
     if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
                                                      model_config, tc, groups=groups,
-                                                     models=own, log=log)
+                                                     models=own if tc.distill_views else None,
+                                                     log=log)
     if tc.distill_views and teacher_fn is None:
         if not own:
             raise ValueError("distill_views needs the teachers themselves: teachers >= 1 "
