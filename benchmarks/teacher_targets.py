@@ -88,6 +88,8 @@ def main(runs: tuple[Path, ...], views: int) -> None:
     click.echo(f"{len(runs)} teachers, {len(y)} training spectra: top-1 {100 * s['top1']:.1f} %, "
                f"mean p(label) {s['p_label']:.3f}, mean max p {s['p_max']:.3f}, "
                f"mean entropy {s['entropy']:.2f} nats")
+    if not views:
+        return
     from dataclasses import replace
 
     from trainer.augment import AugmentConfig
@@ -96,15 +98,12 @@ def main(runs: tuple[Path, ...], views: int) -> None:
     configs = (FLIGHT_AUGMENT, replace(FLIGHT_AUGMENT, crop=0.0),
                AugmentConfig(shift_cm=FLIGHT_AUGMENT.shift_cm, crop=1.0))
     for kind, cfg in zip(VIEW_KINDS, configs, strict=True):
-        if not views:
-            break
         V = teacher_views(X, views, cfg)
         s = target_stats(np.concatenate([np.mean([predict_probs(r.model, v) for r in loaded],
                                                  axis=0) for v in V]), np.tile(y, views))
         click.echo(f"on {views} augmented copies, {kind} (shift undone): top-1 "
                    f"{100 * s['top1']:.1f} %, mean p(label) {s['p_label']:.3f}, mean max p "
                    f"{s['p_max']:.3f}, mean entropy {s['entropy']:.2f} nats")
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,6 +20,7 @@ from edge_runtime.classify import Classifier, classify_paths
 from edge_runtime.headstore import BASE, HeadStore, add_spectra
 from edge_runtime.interpreter import MAX_THREADS, make_interpreter
 from ramanedge.cli_options import coverage_options, coverage_policy
+from ramanedge.errors import naming_file
 
 _model_opt = click.option(
     "--model", "model_dir", required=True,
@@ -146,9 +147,7 @@ def head_add(model_dir: Path, label: str, files: tuple[Path, ...], store_dir: Pa
     for path, sample, created, err in add_spectra(store, clf, label, files):
         if sample is None:
             n_bad += 1
-            # most messages name the file already ("empty file (PATH)"): not twice
-            click.echo(f"error: {err}" if str(path) in err else f"{path}: error: {err}",
-                       err=True)
+            click.echo(naming_file(path, f"error: {err}"), err=True)
         else:
             n_ok += 1
             what = "stored" if created else "already stored"

@@ -37,3 +37,9 @@ class HeadStoreError(RamanEdgeError):
 
 class LinkError(RamanEdgeError):
     """The serial link or the device protocol failed."""
+
+
+def naming_file(path: object, message: str) -> str:
+    """``message`` as one line about the file ``path``: prefixed with ``PATH: `` unless it
+    names the file already (many readers' messages do: "empty file (PATH)")."""
+    return message if str(path) in message else f"{path}: {message}"

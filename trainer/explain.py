@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from ramanedge.cli_options import coverage_options, coverage_policy
-from ramanedge.errors import RamanEdgeError
+from ramanedge.errors import RamanEdgeError, naming_file
 from ramanedge.grid import GRID, REFUSE_PARTIAL, CoveragePolicy, preprocess_covered
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -247,7 +247,7 @@ def load_spectrum_covered(path: str | os.PathLike,
         s = read_spectrum(path)
         return preprocess_covered(s.x, s.y, coverage=coverage)
     except RamanEdgeError as e:
-        raise ExplainError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+        raise ExplainError(naming_file(path, str(e))) from None
     except (OSError, ValueError) as e:
         raise ExplainError(f"{path}: cannot read a spectrum ({e})") from None
 
