@@ -161,6 +161,14 @@ TEACHER_RUNS: dict[str, tuple[tuple[ModelConfig, TrainConfig], ...]] = {
 # the student as train_run records it when given teacher runs (teachers=0, distill kept)
 RECIPES["flight-kd-m2"] = (_EARLY, replace(TrainConfig(), teachers=0))
 
+#: recipe -> pretraining objective: the run (its teachers and student) starts from the
+#: split's self-supervised backbone ``<--backbones>/flight-OBJ-s<split seed>``
+#: (``ramanedge pretrain --objective OBJ --split-seed S``; grouped splits only).
+#: ``flight-pre``: issue 11's accuracy from every RRUFF spectrum, the default recipe from
+#: the Barlow Twins backbone of issue 17 (15 epochs)
+BACKBONE_OF = {"flight-pre": "barlow"}
+RECIPES["flight-pre"] = (_EARLY, TrainConfig())
+
 #: a recipe whose float training is another recipe's: its float run is reused (training is
 #: deterministic on one machine, so this equals training it again) and only the int8-aware
 #: fine-tuning runs on top
@@ -206,13 +214,19 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
     return out
 
 
-def trained_with(run: Path, model_config: ModelConfig, train_config: TrainConfig) -> bool:
+def trained_with(run: Path, model_config: ModelConfig, train_config: TrainConfig,
+                 backbone: Path | None = None) -> bool:
     """Whether the run folder ``run`` was trained as ``model_config`` with ``train_config``
-    (a finished run of another recipe, e.g. from before a default changed, must not be
-    reported as this one; the int8-aware run records its folded twin, ``act_quant``)."""
+    from ``backbone`` (a finished run of another recipe, e.g. from before a default changed,
+    must not be reported as this one; the int8-aware run records its folded twin,
+    ``act_quant``)."""
     saved = json.loads((run / "config.json").read_text())
     model = replace(ModelConfig.from_dict(saved["model"]), act_quant=False)
-    return model == model_config and TrainConfig.from_dict(saved["train"]) == train_config
+    source = (saved.get("backbone") or {}).get("folder")
+    same_start = (source is None if backbone is None
+                  else source is not None and Path(source).resolve() == backbone.resolve())
+    return (model == model_config and TrainConfig.from_dict(saved["train"]) == train_config
+            and same_start)
 
 
 def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
@@ -233,8 +247,24 @@ def rover_shift_top1(artifact: Path, X: np.ndarray, y: np.ndarray,
     return out
 
 
+def recipe_backbone(recipe: str, kind: str, seed: int, backbones: Path) -> Path | None:
+    """The pretraining folder a split of ``recipe`` starts from (``None``: from scratch)."""
+    obj = BACKBONE_OF.get(recipe)
+    if obj is None:
+        return None
+    if kind != "grouped":
+        raise click.ClickException(f"recipe {recipe} starts from a backbone pretrained for a "
+                                   f"grouped split; got the {kind} split (pass --random '')")
+    folder = backbones / f"{_EARLY.arch}-{obj}-s{seed}"
+    if not (folder / "pretrain.json").is_file():
+        raise click.ClickException(f"{folder} is not a pretraining (no pretrain.json); run "
+                                   f"ramanedge pretrain --objective {obj} --epochs 15 "
+                                   f"--split-seed {seed} --out {folder}")
+    return folder
+
+
 def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path,
-                   log=click.echo) -> dict:
+                   log=click.echo, backbones: Path = Path("runs/pretrain")) -> dict:
     """Train, export (default gate) and measure one split; returns its JSON row."""
     from quantize.exemplars import DEFAULT_PER_CLASS
     from quantize.export import QuantizeConfig, quantize_run
@@ -242,13 +272,14 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     from trainer.run import DataConfig, load_run, train_run
 
     mc, tc = RECIPES[recipe]
+    backbone = recipe_backbone(recipe, kind, seed, backbones)
     data = DataConfig(root=str(data_root), split=kind, split_seed=seed)
     folder = out / f"{recipe}-{kind}{seed}"
     t0 = time.perf_counter()
     run = folder / "run"
     base = out / f"{FLOAT_OF.get(recipe, '')}-{kind}{seed}" / "run"
     if (run / "metrics.json").is_file():
-        if not trained_with(run, mc, tc):
+        if not trained_with(run, mc, tc, backbone):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
                                        f"{recipe!r}; remove it or choose another --out")
     elif (recipe in FLOAT_OF and (base / "metrics.json").is_file()
@@ -261,7 +292,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
             if not ((t / "metrics.json").is_file() and trained_with(t, tmc, ttc)):
                 train_run(t, data, tmc, ttc, overwrite=True, log=None)
             teachers.append(t)
-        train_run(run, data, mc, tc, teachers=tuple(teachers), overwrite=True, log=None)
+        train_run(run, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
+                  overwrite=True, log=None)
     train_s = time.perf_counter() - t0
     art = folder / "model"
     gate_error = None
@@ -378,10 +410,15 @@ def summary(rows: list[dict]) -> str:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs/flight/eval"), show_default=True)
 @click.option("--summary", "only_summary", is_flag=True, help="Print the table of --out only.")
+@click.option("--backbones", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/pretrain"), show_default=True,
+              help="Folder of the pretrainings a recipe starts from (flight-pre: "
+                   "flight-barlow-sSEED).")
 @click.option("--val-shifts", "val_shifts", is_flag=True,
               help="Add the validation top-1 at 0/15/30 cm-1 to the rows of --out that "
                    "lack it (written before 2026-12-05), then print the table.")
-def main(data_root, recipe, grouped, random_seeds, out, only_summary, val_shifts) -> None:
+def main(data_root, recipe, grouped, random_seeds, out, only_summary, backbones,
+         val_shifts) -> None:
     """Train + export + rover-path evaluation of a recipe over several splits."""
     jl = out / "eval.jsonl"
     if val_shifts:
@@ -398,7 +435,7 @@ def main(data_root, recipe, grouped, random_seeds, out, only_summary, val_shifts
             if (recipe, kind, seed) in done:
                 click.echo(f"{recipe} {kind}{seed}: already in {jl}, kept")
                 continue
-            row = evaluate_split(data_root, kind, seed, recipe, out)
+            row = evaluate_split(data_root, kind, seed, recipe, out, backbones=backbones)
             with jl.open("a") as f:
                 f.write(json.dumps(row) + "\n")
     if not jl.is_file():

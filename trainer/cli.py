@@ -151,8 +151,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--ssl", type=click.Choice(["none", "contrastive", "sgan"]), default="none",
               show_default=True, help="Use the unlabelled rest: contrastive pretraining or SGAN.")
 @click.option("--backbone", type=click.Path(path_type=Path), default=None,
-              help="Start from a pretrained backbone (a `ramanedge pretrain` folder) and "
-                   "fine-tune.")
+              help="Start from a pretrained backbone (a `ramanedge pretrain` folder): "
+                   "alone, the whole recipe (teachers, student) starts from it; with "
+                   "--labelled-fraction below 1 or --pseudo-label, few-label fine-tuning.")
 @click.option("--pseudo-label", is_flag=True,
               help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
@@ -221,11 +222,13 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             tc = replace(tc, augment=AugmentConfig.parse(augment))
     except ValueError as e:
         raise OptionError(str(e)) from None
-    few = labelled_fraction != 1.0 or ssl != "none" or backbone is not None or pseudo_label
+    # --backbone alone starts the whole recipe from it; with a few-label option it is
+    # few-label fine-tuning (trainer.ssl)
+    few = labelled_fraction != 1.0 or ssl != "none" or pseudo_label
     for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
-                              "--ssl, --backbone, --pseudo-label): drop one of them")
+                              "--ssl, --pseudo-label): drop one of them")
     check_output_folder(Path(out), overwrite)
     if few:
         from trainer.ssl import ssl_cli_train
@@ -233,8 +236,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              backbone=backbone, pseudo_label=pseudo_label,
                              log=None if quiet else _echo, report=_echo)
-    train_run(out, data, mc, tc, teachers=tuple(teachers), overwrite=overwrite,
-              log=None if quiet else _echo, report=_echo)
+    train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
+              overwrite=overwrite, log=None if quiet else _echo, report=_echo)
 
 
 def _print_metrics(res: dict, title: str) -> None:

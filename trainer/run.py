@@ -218,6 +218,7 @@ def train_run(
     train_config: TrainConfig | None = None,
     *,
     teachers: tuple[str | os.PathLike, ...] = (),
+    backbone: str | os.PathLike | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     report: Callable[[str], None] | None = None,
@@ -229,7 +230,11 @@ def train_run(
 
     ``teachers``: run folders trained on the *same* split (same data set and split hash);
     their mean probabilities on the clean training spectra become the distillation targets
-    (``train_config.distill``, 0.5 when left at 0). Returns the run folder. Raises
+    (``train_config.distill``, 0.5 when left at 0). ``backbone``: a ``ramanedge pretrain``
+    folder; the student and the teachers this run trains start from its weights (the
+    int8-aware fine-tune continues the student as always), and ``config.json["backbone"]``
+    records its source. Its corpus must have left out this split's validation and test
+    specimens (:class:`trainer.ssl.SSLOptionError` otherwise). Returns the run folder. Raises
     :class:`RunError` when ``out`` is a non-empty folder and ``overwrite`` is false (checked
     before any work) or a teacher does not match, :class:`DataError` for unusable data.
     """
@@ -241,16 +246,27 @@ def train_run(
     if teachers and train_config.teacher_folds:  # before start_run touches ``out``
         raise RunError("teacher_folds cross-fits the teachers a run trains itself; "
                        "teacher runs given with --teacher cannot be cross-fitted")
+    weights = meta = None
+    if backbone is not None:  # checked before the data load
+        from trainer.ssl import check_backbone
+
+        weights, meta = check_backbone(backbone, model_config)
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
+    extra: dict[str, Any] = {}
+    if meta is not None:
+        from trainer.ssl import check_no_leak
+
+        check_no_leak(meta, ds, split)
+        extra["backbone"] = meta["source"]
     if log is not None:
         log(f"split: {int(tr.sum())} train / {int(va.sum())} val / {int(te.sum())} test; model "
             f"{model_config.describe()}, flatten {flatten_size(model_config)}, "
-            f"{count_params(model_config, n_classes):,} parameters")
+            f"{count_params(model_config, n_classes):,} parameters"
+            f"{'' if meta is None else f', from the backbone {backbone}'}")
     teacher = None
     given: list[Any] = []  # the teacher runs' models, for function matching
-    extra: dict[str, Any] = {}
     if teachers:
         teacher = teacher_probabilities(teachers, ds, split, models=given, log=log)
         train_config = replace(train_config, teachers=0,
@@ -264,7 +280,7 @@ def train_run(
     result = train_model(ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], n_classes,
                          model_config, train_config, teacher_probs=teacher,
                          teacher_fn=ensemble_fn(given) if given else None,
-                         negatives=negatives, log=log,
+                         negatives=negatives, backbone=weights, log=log,
                          groups=specimen_groups(ds)[tr] if train_config.teacher_folds else None)
     if result.teachers:
         extra["teachers"] = result.teachers

@@ -429,6 +429,7 @@ def train_teachers(
     *,
     groups: np.ndarray | None = None,
     models: list[Any] | None = None,
+    backbone: dict[str, list[np.ndarray]] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Train ``train_config.teachers`` teacher models; return their mean probabilities on the
@@ -440,6 +441,7 @@ def train_teachers(
     distilled student never learns from spectra it is later judged on. With
     :attr:`TrainConfig.teacher_folds` (``groups``: the specimen id of each training
     spectrum) each spectrum gets its out-of-fold teacher's probabilities instead.
+    ``backbone``: every teacher starts from these pretrained weights (see :func:`train_model`).
     """
     n = train_config.teachers
     fold = None
@@ -455,7 +457,7 @@ def train_teachers(
                      augment=TEACHER_AUGMENT, seed=train_config.seed * 1000 + 1 + i)
         rows = np.ones(len(y_train), dtype=bool) if fold is None else fold != i
         res = train_model(X_train[rows], y_train[rows], X_val, y_val, n_classes, model_config,
-                          tc, log=None)
+                          tc, backbone=backbone, log=None)
         val = float(np.mean(predict_probs(res.model, X_val).argmax(1) == y_val))
         probs.append(predict_probs(res.model, X_train))
         if models is not None:
@@ -683,6 +685,7 @@ def train_model(
     train_config: TrainConfig | None = None,
     *,
     init_weights: list[np.ndarray] | None = None,
+    backbone: dict[str, list[np.ndarray]] | None = None,
     schedule: list[float] | None = None,
     teacher_probs: np.ndarray | None = None,
     negatives: np.ndarray | None = None,
@@ -697,8 +700,10 @@ def train_model(
     ``log`` receives one line per epoch (``None`` for silence). ``X_val`` must not be empty:
     it drives the learning-rate schedule, early stopping and the choice of weights.
     ``init_weights`` (``model.get_weights()`` order and shapes) starts training from given
-    weights instead of the seeded random initialisation (fine-tuning a pretrained backbone).
-    ``schedule`` and ``epoch_end``: see :func:`fit_model`.
+    weights instead of the seeded random initialisation. ``backbone`` (layer name -> weights,
+    as :func:`trainer.ssl.check_backbone` returns them): the layers up to ``features`` start
+    from a pretrained backbone, the head from the seeded initialisation; the teachers this
+    call trains start from it too. ``schedule`` and ``epoch_end``: see :func:`fit_model`.
     ``teacher_probs`` (N_train, n_classes): a teacher's probabilities on the clean training
     spectra; with ``train_config.distill > 0`` they are mixed into the targets (see
     :attr:`TrainConfig.distill`). Without them, ``train_config.teachers`` teachers are trained
@@ -722,7 +727,7 @@ def train_model(
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
                                                      model_config, tc, groups=groups,
                                                      models=own if tc.distill_views else None,
-                                                     log=log)
+                                                     backbone=backbone, log=log)
     if tc.distill_views and teacher_fn is None:
         if not own:
             raise ValueError("distill_views needs the teachers themselves: teachers >= 1 "
@@ -739,9 +744,15 @@ def train_model(
         soft = ((1.0 - tc.distill) * np.eye(n_classes, dtype=np.float32)[y_train]
                 + tc.distill * teacher).astype(np.float32)
     seed_everything(tc.seed, tc.deterministic)
+    if init_weights is not None and backbone is not None:
+        raise ValueError("init_weights and backbone both set the starting weights: pass one")
     model = build_model(n_classes, model_config)
     if init_weights is not None:
         model.set_weights(init_weights)
+    if backbone is not None:
+        from trainer.contrastive import load_backbone
+
+        load_backbone(model, backbone)
     result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
                        negatives=negatives, background_init=background_init,
                        schedule=schedule, epoch_end=epoch_end,
