@@ -173,6 +173,10 @@ RECIPES["flight-pre"] = (_EARLY, TrainConfig())
 #: deterministic on one machine, so this equals training it again) and only the int8-aware
 #: fine-tuning runs on top
 FLOAT_OF = {"flight": "flight-ptq", "flight-v1": "flight-v1-ptq"}
+# a recipe from a backbone trains its float run itself, teachers inside: it neither reuses
+# another recipe's float run nor takes teacher runs (neither would start from the backbone)
+if set(BACKBONE_OF) & (set(TEACHER_RUNS) | set(FLOAT_OF) | set(FLOAT_OF.values())):
+    raise RuntimeError("a BACKBONE_OF recipe must not be in TEACHER_RUNS or FLOAT_OF")
 
 
 def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfig) -> Path:
@@ -222,9 +226,14 @@ def trained_with(run: Path, model_config: ModelConfig, train_config: TrainConfig
     ``act_quant``)."""
     saved = json.loads((run / "config.json").read_text())
     model = replace(ModelConfig.from_dict(saved["model"]), act_quant=False)
-    source = (saved.get("backbone") or {}).get("folder")
-    same_start = (source is None if backbone is None
-                  else source is not None and Path(source).resolve() == backbone.resolve())
+    source = saved.get("backbone") or {}
+    if backbone is None:
+        same_start = not source
+    else:  # the same folder, holding the same weights as when the run started
+        from ramanedge.fsutil import sha256_file
+
+        same_start = (source.get("folder") == str(backbone.resolve())
+                      and source.get("sha256") == sha256_file(backbone / "backbone.npz"))
     return (model == model_config and TrainConfig.from_dict(saved["train"]) == train_config
             and same_start)
 
@@ -431,6 +440,9 @@ def main(data_root, recipe, grouped, random_seeds, out, only_summary, backbones,
         if jl.is_file():  # resume: a split already measured is not trained again
             done = {(r["recipe"], r["split"], r["split_seed"])
                     for r in (json.loads(line) for line in jl.read_text().splitlines() if line)}
+        for kind, seed in todo:  # every backbone found before the first split trains
+            if (recipe, kind, seed) not in done:
+                recipe_backbone(recipe, kind, seed, backbones)
         for kind, seed in todo:
             if (recipe, kind, seed) in done:
                 click.echo(f"{recipe} {kind}{seed}: already in {jl}, kept")

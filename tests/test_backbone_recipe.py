@@ -64,20 +64,25 @@ def test_student_and_teachers_start_from_the_backbone(monkeypatch) -> None:
         for name, weights in backbone.items():
             for got, want in zip(start[name], weights, strict=True):
                 assert np.array_equal(got, want), name
-        # the head keeps the seeded initialisation, not a value of the backbone's
-        assert not all(np.allclose(w, w.flat[0]) for name in head for w in start[name])
-    # without a backbone no model starts from those weights
+    # without a backbone no model starts from those weights, and each model's head starts
+    # exactly where it starts with one (the seeded initialisation, same random stream)
+    with_backbone = list(starts)
     starts.clear()
     tt.train_model(X, y, Xv, yv, K, TINY, tc, log=None)
+    assert len(starts) == 3
     name = next(iter(backbone))
     assert all(not np.array_equal(s[name][0], backbone[name][0]) for s in starts)
+    for a, b in zip(with_backbone, starts, strict=True):
+        for layer in head:
+            for wa, wb in zip(a[layer], b[layer], strict=True):
+                assert np.array_equal(wa, wb), layer
     with pytest.raises(ValueError, match="pass one"):
         tt.train_model(X, y, Xv, yv, K, TINY, tc, backbone=backbone,
                        init_weights=build_model(K, TINY).get_weights(), log=None)
 
 
 @pytest.mark.realdata
-def test_train_run_records_its_backbone_and_refuses_a_leaky_one(tmp_path,
+def test_train_run_records_its_backbone_and_refuses_a_leaky_one(tmp_path, monkeypatch,
                                                                 shared_data_root) -> None:
     from ramanedge.fsutil import sha256_file
     from tests.conftest import REPO
@@ -96,28 +101,45 @@ def test_train_run_records_its_backbone_and_refuses_a_leaky_one(tmp_path,
                for layer in backbone_layers(build_model(len(ds.labels), TINY))}
     meta = {"model": TINY.to_dict(), "excluded_ids": sorted({s for s, _ in held if s}),
             "excluded_paths": sorted(p for s, p in held if not s)}
+    # weights no seeded initialisation gives, to see where each network starts
+    weights = {name: [np.full_like(w, 0.01 * (i + 1)) for i, w in enumerate(ws)]
+               for name, ws in weights.items()}
     good = save_backbone(tmp_path / "good", weights, meta=meta)
     tc = partial(TrainConfig, qat_epochs=0, outlier_exposure=0.0)(epochs=1, teachers=1)
+    starts = _record_starts(monkeypatch)
     run = train_run(tmp_path / "run", data, TINY, tc, backbone=good, log=None)
+    assert len(starts) == 2  # the teacher, then the student: both from the backbone
+    for start in starts:
+        for name, ws in weights.items():
+            assert all(np.array_equal(a, b) for a, b in zip(start[name], ws, strict=True))
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["backbone"]["sha256"] == sha256_file(good / "backbone.npz")
-    assert cfg["backbone"]["folder"] == str(good)
+    assert cfg["backbone"]["folder"] == str(good.resolve())
     # the same weights, but the corpus kept one validation/test specimen: refused, no run
     leaky = {**meta, "excluded_ids": meta["excluded_ids"][1:]}
     bad = save_backbone(tmp_path / "bad", weights, meta=leaky)
     with pytest.raises(SSLOptionError, match="validation/test specimens"):
         train_run(tmp_path / "run2", data, TINY, tc, backbone=bad, log=None)
     assert not (tmp_path / "run2").exists()
-    # a backbone of another architecture is refused before the data are read
+    # a backbone of another architecture is refused before the data are read (this data
+    # root does not exist: reading it first would raise another error)
+    nowhere = DataConfig(root=str(tmp_path / "nowhere"))
     with pytest.raises(SSLOptionError, match="another architecture"):
-        train_run(tmp_path / "run3", data, ModelConfig(), tc, backbone=good, log=None)
+        train_run(tmp_path / "run3", nowhere, ModelConfig(), tc, backbone=good, log=None)
     assert not (tmp_path / "run3").exists()
+    # weights that do not fit the recorded architecture: one clear error, no run
+    short = save_backbone(tmp_path / "short", {k: v for k, v in weights.items()
+                                               if k != next(iter(weights))}, meta=meta)
+    with pytest.raises(SSLOptionError, match="does not fit"):
+        train_run(tmp_path / "run4", nowhere, TINY, tc, backbone=short, log=None)
+    assert not (tmp_path / "run4").exists()
 
 
 def test_flight_eval_finds_the_split_backbone_or_says_how_to_make_it(tmp_path) -> None:
     import click
 
     from benchmarks.flight_eval import recipe_backbone, trained_with
+    from ramanedge.fsutil import sha256_file
     from trainer.model import FLIGHT_MODEL
 
     assert recipe_backbone("flight", "grouped", 0, tmp_path) is None
@@ -136,9 +158,13 @@ def test_flight_eval_finds_the_split_backbone_or_says_how_to_make_it(tmp_path) -
     (run / "config.json").write_text(json.dumps(saved))
     assert trained_with(run, FLIGHT_MODEL, TrainConfig())
     assert not trained_with(run, FLIGHT_MODEL, TrainConfig(), folder)
-    (run / "config.json").write_text(json.dumps({**saved, "backbone": {"folder": str(folder)}}))
+    (folder / "backbone.npz").write_bytes(b"weights")
+    source = {"folder": str(folder.resolve()), "sha256": sha256_file(folder / "backbone.npz")}
+    (run / "config.json").write_text(json.dumps({**saved, "backbone": source}))
     assert trained_with(run, FLIGHT_MODEL, TrainConfig(), folder)
     assert not trained_with(run, FLIGHT_MODEL, TrainConfig())
+    (folder / "backbone.npz").write_bytes(b"pretrained again")  # same folder, new weights
+    assert not trained_with(run, FLIGHT_MODEL, TrainConfig(), folder)
 
 
 def test_cli_backbone_alone_runs_the_whole_recipe(tmp_path, capsys, monkeypatch,

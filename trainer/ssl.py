@@ -318,9 +318,12 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
                    ) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
     """The weights and ``pretrain.json`` of a ``ramanedge pretrain`` folder.
 
-    Raises :class:`SSLOptionError` when the folder is not a pretraining or was made for
-    another architecture. Whether its corpus left out this run's validation and test
-    specimens is checked by :func:`ssl_train_run` once the split is known.
+    Raises :class:`SSLOptionError` when the folder is not a pretraining, was made for
+    another architecture, or its weights do not fit that architecture's layers. Whether its
+    corpus left out this run's validation and test specimens is checked by
+    :func:`ssl_train_run` and :func:`trainer.run.train_run` once the split is known
+    (:func:`check_no_leak`). ``meta["source"]`` records the folder (absolute) and the
+    sha256 of its weights.
     """
     import json
 
@@ -341,7 +344,8 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
         raise SSLOptionError(f"--backbone {folder} was pretrained with the unknown-evaluation "
                              "minerals (--all-minerals); its runs would make the unknown-"
                              "mineral figures optimistic. Pretrain without --all-minerals")
-    meta["source"] = {"folder": str(folder), "sha256": sha256_file(Path(folder) / "backbone.npz"),
+    meta["source"] = {"folder": str(Path(folder).resolve()),
+                      "sha256": sha256_file(Path(folder) / "backbone.npz"),
                       "pretrain": meta.get("pretrain"), "date": meta.get("date")}
     # the backbone ends at `features`; the dropout after it is the fine-tuning's own choice
     if replace(pre_model, dropout=0.0) != replace(model_config, dropout=0.0):
@@ -352,4 +356,14 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
                 if a["early_pool"] != b["early_pool"] else "")
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({diff}); train with the same one{hint}")
+    from trainer.contrastive import backbone_layers
+    from trainer.model import build_model
+
+    for layer in backbone_layers(build_model(2, model_config)):
+        want = [tuple(w.shape) for w in layer.get_weights()]
+        got = [tuple(np.shape(w)) for w in weights.get(layer.name, ())]
+        if got != want:
+            raise SSLOptionError(f"--backbone {folder}: backbone.npz does not fit its "
+                                 f"architecture (layer {layer.name!r}: weights {got}, expected "
+                                 f"{want}); pretrain again")
     return weights, meta

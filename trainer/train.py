@@ -718,6 +718,8 @@ def train_model(
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
+    if init_weights is not None and backbone is not None:
+        raise ValueError("init_weights and backbone both set the starting weights: pass one")
     X_train, y_train, X_val, y_val = check_sets(X_train, y_train, X_val, y_val)
     _check_schedule(schedule)
     soft = None
@@ -744,8 +746,6 @@ def train_model(
         soft = ((1.0 - tc.distill) * np.eye(n_classes, dtype=np.float32)[y_train]
                 + tc.distill * teacher).astype(np.float32)
     seed_everything(tc.seed, tc.deterministic)
-    if init_weights is not None and backbone is not None:
-        raise ValueError("init_weights and backbone both set the starting weights: pass one")
     model = build_model(n_classes, model_config)
     if init_weights is not None:
         model.set_weights(init_weights)
