@@ -85,22 +85,12 @@ def test_student_and_teachers_start_from_the_backbone(monkeypatch) -> None:
 def test_train_run_records_its_backbone_and_refuses_a_leaky_one(tmp_path, monkeypatch,
                                                                 shared_data_root) -> None:
     from ramanedge.fsutil import sha256_file
-    from tests.conftest import REPO
-    from tests.test_ssl import REAL_MINERALS
-    from trainer.contrastive import backbone_layers
+    from tests.test_pretrain import small_real_data_and_clean_backbone
     from trainer.pretrain import save_backbone
-    from trainer.run import DataConfig, start_run, train_run
+    from trainer.run import DataConfig, train_run
     from trainer.ssl import SSLOptionError
 
-    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
-                      cache_dir=str(REPO / ".cache" / "ramanedge"))
-    _, ds, split = start_run(tmp_path / "probe", data, overwrite=False, log=None)
-    held = [(s, p) for s, p, part in zip(ds.sample_ids, ds.paths, split, strict=True)
-            if part != "train"]
-    weights = {layer.name: layer.get_weights()
-               for layer in backbone_layers(build_model(len(ds.labels), TINY))}
-    meta = {"model": TINY.to_dict(), "excluded_ids": sorted({s for s, _ in held if s}),
-            "excluded_paths": sorted(p for s, p in held if not s)}
+    data, weights, meta = small_real_data_and_clean_backbone(tmp_path, shared_data_root)
     # weights no seeded initialisation gives, to see where each network starts
     weights = {name: [np.full_like(w, 0.01 * (i + 1)) for i, w in enumerate(ws)]
                for name, ws in weights.items()}

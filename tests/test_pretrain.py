@@ -257,26 +257,36 @@ def test_pseudo_label_config_validates() -> None:
 
 # ------------------------------------------------------------------ no leak from a backbone
 
-@pytest.mark.realdata
-def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
-                                                                    shared_data_root) -> None:
+def small_real_data_and_clean_backbone(tmp_path, data_root):
+    """A small real data set (``tests.test_ssl.REAL_MINERALS``), a TINY backbone's weights
+    (they do not depend on the number of classes) and the ``pretrain.json`` of a corpus that
+    left out every validation and test specimen of the data's default split:
+    ``(data, weights, meta)``."""
     from tests.conftest import REPO
     from tests.test_ssl import REAL_MINERALS
+    from trainer.contrastive import backbone_layers
     from trainer.model import build_model
-    from trainer.pretrain import save_backbone
     from trainer.run import DataConfig, start_run
-    from trainer.ssl import SSLConfig, SSLOptionError, check_backbone, ssl_train_run
 
-    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+    data = DataConfig(root=str(data_root), minerals=REAL_MINERALS,
                       cache_dir=str(REPO / ".cache" / "ramanedge"))
     _, ds, split = start_run(tmp_path / "probe", data, overwrite=False, log=None)
     held = [(s, p) for s, p, part in zip(ds.sample_ids, ds.paths, split, strict=True)
             if part != "train"]
-    from trainer.contrastive import backbone_layers
-
-    weights = {layer.name: layer.get_weights() for layer in backbone_layers(build_model(2, TINY))}
+    weights = {layer.name: layer.get_weights()
+               for layer in backbone_layers(build_model(2, TINY))}
     meta = {"model": TINY.to_dict(), "excluded_ids": sorted({s for s, _ in held if s}),
             "excluded_paths": sorted(p for s, p in held if not s)}
+    return data, weights, meta
+
+
+@pytest.mark.realdata
+def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
+                                                                    shared_data_root) -> None:
+    from trainer.pretrain import save_backbone
+    from trainer.ssl import SSLConfig, SSLOptionError, check_backbone, ssl_train_run
+
+    data, weights, meta = small_real_data_and_clean_backbone(tmp_path, shared_data_root)
     good = save_backbone(tmp_path / "good", weights, meta=meta)
     w, m = check_backbone(good, TINY)
     tc = PlainTC(epochs=2)
