@@ -105,5 +105,6 @@ def main(runs: tuple[Path, ...], views: int) -> None:
                    f"{100 * s['top1']:.1f} %, mean p(label) {s['p_label']:.3f}, mean max p "
                    f"{s['p_max']:.3f}, mean entropy {s['entropy']:.2f} nats")
 
+
 if __name__ == "__main__":  # pragma: no cover
     main()

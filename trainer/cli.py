@@ -153,7 +153,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--backbone", type=click.Path(path_type=Path), default=None,
               help="Start from a pretrained backbone (a `ramanedge pretrain` folder): "
                    "alone, the whole recipe (teachers, student) starts from it; with "
-                   "--labelled-fraction below 1 or --pseudo-label, few-label fine-tuning.")
+                   "--labelled-fraction below 1 (and optionally --pseudo-label), few-label "
+                   "fine-tuning.")
 @click.option("--pseudo-label", is_flag=True,
               help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
