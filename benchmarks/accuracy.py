@@ -12,25 +12,23 @@ SHIFTS = (0, 15, 30)
 
 
 def tflite_predict(model_path: Path, *, artifact: Path | None = None,
-                   threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+                   threads: int = 1, library: bool = True
+                   ) -> Callable[[np.ndarray], np.ndarray]:
     """A batch predict function ``X (N, 1392) -> probs (N, K)`` running a TFLite model one
     spectrum at a time. With ``artifact`` the model is the artifact's int8 model, quantised
-    and dequantised with the manifest's parameters; otherwise a float-input TFLite file."""
+    and dequantised with the manifest's parameters, answered as the rover answers (its base
+    head, and the spectral library when the artifact has one:
+    :meth:`edge_runtime.classify.Classifier.predict_proba_batch`; ``library=False``: the
+    network alone, for parity with the float model); otherwise a float-input TFLite file."""
     if artifact is not None:
         from edge_runtime.artifact import load_artifact
-        from edge_runtime.interpreter import make_interpreter, run_int8_batch
+        from edge_runtime.classify import Classifier
+        from edge_runtime.interpreter import make_interpreter
 
-        it = make_interpreter(model_path, num_threads=threads)
         art = load_artifact(artifact)
-        outs = {"probs": art.probs_q, "features": art.features_q}
-
-        def predict(X: np.ndarray) -> np.ndarray:
-            res = run_int8_batch(it, X, art.input_q, outs)
-            if art.base_output == "head":  # the rover's base path: float head on int8 features
-                return art.head.probs(res["features"]).astype(np.float32)
-            return res["probs"]
-
-        return predict
+        clf = Classifier(art, make_interpreter(model_path, num_threads=threads),
+                         library=library)
+        return lambda X: clf.predict_proba_batch(X).astype(np.float32)
     from quantize.runner import TFLiteRunner  # the exporter's float loop, signature outputs
 
     runner = TFLiteRunner(model_path, num_threads=threads)

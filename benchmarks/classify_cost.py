@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def stages(clf: Any) -> dict[str, Any]:
     """Cumulative prefixes of the classifier's per-spectrum path, ``fn(x)`` each."""
     from edge_runtime import conformal
+    from edge_runtime.artifact import softmax_and_max
     from edge_runtime.interpreter import get_output_float, set_input_int8
 
     art, it = clf.artifact, clf.interpreter
@@ -43,6 +44,10 @@ def stages(clf: Any) -> dict[str, Any]:
         clf._invoke(x)
         return get_output_float(it, art.features_q).reshape(-1)
 
+    def head(x: np.ndarray) -> Any:  # the float head alone (no library blend)
+        f = checked(x)
+        return softmax_and_max(clf._probs_head.logits(f)) if clf._probs_head else f
+
     def ranked(x: np.ndarray) -> Any:  # as in Classifier.classify_grid
         p, f, mx = clf._outputs(x)
         n = conformal.set_size(p, thr)
@@ -54,9 +59,13 @@ def stages(clf: Any) -> dict[str, Any]:
         return r, p, (clf._bank_unit.distance_and_norm(f) if clf._bank_unit is not None
                       else 0.0)
 
+    library = ({} if clf.library is None else
+               {"+ spectral library (lagged match, blend)": clf._outputs})
     return {"model (quantise + invoke + dequantise probs)": model,
             "+ input check, features instead of probs": checked,
-            "+ float head logits and softmax": clf._outputs,
+            "+ float head logits and softmax": head if clf.library is not None
+            else clf._outputs,
+            **library,
             "+ ranking, top-k and set size": ranked,
             "+ bank distance (unknown rule)": bank,
             "classify_grid (all of it, + Prediction)": clf.classify_grid}

@@ -25,6 +25,7 @@ spectra (not guaranteed: no held-out spectra of them exist on the rover).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -204,8 +205,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
 def main(data_root: Path, eval_dir: Path, recipe: str, teach: int, seed: int,
          out: Path | None) -> None:
     """Coverage and size of the prediction sets over the splits of a multi-split evaluation."""
+    # RECIPE-grouped<seed> / RECIPE-random<seed> only: not another recipe whose name
+    # extends this one (flight-early-pool-s1-grouped0 is not a split of flight-early-pool)
     folders = sorted(p for p in eval_dir.glob(f"{recipe}-*")
-                     if (p / "run").is_dir() and (p / "model").is_dir())
+                     if re.fullmatch(rf"{re.escape(recipe)}-(grouped|random)\d+", p.name)
+                     and (p / "run").is_dir() and (p / "model").is_dir())
     if not folders:
         raise click.UsageError(f"no {recipe}-<split> folders with run/ and model/ in {eval_dir}")
     rows = []

@@ -9,6 +9,11 @@ artifact on the test part through ``edge_runtime`` (quantise / invoke / dequanti
 on the int8 features, as the rover classifies) at 0 / +-15 / +-30 cm-1. One JSON line per
 split goes to ``<out>/eval.jsonl``; ``--summary`` prints mean +- s.d.
 
+It measures the *network*: its exports carry no spectral library (``QuantizeConfig``'s
+default), which ``ramanedge quantize`` adds since 2026-12-05 evening. The network plus the
+library, as ``ramanedge quantize`` exports it, is :mod:`benchmarks.library_eval` over these
+folders.
+
 The default recipe ``flight`` differs from ``flight-ptq`` only by its final int8-aware
 fine-tune, so when ``flight-ptq`` has run on a split its float run is reused and only the
 fine-tune runs (:data:`FLOAT_OF`; equal to training again on the same machine).
@@ -329,7 +334,7 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
         from trainer.train import predict_probs
 
         before = predict_probs(load_keras_model(run / "model_float.keras"), Xte).argmax(1)
-        int8 = tflite_predict(art / MODEL_FILE, artifact=art)(Xte).argmax(1)
+        int8 = tflite_predict(art / MODEL_FILE, artifact=art, library=False)(Xte).argmax(1)
         agree_float = float(np.mean(before == int8))
     row = {
         "recipe": recipe, "split": kind, "split_seed": seed, "n_test": int(len(yte)),

@@ -249,10 +249,16 @@ def section_accuracy(cfg: BenchConfig, inp: Inputs, f32: Path) -> dict[str, Any]
 
     model = load_keras_model(cfg.run / "model.keras")
     X, y = inp.ds.X[inp.test_idx], inp.ds.y[inp.test_idx]
-    res = shift_table({"Keras float32": lambda A: predict_probs(model, A),
-                       "float32 TFLite": tflite_predict(f32),
-                       "int8 TFLite (artifact)": tflite_predict(cfg.model / MODEL_FILE,
-                                                                artifact=cfg.model)}, X, y)
+    from edge_runtime.artifact import load_artifact
+
+    predictors = {"Keras float32": lambda A: predict_probs(model, A),
+                  "float32 TFLite": tflite_predict(f32),
+                  "int8 TFLite (artifact)": tflite_predict(cfg.model / MODEL_FILE,
+                                                           artifact=cfg.model, library=False)}
+    if load_artifact(cfg.model).library_file is not None:  # the rover's answer as well
+        predictors["int8 + spectral library (the rover's answer)"] = tflite_predict(
+            cfg.model / MODEL_FILE, artifact=cfg.model)
+    res = shift_table(predictors, X, y)
     k = inp.knn
     res["models"][f"k-NN ({k['params']['k']}, {k['params']['metric']})"] = {
         str(s): {"top1": k["shifts"][str(s)]["top1"], "top3": k["shifts"][str(s)]["top3"]}

@@ -143,11 +143,12 @@ def ood_report(scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
 
 
 def extract(clf: Classifier, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Base-head probabilities (N, K) and dequantised features (N, D) of grid spectra."""
+    """Base-head probabilities (N, K; the network's, without the artifact's spectral
+    library) and dequantised features (N, D) of grid spectra."""
     X = np.asarray(X, dtype=np.float32)
     P = np.empty((len(X), len(clf.artifact.labels)))
     F = np.empty((len(X), clf.artifact.feature_dim), dtype=np.float32)
-    base = clf.with_head(None)
+    base = clf.with_head(None, library=False)  # the network's own answer
     for i, x in enumerate(X):
         P[i], F[i] = base.scores(x)
     return P, F

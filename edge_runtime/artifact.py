@@ -18,13 +18,16 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ramanedge.errors import ManifestError, ModelError
 from ramanedge.grid import GridSpec
 from ramanedge.manifest import Manifest, QuantParams, check_tensors, read_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ramanedge.library import SpectralLibrary
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,33 @@ class Artifact:
         """Path of the exemplar-features file when the artifact has one, else ``None``."""
         name = self.manifest.exemplars_file
         return self.folder / name if name is not None else None
+
+    @property
+    def library_file(self) -> Path | None:
+        """Path of the spectral library (:mod:`ramanedge.library`) when the artifact has
+        one, else ``None``."""
+        name = self.manifest.library_file
+        return self.folder / name if name is not None else None
+
+    def load_library(self) -> SpectralLibrary | None:
+        """The artifact's :class:`~ramanedge.library.SpectralLibrary`, or ``None`` without
+        one; :class:`ModelError` when its file does not fit the manifest."""
+        from ramanedge.library import LibraryConfig, SpectralLibrary
+
+        path = self.library_file
+        if path is None:
+            return None
+        config = LibraryConfig.from_dict(self.manifest.data["library"])
+        arrays = load_npz_arrays(path, ("spectra", "y"))
+        S = arrays["spectra"]
+        rows = self.manifest.data["library"]["rows"]
+        if S.ndim != 2 or S.shape != (rows, self.grid.n_points):
+            raise ModelError(f"{path}: 'spectra' must be (M, {self.grid.n_points}) with M = "
+                             f"{rows} (the manifest's library.rows), got {S.shape}")
+        try:
+            return SpectralLibrary(S, arrays["y"], len(self.labels), config)
+        except ModelError as e:
+            raise ModelError(f"{path}: {e}") from None
 
 
 def load_artifact(folder: str | os.PathLike, *, verify_files: bool = True) -> Artifact:

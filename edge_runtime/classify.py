@@ -11,9 +11,11 @@ Usage (these names are part of the public API exported by :mod:`edge_runtime`)::
     clf = clf.with_active_head(store)  # after HeadStore.retrain(): new head + unknown bank
 
 Preprocessing is :func:`ramanedge.grid.preprocess`, the same code the trainer used. With the
-artifact's own (base) head, probabilities come from the model's int8 ``probs`` output (what
-the quantiser's parity gate checked). With a head retrained on the rover they are
-``softmax(features @ W + b)`` on the dequantised int8 ``features`` output.
+artifact's own (base) head, the network's probabilities are ``softmax(features @ W + b)`` of
+``head.npz`` on the dequantised int8 ``features`` output (``head.base_output = "head"``, what
+the quantiser's parity gate checked; older artifacts: the model's int8 ``probs`` output),
+blended with the artifact's spectral library when it has one (:mod:`ramanedge.library`).
+With a head retrained on the rover they are that head's softmax alone.
 
 A :class:`Classifier` owns no thread: TFLite interpreters are not thread-safe, so use one
 classifier per thread.
@@ -43,6 +45,7 @@ from edge_runtime.interpreter import (
 from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
 from ramanedge.grid import CoveragePolicy, preprocess_covered
 from ramanedge.io import expand_paths, read_spectrum
+from ramanedge.library import SpectralLibrary
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,9 @@ class Prediction:
     ``unknown``: True when the spectrum looks out of distribution (a mineral the model was not
     trained on) according to the artifact's calibrated ``unknown`` rule; ``top`` is still the
     closest known guess. ``unknown_score``: the rule's score (higher = more unknown).
-    ``compute_ms``: wall time of quantisation, interpreter invoke, head and unknown check (not
-    file reading or preprocessing). ``head``: the head version used (``"base"`` = artifact).
+    ``compute_ms``: wall time of quantisation, interpreter invoke, head, spectral library
+    match and unknown check (not file reading or preprocessing). ``head``: the head version
+    used (``"base"`` = artifact).
     ``coverage``: the fraction of the model grid the measured spectrum covered (1.0 = all of
     it; below 1 the rest was padded, :class:`~ramanedge.grid.CoveragePolicy`).
     ``set``: the conformal prediction set, most probable first: the minerals that hold the
@@ -105,6 +109,13 @@ class Classifier:
     Prediction sets follow the manifest's ``conformal`` section; with a retrained ``head`` its
     threshold is recomputed for that head from the artifact's calibration spectra
     (:func:`edge_runtime.conformal.recalibrate`, once, here), see :attr:`conformal_rule`.
+    ``library``: blend the artifact's spectral library into the answer
+    (:mod:`ramanedge.library`; its probabilities, top-k and sets; the kNN unknown rules'
+    scores do not change, a ``max_prob`` rule reads the blended answer); ``False``: the
+    network alone (the sets, and a ``max_prob`` rule, then recalibrated for it from the
+    artifact's calibration spectra); a loaded :class:`~ramanedge.library.SpectralLibrary`
+    is used as it is. Only with the artifact's own head: a head retrained on the rover
+    names minerals the library holds no spectra of, so its answer is the head's alone.
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class Classifier:
         unknown: dict[str, Any] | None | str = "artifact",
         ood_bank: np.ndarray | None = None,
         coverage: CoveragePolicy | None = None,
+        library: bool | SpectralLibrary = True,
     ) -> None:
         if int(top_k) < 1:
             raise ModelError(f"top_k must be >= 1, got {top_k}")
@@ -138,6 +150,23 @@ class Classifier:
         self._probs_head = head if head is not None else (
             artifact.head if artifact.base_output == "head" else None)
         self.unknown_rule = artifact.unknown if unknown == "artifact" else unknown
+        self._library_given = library  # what with_head() passes on
+        self.library: SpectralLibrary | None = None
+        if head is None and library is not False:
+            self.library = (library if isinstance(library, SpectralLibrary)
+                            else artifact.load_library())
+            if self.library is not None and (
+                    self.library.n_classes != len(artifact.labels)
+                    or self.library.n_points != artifact.grid.n_points):
+                raise ModelError(f"spectral library of {self.library.n_classes} minerals x "
+                                 f"{self.library.n_points} points for a model of "
+                                 f"{len(artifact.labels)} minerals x "
+                                 f"{artifact.grid.n_points} points")
+        # the artifact's own head answered without the library the artifact holds: its sets
+        # (and a max_prob rule) were calibrated on the blended answer, so they are redone
+        # for the network alone from the calibration spectra, as for a retrained head
+        self._unblended = (head is None and self.library is None
+                           and artifact.library_file is not None)
         self.ood_bank = ood_bank
         self.coverage = CoveragePolicy() if coverage is None else coverage
         self._bank_unit: ood.Int8Bank | None = None
@@ -149,6 +178,11 @@ class Classifier:
                 self._bank_unit = self._make_bank(ood_bank)
             if self.unknown_rule["method"] in ood.LOGIT_METHODS and head is not None:
                 self.unknown_rule = self._recalibrated_unknown()
+            if self.unknown_rule["method"] == "max_prob" and self._unblended:
+                F, _ = self._calibration_arrays("unknown rule")
+                self.unknown_rule = {**ood.calibrate_unknown(
+                    artifact.head.probs(F), target_tpr=self.unknown_rule["target_tpr"]),
+                    "recalibrated": True}
             self._unknown_threshold = ood.threshold_score(self.unknown_rule)
         self._logit_rule = (self.unknown_rule if self.unknown_rule is not None
                             and self.unknown_rule["method"] in ood.LOGIT_METHODS else None)
@@ -197,19 +231,22 @@ class Classifier:
         if rule is None:
             return None
         conformal.check_section(rule)
-        if self.head is None:
+        if self.head is None and not self._unblended:
             return rule
+        head = self.head if self.head is not None else self.artifact.head
+        what = (f"head {head.version}" if self.head is not None
+                else "the network without its spectral library")
         F, y = self._calibration_arrays("prediction sets")
         if y is None:
             raise ModelError(f"{self.artifact.calibration_file}: no class ids ('y') to "
-                             f"recalibrate the prediction sets for head {self.head.version}")
-        probs = self.head.probs(F)
+                             f"recalibrate the prediction sets for {what}")
+        probs = head.probs(F)
         names = [self.artifact.labels[i] for i in y]
         try:
-            return conformal.recalibrate(rule, probs, self.head.labels, names)
+            return conformal.recalibrate(rule, probs, head.labels, names)
         except ValueError as e:
-            raise ModelError(f"cannot recalibrate the prediction sets for head "
-                             f"{self.head.version}: {e}") from None
+            raise ModelError(f"cannot recalibrate the prediction sets for {what}: {e}") \
+                from None
 
     def _make_bank(self, extra: np.ndarray | None) -> ood.Int8Bank:
         from edge_runtime.artifact import load_npz_arrays
@@ -262,15 +299,22 @@ class Classifier:
         return clf
 
     def with_head(self, head: HeadWeights | None, *,
-                  ood_bank: np.ndarray | None | str = "same") -> Classifier:
+                  ood_bank: np.ndarray | None | str = "same",
+                  library: bool | SpectralLibrary | str = "same") -> Classifier:
         """A classifier sharing this one's interpreter but using ``head`` (None = base).
 
         ``ood_bank``: extra unknown-rule references for the new classifier (default: this
-        one's); see :meth:`with_active_head` to take both from a head store.
+        one's); see :meth:`with_active_head` to take both from a head store. ``library``:
+        as the constructor's (default: this one's choice; a library already loaded is
+        shared, not read again).
         """
         bank = self.ood_bank if isinstance(ood_bank, str) and ood_bank == "same" else ood_bank
+        if isinstance(library, str) and library == "same":
+            library = (self.library if self.library is not None
+                       and self._library_given is not False else self._library_given)
         return Classifier(self.artifact, self.interpreter, head=head, top_k=self.top_k,
-                          unknown=self._unknown_given, ood_bank=bank, coverage=self.coverage)
+                          unknown=self._unknown_given, ood_bank=bank, coverage=self.coverage,
+                          library=library)
 
     def with_active_head(self, store: HeadStore) -> Classifier:
         """A classifier using ``store``'s active head (a
@@ -341,12 +385,15 @@ class Classifier:
         feats = get_output_float(self.interpreter, self.artifact.features_q).reshape(-1)
         if self._probs_head is not None:
             probs, mx = softmax_and_max(self._probs_head.logits(feats))
-            return probs, feats, mx
-        probs = get_output_float(self.interpreter, self.artifact.probs_q).reshape(-1)
-        mx = math.nan
-        if self._logit_rule is not None:
-            mx = float(self.artifact.head.logits(feats).max())
-        return probs.astype(np.float64), feats, mx
+        else:
+            probs = get_output_float(self.interpreter,
+                                     self.artifact.probs_q).reshape(-1).astype(np.float64)
+            mx = math.nan
+            if self._logit_rule is not None:
+                mx = float(self.artifact.head.logits(feats).max())
+        if self.library is not None:  # the answer, not the unknown rule's largest logit
+            probs = self.library.blend(probs, x_grid)
+        return probs, feats, mx
 
     def predict_proba_batch(self, X_grid: np.ndarray) -> np.ndarray:
         """Probabilities over :attr:`labels` (float64) for each row of ``X_grid`` (N, grid
@@ -358,9 +405,11 @@ class Classifier:
         if self._probs_head is not None:
             F = run_int8_batch(self.interpreter, X, self.artifact.input_q,
                                {"features": self.artifact.features_q})["features"]
-            return self._probs_head.probs(F)
-        return run_int8_batch(self.interpreter, X, self.artifact.input_q,
-                              {"probs": self.artifact.probs_q})["probs"].astype(np.float64)
+            P = self._probs_head.probs(F)
+        else:
+            P = run_int8_batch(self.interpreter, X, self.artifact.input_q,
+                               {"probs": self.artifact.probs_q})["probs"].astype(np.float64)
+        return P if self.library is None else self.library.blend_batch(P, X)
 
     def occlusion(self, x_grid: np.ndarray, label: str | None = None, *,
                   half_width: int = 10, stride: int = 5) -> np.ndarray:
@@ -392,7 +441,9 @@ class Classifier:
         # the rover's per-spectrum path: every numpy call here costs about a microsecond
         # against a ~0.1 ms model invoke (issue 12 bounds the whole check at 0.3x the invoke),
         # so scalars leave numpy as Python floats early, each array is touched once and no
-        # value is computed twice (the same arithmetic as scores() and the batch paths)
+        # value is computed twice (the same arithmetic as scores() and the batch paths).
+        # The spectral library's lag search (in _outputs) is one product of about 24 M
+        # multiply-adds: about 1 ms, most of the answer's time (docs/results.md section 4)
         t0 = time.perf_counter()
         probs, feats, max_logit = self._outputs(x_grid)
         n_set = 0

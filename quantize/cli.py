@@ -1,8 +1,8 @@
 """``ramanedge quantize``: export a training run as a full-int8 artifact, or check a model.
 
     ramanedge quantize runs/NAME --out models/NAME [--calib-size 100] [--also float32,float16]
-                       [--gate-on probs|head] [--exemplars 10] [--allow-accuracy-drop]
-                       [--overwrite] [--data DIR]
+                       [--gate-on probs|head] [--exemplars 10] [--no-library]
+                       [--allow-accuracy-drop] [--overwrite] [--data DIR]
     ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
 
 Bad input (missing run, unusable --out, failed parity gate, ...) is reported in one line
@@ -62,6 +62,9 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               show_default=True,
               help="Coverage level of the prediction sets, calibrated on the validation "
                    "split (split-conformal, edge_runtime.conformal); 0 = no sets.")
+@click.option("--library/--no-library", default=True, show_default=True,
+              help="Store the training split as a spectral library and blend its lag-tolerant "
+                   "match into the rover's answer (ramanedge.library; docs/parts/flight.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -74,7 +77,7 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Calibration draws per size for --calib-sweep.")
 def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
              also: str, allow_accuracy_drop: bool, gate_on: str, exemplars: int,
-             head_dtype: str, set_level: float, overwrite: bool,
+             head_dtype: str, set_level: float, library: bool, overwrite: bool,
              data_root: Path | None, check: str | None, calib_sweep: str | None,
              seeds: str) -> None:
     """Export the run SOURCE as a full-int8 TFLite artifact (or, with --check edgetpu, check
@@ -93,12 +96,14 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
     if out is None:
         raise click.UsageError("--out is required (e.g. --out models/NAME)")
     from quantize.export import QuantizeConfig, quantize_run
+    from ramanedge.library import LibraryConfig
 
     try:
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
                                 allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
                                 gate_on=gate_on, exemplars_per_class=exemplars,
-                                head_dtype=head_dtype, conformal_level=set_level)
+                                head_dtype=head_dtype, conformal_level=set_level,
+                                library=LibraryConfig() if library else None)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--also") from None
     if not source.is_dir():
@@ -115,7 +120,9 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
         f"(float head on int8 features: top-1 {100 * m['head']['top1']:.2f}%, agreement "
         f"{100 * m['head']['agreement']:.2f}%); gate on {m['gate']['on']}: "
         f"{'passed' if m['gate']['passed'] else 'FAILED (written with --allow-accuracy-drop)'}"
-        f"; {sizes}"
+        + (f"; with the spectral library: top-1 {100 * m['library']['test_top1']:.2f}%"
+           if m.get("library") else "")
+        + f"; {sizes}"
     )
 
 

@@ -37,15 +37,18 @@ import numpy as np
 from edge_runtime.interpreter import quantize_int8
 from ramanedge.errors import DataError, ModelError
 from ramanedge.grid import DEFAULT_GRID
+from ramanedge.library import LibraryConfig, SpectralLibrary
 from ramanedge.manifest import (
     CALIBRATION_FILE,
     EXEMPLARS_FILE,
     HEAD_FILE,
+    LIBRARY_FILE,
     MODEL_FILE,
     VARIANT_FILES,
     Manifest,
     conformal_section,
     head_section,
+    library_section,
     manifest_data,
     model_section,
     quantization_section,
@@ -99,6 +102,11 @@ class QuantizeConfig:
     ``head_dtype``: how ``head.npz`` stores ``W``: ``"float16"`` (default: half the bytes on
     a slow uplink; the gate, the unknown calibration and the manifest's figures are computed
     with the rounded head, exactly what the rover loads) or ``"float32"``.
+    ``library``: the spectral library blended into the rover's answer
+    (:class:`ramanedge.library.LibraryConfig`: ``library.npz`` of the training split and the
+    manifest's ``library`` section; the prediction sets are calibrated on the blended
+    answer); ``None`` = none. :func:`export_artifact` needs the training split for it;
+    ``ramanedge quantize`` adds it unless ``--no-library``.
     """
 
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -114,6 +122,7 @@ class QuantizeConfig:
     head_dtype: str = "float16"
     conformal_level: float = 0.95
     unknown_rule: str = "knn_logit_norm"
+    library: LibraryConfig | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS),
@@ -245,10 +254,11 @@ def export_artifact(
     if val_y is not None:
         val_y = _check_labels("validation", val_y, val_X.shape[0], n_out)
     per_class = config.exemplars_per_class
-    if per_class:
+    if per_class or config.library is not None:
         if train_X is None or train_y is None:
-            raise DataError(f"exemplars_per_class={per_class} needs the training split "
-                            "(train_X, train_y)")
+            what = (f"exemplars_per_class={per_class}" if per_class
+                    else "the spectral library (QuantizeConfig.library)")
+            raise DataError(f"{what} needs the training split (train_X, train_y)")
         train_X = check_spectra("training split", train_X, n_points)
         train_y = _check_labels("training", train_y, train_X.shape[0], n_out)
     check_destination(out_dir, config.overwrite)
@@ -341,9 +351,24 @@ def export_artifact(
     val_q = runner.run(val_X)
     val_probs = (val_q["probs"] if config.gate_on == "probs"
                  else head_probs(val_q["features"], W, b, labels))
+    files = {MODEL_FILE: blobs["int8"], HEAD_FILE: _npz_bytes(W=W_stored, b=b)}
+    library = None
+    if config.library is not None:
+        # held as stored (float16 rows): the calibration below sees the rover's numbers
+        library = SpectralLibrary.build(train_X, train_y, len(labels), config.library)
+        files[LIBRARY_FILE] = library.npz_bytes()
+        val_probs = library.blend_batch(val_probs, val_X)  # the rover's answer
+        test_answer = library.blend_batch(hprobs if config.gate_on == "head" else q["probs"],
+                                          test_X)
+        metrics["library"] = {
+            "rows": len(library.y),
+            "test_top1": float(np.mean(np.argmax(test_answer, 1) == test_y)),
+            "val_top1": (None if val_y is None
+                         else float(np.mean(np.argmax(val_probs, 1) == val_y)))}
+        say(f"spectral library: {len(library.y)} training spectra; test top-1 of the "
+            f"blended answer {metrics['library']['test_top1']:.1%}")
     unknown = unknown_section(
         calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr), split="val")
-    files = {MODEL_FILE: blobs["int8"], HEAD_FILE: _npz_bytes(W=W_stored, b=b)}
     conformal = None
     if val_y is not None and config.conformal_level:
         from edge_runtime.conformal import calibrate_sets
@@ -367,7 +392,9 @@ def export_artifact(
                                per_class=per_class)
         logits = (None if config.unknown_rule == "knn_cosine"
                   else val_q["features"] @ W + b)  # the float head, as the rover holds it
-        unknown = knn_unknown_section(val_q["probs"], val_q["features"], bank,
+        # its max_prob threshold (kept for reference) on the answer the rover gives
+        unknown = knn_unknown_section(val_probs if library is not None else val_q["probs"],
+                                      val_q["features"], bank,
                                       target_tpr=config.unknown_target_tpr, previous=unknown,
                                       val_logits=logits,
                                       norm=config.unknown_rule == "knn_logit_norm")
@@ -394,6 +421,8 @@ def export_artifact(
         metrics=metrics,
         unknown=unknown,
         conformal=conformal,
+        library=(None if library is None
+                 else library_section(config.library, rows=len(library.y))),
         variants=variants,
         files=list(files),
     )

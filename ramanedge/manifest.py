@@ -12,11 +12,12 @@ canonical JSON of all other keys) so a hand-edited manifest is detected too.
 This module holds the whole contract:
 
 - names: :data:`MANIFEST_NAME`, :data:`MODEL_FILE`, :data:`HEAD_FILE`, :data:`EXEMPLARS_FILE`,
-  :data:`CALIBRATION_FILE`, :data:`VARIANT_FILES`, :data:`HEADSTORE_DIR`;
+  :data:`CALIBRATION_FILE`, :data:`LIBRARY_FILE`, :data:`VARIANT_FILES`, :data:`HEADSTORE_DIR`;
 - section builders (what ``quantize`` writes): :class:`QuantParams` (one quantisation entry,
   :meth:`QuantParams.to_dict`), :func:`quantization_section`, :func:`model_section`,
   :func:`head_section`, :func:`exemplars_entry`, :func:`variant_entry`,
-  :func:`unknown_section`, :func:`conformal_section`, :func:`manifest_data`;
+  :func:`unknown_section`, :func:`conformal_section`, :func:`library_section`,
+  :func:`manifest_data`;
 - checks: :func:`validate` (structure, run by every :class:`Manifest`), :func:`check_tensors`
   (the quantisation entries against the grid, the labels and the head section);
 - I/O: :func:`write_manifest` and :func:`read_manifest` (schema, the manifest's own sha256,
@@ -36,11 +37,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ramanedge.errors import ManifestError, ModelError
 from ramanedge.fsutil import atomic_write_text, sha256_bytes, sha256_file
 from ramanedge.grid import DEFAULT_GRID, GridSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ramanedge.library import LibraryConfig
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -54,6 +58,9 @@ EXEMPLARS_FILE = "exemplars.npz"
 #: specimens, ``manifest.conformal.file``): the rover recalibrates its prediction sets from
 #: them after an onboard head retrain.
 CALIBRATION_FILE = "calibration.npz"
+#: The spectral library: high-passed training spectra and class ids (``manifest.library.file``,
+#: :mod:`ramanedge.library`), blended into the answer.
+LIBRARY_FILE = "library.npz"
 #: Ground-only float comparison models by precision (``manifest.variants.P.file``).
 VARIANT_FILES: Mapping[str, str] = MappingProxyType(
     {"float32": "model_float32.tflite", "float16": "model_float16.tflite"})
@@ -191,6 +198,12 @@ class Manifest:
     def exemplars_file(self) -> str | None:
         """File name of the exemplar features (``head.exemplars``), or ``None``."""
         name = (self.data.get("head") or {}).get("exemplars")
+        return name if isinstance(name, str) else None
+
+    @property
+    def library_file(self) -> str | None:
+        """File name of the spectral library (``library.file``), or ``None``."""
+        name = (self.data.get("library") or {}).get("file")
         return name if isinstance(name, str) else None
 
     @property
@@ -348,6 +361,22 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError("manifest 'unknown.method' must name the rule (a string)")
         if unknown.get("file") is not None:
             _listed(d, "unknown.file", unknown["file"])
+    library = d.get("library")
+    if library is not None:
+        from ramanedge.library import LibraryConfig
+
+        if not isinstance(library, dict):
+            raise ManifestError(f"manifest 'library' must be an object or null, got "
+                                f"{type(library).__name__}")
+        _listed(d, "library.file", library.get("file"))
+        rows = library.get("rows")
+        if not (_is_int(rows) and rows >= 1):
+            raise ManifestError(f"manifest 'library.rows' must be a whole number >= 1, got "
+                                f"{rows!r}")
+        try:
+            LibraryConfig.from_dict(library)
+        except ModelError as e:
+            raise ManifestError(f"manifest {e}") from None
     conformal = d.get("conformal")
     if conformal is not None and conformal != {}:
         if not isinstance(conformal, dict):
@@ -494,6 +523,12 @@ def conformal_section(rule: dict[str, Any], *, split: str, with_file: bool) -> d
     if with_file:
         section["file"] = CALIBRATION_FILE
     return section
+
+
+def library_section(config: LibraryConfig, *, rows: int) -> dict[str, Any]:
+    """The ``library`` section: the :class:`~ramanedge.library.LibraryConfig` ``config``, the
+    number of library spectra and :data:`LIBRARY_FILE`."""
+    return {**config.to_dict(), "rows": int(rows), "file": LIBRARY_FILE}
 
 
 def manifest_data(*, name: str, labels: list[str], model: dict[str, Any],

@@ -323,6 +323,10 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert m["metrics"]["head"]["agreement"] >= 0.99  # issue #11's target, not just the gate
     assert m["metrics"]["head"]["drop_points"] <= 0.5
     assert (art / "model.tflite").stat().st_size < 300_000
+    # the default export carries the spectral library of the run's training split
+    assert m["library"]["rows"] == m["training"]["n_train"]
+    assert (art / m["library"]["file"]).is_file()
+    assert 0.0 <= m["metrics"]["library"]["test_top1"] <= 1.0
 
 
 def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypatch) -> None:

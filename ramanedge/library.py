@@ -1,0 +1,225 @@
+"""A spectral library beside the network: how a mineralogist names a Raman spectrum.
+
+The flight model's answer is blended with a match of the spectrum itself against the
+training spectra (the library), the way RRUFF's own search names a spectrum:
+
+1. both sides are high-pass filtered (:func:`high_pass`: minus the moving average over
+   ``2 h + 1`` grid points, which takes the fluorescence background out of a raw spectrum)
+   and scaled to unit length;
+2. the cosine with every library spectrum is the best over lags ``-R .. R`` grid points in
+   steps of ``step`` (:func:`lagged_cosine`): a calibration shift of up to ``R`` cm⁻¹ costs
+   the match nothing, which is what the network alone is weakest at;
+3. each mineral's similarity ``s_c`` is its best library spectrum; the answer is
+   ``q = (1 - w) p + w softmax(s / T)`` (:meth:`SpectralLibrary.blend`), ``p`` the head's
+   probabilities.
+
+The ground (``quantize``) builds the library from the training split and calibrates the
+prediction sets on the blended probabilities; the rover (``edge_runtime``) runs the same
+code here. Chosen on validation (``benchmarks.library_match``, ``docs/parts/flight.md``,
+"A spectral library beside the network"): ``h = 25``, ``R = 30``, ``step = 3``, ``w = 0.3``,
+``T = 0.02``. numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ramanedge.errors import ModelError
+
+
+@dataclass(frozen=True)
+class LibraryConfig:
+    """How the library match is made and blended (the manifest's ``library`` section).
+
+    ``half_width``: grid points each side of the moving average the high-pass subtracts
+    (0 = no filter); ``reach``: the largest lag tried, grid points (= cm⁻¹ on the model
+    grid); ``step``: grid points between the lags tried; ``weight``: ``w``, the library's
+    share of the answer (0-1); ``temperature``: ``T`` of the softmax over the similarities.
+    """
+
+    half_width: int = 25
+    reach: int = 30
+    step: int = 3
+    weight: float = 0.3
+    temperature: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("half_width", "reach"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 0:
+                raise ModelError(f"library {name} must be a whole number >= 0, got {v!r}")
+        if type(self.step) is not int or self.step < 1:
+            raise ModelError(f"library step must be a whole number >= 1, got {self.step!r}")
+        if self.reach % self.step:
+            raise ModelError(f"library reach must be a multiple of its step (so that lag 0 is "
+                             f"among the lags tried), got reach {self.reach}, step {self.step}")
+        w, t = self.weight, self.temperature
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise ModelError(f"library weight must be a number in [0, 1], got {w!r}")
+        if (isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t)
+                or t <= 0):
+            raise ModelError(f"library temperature must be a number > 0, got {t!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LibraryConfig:
+        """From a manifest's ``library`` section (other keys, such as ``file``, ignored);
+        :class:`ModelError` naming a missing or bad key."""
+        if not isinstance(d, dict):
+            raise ModelError(f"library section must be an object, got {type(d).__name__}")
+        missing = [k for k in ("half_width", "reach", "step", "weight", "temperature")
+                   if k not in d]
+        if missing:
+            raise ModelError(f"library section lacks {', '.join(missing)}")
+        return cls(half_width=d["half_width"], reach=d["reach"], step=d["step"],
+                   weight=d["weight"], temperature=d["temperature"])
+
+
+def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
+    """Rows of ``X`` (N, P) or one spectrum (P,) minus their centred moving average over
+    ``2 * half_width + 1`` points (edges reflected), scaled to unit length (float32; an
+    all-zero row stays zero). ``half_width = 0``: only scaled."""
+    X = np.asarray(X, dtype=np.float64)
+    one = X.ndim == 1
+    X = np.atleast_2d(X)
+    h = int(half_width)
+    if h > 0:
+        if X.shape[1] <= h + 1:
+            raise ModelError(f"high_pass needs more than {h + 1} points, got {X.shape[1]}")
+        c = np.cumsum(np.pad(X, ((0, 0), (h + 1, h)), mode="reflect"), axis=1)
+        X = X - (c[:, 2 * h + 1:] - c[:, :-2 * h - 1]) / (2 * h + 1)
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    out = (X / np.maximum(n, 1e-12)).astype(np.float32)
+    return out[0] if one else out
+
+
+def lags(reach: int, step: int) -> list[int]:
+    """The lags tried, grid points: ``-reach, -reach + step, ..., reach`` (0 among them when
+    ``reach`` is a multiple of ``step``, as :class:`LibraryConfig` requires)."""
+    return list(range(-int(reach), int(reach) + 1, int(step)))
+
+
+def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int) -> np.ndarray:
+    """``(N, M)``: the best cosine of each unit row of ``Q`` (N, P) with each unit row of
+    ``L`` (M, P) over :func:`lags` (the query moved by ``d`` points, the points it leaves
+    empty zero). ``reach = 0``: the plain cosine."""
+    Q = np.asarray(Q, dtype=np.float32)
+    best = None
+    for d in lags(reach, step):
+        M = np.zeros_like(Q)
+        if d > 0:
+            M[:, d:] = Q[:, :-d]
+        elif d < 0:
+            M[:, :d] = Q[:, -d:]
+        else:
+            M = Q
+        C = M @ L.T
+        best = C if best is None else np.maximum(best, C)
+    return best
+
+
+def softmax_rows(Z: np.ndarray) -> np.ndarray:
+    """Row-wise (or one vector's) softmax, float64."""
+    Z = np.asarray(Z, dtype=np.float64)
+    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    return E / E.sum(axis=-1, keepdims=True)
+
+
+class SpectralLibrary:
+    """The library of an artifact: unit high-passed training spectra and their class ids.
+
+    ``spectra`` (M, P): :func:`high_pass` rows (any float dtype; held as float32 after
+    rounding to float16, exactly what :meth:`npz_bytes` stores and a rover loads);
+    ``y`` (M,): class ids in ``0 .. n_classes - 1``; ``config``: :class:`LibraryConfig`.
+    A class without library spectra gets similarity -1 (its share of the blend is then
+    ``w * exp(-1/T) / ...``, next to nothing).
+    """
+
+    def __init__(self, spectra: np.ndarray, y: np.ndarray, n_classes: int,
+                 config: LibraryConfig) -> None:
+        S = np.asarray(spectra)
+        y = np.asarray(y)
+        if S.ndim != 2 or len(S) == 0 or S.dtype.kind != "f":
+            raise ModelError(f"library spectra must be float (M, points) with M >= 1, got "
+                             f"{S.dtype} {S.shape}")
+        if y.shape != (len(S),) or y.dtype.kind not in "iu" or not (
+                y.min() >= 0 and y.max() < n_classes):
+            raise ModelError(f"library class ids must be one integer in 0..{n_classes - 1} "
+                             f"per spectrum ({len(S)}), got {y.dtype} {y.shape}")
+        if not np.all(np.isfinite(S)):
+            raise ModelError("library spectra hold NaN or infinite values")
+        order = np.argsort(y, kind="stable")  # each class one contiguous block
+        self.spectra = np.ascontiguousarray(S[order].astype(np.float16), dtype=np.float32)
+        self.y = y[order].astype(np.int64)
+        self.n_classes = int(n_classes)
+        self.config = config
+        self.classes, self._starts = np.unique(self.y, return_index=True)
+        self._lag_offsets = [config.reach - d for d in lags(config.reach, config.step)]
+
+    @property
+    def n_points(self) -> int:
+        """Grid points of each library spectrum."""
+        return int(self.spectra.shape[1])
+
+    def similarity(self, x_grid: np.ndarray) -> np.ndarray:
+        """``(K,)``: each class's best lagged cosine with one grid spectrum."""
+        c = self.config
+        q = high_pass(np.asarray(x_grid, dtype=np.float32).reshape(-1), c.half_width)
+        if q.shape[0] != self.n_points:
+            raise ModelError(f"spectrum of {q.shape[0]} points for a library of "
+                             f"{self.n_points}")
+        # every lag at once: the zero-padded query's windows (one row per lag), one product
+        padded = np.zeros(self.n_points + 2 * c.reach, dtype=np.float32)
+        padded[c.reach:c.reach + self.n_points] = q
+        windows = np.lib.stride_tricks.sliding_window_view(padded, self.n_points)
+        best = (windows[self._lag_offsets] @ self.spectra.T).max(axis=0)
+        s = np.full(self.n_classes, -1.0)
+        s[self.classes] = np.maximum.reduceat(best, self._starts)
+        return s
+
+    def similarity_batch(self, X_grid: np.ndarray) -> np.ndarray:
+        """``(N, K)``: :meth:`similarity` of each row of ``X_grid``."""
+        c = self.config
+        X = np.asarray(X_grid, dtype=np.float32)  # as similarity() reads one spectrum
+        C = lagged_cosine(high_pass(X, c.half_width), self.spectra, c.reach, c.step)
+        S = np.full((len(C), self.n_classes), -1.0)
+        S[:, self.classes] = np.maximum.reduceat(C, self._starts, axis=1)
+        return S
+
+    def blend(self, probs: np.ndarray, x_grid: np.ndarray) -> np.ndarray:
+        """``(1 - w) probs + w softmax(s / T)`` for one grid spectrum (float64, sums to 1)."""
+        w = self.config.weight
+        s = softmax_rows(self.similarity(x_grid) / self.config.temperature)
+        return (1.0 - w) * np.asarray(probs, dtype=np.float64) + w * s
+
+    def blend_batch(self, P: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
+        """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)."""
+        w = self.config.weight
+        S = softmax_rows(self.similarity_batch(X_grid) / self.config.temperature)
+        return (1.0 - w) * np.asarray(P, dtype=np.float64) + w * S
+
+    @classmethod
+    def build(cls, X_train: np.ndarray, y_train: np.ndarray, n_classes: int,
+              config: LibraryConfig) -> SpectralLibrary:
+        """The library of the training spectra ``X_train`` (N, points; the model grid,
+        preprocessed as the model sees them) with class ids ``y_train``."""
+        X = np.asarray(X_train, dtype=np.float32)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise ModelError(f"library training spectra must be finite (N, points), got "
+                             f"{X.shape}")
+        return cls(high_pass(X, config.half_width), y_train, n_classes, config)
+
+    def npz_bytes(self) -> bytes:
+        """The library file's bytes: ``spectra`` float16 (M, P; against float32 rows the
+        lagged cosines moved by at most 1.5e-4 on grouped split 0's test spectra), ``y``
+        int32 (M,); no pickle."""
+        buf = io.BytesIO()
+        np.savez(buf, spectra=self.spectra.astype(np.float16), y=self.y.astype(np.int32))
+        return buf.getvalue()

@@ -1,0 +1,382 @@
+"""The spectral library beside the network (:mod:`ramanedge.library`): its arithmetic on
+constructed cases, its place in the artifact contract, the rover's blended answer (and the
+prediction sets calibrated on it), and the lag tolerance on real RRUFF spectra."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ramanedge.errors import ManifestError, ModelError
+from ramanedge.library import (
+    LibraryConfig,
+    SpectralLibrary,
+    high_pass,
+    lagged_cosine,
+    softmax_rows,
+)
+
+P = 1392
+K_GRID = np.arange(P, dtype=np.float64)
+
+
+def peaks(*centres: float, width: float = 4.0) -> np.ndarray:
+    """A spectrum of unit Gaussian bands at ``centres`` (grid points)."""
+    return sum(np.exp(-0.5 * ((K_GRID - c) / width) ** 2) for c in centres)
+
+
+def test_high_pass_removes_a_smooth_background_and_keeps_the_bands() -> None:
+    bands = peaks(300, 520, 900)
+    background = 3.0 + 2.0 * K_GRID / P + 4.0 * np.exp(-0.5 * ((K_GRID - 700) / 400) ** 2)
+    raw_cos = float(bands @ (bands + background)
+                    / np.linalg.norm(bands) / np.linalg.norm(bands + background))
+    a, b = high_pass(bands, 25), high_pass(bands + background, 25)
+    assert raw_cos < 0.5  # the fluorescence dominates the raw spectrum
+    assert float(a @ b) > 0.97  # the filtered spectra agree
+    assert np.isclose(np.linalg.norm(b), 1.0, atol=1e-5)
+    assert np.array_equal(high_pass(np.zeros((2, P)), 25), np.zeros((2, P), np.float32))
+    # half_width 0: only scaled
+    assert np.allclose(high_pass(bands, 0), bands / np.linalg.norm(bands), atol=1e-6)
+
+
+def test_lagged_cosine_finds_a_shifted_copy_within_its_reach_only() -> None:
+    ref = high_pass(peaks(300, 520, 900)[None], 25)
+    moved = high_pass(peaks(324, 544, 924)[None], 25)  # a 24 cm-1 calibration shift
+    plain = float(lagged_cosine(moved, ref, 0, 3)[0, 0])
+    assert plain < 0.1
+    assert float(lagged_cosine(moved, ref, 30, 3)[0, 0]) > 0.99  # lag -24 is tried
+    assert float(lagged_cosine(moved, ref, 15, 3)[0, 0]) < 0.5  # not within reach
+
+
+def _library(n_classes: int = 3) -> tuple[SpectralLibrary, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = np.stack([peaks(*(rng.uniform(100, 1300, 3)), width=2.0) + rng.uniform(0, 1)
+                  for _ in range(7)])
+    y = np.array([2, 0, 2, 0, 0, 2, 2])  # class 1 has no library spectra
+    return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3)), X
+
+
+def _brute_force(q: np.ndarray, rows: np.ndarray, lag_list: list[int]) -> np.ndarray:
+    """The best cosine of ``q`` with each row over ``lag_list``, element by element (the
+    query moved by d, zero-filled): independent of the library's own code."""
+    best = np.full(len(rows), -np.inf)
+    for d in lag_list:
+        moved = np.zeros_like(q)
+        for j in range(len(q)):
+            if 0 <= j - d < len(q):
+                moved[j] = q[j - d]
+        best = np.maximum(best, rows @ moved)
+    return best
+
+
+def test_similarity_is_each_class_best_lagged_cosine_and_batch_equals_single() -> None:
+    lib, X = _library()
+    y = np.array([2, 0, 2, 0, 0, 2, 2])
+    # queries moved by an on-grid lag (6, tried) and an off-grid one (7, not tried), one
+    # with a band near the grid's end, where a wrap-around would show
+    Q = np.stack([np.roll(X[0], 6), np.roll(X[3], 7), peaks(40, 700, 1385) + 0.3])
+    S = lib.similarity_batch(Q)
+    rows = high_pass(X, 25).astype(np.float16).astype(np.float32)  # as stored
+    for i, q in enumerate(high_pass(Q, 25)):
+        want = _brute_force(q.astype(np.float64), rows.astype(np.float64),
+                            list(range(-9, 10, 3)))
+        for c in (0, 2):
+            assert np.isclose(S[i, c], want[y == c].max(), atol=1e-5)
+        assert np.allclose(lib.similarity(Q[i]), S[i], atol=1e-5, rtol=0)
+    assert np.all(S[:, 1] == -1.0)  # no spectra of class 1
+    assert S[0, 2] > 0.99  # its own spectrum, found at lag 6
+    assert S[1, 0] < 0.97  # lag 7 is not tried: only a neighbour lag's partial overlap
+    every_lag = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=1))
+    assert every_lag.similarity(Q[1])[0] > 0.99  # ... which trying every lag finds
+
+
+def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
+    lib, X = _library()
+    p = np.array([0.3, 0.45, 0.25])
+    q = lib.blend(p, X[0])
+    s = softmax_rows(lib.similarity(X[0]) / lib.config.temperature)
+    assert np.allclose(q, 0.7 * p + 0.3 * s)
+    assert np.isclose(q.sum(), 1.0)
+    assert int(np.argmax(q)) == 2  # its own library spectrum: class 2 beats the head's 1
+    assert np.allclose(lib.blend_batch(p[None], X[:1])[0], q)
+    none = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(weight=0.0))
+    assert np.allclose(none.blend(p, X[0]), p)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"reach": 30, "step": 4}, "reach must be a multiple of its step"),
+    ({"weight": 1.5}, "weight must be a number in \\[0, 1\\]"),
+    ({"temperature": 0}, "temperature must be a number > 0"),
+    ({"step": 0}, "step must be a whole number >= 1"),
+    ({"reach": -3}, "reach must be a whole number >= 0"),
+    ({"half_width": 2.5}, "half_width must be a whole number"),
+])
+def test_library_config_refuses_bad_values(kwargs, match) -> None:
+    with pytest.raises(ModelError, match=match):
+        LibraryConfig(**kwargs)
+
+
+def test_library_refuses_unusable_arrays() -> None:
+    cfg = LibraryConfig()
+    good = np.ones((2, P), np.float32)
+    with pytest.raises(ModelError, match="class ids must be one integer in 0..2"):
+        SpectralLibrary(good, np.array([0, 3]), 3, cfg)
+    with pytest.raises(ModelError, match="class ids"):
+        SpectralLibrary(good, np.array([0.0, 1.0]), 3, cfg)
+    with pytest.raises(ModelError, match="NaN or infinite"):
+        SpectralLibrary(np.full((2, P), np.nan, np.float32), np.array([0, 1]), 3, cfg)
+    with pytest.raises(ModelError, match="float \\(M, points\\)"):
+        SpectralLibrary(np.ones(P, np.float32), np.array([0]), 3, cfg)
+    with pytest.raises(ModelError, match="library section lacks temperature"):
+        LibraryConfig.from_dict({"half_width": 25, "reach": 30, "step": 3, "weight": 0.3})
+
+
+# ------------------------------------------------------------------ the artifact and the rover
+
+
+@pytest.fixture(scope="module")
+def library_artifact(tmp_path_factory, synthetic_data, tiny_keras_model):
+    """``tiny_keras_model`` exported with the spectral library (and exemplars)."""
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    d = synthetic_data
+    Xtr, ytr = d.part("train")
+    Xva, yva = d.part("val")
+    Xte, yte = d.part("test")
+    out = tmp_path_factory.mktemp("lib") / "tiny-lib"
+    export_artifact(tiny_keras_model, labels=list(d.labels),
+                    model_config=tiny_keras_model.ramanedge_config,
+                    calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
+                    test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
+                    out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
+                    config=QuantizeConfig(exemplars_per_class=5, library=LibraryConfig()))
+    return out
+
+
+def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
+        library_artifact, synthetic_data) -> None:
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.conformal import calibrate_sets
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.manifest import LIBRARY_FILE
+
+    art = load_artifact(library_artifact)
+    sec = art.manifest.data["library"]
+    Xtr, ytr = synthetic_data.part("train")
+    assert sec["file"] == LIBRARY_FILE and LIBRARY_FILE in art.manifest.files
+    assert sec["rows"] == len(ytr)
+    assert LibraryConfig.from_dict(sec) == LibraryConfig()
+    with np.load(art.library_file, allow_pickle=False) as z:
+        assert z["spectra"].dtype == np.float16 and z["spectra"].shape == (len(ytr), P)
+        assert np.array_equal(np.sort(z["y"]), np.sort(ytr))
+
+    clf = Classifier(art, make_interpreter(art.model_path))
+    net = Classifier(art, clf.interpreter, library=False)
+    assert clf.library is not None and net.library is None
+    Xva, yva = synthetic_data.part("val")
+    # the answer is the network's probabilities blended with the library's similarity
+    lib = SpectralLibrary.build(Xtr, ytr, len(art.labels), LibraryConfig())
+    want = lib.blend_batch(net.predict_proba_batch(Xva), Xva)
+    got = clf.predict_proba_batch(Xva)
+    assert np.allclose(got, want, atol=1e-6)
+    assert not np.allclose(got, net.predict_proba_batch(Xva), atol=1e-3)
+    # the per-spectrum path (classify_grid, predict_proba: the device's) blends alike
+    single = np.stack([clf.predict_proba(x) for x in Xva])
+    assert np.allclose(single, want, rtol=0, atol=1e-6)
+    for x, w_ in zip(Xva, want, strict=True):
+        one = clf.classify_grid(x)
+        assert one.top[0][0] == art.labels[int(np.argmax(w_))]
+        assert abs(one.top[0][1] - w_.max()) < 1e-6
+    # a library whose labels are moved by one names the library's class when it weighs 0.9:
+    # the blend decides the per-spectrum answer, not only the batch one
+    K = len(art.labels)
+    moved = SpectralLibrary.build(Xtr, (ytr + 1) % K, K, LibraryConfig(weight=0.9))
+    liar = Classifier(art, clf.interpreter, library=moved)
+    names = [liar.classify_grid(x).label for x in Xva]
+    assert np.mean([n == art.labels[(c + 1) % K] for n, c in zip(names, yva, strict=True)]) \
+        > 0.9
+    assert Classifier.from_dir(library_artifact, use_head_store=False).library is not None
+    # the prediction sets were calibrated on that blended answer, not the network's
+    rule = calibrate_sets(want, yva, level=art.conformal["level"])
+    assert np.isclose(art.conformal["threshold"], rule["threshold"], atol=1e-6)
+    # a classifier made for the base head again shares the loaded library
+    assert clf.with_head(None).library is clf.library
+
+
+def test_a_head_retrained_on_the_rover_answers_alone(library_artifact, synthetic_data,
+                                                     tmp_path) -> None:
+    from edge_runtime.artifact import HeadWeights, load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+
+    art = load_artifact(library_artifact)
+    clf = Classifier(art, make_interpreter(art.model_path))
+    head = HeadWeights(art.head.W, art.head.b, art.labels, version="h1")
+    retrained = clf.with_head(head)
+    assert retrained.library is None
+    X, _ = synthetic_data.part("test")
+    F = retrained.features_batch(X)
+    assert np.allclose(retrained.predict_proba_batch(X), head.probs(F), atol=1e-6)
+    assert np.allclose(retrained.predict_proba(X[0]), head.probs(F[:1])[0], atol=1e-6)
+    # back to the base head: the library again (the loaded one); turned off: it stays off
+    assert retrained.with_head(None).library is not None
+    assert clf.with_head(None, library=False).with_head(None).library is None
+
+
+def test_manifest_refuses_a_bad_library_section(library_artifact, tmp_path) -> None:
+    from ramanedge.manifest import MANIFEST_NAME, read_manifest, write_manifest
+
+    for change, match in ((lambda s: s.update(temperature=-1), "temperature must be"),
+                          (lambda s: s.update(file="other.npz"), "library.file"),
+                          (lambda s: s.pop("reach"), "lacks reach"),
+                          (lambda s: s.update(rows=0), "library.rows")):
+        d = tmp_path / f"a{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(library_artifact, d)
+        data = json.loads((d / MANIFEST_NAME).read_text())
+        data.pop("manifest_sha256")
+        change(data["library"])
+        with pytest.raises(ManifestError, match=match):
+            write_manifest(d, data)
+    read_manifest(library_artifact)  # the original stays valid
+
+
+def test_a_library_file_that_does_not_fit_is_refused_in_one_line(library_artifact,
+                                                                 tmp_path) -> None:
+    import io
+
+    from edge_runtime.artifact import load_artifact
+    from ramanedge.manifest import MANIFEST_NAME, write_manifest
+
+    d = tmp_path / "a"
+    shutil.copytree(library_artifact, d)
+    buf = io.BytesIO()
+    np.savez(buf, spectra=np.ones((3, 100), np.float16), y=np.zeros(3, np.int32))
+    (d / "library.npz").write_bytes(buf.getvalue())
+    data = json.loads((d / MANIFEST_NAME).read_text())
+    data.pop("manifest_sha256")
+    write_manifest(d, data)  # re-hash: the file is "valid" but does not fit the grid
+    with pytest.raises(ModelError, match="'spectra' must be \\(M, 1392\\)"):
+        load_artifact(d).load_library()
+
+
+def test_a_library_that_does_not_fit_the_model_is_refused(library_artifact) -> None:
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+
+    art = load_artifact(library_artifact)
+    it = make_interpreter(art.model_path)
+    wrong = SpectralLibrary(np.ones((2, P), np.float32), np.array([0, 1]), 2, LibraryConfig())
+    with pytest.raises(ModelError, match="spectral library of 2 minerals x 1392 points for a "
+                                         "model of 4 minerals"):
+        Classifier(art, it, library=wrong)
+
+
+def test_max_prob_rule_and_sets_follow_the_answer_with_and_without_the_library(
+        tmp_path, synthetic_data, tiny_keras_model) -> None:
+    """Exported without exemplars (the max_prob unknown rule): the rule and the sets are
+    calibrated on the blended answer; asked for the network alone, the classifier redoes
+    both for it from the calibration spectra."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.conformal import calibrate_sets
+    from edge_runtime.interpreter import make_interpreter
+    from edge_runtime.ood import calibrate_unknown
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    d = synthetic_data
+    Xtr, ytr = d.part("train")
+    Xva, yva = d.part("val")
+    Xte, yte = d.part("test")
+    out = tmp_path / "mp"
+    export_artifact(tiny_keras_model, labels=list(d.labels),
+                    model_config=tiny_keras_model.ramanedge_config,
+                    calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
+                    test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
+                    out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
+                    config=QuantizeConfig(library=LibraryConfig(weight=0.6)))
+    art = load_artifact(out)
+    assert art.unknown["method"] == "max_prob"
+    clf = Classifier(art, make_interpreter(art.model_path))
+    net = Classifier(art, clf.interpreter, library=False)
+    blended, alone = clf.predict_proba_batch(Xva), net.predict_proba_batch(Xva)
+    tpr = art.unknown["target_tpr"]
+    assert np.isclose(art.unknown["threshold"],
+                      calibrate_unknown(blended, target_tpr=tpr)["threshold"], atol=1e-6)
+    assert not np.isclose(art.unknown["threshold"],
+                          calibrate_unknown(alone, target_tpr=tpr)["threshold"], atol=1e-4)
+    # the network alone: both redone for it (the calibration spectra are the validation ones)
+    assert np.isclose(net.unknown_rule["threshold"],
+                      calibrate_unknown(alone, target_tpr=tpr)["threshold"], atol=1e-5)
+    level = art.conformal["level"]
+    assert np.isclose(net.conformal_rule["threshold"],
+                      calibrate_sets(alone, yva, level=level)["threshold"], atol=1e-5)
+    assert np.isclose(clf.conformal_rule["threshold"],
+                      calibrate_sets(blended, yva, level=level)["threshold"], atol=1e-6)
+
+
+def test_the_cli_exports_the_library_unless_told_not_to(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    import quantize.export as export
+    from quantize.cli import quantize as quantize_cmd
+    from ramanedge.errors import DataError
+
+    seen = []
+
+    def fake(run_dir, out, *, config, **_kw):
+        seen.append(config.library)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(export, "quantize_run", fake)
+    for extra in ([], ["--no-library"]):
+        CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"), *extra])
+    assert seen == [LibraryConfig(), None]
+
+
+def test_export_without_the_training_split_says_what_the_library_needs(
+        synthetic_data, tiny_keras_model, tmp_path) -> None:
+    from quantize.export import QuantizeConfig, export_artifact
+    from ramanedge.errors import DataError
+
+    d = synthetic_data
+    Xva, yva = d.part("val")
+    Xte, yte = d.part("test")
+    with pytest.raises(DataError, match="spectral library .* needs the training split"):
+        export_artifact(tiny_keras_model, labels=list(d.labels),
+                        model_config=tiny_keras_model.ramanedge_config, calib_X=Xva,
+                        val_X=Xva, test_X=Xte, test_y=yte, out_dir=tmp_path / "x",
+                        config=QuantizeConfig(library=LibraryConfig()))
+    assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------ real spectra
+
+
+@pytest.mark.realdata
+def test_the_lagged_match_names_shifted_real_spectra_the_plain_match_cannot(
+        shared_data_root) -> None:
+    from ramanedge.grid import shift_spectra
+    from tests.conftest import REPO
+    from tests.test_ssl import REAL_MINERALS
+    from trainer.run import DataConfig, load_data, make_or_read_split
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    ds = load_data(data)
+    split = make_or_read_split(ds, data)
+    tr, te = split == "train", split != "train"
+    n = len(ds.labels)
+    lagged = SpectralLibrary.build(ds.X[tr], ds.y[tr], n, LibraryConfig())
+    plain = SpectralLibrary.build(ds.X[tr], ds.y[tr], n, LibraryConfig(reach=0))
+    for d in (0, 21, -24):  # held-out specimens, unshifted and moved by a calibration error
+        X = shift_spectra(ds.X[te], d)
+        hit_lag = float(np.mean(lagged.similarity_batch(X).argmax(1) == ds.y[te]))
+        hit_plain = float(np.mean(plain.similarity_batch(X).argmax(1) == ds.y[te]))
+        assert hit_lag >= 0.8, (d, hit_lag)
+        if d:
+            assert hit_plain < hit_lag - 0.2, (d, hit_plain, hit_lag)
