@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -44,10 +46,15 @@ def class_similarity(F: np.ndarray, bank_unit: np.ndarray, bank_y: np.ndarray,
     """``(N, K)``: the largest cosine between each feature row and the exemplars of each
     class (``-1`` for a class without exemplars). ``bank_unit``: unit-length bank rows."""
     norms = np.linalg.norm(F, axis=1, keepdims=True)
-    C = (F / np.maximum(norms, 1e-12)) @ bank_unit.T
-    S = np.full((len(F), n_classes), -1.0)
+    return class_best((F / np.maximum(norms, 1e-12)) @ bank_unit.T, bank_y, n_classes)
+
+
+def class_best(C: np.ndarray, row_y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(N, K)``: each row's largest cosine ``C`` (N, M) among the reference rows of each
+    class (class ids ``row_y`` (M,); ``-1`` for a class without rows)."""
+    S = np.full((len(C), n_classes), -1.0)
     for k in range(n_classes):
-        rows = bank_y == k
+        rows = row_y == k
         if rows.any():
             S[:, k] = C[:, rows].max(axis=1)
     return S
@@ -74,27 +81,36 @@ def blend(P: np.ndarray, S: np.ndarray, w: float, t: float) -> np.ndarray:
     return (1 - w) * P + w * softmax(S / t)
 
 
-def split_scores(folder: Path, ds, labels: np.ndarray) -> dict[str, dict[str, float]]:
-    """Top-1 of every variant on one split's validation and test parts at every shift:
-    ``{"val_0": {"w=..,T=..": top1, ...}, "test_15": ...}``."""
-    from benchmarks.transfer_experiment import extract
+def open_split(folder: Path, ds: Any) -> tuple[Any, Any, list[str], np.ndarray, np.ndarray,
+                                                np.ndarray]:
+    """One split folder of a multi-split evaluation: ``(artifact, classifier (the network
+    alone: no spectral library), labels, the exemplar bank's class ids and unit rows, the
+    split of ``ds``)``; a usage error for an artifact without exemplars."""
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.head import load_exemplars
     from edge_runtime.interpreter import make_interpreter
     from edge_runtime.ood import normalise_rows
-    from ramanedge.grid import shift_spectra
     from ramanedge.splits import read_split_csv
 
     art = load_artifact(folder / "model")
     if art.exemplars_file is None:
         raise click.UsageError(f"{folder / 'model'} has no exemplars.npz")
-    clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+    clf = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
     ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
     names = list(art.labels)
     bank_y = np.array([names.index(n) for n in ex.labels])
-    bank_unit = normalise_rows(ex.features)
-    split = read_split_csv(folder / "run" / "split.csv", ds)
+    return (art, clf, names, bank_y, normalise_rows(ex.features),
+            read_split_csv(folder / "run" / "split.csv", ds))
+
+
+def split_scores(folder: Path, ds, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Top-1 of every variant on one split's validation and test parts at every shift:
+    ``{"val_0": {"w=..,T=..": top1, ...}, "test_15": ...}``."""
+    from benchmarks.transfer_experiment import extract
+    from ramanedge.grid import shift_spectra
+
+    art, clf, names, bank_y, bank_unit, split = open_split(folder, ds)
     out: dict[str, dict[str, float]] = {}
     for part in ("val", "test"):
         rows = (split == part) & np.isin(labels, names)
@@ -136,8 +152,14 @@ def report(runs: list[dict], loo: list[dict]) -> str:
     for n in runs[0]["scores"]["val_0"]:
         cells = [f"{100 * np.mean([r['scores'][k][n] for r in runs]):.1f}" for k in keys]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", "| run | chosen on the other splits | " + " | ".join(f"Δ {k}" for k in keys)
-              + " |", "|---|---" + "|---" * len(keys) + "|"]
+    return "\n".join(lines + ["", *delta_table(loo, keys)])
+
+
+def delta_table(loo: list[dict], keys: list[str]) -> list[str]:
+    """Markdown rows of leave-one-split-out choices: each run's pick and its paired deltas
+    (``d_<key>``, points), then their mean ± s.d. and how many runs were higher / lower."""
+    lines = ["| run | chosen on the other splits | " + " | ".join(f"Δ {k}" for k in keys)
+             + " |", "|---|---" + "|---" * len(keys) + "|"]
     for x in loo:
         lines.append(f"| {x['run']} | {x['pick']} | "
                      + " | ".join(f"{x[f'd_{k}']:+.1f}" for k in keys) + " |")
@@ -146,35 +168,62 @@ def report(runs: list[dict], loo: list[dict]) -> str:
         f"{v.mean():+.2f} ± {v.std(ddof=1):.2f}" for v in d.values()) + " |")
     lines.append("| higher / lower | | " + " | ".join(
         f"{int((v > 0).sum())} / {int((v < 0).sum())}" for v in d.values()) + " |")
-    return "\n".join(lines)
+    return lines
 
 
-@click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
-@click.option("--eval", "evals", multiple=True, required=True,
-              help="FOLDER:RECIPE of a multi-split evaluation (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@one_line_errors
-def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
-    """Score the blend grid on every grouped split; print both tables."""
-    from benchmarks.common import grouped_eval_folders, known_and_rare
-    from ramanedge.machine import cpu_model
+def grouped_runs(evals: tuple[str, ...]) -> Iterator[tuple[dict[str, str], Path]]:
+    """For each ``FOLDER:RECIPE`` of ``evals``, its grouped split folders, with the run's
+    names (``{"run": "RECIPE/groupedS", "split": "S"}``); a usage error for a bad spec."""
+    from benchmarks.common import grouped_eval_folders
 
-    ds, _ = known_and_rare(data_root)
-    labels = np.asarray(ds.minerals).astype(str)
-    runs = []
     for spec in evals:
         folder, sep, recipe = spec.rpartition(":")
         if not sep or not folder or not recipe:
             raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
         for f in grouped_eval_folders(Path(folder), recipe):
-            runs.append({"run": f"{recipe}/{f.name.rsplit('-', 1)[-1]}",
-                         "split": f.name.rsplit("grouped", 1)[-1],
-                         "scores": split_scores(f, ds, labels)})
-            click.echo(f"{f}: done", err=True)
+            yield ({"run": f"{recipe}/{f.name.rsplit('-', 1)[-1]}",
+                    "split": f.name.rsplit("grouped", 1)[-1]}, f)
+
+
+def probe_command(fn: Callable[..., Any]) -> Any:
+    """The command line of a post-hoc probe over trained multi-split evaluations: ``--data``,
+    ``--eval FOLDER:RECIPE`` (repeatable, :func:`grouped_runs`), ``--out`` (JSON); the
+    project's errors end it with one line."""
+    fn = one_line_errors(fn)
+    for opt in reversed((
+            click.option("--data", "data_root", type=click.Path(path_type=Path),
+                         required=True),
+            click.option("--eval", "evals", multiple=True, required=True,
+                         help="FOLDER:RECIPE of a multi-split evaluation (repeatable)."),
+            click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+                         default=None))):
+        fn = opt(fn)
+    return click.command()(fn)
+
+
+@probe_command
+def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
+    """Score the blend grid on every grouped split; print both tables."""
+    from benchmarks.common import known_and_rare
+
+    ds, _ = known_and_rare(data_root)
+    labels = np.asarray(ds.minerals).astype(str)
+    runs = []
+    for names, f in grouped_runs(evals):
+        runs.append({**names, "scores": split_scores(f, ds, labels)})
+        click.echo(f"{f}: done", err=True)
     loo = leave_one_out(runs)
     table = report(runs, loo)
     click.echo(table)
+    write_probe(out, evals, runs, loo, table)
+
+
+def write_probe(out: Path | None, evals: tuple[str, ...], runs: list[dict], loo: Any,
+                table: str) -> None:
+    """The probe's JSON (date, CPU, the evaluations, every run's scores, the
+    leave-one-split-out choices, the printed table) to ``out``, when given."""
+    from ramanedge.machine import cpu_model
+
     if out is not None:
         out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
                                    "cpu": cpu_model(), "evals": list(evals), "runs": runs,

@@ -33,14 +33,23 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 
-from benchmarks.common import one_line_errors
-from benchmarks.knn_blend import TEMPERATURES, WEIGHTS, blend
+from benchmarks.knn_blend import (
+    TEMPERATURES,
+    WEIGHTS,
+    blend,
+    class_best,
+    delta_table,
+    grouped_runs,
+    open_split,
+    probe_command,
+    write_probe,
+)
+from benchmarks.ood_variants import _standardised as _z
 from ramanedge.library import high_pass, lagged_cosine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,45 +63,14 @@ SHIFTS = (0, 15, 30)
 SHIPPED = "shipped (knn_logit_norm)"
 
 
-def class_best(C: np.ndarray, lib_y: np.ndarray, n_classes: int) -> np.ndarray:
-    """``(N, K)``: each row's best cosine ``C`` (N, L) among library rows of each class
-    (``-1`` for a class without library rows)."""
-    S = np.full((len(C), n_classes), -1.0)
-    for k in range(n_classes):
-        rows = lib_y == k
-        if rows.any():
-            S[:, k] = C[:, rows].max(axis=1)
-    return S
-
-
-def _z(S: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Standardised on the known validation part, as the shipped rule's parts are."""
-    mu, sd = S["val"].mean(), max(float(S["val"].std()), 1e-9)
-    return {k: (v - mu) / sd for k, v in S.items()}
-
-
 def split_scores(folder: Path, ds, labels: np.ndarray, held, rare: np.ndarray) -> dict:
     """One split: top-1 of every answer variant on validation / test at every shift, and
     AUROC / flagged share of every unknown-rule variant."""
     from benchmarks.ood_variants import parts
     from benchmarks.transfer_experiment import auroc, extract
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.head import load_exemplars
-    from edge_runtime.interpreter import make_interpreter
-    from edge_runtime.ood import normalise_rows
     from ramanedge.grid import shift_spectra
-    from ramanedge.splits import read_split_csv
 
-    art = load_artifact(folder / "model")
-    if art.exemplars_file is None:
-        raise click.UsageError(f"{folder / 'model'} has no exemplars.npz")
-    clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
-    ex = load_exemplars(art.exemplars_file, art.features_q, art.labels)
-    names = list(art.labels)
-    bank_y = np.array([names.index(n) for n in ex.labels])
-    bank_unit = normalise_rows(ex.features)
-    split = read_split_csv(folder / "run" / "split.csv", ds)
+    art, clf, names, bank_y, bank_unit, split = open_split(folder, ds)
     known = np.isin(labels, names)
     train = known & (split == "train")
     lib_y = np.array([names.index(n) for n in labels[train]])
@@ -187,52 +165,27 @@ def report(runs: list[dict], looes: dict[str, list[dict]]) -> str:
         lines.append(f"| {n} | " + " | ".join(
             f"{100 * np.mean([r['answer'][k][n] for r in runs]):.1f}" for k in keys) + " |")
     for title, loo in looes.items():
-        lines += ["", f"{title}:", "", "| run | chosen on the other splits | "
-                  + " | ".join(f"Δ {k}" for k in keys) + " |",
-                  "|---|---" + "|---" * len(keys) + "|"]
-        for x in loo:
-            lines.append(f"| {x['run']} | {x['pick']} | "
-                         + " | ".join(f"{x[f'd_{k}']:+.1f}" for k in keys) + " |")
-        d = {k: np.array([x[f"d_{k}"] for x in loo]) for k in keys}
-        lines.append("| mean ± s.d. | | " + " | ".join(
-            f"{v.mean():+.2f} ± {v.std(ddof=1):.2f}" for v in d.values()) + " |")
-        lines.append("| higher / lower | | " + " | ".join(
-            f"{int((v > 0).sum())} / {int((v < 0).sum())}" for v in d.values()) + " |")
+        lines += ["", f"{title}:", "", *delta_table(loo, keys)]
     return "\n".join(lines)
 
 
-@click.command()
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
-@click.option("--eval", "evals", multiple=True, required=True,
-              help="FOLDER:RECIPE of a multi-split evaluation (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@one_line_errors
+@probe_command
 def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
     """Score the answer and unknown-rule variants on every grouped split; print the tables."""
-    from benchmarks.common import grouped_eval_folders, known_and_rare
-    from ramanedge.machine import cpu_model
+    from benchmarks.common import known_and_rare
 
     ds, held = known_and_rare(data_root)
     labels = np.asarray(ds.minerals).astype(str)
     rare = np.asarray(held.minerals).astype(str)
     runs = []
-    for spec in evals:
-        folder, sep, recipe = spec.rpartition(":")
-        if not sep or not folder or not recipe:
-            raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
-        for f in grouped_eval_folders(Path(folder), recipe):
-            runs.append({"run": f"{recipe}/{f.name.rsplit('-', 1)[-1]}",
-                         "split": f.name.rsplit("grouped", 1)[-1],
-                         **split_scores(f, ds, labels, held, rare)})
-            click.echo(f"{f}: done", err=True)
+    for names, f in grouped_runs(evals):
+        runs.append({**names, **split_scores(f, ds, labels, held, rare)})
+        click.echo(f"{f}: done", err=True)
     looes = {"plain library, rule (A)": leave_one_out(runs, lagged=False),
              "lagged library, rule (A')": leave_one_out(runs, lagged=True)}
     table = report(runs, looes)
     click.echo(table)
-    if out is not None:
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                                   "cpu": cpu_model(), "evals": list(evals), "runs": runs,
-                                   "leave_one_split_out": looes, "table": table}, indent=1) + "\n")
+    write_probe(out, evals, runs, looes, table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,3 +43,25 @@ def test_leave_one_split_out_never_chooses_on_the_judged_split() -> None:
     assert [x["pick"] for x in out[:2]] == ["b", "b"]
     assert out[0]["d_val_0"] == pytest.approx(-50.0)
     assert out[2]["pick"] == "a"  # split 0 (twice) outweighs split 2 for split 1
+
+
+def test_library_probe_keeps_its_two_rules_candidates_apart() -> None:
+    """``benchmarks.library_match``: rule (A) chooses among the plain library's blends only,
+    rule (A') among the lagged library's blends and its 1-NN; neither ever picks the plain
+    1-NN or the shipped head, and each judges the pick on the held-out split."""
+    from benchmarks.library_match import leave_one_out as lib_loo
+
+    def run(split, lag_nn):
+        v = {"shipped": 0.5, "h=25,1-NN": 0.99, "h=25,w=0.3,T=0.02": 0.6,
+             "h=25,R=30,1-NN": lag_nn, "h=25,R=30,w=0.3,T=0.02": 0.7}
+        return {"run": f"r/{split}", "split": split,
+                "answer": {"val_0": v, "test_0": dict(v)}}
+    runs = [run("0", 0.9), run("1", 0.9), run("2", 0.1)]
+    plain = lib_loo(runs, lagged=False)
+    lagged = lib_loo(runs, lagged=True)
+    assert {x["pick"] for x in plain} == {"h=25,w=0.3,T=0.02"}
+    assert plain[0]["d_val_0"] == pytest.approx(10.0)
+    # split 0's others hold the lagged 1-NN at 0.9 and 0.1 (mean 0.5 < the blend's 0.7), as
+    # do split 1's; split 2's others at 0.9 and 0.9: the 1-NN
+    assert [x["pick"] for x in lagged] == ["h=25,R=30,w=0.3,T=0.02"] * 2 + ["h=25,R=30,1-NN"]
+    assert lagged[2]["d_val_0"] == pytest.approx(-40.0)  # judged on split 2's own 0.1
