@@ -83,13 +83,79 @@ def evaluate(folder: Path, recipe: str, out: Path) -> dict:
     return row
 
 
+def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
+    """Top-1 of the blended answer when the library match is made only for the ``N`` most
+    probable minerals of the network (the others get no library share), for each ``N`` of
+    ``counts`` (0 = every mineral, as shipped), on the split's validation and test spectra
+    at each shift: ``{"val_0": {"0": top1, "5": top1, ...}, ...}``. Computed from the whole
+    similarity matrix with the other classes masked: the same numbers as a match made only
+    for those classes."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.grid import shift_spectra
+    from ramanedge.library import softmax_rows
+    from trainer.run import load_run
+
+    art = load_artifact(folder / "model")
+    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
+    lib = art.load_library()
+    if lib is None:
+        raise click.UsageError(f"{folder / 'model'} has no spectral library")
+    w, t = lib.config.weight, lib.config.temperature
+    run = load_run(folder / "run", load_model=False)
+    out: dict[str, dict[str, float]] = {}
+    for part in ("val", "test"):
+        X0, y = run.subset(part)
+        for s in SHIFTS:
+            hits: dict[str, list[float]] = {}
+            for d in ((0,) if s == 0 else (s, -s)):
+                X = shift_spectra(X0, d)
+                P = net.predict_proba_batch(X)
+                S = lib.similarity_batch(X)
+                order = np.argsort(-P, axis=1, kind="stable")
+                for n in counts:
+                    Sn = S.copy()
+                    if n:
+                        keep = np.zeros_like(S, dtype=bool)
+                        np.put_along_axis(keep, order[:, :n], True, axis=1)
+                        Sn[~keep] = -1.0
+                    q = (1 - w) * P + w * softmax_rows(Sn / t)
+                    hits.setdefault(str(n), []).append(float(np.mean(q.argmax(1) == y)))
+            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
+    return out
+
+
 @click.command()
 @click.option("--eval", "evals", multiple=True, required=True,
               help="FOLDER:RECIPE of a multi-split evaluation (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--candidates", default="", metavar="N,N,...",
+              help="Instead: score the library match restricted to the network's N most "
+                   "probable minerals, on OUT's exported folders; JSON to --json-out.")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def main(evals: tuple[str, ...], out: Path) -> None:
+def main(evals: tuple[str, ...], out: Path, candidates: str, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
+    if candidates:
+        from benchmarks.common import comma_list
+        from ramanedge.machine import cpu_model
+
+        counts = (0, *comma_list(candidates, "--candidates"))
+        res = {}
+        for spec in evals:
+            recipe = spec.rpartition(":")[2]
+            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
+                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
+                res[f.name] = candidate_scores(f, counts)
+                click.echo(f"{f.name}: " + "  ".join(
+                    f"N={n}: {100 * res[f.name]['val_0'][str(n)]:.1f}" for n in counts),
+                    err=True)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                            "cpu": cpu_model(), "counts": counts,
+                                            "runs": res}, indent=1) + "\n")
+        return
     out.mkdir(parents=True, exist_ok=True)
     jl = out / "eval.jsonl"
     done = {(r["recipe"], r["split"], r["split_seed"])

@@ -11,13 +11,15 @@ training spectra (the library), the way RRUFF's own search names a spectrum:
    the match nothing, which is what the network alone is weakest at;
 3. each mineral's similarity ``s_c`` is its best library spectrum; the answer is
    ``q = (1 - w) p + w softmax(s / T)`` (:meth:`SpectralLibrary.blend`), ``p`` the head's
-   probabilities.
+   probabilities. The match is made only for the ``candidates`` minerals the head finds
+   most probable (the others get ``s = -1``: no library share), which spares most of the
+   product.
 
 The ground (``quantize``) builds the library from the training split and calibrates the
 prediction sets on the blended probabilities; the rover (``edge_runtime``) runs the same
-code here. Chosen on validation (``benchmarks.library_match``, ``docs/parts/flight.md``,
-"A spectral library beside the network"): ``h = 25``, ``R = 30``, ``step = 3``, ``w = 0.3``,
-``T = 0.02``. numpy only.
+code here. Chosen on validation (``benchmarks.library_match``, ``benchmarks.library_eval
+--candidates``, ``docs/parts/flight.md``, "A spectral library beside the network"):
+``h = 25``, ``R = 30``, ``step = 3``, ``w = 0.3``, ``T = 0.02``, 20 candidates. numpy only.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class LibraryConfig:
     ``half_width``: grid points each side of the moving average the high-pass subtracts
     (0 = no filter); ``reach``: the largest lag tried, grid points (= cm⁻¹ on the model
     grid); ``step``: grid points between the lags tried; ``weight``: ``w``, the library's
-    share of the answer (0-1); ``temperature``: ``T`` of the softmax over the similarities.
+    share of the answer (0-1); ``temperature``: ``T`` of the softmax over the similarities;
+    ``candidates``: the match is made for this many of the head's most probable minerals
+    only (0 = every mineral; manifests without the key: 0).
     """
 
     half_width: int = 25
@@ -46,9 +50,10 @@ class LibraryConfig:
     step: int = 3
     weight: float = 0.3
     temperature: float = 0.02
+    candidates: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("half_width", "reach"):
+        for name in ("half_width", "reach", "candidates"):
             v = getattr(self, name)
             if type(v) is not int or v < 0:
                 raise ModelError(f"library {name} must be a whole number >= 0, got {v!r}")
@@ -79,7 +84,8 @@ class LibraryConfig:
         if missing:
             raise ModelError(f"library section lacks {', '.join(missing)}")
         return cls(half_width=d["half_width"], reach=d["reach"], step=d["step"],
-                   weight=d["weight"], temperature=d["temperature"])
+                   weight=d["weight"], temperature=d["temperature"],
+                   candidates=d.get("candidates", 0))
 
 
 def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
@@ -162,14 +168,27 @@ class SpectralLibrary:
         self.config = config
         self.classes, self._starts = np.unique(self.y, return_index=True)
         self._lag_offsets = [config.reach - d for d in lags(config.reach, config.step)]
+        ends = np.append(self._starts[1:], len(self.y))
+        self._rows_of: list[np.ndarray | None] = [None] * self.n_classes
+        for c, a, b in zip(self.classes, self._starts, ends, strict=True):
+            self._rows_of[int(c)] = np.arange(a, b)
+
+    def candidates_of(self, probs: np.ndarray) -> np.ndarray | None:
+        """The classes the match is made for, given the head's probabilities ``probs``
+        (K,): the ``candidates`` most probable (ties in class order), or ``None`` = all."""
+        n = self.config.candidates
+        if not n or n >= self.n_classes:
+            return None
+        return np.argsort(-np.asarray(probs), kind="stable")[:n]
 
     @property
     def n_points(self) -> int:
         """Grid points of each library spectrum."""
         return int(self.spectra.shape[1])
 
-    def similarity(self, x_grid: np.ndarray) -> np.ndarray:
-        """``(K,)``: each class's best lagged cosine with one grid spectrum."""
+    def similarity(self, x_grid: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """``(K,)``: each class's best lagged cosine with one grid spectrum; with
+        ``classes``, only for those (the others -1), at a fraction of the cost."""
         c = self.config
         q = high_pass(np.asarray(x_grid, dtype=np.float32).reshape(-1), c.half_width)
         if q.shape[0] != self.n_points:
@@ -179,9 +198,18 @@ class SpectralLibrary:
         padded = np.zeros(self.n_points + 2 * c.reach, dtype=np.float32)
         padded[c.reach:c.reach + self.n_points] = q
         windows = np.lib.stride_tricks.sliding_window_view(padded, self.n_points)
-        best = (windows[self._lag_offsets] @ self.spectra.T).max(axis=0)
         s = np.full(self.n_classes, -1.0)
-        s[self.classes] = np.maximum.reduceat(best, self._starts)
+        if classes is None:
+            best = (windows[self._lag_offsets] @ self.spectra.T).max(axis=0)
+            s[self.classes] = np.maximum.reduceat(best, self._starts)
+            return s
+        blocks = [(int(c), r) for c in classes if (r := self._rows_of[int(c)]) is not None]
+        if not blocks:
+            return s
+        rows = np.concatenate([r for _, r in blocks])
+        best = (windows[self._lag_offsets] @ self.spectra[rows].T).max(axis=0)
+        starts = np.cumsum([0] + [len(r) for _, r in blocks[:-1]])
+        s[[c for c, _ in blocks]] = np.maximum.reduceat(best, starts)
         return s
 
     def similarity_batch(self, X_grid: np.ndarray) -> np.ndarray:
@@ -194,16 +222,26 @@ class SpectralLibrary:
         return S
 
     def blend(self, probs: np.ndarray, x_grid: np.ndarray) -> np.ndarray:
-        """``(1 - w) probs + w softmax(s / T)`` for one grid spectrum (float64, sums to 1)."""
+        """``(1 - w) probs + w softmax(s / T)`` for one grid spectrum (float64, sums to 1),
+        ``s`` made for :meth:`candidates_of` ``probs``."""
         w = self.config.weight
-        s = softmax_rows(self.similarity(x_grid) / self.config.temperature)
-        return (1.0 - w) * np.asarray(probs, dtype=np.float64) + w * s
+        s = self.similarity(x_grid, self.candidates_of(probs))
+        return (1.0 - w) * np.asarray(probs, dtype=np.float64) + w * softmax_rows(
+            s / self.config.temperature)
 
     def blend_batch(self, P: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
-        """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)."""
+        """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)
+        (the whole match, then each row's non-candidates masked: the same numbers)."""
         w = self.config.weight
-        S = softmax_rows(self.similarity_batch(X_grid) / self.config.temperature)
-        return (1.0 - w) * np.asarray(P, dtype=np.float64) + w * S
+        P = np.asarray(P, dtype=np.float64)
+        S = self.similarity_batch(X_grid)
+        n = self.config.candidates
+        if n and n < self.n_classes:
+            keep = np.zeros(S.shape, dtype=bool)
+            np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n], True,
+                              axis=1)
+            S[~keep] = -1.0
+        return (1.0 - w) * P + w * softmax_rows(S / self.config.temperature)
 
     @classmethod
     def build(cls, X_train: np.ndarray, y_train: np.ndarray, n_classes: int,

@@ -106,6 +106,30 @@ def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
     assert np.allclose(none.blend(p, X[0]), p)
 
 
+def test_the_match_is_made_for_the_heads_most_probable_minerals_only() -> None:
+    lib, X = _library()
+    full = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=3, candidates=0))
+    one = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=3, candidates=1))
+    x = X[0]  # a class-2 spectrum
+    s = full.similarity(x)
+    for p, kept in ((np.array([0.5, 0.3, 0.2]), 0), (np.array([0.1, 0.3, 0.6]), 2)):
+        assert list(one.candidates_of(p)) == [kept]
+        want = np.full(3, -1.0)
+        want[kept] = s[kept]
+        assert np.allclose(one.similarity(x, one.candidates_of(p)), want, atol=1e-6)
+        q = one.blend(p, x)
+        assert np.allclose(q, 0.7 * p + 0.3 * softmax_rows(want / 0.02), atol=1e-9)
+        # the batch path masks the whole match the same way
+        assert np.allclose(one.blend_batch(p[None], x[None])[0], q, atol=1e-6)
+    # with the class-2 head answer the library confirms it; with class 0 first it cannot
+    # lift class 2 (no share for a non-candidate), which the full match would
+    p0 = np.array([0.45, 0.2, 0.35])
+    assert int(np.argmax(full.blend(p0, x))) == 2 and int(np.argmax(one.blend(p0, x))) == 0
+    assert full.candidates_of(p0) is None
+    assert LibraryConfig.from_dict({k: v for k, v in LibraryConfig().to_dict().items()
+                                    if k != "candidates"}).candidates == 0
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"reach": 30, "step": 4}, "reach must be a multiple of its step"),
     ({"weight": 1.5}, "weight must be a number in \\[0, 1\\]"),
@@ -113,6 +137,7 @@ def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
     ({"step": 0}, "step must be a whole number >= 1"),
     ({"reach": -3}, "reach must be a whole number >= 0"),
     ({"half_width": 2.5}, "half_width must be a whole number"),
+    ({"candidates": -1}, "candidates must be a whole number >= 0"),
 ])
 def test_library_config_refuses_bad_values(kwargs, match) -> None:
     with pytest.raises(ModelError, match=match):
