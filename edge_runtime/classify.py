@@ -442,8 +442,9 @@ class Classifier:
         # against a ~0.1 ms model invoke (issue 12 bounds the whole check at 0.3x the invoke),
         # so scalars leave numpy as Python floats early, each array is touched once and no
         # value is computed twice (the same arithmetic as scores() and the batch paths).
-        # The spectral library's lag search (in _outputs) is one product of about 24 M
-        # multiply-adds: about 1 ms, most of the answer's time (docs/results.md section 4)
+        # The spectral library's lag search (in _outputs) is one product over the library
+        # rows of the 20 candidate minerals (about 5 M multiply-adds): most of the answer's
+        # time, about 0.5 ms on a slow host (docs/results.md section 4)
         t0 = time.perf_counter()
         probs, feats, max_logit = self._outputs(x_grid)
         n_set = 0
