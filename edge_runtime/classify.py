@@ -43,7 +43,7 @@ from edge_runtime.interpreter import (
     set_input_int8,
 )
 from ramanedge.errors import ModelError, RamanEdgeError, SpectrumError
-from ramanedge.grid import CoveragePolicy, preprocess_covered
+from ramanedge.grid import CoveragePolicy, covered_span, preprocess_covered
 from ramanedge.io import expand_paths, read_spectrum
 from ramanedge.library import SpectralLibrary
 
@@ -378,7 +378,8 @@ class Classifier:
         probs, feats, _ = self._outputs(x_grid)
         return probs, feats
 
-    def _outputs(self, x_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def _outputs(self, x_grid: np.ndarray, span: tuple[int, int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
         """(probabilities, features, the float head's largest logit or NaN when not
         computed) from one invoke."""
         self._invoke(x_grid)
@@ -392,7 +393,7 @@ class Classifier:
             if self._logit_rule is not None:
                 mx = float(self.artifact.head.logits(feats).max())
         if self.library is not None:  # the answer, not the unknown rule's largest logit
-            probs = self.library.blend(probs, x_grid)
+            probs = self.library.blend(probs, x_grid, span)
         return probs, feats, mx
 
     def predict_proba_batch(self, X_grid: np.ndarray) -> np.ndarray:
@@ -436,8 +437,12 @@ class Classifier:
         """Probabilities over :attr:`labels` (float64) for one grid spectrum."""
         return self.scores(x_grid)[0]
 
-    def classify_grid(self, x_grid: np.ndarray) -> Prediction:
-        """Classify one preprocessed spectrum (float32, the artifact's grid points)."""
+    def classify_grid(self, x_grid: np.ndarray, *,
+                      span: tuple[int, int] | None = None) -> Prediction:
+        """Classify one preprocessed spectrum (float32, the artifact's grid points).
+        ``span``: the grid points ``[lo, hi)`` a partially covering spectrum measured (the
+        rest padded; :meth:`classify_xy` passes it), for a library that matches over the
+        covered part only (``LibraryConfig.window_norm``)."""
         # the rover's per-spectrum path: every numpy call here costs about a microsecond
         # against a ~0.1 ms model invoke (issue 12 bounds the whole check at 0.3x the invoke),
         # so scalars leave numpy as Python floats early, each array is touched once and no
@@ -446,7 +451,7 @@ class Classifier:
         # rows of the 20 candidate minerals (about 5 M multiply-adds): most of the answer's
         # time, about 0.5 ms on a slow host (docs/results.md section 4)
         t0 = time.perf_counter()
-        probs, feats, max_logit = self._outputs(x_grid)
+        probs, feats, max_logit = self._outputs(x_grid, span)
         n_set = 0
         if self._set_threshold is not None:
             n_set = conformal.set_size(probs, self._set_threshold)
@@ -495,7 +500,8 @@ class Classifier:
         model grid, or covers less of the model grid than the coverage policy accepts.
         """
         grid, frac = self.preprocess_covered(x, y)
-        return replace(self.classify_grid(grid), coverage=frac)
+        span = covered_span(x, self.artifact.grid) if frac < 1.0 else None
+        return replace(self.classify_grid(grid, span=span), coverage=frac)
 
     def classify_file(self, path: str | os.PathLike) -> Prediction:
         """Read one spectrum file (:func:`ramanedge.io.read_spectrum`) and classify it."""

@@ -19,7 +19,8 @@ The ground (``quantize``) builds the library from the training split and calibra
 prediction sets on the blended probabilities; the rover (``edge_runtime``) runs the same
 code here. Chosen on validation (``benchmarks.library_match``, ``benchmarks.library_eval
 --candidates``, ``docs/parts/flight.md``, "A spectral library beside the network"):
-``h = 25``, ``R = 30``, ``step = 3``, ``w = 0.3``, ``T = 0.02``, 20 candidates. numpy only.
+``h = 25``, ``R = 30``, ``step = 3``, ``w = 0.3``, ``T = 0.02``, 20 candidates; a spectrum
+covering less than 95 % of the grid is matched over the part it covers. numpy only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class LibraryConfig:
     grid); ``step``: grid points between the lags tried; ``weight``: ``w``, the library's
     share of the answer (0-1); ``temperature``: ``T`` of the softmax over the similarities;
     ``candidates``: the match is made for this many of the head's most probable minerals
-    only (0 = every mineral; manifests without the key: 0).
+    only (0 = every mineral; manifests without the key: 0). ``window_norm``: for a spectrum
+    that covers only part of the grid, each library spectrum's cosine is taken over the
+    covered part (its norm there instead of over the whole grid; manifests without the key:
+    off), for spectra covering less than ``window_below`` of the grid (1.0: any gap;
+    manifests without the key: 1.0).
     """
 
     half_width: int = 25
@@ -51,6 +56,8 @@ class LibraryConfig:
     weight: float = 0.3
     temperature: float = 0.02
     candidates: int = 20
+    window_norm: bool = True
+    window_below: float = 0.95
 
     def __post_init__(self) -> None:
         for name in ("half_width", "reach", "candidates"):
@@ -62,6 +69,12 @@ class LibraryConfig:
         if self.reach % self.step:
             raise ModelError(f"library reach must be a multiple of its step (so that lag 0 is "
                              f"among the lags tried), got reach {self.reach}, step {self.step}")
+        wb = self.window_below
+        if isinstance(wb, bool) or not isinstance(wb, (int, float)) or not 0.0 < wb <= 1.0:
+            raise ModelError(f"library window_below must be a number in (0, 1], got {wb!r}")
+        if not isinstance(self.window_norm, bool):
+            raise ModelError(f"library window_norm must be true or false, got "
+                             f"{self.window_norm!r}")
         w, t = self.weight, self.temperature
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise ModelError(f"library weight must be a number in [0, 1], got {w!r}")
@@ -85,7 +98,9 @@ class LibraryConfig:
             raise ModelError(f"library section lacks {', '.join(missing)}")
         return cls(half_width=d["half_width"], reach=d["reach"], step=d["step"],
                    weight=d["weight"], temperature=d["temperature"],
-                   candidates=d.get("candidates", 0))
+                   candidates=d.get("candidates", 0),
+                   window_norm=d.get("window_norm", False),
+                   window_below=d.get("window_below", 1.0))
 
 
 def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
@@ -186,9 +201,12 @@ class SpectralLibrary:
         """Grid points of each library spectrum."""
         return int(self.spectra.shape[1])
 
-    def similarity(self, x_grid: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+    def similarity(self, x_grid: np.ndarray, classes: np.ndarray | None = None,
+                   span: tuple[int, int] | None = None) -> np.ndarray:
         """``(K,)``: each class's best lagged cosine with one grid spectrum; with
-        ``classes``, only for those (the others -1), at a fraction of the cost."""
+        ``classes``, only for those (the others -1), at a fraction of the cost. ``span``:
+        the grid points ``[lo, hi)`` a partially covering spectrum covers (used with
+        ``window_norm``; ``None`` = all)."""
         c = self.config
         q = high_pass(np.asarray(x_grid, dtype=np.float32).reshape(-1), c.half_width)
         if q.shape[0] != self.n_points:
@@ -199,18 +217,32 @@ class SpectralLibrary:
         padded[c.reach:c.reach + self.n_points] = q
         windows = np.lib.stride_tricks.sliding_window_view(padded, self.n_points)
         s = np.full(self.n_classes, -1.0)
+        partial = (c.window_norm and span is not None
+                   and int(span[1]) - int(span[0]) < c.window_below * self.n_points)
         if classes is None:
-            best = (windows[self._lag_offsets] @ self.spectra.T).max(axis=0)
+            L = self.spectra
+            best = (windows[self._lag_offsets] @ L.T).max(axis=0)
+            if partial:
+                best = best / self._window_norms(L, span)
             s[self.classes] = np.maximum.reduceat(best, self._starts)
             return s
         blocks = [(int(c), r) for c in classes if (r := self._rows_of[int(c)]) is not None]
         if not blocks:
             return s
         rows = np.concatenate([r for _, r in blocks])
-        best = (windows[self._lag_offsets] @ self.spectra[rows].T).max(axis=0)
+        L = self.spectra[rows]
+        best = (windows[self._lag_offsets] @ L.T).max(axis=0)
+        if partial:
+            best = best / self._window_norms(L, span)
         starts = np.cumsum([0] + [len(r) for _, r in blocks[:-1]])
         s[[c for c, _ in blocks]] = np.maximum.reduceat(best, starts)
         return s
+
+    @staticmethod
+    def _window_norms(L: np.ndarray, span: tuple[int, int]) -> np.ndarray:
+        """Each row's norm over the grid points ``[lo, hi)`` (at least 1e-6)."""
+        lo, hi = int(span[0]), int(span[1])
+        return np.maximum(np.sqrt(np.einsum("ij,ij->i", L[:, lo:hi], L[:, lo:hi])), 1e-6)
 
     def similarity_batch(self, X_grid: np.ndarray) -> np.ndarray:
         """``(N, K)``: :meth:`similarity` of each row of ``X_grid``."""
@@ -221,11 +253,13 @@ class SpectralLibrary:
         S[:, self.classes] = np.maximum.reduceat(C, self._starts, axis=1)
         return S
 
-    def blend(self, probs: np.ndarray, x_grid: np.ndarray) -> np.ndarray:
+    def blend(self, probs: np.ndarray, x_grid: np.ndarray,
+              span: tuple[int, int] | None = None) -> np.ndarray:
         """``(1 - w) probs + w softmax(s / T)`` for one grid spectrum (float64, sums to 1),
-        ``s`` made for :meth:`candidates_of` ``probs``."""
+        ``s`` made for :meth:`candidates_of` ``probs`` (and over ``span``, see
+        :meth:`similarity`)."""
         w = self.config.weight
-        s = self.similarity(x_grid, self.candidates_of(probs))
+        s = self.similarity(x_grid, self.candidates_of(probs), span)
         return (1.0 - w) * np.asarray(probs, dtype=np.float64) + w * softmax_rows(
             s / self.config.temperature)
 

@@ -130,6 +130,30 @@ def test_the_match_is_made_for_the_heads_most_probable_minerals_only() -> None:
                                     if k != "candidates"}).candidates == 0
 
 
+def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
+    from ramanedge.grid import pad_outside
+
+    ref = peaks(150, 300, 900, 1200)  # strong bands on both sides of 600
+    lib = SpectralLibrary.build(ref[None], np.array([0]), 1,
+                                LibraryConfig(reach=0, step=1, candidates=0))
+    part = pad_outside(ref, 600, P)  # an instrument that sees only points 600 on
+    span = (600, P)
+    plain = lib.similarity(part)[0]
+    windowed = lib.similarity(part, span=span)[0]
+    rows = lib.spectra  # the stored rows
+    q = high_pass(part, 25)
+    want = float(q @ rows[0]) / float(np.linalg.norm(rows[0, 600:]))
+    assert np.isclose(windowed, want, atol=1e-5)
+    assert plain < 0.8 < windowed  # the missing bands no longer count against the match
+    # a spectrum covering >= window_below of the grid takes the plain path
+    assert lib.similarity(part, span=(10, P))[0] == lib.similarity(part)[0]
+    off = SpectralLibrary(lib.spectra, lib.y, 1, LibraryConfig(reach=0, step=1,
+                                                                 window_norm=False))
+    assert off.similarity(part, span=span)[0] == plain
+    with pytest.raises(ModelError, match="window_below must be a number in"):
+        LibraryConfig(window_below=0.0)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"reach": 30, "step": 4}, "reach must be a multiple of its step"),
     ({"weight": 1.5}, "weight must be a number in \\[0, 1\\]"),
@@ -225,6 +249,20 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
     assert np.mean([n == art.labels[(c + 1) % K] for n, c in zip(names, yva, strict=True)]) \
         > 0.9
     assert Classifier.from_dir(library_artifact, use_head_store=False).library is not None
+    # a raw spectrum covering part of the grid: classify_xy hands the covered span on
+    from ramanedge.grid import DEFAULT_GRID, covered_span
+
+    axis = DEFAULT_GRID.axis()
+    x_raw, y_raw = axis[400:], Xva[0][400:]  # an instrument that starts at 600 cm-1
+    grid, frac = clf.preprocess_covered(x_raw, y_raw)
+    assert frac < 0.95
+    span = covered_span(x_raw, DEFAULT_GRID)
+    p_net = net.predict_proba(grid)
+    want_xy = clf.library.blend(p_net, grid, span)
+    got_xy = clf.classify_xy(x_raw, y_raw)
+    assert got_xy.top[0][0] == art.labels[int(np.argmax(want_xy))]
+    assert abs(got_xy.top[0][1] - want_xy.max()) < 1e-6
+    assert not np.allclose(want_xy, clf.library.blend(p_net, grid), atol=1e-4)
     # the prediction sets were calibrated on that blended answer, not the network's
     rule = calibrate_sets(want, yva, level=art.conformal["level"])
     assert np.isclose(art.conformal["threshold"], rule["threshold"], atol=1e-6)
