@@ -33,6 +33,7 @@ import click
 import numpy as np
 
 from benchmarks.common import one_line_errors
+from ramanedge.library import softmax_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -60,13 +61,6 @@ def class_best(C: np.ndarray, row_y: np.ndarray, n_classes: int) -> np.ndarray:
     return S
 
 
-def softmax(Z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax."""
-    Z = Z - Z.max(axis=1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=1, keepdims=True)
-
-
 def variants() -> list[tuple[float, float]]:
     """The ``(w, T)`` grid of the rule, ``(0, 0)`` (the shipped head) and ``(1, 0)`` (1-NN)."""
     return [(0.0, 0.0)] + [(w, t) for w in WEIGHTS for t in TEMPERATURES] + [(1.0, 0.0)]
@@ -78,7 +72,7 @@ def blend(P: np.ndarray, S: np.ndarray, w: float, t: float) -> np.ndarray:
         return P
     if w == 1:
         return S
-    return (1 - w) * P + w * softmax(S / t)
+    return (1 - w) * P + w * softmax_rows(S / t)
 
 
 def open_split(folder: Path, ds: Any) -> tuple[Any, Any, list[str], np.ndarray, np.ndarray,

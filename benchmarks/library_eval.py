@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -94,7 +95,7 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
     from ramanedge.grid import shift_spectra
-    from ramanedge.library import softmax_rows
+    from ramanedge.library import blend_rows
     from trainer.run import load_run
 
     art = load_artifact(folder / "model")
@@ -102,7 +103,6 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
     lib = art.load_library()
     if lib is None:
         raise click.UsageError(f"{folder / 'model'} has no spectral library")
-    w, t = lib.config.weight, lib.config.temperature
     run = load_run(folder / "run", load_model=False)
     out: dict[str, dict[str, float]] = {}
     for part in ("val", "test"):
@@ -113,14 +113,8 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
                 X = shift_spectra(X0, d)
                 P = net.predict_proba_batch(X)
                 S = lib.similarity_batch(X)
-                order = np.argsort(-P, axis=1, kind="stable")
                 for n in counts:
-                    Sn = S.copy()
-                    if n:
-                        keep = np.zeros_like(S, dtype=bool)
-                        np.put_along_axis(keep, order[:, :n], True, axis=1)
-                        Sn[~keep] = -1.0
-                    q = (1 - w) * P + w * softmax_rows(Sn / t)
+                    q = blend_rows(P, S, replace(lib.config, candidates=n))
                     hits.setdefault(str(n), []).append(float(np.mean(q.argmax(1) == y)))
             out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
     return out

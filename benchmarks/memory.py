@@ -109,3 +109,47 @@ def classify_cli_run(model: Path, files: Sequence[Path], *, repeats: int = 3,
             "repeats": repeats, "n_files": len(files), "n_classified": n_ok,
             "wall_s_median": float(np.median(walls)),
             "peak_rss_mib": {"median": float(np.median(rss)), "max": float(np.max(rss))}}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python -m benchmarks.memory --data ROOT --split-file SPLIT --model DIR [--model DIR]``:
+    :func:`classify_cli_run` of each artifact on the first ``--n`` test spectra of the split
+    (extracted to files once), one after the other; the JSON to ``--out`` when given."""
+    import argparse
+    import time
+
+    from benchmarks.spectra import extract_spectra
+    from ramanedge.dataset import build_dataset
+    from ramanedge.machine import cpu_model
+    from ramanedge.splits import read_split_csv
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.memory",
+                                 description="Peak RSS of 'ramanedge classify' per artifact.")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--split-file", type=Path, required=True)
+    ap.add_argument("--model", type=Path, action="append", required=True)
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    from ramanedge.errors import RamanEdgeError
+
+    a = ap.parse_args(argv)
+    try:  # the project's errors (no data, no split file, ...) end it with one line
+        ds = build_dataset(a.data, "rruff-raw", min_spectra=8)
+        split = read_split_csv(a.split_file, ds)
+        rel = [p for p, s in zip(ds.paths, split, strict=True) if s == "test"][:a.n]
+        files = extract_spectra(a.data, rel)
+    except RamanEdgeError as e:
+        raise SystemExit(f"error: {e}") from None
+    res = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu_model(),
+           "models": {str(m): classify_cli_run(m, files, repeats=a.repeats) for m in a.model}}
+    for m, r in res["models"].items():
+        print(f"{m}: peak RSS {r['peak_rss_mib']['median']:.1f} MiB (max "
+              f"{r['peak_rss_mib']['max']:.1f}), {r['n_classified']}/{r['n_files']} classified")
+    if a.out is not None:
+        a.out.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -153,6 +153,20 @@ def softmax_rows(Z: np.ndarray) -> np.ndarray:
     return E / E.sum(axis=-1, keepdims=True)
 
 
+def blend_rows(P: np.ndarray, S: np.ndarray, config: LibraryConfig) -> np.ndarray:
+    """``(1 - w) P + w softmax(S / T)`` row by row, ``S`` (N, K) the whole match with each
+    row's non-candidates (``config.candidates``: all but the head's most probable, ties in
+    class order) set to -1 first: the numbers a match made for the candidates alone gives."""
+    P = np.asarray(P, dtype=np.float64)
+    S = np.array(S, dtype=np.float64)
+    n = config.candidates
+    if n and n < S.shape[1]:
+        keep = np.zeros(S.shape, dtype=bool)
+        np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n], True, axis=1)
+        S[~keep] = -1.0
+    return (1.0 - config.weight) * P + config.weight * softmax_rows(S / config.temperature)
+
+
 class SpectralLibrary:
     """The library of an artifact: unit high-passed training spectra and their class ids.
 
@@ -264,18 +278,8 @@ class SpectralLibrary:
             s / self.config.temperature)
 
     def blend_batch(self, P: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
-        """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)
-        (the whole match, then each row's non-candidates masked: the same numbers)."""
-        w = self.config.weight
-        P = np.asarray(P, dtype=np.float64)
-        S = self.similarity_batch(X_grid)
-        n = self.config.candidates
-        if n and n < self.n_classes:
-            keep = np.zeros(S.shape, dtype=bool)
-            np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n], True,
-                              axis=1)
-            S[~keep] = -1.0
-        return (1.0 - w) * P + w * softmax_rows(S / self.config.temperature)
+        """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)."""
+        return blend_rows(P, self.similarity_batch(X_grid), self.config)
 
     @classmethod
     def build(cls, X_train: np.ndarray, y_train: np.ndarray, n_classes: int,
