@@ -43,8 +43,9 @@ def shift_top1(predict, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
             for s in SHIFTS}
 
 
-def evaluate(folder: Path, recipe: str, out: Path) -> dict:
-    """Re-export one split's run with the library and score it (one row)."""
+def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) -> dict:
+    """Re-export one split's run with the library (``changes``: to the default
+    :class:`~ramanedge.library.LibraryConfig`) and score it (one row)."""
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
@@ -61,7 +62,8 @@ def evaluate(folder: Path, recipe: str, out: Path) -> dict:
     if not link.exists():
         link.symlink_to((folder / "run").resolve(), target_is_directory=True)
     quantize_run(folder / "run", art_dir, config=QuantizeConfig(
-        overwrite=True, exemplars_per_class=DEFAULT_PER_CLASS, library=LibraryConfig(),
+        overwrite=True, exemplars_per_class=DEFAULT_PER_CLASS,
+        library=replace(LibraryConfig(), **(changes or {})),
         allow_accuracy_drop=True), log=lambda _m: None)
     same = sha256_file(art_dir / MODEL_FILE) == sha256_file(folder / "model" / MODEL_FILE)
     art = load_artifact(art_dir)
@@ -74,6 +76,7 @@ def evaluate(folder: Path, recipe: str, out: Path) -> dict:
     row = {"recipe": f"{recipe}+library", "split": kind, "split_seed": seed,
            "same_model_tflite": same, "library_bytes": art.library_file.stat().st_size,
            "library_rows": int(art.manifest.data["library"]["rows"]),
+           "library_changes": changes or {},
            "date": time.strftime("%Y-%m-%d")}
     for part, prefix in (("test", ""), ("val", "val_")):
         X, y = run.subset(part)
@@ -120,6 +123,146 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
     return out
 
 
+def parse_changes(text: str) -> dict:
+    """``"bin_width=4,step=4,reach=32"`` -> ``{"bin_width": 4, ...}`` (values read as JSON:
+    numbers, true/false), checked against :class:`~ramanedge.library.LibraryConfig`."""
+    from ramanedge.library import LibraryConfig
+
+    changes = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in LibraryConfig.__dataclass_fields__:
+            raise click.UsageError(f"--config {item!r}: expected KEY=VALUE with KEY one of "
+                                   f"{', '.join(LibraryConfig.__dataclass_fields__)}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise click.UsageError(f"--config {item!r}: the value must be a number or "
+                                   f"true/false") from None
+    replace(LibraryConfig(), **changes)  # one-line ModelError for a bad value
+    return changes
+
+
+#: the coarser matches of the 2026-12-05 20:23 UTC rule (bins of grid points summed after
+#: the high-pass; lags in grid points), cheapest last; "shipped" = LibraryConfig()
+COARSE = {"b2-step2": {"bin_width": 2, "step": 2, "reach": 30},
+          "b2-step4": {"bin_width": 2, "step": 4, "reach": 32},
+          "b3-step3": {"bin_width": 3, "step": 3, "reach": 30},
+          "b4-step4": {"bin_width": 4, "step": 4, "reach": 32}}
+
+
+def coarse_scores(folder: Path, variants: dict[str, dict]) -> dict:
+    """Top-1 of the blended answer with the library rebuilt from the run's training spectra
+    for each of ``variants`` (name -> :class:`~ramanedge.library.LibraryConfig` changes; plus
+    ``"shipped"``, the default config), the network's probabilities from the rover's int8
+    path, on the split's validation and test spectra at each shift:
+    ``{"val_0": {"shipped": top1, "b2-step2": top1, ...}, ...}``."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.grid import shift_spectra
+    from ramanedge.library import LibraryConfig, SpectralLibrary
+    from trainer.run import load_run
+
+    art = load_artifact(folder / "model")
+    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
+    run = load_run(folder / "run", load_model=False)
+    Xtr, ytr = run.subset("train")
+    libs = {name: SpectralLibrary.build(Xtr, ytr, len(run.labels),
+                                        replace(LibraryConfig(), **changes))
+            for name, changes in {"shipped": {}, **variants}.items()}
+    out: dict[str, dict[str, float]] = {}
+    for part in ("val", "test"):
+        X0, y = run.subset(part)
+        for s in SHIFTS:
+            hits: dict[str, list[float]] = {}
+            for d in ((0,) if s == 0 else (s, -s)):
+                X = shift_spectra(X0, d)
+                P = net.predict_proba_batch(X)
+                for name, lib in libs.items():
+                    q = lib.blend_batch(P, X)
+                    hits.setdefault(name, []).append(float(np.mean(q.argmax(1) == y)))
+            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
+    return out
+
+
+#: the log-linear blends of the 2026-12-05 20:48 UTC rule: q ~ p^(1-w) exp(w s / T)
+POOL_WEIGHTS = (0.2, 0.3, 0.5, 0.7)
+POOL_TEMPERATURES = (0.01, 0.02, 0.05, 0.1)
+
+
+def pool_scores(folder: Path) -> dict:
+    """Top-1 of the shipped blend and of each log-linear blend ``q ~ p^(1-w) exp(w s / T)``
+    (:data:`POOL_WEIGHTS` x :data:`POOL_TEMPERATURES`; ``s`` the artifact's match with the
+    non-candidates at -1, as the shipped blend sees it) on the split's validation and test
+    spectra at each shift: ``{"val_0": {"shipped": top1, "w=0.3,T=0.02": top1, ...}}``."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.grid import shift_spectra
+    from ramanedge.library import blend_rows
+    from trainer.run import load_run
+
+    art = load_artifact(folder / "model")
+    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
+    lib = art.load_library()
+    if lib is None:
+        raise click.UsageError(f"{folder / 'model'} has no spectral library")
+    run = load_run(folder / "run", load_model=False)
+    n = lib.config.candidates
+    out: dict[str, dict[str, float]] = {}
+    for part in ("val", "test"):
+        X0, y = run.subset(part)
+        for s in SHIFTS:
+            hits: dict[str, list[float]] = {}
+            for d in ((0,) if s == 0 else (s, -s)):
+                X = shift_spectra(X0, d)
+                P = net.predict_proba_batch(X)
+                S = lib.similarity_batch(X)
+                hits.setdefault("shipped", []).append(
+                    float(np.mean(blend_rows(P, S, lib.config).argmax(1) == y)))
+                if n and n < S.shape[1]:  # the candidates' mask, as blend_rows applies it
+                    keep = np.zeros(S.shape, dtype=bool)
+                    np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n],
+                                      True, axis=1)
+                    S = np.where(keep, S, -1.0)
+                logp = np.log(np.maximum(P, 1e-300))
+                for w in POOL_WEIGHTS:
+                    for t in POOL_TEMPERATURES:
+                        z = (1 - w) * logp + w * S / t
+                        hits.setdefault(f"w={w:g},T={t:g}", []).append(
+                            float(np.mean(z.argmax(1) == y)))
+            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
+    return out
+
+
+def pool_report(res: dict[str, dict]) -> str:
+    """The 20:48 rule: (w, T) chosen leave-one-split-out on validation at 0 (the other
+    splits, every training seed), its held-out paired deltas against the shipped blend."""
+    def split_of(name: str) -> str:
+        return name.rpartition("grouped")[2]
+
+    names = sorted(res)
+    variants = [k for k in res[names[0]]["val_0"] if k != "shipped"]
+    lines, deltas = [], {f"{p}_{s}": [] for p in ("val", "test") for s in SHIFTS}
+    for name in names:
+        others = [m for m in names if split_of(m) != split_of(name)]
+        best = max(variants, key=lambda v: np.mean([res[m]["val_0"][v] for m in others]))
+        row = [name, best]
+        for key in deltas:
+            d = 100 * (res[name][key][best] - res[name][key]["shipped"])
+            deltas[key].append(d)
+            row.append(f"{d:+.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    head = ("| run | held-out choice | " + " | ".join(deltas) + " |\n|---|---|"
+            + "---|" * len(deltas))
+    mean = ("| mean ± s.d. | | " + " | ".join(
+        f"{np.mean(v):+.2f} ± {np.std(v, ddof=1):.2f}" for v in deltas.values()) + " |")
+    higher = ("| higher / lower | | " + " | ".join(
+        f"{sum(x > 0 for x in v)} / {sum(x < 0 for x in v)}" for v in deltas.values()) + " |")
+    return "\n".join([head, *lines, mean, higher])
+
+
 @click.command()
 @click.option("--eval", "evals", multiple=True, required=True,
               help="FOLDER:RECIPE of a multi-split evaluation (repeatable).")
@@ -127,10 +270,56 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
 @click.option("--candidates", default="", metavar="N,N,...",
               help="Instead: score the library match restricted to the network's N most "
                    "probable minerals, on OUT's exported folders; JSON to --json-out.")
+@click.option("--config", "config_changes", default="", metavar="KEY=VALUE,...",
+              help="Export with these changes to the default library config (e.g. "
+                   "bin_width=4,step=4,reach=32).")
+@click.option("--pool", is_flag=True,
+              help="Instead: score the log-linear blends (POOL_WEIGHTS x POOL_TEMPERATURES) "
+                   "against the shipped blend on OUT's exported folders, chosen "
+                   "leave-one-split-out; JSON to --json-out.")
+@click.option("--coarse", is_flag=True,
+              help="Instead: score the coarser library matches (COARSE) against the shipped "
+                   "one on OUT's exported folders; JSON to --json-out.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def main(evals: tuple[str, ...], out: Path, candidates: str, json_out: Path | None) -> None:
+def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
+         pool: bool, coarse: bool, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
+    changes = parse_changes(config_changes)
+    if pool:
+        from ramanedge.machine import cpu_model
+
+        res = {}
+        for spec in evals:
+            recipe = spec.rpartition(":")[2]
+            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
+                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
+                res[f.name] = pool_scores(f)
+                click.echo(f"{f.name}: shipped {100 * res[f.name]['val_0']['shipped']:.1f}",
+                           err=True)
+        table = pool_report(res)
+        click.echo(table)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                            "cpu": cpu_model(), "table": table,
+                                            "runs": res}, indent=1) + "\n")
+        return
+    if coarse:
+        from ramanedge.machine import cpu_model
+
+        res = {}
+        for spec in evals:
+            recipe = spec.rpartition(":")[2]
+            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
+                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
+                res[f.name] = coarse_scores(f, COARSE)
+                click.echo(f"{f.name}: " + "  ".join(
+                    f"{k}: {100 * v:.1f}" for k, v in res[f.name]["val_0"].items()), err=True)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                            "cpu": cpu_model(), "variants": COARSE,
+                                            "runs": res}, indent=1) + "\n")
+        return
     if candidates:
         from benchmarks.common import comma_list
         from ramanedge.machine import cpu_model
@@ -170,7 +359,7 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, json_out: Path | No
             kind = tail.rstrip("0123456789")
             if (f"{recipe}+library", kind, int(tail[len(kind):])) in done:
                 continue
-            row = evaluate(f, recipe, out)
+            row = evaluate(f, recipe, out, changes)
             with jl.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             click.echo(f"{f.name}: library {row['int8_0']:.1%} / {row['int8_15']:.1%} / "

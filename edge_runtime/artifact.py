@@ -209,9 +209,10 @@ class Artifact:
         arrays = load_npz_arrays(path, ("spectra", "y"))
         S = arrays["spectra"]
         rows = self.manifest.data["library"]["rows"]
-        if S.ndim != 2 or S.shape != (rows, self.grid.n_points):
-            raise ModelError(f"{path}: 'spectra' must be (M, {self.grid.n_points}) with M = "
-                             f"{rows} (the manifest's library.rows), got {S.shape}")
+        points = -(-self.grid.n_points // config.bin_width)  # bins of bin_width grid points
+        if S.ndim != 2 or S.shape != (rows, points):
+            raise ModelError(f"{path}: 'spectra' must be (M, {points}) with M = {rows} (the "
+                             f"manifest's library.rows), got {S.shape}")
         try:
             return SpectralLibrary(S, arrays["y"], len(self.labels), config)
         except ModelError as e:

@@ -157,9 +157,10 @@ class Classifier:
                             else artifact.load_library())
             if self.library is not None and (
                     self.library.n_classes != len(artifact.labels)
-                    or self.library.n_points != artifact.grid.n_points):
+                    or not self.library.fits(artifact.grid.n_points)):
                 raise ModelError(f"spectral library of {self.library.n_classes} minerals x "
-                                 f"{self.library.n_points} points for a model of "
+                                 f"{self.library.n_points} points (bins of "
+                                 f"{self.library.config.bin_width}) for a model of "
                                  f"{len(artifact.labels)} minerals x "
                                  f"{artifact.grid.n_points} points")
         # the artifact's own head answered without the library the artifact holds: its sets

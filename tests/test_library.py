@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from ramanedge.library import (
     SpectralLibrary,
     high_pass,
     lagged_cosine,
+    match_view,
     softmax_rows,
 )
 
@@ -56,7 +58,7 @@ def _library(n_classes: int = 3) -> tuple[SpectralLibrary, np.ndarray]:
     X = np.stack([peaks(*(rng.uniform(100, 1300, 3)), width=2.0) + rng.uniform(0, 1)
                   for _ in range(7)])
     y = np.array([2, 0, 2, 0, 0, 2, 2])  # class 1 has no library spectra
-    return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3)), X
+    return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3, bin_width=1)), X
 
 
 def _brute_force(q: np.ndarray, rows: np.ndarray, lag_list: list[int]) -> np.ndarray:
@@ -89,7 +91,7 @@ def test_similarity_is_each_class_best_lagged_cosine_and_batch_equals_single() -
     assert np.all(S[:, 1] == -1.0)  # no spectra of class 1
     assert S[0, 2] > 0.99  # its own spectrum, found at lag 6
     assert S[1, 0] < 0.97  # lag 7 is not tried: only a neighbour lag's partial overlap
-    every_lag = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=1))
+    every_lag = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=1, bin_width=1))
     assert every_lag.similarity(Q[1])[0] > 0.99  # ... which trying every lag finds
 
 
@@ -102,14 +104,14 @@ def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
     assert np.isclose(q.sum(), 1.0)
     assert int(np.argmax(q)) == 2  # its own library spectrum: class 2 beats the head's 1
     assert np.allclose(lib.blend_batch(p[None], X[:1])[0], q)
-    none = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(weight=0.0))
+    none = SpectralLibrary(lib.spectra, lib.y, 3, replace(lib.config, weight=0.0))
     assert np.allclose(none.blend(p, X[0]), p)
 
 
 def test_the_match_is_made_for_the_heads_most_probable_minerals_only() -> None:
     lib, X = _library()
-    full = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=3, candidates=0))
-    one = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=3, candidates=1))
+    full = SpectralLibrary(lib.spectra, lib.y, 3, replace(lib.config, candidates=0))
+    one = SpectralLibrary(lib.spectra, lib.y, 3, replace(lib.config, candidates=1))
     x = X[0]  # a class-2 spectrum
     s = full.similarity(x)
     for p, kept in ((np.array([0.5, 0.3, 0.2]), 0), (np.array([0.1, 0.3, 0.6]), 2)):
@@ -135,7 +137,7 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
 
     ref = peaks(150, 300, 900, 1200)  # strong bands on both sides of 600
     lib = SpectralLibrary.build(ref[None], np.array([0]), 1,
-                                LibraryConfig(reach=0, step=1, candidates=0))
+                                LibraryConfig(reach=0, step=1, candidates=0, bin_width=1))
     part = pad_outside(ref, 600, P)  # an instrument that sees only points 600 on
     span = (600, P)
     plain = lib.similarity(part)[0]
@@ -148,10 +150,43 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
     # a spectrum covering >= window_below of the grid takes the plain path
     assert lib.similarity(part, span=(10, P))[0] == lib.similarity(part)[0]
     off = SpectralLibrary(lib.spectra, lib.y, 1, LibraryConfig(reach=0, step=1,
-                                                                 window_norm=False))
+                                                                 window_norm=False,
+                                                                 bin_width=1))
     assert off.similarity(part, span=span)[0] == plain
     with pytest.raises(ModelError, match="window_below must be a number in"):
         LibraryConfig(window_below=0.0)
+
+
+def test_a_coarser_match_sums_bins_and_moves_whole_bins() -> None:
+    X = np.stack([peaks(300, 520, 901), peaks(100, 700, 1391) + 0.5])
+    cfg = LibraryConfig(bin_width=3, reach=9, step=3)
+    V = match_view(X, cfg)
+    hp = high_pass(X, 25).astype(np.float64)
+    want = hp.reshape(2, P // 3, 3).sum(axis=2)
+    assert V.shape == (2, P // 3)
+    assert np.allclose(V, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+    assert np.array_equal(match_view(X, LibraryConfig(bin_width=1, reach=30, step=3)),
+                          high_pass(X, 25))  # bin 1: the grid
+    # a grid that does not divide: the last bin is padded with zeros
+    hp_odd = high_pass(X[:, :1390], 25).astype(np.float64)
+    bins = np.concatenate([hp_odd, np.zeros((2, 2))], axis=1).reshape(2, 348, 4).sum(axis=2)
+    odd = match_view(X[:, :1390], LibraryConfig(bin_width=4, reach=8, step=4))
+    assert np.allclose(odd, bins / np.linalg.norm(bins, axis=1, keepdims=True), atol=1e-6)
+    # lags move whole bins: a copy moved by 6 grid points (2 bins) is found, and the single
+    # spectrum and batch paths agree; the library holds P / 3 points and fits the grid
+    lib = SpectralLibrary.build(X, np.array([0, 1]), 2, cfg)
+    assert lib.n_points == P // 3 and lib.fits(P) and not lib.fits(P + 3)
+    moved = np.roll(X[0], 6)
+    s = lib.similarity(moved)
+    assert s[0] > 0.99 > s[1]
+    assert lib.similarity(np.roll(X[0], 12))[0] < 0.9  # 4 bins: beyond a reach of 3 bins
+    assert np.allclose(lib.similarity_batch(moved[None])[0], s, atol=1e-5, rtol=0)
+    assert lib.similarity(moved, span=(0, 600))[0] > 0.5  # the window path reads bins
+    assert LibraryConfig.from_dict({k: v for k, v in cfg.to_dict().items()
+                                    if k != "bin_width"}).bin_width == 1
+    assert LibraryConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ModelError, match="spectrum of 1389 points for a library of 464"):
+        lib.similarity(X[0, :1389])
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -162,6 +197,8 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
     ({"reach": -3}, "reach must be a whole number >= 0"),
     ({"half_width": 2.5}, "half_width must be a whole number"),
     ({"candidates": -1}, "candidates must be a whole number >= 0"),
+    ({"bin_width": 0}, "bin_width must be a whole number >= 1"),
+    ({"bin_width": 2, "reach": 30, "step": 3}, "must be multiples of bin_width"),
 ])
 def test_library_config_refuses_bad_values(kwargs, match) -> None:
     with pytest.raises(ModelError, match=match):
@@ -220,7 +257,7 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
     assert sec["rows"] == len(ytr)
     assert LibraryConfig.from_dict(sec) == LibraryConfig()
     with np.load(art.library_file, allow_pickle=False) as z:
-        assert z["spectra"].dtype == np.float16 and z["spectra"].shape == (len(ytr), P)
+        assert z["spectra"].dtype == np.float16 and z["spectra"].shape == (len(ytr), P // 4)
         assert np.array_equal(np.sort(z["y"]), np.sort(ytr))
 
     clf = Classifier(art, make_interpreter(art.model_path))
@@ -322,7 +359,7 @@ def test_a_library_file_that_does_not_fit_is_refused_in_one_line(library_artifac
     data = json.loads((d / MANIFEST_NAME).read_text())
     data.pop("manifest_sha256")
     write_manifest(d, data)  # re-hash: the file is "valid" but does not fit the grid
-    with pytest.raises(ModelError, match="'spectra' must be \\(M, 1392\\)"):
+    with pytest.raises(ModelError, match="'spectra' must be \\(M, 348\\)"):
         load_artifact(d).load_library()
 
 
@@ -333,9 +370,10 @@ def test_a_library_that_does_not_fit_the_model_is_refused(library_artifact) -> N
 
     art = load_artifact(library_artifact)
     it = make_interpreter(art.model_path)
-    wrong = SpectralLibrary(np.ones((2, P), np.float32), np.array([0, 1]), 2, LibraryConfig())
-    with pytest.raises(ModelError, match="spectral library of 2 minerals x 1392 points for a "
-                                         "model of 4 minerals"):
+    wrong = SpectralLibrary(np.ones((2, P // 4), np.float32), np.array([0, 1]), 2,
+                            LibraryConfig())
+    with pytest.raises(ModelError, match="spectral library of 2 minerals x 348 points \\(bins "
+                                         "of 4\\) for a model of 4 minerals"):
         Classifier(art, it, library=wrong)
 
 
