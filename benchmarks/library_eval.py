@@ -22,6 +22,7 @@ import os
 import re
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
@@ -76,7 +77,7 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) 
     row = {"recipe": f"{recipe}+library", "split": kind, "split_seed": seed,
            "same_model_tflite": same, "library_bytes": art.library_file.stat().st_size,
            "library_rows": int(art.manifest.data["library"]["rows"]),
-           "library_changes": changes or {},
+           "library_config": LibraryConfig.from_dict(art.manifest.data["library"]).to_dict(),
            "date": time.strftime("%Y-%m-%d")}
     for part, prefix in (("test", ""), ("val", "val_")):
         X, y = run.subset(part)
@@ -85,42 +86,6 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) 
         row.update({f"{prefix}net_{k}": v
                     for k, v in shift_top1(net.predict_proba_batch, X, y).items()})
     return row
-
-
-def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
-    """Top-1 of the blended answer when the library match is made only for the ``N`` most
-    probable minerals of the network (the others get no library share), for each ``N`` of
-    ``counts`` (0 = every mineral, as shipped), on the split's validation and test spectra
-    at each shift: ``{"val_0": {"0": top1, "5": top1, ...}, ...}``. Computed from the whole
-    similarity matrix with the other classes masked: the same numbers as a match made only
-    for those classes."""
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.interpreter import make_interpreter
-    from ramanedge.grid import shift_spectra
-    from ramanedge.library import blend_rows
-    from trainer.run import load_run
-
-    art = load_artifact(folder / "model")
-    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
-    lib = art.load_library()
-    if lib is None:
-        raise click.UsageError(f"{folder / 'model'} has no spectral library")
-    run = load_run(folder / "run", load_model=False)
-    out: dict[str, dict[str, float]] = {}
-    for part in ("val", "test"):
-        X0, y = run.subset(part)
-        for s in SHIFTS:
-            hits: dict[str, list[float]] = {}
-            for d in ((0,) if s == 0 else (s, -s)):
-                X = shift_spectra(X0, d)
-                P = net.predict_proba_batch(X)
-                S = lib.similarity_batch(X)
-                for n in counts:
-                    q = blend_rows(P, S, replace(lib.config, candidates=n))
-                    hits.setdefault(str(n), []).append(float(np.mean(q.argmax(1) == y)))
-            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
-    return out
 
 
 def parse_changes(text: str) -> dict:
@@ -143,8 +108,70 @@ def parse_changes(text: str) -> dict:
     return changes
 
 
+def probe_scores(folder: Path, make_scorer) -> dict:
+    """The probes' shared loop: ``make_scorer(art, run)`` (the split's exported artifact and
+    its run) returns ``score(P, X, y) -> {variant: top1}``, called with the network's
+    probabilities from the rover's int8 path (``P``, the library left out), the shifted grid
+    spectra ``X`` and their class ids, for the validation and test spectra at each shift
+    (mean of +s and -s): ``{"val_0": {variant: top1, ...}, ...}``."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.grid import shift_spectra
+    from trainer.run import load_run
+
+    art = load_artifact(folder / "model")
+    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
+    run = load_run(folder / "run", load_model=False)
+    score = make_scorer(art, run)
+    out: dict[str, dict[str, float]] = {}
+    for part in ("val", "test"):
+        X0, y = run.subset(part)
+        for s in SHIFTS:
+            hits: dict[str, list[float]] = {}
+            for d in ((0,) if s == 0 else (s, -s)):
+                X = shift_spectra(X0, d)
+                for k, v in score(net.predict_proba_batch(X), X, y).items():
+                    hits.setdefault(k, []).append(v)
+            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
+    return out
+
+
+def _artifact_library(art):
+    """The artifact's library, or a usage error naming the folder."""
+    lib = art.load_library()
+    if lib is None:
+        raise click.UsageError(f"{art.folder} has no spectral library")
+    return lib
+
+
+def _top1(Q: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(Q.argmax(1) == y))
+
+
+def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
+    """Top-1 of the blended answer when the library match is made only for the ``N`` most
+    probable minerals of the network (the others get no library share), for each ``N`` of
+    ``counts`` (0 = every mineral), keyed ``str(N)`` (:func:`probe_scores`). Computed from
+    the whole similarity matrix with the other classes masked: the same numbers as a match
+    made only for those classes."""
+    from ramanedge.library import blend_rows
+
+    def make(art, run):
+        lib = _artifact_library(art)
+
+        def score(P, X, y):
+            S = lib.similarity_batch(X)
+            return {str(n): _top1(blend_rows(P, S, replace(lib.config, candidates=n)), y)
+                    for n in counts}
+        return score
+    return probe_scores(folder, make)
+
+
 #: the coarser matches of the 2026-12-05 20:23 UTC rule (bins of grid points summed after
-#: the high-pass; lags in grid points), cheapest last; "shipped" = LibraryConfig()
+#: the high-pass; lags in grid points), cheapest last, against the grid match then shipped
+#: (``"shipped"``: :data:`GRID_MATCH`, LibraryConfig()'s values before 20:37 UTC)
+GRID_MATCH = {"bin_width": 1, "step": 3, "reach": 30}
 COARSE = {"b2-step2": {"bin_width": 2, "step": 2, "reach": 30},
           "b2-step4": {"bin_width": 2, "step": 4, "reach": 32},
           "b3-step3": {"bin_width": 3, "step": 3, "reach": 30},
@@ -153,37 +180,18 @@ COARSE = {"b2-step2": {"bin_width": 2, "step": 2, "reach": 30},
 
 def coarse_scores(folder: Path, variants: dict[str, dict]) -> dict:
     """Top-1 of the blended answer with the library rebuilt from the run's training spectra
-    for each of ``variants`` (name -> :class:`~ramanedge.library.LibraryConfig` changes; plus
-    ``"shipped"``, the default config), the network's probabilities from the rover's int8
-    path, on the split's validation and test spectra at each shift:
-    ``{"val_0": {"shipped": top1, "b2-step2": top1, ...}, ...}``."""
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.interpreter import make_interpreter
-    from ramanedge.grid import shift_spectra
+    for each of ``variants`` (name -> :class:`~ramanedge.library.LibraryConfig` changes) and
+    for the grid match (``"shipped"``, :data:`GRID_MATCH`) (:func:`probe_scores`)."""
     from ramanedge.library import LibraryConfig, SpectralLibrary
-    from trainer.run import load_run
 
-    art = load_artifact(folder / "model")
-    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
-    run = load_run(folder / "run", load_model=False)
-    Xtr, ytr = run.subset("train")
-    libs = {name: SpectralLibrary.build(Xtr, ytr, len(run.labels),
-                                        replace(LibraryConfig(), **changes))
-            for name, changes in {"shipped": {}, **variants}.items()}
-    out: dict[str, dict[str, float]] = {}
-    for part in ("val", "test"):
-        X0, y = run.subset(part)
-        for s in SHIFTS:
-            hits: dict[str, list[float]] = {}
-            for d in ((0,) if s == 0 else (s, -s)):
-                X = shift_spectra(X0, d)
-                P = net.predict_proba_batch(X)
-                for name, lib in libs.items():
-                    q = lib.blend_batch(P, X)
-                    hits.setdefault(name, []).append(float(np.mean(q.argmax(1) == y)))
-            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
-    return out
+    def make(art, run):
+        Xtr, ytr = run.subset("train")
+        libs = {name: SpectralLibrary.build(Xtr, ytr, len(run.labels),
+                                            replace(LibraryConfig(), **changes))
+                for name, changes in {"shipped": GRID_MATCH, **variants}.items()}
+        return lambda P, X, y: {name: _top1(lib.blend_batch(P, X), y)
+                                for name, lib in libs.items()}
+    return probe_scores(folder, make)
 
 
 #: the log-linear blends of the 2026-12-05 20:48 UTC rule: q ~ p^(1-w) exp(w s / T)
@@ -192,48 +200,31 @@ POOL_TEMPERATURES = (0.01, 0.02, 0.05, 0.1)
 
 
 def pool_scores(folder: Path) -> dict:
-    """Top-1 of the shipped blend and of each log-linear blend ``q ~ p^(1-w) exp(w s / T)``
-    (:data:`POOL_WEIGHTS` x :data:`POOL_TEMPERATURES`; ``s`` the artifact's match with the
-    non-candidates at -1, as the shipped blend sees it) on the split's validation and test
-    spectra at each shift: ``{"val_0": {"shipped": top1, "w=0.3,T=0.02": top1, ...}}``."""
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.interpreter import make_interpreter
-    from ramanedge.grid import shift_spectra
+    """Top-1 of the shipped blend (``"shipped"``) and of each log-linear blend ``q ~
+    p^(1-w) exp(w s / T)`` (:data:`POOL_WEIGHTS` x :data:`POOL_TEMPERATURES`, keyed
+    ``"w=..,T=.."``; ``s`` the artifact's match with the non-candidates at -1, as the
+    shipped blend sees it) (:func:`probe_scores`)."""
     from ramanedge.library import blend_rows
-    from trainer.run import load_run
 
-    art = load_artifact(folder / "model")
-    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
-    lib = art.load_library()
-    if lib is None:
-        raise click.UsageError(f"{folder / 'model'} has no spectral library")
-    run = load_run(folder / "run", load_model=False)
-    n = lib.config.candidates
-    out: dict[str, dict[str, float]] = {}
-    for part in ("val", "test"):
-        X0, y = run.subset(part)
-        for s in SHIFTS:
-            hits: dict[str, list[float]] = {}
-            for d in ((0,) if s == 0 else (s, -s)):
-                X = shift_spectra(X0, d)
-                P = net.predict_proba_batch(X)
-                S = lib.similarity_batch(X)
-                hits.setdefault("shipped", []).append(
-                    float(np.mean(blend_rows(P, S, lib.config).argmax(1) == y)))
-                if n and n < S.shape[1]:  # the candidates' mask, as blend_rows applies it
-                    keep = np.zeros(S.shape, dtype=bool)
-                    np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n],
-                                      True, axis=1)
-                    S = np.where(keep, S, -1.0)
-                logp = np.log(np.maximum(P, 1e-300))
-                for w in POOL_WEIGHTS:
-                    for t in POOL_TEMPERATURES:
-                        z = (1 - w) * logp + w * S / t
-                        hits.setdefault(f"w={w:g},T={t:g}", []).append(
-                            float(np.mean(z.argmax(1) == y)))
-            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
-    return out
+    def make(art, run):
+        lib = _artifact_library(art)
+        n = lib.config.candidates
+
+        def score(P, X, y):
+            S = lib.similarity_batch(X)
+            res = {"shipped": _top1(blend_rows(P, S, lib.config), y)}
+            if n and n < S.shape[1]:  # the candidates' mask, as blend_rows applies it
+                keep = np.zeros(S.shape, dtype=bool)
+                np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n], True,
+                                  axis=1)
+                S = np.where(keep, S, -1.0)
+            logp = np.log(np.maximum(P, 1e-300))
+            for w in POOL_WEIGHTS:
+                for t in POOL_TEMPERATURES:
+                    res[f"w={w:g},T={t:g}"] = _top1((1 - w) * logp + w * S / t, y)
+            return res
+        return score
+    return probe_scores(folder, make)
 
 
 def pool_report(res: dict[str, dict]) -> str:
@@ -285,63 +276,46 @@ def pool_report(res: dict[str, dict]) -> str:
 def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
          pool: bool, coarse: bool, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
+    from ramanedge.library import LibraryConfig
+
     changes = parse_changes(config_changes)
-    if pool:
-        from ramanedge.machine import cpu_model
+    if (pool or coarse or candidates) and changes:
+        raise click.UsageError("--config applies to the export; --pool, --coarse and "
+                               "--candidates score OUT's exported folders as they are")
+    if pool or coarse or candidates:
+        from benchmarks.common import comma_list
 
+        if pool:
+            probe, extra = pool_scores, {}
+        elif coarse:
+            probe, extra = partial(coarse_scores, variants=COARSE), {"variants": COARSE}
+        else:
+            counts = (0, *comma_list(candidates, "--candidates"))
+            probe, extra = partial(candidate_scores, counts=counts), {"counts": counts}
         res = {}
         for spec in evals:
             recipe = spec.rpartition(":")[2]
             for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
                             if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
-                res[f.name] = pool_scores(f)
-                click.echo(f"{f.name}: shipped {100 * res[f.name]['val_0']['shipped']:.1f}",
-                           err=True)
-        table = pool_report(res)
-        click.echo(table)
-        if json_out is not None:
-            json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                                            "cpu": cpu_model(), "table": table,
-                                            "runs": res}, indent=1) + "\n")
-        return
-    if coarse:
-        from ramanedge.machine import cpu_model
-
-        res = {}
-        for spec in evals:
-            recipe = spec.rpartition(":")[2]
-            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
-                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
-                res[f.name] = coarse_scores(f, COARSE)
+                res[f.name] = probe(f)
                 click.echo(f"{f.name}: " + "  ".join(
                     f"{k}: {100 * v:.1f}" for k, v in res[f.name]["val_0"].items()), err=True)
+        if pool:
+            extra["table"] = pool_report(res)
+            click.echo(extra["table"])
         if json_out is not None:
-            json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                                            "cpu": cpu_model(), "variants": COARSE,
-                                            "runs": res}, indent=1) + "\n")
-        return
-    if candidates:
-        from benchmarks.common import comma_list
-        from ramanedge.machine import cpu_model
+            from ramanedge.machine import cpu_model
 
-        counts = (0, *comma_list(candidates, "--candidates"))
-        res = {}
-        for spec in evals:
-            recipe = spec.rpartition(":")[2]
-            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
-                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
-                res[f.name] = candidate_scores(f, counts)
-                click.echo(f"{f.name}: " + "  ".join(
-                    f"N={n}: {100 * res[f.name]['val_0'][str(n)]:.1f}" for n in counts),
-                    err=True)
-        if json_out is not None:
             json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                                            "cpu": cpu_model(), "counts": counts,
-                                            "runs": res}, indent=1) + "\n")
+                                            "cpu": cpu_model(), **extra, "runs": res},
+                                           indent=1) + "\n")
         return
     out.mkdir(parents=True, exist_ok=True)
     jl = out / "eval.jsonl"
-    done = {(r["recipe"], r["split"], r["split_seed"])
+    # a split is exported once per OUT: its row (and OUT/<folder>/model, which the probes
+    # read) must hold the config asked for
+    want = replace(LibraryConfig(), **changes).to_dict()
+    done = {(r["recipe"], r["split"], r["split_seed"]): r.get("library_config")
             for r in (json.loads(x) for x in (jl.read_text().splitlines()
                                                if jl.is_file() else []) if x)}
     for spec in evals:
@@ -357,7 +331,12 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
         for f in folders:
             tail = f.name[len(recipe) + 1:]
             kind = tail.rstrip("0123456789")
-            if (f"{recipe}+library", kind, int(tail[len(kind):])) in done:
+            key = (f"{recipe}+library", kind, int(tail[len(kind):]))
+            if key in done:
+                if done[key] not in (None, want):
+                    raise click.UsageError(f"{out} already holds {f.name} exported with "
+                                           f"another library config ({done[key]}); use "
+                                           f"another --out")
                 continue
             row = evaluate(f, recipe, out, changes)
             with jl.open("a") as fh:

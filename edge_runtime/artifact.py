@@ -214,7 +214,8 @@ class Artifact:
             raise ModelError(f"{path}: 'spectra' must be (M, {points}) with M = {rows} (the "
                              f"manifest's library.rows), got {S.shape}")
         try:
-            return SpectralLibrary(S, arrays["y"], len(self.labels), config)
+            return SpectralLibrary(S, arrays["y"], len(self.labels), config,
+                                   grid_points=self.grid.n_points)
         except ModelError as e:
             raise ModelError(f"{path}: {e}") from None
 

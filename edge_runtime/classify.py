@@ -449,8 +449,9 @@ class Classifier:
         # so scalars leave numpy as Python floats early, each array is touched once and no
         # value is computed twice (the same arithmetic as scores() and the batch paths).
         # The spectral library's lag search (in _outputs) is one product over the library
-        # rows of the 20 candidate minerals (about 5 M multiply-adds): most of the answer's
-        # time, about 0.5 ms on a slow host (docs/results.md section 4)
+        # rows of the 20 candidate minerals (about 1 M multiply-adds over bins of 4 cm-1):
+        # the largest part of the answer, about 0.25 ms on a slow host (docs/results.md
+        # section 4)
         t0 = time.perf_counter()
         probs, feats, max_logit = self._outputs(x_grid, span)
         n_set = 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,7 @@ def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
         c = np.cumsum(np.concatenate([X[:, h + 1:0:-1], X, X[:, -2:-h - 2:-1]], axis=1),
                       axis=1)
         X = X - (c[:, 2 * h + 1:] - c[:, :-2 * h - 1]) / (2 * h + 1)
-    n = np.linalg.norm(X, axis=1, keepdims=True)
+    n = np.sqrt(np.add.reduce(X * X, axis=1, keepdims=True))  # np.linalg.norm's arithmetic
     out = (X / np.maximum(n, 1e-12)).astype(np.float32)
     return out[0] if one else out
 
@@ -148,15 +149,13 @@ def match_view(X: np.ndarray, config: LibraryConfig) -> np.ndarray:
     b = config.bin_width
     if b == 1:
         return V
-    one = V.ndim == 1
-    V = np.atleast_2d(V)
-    n, p = V.shape
-    pad = -p % b
+    pad = -V.shape[-1] % b
     if pad:
-        V = np.concatenate([V, np.zeros((n, pad), dtype=V.dtype)], axis=1)
-    V = V.reshape(n, -1, b).sum(axis=2, dtype=np.float64)
-    V = (V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    return V[0] if one else V
+        V = np.concatenate([V, np.zeros((*V.shape[:-1], pad), dtype=V.dtype)], axis=-1)
+    V = V.reshape(*V.shape[:-1], -1, b).sum(axis=-1, dtype=np.float64)
+    # np.linalg.norm(V, axis=-1, keepdims=True)'s own arithmetic, without its Python
+    norm = np.sqrt(np.add.reduce(V * V, axis=-1, keepdims=True))
+    return (V / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 def lags(reach: int, step: int) -> list[int]:
@@ -211,18 +210,25 @@ class SpectralLibrary:
     ``spectra`` (M, P): :func:`match_view` rows (P = the grid's points divided by
     ``bin_width``, rounded up; any float dtype; held as float32 after
     rounding to float16, exactly what :meth:`npz_bytes` stores and a rover loads);
-    ``y`` (M,): class ids in ``0 .. n_classes - 1``; ``config``: :class:`LibraryConfig`.
-    A class without library spectra gets similarity -1 (its share of the blend is then
-    ``w * exp(-1/T) / ...``, next to nothing).
+    ``y`` (M,): class ids in ``0 .. n_classes - 1``; ``config``: :class:`LibraryConfig`;
+    ``grid_points``: the length of the grid spectra it matches (default: P x ``bin_width``;
+    it must round up to P bins). A class without library spectra gets similarity -1 (its
+    share of the blend is then ``w * exp(-1/T) / ...``, next to nothing).
     """
 
     def __init__(self, spectra: np.ndarray, y: np.ndarray, n_classes: int,
-                 config: LibraryConfig) -> None:
+                 config: LibraryConfig, *, grid_points: int | None = None) -> None:
         S = np.asarray(spectra)
         y = np.asarray(y)
         if S.ndim != 2 or len(S) == 0 or S.dtype.kind != "f":
             raise ModelError(f"library spectra must be float (M, points) with M >= 1, got "
                              f"{S.dtype} {S.shape}")
+        b = config.bin_width
+        g = S.shape[1] * b if grid_points is None else grid_points
+        if type(g) is not int or -(-g // b) != S.shape[1]:
+            raise ModelError(f"library of {S.shape[1]} points (bins of {b}) cannot match "
+                             f"spectra of {g!r} grid points")
+        self.grid_points = g
         if y.shape != (len(S),) or y.dtype.kind not in "iu" or not (
                 y.min() >= 0 and y.max() < n_classes):
             raise ModelError(f"library class ids must be one integer in 0..{n_classes - 1} "
@@ -240,8 +246,10 @@ class SpectralLibrary:
         self._n_lags = len(lags(self._reach, self._step))
         ends = np.append(self._starts[1:], len(self.y))
         self._rows_of: list[np.ndarray | None] = [None] * self.n_classes
+        self._count_of = [0] * self.n_classes
         for c, a, b in zip(self.classes, self._starts, ends, strict=True):
             self._rows_of[int(c)] = np.arange(a, b)
+            self._count_of[int(c)] = int(b - a)
 
     def candidates_of(self, probs: np.ndarray) -> np.ndarray | None:
         """The classes the match is made for, given the head's probabilities ``probs``
@@ -258,7 +266,7 @@ class SpectralLibrary:
 
     def fits(self, grid_points: int) -> bool:
         """Whether the library was made for spectra of ``grid_points`` grid points."""
-        return -(-int(grid_points) // self.config.bin_width) == self.n_points
+        return int(grid_points) == self.grid_points
 
     def similarity(self, x_grid: np.ndarray, classes: np.ndarray | None = None,
                    span: tuple[int, int] | None = None) -> np.ndarray:
@@ -268,22 +276,20 @@ class SpectralLibrary:
         ``window_norm``; ``None`` = all)."""
         c = self.config
         x = np.asarray(x_grid, dtype=np.float32).reshape(-1)
+        if x.shape[0] != self.grid_points:
+            raise ModelError(f"spectrum of {x.shape[0]} points for a library of "
+                             f"{self.grid_points}")
         q = match_view(x, c)
         n = self.n_points
-        if q.shape[0] != n:
-            raise ModelError(f"spectrum of {x.shape[0]} points for a library of {n} "
-                             f"(bins of {c.bin_width} grid points)")
         # every lag at once: the zero-padded query's windows, one row per lag (lag -R, the
         # window starting at 2R, first), copied into one array for a single product
         padded = np.zeros(n + 2 * self._reach, dtype=np.float32)
         padded[self._reach:self._reach + n] = q
-        W = np.lib.stride_tricks.as_strided(
-            padded[2 * self._reach:], shape=(self._n_lags, n),
-            strides=(-self._step * padded.itemsize, padded.itemsize)).copy()
+        W = np.ndarray((self._n_lags, n), np.float32, padded, 2 * self._reach * 4,
+                       (-self._step * 4, 4)).copy()  # (numpy checks it stays in `padded`)
         s = np.full(self.n_classes, -1.0)
-        grid_n = n * c.bin_width  # (at most bin_width - 1 past the grid's end)
         partial = (c.window_norm and span is not None
-                   and int(span[1]) - int(span[0]) < c.window_below * grid_n)
+                   and int(span[1]) - int(span[0]) < c.window_below * self.grid_points)
         if classes is None:
             L = self.spectra
             best = (W @ L.T).max(axis=0)
@@ -291,16 +297,15 @@ class SpectralLibrary:
                 best = best / self._window_norms(L, span)
             s[self.classes] = np.maximum.reduceat(best, self._starts)
             return s
-        blocks = [(int(c), r) for c in classes if (r := self._rows_of[int(c)]) is not None]
-        if not blocks:
+        present = [k for k in np.asarray(classes).tolist() if self._count_of[k]]
+        if not present:
             return s
-        rows = np.concatenate([r for _, r in blocks])
-        L = self.spectra[rows]
+        L = self.spectra[np.concatenate([self._rows_of[k] for k in present])]
         best = (W @ L.T).max(axis=0)
         if partial:
             best = best / self._window_norms(L, span)
-        starts = np.cumsum([0] + [len(r) for _, r in blocks[:-1]])
-        s[[c for c, _ in blocks]] = np.maximum.reduceat(best, starts)
+        starts = list(accumulate([self._count_of[k] for k in present[:-1]], initial=0))
+        s[present] = np.maximum.reduceat(best, starts)
         return s
 
     def _window_norms(self, L: np.ndarray, span: tuple[int, int]) -> np.ndarray:
@@ -314,11 +319,10 @@ class SpectralLibrary:
         """``(N, K)``: :meth:`similarity` of each row of ``X_grid``."""
         c = self.config
         X = np.asarray(X_grid, dtype=np.float32)  # as similarity() reads one spectrum
-        Q = match_view(X, c)
-        if Q.ndim != 2 or Q.shape[1] != self.n_points:
-            raise ModelError(f"spectra of shape {X.shape} for a library of {self.n_points} "
-                             f"points (bins of {c.bin_width} grid points)")
-        C = lagged_cosine(Q, self.spectra, self._reach, self._step)
+        if X.ndim != 2 or X.shape[1] != self.grid_points:
+            raise ModelError(f"spectra of shape {X.shape} for a library of "
+                             f"{self.grid_points} points")
+        C = lagged_cosine(match_view(X, c), self.spectra, self._reach, self._step)
         S = np.full((len(C), self.n_classes), -1.0)
         S[:, self.classes] = np.maximum.reduceat(C, self._starts, axis=1)
         return S
@@ -346,7 +350,8 @@ class SpectralLibrary:
         if X.ndim != 2 or not np.all(np.isfinite(X)):
             raise ModelError(f"library training spectra must be finite (N, points), got "
                              f"{X.shape}")
-        return cls(match_view(X, config), y_train, n_classes, config)
+        return cls(match_view(X, config), y_train, n_classes, config,
+                   grid_points=X.shape[1])
 
     def npz_bytes(self) -> bytes:
         """The library file's bytes: ``spectra`` float16 (M, P; against float32 rows the

@@ -65,3 +65,39 @@ def test_library_probe_keeps_its_two_rules_candidates_apart() -> None:
     # do split 1's; split 2's others at 0.9 and 0.9: the 1-NN
     assert [x["pick"] for x in lagged] == ["h=25,R=30,w=0.3,T=0.02"] * 2 + ["h=25,R=30,1-NN"]
     assert lagged[2]["d_val_0"] == pytest.approx(-40.0)  # judged on split 2's own 0.1
+
+
+def test_library_eval_pool_choice_leaves_both_seeds_of_the_judged_split_out() -> None:
+    """``benchmarks.library_eval --pool``: split 0's two training seeds favour variant a on
+    their own validation, splits 1 and 2 favour b; split 0 is judged with b (chosen on the
+    others only), and its delta is b's against the shipped blend on split 0."""
+    from benchmarks.library_eval import SHIFTS, pool_report
+
+    def run(a, b):
+        v = {"shipped": 0.5, "a": a, "b": b}
+        return {f"{p}_{s}": dict(v) for p in ("val", "test") for s in SHIFTS}
+    res = {"fep-grouped0": run(1.0, 0.4), "fep-s1-grouped0": run(1.0, 0.4),
+           "fep-grouped1": run(0.5, 0.6), "fep-grouped2": run(0.5, 0.6)}
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
+            for line in pool_report(res).splitlines()[2:-2]}
+    assert rows["fep-grouped0"][1] == rows["fep-s1-grouped0"][1] == "b"
+    assert rows["fep-grouped0"][2] == "-10.00"  # b (0.4) against the shipped 0.5
+    assert rows["fep-grouped1"][1] == "a"  # split 0, twice, outweighs split 2
+
+
+def test_library_eval_config_changes_are_checked_in_one_line() -> None:
+    import click
+
+    from benchmarks.library_eval import parse_changes
+    from ramanedge.errors import ModelError
+
+    assert parse_changes("bin_width=4, step=4,reach=32") == {"bin_width": 4, "step": 4,
+                                                            "reach": 32}
+    assert parse_changes("window_norm=false") == {"window_norm": False}
+    assert parse_changes("") == {}
+    with pytest.raises(click.UsageError, match="KEY one of half_width"):
+        parse_changes("bins=4")
+    with pytest.raises(click.UsageError, match="must be a number or true/false"):
+        parse_changes("weight=high")
+    with pytest.raises(ModelError, match="multiples of bin_width"):
+        parse_changes("bin_width=4,step=3,reach=30")

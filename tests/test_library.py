@@ -185,8 +185,22 @@ def test_a_coarser_match_sums_bins_and_moves_whole_bins() -> None:
     assert LibraryConfig.from_dict({k: v for k, v in cfg.to_dict().items()
                                     if k != "bin_width"}).bin_width == 1
     assert LibraryConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ModelError, match="spectrum of 1389 points for a library of 464"):
-        lib.similarity(X[0, :1389])
+    # the grid length is exact, although 1390 points would fill the same 464 bins
+    for cut in (1389, 1390):
+        with pytest.raises(ModelError, match=f"spectrum of {cut} points for a library of 1392"):
+            lib.similarity(X[0, :cut])
+        with pytest.raises(ModelError, match="for a library of 1392 points"):
+            lib.similarity_batch(X[:, :cut])
+    assert not lib.fits(1390)
+    with pytest.raises(ModelError, match="cannot match spectra of 1380 grid points"):
+        SpectralLibrary(lib.spectra, lib.y, 2, cfg, grid_points=1380)
+    # a grid that does not fill its last bin: a span over all of it is not partial
+    short = SpectralLibrary.build(X[:, :1390], np.array([0, 1]), 2,
+                                  LibraryConfig(bin_width=4, reach=8, step=4,
+                                                window_below=1.0))
+    assert short.grid_points == 1390 and short.n_points == 348
+    assert np.array_equal(short.similarity(X[0, :1390], span=(0, 1390)),
+                          short.similarity(X[0, :1390]))
 
 
 @pytest.mark.parametrize("kwargs, match", [
