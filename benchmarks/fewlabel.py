@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -171,10 +172,17 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
 @click.option("--pretrained", "pre_dir", type=click.Path(path_type=Path),
               default=Path("runs/fewlabel/pretrain"), show_default=True,
               help="Folder of pretrainings named ARCH-OBJ-sSPLITSEED.")
+@click.option("--library", "with_library", is_flag=True,
+              help="Also score the spectral library of the labelled spectra (ramanedge."
+                   "library, the shipped LibraryConfig, not tuned here): a row 'library' "
+                   "(its lag-tolerant 1-NN alone, no training) per cell, and a row "
+                   "'METHOD+lib' (each trained network blended with it as the rover does).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSONL results.")
-def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir, out) -> None:
+def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir, with_library,
+        out) -> None:
     """Run the grid (fraction-major within each split seed)."""
     from ramanedge.dataset import build_dataset
+    from ramanedge.library import LibraryConfig, SpectralLibrary
     from ramanedge.machine import cpu_model
     from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
@@ -215,8 +223,31 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
             for seed in seed_list:
                 mask = labelled_fraction_mask(ds.y[tr], groups[tr], f, seed)
                 y_masked = hide_labels(ds.y[tr], mask)
+                lib = None
+                if with_library:  # the labelled spectra only, as the rover's library
+                    lib = SpectralLibrary.build(ds.X[tr][mask], ds.y[tr][mask], K,
+                                                LibraryConfig())
+                    if (arch, ss, f, seed, "library") not in done:
+                        t0 = time.perf_counter()
+                        every = SpectralLibrary(lib.spectra, lib.y, K,
+                                                replace(lib.config, candidates=0),
+                                                grid_points=lib.grid_points)
+                        s_te = every.similarity_batch(ds.X[te])
+                        write_row(out, {
+                            "arch": arch, "split_seed": ss, "fraction": f, "seed": seed,
+                            "method": "library", "n_labelled": int(mask.sum()),
+                            "top1": topk_accuracy(s_te, ds.y[te], 1),
+                            "top3": topk_accuracy(s_te, ds.y[te], 3),
+                            "val_top1": topk_accuracy(every.similarity_batch(ds.X[va]),
+                                                      ds.y[va], 1),
+                            "new_mineral_top1": None, "epochs": 0, "best_epoch": None,
+                            "pseudo_last": None,
+                            "seconds": round(time.perf_counter() - t0, 1),
+                            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    if (arch, ss, f, seed, m) in done:
+                    if (arch, ss, f, seed, m) in done and (
+                            lib is None or (arch, ss, f, seed, f"{m}+lib") in done):
                         continue
                     base, _, pl = m.partition("+")
                     pseudo = PseudoLabelConfig() if pl == "pl" else None
@@ -263,13 +294,29 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         "date": datetime.now(UTC).isoformat(timespec="seconds"),
                         "machine": machine, "max_epochs": epochs,
                     }
-                    with open(out, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                    click.echo(f"{arch} split {ss} f={f:g} seed={seed} {m:16s} top-1 "
-                               f"{100 * row['top1']:.1f} val {100 * row['val_top1']:.1f} "
-                               f"({row['n_labelled']} labelled, {row['epochs']} ep, "
-                               f"{row['seconds']:.0f} s)", err=False)
+                    if (arch, ss, f, seed, m) not in done:
+                        write_row(out, row)
+                    if lib is not None and (arch, ss, f, seed, f"{m}+lib") not in done:
+                        # the same network, blended with the library as the rover does
+                        q_te = lib.blend_batch(probs, ds.X[te])
+                        write_row(out, {
+                            **row, "method": f"{m}+lib", "new_mineral_top1": None,
+                            "top1": topk_accuracy(q_te, ds.y[te], 1),
+                            "top3": topk_accuracy(q_te, ds.y[te], 3),
+                            "val_top1": topk_accuracy(
+                                lib.blend_batch(predict_probs(res.model, ds.X[va]),
+                                                ds.X[va]), ds.y[va], 1)})
     click.echo(f"done ({platform.node()})")
+
+
+def write_row(out: Path, row: dict) -> None:
+    """Append one result line to ``out`` and echo it."""
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    click.echo(f"{row['arch']} split {row['split_seed']} f={row['fraction']:g} "
+               f"seed={row['seed']} {row['method']:16s} top-1 {100 * row['top1']:.1f} val "
+               f"{100 * row['val_top1']:.1f} ({row['n_labelled']} labelled, "
+               f"{row['epochs']} ep, {row['seconds']:.0f} s)", err=False)
 
 
 def summarise(rows: list[dict]) -> dict[tuple, dict]:

@@ -514,3 +514,43 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
         assert res.exit_code == 2 and msg in res.output, res.output
         assert res.exception is None or isinstance(res.exception, SystemExit)
     assert not out.exists()
+
+
+def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_root,
+                                                                   tmp_path) -> None:
+    """``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled
+    spectra alone, the same figure as building that library by hand) and a ``METHOD+lib``
+    row from the same trained network (same epochs); a re-run writes nothing new."""
+    from click.testing import CliRunner
+
+    from benchmarks.common import read_jsonl
+    from benchmarks.fewlabel import cli
+    from ramanedge.dataset import build_dataset
+    from ramanedge.library import LibraryConfig, SpectralLibrary
+    from ramanedge.splits import make_split, specimen_groups
+    from trainer.ssl import labelled_fraction_mask
+
+    out = tmp_path / "rows.jsonl"
+    args = ["run", "--data", str(shared_data_root), "--fractions", "0.1", "--split-seeds",
+            "0", "--seeds", "0", "--epochs", "1", "--methods", "none-aug", "--library",
+            "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in read_jsonl(out)}
+    assert sorted(rows) == ["library", "none-aug", "none-aug+lib"]
+    assert rows["none-aug+lib"]["epochs"] == rows["none-aug"]["epochs"] == 1
+    assert rows["library"]["epochs"] == 0
+    ds = build_dataset(shared_data_root, "rruff-raw")
+    split = np.asarray(make_split(ds, "grouped", seed=0))
+    tr, te = split == "train", split == "test"
+    mask = labelled_fraction_mask(ds.y[tr], np.asarray(specimen_groups(ds))[tr], 0.1, 0)
+    lib = SpectralLibrary.build(ds.X[tr][mask], ds.y[tr][mask], len(ds.labels),
+                                LibraryConfig(candidates=0))
+    want = float(np.mean(lib.similarity_batch(ds.X[te]).argmax(1) == ds.y[te]))
+    assert rows["library"]["top1"] == pytest.approx(want)
+    # 10 %, at least one specimen per mineral: 193 of 824 on this split
+    assert rows["library"]["n_labelled"] == int(mask.sum()) < tr.sum() / 4
+    # one epoch leaves the network near chance; the library carries the blend
+    assert rows["none-aug+lib"]["top1"] > rows["none-aug"]["top1"] + 0.1
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert len(read_jsonl(out)) == 3
