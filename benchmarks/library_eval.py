@@ -88,6 +88,14 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) 
     return row
 
 
+def _folder_and_recipe(spec: str) -> tuple[str, str]:
+    """``--eval FOLDER:RECIPE`` split in two, or a usage error."""
+    folder, sep, recipe = spec.rpartition(":")
+    if not sep or not folder or not recipe:
+        raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
+    return folder, recipe
+
+
 def parse_changes(text: str) -> dict:
     """``"bin_width=4,step=4,reach=32"`` -> ``{"bin_width": 4, ...}`` (values read as JSON:
     numbers, true/false), checked against :class:`~ramanedge.library.LibraryConfig`."""
@@ -294,9 +302,14 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
             probe, extra = partial(candidate_scores, counts=counts), {"counts": counts}
         res = {}
         for spec in evals:
-            recipe = spec.rpartition(":")[2]
-            for f in sorted(p for p in out.glob(f"{recipe}-grouped*")
-                            if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name)):
+            recipe = _folder_and_recipe(spec)[1]
+            folders = sorted(p for p in out.glob(f"{recipe}-grouped*")
+                             if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name))
+            if not folders:
+                raise click.UsageError(f"no {recipe}-grouped<N> folders in {out} (export "
+                                       f"them first: the same command without the probe "
+                                       f"flag)")
+            for f in folders:
                 res[f.name] = probe(f)
                 click.echo(f"{f.name}: " + "  ".join(
                     f"{k}: {100 * v:.1f}" for k, v in res[f.name]["val_0"].items()), err=True)
@@ -319,9 +332,7 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
             for r in (json.loads(x) for x in (jl.read_text().splitlines()
                                                if jl.is_file() else []) if x)}
     for spec in evals:
-        folder, sep, recipe = spec.rpartition(":")
-        if not sep or not folder or not recipe:
-            raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
+        folder, recipe = _folder_and_recipe(spec)
         folders = sorted(p for p in Path(folder).glob(f"{recipe}-*")
                          if re.fullmatch(rf"{re.escape(recipe)}-(grouped|random)\d+", p.name)
                          and (p / "run").is_dir() and (p / "model").is_dir())

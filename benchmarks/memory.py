@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from benchmarks.spectra import extract_spectra
     from ramanedge.dataset import build_dataset
+    from ramanedge.errors import RamanEdgeError
     from ramanedge.machine import cpu_model
     from ramanedge.splits import read_split_csv
 
@@ -131,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
-    from ramanedge.errors import RamanEdgeError
-
     a = ap.parse_args(argv)
+    if a.n < 1 or a.repeats < 1:
+        ap.error(f"--n and --repeats must be >= 1, got {a.n} and {a.repeats}")
     try:  # the project's errors (no data, no split file, ...) end it with one line
         ds = build_dataset(a.data, "rruff-raw", min_spectra=8)
         split = read_split_csv(a.split_file, ds)

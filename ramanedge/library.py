@@ -201,7 +201,13 @@ def blend_rows(P: np.ndarray, S: np.ndarray, config: LibraryConfig) -> np.ndarra
         keep = np.zeros(S.shape, dtype=bool)
         np.put_along_axis(keep, np.argsort(-P, axis=1, kind="stable")[:, :n], True, axis=1)
         S[~keep] = -1.0
-    return (1.0 - config.weight) * P + config.weight * softmax_rows(S / config.temperature)
+    return _mix(P, S, config)
+
+
+def _mix(P: np.ndarray, S: np.ndarray, config: LibraryConfig) -> np.ndarray:
+    """The blend itself, ``(1 - w) P + w softmax(S / T)`` (rows or one vector, float64)."""
+    return (1.0 - config.weight) * np.asarray(P, dtype=np.float64) + config.weight * (
+        softmax_rows(S / config.temperature))
 
 
 class SpectralLibrary:
@@ -332,10 +338,8 @@ class SpectralLibrary:
         """``(1 - w) probs + w softmax(s / T)`` for one grid spectrum (float64, sums to 1),
         ``s`` made for :meth:`candidates_of` ``probs`` (and over ``span``, see
         :meth:`similarity`)."""
-        w = self.config.weight
-        s = self.similarity(x_grid, self.candidates_of(probs), span)
-        return (1.0 - w) * np.asarray(probs, dtype=np.float64) + w * softmax_rows(
-            s / self.config.temperature)
+        return _mix(probs, self.similarity(x_grid, self.candidates_of(probs), span),
+                    self.config)
 
     def blend_batch(self, P: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
         """:meth:`blend` of each row: ``P`` (N, K) probabilities, ``X_grid`` (N, points)."""

@@ -101,3 +101,17 @@ def test_library_eval_config_changes_are_checked_in_one_line() -> None:
         parse_changes("weight=high")
     with pytest.raises(ModelError, match="multiples of bin_width"):
         parse_changes("bin_width=4,step=3,reach=30")
+
+
+def test_library_eval_probes_refuse_an_out_folder_without_exports(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from benchmarks.library_eval import main
+
+    for flag in ("--pool", "--coarse", "--candidates=5"):
+        res = CliRunner().invoke(main, ["--eval", "runs/x:flight", "--out", str(tmp_path),
+                                        flag])
+        assert res.exit_code == 2 and "no flight-grouped<N> folders in" in res.output, \
+            res.output
+    res = CliRunner().invoke(main, ["--eval", "flight", "--out", str(tmp_path), "--pool"])
+    assert res.exit_code == 2 and "expected FOLDER:RECIPE" in res.output
