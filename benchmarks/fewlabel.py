@@ -13,6 +13,13 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
   validation/test specimens and the unknown-evaluation minerals), then the same fine-tuning.
 * ``+pl`` suffix: FixMatch-style pseudo-labels on the unlabelled training spectra
   (:class:`trainer.train.PseudoLabelConfig`, defaults).
+* ``+libplC`` suffix: library pseudo-labels (:func:`trainer.ssl.library_pseudo_labels`):
+  before training, the fraction ``C`` of the unlabelled training spectra that the spectral
+  library of the labelled ones names with the largest margin get that name as their label.
+  With ``--library`` such a run also writes ``METHOD+libP``: the network blended with the
+  library of the labelled *and* pseudo-labelled spectra.
+* ``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled
+  spectra, no training) and ``METHOD+lib`` (the network blended with it as the rover does).
 * Fine-tuning recipe for all: :data:`FEWLABEL_TRAIN` (flight augmentation, no teachers, no
   QAT, no outlier exposure), one epoch = as many draws as training spectra.
 
@@ -165,7 +172,8 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
 @click.option("--fractions", default=DEFAULT_FRACTIONS, show_default=True)
 @click.option("--methods", default="none-aug,pre-barlow", show_default=True,
               help="Comma-separated: none-aug, pre-OBJ (OBJ = simclr|barlow|masked), each "
-                   "optionally with +pl (pseudo-labels).")
+                   "optionally with +pl (FixMatch pseudo-labels) and +libplC (the "
+                   "fraction C of the unlabelled spectra named by the library beforehand).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
@@ -193,6 +201,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
         check_no_leak,
         hide_labels,
         labelled_fraction_mask,
+        library_pseudo_labels,
         train_ssl,
     )
     from trainer.train import PseudoLabelConfig, predict_probs
@@ -201,11 +210,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     seed_list = comma_list(seeds, "--seeds")
     fraction_list = comma_list(fractions, "--fractions", float)
     method_list = [x.strip() for x in methods.split(",") if x.strip()]
-    for m in method_list:  # refused before any data is read or any model trained
-        base, plus, pl = m.partition("+")
-        if (base != "none-aug" and not base.startswith("pre-")) or (plus and pl != "pl"):
-            raise click.UsageError(f"unknown method {m!r}; expected none-aug or pre-OBJ, "
-                                   "optionally with +pl")
+    parsed = {m: parse_method(m) for m in method_list}  # refused before any data is read
     ds = build_dataset(data_root, "rruff-raw")
     groups = specimen_groups(ds)
     K = len(ds.labels)
@@ -246,13 +251,27 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
+                    base, pl, libpl = parsed[m]
                     if (arch, ss, f, seed, m) in done and (
-                            lib is None or (arch, ss, f, seed, f"{m}+lib") in done):
+                            lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
+                            lib is None or libpl is None
+                            or (arch, ss, f, seed, f"{m}+libP") in done):
                         continue
-                    base, _, pl = m.partition("+")
-                    pseudo = PseudoLabelConfig() if pl == "pl" else None
-                    if pseudo is not None and f >= 1.0:
+                    pseudo = PseudoLabelConfig() if pl else None
+                    if (pseudo is not None or libpl is not None) and f >= 1.0:
                         continue  # nothing unlabelled at 100 %
+                    lib_p, pseudo_stats = None, {}
+                    if libpl is not None:  # what train_ssl's library labels will be
+                        # (the same function and LibraryConfig, so the same names)
+                        y_train, _ = library_pseudo_labels(ds.X[tr], y_masked, K,
+                                                           coverage=libpl)
+                        named = (y_masked < 0) & (y_train >= 0)
+                        lib_p = None if lib is None else SpectralLibrary.build(
+                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, LibraryConfig())
+                        pseudo_stats = {  # the hidden labels only judge, after the fact
+                            "n_pseudo": int(named.sum()),
+                            "pseudo_acc": float(np.mean(y_train[named] == ds.y[tr][named]))
+                            if named.any() else None}
                     weights = None
                     if base.startswith("pre-"):
                         if base not in backbones:
@@ -265,15 +284,17 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             backbones[base] = weights
                         weights = backbones[base]
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
-                                        label_seed=seed, pseudo=pseudo)
+                                        label_seed=seed, pseudo=pseudo,
+                                        library_labels=libpl or 0.0)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
-                                        pseudo=pseudo)
+                                        pseudo=pseudo, library_labels=libpl or 0.0)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,
                                     log=None)
                     probs = predict_probs(res.model, ds.X[te])
+                    p_va = predict_probs(res.model, ds.X[va])
                     new_acc = None
                     if f >= 1.0:  # the onboard head on new minerals, over this backbone
                         feat = features_model(res.model)
@@ -285,28 +306,54 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         "method": m, "n_labelled": int(mask.sum()),
                         "top1": topk_accuracy(probs, ds.y[te], 1),
                         "top3": topk_accuracy(probs, ds.y[te], 3),
-                        "val_top1": topk_accuracy(predict_probs(res.model, ds.X[va]),
-                                                  ds.y[va], 1),
+                        "val_top1": topk_accuracy(p_va, ds.y[va], 1),
                         "new_mineral_top1": new_acc,
                         "epochs": res.epochs_run, "best_epoch": res.best_epoch,
                         "pseudo_last": (res.history.get("pseudo") or [None])[-1],
                         "seconds": round(time.perf_counter() - t0, 1),
                         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "machine": machine, "max_epochs": epochs,
+                        "machine": machine, "max_epochs": epochs, **pseudo_stats,
                     }
                     if (arch, ss, f, seed, m) not in done:
                         write_row(out, row)
-                    if lib is not None and (arch, ss, f, seed, f"{m}+lib") not in done:
-                        # the same network, blended with the library as the rover does
-                        q_te = lib.blend_batch(probs, ds.X[te])
+                    for suffix, library in (("+lib", lib), ("+libP", lib_p)):
+                        if library is None or (arch, ss, f, seed, m + suffix) in done:
+                            continue
+                        # the same network blended as the rover blends, with the library of
+                        # the labelled spectra (+lib) or of those and the named ones (+libP)
+                        q_te = library.blend_batch(probs, ds.X[te])
                         write_row(out, {
-                            **row, "method": f"{m}+lib", "new_mineral_top1": None,
+                            **row, "method": m + suffix, "new_mineral_top1": None,
                             "top1": topk_accuracy(q_te, ds.y[te], 1),
                             "top3": topk_accuracy(q_te, ds.y[te], 3),
-                            "val_top1": topk_accuracy(
-                                lib.blend_batch(predict_probs(res.model, ds.X[va]),
-                                                ds.X[va]), ds.y[va], 1)})
+                            "val_top1": topk_accuracy(library.blend_batch(p_va, ds.X[va]),
+                                                      ds.y[va], 1)})
     click.echo(f"done ({platform.node()})")
+
+
+def parse_method(m: str) -> tuple[str, bool, float | None]:
+    """``(base, FixMatch pseudo-labels?, library pseudo-label coverage or None)`` of a method
+    name ``BASE[+pl][+libplC]`` (BASE ``none-aug`` or ``pre-OBJ``, C a fraction in (0, 1]);
+    :class:`click.UsageError` naming what is allowed."""
+    base, *flags = m.split("+")
+    usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl and "
+             "one +libplC (C in (0, 1], the fraction of unlabelled spectra the library "
+             "names, e.g. +libpl0.6)")
+    if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
+            or sum(f.startswith("libpl") for f in flags) > 1 or any(f != f.strip() for f in flags):
+        raise click.UsageError(usage)
+    pl, libpl = False, None
+    for flag in flags:
+        if flag == "pl":
+            pl = True
+            continue
+        try:
+            libpl = float(flag.removeprefix("libpl")) if flag.startswith("libpl") else None
+        except ValueError:
+            libpl = None
+        if libpl is None or not 0.0 < libpl <= 1.0:
+            raise click.UsageError(usage)
+    return base, pl, libpl
 
 
 def write_row(out: Path, row: dict) -> None:
@@ -334,11 +381,12 @@ def summarise(rows: list[dict]) -> dict[tuple, dict]:
     return out
 
 
-def paired_gains(rows: list[dict], method: str, baseline: str = "none-aug") -> dict[tuple, list]:
-    """Top-1 gain (points) of ``method`` over ``baseline`` per (arch, fraction), paired on
-    (split seed, seed)."""
+def paired_gains(rows: list[dict], method: str, baseline: str = "none-aug",
+                 key: str = "top1") -> dict[tuple, list]:
+    """``key`` gain (points; test top-1 by default) of ``method`` over ``baseline`` per
+    (arch, fraction), paired on (split seed, seed)."""
     by = {(r["arch"], float(r["fraction"]), r["method"], int(r["split_seed"]), int(r["seed"])):
-          100 * r["top1"] for r in rows}
+          100 * r[key] for r in rows}
     out: dict[tuple, list] = {}
     for (a, f, m, ss, s), v in sorted(by.items()):
         if m == method and (a, f, baseline, ss, s) in by:
@@ -373,6 +421,23 @@ def report(results, plot) -> None:
         for (a, f), g in sorted(paired_gains(rows, m).items()):
             sd = np.std(g, ddof=1) if len(g) > 1 else float("nan")
             click.echo(f"| {a} | {100 * f:g}% | {m} | {np.mean(g):+.1f} ± {sd:.1f} | {len(g)} |")
+    named = sorted({r["method"] for r in rows if r.get("n_pseudo") is not None})
+    if named:  # library labels: the names, and the validation gains the choice reads
+        click.echo("")
+        click.echo("| arch | labelled fraction | method | names | names right % | paired "
+                   "val top-1 gain over none-aug+lib (points; higher in) | runs |")
+        click.echo("|---|---|---|---|---|---|---|")
+        for m in named:
+            for (a, f), g in sorted(paired_gains(rows, m, "none-aug+lib", "val_top1").items()):
+                rs = [r for r in rows if (r["arch"], float(r["fraction"]), r["method"]) ==
+                      (a, f, m)]
+                acc = [r["pseudo_acc"] for r in rs if r["pseudo_acc"] is not None]
+                sd = np.std(g, ddof=1) if len(g) > 1 else float("nan")
+                click.echo(f"| {a} | {100 * f:g}% | {m} | "
+                           f"{np.mean([r['n_pseudo'] for r in rs]):.0f} | "
+                           f"{100 * np.mean(acc) if acc else float('nan'):.1f} | "
+                           f"{np.mean(g):+.2f} ± {sd:.2f} ({sum(x > 0 for x in g)} of "
+                           f"{len(g)}) | {len(g)} |")
     nm: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         if r.get("new_mineral_top1") is not None:

@@ -442,6 +442,9 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     the run's training split; with ``config.exemplars_per_class > 0`` that many exemplar
     features per class of the training split go into the artifact and the ``knn_cosine``
     unknown rule is calibrated on the validation split, all before the folder is written.
+    Of a few-label run only the labels it was given are read (``Run.labelled_mask``): the
+    library and the exemplars come from its labelled spectra, and the draw is stratified by
+    those labels with the unlabelled spectra as one more group.
     """
     from trainer.run import load_run
 
@@ -450,9 +453,14 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     say(f"loading run {run_dir}")
     run = load_run(run_dir, data_root=data_root)
     Xtr, ytr = run.subset("train")
+    # only the labels the run was given (a few-label run's labelled spectra) build the
+    # library and the exemplars, and stratify the int8 calibration draw (its unlabelled
+    # spectra as one more group): a fully labelled run draws as before
+    given = run.labelled_mask()
+    Xlab, ylab = Xtr[given], ytr[given]
     Xva, yva = run.subset("val")
     Xte, yte = run.subset("test")
-    idx = select_calibration(ytr, config.calib_size, seed=config.seed)
+    idx = select_calibration(np.where(given, ytr, -1), config.calib_size, seed=config.seed)
     training = {
         "dataset": run.config["data"].get("dataset"),
         "split_sha256": run.config["split_sha256"],
@@ -472,8 +480,8 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         val_X=Xva,
         test_X=Xte,
         test_y=yte,
-        train_X=Xtr,
-        train_y=ytr,
+        train_X=Xlab,
+        train_y=ylab,
         val_y=yva,
         out_dir=out,
         name=name,

@@ -507,6 +507,10 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
 
     out = tmp_path / "rows.jsonl"
     for args, msg in ((["--methods", "none-aug,pre-barlow+xx"], "unknown method"),
+                      (["--methods", "none-aug+libpl1.5"], "unknown method"),
+                      (["--methods", "none-aug+libplx"], "unknown method"),
+                      (["--methods", "none-aug+pl+pl"], "unknown method"),
+                      (["--methods", "none-aug+libpl0.2+libpl0.4"], "unknown method"),
                       (["--seeds", "0,one"], "--seeds must be"),
                       (["--fractions", "0.1,ten"], "--fractions must be")):
         res = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "missing"), *args,
@@ -532,12 +536,13 @@ def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_ro
 
     out = tmp_path / "rows.jsonl"
     args = ["run", "--data", str(shared_data_root), "--fractions", "0.1", "--split-seeds",
-            "0", "--seeds", "0", "--epochs", "1", "--methods", "none-aug", "--library",
-            "--out", str(out)]
+            "0", "--seeds", "0", "--epochs", "1", "--methods", "none-aug,none-aug+libpl0.3",
+            "--library", "--out", str(out)]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     rows = {r["method"]: r for r in read_jsonl(out)}
-    assert sorted(rows) == ["library", "none-aug", "none-aug+lib"]
+    assert sorted(rows) == ["library", "none-aug", "none-aug+lib", "none-aug+libpl0.3",
+                            "none-aug+libpl0.3+lib", "none-aug+libpl0.3+libP"]
     assert rows["none-aug+lib"]["epochs"] == rows["none-aug"]["epochs"] == 1
     assert rows["library"]["epochs"] == 0
     ds = build_dataset(shared_data_root, "rruff-raw")
@@ -552,5 +557,12 @@ def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_ro
     assert rows["library"]["n_labelled"] == int(mask.sum()) < tr.sum() / 4
     # one epoch leaves the network near chance; the library carries the blend
     assert rows["none-aug+lib"]["top1"] > rows["none-aug"]["top1"] + 0.1
+    # library pseudo-labels: 30 % of the unlabelled training spectra named by that library,
+    # judged (after the fact) against the hidden labels; the '+libP' blend uses them too
+    pl = rows["none-aug+libpl0.3"]
+    assert pl["n_pseudo"] == round(0.3 * int((~mask).sum()))
+    assert pl["n_pseudo"] == rows["none-aug+libpl0.3+libP"]["n_pseudo"]
+    assert 0.7 < pl["pseudo_acc"] <= 1.0  # the confident third is mostly right
+    assert rows["none-aug+libpl0.3+lib"]["epochs"] == pl["epochs"] == 1
     assert CliRunner().invoke(cli, args).exit_code == 0
-    assert len(read_jsonl(out)) == 3
+    assert len(read_jsonl(out)) == 6

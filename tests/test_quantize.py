@@ -400,6 +400,9 @@ class FakeRun:
     def subset(self, name: str):
         return self.data.part(name)
 
+    def labelled_mask(self):
+        return np.ones(len(self.data.part("train")[1]), dtype=bool)  # fully labelled
+
 
 def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model,
                                    synthetic_data) -> None:

@@ -18,6 +18,7 @@ from trainer.ssl import (
     SSLConfig,
     hide_labels,
     labelled_fraction_mask,
+    library_pseudo_labels,
     train_ssl,
 )
 from trainer.train import PAPER_TRAIN, TrainConfig
@@ -79,6 +80,58 @@ def test_hide_labels_sets_unlabelled_to_minus_one() -> None:
     assert y.tolist() == [3, 1, 4, 1, 5]  # input untouched
 
 
+# ------------------------------------------------------------------ library pseudo-labels
+
+def _bands(centres, n=1392, width=4.0) -> np.ndarray:
+    """A spectrum of unit Lorentzian-like bands at grid points ``centres`` on a sloped
+    background (which the library's high-pass removes)."""
+    k = np.arange(n, dtype=np.float64)
+    return sum(1.0 / (1.0 + ((k - c) / width) ** 2) for c in centres) + 1e-4 * k
+
+
+def test_library_pseudo_labels_name_only_the_confident_unlabelled_spectra() -> None:
+    """Three minerals, one labelled spectrum each (a fourth mineral has none); unlabelled:
+    shifted copies of the three (within the match's reach), one spectrum half mineral 0 and
+    half mineral 1 (margin ~0) and one of the unlabelled mineral's own bands."""
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000), (520, 920, 1320)]
+    X = [_bands(t) for t in templates[:3]]
+    y = [0, 1, 2]
+    for c, d in ((0, 12), (1, -8), (2, 16), (0, -20), (1, 24)):  # shifted copies
+        X.append(_bands([p + d for p in templates[c]]))
+        y.append(UNLABELLED)
+    X.append(_bands(templates[0]) + _bands(templates[1]))  # ambiguous
+    X.append(_bands(templates[3]))  # a mineral nobody labelled
+    X, y = np.array(X), np.array(y + [UNLABELLED, UNLABELLED])
+    named, margin = library_pseudo_labels(X, y, 4, coverage=5 / 7)
+    assert named[:3].tolist() == [0, 1, 2] and np.isnan(margin[:3]).all()
+    assert named[3:8].tolist() == [0, 1, 2, 0, 1]  # the shifted copies, correctly named
+    assert named[8] == UNLABELLED and named[9] == UNLABELLED  # the two least confident
+    assert margin[8] < margin[3:8].min() and margin[9] < margin[3:8].min()
+    assert y[3:].tolist() == [UNLABELLED] * 7  # input untouched
+    # the same names whatever the order of the spectra
+    perm = np.random.default_rng(0).permutation(len(y))
+    shuffled, _ = library_pseudo_labels(X[perm], y[perm], 4, coverage=5 / 7)
+    assert np.array_equal(shuffled, named[perm])
+    # floor(coverage * 7 + 0.5) spectra are named: 0.5 of 7 -> 4 (3.5 rounds up)
+    half, _ = library_pseudo_labels(X, y, 4, coverage=0.5)
+    assert int((half[3:] >= 0).sum()) == 4
+    every, _ = library_pseudo_labels(X, y, 4, coverage=1.0)
+    assert (every >= 0).all() and 3 not in every  # a mineral without a labelled spectrum
+    none, _ = library_pseudo_labels(X, y, 4, coverage=0.0)
+    assert np.array_equal(none, y)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="coverage"):
+            library_pseudo_labels(X, y, 4, coverage=bad)
+    with pytest.raises(ValueError, match="labelled"):
+        library_pseudo_labels(X, np.full(len(y), UNLABELLED), 4, coverage=0.5)
+    with pytest.raises(ValueError, match="-1..3"):
+        library_pseudo_labels(X, np.where(y < 0, -2, y), 4, coverage=0.5)
+    bad = X.copy()
+    bad[5, 10] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        library_pseudo_labels(bad, y, 4, coverage=0.5)
+
+
 # ------------------------------------------------------------------ no label leak
 
 @pytest.mark.slow
@@ -105,6 +158,31 @@ def test_hidden_labels_never_reach_training(real) -> None:
         assert np.all(ym[~mask] == UNLABELLED)
         res = train_ssl(ds.X[sub], ym, ds.X[va], yv, 3, TINY, tc, cfg, log=None)
         w.append(res.model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*w, strict=True))
+
+
+@pytest.mark.realdata
+def test_hidden_labels_never_reach_library_labels(real) -> None:
+    """With library labels, changing the hidden labels changes neither the names nor the
+    trained weights: the library is built from the labelled part only."""
+    ds, split = real
+    keep = np.isin(np.asarray(ds.labels)[ds.y], REAL_MINERALS)
+    sub, va = keep & (split == "train"), keep & (split == "val")
+    remap = {c: i for i, c in enumerate(np.unique(ds.y[keep]))}
+    y = np.array([remap[c] for c in ds.y[sub]])
+    yv = np.array([remap[c] for c in ds.y[va]])
+    mask = labelled_fraction_mask(y, specimen_groups(ds)[sub], 0.3, seed=0)
+    y_other = y.copy()
+    y_other[~mask] = (y[~mask] + 1) % 5  # every hidden label different
+    tc = PlainTC(epochs=1, batch_size=32, monitor="val_loss")
+    cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5)
+    w, names = [], []
+    for labels in (y, y_other):
+        ym = hide_labels(labels, mask)
+        names.append(library_pseudo_labels(ds.X[sub], ym, 5, coverage=0.5)[0])
+        res = train_ssl(ds.X[sub], ym, ds.X[va], yv, 5, TINY, tc, cfg, log=None)
+        w.append(res.model.get_weights())
+    assert np.array_equal(*names) and (names[0] >= 0).sum() > mask.sum()
     assert all(np.array_equal(a, b) for a, b in zip(*w, strict=True))
 
 
@@ -228,6 +306,78 @@ def test_tiny_ssl_run_on_real_spectra_quantizes(method, tmp_path, shared_data_ro
     assert run.model.output_shape[-1] == 5
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_library_labels_train_and_export_from_the_labelled_part_only(tmp_path, monkeypatch,
+                                                                     shared_data_root) -> None:
+    """``SSLConfig.library_labels``: the fraction of unlabelled training spectra the library
+    names is trained on as labelled; ``ramanedge quantize`` of the few-label run builds the
+    spectral library and the exemplars from the spectra whose labels the run was given."""
+    from quantize.export import QuantizeConfig, quantize_run
+    from ramanedge.library import LibraryConfig
+    from tests.conftest import REPO
+    from trainer.run import DataConfig, load_run
+    from trainer.ssl import ssl_train_run
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5)
+    out = ssl_train_run(tmp_path / "run", data, TINY, PlainTC(epochs=1, batch_size=16), cfg,
+                        log=None)
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["ssl"]["library_labels"] == 0.5
+    n_lab, n_unlab = conf["ssl"]["n_labelled"], conf["ssl"]["n_unlabelled"]
+    run = load_run(out)
+    X, y = run.trained_labels()
+    Xtr, ytr = run.subset("train")
+    assert len(y) == n_lab < len(ytr)
+    flags = [ln.endswith(",1") for ln in (out / "labelled.csv").read_text().splitlines()[1:]]
+    assert np.array_equal(X, Xtr[np.array(flags)]) and np.array_equal(y, ytr[np.array(flags)])
+    import quantize.export as qexport
+
+    drawn = {}
+    real_draw = qexport.select_calibration
+
+    def draw(y_cal, size, *, seed=0):
+        drawn["y"] = np.asarray(y_cal)
+        return real_draw(y_cal, size, seed=seed)
+
+    monkeypatch.setattr(qexport, "select_calibration", draw)
+    res = quantize_run(out, tmp_path / "artifact", config=QuantizeConfig(
+        calib_size=30, allow_accuracy_drop=True, library=LibraryConfig(),
+        exemplars_per_class=2))
+    # the int8 calibration draw is stratified by the given labels, the rest one group
+    assert np.array_equal(drawn["y"], np.where(np.array(flags), ytr, -1))
+    lib = np.load(tmp_path / "artifact" / "library.npz")
+    assert len(lib["y"]) == n_lab and sorted(set(lib["y"].tolist())) == sorted(set(y.tolist()))
+    assert res.manifest is not None and n_unlab > 0
+    # the unlabelled spectra reach the trainer only through the library's names
+    import trainer.ssl as ssl
+
+    seen = {}
+
+    def spy(model, X, y, *args, **kw):
+        seen.update(y=y, unlabelled=kw["unlabelled"])
+        raise RuntimeError("stop")
+
+    masked = np.where(np.array(flags), ytr, UNLABELLED)
+    Xva, yva = run.subset("val")
+    monkeypatch.setattr(ssl, "fit_model", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        train_ssl(Xtr, masked, Xva, yva, 5, TINY, PlainTC(epochs=1), cfg, log=None)
+    want, _ = library_pseudo_labels(Xtr, masked, 5, coverage=0.5)
+    assert np.array_equal(seen["y"], want[want >= 0])
+    assert len(seen["y"]) == n_lab + round(0.5 * n_unlab)
+    assert len(seen["unlabelled"]) == n_unlab - round(0.5 * n_unlab)
+    # a labelled.csv that no longer lists the split's training spectra is refused
+    from trainer.run import RunError
+
+    table = (out / "labelled.csv").read_text().splitlines()
+    (out / "labelled.csv").write_text("\n".join(table[:-1]) + "\n")
+    with pytest.raises(RunError, match="labelled.csv does not mark each"):
+        load_run(out, load_model=False).trained_labels()
+
+
 def test_cli_rejects_bad_labelled_fraction(tmp_path, capsys, shared_data_root) -> None:
     from ramanedge.cli import main
 
@@ -273,10 +423,30 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--dense-units", "16", "--epochs", "3",
           "--labelled-fraction", "0.2", "--backbone", str(tmp_path / "pre"), "--pseudo-label",
-          "--out", str(tmp_path / "r2")])
+          "--library-labels", "0.6", "--out", str(tmp_path / "r2")])
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
+    assert seen["config"].library_labels == 0.6
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["--library-labels", "0.5"], "--library-labels labels the unlabelled training spectra"),
+    (["--library-labels", "1.5", "--labelled-fraction", "0.1"],
+     "--library-labels takes a fraction in [0, 1]"),
+    (["--library-labels", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],
+     "library labels apply to none, contrastive and pretrained"),
+])
+def test_cli_refuses_bad_library_labels(args, msg, tmp_path, capsys, shared_data_root) -> None:
+    """A bad ``--library-labels`` ends in one line before any data is read or trained."""
+    from ramanedge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(shared_data_root), *args, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error:") and msg in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_ssl_config_refuses_what_its_pretraining_would_refuse() -> None:

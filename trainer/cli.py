@@ -157,6 +157,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "fine-tuning.")
 @click.option("--pseudo-label", is_flag=True,
               help="FixMatch-style pseudo-labels on the unlabelled training spectra.")
+@click.option("--library-labels", type=float, default=0.0,
+              help="Before training, name this fraction (0-1) of the unlabelled training "
+                   "spectra with the spectral library of the labelled ones, the most "
+                   "confident first, and train on them as labelled (0.6 chosen on "
+                   "validation at 10 % labels; default off).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
           n_teachers, distill, distill_views,
@@ -164,7 +169,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
           overwrite, quiet,
-          labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False) -> None:
+          labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
+          library_labels=0.0) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -225,17 +231,18 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         raise OptionError(str(e)) from None
     # --backbone alone starts the whole recipe from it; with a few-label option it is
     # few-label fine-tuning (trainer.ssl)
-    few = labelled_fraction != 1.0 or ssl != "none" or pseudo_label
+    few = labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
     for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
-                              "--ssl, --pseudo-label): drop one of them")
+                              "--ssl, --pseudo-label, --library-labels): drop one of them")
     check_output_folder(Path(out), overwrite)
     if few:
         from trainer.ssl import ssl_cli_train
 
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              backbone=backbone, pseudo_label=pseudo_label,
+                             library_labels=library_labels,
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
               overwrite=overwrite, log=None if quiet else _echo, report=_echo)

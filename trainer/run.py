@@ -88,6 +88,34 @@ class Run:
         mask = self.split == name
         return self.dataset.X[mask], self.dataset.y[mask]
 
+    def labelled_mask(self) -> np.ndarray:
+        """Which training spectra (in :meth:`subset` ``"train"`` order) the run was given
+        labels for: all, or, for a few-label run (``labelled.csv``, written by
+        :func:`trainer.ssl.ssl_train_run`), the labelled ones. :class:`RunError` if
+        ``labelled.csv`` does not mark each of this split's training spectra 0 or 1."""
+        paths = [str(q) for q in np.asarray(self.dataset.paths, dtype=object)[
+            self.split == "train"]]
+        p = self.path / "labelled.csv"
+        if not p.is_file():
+            return np.ones(len(paths), dtype=bool)
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()[1:]
+            flags = {path: int(v) for path, v in (ln.rsplit(",", 1) for ln in lines if ln)}
+        except (OSError, ValueError) as e:
+            raise RunError(f"{p} is not a path,labelled table: {e}") from None
+        if set(paths) != set(flags) or not set(flags.values()) <= {0, 1}:
+            raise RunError(f"{p} does not mark each of the split's {len(paths)} training "
+                           "spectra 0 or 1; was the run folder modified?")
+        return np.array([flags[q] == 1 for q in paths], dtype=bool)
+
+    def trained_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of the training spectra whose labels the run was given
+        (:meth:`labelled_mask`), so that what is built from labels after training (the
+        spectral library, the exemplars) knows no more than the run did."""
+        X, y = self.subset("train")
+        keep = self.labelled_mask()
+        return X[keep], y[keep]
+
 
 # ---------------------------------------------------------------- data and split helpers
 

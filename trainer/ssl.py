@@ -19,7 +19,9 @@ cannot reach training by construction:
 
 With ``SSLConfig.pseudo`` (``none``, ``contrastive``, ``pretrained``), the unlabelled training
 spectra also enter fine-tuning through FixMatch-style pseudo-labels
-(:class:`trainer.train.PseudoLabelConfig`).
+(:class:`trainer.train.PseudoLabelConfig`). With ``SSLConfig.library_labels`` the spectral
+library of the labelled spectra names the unlabelled ones it matches most surely before
+training (:func:`library_pseudo_labels`; pseudo-labels from a second view, the raw spectrum).
 
 Fine-tuning and the supervised baseline use :func:`trainer.train.fit_model`, the trainer's
 epoch loop (class-weighted CE, Adam, LR x ``lr_factor`` on plateau, early stopping, best
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import DataError
+from ramanedge.library import LibraryConfig, SpectralLibrary
 from ramanedge.options import check_options, option, range_of
 from ramanedge.splits import specimen_groups
 from trainer.contrastive import load_backbone, pretrain_contrastive
@@ -83,6 +86,9 @@ class SSLConfig:
     unsup_weight: float = 1.0
     pseudo: PseudoLabelConfig | None = None
     """FixMatch-style pseudo-labelling of the unlabelled spectra during (fine-)tuning."""
+    library_labels: float = option(0.0, within=(0.0, 1.0))
+    """Before training, this fraction of the unlabelled training spectra is named by the
+    spectral library of the labelled ones (:func:`library_pseudo_labels`; 0 = off)."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -99,6 +105,9 @@ class SSLConfig:
             object.__setattr__(self, "pseudo", PseudoLabelConfig(**self.pseudo))
         if self.pseudo is not None and self.method == "sgan":
             raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
+                             "not sgan")
+        if self.library_labels > 0 and self.method == "sgan":
+            raise ValueError("library labels apply to none, contrastive and pretrained, "
                              "not sgan")
 
     def to_dict(self) -> dict:
@@ -151,6 +160,52 @@ def hide_labels(y: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     return out
 
 
+def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
+                          coverage: float, config: LibraryConfig | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Name the unlabelled training spectra the spectral library names with most confidence.
+
+    The library of the *labelled* spectra (``y_masked >= 0``; :class:`ramanedge.library.
+    SpectralLibrary`, ``config`` or the shipped :class:`~ramanedge.library.LibraryConfig`,
+    matched over every mineral) matches each unlabelled spectrum (``-1``); the
+    ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin
+    (best minus second-best mineral similarity; equal margins in spectrum order) get the
+    best mineral as label. Returns ``(y, margin)``: a copy of ``y_masked`` with those
+    entries filled, and the margin of every unlabelled spectrum (NaN where labelled). Only
+    ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled
+    spectrum is never named (its similarity is -1). :class:`ValueError` for a coverage
+    outside [0, 1], labels below -1, non-finite spectra or no labelled spectrum.
+    """
+    if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not (
+            0.0 <= coverage <= 1.0):
+        raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
+    y = np.asarray(y_masked, dtype=np.int64).copy()
+    X = np.asarray(X_train, dtype=np.float32)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X_train (N, points) and y_masked (N,) differ: {X.shape} vs {y.shape}")
+    if len(y) and (y.min() < UNLABELLED or y.max() >= n_classes):
+        raise ValueError(f"labels must be in -1..{n_classes - 1} (-1 = unlabelled)")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("library labels need finite spectra; X_train holds NaN or inf")
+    known = y >= 0
+    if not known.any():
+        raise ValueError("library labels need at least one labelled spectrum")
+    margin = np.full(len(y), np.nan)
+    free = np.flatnonzero(~known)
+    n_take = int(np.floor(float(coverage) * len(free) + 0.5))
+    if n_take == 0:
+        return y, margin
+    lib = SpectralLibrary.build(X[known], y[known], n_classes,
+                                replace(config or LibraryConfig(), candidates=0))
+    S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
+    top2 = np.sort(S, axis=1)[:, -2:] if S.shape[1] > 1 else np.hstack(
+        [np.full((len(S), 1), -1.0), S])
+    margin[free] = top2[:, 1] - top2[:, 0]
+    order = np.argsort(-margin[free], kind="stable")[:n_take]
+    y[free[order]] = S[order].argmax(axis=1)
+    return y, margin
+
+
 # ---------------------------------------------------------------- one entry point
 
 def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
@@ -161,9 +216,13 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     """Train with ``config.method`` on spectra whose unlabelled labels are ``-1``.
 
     ``y_masked`` is the only label input: the labels of unlabelled spectra never enter this
-    function. ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on
-    the same ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves
-    every labelled fraction; computed here when ``None``), or, for ``pretrained``, of
+    function. With ``config.library_labels`` the spectral library of the labelled spectra
+    names that fraction of the unlabelled ones first (:func:`library_pseudo_labels`), and
+    they train as labelled.
+
+    ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on the same
+    ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves every
+    labelled fraction; computed here when ``None``), or, for ``pretrained``, of
     :func:`trainer.pretrain.pretrain` (required).
     """
     model_config = model_config or ModelConfig()
@@ -175,6 +234,14 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     lab = y_masked >= 0
     if not lab.any():
         raise ValueError("no labelled training spectrum")
+    if config.library_labels > 0:  # named from the labelled part only (y_masked)
+        y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
+                                            coverage=config.library_labels)
+        if log is not None:
+            log(f"library labels: the library of the {int(lab.sum())} labelled spectra named "
+                f"{int((y_masked >= 0).sum() - lab.sum())} of the {int((~lab).sum())} "
+                "unlabelled ones")
+        lab = y_masked >= 0
     if config.method == "sgan":
         return train_sgan(X_train, y_masked, X_val, y_val, n_classes, model_config,
                           train_config, config, log=log)
@@ -261,7 +328,8 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
 
 
 class SSLOptionError(DataError):
-    """An invalid ``--labelled-fraction`` / ``--ssl`` / ``--backbone`` value."""
+    """An invalid ``--labelled-fraction`` / ``--ssl`` / ``--backbone`` / ``--pseudo-label``
+    / ``--library-labels`` value."""
 
 
 def check_no_leak(meta: dict[str, Any], ds: Any, split: np.ndarray) -> None:
@@ -284,16 +352,20 @@ def check_no_leak(meta: dict[str, Any], ds: Any, split: np.ndarray) -> None:
 def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                   train_config: TrainConfig, labelled_fraction: float, method: str,
                   *, overwrite: bool = False, backbone: str | os.PathLike | None = None,
-                  pseudo_label: bool = False, log: Log = print, report: Log = None) -> Path:
+                  pseudo_label: bool = False, library_labels: float = 0.0,
+                  log: Log = print, report: Log = None) -> Path:
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
-    Validates the two options (a bad value raises :class:`SSLOptionError`, one line in the
-    CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training seed.
+    Validates the options (``--labelled-fraction``, ``--ssl``, ``--backbone``,
+    ``--pseudo-label``, ``--library-labels``; a bad value raises :class:`SSLOptionError`,
+    one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
+    seed.
     """
     weights = backbone_meta = None
-    if pseudo_label and float(labelled_fraction) >= 1.0:
-        raise SSLOptionError("--pseudo-label labels the unlabelled training spectra; with "
-                             "--labelled-fraction 1 there are none (pass a fraction below 1)")
+    for flag, on in (("--pseudo-label", pseudo_label), ("--library-labels", library_labels)):
+        if on and float(labelled_fraction) >= 1.0:
+            raise SSLOptionError(f"{flag} labels the unlabelled training spectra: it needs "
+                                 f"--labelled-fraction below 1, got {labelled_fraction:g}")
     if backbone is not None:
         if method != "none":
             raise SSLOptionError(f"--backbone fine-tunes a pretrained backbone; it cannot be "
@@ -303,11 +375,16 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     try:
         config = SSLConfig(method=method, labelled_fraction=float(labelled_fraction),
                            label_seed=train_config.seed,
-                           pseudo=PseudoLabelConfig() if pseudo_label else None)
+                           pseudo=PseudoLabelConfig() if pseudo_label else None,
+                           library_labels=library_labels)
     except ValueError as e:
-        hint = ("" if pseudo_label and method == "sgan" else
-                f" (--labelled-fraction takes a number in (0, 1], e.g. 0.1; --ssl "
-                f"{'|'.join(m for m in SSL_METHODS if m != 'pretrained')})")
+        if "library_labels" in str(e):
+            hint = " (--library-labels takes a fraction in [0, 1], e.g. 0.6)"
+        elif (pseudo_label or library_labels) and method == "sgan":
+            hint = ""
+        else:
+            hint = (f" (--labelled-fraction takes a number in (0, 1], e.g. 0.1; --ssl "
+                    f"{'|'.join(m for m in SSL_METHODS if m != 'pretrained')})")
         raise SSLOptionError(f"{e}{hint}") from None
     return ssl_train_run(out, data, model_config, train_config, config, overwrite=overwrite,
                          pretrained=weights, pretrained_meta=backbone_meta, log=log,
