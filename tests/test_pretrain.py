@@ -337,7 +337,8 @@ def test_cli_pretrain_and_backbone_errors_are_one_line(tmp_path, capsys,
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     code, out, err = run_cli(capsys, "train", "--data", shared_data_root, "--pseudo-label",
                              "--out", tmp_path / "r")
-    assert code == 2 and "there are none" in err and "Traceback" not in err
+    assert code == 2 and "needs --labelled-fraction below 1, got 1" in err
+    assert "Traceback" not in err
 
 
 def test_backbone_pretrained_with_the_unknown_evaluation_minerals_is_refused(tmp_path) -> None:
