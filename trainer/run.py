@@ -108,14 +108,6 @@ class Run:
                            "spectra 0 or 1; was the run folder modified?")
         return np.array([flags[q] == 1 for q in paths], dtype=bool)
 
-    def trained_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(X, y)`` of the training spectra whose labels the run was given
-        (:meth:`labelled_mask`), so that what is built from labels after training (the
-        spectral library, the exemplars) knows no more than the run did."""
-        X, y = self.subset("train")
-        keep = self.labelled_mask()
-        return X[keep], y[keep]
-
 
 # ---------------------------------------------------------------- data and split helpers
 
