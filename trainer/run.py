@@ -34,6 +34,9 @@ from trainer.train import TrainConfig
 
 RUN_FILES = ("model.keras", "labels.json", "config.json", "split.csv")
 SPLITS = ("train", "val", "test")
+LABELLED_FILE = "labelled.csv"
+"""Run file of a few-label run (:func:`trainer.ssl.ssl_train_run`): ``path,labelled`` (1 or
+0) for each training spectrum; read back by :meth:`Run.labelled_mask`."""
 SPLIT_KINDS = ("grouped", "random")
 
 
@@ -95,7 +98,7 @@ class Run:
         ``labelled.csv`` does not mark each of this split's training spectra 0 or 1."""
         paths = [str(q) for q in np.asarray(self.dataset.paths, dtype=object)[
             self.split == "train"]]
-        p = self.path / "labelled.csv"
+        p = self.path / LABELLED_FILE
         if not p.is_file():
             return np.ones(len(paths), dtype=bool)
         try:

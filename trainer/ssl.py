@@ -198,8 +198,8 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     lib = SpectralLibrary.build(X[known], y[known], n_classes,
                                 replace(config or LibraryConfig(), candidates=0))
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
-    top2 = np.sort(S, axis=1)[:, -2:] if S.shape[1] > 1 else np.hstack(
-        [np.full((len(S), 1), -1.0), S])
+    # a column of -1 (no match) beside S: the same two best for K >= 2, a margin for K = 1
+    top2 = np.sort(np.hstack([np.full((len(S), 1), -1.0), S]), axis=1)[:, -2:]
     margin[free] = top2[:, 1] - top2[:, 0]
     order = np.argsort(-margin[free], kind="stable")[:n_take]
     y[free[order]] = S[order].argmax(axis=1)
@@ -281,7 +281,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     final test result and the run folder, as in :func:`trainer.run.train_run`.
     """
     from trainer.model import count_params
-    from trainer.run import SPLITS, say_written, start_run, write_run
+    from trainer.run import LABELLED_FILE, SPLITS, say_written, start_run, write_run
 
     model_config = model_config or ModelConfig()
     # few-label training uses no negatives, teachers or int8-aware fine-tune (fit_model
@@ -320,7 +320,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
                               **({"backbone": pretrained_meta.get("source")}
                                  if pretrained_meta is not None else {})}},
         extra_metrics={"n_labelled": n_lab},
-        extra_files={"labelled.csv": "\n".join(lines) + "\n"},
+        extra_files={LABELLED_FILE: "\n".join(lines) + "\n"},
         title=f"{data.dataset} test ({config.method}, {100 * config.labelled_fraction:g}% labels)",
     )
     say_written(say, out, test, result)
