@@ -201,7 +201,6 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
         check_no_leak,
         hide_labels,
         labelled_fraction_mask,
-        library_pseudo_labels,
         train_ssl,
     )
     from trainer.train import PseudoLabelConfig, predict_probs
@@ -260,18 +259,6 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                     pseudo = PseudoLabelConfig() if pl else None
                     if (pseudo is not None or libpl is not None) and f >= 1.0:
                         continue  # nothing unlabelled at 100 %
-                    lib_p, pseudo_stats = None, {}
-                    if libpl is not None:  # what train_ssl's library labels will be
-                        # (the same function and LibraryConfig, so the same names)
-                        y_train, _ = library_pseudo_labels(ds.X[tr], y_masked, K,
-                                                           coverage=libpl)
-                        named = (y_masked < 0) & (y_train >= 0)
-                        lib_p = None if lib is None else SpectralLibrary.build(
-                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, LibraryConfig())
-                        pseudo_stats = {  # the hidden labels only judge, after the fact
-                            "n_pseudo": int(named.sum()),
-                            "pseudo_acc": float(np.mean(y_train[named] == ds.y[tr][named]))
-                            if named.any() else None}
                     weights = None
                     if base.startswith("pre-"):
                         if base not in backbones:
@@ -293,6 +280,16 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,
                                     log=None)
+                    lib_p, pseudo_stats = None, {}
+                    if libpl is not None:  # the library's names train_ssl trained on
+                        y_train = res.labels
+                        named = (y_masked < 0) & (y_train >= 0)
+                        lib_p = None if lib is None else SpectralLibrary.build(
+                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, LibraryConfig())
+                        pseudo_stats = {  # the hidden labels only judge, after the fact
+                            "n_pseudo": int(named.sum()),
+                            "pseudo_acc": float(np.mean(y_train[named] == ds.y[tr][named]))
+                            if named.any() else None}
                     probs = predict_probs(res.model, ds.X[te])
                     p_va = predict_probs(res.model, ds.X[va])
                     new_acc = None

@@ -55,7 +55,11 @@ from ramanedge.manifest import (
     unknown_section,
     variant_entry,
 )
-from ramanedge.splits import DEFAULT_CALIB_SIZE, select_calibration  # noqa: F401 (re-export)
+from ramanedge.splits import (  # noqa: F401 (select_calibration: re-export)
+    DEFAULT_CALIB_SIZE,
+    calibration_indices,
+    select_calibration,
+)
 
 from .convert import convert, dual_output_model, export_saved_model, keras_outputs
 from .edgetpu import read_graph
@@ -460,7 +464,7 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     Xlab, ylab = Xtr[given], ytr[given]
     Xva, yva = run.subset("val")
     Xte, yte = run.subset("test")
-    idx = select_calibration(np.where(given, ytr, -1), config.calib_size, seed=config.seed)
+    idx = calibration_indices(ytr, given, config.calib_size, seed=config.seed)
     training = {
         "dataset": run.config["data"].get("dataset"),
         "split_sha256": run.config["split_sha256"],

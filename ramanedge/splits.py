@@ -299,6 +299,19 @@ def select_calibration(y: np.ndarray, size: int, *, seed: int = 0) -> np.ndarray
     return np.sort(order[:size])
 
 
+def calibration_indices(y: np.ndarray, given: np.ndarray | None, size: int, *,
+                        seed: int = 0) -> np.ndarray:
+    """Indices of the training spectra ``ramanedge quantize`` calibrates the int8 model on:
+    :func:`select_calibration` stratified by the labels the run was *given* (``given``:
+    bool per spectrum, ``None`` = all), the spectra without one (a few-label run's
+    unlabelled part) as one more group. The int8-aware fine-tune calibrates on the same
+    draw, so the grids it trains with are the ones the export finds.
+    """
+    y = np.asarray(y)
+    strata = y if given is None else np.where(np.asarray(given, dtype=bool), y, -1)
+    return select_calibration(strata, size, seed=seed)
+
+
 UNKNOWN_HALVES_SEED = 0
 """Seed of :func:`unknown_halves`: one fixed partition of the rare minerals for every run."""
 UNKNOWN_HALVES = ("negatives", "evaluation")

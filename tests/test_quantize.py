@@ -65,6 +65,24 @@ def test_select_calibration_is_stratified_seeded_and_proportional() -> None:
         select_calibration(np.array([], dtype=int), 5)
 
 
+def test_calibration_indices_stratify_by_the_given_labels_only() -> None:
+    """A few-label run's draw: the given labels are strata, every spectrum without one (its
+    hidden label never read) is one more stratum; all given: the plain draw."""
+    from ramanedge.splits import calibration_indices
+
+    y = np.repeat(np.arange(5), [100, 50, 30, 15, 5])
+    assert np.array_equal(calibration_indices(y, None, 41, seed=3),
+                          select_calibration(y, 41, seed=3))
+    assert np.array_equal(calibration_indices(y, np.ones(y.size, bool), 41, seed=3),
+                          select_calibration(y, 41, seed=3))
+    given = np.arange(y.size) % 3 == 0
+    idx = calibration_indices(y, given, 41, seed=3)
+    assert np.array_equal(idx, select_calibration(np.where(given, y, -1), 41, seed=3))
+    assert (~given[idx]).sum() >= 20  # the unlabelled two thirds: a stratum of its own
+    scrambled = np.where(given, y, (y + 1) % 5)  # hidden labels changed: the same draw
+    assert np.array_equal(calibration_indices(scrambled, given, 41, seed=3), idx)
+
+
 # ------------------------------------------------------------------ gate arithmetic
 
 

@@ -335,15 +335,17 @@ def test_library_labels_train_and_export_from_the_labelled_part_only(tmp_path, m
     flags = [ln.endswith(",1") for ln in (out / "labelled.csv").read_text().splitlines()[1:]]
     assert np.array_equal(given, np.array(flags))
     import quantize.export as qexport
+    import ramanedge.splits as splits
 
     drawn = {}
-    real_draw = qexport.select_calibration
+    real_draw = splits.select_calibration
 
     def draw(y_cal, size, *, seed=0):
         drawn["y"] = np.asarray(y_cal)
         return real_draw(y_cal, size, seed=seed)
 
-    monkeypatch.setattr(qexport, "select_calibration", draw)
+    monkeypatch.setattr(splits, "select_calibration", draw)
+    assert qexport.calibration_indices is splits.calibration_indices
     res = quantize_run(out, tmp_path / "artifact", config=QuantizeConfig(
         calib_size=30, allow_accuracy_drop=True, library=LibraryConfig(),
         exemplars_per_class=2))
@@ -377,6 +379,78 @@ def test_library_labels_train_and_export_from_the_labelled_part_only(tmp_path, m
     (out / "labelled.csv").write_text("\n".join(table[:-1]) + "\n")
     with pytest.raises(RunError, match="labelled.csv does not mark each"):
         load_run(out, load_model=False).labelled_mask()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
+        tmp_path, monkeypatch, shared_data_root) -> None:
+    """A few-label flight run ends with the int8-aware fine-tune, as a fully labelled one
+    does: on the labelled and library-named spectra only (never a hidden label), its grids
+    calibrated on the very draw ``ramanedge quantize`` makes, so the default export passes
+    the gate without ``--allow-accuracy-drop``."""
+    import quantize.export as qexport
+    import trainer.qat as qat
+    from quantize.export import QuantizeConfig, quantize_run
+    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices
+    from tests.conftest import REPO
+    from tests.test_qat import SMALL
+    from trainer.run import DataConfig, load_run
+    from trainer.ssl import ssl_train_run
+
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    seen: dict = {}
+    real_qat = qat.quantization_aware_finetune
+
+    def spy(model, X, y, *args, **kw):
+        seen.update(X=np.asarray(X), y=np.asarray(y), **kw)
+        return real_qat(model, X, y, *args, **kw)
+
+    monkeypatch.setattr(qat, "quantization_aware_finetune", spy)
+    cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5)
+    out = ssl_train_run(tmp_path / "run", data, SMALL,
+                        PlainTC(epochs=3, batch_size=16, qat_epochs=2), cfg, log=None)
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["model"]["act_quant"] and conf["qat"]["epochs"] >= 1
+    assert conf["train"]["qat_epochs"] == 2 and (out / "model_float.keras").is_file()
+    run = load_run(out)
+    given = run.labelled_mask()
+    Xtr, ytr = run.subset("train")
+    masked = np.where(given, ytr, UNLABELLED)
+    named, _ = library_pseudo_labels(Xtr, masked, 5, coverage=0.5)
+    # fine-tuned on the given labels and the library's names, nothing else
+    assert np.array_equal(seen["y"], named[named >= 0])
+    assert np.array_equal(seen["X"], Xtr[named >= 0])
+    assert len(seen["y"]) < len(ytr) and seen["epoch_samples"] == len(ytr)
+    idx = calibration_indices(ytr, given, DEFAULT_CALIB_SIZE)
+    assert np.array_equal(seen["calibration"], Xtr[idx])
+    exported = {}
+    real_idx = qexport.calibration_indices
+
+    def idx_spy(y, g, size, *, seed=0):
+        exported["idx"] = real_idx(y, g, size, seed=seed)
+        return exported["idx"]
+
+    monkeypatch.setattr(qexport, "calibration_indices", idx_spy)
+    res = quantize_run(out, tmp_path / "artifact", config=QuantizeConfig())
+    assert np.array_equal(exported["idx"], idx)  # the grids it trained with are shipped
+    metrics = res.manifest.data["metrics"]
+    assert res.gate_reason is None and metrics["gate"]["passed"]
+    assert not metrics["gate"]["allow_accuracy_drop"] and metrics["head"]["agreement"] >= 0.99
+
+
+def test_int8_finetune_refuses_labels_of_another_length(synthetic_data) -> None:
+    from tests.test_qat import SMALL
+    from trainer.run import int8_finetune
+    from trainer.train import TrainResult
+
+    split = np.asarray(synthetic_data.split)
+    n_train = int((split == "train").sum())
+    result = TrainResult(model=None, history={}, best_epoch=1, epochs_run=1, seconds=0.0)
+    with pytest.raises(ValueError, match=f"one label per training spectrum \\({n_train}\\)"):
+        int8_finetune(result, synthetic_data, split, SMALL, PlainTC(qat_epochs=1),
+                      labels=np.zeros(n_train - 1, dtype=int), log=None)
 
 
 def test_cli_rejects_bad_labelled_fraction(tmp_path, capsys, shared_data_root) -> None:

@@ -308,6 +308,8 @@ def quantization_aware_finetune(
     *,
     negatives: Any = None,
     background_init: Any = None,
+    calibration: Any = None,
+    epoch_samples: int | None = None,
     log: Any = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune a trained float model as the int8 network the rover will run.
@@ -324,7 +326,11 @@ def quantization_aware_finetune(
     trained with the roundings in the loop (its validation top-1 is reported). ``negatives``:
     outlier-exposure spectra (with ``train_config.outlier_exposure``), as in training;
     ``background_init``: the float run's background unit, which the fine-tune continues
-    (with ``train_config.background_class``; see :func:`trainer.train.fit_model`). Returns
+    (with ``train_config.background_class``; see :func:`trainer.train.fit_model`).
+    ``calibration``: the spectra the export will calibrate on (default: the draw
+    ``ramanedge quantize`` makes from ``X_train`` with labels ``y_train``; a few-label run
+    passes the draw over all its training spectra, :func:`ramanedge.splits.calibration_indices`);
+    ``epoch_samples``: spectra drawn per epoch (default ``len(X_train)``). Returns
     ``(TrainResult, act_quant ModelConfig, summary dict)``.
     """
     import dataclasses
@@ -340,8 +346,9 @@ def quantization_aware_finetune(
     start = fold_to_act_quant(float_model, model_config, n_classes)
     # the grids `ramanedge quantize` will calibrate by default (same draw, floor-clipped), so
     # the run's own test figures are those of its default int8 export
-    calib = np.asarray(X_train, np.float32)[select_calibration(y_train, DEFAULT_CALIB_SIZE)]
-    calib = np.maximum(calib, np.float32(model_config.input_floor))
+    if calibration is None:
+        calibration = np.asarray(X_train)[select_calibration(y_train, DEFAULT_CALIB_SIZE)]
+    calib = np.maximum(np.asarray(calibration, np.float32), np.float32(model_config.input_floor))
     calibrate_act_quant(start, calib)
     start_val = float(np.mean(predict_probs(start, X_val).argmax(1) == y_val))
     soft = predict_probs(float_model, X_train) if tc.distill > 0 else None
@@ -351,6 +358,7 @@ def quantization_aware_finetune(
                       init_weights=start.get_weights(), teacher_probs=soft,
                       negatives=negatives, background_init=background_init,
                       teacher_fn=ensemble_fn([float_model]) if tc.distill_views else None,
+                      epoch_samples=epoch_samples,
                       # the weights moved: so did the grids the converter will find
                       epoch_end=lambda m: calibrate_act_quant(m, calib), log=log)
     calibrate_act_quant(res.model, calib)  # the restored epoch's own grids (a no-op)

@@ -418,6 +418,7 @@ def load_negatives(data: DataConfig, ds: Any, *, log: Callable[[str], None] | No
 
 def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelConfig,
                   train_config: TrainConfig, *, negatives: np.ndarray | None = None,
+                  labels: np.ndarray | None = None, given: np.ndarray | None = None,
                   log: Callable[[str], None] | None = print
                   ) -> tuple[Any, ModelConfig, dict[str, Any], dict[str, Any]]:
     """The int8-aware fine-tuning step of a run (``train_config.qat_epochs`` > 0).
@@ -428,6 +429,14 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     :func:`trainer.qat.quantization_aware_finetune`; the float model is kept beside the run's
     model for comparison. Other models (no bounded ranges, or the screen's attention /
     depthwise branches) are returned unchanged with the reason in the summary.
+
+    A few-label run (:func:`trainer.ssl.ssl_train_run`) passes ``labels``, the labels its
+    model was fitted to per training spectrum (``-1``: seen unlabelled; the default is every
+    training label), and ``given``, which of them the run was given (bool; default all):
+    the fine-tune trains on the spectra with a label, an epoch drawing as many spectra as
+    the training part holds (as few-label training does), and calibrates its grids on the
+    draw ``ramanedge quantize`` will make (stratified by the given labels only,
+    :func:`ramanedge.splits.calibration_indices`). The hidden labels are never read.
     """
     why = None
     if model_config.activation != "relu6" or model_config.input_floor is None:
@@ -440,13 +449,28 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
         if log is not None:
             log(why)
         return result, model_config, {}, {"skipped": why}
+    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices
     from trainer.qat import quantization_aware_finetune
 
     tr, va = split == "train", split == "val"
     float_model = result.model
+    Xtr = ds.X[tr]
+    fit = {}
+    if labels is not None:  # a few-label run: its own labels, never ds.y[tr]
+        y = np.asarray(labels)
+        if y.shape != (len(Xtr),):
+            raise ValueError(f"labels must hold one label per training spectrum "
+                             f"({len(Xtr)}), got shape {y.shape}")
+        keep = y >= 0
+        fit = {"calibration": Xtr[calibration_indices(y, given, DEFAULT_CALIB_SIZE)],
+               "epoch_samples": len(Xtr)}
+        Xtr, ytr = Xtr[keep], y[keep]
+    else:
+        ytr = ds.y[tr]
     qres, qcfg, info = quantization_aware_finetune(
-        float_model, ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], len(ds.labels), model_config,
-        train_config, negatives=negatives, background_init=result.background, log=None)
+        float_model, Xtr, ytr, ds.X[va], ds.y[va], len(ds.labels), model_config,
+        train_config, negatives=negatives, background_init=result.background, log=None,
+        **fit)
     if log is not None:
         log(f"int8-aware fine-tune: validation top-1 {100 * info['val_top1_start']:.1f}% "
             f"(folded, int8 roundings) -> {100 * info['val_top1_best']:.1f}% (epoch "

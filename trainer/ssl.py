@@ -223,7 +223,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on the same
     ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves every
     labelled fraction; computed here when ``None``), or, for ``pretrained``, of
-    :func:`trainer.pretrain.pretrain` (required).
+    :func:`trainer.pretrain.pretrain` (required). The result's ``labels`` are the labels
+    the model was fitted to (``y_masked`` with the library's names filled in).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or PAPER_TRAIN
@@ -243,8 +244,10 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
                 "unlabelled ones")
         lab = y_masked >= 0
     if config.method == "sgan":
-        return train_sgan(X_train, y_masked, X_val, y_val, n_classes, model_config,
-                          train_config, config, log=log)
+        result = train_sgan(X_train, y_masked, X_val, y_val, n_classes, model_config,
+                            train_config, config, log=log)
+        result.labels = y_masked
+        return result
     if config.method == "pretrained" and pretrained is None:
         raise ValueError("ssl method 'pretrained' needs the backbone weights (pretrained=)")
     if config.method == "contrastive" and pretrained is None:
@@ -256,9 +259,11 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     model = build_model(n_classes, model_config)
     if config.method in ("contrastive", "pretrained"):
         load_backbone(model, pretrained)
-    return fit_model(model, X_train[lab], y_masked[lab], X_val, y_val, n_classes, train_config,
-                     epoch_samples=X_train.shape[0], unlabelled=X_train[~lab],
-                     pseudo=config.pseudo, log=log)
+    result = fit_model(model, X_train[lab], y_masked[lab], X_val, y_val, n_classes,
+                       train_config, epoch_samples=X_train.shape[0], unlabelled=X_train[~lab],
+                       pseudo=config.pseudo, log=log)
+    result.labels = y_masked  # the given labels and the library's names, -1 elsewhere
+    return result
 
 
 # ---------------------------------------------------------------- run folder
@@ -277,20 +282,24 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     Validation and test parts of the split are untouched. ``pretrained`` (method
     ``pretrained``): backbone weights; ``pretrained_meta`` (their ``pretrain.json``): checked
     to have left every validation and test specimen of this split out of the pretraining
-    corpus (:class:`SSLOptionError` otherwise). ``report`` (default: ``log``) receives the
+    corpus (:class:`SSLOptionError` otherwise). With ``train_config.qat_epochs`` (the
+    flight recipe's default) the model is then fine-tuned int8-aware on the labels it was
+    fitted to, as :func:`trainer.run.int8_finetune` says (``model_float.keras`` keeps the
+    float network), so that ``ramanedge quantize``'s default gate judges the network that
+    was trained with the rover's roundings. ``report`` (default: ``log``) receives the
     final test result and the run folder, as in :func:`trainer.run.train_run`.
     """
     from trainer.model import count_params
     from trainer.run import LABELLED_FILE, SPLITS, say_written, start_run, write_run
 
     model_config = model_config or ModelConfig()
-    # few-label training uses no negatives, teachers or int8-aware fine-tune (fit_model
-    # alone): the run records what it did
+    # few-label training uses no negatives or teachers: the run records what it did; the
+    # int8-aware fine-tune (train_config.qat_epochs) trains on the labels it was given and
+    # the library's names
     train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0,
                            objectosphere=0.0, background_class=False, teachers=0,
                            teacher_folds=False, distill=0.0, distill_views=False,
-                           distill_uncropped=False,
-                           qat_epochs=0)
+                           distill_uncropped=False)
     config = config or SSLConfig()
     say = report if report is not None else log
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
@@ -311,6 +320,14 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
             f"{count_params(model_config, K):,} parameters")
     result = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, model_config, train_config,
                        config, pretrained=pretrained, log=log)
+    models: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if train_config.qat_epochs:
+        from trainer.run import int8_finetune
+
+        result, model_config, models, extra["qat"] = int8_finetune(
+            result, ds, split, model_config, train_config, labels=result.labels,
+            given=lab_mask, log=log)
     lines = ["path,labelled"] + [f"{ds.paths[i]},{int(m)}"
                                  for i, m in zip(tr_idx, lab_mask, strict=True)]
     test = write_run(
@@ -318,8 +335,8 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
         extra_config={"ssl": {**config.to_dict(), "n_labelled": n_lab,
                               "n_unlabelled": int(tr.sum()) - n_lab,
                               **({"backbone": pretrained_meta.get("source")}
-                                 if pretrained_meta is not None else {})}},
-        extra_metrics={"n_labelled": n_lab},
+                                 if pretrained_meta is not None else {})}, **extra},
+        extra_metrics={"n_labelled": n_lab}, extra_models=models,
         extra_files={LABELLED_FILE: "\n".join(lines) + "\n"},
         title=f"{data.dataset} test ({config.method}, {100 * config.labelled_fraction:g}% labels)",
     )

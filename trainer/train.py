@@ -416,6 +416,10 @@ class TrainResult:
     background: tuple[np.ndarray, float] | None = None
     """The background unit ``(w (D,), b)`` of background-class training (``None`` without;
     :attr:`TrainConfig.background_class`)."""
+    labels: np.ndarray | None = None
+    """Few-label training (:func:`trainer.ssl.train_ssl`): the training labels the model was
+    fitted to, ``-1`` for the spectra it saw unlabelled (the given labels plus the library's
+    names); ``None`` when they are the labels it was given."""
 
 
 def train_teachers(
@@ -693,6 +697,7 @@ def train_model(
     epoch_end: Callable[[Any], None] | None = None,
     groups: np.ndarray | None = None,
     teacher_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    epoch_samples: int | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Build and train the CNN; return it with the best (monitored) weights restored.
@@ -714,7 +719,8 @@ def train_model(
     spectrum, for :attr:`TrainConfig.teacher_folds` (required then, unused otherwise).
     ``teacher_fn``: the teachers as a function of a batch of spectra (N, P) -> (N, K), for
     :attr:`TrainConfig.distill_views`; without it the teachers this call trains are used
-    (one of the two is required then).
+    (one of the two is required then). ``epoch_samples``: spectra drawn per epoch (default
+    ``len(X_train)``; see :func:`fit_model`).
     """
     model_config = model_config or ModelConfig()
     tc = train_config or TrainConfig()
@@ -755,7 +761,7 @@ def train_model(
         load_backbone(model, backbone)
     result = fit_model(model, X_train, y_train, X_val, y_val, n_classes, tc, soft_targets=soft,
                        negatives=negatives, background_init=background_init,
-                       schedule=schedule, epoch_end=epoch_end,
+                       schedule=schedule, epoch_end=epoch_end, epoch_samples=epoch_samples,
                        teacher_fn=teacher_fn if tc.distill_views else None, log=log)
     result.teachers = teacher_info
     return result
