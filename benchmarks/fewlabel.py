@@ -18,6 +18,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
   library of the labelled ones names with the largest margin get that name as their label.
   With ``--library`` such a run also writes ``METHOD+libP``: the network blended with the
   library of the labelled *and* pseudo-labelled spectra.
+* ``+rlD`` suffix: a second naming round (:attr:`trainer.ssl.SSLConfig.relabel`): the first
+  network blended with the library of the labelled spectra names the fraction ``D`` of the
+  unlabelled spectra it is surest of, and the network trains again on those names.
 * ``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled
   spectra, no training) and ``METHOD+lib`` (the network blended with it as the rover does).
 * Fine-tuning recipe for all: :data:`FEWLABEL_TRAIN` (flight augmentation, no teachers, no
@@ -250,14 +253,15 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl = parsed[m]
+                    base, pl, libpl, rl = parsed[m]
+                    named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
-                            lib is None or libpl is None
+                            lib is None or not named_any
                             or (arch, ss, f, seed, f"{m}+libP") in done):
                         continue
                     pseudo = PseudoLabelConfig() if pl else None
-                    if (pseudo is not None or libpl is not None) and f >= 1.0:
+                    if (pseudo is not None or named_any) and f >= 1.0:
                         continue  # nothing unlabelled at 100 %
                     weights = None
                     if base.startswith("pre-"):
@@ -272,16 +276,17 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         weights = backbones[base]
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
                                         label_seed=seed, pseudo=pseudo,
-                                        library_labels=libpl or 0.0)
+                                        library_labels=libpl or 0.0, relabel=rl or 0.0)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
-                                        pseudo=pseudo, library_labels=libpl or 0.0)
+                                        pseudo=pseudo, library_labels=libpl or 0.0,
+                                        relabel=rl or 0.0)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,
                                     log=None)
                     lib_p, pseudo_stats = None, {}
-                    if libpl is not None:  # the library's names train_ssl trained on
+                    if named_any:  # the names train_ssl trained on (its last round)
                         y_train = res.labels
                         named = (y_masked < 0) & (y_train >= 0)
                         lib_p = None if lib is None else SpectralLibrary.build(
@@ -328,29 +333,35 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     click.echo(f"done ({platform.node()})")
 
 
-def parse_method(m: str) -> tuple[str, bool, float | None]:
-    """``(base, FixMatch pseudo-labels?, library pseudo-label coverage or None)`` of a method
-    name ``BASE[+pl][+libplC]`` (BASE ``none-aug`` or ``pre-OBJ``, C a fraction in (0, 1]);
-    :class:`click.UsageError` naming what is allowed."""
+def parse_method(m: str) -> tuple[str, bool, float | None, float | None]:
+    """``(base, FixMatch pseudo-labels?, library pseudo-label coverage or None, second-round
+    coverage or None)`` of a method name ``BASE[+pl][+libplC][+rlD]`` (BASE ``none-aug`` or
+    ``pre-OBJ``, C and D fractions in (0, 1]); :class:`click.UsageError` naming what is
+    allowed."""
     base, *flags = m.split("+")
-    usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl and "
+    usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
              "one +libplC (C in (0, 1], the fraction of unlabelled spectra the library "
-             "names, e.g. +libpl0.6)")
+             "names, e.g. +libpl0.6) and one +rlD (D in (0, 1], the fraction a second round "
+             "names with the network + library blend, e.g. +rl0.8)")
+    prefixes = ("libpl", "rl")
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
-            or sum(f.startswith("libpl") for f in flags) > 1 or any(f != f.strip() for f in flags):
+            or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
+            or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
-    pl, libpl = False, None
+    pl, got = False, dict.fromkeys(prefixes)
     for flag in flags:
         if flag == "pl":
             pl = True
             continue
+        prefix = next((p for p in prefixes if flag.startswith(p)), None)
         try:
-            libpl = float(flag.removeprefix("libpl")) if flag.startswith("libpl") else None
+            value = float(flag.removeprefix(prefix)) if prefix else None
         except ValueError:
-            libpl = None
-        if libpl is None or not 0.0 < libpl <= 1.0:
+            value = None
+        if value is None or not 0.0 < value <= 1.0:
             raise click.UsageError(usage)
-    return base, pl, libpl
+        got[prefix] = value
+    return base, pl, got["libpl"], got["rl"]
 
 
 def write_row(out: Path, row: dict) -> None:

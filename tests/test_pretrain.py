@@ -512,6 +512,8 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
                       (["--methods", "none-aug+libplx"], "unknown method"),
                       (["--methods", "none-aug+pl+pl"], "unknown method"),
                       (["--methods", "none-aug+libpl0.2+libpl0.4"], "unknown method"),
+                      (["--methods", "none-aug+libpl0.6+rl0"], "unknown method"),
+                      (["--methods", "none-aug+rl0.5+rl0.6"], "unknown method"),
                       (["--seeds", "0,one"], "--seeds must be"),
                       (["--fractions", "0.1,ten"], "--fractions must be")):
         res = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "missing"), *args,

@@ -16,6 +16,7 @@ from trainer.raman_augment import RamanAugmentConfig, raman_views
 from trainer.ssl import (
     UNLABELLED,
     SSLConfig,
+    blend_pseudo_labels,
     hide_labels,
     labelled_fraction_mask,
     library_pseudo_labels,
@@ -130,6 +131,81 @@ def test_library_pseudo_labels_name_only_the_confident_unlabelled_spectra() -> N
     bad[5, 10] = np.nan
     with pytest.raises(ValueError, match="finite"):
         library_pseudo_labels(bad, y, 4, coverage=0.5)
+
+
+def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does() -> None:
+    """The second round's names: the library of the labelled spectra blended into the
+    network's probabilities (0.7 / 0.3 as shipped); the surest by margin are named."""
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000), (520, 920, 1320)]
+    X = [_bands(t) for t in templates[:3]]
+    y = [0, 1, 2]
+    for c, d in ((0, 12), (1, -8), (2, 16), (0, -20), (1, 24)):
+        X.append(_bands([p + d for p in templates[c]]))
+        y.append(UNLABELLED)
+    X.append(_bands(templates[0]) + _bands(templates[1]))  # ambiguous to the library
+    X.append(_bands(templates[3]))  # a mineral nobody labelled
+    X, y = np.array(X), np.array(y + [UNLABELLED, UNLABELLED])
+    flat = np.full((len(y), 4), 0.25)  # a network that knows nothing: the library decides
+    named = blend_pseudo_labels(X, y, flat, coverage=5 / 7)
+    assert named[:3].tolist() == [0, 1, 2] and named[3:8].tolist() == [0, 1, 2, 0, 1]
+    assert named[8] == named[9] == UNLABELLED and y[3:].tolist() == [UNLABELLED] * 7
+    sure = flat.copy()
+    sure[3] = sure[8] = [0.01, 0.97, 0.01, 0.01]  # the network outweighs the library (0.7)
+    named = blend_pseudo_labels(X, y, sure, coverage=5 / 7)
+    assert named[3] == 1 and named[8] == 1  # the ambiguous spectrum is now among the surest
+    assert int((named[3:] >= 0).sum()) == 5
+    assert np.array_equal(blend_pseudo_labels(X, y, sure, coverage=0.0), y)
+    assert (blend_pseudo_labels(X, y, sure, coverage=1.0) >= 0).all()
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="coverage"):
+            blend_pseudo_labels(X, y, sure, coverage=bad)
+    with pytest.raises(ValueError, match="differ"):
+        blend_pseudo_labels(X, y, sure[:-1], coverage=0.5)
+    with pytest.raises(ValueError, match="labelled"):
+        blend_pseudo_labels(X, np.full(len(y), UNLABELLED), sure, coverage=0.5)
+
+
+def test_second_round_trains_again_on_the_blend_names_and_no_hidden_label(
+        synthetic_data, monkeypatch) -> None:
+    """``SSLConfig.relabel``: the first network's blend with the labelled spectra's library
+    names the unlabelled spectra, and a second network trains on those names (its result
+    returned); the hidden labels reach neither round."""
+    import trainer.ssl as ssl
+    from trainer.train import fit_model, predict_probs
+
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    rng = np.random.default_rng(0)
+    given = np.zeros(len(ytr), bool)
+    for c in range(4):
+        given[rng.choice(np.flatnonzero(ytr == c), 3, replace=False)] = True
+    cfg = SSLConfig(method="none", labelled_fraction=0.1, relabel=0.8)
+
+    def rounds(hidden: np.ndarray) -> list:
+        calls: list = []
+
+        def spy(model, X, y, *args, **kw):
+            res = fit_model(model, X, y, *args, **kw)
+            calls.append((np.asarray(X), np.asarray(y), predict_probs(res.model, Xtr), res))
+            return res
+
+        monkeypatch.setattr(ssl, "fit_model", spy)
+        masked = np.where(given, hidden, UNLABELLED)
+        out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                        cfg, log=None)
+        assert out is calls[-1][3] and len(calls) == 2
+        return calls
+
+    first, second = rounds(ytr)
+    assert np.array_equal(first[1], ytr[given])  # round 1: the given labels only
+    want = blend_pseudo_labels(Xtr, np.where(given, ytr, UNLABELLED), first[2], coverage=0.8)
+    assert np.array_equal(second[1], want[want >= 0]) and np.array_equal(second[0],
+                                                                         Xtr[want >= 0])
+    assert len(second[1]) == given.sum() + round(0.8 * (~given).sum())
+    again = rounds(np.where(given, ytr, (ytr + 1) % 4))  # other hidden labels: no change
+    assert np.array_equal(again[1][1], second[1])
+    with pytest.raises(ValueError, match="relabel applies to none"):
+        SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
 
 
 # ------------------------------------------------------------------ no label leak

@@ -57,6 +57,7 @@ from trainer.train import (
     TrainResult,
     check_sets,
     fit_model,
+    predict_probs,
     seed_everything,
 )
 
@@ -89,6 +90,11 @@ class SSLConfig:
     library_labels: float = option(0.0, within=(0.0, 1.0))
     """Before training, this fraction of the unlabelled training spectra is named by the
     spectral library of the labelled ones (:func:`library_pseudo_labels`; 0 = off)."""
+    relabel: float = option(0.0, within=(0.0, 1.0))
+    """A second naming round: once the network has trained, the blend of its answer with
+    the library of the labelled spectra (as the rover blends them) names this fraction of
+    the unlabelled training spectra (:func:`blend_pseudo_labels`, replacing the first
+    round's names) and the network trains again from its seeded start (0 = one round)."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -106,9 +112,10 @@ class SSLConfig:
         if self.pseudo is not None and self.method == "sgan":
             raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
                              "not sgan")
-        if self.library_labels > 0 and self.method == "sgan":
-            raise ValueError("library labels apply to none, contrastive and pretrained, "
-                             "not sgan")
+        for name in ("library_labels", "relabel"):
+            if getattr(self, name) > 0 and self.method == "sgan":
+                raise ValueError(f"{name} applies to none, contrastive and pretrained, "
+                                 "not sgan")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -198,12 +205,54 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     lib = SpectralLibrary.build(X[known], y[known], n_classes,
                                 replace(config or LibraryConfig(), candidates=0))
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
-    # a column of -1 (no match) beside S: the same two best for K >= 2, a margin for K = 1
-    top2 = np.sort(np.hstack([np.full((len(S), 1), -1.0), S]), axis=1)[:, -2:]
-    margin[free] = top2[:, 1] - top2[:, 0]
-    order = np.argsort(-margin[free], kind="stable")[:n_take]
-    y[free[order]] = S[order].argmax(axis=1)
+    margin[free] = _name_surest(y, free, S, n_take, floor=-1.0)
     return y, margin
+
+
+def _name_surest(y: np.ndarray, free: np.ndarray, S: np.ndarray, n_take: int, *,
+                 floor: float) -> np.ndarray:
+    """Give the ``n_take`` rows of ``free`` whose scores ``S`` (one row each) have the
+    largest margin (best minus second best; equal margins in spectrum order) their best
+    class, in place in ``y``; return every row's margin. ``floor``: the score of no match,
+    a column of it beside ``S`` (the same two best for K >= 2, a margin for K = 1)."""
+    top2 = np.sort(np.hstack([np.full((len(S), 1), floor), S]), axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    order = np.argsort(-margin, kind="stable")[:n_take]
+    y[free[order]] = S[order].argmax(axis=1)
+    return margin
+
+
+def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.ndarray, *,
+                        coverage: float, config: LibraryConfig | None = None) -> np.ndarray:
+    """Name the unlabelled training spectra by the network blended with the library.
+
+    ``probs`` (N, K): a trained network's probabilities on ``X_train``. The library of the
+    labelled spectra (``y_masked >= 0``; ``config`` or the shipped
+    :class:`~ramanedge.library.LibraryConfig`, its candidates and weight) is blended into
+    them as the rover blends (:meth:`SpectralLibrary.blend_batch`); the
+    ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin of
+    the blend get its best mineral. Returns a copy of ``y_masked`` with those entries
+    filled; only ``y_masked`` is read. :class:`ValueError` as :func:`library_pseudo_labels`.
+    """
+    if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
+            0.0 <= coverage <= 1.0):
+        raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
+    y = np.asarray(y_masked, dtype=np.int64).copy()
+    X = np.asarray(X_train, dtype=np.float32)
+    P = np.asarray(probs, dtype=np.float32)
+    if X.ndim != 2 or len(X) != len(y) or P.shape[0] != len(y):
+        raise ValueError(f"X_train (N, points), y_masked (N,) and probs (N, K) differ: "
+                         f"{X.shape}, {y.shape}, {P.shape}")
+    known = y >= 0
+    if not known.any():
+        raise ValueError("blend labels need at least one labelled spectrum")
+    free = np.flatnonzero(~known)
+    n_take = int(np.floor(float(coverage) * len(free) + 0.5))
+    if n_take == 0:
+        return y
+    lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
+    _name_surest(y, free, lib.blend_batch(P[free], X[free]), n_take, floor=0.0)
+    return y
 
 
 # ---------------------------------------------------------------- one entry point
@@ -218,7 +267,10 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     ``y_masked`` is the only label input: the labels of unlabelled spectra never enter this
     function. With ``config.library_labels`` the spectral library of the labelled spectra
     names that fraction of the unlabelled ones first (:func:`library_pseudo_labels`), and
-    they train as labelled.
+    they train as labelled. With ``config.relabel`` a second round follows: the first
+    network blended with that library names the unlabelled spectra again
+    (:func:`blend_pseudo_labels`) and the network trains anew on those names (the result is
+    the second network; its ``seconds`` count both rounds).
 
     ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on the same
     ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves every
@@ -235,6 +287,7 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     lab = y_masked >= 0
     if not lab.any():
         raise ValueError("no labelled training spectrum")
+    given = y_masked.copy()  # the labels given, before any naming
     if config.library_labels > 0:  # named from the labelled part only (y_masked)
         y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
                                             coverage=config.library_labels)
@@ -242,7 +295,6 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
             log(f"library labels: the library of the {int(lab.sum())} labelled spectra named "
                 f"{int((y_masked >= 0).sum() - lab.sum())} of the {int((~lab).sum())} "
                 "unlabelled ones")
-        lab = y_masked >= 0
     if config.method == "sgan":
         result = train_sgan(X_train, y_masked, X_val, y_val, n_classes, model_config,
                             train_config, config, log=log)
@@ -255,14 +307,30 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
                                           seed=train_config.seed,
                                           deterministic=train_config.deterministic,
                                           max_epochs=train_config.epochs, log=log)
-    seed_everything(train_config.seed, train_config.deterministic)
-    model = build_model(n_classes, model_config)
-    if config.method in ("contrastive", "pretrained"):
-        load_backbone(model, pretrained)
-    result = fit_model(model, X_train[lab], y_masked[lab], X_val, y_val, n_classes,
-                       train_config, epoch_samples=X_train.shape[0], unlabelled=X_train[~lab],
-                       pseudo=config.pseudo, log=log)
-    result.labels = y_masked  # the given labels and the library's names, -1 elsewhere
+
+    def fit(y: np.ndarray) -> TrainResult:
+        seed_everything(train_config.seed, train_config.deterministic)
+        model = build_model(n_classes, model_config)
+        if config.method in ("contrastive", "pretrained"):
+            load_backbone(model, pretrained)
+        keep = y >= 0
+        result = fit_model(model, X_train[keep], y[keep], X_val, y_val, n_classes,
+                           train_config, epoch_samples=X_train.shape[0],
+                           unlabelled=X_train[~keep], pseudo=config.pseudo, log=log)
+        result.labels = y  # the given labels and the names, -1 elsewhere
+        return result
+
+    result = fit(y_masked)
+    if config.relabel > 0:  # round 2: named by the network + library blend, trained again
+        y2 = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
+                                 coverage=config.relabel)
+        if log is not None:
+            log(f"second round: the network + library blend named "
+                f"{int((y2 >= 0).sum() - (given >= 0).sum())} of the "
+                f"{int((given < 0).sum())} unlabelled spectra")
+        first = result.seconds
+        result = fit(y2)
+        result.seconds += first
     return result
 
 
