@@ -3,7 +3,8 @@
 Each part owns its commands in its own ``cli`` module; this group imports a module only
 when its command runs, so ``ramanedge classify`` on the rover never imports TensorFlow.
 Every :class:`~ramanedge.errors.RamanEdgeError` (and a few OS errors) becomes one line on
-stderr and exit status 2, never a traceback.
+stderr and exit status 2, never a traceback; so does a usage error (a value click cannot
+parse, an unknown option or command: click's message and where to find the help).
 """
 
 from __future__ import annotations
@@ -122,8 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # a value click cannot parse, an unknown option or command
+        where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -96,6 +96,23 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, match):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["data", "build", "--min-spectra", "abc"], "'abc' is not a valid integer"),
+        (["data", "build", "--no-such-option"], "No such option '--no-such-option'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(capsys, args, match):
+    """A value click cannot parse, an unknown option or command: one line naming it and
+    where the help is, exit 2 (no usage block above it)."""
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and match in err and "--help'" in err, err
+
+
 def test_info_file_describes_one_spectrum(tmp_path, capsys):
     p = tmp_path / "s.csv"
     p.write_text("wavenumber,intensity\n100,1\n200,3\n300,2\n")

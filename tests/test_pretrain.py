@@ -523,6 +523,14 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
     assert not out.exists()
 
 
+def test_fewlabel_method_names_parse_into_their_parts() -> None:
+    from benchmarks.fewlabel import parse_method
+
+    assert parse_method("none-aug") == ("none-aug", False, None, None)
+    assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8)
+    assert parse_method("none-aug+rl1") == ("none-aug", False, None, 1.0)
+
+
 def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_root,
                                                                    tmp_path) -> None:
     """``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled

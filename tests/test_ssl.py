@@ -163,13 +163,21 @@ def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does
         blend_pseudo_labels(X, y, sure[:-1], coverage=0.5)
     with pytest.raises(ValueError, match="labelled"):
         blend_pseudo_labels(X, np.full(len(y), UNLABELLED), sure, coverage=0.5)
+    with pytest.raises(ValueError, match="-1..3"):
+        blend_pseudo_labels(X, np.where(y < 0, 4, y), sure, coverage=0.5)
+    with pytest.raises(ValueError, match="differ"):
+        blend_pseudo_labels(X, y, sure[:, 0], coverage=0.5)
+    nan = sure.copy()
+    nan[4, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        blend_pseudo_labels(X, y, nan, coverage=0.5)
 
 
-def test_second_round_trains_again_on_the_blend_names_and_no_hidden_label(
-        synthetic_data, monkeypatch) -> None:
-    """``SSLConfig.relabel``: the first network's blend with the labelled spectra's library
-    names the unlabelled spectra, and a second network trains on those names (its result
-    returned); the hidden labels reach neither round."""
+def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatch) -> None:
+    """``SSLConfig.relabel``: round 1 trains on the given labels and the library's names;
+    the first network's blend with the labelled spectra's library then names the unlabelled
+    spectra afresh (from the given labels, not round 1's names) and a second network trains
+    on those (its result returned)."""
     import trainer.ssl as ssl
     from trainer.train import fit_model, predict_probs
 
@@ -179,32 +187,28 @@ def test_second_round_trains_again_on_the_blend_names_and_no_hidden_label(
     given = np.zeros(len(ytr), bool)
     for c in range(4):
         given[rng.choice(np.flatnonzero(ytr == c), 3, replace=False)] = True
-    cfg = SSLConfig(method="none", labelled_fraction=0.1, relabel=0.8)
+    masked = np.where(given, ytr, UNLABELLED)
+    calls: list = []
 
-    def rounds(hidden: np.ndarray) -> list:
-        calls: list = []
+    def spy(model, X, y, *args, **kw):
+        res = fit_model(model, X, y, *args, **kw)
+        calls.append((np.asarray(X), np.asarray(y), predict_probs(res.model, Xtr), res))
+        return res
 
-        def spy(model, X, y, *args, **kw):
-            res = fit_model(model, X, y, *args, **kw)
-            calls.append((np.asarray(X), np.asarray(y), predict_probs(res.model, Xtr), res))
-            return res
-
-        monkeypatch.setattr(ssl, "fit_model", spy)
-        masked = np.where(given, hidden, UNLABELLED)
-        out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
-                        cfg, log=None)
-        assert out is calls[-1][3] and len(calls) == 2
-        return calls
-
-    first, second = rounds(ytr)
-    assert np.array_equal(first[1], ytr[given])  # round 1: the given labels only
-    want = blend_pseudo_labels(Xtr, np.where(given, ytr, UNLABELLED), first[2], coverage=0.8)
-    assert np.array_equal(second[1], want[want >= 0]) and np.array_equal(second[0],
-                                                                         Xtr[want >= 0])
-    assert len(second[1]) == given.sum() + round(0.8 * (~given).sum())
-    again = rounds(np.where(given, ytr, (ytr + 1) % 4))  # other hidden labels: no change
-    assert np.array_equal(again[1][1], second[1])
-    with pytest.raises(ValueError, match="relabel applies to none"):
+    monkeypatch.setattr(ssl, "fit_model", spy)
+    cfg = SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5, relabel=0.8)
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32), cfg,
+                    log=None)
+    assert len(calls) == 2 and out is calls[1][3]
+    first_names, _ = library_pseudo_labels(Xtr, masked, 4, coverage=0.5)
+    assert np.array_equal(calls[0][1], first_names[first_names >= 0])
+    want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8)
+    assert np.array_equal(calls[1][1], want[want >= 0])
+    assert np.array_equal(calls[1][0], Xtr[want >= 0])
+    assert np.array_equal(out.labels, want)
+    assert len(calls[1][1]) == given.sum() + round(0.8 * (~given).sum())
+    assert not np.array_equal(want, first_names)  # a new naming, not round 1's kept
+    with pytest.raises(ValueError, match="second naming round"):
         SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
 
 
@@ -466,9 +470,10 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
     calibrated on the very draw ``ramanedge quantize`` makes, so the default export passes
     the gate without ``--allow-accuracy-drop``."""
     import quantize.export as qexport
+    import ramanedge.splits as splits
     import trainer.qat as qat
     from quantize.export import QuantizeConfig, quantize_run
-    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices
+    from ramanedge.splits import calibration_indices
     from tests.conftest import REPO
     from tests.test_qat import SMALL
     from trainer.run import DataConfig, load_run
@@ -484,6 +489,8 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
         return real_qat(model, X, y, *args, **kw)
 
     monkeypatch.setattr(qat, "quantization_aware_finetune", spy)
+    # a draw smaller than the 86 training spectra, so that its strata matter
+    monkeypatch.setattr(splits, "DEFAULT_CALIB_SIZE", 30)
     cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5)
     out = ssl_train_run(tmp_path / "run", data, SMALL,
                         PlainTC(epochs=3, batch_size=16, qat_epochs=2), cfg, log=None)
@@ -499,8 +506,11 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
     assert np.array_equal(seen["y"], named[named >= 0])
     assert np.array_equal(seen["X"], Xtr[named >= 0])
     assert len(seen["y"]) < len(ytr) and seen["epoch_samples"] == len(ytr)
-    idx = calibration_indices(ytr, given, DEFAULT_CALIB_SIZE)
-    assert np.array_equal(seen["calibration"], Xtr[idx])
+    idx = calibration_indices(ytr, given, 30)
+    assert len(idx) == 30 < len(ytr) and np.array_equal(seen["calibration"], Xtr[idx])
+    # stratified by the given labels: not the draw of the names or of every hidden label
+    assert not np.array_equal(idx, calibration_indices(named, None, 30))
+    assert not np.array_equal(idx, calibration_indices(ytr, None, 30))
     exported = {}
     real_idx = qexport.calibration_indices
 
@@ -509,7 +519,7 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
         return exported["idx"]
 
     monkeypatch.setattr(qexport, "calibration_indices", idx_spy)
-    res = quantize_run(out, tmp_path / "artifact", config=QuantizeConfig())
+    res = quantize_run(out, tmp_path / "artifact", config=QuantizeConfig(calib_size=30))
     assert np.array_equal(exported["idx"], idx)  # the grids it trained with are shipped
     metrics = res.manifest.data["metrics"]
     assert res.gate_reason is None and metrics["gate"]["passed"]
@@ -524,9 +534,14 @@ def test_int8_finetune_refuses_labels_of_another_length(synthetic_data) -> None:
     split = np.asarray(synthetic_data.split)
     n_train = int((split == "train").sum())
     result = TrainResult(model=None, history={}, best_epoch=1, epochs_run=1, seconds=0.0)
-    with pytest.raises(ValueError, match=f"one label per training spectrum \\({n_train}\\)"):
+    with pytest.raises(ValueError, match=f"per training spectrum \\({n_train}\\)"):
         int8_finetune(result, synthetic_data, split, SMALL, PlainTC(qat_epochs=1),
-                      labels=np.zeros(n_train - 1, dtype=int), log=None)
+                      labels=np.zeros(n_train - 1, dtype=int),
+                      given=np.ones(n_train - 1, dtype=bool), log=None)
+    for kw in ({"labels": np.zeros(n_train, dtype=int)}, {"given": np.ones(n_train, bool)}):
+        with pytest.raises(ValueError, match="labels and given go together"):
+            int8_finetune(result, synthetic_data, split, SMALL, PlainTC(qat_epochs=1), **kw,
+                          log=None)
 
 
 def test_cli_rejects_bad_labelled_fraction(tmp_path, capsys, shared_data_root) -> None:

@@ -432,7 +432,7 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
 
     A few-label run (:func:`trainer.ssl.ssl_train_run`) passes ``labels``, the labels its
     model was fitted to per training spectrum (``-1``: seen unlabelled; the default is every
-    training label), and ``given``, which of them the run was given (bool; default all):
+    training label), and ``given``, which of them the run was given (bool; both or neither):
     the fine-tune trains on the spectra with a label, an epoch drawing as many spectra as
     the training part holds (as few-label training does), and calibrates its grids on the
     draw ``ramanedge quantize`` will make (stratified by the given labels only,
@@ -456,13 +456,15 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     float_model = result.model
     Xtr = ds.X[tr]
     fit = {}
+    if (labels is None) != (given is None):
+        raise ValueError("labels and given go together: a few-label run passes both")
     if labels is not None:  # a few-label run: its own labels, never ds.y[tr]
-        y = np.asarray(labels)
-        if y.shape != (len(Xtr),):
-            raise ValueError(f"labels must hold one label per training spectrum "
-                             f"({len(Xtr)}), got shape {y.shape}")
+        y, g = np.asarray(labels), np.asarray(given)
+        if y.shape != (len(Xtr),) or g.shape != (len(Xtr),) or g.dtype != bool:
+            raise ValueError(f"labels and given must hold one label / one bool per training "
+                             f"spectrum ({len(Xtr)}), got shapes {y.shape} and {g.shape}")
         keep = y >= 0
-        fit = {"calibration": Xtr[calibration_indices(y, given, DEFAULT_CALIB_SIZE)],
+        fit = {"calibration": Xtr[calibration_indices(y, g, DEFAULT_CALIB_SIZE)],
                "epoch_samples": len(Xtr)}
         Xtr, ytr = Xtr[keep], y[keep]
     else:
@@ -478,6 +480,7 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     qres.history = {**result.history, **{f"qat_{k}": v for k, v in qres.history.items()}}
     qres.seconds += result.seconds
     qres.teachers = result.teachers
+    qres.labels = result.labels  # what the float network was fitted to (few-label runs)
     info["float_best_epoch"], info["float_epochs"] = result.best_epoch, result.epochs_run
     qres.epochs_run += result.epochs_run  # run totals; the fine-tune's own are in the summary
     qres.best_epoch = result.best_epoch

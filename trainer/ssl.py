@@ -112,10 +112,10 @@ class SSLConfig:
         if self.pseudo is not None and self.method == "sgan":
             raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
                              "not sgan")
-        for name in ("library_labels", "relabel"):
-            if getattr(self, name) > 0 and self.method == "sgan":
-                raise ValueError(f"{name} applies to none, contrastive and pretrained, "
-                                 "not sgan")
+        for on, what in ((self.library_labels, "library labels apply"),
+                         (self.relabel, "a second naming round (relabel) applies")):
+            if on > 0 and self.method == "sgan":
+                raise ValueError(f"{what} to none, contrastive and pretrained, not sgan")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -232,7 +232,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     them as the rover blends (:meth:`SpectralLibrary.blend_batch`); the
     ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin of
     the blend get its best mineral. Returns a copy of ``y_masked`` with those entries
-    filled; only ``y_masked`` is read. :class:`ValueError` as :func:`library_pseudo_labels`.
+    filled; only ``y_masked`` is read. :class:`ValueError` for a coverage outside [0, 1],
+    shapes that differ, labels outside -1..K-1, non-finite input or no labelled spectrum.
     """
     if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
             0.0 <= coverage <= 1.0):
@@ -240,9 +241,13 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     y = np.asarray(y_masked, dtype=np.int64).copy()
     X = np.asarray(X_train, dtype=np.float32)
     P = np.asarray(probs, dtype=np.float32)
-    if X.ndim != 2 or len(X) != len(y) or P.shape[0] != len(y):
+    if X.ndim != 2 or P.ndim != 2 or len(X) != len(y) or len(P) != len(y):
         raise ValueError(f"X_train (N, points), y_masked (N,) and probs (N, K) differ: "
                          f"{X.shape}, {y.shape}, {P.shape}")
+    if len(y) and (y.min() < UNLABELLED or y.max() >= P.shape[1]):
+        raise ValueError(f"labels must be in -1..{P.shape[1] - 1} (-1 = unlabelled)")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(P))):
+        raise ValueError("blend labels need finite spectra and probabilities")
     known = y >= 0
     if not known.any():
         raise ValueError("blend labels need at least one labelled spectrum")

@@ -419,7 +419,7 @@ class TrainResult:
     labels: np.ndarray | None = None
     """Few-label training (:func:`trainer.ssl.train_ssl`): the training labels the model was
     fitted to, ``-1`` for the spectra it saw unlabelled (the given labels plus the library's
-    names); ``None`` when they are the labels it was given."""
+    names); ``None`` outside few-label training."""
 
 
 def train_teachers(
