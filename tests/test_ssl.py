@@ -589,9 +589,9 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--dense-units", "16", "--epochs", "3",
           "--labelled-fraction", "0.2", "--backbone", str(tmp_path / "pre"), "--pseudo-label",
-          "--library-labels", "0.6", "--out", str(tmp_path / "r2")])
+          "--library-labels", "0.6", "--relabel", "1", "--out", str(tmp_path / "r2")])
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
-    assert seen["config"].library_labels == 0.6
+    assert seen["config"].library_labels == 0.6 and seen["config"].relabel == 1.0
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
 
@@ -601,10 +601,15 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     (["--library-labels", "1.5", "--labelled-fraction", "0.1"],
      "--library-labels takes a fraction in [0, 1]"),
     (["--library-labels", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],
-     "library labels apply to none, contrastive and pretrained"),
+     "library labels apply to none, contrastive and pretrained, not sgan"),
+    (["--relabel", "1"], "--relabel labels the unlabelled training spectra"),
+    (["--relabel", "1.5", "--labelled-fraction", "0.1"], "--relabel takes a fraction in [0, 1]"),
+    (["--relabel", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],
+     "second naming round (relabel) applies to none, contrastive and pretrained, not sgan"),
 ])
 def test_cli_refuses_bad_library_labels(args, msg, tmp_path, capsys, shared_data_root) -> None:
-    """A bad ``--library-labels`` ends in one line before any data is read or trained."""
+    """A bad ``--library-labels`` or ``--relabel`` ends in one line before any data is read
+    or trained."""
     from ramanedge.cli import main
 
     with pytest.raises(SystemExit) as e:
@@ -612,6 +617,7 @@ def test_cli_refuses_bad_library_labels(args, msg, tmp_path, capsys, shared_data
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error:") and msg in err, err
     assert len(err.strip().splitlines()) == 1
+    assert ("takes a fraction" in err) == ("takes a fraction" in msg), err  # the right hint
     assert not (tmp_path / "r").exists()
 
 

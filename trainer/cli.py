@@ -162,6 +162,12 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "spectra with the spectral library of the labelled ones, the most "
                    "confident first, and train on them as labelled (0.6 chosen on "
                    "validation at 10 % labels; default off).")
+@click.option("--relabel", type=float, default=0.0,
+              help="A second naming round: once the network has trained, name this fraction "
+                   "(0-1) of the unlabelled training spectra with the network blended with "
+                   "the library of the labelled ones, the surest first, and train the "
+                   "network again on them (with --library-labels 0.6: 1.0 chosen on "
+                   "validation at 10 % labels; default off).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
           n_teachers, distill, distill_views,
@@ -170,7 +176,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
           overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
-          library_labels=0.0) -> None:
+          library_labels=0.0, relabel=0.0) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -231,18 +237,20 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         raise OptionError(str(e)) from None
     # --backbone alone starts the whole recipe from it; with a few-label option it is
     # few-label fine-tuning (trainer.ssl)
-    few = labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
+    few = (labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
+           or relabel != 0.0)
     for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
-                              "--ssl, --pseudo-label, --library-labels): drop one of them")
+                              "--ssl, --pseudo-label, --library-labels, --relabel): drop one "
+                              "of them")
     check_output_folder(Path(out), overwrite)
     if few:
         from trainer.ssl import ssl_cli_train
 
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              backbone=backbone, pseudo_label=pseudo_label,
-                             library_labels=library_labels,
+                             library_labels=library_labels, relabel=relabel,
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
               overwrite=overwrite, log=None if quiet else _echo, report=_echo)

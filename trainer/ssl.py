@@ -443,16 +443,18 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                   train_config: TrainConfig, labelled_fraction: float, method: str,
                   *, overwrite: bool = False, backbone: str | os.PathLike | None = None,
                   pseudo_label: bool = False, library_labels: float = 0.0,
-                  log: Log = print, report: Log = None) -> Path:
+                  relabel: float = 0.0, log: Log = print, report: Log = None) -> Path:
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
     Validates the options (``--labelled-fraction``, ``--ssl``, ``--backbone``,
-    ``--pseudo-label``, ``--library-labels``; a bad value raises :class:`SSLOptionError`,
+    ``--pseudo-label``, ``--library-labels``, ``--relabel``; a bad value raises
+    :class:`SSLOptionError`,
     one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
     seed.
     """
     weights = backbone_meta = None
-    for flag, on in (("--pseudo-label", pseudo_label), ("--library-labels", library_labels)):
+    for flag, on in (("--pseudo-label", pseudo_label), ("--library-labels", library_labels),
+                     ("--relabel", relabel)):
         if on and float(labelled_fraction) >= 1.0:
             raise SSLOptionError(f"{flag} labels the unlabelled training spectra: it needs "
                                  f"--labelled-fraction below 1, got {labelled_fraction:g}")
@@ -466,12 +468,14 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
         config = SSLConfig(method=method, labelled_fraction=float(labelled_fraction),
                            label_seed=train_config.seed,
                            pseudo=PseudoLabelConfig() if pseudo_label else None,
-                           library_labels=library_labels)
+                           library_labels=library_labels, relabel=relabel)
     except ValueError as e:
-        if "library_labels" in str(e):
-            hint = " (--library-labels takes a fraction in [0, 1], e.g. 0.6)"
-        elif (pseudo_label or library_labels) and method == "sgan":
+        if "not sgan" in str(e):
             hint = ""
+        elif "library_labels" in str(e):
+            hint = " (--library-labels takes a fraction in [0, 1], e.g. 0.6)"
+        elif "relabel" in str(e):
+            hint = " (--relabel takes a fraction in [0, 1], e.g. 1.0)"
         else:
             hint = (f" (--labelled-fraction takes a number in (0, 1], e.g. 0.1; --ssl "
                     f"{'|'.join(m for m in SSL_METHODS if m != 'pretrained')})")
