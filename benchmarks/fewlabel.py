@@ -21,6 +21,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
 * ``+rlD`` suffix: a second naming round (:attr:`trainer.ssl.SSLConfig.relabel`): the first
   network blended with the library of the labelled spectra names the fraction ``D`` of the
   unlabelled spectra it is surest of, and the network trains again on those names.
+* ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
+  (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
+  mean of their scores, so one name and one margin).
 * ``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled
   spectra, no training) and ``METHOD+lib`` (the network blended with it as the rover does).
 * Fine-tuning recipe for all: :data:`FEWLABEL_TRAIN` (flight augmentation, no teachers, no
@@ -44,6 +47,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import numpy as np
@@ -175,8 +179,10 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
 @click.option("--fractions", default=DEFAULT_FRACTIONS, show_default=True)
 @click.option("--methods", default="none-aug,pre-barlow", show_default=True,
               help="Comma-separated: none-aug, pre-OBJ (OBJ = simclr|barlow|masked), each "
-                   "optionally with +pl (FixMatch pseudo-labels) and +libplC (the "
-                   "fraction C of the unlabelled spectra named by the library beforehand).")
+                   "optionally with +pl (FixMatch pseudo-labels), +libplC (the "
+                   "fraction C of the unlabelled spectra named by the library beforehand), "
+                   "+rlD (a second round: the fraction D named by the network + library "
+                   "blend, then trained again) and +spec (names per specimen).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
@@ -253,7 +259,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl = parsed[m]
+                    base, pl, libpl, rl, spec = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -276,15 +282,16 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         weights = backbones[base]
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
                                         label_seed=seed, pseudo=pseudo,
-                                        library_labels=libpl or 0.0, relabel=rl or 0.0)
+                                        library_labels=libpl or 0.0, relabel=rl or 0.0,
+                                        by_specimen=spec)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
-                                        relabel=rl or 0.0)
+                                        relabel=rl or 0.0, by_specimen=spec)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,
-                                    log=None)
+                                    groups=groups[tr], log=None)
                     lib_p, pseudo_stats = None, {}
                     if named_any:  # the names train_ssl trained on (its last round)
                         y_train = res.labels
@@ -333,25 +340,37 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     click.echo(f"done ({platform.node()})")
 
 
-def parse_method(m: str) -> tuple[str, bool, float | None, float | None]:
-    """``(base, FixMatch pseudo-labels?, library pseudo-label coverage or None, second-round
-    coverage or None)`` of a method name ``BASE[+pl][+libplC][+rlD]`` (BASE ``none-aug`` or
-    ``pre-OBJ``, C and D fractions in (0, 1]); :class:`click.UsageError` naming what is
+class Method(NamedTuple):
+    """The parts of a method name (:func:`parse_method`)."""
+
+    base: str
+    pl: bool
+    libpl: float | None
+    rl: float | None
+    spec: bool
+
+
+def parse_method(m: str) -> Method:
+    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec]`` (BASE ``none-aug`` or
+    ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second round's
+    coverage; ``+spec`` names per specimen); :class:`click.UsageError` naming what is
     allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
              "one +libplC (C in (0, 1], the fraction of unlabelled spectra the library "
-             "names, e.g. +libpl0.6) and one +rlD (D in (0, 1], the fraction a second round "
-             "names with the network + library blend, e.g. +rl0.8)")
+             "names, e.g. +libpl0.6), one +rlD (D in (0, 1], the fraction a second round "
+             "names with the network + library blend, e.g. +rl0.8) and +spec (names per "
+             "specimen, with +libplC or +rlD)")
     prefixes = ("libpl", "rl")
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
-    pl, got = False, dict.fromkeys(prefixes)
+    pl = spec = False
+    got = dict.fromkeys(prefixes)
     for flag in flags:
-        if flag == "pl":
-            pl = True
+        if flag in ("pl", "spec"):
+            pl, spec = pl or flag == "pl", spec or flag == "spec"
             continue
         prefix = next((p for p in prefixes if flag.startswith(p)), None)
         try:
@@ -361,7 +380,9 @@ def parse_method(m: str) -> tuple[str, bool, float | None, float | None]:
         if value is None or not 0.0 < value <= 1.0:
             raise click.UsageError(usage)
         got[prefix] = value
-    return base, pl, got["libpl"], got["rl"]
+    if spec and got["libpl"] is None and got["rl"] is None:
+        raise click.UsageError(usage)
+    return Method(base, pl, got["libpl"], got["rl"], spec)
 
 
 def write_row(out: Path, row: dict) -> None:

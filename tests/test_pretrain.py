@@ -514,6 +514,8 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
                       (["--methods", "none-aug+libpl0.2+libpl0.4"], "unknown method"),
                       (["--methods", "none-aug+libpl0.6+rl0"], "unknown method"),
                       (["--methods", "none-aug+rl0.5+rl0.6"], "unknown method"),
+                      (["--methods", "none-aug+spec"], "unknown method"),
+                      (["--methods", "none-aug+libpl0.6+spec+spec"], "unknown method"),
                       (["--seeds", "0,one"], "--seeds must be"),
                       (["--fractions", "0.1,ten"], "--fractions must be")):
         res = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "missing"), *args,
@@ -526,9 +528,11 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
 def test_fewlabel_method_names_parse_into_their_parts() -> None:
     from benchmarks.fewlabel import parse_method
 
-    assert parse_method("none-aug") == ("none-aug", False, None, None)
-    assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8)
-    assert parse_method("none-aug+rl1") == ("none-aug", False, None, 1.0)
+    assert parse_method("none-aug") == ("none-aug", False, None, None, False)
+    assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8,
+                                                            False)
+    assert parse_method("none-aug+rl1+spec").rl == 1.0
+    assert parse_method("none-aug+libpl0.6+spec").spec
 
 
 def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_root,

@@ -95,6 +95,10 @@ class SSLConfig:
     the library of the labelled spectra (as the rover blends them) names this fraction of
     the unlabelled training spectra (:func:`blend_pseudo_labels`, replacing the first
     round's names) and the network trains again from its seeded start (0 = one round)."""
+    by_specimen: bool = False
+    """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
+    sample id, not a label) are averaged, so they get one name and one margin (both
+    rounds; :func:`train_ssl` needs ``groups`` then)."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -168,8 +172,8 @@ def hide_labels(y: np.ndarray, labelled: np.ndarray) -> np.ndarray:
 
 
 def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
-                          coverage: float, config: LibraryConfig | None = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
+                          coverage: float, config: LibraryConfig | None = None,
+                          groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Name the unlabelled training spectra the spectral library names with most confidence.
 
     The library of the *labelled* spectra (``y_masked >= 0``; :class:`ramanedge.library.
@@ -180,8 +184,10 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     best mineral as label. Returns ``(y, margin)``: a copy of ``y_masked`` with those
     entries filled, and the margin of every unlabelled spectrum (NaN where labelled). Only
     ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled
-    spectrum is never named (its similarity is -1). :class:`ValueError` for a coverage
-    outside [0, 1], labels below -1, non-finite spectra or no labelled spectrum.
+    spectrum is never named (its similarity is -1). ``groups`` (one specimen id per
+    spectrum): the similarities of a specimen's unlabelled spectra are averaged first, so
+    they share one name and one margin. :class:`ValueError` for a coverage outside [0, 1],
+    labels below -1, non-finite spectra, no labelled spectrum or groups of another length.
     """
     if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not (
             0.0 <= coverage <= 1.0):
@@ -205,8 +211,25 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     lib = SpectralLibrary.build(X[known], y[known], n_classes,
                                 replace(config or LibraryConfig(), candidates=0))
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
-    margin[free] = _name_surest(y, free, S, n_take, floor=-1.0)
+    margin[free] = _name_surest(y, free, _group_mean(S, free, groups, len(y)), n_take,
+                                floor=-1.0)
     return y, margin
+
+
+def _group_mean(S: np.ndarray, free: np.ndarray, groups: np.ndarray | None,
+                n: int) -> np.ndarray:
+    """``S`` (one row per index of ``free``) with each row replaced by the mean of the rows
+    of its group (``groups``: one id per spectrum, ``n`` of them); unchanged without."""
+    if groups is None:
+        return S
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ValueError(f"groups must hold one specimen id per training spectrum ({n}), "
+                         f"got shape {g.shape}")
+    _, inv = np.unique(g[free], return_inverse=True)
+    sums = np.zeros((inv.max() + 1, S.shape[1]))
+    np.add.at(sums, inv, S)
+    return (sums / np.bincount(inv)[:, None])[inv]
 
 
 def _name_surest(y: np.ndarray, free: np.ndarray, S: np.ndarray, n_take: int, *,
@@ -223,7 +246,8 @@ def _name_surest(y: np.ndarray, free: np.ndarray, S: np.ndarray, n_take: int, *,
 
 
 def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.ndarray, *,
-                        coverage: float, config: LibraryConfig | None = None) -> np.ndarray:
+                        coverage: float, config: LibraryConfig | None = None,
+                        groups: np.ndarray | None = None) -> np.ndarray:
     """Name the unlabelled training spectra by the network blended with the library.
 
     ``probs`` (N, K): a trained network's probabilities on ``X_train``. The library of the
@@ -231,7 +255,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     :class:`~ramanedge.library.LibraryConfig`, its candidates and weight) is blended into
     them as the rover blends (:meth:`SpectralLibrary.blend_batch`); the
     ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin of
-    the blend get its best mineral. Returns a copy of ``y_masked`` with those entries
+    the blend get its best mineral (``groups``: per specimen, as in
+    :func:`library_pseudo_labels`). Returns a copy of ``y_masked`` with those entries
     filled; only ``y_masked`` is read. :class:`ValueError` for a coverage outside [0, 1],
     shapes that differ, labels outside -1..K-1, non-finite input or no labelled spectrum.
     """
@@ -256,7 +281,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     if n_take == 0:
         return y
     lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
-    _name_surest(y, free, lib.blend_batch(P[free], X[free]), n_take, floor=0.0)
+    q = _group_mean(lib.blend_batch(P[free], X[free]), free, groups, len(y))
+    _name_surest(y, free, q, n_take, floor=0.0)
     return y
 
 
@@ -266,7 +292,7 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
               n_classes: int, model_config: ModelConfig | None = None,
               train_config: TrainConfig | None = None, config: SSLConfig | None = None,
               *, pretrained: dict[str, list[np.ndarray]] | None = None,
-              log: Log = print) -> TrainResult:
+              groups: np.ndarray | None = None, log: Log = print) -> TrainResult:
     """Train with ``config.method`` on spectra whose unlabelled labels are ``-1``.
 
     ``y_masked`` is the only label input: the labels of unlabelled spectra never enter this
@@ -275,7 +301,9 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     they train as labelled. With ``config.relabel`` a second round follows: the first
     network blended with that library names the unlabelled spectra again
     (:func:`blend_pseudo_labels`) and the network trains anew on those names (the result is
-    the second network; its ``seconds`` count both rounds).
+    the second network; its ``seconds`` count both rounds). With ``config.by_specimen``
+    both rounds name per specimen: ``groups`` (one specimen id per training spectrum) is
+    required then.
 
     ``pretrained``: backbone weights of an earlier :func:`pretrain_contrastive` on the same
     ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves every
@@ -293,9 +321,13 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     if not lab.any():
         raise ValueError("no labelled training spectrum")
     given = y_masked.copy()  # the labels given, before any naming
+    if config.by_specimen and groups is None:
+        raise ValueError("naming by specimen needs the specimen of each training spectrum "
+                         "(groups=)")
+    per = groups if config.by_specimen else None
     if config.library_labels > 0:  # named from the labelled part only (y_masked)
         y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
-                                            coverage=config.library_labels)
+                                            coverage=config.library_labels, groups=per)
         if log is not None:
             log(f"library labels: the library of the {int(lab.sum())} labelled spectra named "
                 f"{int((y_masked >= 0).sum() - lab.sum())} of the {int((~lab).sum())} "
@@ -328,7 +360,7 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     result = fit(y_masked)
     if config.relabel > 0:  # round 2: named by the network + library blend, trained again
         y2 = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
-                                 coverage=config.relabel)
+                                 coverage=config.relabel, groups=per)
         if log is not None:
             log(f"second round: the network + library blend named "
                 f"{int((y2 >= 0).sum() - (given >= 0).sum())} of the "
@@ -392,7 +424,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
             f"{int(va.sum())} val / {int(te.sum())} test; ssl {config.method}; model "
             f"{count_params(model_config, K):,} parameters")
     result = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, model_config, train_config,
-                       config, pretrained=pretrained, log=log)
+                       config, pretrained=pretrained, groups=groups[tr], log=log)
     models: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     if train_config.qat_epochs:
