@@ -173,6 +173,40 @@ def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does
         blend_pseudo_labels(X, y, nan, coverage=0.5)
 
 
+def test_names_by_specimen_share_one_name_and_margin() -> None:
+    """``groups``: the scores of a specimen's unlabelled spectra are averaged, so a spectrum
+    the library cannot tell apart on its own takes its specimen's clear answer."""
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000)]
+    X = [_bands(t) for t in templates]
+    y = [0, 1, 2]
+    X.append(_bands([p + 12 for p in templates[0]]))  # specimen A: clearly mineral 0
+    X.append(_bands(templates[0]) * 0.55 + _bands(templates[1]) * 0.45)  # A: ambiguous
+    X.append(_bands([p - 8 for p in templates[2]]))  # specimen B: mineral 2
+    X, y = np.array(X), np.array(y + [UNLABELLED] * 3)
+    groups = np.array(["L0", "L1", "L2", "A", "A", "B"])
+    alone, m_alone = library_pseudo_labels(X, y, 3, coverage=1.0)
+    named, m = library_pseudo_labels(X, y, 3, coverage=1.0, groups=groups)
+    assert named[3] == named[4] == 0 and named[5] == 2
+    assert m[3] == m[4] != m[5] and m_alone[3] != m_alone[4]
+    assert m_alone[4] < m[4] < m_alone[3]  # the mean of the two, not either one
+    flat = np.full((len(y), 3), 1 / 3)
+    q_named = blend_pseudo_labels(X, y, flat, coverage=1.0, groups=groups)
+    assert q_named[3] == q_named[4] == 0 and q_named[5] == 2
+    sure = flat.copy()
+    sure[4] = [0.02, 0.96, 0.02]  # the network outvotes the library on one spectrum of A
+    split = blend_pseudo_labels(X, y, sure, coverage=1.0)
+    joint = blend_pseudo_labels(X, y, sure, coverage=1.0, groups=groups)
+    assert split[3] != split[4] and joint[3] == joint[4]
+    with pytest.raises(ValueError, match="one specimen id per training spectrum"):
+        library_pseudo_labels(X, y, 3, coverage=0.5, groups=groups[:-1])
+    with pytest.raises(ValueError, match="one specimen id per training spectrum"):
+        blend_pseudo_labels(X, y, flat, coverage=0.5, groups=groups[:-1])
+    with pytest.raises(ValueError, match="needs the specimen"):
+        train_ssl(X, y, X[:3], np.arange(3), 3, TINY, PlainTC(epochs=1),
+                  SSLConfig(labelled_fraction=0.5, library_labels=0.5, by_specimen=True),
+                  log=None)
+
+
 def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatch) -> None:
     """``SSLConfig.relabel``: round 1 trains on the given labels and the library's names;
     the first network's blend with the labelled spectra's library then names the unlabelled
