@@ -525,7 +525,8 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
     monkeypatch.setattr(qat, "quantization_aware_finetune", spy)
     # a draw smaller than the 86 training spectra, so that its strata matter
     monkeypatch.setattr(splits, "DEFAULT_CALIB_SIZE", 30)
-    cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5)
+    cfg = SSLConfig(method="none", labelled_fraction=0.3, library_labels=0.5,
+                    by_specimen=True)
     out = ssl_train_run(tmp_path / "run", data, SMALL,
                         PlainTC(epochs=3, batch_size=16, qat_epochs=2), cfg, log=None)
     conf = json.loads((out / "config.json").read_text())
@@ -535,8 +536,10 @@ def test_few_label_flight_run_is_fine_tuned_int8_aware_on_its_own_labels(
     given = run.labelled_mask()
     Xtr, ytr = run.subset("train")
     masked = np.where(given, ytr, UNLABELLED)
-    named, _ = library_pseudo_labels(Xtr, masked, 5, coverage=0.5)
-    # fine-tuned on the given labels and the library's names, nothing else
+    specimens = specimen_groups(run.dataset)[run.split == "train"]
+    named, _ = library_pseudo_labels(Xtr, masked, 5, coverage=0.5, groups=specimens)
+    assert not np.array_equal(named, library_pseudo_labels(Xtr, masked, 5, coverage=0.5)[0])
+    # fine-tuned on the given labels and the library's names (per specimen), nothing else
     assert np.array_equal(seen["y"], named[named >= 0])
     assert np.array_equal(seen["X"], Xtr[named >= 0])
     assert len(seen["y"]) < len(ytr) and seen["epoch_samples"] == len(ytr)
@@ -611,6 +614,7 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["mc"].dense_units == 16 and seen["tc"].epochs == 3
     assert Path(seen["out"]) == tmp_path / "r"
     assert seen["pretrained"] is None and seen["config"].pseudo is None
+    assert not seen["config"].by_specimen  # nothing is named: not recorded
 
     # --backbone DIR --pseudo-label: the pretrained weights, their record and the pseudo-labels
     from trainer.contrastive import backbone_layers
@@ -626,8 +630,13 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
           "--library-labels", "0.6", "--relabel", "1", "--out", str(tmp_path / "r2")])
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
     assert seen["config"].library_labels == 0.6 and seen["config"].relabel == 1.0
+    assert seen["config"].to_dict()["by_specimen"]  # the CLI names per specimen by default
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
+    seen.clear()
+    main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
+          "--library-labels", "0.6", "--names-per-spectrum", "--out", str(tmp_path / "r3")])
+    assert seen["config"].library_labels == 0.6 and not seen["config"].by_specimen
 
 
 @pytest.mark.parametrize(("args", "msg"), [
@@ -638,6 +647,8 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
      "library labels apply to none, contrastive and pretrained, not sgan"),
     (["--relabel", "1"], "--relabel labels the unlabelled training spectra"),
     (["--relabel", "1.5", "--labelled-fraction", "0.1"], "--relabel takes a fraction in [0, 1]"),
+    (["--names-per-spectrum", "--labelled-fraction", "0.1"],
+     "--names-per-spectrum changes how --library-labels and --relabel name spectra"),
     (["--relabel", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],
      "second naming round (relabel) applies to none, contrastive and pretrained, not sgan"),
 ])

@@ -168,6 +168,10 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "the library of the labelled ones, the surest first, and train the "
                    "network again on them (with --library-labels 0.6: 1.0 chosen on "
                    "validation at 10 % labels; default off).")
+@click.option("--names-per-spectrum", is_flag=True,
+              help="With --library-labels / --relabel: name each unlabelled spectrum on its "
+                   "own; by default the spectra of one specimen (RRUFF sample id) share one "
+                   "name, from the mean of their scores (chosen on validation).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
           n_teachers, distill, distill_views,
@@ -176,7 +180,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
           overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
-          library_labels=0.0, relabel=0.0) -> None:
+          library_labels=0.0, relabel=0.0, names_per_spectrum=False) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -238,7 +242,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     # --backbone alone starts the whole recipe from it; with a few-label option it is
     # few-label fine-tuning (trainer.ssl)
     few = (labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
-           or relabel != 0.0)
+           or relabel != 0.0 or names_per_spectrum)
     for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
@@ -251,6 +255,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              backbone=backbone, pseudo_label=pseudo_label,
                              library_labels=library_labels, relabel=relabel,
+                             by_specimen=not names_per_spectrum,
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
               overwrite=overwrite, log=None if quiet else _echo, report=_echo)

@@ -475,16 +475,22 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                   train_config: TrainConfig, labelled_fraction: float, method: str,
                   *, overwrite: bool = False, backbone: str | os.PathLike | None = None,
                   pseudo_label: bool = False, library_labels: float = 0.0,
-                  relabel: float = 0.0, log: Log = print, report: Log = None) -> Path:
+                  relabel: float = 0.0, by_specimen: bool = True, log: Log = print,
+                  report: Log = None) -> Path:
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
     Validates the options (``--labelled-fraction``, ``--ssl``, ``--backbone``,
     ``--pseudo-label``, ``--library-labels``, ``--relabel``; a bad value raises
     :class:`SSLOptionError`,
     one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
-    seed.
+    seed. ``by_specimen``: the library labels and the second round name per specimen
+    (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum`` turns it
+    off); without either naming it is not recorded.
     """
     weights = backbone_meta = None
+    if not by_specimen and not (library_labels or relabel):
+        raise SSLOptionError("--names-per-spectrum changes how --library-labels and --relabel "
+                             "name spectra: give one of them")
     for flag, on in (("--pseudo-label", pseudo_label), ("--library-labels", library_labels),
                      ("--relabel", relabel)):
         if on and float(labelled_fraction) >= 1.0:
@@ -500,7 +506,8 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
         config = SSLConfig(method=method, labelled_fraction=float(labelled_fraction),
                            label_seed=train_config.seed,
                            pseudo=PseudoLabelConfig() if pseudo_label else None,
-                           library_labels=library_labels, relabel=relabel)
+                           library_labels=library_labels, relabel=relabel,
+                           by_specimen=bool(by_specimen and (library_labels or relabel)))
     except ValueError as e:
         if "not sgan" in str(e):
             hint = ""
