@@ -21,7 +21,10 @@ With ``SSLConfig.pseudo`` (``none``, ``contrastive``, ``pretrained``), the unlab
 spectra also enter fine-tuning through FixMatch-style pseudo-labels
 (:class:`trainer.train.PseudoLabelConfig`). With ``SSLConfig.library_labels`` the spectral
 library of the labelled spectra names the unlabelled ones it matches most surely before
-training (:func:`library_pseudo_labels`; pseudo-labels from a second view, the raw spectrum).
+training (:func:`library_pseudo_labels`; pseudo-labels from a second view, the raw spectrum);
+with ``SSLConfig.relabel`` a second round follows, named by the trained network blended with
+that library (:func:`blend_pseudo_labels`); with ``SSLConfig.by_specimen`` both rounds name
+the spectra of one specimen together (``groups``).
 
 Fine-tuning and the supervised baseline use :func:`trainer.train.fit_model`, the trainer's
 epoch loop (class-weighted CE, Adam, LR x ``lr_factor`` on plateau, early stopping, best
