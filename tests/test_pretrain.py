@@ -515,6 +515,7 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
                       (["--methods", "none-aug+libpl0.6+rl0"], "unknown method"),
                       (["--methods", "none-aug+rl0.5+rl0.6"], "unknown method"),
                       (["--methods", "none-aug+spec"], "unknown method"),
+                      (["--methods", "none-aug+pl+spec"], "unknown method"),
                       (["--methods", "none-aug+libpl0.6+spec+spec"], "unknown method"),
                       (["--seeds", "0,one"], "--seeds must be"),
                       (["--fractions", "0.1,ten"], "--fractions must be")):
@@ -531,7 +532,7 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
     assert parse_method("none-aug") == ("none-aug", False, None, None, False)
     assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8,
                                                             False)
-    assert parse_method("none-aug+rl1+spec").rl == 1.0
+    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True)
     assert parse_method("none-aug+libpl0.6+spec").spec
 
 

@@ -180,13 +180,14 @@ def test_names_by_specimen_share_one_name_and_margin() -> None:
     X = [_bands(t) for t in templates]
     y = [0, 1, 2]
     X.append(_bands([p + 12 for p in templates[0]]))  # specimen A: clearly mineral 0
-    X.append(_bands(templates[0]) * 0.55 + _bands(templates[1]) * 0.45)  # A: ambiguous
+    X.append(_bands(templates[0]) * 0.45 + _bands(templates[1]) * 0.55)  # A: leans to 1
     X.append(_bands([p - 8 for p in templates[2]]))  # specimen B: mineral 2
     X, y = np.array(X), np.array(y + [UNLABELLED] * 3)
     groups = np.array(["L0", "L1", "L2", "A", "A", "B"])
     alone, m_alone = library_pseudo_labels(X, y, 3, coverage=1.0)
     named, m = library_pseudo_labels(X, y, 3, coverage=1.0, groups=groups)
-    assert named[3] == named[4] == 0 and named[5] == 2
+    assert alone[3] == 0 and alone[4] == 1  # on its own, the mixed spectrum leans to 1
+    assert named[3] == named[4] == 0 and named[5] == 2  # with its specimen: 0
     assert m[3] == m[4] != m[5] and m_alone[3] != m_alone[4]
     assert m_alone[4] < m[4] < m_alone[3]  # the mean of the two, not either one
     flat = np.full((len(y), 3), 1 / 3)
@@ -196,11 +197,21 @@ def test_names_by_specimen_share_one_name_and_margin() -> None:
     sure[4] = [0.02, 0.96, 0.02]  # the network outvotes the library on one spectrum of A
     split = blend_pseudo_labels(X, y, sure, coverage=1.0)
     joint = blend_pseudo_labels(X, y, sure, coverage=1.0, groups=groups)
-    assert split[3] != split[4] and joint[3] == joint[4]
+    assert split[3] == 0 and split[4] == 1
+    assert joint[3] == joint[4] == 1  # the mean of both rows, not the first one's answer
     with pytest.raises(ValueError, match="one specimen id per training spectrum"):
         library_pseudo_labels(X, y, 3, coverage=0.5, groups=groups[:-1])
     with pytest.raises(ValueError, match="one specimen id per training spectrum"):
         blend_pseudo_labels(X, y, flat, coverage=0.5, groups=groups[:-1])
+    with pytest.raises(ValueError, match="empty specimen id"):
+        library_pseudo_labels(X, y, 3, coverage=0.5, groups=np.array(["L0", "L1", "L2", "A",
+                                                                       "", "B"]))
+    with pytest.raises(ValueError, match="by_specimen changes how"):
+        SSLConfig(labelled_fraction=0.5, by_specimen=True)
+    with pytest.raises(ValueError, match="one specimen id per training spectrum"):
+        train_ssl(X, y, X[:3], np.arange(3), 3, TINY, PlainTC(epochs=1),
+                  SSLConfig(labelled_fraction=0.5, relabel=0.5, by_specimen=True),
+                  groups=groups[:-1], log=None)  # refused before the first round trains
     with pytest.raises(ValueError, match="needs the specimen"):
         train_ssl(X, y, X[:3], np.arange(3), 3, TINY, PlainTC(epochs=1),
                   SSLConfig(labelled_fraction=0.5, library_labels=0.5, by_specimen=True),

@@ -119,6 +119,9 @@ class SSLConfig:
         if self.pseudo is not None and self.method == "sgan":
             raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
                              "not sgan")
+        if self.by_specimen and not (self.library_labels or self.relabel):
+            raise ValueError("by_specimen changes how library_labels and relabel name "
+                             "spectra: set one of them")
         for on, what in ((self.library_labels, "library labels apply"),
                          (self.relabel, "a second naming round (relabel) applies")):
             if on > 0 and self.method == "sgan":
@@ -190,7 +193,8 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     spectrum is never named (its similarity is -1). ``groups`` (one specimen id per
     spectrum): the similarities of a specimen's unlabelled spectra are averaged first, so
     they share one name and one margin. :class:`ValueError` for a coverage outside [0, 1],
-    labels below -1, non-finite spectra, no labelled spectrum or groups of another length.
+    labels below -1, non-finite spectra, no labelled spectrum or groups of another length
+    (or with an empty id).
     """
     if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not (
             0.0 <= coverage <= 1.0):
@@ -206,6 +210,7 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     known = y >= 0
     if not known.any():
         raise ValueError("library labels need at least one labelled spectrum")
+    check_groups(groups, len(y))
     margin = np.full(len(y), np.nan)
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
@@ -219,18 +224,34 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     return y, margin
 
 
-def _group_mean(S: np.ndarray, free: np.ndarray, groups: np.ndarray | None,
-                n: int) -> np.ndarray:
-    """``S`` (one row per index of ``free``) with each row replaced by the mean of the rows
-    of its group (``groups``: one id per spectrum, ``n`` of them); unchanged without."""
+def check_groups(groups: Any, n: int) -> list[Any] | None:
+    """``groups`` as a list of ``n`` specimen ids (``None`` stays ``None``);
+    :class:`ValueError` for another length or an empty id (``None`` or ``""``: a spectrum
+    without a specimen would join every other one; give it its own id, e.g. its path, as
+    :func:`ramanedge.splits.specimen_groups` does)."""
     if groups is None:
-        return S
-    g = np.asarray(groups)
-    if g.shape != (n,):
+        return None
+    g = list(np.asarray(groups, dtype=object).reshape(-1)) if np.ndim(groups) == 1 else None
+    if g is None or len(g) != n:
         raise ValueError(f"groups must hold one specimen id per training spectrum ({n}), "
-                         f"got shape {g.shape}")
-    _, inv = np.unique(g[free], return_inverse=True)
-    sums = np.zeros((inv.max() + 1, S.shape[1]))
+                         f"got shape {np.shape(groups)}")
+    if any(v is None or v == "" for v in g):
+        raise ValueError("groups holds an empty specimen id (None or ''); give every "
+                         "spectrum an id (e.g. ramanedge.splits.specimen_groups)")
+    return g
+
+
+def _group_mean(S: np.ndarray, free: np.ndarray, groups: Any, n: int) -> np.ndarray:
+    """``S`` (one row per index of ``free``) with each row replaced by the mean of the rows
+    of its group (``groups``: one id per spectrum, ``n`` of them, compared as given: 1 and
+    "1" are two ids); unchanged without. Only the unlabelled rows (``free``) are averaged;
+    with a coverage below 1 the cut may still fall inside a specimen."""
+    g = check_groups(groups, n)
+    if g is None or len(free) == 0:
+        return S
+    index: dict[Any, int] = {}
+    inv = np.array([index.setdefault(g[i], len(index)) for i in free])
+    sums = np.zeros((len(index), S.shape[1]))
     np.add.at(sums, inv, S)
     return (sums / np.bincount(inv)[:, None])[inv]
 
@@ -261,7 +282,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     the blend get its best mineral (``groups``: per specimen, as in
     :func:`library_pseudo_labels`). Returns a copy of ``y_masked`` with those entries
     filled; only ``y_masked`` is read. :class:`ValueError` for a coverage outside [0, 1],
-    shapes that differ, labels outside -1..K-1, non-finite input or no labelled spectrum.
+    shapes that differ, labels outside -1..K-1, non-finite input, no labelled spectrum or
+    groups of another length (or with an empty id).
     """
     if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
             0.0 <= coverage <= 1.0):
@@ -279,6 +301,7 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     known = y >= 0
     if not known.any():
         raise ValueError("blend labels need at least one labelled spectrum")
+    check_groups(groups, len(y))
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
     if n_take == 0:
@@ -327,7 +350,7 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     if config.by_specimen and groups is None:
         raise ValueError("naming by specimen needs the specimen of each training spectrum "
                          "(groups=)")
-    per = groups if config.by_specimen else None
+    per = check_groups(groups, len(X_train)) if config.by_specimen else None
     if config.library_labels > 0:  # named from the labelled part only (y_masked)
         y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
                                             coverage=config.library_labels, groups=per)
@@ -454,7 +477,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
 
 class SSLOptionError(DataError):
     """An invalid ``--labelled-fraction`` / ``--ssl`` / ``--backbone`` / ``--pseudo-label``
-    / ``--library-labels`` value."""
+    / ``--library-labels`` / ``--relabel`` / ``--names-per-spectrum`` value."""
 
 
 def check_no_leak(meta: dict[str, Any], ds: Any, split: np.ndarray) -> None:
@@ -488,7 +511,7 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
     seed. ``by_specimen``: the library labels and the second round name per specimen
     (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum`` turns it
-    off); without either naming it is not recorded.
+    off); without either naming the config records ``false``.
     """
     weights = backbone_meta = None
     if not by_specimen and not (library_labels or relabel):
