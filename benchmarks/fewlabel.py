@@ -423,15 +423,40 @@ def paired_gains(rows: list[dict], method: str, baseline: str = "none-aug",
     return out
 
 
+def merge_rows(files: list[list[dict]]) -> list[dict]:
+    """The rows of several result files, each (arch, split seed, fraction, seed, method)
+    once: a cell trained again in a later file must repeat it bit for bit (top-1 and
+    validation top-1), else :class:`click.UsageError` (pairing across the files would not
+    hold)."""
+    seen: dict[tuple, dict] = {}
+    out = []
+    for rows in files:
+        for r in rows:
+            k = (r["arch"], int(r["split_seed"]), float(r["fraction"]), int(r["seed"]),
+                 r["method"])
+            if k in seen:
+                if (seen[k]["top1"], seen[k]["val_top1"]) != (r["top1"], r["val_top1"]):
+                    raise click.UsageError(f"{k[4]} (split seed {k[1]}, seed {k[3]}) differs "
+                                           "between the result files: they do not pair")
+                continue
+            seen[k] = r
+            out.append(r)
+    return out
+
+
 @cli.command("report")
 @one_line_errors
-@click.option("--results", type=click.Path(exists=True, path_type=Path),
-              default=Path("docs/fewlabel.jsonl"), show_default=True)
+@click.option("--results", type=click.Path(exists=True, path_type=Path), multiple=True,
+              default=(Path("docs/fewlabel.jsonl"),), show_default=True,
+              help="Result rows (repeatable: files of one machine, rows of a cell in two "
+                   "files must agree and count once).")
+@click.option("--reference", default="none-aug+lib", show_default=True,
+              help="The method the names table pairs its validation and test gains with.")
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write the accuracy-vs-fraction plot here (e.g. docs/img/fewlabel.png).")
-def report(results, plot) -> None:
+def report(results, reference, plot) -> None:
     """Markdown tables (mean ± s.d. over split seeds x seeds) and a plot."""
-    rows = read_jsonl(results)
+    rows = merge_rows([read_jsonl(f) for f in results])
     summ = summarise(rows)
     click.echo("| arch | labelled fraction | labelled spectra | method | runs (splits) | "
                "test top-1 % | test top-3 % | val top-1 % | s/run |")
@@ -453,20 +478,25 @@ def report(results, plot) -> None:
     named = sorted({r["method"] for r in rows if r.get("n_pseudo") is not None})
     if named:  # library labels: the names, and the validation gains the choice reads
         click.echo("")
-        click.echo("| arch | labelled fraction | method | names | names right % | paired "
-                   "val top-1 gain over none-aug+lib (points; higher in) | runs |")
-        click.echo("|---|---|---|---|---|---|---|")
+        click.echo(f"| arch | labelled fraction | method | names | names right % | paired "
+                   f"val top-1 gain over {reference} (points; higher in) | paired test "
+                   "top-1 gain | runs |")
+        click.echo("|---|---|---|---|---|---|---|---|")
+
+        def gain(g: list[float]) -> str:
+            sd = np.std(g, ddof=1) if len(g) > 1 else float("nan")
+            return f"{np.mean(g):+.2f} ± {sd:.2f} ({sum(x > 0 for x in g)} of {len(g)})"
+
         for m in named:
-            for (a, f), g in sorted(paired_gains(rows, m, "none-aug+lib", "val_top1").items()):
+            tests = paired_gains(rows, m, reference)
+            for (a, f), g in sorted(paired_gains(rows, m, reference, "val_top1").items()):
                 rs = [r for r in rows if (r["arch"], float(r["fraction"]), r["method"]) ==
                       (a, f, m)]
                 acc = [r["pseudo_acc"] for r in rs if r["pseudo_acc"] is not None]
-                sd = np.std(g, ddof=1) if len(g) > 1 else float("nan")
                 click.echo(f"| {a} | {100 * f:g}% | {m} | "
                            f"{np.mean([r['n_pseudo'] for r in rs]):.0f} | "
                            f"{100 * np.mean(acc) if acc else float('nan'):.1f} | "
-                           f"{np.mean(g):+.2f} ± {sd:.2f} ({sum(x > 0 for x in g)} of "
-                           f"{len(g)}) | {len(g)} |")
+                           f"{gain(g)} | {gain(tests[(a, f)])} | {len(g)} |")
     nm: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         if r.get("new_mineral_top1") is not None:

@@ -536,6 +536,26 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
     assert parse_method("none-aug+libpl0.6+spec").spec
 
 
+def test_fewlabel_report_merges_files_of_one_machine_once() -> None:
+    """``report --results A --results B``: a cell in both files counts once when the rows
+    agree, and a cell that differs (another machine) is refused: it would not pair."""
+    import click
+
+    from benchmarks.fewlabel import merge_rows, summarise
+
+    def row(method, seed, top1):
+        return {"arch": "flight", "split_seed": 0, "fraction": 0.1, "seed": seed,
+                "method": method, "top1": top1, "val_top1": 0.5, "n_labelled": 10,
+                "seconds": 1.0}
+
+    a = [row("ref", 0, 0.6), row("ref", 1, 0.7)]
+    b = [row("ref", 0, 0.6), row("new", 0, 0.65)]
+    merged = merge_rows([a, b])
+    assert len(merged) == 3 and summarise(merged)[("flight", 0.1, "ref")]["n"] == 2
+    with pytest.raises(click.UsageError, match="differs between the result files"):
+        merge_rows([a, [row("ref", 1, 0.71)]])
+
+
 def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_root,
                                                                    tmp_path) -> None:
     """``--library``: per cell a ``library`` row (the lag-tolerant 1-NN over the labelled
