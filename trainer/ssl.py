@@ -335,7 +335,7 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     ``X_train`` (contrastive pretraining uses no labels, so one pretraining serves every
     labelled fraction; computed here when ``None``), or, for ``pretrained``, of
     :func:`trainer.pretrain.pretrain` (required). The result's ``labels`` are the labels
-    the model was fitted to (``y_masked`` with the library's names filled in).
+    the model was fitted to (``y_masked`` with the last round's names filled in).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or PAPER_TRAIN
