@@ -21,6 +21,8 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
 * ``+rlD`` suffix: a second naming round (:attr:`trainer.ssl.SSLConfig.relabel`): the first
   network blended with the library of the labelled spectra names the fraction ``D`` of the
   unlabelled spectra it is surest of, and the network trains again on those names.
+* ``+rrN`` suffix (with ``+rlD``): N blend rounds instead of one
+  (:attr:`trainer.ssl.SSLConfig.relabel_rounds`).
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -259,7 +261,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec = parsed[m]
+                    base, pl, libpl, rl, spec, rounds = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -283,11 +285,12 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
                                         label_seed=seed, pseudo=pseudo,
                                         library_labels=libpl or 0.0, relabel=rl or 0.0,
-                                        by_specimen=spec)
+                                        by_specimen=spec, relabel_rounds=rounds)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
-                                        relabel=rl or 0.0, by_specimen=spec)
+                                        relabel=rl or 0.0, by_specimen=spec,
+                                        relabel_rounds=rounds)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     fewlabel_train(seed, epochs), cfg, pretrained=weights,
@@ -348,20 +351,21 @@ class Method(NamedTuple):
     libpl: float | None
     rl: float | None
     spec: bool
+    rounds: int = 1
 
 
 def parse_method(m: str) -> Method:
-    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec]`` (BASE ``none-aug`` or
-    ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second round's
-    coverage; ``+spec`` names per specimen); :class:`click.UsageError` naming what is
-    allowed."""
+    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN]`` (BASE
+    ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
+    round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
+    ``+rlD``); :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
              "one +libplC (C in (0, 1], the fraction of unlabelled spectra the library "
              "names, e.g. +libpl0.6), one +rlD (D in (0, 1], the fraction a second round "
-             "names with the network + library blend, e.g. +rl0.8) and +spec (names per "
-             "specimen, with +libplC or +rlD)")
-    prefixes = ("libpl", "rl")
+             "names with the network + library blend, e.g. +rl0.8), +spec (names per "
+             "specimen, with +libplC or +rlD) and +rrN (N blend rounds, 2-5, with +rlD)")
+    prefixes = ("libpl", "rl", "rr")
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
@@ -372,17 +376,20 @@ def parse_method(m: str) -> Method:
         if flag in ("pl", "spec"):
             pl, spec = pl or flag == "pl", spec or flag == "spec"
             continue
+        # "rr" before "rl"/"libpl" cannot clash: no prefix starts another
         prefix = next((p for p in prefixes if flag.startswith(p)), None)
         try:
             value = float(flag.removeprefix(prefix)) if prefix else None
         except ValueError:
             value = None
-        if value is None or not 0.0 < value <= 1.0:
+        ok = (value in (2, 3, 4, 5)) if prefix == "rr" else (value is not None
+                                                               and 0.0 < value <= 1.0)
+        if value is None or not ok:
             raise click.UsageError(usage)
         got[prefix] = value
-    if spec and got["libpl"] is None and got["rl"] is None:
+    if (spec and got["libpl"] is None and got["rl"] is None) or (got["rr"] and not got["rl"]):
         raise click.UsageError(usage)
-    return Method(base, pl, got["libpl"], got["rl"], spec)
+    return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1))
 
 
 def write_row(out: Path, row: dict) -> None:

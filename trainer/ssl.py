@@ -98,6 +98,9 @@ class SSLConfig:
     the library of the labelled spectra (as the rover blends them) names this fraction of
     the unlabelled training spectra (:func:`blend_pseudo_labels`, replacing the first
     round's names) and the network trains again from its seeded start (0 = one round)."""
+    relabel_rounds: int = option(1, within=(1, 5))
+    """How many blend naming rounds follow the first training when ``relabel`` > 0 (each
+    names with the latest network and trains again)."""
     by_specimen: bool = False
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
@@ -327,7 +330,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     they train as labelled. With ``config.relabel`` a second round follows: the first
     network blended with that library names the unlabelled spectra again
     (:func:`blend_pseudo_labels`) and the network trains anew on those names (the result is
-    the second network; its ``seconds`` count both rounds). With ``config.by_specimen``
+    the second network; its ``seconds`` count both rounds; ``config.relabel_rounds`` such
+    rounds, each naming with the latest network). With ``config.by_specimen``
     both rounds name per specimen: ``groups`` (one specimen id per training spectrum) is
     required then.
 
@@ -384,16 +388,17 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
         return result
 
     result = fit(y_masked)
-    if config.relabel > 0:  # round 2: named by the network + library blend, trained again
+    for r in range(config.relabel_rounds if config.relabel > 0 else 0):
+        # round r + 2: named by the latest network + library blend, trained again
         y2 = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
                                  coverage=config.relabel, groups=per)
         if log is not None:
-            log(f"second round: the network + library blend named "
-                f"{int((y2 >= 0).sum() - (given >= 0).sum())} of the "
+            log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend "
+                f"named {int((y2 >= 0).sum() - (given >= 0).sum())} of the "
                 f"{int((given < 0).sum())} unlabelled spectra")
-        first = result.seconds
+        before = result.seconds
         result = fit(y2)
-        result.seconds += first
+        result.seconds += before
     return result
 
 
