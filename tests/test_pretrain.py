@@ -516,6 +516,8 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
                       (["--methods", "none-aug+rl0.5+rl0.6"], "unknown method"),
                       (["--methods", "none-aug+spec"], "unknown method"),
                       (["--methods", "none-aug+pl+spec"], "unknown method"),
+                      (["--methods", "none-aug+rr2"], "unknown method"),
+                      (["--methods", "none-aug+rl1+rr6"], "unknown method"),
                       (["--methods", "none-aug+libpl0.6+spec+spec"], "unknown method"),
                       (["--seeds", "0,one"], "--seeds must be"),
                       (["--fractions", "0.1,ten"], "--fractions must be")):
@@ -529,10 +531,11 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
 def test_fewlabel_method_names_parse_into_their_parts() -> None:
     from benchmarks.fewlabel import parse_method
 
-    assert parse_method("none-aug") == ("none-aug", False, None, None, False)
+    assert parse_method("none-aug") == ("none-aug", False, None, None, False, 1)
     assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8,
-                                                            False)
-    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True)
+                                                            False, 1)
+    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True, 1)
+    assert parse_method("none-aug+libpl0.6+rl1.0+spec+rr2").rounds == 2
     assert parse_method("none-aug+libpl0.6+spec").spec
 
 

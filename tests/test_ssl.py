@@ -253,6 +253,14 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert np.array_equal(out.labels, want)
     assert len(calls[1][1]) == given.sum() + round(0.8 * (~given).sum())
     assert not np.array_equal(want, first_names)  # a new naming, not round 1's kept
+    # relabel_rounds = 2: a third training, named by the second network's blend
+    calls.clear()
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                    SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                              relabel=0.8, relabel_rounds=2), log=None)
+    assert len(calls) == 3 and out is calls[2][3]
+    third = blend_pseudo_labels(Xtr, masked, calls[1][2], coverage=0.8)
+    assert np.array_equal(calls[2][1], third[third >= 0]) and np.array_equal(out.labels, third)
     with pytest.raises(ValueError, match="second naming round"):
         SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
 
