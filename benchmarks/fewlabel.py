@@ -184,7 +184,8 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "optionally with +pl (FixMatch pseudo-labels), +libplC (the "
                    "fraction C of the unlabelled spectra named by the library beforehand), "
                    "+rlD (a second round: the fraction D named by the network + library "
-                   "blend, then trained again) and +spec (names per specimen).")
+                   "blend, then trained again), +spec (names per specimen) and +rrN (N "
+                   "blend rounds, with +rlD).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)

@@ -263,6 +263,8 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert np.array_equal(calls[2][1], third[third >= 0]) and np.array_equal(out.labels, third)
     with pytest.raises(ValueError, match="second naming round"):
         SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
+    with pytest.raises(ValueError, match="relabel_rounds counts the blend naming rounds"):
+        SSLConfig(labelled_fraction=0.1, library_labels=0.5, relabel_rounds=2)
 
 
 # ------------------------------------------------------------------ no label leak

@@ -122,6 +122,8 @@ class SSLConfig:
         if self.pseudo is not None and self.method == "sgan":
             raise ValueError("pseudo-labelling applies to none, contrastive and pretrained, "
                              "not sgan")
+        if self.relabel_rounds > 1 and not self.relabel:
+            raise ValueError("relabel_rounds counts the blend naming rounds: set relabel too")
         if self.by_specimen and not (self.library_labels or self.relabel):
             raise ValueError("by_specimen changes how library_labels and relabel name "
                              "spectra: set one of them")
@@ -213,7 +215,7 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     known = y >= 0
     if not known.any():
         raise ValueError("library labels need at least one labelled spectrum")
-    check_groups(groups, len(y))
+    g = check_groups(groups, len(y))
     margin = np.full(len(y), np.nan)
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
@@ -222,8 +224,7 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     lib = SpectralLibrary.build(X[known], y[known], n_classes,
                                 replace(config or LibraryConfig(), candidates=0))
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
-    margin[free] = _name_surest(y, free, _group_mean(S, free, groups, len(y)), n_take,
-                                floor=-1.0)
+    margin[free] = _name_surest(y, free, _group_mean(S, free, g), n_take, floor=-1.0)
     return y, margin
 
 
@@ -244,12 +245,11 @@ def check_groups(groups: Any, n: int) -> list[Any] | None:
     return g
 
 
-def _group_mean(S: np.ndarray, free: np.ndarray, groups: Any, n: int) -> np.ndarray:
+def _group_mean(S: np.ndarray, free: np.ndarray, g: list[Any] | None) -> np.ndarray:
     """``S`` (one row per index of ``free``) with each row replaced by the mean of the rows
-    of its group (``groups``: one id per spectrum, ``n`` of them, compared as given: 1 and
-    "1" are two ids); unchanged without. Only the unlabelled rows (``free``) are averaged;
-    with a coverage below 1 the cut may still fall inside a specimen."""
-    g = check_groups(groups, n)
+    of its group (``g``: one id per spectrum, as :func:`check_groups` returns them, compared
+    as given: 1 and "1" are two ids); unchanged without. Only the unlabelled rows (``free``)
+    are averaged; with a coverage below 1 the cut may still fall inside a specimen."""
     if g is None or len(free) == 0:
         return S
     index: dict[Any, int] = {}
@@ -304,13 +304,13 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     known = y >= 0
     if not known.any():
         raise ValueError("blend labels need at least one labelled spectrum")
-    check_groups(groups, len(y))
+    g = check_groups(groups, len(y))
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
     if n_take == 0:
         return y
     lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
-    q = _group_mean(lib.blend_batch(P[free], X[free]), free, groups, len(y))
+    q = _group_mean(lib.blend_batch(P[free], X[free]), free, g)
     _name_surest(y, free, q, n_take, floor=0.0)
     return y
 
