@@ -23,6 +23,10 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
   unlabelled spectra it is surest of, and the network trains again on those names.
 * ``+rrN`` suffix (with ``+rlD``): N blend rounds instead of one
   (:attr:`trainer.ssl.SSLConfig.relabel_rounds`).
+* ``+softS`` suffix (with ``+rlD``): the blend rounds' named spectra train on soft targets
+  of weight ``S`` (:attr:`trainer.ssl.SSLConfig.soft_names`).
+* ``+kdT`` suffix (with ``+rlD``): the blend rounds distil from T teachers trained on the
+  given labels and that round's names (:attr:`trainer.ssl.SSLConfig.teachers`, weight 0.5).
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -75,10 +79,23 @@ def model_config(arch: str):
     return FLIGHT_LATE_POOL if arch == "flight" else ModelConfig(arch="paper")
 
 
-def fewlabel_train(seed: int, epochs: int):
-    """The fine-tuning recipe (same for every method)."""
+SCHEDULES = ("bench", "cli")
+
+
+def fewlabel_train(seed: int, epochs: int, schedule: str = "bench"):
+    """The fine-tuning recipe (same for every method). ``bench``: at most ``epochs`` epochs,
+    LR patience 4, stop after 10 (cheap); ``cli``: the schedule ``ramanedge train
+    --labelled-fraction`` trains with (:func:`trainer.ssl.few_label_train_config` of the
+    default :class:`TrainConfig`: at most 200 epochs, LR patience 5, stop after 25;
+    ``epochs`` ignored), without its int8-aware fine-tune (the benchmark scores the float
+    network)."""
+    from trainer.ssl import few_label_train_config
     from trainer.train import FLIGHT_AUGMENT, TrainConfig
 
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "cli":
+        return replace(few_label_train_config(TrainConfig()), qat_epochs=0, seed=seed)
     return TrainConfig(epochs=epochs, lr_patience=4, early_stop_patience=10, teachers=0,
                        distill=0.0, qat_epochs=0, outlier_exposure=0.0, augment=FLIGHT_AUGMENT,
                        seed=seed)
@@ -184,11 +201,17 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "optionally with +pl (FixMatch pseudo-labels), +libplC (the "
                    "fraction C of the unlabelled spectra named by the library beforehand), "
                    "+rlD (a second round: the fraction D named by the network + library "
-                   "blend, then trained again), +spec (names per specimen) and +rrN (N "
-                   "blend rounds, with +rlD).")
+                   "blend, then trained again), +spec (names per specimen), +rrN (N "
+                   "blend rounds, with +rlD), +softS (soft names of weight S, with +rlD) and "
+                   "+kdT (the blend rounds distil from T teachers, with +rlD).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
-@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epoch cap of the bench schedule  [default: 40]")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="bench", show_default=True,
+              help="bench: at most --epochs epochs, LR patience 4, stop after 10; cli: the "
+                   "schedule of 'ramanedge train --labelled-fraction' (at most 200 epochs, LR "
+                   "patience 5, stop after 25).")
 @click.option("--pretrained", "pre_dir", type=click.Path(path_type=Path),
               default=Path("runs/fewlabel/pretrain"), show_default=True,
               help="Folder of pretrainings named ARCH-OBJ-sSPLITSEED.")
@@ -198,9 +221,13 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "(its lag-tolerant 1-NN alone, no training) per cell, and a row "
                    "'METHOD+lib' (each trained network blended with it as the rover does).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSONL results.")
-def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir, with_library,
-        out) -> None:
+def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedule, pre_dir,
+        with_library, out) -> None:
     """Run the grid (fraction-major within each split seed)."""
+    if schedule == "cli" and epochs is not None:
+        raise click.UsageError("--epochs caps the bench schedule; --schedule cli trains with "
+                               "the CLI's own cap (200)")
+    epochs = epochs or 40
     from ramanedge.dataset import build_dataset
     from ramanedge.library import LibraryConfig, SpectralLibrary
     from ramanedge.machine import cpu_model
@@ -222,6 +249,9 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
     fraction_list = comma_list(fractions, "--fractions", float)
     method_list = [x.strip() for x in methods.split(",") if x.strip()]
     parsed = {m: parse_method(m) for m in method_list}  # refused before any data is read
+
+    def train_cfg(seed: int):
+        return fewlabel_train(seed, epochs, schedule)
     ds = build_dataset(data_root, "rruff-raw")
     groups = specimen_groups(ds)
     K = len(ds.labels)
@@ -262,7 +292,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec, rounds = parsed[m]
+                    base, pl, libpl, rl, spec, rounds, soft, kd = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -286,15 +316,17 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         cfg = SSLConfig(method="pretrained", labelled_fraction=f,
                                         label_seed=seed, pseudo=pseudo,
                                         library_labels=libpl or 0.0, relabel=rl or 0.0,
-                                        by_specimen=spec, relabel_rounds=rounds)
+                                        by_specimen=spec, relabel_rounds=rounds,
+                                        soft_names=soft or 0.0, teachers=kd)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
                                         relabel=rl or 0.0, by_specimen=spec,
-                                        relabel_rounds=rounds)
+                                        relabel_rounds=rounds, soft_names=soft or 0.0,
+                                        teachers=kd)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
-                                    fewlabel_train(seed, epochs), cfg, pretrained=weights,
+                                    train_cfg(seed), cfg, pretrained=weights,
                                     groups=groups[tr], log=None)
                     lib_p, pseudo_stats = None, {}
                     if named_any:  # the names train_ssl trained on (its last round)
@@ -325,7 +357,8 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, pre_dir
                         "pseudo_last": (res.history.get("pseudo") or [None])[-1],
                         "seconds": round(time.perf_counter() - t0, 1),
                         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "machine": machine, "max_epochs": epochs, **pseudo_stats,
+                        "machine": machine, "max_epochs": train_cfg(seed).epochs,
+                        "schedule": schedule, **pseudo_stats,
                     }
                     if (arch, ss, f, seed, m) not in done:
                         write_row(out, row)
@@ -353,20 +386,26 @@ class Method(NamedTuple):
     rl: float | None
     spec: bool
     rounds: int = 1
+    soft: float | None = None
+    teachers: int = 0
 
 
 def parse_method(m: str) -> Method:
-    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN]`` (BASE
+    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT]`` (BASE
     ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
     round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
-    ``+rlD``); :class:`click.UsageError` naming what is allowed."""
+    ``+rlD``; ``+softS``: soft names of weight S in (0, 1], with ``+rlD``; ``+kdT``: the
+    blend rounds distil from T teachers, 1-8, with ``+rlD``, not with ``+softS``);
+    :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
              "one +libplC (C in (0, 1], the fraction of unlabelled spectra the library "
              "names, e.g. +libpl0.6), one +rlD (D in (0, 1], the fraction a second round "
              "names with the network + library blend, e.g. +rl0.8), +spec (names per "
-             "specimen, with +libplC or +rlD) and +rrN (N blend rounds, 2-5, with +rlD)")
-    prefixes = ("libpl", "rl", "rr")
+             "specimen, with +libplC or +rlD), +rrN (N blend rounds, 2-5, with +rlD), "
+             "+softS (soft names of weight S in (0, 1] in the blend rounds, with +rlD) and "
+             "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS)")
+    prefixes = ("libpl", "rl", "rr", "soft", "kd")
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
@@ -383,14 +422,19 @@ def parse_method(m: str) -> Method:
             value = float(flag.removeprefix(prefix)) if prefix else None
         except ValueError:
             value = None
-        ok = (value in (2, 3, 4, 5)) if prefix == "rr" else (value is not None
-                                                               and 0.0 < value <= 1.0)
+        if prefix in ("rr", "kd"):
+            ok = value in ((2, 3, 4, 5) if prefix == "rr" else range(1, 9))
+        else:
+            ok = value is not None and 0.0 < value <= 1.0
         if value is None or not ok:
             raise click.UsageError(usage)
         got[prefix] = value
-    if (spec and got["libpl"] is None and got["rl"] is None) or (got["rr"] and not got["rl"]):
+    if (spec and got["libpl"] is None and got["rl"] is None) or (
+            (got["rr"] or got["soft"] or got["kd"]) and not got["rl"]) or (
+            got["soft"] and got["kd"]):
         raise click.UsageError(usage)
-    return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1))
+    return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1), got["soft"],
+                  int(got["kd"] or 0))
 
 
 def write_row(out: Path, row: dict) -> None:

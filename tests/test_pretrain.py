@@ -531,12 +531,21 @@ def test_fewlabel_grid_refuses_bad_lists_before_reading_data(tmp_path) -> None:
 def test_fewlabel_method_names_parse_into_their_parts() -> None:
     from benchmarks.fewlabel import parse_method
 
-    assert parse_method("none-aug") == ("none-aug", False, None, None, False, 1)
+    assert parse_method("none-aug") == ("none-aug", False, None, None, False, 1, None, 0)
     assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8,
-                                                            False, 1)
-    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True, 1)
+                                                            False, 1, None, 0)
+    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True, 1, None, 0)
     assert parse_method("none-aug+libpl0.6+rl1.0+spec+rr2").rounds == 2
     assert parse_method("none-aug+libpl0.6+spec").spec
+    assert parse_method("none-aug+libpl0.6+rl1.0+spec+soft0.5").soft == 0.5
+    assert parse_method("none-aug+libpl0.6+rl1.0+spec+kd3").teachers == 3
+    import click
+
+    for bad in ("none-aug+libpl0.6+soft0.5", "none-aug+rl1.0+soft0", "none-aug+rl1.0+soft1.5",
+                "none-aug+rl1.0+soft0.5+soft1.0", "none-aug+libpl0.6+kd3", "none-aug+rl1+kd0",
+                "none-aug+rl1+kd9", "none-aug+rl1+kd3+soft0.5"):
+        with pytest.raises(click.UsageError, match=r"\+softS"):
+            parse_method(bad)
 
 
 def test_fewlabel_report_merges_files_of_one_machine_once() -> None:
@@ -557,6 +566,31 @@ def test_fewlabel_report_merges_files_of_one_machine_once() -> None:
     assert len(merged) == 3 and summarise(merged)[("flight", 0.1, "ref")]["n"] == 2
     with pytest.raises(click.UsageError, match="differs between the result files"):
         merge_rows([a, [row("ref", 1, 0.71)]])
+
+
+def test_fewlabel_cli_schedule_is_the_one_ramanedge_train_uses() -> None:
+    """``--schedule cli`` fine-tunes as ``ramanedge train --labelled-fraction`` does (the
+    default schedule, no teachers, no outlier exposure) minus the int8-aware fine-tune;
+    ``bench`` is the cheap cap; ``--epochs`` with ``cli`` is refused."""
+    from click.testing import CliRunner
+
+    from benchmarks.fewlabel import cli, fewlabel_train
+    from trainer.train import TrainConfig
+
+    default = TrainConfig()
+    c = fewlabel_train(3, 40, "cli")
+    assert (c.epochs, c.lr_patience, c.early_stop_patience) == (
+        default.epochs, default.lr_patience, default.early_stop_patience)
+    assert c.teachers == 0 and c.distill == 0 and c.outlier_exposure == 0 and c.seed == 3
+    assert c.qat_epochs == 0 < default.qat_epochs and c.augment == default.augment
+    b = fewlabel_train(3, 40)
+    assert (b.epochs, b.lr_patience, b.early_stop_patience) == (40, 4, 10)
+    assert b.augment == c.augment and b.teachers == 0 and b.outlier_exposure == 0
+    with pytest.raises(ValueError, match="schedule must be one of bench, cli"):
+        fewlabel_train(3, 40, "fast")
+    res = CliRunner().invoke(cli, ["run", "--schedule", "cli", "--epochs", "5", "--out",
+                                   "unused.jsonl"])
+    assert res.exit_code == 2 and "--epochs caps the bench schedule" in res.output
 
 
 def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_root,
@@ -583,6 +617,7 @@ def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_ro
     assert sorted(rows) == ["library", "none-aug", "none-aug+lib", "none-aug+libpl0.3",
                             "none-aug+libpl0.3+lib", "none-aug+libpl0.3+libP"]
     assert rows["none-aug+lib"]["epochs"] == rows["none-aug"]["epochs"] == 1
+    assert rows["none-aug"]["schedule"] == "bench" and rows["none-aug"]["max_epochs"] == 1
     assert rows["library"]["epochs"] == 0
     ds = build_dataset(shared_data_root, "rruff-raw")
     split = np.asarray(make_split(ds, "grouped", seed=0))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ramanedge.library import LibraryConfig, SpectralLibrary
 from ramanedge.options import range_of
 from ramanedge.splits import specimen_groups
 from trainer.model import ModelConfig
@@ -20,6 +21,7 @@ from trainer.ssl import (
     hide_labels,
     labelled_fraction_mask,
     library_pseudo_labels,
+    soft_name_targets,
     train_ssl,
 )
 from trainer.train import PAPER_TRAIN, TrainConfig
@@ -173,6 +175,49 @@ def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does
         blend_pseudo_labels(X, y, nan, coverage=0.5)
 
 
+def test_soft_name_targets_mix_the_name_with_the_blend() -> None:
+    """Given labels stay one-hot, a named spectrum's target is ``(1 - s)`` its name plus
+    ``s`` its blend renormalised, an unnamed one trains on nothing; the blend that
+    :func:`blend_pseudo_labels` returns is the one it named by (NaN rows where labelled)."""
+    given = np.array([0, 1, UNLABELLED, UNLABELLED, UNLABELLED])
+    named = np.array([0, 1, 2, 0, UNLABELLED])
+    blend = np.full((5, 3), np.nan)
+    blend[2] = [0.1, 0.3, 0.6]
+    blend[3] = [0.2, 0.2, 0.2]  # sums to 0.6: renormalised to a third each
+    blend[4] = [0.5, 0.25, 0.25]
+    T = soft_name_targets(named, given, blend, soft=0.5)
+    assert T.shape == (5, 3) and T.dtype == np.float32
+    assert np.array_equal(T[:2], np.eye(3, dtype=np.float32)[[0, 1]])
+    assert np.allclose(T[2], [0.05, 0.15, 0.8]) and np.allclose(T[3], [2 / 3, 1 / 6, 1 / 6])
+    assert not T[4].any() and np.allclose(T[:4].sum(axis=1), 1.0)
+    assert np.array_equal(soft_name_targets(named, given, blend, soft=0.0)[:4],
+                          np.eye(3, dtype=np.float32)[named[:4]])
+    assert np.allclose(soft_name_targets(named, given, blend, soft=1.0)[3], 1 / 3)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="soft must be a fraction"):
+            soft_name_targets(named, given, blend, soft=bad)
+    with pytest.raises(ValueError, match="changes a label that was given"):
+        soft_name_targets(np.array([1, 1, 2, 0, -1]), given, blend, soft=0.5)
+    with pytest.raises(ValueError, match="differ"):
+        soft_name_targets(named, given, blend[:4], soft=0.5)
+    missing = blend.copy()
+    missing[3] = np.nan
+    with pytest.raises(ValueError, match="blend row"):
+        soft_name_targets(named, given, missing, soft=0.5)
+    # the blend rows come from blend_pseudo_labels: NaN where a label was given
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000)]
+    X = np.array([_bands(t) for t in templates] + [_bands([p + 10 for p in templates[2]])])
+    y = np.array([0, 1, 2, UNLABELLED])
+    P = np.array([[0.6, 0.2, 0.2]] * 4)
+    names, q = blend_pseudo_labels(X, y, P, coverage=1.0, return_blend=True)
+    assert np.array_equal(names, blend_pseudo_labels(X, y, P, coverage=1.0))
+    assert np.isnan(q[:3]).all() and q[3].argmax() == names[3] == 2
+    assert np.allclose(q[3], SpectralLibrary.build(X[:3], y[:3], 3, LibraryConfig())
+                       .blend_batch(P[3:], X[3:])[0])
+    with pytest.raises(ValueError, match="soft_names softens the blend round"):
+        SSLConfig(labelled_fraction=0.1, library_labels=0.5, soft_names=0.5)
+
+
 def test_names_by_specimen_share_one_name_and_margin() -> None:
     """``groups``: the scores of a specimen's unlabelled spectra are averaged, so a spectrum
     the library cannot tell apart on its own takes its specimen's clear answer."""
@@ -261,6 +306,54 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert len(calls) == 3 and out is calls[2][3]
     third = blend_pseudo_labels(Xtr, masked, calls[1][2], coverage=0.8)
     assert np.array_equal(calls[2][1], third[third >= 0]) and np.array_equal(out.labels, third)
+    # soft_names: the blend round trains its named spectra on soft targets, round 1 does not
+    calls.clear()
+    soft_kw: list = []
+
+    def spy_soft(model, X, y, *args, **kw):
+        soft_kw.append(kw.get("soft_targets"))
+        return spy(model, X, y, *args, **kw)
+
+    monkeypatch.setattr(ssl, "fit_model", spy_soft)
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                    SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                              relabel=0.8, soft_names=0.5), log=None)
+    assert len(calls) == 2 and soft_kw[0] is None
+    names, q = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8, return_blend=True)
+    keep = names >= 0
+    assert np.array_equal(out.labels, names)  # the hard names, for the int8 fine-tune
+    assert np.allclose(soft_kw[1], soft_name_targets(names, masked, q, soft=0.5)[keep])
+    assert not np.allclose(soft_kw[1], np.eye(4)[names[keep]])  # softer than the names
+    assert np.array_equal(soft_kw[1][given[keep]], np.eye(4)[ytr[given]])
+    # teachers: the blend round first trains them on the given labels and its names, then
+    # distils their mean into its network (0.5 / 0.5, as the default); round 1 has none
+    import trainer.train as train_mod
+
+    calls.clear()
+    soft_kw.clear()
+    taught: list = []
+
+    def spy_teachers(X, y, *args, **kw):
+        mean, info = train_mod.train_teachers(X, y, *args, **kw)
+        taught.append((np.asarray(X), np.asarray(y), args[-1], mean))
+        return mean, info
+
+    monkeypatch.setattr(ssl, "train_teachers", spy_teachers)
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                    SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                              relabel=0.8, teachers=2), log=None)
+    assert len(calls) == 2 and soft_kw[0] is None and len(taught) == 1
+    names = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8)
+    keep = names >= 0
+    X_t, y_t, tc, mean = taught[0]
+    assert np.array_equal(X_t, Xtr[keep]) and np.array_equal(y_t, names[keep])
+    assert tc.teachers == 2 and tc.distill == 0.5 and mean.shape == (keep.sum(), 4)
+    assert np.allclose(soft_kw[1], 0.5 * np.eye(4)[names[keep]] + 0.5 * mean)
+    assert len(out.teachers) == 2 and np.array_equal(out.labels, names)
+    with pytest.raises(ValueError, match="teachers distil the blend round"):
+        SSLConfig(labelled_fraction=0.1, library_labels=0.5, teachers=3)
+    with pytest.raises(ValueError, match="use one"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, teachers=3, soft_names=0.5)
     with pytest.raises(ValueError, match="second naming round"):
         SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
     with pytest.raises(ValueError, match="relabel_rounds counts the blend naming rounds"):

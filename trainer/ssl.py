@@ -37,6 +37,7 @@ config.json), so quantize and the edge runtime use the result unchanged.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from trainer.train import (
     fit_model,
     predict_probs,
     seed_everything,
+    train_teachers,
 )
 
 SSL_METHODS = ("none", "contrastive", "sgan", "pretrained")
@@ -101,6 +103,18 @@ class SSLConfig:
     relabel_rounds: int = option(1, within=(1, 5))
     """How many blend naming rounds follow the first training when ``relabel`` > 0 (each
     names with the latest network and trains again)."""
+    soft_names: float = option(0.0, within=(0.0, 1.0))
+    """Soft names in the blend rounds: a named spectrum trains towards
+    ``(1 - s) one-hot(name) + s q`` (q = its blend, per specimen with ``by_specimen``,
+    renormalised; :func:`soft_name_targets`) instead of its name alone; the labelled
+    spectra keep their labels, the first round its hard names (0 = hard names)."""
+    teachers: int = option(0, within=(0, 8))
+    """The blend rounds distil, as the fully labelled default does, from this many teachers
+    (:func:`trainer.train.train_teachers`, trained on the given labels and that round's
+    names, never a hidden one): the student's targets are ``(1 - distill) one-hot +
+    distill x`` the teachers' mean (0 = no teachers)."""
+    distill: float = option(0.5, within=(0.0, 1.0))
+    """The teachers' weight in those targets (with ``teachers``; the default recipe's 0.5)."""
     by_specimen: bool = False
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
@@ -124,6 +138,13 @@ class SSLConfig:
                              "not sgan")
         if self.relabel_rounds > 1 and not self.relabel:
             raise ValueError("relabel_rounds counts the blend naming rounds: set relabel too")
+        if self.soft_names > 0 and not self.relabel:
+            raise ValueError("soft_names softens the blend round's names: set relabel too")
+        if self.teachers and not self.relabel:
+            raise ValueError("teachers distil the blend round's student: set relabel too")
+        if self.teachers and self.soft_names > 0:
+            raise ValueError("teachers and soft_names both set the named spectra's targets: "
+                             "use one")
         if self.by_specimen and not (self.library_labels or self.relabel):
             raise ValueError("by_specimen changes how library_labels and relabel name "
                              "spectra: set one of them")
@@ -274,7 +295,9 @@ def _name_surest(y: np.ndarray, free: np.ndarray, S: np.ndarray, n_take: int, *,
 
 def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.ndarray, *,
                         coverage: float, config: LibraryConfig | None = None,
-                        groups: np.ndarray | None = None) -> np.ndarray:
+                        groups: np.ndarray | None = None,
+                        return_blend: bool = False) -> np.ndarray | tuple[np.ndarray,
+                                                                          np.ndarray]:
     """Name the unlabelled training spectra by the network blended with the library.
 
     ``probs`` (N, K): a trained network's probabilities on ``X_train``. The library of the
@@ -284,9 +307,12 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin of
     the blend get its best mineral (``groups``: per specimen, as in
     :func:`library_pseudo_labels`). Returns a copy of ``y_masked`` with those entries
-    filled; only ``y_masked`` is read. :class:`ValueError` for a coverage outside [0, 1],
-    shapes that differ, labels outside -1..K-1, non-finite input, no labelled spectrum or
-    groups of another length (or with an empty id).
+    filled; only ``y_masked`` is read. ``return_blend``: return ``(y, blend)`` instead,
+    ``blend`` (N, K) the (specimen-averaged) blend of each unlabelled spectrum, NaN rows for
+    the labelled ones (all NaN when the coverage names none; the soft targets of
+    :func:`soft_name_targets`). :class:`ValueError`
+    for a coverage outside [0, 1], shapes that differ, labels outside -1..K-1, non-finite
+    input, no labelled spectrum or groups of another length (or with an empty id).
     """
     if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
             0.0 <= coverage <= 1.0):
@@ -307,12 +333,49 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     g = check_groups(groups, len(y))
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
+    blend = np.full(P.shape, np.nan)
     if n_take == 0:
-        return y
+        return (y, blend) if return_blend else y
     lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
     q = _group_mean(lib.blend_batch(P[free], X[free]), free, g)
     _name_surest(y, free, q, n_take, floor=0.0)
-    return y
+    blend[free] = q
+    return (y, blend) if return_blend else y
+
+
+def soft_name_targets(y_named: np.ndarray, given: np.ndarray, blend: np.ndarray, *,
+                      soft: float) -> np.ndarray:
+    """Training targets (N, K) for a blend round: one-hot of ``y_named`` for every spectrum
+    with a label, where the named ones (``given < 0 <= y_named``) become
+    ``(1 - soft) one-hot(name) + soft q``, q = their ``blend`` row (from
+    :func:`blend_pseudo_labels` with ``return_blend``) divided by its sum. Rows of spectra
+    still unnamed are zero (they do not train). A wrong name then costs less when the blend
+    itself was unsure of it. :class:`ValueError` for ``soft`` outside [0, 1], shapes that
+    differ, a label that was given changed or a named row whose blend is missing, negative or
+    zero."""
+    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0.0 <= soft <= 1.0:
+        raise ValueError(f"soft must be a fraction in [0, 1], got {soft!r}")
+    y = np.asarray(y_named, dtype=np.int64)
+    g = np.asarray(given, dtype=np.int64)
+    B = np.asarray(blend, dtype=np.float64)
+    if B.ndim != 2 or y.shape != g.shape or y.shape != (len(B),):
+        raise ValueError(f"y_named (N,), given (N,) and blend (N, K) differ: {y.shape}, "
+                         f"{g.shape}, {B.shape}")
+    if len(y) and (y.min() < UNLABELLED or y.max() >= B.shape[1]):
+        raise ValueError(f"labels must be in -1..{B.shape[1] - 1} (-1 = unlabelled)")
+    if np.any((g >= 0) & (y != g)):
+        raise ValueError("y_named changes a label that was given")
+    T = np.zeros(B.shape, dtype=np.float32)
+    has = y >= 0
+    T[np.flatnonzero(has), y[has]] = 1.0
+    named = (g < 0) & has
+    if named.any() and soft > 0:
+        q = B[named]
+        if not (np.all(np.isfinite(q)) and np.all(q >= 0) and np.all(q.sum(axis=1) > 0)):
+            raise ValueError("every named spectrum needs its blend row (finite, >= 0, not "
+                             "all zero)")
+        T[named] = (1.0 - soft) * T[named] + soft * q / q.sum(axis=1, keepdims=True)
+    return T
 
 
 # ---------------------------------------------------------------- one entry point
@@ -331,7 +394,12 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     network blended with that library names the unlabelled spectra again
     (:func:`blend_pseudo_labels`) and the network trains anew on those names (the result is
     the second network; its ``seconds`` count both rounds; ``config.relabel_rounds`` such
-    rounds, each naming with the latest network). With ``config.by_specimen``
+    rounds, each naming with the latest network; with ``config.soft_names`` the named
+    spectra of those rounds train on soft targets, :func:`soft_name_targets`; with
+    ``config.teachers`` each of those rounds first trains that many teachers on its labels
+    and names and distils them into its network (their summaries in the result's
+    ``teachers``, their time in its ``seconds``); ``labels`` keeps the hard names). With
+    ``config.by_specimen``
     both rounds name per specimen: ``groups`` (one specimen id per training spectrum) is
     required then.
 
@@ -375,34 +443,63 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
                                           deterministic=train_config.deterministic,
                                           max_epochs=train_config.epochs, log=log)
 
-    def fit(y: np.ndarray) -> TrainResult:
+    def fit(y: np.ndarray, targets: np.ndarray | None = None,
+            teach: bool = False) -> TrainResult:
+        keep = y >= 0
+        info: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        if teach:  # teachers on the given labels and this round's names, as the default's
+            tc = replace(train_config, teachers=config.teachers, distill=config.distill,
+                         teacher_folds=False, distill_views=False, distill_uncropped=False)
+            mean, info = train_teachers(
+                X_train[keep], y[keep], X_val, y_val, n_classes, model_config, tc,
+                backbone=pretrained if config.method in ("contrastive", "pretrained")
+                else None, log=None)
+            targets = np.zeros((len(y), n_classes), dtype=np.float32)
+            targets[keep] = ((1.0 - config.distill) * np.eye(n_classes, dtype=np.float32)[
+                y[keep]] + config.distill * mean)
+        taught = time.perf_counter() - t0
         seed_everything(train_config.seed, train_config.deterministic)
         model = build_model(n_classes, model_config)
         if config.method in ("contrastive", "pretrained"):
             load_backbone(model, pretrained)
-        keep = y >= 0
         result = fit_model(model, X_train[keep], y[keep], X_val, y_val, n_classes,
                            train_config, epoch_samples=X_train.shape[0],
+                           soft_targets=None if targets is None else targets[keep],
                            unlabelled=X_train[~keep], pseudo=config.pseudo, log=log)
         result.labels = y  # the given labels and the names, -1 elsewhere
+        if teach:
+            result.teachers = info
+            result.seconds += taught
         return result
 
     result = fit(y_masked)
     for r in range(config.relabel_rounds if config.relabel > 0 else 0):
         # round r + 2: named by the latest network + library blend, trained again
-        y2 = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
-                                 coverage=config.relabel, groups=per)
+        y2, q = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
+                                    coverage=config.relabel, groups=per, return_blend=True)
         if log is not None:
             log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend "
                 f"named {int((y2 >= 0).sum() - (given >= 0).sum())} of the "
                 f"{int((given < 0).sum())} unlabelled spectra")
         before = result.seconds
-        result = fit(y2)
+        result = fit(y2, soft_name_targets(y2, given, q, soft=config.soft_names)
+                     if config.soft_names > 0 else None, teach=config.teachers > 0)
         result.seconds += before
     return result
 
 
 # ---------------------------------------------------------------- run folder
+
+def few_label_train_config(train_config: TrainConfig) -> TrainConfig:
+    """``train_config`` as a few-label run trains: no outlier exposure and no teachers (they
+    would need the hidden labels), the rest (schedule, augmentation, the int8-aware
+    fine-tune's ``qat_epochs``, which trains on the given labels and the library's names)
+    as given. :func:`ssl_train_run` and ``benchmarks.fewlabel --schedule cli`` both use it."""
+    return replace(train_config, outlier_exposure=0.0, objectosphere=0.0,
+                   background_class=False, teachers=0, teacher_folds=False, distill=0.0,
+                   distill_views=False, distill_uncropped=False)
+
 
 def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig | None = None,
                   train_config: TrainConfig | None = None, config: SSLConfig | None = None,
@@ -429,13 +526,7 @@ def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig |
     from trainer.run import LABELLED_FILE, SPLITS, say_written, start_run, write_run
 
     model_config = model_config or ModelConfig()
-    # few-label training uses no negatives or teachers: the run records what it did; the
-    # int8-aware fine-tune (train_config.qat_epochs) trains on the labels it was given and
-    # the library's names
-    train_config = replace(train_config or TrainConfig(), outlier_exposure=0.0,
-                           objectosphere=0.0, background_class=False, teachers=0,
-                           teacher_folds=False, distill=0.0, distill_views=False,
-                           distill_uncropped=False)
+    train_config = few_label_train_config(train_config or TrainConfig())
     config = config or SSLConfig()
     say = report if report is not None else log
     out, ds, split = start_run(out, data, overwrite=overwrite, log=log, report=say)
