@@ -71,12 +71,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DEFAULT_FRACTIONS = "0.1,0.05,0.2,0.5,1.0"
 
 
+ARCHS = ("flight", "flight-ep", "paper")
+
+
 def model_config(arch: str):
-    """The architecture of the experiment: the flight model of its measurements (the default
-    until 2026-12-05, :data:`~trainer.model.FLIGHT_LATE_POOL`) or the paper's m=6 network."""
+    """The architecture of the experiment: ``flight``, the flight model of its measurements
+    (the default until 2026-12-05, :data:`~trainer.model.FLIGHT_LATE_POOL`); ``flight-ep``,
+    the network ``ramanedge train`` builds today (early pooling); ``paper``, the paper's m=6
+    network."""
     from trainer.model import FLIGHT_LATE_POOL, ModelConfig
 
-    return FLIGHT_LATE_POOL if arch == "flight" else ModelConfig(arch="paper")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    return {"flight": FLIGHT_LATE_POOL, "flight-ep": ModelConfig(),
+            "paper": ModelConfig(arch="paper")}[arch]
 
 
 SCHEDULES = ("bench", "cli")
@@ -151,10 +159,23 @@ def new_mineral_accuracy(features: np.ndarray, names: np.ndarray, ids: np.ndarra
     return float(np.mean(accs))
 
 
-def _done(path: Path) -> set[tuple]:
+def schedule_of(row: dict) -> tuple[str, int]:
+    """The training schedule of a trained row, ``(schedule, epoch cap)`` (rows from before
+    ``--schedule`` existed are ``bench``)."""
+    return row.get("schedule", "bench"), int(row.get("max_epochs") or 0)
+
+
+def _done(path: Path, schedule: tuple[str, int]) -> set[tuple]:
+    """The cells ``path`` holds already; :class:`click.UsageError` when its trained rows come
+    from another schedule or epoch cap (resuming would pair rows that do not pair)."""
     if not path.is_file():
         return set()
     rows = read_jsonl(path)
+    other = {schedule_of(r) for r in rows if r["method"] != "library"} - {schedule}
+    if other:
+        got = ", ".join(f"{s} (at most {n} epochs)" for s, n in sorted(other))
+        raise click.UsageError(f"{path} holds rows trained with another schedule ({got}); "
+                               "write this one to another --out")
     return {(r["arch"], int(r["split_seed"]), float(r["fraction"]), int(r["seed"]), r["method"])
             for r in rows}
 
@@ -193,8 +214,9 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
 @cli.command("run")
 @one_line_errors
 @click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
-@click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
-              show_default=True)
+@click.option("--arch", type=click.Choice(ARCHS), default="flight", show_default=True,
+              help="flight: the late-pool flight network of the rows in docs; flight-ep: "
+                   "the one 'ramanedge train' builds today; paper: the paper's m=6.")
 @click.option("--fractions", default=DEFAULT_FRACTIONS, show_default=True)
 @click.option("--methods", default="none-aug,pre-barlow", show_default=True,
               help="Comma-separated: none-aug, pre-OBJ (OBJ = simclr|barlow|masked), each "
@@ -259,7 +281,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
     new_X, new_names, new_ids = (new_mineral_pool(data_root, list(ds.labels))
                                  if max(fraction_list, default=0.0) >= 1.0 else (None,) * 3)
     mc = model_config(arch)
-    done = _done(out)
+    done = _done(out, (schedule, train_cfg(0).epochs))
     machine = f"{cpu_model()} ({os.cpu_count()} cpu)"
     for ss in split_list:
         split = np.asarray(make_split(ds, "grouped", seed=ss))
@@ -479,7 +501,13 @@ def merge_rows(files: list[list[dict]]) -> list[dict]:
     """The rows of several result files, each (arch, split seed, fraction, seed, method)
     once: a cell trained again in a later file must repeat it bit for bit (top-1 and
     validation top-1), else :class:`click.UsageError` (pairing across the files would not
-    hold)."""
+    hold); trained rows of two schedules or epoch caps are refused too (a cell would mix
+    them)."""
+    kinds = {schedule_of(r) for rows in files for r in rows if r["method"] != "library"}
+    if len(kinds) > 1:
+        got = ", ".join(f"{s} (at most {n} epochs)" for s, n in sorted(kinds))
+        raise click.UsageError(f"the result files mix training schedules ({got}); report "
+                               "one schedule at a time")
     seen: dict[tuple, dict] = {}
     out = []
     for rows in files:

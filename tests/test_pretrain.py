@@ -541,11 +541,18 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
     assert parse_method("none-aug+libpl0.6+rl1.0+spec+kd3").teachers == 3
     import click
 
-    for bad in ("none-aug+libpl0.6+soft0.5", "none-aug+rl1.0+soft0", "none-aug+rl1.0+soft1.5",
-                "none-aug+rl1.0+soft0.5+soft1.0", "none-aug+libpl0.6+kd3", "none-aug+rl1+kd0",
-                "none-aug+rl1+kd9", "none-aug+rl1+kd3+soft0.5"):
+    # each refused for its own part: the name beside it, that part mended, parses
+    for bad, good in (("none-aug+libpl0.6+soft0.5", "none-aug+rl0.6+soft0.5"),
+                      ("none-aug+rl1.0+soft0", "none-aug+rl1.0+soft0.1"),
+                      ("none-aug+rl1.0+soft1.5", "none-aug+rl1.0+soft1.0"),
+                      ("none-aug+rl1.0+soft0.5+soft1.0", "none-aug+rl1.0+soft1.0"),
+                      ("none-aug+libpl0.6+kd3", "none-aug+rl0.6+kd3"),
+                      ("none-aug+rl1+kd0", "none-aug+rl1+kd1"),
+                      ("none-aug+rl1+kd9", "none-aug+rl1+kd8"),
+                      ("none-aug+rl1+kd3+soft0.5", "none-aug+rl1+kd3")):
         with pytest.raises(click.UsageError, match=r"\+softS"):
             parse_method(bad)
+        assert parse_method(good).rl
 
 
 def test_fewlabel_report_merges_files_of_one_machine_once() -> None:
@@ -566,6 +573,29 @@ def test_fewlabel_report_merges_files_of_one_machine_once() -> None:
     assert len(merged) == 3 and summarise(merged)[("flight", 0.1, "ref")]["n"] == 2
     with pytest.raises(click.UsageError, match="differs between the result files"):
         merge_rows([a, [row("ref", 1, 0.71)]])
+    # rows of another training schedule never pool into a cell (rows without one: bench)
+    cli_rows = [{**row("ref", 2, 0.6), "schedule": "cli", "max_epochs": 200}]
+    with pytest.raises(click.UsageError, match="mix training schedules"):
+        merge_rows([[{**r, "max_epochs": 40} for r in a], cli_rows])
+    assert len(merge_rows([cli_rows, [{**row("library", 0, 0.5), "max_epochs": 0}]])) == 2
+
+
+def test_fewlabel_run_refuses_to_resume_another_schedule(tmp_path) -> None:
+    """A result file trained with one schedule is not resumed with another: its cells would
+    be skipped as done and the new rows would not pair with them."""
+    import click
+
+    from benchmarks.fewlabel import _done
+
+    out = tmp_path / "rows.jsonl"
+    base = {"arch": "flight", "split_seed": 0, "fraction": 0.1, "seed": 0}
+    out.write_text(json.dumps({**base, "method": "library", "max_epochs": 0}) + "\n"
+                   + json.dumps({**base, "method": "none-aug", "max_epochs": 40}) + "\n")
+    assert len(_done(out, ("bench", 40))) == 2
+    for other in (("cli", 200), ("bench", 60)):
+        with pytest.raises(click.UsageError, match="another schedule"):
+            _done(out, other)
+    assert _done(tmp_path / "new.jsonl", ("cli", 200)) == set()
 
 
 def test_fewlabel_cli_schedule_is_the_one_ramanedge_train_uses() -> None:

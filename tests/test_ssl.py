@@ -214,6 +214,19 @@ def test_soft_name_targets_mix_the_name_with_the_blend() -> None:
     assert np.isnan(q[:3]).all() and q[3].argmax() == names[3] == 2
     assert np.allclose(q[3], SpectralLibrary.build(X[:3], y[:3], 3, LibraryConfig())
                        .blend_batch(P[3:], X[3:])[0])
+    # coverage below 1: every unlabelled spectrum keeps its blend row, named or not
+    X2 = np.vstack([X, _bands([p - 10 for p in templates[0]])])
+    y2 = np.append(y, UNLABELLED)
+    P2 = np.vstack([P, [[0.34, 0.33, 0.33]]])
+    some, q2 = blend_pseudo_labels(X2, y2, P2, coverage=0.5, return_blend=True)
+    assert (some[3:] >= 0).sum() == 1 and np.isfinite(q2[3:]).all() and np.isnan(q2[:3]).all()
+    none, q0 = blend_pseudo_labels(X2, y2, P2, coverage=0.0, return_blend=True)
+    assert np.array_equal(none, y2) and np.isnan(q0).all()  # nothing named, nothing blended
+    for bad_row in ([0.0, 0.0, 0.0], [0.5, -0.1, 0.6]):
+        bad = blend.copy()
+        bad[2] = bad_row
+        with pytest.raises(ValueError, match="blend row"):
+            soft_name_targets(named, given, bad, soft=0.5)
     with pytest.raises(ValueError, match="soft_names softens the blend round"):
         SSLConfig(labelled_fraction=0.1, library_labels=0.5, soft_names=0.5)
 
@@ -310,9 +323,13 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     calls.clear()
     soft_kw: list = []
 
+    own_seconds: list = []  # each student's own, before train_ssl adds to it
+
     def spy_soft(model, X, y, *args, **kw):
         soft_kw.append(kw.get("soft_targets"))
-        return spy(model, X, y, *args, **kw)
+        res = spy(model, X, y, *args, **kw)
+        own_seconds.append(res.seconds)
+        return res
 
     monkeypatch.setattr(ssl, "fit_model", spy_soft)
     out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
@@ -331,6 +348,7 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
 
     calls.clear()
     soft_kw.clear()
+    own_seconds.clear()
     taught: list = []
 
     def spy_teachers(X, y, *args, **kw):
@@ -341,19 +359,25 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     monkeypatch.setattr(ssl, "train_teachers", spy_teachers)
     out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
                     SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
-                              relabel=0.8, teachers=2), log=None)
+                              relabel=0.8, teachers=2, distill=0.3), log=None)
     assert len(calls) == 2 and soft_kw[0] is None and len(taught) == 1
     names = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8)
     keep = names >= 0
     X_t, y_t, tc, mean = taught[0]
     assert np.array_equal(X_t, Xtr[keep]) and np.array_equal(y_t, names[keep])
-    assert tc.teachers == 2 and tc.distill == 0.5 and mean.shape == (keep.sum(), 4)
-    assert np.allclose(soft_kw[1], 0.5 * np.eye(4)[names[keep]] + 0.5 * mean)
+    assert tc.teachers == 2 and tc.distill == 0.3 and mean.shape == (keep.sum(), 4)
+    assert np.allclose(soft_kw[1], 0.7 * np.eye(4)[names[keep]] + 0.3 * mean)
     assert len(out.teachers) == 2 and np.array_equal(out.labels, names)
+    # the run's seconds count the teachers too: more than the two students' own
+    assert out.seconds > sum(own_seconds[-2:])
     with pytest.raises(ValueError, match="teachers distil the blend round"):
         SSLConfig(labelled_fraction=0.1, library_labels=0.5, teachers=3)
     with pytest.raises(ValueError, match="use one"):
         SSLConfig(labelled_fraction=0.1, relabel=0.5, teachers=3, soft_names=0.5)
+    with pytest.raises(ValueError, match="train for nothing"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, teachers=3, distill=0.0)
+    with pytest.raises(ValueError, match="distill weighs the teachers"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, distill=0.3)
     with pytest.raises(ValueError, match="second naming round"):
         SSLConfig(method="sgan", labelled_fraction=0.1, relabel=0.5)
     with pytest.raises(ValueError, match="relabel_rounds counts the blend naming rounds"):

@@ -114,7 +114,10 @@ class SSLConfig:
     names, never a hidden one): the student's targets are ``(1 - distill) one-hot +
     distill x`` the teachers' mean (0 = no teachers)."""
     distill: float = option(0.5, within=(0.0, 1.0))
-    """The teachers' weight in those targets (with ``teachers``; the default recipe's 0.5)."""
+    """The teachers' weight in those targets (with ``teachers``, > 0; the default recipe's
+    0.5, the only value allowed without teachers). The teachers train as the default's do
+    (:data:`~trainer.train.TEACHER_AUGMENT`), each epoch drawing as many spectra as they
+    have labels or names (the student: as many as there are training spectra)."""
     by_specimen: bool = False
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
@@ -142,6 +145,11 @@ class SSLConfig:
             raise ValueError("soft_names softens the blend round's names: set relabel too")
         if self.teachers and not self.relabel:
             raise ValueError("teachers distil the blend round's student: set relabel too")
+        if self.teachers and not self.distill > 0:
+            raise ValueError("teachers with distill 0 would train for nothing: set distill "
+                             "in (0, 1]")
+        if not self.teachers and self.distill != 0.5:
+            raise ValueError("distill weighs the teachers' answers: set teachers too")
         if self.teachers and self.soft_names > 0:
             raise ValueError("teachers and soft_names both set the named spectra's targets: "
                              "use one")
