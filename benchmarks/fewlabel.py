@@ -161,8 +161,8 @@ def new_mineral_accuracy(features: np.ndarray, names: np.ndarray, ids: np.ndarra
 
 def schedule_of(row: dict) -> tuple[str, int]:
     """The training schedule of a trained row, ``(schedule, epoch cap)`` (rows from before
-    ``--schedule`` existed are ``bench``)."""
-    return row.get("schedule", "bench"), int(row.get("max_epochs") or 0)
+    ``--schedule`` existed are ``bench``; a row without its cap, the bench default 40)."""
+    return row.get("schedule", "bench"), int(row.get("max_epochs") or 40)
 
 
 def _done(path: Path, schedule: tuple[str, int]) -> set[tuple]:
@@ -188,8 +188,7 @@ def cli() -> None:
 @cli.command("pretrain")
 @one_line_errors
 @click.option("--data", "data_root", default="../shared/data/rruff", show_default=True)
-@click.option("--arch", type=click.Choice(["flight", "paper"]), default="flight",
-              show_default=True)
+@click.option("--arch", type=click.Choice(ARCHS), default="flight", show_default=True)
 @click.option("--objective", type=click.Choice(["simclr", "barlow", "masked"]),
               default="barlow", show_default=True)
 @click.option("--split-seed", type=int, default=0, show_default=True)
@@ -595,8 +594,10 @@ def report(results, reference, plot) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-        for ax, a in zip(axes, ("flight", "paper"), strict=True):
+        # one panel per architecture present (the flight and paper ones at least, as in docs)
+        archs = [a for a in ARCHS if a in ("flight", "paper") or any(k[0] == a for k in summ)]
+        fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4), sharey=True)
+        for ax, a in zip(axes, archs, strict=True):
             for m in sorted({k[2] for k in summ if k[0] == a}):
                 pts = sorted((f, c["top1"]) for (aa, f, mm), c in summ.items()
                              if aa == a and mm == m)
