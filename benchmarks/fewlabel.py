@@ -98,15 +98,14 @@ def fewlabel_train(seed: int, epochs: int, schedule: str = "bench"):
     ``epochs`` ignored), without its int8-aware fine-tune (the benchmark scores the float
     network)."""
     from trainer.ssl import few_label_train_config
-    from trainer.train import FLIGHT_AUGMENT, TrainConfig
+    from trainer.train import TrainConfig
 
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    cli_config = replace(few_label_train_config(TrainConfig()), qat_epochs=0, seed=seed)
     if schedule == "cli":
-        return replace(few_label_train_config(TrainConfig()), qat_epochs=0, seed=seed)
-    return TrainConfig(epochs=epochs, lr_patience=4, early_stop_patience=10, teachers=0,
-                       distill=0.0, qat_epochs=0, outlier_exposure=0.0, augment=FLIGHT_AUGMENT,
-                       seed=seed)
+        return cli_config
+    return replace(cli_config, epochs=epochs, lr_patience=4, early_stop_patience=10)
 
 
 def new_mineral_pool(data_root: str, known: list[str]) -> tuple[np.ndarray, np.ndarray,
@@ -173,7 +172,7 @@ def _done(path: Path, schedule: tuple[str, int]) -> set[tuple]:
     rows = read_jsonl(path)
     other = {schedule_of(r) for r in rows if r["method"] != "library"} - {schedule}
     if other:
-        got = ", ".join(f"{s} (at most {n} epochs)" for s, n in sorted(other))
+        got = "; ".join(f"{s}, at most {n} epochs" for s, n in sorted(other))
         raise click.UsageError(f"{path} holds rows trained with another schedule ({got}); "
                                "write this one to another --out")
     return {(r["arch"], int(r["split_seed"]), float(r["fraction"]), int(r["seed"]), r["method"])
@@ -504,7 +503,7 @@ def merge_rows(files: list[list[dict]]) -> list[dict]:
     them)."""
     kinds = {schedule_of(r) for rows in files for r in rows if r["method"] != "library"}
     if len(kinds) > 1:
-        got = ", ".join(f"{s} (at most {n} epochs)" for s, n in sorted(kinds))
+        got = "; ".join(f"{s}, at most {n} epochs" for s, n in sorted(kinds))
         raise click.UsageError(f"the result files mix training schedules ({got}); report "
                                "one schedule at a time")
     seen: dict[tuple, dict] = {}

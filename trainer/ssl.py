@@ -60,6 +60,7 @@ from trainer.train import (
     TrainConfig,
     TrainResult,
     check_sets,
+    distillation_targets,
     fit_model,
     predict_probs,
     seed_everything,
@@ -457,15 +458,14 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
         info: list[dict[str, float]] = []
         t0 = time.perf_counter()
         if teach:  # teachers on the given labels and this round's names, as the default's
-            tc = replace(train_config, teachers=config.teachers, distill=config.distill,
-                         teacher_folds=False, distill_views=False, distill_uncropped=False)
             mean, info = train_teachers(
-                X_train[keep], y[keep], X_val, y_val, n_classes, model_config, tc,
+                X_train[keep], y[keep], X_val, y_val, n_classes, model_config,
+                replace(few_label_train_config(train_config), teachers=config.teachers,
+                        distill=config.distill),
                 backbone=pretrained if config.method in ("contrastive", "pretrained")
                 else None, log=None)
             targets = np.zeros((len(y), n_classes), dtype=np.float32)
-            targets[keep] = ((1.0 - config.distill) * np.eye(n_classes, dtype=np.float32)[
-                y[keep]] + config.distill * mean)
+            targets[keep] = distillation_targets(y[keep], mean, config.distill)
         taught = time.perf_counter() - t0
         seed_everything(train_config.seed, train_config.deterministic)
         model = build_model(n_classes, model_config)

@@ -422,6 +422,14 @@ class TrainResult:
     names); ``None`` outside few-label training."""
 
 
+def distillation_targets(y: np.ndarray, teacher: np.ndarray, distill: float) -> np.ndarray:
+    """The distilled training targets ``(1 - distill) one-hot(y) + distill teacher``
+    (float32, the shape of ``teacher``: one row of K probabilities per label)."""
+    teacher = np.asarray(teacher, dtype=np.float32)
+    return ((1.0 - distill) * np.eye(teacher.shape[1], dtype=np.float32)[y]
+            + distill * teacher).astype(np.float32)
+
+
 def train_teachers(
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -749,8 +757,7 @@ def train_model(
         if teacher.shape != (X_train.shape[0], n_classes) or not np.all(np.isfinite(teacher)):
             raise ValueError(f"teacher_probs must be finite with shape "
                              f"({X_train.shape[0]}, {n_classes}), got {teacher.shape}")
-        soft = ((1.0 - tc.distill) * np.eye(n_classes, dtype=np.float32)[y_train]
-                + tc.distill * teacher).astype(np.float32)
+        soft = distillation_targets(y_train, teacher, tc.distill)
     seed_everything(tc.seed, tc.deterministic)
     model = build_model(n_classes, model_config)
     if init_weights is not None:
