@@ -27,6 +27,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
   of weight ``S`` (:attr:`trainer.ssl.SSLConfig.soft_names`).
 * ``+kdT`` suffix (with ``+rlD``): the blend rounds distil from T teachers trained on the
   given labels and that round's names (:attr:`trainer.ssl.SSLConfig.teachers`, weight 0.5).
+* ``+lpL`` suffix (with ``+rlD``): the blend rounds name by ``(1 - L)`` the blend plus ``L``
+  label propagation over the latest network's features
+  (:attr:`trainer.ssl.SSLConfig.propagate`).
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -223,7 +226,8 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "+rlD (a second round: the fraction D named by the network + library "
                    "blend, then trained again), +spec (names per specimen), +rrN (N "
                    "blend rounds, with +rlD), +softS (soft names of weight S, with +rlD) and "
-                   "+kdT (the blend rounds distil from T teachers, with +rlD).")
+                   "+kdT (the blend rounds distil from T teachers, with +rlD) and +lpL (label "
+                   "propagation of weight L in the blend rounds' naming, with +rlD).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -312,7 +316,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec, rounds, soft, kd = parsed[m]
+                    base, pl, libpl, rl, spec, rounds, soft, kd, lp = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -337,13 +341,14 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                         label_seed=seed, pseudo=pseudo,
                                         library_labels=libpl or 0.0, relabel=rl or 0.0,
                                         by_specimen=spec, relabel_rounds=rounds,
-                                        soft_names=soft or 0.0, teachers=kd)
+                                        soft_names=soft or 0.0, teachers=kd,
+                                        propagate=lp or 0.0)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
                                         relabel=rl or 0.0, by_specimen=spec,
                                         relabel_rounds=rounds, soft_names=soft or 0.0,
-                                        teachers=kd)
+                                        teachers=kd, propagate=lp or 0.0)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     train_cfg(seed), cfg, pretrained=weights,
@@ -408,14 +413,17 @@ class Method(NamedTuple):
     rounds: int = 1
     soft: float | None = None
     teachers: int = 0
+    propagate: float | None = None
 
 
 def parse_method(m: str) -> Method:
-    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT]`` (BASE
+    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL]``
+    (BASE
     ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
     round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
     ``+rlD``; ``+softS``: soft names of weight S in (0, 1], with ``+rlD``; ``+kdT``: the
-    blend rounds distil from T teachers, 1-8, with ``+rlD``, not with ``+softS``);
+    blend rounds distil from T teachers, 1-8, with ``+rlD``, not with ``+softS``; ``+lpL``:
+    label propagation of weight L in (0, 1] in the blend rounds' naming, with ``+rlD``);
     :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
@@ -424,8 +432,10 @@ def parse_method(m: str) -> Method:
              "names with the network + library blend, e.g. +rl0.8), +spec (names per "
              "specimen, with +libplC or +rlD), +rrN (N blend rounds, 2-5, with +rlD), "
              "+softS (soft names of weight S in (0, 1] in the blend rounds, with +rlD) and "
-             "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS)")
-    prefixes = ("libpl", "rl", "rr", "soft", "kd")
+             "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS) and "
+             "+lpL (label propagation of weight L in (0, 1] in the blend rounds' naming, "
+             "with +rlD)")
+    prefixes = ("libpl", "rl", "rr", "soft", "kd", "lp")
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
@@ -450,11 +460,11 @@ def parse_method(m: str) -> Method:
             raise click.UsageError(usage)
         got[prefix] = value
     if (spec and got["libpl"] is None and got["rl"] is None) or (
-            (got["rr"] or got["soft"] or got["kd"]) and not got["rl"]) or (
+            (got["rr"] or got["soft"] or got["kd"] or got["lp"]) and not got["rl"]) or (
             got["soft"] and got["kd"]):
         raise click.UsageError(usage)
     return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1), got["soft"],
-                  int(got["kd"] or 0))
+                  int(got["kd"] or 0), got["lp"])
 
 
 def write_row(out: Path, row: dict) -> None:

@@ -21,6 +21,7 @@ from trainer.ssl import (
     hide_labels,
     labelled_fraction_mask,
     library_pseudo_labels,
+    propagate_labels,
     soft_name_targets,
     train_ssl,
 )
@@ -173,6 +174,105 @@ def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does
     nan[4, 1] = np.nan
     with pytest.raises(ValueError, match="finite"):
         blend_pseudo_labels(X, y, nan, coverage=0.5)
+
+
+def test_label_propagation_spreads_labels_through_unlabelled_neighbours() -> None:
+    """``propagate_labels``: two chains of points in feature space, each with one labelled
+    end. Chain A's far end lies nearer to chain B's labelled point than to its own (a
+    nearest-labelled match names it B), yet its neighbours are chain A's: every point of a
+    chain gets its chain's label, borrowed through the unlabelled middle of the chain,
+    which neither the library nor the network does; rows are distributions; a point that
+    no label reaches has a zero row."""
+    t = np.arange(21) * 0.05
+    a = np.stack([np.cos(t), np.sin(t), np.zeros_like(t)], axis=1)  # angles 0-1.0, xy-plane
+    b = np.stack([np.cos(1.3) * np.cos(t), np.sin(1.3) * np.cos(t), np.sin(t)], axis=1)
+    far = np.array([[-1.0, -1.0, -1.0], [-1.0, -1.05, -1.0]])  # apart from both chains
+    F = np.vstack([a, b, far])
+    y = np.full(len(F), UNLABELLED)
+    y[0], y[21] = 0, 1  # chain A starts at angle 0, chain B at angle 1.3
+    # the nearest labelled point of A's far end is B's
+    assert float(a[20] @ b[0]) > float(a[20] @ a[0])
+    Z = propagate_labels(F, y, 3, k=2, alpha=0.9)
+    assert Z.shape == (44, 3)
+    assert Z[:21].argmax(axis=1).tolist() == [0] * 21
+    assert Z[21:42].argmax(axis=1).tolist() == [1] * 21
+    assert np.allclose(Z[:42].sum(axis=1), 1.0) and np.allclose(Z[42:], 0.0)
+    assert np.all(Z[:42, 2] == 0)  # no spectrum carries class 2: it never appears
+    # spreading less far (alpha 0.5) still names the whole chain: the far end's only
+    # links are chain A's
+    assert propagate_labels(F, y, 3, k=2, alpha=0.5)[:21].argmax(axis=1).tolist() == [0] * 21
+    for bad_k in (0, 44, 2.0, True):
+        with pytest.raises(ValueError, match="k must be"):
+            propagate_labels(F, y, 3, k=bad_k)
+    for bad_alpha in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="alpha"):
+            propagate_labels(F, y, 3, k=2, alpha=bad_alpha)
+    with pytest.raises(ValueError, match="differ"):
+        propagate_labels(F[:-1], y, 3, k=2)
+    with pytest.raises(ValueError, match="-1..2"):
+        propagate_labels(F, np.where(y < 0, 3, y), 3, k=2)
+    nan = F.copy()
+    nan[3, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        propagate_labels(nan, y, 3, k=2)
+
+
+def test_label_propagation_is_the_closed_form_on_a_random_graph() -> None:
+    """``propagate_labels`` equals Zhou et al.'s closed form built here by hand, dense:
+    the k-NN graph of cosines raised to the third power, made symmetric (W + W^T),
+    normalised D^-1/2 W D^-1/2, F = (I - alpha S)^-1 Y, then each column divided by its
+    sum and each row by its own; for two alphas."""
+    rng = np.random.default_rng(3)
+    F = np.abs(rng.normal(size=(60, 8)))
+    y = np.full(60, UNLABELLED)
+    y[rng.choice(60, 12, replace=False)] = np.arange(12) % 4
+    U = F / np.linalg.norm(F, axis=1, keepdims=True)
+    C = U @ U.T
+    np.fill_diagonal(C, -np.inf)
+    W = np.zeros((60, 60))
+    for i in range(60):
+        nn = np.argsort(-C[i])[:4]
+        W[i, nn] = np.maximum(C[i, nn], 0) ** 3
+    W = W + W.T
+    d = W.sum(axis=1)
+    S = W / np.sqrt(np.outer(d, d))
+    Y = np.zeros((60, 4))
+    Y[np.flatnonzero(y >= 0), y[y >= 0]] = 1
+    for alpha in (0.5, 0.95):
+        Z = np.linalg.solve(np.eye(60) - alpha * S, Y)
+        Z /= Z.sum(axis=0, keepdims=True)
+        Z /= Z.sum(axis=1, keepdims=True)
+        assert np.allclose(propagate_labels(F, y, 4, k=4, alpha=alpha), Z, rtol=1e-7,
+                           atol=1e-9)
+
+
+def test_blend_names_mix_in_the_propagated_scores() -> None:
+    """``blend_pseudo_labels(propagated=Z, propagate=p)``: the score that names is
+    ``(1 - p)`` the blend plus ``p`` Z; p = 0 ignores Z, p = 1 names by Z alone."""
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000)]
+    X = [_bands(t) for t in templates] + [_bands([p + 8 for p in templates[c]])
+                                          for c in (0, 1, 2)]
+    y = np.array([0, 1, 2] + [UNLABELLED] * 3)
+    X = np.array(X)
+    flat = np.full((6, 3), 1 / 3)
+    by_blend = blend_pseudo_labels(X, y, flat, coverage=1.0)
+    assert by_blend[3:].tolist() == [0, 1, 2]
+    Z = np.zeros((6, 3))
+    Z[3:] = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]  # the propagation disagrees everywhere
+    assert np.array_equal(blend_pseudo_labels(X, y, flat, coverage=1.0, propagated=Z,
+                                              propagate=0.0), by_blend)
+    assert blend_pseudo_labels(X, y, flat, coverage=1.0, propagated=Z,
+                               propagate=1.0)[3:].tolist() == [2, 0, 1]
+    _, q = blend_pseudo_labels(X, y, flat, coverage=1.0, return_blend=True)
+    _, mixed = blend_pseudo_labels(X, y, flat, coverage=1.0, return_blend=True,
+                                   propagated=Z, propagate=0.3)
+    assert np.allclose(mixed[3:], 0.7 * q[3:] + 0.3 * Z[3:])
+    with pytest.raises(ValueError, match="give propagated too"):
+        blend_pseudo_labels(X, y, flat, coverage=1.0, propagate=0.5)
+    with pytest.raises(ValueError, match="propagate must be"):
+        blend_pseudo_labels(X, y, flat, coverage=1.0, propagated=Z, propagate=1.5)
+    with pytest.raises(ValueError, match="shaped like probs"):
+        blend_pseudo_labels(X, y, flat, coverage=1.0, propagated=Z[:, :2], propagate=0.5)
 
 
 def test_soft_name_targets_mix_the_name_with_the_blend() -> None:
@@ -370,6 +470,42 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert len(out.teachers) == 2 and np.array_equal(out.labels, names)
     # the run's seconds count the teachers too: more than the two students' own
     assert out.seconds > sum(own_seconds[-2:])
+    # propagate: the blend round names by the blend mixed with label propagation from the
+    # given labels over the first network's features (round 1 unchanged)
+    import trainer.ssl as ssl_mod
+    from trainer.model import features_model
+
+    monkeypatch.setattr(ssl, "train_teachers", train_mod.train_teachers)
+    calls.clear()
+    spread: list = []
+
+    def spy_propagate(F, y, K, **kw):
+        spread.append((np.asarray(F), np.asarray(y), kw))
+        return ssl_mod_propagate(F, y, K, **kw)
+
+    ssl_mod_propagate = ssl_mod.propagate_labels
+    monkeypatch.setattr(ssl, "fit_model", spy)
+    monkeypatch.setattr(ssl, "propagate_labels", spy_propagate)
+    train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+              SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                        relabel=0.8), log=None)
+    assert spread == []  # without propagate the round names by the blend alone
+    calls.clear()
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                    SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                              relabel=0.8, propagate=0.5), log=None)
+    assert len(calls) == 2 and len(spread) == 1
+    F_seen, y_seen, kw = spread[0]
+    assert np.array_equal(y_seen, masked)  # the given labels, not round 1's names
+    assert kw == {"k": ssl.PROPAGATE_K, "alpha": ssl.PROPAGATE_ALPHA}
+    feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
+    assert np.allclose(F_seen, feats, atol=1e-5)  # the first network's features
+    Z = ssl_mod_propagate(feats, masked, 4, k=ssl.PROPAGATE_K, alpha=ssl.PROPAGATE_ALPHA)
+    want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8, propagated=Z,
+                               propagate=0.5)
+    assert np.array_equal(out.labels, want) and np.array_equal(calls[1][1], want[want >= 0])
+    with pytest.raises(ValueError, match="propagate joins the blend round"):
+        SSLConfig(labelled_fraction=0.1, library_labels=0.5, propagate=0.5)
     with pytest.raises(ValueError, match="teachers distil the blend round"):
         SSLConfig(labelled_fraction=0.1, library_labels=0.5, teachers=3)
     with pytest.raises(ValueError, match="use one"):
@@ -769,12 +905,23 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
     assert seen["config"].library_labels == 0.6 and seen["config"].relabel == 1.0
     assert seen["config"].to_dict()["by_specimen"]  # the CLI names per specimen by default
+    assert seen["config"].propagate == 0.5  # and the second round propagates by default
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
           "--library-labels", "0.6", "--names-per-spectrum", "--out", str(tmp_path / "r3")])
     assert seen["config"].library_labels == 0.6 and not seen["config"].by_specimen
+    assert seen["config"].propagate == 0.0  # no second round: nothing to propagate into
+    seen.clear()
+    main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
+          "--library-labels", "0.6", "--relabel", "1", "--propagate", "0",
+          "--out", str(tmp_path / "r4")])
+    assert seen["config"].relabel == 1.0 and seen["config"].propagate == 0.0
+    seen.clear()
+    main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
+          "--relabel", "1", "--propagate", "0.3", "--out", str(tmp_path / "r5")])
+    assert seen["config"].propagate == 0.3
 
 
 @pytest.mark.parametrize(("args", "msg"), [
@@ -787,6 +934,10 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     (["--relabel", "1.5", "--labelled-fraction", "0.1"], "--relabel takes a fraction in [0, 1]"),
     (["--names-per-spectrum", "--labelled-fraction", "0.1"],
      "--names-per-spectrum changes how --library-labels and --relabel name spectra"),
+    (["--propagate", "0.5", "--labelled-fraction", "0.1", "--library-labels", "0.6"],
+     "--propagate mixes label propagation into the second naming round: give --relabel"),
+    (["--propagate", "1.5", "--labelled-fraction", "0.1", "--relabel", "1"],
+     "--propagate takes a weight in [0, 1]"),
     (["--relabel", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],
      "second naming round (relabel) applies to none, contrastive and pretrained, not sgan"),
 ])

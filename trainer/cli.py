@@ -168,6 +168,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "the library of the labelled ones, the surest first, and train the "
                    "network again on them (with --library-labels 0.6: 1.0 chosen on "
                    "validation at 10 % labels; default off).")
+@click.option("--propagate", type=float, default=None,
+              help="With --relabel: the second round names by (1 - W) x the network + "
+                   "library blend + W x label propagation over the first network's features "
+                   "(0 = the blend alone)  [default: 0.5 with --relabel, adopted on validation "
+                   "with --library-labels 0.6 --relabel 1.0]")
 @click.option("--names-per-spectrum", is_flag=True,
               help="With --library-labels / --relabel: name each unlabelled spectrum on its "
                    "own; by default the spectra of one specimen (RRUFF sample id) share one "
@@ -181,7 +186,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
           overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
-          library_labels=0.0, relabel=0.0, names_per_spectrum=False) -> None:
+          library_labels=0.0, relabel=0.0, propagate=None, names_per_spectrum=False) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -243,12 +248,12 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     # --backbone alone starts the whole recipe from it; with a few-label option it is
     # few-label fine-tuning (trainer.ssl)
     few = (labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
-           or relabel != 0.0 or names_per_spectrum)
+           or relabel != 0.0 or propagate is not None or names_per_spectrum)
     for flag, on in open_set_flags:
         if few and on:  # few-label training trains without negatives (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
                               "--ssl, --pseudo-label, --library-labels, --relabel, "
-                              "--names-per-spectrum): drop one of them")
+                              "--propagate, --names-per-spectrum): drop one of them")
     check_output_folder(Path(out), overwrite)
     if few:
         from trainer.ssl import ssl_cli_train
@@ -256,7 +261,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
         return ssl_cli_train(out, data, mc, tc, labelled_fraction, ssl, overwrite=overwrite,
                              backbone=backbone, pseudo_label=pseudo_label,
                              library_labels=library_labels, relabel=relabel,
-                             by_specimen=not names_per_spectrum,
+                             propagate=propagate, by_specimen=not names_per_spectrum,
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
               overwrite=overwrite, log=None if quiet else _echo, report=_echo)

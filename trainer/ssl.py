@@ -49,7 +49,7 @@ from ramanedge.library import LibraryConfig, SpectralLibrary
 from ramanedge.options import check_options, option, range_of
 from ramanedge.splits import specimen_groups
 from trainer.contrastive import load_backbone, pretrain_contrastive
-from trainer.model import ModelConfig, build_model
+from trainer.model import ModelConfig, build_model, features_model
 from trainer.pretrain import PretrainConfig
 from trainer.raman_augment import RamanAugmentConfig
 from trainer.sgan import train_sgan
@@ -69,7 +69,15 @@ from trainer.train import (
 
 SSL_METHODS = ("none", "contrastive", "sgan", "pretrained")
 UNLABELLED = -1
-
+PROPAGATE_K = 5
+"""Neighbours per spectrum in :func:`propagate_labels` for ``SSLConfig.propagate``."""
+PROPAGATE_ALPHA = 0.9
+"""How far labels spread in :func:`propagate_labels` for ``SSLConfig.propagate`` (k and
+alpha from a screen of names right on the hidden training labels, docs/parts/ssl.md)."""
+CLI_PROPAGATE = 0.5
+"""``ramanedge train``'s label-propagation weight with ``--relabel`` (from the same screen,
+then adopted by a validation rule with ``--library-labels 0.6 --relabel 1.0``, 2026-12-06;
+docs/parts/ssl.md)."""
 
 @dataclass(frozen=True)
 class SSLConfig:
@@ -119,6 +127,11 @@ class SSLConfig:
     0.5, the only value allowed without teachers). The teachers train as the default's do
     (:data:`~trainer.train.TEACHER_AUGMENT`), each epoch drawing as many spectra as they
     have labels or names (the student: as many as there are training spectra)."""
+    propagate: float = option(0.0, within=(0.0, 1.0))
+    """Label propagation in the blend rounds' naming: the score that names is ``(1 - p)``
+    the blend plus ``p`` the labels spread over the latest network's feature neighbours
+    (:func:`propagate_labels` from the given labels, ``k`` = :data:`PROPAGATE_K`, ``alpha``
+    = :data:`PROPAGATE_ALPHA`; 0 = the blend alone)."""
     by_specimen: bool = False
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
@@ -151,6 +164,8 @@ class SSLConfig:
                              "in (0, 1]")
         if not self.teachers and self.distill != 0.5:
             raise ValueError("distill weighs the teachers' answers: set teachers too")
+        if self.propagate > 0 and not self.relabel:
+            raise ValueError("propagate joins the blend round's naming: set relabel too")
         if self.teachers and self.soft_names > 0:
             raise ValueError("teachers and soft_names both set the named spectra's targets: "
                              "use one")
@@ -305,8 +320,9 @@ def _name_surest(y: np.ndarray, free: np.ndarray, S: np.ndarray, n_take: int, *,
 def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.ndarray, *,
                         coverage: float, config: LibraryConfig | None = None,
                         groups: np.ndarray | None = None,
-                        return_blend: bool = False) -> np.ndarray | tuple[np.ndarray,
-                                                                          np.ndarray]:
+                        return_blend: bool = False, propagated: np.ndarray | None = None,
+                        propagate: float = 0.0) -> np.ndarray | tuple[np.ndarray,
+                                                                      np.ndarray]:
     """Name the unlabelled training spectra by the network blended with the library.
 
     ``probs`` (N, K): a trained network's probabilities on ``X_train``. The library of the
@@ -319,9 +335,12 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     filled; only ``y_masked`` is read. ``return_blend``: return ``(y, blend)`` instead,
     ``blend`` (N, K) the (specimen-averaged) blend of each unlabelled spectrum, NaN rows for
     the labelled ones (all NaN when the coverage names none; the soft targets of
-    :func:`soft_name_targets`). :class:`ValueError`
-    for a coverage outside [0, 1], shapes that differ, labels outside -1..K-1, non-finite
-    input, no labelled spectrum or groups of another length (or with an empty id).
+    :func:`soft_name_targets`). ``propagated`` (N, K; :func:`propagate_labels`) with
+    weight ``propagate``: the score that names is ``(1 - propagate)`` the blend plus
+    ``propagate`` those rows (before the specimen mean). :class:`ValueError`
+    for a coverage or weight outside [0, 1], shapes that differ, labels outside -1..K-1,
+    non-finite input, no labelled spectrum, groups of another length (or with an empty id)
+    or a weight without its scores.
     """
     if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
             0.0 <= coverage <= 1.0):
@@ -339,6 +358,16 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     known = y >= 0
     if not known.any():
         raise ValueError("blend labels need at least one labelled spectrum")
+    if isinstance(propagate, bool) or not isinstance(propagate, (int, float, np.floating)) \
+            or not 0.0 <= propagate <= 1.0:
+        raise ValueError(f"propagate must be a weight in [0, 1], got {propagate!r}")
+    if propagate > 0:
+        if propagated is None:
+            raise ValueError("propagate weighs the propagated scores: give propagated too")
+        Z = np.asarray(propagated, dtype=np.float64)
+        if Z.shape != P.shape or not np.all(np.isfinite(Z)):
+            raise ValueError(f"propagated must be finite scores shaped like probs {P.shape}, "
+                             f"got {Z.shape}")
     g = check_groups(groups, len(y))
     free = np.flatnonzero(~known)
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
@@ -346,10 +375,83 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     if n_take == 0:
         return (y, blend) if return_blend else y
     lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
-    q = _group_mean(lib.blend_batch(P[free], X[free]), free, g)
+    q = lib.blend_batch(P[free], X[free])
+    if propagate > 0:
+        q = (1.0 - propagate) * q + propagate * Z[free]
+    q = _group_mean(q, free, g)
     _name_surest(y, free, q, n_take, floor=0.0)
     blend[free] = q
     return (y, blend) if return_blend else y
+
+
+def propagate_labels(features: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
+                     k: int = PROPAGATE_K, alpha: float = PROPAGATE_ALPHA,
+                     power: float = 3.0, tol: float = 1e-10,
+                     block: int = 1024) -> np.ndarray:
+    """Class scores (N, K) for every spectrum by label propagation over its neighbours.
+
+    Zhou et al. 2004 as Iscen et al. 2019 use it for deep semi-supervised learning: each
+    spectrum's ``features`` (N, D; a trained network's penultimate layer) link it to its
+    ``k`` nearest others by cosine, weight ``max(cos, 0) ** power``, made symmetric
+    (``W + W^T``) and normalised (``S = D^-1/2 W D^-1/2``); the labels of ``y_masked``
+    (``-1`` = unlabelled, only those read) spread along the links, ``F <- alpha S F + Y``,
+    until no entry moves by more than ``tol`` times the largest (the fixed point solves
+    ``(I - alpha S) F = Y``; S's eigenvalues lie in [-1, 1], so the steps shrink by
+    ``alpha`` and the loop stops by the bound ``alpha^t / (1 - alpha) <= tol`` at the
+    latest). Each class's column is then divided by its sum (a mineral with many labelled
+    spectra does not swamp the rest; Iscen et al.'s class balance) and each row by its own,
+    so a row is a distribution over the minerals (all zero for a spectrum that no labelled
+    one reaches). Unlike the network and the library, an unlabelled spectrum can borrow a
+    name through other unlabelled ones. Memory: blocks of ``block`` rows for the neighbour
+    search, then O(N k K) for the 2 N k links. :class:`ValueError` for shapes that differ,
+    labels outside -1..K-1, non-finite features, ``k`` not in 1..N-1 or ``alpha`` outside
+    (0, 1).
+    """
+    F = np.asarray(features, dtype=np.float64)
+    y = np.asarray(y_masked, dtype=np.int64)
+    if F.ndim != 2 or y.shape != (len(F),):
+        raise ValueError(f"features (N, D) and y_masked (N,) differ: {F.shape} vs {y.shape}")
+    if len(y) and (y.min() < UNLABELLED or y.max() >= n_classes):
+        raise ValueError(f"labels must be in -1..{n_classes - 1} (-1 = unlabelled)")
+    if not np.all(np.isfinite(F)):
+        raise ValueError("label propagation needs finite features")
+    n = len(F)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be a whole number in 1..{n - 1} (N - 1), got {k!r}")
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    U = F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
+    cols = np.empty((n, k), dtype=np.int64)
+    for a in range(0, n, block):  # nearest k others of each row, one block at a time
+        C = U[a:a + block] @ U.T
+        C[np.arange(len(C)), np.arange(a, a + len(C))] = -np.inf
+        cols[a:a + block] = np.argpartition(-C, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    w = np.maximum(np.einsum("ij,ij->i", U[rows], U[cols.ravel()]), 0.0) ** power
+    src = np.concatenate([rows, cols.ravel()])  # W + W^T as an edge list
+    dst = np.concatenate([cols.ravel(), rows])
+    w = np.concatenate([w, w])
+    deg = np.bincount(src, weights=w, minlength=n)
+    deg[deg == 0] = 1.0
+    w = w / np.sqrt(deg[src] * deg[dst])
+    order = np.argsort(src, kind="stable")  # links grouped by row: one reduceat a step
+    src, dst, w = src[order], dst[order], w[:, None][order]
+    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+    Y = np.zeros((n, n_classes))
+    lab = np.flatnonzero(y >= 0)
+    Y[lab, y[lab]] = 1.0
+    Z = Y.copy()
+    for _ in range(int(np.ceil(np.log(tol * (1.0 - alpha)) / np.log(alpha))) + 1):
+        SZ = np.zeros_like(Z)
+        if len(src):
+            SZ[src[starts]] = np.add.reduceat(w * Z[dst], starts, axis=0)
+        nxt = alpha * SZ + Y
+        moved = np.max(np.abs(nxt - Z))
+        Z = nxt
+        if moved <= tol * max(float(Z.max()), 1.0):
+            break
+    Z /= np.maximum(Z.sum(axis=0, keepdims=True), 1e-300)
+    return Z / np.maximum(Z.sum(axis=1, keepdims=True), 1e-300)
 
 
 def soft_name_targets(y_named: np.ndarray, given: np.ndarray, blend: np.ndarray, *,
@@ -407,8 +509,9 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     spectra of those rounds train on soft targets, :func:`soft_name_targets`; with
     ``config.teachers`` each of those rounds first trains that many teachers on its labels
     and names and distils them into its network (their summaries in the result's
-    ``teachers``, their time in its ``seconds``); ``labels`` keeps the hard names). With
-    ``config.by_specimen``
+    ``teachers``, their time in its ``seconds``); ``labels`` keeps the hard names; with
+    ``config.propagate`` the naming score of those rounds mixes in :func:`propagate_labels`
+    over the latest network's features). With ``config.by_specimen``
     both rounds name per specimen: ``groups`` (one specimen id per training spectrum) is
     required then.
 
@@ -484,11 +587,18 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     result = fit(y_masked)
     for r in range(config.relabel_rounds if config.relabel > 0 else 0):
         # round r + 2: named by the latest network + library blend, trained again
+        Z = None
+        if config.propagate > 0:  # spread from the given labels only, never a name
+            Z = propagate_labels(np.asarray(features_model(result.model).predict(
+                X_train, verbose=0, batch_size=256)), given, n_classes, k=PROPAGATE_K,
+                alpha=PROPAGATE_ALPHA)
         y2, q = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
-                                    coverage=config.relabel, groups=per, return_blend=True)
+                                    coverage=config.relabel, groups=per, return_blend=True,
+                                    propagated=Z, propagate=config.propagate)
         if log is not None:
-            log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend "
-                f"named {int((y2 >= 0).sum() - (given >= 0).sum())} of the "
+            log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend"
+                f"{' + label propagation' if Z is not None else ''} named "
+                f"{int((y2 >= 0).sum() - (given >= 0).sum())} of the "
                 f"{int((given < 0).sum())} unlabelled spectra")
         before = result.seconds
         result = fit(y2, soft_name_targets(y2, given, q, soft=config.soft_names)
@@ -605,19 +715,25 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                   train_config: TrainConfig, labelled_fraction: float, method: str,
                   *, overwrite: bool = False, backbone: str | os.PathLike | None = None,
                   pseudo_label: bool = False, library_labels: float = 0.0,
-                  relabel: float = 0.0, by_specimen: bool = True, log: Log = print,
-                  report: Log = None) -> Path:
+                  relabel: float = 0.0, propagate: float | None = None,
+                  by_specimen: bool = True, log: Log = print, report: Log = None) -> Path:
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
     Validates the options (``--labelled-fraction``, ``--ssl``, ``--backbone``,
-    ``--pseudo-label``, ``--library-labels``, ``--relabel``; a bad value raises
+    ``--pseudo-label``, ``--library-labels``, ``--relabel``, ``--propagate``; a bad value raises
     :class:`SSLOptionError`,
     one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
-    seed. ``by_specimen``: the library labels and the second round name per specimen
+    seed. ``propagate``: :attr:`SSLConfig.propagate` (``None``: :data:`CLI_PROPAGATE` with
+    ``relabel``, else 0). ``by_specimen``: the library labels and the second round name per specimen
     (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum`` turns it
     off); without either naming the config records ``false``.
     """
     weights = backbone_meta = None
+    if propagate is not None and not relabel:
+        raise SSLOptionError("--propagate mixes label propagation into the second naming "
+                             "round: give --relabel too")
+    if propagate is None:
+        propagate = CLI_PROPAGATE if relabel else 0.0
     if not by_specimen and not (library_labels or relabel):
         raise SSLOptionError("--names-per-spectrum changes how --library-labels and --relabel "
                              "name spectra: give one of them")
@@ -637,12 +753,15 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                            label_seed=train_config.seed,
                            pseudo=PseudoLabelConfig() if pseudo_label else None,
                            library_labels=library_labels, relabel=relabel,
+                           propagate=propagate,
                            by_specimen=bool(by_specimen and (library_labels or relabel)))
     except ValueError as e:
         if "not sgan" in str(e):
             hint = ""
         elif "library_labels" in str(e):
             hint = " (--library-labels takes a fraction in [0, 1], e.g. 0.6)"
+        elif "propagate" in str(e):
+            hint = " (--propagate takes a weight in [0, 1], e.g. 0.5)"
         elif "relabel" in str(e):
             hint = " (--relabel takes a fraction in [0, 1], e.g. 1.0)"
         else:
