@@ -30,6 +30,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
 * ``+lpL`` suffix (with ``+rlD``): the blend rounds name by ``(1 - L)`` the blend plus ``L``
   label propagation over the latest network's features
   (:attr:`trainer.ssl.SSLConfig.propagate`).
+* ``+lpfL`` suffix (with ``+libplC``): the first round names by ``(1 - L)`` the library's
+  softmax plus ``L`` label propagation over the library's view of the spectra
+  (:attr:`trainer.ssl.SSLConfig.library_propagate`).
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -226,8 +229,9 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "+rlD (a second round: the fraction D named by the network + library "
                    "blend, then trained again), +spec (names per specimen), +rrN (N "
                    "blend rounds, with +rlD), +softS (soft names of weight S, with +rlD) and "
-                   "+kdT (the blend rounds distil from T teachers, with +rlD) and +lpL (label "
-                   "propagation of weight L in the blend rounds' naming, with +rlD).")
+                   "+kdT (the blend rounds distil from T teachers, with +rlD), +lpL (label "
+                   "propagation of weight L in the blend rounds' naming, with +rlD) and "
+                   "+lpfL (the same in the first round's library names, with +libplC).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -316,7 +320,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec, rounds, soft, kd, lp = parsed[m]
+                    base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -342,13 +346,15 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                         library_labels=libpl or 0.0, relabel=rl or 0.0,
                                         by_specimen=spec, relabel_rounds=rounds,
                                         soft_names=soft or 0.0, teachers=kd,
-                                        propagate=lp or 0.0)
+                                        propagate=lp or 0.0,
+                                        library_propagate=lpf or 0.0)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
                                         relabel=rl or 0.0, by_specimen=spec,
                                         relabel_rounds=rounds, soft_names=soft or 0.0,
-                                        teachers=kd, propagate=lp or 0.0)
+                                        teachers=kd, propagate=lp or 0.0,
+                                        library_propagate=lpf or 0.0)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     train_cfg(seed), cfg, pretrained=weights,
@@ -414,16 +420,19 @@ class Method(NamedTuple):
     soft: float | None = None
     teachers: int = 0
     propagate: float | None = None
+    library_propagate: float | None = None
 
 
 def parse_method(m: str) -> Method:
-    """The parts of a method name ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL]``
+    """The parts of a method name
+    ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL][+lpfL]``
     (BASE
     ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
     round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
     ``+rlD``; ``+softS``: soft names of weight S in (0, 1], with ``+rlD``; ``+kdT``: the
     blend rounds distil from T teachers, 1-8, with ``+rlD``, not with ``+softS``; ``+lpL``:
-    label propagation of weight L in (0, 1] in the blend rounds' naming, with ``+rlD``);
+    label propagation of weight L in (0, 1] in the blend rounds' naming, with ``+rlD``;
+    ``+lpfL``: the same in the first round's library names, with ``+libplC``);
     :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
@@ -434,10 +443,12 @@ def parse_method(m: str) -> Method:
              "+softS (soft names of weight S in (0, 1] in the blend rounds, with +rlD) and "
              "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS) and "
              "+lpL (label propagation of weight L in (0, 1] in the blend rounds' naming, "
-             "with +rlD)")
-    prefixes = ("libpl", "rl", "rr", "soft", "kd", "lp")
+             "with +rlD) and +lpfL (the same in the first round's library names, with "
+             "+libplC)")
+    prefixes = ("libpl", "rl", "rr", "soft", "kd", "lpf", "lp")  # "lpf" tried before "lp"
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
-            or any(sum(f.startswith(p) for f in flags) > 1 for p in prefixes) \
+            or any(sum(next((q for q in prefixes if f.startswith(q)), None) == p
+                       for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
     pl = spec = False
@@ -446,7 +457,7 @@ def parse_method(m: str) -> Method:
         if flag in ("pl", "spec"):
             pl, spec = pl or flag == "pl", spec or flag == "spec"
             continue
-        # "rr" before "rl"/"libpl" cannot clash: no prefix starts another
+        # the first prefix that fits: only "lp" starts another ("lpf"), which comes first
         prefix = next((p for p in prefixes if flag.startswith(p)), None)
         try:
             value = float(flag.removeprefix(prefix)) if prefix else None
@@ -459,12 +470,13 @@ def parse_method(m: str) -> Method:
         if value is None or not ok:
             raise click.UsageError(usage)
         got[prefix] = value
-    if (spec and got["libpl"] is None and got["rl"] is None) or (
+    if (got["lpf"] and not got["libpl"]) or (spec and got["libpl"] is None and
+                                               got["rl"] is None) or (
             (got["rr"] or got["soft"] or got["kd"] or got["lp"]) and not got["rl"]) or (
             got["soft"] and got["kd"]):
         raise click.UsageError(usage)
     return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1), got["soft"],
-                  int(got["kd"] or 0), got["lp"])
+                  int(got["kd"] or 0), got["lp"], got["lpf"])
 
 
 def write_row(out: Path, row: dict) -> None:

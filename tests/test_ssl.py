@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -134,6 +135,45 @@ def test_library_pseudo_labels_name_only_the_confident_unlabelled_spectra() -> N
     bad[5, 10] = np.nan
     with pytest.raises(ValueError, match="finite"):
         library_pseudo_labels(bad, y, 4, coverage=0.5)
+
+
+def test_library_names_mix_in_propagation_over_the_library_view() -> None:
+    """``library_pseudo_labels(propagate=p)``: the score that names is ``(1 - p)`` the
+    softmax of the library's similarities (its temperature) plus ``p`` the given labels
+    propagated over the library's own view of every spectrum (``match_view``), surest by
+    that score's margin; p = 0 keeps the library's similarities and names."""
+    from ramanedge.library import match_view, softmax_rows
+
+    templates = [(300, 700, 1100), (450, 850, 1250), (350, 600, 1000)]
+    X = [_bands(t) for t in templates]
+    y = [0, 1, 2]
+    for c, d in ((0, 12), (1, -8), (2, 16), (0, -20), (1, 24), (2, -28)):
+        X.append(_bands([p + d for p in templates[c]]))
+        y.append(UNLABELLED)
+    X.append(_bands(templates[0]) + _bands(templates[1]))  # ambiguous to the library
+    X, y = np.array(X), np.array(y + [UNLABELLED])
+    cfg = replace(LibraryConfig(), candidates=0)
+    free = np.flatnonzero(y < 0)
+    S = SpectralLibrary.build(X[:3], y[:3], 3, cfg).similarity_batch(X[free])
+    Z = propagate_labels(match_view(X, cfg), y, 3)[free]
+    for p in (0.5, 1.0):
+        named, margin = library_pseudo_labels(X, y, 3, coverage=4 / 7, propagate=p)
+        q = (1 - p) * softmax_rows(S / cfg.temperature) + p * Z
+        top2 = np.sort(q, axis=1)[:, -2:]
+        assert np.allclose(margin[free], top2[:, 1] - top2[:, 0])
+        surest = free[np.argsort(-(top2[:, 1] - top2[:, 0]), kind="stable")[:4]]
+        assert np.array_equal(named[surest], q.argmax(axis=1)[np.searchsorted(free, surest)])
+        assert int((named[free] >= 0).sum()) == 4 and named[:3].tolist() == [0, 1, 2]
+    plain, m0 = library_pseudo_labels(X, y, 3, coverage=4 / 7)
+    again, m1 = library_pseudo_labels(X, y, 3, coverage=4 / 7, propagate=0.0)
+    assert np.array_equal(plain, again) and np.array_equal(m0, m1, equal_nan=True)
+    top2 = np.sort(S, axis=1)[:, -2:]  # without propagation: the similarities' margin
+    assert np.allclose(m0[free], top2[:, 1] - top2[:, 0])
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="propagate must be"):
+            library_pseudo_labels(X, y, 3, coverage=0.5, propagate=bad)
+    with pytest.raises(ValueError, match="library_propagate joins the library's naming"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, library_propagate=0.5)
 
 
 def test_blend_pseudo_labels_weigh_the_network_and_the_library_as_the_rover_does() -> None:
@@ -491,13 +531,36 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
                         relabel=0.8), log=None)
     assert spread == []  # without propagate the round names by the blend alone
     calls.clear()
+    # library_propagate: the first round's names are the library's mixed with propagation
+    train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+              SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                        library_propagate=0.5), log=None)
+    assert len(spread) == 1 and np.array_equal(spread[0][1], masked)  # given labels only
+    mixed, _ = library_pseudo_labels(Xtr, masked, 4, coverage=0.5, propagate=0.5)
+    assert len(calls) == 1 and np.array_equal(calls[0][1], mixed[mixed >= 0])
+    spread.clear()
+    calls.clear()
+    # both rounds propagate (the CLI's default): first over the library's view of the
+    # spectra, then over the first network's features, each from the given labels
+    from ramanedge.library import match_view
+
+    train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+              SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                        library_propagate=0.5, relabel=0.8, propagate=0.5), log=None)
+    assert len(calls) == 2 and len(spread) == 2
+    assert np.allclose(spread[0][0], match_view(Xtr, LibraryConfig()))
+    feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
+    assert np.allclose(spread[1][0], feats, atol=1e-5)
+    assert all(np.array_equal(y_seen, masked) for _, y_seen, _ in spread)
+    spread.clear()
+    calls.clear()
     out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
                     SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
                               relabel=0.8, propagate=0.5), log=None)
     assert len(calls) == 2 and len(spread) == 1
     F_seen, y_seen, kw = spread[0]
     assert np.array_equal(y_seen, masked)  # the given labels, not round 1's names
-    assert kw == {"k": ssl.PROPAGATE_K, "alpha": ssl.PROPAGATE_ALPHA}
+    assert kw == {"k": min(ssl.PROPAGATE_K, len(Xtr) - 1), "alpha": ssl.PROPAGATE_ALPHA}
     feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
     assert np.allclose(F_seen, feats, atol=1e-5)  # the first network's features
     Z = ssl_mod_propagate(feats, masked, 4, k=ssl.PROPAGATE_K, alpha=ssl.PROPAGATE_ALPHA)
@@ -905,7 +968,8 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["config"].method == "pretrained" and seen["config"].pseudo is not None
     assert seen["config"].library_labels == 0.6 and seen["config"].relabel == 1.0
     assert seen["config"].to_dict()["by_specimen"]  # the CLI names per specimen by default
-    assert seen["config"].propagate == 0.5  # and the second round propagates by default
+    assert seen["config"].propagate == 0.5  # and both rounds propagate by default
+    assert seen["config"].library_propagate == 0.5
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
     seen.clear()
@@ -913,15 +977,17 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
           "--library-labels", "0.6", "--names-per-spectrum", "--out", str(tmp_path / "r3")])
     assert seen["config"].library_labels == 0.6 and not seen["config"].by_specimen
     assert seen["config"].propagate == 0.0  # no second round: nothing to propagate into
+    assert seen["config"].library_propagate == 0.5  # the first round propagates
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
           "--library-labels", "0.6", "--relabel", "1", "--propagate", "0",
           "--out", str(tmp_path / "r4")])
     assert seen["config"].relabel == 1.0 and seen["config"].propagate == 0.0
+    assert seen["config"].library_propagate == 0.0  # --propagate 0: off in both rounds
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
           "--relabel", "1", "--propagate", "0.3", "--out", str(tmp_path / "r5")])
-    assert seen["config"].propagate == 0.3
+    assert seen["config"].propagate == 0.3 and seen["config"].library_propagate == 0.0
 
 
 @pytest.mark.parametrize(("args", "msg"), [
@@ -934,8 +1000,9 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     (["--relabel", "1.5", "--labelled-fraction", "0.1"], "--relabel takes a fraction in [0, 1]"),
     (["--names-per-spectrum", "--labelled-fraction", "0.1"],
      "--names-per-spectrum changes how --library-labels and --relabel name spectra"),
-    (["--propagate", "0.5", "--labelled-fraction", "0.1", "--library-labels", "0.6"],
-     "--propagate mixes label propagation into the second naming round: give --relabel"),
+    (["--propagate", "0.5", "--labelled-fraction", "0.1"],
+     "--propagate mixes label propagation into the naming rounds: give --library-labels or "
+     "--relabel too"),
     (["--propagate", "1.5", "--labelled-fraction", "0.1", "--relabel", "1"],
      "--propagate takes a weight in [0, 1]"),
     (["--relabel", "0.5", "--labelled-fraction", "0.1", "--ssl", "sgan"],

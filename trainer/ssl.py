@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ramanedge.errors import DataError
-from ramanedge.library import LibraryConfig, SpectralLibrary
+from ramanedge.library import LibraryConfig, SpectralLibrary, match_view, softmax_rows
 from ramanedge.options import check_options, option, range_of
 from ramanedge.splits import specimen_groups
 from trainer.contrastive import load_backbone, pretrain_contrastive
@@ -75,9 +75,10 @@ PROPAGATE_ALPHA = 0.9
 """How far labels spread in :func:`propagate_labels` for ``SSLConfig.propagate`` (k and
 alpha from a screen of names right on the hidden training labels, docs/parts/ssl.md)."""
 CLI_PROPAGATE = 0.5
-"""``ramanedge train``'s label-propagation weight with ``--relabel`` (from the same screen,
-then adopted by a validation rule with ``--library-labels 0.6 --relabel 1.0``, 2026-12-06;
-docs/parts/ssl.md)."""
+"""``ramanedge train``'s label-propagation weight in each naming round it runs (from the
+screens of names right, then adopted round by round by validation rules with
+``--library-labels 0.6 --relabel 1.0``, 2026-12-06; docs/parts/ssl.md)."""
+
 
 @dataclass(frozen=True)
 class SSLConfig:
@@ -127,6 +128,11 @@ class SSLConfig:
     0.5, the only value allowed without teachers). The teachers train as the default's do
     (:data:`~trainer.train.TEACHER_AUGMENT`), each epoch drawing as many spectra as they
     have labels or names (the student: as many as there are training spectra)."""
+    library_propagate: float = option(0.0, within=(0.0, 1.0))
+    """Label propagation in the first round's library names: the score that names is
+    ``(1 - p)`` the library's softmax plus ``p`` the given labels spread over the library's
+    own view of the spectra (:func:`library_pseudo_labels` ``propagate``; 0 = the library
+    alone)."""
     propagate: float = option(0.0, within=(0.0, 1.0))
     """Label propagation in the blend rounds' naming: the score that names is ``(1 - p)``
     the blend plus ``p`` the labels spread over the latest network's feature neighbours
@@ -164,6 +170,9 @@ class SSLConfig:
                              "in (0, 1]")
         if not self.teachers and self.distill != 0.5:
             raise ValueError("distill weighs the teachers' answers: set teachers too")
+        if self.library_propagate > 0 and not self.library_labels:
+            raise ValueError("library_propagate joins the library's naming: set "
+                             "library_labels too")
         if self.propagate > 0 and not self.relabel:
             raise ValueError("propagate joins the blend round's naming: set relabel too")
         if self.teachers and self.soft_names > 0:
@@ -229,7 +238,8 @@ def hide_labels(y: np.ndarray, labelled: np.ndarray) -> np.ndarray:
 
 def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
                           coverage: float, config: LibraryConfig | None = None,
-                          groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          groups: np.ndarray | None = None,
+                          propagate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Name the unlabelled training spectra the spectral library names with most confidence.
 
     The library of the *labelled* spectra (``y_masked >= 0``; :class:`ramanedge.library.
@@ -242,13 +252,21 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled
     spectrum is never named (its similarity is -1). ``groups`` (one specimen id per
     spectrum): the similarities of a specimen's unlabelled spectra are averaged first, so
-    they share one name and one margin. :class:`ValueError` for a coverage outside [0, 1],
-    labels below -1, non-finite spectra, no labelled spectrum or groups of another length
-    (or with an empty id).
+    they share one name and one margin. ``propagate`` (0-1): the score that names is
+    ``(1 - propagate)`` the softmax of the similarities (the library's temperature, as the
+    rover blends it) plus ``propagate`` :func:`propagate_labels` over the library's own view
+    of every training spectrum (:func:`ramanedge.library.match_view`: no network), so a
+    spectrum can borrow a name through other unlabelled ones; the margin is then that
+    score's. :class:`ValueError` for a coverage or weight outside [0, 1], labels below -1,
+    non-finite spectra, no labelled spectrum or groups of another length (or with an empty
+    id).
     """
     if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not (
             0.0 <= coverage <= 1.0):
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
+    if isinstance(propagate, bool) or not isinstance(propagate, (int, float, np.floating)) \
+            or not 0.0 <= propagate <= 1.0:
+        raise ValueError(f"propagate must be a weight in [0, 1], got {propagate!r}")
     y = np.asarray(y_masked, dtype=np.int64).copy()
     X = np.asarray(X_train, dtype=np.float32)
     if X.ndim != 2 or len(X) != len(y):
@@ -266,9 +284,15 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
     if n_take == 0:
         return y, margin
-    lib = SpectralLibrary.build(X[known], y[known], n_classes,
-                                replace(config or LibraryConfig(), candidates=0))
+    cfg = replace(config or LibraryConfig(), candidates=0)
+    lib = SpectralLibrary.build(X[known], y[known], n_classes, cfg)
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
+    if propagate > 0:  # spread from the given labels only, over the library's view
+        Z = propagate_labels(match_view(X, cfg), y_masked, n_classes,
+                             k=min(PROPAGATE_K, len(X) - 1), alpha=PROPAGATE_ALPHA)
+        q = (1.0 - propagate) * softmax_rows(S / cfg.temperature) + propagate * Z[free]
+        margin[free] = _name_surest(y, free, _group_mean(q, free, g), n_take, floor=0.0)
+        return y, margin
     margin[free] = _name_surest(y, free, _group_mean(S, free, g), n_take, floor=-1.0)
     return y, margin
 
@@ -537,7 +561,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     per = check_groups(groups, len(X_train)) if config.by_specimen else None
     if config.library_labels > 0:  # named from the labelled part only (y_masked)
         y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
-                                            coverage=config.library_labels, groups=per)
+                                            coverage=config.library_labels, groups=per,
+                                            propagate=config.library_propagate)
         if log is not None:
             log(f"library labels: the library of the {int(lab.sum())} labelled spectra named "
                 f"{int((y_masked >= 0).sum() - lab.sum())} of the {int((~lab).sum())} "
@@ -590,8 +615,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
         Z = None
         if config.propagate > 0:  # spread from the given labels only, never a name
             Z = propagate_labels(np.asarray(features_model(result.model).predict(
-                X_train, verbose=0, batch_size=256)), given, n_classes, k=PROPAGATE_K,
-                alpha=PROPAGATE_ALPHA)
+                X_train, verbose=0, batch_size=256)), given, n_classes,
+                k=min(PROPAGATE_K, len(X_train) - 1), alpha=PROPAGATE_ALPHA)
         y2, q = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
                                     coverage=config.relabel, groups=per, return_blend=True,
                                     propagated=Z, propagate=config.propagate)
@@ -720,20 +745,21 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     """Back end of ``ramanedge train --labelled-fraction F --ssl METHOD`` (see trainer.cli).
 
     Validates the options (``--labelled-fraction``, ``--ssl``, ``--backbone``,
-    ``--pseudo-label``, ``--library-labels``, ``--relabel``, ``--propagate``; a bad value raises
-    :class:`SSLOptionError`,
-    one line in the CLI) and calls :func:`ssl_train_run` with ``label_seed`` = the training
-    seed. ``propagate``: :attr:`SSLConfig.propagate` (``None``: :data:`CLI_PROPAGATE` with
-    ``relabel``, else 0). ``by_specimen``: the library labels and the second round name per specimen
-    (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum`` turns it
-    off); without either naming the config records ``false``.
+    ``--pseudo-label``, ``--library-labels``, ``--relabel``, ``--propagate``; a bad value
+    raises :class:`SSLOptionError`, one line in the CLI) and calls :func:`ssl_train_run`
+    with ``label_seed`` = the training seed. ``propagate``: the label-propagation weight of
+    every naming round that runs, :attr:`SSLConfig.library_propagate` with
+    ``library_labels`` and :attr:`SSLConfig.propagate` with ``relabel`` (``None``:
+    :data:`CLI_PROPAGATE`). ``by_specimen``: the library labels and the second round name
+    per specimen (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum``
+    turns it off); without either naming the config records ``false``.
     """
     weights = backbone_meta = None
-    if propagate is not None and not relabel:
-        raise SSLOptionError("--propagate mixes label propagation into the second naming "
-                             "round: give --relabel too")
+    if propagate is not None and not (library_labels or relabel):
+        raise SSLOptionError("--propagate mixes label propagation into the naming rounds: "
+                             "give --library-labels or --relabel too")
     if propagate is None:
-        propagate = CLI_PROPAGATE if relabel else 0.0
+        propagate = CLI_PROPAGATE
     if not by_specimen and not (library_labels or relabel):
         raise SSLOptionError("--names-per-spectrum changes how --library-labels and --relabel "
                              "name spectra: give one of them")
@@ -753,7 +779,8 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                            label_seed=train_config.seed,
                            pseudo=PseudoLabelConfig() if pseudo_label else None,
                            library_labels=library_labels, relabel=relabel,
-                           propagate=propagate,
+                           library_propagate=propagate if library_labels else 0.0,
+                           propagate=propagate if relabel else 0.0,
                            by_specimen=bool(by_specimen and (library_labels or relabel)))
     except ValueError as e:
         if "not sgan" in str(e):
