@@ -447,8 +447,6 @@ def parse_method(m: str) -> Method:
              "+libplC)")
     prefixes = ("libpl", "rl", "rr", "soft", "kd", "lpf", "lp")  # "lpf" tried before "lp"
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
-            or any(sum(next((q for q in prefixes if f.startswith(q)), None) == p
-                       for f in flags) > 1 for p in prefixes) \
             or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
     pl = spec = False
@@ -467,7 +465,7 @@ def parse_method(m: str) -> Method:
             ok = value in ((2, 3, 4, 5) if prefix == "rr" else range(1, 9))
         else:
             ok = value is not None and 0.0 < value <= 1.0
-        if value is None or not ok:
+        if value is None or not ok or got[prefix] is not None:  # each part at most once
             raise click.UsageError(usage)
         got[prefix] = value
     if (got["lpf"] and not got["libpl"]) or (spec and got["libpl"] is None and

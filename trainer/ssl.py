@@ -236,6 +236,12 @@ def hide_labels(y: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     return out
 
 
+def is_unit_fraction(value: Any) -> bool:
+    """True for a real number (not a bool) in [0, 1]: the coverages and weights of naming."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
+            and 0.0 <= value <= 1.0)
+
+
 def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
                           coverage: float, config: LibraryConfig | None = None,
                           groups: np.ndarray | None = None,
@@ -261,11 +267,9 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     non-finite spectra, no labelled spectrum or groups of another length (or with an empty
     id).
     """
-    if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not (
-            0.0 <= coverage <= 1.0):
+    if not is_unit_fraction(coverage):
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
-    if isinstance(propagate, bool) or not isinstance(propagate, (int, float, np.floating)) \
-            or not 0.0 <= propagate <= 1.0:
+    if not is_unit_fraction(propagate):
         raise ValueError(f"propagate must be a weight in [0, 1], got {propagate!r}")
     y = np.asarray(y_masked, dtype=np.int64).copy()
     X = np.asarray(X_train, dtype=np.float32)
@@ -366,8 +370,7 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     non-finite input, no labelled spectrum, groups of another length (or with an empty id)
     or a weight without its scores.
     """
-    if not (isinstance(coverage, (int, float)) and not isinstance(coverage, bool) and
-            0.0 <= coverage <= 1.0):
+    if not is_unit_fraction(coverage):
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
     y = np.asarray(y_masked, dtype=np.int64).copy()
     X = np.asarray(X_train, dtype=np.float32)
@@ -382,8 +385,7 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     known = y >= 0
     if not known.any():
         raise ValueError("blend labels need at least one labelled spectrum")
-    if isinstance(propagate, bool) or not isinstance(propagate, (int, float, np.floating)) \
-            or not 0.0 <= propagate <= 1.0:
+    if not is_unit_fraction(propagate):
         raise ValueError(f"propagate must be a weight in [0, 1], got {propagate!r}")
     if propagate > 0:
         if propagated is None:
@@ -488,7 +490,7 @@ def soft_name_targets(y_named: np.ndarray, given: np.ndarray, blend: np.ndarray,
     itself was unsure of it. :class:`ValueError` for ``soft`` outside [0, 1], shapes that
     differ, a label that was given changed or a named row whose blend is missing, negative or
     zero."""
-    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0.0 <= soft <= 1.0:
+    if not is_unit_fraction(soft):
         raise ValueError(f"soft must be a fraction in [0, 1], got {soft!r}")
     y = np.asarray(y_named, dtype=np.int64)
     g = np.asarray(given, dtype=np.int64)
@@ -758,6 +760,9 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     if propagate is not None and not (library_labels or relabel):
         raise SSLOptionError("--propagate mixes label propagation into the naming rounds: "
                              "give --library-labels or --relabel too")
+    if propagate is not None and not is_unit_fraction(propagate):
+        raise SSLOptionError(f"--propagate takes a weight in [0, 1], e.g. 0.5, got "
+                             f"{propagate:g}")
     if propagate is None:
         propagate = CLI_PROPAGATE
     if not by_specimen and not (library_labels or relabel):
