@@ -33,6 +33,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
 * ``+lpfL`` suffix (with ``+libplC``): the first round names by ``(1 - L)`` the library's
   softmax plus ``L`` label propagation over the library's view of the spectra
   (:attr:`trainer.ssl.SSLConfig.library_propagate`).
+* ``+joint`` suffix (with ``+lpL``): the blend rounds' propagation runs over the network's
+  features and the library's view side by side
+  (:attr:`trainer.ssl.SSLConfig.propagate_graph` ``"joint"``).
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -230,8 +233,10 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "blend, then trained again), +spec (names per specimen), +rrN (N "
                    "blend rounds, with +rlD), +softS (soft names of weight S, with +rlD) and "
                    "+kdT (the blend rounds distil from T teachers, with +rlD), +lpL (label "
-                   "propagation of weight L in the blend rounds' naming, with +rlD) and "
-                   "+lpfL (the same in the first round's library names, with +libplC).")
+                   "propagation of weight L in the blend rounds' naming, with +rlD), "
+                   "+lpfL (the same in the first round's library names, with +libplC) and "
+                   "+joint (the blend rounds propagate over the network's features and the "
+                   "library's view side by side, with +lpL).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -320,7 +325,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf = parsed[m]
+                    base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf, joint = parsed[m]
                     named_any = libpl is not None or rl is not None
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
@@ -347,14 +352,16 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                         by_specimen=spec, relabel_rounds=rounds,
                                         soft_names=soft or 0.0, teachers=kd,
                                         propagate=lp or 0.0,
-                                        library_propagate=lpf or 0.0)
+                                        library_propagate=lpf or 0.0,
+                                        propagate_graph="joint" if joint else "features")
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
                                         relabel=rl or 0.0, by_specimen=spec,
                                         relabel_rounds=rounds, soft_names=soft or 0.0,
                                         teachers=kd, propagate=lp or 0.0,
-                                        library_propagate=lpf or 0.0)
+                                        library_propagate=lpf or 0.0,
+                                        propagate_graph="joint" if joint else "features")
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     train_cfg(seed), cfg, pretrained=weights,
@@ -421,18 +428,21 @@ class Method(NamedTuple):
     teachers: int = 0
     propagate: float | None = None
     library_propagate: float | None = None
+    joint: bool = False
 
 
 def parse_method(m: str) -> Method:
     """The parts of a method name
-    ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL][+lpfL]``
+    ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL][+lpfL][+joint]``
     (BASE
     ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
     round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
     ``+rlD``; ``+softS``: soft names of weight S in (0, 1], with ``+rlD``; ``+kdT``: the
     blend rounds distil from T teachers, 1-8, with ``+rlD``, not with ``+softS``; ``+lpL``:
     label propagation of weight L in (0, 1] in the blend rounds' naming, with ``+rlD``;
-    ``+lpfL``: the same in the first round's library names, with ``+libplC``);
+    ``+lpfL``: the same in the first round's library names, with ``+libplC``; ``+joint``:
+    the blend rounds propagate over the network's features and the library's view side by
+    side, with ``+lpL``);
     :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
@@ -443,17 +453,19 @@ def parse_method(m: str) -> Method:
              "+softS (soft names of weight S in (0, 1] in the blend rounds, with +rlD) and "
              "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS) and "
              "+lpL (label propagation of weight L in (0, 1] in the blend rounds' naming, "
-             "with +rlD) and +lpfL (the same in the first round's library names, with "
-             "+libplC)")
+             "with +rlD), +lpfL (the same in the first round's library names, with "
+             "+libplC) and +joint (the blend rounds propagate over the network's features "
+             "and the library's view side by side, with +lpL)")
     prefixes = ("libpl", "rl", "rr", "soft", "kd", "lpf", "lp")  # "lpf" tried before "lp"
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
-    pl = spec = False
+    pl = spec = joint = False
     got = dict.fromkeys(prefixes)
     for flag in flags:
-        if flag in ("pl", "spec"):
+        if flag in ("pl", "spec", "joint"):
             pl, spec = pl or flag == "pl", spec or flag == "spec"
+            joint = joint or flag == "joint"
             continue
         # the first prefix that fits: only "lp" starts another ("lpf"), which comes first
         prefix = next((p for p in prefixes if flag.startswith(p)), None)
@@ -471,10 +483,10 @@ def parse_method(m: str) -> Method:
     if (got["lpf"] and not got["libpl"]) or (spec and got["libpl"] is None and
                                                got["rl"] is None) or (
             (got["rr"] or got["soft"] or got["kd"] or got["lp"]) and not got["rl"]) or (
-            got["soft"] and got["kd"]):
+            got["soft"] and got["kd"]) or (joint and not got["lp"]):
         raise click.UsageError(usage)
     return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1), got["soft"],
-                  int(got["kd"] or 0), got["lp"], got["lpf"])
+                  int(got["kd"] or 0), got["lp"], got["lpf"], joint)
 
 
 def write_row(out: Path, row: dict) -> None:

@@ -327,6 +327,20 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert m["library"]["rows"] == m["training"]["n_train"]
     assert (art / m["library"]["file"]).is_file()
     assert 0.0 <= m["metrics"]["library"]["test_top1"] <= 1.0
+    # the end-to-end screen reads this pair back, and its re-blend at the shipped weight
+    # (edge_runtime's int8 answers + the library) repeats what quantize measured
+    from click.testing import CliRunner
+
+    from benchmarks.fewlabel_screens import cli as screens
+
+    rows, w = tmp_path / "e2e.jsonl", f"{m['library']['weight']:g}"
+    res = CliRunner().invoke(screens, ["e2e", "--arm", "default", str(art), "--library-weights",
+                                       f"{w},0.9", "--out", str(rows)])
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(x) for x in rows.read_text().splitlines()]
+    assert f"{row['shipped_weight']:g}" == w and row["run"] == str(run)
+    assert row[f"test_w{w}"] == pytest.approx(m["metrics"]["library"]["test_top1"], abs=1e-12)
+    assert row[f"val_w{w}"] == pytest.approx(m["metrics"]["library"]["val_top1"], abs=1e-12)
 
 
 def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypatch) -> None:

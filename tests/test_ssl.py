@@ -540,8 +540,8 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert len(calls) == 1 and np.array_equal(calls[0][1], mixed[mixed >= 0])
     spread.clear()
     calls.clear()
-    # both rounds propagate (the CLI's default): first over the library's view of the
-    # spectra, then over the first network's features, each from the given labels
+    # both rounds propagate (features graph in the second): first over the library's view
+    # of the spectra, then over the first network's features, each from the given labels
     from ramanedge.library import match_view
 
     train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
@@ -567,6 +567,47 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8, propagated=Z,
                                propagate=0.5)
     assert np.array_equal(out.labels, want) and np.array_equal(calls[1][1], want[want >= 0])
+    # propagate_graph "joint": one propagation over the unit features and the unit library
+    # view side by side, still from the given labels only
+    spread.clear()
+    calls.clear()
+    out = train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+                    SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                              relabel=0.8, propagate=0.5, propagate_graph="joint"), log=None)
+    assert len(calls) == 2 and len(spread) == 1
+    F_seen, y_seen, _ = spread[0]
+    feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
+    view = match_view(Xtr, LibraryConfig())
+    assert F_seen.shape == (len(Xtr), feats.shape[1] + view.shape[1])
+    assert np.allclose(F_seen[:, :feats.shape[1]],
+                       feats / np.linalg.norm(feats, axis=1, keepdims=True), atol=1e-5)
+    assert np.allclose(F_seen[:, feats.shape[1]:], view, atol=1e-6)
+    assert np.array_equal(y_seen, masked)
+    Z = ssl_mod_propagate(F_seen, masked, 4, k=ssl.PROPAGATE_K, alpha=ssl.PROPAGATE_ALPHA)
+    want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8, propagated=Z,
+                               propagate=0.5)
+    assert np.array_equal(out.labels, want)
+    # "library": one propagation over the library's view; "both": the mean of the features'
+    # and the view's propagations (blend_round_names on the first network, no training)
+    first = calls[0][3].model
+    for graph, seen_shapes in (("library", [view.shape]),
+                               ("both", [feats.shape, view.shape])):
+        spread.clear()
+        y_g, q_g = ssl.blend_round_names(first, Xtr, masked, 4, coverage=0.8, propagate=0.5,
+                                         graph=graph)
+        assert [F.shape for F, _, _ in spread] == seen_shapes
+        assert all(np.array_equal(y_seen, masked) for _, y_seen, _ in spread)
+        Zs = [ssl_mod_propagate(F, masked, 4, k=ssl.PROPAGATE_K, alpha=ssl.PROPAGATE_ALPHA)
+              for F, _, _ in spread]
+        want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8,
+                                   propagated=np.mean(Zs, axis=0), propagate=0.5)
+        assert np.array_equal(y_g, want)
+    with pytest.raises(ValueError, match="graph must be one of"):
+        ssl.blend_round_names(first, Xtr, masked, 4, coverage=0.8, propagate=0.5, graph="x")
+    with pytest.raises(ValueError, match="propagate_graph must be one of features, library"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, propagate=0.5, propagate_graph="knn")
+    with pytest.raises(ValueError, match="set propagate too"):
+        SSLConfig(labelled_fraction=0.1, relabel=0.5, propagate_graph="joint")
     with pytest.raises(ValueError, match="propagate joins the blend round"):
         SSLConfig(labelled_fraction=0.1, library_labels=0.5, propagate=0.5)
     with pytest.raises(ValueError, match="teachers distil the blend round"):
@@ -970,6 +1011,7 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["config"].to_dict()["by_specimen"]  # the CLI names per specimen by default
     assert seen["config"].propagate == 0.5  # and both rounds propagate by default
     assert seen["config"].library_propagate == 0.5
+    assert seen["config"].propagate_graph == "joint"  # the second round: features + view
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
     seen.clear()
@@ -977,6 +1019,7 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
           "--library-labels", "0.6", "--names-per-spectrum", "--out", str(tmp_path / "r3")])
     assert seen["config"].library_labels == 0.6 and not seen["config"].by_specimen
     assert seen["config"].propagate == 0.0  # no second round: nothing to propagate into
+    assert seen["config"].propagate_graph == "features"
     assert seen["config"].library_propagate == 0.5  # the first round propagates
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
@@ -984,10 +1027,12 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
           "--out", str(tmp_path / "r4")])
     assert seen["config"].relabel == 1.0 and seen["config"].propagate == 0.0
     assert seen["config"].library_propagate == 0.0  # --propagate 0: off in both rounds
+    assert seen["config"].propagate_graph == "features"
     seen.clear()
     main(["train", "--data", str(shared_data_root), "--labelled-fraction", "0.2",
           "--relabel", "1", "--propagate", "0.3", "--out", str(tmp_path / "r5")])
     assert seen["config"].propagate == 0.3 and seen["config"].library_propagate == 0.0
+    assert seen["config"].propagate_graph == "joint"  # a second round propagates: joint
 
 
 @pytest.mark.parametrize(("args", "msg"), [

@@ -171,10 +171,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--propagate", type=float, default=None,
               help="With --library-labels / --relabel: each naming round mixes W x label "
                    "propagation (the given labels spread over nearest neighbours: of the "
-                   "library's view in the first round, of the first network's features in "
-                   "the second) into its score, (1 - W) x the library or the network + "
-                   "library blend (0 = off)  [default: 0.5, adopted on validation with "
-                   "--library-labels 0.6 --relabel 1.0]")
+                   "library's view in the first round; in the second, of the first "
+                   "network's features and the library's view side by side) into its "
+                   "score, (1 - W) x the library or the network + library blend (0 = off)  "
+                   "[default: 0.5, adopted on validation with --library-labels 0.6 "
+                   "--relabel 1.0]")
 @click.option("--names-per-spectrum", is_flag=True,
               help="With --library-labels / --relabel: name each unlabelled spectrum on its "
                    "own; by default the spectra of one specimen (RRUFF sample id) share one "

@@ -74,10 +74,17 @@ PROPAGATE_K = 5
 PROPAGATE_ALPHA = 0.9
 """How far labels spread in :func:`propagate_labels` for ``SSLConfig.propagate`` (k and
 alpha from a screen of names right on the hidden training labels, docs/parts/ssl.md)."""
+PROPAGATE_GRAPHS = ("features", "library", "both", "joint")
+"""What the blend rounds' label propagation links spectra by (``SSLConfig.propagate_graph``;
+:func:`blend_round_names`)."""
 CLI_PROPAGATE = 0.5
 """``ramanedge train``'s label-propagation weight in each naming round it runs (from the
 screens of names right, then adopted round by round by validation rules with
 ``--library-labels 0.6 --relabel 1.0``, 2026-12-06; docs/parts/ssl.md)."""
+CLI_PROPAGATE_GRAPH = "joint"
+"""What ``ramanedge train``'s second round propagates over (:attr:`SSLConfig.propagate_graph`;
+screened on names right, then adopted by a validation rule with ``--library-labels 0.6
+--relabel 1.0``, 2026-12-06; docs/parts/ssl.md)."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,15 @@ class SSLConfig:
     alone)."""
     propagate: float = option(0.0, within=(0.0, 1.0))
     """Label propagation in the blend rounds' naming: the score that names is ``(1 - p)``
-    the blend plus ``p`` the labels spread over the latest network's feature neighbours
-    (:func:`propagate_labels` from the given labels, ``k`` = :data:`PROPAGATE_K`, ``alpha``
-    = :data:`PROPAGATE_ALPHA`; 0 = the blend alone)."""
+    the blend plus ``p`` the labels spread over the neighbours of :attr:`propagate_graph`
+    (the latest network's features by default; :func:`propagate_labels` from the given
+    labels, ``k`` = :data:`PROPAGATE_K`, ``alpha`` = :data:`PROPAGATE_ALPHA`; 0 = the blend
+    alone)."""
+    propagate_graph: str = "features"
+    """What the blend rounds' propagation links spectra by (:data:`PROPAGATE_GRAPHS`;
+    :func:`blend_round_names`): ``features`` the latest network's penultimate features,
+    ``library`` the library's view of the spectra (the first round's graph), ``both`` the
+    mean of those two propagations, ``joint`` one propagation over both side by side."""
     by_specimen: bool = False
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
@@ -175,6 +188,12 @@ class SSLConfig:
                              "library_labels too")
         if self.propagate > 0 and not self.relabel:
             raise ValueError("propagate joins the blend round's naming: set relabel too")
+        if self.propagate_graph not in PROPAGATE_GRAPHS:
+            raise ValueError(f"propagate_graph must be one of {', '.join(PROPAGATE_GRAPHS)}, "
+                             f"got {self.propagate_graph!r}")
+        if self.propagate_graph != "features" and not self.propagate > 0:
+            raise ValueError("propagate_graph says what the blend round's propagation links: "
+                             "set propagate too")
         if self.teachers and self.soft_names > 0:
             raise ValueError("teachers and soft_names both set the named spectra's targets: "
                              "use one")
@@ -410,6 +429,50 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     return (y, blend) if return_blend else y
 
 
+def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_classes: int, *,
+                      coverage: float, groups: list[Any] | None = None,
+                      propagate: float = 0.0, graph: str = "features"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The names of one blend round of :func:`train_ssl`: ``model`` (the latest network)
+    blended with the library of the ``given`` labels (:func:`blend_pseudo_labels`, coverage
+    ``coverage``, per specimen with ``groups``) and, with ``propagate`` > 0, that weight of
+    :func:`propagate_labels` of the given labels (never a name) over ``graph``
+    (:data:`PROPAGATE_GRAPHS`): ``features`` links spectra by the network's penultimate
+    features, ``library`` by the library's view (:func:`ramanedge.library.match_view` of the
+    shipped :class:`~ramanedge.library.LibraryConfig`, the first round's graph), ``both``
+    averages those two propagations, ``joint`` propagates once over the unit features and
+    the unit view side by side (a link's cosine is the mean of the two). Returns ``(y,
+    blend)`` as ``blend_pseudo_labels(..., return_blend=True)``. Also what
+    ``benchmarks.fewlabel_screens names --round second`` scores, so a screen judges the
+    namer that trains. :class:`ValueError` for another graph."""
+    if graph not in PROPAGATE_GRAPHS:
+        raise ValueError(f"graph must be one of {', '.join(PROPAGATE_GRAPHS)}, got {graph!r}")
+    Z = None
+    if propagate > 0:  # spread from the given labels only, never a name
+        def spread(F: np.ndarray) -> np.ndarray:
+            return propagate_labels(F, given, n_classes, k=min(PROPAGATE_K, len(X_train) - 1),
+                                    alpha=PROPAGATE_ALPHA)
+
+        def unit(A: np.ndarray) -> np.ndarray:
+            A = np.asarray(A, dtype=np.float64)
+            return A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
+
+        F = None if graph == "library" else np.asarray(features_model(model).predict(
+            X_train, verbose=0, batch_size=256))
+        V = None if graph == "features" else match_view(X_train, LibraryConfig())
+        if graph == "features":
+            Z = spread(F)
+        elif graph == "library":
+            Z = spread(V)
+        elif graph == "both":
+            Z = 0.5 * (spread(F) + spread(V))
+        else:
+            Z = spread(np.hstack([unit(F), unit(V)]))
+    return blend_pseudo_labels(X_train, given, predict_probs(model, X_train),
+                               coverage=coverage, groups=groups, return_blend=True,
+                               propagated=Z, propagate=propagate)
+
+
 def propagate_labels(features: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
                      k: int = PROPAGATE_K, alpha: float = PROPAGATE_ALPHA,
                      power: float = 3.0, tol: float = 1e-10,
@@ -537,7 +600,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     and names and distils them into its network (their summaries in the result's
     ``teachers``, their time in its ``seconds``); ``labels`` keeps the hard names; with
     ``config.propagate`` the naming score of those rounds mixes in :func:`propagate_labels`
-    over the latest network's features). With ``config.by_specimen``
+    over the graph ``config.propagate_graph`` names: the latest network's features by
+    default, :func:`blend_round_names`). With ``config.by_specimen``
     both rounds name per specimen: ``groups`` (one specimen id per training spectrum) is
     required then.
 
@@ -614,17 +678,12 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     result = fit(y_masked)
     for r in range(config.relabel_rounds if config.relabel > 0 else 0):
         # round r + 2: named by the latest network + library blend, trained again
-        Z = None
-        if config.propagate > 0:  # spread from the given labels only, never a name
-            Z = propagate_labels(np.asarray(features_model(result.model).predict(
-                X_train, verbose=0, batch_size=256)), given, n_classes,
-                k=min(PROPAGATE_K, len(X_train) - 1), alpha=PROPAGATE_ALPHA)
-        y2, q = blend_pseudo_labels(X_train, given, predict_probs(result.model, X_train),
-                                    coverage=config.relabel, groups=per, return_blend=True,
-                                    propagated=Z, propagate=config.propagate)
+        y2, q = blend_round_names(result.model, X_train, given, n_classes,
+                                  coverage=config.relabel, groups=per,
+                                  propagate=config.propagate, graph=config.propagate_graph)
         if log is not None:
             log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend"
-                f"{' + label propagation' if Z is not None else ''} named "
+                f"{' + label propagation' if config.propagate > 0 else ''} named "
                 f"{int((y2 >= 0).sum() - (given >= 0).sum())} of the "
                 f"{int((given < 0).sum())} unlabelled spectra")
         before = result.seconds
@@ -752,7 +811,8 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
     with ``label_seed`` = the training seed. ``propagate``: the label-propagation weight of
     every naming round that runs, :attr:`SSLConfig.library_propagate` with
     ``library_labels`` and :attr:`SSLConfig.propagate` with ``relabel`` (``None``:
-    :data:`CLI_PROPAGATE`). ``by_specimen``: the library labels and the second round name
+    :data:`CLI_PROPAGATE`; the second round propagates over :data:`CLI_PROPAGATE_GRAPH`).
+    ``by_specimen``: the library labels and the second round name
     per specimen (:attr:`SSLConfig.by_specimen`; the CLI's default, ``--names-per-spectrum``
     turns it off); without either naming the config records ``false``.
     """
@@ -786,6 +846,8 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                            library_labels=library_labels, relabel=relabel,
                            library_propagate=propagate if library_labels else 0.0,
                            propagate=propagate if relabel else 0.0,
+                           propagate_graph=CLI_PROPAGATE_GRAPH if relabel and propagate > 0
+                           else "features",
                            by_specimen=bool(by_specimen and (library_labels or relabel)))
     except ValueError as e:
         if "not sgan" in str(e):
