@@ -235,6 +235,7 @@ def read_arm(name: str, pattern: str, runs: Path | None) -> list[dict]:
     (``RUNS/<manifest training.run>``, by default beside the artifact); the run's split hash
     must be the manifest's."""
     from ramanedge.errors import DataError
+    from ramanedge.manifest import MANIFEST_NAME
 
     folders = sorted(Path(p) for p in glob.glob(pattern))
     if not folders:
@@ -242,7 +243,7 @@ def read_arm(name: str, pattern: str, runs: Path | None) -> list[dict]:
     rows = []
     for art in folders:
         try:
-            m = json.loads((art / "manifest.json").read_text(encoding="utf-8"))
+            m = json.loads((art / MANIFEST_NAME).read_text(encoding="utf-8"))
             run = (runs or art.parent) / m["training"]["run"]
             cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))
             met = m["metrics"]
