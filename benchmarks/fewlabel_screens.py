@@ -41,9 +41,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import comma_list, one_line_errors
+from benchmarks.common import comma_list, format_mean_sd_pct, one_line_errors
 from benchmarks.fewlabel import ARCHS, SCHEDULES, fewlabel_train, model_config
-from trainer.ssl import PROPAGATE_GRAPHS as GRAPHS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -67,13 +66,6 @@ def unit_list(text: str, option: str) -> list[float]:
         raise click.UsageError(f"{option} takes comma-separated numbers in [0, 1], e.g. "
                                f"0,0.5, got {text!r}")
     return values
-
-
-def mean_sd(values: list[float]) -> str:
-    """``mean ± s.d.`` in percent (s.d. over the runs; n/a for one)."""
-    v = 100 * np.asarray(values, dtype=float)
-    sd = f"{np.std(v, ddof=1):.1f}" if len(v) > 1 else "n/a"
-    return f"{np.mean(v):.1f} ± {sd}"
 
 
 def paired(values: list[float], reference: list[float]) -> str:
@@ -120,7 +112,8 @@ def cli() -> None:
               show_default=True, help="Second round: the fraction it names.")
 @click.option("--graph", "graphs", default="features", show_default=True,
               help="Second round: the graphs its propagation runs over, comma-separated "
-                   f"({', '.join(GRAPHS)}; trainer.ssl.SSLConfig.propagate_graph).")
+                   "(trainer.ssl.PROPAGATE_GRAPHS; features is the graph of the namer "
+                   "before 2026-12-06 10:56 UTC, joint the CLI's since).")
 @click.option("--arch", type=click.Choice(ARCHS), default="flight-ep", show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cli", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True,
@@ -139,6 +132,8 @@ def names(data_root, which, split_seeds, seeds, fraction, coverages, weights,
     w_list = unit_list(weights, "--propagate")
     if which == "second" and len(cov_list) != 1:
         raise click.UsageError("--round second takes one --coverages (the first round's)")
+    from trainer.ssl import PROPAGATE_GRAPHS as GRAPHS  # here: TensorFlow loads with it
+
     graph_list = [g.strip() for g in graphs.split(",") if g.strip()]
     if not graph_list or any(g not in GRAPHS for g in graph_list):
         raise click.UsageError(f"--graph takes comma-separated graphs of the second round "
@@ -220,13 +215,13 @@ def names(data_root, which, split_seeds, seeds, fraction, coverages, weights,
                if r["propagate"] == w_list[0]}
         for w in w_list:
             rs = [r for r in cell if r["propagate"] == w and r["names_right"] is not None]
-            v = [r["names_right"] for r in rs]
             both = [(r["names_right"], ref[(r["split_seed"], r["seed"])]) for r in rs
                     if ref.get((r["split_seed"], r["seed"])) is not None]
             gain = paired(*zip(*both, strict=True)) if w != w_list[0] and both else ""
             click.echo(f"| {which} | {graph} | {c:g} | {w:g} | "
                        f"{np.mean([r['n_named'] for r in rs]) if rs else 0:.0f} | "
-                       f"{mean_sd(v) if v else 'none named'} | {gain} | {len(rs)} |")
+                       f"{format_mean_sd_pct(rs, 'names_right') if rs else 'none named'} | "
+                       f"{gain} | {len(rs)} |")
 
 
 def read_arm(name: str, pattern: str, runs: Path | None) -> list[dict]:
@@ -344,10 +339,10 @@ def e2e(arms, runs, library_weights, out) -> None:
                     paired(ans, [ref[k]["rover_top1"] for k in keys])]
         click.echo(f"| {name} | {len(rs)} | {sum(r['gate'] for r in rs)} of {len(rs)} | "
                    f"{100 * min(r['agreement'] for r in rs):.2f} % | "
-                   f"{mean_sd([r['float_top1'] for r in rs])} | "
-                   f"{mean_sd([r['rover_top1'] for r in rs])} | "
-                   f"{mean_sd([r['rover_lib_top1'] for r in rs])} | "
-                   f"{mean_sd([r['rover_lib_val'] for r in rs])} | {pair[0]} | {pair[1]} |")
+                   f"{format_mean_sd_pct(rs, 'float_top1')} | "
+                   f"{format_mean_sd_pct(rs, 'rover_top1')} | "
+                   f"{format_mean_sd_pct(rs, 'rover_lib_top1')} | "
+                   f"{format_mean_sd_pct(rs, 'rover_lib_val')} | {pair[0]} | {pair[1]} |")
     if weights:
         click.echo("\n| arm | part | network alone | " + " | ".join(
             f"w {w:g}" for w in weights) + " | paired with the artifact's own weight |")
@@ -359,8 +354,8 @@ def e2e(arms, runs, library_weights, out) -> None:
                 gains = "; ".join(f"w {w:g}: {paired([r[f'{part}_w{w:g}'] for r in rs], own)}"
                                   for w in weights
                                   if any(w != r["shipped_weight"] for r in rs))
-                click.echo(f"| {name} | {part} | {mean_sd([r[f'{part}_net'] for r in rs])} | "
-                           + " | ".join(mean_sd([r[f"{part}_w{w:g}"] for r in rs])
+                click.echo(f"| {name} | {part} | {format_mean_sd_pct(rs, f'{part}_net')} | "
+                           + " | ".join(format_mean_sd_pct(rs, f"{part}_w{w:g}")
                                         for w in weights) + f" | {gains} |")
 
 

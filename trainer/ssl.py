@@ -311,8 +311,7 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     lib = SpectralLibrary.build(X[known], y[known], n_classes, cfg)
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
     if propagate > 0:  # spread from the given labels only, over the library's view
-        Z = propagate_labels(match_view(X, cfg), y_masked, n_classes,
-                             k=min(PROPAGATE_K, len(X) - 1), alpha=PROPAGATE_ALPHA)
+        Z = _spread_given(match_view(X, cfg), y_masked, n_classes)
         q = (1.0 - propagate) * softmax_rows(S / cfg.temperature) + propagate * Z[free]
         margin[free] = _name_surest(y, free, _group_mean(q, free, g), n_take, floor=0.0)
         return y, margin
@@ -450,8 +449,7 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     Z = None
     if propagate > 0:  # spread from the given labels only, never a name
         def spread(F: np.ndarray) -> np.ndarray:
-            return propagate_labels(F, given, n_classes, k=min(PROPAGATE_K, len(X_train) - 1),
-                                    alpha=PROPAGATE_ALPHA)
+            return _spread_given(F, given, n_classes)
 
         def unit(A: np.ndarray) -> np.ndarray:
             A = np.asarray(A, dtype=np.float64)
@@ -471,6 +469,13 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     return blend_pseudo_labels(X_train, given, predict_probs(model, X_train),
                                coverage=coverage, groups=groups, return_blend=True,
                                propagated=Z, propagate=propagate)
+
+
+def _spread_given(F: np.ndarray, y_given: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`propagate_labels` as both naming rounds run it: the given labels over ``F``,
+    :data:`PROPAGATE_K` neighbours (fewer for a tiny set), :data:`PROPAGATE_ALPHA`."""
+    return propagate_labels(F, y_given, n_classes, k=min(PROPAGATE_K, len(F) - 1),
+                            alpha=PROPAGATE_ALPHA)
 
 
 def propagate_labels(features: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
