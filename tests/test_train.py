@@ -114,6 +114,34 @@ def test_crop_augmentation_is_the_rovers_padding() -> None:
         AugmentConfig(crop=1.5)
 
 
+def test_split_background_does_not_depend_on_blas_threads() -> None:
+    """The backgrounds the augmentation draws are the same bits with 1 or 2 BLAS threads
+    (before 2026-12-06 they differed in the last bits with 2 OpenBLAS threads, and so did
+    every training with ``background`` augmentation), and the caller's threading is left as
+    it was."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from trainer.augment import _split_background, split_background
+
+    rng = np.random.default_rng(0)  # band-rich rows over a curved background, as in RRUFF
+    X = np.abs(rng.normal(size=(824, 1392))).cumsum(axis=1)
+    X = X / X.max(axis=1, keepdims=True) + 0.3 * rng.random((824, 1392))
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = _split_background(X, 5, 100, 1e-3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        if not blas or min(i["num_threads"] for i in blas) < 2:
+            pytest.skip("numpy's BLAS cannot run 2 threads here")
+        raw = _split_background(X, 5, 100, 1e-3)  # the fit as it ran before the pin
+        if np.array_equal(raw[1], one[1]):
+            pytest.skip("this BLAS gives the same bits with 2 threads: nothing to pin")
+        two = split_background(X)
+        assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] \
+            == [i["num_threads"] for i in blas]
+    assert np.array_equal(two[0], one[0]) and np.array_equal(two[1], one[1])
+    assert np.allclose(two[0] + two[1], X)
+
+
 def test_augment_config_parse() -> None:
     cfg = AugmentConfig.parse("shift=5, noise=0.01,baseline=0.1")
     assert cfg == AugmentConfig(shift_cm=5, noise_std=0.01, baseline=0.1)
