@@ -235,6 +235,42 @@ def pool_scores(folder: Path) -> dict:
     return probe_scores(folder, make)
 
 
+#: the test-time shift averages of the 2026-12-06 16:03 UTC screen: the rover's answer
+#: averaged over the spectrum shifted by these offsets (grid points = cm-1), each a
+#: model call (and a library match) more per answer
+SHIFT_AVERAGES = {"none": (0,), "2": (-2, 0, 2), "4": (-4, 0, 4), "8": (-8, 0, 8),
+                  "2+4": (-4, -2, 0, 2, 4), "12": (-12, 0, 12)}
+
+
+def shift_averaged(predict, offsets: tuple[int, ...]):
+    """``predict`` (grid spectra -> probabilities) averaged over the spectra shifted by each
+    of ``offsets`` grid points (:func:`ramanedge.grid.shift_spectra`, edge-padded)."""
+    from ramanedge.grid import shift_spectra
+
+    def averaged(X: np.ndarray) -> np.ndarray:
+        return np.mean([predict(shift_spectra(X, t)) for t in offsets], axis=0)
+    return averaged
+
+
+def shift_average_scores(folder: Path, variants: dict[str, tuple[int, ...]]) -> dict:
+    """Top-1 of the rover's answer with the library (``"lib:NAME"``) and of the network
+    alone (``"net:NAME"``), each averaged over the shifts of every variant (name ->
+    offsets, :func:`shift_averaged`) (:func:`probe_scores`)."""
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+
+    def make(art, run):
+        lib = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        if lib.library is None:
+            _artifact_library(art)  # a usage error naming the folder
+        net = Classifier(art, lib.interpreter, library=False)
+        answers = {f"{kind}:{name}": shift_averaged(c.predict_proba_batch, offsets)
+                   for kind, c in (("lib", lib), ("net", net))
+                   for name, offsets in variants.items()}
+        return lambda P, X, y: {k: _top1(f(X), y) for k, f in answers.items()}
+    return probe_scores(folder, make)
+
+
 def pool_report(res: dict[str, dict]) -> str:
     """The 20:48 rule: (w, T) chosen leave-one-split-out on validation at 0 (the other
     splits, every training seed), its held-out paired deltas against the shipped blend."""
@@ -279,24 +315,36 @@ def pool_report(res: dict[str, dict]) -> str:
 @click.option("--coarse", is_flag=True,
               help="Instead: score the coarser library matches (COARSE) against the shipped "
                    "one on OUT's exported folders; JSON to --json-out.")
+@click.option("--shift-average", is_flag=True,
+              help="Instead: score the rover's answer averaged over shifted copies of the "
+                   "spectrum (SHIFT_AVERAGES), with and without the library, on OUT's "
+                   "exported folders; JSON to --json-out.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
 def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
-         pool: bool, coarse: bool, json_out: Path | None) -> None:
+         pool: bool, coarse: bool, shift_average: bool, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
     from ramanedge.library import LibraryConfig
 
     changes = parse_changes(config_changes)
-    if (pool or coarse or candidates) and changes:
-        raise click.UsageError("--config applies to the export; --pool, --coarse and "
-                               "--candidates score OUT's exported folders as they are")
-    if pool or coarse or candidates:
+    probes = pool or coarse or shift_average or bool(candidates)
+    if probes and changes:
+        raise click.UsageError("--config applies to the export; --pool, --coarse, "
+                               "--shift-average and --candidates score OUT's exported "
+                               "folders as they are")
+    if sum((pool, coarse, shift_average, bool(candidates))) > 1:
+        raise click.UsageError("--pool, --coarse, --shift-average and --candidates are "
+                               "separate probes: give one of them")
+    if probes:
         from benchmarks.common import comma_list
 
         if pool:
             probe, extra = pool_scores, {}
         elif coarse:
             probe, extra = partial(coarse_scores, variants=COARSE), {"variants": COARSE}
+        elif shift_average:
+            probe = partial(shift_average_scores, variants=SHIFT_AVERAGES)
+            extra = {"variants": {k: list(v) for k, v in SHIFT_AVERAGES.items()}}
         else:
             counts = (0, *comma_list(candidates, "--candidates"))
             probe, extra = partial(candidate_scores, counts=counts), {"counts": counts}

@@ -108,10 +108,31 @@ def test_library_eval_probes_refuse_an_out_folder_without_exports(tmp_path) -> N
 
     from benchmarks.library_eval import main
 
-    for flag in ("--pool", "--coarse", "--candidates=5"):
+    for flag in ("--pool", "--coarse", "--candidates=5", "--shift-average"):
         res = CliRunner().invoke(main, ["--eval", "runs/x:flight", "--out", str(tmp_path),
                                         flag])
         assert res.exit_code == 2 and "no flight-grouped<N> folders in" in res.output, \
             res.output
     res = CliRunner().invoke(main, ["--eval", "flight", "--out", str(tmp_path), "--pool"])
     assert res.exit_code == 2 and "expected FOLDER:RECIPE" in res.output
+    res = CliRunner().invoke(main, ["--eval", "runs/x:flight", "--out", str(tmp_path),
+                                    "--pool", "--shift-average"])
+    assert res.exit_code == 2 and "separate probes: give one of them" in res.output
+
+
+def test_shift_average_averages_the_answers_to_the_shifted_spectra() -> None:
+    """``benchmarks.library_eval --shift-average``: a "network" that answers the position of
+    the spectrum's peak (one-hot over the grid) averaged over shifts -2, 0, +2 puts a third
+    of the probability 2 points either side of the peak and at it; a peak 1 point from the
+    edge leaves the grid in the +2 copy (edge-padded, flat: the "network" answers 0)."""
+    from benchmarks.library_eval import shift_averaged
+
+    def peak(X):
+        return np.eye(X.shape[1])[np.argmax(X, axis=1)]
+
+    X = np.zeros((2, 20))
+    X[0, 10] = X[1, 18] = 1.0
+    Q = shift_averaged(peak, (-2, 0, 2))(X)
+    assert Q[0] == pytest.approx(np.isin(np.arange(20), (8, 10, 12)) / 3)
+    assert Q[1] == pytest.approx(np.isin(np.arange(20), (0, 16, 18)) / 3)
+    assert shift_averaged(peak, (0,))(X) == pytest.approx(peak(X))
