@@ -123,16 +123,19 @@ def test_library_eval_probes_refuse_an_out_folder_without_exports(tmp_path) -> N
 def test_shift_average_averages_the_answers_to_the_shifted_spectra() -> None:
     """``benchmarks.library_eval --shift-average``: a "network" that answers the position of
     the spectrum's peak (one-hot over the grid) averaged over shifts -2, 0, +2 puts a third
-    of the probability 2 points either side of the peak and at it; a peak 1 point from the
-    edge leaves the grid in the +2 copy (edge-padded, flat: the "network" answers 0)."""
+    of the probability 2 points either side of the peak and at it; a peak at the last point
+    leaves the grid in the +2 copy (edge-padded, not wrapped around: the flat copy's answer
+    is 0, a wrapped one's would be 1); a positive shift moves the peak up the grid."""
     from benchmarks.library_eval import shift_averaged
 
     def peak(X):
         return np.eye(X.shape[1])[np.argmax(X, axis=1)]
 
     X = np.zeros((2, 20))
-    X[0, 10] = X[1, 18] = 1.0
+    X[0, 10] = X[1, 19] = 1.0
     Q = shift_averaged(peak, (-2, 0, 2))(X)
     assert Q[0] == pytest.approx(np.isin(np.arange(20), (8, 10, 12)) / 3)
-    assert Q[1] == pytest.approx(np.isin(np.arange(20), (0, 16, 18)) / 3)
+    assert Q[1] == pytest.approx(np.isin(np.arange(20), (0, 17, 19)) / 3)
+    assert shift_averaged(peak, (0, 3))(X)[0] == pytest.approx(
+        np.isin(np.arange(20), (10, 13)) / 2)
     assert shift_averaged(peak, (0,))(X) == pytest.approx(peak(X))
