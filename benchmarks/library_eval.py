@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -242,7 +243,8 @@ SHIFT_AVERAGES = {"none": (0,), "2": (-2, 0, 2), "4": (-4, 0, 4), "8": (-8, 0, 8
                   "2+4": (-4, -2, 0, 2, 4), "12": (-12, 0, 12)}
 
 
-def shift_averaged(predict, offsets: tuple[int, ...]):
+def shift_averaged(predict: Callable[[np.ndarray], np.ndarray],
+                   offsets: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """``predict`` (grid spectra -> probabilities) averaged over the spectra shifted by each
     of ``offsets`` grid points (:func:`ramanedge.grid.shift_spectra`, edge-padded)."""
     from ramanedge.grid import shift_spectra
