@@ -262,9 +262,8 @@ def shift_average_scores(folder: Path, variants: dict[str, tuple[int, ...]]) -> 
     from edge_runtime.interpreter import make_interpreter
 
     def make(art, run):
-        lib = Classifier(art, make_interpreter(art.model_path, num_threads=1))
-        if lib.library is None:
-            _artifact_library(art)  # a usage error naming the folder
+        lib = Classifier(art, make_interpreter(art.model_path, num_threads=1),
+                         library=_artifact_library(art))  # none: a usage error
         net = Classifier(art, lib.interpreter, library=False)
         answers = {f"{kind}:{name}": shift_averaged(c.predict_proba_batch, offsets)
                    for kind, c in (("lib", lib), ("net", net))
