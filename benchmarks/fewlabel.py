@@ -250,7 +250,7 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
               help="Folder of pretrainings named ARCH-OBJ-sSPLITSEED.")
 @click.option("--library", "with_library", is_flag=True,
               help="Also score the spectral library of the labelled spectra (ramanedge."
-                   "library, the shipped LibraryConfig, not tuned here): a row 'library' "
+                   "library, trainer.ssl.NAMING_LIBRARY, not tuned here): a row 'library' "
                    "(its lag-tolerant 1-NN alone, no training) per cell, and a row "
                    "'METHOD+lib' (each trained network blended with it as the rover does).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSONL results.")
@@ -262,12 +262,13 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                "the CLI's own cap (200)")
     epochs = epochs or 40
     from ramanedge.dataset import build_dataset
-    from ramanedge.library import LibraryConfig, SpectralLibrary
+    from ramanedge.library import SpectralLibrary
     from ramanedge.machine import cpu_model
     from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
     from trainer.model import features_model
     from trainer.ssl import (
+        NAMING_LIBRARY,
         SSLConfig,
         check_backbone,
         check_no_leak,
@@ -305,7 +306,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                 lib = None
                 if with_library:  # the labelled spectra only, as the rover's library
                     lib = SpectralLibrary.build(ds.X[tr][mask], ds.y[tr][mask], K,
-                                                LibraryConfig())
+                                                NAMING_LIBRARY)
                     if (arch, ss, f, seed, "library") not in done:
                         t0 = time.perf_counter()
                         every = SpectralLibrary(lib.spectra, lib.y, K,
@@ -371,7 +372,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                         y_train = res.labels
                         named = (y_masked < 0) & (y_train >= 0)
                         lib_p = None if lib is None else SpectralLibrary.build(
-                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, LibraryConfig())
+                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, NAMING_LIBRARY)
                         pseudo_stats = {  # the hidden labels only judge, after the fact
                             "n_pseudo": int(named.sum()),
                             "pseudo_acc": float(np.mean(y_train[named] == ds.y[tr][named]))

@@ -179,7 +179,9 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
 
 #: the coarser matches of the 2026-12-05 20:23 UTC rule (bins of grid points summed after
 #: the high-pass; lags in grid points), cheapest last, against the grid match then shipped
-#: (``"shipped"``: :data:`GRID_MATCH`, LibraryConfig()'s values before 20:37 UTC)
+#: (``"shipped"``: :data:`GRID_MATCH`, LibraryConfig()'s values before 20:37 UTC); every
+#: variant on top of :data:`COARSE_BASE`, the rest of the match as it was then
+COARSE_BASE = {"power": 1.0, "weight": 0.3}
 GRID_MATCH = {"bin_width": 1, "step": 3, "reach": 30}
 COARSE = {"b2-step2": {"bin_width": 2, "step": 2, "reach": 30},
           "b2-step4": {"bin_width": 2, "step": 4, "reach": 32},
@@ -196,7 +198,8 @@ def coarse_scores(folder: Path, variants: dict[str, dict]) -> dict:
     def make(art, run):
         Xtr, ytr = run.subset("train")
         libs = {name: SpectralLibrary.build(Xtr, ytr, len(run.labels),
-                                            replace(LibraryConfig(), **changes))
+                                            replace(LibraryConfig(), **COARSE_BASE,
+                                                    **changes))
                 for name, changes in {"shipped": GRID_MATCH, **variants}.items()}
         return lambda P, X, y: {name: _top1(lib.blend_batch(P, X), y)
                                 for name, lib in libs.items()}
@@ -272,6 +275,110 @@ def shift_average_scores(folder: Path, variants: dict[str, tuple[int, ...]]) -> 
     return probe_scores(folder, make)
 
 
+#: the match variants of the 2026-12-06 17:46 UTC screen (training-free; each with the
+#: blend's (w, T) re-chosen from :data:`VARIANT_WEIGHTS` x :data:`VARIANT_TEMPERATURES`):
+#: ``power`` raises the grid spectrum (clipped at 0) to that power before the match (both
+#: sides, :attr:`~ramanedge.library.LibraryConfig.power`; 0.5 = the square root that
+#: spectral search uses to let weak bands count), ``top`` scores a mineral by the mean of
+#: its ``top`` best library spectra instead of the best one. ``plain`` (power 1, w 0.3,
+#: T 0.02) was the shipped match then; pow0.25 with w 0.5, T 0.02 was adopted.
+MATCH_VARIANTS = {"plain": {"power": 1.0, "top": 1}, "sqrt": {"power": 0.5, "top": 1},
+                  "pow0.25": {"power": 0.25, "top": 1}, "top2": {"power": 1.0, "top": 2},
+                  "sqrt+top2": {"power": 0.5, "top": 2}}
+VARIANT_WEIGHTS = (0.2, 0.3, 0.5)
+VARIANT_TEMPERATURES = (0.01, 0.02, 0.05)
+
+#: the screens of ``--variants NAME``: variants, the (w, T) grid and the reference key.
+#: ``low-power`` (2026-12-06 18:31 UTC rule): the adopted power 0.25 sat at the first
+#: grid's edge, so lower powers and a larger library share against it
+VARIANT_SCREENS = {
+    "power": {"variants": MATCH_VARIANTS, "weights": VARIANT_WEIGHTS,
+              "temperatures": VARIANT_TEMPERATURES, "reference": "plain|w=0.3,T=0.02"},
+    "low-power": {"variants": {f"pow{p:g}": {"power": p, "top": 1} for p in (0.25, 0.15, 0.1)},
+                  "weights": (0.5, 0.7), "temperatures": (0.01, 0.02, 0.05),
+                  "reference": "pow0.25|w=0.5,T=0.02"},
+}
+
+
+def class_top_mean(C: np.ndarray, y: np.ndarray, n_classes: int, top: int) -> np.ndarray:
+    """``(N, K)``: each class's mean of its ``top`` largest columns of ``C`` (N, M; columns
+    labelled ``y``; a class with fewer spectra: the mean of those it has; none: -1)."""
+    S = np.full((len(C), n_classes), -1.0)
+    for k in np.unique(y):
+        block = np.sort(C[:, y == k], axis=1)[:, ::-1][:, :top]
+        S[:, int(k)] = block.mean(axis=1)
+    return S
+
+
+def variant_scores(folder: Path, variants: dict[str, dict],
+                   weights: tuple[float, ...] = VARIANT_WEIGHTS,
+                   temperatures: tuple[float, ...] = VARIANT_TEMPERATURES) -> dict:
+    """Top-1 of the blended answer for each match variant (name -> ``{"power", "top"}``,
+    :data:`MATCH_VARIANTS`) and each blend ``(w, T)`` of ``weights`` x ``temperatures``,
+    keyed ``"NAME|w=..,T=.."``: the
+    library rebuilt from the run's training spectra with the artifact's config, the blend
+    made for the artifact's candidates (:func:`probe_scores`)."""
+    from ramanedge.library import SpectralLibrary, blend_rows, lagged_cosine, match_view
+
+    def make(art, run):
+        cfg = _artifact_library(art).config
+        b = cfg.bin_width
+        Xtr, ytr = run.subset("train")
+        cfgs = {p: replace(cfg, power=p) for p in {v["power"] for v in variants.values()}}
+        libs = {p: SpectralLibrary.build(Xtr, ytr, len(run.labels), c)
+                for p, c in cfgs.items()}
+
+        def score(P, X, y):
+            res = {}
+            for name, v in variants.items():
+                lib = libs[v["power"]]
+                C = lagged_cosine(match_view(X, cfgs[v["power"]]), lib.spectra,
+                                  cfg.reach // b, cfg.step // b)
+                S = class_top_mean(C, lib.y, lib.n_classes, v["top"])
+                for w in weights:
+                    for t in temperatures:
+                        Q = blend_rows(P, S, replace(cfg, weight=w, temperature=t))
+                        res[f"{name}|w={w:g},T={t:g}"] = _top1(Q, y)
+            return res
+        return score
+    return probe_scores(folder, make)
+
+
+def variant_report(res: dict[str, dict], reference: str) -> str:
+    """The 17:46 rule (and the later screens'): each run's variant and (w, T) chosen on
+    the other runs' validation top-1 at 0 (mean), its held-out paired deltas against
+    ``reference`` (the shipped match and blend) at every shift, validation and test; then
+    every variant's best mean validation (w, T) over all runs."""
+    names = sorted(res)
+    keys = list(res[names[0]]["val_0"])
+    parts = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    lines, deltas = [], {k: [] for k in parts}
+    for name in names:
+        others = [m for m in names if m != name]
+        best = max(keys, key=lambda v: np.mean([res[m]["val_0"][v] for m in others]))
+        row = [name, best]
+        for key in parts:
+            d = 100 * (res[name][key][best] - res[name][key][reference])
+            deltas[key].append(d)
+            row.append(f"{d:+.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    head = ("| run | held-out choice | " + " | ".join(parts) + " |\n|---|---|"
+            + "---|" * len(parts))
+    mean = ("| mean ± s.d. | | " + " | ".join(
+        f"{np.mean(v):+.2f} ± {np.std(v, ddof=1):.2f}" for v in deltas.values()) + " |")
+    higher = ("| higher / lower | | " + " | ".join(
+        f"{sum(x > 0 for x in v)} / {sum(x < 0 for x in v)}" for v in deltas.values()) + " |")
+    table = [head, *lines, mean, higher, "", "| variant (best mean validation w, T) | "
+             + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    for variant in dict.fromkeys(k.partition("|")[0] for k in keys):
+        mine = [k for k in keys if k.partition("|")[0] == variant]
+        best = max(mine, key=lambda v: np.mean([res[m]["val_0"][v] for m in names]))
+        table.append(f"| {best} | " + " | ".join(
+            f"{100 * np.mean([res[m][key][best] for m in names]):.2f}" for key in parts)
+            + " |")
+    return "\n".join(table)
+
+
 def pool_report(res: dict[str, dict]) -> str:
     """The 20:48 rule: (w, T) chosen leave-one-split-out on validation at 0 (the other
     splits, every training seed), its held-out paired deltas against the shipped blend."""
@@ -320,22 +427,30 @@ def pool_report(res: dict[str, dict]) -> str:
               help="Instead: score the rover's answer averaged over shifted copies of the "
                    "spectrum (SHIFT_AVERAGES), with and without the library, on OUT's "
                    "exported folders; JSON to --json-out.")
+@click.option("--variants", "variant_screen", type=click.Choice(sorted(VARIANT_SCREENS)),
+              default=None,
+              help="Instead: score that screen's library-match variants (VARIANT_SCREENS, "
+                   "each with the blend's w and T re-chosen) against its reference, chosen "
+                   "leave-one-split-out; JSON to --json-out.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
 def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
-         pool: bool, coarse: bool, shift_average: bool, json_out: Path | None) -> None:
+         pool: bool, coarse: bool, shift_average: bool, variant_screen: str | None,
+         json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
     from ramanedge.library import LibraryConfig
 
     changes = parse_changes(config_changes)
-    probes = pool or coarse or shift_average or bool(candidates)
+    variants = variant_screen is not None
+    flags = (pool, coarse, shift_average, variants, bool(candidates))
+    probes = any(flags)
     if probes and changes:
         raise click.UsageError("--config applies to the export; --pool, --coarse, "
-                               "--shift-average and --candidates score OUT's exported "
-                               "folders as they are")
-    if sum((pool, coarse, shift_average, bool(candidates))) > 1:
-        raise click.UsageError("--pool, --coarse, --shift-average and --candidates are "
-                               "separate probes: give one of them")
+                               "--shift-average, --variants and --candidates score OUT's "
+                               "exported folders as they are")
+    if sum(flags) > 1:
+        raise click.UsageError("--pool, --coarse, --shift-average, --variants and "
+                               "--candidates are separate probes: give one of them")
     if probes:
         from benchmarks.common import comma_list
 
@@ -343,6 +458,11 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
             probe, extra = pool_scores, {}
         elif coarse:
             probe, extra = partial(coarse_scores, variants=COARSE), {"variants": COARSE}
+        elif variants:
+            screen = VARIANT_SCREENS[variant_screen]
+            probe = partial(variant_scores, variants=screen["variants"],
+                            weights=screen["weights"], temperatures=screen["temperatures"])
+            extra = {"screen": variant_screen, **screen}
         elif shift_average:
             probe = partial(shift_average_scores, variants=SHIFT_AVERAGES)
             extra = {"variants": {k: list(v) for k, v in SHIFT_AVERAGES.items()}}
@@ -362,8 +482,9 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
                 res[f.name] = probe(f)
                 click.echo(f"{f.name}: " + "  ".join(
                     f"{k}: {100 * v:.1f}" for k, v in res[f.name]["val_0"].items()), err=True)
-        if pool:
-            extra["table"] = pool_report(res)
+        if pool or variants:
+            extra["table"] = (pool_report(res) if pool
+                              else variant_report(res, screen["reference"]))
             click.echo(extra["table"])
         if json_out is not None:
             from ramanedge.machine import cpu_model

@@ -3,10 +3,11 @@
 The flight model's answer is blended with a match of the spectrum itself against the
 training spectra (the library), the way RRUFF's own search names a spectrum:
 
-1. both sides are high-pass filtered (:func:`high_pass`: minus the moving average over
-   ``2 h + 1`` grid points, which takes the fluorescence background out of a raw spectrum),
-   summed over bins of ``bin_width`` grid points and scaled to unit length
-   (:func:`match_view`);
+1. both sides are raised to the power ``power`` (clipped at 0 first; 1/4 lets the weak
+   bands count beside the strongest one, as spectral search's square root does), high-pass
+   filtered (:func:`high_pass`: minus the moving average over ``2 h + 1`` grid points,
+   which takes the fluorescence background out of a raw spectrum), summed over bins of
+   ``bin_width`` grid points and scaled to unit length (:func:`match_view`);
 2. the cosine with every library spectrum is the best over lags ``-R .. R`` grid points in
    steps of ``step`` (:func:`lagged_cosine`): a calibration shift of up to ``R`` cm⁻¹ costs
    the match nothing, which is what the network alone is weakest at;
@@ -19,10 +20,11 @@ training spectra (the library), the way RRUFF's own search names a spectrum:
 The ground (``quantize``) builds the library from the training split and calibrates the
 prediction sets on the blended probabilities; the rover (``edge_runtime``) runs the same
 code here. Chosen on validation (``benchmarks.library_match``, ``benchmarks.library_eval
---candidates`` and ``--coarse``, ``docs/parts/flight.md``, "A spectral library beside the
-network"): ``h = 25``, bins of 4 grid points, ``R = 32``, ``step = 4``, ``w = 0.3``,
-``T = 0.02``, 20 candidates; a spectrum covering less than 95 % of the grid is matched over
-the part it covers. The bins cost a fifth of the grid match's multiply-adds and a quarter
+--candidates``, ``--coarse`` and ``--variants``, ``docs/parts/flight.md``, "A spectral
+library beside the network"): ``h = 25``, bins of 4 grid points, ``R = 32``, ``step = 4``,
+``T = 0.02``, 20 candidates; since 2026-12-06 ``power = 0.25`` and ``w = 0.5`` (before:
+1 and 0.3); a spectrum covering less than 95 % of the grid is matched over the part it
+covers. The bins cost a fifth of the grid match's multiply-adds and a quarter
 of its bytes at the same validation top-1. numpy only.
 """
 
@@ -55,18 +57,21 @@ class LibraryConfig:
     point after the high-pass (both sides, then unit length again; 1 = the grid itself;
     manifests without the key: 1); ``reach`` and ``step`` stay in grid points and must be
     multiples of it. A coarser match costs ``1 / bin_width`` of the multiply-adds per lag
-    and of the library's bytes.
+    and of the library's bytes. ``power``: both sides' grid spectra, clipped at 0, are
+    raised to it before the high-pass (a number in (0, 1]; 1 = as they are; manifests
+    without the key: 1).
     """
 
     half_width: int = 25
     reach: int = 32
     step: int = 4
-    weight: float = 0.3
+    weight: float = 0.5
     temperature: float = 0.02
     candidates: int = 20
     window_norm: bool = True
     window_below: float = 0.95
     bin_width: int = 4
+    power: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("half_width", "reach", "candidates"):
@@ -91,6 +96,10 @@ class LibraryConfig:
         if not isinstance(self.window_norm, bool):
             raise ModelError(f"library window_norm must be true or false, got "
                              f"{self.window_norm!r}")
+        pw = self.power
+        if (isinstance(pw, bool) or not isinstance(pw, (int, float)) or not np.isfinite(pw)
+                or not 0.0 < pw <= 1.0):
+            raise ModelError(f"library power must be a number in (0, 1], got {pw!r}")
         w, t = self.weight, self.temperature
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise ModelError(f"library weight must be a number in [0, 1], got {w!r}")
@@ -117,7 +126,8 @@ class LibraryConfig:
                    candidates=d.get("candidates", 0),
                    window_norm=d.get("window_norm", False),
                    window_below=d.get("window_below", 1.0),
-                   bin_width=d.get("bin_width", 1))
+                   bin_width=d.get("bin_width", 1),
+                   power=d.get("power", 1.0))
 
 
 def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
@@ -141,11 +151,19 @@ def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
     return out[0] if one else out
 
 
+def powered(X: np.ndarray, power: float) -> np.ndarray:
+    """Grid spectra ``X`` clipped at 0 and raised to ``power`` in float32 (1: ``X`` as it
+    is, not clipped, not cast)."""
+    if power == 1.0:
+        return np.asarray(X)
+    return np.maximum(np.asarray(X, dtype=np.float32), np.float32(0.0)) ** np.float32(power)
+
+
 def match_view(X: np.ndarray, config: LibraryConfig) -> np.ndarray:
-    """What the match compares: :func:`high_pass` of ``X`` (N, P) or one spectrum (P,),
-    summed over bins of ``config.bin_width`` points (the last bin padded with zeros) and
-    scaled to unit length again (float32)."""
-    V = high_pass(X, config.half_width)
+    """What the match compares: :func:`high_pass` of ``X`` (N, P) or one spectrum (P,)
+    raised to ``config.power`` (:func:`powered`), summed over bins of ``config.bin_width``
+    points (the last bin padded with zeros) and scaled to unit length again (float32)."""
+    V = high_pass(powered(X, config.power), config.half_width)
     b = config.bin_width
     if b == 1:
         return V

@@ -139,3 +139,41 @@ def test_shift_average_averages_the_answers_to_the_shifted_spectra() -> None:
     assert shift_averaged(peak, (0, 3))(X)[0] == pytest.approx(
         np.isin(np.arange(20), (10, 13)) / 2)
     assert shift_averaged(peak, (0,))(X) == pytest.approx(peak(X))
+
+
+def test_match_variants_top_mean() -> None:
+    """``benchmarks.library_eval --variants``: ``class_top_mean`` scores a class by the mean
+    of its ``top`` best columns (all it has when it has fewer; -1 without any)."""
+    from benchmarks.library_eval import class_top_mean
+
+    C = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.4, 0.6]])
+    y = np.array([0, 0, 0, 2])
+    S1 = class_top_mean(C, y, 4, 1)
+    np.testing.assert_allclose(S1, [[0.9, -1, 0.3, -1], [0.8, -1, 0.6, -1]])
+    S2 = class_top_mean(C, y, 4, 2)
+    np.testing.assert_allclose(S2, [[0.7, -1, 0.3, -1], [0.6, -1, 0.6, -1]])
+
+
+def test_variant_report_chooses_on_the_other_runs_validation() -> None:
+    """The held-out choice of each run reads only the other runs' validation at 0: r2's
+    own validation prefers the reference, the other two runs' the variant, so r2 gets
+    the variant and its loss; the deltas are each run's own (validation and test),
+    against the reference."""
+    from benchmarks.library_eval import SHIFTS, variant_report
+
+    def run(ref, good, test_good):
+        out = {}
+        for part in ("val", "test"):
+            for s in SHIFTS:
+                out[f"{part}_{s}"] = {"ref": ref, "good": good if part == "val"
+                                      else test_good}
+        return out
+
+    res = {"r0": run(0.80, 0.82, 0.79), "r1": run(0.70, 0.71, 0.72),
+           "r2": run(0.75, 0.745, 0.75)}
+    table = variant_report(res, "ref")
+    lines = table.splitlines()
+    assert lines[2].startswith("| r0 | good | +2.00") and "-1.00" in lines[2]
+    assert lines[3].startswith("| r1 | good | +1.00") and "+2.00" in lines[3]
+    assert lines[4].startswith("| r2 | good | -0.50")
+    assert "| higher / lower | | 2 / 1" in table

@@ -18,6 +18,7 @@ from ramanedge.library import (
     high_pass,
     lagged_cosine,
     match_view,
+    powered,
     softmax_rows,
 )
 
@@ -58,7 +59,8 @@ def _library(n_classes: int = 3) -> tuple[SpectralLibrary, np.ndarray]:
     X = np.stack([peaks(*(rng.uniform(100, 1300, 3)), width=2.0) + rng.uniform(0, 1)
                   for _ in range(7)])
     y = np.array([2, 0, 2, 0, 0, 2, 2])  # class 1 has no library spectra
-    return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3, bin_width=1)), X
+    return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3, bin_width=1,
+                                                          power=1.0, weight=0.3)), X
 
 
 def _brute_force(q: np.ndarray, rows: np.ndarray, lag_list: list[int]) -> np.ndarray:
@@ -91,7 +93,7 @@ def test_similarity_is_each_class_best_lagged_cosine_and_batch_equals_single() -
     assert np.all(S[:, 1] == -1.0)  # no spectra of class 1
     assert S[0, 2] > 0.99  # its own spectrum, found at lag 6
     assert S[1, 0] < 0.97  # lag 7 is not tried: only a neighbour lag's partial overlap
-    every_lag = SpectralLibrary(lib.spectra, lib.y, 3, LibraryConfig(reach=9, step=1, bin_width=1))
+    every_lag = SpectralLibrary(lib.spectra, lib.y, 3, replace(lib.config, step=1))
     assert every_lag.similarity(Q[1])[0] > 0.99  # ... which trying every lag finds
 
 
@@ -137,7 +139,8 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
 
     ref = peaks(150, 300, 900, 1200)  # strong bands on both sides of 600
     lib = SpectralLibrary.build(ref[None], np.array([0]), 1,
-                                LibraryConfig(reach=0, step=1, candidates=0, bin_width=1))
+                                LibraryConfig(reach=0, step=1, candidates=0, bin_width=1,
+                                              power=1.0))
     part = pad_outside(ref, 600, P)  # an instrument that sees only points 600 on
     span = (600, P)
     plain = lib.similarity(part)[0]
@@ -149,9 +152,7 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
     assert plain < 0.8 < windowed  # the missing bands no longer count against the match
     # a spectrum covering >= window_below of the grid takes the plain path
     assert lib.similarity(part, span=(10, P))[0] == lib.similarity(part)[0]
-    off = SpectralLibrary(lib.spectra, lib.y, 1, LibraryConfig(reach=0, step=1,
-                                                                 window_norm=False,
-                                                                 bin_width=1))
+    off = SpectralLibrary(lib.spectra, lib.y, 1, replace(lib.config, window_norm=False))
     assert off.similarity(part, span=span)[0] == plain
     with pytest.raises(ModelError, match="window_below must be a number in"):
         LibraryConfig(window_below=0.0)
@@ -159,18 +160,18 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
 
 def test_a_coarser_match_sums_bins_and_moves_whole_bins() -> None:
     X = np.stack([peaks(300, 520, 901), peaks(100, 700, 1391) + 0.5])
-    cfg = LibraryConfig(bin_width=3, reach=9, step=3)
+    cfg = LibraryConfig(bin_width=3, reach=9, step=3, power=1.0)
     V = match_view(X, cfg)
     hp = high_pass(X, 25).astype(np.float64)
     want = hp.reshape(2, P // 3, 3).sum(axis=2)
     assert V.shape == (2, P // 3)
     assert np.allclose(V, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
-    assert np.array_equal(match_view(X, LibraryConfig(bin_width=1, reach=30, step=3)),
+    assert np.array_equal(match_view(X, LibraryConfig(bin_width=1, reach=30, step=3, power=1.0)),
                           high_pass(X, 25))  # bin 1: the grid
     # a grid that does not divide: the last bin is padded with zeros
     hp_odd = high_pass(X[:, :1390], 25).astype(np.float64)
     bins = np.concatenate([hp_odd, np.zeros((2, 2))], axis=1).reshape(2, 348, 4).sum(axis=2)
-    odd = match_view(X[:, :1390], LibraryConfig(bin_width=4, reach=8, step=4))
+    odd = match_view(X[:, :1390], LibraryConfig(bin_width=4, reach=8, step=4, power=1.0))
     assert np.allclose(odd, bins / np.linalg.norm(bins, axis=1, keepdims=True), atol=1e-6)
     # lags move whole bins: a copy moved by 6 grid points (2 bins) is found, and the single
     # spectrum and batch paths agree; the library holds P / 3 points and fits the grid
@@ -313,7 +314,8 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
     got_xy = clf.classify_xy(x_raw, y_raw)
     assert got_xy.top[0][0] == art.labels[int(np.argmax(want_xy))]
     assert abs(got_xy.top[0][1] - want_xy.max()) < 1e-6
-    assert not np.allclose(want_xy, clf.library.blend(p_net, grid), atol=1e-4)
+    assert not np.allclose(clf.library.similarity(grid, None, span),  # the span counts
+                           clf.library.similarity(grid), atol=1e-4)
     # the prediction sets were calibrated on that blended answer, not the network's
     rule = calibrate_sets(want, yva, level=art.conformal["level"])
     assert np.isclose(art.conformal["threshold"], rule["threshold"], atol=1e-6)
@@ -495,3 +497,32 @@ def test_the_lagged_match_names_shifted_real_spectra_the_plain_match_cannot(
         assert hit_lag >= 0.8, (d, hit_lag)
         if d:
             assert hit_plain < hit_lag - 0.2, (d, hit_plain, hit_lag)
+
+
+def test_the_power_is_taken_before_the_match_and_lets_weak_bands_count() -> None:
+    """``LibraryConfig.power``: both sides are clipped at 0 and raised to it before the
+    high-pass (``match_view`` of ``X`` equals the power-1 view of ``powered(X)``); manifests
+    without the key read power 1; a power outside (0, 1] is refused. A library spectrum
+    that shares the query's weak bands (class 1) gains on one that shares only its strongest
+    band (class 0) as the power falls."""
+    X = np.stack([peaks(300, 520, 901) - 0.05, peaks(100, 700, 1391) + 0.5])
+    for p in (0.5, 0.25):
+        cfg = LibraryConfig(power=p)
+        assert np.array_equal(match_view(X, cfg), match_view(powered(X, p),
+                                                             replace(cfg, power=1.0)))
+    np.testing.assert_allclose(powered(np.array([0.0625, -1.0, 1.0]), 0.25), [0.5, 0.0, 1.0])
+    assert powered(X, 1.0) is X  # power 1: not clipped, not cast
+    assert LibraryConfig.from_dict({k: v for k, v in LibraryConfig().to_dict().items()
+                                    if k != "power"}).power == 1.0
+    for bad in (0.0, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ModelError, match="library power must be a number in"):
+            LibraryConfig(power=bad)
+    query = peaks(400) + 0.1 * peaks(700, 900, 1100)
+    lib_y = np.array([0, 1])
+    rows = np.stack([peaks(400), 0.1 * peaks(700, 900, 1100) + peaks(200)])
+    ratio = {}
+    for p in (1.0, 0.25):
+        lib = SpectralLibrary.build(rows, lib_y, 2, LibraryConfig(power=p, candidates=0))
+        s = lib.similarity(query)
+        ratio[p] = s[1] - s[0]
+    assert ratio[0.25] > ratio[1.0] + 0.2

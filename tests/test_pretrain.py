@@ -4,6 +4,7 @@ FixMatch-style pseudo-labels, and the guard against a backbone that saw test spe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -647,9 +648,9 @@ def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_ro
     from benchmarks.common import read_jsonl
     from benchmarks.fewlabel import cli
     from ramanedge.dataset import build_dataset
-    from ramanedge.library import LibraryConfig, SpectralLibrary
+    from ramanedge.library import SpectralLibrary
     from ramanedge.splits import make_split, specimen_groups
-    from trainer.ssl import labelled_fraction_mask
+    from trainer.ssl import NAMING_LIBRARY, labelled_fraction_mask
 
     out = tmp_path / "rows.jsonl"
     args = ["run", "--data", str(shared_data_root), "--fractions", "0.1", "--split-seeds",
@@ -668,7 +669,7 @@ def test_fewlabel_grid_scores_the_library_of_the_labelled_spectra(shared_data_ro
     tr, te = split == "train", split == "test"
     mask = labelled_fraction_mask(ds.y[tr], np.asarray(specimen_groups(ds))[tr], 0.1, 0)
     lib = SpectralLibrary.build(ds.X[tr][mask], ds.y[tr][mask], len(ds.labels),
-                                LibraryConfig(candidates=0))
+                                replace(NAMING_LIBRARY, candidates=0))
     want = float(np.mean(lib.similarity_batch(ds.X[te]).argmax(1) == ds.y[te]))
     assert rows["library"]["top1"] == pytest.approx(want)
     # 10 %, at least one specimen per mineral: 193 of 824 on this split

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramanedge.library import LibraryConfig, SpectralLibrary
+from ramanedge.library import SpectralLibrary
 from ramanedge.options import range_of
 from ramanedge.splits import specimen_groups
 from trainer.model import ModelConfig
 from trainer.raman_augment import RamanAugmentConfig, raman_views
 from trainer.ssl import (
+    NAMING_LIBRARY,
     UNLABELLED,
     SSLConfig,
     blend_pseudo_labels,
@@ -152,7 +153,7 @@ def test_library_names_mix_in_propagation_over_the_library_view() -> None:
         y.append(UNLABELLED)
     X.append(_bands(templates[0]) + _bands(templates[1]))  # ambiguous to the library
     X, y = np.array(X), np.array(y + [UNLABELLED])
-    cfg = replace(LibraryConfig(), candidates=0)
+    cfg = replace(NAMING_LIBRARY, candidates=0)
     free = np.flatnonzero(y < 0)
     S = SpectralLibrary.build(X[:3], y[:3], 3, cfg).similarity_batch(X[free])
     Z = propagate_labels(match_view(X, cfg), y, 3)[free]
@@ -352,7 +353,7 @@ def test_soft_name_targets_mix_the_name_with_the_blend() -> None:
     names, q = blend_pseudo_labels(X, y, P, coverage=1.0, return_blend=True)
     assert np.array_equal(names, blend_pseudo_labels(X, y, P, coverage=1.0))
     assert np.isnan(q[:3]).all() and q[3].argmax() == names[3] == 2
-    assert np.allclose(q[3], SpectralLibrary.build(X[:3], y[:3], 3, LibraryConfig())
+    assert np.allclose(q[3], SpectralLibrary.build(X[:3], y[:3], 3, NAMING_LIBRARY)
                        .blend_batch(P[3:], X[3:])[0])
     # coverage below 1: every unlabelled spectrum keeps its blend row, named or not
     X2 = np.vstack([X, _bands([p - 10 for p in templates[0]])])
@@ -548,7 +549,7 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
               SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
                         library_propagate=0.5, relabel=0.8, propagate=0.5), log=None)
     assert len(calls) == 2 and len(spread) == 2
-    assert np.allclose(spread[0][0], match_view(Xtr, LibraryConfig()))
+    assert np.allclose(spread[0][0], match_view(Xtr, NAMING_LIBRARY))
     feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
     assert np.allclose(spread[1][0], feats, atol=1e-5)
     assert all(np.array_equal(y_seen, masked) for _, y_seen, _ in spread)
@@ -577,7 +578,7 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     assert len(calls) == 2 and len(spread) == 1
     F_seen, y_seen, _ = spread[0]
     feats = np.asarray(features_model(calls[0][3].model).predict(Xtr, verbose=0))
-    view = match_view(Xtr, LibraryConfig())
+    view = match_view(Xtr, NAMING_LIBRARY)
     assert F_seen.shape == (len(Xtr), feats.shape[1] + view.shape[1])
     assert np.allclose(F_seen[:, :feats.shape[1]],
                        feats / np.linalg.norm(feats, axis=1, keepdims=True), atol=1e-5)

@@ -86,6 +86,13 @@ CLI_PROPAGATE_GRAPH = "joint"
 screened on names right, then adopted by a validation rule with ``--library-labels 0.6
 --relabel 1.0``, 2026-12-06; docs/parts/ssl.md)."""
 
+#: The spectral library the few-label recipe names with, and that
+#: ``benchmarks.fewlabel --library`` blends its ``+lib`` rows with: the match the recipe was
+#: chosen and measured with (2026-12-05/06; no power, w = 0.3). The rover's match moved to
+#: power 0.25 and w = 0.5 on 2026-12-06 (``docs/parts/flight.md``); whether that match also
+#: names better is a lever of its own, not measured here.
+NAMING_LIBRARY = LibraryConfig(power=1.0, weight=0.3)
+
 
 @dataclass(frozen=True)
 class SSLConfig:
@@ -268,16 +275,15 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     """Name the unlabelled training spectra the spectral library names with most confidence.
 
     The library of the *labelled* spectra (``y_masked >= 0``; :class:`ramanedge.library.
-    SpectralLibrary`, ``config`` or the shipped :class:`~ramanedge.library.LibraryConfig`,
-    matched over every mineral) matches each unlabelled spectrum (``-1``); the
-    ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin
-    (best minus second-best mineral similarity; equal margins in spectrum order) get the
-    best mineral as label. Returns ``(y, margin)``: a copy of ``y_masked`` with those
+    SpectralLibrary`, ``config`` or :data:`NAMING_LIBRARY`, matched over every mineral) matches each
+    unlabelled spectrum (``-1``); the ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra
+    with the largest margin (best minus second-best mineral similarity; equal margins in spectrum
+    order) get the best mineral as label. Returns ``(y, margin)``: a copy of ``y_masked`` with those
     entries filled, and the margin of every unlabelled spectrum (NaN where labelled). Only
-    ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled
-    spectrum is never named (its similarity is -1). ``groups`` (one specimen id per
-    spectrum): the similarities of a specimen's unlabelled spectra are averaged first, so
-    they share one name and one margin. ``propagate`` (0-1): the score that names is
+    ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled spectrum is
+    never named (its similarity is -1). ``groups`` (one specimen id per spectrum): the similarities
+    of a specimen's unlabelled spectra are averaged first, so they share one name and one margin.
+    ``propagate`` (0-1): the score that names is
     ``(1 - propagate)`` the softmax of the similarities (the library's temperature, as the
     rover blends it) plus ``propagate`` :func:`propagate_labels` over the library's own view
     of every training spectrum (:func:`ramanedge.library.match_view`: no network), so a
@@ -307,7 +313,7 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     n_take = int(np.floor(float(coverage) * len(free) + 0.5))
     if n_take == 0:
         return y, margin
-    cfg = replace(config or LibraryConfig(), candidates=0)
+    cfg = replace(config or NAMING_LIBRARY, candidates=0)
     lib = SpectralLibrary.build(X[known], y[known], n_classes, cfg)
     S = lib.similarity_batch(X[free])  # minerals without library spectra: -1
     if propagate > 0:  # spread from the given labels only, over the library's view
@@ -372,8 +378,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     """Name the unlabelled training spectra by the network blended with the library.
 
     ``probs`` (N, K): a trained network's probabilities on ``X_train``. The library of the
-    labelled spectra (``y_masked >= 0``; ``config`` or the shipped
-    :class:`~ramanedge.library.LibraryConfig`, its candidates and weight) is blended into
+    labelled spectra (``y_masked >= 0``; ``config`` or :data:`NAMING_LIBRARY`, its
+    candidates and weight) is blended into
     them as the rover blends (:meth:`SpectralLibrary.blend_batch`); the
     ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra with the largest margin of
     the blend get its best mineral (``groups``: per specimen, as in
@@ -418,7 +424,7 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
     blend = np.full(P.shape, np.nan)
     if n_take == 0:
         return (y, blend) if return_blend else y
-    lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or LibraryConfig())
+    lib = SpectralLibrary.build(X[known], y[known], P.shape[1], config or NAMING_LIBRARY)
     q = lib.blend_batch(P[free], X[free])
     if propagate > 0:
         q = (1.0 - propagate) * q + propagate * Z[free]
@@ -437,8 +443,8 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     ``coverage``, per specimen with ``groups``) and, with ``propagate`` > 0, that weight of
     :func:`propagate_labels` of the given labels (never a name) over ``graph``
     (:data:`PROPAGATE_GRAPHS`): ``features`` links spectra by the network's penultimate
-    features, ``library`` by the library's view (:func:`ramanedge.library.match_view` of the
-    shipped :class:`~ramanedge.library.LibraryConfig`, the first round's graph), ``both``
+    features, ``library`` by the library's view (:func:`ramanedge.library.match_view` of
+    :data:`NAMING_LIBRARY`, the first round's graph), ``both``
     averages those two propagations, ``joint`` propagates once over the unit features and
     the unit view side by side (a link's cosine is the mean of the two). Returns ``(y,
     blend)`` as ``blend_pseudo_labels(..., return_blend=True)``. Also what
@@ -457,7 +463,7 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
 
         F = None if graph == "library" else np.asarray(features_model(model).predict(
             X_train, verbose=0, batch_size=256))
-        V = None if graph == "features" else match_view(X_train, LibraryConfig())
+        V = None if graph == "features" else match_view(X_train, NAMING_LIBRARY)
         if graph == "features":
             Z = spread(F)
         elif graph == "library":
