@@ -36,6 +36,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
 * ``+joint`` suffix (with ``+lpL``): the blend rounds' propagation runs over the network's
   features and the library's view side by side
   (:attr:`trainer.ssl.SSLConfig.propagate_graph` ``"joint"``).
+* ``+shipped`` suffix: the naming rounds and the ``+lib`` / ``+libP`` rows use the rover's
+  shipped library match (``LibraryConfig()``; :attr:`trainer.ssl.SSLConfig.shipped_match`)
+  instead of :data:`trainer.ssl.NAMING_LIBRARY`, the match the recipe was measured with.
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -234,9 +237,10 @@ def pretrain_cmd(data_root, arch, objective, split_seed, epochs, seed, all_miner
                    "blend rounds, with +rlD), +softS (soft names of weight S, with +rlD) and "
                    "+kdT (the blend rounds distil from T teachers, with +rlD), +lpL (label "
                    "propagation of weight L in the blend rounds' naming, with +rlD), "
-                   "+lpfL (the same in the first round's library names, with +libplC) and "
+                   "+lpfL (the same in the first round's library names, with +libplC), "
                    "+joint (the blend rounds propagate over the network's features and the "
-                   "library's view side by side, with +lpL).")
+                   "library's view side by side, with +lpL) and +shipped (name and blend "
+                   "with the rover's shipped library match).")
 @click.option("--split-seeds", default="0,1", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -262,7 +266,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                "the CLI's own cap (200)")
     epochs = epochs or 40
     from ramanedge.dataset import build_dataset
-    from ramanedge.library import SpectralLibrary
+    from ramanedge.library import LibraryConfig, SpectralLibrary
     from ramanedge.machine import cpu_model
     from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
@@ -326,8 +330,13 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                             "date": datetime.now(UTC).isoformat(timespec="seconds"),
                             "machine": machine, "max_epochs": 0})
                 for m in method_list:
-                    base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf, joint = parsed[m]
+                    (base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf, joint,
+                     shipped) = parsed[m]
                     named_any = libpl is not None or rl is not None
+                    # the rover's answer with the method's match (+shipped: the shipped one)
+                    match = LibraryConfig() if shipped else NAMING_LIBRARY
+                    lib_m = lib if lib is None or not shipped else SpectralLibrary.build(
+                        ds.X[tr][mask], ds.y[tr][mask], K, match)
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
                             lib is None or not named_any
@@ -354,7 +363,8 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                         soft_names=soft or 0.0, teachers=kd,
                                         propagate=lp or 0.0,
                                         library_propagate=lpf or 0.0,
-                                        propagate_graph="joint" if joint else "features")
+                                        propagate_graph="joint" if joint else "features",
+                                        shipped_match=shipped)
                     else:
                         cfg = SSLConfig(method="none", labelled_fraction=f, label_seed=seed,
                                         pseudo=pseudo, library_labels=libpl or 0.0,
@@ -362,7 +372,8 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                         relabel_rounds=rounds, soft_names=soft or 0.0,
                                         teachers=kd, propagate=lp or 0.0,
                                         library_propagate=lpf or 0.0,
-                                        propagate_graph="joint" if joint else "features")
+                                        propagate_graph="joint" if joint else "features",
+                                        shipped_match=shipped)
                     t0 = time.perf_counter()
                     res = train_ssl(ds.X[tr], y_masked, ds.X[va], ds.y[va], K, mc,
                                     train_cfg(seed), cfg, pretrained=weights,
@@ -372,7 +383,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                         y_train = res.labels
                         named = (y_masked < 0) & (y_train >= 0)
                         lib_p = None if lib is None else SpectralLibrary.build(
-                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, NAMING_LIBRARY)
+                            ds.X[tr][y_train >= 0], y_train[y_train >= 0], K, match)
                         pseudo_stats = {  # the hidden labels only judge, after the fact
                             "n_pseudo": int(named.sum()),
                             "pseudo_acc": float(np.mean(y_train[named] == ds.y[tr][named]))
@@ -401,7 +412,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                     }
                     if (arch, ss, f, seed, m) not in done:
                         write_row(out, row)
-                    for suffix, library in (("+lib", lib), ("+libP", lib_p)):
+                    for suffix, library in (("+lib", lib_m), ("+libP", lib_p)):
                         if library is None or (arch, ss, f, seed, m + suffix) in done:
                             continue
                         # the same network blended as the rover blends, with the library of
@@ -430,11 +441,12 @@ class Method(NamedTuple):
     propagate: float | None = None
     library_propagate: float | None = None
     joint: bool = False
+    shipped: bool = False
 
 
 def parse_method(m: str) -> Method:
     """The parts of a method name
-    ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL][+lpfL][+joint]``
+    ``BASE[+pl][+libplC][+rlD][+spec][+rrN][+softS][+kdT][+lpL][+lpfL][+joint][+shipped]``
     (BASE
     ``none-aug`` or ``pre-OBJ``; C and D fractions in (0, 1]: the library's and the second
     round's coverage; ``+spec`` names per specimen; ``+rrN``: N blend rounds, 2-5, with
@@ -443,7 +455,8 @@ def parse_method(m: str) -> Method:
     label propagation of weight L in (0, 1] in the blend rounds' naming, with ``+rlD``;
     ``+lpfL``: the same in the first round's library names, with ``+libplC``; ``+joint``:
     the blend rounds propagate over the network's features and the library's view side by
-    side, with ``+lpL``);
+    side, with ``+lpL``; ``+shipped``: the naming and the ``+lib`` / ``+libP`` rows use
+    the rover's shipped library match instead of :data:`trainer.ssl.NAMING_LIBRARY`);
     :class:`click.UsageError` naming what is allowed."""
     base, *flags = m.split("+")
     usage = (f"unknown method {m!r}; expected none-aug or pre-OBJ, optionally with +pl, "
@@ -455,18 +468,20 @@ def parse_method(m: str) -> Method:
              "+kdT (the blend rounds distil from T teachers, 1-8, with +rlD, not +softS) and "
              "+lpL (label propagation of weight L in (0, 1] in the blend rounds' naming, "
              "with +rlD), +lpfL (the same in the first round's library names, with "
-             "+libplC) and +joint (the blend rounds propagate over the network's features "
-             "and the library's view side by side, with +lpL)")
+             "+libplC), +joint (the blend rounds propagate over the network's features "
+             "and the library's view side by side, with +lpL) and +shipped (name and "
+             "blend with the rover's shipped library match)")
     prefixes = ("libpl", "rl", "rr", "soft", "kd", "lpf", "lp")  # "lpf" tried before "lp"
     if (base != "none-aug" and not base.startswith("pre-")) or len(set(flags)) != len(flags) \
             or any(f != f.strip() for f in flags):
         raise click.UsageError(usage)
-    pl = spec = joint = False
+    pl = spec = joint = shipped = False
     got = dict.fromkeys(prefixes)
     for flag in flags:
-        if flag in ("pl", "spec", "joint"):
+        if flag in ("pl", "spec", "joint", "shipped"):
             pl, spec = pl or flag == "pl", spec or flag == "spec"
             joint = joint or flag == "joint"
+            shipped = shipped or flag == "shipped"
             continue
         # the first prefix that fits: only "lp" starts another ("lpf"), which comes first
         prefix = next((p for p in prefixes if flag.startswith(p)), None)
@@ -487,7 +502,7 @@ def parse_method(m: str) -> Method:
             got["soft"] and got["kd"]) or (joint and not got["lp"]):
         raise click.UsageError(usage)
     return Method(base, pl, got["libpl"], got["rl"], spec, int(got["rr"] or 1), got["soft"],
-                  int(got["kd"] or 0), got["lp"], got["lpf"], joint)
+                  int(got["kd"] or 0), got["lp"], got["lpf"], joint, shipped)
 
 
 def write_row(out: Path, row: dict) -> None:

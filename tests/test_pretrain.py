@@ -533,11 +533,12 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
     from benchmarks.fewlabel import parse_method
 
     assert parse_method("none-aug") == ("none-aug", False, None, None, False, 1, None, 0,
-                                        None, None, False)
+                                        None, None, False, False)
     assert parse_method("pre-barlow+pl+libpl0.6+rl0.8") == ("pre-barlow", True, 0.6, 0.8,
                                                             False, 1, None, 0, None, None,
-                                                            False)
-    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True, 1, None, 0, None, None, False)
+                                                            False, False)
+    assert parse_method("none-aug+rl1+spec")[3:] == (1.0, True, 1, None, 0, None, None, False,
+                                                     False)
     assert parse_method("none-aug+libpl0.6+rl1.0+spec+rr2").rounds == 2
     assert parse_method("none-aug+libpl0.6+spec").spec
     assert parse_method("none-aug+libpl0.6+rl1.0+spec+soft0.5").soft == 0.5
@@ -546,6 +547,8 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
     both = parse_method("none-aug+libpl0.6+rl1.0+spec+lp0.5+lpf0.3")
     assert both.propagate == 0.5 and both.library_propagate == 0.3 and not both.joint
     assert parse_method("none-aug+libpl0.6+rl1.0+spec+lp0.5+lpf0.5+joint").joint
+    shipped = parse_method("none-aug+libpl0.6+rl1.0+spec+lp0.5+lpf0.5+joint+shipped")
+    assert shipped.shipped and shipped.joint and not parse_method("none-aug").shipped
     import click
 
     # each refused for its own part: the name beside it, that part mended, parses
@@ -564,7 +567,8 @@ def test_fewlabel_method_names_parse_into_their_parts() -> None:
                       ("none-aug+rl1+lpf0.5", "none-aug+libpl0.6+rl1+lpf0.5"),
                       ("none-aug+libpl0.6+lpf0.5+lpf0.3", "none-aug+libpl0.6+rl1+lpf0.3"),
                       ("none-aug+rl1+joint", "none-aug+rl1+lp0.5+joint"),
-                      ("none-aug+rl1+lp0.5+joint+joint", "none-aug+rl1+lp0.5+joint")):
+                      ("none-aug+rl1+lp0.5+joint+joint", "none-aug+rl1+lp0.5+joint"),
+                      ("none-aug+rl1+shipped+shipped", "none-aug+rl1+shipped")):
         with pytest.raises(click.UsageError, match=r"\+softS"):
             parse_method(bad)
         assert parse_method(good).rl

@@ -588,6 +588,38 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
     want = blend_pseudo_labels(Xtr, masked, calls[0][2], coverage=0.8, propagated=Z,
                                propagate=0.5)
     assert np.array_equal(out.labels, want)
+    # shipped_match: the first round's library names and the blend round (its match and the
+    # joint graph's library view) use the rover's shipped match instead of NAMING_LIBRARY
+    from ramanedge.library import LibraryConfig
+
+    seen_cfg: list = []
+
+    def spying(fn):
+        def spy_fn(*a, **kw):
+            seen_cfg.append((fn.__name__, kw.get("config")))
+            return fn(*a, **kw)
+        return spy_fn
+
+    monkeypatch.setattr(ssl, "library_pseudo_labels", spying(library_pseudo_labels))
+    monkeypatch.setattr(ssl, "blend_pseudo_labels", spying(blend_pseudo_labels))
+    spread.clear()
+    calls.clear()
+    train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+              SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                        relabel=0.8, propagate=0.5, propagate_graph="joint",
+                        shipped_match=True), log=None)
+    assert seen_cfg == [("library_pseudo_labels", LibraryConfig()),
+                        ("blend_pseudo_labels", LibraryConfig())]
+    assert np.allclose(spread[0][0][:, feats.shape[1]:], match_view(Xtr, LibraryConfig()),
+                       atol=1e-6)
+    shipped_first = library_pseudo_labels(Xtr, masked, 4, coverage=0.5,
+                                          config=LibraryConfig())[0]
+    assert np.array_equal(calls[0][1], shipped_first[shipped_first >= 0])
+    seen_cfg.clear()  # without it: NAMING_LIBRARY (passed as such or as the default None)
+    train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
+              SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
+                        relabel=0.8), log=None)
+    assert [c or NAMING_LIBRARY for _, c in seen_cfg] == [NAMING_LIBRARY] * 2
     # "library": one propagation over the library's view; "both": the mean of the features'
     # and the view's propagations (blend_round_names on the first network, no training)
     first = calls[0][3].model

@@ -162,6 +162,10 @@ class SSLConfig:
     """Name per specimen: the naming scores of a specimen's unlabelled spectra (its RRUFF
     sample id, not a label) are averaged, so they get one name and one margin (both
     rounds; :func:`train_ssl` needs ``groups`` then)."""
+    shipped_match: bool = False
+    """Name with the rover's shipped library match (``LibraryConfig()``: since 2026-12-06
+    the fourth root of the intensities and w = 0.5) instead of :data:`NAMING_LIBRARY` (both
+    rounds, and the library view of the propagation graphs; :func:`naming_library`)."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -195,6 +199,9 @@ class SSLConfig:
                              "library_labels too")
         if self.propagate > 0 and not self.relabel:
             raise ValueError("propagate joins the blend round's naming: set relabel too")
+        if not isinstance(self.shipped_match, bool):
+            raise ValueError(f"shipped_match must be true or false, got "
+                             f"{self.shipped_match!r}")
         if self.propagate_graph not in PROPAGATE_GRAPHS:
             raise ValueError(f"propagate_graph must be one of {', '.join(PROPAGATE_GRAPHS)}, "
                              f"got {self.propagate_graph!r}")
@@ -266,6 +273,12 @@ def is_unit_fraction(value: Any) -> bool:
     """True for a real number (not a bool) in [0, 1]: the coverages and weights of naming."""
     return (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
             and 0.0 <= value <= 1.0)
+
+
+def naming_library(config: SSLConfig) -> LibraryConfig:
+    """The library match ``config``'s naming rounds use: the rover's shipped
+    ``LibraryConfig()`` with :attr:`SSLConfig.shipped_match`, else :data:`NAMING_LIBRARY`."""
+    return LibraryConfig() if config.shipped_match else NAMING_LIBRARY
 
 
 def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
@@ -436,7 +449,8 @@ def blend_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, probs: np.nda
 
 def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_classes: int, *,
                       coverage: float, groups: list[Any] | None = None,
-                      propagate: float = 0.0, graph: str = "features"
+                      propagate: float = 0.0, graph: str = "features",
+                      library: LibraryConfig | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The names of one blend round of :func:`train_ssl`: ``model`` (the latest network)
     blended with the library of the ``given`` labels (:func:`blend_pseudo_labels`, coverage
@@ -449,7 +463,8 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     the unit view side by side (a link's cosine is the mean of the two). Returns ``(y,
     blend)`` as ``blend_pseudo_labels(..., return_blend=True)``. Also what
     ``benchmarks.fewlabel_screens names --round second`` scores, so a screen judges the
-    namer that trains. :class:`ValueError` for another graph."""
+    namer that trains. ``library``: the match that blends and gives the library view
+    (default :data:`NAMING_LIBRARY`). :class:`ValueError` for another graph."""
     if graph not in PROPAGATE_GRAPHS:
         raise ValueError(f"graph must be one of {', '.join(PROPAGATE_GRAPHS)}, got {graph!r}")
     Z = None
@@ -463,7 +478,7 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
 
         F = None if graph == "library" else np.asarray(features_model(model).predict(
             X_train, verbose=0, batch_size=256))
-        V = None if graph == "features" else match_view(X_train, NAMING_LIBRARY)
+        V = None if graph == "features" else match_view(X_train, library or NAMING_LIBRARY)
         if graph == "features":
             Z = spread(F)
         elif graph == "library":
@@ -474,7 +489,8 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
             Z = spread(np.hstack([unit(F), unit(V)]))
     return blend_pseudo_labels(X_train, given, predict_probs(model, X_train),
                                coverage=coverage, groups=groups, return_blend=True,
-                               propagated=Z, propagate=propagate)
+                               propagated=Z, propagate=propagate,
+                               config=library)
 
 
 def _spread_given(F: np.ndarray, y_given: np.ndarray, n_classes: int) -> np.ndarray:
@@ -639,7 +655,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
     if config.library_labels > 0:  # named from the labelled part only (y_masked)
         y_masked, _ = library_pseudo_labels(X_train, y_masked, n_classes,
                                             coverage=config.library_labels, groups=per,
-                                            propagate=config.library_propagate)
+                                            propagate=config.library_propagate,
+                                            config=naming_library(config))
         if log is not None:
             log(f"library labels: the library of the {int(lab.sum())} labelled spectra named "
                 f"{int((y_masked >= 0).sum() - lab.sum())} of the {int((~lab).sum())} "
@@ -691,7 +708,8 @@ def train_ssl(X_train: np.ndarray, y_masked: np.ndarray, X_val: np.ndarray, y_va
         # round r + 2: named by the latest network + library blend, trained again
         y2, q = blend_round_names(result.model, X_train, given, n_classes,
                                   coverage=config.relabel, groups=per,
-                                  propagate=config.propagate, graph=config.propagate_graph)
+                                  propagate=config.propagate, graph=config.propagate_graph,
+                                  library=naming_library(config))
         if log is not None:
             log(f"{'second' if r == 0 else f'round {r + 2}'}: the network + library blend"
                 f"{' + label propagation' if config.propagate > 0 else ''} named "
