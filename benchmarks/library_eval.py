@@ -289,7 +289,7 @@ VARIANT_WEIGHTS = (0.2, 0.3, 0.5)
 VARIANT_TEMPERATURES = (0.01, 0.02, 0.05)
 
 #: the screens of ``--variants NAME``: variants, the (w, T) grid and the reference key.
-#: ``low-power`` (2026-12-06 18:31 UTC rule): the adopted power 0.25 sat at the first
+#: ``low-power`` (2026-12-06 18:29 UTC rule): the adopted power 0.25 sat at the first
 #: grid's edge, so lower powers and a larger library share against it
 VARIANT_SCREENS = {
     "power": {"variants": MATCH_VARIANTS, "weights": VARIANT_WEIGHTS,

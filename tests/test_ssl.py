@@ -620,6 +620,8 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
               SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
                         relabel=0.8), log=None)
     assert [c or NAMING_LIBRARY for _, c in seen_cfg] == [NAMING_LIBRARY] * 2
+    # the match the recipe was measured with (the shipped one before 2026-12-06)
+    assert replace(LibraryConfig(), power=1.0, weight=0.3) == NAMING_LIBRARY
     # "library": one propagation over the library's view; "both": the mean of the features'
     # and the view's propagations (blend_round_names on the first network, no training)
     first = calls[0][3].model
