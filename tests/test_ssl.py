@@ -1028,6 +1028,7 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert Path(seen["out"]) == tmp_path / "r"
     assert seen["pretrained"] is None and seen["config"].pseudo is None
     assert not seen["config"].by_specimen  # nothing is named: not recorded
+    assert not seen["config"].shipped_match
 
     # --backbone DIR --pseudo-label: the pretrained weights, their record and the pseudo-labels
     from trainer.contrastive import backbone_layers
@@ -1047,6 +1048,7 @@ def test_cli_train_passes_ssl_options_through(tmp_path, monkeypatch, shared_data
     assert seen["config"].propagate == 0.5  # and both rounds propagate by default
     assert seen["config"].library_propagate == 0.5
     assert seen["config"].propagate_graph == "joint"  # the second round: features + view
+    assert seen["config"].shipped_match  # it names with the rover's shipped match
     assert set(seen["pretrained"]) == set(weights)
     assert seen["pretrained_meta"]["excluded_ids"] == ["X"]
     seen.clear()

@@ -86,11 +86,11 @@ CLI_PROPAGATE_GRAPH = "joint"
 screened on names right, then adopted by a validation rule with ``--library-labels 0.6
 --relabel 1.0``, 2026-12-06; docs/parts/ssl.md)."""
 
-#: The spectral library the few-label recipe names with, and that
-#: ``benchmarks.fewlabel --library`` blends its ``+lib`` rows with: the match the recipe was
-#: chosen and measured with (2026-12-05/06; no power, w = 0.3). The rover's match moved to
-#: power 0.25 and w = 0.5 on 2026-12-06 (``docs/parts/flight.md``); whether that match also
-#: names better is a lever of its own, not measured here.
+#: The spectral library the few-label recipe was chosen and measured with (2026-12-05/06;
+#: no power, w = 0.3): ``benchmarks.fewlabel`` names and blends its ``+lib`` rows with it
+#: unless a method ends in ``+shipped``. The rover's match moved to power 0.25 and w = 0.5
+#: on 2026-12-06 (``docs/parts/flight.md``), and ``ramanedge train`` names with that one
+#: since the same evening (:attr:`SSLConfig.shipped_match`, adopted by a validation rule).
 NAMING_LIBRARY = LibraryConfig(power=1.0, weight=0.3)
 
 
@@ -165,7 +165,10 @@ class SSLConfig:
     shipped_match: bool = False
     """Name with the rover's shipped library match (``LibraryConfig()``: since 2026-12-06
     the fourth root of the intensities and w = 0.5) instead of :data:`NAMING_LIBRARY` (both
-    rounds, and the library view of the propagation graphs; :func:`naming_library`)."""
+    rounds, and the library view of the propagation graphs; :func:`naming_library`).
+    ``ramanedge train`` sets it whenever it names (adopted 2026-12-06 by a validation rule,
+    ``benchmarks.fewlabel``'s ``+shipped``); off here, so that the benchmark's method names
+    without ``+shipped`` repeat the rows measured with :data:`NAMING_LIBRARY`."""
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
@@ -877,7 +880,10 @@ def ssl_cli_train(out: str | os.PathLike, data: Any, model_config: ModelConfig,
                            propagate=propagate if relabel else 0.0,
                            propagate_graph=CLI_PROPAGATE_GRAPH if relabel and propagate > 0
                            else "features",
-                           by_specimen=bool(by_specimen and (library_labels or relabel)))
+                           by_specimen=bool(by_specimen and (library_labels or relabel)),
+                           # adopted 2026-12-06 (docs/parts/ssl.md, "Naming with the
+                           # rover's match"): name with the match the rover answers with
+                           shipped_match=bool(library_labels or relabel))
     except ValueError as e:
         if "not sgan" in str(e):
             hint = ""
