@@ -344,18 +344,17 @@ def variant_scores(folder: Path, variants: dict[str, dict],
     return probe_scores(folder, make)
 
 
-def variant_report(res: dict[str, dict], reference: str) -> str:
-    """The 17:46 rule (and the later screens'): each run's variant and (w, T) chosen on
-    the other runs' validation top-1 at 0 (mean), its held-out paired deltas against
-    ``reference`` (the shipped match and blend) at every shift, validation and test; then
-    every variant's best mean validation (w, T) over all runs."""
-    names = sorted(res)
-    keys = list(res[names[0]]["val_0"])
+def held_out_rows(res: dict[str, dict], choices: list[str], reference: str,
+                  others_of: Callable[[str], list[str]]) -> list[str]:
+    """The held-out choice table of the probes' rules: each run's choice among ``choices``
+    by the mean validation top-1 at 0 over ``others_of(run)``, its paired deltas against
+    ``reference`` at every shift, validation and test; then their mean ± s.d. and how many
+    runs are higher / lower (markdown rows)."""
     parts = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
     lines, deltas = [], {k: [] for k in parts}
-    for name in names:
-        others = [m for m in names if m != name]
-        best = max(keys, key=lambda v: np.mean([res[m]["val_0"][v] for m in others]))
+    for name in sorted(res):
+        others = others_of(name)
+        best = max(choices, key=lambda v: np.mean([res[m]["val_0"][v] for m in others]))
         row = [name, best]
         for key in parts:
             d = 100 * (res[name][key][best] - res[name][key][reference])
@@ -368,8 +367,20 @@ def variant_report(res: dict[str, dict], reference: str) -> str:
         f"{np.mean(v):+.2f} ± {np.std(v, ddof=1):.2f}" for v in deltas.values()) + " |")
     higher = ("| higher / lower | | " + " | ".join(
         f"{sum(x > 0 for x in v)} / {sum(x < 0 for x in v)}" for v in deltas.values()) + " |")
-    table = [head, *lines, mean, higher, "", "| variant (best mean validation w, T) | "
-             + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
+    return [head, *lines, mean, higher]
+
+
+def variant_report(res: dict[str, dict], reference: str) -> str:
+    """The 17:46 rule (and the later screens'): each run's variant and (w, T) chosen on
+    the other runs' validation top-1 at 0 (mean), its held-out paired deltas against
+    ``reference`` (the shipped match and blend) at every shift, validation and test; then
+    every variant's best mean validation (w, T) over all runs."""
+    names = sorted(res)
+    keys = list(res[names[0]]["val_0"])
+    parts = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    table = [*held_out_rows(res, keys, reference, lambda n: [m for m in names if m != n]),
+             "", "| variant (best mean validation w, T) | " + " | ".join(parts) + " |",
+             "|---|" + "---|" * len(parts)]
     for variant in dict.fromkeys(k.partition("|")[0] for k in keys):
         mine = [k for k in keys if k.partition("|")[0] == variant]
         best = max(mine, key=lambda v: np.mean([res[m]["val_0"][v] for m in names]))
@@ -387,23 +398,9 @@ def pool_report(res: dict[str, dict]) -> str:
 
     names = sorted(res)
     variants = [k for k in res[names[0]]["val_0"] if k != "shipped"]
-    lines, deltas = [], {f"{p}_{s}": [] for p in ("val", "test") for s in SHIFTS}
-    for name in names:
-        others = [m for m in names if split_of(m) != split_of(name)]
-        best = max(variants, key=lambda v: np.mean([res[m]["val_0"][v] for m in others]))
-        row = [name, best]
-        for key in deltas:
-            d = 100 * (res[name][key][best] - res[name][key]["shipped"])
-            deltas[key].append(d)
-            row.append(f"{d:+.2f}")
-        lines.append("| " + " | ".join(row) + " |")
-    head = ("| run | held-out choice | " + " | ".join(deltas) + " |\n|---|---|"
-            + "---|" * len(deltas))
-    mean = ("| mean ± s.d. | | " + " | ".join(
-        f"{np.mean(v):+.2f} ± {np.std(v, ddof=1):.2f}" for v in deltas.values()) + " |")
-    higher = ("| higher / lower | | " + " | ".join(
-        f"{sum(x > 0 for x in v)} / {sum(x < 0 for x in v)}" for v in deltas.values()) + " |")
-    return "\n".join([head, *lines, mean, higher])
+    return "\n".join(held_out_rows(
+        res, variants, "shipped",
+        lambda n: [m for m in names if split_of(m) != split_of(n)]))
 
 
 @click.command()
