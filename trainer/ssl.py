@@ -461,13 +461,15 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     :func:`propagate_labels` of the given labels (never a name) over ``graph``
     (:data:`PROPAGATE_GRAPHS`): ``features`` links spectra by the network's penultimate
     features, ``library`` by the library's view (:func:`ramanedge.library.match_view` of
-    :data:`NAMING_LIBRARY`, the first round's graph), ``both``
+    ``library``, the first round's graph), ``both``
     averages those two propagations, ``joint`` propagates once over the unit features and
     the unit view side by side (a link's cosine is the mean of the two). Returns ``(y,
     blend)`` as ``blend_pseudo_labels(..., return_blend=True)``. Also what
-    ``benchmarks.fewlabel_screens names --round second`` scores, so a screen judges the
-    namer that trains. ``library``: the match that blends and gives the library view
-    (default :data:`NAMING_LIBRARY`). :class:`ValueError` for another graph."""
+    ``benchmarks.fewlabel_screens names --round second`` scores, with
+    :data:`NAMING_LIBRARY` (the screens predate the shipped match; ``ramanedge train`` names
+    with ``LibraryConfig()`` since 2026-12-06, :attr:`SSLConfig.shipped_match`).
+    ``library``: the match that blends and gives the library view (default
+    :data:`NAMING_LIBRARY`). :class:`ValueError` for another graph."""
     if graph not in PROPAGATE_GRAPHS:
         raise ValueError(f"graph must be one of {', '.join(PROPAGATE_GRAPHS)}, got {graph!r}")
     Z = None
