@@ -333,10 +333,6 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                     (base, pl, libpl, rl, spec, rounds, soft, kd, lp, lpf, joint,
                      shipped) = parsed[m]
                     named_any = libpl is not None or rl is not None
-                    # the rover's answer with the method's match (+shipped: the shipped one)
-                    match = LibraryConfig() if shipped else NAMING_LIBRARY
-                    lib_m = lib if lib is None or not shipped else SpectralLibrary.build(
-                        ds.X[tr][mask], ds.y[tr][mask], K, match)
                     if (arch, ss, f, seed, m) in done and (
                             lib is None or (arch, ss, f, seed, f"{m}+lib") in done) and (
                             lib is None or not named_any
@@ -345,6 +341,10 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                     pseudo = PseudoLabelConfig() if pl else None
                     if (pseudo is not None or named_any) and f >= 1.0:
                         continue  # nothing unlabelled at 100 %
+                    # the rover's answer with the method's match (+shipped: the shipped one)
+                    match = LibraryConfig() if shipped else NAMING_LIBRARY
+                    lib_m = lib if lib is None or not shipped else SpectralLibrary.build(
+                        ds.X[tr][mask], ds.y[tr][mask], K, match)
                     weights = None
                     if base.startswith("pre-"):
                         if base not in backbones:

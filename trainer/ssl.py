@@ -291,22 +291,22 @@ def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: 
     """Name the unlabelled training spectra the spectral library names with most confidence.
 
     The library of the *labelled* spectra (``y_masked >= 0``; :class:`ramanedge.library.
-    SpectralLibrary`, ``config`` or :data:`NAMING_LIBRARY`, matched over every mineral) matches each
-    unlabelled spectrum (``-1``); the ``floor(coverage * n + 0.5)`` of the ``n`` unlabelled spectra
-    with the largest margin (best minus second-best mineral similarity; equal margins in spectrum
-    order) get the best mineral as label. Returns ``(y, margin)``: a copy of ``y_masked`` with those
-    entries filled, and the margin of every unlabelled spectrum (NaN where labelled). Only
-    ``y_masked`` is read, so hidden labels cannot leak; a mineral without a labelled spectrum is
-    never named (its similarity is -1). ``groups`` (one specimen id per spectrum): the similarities
-    of a specimen's unlabelled spectra are averaged first, so they share one name and one margin.
-    ``propagate`` (0-1): the score that names is
-    ``(1 - propagate)`` the softmax of the similarities (the library's temperature, as the
-    rover blends it) plus ``propagate`` :func:`propagate_labels` over the library's own view
-    of every training spectrum (:func:`ramanedge.library.match_view`: no network), so a
-    spectrum can borrow a name through other unlabelled ones; the margin is then that
-    score's. :class:`ValueError` for a coverage or weight outside [0, 1], labels below -1,
-    non-finite spectra, no labelled spectrum or groups of another length (or with an empty
-    id).
+    SpectralLibrary`, ``config`` or :data:`NAMING_LIBRARY`, matched over every mineral)
+    matches each unlabelled spectrum (``-1``); the ``floor(coverage * n + 0.5)`` of the
+    ``n`` unlabelled spectra with the largest margin (best minus second-best mineral
+    similarity; equal margins in spectrum order) get the best mineral as label. Returns
+    ``(y, margin)``: a copy of ``y_masked`` with those entries filled, and the margin of
+    every unlabelled spectrum (NaN where labelled). Only ``y_masked`` is read, so hidden
+    labels cannot leak; a mineral without a labelled spectrum is never named (its similarity
+    is -1). ``groups`` (one specimen id per spectrum): the similarities of a specimen's
+    unlabelled spectra are averaged first, so they share one name and one margin.
+    ``propagate`` (0-1): the score that names is ``(1 - propagate)`` the softmax of the
+    similarities (the library's temperature, as the rover blends it) plus ``propagate``
+    :func:`propagate_labels` over the library's own view of every training spectrum
+    (:func:`ramanedge.library.match_view`: no network), so a spectrum can borrow a name
+    through other unlabelled ones; the margin is then that score's. :class:`ValueError` for
+    a coverage or weight outside [0, 1], labels below -1, non-finite spectra, no labelled
+    spectrum or groups of another length (or with an empty id).
     """
     if not is_unit_fraction(coverage):
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
