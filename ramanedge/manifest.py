@@ -46,7 +46,15 @@ from ramanedge.grid import DEFAULT_GRID, GridSpec
 if TYPE_CHECKING:  # pragma: no cover
     from ramanedge.library import LibraryConfig
 
-SCHEMA_VERSION = 1
+#: The manifest version this code writes. Version 2 (2026-12-06): the ``library`` section
+#: must hold ``power`` (the match runs on grid spectra raised to it). Rover code that reads
+#: only version 1 predates the key and would ignore it, matching a library raised to 1/4
+#: against spectra that are not; it refuses a version-2 manifest instead ("schema_version 2
+#: is not supported"), so an artifact updated without its runtime fails loudly.
+SCHEMA_VERSION = 2
+#: The versions this code reads: 1 (``library.power`` absent = 1, the match before the key;
+#: version-1 manifests written on 2026-12-06 before the bump carry it) and 2.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 #: The full-int8 TFLite model (``manifest.model.file``).
 MODEL_FILE = "model.tflite"
@@ -259,10 +267,11 @@ def validate(d: Any) -> None:
     if missing:
         raise ManifestError(f"manifest is missing keys: {', '.join(missing)}")
     # type check too: JSON true / 1.0 compare equal to 1 in Python
-    if type(d["schema_version"]) is not int or d["schema_version"] != SCHEMA_VERSION:
+    version = d["schema_version"]
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
         raise ManifestError(
-            f"manifest schema_version {d['schema_version']!r} is not supported; "
-            f"expected {SCHEMA_VERSION}"
+            f"manifest schema_version {version!r} is not supported; expected one of "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} (this code writes {SCHEMA_VERSION})"
         )
     labels = d["labels"]
     if not (isinstance(labels, list) and labels and all(isinstance(s, str) for s in labels)):
@@ -373,6 +382,9 @@ def _validate_references(d: dict[str, Any]) -> None:
         if not (_is_int(rows) and rows >= 1):
             raise ManifestError(f"manifest 'library.rows' must be a whole number >= 1, got "
                                 f"{rows!r}")
+        if d["schema_version"] >= 2 and "power" not in library:
+            raise ManifestError("manifest library section lacks power (required since "
+                                "schema_version 2)")
         try:
             LibraryConfig.from_dict(library)
         except ModelError as e:

@@ -17,6 +17,7 @@ from ramanedge.grid import DEFAULT_GRID, GridSpec
 from ramanedge.manifest import (
     EXEMPLARS_FILE,
     HEAD_FILE,
+    LIBRARY_FILE,
     MANIFEST_NAME,
     MODEL_FILE,
     SCHEMA_VERSION,
@@ -25,6 +26,7 @@ from ramanedge.manifest import (
     QuantParams,
     check_tensors,
     head_section,
+    library_section,
     manifest_data,
     model_section,
     quantization_section,
@@ -490,3 +492,32 @@ def test_cross_section_checks_need_no_interpreter(artifact_copy: Path, mutate,
         check_tensors(read_manifest(artifact_copy))
     with pytest.raises(ManifestError, match=message):
         load_artifact(artifact_copy)
+
+
+def test_version_2_is_written_and_version_1_still_read(folder: Path) -> None:
+    """Since the library's ``power`` key (2026-12-06) manifests are written as version 2:
+    rover code that reads only version 1 would ignore the key and mismatch the library, so it
+    refuses them. This code reads both; a version-1 library without ``power`` matches at power
+    1 (as before the key); a version-2 library must name its power."""
+    from ramanedge.library import LibraryConfig
+
+    assert SCHEMA_VERSION == 2
+    (folder / LIBRARY_FILE).write_bytes(b"not read here")
+    data = _base()
+    data["files"][LIBRARY_FILE] = {}
+    data["library"] = library_section(LibraryConfig(), rows=3)
+    written = write_manifest(folder, data)
+    assert written.data["schema_version"] == 2
+    assert read_manifest(folder).data["library"]["power"] == 0.25
+
+    old = dict(written.data, schema_version=1)
+    old["library"] = {k: v for k, v in written.data["library"].items() if k != "power"}
+    validate(old)  # an artifact from before the key
+    assert LibraryConfig.from_dict(old["library"]).power == 1.0
+    new_without = dict(old, schema_version=2)
+    with pytest.raises(ManifestError, match="library section lacks power"):
+        validate(new_without)
+    for bad in (0, 3, "2", 2.0):
+        with pytest.raises(ManifestError, match=r"not supported; expected one of 1, 2 "
+                                                 r"\(this code writes 2\)"):
+            validate(dict(written.data, schema_version=bad))
