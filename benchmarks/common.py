@@ -344,6 +344,42 @@ def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
                            {p: ds.X[m] for p, m in rows.items()})
 
 
+def library_holds_validation(art: Any) -> bool:
+    """Whether the artifact's spectral library holds its split's validation spectra
+    (manifest ``library.parts``; ``ramanedge quantize``'s default since 2026-12-06)."""
+    return "val" in ((art.manifest.data.get("library") or {}).get("parts") or ["train"])
+
+
+def validation_answerer(clf: Any, X_train: np.ndarray, y_train: np.ndarray) -> Any:
+    """``clf`` (an ``edge_runtime`` classifier of the base head) as it should answer its
+    split's *validation* spectra: itself, or, when its library holds them
+    (:func:`library_holds_validation`), the same classifier with the library of the
+    training spectra ``X_train`` / ``y_train`` (class ids; a few-label run's labelled ones)
+    alone: the library ``quantize`` calibrated with, where no spectrum matches itself."""
+    from ramanedge.library import SpectralLibrary
+
+    if clf.library is None or not library_holds_validation(clf.artifact):
+        return clf
+    lib = SpectralLibrary.build(X_train, y_train, clf.library.n_classes, clf.library.config)
+    return clf.with_head(None, library=lib)
+
+
+def screen_library(art: Any) -> Any:
+    """The artifact's library for a screen that chooses on validation; a usage error when
+    there is none, or when it holds the validation spectra (they would match themselves:
+    export with ``--library-spectra train`` for screens)."""
+    import click
+
+    lib = art.load_library()
+    if lib is None:
+        raise click.UsageError(f"{art.folder} has no spectral library")
+    if library_holds_validation(art):
+        raise click.UsageError(f"{art.folder}'s library holds the validation spectra, which "
+                               "would match themselves in a screen chosen on validation; "
+                               "export with --library-spectra train")
+    return lib
+
+
 def comma_list(text: str, option: str, kind: type = int) -> list[Any]:
     """``"0,1,2"`` as a list of ``kind`` (empty items skipped); a bad item ends the command
     with one usage line naming ``option`` (e.g. ``"--seeds"``)."""

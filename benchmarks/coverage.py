@@ -51,13 +51,32 @@ def cut(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray,
     return x[m], y[m]
 
 
-def window_table(clfs: dict[str, Any], items: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Top-1 of every model on every window and part."""
+def validation_classifiers(clfs: dict[str, Any], ds: Any, split: np.ndarray) -> dict[str, Any]:
+    """Each classifier as it answers the split's validation spectra: without them in its
+    library (:func:`benchmarks.common.validation_answerer`; the training part of ``split``
+    over ``ds``, the spectra of the artifact's minerals)."""
+    from benchmarks.common import validation_answerer
+
+    out = {}
+    minerals = np.asarray(ds.minerals).astype(str)
+    for name, clf in clfs.items():
+        labels = list(clf.artifact.labels)
+        m = (np.asarray(split) == "train") & np.isin(minerals, labels)
+        y = np.array([labels.index(n) for n in minerals[m]])
+        out[name] = validation_answerer(clf, ds.X[m], y)
+    return out
+
+
+def window_table(clfs: dict[str, Any], items: dict[str, list[Any]],
+                 val_clfs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Top-1 of every model on every window and part (``val_clfs``: the classifiers that
+    answer the ``"val"`` part, default ``clfs``)."""
     rows = []
     for lo, hi in WINDOWS:
         row: dict[str, Any] = {"window": [lo, hi]}
         for part, its in items.items():
-            for name, clf in clfs.items():
+            answering = val_clfs if part == "val" and val_clfs is not None else clfs
+            for name, clf in answering.items():
                 right, cov = 0, []
                 for it in its:
                     p = clf.classify_xy(*cut(it.x, it.y, lo, hi))
@@ -159,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                [*(f"--model {m}" for m in a.model), f"--split-file {a.split_file}"]),
            "models": [str(m) for m in a.model],
            "n": {p: len(v) for p, v in items.items()},
-           "windows": window_table(clfs, items),
+           "windows": window_table(clfs, items, validation_classifiers(clfs, ds, split)),
            "real_files": real_files(a.data, ds, split, clfs)}
     res["seconds"] = round(time.time() - t0, 1)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -270,11 +270,13 @@ def read_arm(name: str, pattern: str, runs: Path | None) -> list[dict]:
 def reweigh_library(row: dict, weights: list[float]) -> dict:
     """Validation and test top-1 of the artifact's int8 network (the rover's path, no
     library: ``{part}_net``) blended with its library at each weight (``{part}_wW``) and at
-    the artifact's own weight (``{part}_shipped``, ``shipped_weight``)."""
+    the artifact's own weight (``{part}_shipped``, ``shipped_weight``). A library that holds
+    the validation spectra (``library.parts``) answers validation as ``quantize`` did: the
+    library of the run's (labelled) training spectra alone, so that none matches itself."""
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
-    from ramanedge.library import blend_rows
+    from ramanedge.library import SpectralLibrary, blend_rows
     from trainer.run import load_run
 
     art = load_artifact(row["artifact"])
@@ -286,10 +288,15 @@ def reweigh_library(row: dict, weights: list[float]) -> dict:
         raise DataError(f"{row['artifact']} holds no spectral library to weigh")
     run = load_run(row["run"], load_model=False)
     out: dict = {"shipped_weight": lib.config.weight}
+    libs = {"val": lib, "test": lib}
+    if "val" in art.manifest.data["library"].get("parts", ["train"]):
+        Xtr, ytr = run.subset("train")
+        given = run.labelled_mask()
+        libs["val"] = SpectralLibrary.build(Xtr[given], ytr[given], lib.n_classes, lib.config)
     for part in ("val", "test"):
         X, y = run.subset(part)
         P = net.predict_proba_batch(X)
-        S = lib.similarity_batch(X)
+        S = libs[part].similarity_batch(X)
         out[f"{part}_net"] = float(np.mean(P.argmax(1) == y))
         for key, w in (("shipped", lib.config.weight), *((f"w{w:g}", w) for w in weights)):
             q = blend_rows(P, S, replace(lib.config, weight=w))

@@ -45,9 +45,14 @@ def shift_top1(predict, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
             for s in SHIFTS}
 
 
-def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) -> dict:
+def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None,
+             with_validation: bool = True) -> dict:
     """Re-export one split's run with the library (``changes``: to the default
-    :class:`~ramanedge.library.LibraryConfig`) and score it (one row)."""
+    :class:`~ramanedge.library.LibraryConfig`; ``with_validation``: it also holds the
+    validation spectra, ``QuantizeConfig.library_with_validation``) and score it (one row;
+    the validation spectra answered without themselves,
+    :func:`benchmarks.common.validation_answerer`)."""
+    from benchmarks.common import validation_answerer
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
@@ -66,7 +71,8 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) 
     quantize_run(folder / "run", art_dir, config=QuantizeConfig(
         overwrite=True, exemplars_per_class=DEFAULT_PER_CLASS,
         library=replace(LibraryConfig(), **(changes or {})),
-        allow_accuracy_drop=True), log=lambda _m: None)
+        library_with_validation=with_validation, allow_accuracy_drop=True),
+        log=lambda _m: None)
     same = sha256_file(art_dir / MODEL_FILE) == sha256_file(folder / "model" / MODEL_FILE)
     art = load_artifact(art_dir)
     clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
@@ -79,11 +85,14 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None) 
            "same_model_tflite": same, "library_bytes": art.library_file.stat().st_size,
            "library_rows": int(art.manifest.data["library"]["rows"]),
            "library_config": LibraryConfig.from_dict(art.manifest.data["library"]).to_dict(),
+           "library_parts": art.manifest.data["library"].get("parts", ["train"]),
            "date": time.strftime("%Y-%m-%d")}
+    Xtr, ytr = run.subset("train")
+    answer = {"test": clf, "val": validation_answerer(clf, Xtr, ytr)}
     for part, prefix in (("test", ""), ("val", "val_")):
         X, y = run.subset(part)
         row.update({f"{prefix}int8_{k}": v
-                    for k, v in shift_top1(clf.predict_proba_batch, X, y).items()})
+                    for k, v in shift_top1(answer[part].predict_proba_batch, X, y).items()})
         row.update({f"{prefix}net_{k}": v
                     for k, v in shift_top1(net.predict_proba_batch, X, y).items()})
     return row
@@ -147,11 +156,11 @@ def probe_scores(folder: Path, make_scorer) -> dict:
 
 
 def _artifact_library(art):
-    """The artifact's library, or a usage error naming the folder."""
-    lib = art.load_library()
-    if lib is None:
-        raise click.UsageError(f"{art.folder} has no spectral library")
-    return lib
+    """The artifact's library, or a usage error naming the folder (none, or one that holds
+    the validation spectra: :func:`benchmarks.common.screen_library`)."""
+    from benchmarks.common import screen_library
+
+    return screen_library(art)
 
 
 def _top1(Q: np.ndarray, y: np.ndarray) -> float:
@@ -429,11 +438,15 @@ def pool_report(res: dict[str, dict]) -> str:
               help="Instead: score that screen's library-match variants (VARIANT_SCREENS, "
                    "each with the blend's w and T re-chosen) against its reference, chosen "
                    "leave-one-split-out; JSON to --json-out.")
+@click.option("--library-spectra", type=click.Choice(("train+val", "train")),
+              default="train+val", show_default=True,
+              help="What the exported library holds (ramanedge quantize's option); the "
+                   "probes, which choose on validation, need 'train'.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
 def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
          pool: bool, coarse: bool, shift_average: bool, variant_screen: str | None,
-         json_out: Path | None) -> None:
+         library_spectra: str, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
     from ramanedge.library import LibraryConfig
 
@@ -494,8 +507,10 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
     jl = out / "eval.jsonl"
     # a split is exported once per OUT: its row (and OUT/<folder>/model, which the probes
     # read) must hold the config asked for
-    want = replace(LibraryConfig(), **changes).to_dict()
-    done = {(r["recipe"], r["split"], r["split_seed"]): r.get("library_config")
+    want = (replace(LibraryConfig(), **changes).to_dict(),
+            ["train", "val"] if library_spectra == "train+val" else ["train"])
+    done = {(r["recipe"], r["split"], r["split_seed"]):
+            (r.get("library_config"), r.get("library_parts", ["train"]))
             for r in (json.loads(x) for x in (jl.read_text().splitlines()
                                                if jl.is_file() else []) if x)}
     for spec in evals:
@@ -511,12 +526,13 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
             kind = tail.rstrip("0123456789")
             key = (f"{recipe}+library", kind, int(tail[len(kind):]))
             if key in done:
-                if done[key] not in (None, want):
+                if done[key][0] is not None and done[key] != want:
                     raise click.UsageError(f"{out} already holds {f.name} exported with "
-                                           f"another library config ({done[key]}); use "
+                                           f"another library (config {done[key][0]}, "
+                                           f"spectra {'+'.join(done[key][1])}); use "
                                            f"another --out")
                 continue
-            row = evaluate(f, recipe, out, changes)
+            row = evaluate(f, recipe, out, changes, library_spectra == "train+val")
             with jl.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             click.echo(f"{f.name}: library {row['int8_0']:.1%} / {row['int8_15']:.1%} / "

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks.common import screen_library
 from benchmarks.knn_blend import grouped_runs, open_split, probe_command, write_probe
 from benchmarks.ood_variants import _standardised as _z
 
@@ -57,9 +58,7 @@ def split_scores(folder: Path, ds, labels: np.ndarray, held, rare: np.ndarray) -
     from benchmarks.transfer_experiment import auroc, extract
 
     art, clf, names, bank_y, bank_unit, split = open_split(folder, ds)
-    library = art.load_library()
-    if library is None:
-        raise click.UsageError(f"{folder / 'model'} has no spectral library")
+    library = screen_library(art)
     known = np.isin(labels, names)
     halves = json.loads((folder / "run" / "unknown_minerals.json").read_text())
     X = {p: ds.X[known & (split == p)] for p in ("val", "test")}

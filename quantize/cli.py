@@ -2,6 +2,7 @@
 
     ramanedge quantize runs/NAME --out models/NAME [--calib-size 100] [--also float32,float16]
                        [--gate-on probs|head] [--exemplars 10] [--no-library]
+                       [--library-spectra train+val|train]
                        [--allow-accuracy-drop] [--overwrite] [--data DIR]
     ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
 
@@ -65,6 +66,12 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--library/--no-library", default=True, show_default=True,
               help="Store the training split as a spectral library and blend its lag-tolerant "
                    "match into the rover's answer (ramanedge.library; docs/parts/flight.md).")
+@click.option("--library-spectra", type=click.Choice(("train+val", "train")),
+              default="train+val", show_default=True,
+              help="What the library holds: the training and validation spectra (more "
+                   "specimens a mineral; the validation answers that calibrate the sets are "
+                   "made without themselves) or the training spectra only. A few-label run's "
+                   "library holds its labelled training spectra only.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -77,7 +84,8 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Calibration draws per size for --calib-sweep.")
 def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
              also: str, allow_accuracy_drop: bool, gate_on: str, exemplars: int,
-             head_dtype: str, set_level: float, library: bool, overwrite: bool,
+             head_dtype: str, set_level: float, library: bool, library_spectra: str,
+             overwrite: bool,
              data_root: Path | None, check: str | None, calib_sweep: str | None,
              seeds: str) -> None:
     """Export the run SOURCE as a full-int8 TFLite artifact (or, with --check edgetpu, check
@@ -103,7 +111,8 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
                                 allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
                                 gate_on=gate_on, exemplars_per_class=exemplars,
                                 head_dtype=head_dtype, conformal_level=set_level,
-                                library=LibraryConfig() if library else None)
+                                library=LibraryConfig() if library else None,
+                                library_with_validation=library_spectra == "train+val")
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--also") from None
     if not source.is_dir():

@@ -28,7 +28,7 @@ import io
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,14 @@ class QuantizeConfig:
     manifest's ``library`` section; the prediction sets are calibrated on the blended
     answer); ``None`` = none. :func:`export_artifact` needs the training split for it;
     ``ramanedge quantize`` adds it unless ``--no-library``.
+    ``library_with_validation``: the library also holds the validation spectra (with
+    ``val_y``): one more specimen of most minerals for the rover's match (rule (L+'') of
+    2026-12-06, ``docs/parts/flight.md``, "More specimens in the library"). The validation
+    spectra's own answers (the sets' and the max-prob threshold's calibration,
+    ``metrics.library.val_top1``) are made with the training spectra's library, so that none
+    matches itself; the rover's answers have the fuller library, so the sets are calibrated
+    on answers no better than the rover's. :func:`quantize_run` turns it off for a few-label
+    run (its library holds only the labels the run was given).
     """
 
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -127,6 +135,7 @@ class QuantizeConfig:
     conformal_level: float = 0.95
     unknown_rule: str = "knn_logit_norm"
     library: LibraryConfig | None = None
+    library_with_validation: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("head_dtype", HEAD_DTYPES), ("gate_on", GATE_PATHS),
@@ -360,17 +369,25 @@ def export_artifact(
     if config.library is not None:
         # held as stored (float16 rows): the calibration below sees the rover's numbers
         library = SpectralLibrary.build(train_X, train_y, len(labels), config.library)
+        # the rover's answer to a validation spectrum, from a library without it
+        val_probs = library.blend_batch(val_probs, val_X)
+        parts = ["train"]
+        if config.library_with_validation and val_y is not None:
+            library = SpectralLibrary.build(np.concatenate([train_X, val_X]),
+                                            np.concatenate([train_y, val_y]), len(labels),
+                                            config.library)
+            parts.append("val")
         files[LIBRARY_FILE] = library.npz_bytes()
-        val_probs = library.blend_batch(val_probs, val_X)  # the rover's answer
         test_answer = library.blend_batch(hprobs if config.gate_on == "head" else q["probs"],
                                           test_X)
         metrics["library"] = {
             "rows": len(library.y),
+            "parts": parts,
             "test_top1": float(np.mean(np.argmax(test_answer, 1) == test_y)),
             "val_top1": (None if val_y is None
                          else float(np.mean(np.argmax(val_probs, 1) == val_y)))}
-        say(f"spectral library: {len(library.y)} training spectra; test top-1 of the "
-            f"blended answer {metrics['library']['test_top1']:.1%}")
+        say(f"spectral library: {len(library.y)} spectra ({' + '.join(parts)}); test top-1 "
+            f"of the blended answer {metrics['library']['test_top1']:.1%}")
     unknown = unknown_section(
         calibrate_unknown(val_probs, target_tpr=config.unknown_target_tpr), split="val")
     conformal = None
@@ -426,7 +443,7 @@ def export_artifact(
         unknown=unknown,
         conformal=conformal,
         library=(None if library is None
-                 else library_section(config.library, rows=len(library.y))),
+                 else library_section(config.library, rows=len(library.y), parts=parts)),
         variants=variants,
         files=list(files),
     )
@@ -465,6 +482,9 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     Xva, yva = run.subset("val")
     Xte, yte = run.subset("test")
     idx = calibration_indices(ytr, given, config.calib_size, seed=config.seed)
+    if not given.all() and config.library_with_validation:
+        # a few-label run's library holds the labels it was given, not the validation ones
+        config = replace(config, library_with_validation=False)
     training = {
         "dataset": run.config["data"].get("dataset"),
         "split_sha256": run.config["split_sha256"],

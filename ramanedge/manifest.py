@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -537,10 +537,12 @@ def conformal_section(rule: dict[str, Any], *, split: str, with_file: bool) -> d
     return section
 
 
-def library_section(config: LibraryConfig, *, rows: int) -> dict[str, Any]:
+def library_section(config: LibraryConfig, *, rows: int,
+                    parts: Sequence[str] = ("train",)) -> dict[str, Any]:
     """The ``library`` section: the :class:`~ramanedge.library.LibraryConfig` ``config``, the
-    number of library spectra and :data:`LIBRARY_FILE`."""
-    return {**config.to_dict(), "rows": int(rows), "file": LIBRARY_FILE}
+    number of library spectra, the split parts they come from (``parts``, a record: the
+    rover does not read it) and :data:`LIBRARY_FILE`."""
+    return {**config.to_dict(), "rows": int(rows), "parts": list(parts), "file": LIBRARY_FILE}
 
 
 def manifest_data(*, name: str, labels: list[str], model: dict[str, Any],

@@ -323,8 +323,10 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert m["metrics"]["head"]["agreement"] >= 0.99  # issue #11's target, not just the gate
     assert m["metrics"]["head"]["drop_points"] <= 0.5
     assert (art / "model.tflite").stat().st_size < 300_000
-    # the default export carries the spectral library of the run's training split
-    assert m["library"]["rows"] == m["training"]["n_train"]
+    # the default export carries the spectral library of the run's training and validation
+    # spectra
+    assert m["library"]["rows"] == m["training"]["n_train"] + m["training"]["n_val"]
+    assert m["library"]["parts"] == ["train", "val"]
     assert (art / m["library"]["file"]).is_file()
     assert 0.0 <= m["metrics"]["library"]["test_top1"] <= 1.0
     # the end-to-end screen reads this pair back, and its re-blend at the shipped weight

@@ -268,19 +268,23 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
     art = load_artifact(library_artifact)
     sec = art.manifest.data["library"]
     Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    # the library holds the training and the validation spectra (QuantizeConfig's default)
     assert sec["file"] == LIBRARY_FILE and LIBRARY_FILE in art.manifest.files
-    assert sec["rows"] == len(ytr)
+    assert sec["rows"] == len(ytr) + len(yva) and sec["parts"] == ["train", "val"]
     assert LibraryConfig.from_dict(sec) == LibraryConfig()
     with np.load(art.library_file, allow_pickle=False) as z:
-        assert z["spectra"].dtype == np.float16 and z["spectra"].shape == (len(ytr), P // 4)
-        assert np.array_equal(np.sort(z["y"]), np.sort(ytr))
+        assert z["spectra"].dtype == np.float16
+        assert z["spectra"].shape == (len(ytr) + len(yva), P // 4)
+        assert np.array_equal(np.sort(z["y"]), np.sort(np.concatenate([ytr, yva])))
 
     clf = Classifier(art, make_interpreter(art.model_path))
     net = Classifier(art, clf.interpreter, library=False)
     assert clf.library is not None and net.library is None
-    Xva, yva = synthetic_data.part("val")
     # the answer is the network's probabilities blended with the library's similarity
-    lib = SpectralLibrary.build(Xtr, ytr, len(art.labels), LibraryConfig())
+    K = len(art.labels)
+    lib = SpectralLibrary.build(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]), K,
+                                LibraryConfig())
     want = lib.blend_batch(net.predict_proba_batch(Xva), Xva)
     got = clf.predict_proba_batch(Xva)
     assert np.allclose(got, want, atol=1e-6)
@@ -294,7 +298,6 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
         assert abs(one.top[0][1] - w_.max()) < 1e-6
     # a library whose labels are moved by one names the library's class when it weighs 0.9:
     # the blend decides the per-spectrum answer, not only the batch one
-    K = len(art.labels)
     moved = SpectralLibrary.build(Xtr, (ytr + 1) % K, K, LibraryConfig(weight=0.9))
     liar = Classifier(art, clf.interpreter, library=moved)
     names = [liar.classify_grid(x).label for x in Xva]
@@ -316,9 +319,15 @@ def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
     assert abs(got_xy.top[0][1] - want_xy.max()) < 1e-6
     assert not np.allclose(clf.library.similarity(grid, None, span),  # the span counts
                            clf.library.similarity(grid), atol=1e-4)
-    # the prediction sets were calibrated on that blended answer, not the network's
-    rule = calibrate_sets(want, yva, level=art.conformal["level"])
+    # the prediction sets were calibrated on the blended answer, not the network's, each
+    # validation spectrum answered by the training spectra's library (never by itself)
+    own = SpectralLibrary.build(Xtr, ytr, K, LibraryConfig())
+    cal = own.blend_batch(net.predict_proba_batch(Xva), Xva)
+    rule = calibrate_sets(cal, yva, level=art.conformal["level"])
     assert np.isclose(art.conformal["threshold"], rule["threshold"], atol=1e-6)
+    assert np.isclose(art.manifest.data["metrics"]["library"]["val_top1"],
+                      np.mean(cal.argmax(1) == yva))
+    assert np.mean(want.argmax(1) == yva) == 1.0  # what a self-match would have calibrated on
     # a classifier made for the base head again shares the loaded library
     assert clf.with_head(None).library is clf.library
 
@@ -418,9 +427,13 @@ def test_max_prob_rule_and_sets_follow_the_answer_with_and_without_the_library(
                     config=QuantizeConfig(library=LibraryConfig(weight=0.6)))
     art = load_artifact(out)
     assert art.unknown["method"] == "max_prob"
+    assert art.manifest.data["library"]["rows"] == len(ytr) + len(yva)
     clf = Classifier(art, make_interpreter(art.model_path))
     net = Classifier(art, clf.interpreter, library=False)
-    blended, alone = clf.predict_proba_batch(Xva), net.predict_proba_batch(Xva)
+    alone = net.predict_proba_batch(Xva)
+    # the validation spectra as the rover would answer them without themselves in its library
+    blended = SpectralLibrary.build(Xtr, ytr, len(art.labels),
+                                    LibraryConfig(weight=0.6)).blend_batch(alone, Xva)
     tpr = art.unknown["target_tpr"]
     assert np.isclose(art.unknown["threshold"],
                       calibrate_unknown(blended, target_tpr=tpr)["threshold"], atol=1e-6)
@@ -446,13 +459,16 @@ def test_the_cli_exports_the_library_unless_told_not_to(tmp_path, monkeypatch) -
     seen = []
 
     def fake(run_dir, out, *, config, **_kw):
-        seen.append(config.library)
+        seen.append((config.library, config.library_with_validation))
         raise DataError("stop here")
 
     monkeypatch.setattr(export, "quantize_run", fake)
-    for extra in ([], ["--no-library"]):
+    for extra in ([], ["--no-library"], ["--library-spectra", "train"]):
         CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"), *extra])
-    assert seen == [LibraryConfig(), None]
+    assert seen == [(LibraryConfig(), True), (None, True), (LibraryConfig(), False)]
+    bad = CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"),
+                                            "--library-spectra", "test"])
+    assert bad.exit_code == 2 and "'train+val', 'train'" in bad.output
 
 
 def test_export_without_the_training_split_says_what_the_library_needs(
@@ -526,3 +542,63 @@ def test_the_power_is_taken_before_the_match_and_lets_weak_bands_count() -> None
         s = lib.similarity(query)
         ratio[p] = s[1] - s[0]
     assert ratio[0.25] > ratio[1.0] + 0.2
+
+
+def test_training_only_library_changes_the_answer_not_the_calibration(
+        library_artifact, synthetic_data, tiny_keras_model, tmp_path) -> None:
+    """``library_with_validation=False`` (``--library-spectra train``) stores the training
+    spectra alone; the sets and the unknown rule are calibrated on the same validation
+    answers either way (each from the library of the training spectra), so only the
+    rover's answer changes."""
+    from edge_runtime.artifact import load_artifact
+    from quantize.export import QuantizeConfig, export_artifact, select_calibration
+
+    d = synthetic_data
+    Xtr, ytr = d.part("train")
+    Xva, yva = d.part("val")
+    Xte, yte = d.part("test")
+    out = tmp_path / "train-only"
+    export_artifact(tiny_keras_model, labels=list(d.labels),
+                    model_config=tiny_keras_model.ramanedge_config,
+                    calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
+                    test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
+                    out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
+                    config=QuantizeConfig(exemplars_per_class=5, library=LibraryConfig(),
+                                          library_with_validation=False))
+    alone, full = load_artifact(out), load_artifact(library_artifact)
+    assert alone.manifest.data["library"]["rows"] == len(ytr)
+    assert alone.manifest.data["library"]["parts"] == ["train"]
+    assert full.manifest.data["library"]["rows"] == len(ytr) + len(yva)
+    assert alone.conformal["threshold"] == full.conformal["threshold"]
+    assert alone.unknown == full.unknown
+    m_alone, m_full = (a.manifest.data["metrics"]["library"] for a in (alone, full))
+    assert m_alone["val_top1"] == m_full["val_top1"]
+
+
+def test_validation_answers_never_come_from_a_library_holding_them(library_artifact,
+                                                                   synthetic_data) -> None:
+    """The default export's library holds the validation spectra: the benchmarks answer
+    validation with the training spectra's library (what quantize calibrated with), and
+    the screens refuse it; an export of the training spectra alone is used as it is."""
+    import click
+
+    from benchmarks.common import library_holds_validation, screen_library, validation_answerer
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.conformal import calibrate_sets
+    from edge_runtime.interpreter import make_interpreter
+
+    art = load_artifact(library_artifact)
+    assert library_holds_validation(art)
+    clf = Classifier(art, make_interpreter(art.model_path))
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    val = validation_answerer(clf, Xtr, ytr)
+    assert val.library is not clf.library and len(val.library.y) == len(ytr)
+    P = val.predict_proba_batch(Xva)
+    rule = calibrate_sets(P, yva, level=art.conformal["level"])
+    assert np.isclose(rule["threshold"], art.conformal["threshold"], atol=1e-6)
+    with pytest.raises(click.UsageError, match="holds the validation spectra"):
+        screen_library(art)
+    plain = Classifier(art, clf.interpreter, library=False)
+    assert validation_answerer(plain, Xtr, ytr) is plain
