@@ -129,6 +129,100 @@ def _rule(gains: dict[str, np.ndarray]) -> dict:
                           and gains["val_30"].mean() >= -0.5)}
 
 
+#: rule (L2)'s sources of extra library spectra (``ramanedge.corpus`` rows), by name
+EXTRA_SOURCES = {"+eu": ("excellent_unoriented",), "+lrp": ("LR-Raman:processed",),
+                 "+all": ("excellent_unoriented", "LR-Raman:processed",
+                          "excellent_oriented_subset")}
+
+
+def extra_rows(corpus, sources: tuple[str, ...], train_ids: set[str],
+               labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``corpus`` from ``sources`` (a folder name, or ``folder:kind``) whose RRUFF
+    id is one of ``train_ids`` and whose mineral is one of ``labels``: their grid spectra and
+    class ids (never an LR-Raman raw file: rruff-raw itself)."""
+    from ramanedge.io.rruff import normalise_label
+
+    index = {normalise_label(n): i for i, n in enumerate(labels)}
+    keep, ys = [], []
+    for i, (src, kind, sid, name) in enumerate(zip(corpus.sources, corpus.kinds,
+                                                   corpus.sample_ids, corpus.minerals,
+                                                   strict=True)):
+        if (src, kind) == ("LR-Raman", "raw") or sid not in train_ids:
+            continue
+        if src not in sources and f"{src}:{kind}" not in sources:
+            continue
+        k = index.get(normalise_label(name))
+        if k is not None:
+            keep.append(i)
+            ys.append(k)
+    return corpus.X[keep], np.array(ys, dtype=np.int64)
+
+
+def extra_scores(folder: Path, corpus) -> dict:
+    """Rule (L2), one split: validation and test top-1 at every shift with the shipped
+    library (``"train"``) and with each of :data:`EXTRA_SOURCES` added (rows in ``"rows"``)."""
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.grid import shift_spectra
+    from ramanedge.library import SpectralLibrary, blend_rows
+    from trainer.run import load_run
+
+    art = load_artifact(folder / "model")
+    cfg = art.load_library().config
+    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
+    run = load_run(folder / "run", load_model=False)
+    Xtr, ytr = run.subset("train")
+    train_ids = {s for s, p in zip(run.dataset.sample_ids, run.split, strict=True)
+                 if p == "train" and s}
+    K = len(run.labels)
+    libs = {"train": SpectralLibrary.build(Xtr, ytr, K, cfg)}
+    rows = {}
+    for name, sources in EXTRA_SOURCES.items():
+        Xe, ye = extra_rows(corpus, sources, train_ids, list(run.labels))
+        rows[name] = int(len(ye))
+        libs[name] = SpectralLibrary.build(np.concatenate([Xtr, Xe]),
+                                           np.concatenate([ytr, ye]), K, cfg)
+    out: dict = {"rows": rows}
+    for part in ("val", "test"):
+        X0, y = run.subset(part)
+        for s in SHIFTS:
+            hits: dict[str, list[float]] = {}
+            for d in ((0,) if s == 0 else (s, -s)):
+                X = shift_spectra(X0, d)
+                P = net.predict_proba_batch(X)
+                for name, lib in libs.items():
+                    q = blend_rows(P, lib.similarity_batch(X), cfg).argmax(1)
+                    hits.setdefault(name, []).append(float(np.mean(q == y)))
+            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
+    return out
+
+
+def extra_report(res: dict[str, dict]) -> tuple[str, dict]:
+    """Rule (L2)'s table: each variant's paired gains over the shipped library (points),
+    validation and test, its rows, and the verdict (validation only)."""
+    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    runs = list(res.values())
+    lines = ["| library | rows added (mean) | " + " | ".join(keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    lines.append("| train (shipped), top-1 % | | " + " | ".join(
+        f"{100 * np.mean([r[k]['train'] for r in runs]):.2f}" for k in keys) + " |")
+    verdicts = {}
+    for name in EXTRA_SOURCES:
+        gains = {k: np.array([100 * (r[k][name] - r[k]["train"]) for r in runs]) for k in keys}
+        n_rows = float(np.mean([r["rows"][name] for r in runs]))
+        lines.append(f"| {name}, paired gain | {n_rows:.0f} | " + " | ".join(
+            f"{g.mean():+.2f} ± {g.std(ddof=1):.2f} ({int((g > 0).sum())}/{int((g < 0).sum())})"
+            for g in gains.values()) + " |")
+        verdicts[name] = {**_rule(gains), "rows": n_rows}
+    ok = [n for n, v in verdicts.items() if v["adopt"]]
+    pick = min(ok, key=lambda n: verdicts[n]["rows"]) if ok else None
+    lines += ["", f"rule (L2): {'adopt ' + pick if pick else 'reject'} ("
+              + "; ".join(f"{n}: validation {v['val_gain_0']:+.2f} at 0, higher on "
+                          f"{v['higher']}" for n, v in verdicts.items()) + ")"]
+    return "\n".join(lines), {"variants": verdicts, "pick": pick}
+
+
 def report(res: dict[str, dict]) -> tuple[str, dict]:
     """Top-1 of each library per shift (mean over runs), the paired gains (points) of rule
     (L+) (the refit against the shipped library; validation fold-wise, test reported) and
@@ -167,18 +261,26 @@ def report(res: dict[str, dict]) -> tuple[str, dict]:
 @click.command()
 @click.option("--eval", "evals", multiple=True, required=True,
               help="FOLDER:RECIPE of a multi-split evaluation with exports (repeatable).")
+@click.option("--extra", "extra_data", type=click.Path(path_type=Path), default=None,
+              help="Instead: rule (L2), the other RRUFF spectra of the training specimens "
+                   "added to the library, read from this data root (ramanedge.corpus).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def main(evals: tuple[str, ...], out: Path | None) -> None:
+def main(evals: tuple[str, ...], extra_data: Path | None, out: Path | None) -> None:
     """Score the refit library on every grouped split folder; print the table."""
     from benchmarks.knn_blend import grouped_runs
     from ramanedge.machine import cpu_model
 
+    corpus = None
+    if extra_data is not None:
+        from ramanedge.corpus import build_corpus
+
+        corpus = build_corpus(extra_data)
     res = {}
     for names, f in grouped_runs(evals):
-        res[names["run"]] = refit_scores(f)
+        res[names["run"]] = refit_scores(f) if corpus is None else extra_scores(f, corpus)
         click.echo(f"{f}: done", err=True)
-    table, verdict = report(res)
+    table, verdict = report(res) if corpus is None else extra_report(res)
     click.echo(table)
     if out is not None:
         out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
