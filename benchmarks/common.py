@@ -347,7 +347,7 @@ def open_set_splits(data_root: Path, eval_dir: Path, recipe: str,
 def library_holds_validation(art: Any) -> bool:
     """Whether the artifact's spectral library holds its split's validation spectra
     (manifest ``library.parts``; ``ramanedge quantize``'s default since 2026-12-06)."""
-    return "val" in ((art.manifest.data.get("library") or {}).get("parts") or ["train"])
+    return "val" in art.manifest.library_parts
 
 
 def validation_answerer(clf: Any, X_train: np.ndarray, y_train: np.ndarray) -> Any:

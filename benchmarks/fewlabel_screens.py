@@ -289,7 +289,7 @@ def reweigh_library(row: dict, weights: list[float]) -> dict:
     run = load_run(row["run"], load_model=False)
     out: dict = {"shipped_weight": lib.config.weight}
     libs = {"val": lib, "test": lib}
-    if "val" in art.manifest.data["library"].get("parts", ["train"]):
+    if "val" in art.manifest.library_parts:
         Xtr, ytr = run.subset("train")
         given = run.labelled_mask()
         libs["val"] = SpectralLibrary.build(Xtr[given], ytr[given], lib.n_classes, lib.config)

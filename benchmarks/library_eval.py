@@ -85,7 +85,8 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None,
            "same_model_tflite": same, "library_bytes": art.library_file.stat().st_size,
            "library_rows": int(art.manifest.data["library"]["rows"]),
            "library_config": LibraryConfig.from_dict(art.manifest.data["library"]).to_dict(),
-           "library_parts": art.manifest.data["library"].get("parts", ["train"]),
+           "library_parts": list(art.manifest.library_parts),
+           "library_spectra": "train+val" if with_validation else "train",
            "date": time.strftime("%Y-%m-%d")}
     Xtr, ytr = run.subset("train")
     answer = {"test": clf, "val": validation_answerer(clf, Xtr, ytr)}
@@ -507,10 +508,11 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
     jl = out / "eval.jsonl"
     # a split is exported once per OUT: its row (and OUT/<folder>/model, which the probes
     # read) must hold the config asked for
-    want = (replace(LibraryConfig(), **changes).to_dict(),
-            ["train", "val"] if library_spectra == "train+val" else ["train"])
+    want = replace(LibraryConfig(), **changes).to_dict()
+    # rows from before --library-spectra were exported with the training spectra alone
     done = {(r["recipe"], r["split"], r["split_seed"]):
-            (r.get("library_config"), r.get("library_parts", ["train"]))
+            (r.get("library_config"), r.get("library_spectra") or (
+                "train+val" if "val" in r.get("library_parts", ["train"]) else "train"))
             for r in (json.loads(x) for x in (jl.read_text().splitlines()
                                                if jl.is_file() else []) if x)}
     for spec in evals:
@@ -526,11 +528,16 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
             kind = tail.rstrip("0123456789")
             key = (f"{recipe}+library", kind, int(tail[len(kind):]))
             if key in done:
-                if done[key][0] is not None and done[key] != want:
+                config, spectra = done[key]
+                if config not in (None, want):
                     raise click.UsageError(f"{out} already holds {f.name} exported with "
-                                           f"another library (config {done[key][0]}, "
-                                           f"spectra {'+'.join(done[key][1])}); use "
+                                           f"another library config ({config}); use "
                                            f"another --out")
+                if spectra != library_spectra:
+                    raise click.UsageError(f"{out} already holds {f.name} exported with "
+                                           f"--library-spectra {spectra}, not "
+                                           f"{library_spectra}; give --library-spectra "
+                                           f"{spectra} to resume it, or another --out")
                 continue
             row = evaluate(f, recipe, out, changes, library_spectra == "train+val")
             with jl.open("a") as fh:

@@ -169,7 +169,10 @@ def extra_scores(folder: Path, corpus) -> dict:
     from trainer.run import load_run
 
     art = load_artifact(folder / "model")
-    cfg = art.load_library().config
+    lib = art.load_library()
+    if lib is None:
+        raise click.UsageError(f"{folder / 'model'} has no spectral library")
+    cfg = lib.config
     net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
     run = load_run(folder / "run", load_model=False)
     Xtr, ytr = run.subset("train")

@@ -339,7 +339,7 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
     from ramanedge.manifest import read_manifest
     from ramanedge.paths import default_data_root
 
-    read_manifest(model)  # fail fast on a bad artifact
+    manifest = read_manifest(model)  # fail fast on a bad artifact
     hw = get_profile(profile) if profile else None
     root = data if data is not None else default_data_root()
     if not root.exists():
@@ -348,6 +348,9 @@ def replay_cmd(model: Path, data: Path | None, dataset: str, min_spectra: int,
     def say(msg: str) -> None:
         click.echo(msg, err=True)
 
+    if part in manifest.library_parts:
+        say(f"note: the artifact's spectral library holds the {part} spectra, so they are "
+            f"matched against themselves: their top-1 is not a held-out figure")
     items = load_items(root, dataset=dataset, split_file=split_file, part=part,
                        payload=payload, min_spectra=min_spectra, progress=say)
     cfg = ReplayConfig(model=model, baud=_baud(baud), pace=pace, limit=limit,

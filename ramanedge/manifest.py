@@ -69,6 +69,8 @@ CALIBRATION_FILE = "calibration.npz"
 #: The spectral library: high-passed training spectra and class ids (``manifest.library.file``,
 #: :mod:`ramanedge.library`), blended into the answer.
 LIBRARY_FILE = "library.npz"
+#: The split parts a library may hold (``library.parts``; ``quantize``: train, + val by default).
+LIBRARY_PARTS = ("train", "val")
 #: Ground-only float comparison models by precision (``manifest.variants.P.file``).
 VARIANT_FILES: Mapping[str, str] = MappingProxyType(
     {"float32": "model_float32.tflite", "float16": "model_float16.tflite"})
@@ -213,6 +215,16 @@ class Manifest:
         """File name of the spectral library (``library.file``), or ``None``."""
         name = (self.data.get("library") or {}).get("file")
         return name if isinstance(name, str) else None
+
+    @property
+    def library_parts(self) -> tuple[str, ...]:
+        """The split parts whose spectra the library holds (``library.parts``; a library
+        written before the key: ``("train",)``; no library: ``()``): answers to spectra of
+        these parts are matched against themselves."""
+        library = self.data.get("library")
+        if not library:
+            return ()
+        return tuple(library.get("parts") or ("train",))
 
     @property
     def calibration_file(self) -> str | None:
@@ -383,8 +395,13 @@ def _validate_references(d: dict[str, Any]) -> None:
             raise ManifestError(f"manifest 'library.rows' must be a whole number >= 1, got "
                                 f"{rows!r}")
         if d["schema_version"] >= 2 and "power" not in library:
-            raise ManifestError("manifest library section lacks power (required since "
+            raise ManifestError("manifest 'library.power' is missing (required since "
                                 "schema_version 2)")
+        parts = library.get("parts", ["train"])
+        if not (isinstance(parts, list) and parts
+                and all(p in LIBRARY_PARTS for p in parts) and len(set(parts)) == len(parts)):
+            raise ManifestError(f"manifest 'library.parts' must list split parts from "
+                                f"{', '.join(LIBRARY_PARTS)} once each, got {parts!r}")
         try:
             LibraryConfig.from_dict(library)
         except ModelError as e:

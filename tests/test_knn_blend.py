@@ -120,6 +120,35 @@ def test_library_eval_probes_refuse_an_out_folder_without_exports(tmp_path) -> N
     assert res.exit_code == 2 and "separate probes: give one of them" in res.output
 
 
+def test_library_eval_resumes_only_the_library_it_was_asked_for(tmp_path) -> None:
+    """An OUT whose row was exported with the training spectra alone (rows from before
+    ``--library-spectra`` carry no key) resumes with ``--library-spectra train`` and refuses
+    the default train+val in one line; a row of the other config is refused too."""
+    import json
+
+    from click.testing import CliRunner
+
+    from benchmarks.library_eval import main
+    from ramanedge.library import LibraryConfig
+
+    for sub in ("run", "model"):
+        (tmp_path / "E" / "rec-grouped0" / sub).mkdir(parents=True)
+    out = tmp_path / "OUT"
+    out.mkdir()
+    row = {"recipe": "rec+library", "split": "grouped", "split_seed": 0,
+           "library_config": LibraryConfig().to_dict()}
+    (out / "eval.jsonl").write_text(json.dumps(row) + "\n")
+    args = ["--eval", f"{tmp_path / 'E'}:rec", "--out", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "--library-spectra train, not train+val" in res.output
+    assert CliRunner().invoke(main, [*args, "--library-spectra", "train"]).exit_code == 0
+    (out / "eval.jsonl").write_text(json.dumps({**row, "library_parts": ["train", "val"]})
+                                    + "\n")
+    assert CliRunner().invoke(main, args).exit_code == 0
+    res = CliRunner().invoke(main, [*args, "--config", "weight=0.3"])
+    assert res.exit_code == 2 and "another library config" in res.output
+
+
 def test_shift_average_averages_the_answers_to_the_shifted_spectra() -> None:
     """``benchmarks.library_eval --shift-average``: a "network" that answers the position of
     the spectrum's peak (one-hot over the grid) averaged over shifts -2, 0, +2 puts a third

@@ -515,8 +515,15 @@ def test_version_2_is_written_and_version_1_still_read(folder: Path) -> None:
     validate(old)  # an artifact from before the key
     assert LibraryConfig.from_dict(old["library"]).power == 1.0
     new_without = dict(old, schema_version=2)
-    with pytest.raises(ManifestError, match="library section lacks power"):
+    with pytest.raises(ManifestError, match=r"'library.power' is missing"):
         validate(new_without)
+    assert written.library_parts == ("train",)  # library_section's default
+    assert Manifest(dict(written.data, library=None)).library_parts == ()
+    for parts in (["train", "val"], ["train"]):
+        validate(dict(written.data, library={**written.data["library"], "parts": parts}))
+    for parts in ([], ["test"], ["train", "train"], "train"):
+        with pytest.raises(ManifestError, match="'library.parts' must list split parts"):
+            validate(dict(written.data, library={**written.data["library"], "parts": parts}))
     for bad in (0, 3, "2", 2.0):
         with pytest.raises(ManifestError, match=r"not supported; expected one of 1, 2 "
                                                  r"\(this code writes 2\)"):

@@ -466,6 +466,35 @@ def test_cli_end_to_end_with_a_run(tmp_path: Path, monkeypatch, tiny_keras_model
     assert not (out / EXEMPLARS_FILE).exists()
 
 
+def test_a_few_label_run_keeps_its_library_to_the_labels_it_was_given(
+        tmp_path: Path, monkeypatch, tiny_keras_model, synthetic_data) -> None:
+    """quantize_run of a run given part of its training labels: the library holds those
+    labelled training spectra only (not the validation ones, the default for a fully
+    labelled run), and the manifest says so."""
+    import trainer.run as trun
+    from quantize.export import QuantizeConfig, quantize_run
+    from ramanedge.library import LibraryConfig
+
+    class FewLabelRun(FakeRun):
+        def labelled_mask(self):
+            m = np.zeros(len(self.data.part("train")[1]), dtype=bool)
+            m[::3] = True
+            return m
+
+    cfg = QuantizeConfig(calib_size=30, library=LibraryConfig(), allow_accuracy_drop=True)
+    assert cfg.library_with_validation
+    n_train, n_val = (len(synthetic_data.part(p)[1]) for p in ("train", "val"))
+    for cls, rows, parts in ((FewLabelRun, len(range(0, n_train, 3)), ["train"]),
+                             (FakeRun, n_train + n_val, ["train", "val"])):
+        fake = cls(tiny_keras_model, synthetic_data)
+        monkeypatch.setattr(trun, "load_run", lambda run_dir, *, data_root=None, f=fake, **_: f)
+        out = tmp_path / cls.__name__
+        res = quantize_run(tmp_path, out, config=cfg)
+        lib = res.manifest.data["library"]
+        assert (lib["rows"], lib["parts"]) == (rows, parts)
+        assert res.manifest.library_parts == tuple(parts)
+
+
 def test_export_computes_everything_then_writes_the_manifest_once(
         tmp_path: Path, monkeypatch, tiny_keras_model, synthetic_data) -> None:
     """Issue 15.2: with exemplars, quantize_run builds every section first (exemplars and the
