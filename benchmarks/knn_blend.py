@@ -209,20 +209,20 @@ def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
     loo = leave_one_out(runs)
     table = report(runs, loo)
     click.echo(table)
-    write_probe(out, evals, runs, loo, table)
+    write_probe(out, evals, runs, table, leave_one_split_out=loo)
 
 
-def write_probe(out: Path | None, evals: tuple[str, ...], runs: list[dict], loo: Any,
-                table: str) -> None:
-    """The probe's JSON (date, CPU, the evaluations, every run's scores, the
-    leave-one-split-out choices, the printed table) to ``out``, when given."""
+def write_probe(out: Path | None, evals: tuple[str, ...], runs: Any, table: str,
+                **results: Any) -> None:
+    """The probe's JSON (date, CPU, the evaluations, every run's scores, its ``results``
+    by name (leave-one-split-out choices, a rule's verdict), the printed table) to ``out``,
+    when given."""
     from ramanedge.machine import cpu_model
 
     if out is not None:
         out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
                                    "cpu": cpu_model(), "evals": list(evals), "runs": runs,
-                                   "leave_one_split_out": loo, "table": table}, indent=1) + "\n")
-
+                                   **results, "table": table}, indent=1) + "\n")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,9 +18,7 @@ reported only::
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import click
@@ -160,45 +158,35 @@ def extra_rows(corpus, sources: tuple[str, ...], train_ids: set[str],
 
 def extra_scores(folder: Path, corpus) -> dict:
     """Rule (L2), one split: validation and test top-1 at every shift with the shipped
-    library (``"train"``) and with each of :data:`EXTRA_SOURCES` added (rows in ``"rows"``)."""
-    from edge_runtime.artifact import load_artifact
-    from edge_runtime.classify import Classifier
-    from edge_runtime.interpreter import make_interpreter
-    from ramanedge.grid import shift_spectra
+    library (``"train"``) and with each of :data:`EXTRA_SOURCES` added (rows in ``"rows"``;
+    :func:`benchmarks.library_eval.probe_scores`)."""
+    from benchmarks.library_eval import probe_scores
     from ramanedge.library import SpectralLibrary, blend_rows
-    from trainer.run import load_run
 
-    art = load_artifact(folder / "model")
-    lib = art.load_library()
-    if lib is None:
-        raise click.UsageError(f"{folder / 'model'} has no spectral library")
-    cfg = lib.config
-    net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
-    run = load_run(folder / "run", load_model=False)
-    Xtr, ytr = run.subset("train")
-    train_ids = {s for s, p in zip(run.dataset.sample_ids, run.split, strict=True)
-                 if p == "train" and s}
-    K = len(run.labels)
-    libs = {"train": SpectralLibrary.build(Xtr, ytr, K, cfg)}
-    rows = {}
-    for name, sources in EXTRA_SOURCES.items():
-        Xe, ye = extra_rows(corpus, sources, train_ids, list(run.labels))
-        rows[name] = int(len(ye))
-        libs[name] = SpectralLibrary.build(np.concatenate([Xtr, Xe]),
-                                           np.concatenate([ytr, ye]), K, cfg)
-    out: dict = {"rows": rows}
-    for part in ("val", "test"):
-        X0, y = run.subset(part)
-        for s in SHIFTS:
-            hits: dict[str, list[float]] = {}
-            for d in ((0,) if s == 0 else (s, -s)):
-                X = shift_spectra(X0, d)
-                P = net.predict_proba_batch(X)
-                for name, lib in libs.items():
-                    q = blend_rows(P, lib.similarity_batch(X), cfg).argmax(1)
-                    hits.setdefault(name, []).append(float(np.mean(q == y)))
-            out[f"{part}_{s}"] = {k: float(np.mean(v)) for k, v in hits.items()}
-    return out
+    rows: dict[str, int] = {}
+
+    def make(art, run):
+        lib = art.load_library()
+        if lib is None:
+            raise click.UsageError(f"{folder / 'model'} has no spectral library")
+        cfg = lib.config
+        Xtr, ytr = run.subset("train")
+        train_ids = {s for s, p in zip(run.dataset.sample_ids, run.split, strict=True)
+                     if p == "train" and s}
+        K = len(run.labels)
+        libs = {"train": SpectralLibrary.build(Xtr, ytr, K, cfg)}
+        for name, sources in EXTRA_SOURCES.items():
+            Xe, ye = extra_rows(corpus, sources, train_ids, list(run.labels))
+            rows[name] = int(len(ye))
+            libs[name] = SpectralLibrary.build(np.concatenate([Xtr, Xe]),
+                                               np.concatenate([ytr, ye]), K, cfg)
+
+        def score(P, X, y):
+            return {name: float(np.mean(blend_rows(P, L.similarity_batch(X), cfg).argmax(1)
+                                        == y)) for name, L in libs.items()}
+        return score
+    out = probe_scores(folder, make)
+    return {"rows": rows, **out}
 
 
 def extra_report(res: dict[str, dict]) -> tuple[str, dict]:
@@ -271,8 +259,7 @@ def report(res: dict[str, dict]) -> tuple[str, dict]:
 @one_line_errors
 def main(evals: tuple[str, ...], extra_data: Path | None, out: Path | None) -> None:
     """Score the refit library on every grouped split folder; print the table."""
-    from benchmarks.knn_blend import grouped_runs
-    from ramanedge.machine import cpu_model
+    from benchmarks.knn_blend import grouped_runs, write_probe
 
     corpus = None
     if extra_data is not None:
@@ -285,10 +272,7 @@ def main(evals: tuple[str, ...], extra_data: Path | None, out: Path | None) -> N
         click.echo(f"{f}: done", err=True)
     table, verdict = report(res) if corpus is None else extra_report(res)
     click.echo(table)
-    if out is not None:
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                                   "cpu": cpu_model(), "evals": list(evals), "runs": res,
-                                   "verdict": verdict, "table": table}, indent=1) + "\n")
+    write_probe(out, evals, res, table, verdict=verdict)
 
 
 if __name__ == "__main__":  # pragma: no cover

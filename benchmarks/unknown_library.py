@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.common import screen_library
 from benchmarks.knn_blend import grouped_runs, open_split, probe_command, write_probe
+from benchmarks.library_match import rule_figures, shipped_rule
 from benchmarks.ood_variants import _standardised as _z
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,7 +56,7 @@ def library_distance(library, P: np.ndarray, X: np.ndarray, candidates: bool) ->
 def split_scores(folder: Path, ds, labels: np.ndarray, held, rare: np.ndarray) -> dict:
     """One split: AUROC and flagged shares of the shipped rule and of every (part, u)."""
     from benchmarks.ood_variants import parts
-    from benchmarks.transfer_experiment import auroc, extract
+    from benchmarks.transfer_experiment import extract
 
     art, clf, names, bank_y, bank_unit, split = open_split(folder, ds)
     library = screen_library(art)
@@ -67,9 +68,7 @@ def split_scores(folder: Path, ds, labels: np.ndarray, held, rare: np.ndarray) -
     F = {k: extract(clf, v)[1] for k, v in X.items()}
     L = {k: art.head.logits(v) for k, v in F.items()}
     S = {k: parts(F[k], L[k], bank_unit, bank_y) for k in X}
-    Z = {p: _z({k: v[p] for k, v in S.items()}) for p in ("d1", "mlogit", "fnorm")}
-    shipped = {k: 0.8 * (0.6 * Z["d1"][k] + 0.4 * Z["mlogit"][k]) + 0.2 * Z["fnorm"][k]
-               for k in X}
+    shipped = shipped_rule(S)
     P = {k: art.head.probs(v).astype(np.float64) for k, v in F.items()}
     rules = {SHIPPED: shipped}
     for part in ("cand", "all"):
@@ -77,14 +76,7 @@ def split_scores(folder: Path, ds, labels: np.ndarray, held, rare: np.ndarray) -
         rules[f"{part}, library alone"] = zl
         for u in UNKNOWN_WEIGHTS:
             rules[f"{part}, u={u:g}"] = {k: (1 - u) * shipped[k] + u * zl[k] for k in X}
-    out = {}
-    for name, r in rules.items():
-        thr = float(np.quantile(r["val"], 0.95))  # 95 % of known validation spectra pass
-        out[name] = {"negatives": auroc(r["val"], r["neg"]),
-                     "evaluation": auroc(r["test"], r["eval"]),
-                     "unseen_flagged": float(np.mean(r["eval"] > thr)),
-                     "known_flagged": float(np.mean(r["test"] > thr))}
-    return out
+    return rule_figures(rules)
 
 
 def report(runs: list[dict]) -> tuple[str, dict]:
@@ -135,7 +127,7 @@ def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
         click.echo(f"{f}: done", err=True)
     table, verdict = report(runs)
     click.echo(table)
-    write_probe(out, evals, runs, verdict, table)
+    write_probe(out, evals, runs, table, verdict=verdict)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -238,23 +238,27 @@ def test_library_refuses_unusable_arrays() -> None:
 # ------------------------------------------------------------------ the artifact and the rover
 
 
-@pytest.fixture(scope="module")
-def library_artifact(tmp_path_factory, synthetic_data, tiny_keras_model):
-    """``tiny_keras_model`` exported with the spectral library (and exemplars)."""
+def _export(model, data, out, **config):
+    """``model`` exported on ``data``'s split to ``out`` with ``QuantizeConfig(**config)``."""
     from quantize.export import QuantizeConfig, export_artifact, select_calibration
 
-    d = synthetic_data
-    Xtr, ytr = d.part("train")
-    Xva, yva = d.part("val")
-    Xte, yte = d.part("test")
-    out = tmp_path_factory.mktemp("lib") / "tiny-lib"
-    export_artifact(tiny_keras_model, labels=list(d.labels),
-                    model_config=tiny_keras_model.ramanedge_config,
+    Xtr, ytr = data.part("train")
+    Xva, yva = data.part("val")
+    Xte, yte = data.part("test")
+    export_artifact(model, labels=list(data.labels), model_config=model.ramanedge_config,
                     calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
                     test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
                     out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
-                    config=QuantizeConfig(exemplars_per_class=5, library=LibraryConfig()))
+                    config=QuantizeConfig(**config))
     return out
+
+
+@pytest.fixture(scope="module")
+def library_artifact(tmp_path_factory, synthetic_data, tiny_keras_model):
+    """``tiny_keras_model`` exported with the spectral library (and exemplars)."""
+    return _export(tiny_keras_model, synthetic_data,
+                   tmp_path_factory.mktemp("lib") / "tiny-lib", exemplars_per_class=5,
+                   library=LibraryConfig())
 
 
 def test_export_writes_the_library_the_rover_blends_and_sets_calibrated_on_it(
@@ -412,20 +416,11 @@ def test_max_prob_rule_and_sets_follow_the_answer_with_and_without_the_library(
     from edge_runtime.conformal import calibrate_sets
     from edge_runtime.interpreter import make_interpreter
     from edge_runtime.ood import calibrate_unknown
-    from quantize.export import QuantizeConfig, export_artifact, select_calibration
-
     d = synthetic_data
     Xtr, ytr = d.part("train")
     Xva, yva = d.part("val")
-    Xte, yte = d.part("test")
-    out = tmp_path / "mp"
-    export_artifact(tiny_keras_model, labels=list(d.labels),
-                    model_config=tiny_keras_model.ramanedge_config,
-                    calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
-                    test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
-                    out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
-                    config=QuantizeConfig(library=LibraryConfig(weight=0.6)))
-    art = load_artifact(out)
+    art = load_artifact(_export(tiny_keras_model, d, tmp_path / "mp",
+                                library=LibraryConfig(weight=0.6)))
     assert art.unknown["method"] == "max_prob"
     assert art.manifest.data["library"]["rows"] == len(ytr) + len(yva)
     clf = Classifier(art, make_interpreter(art.model_path))
@@ -551,20 +546,12 @@ def test_training_only_library_changes_the_answer_not_the_calibration(
     answers either way (each from the library of the training spectra), so only the
     rover's answer changes."""
     from edge_runtime.artifact import load_artifact
-    from quantize.export import QuantizeConfig, export_artifact, select_calibration
 
-    d = synthetic_data
-    Xtr, ytr = d.part("train")
-    Xva, yva = d.part("val")
-    Xte, yte = d.part("test")
-    out = tmp_path / "train-only"
-    export_artifact(tiny_keras_model, labels=list(d.labels),
-                    model_config=tiny_keras_model.ramanedge_config,
-                    calib_X=Xtr[select_calibration(ytr, 100, seed=0)], val_X=Xva,
-                    test_X=Xte, test_y=yte, val_y=yva, train_X=Xtr, train_y=ytr,
-                    out_dir=out, training_meta={"dataset": "synthetic", "run": "tests"},
-                    config=QuantizeConfig(exemplars_per_class=5, library=LibraryConfig(),
-                                          library_with_validation=False))
+    Xtr, ytr = synthetic_data.part("train")
+    Xva, yva = synthetic_data.part("val")
+    out = _export(tiny_keras_model, synthetic_data, tmp_path / "train-only",
+                  exemplars_per_class=5, library=LibraryConfig(),
+                  library_with_validation=False)
     alone, full = load_artifact(out), load_artifact(library_artifact)
     assert alone.manifest.data["library"]["rows"] == len(ytr)
     assert alone.manifest.data["library"]["parts"] == ["train"]
