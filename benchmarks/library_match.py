@@ -185,18 +185,25 @@ def report(runs: list[dict], looes: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-@probe_command
-def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
-    """Score the answer and unknown-rule variants on every grouped split; print the tables."""
+def known_rare_runs(data_root: Path, evals: tuple[str, ...], score):
+    """``(names, score(folder, ds, labels, held, rare))`` for each grouped split folder of
+    ``evals``: the known minerals' data set ``ds`` and their names ``labels``, the rare
+    minerals' ``held`` and theirs ``rare`` (:func:`benchmarks.common.known_and_rare`)."""
     from benchmarks.common import known_and_rare
 
     ds, held = known_and_rare(data_root)
     labels = np.asarray(ds.minerals).astype(str)
     rare = np.asarray(held.minerals).astype(str)
-    runs = []
     for names, f in grouped_runs(evals):
-        runs.append({**names, **split_scores(f, ds, labels, held, rare)})
+        yield names, score(f, ds, labels, held, rare)
         click.echo(f"{f}: done", err=True)
+
+
+@probe_command
+def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
+    """Score the answer and unknown-rule variants on every grouped split; print the tables."""
+    runs = [{**names, **scores} for names, scores in known_rare_runs(data_root, evals,
+                                                                      split_scores)]
     looes = {"plain library, rule (A)": leave_one_out(runs, lagged=False),
              "lagged library, rule (A')": leave_one_out(runs, lagged=True)}
     table = report(runs, looes)

@@ -30,8 +30,8 @@ import click
 import numpy as np
 
 from benchmarks.common import screen_library
-from benchmarks.knn_blend import grouped_runs, open_split, probe_command, write_probe
-from benchmarks.library_match import rule_figures, shipped_rule
+from benchmarks.knn_blend import open_split, probe_command, write_probe
+from benchmarks.library_match import known_rare_runs, rule_figures, shipped_rule
 from benchmarks.ood_variants import _standardised as _z
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,15 +116,8 @@ def report(runs: list[dict]) -> tuple[str, dict]:
 @probe_command
 def main(data_root: Path, evals: tuple[str, ...], out: Path | None) -> None:
     """Score the shipped library distance as a part of the unknown rule; print the table."""
-    from benchmarks.common import known_and_rare
-
-    ds, held = known_and_rare(data_root)
-    labels = np.asarray(ds.minerals).astype(str)
-    rare = np.asarray(held.minerals).astype(str)
-    runs = []
-    for names, f in grouped_runs(evals):
-        runs.append({**names, "unknown": split_scores(f, ds, labels, held, rare)})
-        click.echo(f"{f}: done", err=True)
+    runs = [{**names, "unknown": scores} for names, scores in known_rare_runs(
+        data_root, evals, split_scores)]
     table, verdict = report(runs)
     click.echo(table)
     write_probe(out, evals, runs, table, verdict=verdict)
