@@ -64,8 +64,9 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Coverage level of the prediction sets, calibrated on the validation "
                    "split (split-conformal, edge_runtime.conformal); 0 = no sets.")
 @click.option("--library/--no-library", default=True, show_default=True,
-              help="Store the training split as a spectral library and blend its lag-tolerant "
-                   "match into the rover's answer (ramanedge.library; docs/parts/flight.md).")
+              help="Store the labelled spectra (--library-spectra) as a spectral library and "
+                   "blend its lag-tolerant match into the rover's answer (ramanedge.library; "
+                   "docs/parts/flight.md).")
 @click.option("--library-spectra", type=click.Choice(("train+val", "train")),
               default="train+val", show_default=True,
               help="What the library holds: the training and validation spectra (more "
