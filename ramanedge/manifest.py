@@ -66,8 +66,8 @@ EXEMPLARS_FILE = "exemplars.npz"
 #: specimens, ``manifest.conformal.file``): the rover recalibrates its prediction sets from
 #: them after an onboard head retrain.
 CALIBRATION_FILE = "calibration.npz"
-#: The spectral library: high-passed training spectra and class ids (``manifest.library.file``,
-#: :mod:`ramanedge.library`), blended into the answer.
+#: The spectral library: high-passed labelled spectra (of the split parts ``library.parts``)
+#: and class ids (``manifest.library.file``, :mod:`ramanedge.library`), blended into the answer.
 LIBRARY_FILE = "library.npz"
 #: The split parts a library may hold (``library.parts``; ``quantize``: train, + val by default).
 LIBRARY_PARTS = ("train", "val")
@@ -557,8 +557,8 @@ def conformal_section(rule: dict[str, Any], *, split: str, with_file: bool) -> d
 def library_section(config: LibraryConfig, *, rows: int,
                     parts: Sequence[str] = ("train",)) -> dict[str, Any]:
     """The ``library`` section: the :class:`~ramanedge.library.LibraryConfig` ``config``, the
-    number of library spectra, the split parts they come from (``parts``, a record: the
-    rover does not read it) and :data:`LIBRARY_FILE`."""
+    number of library spectra, the split parts they come from (``parts``: a record; the
+    rover's answer does not depend on it) and :data:`LIBRARY_FILE`."""
     return {**config.to_dict(), "rows": int(rows), "parts": list(parts), "file": LIBRARY_FILE}
 
 
