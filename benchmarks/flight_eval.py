@@ -85,6 +85,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # spread a new training draw gives on the same splits
     "flight-early-pool-s1": (replace(FLIGHT_LATE_POOL, early_pool=True),
                              replace(TrainConfig(), seed=1)),
+    # ... and training seed 2: fresh draws for confirming a post-hoc choice (2026-12-06)
+    "flight-early-pool-s2": (replace(FLIGHT_LATE_POOL, early_pool=True),
+                             replace(TrainConfig(), seed=2)),
     # issue 11's latency after the op profile (docs/op_profile.json): the first conv strided
     # instead of pooled and 3-tap depthwise convs, early pooling, same recipe as the default
     # (trained: 0.98x the m=6 model's int8 call in the frontier's run, docs/frontier.json)

@@ -61,6 +61,14 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
                  "flight-p3x4", "flight-fast"):
         assert not RECIPES[name][0].early_pool, name
     assert RECIPES["flight-early-pool"][0].early_pool and RECIPES["flight"][0].early_pool
+    # the training-seed draws of the default: the same model and recipe, another seed
+    from dataclasses import replace
+
+    from trainer.train import TrainConfig
+
+    for seed in (1, 2):
+        mc, tc = RECIPES[f"flight-early-pool-s{seed}"]
+        assert mc == RECIPES["flight-early-pool"][0] and tc == replace(TrainConfig(), seed=seed)
 
 
 def test_seed_lists_and_a_missing_evaluation_end_with_one_line(tmp_path) -> None:
