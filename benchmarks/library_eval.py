@@ -30,6 +30,7 @@ import click
 import numpy as np
 
 from benchmarks.common import one_line_errors
+from ramanedge.manifest import LIBRARY_SPECTRA
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -439,8 +440,8 @@ def pool_report(res: dict[str, dict]) -> str:
               help="Instead: score that screen's library-match variants (VARIANT_SCREENS, "
                    "each with the blend's w and T re-chosen) against its reference, chosen "
                    "leave-one-split-out; JSON to --json-out.")
-@click.option("--library-spectra", type=click.Choice(("train+val", "train")),
-              default="train+val", show_default=True,
+@click.option("--library-spectra", type=click.Choice(LIBRARY_SPECTRA),
+              default=LIBRARY_SPECTRA[0], show_default=True,
               help="What the exported library holds (ramanedge quantize's option); the "
                    "probes, which choose on validation, need 'train'.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)

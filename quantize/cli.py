@@ -20,6 +20,7 @@ import click
 
 from quantize.exemplars import DEFAULT_PER_CLASS
 from ramanedge.errors import DataError
+from ramanedge.manifest import LIBRARY_SPECTRA
 from ramanedge.splits import DEFAULT_CALIB_SIZE
 
 CHECKS = ("edgetpu",)
@@ -67,12 +68,11 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               help="Store the labelled spectra (--library-spectra) as a spectral library and "
                    "blend its lag-tolerant match into the rover's answer (ramanedge.library; "
                    "docs/parts/flight.md).")
-@click.option("--library-spectra", type=click.Choice(("train+val", "train")),
-              default="train+val", show_default=True,
-              help="What the library holds: the training and validation spectra (more "
-                   "specimens a mineral; the validation answers that calibrate the sets are "
-                   "made without themselves) or the training spectra only. A few-label run's "
-                   "library holds its labelled training spectra only.")
+@click.option("--library-spectra", type=click.Choice(LIBRARY_SPECTRA), show_default=True,
+              default=LIBRARY_SPECTRA[0], help="What the library holds: the training and "
+              "validation spectra (more specimens a mineral; the validation answers that "
+              "calibrate the sets are made without themselves) or the training spectra only. "
+              "A few-label run's library holds its labelled training spectra only.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")

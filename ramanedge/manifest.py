@@ -71,6 +71,9 @@ CALIBRATION_FILE = "calibration.npz"
 LIBRARY_FILE = "library.npz"
 #: The split parts a library may hold (``library.parts``; ``quantize``: train, + val by default).
 LIBRARY_PARTS = ("train", "val")
+#: What ``ramanedge quantize --library-spectra`` (and ``benchmarks.library_eval``) may ask the
+#: library to hold, the default first.
+LIBRARY_SPECTRA = ("train+val", "train")
 #: Ground-only float comparison models by precision (``manifest.variants.P.file``).
 VARIANT_FILES: Mapping[str, str] = MappingProxyType(
     {"float32": "model_float32.tflite", "float16": "model_float16.tflite"})
