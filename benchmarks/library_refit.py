@@ -9,11 +9,20 @@ split's validation specimens (RRUFF sample ids) are dealt into two folds, and ea
 answered with the library of the training spectra plus the *other* fold's, against the
 shipped library (training spectra only); the artifact's own ``LibraryConfig`` and blend, the
 rover's int8 probabilities. Test, answered with the library of train + all validation, is
-reported only::
+reported only. The grouped split holds about one validation specimen a mineral, so that
+proxy has almost nothing of a spectrum's own mineral to add; rule (L+''), written after
+(L+)'s test figure had been seen, asks the question the other way on validation alone: the
+shipped library against it without one training specimen of each mineral (:func:`held_aside`),
+confirmed on fresh networks (training seed 2). Both verdicts use the 10-run rule's counts
+(higher on >= 7 runs), so on 5 runs they print "reject" whatever the gain. ``--extra DATA``:
+rule (L2) instead, the other RRUFF files of the training specimens added to the library
+(:func:`extra_scores`)::
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.library_refit \\
         --eval runs/flight/eval-m17-p25:flight-early-pool \\
         --eval runs/flight/eval-m17-s1-p25:flight-early-pool-s1 --out docs/library_refit.json
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.library_refit --extra ../shared/data/rruff \\
+        --eval ... --out docs/library_extra.json
 """
 
 from __future__ import annotations
