@@ -1,0 +1,271 @@
+"""Is refitting the *network* on training + validation worth building? (issue 11; rule (N+)).
+
+The library refit (``benchmarks.library_refit``, rule (L+'')) put the validation spectra
+into the shipped library: one more specimen a mineral was worth about +3 validation points
+to the library. The same lever for the network (trained again on training + validation once
+its epochs are fixed) cannot be measured on validation, which it would have trained on; and
+it costs cross-fitted calibration of the gate, the sets and the unknown rule. Rule (N+) of
+``runs/flight/decision_rule.txt`` (2026-12-06, written before any of these networks trained)
+asks the question the other way, as (L+'') did for the library: each grouped split's
+training spectra *without* one specimen a mineral (:func:`benchmarks.library_refit.held_aside`,
+seed 0) train the same recipe again (``train``); then both networks answer the *validation*
+spectra through the int8 rover path, blended with one and the same library of the full
+training spectra (``score``). The gain (full network minus reduced network) is what one more
+training specimen a mineral is worth to the network when the library already holds it::
+
+    python -m benchmarks.network_refit train --data ../shared/data/rruff \\
+        --base runs/flight/eval-intel:flight-early-pool --out runs/flight/refit-minus1
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.network_refit score \\
+        --base runs/flight/eval-intel:flight-early-pool --reduced runs/flight/refit-minus1 \\
+        --out docs/network_refit.json
+
+Verdict: worth building when the mean validation gain at 0 cm⁻¹ is at least +0.5 points and
+positive on at least 4 of 5 splits. Test is reported only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from benchmarks.common import comma_list, one_line_errors
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHIFTS = (0, 15, 30)
+#: the folder name of a reduced split (beside the base recipe's ``RECIPE-groupedS``)
+REDUCED = "{recipe}-grouped{seed}-minus1"
+
+
+def reduced_split(run) -> tuple[np.ndarray, np.ndarray]:
+    """``(split, aside)`` of a loaded base run: its split with one training specimen a
+    mineral (:func:`~benchmarks.library_refit.held_aside`, seed 0) left unused (``""``), and
+    the mask of those spectra over the whole data set."""
+    from benchmarks.library_refit import held_aside
+    from ramanedge.splits import UNUSED
+
+    split = np.asarray(run.split).astype("<U5")
+    train = np.flatnonzero(split == "train")
+    ids = [run.dataset.sample_ids[i] for i in train]
+    aside = np.zeros(len(split), dtype=bool)
+    aside[train[held_aside(ids, np.asarray(run.dataset.y)[train])]] = True
+    out = split.copy()
+    out[aside] = UNUSED
+    return out, aside
+
+
+def base_folders(spec: str, seeds: list[int] | None = None) -> list[tuple[int, Path]]:
+    """``(split seed, folder)`` of each grouped split of ``FOLDER:RECIPE`` (a usage error
+    for a bad spec or a split not trained there)."""
+    from benchmarks.knn_blend import grouped_runs
+
+    found = [(int(n["split"]), f) for n, f in grouped_runs((spec,))]
+    if seeds is not None:
+        have = {s for s, _ in found}
+        missing = sorted(set(seeds) - have)
+        if missing:
+            raise click.UsageError(f"--base {spec}: no trained grouped split(s) {missing}")
+        found = [(s, f) for s, f in found if s in seeds]
+    return sorted(found)
+
+
+def train_reduced(data_root: Path, base: Path, recipe: str, seed: int, out: Path,
+                  log: Callable[[str], Any] = click.echo) -> Path:
+    """Train and export ``recipe`` on the base split ``seed`` without its held-aside
+    specimens; returns the reduced folder. A finished run there is resumed when it was
+    trained as ``recipe`` on that very split, and refused (one line) otherwise."""
+    from benchmarks.flight_eval import BACKBONE_OF, RECIPES, TEACHER_RUNS, trained_with
+    from quantize.exemplars import DEFAULT_PER_CLASS
+    from quantize.export import QuantizeConfig, quantize_run
+    from quantize.gate import ParityGateError
+    from ramanedge.splits import write_split_csv
+    from trainer.run import DataConfig, load_run, train_run
+
+    if recipe in TEACHER_RUNS or recipe in BACKBONE_OF:
+        raise click.UsageError(f"recipe {recipe} trains separate teacher runs or starts from a "
+                               "pretrained backbone; not supported here")
+    mc, tc = RECIPES[recipe]
+    base_run = load_run(base / "run", load_model=False)
+    folder = out / REDUCED.format(recipe=recipe, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    split, aside = reduced_split(base_run)
+    csv = folder / "split-minus1.csv"
+    sha = write_split_csv(csv, base_run.dataset, split)
+    run = folder / "run"
+    t0 = time.perf_counter()
+    trained = False
+    if (run / "metrics.json").is_file():
+        saved = json.loads((run / "config.json").read_text())
+        if not (trained_with(run, mc, tc) and saved.get("split_sha256") == sha):
+            raise click.ClickException(f"{run} was trained with another recipe or split than "
+                                       f"{recipe!r} on {base}'s split without its held-aside "
+                                       "specimens; remove it or choose another --out")
+    else:
+        data = DataConfig(root=str(data_root), split="grouped", split_seed=seed,
+                          split_file=str(csv))
+        train_run(run, data, mc, tc, overwrite=True, log=None)
+        trained = True
+    train_s = time.perf_counter() - t0
+    gate_error = None
+    cfg = {"overwrite": True, "exemplars_per_class": DEFAULT_PER_CLASS,
+           "library_with_validation": False}
+    try:
+        quantize_run(run, folder / "model", config=QuantizeConfig(**cfg), log=lambda _m: None)
+    except ParityGateError as e:
+        gate_error = str(e)
+        quantize_run(run, folder / "model", config=QuantizeConfig(
+            **cfg, allow_accuracy_drop=True), log=lambda _m: None)
+    (folder / "reduced.json").write_text(json.dumps({
+        "base": str(base.resolve()), "recipe": recipe, "split_seed": seed,
+        "held_aside_spectra": int(aside.sum()),
+        "held_aside_specimens": len({base_run.dataset.sample_ids[i]
+                                     for i in np.flatnonzero(aside)}),
+        "gate_passed_default": gate_error is None, "gate_error": gate_error,
+        "trained_now": trained, "train_s": round(train_s, 1) if trained else None,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }, indent=1) + "\n")
+    log(f"{folder}: {int(aside.sum())} spectra aside, gate "
+        f"{'passed' if gate_error is None else 'FAILED'} "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return folder
+
+
+def split_scores(base: Path, reduced: Path) -> dict:
+    """One split: validation and test top-1 at every shift of the full (``"full"``) and the
+    reduced (``"minus1"``) network, blended with the library of the full training spectra
+    (``"lib|..."``; the base export's library settings, or the shipped default
+    :class:`~ramanedge.library.LibraryConfig` when it has none) and alone (``"net|..."``),
+    through :func:`benchmarks.library_eval.probe_scores`'s loop."""
+    from benchmarks.library_eval import probe_scores
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from ramanedge.library import LibraryConfig, SpectralLibrary, blend_rows
+    from trainer.run import load_run
+
+    red = load_run(reduced / "run", load_model=False)
+    red_art = load_artifact(reduced / "model")
+    red_net = Classifier(red_art, make_interpreter(red_art.model_path, num_threads=1),
+                         library=False)
+    held = {}
+
+    def make_scorer(art, run):
+        _, aside = reduced_split(run)
+        held["spectra"] = int(aside.sum())
+        expected = np.where(aside, "", np.asarray(run.split).astype("<U5"))
+        if not np.array_equal(np.asarray(red.split).astype("<U5"), expected):
+            raise click.UsageError(f"{reduced} was not trained on {base}'s split without "
+                                   "its held-aside specimens")
+        if red.model_config != run.model_config or red.train_config != run.train_config:
+            raise click.UsageError(f"{reduced} was trained with another recipe than {base}")
+        lib0 = art.load_library()
+        # the base export's library settings; flight_eval exports none: the shipped default
+        config = LibraryConfig() if lib0 is None else lib0.config
+        # one library for both networks: the full training spectra (no validation spectrum)
+        lib = SpectralLibrary.build(*run.subset("train"), len(run.labels), config)
+
+        def score(P, X, y):
+            S = lib.similarity_batch(X)
+            out = {}
+            for name, probs in (("full", P), ("minus1", red_net.predict_proba_batch(X))):
+                out[f"net|{name}"] = float(np.mean(probs.argmax(1) == y))
+                out[f"lib|{name}"] = float(np.mean(blend_rows(probs, S, config).argmax(1) == y))
+            return out
+        return score
+
+    out = probe_scores(base, make_scorer)
+    out["held_aside_spectra"] = held["spectra"]
+    return out
+
+
+def _sd(a: np.ndarray) -> float:
+    """Sample standard deviation (0 for one run)."""
+    return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def report(res: dict[str, dict], expected: int | None = None) -> tuple[str, dict]:
+    """Mean top-1 per answer and shift, the paired gains (full minus reduced, points) and
+    the rule (N+) verdict; with fewer runs than ``expected`` (the base splits) the verdict
+    is "incomplete" (never "worth building")."""
+    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    runs = list(res.values())
+    lines = ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    gains = {}
+    for kind, label in (("lib", "network + library (train)"), ("net", "network alone")):
+        for name in ("minus1", "full"):
+            lines.append(f"| {label}, {name}, top-1 % | " + " | ".join(
+                f"{100 * np.mean([r[k][f'{kind}|{name}'] for r in runs]):.2f}"
+                for k in keys) + " |")
+        g = {k: np.array([100 * (r[k][f"{kind}|full"] - r[k][f"{kind}|minus1"])
+                          for r in runs]) for k in keys}
+        gains[kind] = g
+        lines.append(f"| {label}: full - minus1, paired | " + " | ".join(
+            f"{g[k].mean():+.2f} ± {_sd(g[k]):.2f}" for k in keys) + " |")
+        lines.append("| higher / lower | " + " | ".join(
+            f"{int((g[k] > 0).sum())} / {int((g[k] < 0).sum())}" for k in keys) + " |")
+    g0 = gains["lib"]["val_0"]
+    complete = expected is None or len(runs) >= expected
+    verdict = {"val_gain_0": float(g0.mean()), "higher": int((g0 > 0).sum()),
+               "lower": int((g0 < 0).sum()), "runs": len(runs), "complete": complete,
+               "per_split": [round(float(v), 2) for v in g0],
+               "worth_building": bool(complete and g0.mean() >= 0.5 and (g0 > 0).sum() >= 4)}
+    said = ("incomplete" if not complete else
+            "worth building" if verdict["worth_building"] else "not worth building")
+    lines += ["", f"rule (N+): validation {verdict['val_gain_0']:+.2f} at 0 (higher on "
+              f"{verdict['higher']} of {len(runs)}): {said}"]
+    return "\n".join(lines), verdict
+
+
+@click.group()
+def main() -> None:
+    """Rule (N+): one training specimen a mineral fewer for the network, on validation."""
+
+
+@main.command("train")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True)
+@click.option("--base", required=True, help="FOLDER:RECIPE of the trained full splits.")
+@click.option("--splits", default="0,1,2,3,4", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@one_line_errors
+def train_cmd(data_root: Path, base: str, splits: str, out: Path) -> None:
+    """Train the reduced split of each base split (resumes finished ones)."""
+    recipe = base.rpartition(":")[2]
+    for seed, f in base_folders(base, comma_list(splits, "--splits")):
+        train_reduced(data_root, f, recipe, seed, out)
+
+
+@main.command("score")
+@click.option("--base", required=True, help="FOLDER:RECIPE of the trained full splits.")
+@click.option("--reduced", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@one_line_errors
+def score_cmd(base: str, reduced: Path, out: Path | None) -> None:
+    """Score every base split that has a reduced twin; print the table and the verdict."""
+    from benchmarks.knn_blend import write_probe
+
+    recipe = base.rpartition(":")[2]
+    res = {}
+    bases = base_folders(base)
+    for seed, f in bases:
+        r = reduced / REDUCED.format(recipe=recipe, seed=seed)
+        if not (r / "model").is_dir():
+            click.echo(f"{r}: not trained (the verdict will say incomplete)", err=True)
+            continue
+        res[f"{recipe}/grouped{seed}"] = split_scores(f, r)
+        click.echo(f"{r}: done", err=True)
+    if not res:
+        raise click.UsageError(f"{reduced} holds no reduced split of {base}")
+    table, verdict = report(res, expected=len(bases))
+    click.echo(table)
+    write_probe(out, (base, str(reduced)), res, table, verdict=verdict)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

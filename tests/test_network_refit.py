@@ -1,0 +1,83 @@
+"""The network refit proxy (``benchmarks.network_refit``, issue 11, rule (N+)): the reduced
+split and the verdict."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from benchmarks.network_refit import reduced_split, report
+
+
+def test_reduced_split_leaves_one_training_specimen_a_mineral_unused_and_nothing_else() -> None:
+    ids = ["a", "a", "b", "c", "d", "d", "e", "v", "t", "u"]
+    y = np.array([0, 0, 0, 1, 2, 2, 2, 0, 1, 2])
+    split = np.array(["train"] * 7 + ["val", "test", ""])
+    run = SimpleNamespace(split=split, dataset=SimpleNamespace(sample_ids=ids, y=y))
+    out, aside = reduced_split(run)
+    assert np.array_equal(out[7:], split[7:])  # validation, test, unused: as they were
+    assert not aside[7:].any() and out[3] == "train"  # class 1 has one training specimen
+    assert set(np.flatnonzero(out[:7] == "")) == set(np.flatnonzero(aside))
+    for k in (0, 2):
+        taken = {ids[i] for i in np.flatnonzero(aside) if y[i] == k}
+        assert len(taken) == 1
+        (sid,) = taken
+        assert all(aside[i] for i in range(7) if ids[i] == sid)  # the whole specimen
+
+
+def test_report_judges_the_blended_validation_gain_only() -> None:
+    def run(val_gain, net_gain=0.05, test_gain=0.05):
+        r = {}
+        for s in (0, 15, 30):
+            r[f"val_{s}"] = {"lib|minus1": 0.8, "lib|full": 0.8 + val_gain,
+                             "net|minus1": 0.7, "net|full": 0.7 + net_gain}
+            r[f"test_{s}"] = {"lib|minus1": 0.8, "lib|full": 0.8 + test_gain,
+                              "net|minus1": 0.7, "net|full": 0.7 + test_gain}
+        return r
+    _, v = report({f"r{i}": run(0.01) for i in range(5)})
+    assert v["worth_building"] and v["higher"] == 5 and abs(v["val_gain_0"] - 1.0) < 1e-9
+    # the network alone and the test gains never decide
+    _, v = report({f"r{i}": run(-0.002) for i in range(5)})
+    assert not v["worth_building"] and v["lower"] == 5
+    # 3 of 5 higher is not enough, however large the mean
+    _, v = report({f"r{i}": run(0.05 if i < 3 else -0.01) for i in range(5)})
+    assert not v["worth_building"] and v["higher"] == 3
+    # 4 higher and 1 equal, just above and just below +0.5 points
+    _, v = report({f"r{i}": run(0.0063 if i < 4 else 0.0) for i in range(5)})
+    assert v["worth_building"] and (v["higher"], v["lower"]) == (4, 0)
+    assert abs(v["val_gain_0"] - 0.504) < 1e-9
+    _, v = report({f"r{i}": run(0.006 if i < 4 else 0.0) for i in range(5)})
+    assert not v["worth_building"]  # +0.48
+
+
+def test_report_with_missing_splits_is_incomplete_whatever_the_gain() -> None:
+    r = {}
+    for s in (0, 15, 30):
+        for part in ("val", "test"):
+            r[f"{part}_{s}"] = {"lib|minus1": 0.8, "lib|full": 0.9,
+                                "net|minus1": 0.7, "net|full": 0.8}
+    table, v = report({f"r{i}": r for i in range(4)}, expected=5)
+    assert not v["complete"] and not v["worth_building"] and table.endswith("incomplete")
+    assert report({f"r{i}": r for i in range(5)}, expected=5)[1]["worth_building"]
+
+
+def test_the_reduced_split_file_trains_on_exactly_the_reduced_split(shared_data_root,
+                                                                   tmp_path) -> None:
+    """Real RRUFF spectra: the split file ``train_reduced`` writes is read back by the
+    trainer as the base split minus the held-aside spectra (no part carved, none moved)."""
+    from ramanedge.splits import make_split, write_split_csv
+    from trainer.run import DataConfig, load_data, make_or_read_split
+
+    ds = load_data(DataConfig(root=str(shared_data_root)))
+    base = np.asarray(make_split(ds, kind="grouped", seed=0))
+    run = SimpleNamespace(split=base, dataset=ds)
+    out, aside = reduced_split(run)
+    n_classes_aside = len(set(np.asarray(ds.y)[aside].tolist()))
+    assert 0 < n_classes_aside <= len(ds.labels) and aside.sum() < (base == "train").sum() / 3
+    write_split_csv(tmp_path / "s.csv", ds, out)
+    read = make_or_read_split(ds, DataConfig(root=str(shared_data_root), split_seed=0,
+                                             split_file=str(tmp_path / "s.csv")))
+    assert np.array_equal(read, out)
+    # every mineral keeps training spectra
+    assert set(np.asarray(ds.y)[read == "train"].tolist()) == set(range(len(ds.labels)))
