@@ -81,3 +81,16 @@ def test_the_reduced_split_file_trains_on_exactly_the_reduced_split(shared_data_
     assert np.array_equal(read, out)
     # every mineral keeps training spectra
     assert set(np.asarray(ds.y)[read == "train"].tolist()) == set(range(len(ds.labels)))
+
+
+def test_a_bad_base_is_one_line_naming_the_option(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from benchmarks.network_refit import main
+
+    res = CliRunner().invoke(main, ["score", "--base", "nope", "--reduced", str(tmp_path)])
+    assert res.exit_code == 2 and "--base 'nope': expected FOLDER:RECIPE" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    res = CliRunner().invoke(main, ["score", "--base", f"{tmp_path}:flight-early-pool",
+                                    "--reduced", str(tmp_path)])
+    assert res.exit_code == 2 and "no flight-early-pool-grouped<seed> folders" in res.output
