@@ -165,15 +165,17 @@ def delta_table(loo: list[dict], keys: list[str]) -> list[str]:
     return lines
 
 
-def grouped_runs(evals: tuple[str, ...]) -> Iterator[tuple[dict[str, str], Path]]:
+def grouped_runs(evals: tuple[str, ...], option: str = "--eval"
+                 ) -> Iterator[tuple[dict[str, str], Path]]:
     """For each ``FOLDER:RECIPE`` of ``evals``, its grouped split folders, with the run's
-    names (``{"run": "RECIPE/groupedS", "split": "S"}``); a usage error for a bad spec."""
+    names (``{"run": "RECIPE/groupedS", "split": "S"}``); a usage error naming ``option``
+    for a bad spec."""
     from benchmarks.common import grouped_eval_folders
 
     for spec in evals:
         folder, sep, recipe = spec.rpartition(":")
         if not sep or not folder or not recipe:
-            raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
+            raise click.UsageError(f"{option} {spec!r}: expected FOLDER:RECIPE")
         for f in grouped_eval_folders(Path(folder), recipe):
             yield ({"run": f"{recipe}/{f.name.rsplit('-', 1)[-1]}",
                     "split": f.name.rsplit("grouped", 1)[-1]}, f)

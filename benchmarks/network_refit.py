@@ -68,10 +68,7 @@ def base_folders(spec: str, seeds: list[int] | None = None) -> list[tuple[int, P
     for a bad spec or a split not trained there)."""
     from benchmarks.knn_blend import grouped_runs
 
-    folder, sep, recipe = spec.rpartition(":")
-    if not sep or not folder or not recipe:
-        raise click.UsageError(f"--base {spec!r}: expected FOLDER:RECIPE")
-    found = [(int(n["split"]), f) for n, f in grouped_runs((spec,))]
+    found = [(int(n["split"]), f) for n, f in grouped_runs((spec,), option="--base")]
     if seeds is not None:
         have = {s for s, _ in found}
         missing = sorted(set(seeds) - have)
