@@ -9,6 +9,10 @@ artifact on the test part through ``edge_runtime`` (quantise / invoke / dequanti
 on the int8 features, as the rover classifies) at 0 / +-15 / +-30 cm-1. One JSON line per
 split goes to ``<out>/eval.jsonl``; ``--summary`` prints mean +- s.d.
 
+A refit recipe (:data:`REFIT_OF`) trains nothing from scratch: it refits the run its base recipe
+left in the same ``--out`` folder on that split (:func:`trainer.run.refit_run`), so run the base
+recipe first; its validation figures are in-sample (``val_in_training``).
+
 It measures the *network*: its exports carry no spectral library (``QuantizeConfig``'s
 default), which ``ramanedge quantize`` adds since 2026-12-05 evening. The network plus the
 library, as ``ramanedge quantize`` exports it, is :mod:`benchmarks.library_eval` over these
@@ -134,7 +138,14 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
                     TrainConfig()),
+    # issue 11's network refit (trainer.run.refit_run, 2026-12-07): the default's run on the
+    # same split trained again on training + validation, every network following the epochs
+    # and learning rates it chose on validation (REFIT_OF)
+    "flight-early-pool-refit": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
 }
+
+#: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits
+REFIT_OF = {"flight-early-pool-refit": "flight-early-pool"}
 
 
 def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
@@ -298,8 +309,18 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     t0 = time.perf_counter()
     run = folder / "run"
     base = out / f"{FLOAT_OF.get(recipe, '')}-{kind}{seed}" / "run"
-    if (run / "metrics.json").is_file():
-        if not trained_with(run, mc, tc, backbone):
+    if recipe in REFIT_OF and not (run / "metrics.json").is_file():
+        from trainer.run import refit_run
+
+        base = out / f"{REFIT_OF[recipe]}-{kind}{seed}" / "run"
+        if not (base / "metrics.json").is_file():
+            raise click.ClickException(f"{recipe} refits the {REFIT_OF[recipe]} run of the "
+                                       f"same split, and {base} has none; run --recipe "
+                                       f"{REFIT_OF[recipe]} into {out} first")
+        refit_run(base, run, overwrite=True, log=None)
+    elif (run / "metrics.json").is_file():
+        refit = "refit" in json.loads((run / "config.json").read_text())
+        if not trained_with(run, mc, tc, backbone) or refit != (recipe in REFIT_OF):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
                                        f"{recipe!r}; remove it or choose another --out")
     elif (recipe in FLOAT_OF and (base / "metrics.json").is_file()
@@ -359,6 +380,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
         "params": count_params(mc, n_classes), "macs": count_macs(mc, n_classes),
         "train_s": round(train_s, 1), "date": time.strftime("%Y-%m-%d"),
     }
+    if recipe in REFIT_OF:  # its validation spectra are training spectra: in-sample
+        row["val_in_training"] = True
     log(f"{recipe} {kind}{seed}: float {100 * row['float_top1']:.1f}  int8 "
         f"{100 * rover['0']:.1f} / {100 * rover['15']:.1f} / {100 * rover['30']:.1f}  "
         f"agreement {100 * row['agreement']:.2f}%  gate "

@@ -221,6 +221,7 @@ def export_artifact(
     name: str | None = None,
     training_meta: dict[str, Any] | None = None,
     config: QuantizeConfig = QuantizeConfig(),
+    calibrated: dict[str, Any] | None = None,
     log: Any = None,
 ) -> ExportResult:
     """Quantise ``model`` to full int8, gate it against the float model, write the artifact.
@@ -235,7 +236,11 @@ def export_artifact(
     validation specimens (manifest ``conformal`` + :data:`CALIBRATION_FILE`).
     ``model_config``: the ``trainer.model.ModelConfig`` (stored in the manifest).
     ``training_meta``: the manifest ``training`` section (dataset, split_sha256, run, ...).
-    ``log``: optional ``callable(str)`` for progress lines.
+    ``log``: optional ``callable(str)`` for progress lines. ``calibrated``: the ``unknown``
+    and ``conformal`` sections to ship instead of those calibrated here (a refit network
+    trained on the validation spectra, so its own answers to them are in-sample:
+    :func:`quantize_run` passes those of the base network, which never saw them); each is
+    marked with ``calibrated_by``.
 
     Every file and the manifest are computed first and written once (a temporary folder
     renamed into place). Raises :class:`ParityGateError` (nothing written, ``out_dir``
@@ -424,6 +429,13 @@ def export_artifact(
         files[EXEMPLARS_FILE] = bank.npz_bytes()
     for p in config.also:
         files[VARIANT_FILES[p]] = blobs[p]
+    if calibrated is not None:
+        by = calibrated.get("calibrated_by", "another network")
+        if calibrated.get("unknown") is not None:
+            unknown = {**calibrated["unknown"], "calibrated_by": by}
+        if calibrated.get("conformal") is not None and conformal is not None:
+            conformal = {**calibrated["conformal"], "calibrated_by": by}
+        say(f"unknown rule and prediction sets as calibrated by {by}")
 
     cfg_dict = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(
         model_config)
@@ -467,7 +479,7 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     library and the exemplars come from its labelled spectra, and the draw is stratified by
     those labels with the unlabelled spectra as one more group.
     """
-    from trainer.run import load_run
+    from trainer.run import REFIT_KEY, load_run
 
     say = log or (lambda _msg: None)
     check_destination(Path(out), config.overwrite)  # fail before the slow loading
@@ -485,6 +497,10 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     if not given.all() and config.library_with_validation:
         # a few-label run's library holds the labels it was given, not the validation ones
         config = replace(config, library_with_validation=False)
+    calibrated = None
+    if REFIT_KEY in run.config:
+        calibrated = refit_calibration(run, config, calib_X=Xtr[idx], val=(Xva, yva),
+                                       test=(Xte, yte), train=(Xlab, ylab), log=say)
     training = {
         "dataset": run.config["data"].get("dataset"),
         "split_sha256": run.config["split_sha256"],
@@ -496,6 +512,9 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         "split": run.config["data"].get("split"),
         "min_spectra": run.config["data"].get("min_spectra"),
     }
+    if calibrated is not None:
+        training["refit"] = {"base": run.config[REFIT_KEY].get("base"),
+                             "trained_on": run.config[REFIT_KEY].get("trained_on")}
     return export_artifact(
         run.model,
         labels=run.labels,
@@ -511,5 +530,44 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         name=name,
         training_meta=training,
         config=config,
+        calibrated=calibrated,
         log=log,
     )
+
+
+def refit_calibration(run: Any, config: QuantizeConfig, *, calib_X: np.ndarray,
+                      val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                      train: tuple[np.ndarray, np.ndarray], log: Any = None
+                      ) -> dict[str, Any]:
+    """The ``unknown`` and ``conformal`` sections of a refit run's artifact
+    (:func:`trainer.run.refit_run`): the base network (:data:`trainer.run.BASE_MODEL_FILE`),
+    which never saw the validation spectra, is exported the same way (into a temporary
+    folder, its gate only reported) and its sections, calibrated on its validation answers,
+    are returned with ``calibrated_by``. The refit network trained on those spectra, so its
+    own answers to them would make the thresholds too lenient; the base network's are
+    held-out answers of a sibling trained on less data (the coverage this gives on test:
+    ``docs/parts/flight.md``, "Refitting the network")."""
+    from trainer.model import load_keras_model
+    from trainer.run import BASE_MODEL_FILE, RunError
+
+    say = log or (lambda _msg: None)
+    path = Path(run.path) / BASE_MODEL_FILE
+    if not path.is_file():
+        raise RunError(f"{run.path} is a refit without its base network {BASE_MODEL_FILE}, "
+                       "whose validation answers calibrate the artifact's unknown rule and "
+                       "prediction sets; refit the base run again")
+    try:
+        base = load_keras_model(path)
+    except Exception as e:  # noqa: BLE001 - keras raises many types for a bad file
+        raise RunError(f"refit run without a loadable base network {path}: {e}") from None
+    say(f"calibrating the unknown rule and the prediction sets on the base network "
+        f"({BASE_MODEL_FILE}): the refit trained on the validation spectra")
+    with tempfile.TemporaryDirectory(prefix=".refit-calibration-") as tmp:
+        res = export_artifact(
+            base, labels=run.labels, model_config=run.model_config, calib_X=calib_X,
+            val_X=val[0], val_y=val[1], test_X=test[0], test_y=test[1], train_X=train[0],
+            train_y=train[1], out_dir=Path(tmp) / "base",
+            config=replace(config, overwrite=True, allow_accuracy_drop=True, also=()))
+        data = res.manifest.data
+    return {"unknown": data.get("unknown"), "conformal": data.get("conformal"),
+            "calibrated_by": f"the base network ({BASE_MODEL_FILE}) on the validation split"}

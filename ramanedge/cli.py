@@ -20,6 +20,7 @@ from ramanedge.errors import RamanEdgeError
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ramanedge.data_cli:data", "Build and inspect the RRUFF data sets and splits."),
     "train": ("trainer.cli:train", "Train the pooled 1D CNN on a data set."),
+    "refit": ("trainer.cli:refit", "Train a run's recipe again on training + validation."),
     "pretrain": ("trainer.cli:pretrain", "Self-supervised pretraining on every RRUFF spectrum."),
     "evaluate": ("trainer.cli:evaluate", "Evaluate a trained run (accuracy, shifts, confusion)."),
     "baselines": ("trainer.cli:baselines", "k-NN and SVM baselines on the same split."),
@@ -44,7 +45,8 @@ EXTRAS: dict[str, str] = {
 #: modules a command needs beyond the core; checked (not imported) before the command runs,
 #: so a rover-only install answers "install the extra" before any argument checking
 REQUIRES: dict[str, tuple[str, ...]] = {
-    "train": ("tensorflow", "keras"), "pretrain": ("tensorflow", "keras"),
+    "train": ("tensorflow", "keras"), "refit": ("tensorflow", "keras"),
+    "pretrain": ("tensorflow", "keras"),
     "evaluate": ("tensorflow", "keras"),
     "quantize": ("tensorflow", "keras"), "explain": ("tensorflow", "keras", "matplotlib"),
     "baselines": ("sklearn",),

@@ -145,7 +145,8 @@ def test_teacher_runs_are_the_teachers_a_run_trains_inside(monkeypatch) -> None:
     seen = []
 
     class Res:
-        model, epochs_run, seconds = None, 1, 0.0
+        model, epochs_run, best_epoch, seconds = None, 1, 1, 0.0
+        history = {"lr": [1e-3]}
 
     monkeypatch.setattr(ttrain, "train_model", lambda *a, **kw: seen.append((a[5], a[6], kw))
                         or Res())

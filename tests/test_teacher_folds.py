@@ -65,7 +65,7 @@ def _fake_training(monkeypatch) -> list[np.ndarray]:
     def fake_train(X, y, Xv, yv, k, mc, tc, **_kw):
         trained.append(np.asarray(X).copy())
         return SimpleNamespace(model={r.tobytes() for r in np.asarray(X)}, epochs_run=1,
-                               seconds=0.0)
+                               best_epoch=1, history={"lr": [1e-3]}, seconds=0.0)
 
     def fake_predict(model, X, batch_size=256):
         if isinstance(model, set):

@@ -1,4 +1,4 @@
-"""``ramanedge train``, ``ramanedge evaluate`` and ``ramanedge baselines``.
+"""``ramanedge train``, ``ramanedge refit``, ``ramanedge evaluate`` and ``ramanedge baselines``.
 
 Defaults come from :class:`~trainer.model.ModelConfig` and :class:`~trainer.train.TrainConfig`;
 an option left out keeps the dataclass default. Bad input (missing data folder, unknown
@@ -268,6 +268,30 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
               overwrite=overwrite, log=None if quiet else _echo, report=_echo)
+
+
+@click.command("refit")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output run folder.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
+              help="Data root, if not the one recorded in the base run.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Only the final test result and where the run was written.")
+def refit(base, out, data_root, overwrite, quiet) -> None:
+    """Train BASE's recipe again on its training + validation spectra.
+
+    Every network follows the epochs and learning rates BASE chose on validation; the test
+    part is untouched. 'ramanedge quantize' of the result calibrates the unknown rule and the
+    prediction sets on BASE's network, which never saw the validation spectra.
+    """
+    from trainer.run import check_output_folder, read_run_config, refit_run
+
+    read_run_config(base)  # fail fast, before TensorFlow is imported
+    check_output_folder(Path(out), overwrite)
+    refit_run(base, out, data_root=data_root, overwrite=overwrite,
+              log=None if quiet else _echo, report=_echo)
 
 
 def _print_metrics(res: dict, title: str) -> None:

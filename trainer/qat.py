@@ -310,6 +310,7 @@ def quantization_aware_finetune(
     background_init: Any = None,
     calibration: Any = None,
     epoch_samples: int | None = None,
+    schedule: list[float] | None = None,
     log: Any = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune a trained float model as the int8 network the rover will run.
@@ -330,8 +331,10 @@ def quantization_aware_finetune(
     ``calibration``: the spectra the export will calibrate on (default: the draw
     ``ramanedge quantize`` makes from ``X_train`` with labels ``y_train``; a few-label run
     passes the draw over all its training spectra, :func:`ramanedge.splits.calibration_indices`);
-    ``epoch_samples``: spectra drawn per epoch (default ``len(X_train)``). Returns
-    ``(TrainResult, act_quant ModelConfig, summary dict)``.
+    ``epoch_samples``: spectra drawn per epoch (default ``len(X_train)``). ``schedule``: one
+    learning rate per epoch; trains exactly those epochs and keeps the last (a refit on
+    training + validation, :func:`trainer.run.refit_run`; see :func:`trainer.train.fit_model`).
+    Returns ``(TrainResult, act_quant ModelConfig, summary dict)``.
     """
     import dataclasses
 
@@ -358,7 +361,7 @@ def quantization_aware_finetune(
                       init_weights=start.get_weights(), teacher_probs=soft,
                       negatives=negatives, background_init=background_init,
                       teacher_fn=ensemble_fn([float_model]) if tc.distill_views else None,
-                      epoch_samples=epoch_samples,
+                      epoch_samples=epoch_samples, schedule=schedule,
                       # the weights moved: so did the grids the converter will find
                       epoch_end=lambda m: calibrate_act_quant(m, calib), log=log)
     calibrate_act_quant(res.model, calib)  # the restored epoch's own grids (a no-op)

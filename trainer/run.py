@@ -318,6 +318,144 @@ def train_run(
     return out
 
 
+REFIT_KEY = "refit"
+"""``config.json`` section of a refit run (:func:`refit_run`): its base run, the parts it
+trained on and the learning rates every network followed."""
+BASE_MODEL_FILE = "model_base.keras"
+"""Run file of a refit run: the base run's network, kept because it never saw the
+validation spectra: ``ramanedge quantize`` calibrates the refit artifact's unknown rule and
+prediction sets on its validation answers (:func:`quantize.export.quantize_run`)."""
+
+
+def refit_schedules(config: dict, history: dict[str, list[float]], metrics: dict,
+                    where: str | os.PathLike = "the base run") -> dict[str, Any]:
+    """The learning rates a refit follows, from a validated run's ``config.json``,
+    ``history.json`` and ``metrics.json``: ``{"teachers": [[lr per epoch], ...],
+    "student": [...], "qat": [...] or None}``, each network's rates up to (and including)
+    the epoch whose weights the run kept. :class:`RunError` names what is missing (``where``:
+    the base run, for the message)."""
+    qat = config.get("qat") or {}
+    qat_ran = bool(qat) and "skipped" not in qat
+    best = int(qat["float_best_epoch"]) if qat_ran else int(metrics.get("best_epoch", 0))
+    lr = list(history.get("lr", []))
+    if not 1 <= best <= len(lr):
+        raise RunError(f"{where}: history.json holds {len(lr)} learning rates, the kept epoch "
+                       f"is {best}; cannot follow its schedule")
+    out: dict[str, Any] = {"student": [float(v) for v in lr[:best]], "teachers": [],
+                           "qat": None}
+    for i, t in enumerate(config.get("teachers") or []):
+        if not isinstance(t, dict):
+            raise RunError(f"{where} distilled from teacher runs (--teacher); a refit trains "
+                           "its teachers itself: refit a run that trained its own (--teachers N)")
+        if "lr" not in t or "best_epoch" not in t:
+            raise RunError(f"{where}: teacher {i + 1} has no recorded learning rates (runs "
+                           "trained before 2026-12-07 keep only its epoch count); train the "
+                           "base run again")
+        t_best = int(t["best_epoch"])
+        if not 1 <= t_best <= len(t["lr"]):
+            raise RunError(f"{where}: teacher {i + 1} kept epoch {t_best} of {len(t['lr'])}")
+        out["teachers"].append([float(v) for v in t["lr"][:t_best]])
+    if qat_ran:
+        q_lr, q_best = list(history.get("qat_lr", [])), int(qat.get("best_epoch", 0))
+        if not 1 <= q_best <= len(q_lr):
+            raise RunError(f"{where}: the int8-aware fine-tune kept epoch {q_best} of "
+                           f"{len(q_lr)} recorded")
+        out["qat"] = [float(v) for v in q_lr[:q_best]]
+    return out
+
+
+def refit_run(
+    base: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = print,
+    report: Callable[[str], None] | None = None,
+) -> Path:
+    """Train a validated run's recipe again on its training *and* validation spectra.
+
+    Every network the base run trained (its teachers, the float student, the int8-aware
+    fine-tune) is trained again from the same seeds for exactly the epochs, and with the
+    learning rates, that its counterpart chose on validation (:func:`refit_schedules`);
+    nothing is chosen on the validation spectra, which are now training spectra (their
+    figures in the logs and ``metrics.json["val"]`` are in-sample). The run folder has the
+    base run's split (``split.csv``: test untouched; ``config.json["refit"]`` says the
+    network trained on train + val) and keeps the base network as :data:`BASE_MODEL_FILE`,
+    whose validation answers calibrate the refit artifact's unknown rule and prediction
+    sets. The measured worth: ``docs/parts/flight.md``, "Refitting the network".
+
+    Refused (:class:`RunError`, before any training): a base run that is itself a refit, a
+    few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
+    runs, or one that did not record its teachers' learning rates.
+    """
+    from trainer.train import ensemble_fn, train_model, train_teachers
+
+    base, out = Path(base), Path(out)
+    say = report if report is not None else log
+    config = read_run_config(base)
+    if REFIT_KEY in config:
+        raise RunError(f"{base} is itself a refit; refit its base run "
+                       f"{config[REFIT_KEY].get('base')}")
+    if (base / LABELLED_FILE).is_file():
+        raise RunError(f"{base} is a few-label run; a refit needs every training label")
+    if config.get("backbone"):
+        raise RunError(f"{base} started from a pretrained backbone; refitting such a run is "
+                       "not supported")
+    try:
+        history = json.loads((base / "history.json").read_text(encoding="utf-8"))
+        metrics = json.loads((base / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunError(f"{base}: cannot read its history.json / metrics.json: {e}") from None
+    schedules = refit_schedules(config, history, metrics, where=base)
+    check_output_folder(out, overwrite)
+    run = load_run(base, data_root=data_root)
+    ds, split = run.dataset, run.split
+    data = run_data_config(config, data_root=data_root)
+    tc = run.train_config
+    mc = replace(run.model_config, act_quant=False)  # the float network trains first
+    if tc.distill > 0 and len(schedules["teachers"]) != tc.teachers:
+        raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
+                       f"trains {tc.teachers}")
+    n_classes = len(ds.labels)
+    tr, va = split == "train", split == "val"
+    fit = tr | va
+    X, y, Xv, yv = ds.X[fit], ds.y[fit], ds.X[va], ds.y[va]
+    if log is not None:
+        log(f"refit of {base}: {int(fit.sum())} spectra (train {int(tr.sum())} + val "
+            f"{int(va.sum())}); student {len(schedules['student'])} epochs, teachers "
+            f"{[len(s) for s in schedules['teachers']]}, int8-aware "
+            f"{0 if schedules['qat'] is None else len(schedules['qat'])} (validation figures "
+            "below are in-sample)")
+    extra: dict[str, Any] = {}
+    negatives, files = run_negatives(data, ds, tc, extra, log=log, say=say)
+    teacher, own, info = None, [], []
+    if tc.distill > 0:
+        groups = specimen_groups(ds)[fit] if tc.teacher_folds else None
+        teacher, info = train_teachers(X, y, Xv, yv, n_classes, mc, tc, groups=groups,
+                                       models=own if tc.distill_views else None,
+                                       schedules=schedules["teachers"], log=log)
+    result = train_model(X, y, Xv, yv, n_classes, mc, tc, teacher_probs=teacher,
+                         teacher_fn=ensemble_fn(own) if own else None, negatives=negatives,
+                         schedule=schedules["student"], log=log)
+    result.teachers = info
+    extra["teachers"] = info
+    models: dict[str, Any] = {}
+    if schedules["qat"] is not None:
+        result, mc, models, extra["qat"] = int8_finetune(
+            result, ds, split, mc, tc, negatives=negatives, schedule=schedules["qat"],
+            log=log)
+    files.update(background_files(result, tc, extra, say=say))
+    models[BASE_MODEL_FILE] = run.model
+    extra[REFIT_KEY] = {"base": str(base.resolve()), "trained_on": ["train", "val"],
+                        "n_fit": int(fit.sum()), "schedules": schedules}
+    test = write_run(out, ds, split, data, mc, tc, result, extra_config=extra,
+                     extra_models=models, extra_files=files,
+                     extra_metrics={"val_in_training": True})
+    say_written(say, out, test, result)
+    return out
+
+
 UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
 """Run file of an outlier-exposure run: which rare minerals were its negatives and which are
 kept for the unknown-mineral evaluation (:func:`ramanedge.splits.unknown_halves`)."""
@@ -419,6 +557,7 @@ def load_negatives(data: DataConfig, ds: Any, *, log: Callable[[str], None] | No
 def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelConfig,
                   train_config: TrainConfig, *, negatives: np.ndarray | None = None,
                   labels: np.ndarray | None = None, given: np.ndarray | None = None,
+                  schedule: list[float] | None = None,
                   log: Callable[[str], None] | None = print
                   ) -> tuple[Any, ModelConfig, dict[str, Any], dict[str, Any]]:
     """The int8-aware fine-tuning step of a run (``train_config.qat_epochs`` > 0).
@@ -437,6 +576,11 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     the training part holds (as few-label training does), and calibrates its grids on the
     draw ``ramanedge quantize`` will make (stratified by the given labels only,
     :func:`ramanedge.splits.calibration_indices`). The hidden labels are never read.
+
+    ``schedule`` (a refit, :func:`refit_run`): one learning rate per epoch; the fine-tune
+    trains on the training *and* validation spectra for exactly those epochs (validation is
+    then only logged) and calibrates its grids on the draw ``ramanedge quantize`` makes from
+    the training part alone, as for any run.
     """
     why = None
     if model_config.activation != "relu6" or model_config.input_floor is None:
@@ -449,13 +593,20 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
         if log is not None:
             log(why)
         return result, model_config, {}, {"skipped": why}
-    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices
+    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices, select_calibration
     from trainer.qat import quantization_aware_finetune
 
     tr, va = split == "train", split == "val"
     float_model = result.model
     Xtr = ds.X[tr]
-    fit = {}
+    fit: dict[str, Any] = {}
+    if schedule is not None:
+        if labels is not None:
+            raise ValueError("a refit (schedule) of a few-label run is not supported")
+        fit = {"calibration": Xtr[select_calibration(ds.y[tr], DEFAULT_CALIB_SIZE)],
+               "schedule": list(schedule)}
+        tr = tr | va  # the refit trains on both parts
+        Xtr = ds.X[tr]
     if (labels is None) != (given is None):
         raise ValueError("labels and given go together: a few-label run passes both")
     if labels is not None:  # a few-label run: its own labels, never ds.y[tr]
@@ -662,6 +813,22 @@ def read_labels(run_dir: str | os.PathLike) -> list[str]:
     return labels
 
 
+def run_data_config(config: dict, *, data_root: str | os.PathLike | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> DataConfig:
+    """The :class:`DataConfig` a run's ``config.json`` (``config``) records, its root and
+    cache replaced by ``data_root`` / ``cache_dir`` when given (the split is read back from
+    the run's ``split.csv``, so no split file is named)."""
+    d = dict(config["data"])
+    root = Path(data_root) if data_root is not None else Path(d.get("root", ""))
+    return DataConfig(root=str(root), dataset=d.get("dataset", "rruff-raw"),
+                      min_spectra=int(d.get("min_spectra", 8)),
+                      split=d.get("split", "grouped"), split_seed=int(d.get("split_seed", 0)),
+                      split_file=None,
+                      cache_dir=(str(cache_dir) if cache_dir is not None
+                                 else d.get("cache_dir")),
+                      minerals=d.get("minerals"))
+
+
 def load_run(
     run_dir: str | os.PathLike,
     *,
@@ -687,14 +854,8 @@ def load_run(
     except (TypeError, ValueError, KeyError) as e:
         raise RunError(f"{run_dir / 'config.json'} has an invalid model/train config: {e}") \
             from None
-    d = dict(config["data"])
-    root = Path(data_root) if data_root is not None else Path(d.get("root", ""))
-    data = DataConfig(root=str(root), dataset=d.get("dataset", "rruff-raw"),
-                      min_spectra=int(d.get("min_spectra", 8)),
-                      split=d.get("split", "grouped"), split_seed=int(d.get("split_seed", 0)),
-                      split_file=None,
-                      cache_dir=(str(cache_dir) if cache_dir is not None else d.get("cache_dir")),
-                      minerals=d.get("minerals"))
+    data = run_data_config(config, data_root=data_root, cache_dir=cache_dir)
+    root = Path(data.root)
     ds = load_data(data)
     if list(ds.labels) != labels:
         raise RunError(f"the data set {data.dataset} at {root} has {len(ds.labels)} minerals "

@@ -442,12 +442,19 @@ def train_teachers(
     groups: np.ndarray | None = None,
     models: list[Any] | None = None,
     backbone: dict[str, list[np.ndarray]] | None = None,
+    schedules: Sequence[Sequence[float]] | None = None,
     log: Callable[[str], None] | None = print,
-) -> tuple[np.ndarray, list[dict[str, float]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Train ``train_config.teachers`` teacher models; return their mean probabilities on the
-    (clean) training spectra and one summary per teacher (seed, epochs, val top-1). The
-    trained models are appended to ``models`` when given (function matching asks them again
-    every epoch: :attr:`TrainConfig.distill_views`).
+    (clean) training spectra and one summary per teacher: seed, epochs run, the epoch whose
+    weights were kept (``best_epoch``), the learning rate of every epoch run (``lr``), val
+    top-1. The trained models are appended to ``models`` when given (function matching asks
+    them again every epoch: :attr:`TrainConfig.distill_views`).
+
+    ``schedules``: one list of learning rates per teacher (a validated run's ``lr`` cut at
+    its ``best_epoch``): each teacher trains exactly those epochs and keeps its final
+    weights (a refit on training + validation, :func:`trainer.run.refit_run`; ``X_val`` is
+    then only logged).
 
     Teachers see only the training split (validation drives their early stopping), so the
     distilled student never learns from spectra it is later judged on. With
@@ -456,6 +463,8 @@ def train_teachers(
     ``backbone``: every teacher starts from these pretrained weights (see :func:`train_model`).
     """
     n = train_config.teachers
+    if schedules is not None and len(schedules) != n:
+        raise ValueError(f"schedules: one per teacher ({n}), got {len(schedules)}")
     fold = None
     if train_config.teacher_folds:
         if groups is None:
@@ -469,13 +478,15 @@ def train_teachers(
                      augment=TEACHER_AUGMENT, seed=train_config.seed * 1000 + 1 + i)
         rows = np.ones(len(y_train), dtype=bool) if fold is None else fold != i
         res = train_model(X_train[rows], y_train[rows], X_val, y_val, n_classes, model_config,
-                          tc, backbone=backbone, log=None)
+                          tc, backbone=backbone, log=None,
+                          schedule=None if schedules is None else list(schedules[i]))
         val = float(np.mean(predict_probs(res.model, X_val).argmax(1) == y_val))
         probs.append(predict_probs(res.model, X_train))
         if models is not None:
             models.append(res.model)
         seen.append(np.isin(y_train, y_train[rows]))  # its mineral was among this teacher's
-        info.append({"seed": tc.seed, "epochs": res.epochs_run, "val_top1": val,
+        info.append({"seed": tc.seed, "epochs": res.epochs_run, "best_epoch": res.best_epoch,
+                     "lr": [float(v) for v in res.history["lr"]], "val_top1": val,
                      "seconds": round(res.seconds, 1),
                      **({} if fold is None else {"fold": i, "n_train": int(rows.sum())})})
         if log is not None:

@@ -1,0 +1,197 @@
+"""The network refit on training + validation (``ramanedge refit``, issue 11)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+from trainer.run import RunError, refit_schedules
+
+REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz", "Albite")
+
+
+def _teacher(lr: list[float], best: int) -> dict:
+    return {"seed": 1, "epochs": len(lr), "best_epoch": best, "lr": lr, "val_top1": 0.5}
+
+
+def test_schedules_follow_each_network_up_to_the_epoch_it_kept() -> None:
+    config = {"teachers": [_teacher([1e-3, 1e-3, 7e-4, 7e-4], 3), _teacher([1e-3, 5e-4], 1)],
+              "qat": {"epochs": 4, "best_epoch": 2, "float_best_epoch": 3}}
+    history = {"lr": [1e-3, 1e-3, 7e-4, 4.9e-4, 4.9e-4], "qat_lr": [1e-4, 1e-4, 7e-5, 7e-5]}
+    # metrics' best_epoch is the float student's too; the qat summary is what is read
+    s = refit_schedules(config, history, {"best_epoch": 3})
+    assert s == {"teachers": [[1e-3, 1e-3, 7e-4], [1e-3]], "student": [1e-3, 1e-3, 7e-4],
+                 "qat": [1e-4, 1e-4]}
+    # no int8-aware fine-tune (or one skipped): the student's kept epoch is metrics'
+    plain = refit_schedules({"qat": {"skipped": "why"}}, {"lr": [1e-3, 5e-4, 5e-4]},
+                            {"best_epoch": 2})
+    assert plain == {"teachers": [], "student": [1e-3, 5e-4], "qat": None}
+
+
+@pytest.mark.parametrize("config, history, match", [
+    ({"teachers": [{"seed": 1, "epochs": 5, "val_top1": 0.5}]}, {"lr": [1e-3]},
+     "teacher 1 has no recorded learning rates"),
+    ({"teachers": ["runs/t0"]}, {"lr": [1e-3]}, "teacher runs"),
+    ({"teachers": [_teacher([1e-3], 2)]}, {"lr": [1e-3]}, "teacher 1 kept epoch 2 of 1"),
+    ({}, {"lr": []}, "holds 0 learning rates"),
+    ({"qat": {"best_epoch": 3, "float_best_epoch": 1}}, {"lr": [1e-3], "qat_lr": [1e-4]},
+     "fine-tune kept epoch 3 of 1"),
+])
+def test_schedules_that_cannot_be_followed_are_refused(config, history, match) -> None:
+    with pytest.raises(RunError, match=match):
+        refit_schedules(config, history, {"best_epoch": 1}, where="base")
+
+
+def test_cli_refit_of_a_missing_run_is_one_line(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "refit", tmp_path / "nope", "--out", tmp_path / "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_flight_eval_refit_needs_its_base_run(tmp_path) -> None:
+    import click
+
+    from benchmarks.flight_eval import evaluate_split
+
+    with pytest.raises(click.ClickException, match="run --recipe flight-early-pool into"):
+        evaluate_split(tmp_path / "data", "grouped", 0, "flight-early-pool-refit", tmp_path,
+                       log=lambda _m: None)
+
+
+# ------------------------------------------------------------------ real spectra
+
+
+@pytest.fixture(scope="module")
+def refit_pair(tmp_path_factory, shared_data_root):
+    """A tiny default-recipe run (2 teachers, outlier exposure, int8-aware fine-tune, a
+    plateau that lowers the rate) on 6 real minerals, and its refit, with every
+    ``train_model`` call of the refit recorded: ``(base, refit, calls)``."""
+    from dataclasses import replace
+
+    import trainer.train as tt
+    from trainer.model import FLIGHT_LATE_POOL
+    from trainer.run import DataConfig, refit_run, train_run
+    from trainer.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("refit")
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    tc = TrainConfig(epochs=5, teachers=2, qat_epochs=2, early_stop_patience=3, lr_patience=1,
+                     lr_factor=0.5)
+    train_run(root / "base", data, replace(FLIGHT_LATE_POOL, early_pool=True), tc, log=None)
+    calls: list[dict] = []
+    real = tt.train_model
+    mp = pytest.MonkeyPatch()
+
+    def spy(X, y, Xv, yv, k, mc=None, tc=None, **kw):
+        calls.append({"n": len(X), "seed": tc.seed, "act_quant": mc.act_quant,
+                      "schedule": kw.get("schedule")})
+        return real(X, y, Xv, yv, k, mc, tc, **kw)
+
+    mp.setattr(tt, "train_model", spy)
+    try:
+        refit_run(root / "base", root / "refit", log=None)
+    finally:
+        mp.undo()
+    return root / "base", root / "refit", calls
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_refit_trains_every_network_on_train_and_val_with_the_base_schedules(refit_pair
+                                                                             ) -> None:
+    import keras
+
+    from trainer.run import load_run
+
+    base, refit, calls = refit_pair
+    bcfg = json.loads((base / "config.json").read_text())
+    rcfg = json.loads((refit / "config.json").read_text())
+    bhist = json.loads((base / "history.json").read_text())
+    rhist = json.loads((refit / "history.json").read_text())
+    n_train, n_val = bcfg["data"]["n_train"], bcfg["data"]["n_val"]
+    # the same split (test untouched), recorded as trained on both parts
+    assert rcfg["split_sha256"] == bcfg["split_sha256"]
+    assert (refit / "split.csv").read_text() == (base / "split.csv").read_text()
+    assert rcfg["refit"]["trained_on"] == ["train", "val"]
+    assert rcfg["refit"]["n_fit"] == n_train + n_val
+    # every network saw training + validation, with its base counterpart's rates
+    teachers = [c for c in calls if c["seed"] != 0]
+    (student,) = [c for c in calls if c["seed"] == 0 and not c["act_quant"]]
+    (qat,) = [c for c in calls if c["act_quant"]]
+    assert [c["n"] for c in calls] == [n_train + n_val] * 4
+    want = [t["lr"][:t["best_epoch"]] for t in bcfg["teachers"]]
+    assert [c["schedule"] for c in teachers] == want
+    assert [t["epochs"] for t in rcfg["teachers"]] == [len(w) for w in want]
+    best = bcfg["qat"]["float_best_epoch"]
+    assert student["schedule"] == bhist["lr"][:best] and rhist["lr"] == bhist["lr"][:best]
+    assert qat["schedule"] == bhist["qat_lr"][:bcfg["qat"]["best_epoch"]]
+    assert len(set(bhist["lr"])) > 1  # the plateau moved the rate: a real schedule followed
+    # the base network is kept, unchanged, for the calibrations; the refit's own differs
+    kept = keras.saving.load_model(refit / "model_base.keras", compile=False)
+    r_base = load_run(base)
+    assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(),
+                                                    r_base.model.get_weights(), strict=True))
+    r_refit = load_run(refit)
+    assert not all(np.array_equal(a, b) for a, b in zip(r_refit.model.get_weights(),
+                                                        r_base.model.get_weights(), strict=True))
+    assert json.loads((refit / "metrics.json").read_text())["val_in_training"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_refit_artifact_is_calibrated_on_the_base_networks_validation_answers(refit_pair,
+                                                                              tmp_path) -> None:
+    from quantize.exemplars import DEFAULT_PER_CLASS
+    from quantize.export import QuantizeConfig, quantize_run
+
+    base, refit, _ = refit_pair
+    cfg = QuantizeConfig(allow_accuracy_drop=True, exemplars_per_class=DEFAULT_PER_CLASS)
+    quantize_run(base, tmp_path / "b", config=cfg)
+    quantize_run(refit, tmp_path / "r", config=cfg)
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    mr = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    for section in ("unknown", "conformal"):
+        by = mr[section].pop("calibrated_by")
+        assert "model_base.keras" in by and "calibrated_by" not in mb[section]
+        assert mr[section] == mb[section]  # the same export of the same network
+    assert mr["training"]["refit"]["trained_on"] == ["train", "val"]
+    # a different network in the artifact: the refit's own
+    assert mr["files"]["model.tflite"]["sha256"] != mb["files"]["model.tflite"]["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_refit_refusals(refit_pair, tmp_path, capsys) -> None:
+    base, refit, _ = refit_pair
+    # a refit is not refitted again
+    code, _, err = run_cli(capsys, "refit", refit, "--out", tmp_path / "again")
+    assert code == 2 and "is itself a refit" in err and len(err.strip().splitlines()) == 1
+    # a run that predates recorded teacher rates: train it again, says the error
+    old = tmp_path / "old"
+    shutil.copytree(base, old)
+    cfg = json.loads((old / "config.json").read_text())
+    for t in cfg["teachers"]:
+        del t["lr"]
+    (old / "config.json").write_text(json.dumps(cfg))
+    code, _, err = run_cli(capsys, "refit", old, "--out", tmp_path / "r2")
+    assert code == 2 and "no recorded learning rates" in err and "train the base run again" in err
+    assert not (tmp_path / "r2").exists()
+    # an existing output folder is kept
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    code, _, err = run_cli(capsys, "refit", base, "--out", tmp_path / "busy")
+    assert code == 2 and (tmp_path / "busy" / "keep.txt").read_text() == "x"
+    # a refit run whose base network went missing cannot calibrate its artifact
+    broken = tmp_path / "broken"
+    shutil.copytree(refit, broken)
+    (broken / "model_base.keras").unlink()
+    code, _, err = run_cli(capsys, "quantize", broken, "--out", tmp_path / "art")
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "without its base network model_base.keras" \
+        in errors[0] and "Traceback" not in err
+    assert not (tmp_path / "art").exists()
