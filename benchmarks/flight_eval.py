@@ -317,7 +317,11 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
             raise click.ClickException(f"{recipe} refits the {REFIT_OF[recipe]} run of the "
                                        f"same split, and {base} has none; run --recipe "
                                        f"{REFIT_OF[recipe]} into {out} first")
-        refit_run(base, run, overwrite=True, log=None)
+        if not trained_with(base, *RECIPES[REFIT_OF[recipe]][:2], backbone):
+            raise click.ClickException(f"{base} was trained with another recipe than today's "
+                                       f"{REFIT_OF[recipe]!r}; remove it or choose another "
+                                       "--out")
+        refit_run(base, run, data_root=data_root, overwrite=True, log=None)
     elif (run / "metrics.json").is_file():
         refit = "refit" in json.loads((run / "config.json").read_text())
         if not trained_with(run, mc, tc, backbone) or refit != (recipe in REFIT_OF):

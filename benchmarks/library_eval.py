@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -97,7 +98,26 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None,
                     for k, v in shift_top1(answer[part].predict_proba_batch, X, y).items()})
         row.update({f"{prefix}net_{k}": v
                     for k, v in shift_top1(net.predict_proba_batch, X, y).items()})
+    row.update(shipped_answers(clf, *run.subset("test")))
+    if json.loads((folder / "run" / "metrics.json").read_text()).get("val_in_training"):
+        row["val_in_training"] = True  # a refit: its val_* figures are in-sample
     return row
+
+
+def shipped_answers(clf: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    """What the artifact as shipped says about the test spectra (known minerals, no shift),
+    through the rover's per-spectrum path (:meth:`~edge_runtime.classify.Classifier.
+    classify_grid`): the share whose prediction set holds the true mineral and the mean set
+    size (``None`` without sets), and the share flagged unknown."""
+    preds = [clf.classify_grid(x) for x in X]
+    names = [clf.labels[i] for i in y]
+    sets = [p.set for p in preds]
+    has = all(s is not None for s in sets)
+    return {"test_set_coverage": (float(np.mean([n in s for n, s in zip(names, sets,
+                                                                         strict=True)]))
+                                  if has else None),
+            "test_set_size": float(np.mean([len(s) for s in sets])) if has else None,
+            "test_known_flagged": float(np.mean([p.unknown for p in preds]))}
 
 
 def _folder_and_recipe(spec: str) -> tuple[str, str]:

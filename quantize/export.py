@@ -400,8 +400,9 @@ def export_artifact(
         from edge_runtime.conformal import calibrate_sets
 
         rule = calibrate_sets(val_probs, val_y, level=config.conformal_level)
-        say(f"prediction sets: level {rule['level']:.0%}, threshold {rule['threshold']:.4f} "
-            f"({rule['n_calibration']} validation spectra)")
+        if calibrated is None:  # else replaced below by the given calibration
+            say(f"prediction sets: level {rule['level']:.0%}, threshold "
+                f"{rule['threshold']:.4f} ({rule['n_calibration']} validation spectra)")
         conformal = conformal_section(rule, split="val", with_file=True)
     if conformal is not None or (per_class and config.unknown_rule != "knn_cosine"):
         # the validation spectra's int8 features (+ class ids): the rover redoes the sets'
@@ -435,6 +436,12 @@ def export_artifact(
             unknown = {**calibrated["unknown"], "calibrated_by": by}
         if calibrated.get("conformal") is not None and conformal is not None:
             conformal = {**calibrated["conformal"], "calibrated_by": by}
+            say(f"prediction sets shipped: threshold {conformal['threshold']:.4f}")
+        # this network trained on the validation spectra: its figures on them (the library
+        # blend's val_top1) are in-sample, and so are the features CALIBRATION_FILE holds,
+        # from which the rover redoes the sets and a knn_logit rule after a head retrain or
+        # without the library (not guaranteed then: docs/parts/flight.md, "Refitting")
+        metrics["val_in_training"] = True
         say(f"unknown rule and prediction sets as calibrated by {by}")
 
     cfg_dict = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(
@@ -513,8 +520,12 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         "min_spectra": run.config["data"].get("min_spectra"),
     }
     if calibrated is not None:
-        training["refit"] = {"base": run.config[REFIT_KEY].get("base"),
-                             "trained_on": run.config[REFIT_KEY].get("trained_on")}
+        training["refit"] = {
+            "base": run.config[REFIT_KEY].get("base"),
+            "trained_on": run.config[REFIT_KEY].get("trained_on"),
+            "calibration_file": "in-sample: the validation spectra this network trained on "
+                                "(a head retrain's recalibrated sets and rule are not "
+                                "guaranteed)"}
     return export_artifact(
         run.model,
         labels=run.labels,
@@ -569,5 +580,7 @@ def refit_calibration(run: Any, config: QuantizeConfig, *, calib_X: np.ndarray,
             train_y=train[1], out_dir=Path(tmp) / "base",
             config=replace(config, overwrite=True, allow_accuracy_drop=True, also=()))
         data = res.manifest.data
+    say(f"base network: gate {'passed' if res.gate_reason is None else res.gate_reason} "
+        "(reported only: it calibrates, it does not fly)")
     return {"unknown": data.get("unknown"), "conformal": data.get("conformal"),
             "calibrated_by": f"the base network ({BASE_MODEL_FILE}) on the validation split"}

@@ -206,3 +206,26 @@ def test_variant_report_chooses_on_the_other_runs_validation() -> None:
     assert lines[3].startswith("| r1 | good | +1.00") and "+2.00" in lines[3]
     assert lines[4].startswith("| r2 | good | -0.50")
     assert "| higher / lower | | 2 / 1" in table
+
+
+def test_library_eval_shipped_answers_count_sets_and_flags() -> None:
+    """``benchmarks.library_eval.shipped_answers``: coverage is the share of sets that hold
+    the true name, the size their mean length, the flag share the unknown answers."""
+    from types import SimpleNamespace
+
+    from benchmarks.library_eval import shipped_answers
+
+    answers = iter([(("a",), False), (("b", "a"), True), (("b",), False), (("c", "b", "a"), False)])
+
+    class Fake:
+        labels = ("a", "b", "c")
+
+        def classify_grid(self, x):
+            s, u = next(answers)
+            return SimpleNamespace(set=s, unknown=u)
+
+    got = shipped_answers(Fake(), np.zeros((4, 3)), np.array([0, 0, 0, 2]))
+    assert got == {"test_set_coverage": 0.75, "test_set_size": 1.75, "test_known_flagged": 0.25}
+    answers = iter([(None, True)])
+    assert shipped_answers(Fake(), np.zeros((1, 3)), np.array([1])) == {
+        "test_set_coverage": None, "test_set_size": None, "test_known_flagged": 1.0}

@@ -94,3 +94,37 @@ def test_a_bad_base_is_one_line_naming_the_option(tmp_path) -> None:
     res = CliRunner().invoke(main, ["score", "--base", f"{tmp_path}:flight-early-pool",
                                     "--reduced", str(tmp_path)])
     assert res.exit_code == 2 and "no flight-early-pool-grouped<seed> folders" in res.output
+
+
+def _lib_row(seed: int, top1: float, cov: float) -> dict:
+    return {"split": "grouped", "split_seed": seed, "int8_0": top1, "int8_15": top1,
+            "int8_30": top1, "net_0": top1 - 0.05, "net_15": top1, "net_30": top1,
+            "test_set_coverage": cov, "test_set_size": 4.0, "test_known_flagged": 0.05}
+
+
+def test_built_report_pairs_by_split_and_ships_only_on_gate_and_coverage() -> None:
+    """Rule (R): paired test deltas over the splits both rows hold; "may ship" needs the gate
+    on every one of >= 5 splits and a mean set coverage of at least 93.5 %."""
+    import pytest
+
+    from benchmarks.network_refit import built_report
+
+    base = {s: _lib_row(s, 0.80, 0.96) for s in range(5)}
+    refit = {s: _lib_row(s, 0.80 + 0.01 * s, 0.95) for s in range(5)}
+    refit[7] = _lib_row(7, 1.0, 1.0)  # no base twin: not paired
+    table, res = built_report(base, refit, {s: True for s in range(5)})
+    assert res["splits"] == [0, 1, 2, 3, 4]
+    assert res["int8_0"]["gain"] == pytest.approx(2.0)
+    assert res["int8_0"]["per_split"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert res["test_set_size"]["refit"] == pytest.approx(4.0)  # minerals, not percent
+    assert res["verdict"]["may_ship"] and "may ship" in table
+    # one gate failed: may not ship, whatever the top-1
+    assert not built_report(base, refit, {**{s: True for s in range(5)}, 3: False}
+                            )[1]["verdict"]["may_ship"]
+    # coverage below the floor: may not ship
+    low = {s: _lib_row(s, 0.9, 0.93) for s in range(5)}
+    _, res = built_report(base, low, {s: True for s in range(5)})
+    assert not res["verdict"]["may_ship"] and not res["verdict"]["coverage_ok"]
+    # fewer than 5 splits: never "may ship"
+    four = {s: refit[s] for s in range(4)}
+    assert not built_report(base, four, {s: True for s in range(4)})[1]["verdict"]["may_ship"]

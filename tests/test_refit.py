@@ -22,8 +22,8 @@ def test_schedules_follow_each_network_up_to_the_epoch_it_kept() -> None:
     config = {"teachers": [_teacher([1e-3, 1e-3, 7e-4, 7e-4], 3), _teacher([1e-3, 5e-4], 1)],
               "qat": {"epochs": 4, "best_epoch": 2, "float_best_epoch": 3}}
     history = {"lr": [1e-3, 1e-3, 7e-4, 4.9e-4, 4.9e-4], "qat_lr": [1e-4, 1e-4, 7e-5, 7e-5]}
-    # metrics' best_epoch is the float student's too; the qat summary is what is read
-    s = refit_schedules(config, history, {"best_epoch": 3})
+    # after a fine-tune the student's kept epoch is the qat summary's float_best_epoch
+    s = refit_schedules(config, history, {"best_epoch": 5})
     assert s == {"teachers": [[1e-3, 1e-3, 7e-4], [1e-3]], "student": [1e-3, 1e-3, 7e-4],
                  "qat": [1e-4, 1e-4]}
     # no int8-aware fine-tune (or one skipped): the student's kept epoch is metrics'
@@ -44,6 +44,52 @@ def test_schedules_follow_each_network_up_to_the_epoch_it_kept() -> None:
 def test_schedules_that_cannot_be_followed_are_refused(config, history, match) -> None:
     with pytest.raises(RunError, match=match):
         refit_schedules(config, history, {"best_epoch": 1}, where="base")
+
+
+def test_malformed_base_files_are_one_run_error() -> None:
+    with pytest.raises(RunError, match="do not record a schedule"):
+        refit_schedules({"qat": {"best_epoch": 1}}, {"lr": [1e-3]}, {}, where="base")
+    with pytest.raises(RunError, match="do not record a schedule"):
+        refit_schedules({}, {"lr": ["fast"]}, {"best_epoch": "one"}, where="base")
+
+
+def test_the_refit_fine_tune_trains_on_train_and_val_and_calibrates_as_quantize_does(
+        monkeypatch) -> None:
+    """``int8_finetune(schedule=...)``: the fine-tune steps on training + validation spectra
+    with the schedule, and its int8 grids come from the draw ``ramanedge quantize`` makes
+    from the training part alone."""
+    from types import SimpleNamespace
+
+    import trainer.qat as tq
+    from ramanedge.splits import DEFAULT_CALIB_SIZE, calibration_indices
+    from trainer.model import FLIGHT_LATE_POOL
+    from trainer.run import int8_finetune
+    from trainer.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 60)
+    split = rng.choice(np.array(["train", "val", "test"]), size=y.size, p=[0.6, 0.2, 0.2])
+    ds = SimpleNamespace(X=rng.random((y.size, 5)).astype(np.float32), y=y,
+                         labels=["a", "b", "c", "d"])
+    seen = {}
+
+    def fake(float_model, X, yy, Xv, yv, k, mc, tc, **kw):
+        seen.update(X=X, y=yy, **kw)
+        res = SimpleNamespace(history={"lr": [1e-4]}, seconds=0.0, epochs_run=1, best_epoch=1)
+        return res, mc, {"epochs": 1, "best_epoch": 1, "val_top1_start": 0.0,
+                         "val_top1_best": 0.0, "seconds": 0.0}
+
+    monkeypatch.setattr(tq, "quantization_aware_finetune", fake)
+    result = SimpleNamespace(model=None, background=None, history={"lr": [1e-3]}, seconds=0.0,
+                             teachers=[], labels=None, best_epoch=1, epochs_run=1)
+    int8_finetune(result, ds, split, FLIGHT_LATE_POOL, TrainConfig(), schedule=[1e-4, 5e-5],
+                  log=None)
+    fit = (split == "train") | (split == "val")
+    assert np.array_equal(seen["X"], ds.X[fit]) and np.array_equal(seen["y"], y[fit])
+    assert seen["schedule"] == [1e-4, 5e-5]
+    tr = split == "train"
+    want = ds.X[tr][calibration_indices(y[tr], None, DEFAULT_CALIB_SIZE)]
+    assert np.array_equal(seen["calibration"], want)
 
 
 def test_cli_refit_of_a_missing_run_is_one_line(tmp_path, capsys) -> None:
@@ -162,11 +208,24 @@ def test_refit_artifact_is_calibrated_on_the_base_networks_validation_answers(re
     assert mr["training"]["refit"]["trained_on"] == ["train", "val"]
     # a different network in the artifact: the refit's own
     assert mr["files"]["model.tflite"]["sha256"] != mb["files"]["model.tflite"]["sha256"]
+    # its figures on validation are marked in-sample, and the rover loads it as any artifact
+    assert mr["metrics"]["val_in_training"] is True and "val_in_training" not in mb["metrics"]
+    assert "in-sample" in mr["training"]["refit"]["calibration_file"]
+    from edge_runtime.classify import Classifier
+    from trainer.run import load_run
+
+    clf = Classifier.from_dir(tmp_path / "r")
+    assert clf.conformal_rule["threshold"] == mb["conformal"]["threshold"]
+    X, _ = load_run(refit, load_model=False).subset("test")
+    p = clf.classify_grid(X[0])
+    assert p.set and p.set[0] == p.label
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_refit_refusals(refit_pair, tmp_path, capsys) -> None:
+    from trainer.run import refit_run
+
     base, refit, _ = refit_pair
     # a refit is not refitted again
     code, _, err = run_cli(capsys, "refit", refit, "--out", tmp_path / "again")
@@ -186,6 +245,33 @@ def test_refit_refusals(refit_pair, tmp_path, capsys) -> None:
     (tmp_path / "busy" / "keep.txt").write_text("x")
     code, _, err = run_cli(capsys, "refit", base, "--out", tmp_path / "busy")
     assert code == 2 and (tmp_path / "busy" / "keep.txt").read_text() == "x"
+    # the base itself as --out: refused before anything is touched
+    with pytest.raises(RunError, match="is the base run itself"):
+        refit_run(base, base, overwrite=True, log=None)
+    assert (base / "model.keras").is_file()
+    # runs a refit cannot follow
+    for name, edit, match in (
+            ("few", lambda p, c: (p / "labelled.csv").write_text("path,labelled\n"),
+             "few-label"),
+            ("bb", lambda p, c: c.update(backbone={"folder": "x"}), "pretrained backbone"),
+            ("nt", lambda p, c: c["train"].update(teachers=3), "2 teachers recorded")):
+        other = tmp_path / name
+        shutil.copytree(base, other)
+        cfg = json.loads((other / "config.json").read_text())
+        edit(other, cfg)
+        (other / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(RunError, match=match):
+            refit_run(other, tmp_path / f"{name}-out", log=None)
+        assert not (tmp_path / f"{name}-out").exists()
+    # nor does a refit teach a student of its split: it saw the validation spectra
+    from trainer.run import DataConfig, load_run, train_run
+
+    cfg = json.loads((base / "config.json").read_text())
+    data = DataConfig(root=cfg["data"]["root"], minerals=REAL_MINERALS,
+                      cache_dir=cfg["data"]["cache_dir"])
+    with pytest.raises(RunError, match="is a refit"):
+        train_run(tmp_path / "student", data, load_run(base, load_model=False).model_config,
+                  teachers=(refit,), log=None)
     # a refit run whose base network went missing cannot calibrate its artifact
     broken = tmp_path / "broken"
     shutil.copytree(refit, broken)

@@ -221,6 +221,29 @@ def test_fixed_schedule_runs_exactly_its_epochs_with_its_rates() -> None:
         train_model(X, y, X, y, 3, TINY, PlainTC(), schedule=[1e-3, 0.0], log=None)
 
 
+@pytest.mark.slow
+def test_a_schedule_replays_a_validated_run_to_its_kept_weights() -> None:
+    """What a refit relies on: training again with a validated run's rates up to its kept
+    epoch (same data, same seed) ends at exactly the weights that run kept, and a schedule
+    whose rates differ after a plateau step ends elsewhere (the rates reach the optimiser)."""
+    X, y = synthetic(4, 12)
+    idx = np.random.default_rng(0).permutation(len(y))
+    tr, va = idx[:36], idx[36:]
+    tc = PlainTC(epochs=9, batch_size=8, seed=3, lr_patience=1, lr_factor=0.5,
+                 early_stop_patience=3, monitor="val_loss", min_delta=10.0,
+                 augment=AugmentConfig(shift_cm=2, noise_std=0.01))
+    first = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, log=None)
+    lr = first.history["lr"][:first.best_epoch]
+    assert len(set(lr)) > 1, "the plateau must have lowered the rate before the kept epoch"
+    again = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, schedule=lr, log=None)
+    for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    flat = train_model(X[tr], y[tr], X[va], y[va], 4, TINY, tc, schedule=[lr[0]] * len(lr),
+                       log=None)
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        first.model.get_weights(), flat.model.get_weights(), strict=True))
+
+
 def test_init_weights_start_training_from_given_weights() -> None:
     from trainer.model import build_model
 

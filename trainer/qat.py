@@ -366,7 +366,10 @@ def quantization_aware_finetune(
                       epoch_end=lambda m: calibrate_act_quant(m, calib), log=log)
     calibrate_act_quant(res.model, calib)  # the restored epoch's own grids (a no-op)
     info = {"epochs": res.epochs_run, "best_epoch": res.best_epoch,
-            "val_top1_start": start_val, "val_top1_best": max(res.history["val_accuracy"]),
+            "val_top1_start": start_val,
+            # with a schedule the last epoch is kept (and a refit's validation is in-sample)
+            "val_top1_best": (max(res.history["val_accuracy"]) if schedule is None
+                              else res.history["val_accuracy"][-1]),
             "learning_rate": tc.qat_learning_rate, "seconds": round(res.seconds, 1)}
     if log is not None:
         log(f"int8-aware fine-tune: validation top-1 {100 * start_val:.1f}% (folded, int8 "

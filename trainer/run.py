@@ -334,6 +334,16 @@ def refit_schedules(config: dict, history: dict[str, list[float]], metrics: dict
     "student": [...], "qat": [...] or None}``, each network's rates up to (and including)
     the epoch whose weights the run kept. :class:`RunError` names what is missing (``where``:
     the base run, for the message)."""
+    try:
+        return _refit_schedules(config, history, metrics, where)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{where}: its config.json / history.json / metrics.json do not "
+                       f"record a schedule that can be followed ({type(e).__name__}: {e})"
+                       ) from None
+
+
+def _refit_schedules(config: dict, history: dict[str, list[float]], metrics: dict,
+                     where: str | os.PathLike) -> dict[str, Any]:
     qat = config.get("qat") or {}
     qat_ran = bool(qat) and "skipped" not in qat
     best = int(qat["float_best_epoch"]) if qat_ran else int(metrics.get("best_epoch", 0))
@@ -349,7 +359,7 @@ def refit_schedules(config: dict, history: dict[str, list[float]], metrics: dict
                            "its teachers itself: refit a run that trained its own (--teachers N)")
         if "lr" not in t or "best_epoch" not in t:
             raise RunError(f"{where}: teacher {i + 1} has no recorded learning rates (runs "
-                           "trained before 2026-12-07 keep only its epoch count); train the "
+                           "trained before 2026-12-07 keep only their epoch counts); train the "
                            "base run again")
         t_best = int(t["best_epoch"])
         if not 1 <= t_best <= len(t["lr"]):
@@ -393,12 +403,15 @@ def refit_run(
 
     base, out = Path(base), Path(out)
     say = report if report is not None else log
+    if out.resolve() == base.resolve():
+        raise RunError(f"--out {out} is the base run itself; write the refit elsewhere")
     config = read_run_config(base)
     if REFIT_KEY in config:
         raise RunError(f"{base} is itself a refit; refit its base run "
                        f"{config[REFIT_KEY].get('base')}")
     if (base / LABELLED_FILE).is_file():
-        raise RunError(f"{base} is a few-label run; a refit needs every training label")
+        raise RunError(f"{base} is a few-label run ({LABELLED_FILE}); a refit needs every "
+                       "training label")
     if config.get("backbone"):
         raise RunError(f"{base} started from a pretrained backbone; refitting such a run is "
                        "not supported")
@@ -407,14 +420,23 @@ def refit_run(
         metrics = json.loads((base / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise RunError(f"{base}: cannot read its history.json / metrics.json: {e}") from None
+    if not (isinstance(history, dict) and isinstance(metrics, dict)):
+        raise RunError(f"{base}: history.json and metrics.json must each hold a JSON object")
     schedules = refit_schedules(config, history, metrics, where=base)
+    try:
+        n_teachers = TrainConfig.from_dict(config["train"]).teachers
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{base / 'config.json'} has an invalid train config: {e}") from None
+    if schedules["teachers"] and len(schedules["teachers"]) != n_teachers:
+        raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
+                       f"trains {n_teachers}")
     check_output_folder(out, overwrite)
     run = load_run(base, data_root=data_root)
     ds, split = run.dataset, run.split
     data = run_data_config(config, data_root=data_root)
     tc = run.train_config
     mc = replace(run.model_config, act_quant=False)  # the float network trains first
-    if tc.distill > 0 and len(schedules["teachers"]) != tc.teachers:
+    if tc.distill > 0 and len(schedules["teachers"]) != tc.teachers:  # checked above too
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
                        f"trains {tc.teachers}")
     n_classes = len(ds.labels)
@@ -657,6 +679,9 @@ def teacher_probabilities(teachers: tuple[str | os.PathLike, ...], ds: Any, spli
     for t in teachers:
         t = Path(t)
         cfg = read_run_config(t)
+        if REFIT_KEY in cfg:
+            raise RunError(f"teacher {t} is a refit: it trained on this split's validation "
+                           "spectra, which choose the student's epochs; use its base run")
         if cfg.get("split_sha256") != want or read_labels(t) != list(ds.labels):
             raise RunError(f"teacher {t} was trained on another split or label set than this "
                            "run; train teachers with the same data options and split")

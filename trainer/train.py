@@ -404,15 +404,17 @@ def objectosphere_loss(xi: float) -> Callable[[Any, Any], Any]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train_model` returns: the model with the best weights restored and its log."""
+    """What :func:`train_model` returns: the model with the best weights restored (with a
+    fixed ``schedule``: its final weights) and its log."""
 
     model: Any
     history: dict[str, list[float]]
     best_epoch: int
     epochs_run: int
     seconds: float
-    teachers: list[dict[str, float]] = field(default_factory=list)
-    """One summary per teacher trained for distillation (empty without)."""
+    teachers: list[dict[str, Any]] = field(default_factory=list)
+    """One summary per teacher trained for distillation (empty without; see
+    :func:`train_teachers`)."""
     background: tuple[np.ndarray, float] | None = None
     """The background unit ``(w (D,), b)`` of background-class training (``None`` without;
     :attr:`TrainConfig.background_class`)."""
@@ -748,7 +750,7 @@ def train_model(
     X_train, y_train, X_val, y_val = check_sets(X_train, y_train, X_val, y_val)
     _check_schedule(schedule)
     soft = None
-    teacher_info: list[dict[str, float]] = []
+    teacher_info: list[dict[str, Any]] = []
     own: list[Any] = []
     if tc.distill > 0 and teacher_probs is None and tc.teachers > 0 and schedule is None:
         teacher_probs, teacher_info = train_teachers(X_train, y_train, X_val, y_val, n_classes,
