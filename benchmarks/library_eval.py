@@ -98,26 +98,51 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None,
                     for k, v in shift_top1(answer[part].predict_proba_batch, X, y).items()})
         row.update({f"{prefix}net_{k}": v
                     for k, v in shift_top1(net.predict_proba_batch, X, y).items()})
-    row.update(shipped_answers(clf, *run.subset("test")))
+    row.update(shipped_answers(clf, *run.subset("test"), unseen=unseen_spectra(run)))
     if json.loads((folder / "run" / "metrics.json").read_text()).get("val_in_training"):
         row["val_in_training"] = True  # a refit: its val_* figures are in-sample
     return row
 
 
-def shipped_answers(clf: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+def unseen_spectra(run: Any) -> np.ndarray:
+    """The spectra of the *evaluation* half of the minerals the run's data set drops
+    (:func:`ramanedge.splits.unknown_halves`): minerals no network or calibration saw."""
+    from ramanedge.dataset import load_heldout
+    from ramanedge.splits import unknown_halves
+    from trainer.run import run_data_config
+
+    data = run_data_config(run.config)
+    held = load_heldout(data.root, data.dataset, min_spectra=data.min_spectra,
+                        cache_dir=data.cache_dir)
+    names = np.asarray(held.minerals).astype(str)
+    return held.X[np.isin(names, unknown_halves(names, known=run.labels)["evaluation"])]
+
+
+def shipped_answers(clf: Any, X: np.ndarray, y: np.ndarray,
+                    unseen: np.ndarray | None = None) -> dict[str, float | None]:
     """What the artifact as shipped says about the test spectra (known minerals, no shift),
     through the rover's per-spectrum path (:meth:`~edge_runtime.classify.Classifier.
     classify_grid`): the share whose prediction set holds the true mineral and the mean set
-    size (``None`` without sets), and the share flagged unknown."""
+    size (``None`` without sets), and the share flagged unknown; with ``unseen`` (spectra of
+    minerals it never saw) also the share of those flagged and the AUROC of the unknown
+    score, unseen against the known test spectra."""
     preds = [clf.classify_grid(x) for x in X]
     names = [clf.labels[i] for i in y]
     sets = [p.set for p in preds]
     has = all(s is not None for s in sets)
-    return {"test_set_coverage": (float(np.mean([n in s for n, s in zip(names, sets,
-                                                                         strict=True)]))
-                                  if has else None),
-            "test_set_size": float(np.mean([len(s) for s in sets])) if has else None,
-            "test_known_flagged": float(np.mean([p.unknown for p in preds]))}
+    out = {"test_set_coverage": (float(np.mean([n in s for n, s in zip(names, sets,
+                                                                        strict=True)]))
+                                 if has else None),
+           "test_set_size": float(np.mean([len(s) for s in sets])) if has else None,
+           "test_known_flagged": float(np.mean([p.unknown for p in preds]))}
+    if unseen is not None and len(unseen):
+        from benchmarks.transfer_experiment import auroc
+
+        other = [clf.classify_grid(x) for x in unseen]
+        out["unseen_flagged"] = float(np.mean([p.unknown for p in other]))
+        out["unknown_auroc"] = float(auroc(np.array([p.unknown_score for p in preds]),
+                                           np.array([p.unknown_score for p in other])))
+    return out
 
 
 def _folder_and_recipe(spec: str) -> tuple[str, str]:

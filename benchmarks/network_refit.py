@@ -272,7 +272,8 @@ def score_cmd(base: str, reduced: Path, out: Path | None) -> None:
 #: the figures ``built`` pairs: top-1 with the library and of the network alone at each
 #: shift, and what the shipped artifact says on test (set coverage / size, flagged share)
 BUILT_KEYS = (*(f"int8_{s}" for s in SHIFTS), *(f"net_{s}" for s in SHIFTS),
-              "test_set_coverage", "test_set_size", "test_known_flagged")
+              "test_set_coverage", "test_set_size", "test_known_flagged", "unseen_flagged",
+              "unknown_auroc")
 #: rule (R)'s floor for the refit artifact's mean set coverage on test (the issue's
 #: 95 +- 1.5 % band at level 95 %)
 MIN_COVERAGE = 0.935
@@ -299,7 +300,7 @@ def built_report(base: dict[int, dict], refit: dict[int, dict],
         raise click.UsageError("no grouped split in both the base and the refit rows")
     keys = [k for k in BUILT_KEYS if all(base[s].get(k) is not None
                                           and refit[s].get(k) is not None for s in seeds)]
-    scale = {k: 1.0 if k == "test_set_size" else 100.0 for k in keys}
+    scale = {k: 1.0 if k in ("test_set_size", "unknown_auroc") else 100.0 for k in keys}
     lines = ["| figure (test) | base | refit | refit - base, paired | higher / lower |",
              "|---|---|---|---|---|"]
     res: dict[str, Any] = {"splits": seeds}

@@ -229,3 +229,17 @@ def test_library_eval_shipped_answers_count_sets_and_flags() -> None:
     answers = iter([(None, True)])
     assert shipped_answers(Fake(), np.zeros((1, 3)), np.array([1])) == {
         "test_set_coverage": None, "test_set_size": None, "test_known_flagged": 1.0}
+    # unseen spectra: their flagged share, and the AUROC of the unknown score against the
+    # known ones (here every unseen score above every known one but a tie)
+    answers = iter([(("a",), False, 0.1), (("a",), False, 0.5), (("a",), False, 0.5),
+                    (("a",), True, 0.9)])
+
+    class Scored(Fake):
+        def classify_grid(self, x):
+            s, u, score = next(answers)
+            return SimpleNamespace(set=s, unknown=u, unknown_score=score)
+
+    got = shipped_answers(Scored(), np.zeros((2, 3)), np.array([0, 0]),
+                          unseen=np.zeros((2, 3)))
+    assert got["unseen_flagged"] == 0.5 and got["test_known_flagged"] == 0.0
+    assert got["unknown_auroc"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
