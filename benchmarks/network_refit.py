@@ -23,6 +23,15 @@ Verdict: worth building when the mean validation gain at 0 cm⁻¹ is at least +
 positive on at least 4 of 5 splits ("incomplete" while a base split has no reduced twin).
 Test is reported only. Measured 2026-12-07 on the default (Intel Xeon, training seed 0):
 +1.76 ± 1.49 points, worth building (``docs/parts/flight.md``, "Refitting the network").
+
+Built the same day (``ramanedge refit``, :func:`trainer.run.refit_run`; flight_eval's recipe
+``flight-early-pool-refit``). ``built`` (rule (R)) pairs the refits' ``library_eval`` rows with
+their bases' on test and says whether the refit may ship (every export passed the gate with
+default settings, mean set coverage on test at least 93.5 %)::
+
+    python -m benchmarks.network_refit built --base runs/flight/eval-intel-b-lv/eval.jsonl \
+        --refit runs/flight/eval-intel-b-refit-lv/eval.jsonl \
+        --gates runs/flight/eval-intel-b/eval.jsonl --out docs/network_refit-built.json
 """
 
 from __future__ import annotations
@@ -227,7 +236,8 @@ def report(res: dict[str, dict], expected: int | None = None) -> tuple[str, dict
 
 @click.group()
 def main() -> None:
-    """Rule (N+): one training specimen a mineral fewer for the network, on validation."""
+    """Rule (N+): one training specimen a mineral fewer for the network, on validation; rule
+    (R): the built refit on test."""
 
 
 @main.command("train")
