@@ -582,5 +582,7 @@ def refit_calibration(run: Any, config: QuantizeConfig, *, calib_X: np.ndarray,
         data = res.manifest.data
     say(f"base network: gate {'passed' if res.gate_reason is None else res.gate_reason} "
         "(reported only: it calibrates, it does not fly)")
+    say("note: the artifact's calibration spectra are ones the refit trained on; the sets and "
+        "the unknown rule redone from them after a head retrain are not guaranteed")
     return {"unknown": data.get("unknown"), "conformal": data.get("conformal"),
             "calibrated_by": f"the base network ({BASE_MODEL_FILE}) on the validation split"}
