@@ -320,10 +320,11 @@ def built_report(base: dict[int, dict], refit: dict[int, dict],
         d = r - b
         res[k] = {"base": float(b.mean()), "base_sd": _sd(b), "refit": float(r.mean()),
                   "refit_sd": _sd(r), "gain": float(d.mean()), "gain_sd": _sd(d),
-                  "per_split": [round(float(v), 2) for v in d]}
-        lines.append(f"| {k} | {b.mean():.2f} ± {_sd(b):.2f} | {r.mean():.2f} ± {_sd(r):.2f} "
-                     f"| {d.mean():+.2f} ± {_sd(d):.2f} | {int((d > 0).sum())} / "
-                     f"{int((d < 0).sum())} |")
+                  "per_split": [round(float(v), 2 if scale[k] == 100.0 else 4) for v in d]}
+        n = 2 if scale[k] == 100.0 else 3
+        lines.append(f"| {k} | {b.mean():.{n}f} ± {_sd(b):.{n}f} | {r.mean():.{n}f} ± "
+                     f"{_sd(r):.{n}f} | {d.mean():+.{n}f} ± {_sd(d):.{n}f} | "
+                     f"{int((d > 0).sum())} / {int((d < 0).sum())} |")
     passed = [bool(gates.get(s, False)) for s in seeds]
     cov = res.get("test_set_coverage", {}).get("refit")
     ok_cov = cov is not None and cov >= 100 * MIN_COVERAGE
