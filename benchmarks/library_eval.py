@@ -6,7 +6,10 @@ class, the spectral library: :mod:`ramanedge.library`) into ``OUT/<folder>/model
 model is the same file (its sha256 is checked against the original export). Then the rover
 path's top-1 at 0 / ±15 / ±30 cm⁻¹ (mean of +s and -s) on the split's validation and test
 spectra, with the library (``int8_*``, ``val_int8_*``) and without it (``net_*``,
-``val_net_*``), one row per split in ``OUT/eval.jsonl``; ``OUT/<folder>/run`` links to the
+``val_net_*``), and what the artifact as shipped says through the rover's per-spectrum path
+(:func:`shipped_answers`: its prediction sets' coverage and size and the known spectra
+flagged on test, the unseen-mineral spectra flagged and the unknown AUROC on the evaluation
+half; since 2026-12-07), one row per split in ``OUT/eval.jsonl``; ``OUT/<folder>/run`` links to the
 split's run, so the open-set probes (:mod:`benchmarks.open_set`, :mod:`benchmarks.conformal`)
 read ``OUT`` as they read a :mod:`benchmarks.flight_eval` folder::
 
