@@ -440,7 +440,7 @@ def export_artifact(
         # this network trained on the validation spectra: its figures on them (the library
         # blend's val_top1) are in-sample, and so are the features CALIBRATION_FILE holds,
         # from which the rover redoes the sets and a knn_logit rule after a head retrain or
-        # without the library (not guaranteed then: docs/parts/flight.md, "Refitting")
+        # without the library (not guaranteed then: docs/parts/flight.md, "The network refit")
         metrics["val_in_training"] = True
         say(f"unknown rule and prediction sets as calibrated by {by}")
 
@@ -557,7 +557,7 @@ def refit_calibration(run: Any, config: QuantizeConfig, *, calib_X: np.ndarray,
     are returned with ``calibrated_by``. The refit network trained on those spectra, so its
     own answers to them would make the thresholds too lenient; the base network's are
     held-out answers of a sibling trained on less data (the coverage this gives on test:
-    ``docs/parts/flight.md``, "Refitting the network")."""
+    ``docs/parts/flight.md``, "The network refit, built and measured")."""
     from trainer.model import load_keras_model
     from trainer.run import BASE_MODEL_FILE, RunError
 

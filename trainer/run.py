@@ -393,7 +393,7 @@ def refit_run(
     base run's split (``split.csv``: test untouched; ``config.json["refit"]`` says the
     network trained on train + val) and keeps the base network as :data:`BASE_MODEL_FILE`,
     whose validation answers calibrate the refit artifact's unknown rule and prediction
-    sets. The measured worth: ``docs/parts/flight.md``, "Refitting the network".
+    sets. The measured worth: ``docs/parts/flight.md``, "The network refit, built and measured".
 
     Refused (:class:`RunError`, before any training): a base run that is itself a refit, a
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
