@@ -323,7 +323,9 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
                                        "--out")
         refit_run(base, run, data_root=data_root, overwrite=True, log=None)
     elif (run / "metrics.json").is_file():
-        refit = "refit" in json.loads((run / "config.json").read_text())
+        from trainer.run import REFIT_KEY
+
+        refit = REFIT_KEY in json.loads((run / "config.json").read_text())
         if not trained_with(run, mc, tc, backbone) or refit != (recipe in REFIT_OF):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
                                        f"{recipe!r}; remove it or choose another --out")

@@ -109,16 +109,16 @@ def evaluate(folder: Path, recipe: str, out: Path, changes: dict | None = None,
 
 def unseen_spectra(run: Any) -> np.ndarray:
     """The spectra of the *evaluation* half of the minerals the run's data set drops
-    (:func:`ramanedge.splits.unknown_halves`): minerals no network or calibration saw."""
+    (:func:`ramanedge.splits.unknown_evaluation`): minerals no network or calibration saw."""
     from ramanedge.dataset import load_heldout
-    from ramanedge.splits import unknown_halves
+    from ramanedge.splits import unknown_evaluation
     from trainer.run import run_data_config
 
     data = run_data_config(run.config)
     held = load_heldout(data.root, data.dataset, min_spectra=data.min_spectra,
                         cache_dir=data.cache_dir)
-    names = np.asarray(held.minerals).astype(str)
-    return held.X[np.isin(names, unknown_halves(names, known=run.labels)["evaluation"])]
+    evaluation, _ = unknown_evaluation(held, known=run.labels)
+    return held.X[np.isin(np.asarray(held.minerals).astype(str), evaluation)]
 
 
 def shipped_answers(clf: Any, X: np.ndarray, y: np.ndarray,

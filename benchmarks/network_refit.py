@@ -291,11 +291,17 @@ MIN_COVERAGE = 0.935
 
 def _rows(path: Path) -> dict[int, dict]:
     """The grouped rows of a ``library_eval`` / ``flight_eval`` ``eval.jsonl`` by split seed."""
+    return {int(r["split_seed"]): r for r in _read(path) if r.get("split") == "grouped"}
+
+
+def _read(path: Path) -> list[dict]:
+    """:func:`benchmarks.common.read_jsonl`, a usage error naming ``path`` if it fails."""
+    from benchmarks.common import read_jsonl
+
     try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_jsonl(path)
     except (OSError, ValueError) as e:
         raise click.UsageError(f"{path}: not a readable eval.jsonl ({e})") from None
-    return {int(r["split_seed"]): r for r in rows if r.get("split") == "grouped"}
 
 
 def built_report(base: dict[int, dict], refit: dict[int, dict],
@@ -352,12 +358,7 @@ def built_report(base: dict[int, dict], refit: dict[int, dict],
 def built_cmd(base_rows: Path, refit_rows: Path, gate_rows: Path, recipe: str,
               out: Path | None) -> None:
     """Rule (R): the built refit against its base on test (``trainer.run.refit_run``)."""
-    try:
-        gate_list = [json.loads(line) for line in gate_rows.read_text().splitlines()
-                     if line.strip()]
-    except (OSError, ValueError) as e:
-        raise click.UsageError(f"{gate_rows}: not a readable eval.jsonl ({e})") from None
-    gates = {int(r["split_seed"]): bool(r["gate_passed_default"]) for r in gate_list
+    gates = {int(r["split_seed"]): bool(r["gate_passed_default"]) for r in _read(gate_rows)
              if r.get("recipe") == recipe and r.get("split") == "grouped"}
     table, res = built_report(_rows(base_rows), _rows(refit_rows), gates)
     click.echo(table)

@@ -424,10 +424,11 @@ def refit_run(
         raise RunError(f"{base}: history.json and metrics.json must each hold a JSON object")
     schedules = refit_schedules(config, history, metrics, where=base)
     try:
-        n_teachers = TrainConfig.from_dict(config["train"]).teachers
+        base_tc = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{base / 'config.json'} has an invalid train config: {e}") from None
-    if schedules["teachers"] and len(schedules["teachers"]) != n_teachers:
+    n_teachers = base_tc.teachers if base_tc.distill > 0 else 0
+    if len(schedules["teachers"]) != n_teachers:
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
                        f"trains {n_teachers}")
     check_output_folder(out, overwrite)
@@ -436,9 +437,6 @@ def refit_run(
     data = run_data_config(config, data_root=data_root)
     tc = run.train_config
     mc = replace(run.model_config, act_quant=False)  # the float network trains first
-    if tc.distill > 0 and len(schedules["teachers"]) != tc.teachers:  # checked above too
-        raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
-                       f"trains {tc.teachers}")
     n_classes = len(ds.labels)
     tr, va = split == "train", split == "val"
     fit = tr | va
