@@ -63,7 +63,12 @@ CANDIDATES: dict[str, ModelConfig] = {
                                               filters=(16, 32, 48, 64, 96), reduce_channels=16),
     "flight strided first conv 5, depthwise 3": replace(
         FLIGHT_LATE_POOL, early_pool=True, strided_stem=True, kernel_size=5, depthwise_kernel=3),
+    # 2026-12-07: every block at half the positions, one pool fewer (same 44 feature positions)
+    "flight first conv stride 2, pool 2 x 4": replace(FLIGHT_MODEL, stem_stride=2, pool_layers=4),
+    "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_MODEL, stem_stride=2),
 }
+REFERENCE = "paper-m6 (reference)"
+
 
 
 def export_int8(cfg: ModelConfig, n_classes: int, calib: np.ndarray) -> bytes:
@@ -105,16 +110,20 @@ def tensor_params(detail: dict) -> QuantParams:
 @click.command()
 @data_root_option
 @click.option("--rounds", type=int, default=5, show_default=True)
+@click.option("--candidate", "names", multiple=True, type=click.Choice(list(CANDIDATES)),
+              help="Time only these (repeatable; the m=6 reference always runs). Default: all.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def main(data_root: Path, rounds: int, out: Path | None) -> None:
+def main(data_root: Path, rounds: int, names: tuple[str, ...], out: Path | None) -> None:
     """Time every candidate's int8 model call, interleaved, against the m=6 model."""
     from benchmarks.common import int8_call, interleaved
     from edge_runtime.interpreter import make_interpreter
     from ramanedge.machine import cpu_model
 
     calib, X, k = probe_data(data_root)
+    chosen = [n for n in CANDIDATES if not names or n in names or n == REFERENCE]
     methods, meta = {}, {}
-    for name, cfg in CANDIDATES.items():
+    for name in chosen:
+        cfg = CANDIDATES[name]
         blob = export_int8(cfg, k, calib)
         it = make_interpreter(blob, num_threads=1)
         # the features output: the one as wide as the features layer
@@ -125,9 +134,9 @@ def main(data_root: Path, rounds: int, out: Path | None) -> None:
                       "tflite_bytes": len(blob), "config": cfg.to_dict()}
         click.echo(f"{name}: {len(blob):,} B, {meta[name]['macs'] / 1e6:.2f} M MACs", err=True)
     res = interleaved(methods, len(X), rounds=rounds, warmup=20)
-    ref = float(np.median(res["paper-m6 (reference)"]))
+    ref = float(np.median(res[REFERENCE]))
     lines = ["| candidate | int8 B | MACs | median ms | x paper m=6 |", "|---|---|---|---|---|"]
-    for name in CANDIDATES:
+    for name in chosen:
         med = float(np.median(res[name]))
         meta[name].update(median_ms=med * 1e3, ratio=med / ref)
         lines.append(f"| {name} | {meta[name]['tflite_bytes']:,} | "

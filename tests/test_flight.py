@@ -50,7 +50,8 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, early_pool=True, pool_layers=3),
                                  replace(SMALL, strided_stem=True, depthwise_kernel=3),
                                  replace(SMALL, strided_stem=True, early_pool=False,
-                                         attention="se")])
+                                         attention="se"),
+                                 replace(SMALL, stem_stride=2, pool_layers=3)])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
     model = build_model(9, cfg)
     assert model.get_layer("flatten").output.shape[-1] == flatten_size(cfg)
@@ -171,13 +172,39 @@ def test_strided_stem_and_depthwise_kernel() -> None:
     assert count_macs(fast, 9) == count_macs(FLIGHT_MODEL, 9) - stem // 2 - dw
 
 
+def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
+    """A first conv of stride s runs every block at 1 / s of the positions; with one pool
+    fewer the features keep the default's 44 positions and weights."""
+    half = replace(FLIGHT_MODEL, stem_stride=2, pool_layers=4)
+    assert ModelConfig.from_dict(half.to_dict()) == half and "stride 2" in half.describe()
+    assert "stride" not in FLIGHT_MODEL.describe()
+    legacy = {k: v for k, v in FLIGHT_MODEL.to_dict().items() if k != "stem_stride"}
+    assert ModelConfig.from_dict(legacy) == FLIGHT_MODEL  # config.json written before it
+    assert conv_length(half) == conv_length(FLIGHT_MODEL) == 44
+    assert count_params(half, 97) == count_params(FLIGHT_MODEL, 97)
+    # every conv before the last block's at half the positions
+    assert count_macs(half, 97) < 0.7 * count_macs(FLIGHT_MODEL, 97)
+    model = build_model(9, half)
+    assert model.get_layer("conv1").strides == (2,)
+    assert model.get_layer("conv1").output.shape[1] == 696
+    assert model.get_layer("pool1").output.shape[1] == 348
+    assert model.get_layer("flatten").output.shape[-1] == flatten_size(FLIGHT_MODEL)
+    with pytest.raises(ValueError, match="stem_stride must be in 1..8"):
+        ModelConfig(stem_stride=0)
+    with pytest.raises(ValueError, match="one way to stride"):
+        ModelConfig(stem_stride=2, strided_stem=True)
+    with pytest.raises(ValueError, match="one way to stride"):
+        ModelConfig(arch="paper", stem_stride=2)
+
+
 @pytest.mark.parametrize("cfg", [SMALL,
                                  # as screened (the converter aborted on this pair trained
                                  # with early pooling on top: not pursued, 2026-12-05)
                                  replace(SMALL, attention="se", branch_kernels=(3, 9),
                                          early_pool=False),
                                  replace(SMALL, early_pool=False),
-                                 replace(SMALL, strided_stem=True, depthwise_kernel=3)])
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3),
+                                 replace(SMALL, stem_stride=2)])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:
     import keras

@@ -69,7 +69,8 @@ def _float_model_with_batch_statistics(n_classes: int, cfg: ModelConfig, seed: i
 
 
 @pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False),
-                                 replace(SMALL, strided_stem=True, depthwise_kernel=3)])
+                                 replace(SMALL, strided_stem=True, depthwise_kernel=3),
+                                 replace(SMALL, stem_stride=2)])
 def test_folding_keeps_the_float_network(synthetic_data, cfg) -> None:
     """BatchNorm folded into the convs and the separable convs split: with the roundings
     stripped, the folded twin computes what the trained float model computes."""

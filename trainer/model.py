@@ -86,7 +86,10 @@ class ModelConfig:
     from ``kernel_size`` (``None`` = ``kernel_size``, so changing ``kernel_size`` changes
     every conv; stored as ``None`` when equal); read it as :attr:`dw_kernel`. XNNPACK runs
     3-tap depthwise convs about twice as fast as 5- or 7-tap ones
-    (``docs/op_profile-kernels.json``).
+    (``docs/op_profile-kernels.json``). ``stem_stride`` (flight, without ``strided_stem``):
+    the first conv is evaluated at every ``stem_stride``-th input point and then pooled as
+    usual, so every block after it runs at ``1 / stem_stride`` of the positions (``1`` =
+    every point); with one pool layer fewer the features keep the default's positions.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -109,6 +112,7 @@ class ModelConfig:
     early_pool: bool | None = None
     strided_stem: bool | None = None
     depthwise_kernel: int | None = None
+    stem_stride: int = 1
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
@@ -139,6 +143,12 @@ class ModelConfig:
             raise ValueError(
                 f"pool_layers must be in 0..{len(self.filters)}, got {self.pool_layers}"
             )
+        object.__setattr__(self, "stem_stride", int(self.stem_stride))
+        if not 1 <= self.stem_stride <= 8:
+            raise ValueError(f"stem_stride must be in 1..8, got {self.stem_stride}")
+        if self.stem_stride > 1 and (self.arch == "paper" or self.strided_stem):
+            raise ValueError("stem_stride belongs to the flight architecture without "
+                             "strided_stem (one way to stride the first conv)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.kernel_size < 1 or self.dense_units < 1:
@@ -229,6 +239,7 @@ class ModelConfig:
                 f"{', SE attention' if self.attention == 'se' else ''}"
                 f"{', pool before 1x1' if self.early_pool else ''}"
                 f"{', strided first conv' if self.strided_stem else ''}"
+                f"{f', first conv stride {self.stem_stride}' if self.stem_stride > 1 else ''}"
                 f"{', int8-aware activations' if self.act_quant else ''}")
 
 
@@ -246,7 +257,7 @@ default, so that their names keep meaning what was measured."""
 
 def conv_length(config: ModelConfig) -> int:
     """Spectral length after the conv blocks (``padding="same"`` pooling: ceil(L / m))."""
-    length = config.input_points
+    length = -(-config.input_points // config.stem_stride)
     for _ in range(config.pool_layers):
         length = -(-length // config.pool_size)
     return length
@@ -274,7 +285,10 @@ def _conv_params(config: ModelConfig) -> tuple[int, int]:
             mac = length * sum(kernels) * c_in + pooled * len(kernels) * c_in * f
         else:
             w = k * c_in * f + f
-            # the strided first conv is evaluated at the pooled positions only
+            # the strided first conv is evaluated at the pooled positions only, a first conv
+            # of stem_stride s at every s-th position (and its pool follows)
+            if i == 0 and config.stem_stride > 1:
+                length = -(-length // config.stem_stride)
             pooled = (-(-length // config.pool_size) if i == 0 and config.strided_stem
                       else length)
             mac = pooled * k * c_in * f
@@ -428,6 +442,9 @@ def build_model(n_classes: int, config: ModelConfig = FLIGHT_MODEL):
         elif i == 0 and config.strided_stem:  # the conv downsamples instead of a pool
             x = conv(f, config.kernel_size, "conv1", padding="same",
                      strides=config.pool_size)(x)
+        elif i == 0 and config.stem_stride > 1:  # at every stem_stride-th point, then pooled
+            x = conv(f, config.kernel_size, "conv1", padding="same",
+                     strides=config.stem_stride)(x)
         else:
             x = conv(f, config.kernel_size, f"conv{i + 1}", padding="same")(x)
         if bn:
