@@ -230,8 +230,10 @@ def plot(res: dict, path: Path) -> None:
               default=REPO / "docs" / "benchmarks.json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=REPO / "docs" / "frontier.json", show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=REPO / "docs" / "img" / "frontier.png", show_default=True)
 def main(eval_dirs: tuple[Path, ...], recipes: str | None, flight_recipe: str,
-         bench_json: Path, out: Path) -> None:
+         bench_json: Path, out: Path, plot_path: Path) -> None:
     """Build the frontier table, its JSON and its plot."""
     from benchmarks.common import comma_list
 
@@ -246,7 +248,7 @@ def main(eval_dirs: tuple[Path, ...], recipes: str | None, flight_recipe: str,
     res = build(list(eval_dirs), bench_json, recipes=names, flight_recipe=flight_recipe,
                 labels=labels)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    plot(res, REPO / "docs" / "img" / "frontier.png")
+    plot(res, plot_path)
     click.echo(table(res))
     for name, ratio in res.get("latency_ratios_to_m6", {}).items():
         click.echo(f"int8 latency {name} / paper m=6 (same run): {ratio:.2f}x")
