@@ -89,13 +89,13 @@ ARCHS = ("flight", "flight-ep", "paper")
 def model_config(arch: str):
     """The architecture of the experiment: ``flight``, the flight model of its measurements
     (the default until 2026-12-05, :data:`~trainer.model.FLIGHT_LATE_POOL`); ``flight-ep``,
-    the network ``ramanedge train`` builds today (early pooling); ``paper``, the paper's m=6
-    network."""
-    from trainer.model import FLIGHT_LATE_POOL, ModelConfig
+    the network ``ramanedge train`` built 2026-12-05 to 12-07 (early pooling, every position);
+    ``paper``, the paper's m=6 network."""
+    from trainer.model import FLIGHT_FULL_POSITIONS, FLIGHT_LATE_POOL, ModelConfig
 
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    return {"flight": FLIGHT_LATE_POOL, "flight-ep": ModelConfig(),
+    return {"flight": FLIGHT_LATE_POOL, "flight-ep": FLIGHT_FULL_POSITIONS,
             "paper": ModelConfig(arch="paper")}[arch]
 
 

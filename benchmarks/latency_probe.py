@@ -23,6 +23,7 @@ import numpy as np
 from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import QuantParams
 from trainer.model import (
+    FLIGHT_FULL_POSITIONS,
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
     PAPER_DEFAULT,
@@ -64,8 +65,11 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight strided first conv 5, depthwise 3": replace(
         FLIGHT_LATE_POOL, early_pool=True, strided_stem=True, kernel_size=5, depthwise_kernel=3),
     # 2026-12-07: every block at half the positions, one pool fewer (same 44 feature positions)
-    "flight first conv stride 2, pool 2 x 4": replace(FLIGHT_MODEL, stem_stride=2, pool_layers=4),
-    "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_MODEL, stem_stride=2),
+    # (the default since 2026-12-07 evening: FLIGHT_MODEL), against the one it replaced
+    "flight first conv stride 2, pool 2 x 4": replace(FLIGHT_FULL_POSITIONS, stem_stride=2,
+                                                      pool_layers=4),
+    "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_FULL_POSITIONS, stem_stride=2),
+    "flight full positions (default 2026-12-05 to 12-07)": FLIGHT_FULL_POSITIONS,
 }
 REFERENCE = "paper-m6 (reference)"
 

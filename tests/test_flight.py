@@ -19,6 +19,8 @@ import pytest
 
 from trainer.model import (
     FEATURES_LAYER,
+    FLIGHT_FULL_POSITIONS,
+    FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
     PROBS_LAYER,
     ModelConfig,
@@ -31,6 +33,8 @@ from trainer.model import (
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = replace(FLIGHT_MODEL, filters=(8, 16, 16, 24, 32), reduce_channels=8, dense_units=32)
+# the strided-stem candidates were built on the default of their day (every position)
+SMALL_FULL = replace(SMALL, stem_stride=1, pool_layers=5)
 
 
 def _bn_extras(model) -> int:
@@ -48,8 +52,8 @@ def _bn_extras(model) -> int:
                                  replace(SMALL, branch_kernels=(3, 9), activation="prelu"),
                                  replace(SMALL, early_pool=False),
                                  replace(SMALL, early_pool=True, pool_layers=3),
-                                 replace(SMALL, strided_stem=True, depthwise_kernel=3),
-                                 replace(SMALL, strided_stem=True, early_pool=False,
+                                 replace(SMALL_FULL, strided_stem=True, depthwise_kernel=3),
+                                 replace(SMALL_FULL, strided_stem=True, early_pool=False,
                                          attention="se"),
                                  replace(SMALL, stem_stride=2, pool_layers=3)])
 def test_flight_builds_with_counted_weights(cfg: ModelConfig) -> None:
@@ -88,10 +92,10 @@ def test_flight_config_defaults_round_trip_and_legacy_runs() -> None:
     assert old.arch == "paper" and old == ModelConfig(arch="paper")
     assert "flight CNN" in FLIGHT_MODEL.describe() and "m=6" in old.describe()
     # a flight config.json written before early pooling existed is the late-pool model
-    before = {k: v for k, v in FLIGHT_MODEL.to_dict().items()
+    before = {k: v for k, v in FLIGHT_FULL_POSITIONS.to_dict().items()
               if k not in ("early_pool", "attention", "branch_kernels", "strided_stem",
-                           "depthwise_kernel")}
-    assert ModelConfig.from_dict(before) == replace(FLIGHT_MODEL, early_pool=False)
+                           "depthwise_kernel", "stem_stride")}
+    assert ModelConfig.from_dict(before) == FLIGHT_LATE_POOL
     # ... and one written before the stem and depthwise options: pooled stem, one kernel
     # for every conv, as the recipe of that name builds it today
     from benchmarks.flight_eval import RECIPES
@@ -120,10 +124,11 @@ def test_flight_screen_options_are_validated_and_round_trip() -> None:
         ModelConfig(act_quant=True, attention="se")
     assert not ModelConfig(separable=False, early_pool=True).early_pool  # nothing to pool
     assert not ModelConfig(arch="paper", early_pool=True).early_pool
-    early = FLIGHT_MODEL  # the default since 2026-12-05
+    early = FLIGHT_FULL_POSITIONS  # the default 2026-12-05 to 12-07 (still early pooling)
     assert ModelConfig.from_dict(early.to_dict()) == early and "pool before 1x1" in early.describe()
+    assert FLIGHT_MODEL.early_pool
     # same weights; the 1x1 convs (most of the MACs) run at the pooled positions
-    late = replace(FLIGHT_MODEL, early_pool=False)
+    late = replace(early, early_pool=False)
     assert count_params(early, 97) == count_params(late, 97)
     assert count_macs(early, 97) < 0.65 * count_macs(late, 97)
     # the branches add their depthwise weights and widen the 1x1 conv's input
@@ -136,7 +141,7 @@ def test_strided_stem_and_depthwise_kernel() -> None:
     the pooled one at a pool_size-th of its MACs; the depthwise kernel is its own knob."""
     import keras
 
-    fast = replace(FLIGHT_MODEL, strided_stem=True, depthwise_kernel=3)
+    fast = replace(FLIGHT_FULL_POSITIONS, strided_stem=True, depthwise_kernel=3)
     assert ModelConfig.from_dict(fast.to_dict()) == fast
     assert "strided first conv" in fast.describe() and "depthwise 3" in fast.describe()
     # the depthwise kernel follows kernel_size unless set apart; one spelling per model
@@ -162,33 +167,37 @@ def test_strided_stem_and_depthwise_kernel() -> None:
     assert "pool1" not in [layer.name for layer in model.layers]
     dws = [la for la in model.layers if isinstance(la, keras.layers.DepthwiseConv1D)]
     assert len(dws) == 4 and {la.kernel_size for la in dws} == {(3,)}
-    assert conv_length(fast) == conv_length(FLIGHT_MODEL)
-    assert count_params(fast, 9) == count_params(FLIGHT_MODEL, 9) - sum(
-        (7 - 3) * c for c in FLIGHT_MODEL.filters[:-1])
+    full = FLIGHT_FULL_POSITIONS
+    assert conv_length(fast) == conv_length(full)
+    assert count_params(fast, 9) == count_params(full, 9) - sum(
+        (7 - 3) * c for c in full.filters[:-1])
     # the stem's MACs halve (1392 -> 696 positions), the depthwise ones shrink 7 -> 3 taps
-    stem = 1392 * 7 * FLIGHT_MODEL.filters[0]
-    dw = sum(n * (7 - 3) * c
-             for n, c in zip((696, 348, 174, 87), FLIGHT_MODEL.filters[:-1], strict=True))
-    assert count_macs(fast, 9) == count_macs(FLIGHT_MODEL, 9) - stem // 2 - dw
+    stem = 1392 * 7 * full.filters[0]
+    dw = sum(n * (7 - 3) * c for n, c in zip((696, 348, 174, 87), full.filters[:-1], strict=True))
+    assert count_macs(fast, 9) == count_macs(full, 9) - stem // 2 - dw
 
 
 def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     """A first conv of stride s runs every block at 1 / s of the positions; with one pool
-    fewer the features keep the default's 44 positions and weights."""
-    half = replace(FLIGHT_MODEL, stem_stride=2, pool_layers=4)
+    fewer the features keep the former default's 44 positions and weights. It is the
+    default since 2026-12-07; a config.json written before it has stride 1."""
+    half, full = FLIGHT_MODEL, FLIGHT_FULL_POSITIONS
+    assert half == ModelConfig() == replace(full, stem_stride=2, pool_layers=4)
     assert ModelConfig.from_dict(half.to_dict()) == half and "stride 2" in half.describe()
-    assert "stride" not in FLIGHT_MODEL.describe()
-    legacy = {k: v for k, v in FLIGHT_MODEL.to_dict().items() if k != "stem_stride"}
-    assert ModelConfig.from_dict(legacy) == FLIGHT_MODEL  # config.json written before it
-    assert conv_length(half) == conv_length(FLIGHT_MODEL) == 44
-    assert count_params(half, 97) == count_params(FLIGHT_MODEL, 97)
+    assert "stride" not in full.describe() and full.stem_stride == 1 and full.pool_layers == 5
+    legacy = {k: v for k, v in full.to_dict().items() if k != "stem_stride"}
+    assert ModelConfig.from_dict(legacy) == full  # config.json written before it
+    assert ModelConfig(arch="paper").stem_stride == 1
+    assert ModelConfig(strided_stem=True).stem_stride == 1  # the one way it strides
+    assert conv_length(half) == conv_length(full) == 44
+    assert count_params(half, 97) == count_params(full, 97)
     # every conv before the last block's at half the positions
-    assert count_macs(half, 97) < 0.7 * count_macs(FLIGHT_MODEL, 97)
+    assert count_macs(half, 97) < 0.7 * count_macs(full, 97)
     model = build_model(9, half)
     assert model.get_layer("conv1").strides == (2,)
     assert model.get_layer("conv1").output.shape[1] == 696
     assert model.get_layer("pool1").output.shape[1] == 348
-    assert model.get_layer("flatten").output.shape[-1] == flatten_size(FLIGHT_MODEL)
+    assert model.get_layer("flatten").output.shape[-1] == flatten_size(full)
     with pytest.raises(ValueError, match="stem_stride must be in 1..8"):
         ModelConfig(stem_stride=0)
     with pytest.raises(ValueError, match="one way to stride"):
@@ -203,7 +212,7 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
                                  replace(SMALL, attention="se", branch_kernels=(3, 9),
                                          early_pool=False),
                                  replace(SMALL, early_pool=False),
-                                 replace(SMALL, strided_stem=True, depthwise_kernel=3),
+                                 replace(SMALL_FULL, strided_stem=True, depthwise_kernel=3),
                                  replace(SMALL, stem_stride=2)])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:

@@ -86,6 +86,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--batch-norm/--no-batch-norm", default=None, help="flight: BatchNorm after convs.")
 @click.option("--early-pool/--no-early-pool", default=None,
               help="flight: separable blocks pool before their 1x1 conv (fewer MACs).")
+@click.option("--stem-stride", type=int, default=None,
+              help="flight: the first conv at every s-th point (every block at 1/s of the "
+                   "positions; default 2 with -n 4).")
 @click.option("--teacher", "teachers", multiple=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Run folder of a teacher trained on the same split (repeatable: the mean of "
@@ -182,7 +185,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "name, from the mean of their scores (chosen on validation with "
                    "--library-labels 0.6 --relabel 1.0; other settings not measured).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
-          arch, filters, reduce_channels, separable, batch_norm, early_pool, teachers,
+          arch, filters, reduce_channels, separable, batch_norm, early_pool, stem_stride,
+          teachers,
           n_teachers, distill, distill_views,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
@@ -207,7 +211,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       activation=activation, kernel_size=kernel_size,
                                       dense_units=dense_units, dropout=dropout, filters=filt,
                                       reduce_channels=reduce_channels, separable=separable,
-                                      batch_norm=batch_norm, early_pool=early_pool).items()
+                                      batch_norm=batch_norm, early_pool=early_pool,
+                                      stem_stride=stem_stride).items()
                 if v is not None}
     train_kw = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, monitor=monitor,

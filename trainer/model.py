@@ -21,7 +21,7 @@ output the onboard head retrainer and the unknown rule use) and the softmax laye
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ramanedge.grid import GRID_POINTS
 
@@ -44,13 +44,15 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "paper": dict(pool_size=6, pool_layers=3, activation="leaky_relu", filters=(16, 32, 64),
                   kernel_size=11, dense_units=2048, dropout=0.5, reduce_channels=0,
                   separable=False, batch_norm=False, input_floor=None, act_quant=False,
-                  attention="none", branch_kernels=(), early_pool=False, strided_stem=False),
-    # The flight default (docs/parts/flight.md).
-    "flight": dict(pool_size=2, pool_layers=5, activation="relu6",
+                  attention="none", branch_kernels=(), early_pool=False, strided_stem=False,
+                  stem_stride=1),
+    # The flight default (docs/parts/flight.md); since 2026-12-07 its first conv strides 2
+    # and it pools 4 times (every block at half the positions, the same 44 feature positions)
+    "flight": dict(pool_size=2, pool_layers=4, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
                    act_quant=False, attention="none", branch_kernels=(), early_pool=True,
-                   strided_stem=False),
+                   strided_stem=False, stem_stride=2),
 }
 
 
@@ -89,7 +91,9 @@ class ModelConfig:
     (``docs/op_profile-kernels.json``). ``stem_stride`` (flight, without ``strided_stem``):
     the first conv is evaluated at every ``stem_stride``-th input point and then pooled as
     usual, so every block after it runs at ``1 / stem_stride`` of the positions (``1`` =
-    every point); with one pool layer fewer the features keep the default's positions.
+    every point). The flight default since 2026-12-07: stride 2 with pool 2 x 4, the
+    positions of the former default (stride 1, pool 2 x 5) at half the cost
+    (``docs/parts/flight.md``, "Half the positions").
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -112,12 +116,15 @@ class ModelConfig:
     early_pool: bool | None = None
     strided_stem: bool | None = None
     depthwise_kernel: int | None = None
-    stem_stride: int = 1
+    stem_stride: int | None = None
     input_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.stem_stride is None and self.strided_stem:
+            # a strided_stem model asked for without a stride: the one way it strides
+            object.__setattr__(self, "stem_stride", 1)
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
@@ -210,13 +217,14 @@ class ModelConfig:
         """Inverse of :meth:`to_dict`; a dict without ``arch`` (runs written before the flight
         family existed) is the paper family, one without ``early_pool`` pools after the 1x1
         convs and one without ``strided_stem`` pools its first conv (both written before
-        those options; ``depthwise_kernel`` absent = ``kernel_size``, as before it). Unknown
-        keys are rejected by the constructor."""
+        those options; ``depthwise_kernel`` absent = ``kernel_size``, as before it; ``stem_stride``
+        absent = 1, written before 2026-12-07). Unknown keys are rejected by the constructor."""
         d = dict(d)
         d.setdefault("arch", "paper")
         # written before early pooling existed (2026-12-04): every 1x1 conv at full positions
         d.setdefault("early_pool", False)
         d.setdefault("strided_stem", False)  # written before 2026-12-05
+        d.setdefault("stem_stride", 1)  # written before 2026-12-07
         for key in ("filters", "branch_kernels"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
@@ -249,10 +257,13 @@ PAPER_DEFAULT = ModelConfig(arch="paper")
 """The paper family at the former project default (m = 6, kernel 11, LeakyReLU)."""
 FLIGHT_MODEL = ModelConfig()
 """The flight default (what ``ramanedge train`` builds and ``make demo`` ships)."""
-FLIGHT_LATE_POOL = ModelConfig(early_pool=False)
+FLIGHT_LATE_POOL = ModelConfig(early_pool=False, stem_stride=1, pool_layers=5)
 """The flight default until 2026-12-05: every 1x1 conv at its block's full positions (4.97 M
 MACs). The base of the recipes and screens measured before ``early_pool`` became the
 default, so that their names keep meaning what was measured."""
+FLIGHT_FULL_POSITIONS = replace(FLIGHT_LATE_POOL, early_pool=True)
+"""The flight default from 2026-12-05 until 2026-12-07 (recipe ``flight-early-pool``): its
+first conv at every point and pool 2 x 5 (2.97 M MACs)."""
 
 
 def conv_length(config: ModelConfig) -> int:
