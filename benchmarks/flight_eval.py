@@ -143,7 +143,7 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # and learning rates it chose on validation (REFIT_OF)
     "flight-early-pool-refit": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
     # issue 11's latency (2026-12-07): the first conv at every second point and one pool
-    # fewer, so every block runs at half the default's positions and the features keep its
+    # fewer, so every conv up to block 5's depthwise runs at half the default's positions and the features keep its
     # 44 (the same weights, 1.94 M MACs); same recipe as the default
     "flight-stem2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                      TrainConfig()),
@@ -295,6 +295,7 @@ def recipe_backbone(recipe: str, kind: str, seed: int, backbones: Path) -> Path 
     if not (folder / "pretrain.json").is_file():
         raise click.ClickException(f"{folder} is not a pretraining (no pretrain.json); run "
                                    f"ramanedge pretrain --objective {obj} --epochs 15 "
+                                   f"--stem-stride {_EARLY.stem_stride} "
                                    f"--split-seed {seed} --out {folder}")
     return folder
 

@@ -35,7 +35,7 @@ FLIGHT_AUG = AugmentConfig(shift_cm=30, background=0.5, noise_std=0.01, baseline
 _F = ModelConfig(arch="flight", pool_size=2, pool_layers=5, activation="relu",
                  filters=(16, 32, 48, 64, 96), kernel_size=7, dense_units=128, dropout=0.3,
                  reduce_channels=16, separable=True, batch_norm=True, input_floor=None,
-                 early_pool=False)
+                 early_pool=False, stem_stride=1)
 _T = PAPER_FAMILY_TRAIN  # shift 12 + backgrounds, no teachers: the levers are switched on below
 #: name -> (model config, train config). The ablation rows switch one lever off each.
 CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {

@@ -188,7 +188,11 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     legacy = {k: v for k, v in full.to_dict().items() if k != "stem_stride"}
     assert ModelConfig.from_dict(legacy) == full  # config.json written before it
     assert ModelConfig(arch="paper").stem_stride == 1
-    assert ModelConfig(strided_stem=True).stem_stride == 1  # the one way it strides
+    # a stride given without a pool count keeps the 44 feature positions
+    assert ModelConfig(strided_stem=True) == replace(full, early_pool=True, strided_stem=True)
+    assert ModelConfig(stem_stride=1) == full and ModelConfig(stem_stride=2) == half
+    # a config.json before the stride and early pooling
+    assert ModelConfig.from_dict({"arch": "flight"}) == FLIGHT_LATE_POOL
     assert conv_length(half) == conv_length(full) == 44
     assert count_params(half, 97) == count_params(full, 97)
     # every conv before the last block's at half the positions
@@ -200,10 +204,35 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     assert model.get_layer("flatten").output.shape[-1] == flatten_size(full)
     with pytest.raises(ValueError, match="stem_stride must be in 1..8"):
         ModelConfig(stem_stride=0)
-    with pytest.raises(ValueError, match="one way to stride"):
+    with pytest.raises(ValueError, match="use stem_stride=1 with those"):
         ModelConfig(stem_stride=2, strided_stem=True)
-    with pytest.raises(ValueError, match="one way to stride"):
+    with pytest.raises(ValueError, match="needs arch 'flight'"):
         ModelConfig(arch="paper", stem_stride=2)
+    # nothing to stride without a pool: strided_stem is vacuous, the stride stays
+    assert ModelConfig(strided_stem=True, stem_stride=2, pool_layers=0).stem_stride == 2
+
+
+def test_train_cli_stem_stride_keeps_the_feature_positions(tmp_path: Path, monkeypatch) -> None:
+    """``ramanedge train --stem-stride 1`` is the model before 2026-12-07 (5 pools); with
+    ``-n`` the pool count is the user's."""
+    from click.testing import CliRunner
+
+    import trainer.run
+    from trainer.cli import train
+
+    seen = []
+    monkeypatch.setattr(trainer.run, "train_run",
+                        lambda out, data, mc, tc, **kw: seen.append(mc) or out)
+    base = ["--data", str(tmp_path), "--quiet"]
+    for extra in (["--stem-stride", "1"], ["--stem-stride", "1", "-n", "4"], []):
+        res = CliRunner().invoke(train, [*base, "--out", str(tmp_path / f"r{len(seen)}"),
+                                         *extra])
+        assert res.exit_code == 0, res.output
+    assert seen == [FLIGHT_FULL_POSITIONS, replace(FLIGHT_FULL_POSITIONS, pool_layers=4),
+                    FLIGHT_MODEL]
+    res = CliRunner().invoke(train, [*base, "--out", str(tmp_path / "bad"), "--stem-stride", "0"])
+    # the ramanedge entry point prints such an OptionError as one line, exit 2
+    assert res.exit_code != 0 and "stem_stride must be in 1..8" in str(res.exception)
 
 
 @pytest.mark.parametrize("cfg", [SMALL,
@@ -213,7 +242,7 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
                                          early_pool=False),
                                  replace(SMALL, early_pool=False),
                                  replace(SMALL_FULL, strided_stem=True, depthwise_kernel=3),
-                                 replace(SMALL, stem_stride=2)])
+                                 SMALL_FULL])
 def test_flight_int8_maps_every_op_to_the_edgetpu(tmp_path: Path, synthetic_data,
                                                   cfg: ModelConfig) -> None:
     import keras

@@ -69,6 +69,15 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     for seed in (1, 2):
         mc, tc = RECIPES[f"flight-early-pool-s{seed}"]
         assert mc == RECIPES["flight-early-pool"][0] and tc == replace(TrainConfig(), seed=seed)
+    # every model measured before the stride-2 first conv (2026-12-07) keeps its first conv
+    # at every point: the search's candidates and every recipe but the default's
+    from trainer.model import FLIGHT_FULL_POSITIONS, FLIGHT_MODEL
+
+    assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
+    strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
+    assert strided == {"flight", "flight-ptq", "flight-stem2"}
+    assert RECIPES["flight-stem2"][0] == FLIGHT_MODEL
+    assert RECIPES["flight-early-pool"][0] == FLIGHT_FULL_POSITIONS
 
 
 def test_seed_lists_and_a_missing_evaluation_end_with_one_line(tmp_path) -> None:

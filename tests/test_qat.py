@@ -72,7 +72,7 @@ def _float_model_with_batch_statistics(n_classes: int, cfg: ModelConfig, seed: i
 
 @pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False),
                                  replace(SMALL_FULL, strided_stem=True, depthwise_kernel=3),
-                                 replace(SMALL, stem_stride=2)])
+                                 SMALL_FULL])
 def test_folding_keeps_the_float_network(synthetic_data, cfg) -> None:
     """BatchNorm folded into the convs and the separable convs split: with the roundings
     stripped, the folded twin computes what the trained float model computes."""
@@ -122,7 +122,7 @@ def _features_error(model, art: Path, X: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL, early_pool=False),
+@pytest.mark.parametrize("cfg", [SMALL, replace(SMALL_FULL, early_pool=False),
                                  replace(SMALL_FULL, strided_stem=True, depthwise_kernel=3)])
 def test_int8_aware_keras_computes_what_tflite_computes(tmp_path: Path, synthetic_data,
                                                         cfg) -> None:

@@ -87,8 +87,9 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--early-pool/--no-early-pool", default=None,
               help="flight: separable blocks pool before their 1x1 conv (fewer MACs).")
 @click.option("--stem-stride", type=int, default=None,
-              help="flight: the first conv at every s-th point (every block at 1/s of the "
-                   "positions; default 2 with -n 4).")
+              help="flight: the first conv at every s-th point (the blocks after it at 1/s "
+                   "of the positions); default 2. Without -n: 5 pools at 1 (the model "
+                   "before 2026-12-07), 4 otherwise.")
 @click.option("--teacher", "teachers", multiple=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Run folder of a teacher trained on the same split (repeatable: the mean of "
@@ -240,7 +241,10 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
             base = PAPER_DEFAULT
         else:
             base = ModelConfig(arch=arch or "flight")
-        mc = ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base
+        given = base.to_dict()
+        if "stem_stride" in model_kw and "pool_layers" not in model_kw:
+            given["pool_layers"] = None  # resolved from the stride (ModelConfig)
+        mc = ModelConfig.from_dict({**given, **model_kw}) if model_kw else base
         tc = replace(RECIPES[recipe], **train_kw)
         for flag, on in open_set_flags:
             if on and not tc.outlier_exposure > 0:
@@ -389,6 +393,9 @@ def baselines(data_root, dataset, min_spectra, split_kind, split_file, split_see
 @click.option("--epochs", type=int, default=None, help="Passes over the corpus.")
 @click.option("--arch", type=click.Choice(ARCHS), default="flight", show_default=True,
               help="Architecture whose backbone is pretrained (its default configuration).")
+@click.option("--stem-stride", type=int, default=None,
+              help="flight: the first conv's stride (default 2; 1 = the architecture "
+                   "before 2026-12-07, with its 5 pools).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy; multiworker reads TF_CONFIG on every worker.")
@@ -399,7 +406,7 @@ def baselines(data_root, dataset, min_spectra, split_kind, split_file, split_see
               help="Folder for backbone.npz and pretrain.json.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder at --out.")
 def pretrain(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
-             config_file, objective, epochs, arch, strategy, all_minerals, out,
+             config_file, objective, epochs, arch, stem_stride, strategy, all_minerals, out,
              overwrite) -> None:
     """Self-supervised pretraining on every RRUFF spectrum except the split's val/test
     specimens; `ramanedge train --backbone OUT` fine-tunes from it."""
@@ -420,7 +427,11 @@ def pretrain(data_root, dataset, min_spectra, split_kind, split_file, split_seed
     from trainer.run import check_output_folder
 
     check_output_folder(Path(out), overwrite)
-    pretrain_run(out, data.root, ModelConfig(arch=arch), cfg, split_seed=split_seed,
+    try:
+        model_config = ModelConfig(arch=arch, stem_stride=stem_stride)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    pretrain_run(out, data.root, model_config, cfg, split_seed=split_seed,
                  split_kind=split_kind, strategy=strategy, dataset=dataset,
                  min_spectra=min_spectra, cache_dir=data.cache_dir,
                  keep_unknown_evaluation=all_minerals, log=_echo)

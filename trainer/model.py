@@ -47,7 +47,8 @@ ARCH_DEFAULTS: dict[str, dict] = {
                   attention="none", branch_kernels=(), early_pool=False, strided_stem=False,
                   stem_stride=1),
     # The flight default (docs/parts/flight.md); since 2026-12-07 its first conv strides 2
-    # and it pools 4 times (every block at half the positions, the same 44 feature positions)
+    # and it pools 4 times (every conv up to block 5's depthwise at half the positions, the
+    # same 44 feature positions)
     "flight": dict(pool_size=2, pool_layers=4, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
@@ -90,10 +91,12 @@ class ModelConfig:
     3-tap depthwise convs about twice as fast as 5- or 7-tap ones
     (``docs/op_profile-kernels.json``). ``stem_stride`` (flight, without ``strided_stem``):
     the first conv is evaluated at every ``stem_stride``-th input point and then pooled as
-    usual, so every block after it runs at ``1 / stem_stride`` of the positions (``1`` =
-    every point). The flight default since 2026-12-07: stride 2 with pool 2 x 4, the
-    positions of the former default (stride 1, pool 2 x 5) at half the cost
-    (``docs/parts/flight.md``, "Half the positions").
+    usual, so every conv after it up to the last block's depthwise one runs at ``1 /
+    stem_stride`` of the positions (``1`` = every point). The flight default since
+    2026-12-07: stride 2 with pool 2 x 4, the 44 feature positions of the former default
+    (stride 1, pool 2 x 5) at 65 % of its MACs (``docs/parts/flight.md``, "Half the
+    positions"). A flight stride given without ``pool_layers`` takes 5 pools at stride 1
+    and 4 otherwise.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -125,6 +128,10 @@ class ModelConfig:
         if self.stem_stride is None and self.strided_stem:
             # a strided_stem model asked for without a stride: the one way it strides
             object.__setattr__(self, "stem_stride", 1)
+        if self.arch == "flight" and self.pool_layers is None and self.stem_stride is not None:
+            # a flight stride given without a pool count keeps the 44 feature positions of
+            # pool 2: 5 pools at stride 1 (the model before 2026-12-07), 4 at stride 2
+            object.__setattr__(self, "pool_layers", 5 if int(self.stem_stride) == 1 else 4)
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
@@ -153,9 +160,6 @@ class ModelConfig:
         object.__setattr__(self, "stem_stride", int(self.stem_stride))
         if not 1 <= self.stem_stride <= 8:
             raise ValueError(f"stem_stride must be in 1..8, got {self.stem_stride}")
-        if self.stem_stride > 1 and (self.arch == "paper" or self.strided_stem):
-            raise ValueError("stem_stride belongs to the flight architecture without "
-                             "strided_stem (one way to stride the first conv)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.kernel_size < 1 or self.dense_units < 1:
@@ -192,6 +196,10 @@ class ModelConfig:
         # a strided first conv replaces the first block's pool: without one it is vacuous
         object.__setattr__(self, "strided_stem",
                            bool(self.strided_stem) and self.pool_layers > 0)
+        if self.stem_stride > 1 and (self.arch == "paper" or self.strided_stem):
+            raise ValueError(f"stem_stride {self.stem_stride} needs arch 'flight' without "
+                             f"strided_stem (got arch {self.arch!r}, strided_stem "
+                             f"{self.strided_stem}); use stem_stride=1 with those")
         if self.act_quant and (self.attention != "none" or self.branch_kernels):
             raise ValueError("act_quant has no int8-aware form of attention or branch_kernels; "
                              "train those with qat_epochs 0")

@@ -943,7 +943,9 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
         diff = ", ".join(f"{k} {a[k]!r} (this run: {b[k]!r})" for k in a
                          if k != "dropout" and a[k] != b[k])
         hint = (" (--no-early-pool for a backbone pretrained before early pooling)"
-                if a["early_pool"] != b["early_pool"] else "")
+                if a["early_pool"] != b["early_pool"] else
+                " (--stem-stride 1 for a backbone pretrained before 2026-12-07)"
+                if a.get("stem_stride") != b.get("stem_stride") else "")
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({diff}); train with the same one{hint}")
     from trainer.contrastive import backbone_layers
