@@ -143,8 +143,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # and learning rates it chose on validation (REFIT_OF)
     "flight-early-pool-refit": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
     # issue 11's latency (2026-12-07): the first conv at every second point and one pool
-    # fewer, so every conv up to block 5's depthwise runs at half the default's positions and the features keep its
-    # 44 (the same weights, 1.94 M MACs); same recipe as the default
+    # fewer, so every conv up to block 5's depthwise runs at half the positions of the
+    # default of that day and the features keep its 44 (the same weights, 1.94 M MACs); same
+    # recipe as the default (and the default since rule (S') adopted it: FLIGHT_MODEL)
     "flight-stem2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                      TrainConfig()),
 }
