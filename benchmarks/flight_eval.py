@@ -148,6 +148,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # recipe as the default (and the default since rule (S') adopted it: FLIGHT_MODEL)
     "flight-stem2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                      TrainConfig()),
+    # ... with training seed 1: the default's second training draw on the same splits
+    "flight-stem2-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
+                        replace(TrainConfig(), seed=1)),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits

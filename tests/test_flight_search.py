@@ -75,8 +75,9 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
 
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
-    assert strided == {"flight", "flight-ptq", "flight-stem2"}
-    assert RECIPES["flight-stem2"][0] == FLIGHT_MODEL
+    assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1"}
+    assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_MODEL
+    assert RECIPES["flight-stem2-s1"][1] == replace(TrainConfig(), seed=1)
     assert RECIPES["flight-early-pool"][0] == FLIGHT_FULL_POSITIONS
 
 
