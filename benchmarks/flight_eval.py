@@ -45,6 +45,7 @@ from benchmarks.common import comma_list, format_mean_sd_pct, one_line_errors
 from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import MODEL_FILE
 from trainer.model import (
+    FLIGHT_FULL_POSITIONS,
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
     PAPER_DEFAULT,
@@ -175,7 +176,7 @@ def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
 #: the most accurate float model of the paper family (m = 2, kernel 15; 83.5 % on grouped
 #: split 0, 23 MB as int8): a teacher, never a flight model
 PAPER_M2_K15 = replace(PAPER_DEFAULT, pool_size=2, kernel_size=15)
-_EARLY = replace(FLIGHT_LATE_POOL, early_pool=True)
+_EARLY = FLIGHT_FULL_POSITIONS
 
 #: recipe -> teacher recipes trained first, each as a run of the split
 #: (``<folder>/teacher<i>``), and distilled through ``train_run(teachers=...)`` (the mean of

@@ -65,8 +65,8 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight strided first conv 5, depthwise 3": replace(
         FLIGHT_LATE_POOL, early_pool=True, strided_stem=True, kernel_size=5, depthwise_kernel=3),
     # 2026-12-07: the convs up to block 5's depthwise at half the positions, one pool fewer
-    # (same 44 feature positions)
-    # (the default since 2026-12-07 evening: FLIGHT_MODEL), against the one it replaced
+    # (same 44 feature positions; the first is the default since that day, FLIGHT_MODEL),
+    # against the model it replaced
     "flight first conv stride 2, pool 2 x 4": replace(FLIGHT_FULL_POSITIONS, stem_stride=2,
                                                       pool_layers=4),
     "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_FULL_POSITIONS, stem_stride=2),

@@ -240,11 +240,12 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                  "--arch flight")
             base = PAPER_DEFAULT
         else:
-            base = ModelConfig(arch=arch or "flight")
-        given = base.to_dict()
-        if "stem_stride" in model_kw and "pool_layers" not in model_kw:
-            given["pool_layers"] = None  # resolved from the stride (ModelConfig)
-        mc = ModelConfig.from_dict({**given, **model_kw}) if model_kw else base
+            base = None
+        # the default architecture is built from the options, so that ModelConfig resolves
+        # what they leave open (e.g. the pool count of a --stem-stride); a paper recipe's
+        # network is its base with the options on top
+        mc = (ModelConfig(arch=arch or "flight", **model_kw) if base is None
+              else ModelConfig.from_dict({**base.to_dict(), **model_kw}) if model_kw else base)
         tc = replace(RECIPES[recipe], **train_kw)
         for flag, on in open_set_flags:
             if on and not tc.outlier_exposure > 0:
@@ -422,15 +423,12 @@ def pretrain(data_root, dataset, min_spectra, split_kind, split_file, split_seed
         kw = {k: v for k, v in dict(objective=objective, epochs=epochs).items()
               if v is not None}
         cfg = replace(cfg, **kw) if kw else cfg
+        model_config = ModelConfig(arch=arch, stem_stride=stem_stride)
     except (ValueError, TypeError) as e:
         raise OptionError(str(e)) from None
     from trainer.run import check_output_folder
 
     check_output_folder(Path(out), overwrite)
-    try:
-        model_config = ModelConfig(arch=arch, stem_stride=stem_stride)
-    except ValueError as e:
-        raise OptionError(str(e)) from None
     pretrain_run(out, data.root, model_config, cfg, split_seed=split_seed,
                  split_kind=split_kind, strategy=strategy, dataset=dataset,
                  min_spectra=min_spectra, cache_dir=data.cache_dir,
