@@ -146,12 +146,21 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # issue 11's latency (2026-12-07): the first conv at every second point and one pool
     # fewer, so every conv up to block 5's depthwise runs at half the positions of the
     # default of that day and the features keep its 44 (the same weights, 1.94 M MACs); same
-    # recipe as the default (and the default since rule (S') adopted it: FLIGHT_MODEL)
+    # recipe as the default (the default that morning, rule (S'): FLIGHT_HALF_POSITIONS)
     "flight-stem2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                      TrainConfig()),
-    # ... with training seed 1: the default's second training draw on the same splits
+    # ... with training seed 1: its second training draw on the same splits
     "flight-stem2-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                         replace(TrainConfig(), seed=1)),
+    # 2026-12-07 rule (Q): the first conv at every 4th point and 3 pools (44 feature
+    # positions, the same weights, 1.57 M MACs): every conv up to block 3's 1x1 at half the
+    # stride-2 default's positions; same recipe as the default (the default since rule (Q)
+    # adopted it: FLIGHT_MODEL)
+    "flight-stem4": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4, pool_layers=3),
+                     TrainConfig()),
+    # ... with training seed 1: its second training draw on the same splits
+    "flight-stem4-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4,
+                                pool_layers=3), replace(TrainConfig(), seed=1)),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits

@@ -71,12 +71,17 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
         assert mc == RECIPES["flight-early-pool"][0] and tc == replace(TrainConfig(), seed=seed)
     # every model measured before the stride-2 first conv (2026-12-07) keeps its first conv
     # at every point: the search's candidates and every recipe but the default's
-    from trainer.model import FLIGHT_FULL_POSITIONS, FLIGHT_MODEL
+    from trainer.model import FLIGHT_FULL_POSITIONS, FLIGHT_HALF_POSITIONS, FLIGHT_MODEL
 
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
-    assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1"}
-    assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_MODEL
+    assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
+                       "flight-stem4-s1"}
+    assert RECIPES["flight-stem4"][0].stem_stride == 4
+    assert RECIPES["flight-stem2"][0].stem_stride == 2
+    assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_HALF_POSITIONS
+    assert RECIPES["flight-stem4"][0] == RECIPES["flight-stem4-s1"][0] == FLIGHT_MODEL
+    assert RECIPES["flight-stem4-s1"][1] == replace(TrainConfig(), seed=1)
     assert RECIPES["flight-stem2-s1"][1] == replace(TrainConfig(), seed=1)
     assert RECIPES["flight-early-pool"][0] == FLIGHT_FULL_POSITIONS
 
@@ -172,3 +177,17 @@ def test_teacher_runs_are_the_teachers_a_run_trains_inside(monkeypatch) -> None:
     runs = TEACHER_RUNS["flight-kd-m2"]
     assert runs[:3] == want and runs[3][0] == PAPER_M2_K15 and len(runs) == 4
     assert RECIPES["flight-kd-m2"][0] == mc and RECIPES["flight-kd-m2"][1].teachers == 0
+
+
+def test_latency_probe_times_each_model_once() -> None:
+    """A model listed under two names (the default, and the name it was measured by before
+    it became the default) is timed once, under its first name."""
+    from benchmarks.latency_probe import CANDIDATES, REFERENCE, distinct
+
+    names = distinct(list(CANDIDATES))
+    configs = [CANDIDATES[n] for n in names]
+    assert len(set(configs)) == len(configs) == len(set(CANDIDATES.values()))
+    assert names[0] == REFERENCE and "flight (default)" in names
+    assert "flight first conv stride 4, pool 2 x 3" not in names  # the default since 2026-12-07
+    assert distinct(["flight first conv stride 4, pool 2 x 3"]) == [
+        "flight first conv stride 4, pool 2 x 3"]

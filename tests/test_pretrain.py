@@ -13,7 +13,7 @@ import pytest
 from ramanedge.corpus import Corpus, build_corpus
 from ramanedge.grid import GRID
 from tests.test_dataset import _rruff_text
-from trainer.model import ModelConfig
+from trainer.model import FLIGHT_HALF_POSITIONS, ModelConfig
 from trainer.train import PseudoLabelConfig, TrainConfig
 
 TINY = ModelConfig(arch="paper", pool_size=16, dense_units=16)
@@ -309,6 +309,12 @@ def test_backbone_run_refuses_a_corpus_that_held_its_test_specimens(tmp_path,
     with pytest.raises(SSLOptionError, match="another architecture") as err:
         check_backbone(good, ModelConfig())
     assert "filters" in str(err.value) and "(this run: [24, 48, 64, 96, 128])" in str(err.value)
+    # a flight backbone of another stride: the refusal names the stride to train with
+    half = save_backbone(tmp_path / "half", weights, meta={
+        **meta, "model": FLIGHT_HALF_POSITIONS.to_dict()})
+    with pytest.raises(SSLOptionError, match="another architecture") as err:
+        check_backbone(half, ModelConfig())
+    assert "(--stem-stride 2, the stride it was pretrained with)" in str(err.value)
 
 
 def test_cli_pretrain_and_backbone_errors_are_one_line(tmp_path, capsys,

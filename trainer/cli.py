@@ -88,8 +88,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
               help="flight: separable blocks pool before their 1x1 conv (fewer MACs).")
 @click.option("--stem-stride", type=int, default=None,
               help="flight: the first conv at every s-th point (the blocks after it at 1/s "
-                   "of the positions); default 2. Without -n: 5 pools at 1 (the model "
-                   "before 2026-12-07), 4 otherwise.")
+                   "of the positions); default 4. Without -n the pools keep the default's 44 "
+                   "feature positions: 5 at 1 (the model before 2026-12-07), 4 at 2, 3 at 4.")
 @click.option("--teacher", "teachers", multiple=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Run folder of a teacher trained on the same split (repeatable: the mean of "
@@ -395,8 +395,8 @@ def baselines(data_root, dataset, min_spectra, split_kind, split_file, split_see
 @click.option("--arch", type=click.Choice(ARCHS), default="flight", show_default=True,
               help="Architecture whose backbone is pretrained (its default configuration).")
 @click.option("--stem-stride", type=int, default=None,
-              help="flight: the first conv's stride (default 2; 1 = the architecture "
-                   "before 2026-12-07, with its 5 pools).")
+              help="flight: the first conv's stride (default 4; 1 = the architecture "
+                   "before 2026-12-07, with its 5 pools; 2 = that morning's, 4 pools).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy; multiworker reads TF_CONFIG on every worker.")

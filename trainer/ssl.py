@@ -944,7 +944,7 @@ def check_backbone(folder: str | os.PathLike, model_config: ModelConfig
                          if k != "dropout" and a[k] != b[k])
         hint = (" (--no-early-pool for a backbone pretrained before early pooling)"
                 if a["early_pool"] != b["early_pool"] else
-                " (--stem-stride 1 for a backbone pretrained before 2026-12-07)"
+                f" (--stem-stride {a.get('stem_stride', 1)}, the stride it was pretrained with)"
                 if a.get("stem_stride") != b.get("stem_stride") else "")
         raise SSLOptionError(f"--backbone {folder} was pretrained for another architecture "
                              f"({diff}); train with the same one{hint}")
