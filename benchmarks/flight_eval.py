@@ -153,9 +153,9 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-stem2-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
                         replace(TrainConfig(), seed=1)),
     # 2026-12-07 rule (Q): the first conv at every 4th point and 3 pools (44 feature
-    # positions, the same weights, 1.57 M MACs): every conv up to block 3's 1x1 at half the
-    # stride-2 default's positions; same recipe as the default (the default since rule (Q)
-    # adopted it: FLIGHT_MODEL)
+    # positions, the same weights, 1.57 M MACs): every conv up to block 4's depthwise at
+    # half the stride-2 default's positions; same recipe as the default (the default since
+    # rule (Q) adopted it: FLIGHT_MODEL)
     "flight-stem4": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4, pool_layers=3),
                      TrainConfig()),
     # ... with training seed 1: its second training draw on the same splits

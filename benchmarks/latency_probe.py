@@ -34,8 +34,9 @@ from trainer.model import (
 
 #: name -> config. ``flight (default)`` follows the default; the others trade positions or
 #: channels for time, or are the 2026-12-04 screen's candidates (benchmarks.flight_search),
-#: all built on :data:`~trainer.model.FLIGHT_LATE_POOL` (the default they were measured
-#: against) so that a later default does not change what they measured.
+#: all built on a pinned model (:data:`~trainer.model.FLIGHT_LATE_POOL` or
+#: :data:`~trainer.model.FLIGHT_FULL_POSITIONS`, the default they were measured against) so
+#: that a later default does not change what they measured.
 CANDIDATES: dict[str, ModelConfig] = {
     "paper-m6 (reference)": PAPER_DEFAULT,
     "flight (default)": FLIGHT_MODEL,
@@ -72,9 +73,9 @@ CANDIDATES: dict[str, ModelConfig] = {
     "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_FULL_POSITIONS, stem_stride=2),
     "flight full positions (default 2026-12-05 to 12-07)": FLIGHT_FULL_POSITIONS,
     # 2026-12-07 (second session): the first conv at every 4th point and one pool fewer again
-    # (still 44 feature positions and the same weights): every conv up to block 3's 1x1 at a
-    # quarter of FLIGHT_FULL_POSITIONS' positions (the default since that day, FLIGHT_MODEL:
-    # timed as "flight (default)")
+    # (still 44 feature positions and the same weights): every conv up to block 4's
+    # depthwise at a quarter of FLIGHT_FULL_POSITIONS' positions (the default since that
+    # day, FLIGHT_MODEL: timed as "flight (default)")
     "flight first conv stride 4, pool 2 x 3": replace(FLIGHT_FULL_POSITIONS, stem_stride=4,
                                                       pool_layers=3),
 }
@@ -144,7 +145,12 @@ def main(data_root: Path, rounds: int, names: tuple[str, ...], out: Path | None)
     from ramanedge.machine import cpu_model
 
     calib, X, k = probe_data(data_root)
-    chosen = distinct([n for n in CANDIDATES if not names or n in names or n == REFERENCE])
+    asked = [n for n in CANDIDATES if not names or n in names or n == REFERENCE]
+    chosen = distinct(asked)
+    for name in asked:
+        if name not in chosen:
+            same = next(n for n in chosen if CANDIDATES[n] == CANDIDATES[name])
+            click.echo(f"{name}: the same model as {same}, timed once under that name", err=True)
     methods, meta = {}, {}
     for name in chosen:
         cfg = CANDIDATES[name]

@@ -47,7 +47,7 @@ def _bn_extras(model) -> int:
 
 @pytest.mark.parametrize("cfg", [FLIGHT_MODEL, SMALL,
                                  replace(SMALL, separable=False, batch_norm=False),
-                                 replace(SMALL, activation="prelu", pool_layers=3),
+                                 replace(SMALL, activation="prelu", pool_layers=2),
                                  replace(SMALL, reduce_channels=0),
                                  replace(SMALL, attention="se"),
                                  replace(SMALL, attention="se", activation="prelu"),
@@ -198,6 +198,13 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     assert ModelConfig(strided_stem=True) == replace(full, early_pool=True, strided_stem=True)
     assert ModelConfig(stem_stride=1) == full and ModelConfig(stem_stride=2) == half
     assert ModelConfig(stem_stride=4) == quarter
+    # writing the default stride out changes nothing: the pools follow stride and pool size
+    for kw in (dict(pool_size=3), dict(pool_size=4), dict(filters=(8, 16))):
+        assert ModelConfig(**kw) == ModelConfig(**kw, stem_stride=4)
+    assert ModelConfig(pool_size=3).pool_layers == 2  # 1392 / 4 / 9 -> 39 positions
+    assert conv_length(ModelConfig(filters=(8, 16))) == 87  # two blocks, two pools
+    with pytest.raises(ValueError, match="pool_size must be in 1..64"):
+        ModelConfig(pool_size=0, stem_stride=2)
     assert [pools_for_stride(s, 2) for s in (1, 2, 4, 8)] == [5, 4, 3, 2]
     # strides that no pool count brings to 44: the nearest (58 = 1392 / 3 / 8 rounded up)
     assert [conv_length(ModelConfig(stem_stride=s)) for s in range(1, 9)] == [
@@ -243,7 +250,6 @@ def test_train_cli_stem_stride_keeps_the_feature_positions(tmp_path: Path, monke
         assert res.exit_code == 0, res.output
     assert seen == [FLIGHT_FULL_POSITIONS, replace(FLIGHT_FULL_POSITIONS, pool_layers=4),
                     FLIGHT_MODEL]
-    assert FLIGHT_MODEL.stem_stride == 4 and FLIGHT_MODEL.pool_layers == 3
     res = CliRunner().invoke(train, [*base, "--out", str(tmp_path / "bad"), "--stem-stride", "0"])
     # the ramanedge entry point prints such an OptionError as one line, exit 2
     assert res.exit_code != 0 and "stem_stride must be in 1..8" in str(res.exception)

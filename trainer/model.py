@@ -47,15 +47,33 @@ ARCH_DEFAULTS: dict[str, dict] = {
                   attention="none", branch_kernels=(), early_pool=False, strided_stem=False,
                   stem_stride=1),
     # The flight default (docs/parts/flight.md); since 2026-12-07 its first conv strides 4
-    # and it pools 3 times (every conv up to block 3's 1x1 at a quarter of the positions of
-    # the 2026-12-05 default, the same 44 feature positions; stride 2, pool 2 x 4 that
-    # morning)
+    # and it pools 3 times (every conv up to block 4's depthwise at a quarter of the
+    # positions of the 2026-12-05 default, the same 44 feature positions; stride 2, pool
+    # 2 x 4 that morning). pool_layers: what pools_for_stride gives for the stride and pool
+    # size (a flight model without a pool count resolves it so)
     "flight": dict(pool_size=2, pool_layers=3, activation="relu6",
                    filters=(24, 48, 64, 96, 128), kernel_size=7, dense_units=192, dropout=0.3,
                    reduce_channels=24, separable=True, batch_norm=True, input_floor=-0.05,
                    act_quant=False, attention="none", branch_kernels=(), early_pool=True,
                    strided_stem=False, stem_stride=4),
 }
+
+
+def pools_for_stride(stride: int, pool_size: int, input_points: int = GRID_POINTS,
+                     blocks: int = 5) -> int:
+    """The number of pools (at most ``blocks``) that leaves a first conv of ``stride`` with
+    the feature positions nearest to the flight default's (``input_points`` / 32, rounded
+    up: 44 on the model grid; the one with more positions on a tie): 5 at stride 1, 4 at 2,
+    3 at 4 with pool 2."""
+    target = -(-input_points // 32)
+
+    def positions(n: int) -> int:
+        length = -(-input_points // stride)
+        for _ in range(n):
+            length = -(-length // pool_size)
+        return length
+
+    return min(range(blocks + 1), key=lambda n: (abs(positions(n) - target), -positions(n)))
 
 
 @dataclass(frozen=True)
@@ -92,13 +110,14 @@ class ModelConfig:
     3-tap depthwise convs about twice as fast as 5- or 7-tap ones
     (``docs/op_profile-kernels.json``). ``stem_stride`` (flight, without ``strided_stem``):
     the first conv is evaluated at every ``stem_stride``-th input point and then pooled as
-    usual, so every conv after it up to the last block's depthwise one runs at ``1 /
-    stem_stride`` of the positions (``1`` = every point). The flight default since
+    usual, so the convs after it run at ``1 / stem_stride`` of the positions of a stride-1
+    model until its extra pools catch up (``1`` = every point). The flight default since
     2026-12-07: stride 4 with pool 2 x 3, the 44 feature positions of the 2026-12-05 default
     (stride 1, pool 2 x 5) at 53 % of its MACs (``docs/parts/flight.md``, "A quarter of the
     positions"; that morning stride 2 with pool 2 x 4, "Half the positions"). A flight
-    stride given without ``pool_layers`` keeps the default's feature positions as nearly as
-    pooling allows (:func:`pools_for_stride`: 5 pools at stride 1, 4 at 2, 3 at 4).
+    model given without ``pool_layers`` keeps the default's 44 feature positions as nearly
+    as its stride and pool size allow (:func:`pools_for_stride`: with pools of 2, 5 at
+    stride 1, 4 at 2, 3 at 4), so ``-m 3`` and ``-m 3 --stem-stride 4`` are one model.
     :data:`PAPER_MODEL` is the
     skeleton's reading of the paper (m = 8, kernel 5).
     """
@@ -130,17 +149,18 @@ class ModelConfig:
         if self.stem_stride is None and self.strided_stem:
             # a strided_stem model asked for without a stride: the one way it strides
             object.__setattr__(self, "stem_stride", 1)
-        pool = self.pool_size if self.pool_size is not None else (
-            ARCH_DEFAULTS["flight"]["pool_size"])
-        if (self.arch == "flight" and self.pool_layers is None and self.stem_stride is not None
-                and 1 <= int(self.stem_stride) <= 8 and 1 <= int(pool) <= 64):
-            # a flight stride given without a pool count keeps the default's feature
-            # positions: 5 pools at stride 1 (the model before 2026-12-07), 4 at 2, 3 at 4
+        flight = ARCH_DEFAULTS["flight"]
+        stride = self.stem_stride if self.stem_stride is not None else flight["stem_stride"]
+        pool = self.pool_size if self.pool_size is not None else flight["pool_size"]
+        if (self.arch == "flight" and self.pool_layers is None
+                and 1 <= int(stride) <= 8 and 1 <= int(pool) <= 64):
+            # a flight model without a pool count keeps the default's 44 feature positions
+            # as nearly as its stride and pool size allow: 5 pools of 2 at stride 1 (the
+            # model before 2026-12-07), 4 at 2, 3 at 4 (the default), fewer for larger pools
             # (out-of-range values are left to the checks below)
-            blocks = len(self.filters if self.filters is not None
-                         else ARCH_DEFAULTS["flight"]["filters"])
+            blocks = len(self.filters if self.filters is not None else flight["filters"])
             object.__setattr__(self, "pool_layers", pools_for_stride(
-                int(self.stem_stride), int(pool), self.input_points, blocks))
+                int(stride), int(pool), self.input_points, blocks))
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
@@ -284,23 +304,6 @@ first conv at every point and pool 2 x 5 (2.97 M MACs)."""
 FLIGHT_HALF_POSITIONS = replace(FLIGHT_FULL_POSITIONS, stem_stride=2, pool_layers=4)
 """The flight default on the morning of 2026-12-07 (recipe ``flight-stem2``): its first conv
 at every second point and pool 2 x 4 (1.94 M MACs)."""
-
-
-def pools_for_stride(stride: int, pool_size: int, input_points: int = GRID_POINTS,
-                     blocks: int = 5) -> int:
-    """The number of pools (at most ``blocks``) that leaves a first conv of ``stride`` with
-    the feature positions nearest to the flight default's (``input_points`` / 32, rounded
-    up: 44 on the model grid; the one with more positions on a tie): 5 at stride 1, 4 at 2,
-    3 at 4 with pool 2."""
-    target = -(-input_points // 32)
-
-    def positions(n: int) -> int:
-        length = -(-input_points // stride)
-        for _ in range(n):
-            length = -(-length // pool_size)
-        return length
-
-    return min(range(blocks + 1), key=lambda n: (abs(positions(n) - target), -positions(n)))
 
 
 def conv_length(config: ModelConfig) -> int:
