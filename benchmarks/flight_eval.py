@@ -158,9 +158,11 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # rule (Q) adopted it: FLIGHT_MODEL)
     "flight-stem4": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4, pool_layers=3),
                      TrainConfig()),
-    # ... with training seed 1: its second training draw on the same splits
+    # ... with training seeds 1 and 2: its second and third training draws on the same splits
     "flight-stem4-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4,
                                 pool_layers=3), replace(TrainConfig(), seed=1)),
+    "flight-stem4-s2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4,
+                                pool_layers=3), replace(TrainConfig(), seed=2)),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits

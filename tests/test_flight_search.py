@@ -77,12 +77,14 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
     assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
-                       "flight-stem4-s1"}
+                       "flight-stem4-s1", "flight-stem4-s2"}
     assert RECIPES["flight-stem4"][0].stem_stride == 4
     assert RECIPES["flight-stem2"][0].stem_stride == 2
     assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_HALF_POSITIONS
     assert RECIPES["flight-stem4"][0] == RECIPES["flight-stem4-s1"][0] == FLIGHT_MODEL
-    assert RECIPES["flight-stem4-s1"][1] == replace(TrainConfig(), seed=1)
+    for seed in (1, 2):
+        mc, tc = RECIPES[f"flight-stem4-s{seed}"]
+        assert mc == FLIGHT_MODEL and tc == replace(TrainConfig(), seed=seed)
     assert RECIPES["flight-stem2-s1"][1] == replace(TrainConfig(), seed=1)
     assert RECIPES["flight-early-pool"][0] == FLIGHT_FULL_POSITIONS
 
