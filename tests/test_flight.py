@@ -205,6 +205,9 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     assert conv_length(ModelConfig(filters=(8, 16))) == 87  # two blocks, two pools
     with pytest.raises(ValueError, match="pool_size must be in 1..64"):
         ModelConfig(pool_size=0, stem_stride=2)
+    with pytest.raises(ValueError, match="stem_stride must be a whole number in 1..8, got 2.5"):
+        ModelConfig(stem_stride=2.5)
+    assert ModelConfig(stem_stride=np.int64(2)) == half  # numpy's whole numbers are whole
     assert [pools_for_stride(s, 2) for s in (1, 2, 4, 8)] == [5, 4, 3, 2]
     # strides that no pool count brings to 44: the nearest (58 = 1392 / 3 / 8 rounded up)
     assert [conv_length(ModelConfig(stem_stride=s)) for s in range(1, 9)] == [

@@ -21,6 +21,7 @@ output the onboard head retrainer and the unknown rule use) and the softmax laye
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, replace
 
 from ramanedge.grid import GRID_POINTS
@@ -152,15 +153,19 @@ class ModelConfig:
         flight = ARCH_DEFAULTS["flight"]
         stride = self.stem_stride if self.stem_stride is not None else flight["stem_stride"]
         pool = self.pool_size if self.pool_size is not None else flight["pool_size"]
+        try:  # whole numbers (numpy's too); anything else is left to the checks below
+            stride, pool = operator.index(stride), operator.index(pool)
+        except TypeError:
+            stride = pool = 0
         if (self.arch == "flight" and self.pool_layers is None
-                and 1 <= int(stride) <= 8 and 1 <= int(pool) <= 64):
+                and 1 <= stride <= 8 and 1 <= pool <= 64):
             # a flight model without a pool count keeps the default's 44 feature positions
             # as nearly as its stride and pool size allow: 5 pools of 2 at stride 1 (the
             # model before 2026-12-07), 4 at 2, 3 at 4 (the default), fewer for larger pools
             # (out-of-range values are left to the checks below)
             blocks = len(self.filters if self.filters is not None else flight["filters"])
             object.__setattr__(self, "pool_layers", pools_for_stride(
-                int(stride), int(pool), self.input_points, blocks))
+                stride, pool, self.input_points, blocks))
         for k, v in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
@@ -186,7 +191,11 @@ class ModelConfig:
             raise ValueError(
                 f"pool_layers must be in 0..{len(self.filters)}, got {self.pool_layers}"
             )
-        object.__setattr__(self, "stem_stride", int(self.stem_stride))
+        try:
+            object.__setattr__(self, "stem_stride", operator.index(self.stem_stride))
+        except TypeError:
+            raise ValueError(f"stem_stride must be a whole number in 1..8, got "
+                             f"{self.stem_stride!r}") from None
         if not 1 <= self.stem_stride <= 8:
             raise ValueError(f"stem_stride must be in 1..8, got {self.stem_stride}")
         if not 0.0 <= self.dropout < 1.0:
