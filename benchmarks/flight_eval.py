@@ -46,8 +46,10 @@ from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import MODEL_FILE
 from trainer.model import (
     FLIGHT_FULL_POSITIONS,
+    FLIGHT_HALF_POSITIONS,
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
+    FLIGHT_QUARTER_POSITIONS,
     PAPER_DEFAULT,
     ModelConfig,
     count_macs,
@@ -147,22 +149,17 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # fewer, so every conv up to block 5's depthwise runs at half the positions of the
     # default of that day and the features keep its 44 (the same weights, 1.94 M MACs); same
     # recipe as the default (the default that morning, rule (S'): FLIGHT_HALF_POSITIONS)
-    "flight-stem2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
-                     TrainConfig()),
+    "flight-stem2": (FLIGHT_HALF_POSITIONS, TrainConfig()),
     # ... with training seed 1: its second training draw on the same splits
-    "flight-stem2-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=2, pool_layers=4),
-                        replace(TrainConfig(), seed=1)),
+    "flight-stem2-s1": (FLIGHT_HALF_POSITIONS, replace(TrainConfig(), seed=1)),
     # 2026-12-07 rule (Q): the first conv at every 4th point and 3 pools (44 feature
     # positions, the same weights, 1.57 M MACs): every conv up to block 4's depthwise at
     # half the stride-2 default's positions; same recipe as the default (the default since
     # rule (Q) adopted it: FLIGHT_MODEL)
-    "flight-stem4": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4, pool_layers=3),
-                     TrainConfig()),
+    "flight-stem4": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with training seeds 1 and 2: its second and third training draws on the same splits
-    "flight-stem4-s1": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4,
-                                pool_layers=3), replace(TrainConfig(), seed=1)),
-    "flight-stem4-s2": (replace(FLIGHT_LATE_POOL, early_pool=True, stem_stride=4,
-                                pool_layers=3), replace(TrainConfig(), seed=2)),
+    "flight-stem4-s1": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=1)),
+    "flight-stem4-s2": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=2)),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits

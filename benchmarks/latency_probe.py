@@ -24,8 +24,10 @@ from ramanedge.cli_options import data_root_option
 from ramanedge.manifest import QuantParams
 from trainer.model import (
     FLIGHT_FULL_POSITIONS,
+    FLIGHT_HALF_POSITIONS,
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
+    FLIGHT_QUARTER_POSITIONS,
     PAPER_DEFAULT,
     ModelConfig,
     count_macs,
@@ -68,16 +70,14 @@ CANDIDATES: dict[str, ModelConfig] = {
     # 2026-12-07: the convs up to block 5's depthwise at half the positions, one pool fewer
     # (same 44 feature positions; the first was the default that morning,
     # FLIGHT_HALF_POSITIONS), against the model it replaced
-    "flight first conv stride 2, pool 2 x 4": replace(FLIGHT_FULL_POSITIONS, stem_stride=2,
-                                                      pool_layers=4),
+    "flight first conv stride 2, pool 2 x 4": FLIGHT_HALF_POSITIONS,
     "flight first conv stride 2, pool 2 x 5": replace(FLIGHT_FULL_POSITIONS, stem_stride=2),
     "flight full positions (default 2026-12-05 to 12-07)": FLIGHT_FULL_POSITIONS,
     # 2026-12-07 (second session): the first conv at every 4th point and one pool fewer again
     # (still 44 feature positions and the same weights): every conv up to block 4's
     # depthwise at a quarter of FLIGHT_FULL_POSITIONS' positions (the default since that
     # day, FLIGHT_MODEL: timed as "flight (default)")
-    "flight first conv stride 4, pool 2 x 3": replace(FLIGHT_FULL_POSITIONS, stem_stride=4,
-                                                      pool_layers=3),
+    "flight first conv stride 4, pool 2 x 3": FLIGHT_QUARTER_POSITIONS,
 }
 REFERENCE = "paper-m6 (reference)"
 

@@ -23,6 +23,7 @@ from trainer.model import (
     FLIGHT_HALF_POSITIONS,
     FLIGHT_LATE_POOL,
     FLIGHT_MODEL,
+    FLIGHT_QUARTER_POSITIONS,
     PROBS_LAYER,
     ModelConfig,
     build_model,
@@ -186,6 +187,7 @@ def test_stem_stride_runs_every_block_at_fewer_positions() -> None:
     config.json written before the stride has stride 1."""
     quarter, half, full = FLIGHT_MODEL, FLIGHT_HALF_POSITIONS, FLIGHT_FULL_POSITIONS
     assert quarter == ModelConfig() == replace(full, stem_stride=4, pool_layers=3)
+    assert quarter == FLIGHT_QUARTER_POSITIONS  # the pinned name of today's default
     assert half == replace(full, stem_stride=2, pool_layers=4)
     for m in (quarter, half):
         assert ModelConfig.from_dict(m.to_dict()) == m

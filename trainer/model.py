@@ -313,6 +313,10 @@ first conv at every point and pool 2 x 5 (2.97 M MACs)."""
 FLIGHT_HALF_POSITIONS = replace(FLIGHT_FULL_POSITIONS, stem_stride=2, pool_layers=4)
 """The flight default on the morning of 2026-12-07 (recipe ``flight-stem2``): its first conv
 at every second point and pool 2 x 4 (1.94 M MACs)."""
+FLIGHT_QUARTER_POSITIONS = replace(FLIGHT_FULL_POSITIONS, stem_stride=4, pool_layers=3)
+"""The flight default since 2026-12-07 (rule (Q), recipe ``flight-stem4``), pinned: its
+first conv at every fourth point and pool 2 x 3 (1.57 M MACs); equal to
+:data:`FLIGHT_MODEL` while it is the default."""
 
 
 def conv_length(config: ModelConfig) -> int:
