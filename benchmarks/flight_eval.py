@@ -160,10 +160,24 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # ... with training seeds 1 and 2: its second and third training draws on the same splits
     "flight-stem4-s1": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=1)),
     "flight-stem4-s2": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=2)),
+    # rule (W), 2026-12-07: the stride-4 model's latency headroom spent on width (blocks
+    # 32-64-96-128-160, dense 176: 250,969 weights, 2.49 M MACs; the same 44 positions)
+    "flight-wide4": (replace(FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 96, 128, 160),
+                             dense_units=176), TrainConfig()),
+    # the stride-4 default's run refitted on training + validation (a measurement of the
+    # opt-in `ramanedge refit` on the default, 2026-12-07; REFIT_OF)
+    "flight-stem4-refit": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    # ... with a calibration holdout (rule (R'), 2026-12-07): a third of the validation
+    # specimens stay out of the refit and calibrate its artifact (REFIT_HOLDOUT)
+    "flight-stem4-refit-h3": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits
-REFIT_OF = {"flight-early-pool-refit": "flight-early-pool"}
+REFIT_OF = {"flight-early-pool-refit": "flight-early-pool",
+            "flight-stem4-refit": "flight-stem4", "flight-stem4-refit-h3": "flight-stem4"}
+#: refit recipe -> the share of the validation specimens it holds out for calibration
+#: (``trainer.run.refit_run(holdout=...)``; seed 0); absent = none (a full refit)
+REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3}
 
 
 def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
@@ -340,7 +354,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
             raise click.ClickException(f"{base} was trained with another recipe than today's "
                                        f"{REFIT_OF[recipe]!r}; remove it or choose another "
                                        "--out")
-        refit_run(base, run, data_root=data_root, overwrite=True, log=None)
+        refit_run(base, run, data_root=data_root, overwrite=True, log=None,
+                  holdout=REFIT_HOLDOUT.get(recipe, 0.0))
     elif (run / "metrics.json").is_file():
         from trainer.run import REFIT_KEY
 

@@ -78,6 +78,16 @@ CANDIDATES: dict[str, ModelConfig] = {
     # depthwise at a quarter of FLIGHT_FULL_POSITIONS' positions (the default since that
     # day, FLIGHT_MODEL: timed as "flight (default)")
     "flight first conv stride 4, pool 2 x 3": FLIGHT_QUARTER_POSITIONS,
+    # 2026-12-07 (third session, rule (W)): the stride-4 model's latency headroom spent on
+    # width (same 44 feature positions, reduce 24)
+    "flight stride 4, blocks 32-64-80-96-128": replace(
+        FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 80, 96, 128)),
+    "flight stride 4, blocks 32-64-96-112-128": replace(
+        FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 96, 112, 128)),
+    "flight stride 4, blocks 32-64-96-128-128": replace(
+        FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 96, 128, 128)),
+    "flight stride 4, blocks 32-64-96-128-160, dense 176": replace(
+        FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 96, 128, 160), dense_units=176),
 }
 REFERENCE = "paper-m6 (reference)"
 

@@ -32,6 +32,16 @@ default settings, mean set coverage on test at least 93.5 %)::
     python -m benchmarks.network_refit built --base runs/flight/eval-intel-b-lv/eval.jsonl \
         --refit runs/flight/eval-intel-b-refit-lv/eval.jsonl \
         --gates runs/flight/eval-intel-b/eval.jsonl --out docs/network_refit-built.json
+
+A refit with a calibration holdout (``ramanedge refit --calibration-holdout``, rule (R')) keeps
+part of the validation specimens out, so both networks can answer those on validation:
+``holdout`` pairs the refit's answers to its held-out validation spectra with its base
+network's answers to the same spectra (each blended with the library of its own training
+spectra, as ``library_eval`` answers validation; :func:`holdout_scores`)::
+
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.network_refit holdout \
+        --base runs/flight/eval-stem4-lv --refit runs/flight/eval-stem4-refit-h3-lv \
+        --out docs/network_refit-holdout.json
 """
 
 from __future__ import annotations
@@ -367,6 +377,108 @@ def built_cmd(base_rows: Path, refit_rows: Path, gate_rows: Path, recipe: str,
                                    "base": str(base_rows), "refit": str(refit_rows),
                                    "gates": str(gate_rows), "date": time.strftime("%Y-%m-%d"),
                                    **res}, indent=1) + "\n")
+
+
+def holdout_scores(base: Path, refit: Path) -> dict[str, float]:
+    """Top-1 on a holdout refit's validation spectra (its held-out specimens) at each shift
+    of :data:`SHIFTS`, answered by the refit artifact and by its base artifact (``base``,
+    ``refit``: ``library_eval`` split folders with ``model`` and ``run``), each with the
+    library of its own run's training spectra (``lib|base``, ``lib|refit``) and alone
+    (``net|...``)."""
+    from benchmarks.common import validation_answerer
+    from benchmarks.library_eval import shift_top1
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.classify import Classifier
+    from edge_runtime.interpreter import make_interpreter
+    from trainer.run import REFIT_KEY, load_run
+
+    r_run = load_run(refit / "run", load_model=False)
+    if not (r_run.config.get(REFIT_KEY) or {}).get("holdout"):
+        raise click.UsageError(f"{refit / 'run'} is not a refit with a calibration holdout")
+    X, y = r_run.subset("val")
+    out: dict[str, float] = {"n": int(len(y))}
+    for name, folder in (("base", base), ("refit", refit)):
+        art = load_artifact(folder / "model")
+        clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        run = r_run if name == "refit" else load_run(folder / "run", load_model=False)
+        if name == "base" and not np.all(run.split[r_run.split == "val"] == "val"):
+            raise click.UsageError(f"{folder} is not the base of {refit}: the held-out "
+                                   "spectra are not in its validation part")
+        answer = validation_answerer(clf, *run.subset("train"))
+        net = Classifier(art, clf.interpreter, library=False)
+        for k, v in shift_top1(answer.predict_proba_batch, X, y).items():
+            out[f"lib|{name}|{k}"] = v
+        for k, v in shift_top1(net.predict_proba_batch, X, y).items():
+            out[f"net|{name}|{k}"] = v
+    return out
+
+
+def holdout_report(res: dict[int, dict]) -> tuple[str, dict]:
+    """Rule (R') (a) and (b): the refit's answer minus its base's on the held-out validation
+    spectra, paired over splits (points), and whether (a) mean gain at 0 >= +0.5 with >= 3
+    of 5 higher and (b) at 30 >= -1 hold."""
+    runs = [res[s] for s in sorted(res)]
+    lines = ["| held-out validation spectra | " + " | ".join(f"@{s}" for s in SHIFTS) + " |",
+             "|---|" + "---|" * len(SHIFTS)]
+    gains = {}
+    for kind, label in (("lib", "answer with the library"), ("net", "network alone")):
+        for name in ("base", "refit"):
+            lines.append(f"| {label}, {name}, top-1 % | " + " | ".join(
+                f"{100 * np.mean([r[f'{kind}|{name}|{s}'] for r in runs]):.2f}"
+                for s in SHIFTS) + " |")
+        g = {s: np.array([100 * (r[f"{kind}|refit|{s}"] - r[f"{kind}|base|{s}"])
+                          for r in runs]) for s in SHIFTS}
+        gains[kind] = g
+        lines.append(f"| {label}: refit - base, paired | " + " | ".join(
+            f"{g[s].mean():+.2f} ± {_sd(g[s]):.2f} ({int((g[s] > 0).sum())}/"
+            f"{int((g[s] < 0).sum())})" for s in SHIFTS) + " |")
+    g0, g30 = gains["lib"][0], gains["lib"][30]
+    verdict = {"gain_0": float(g0.mean()), "gain_30": float(g30.mean()),
+               "higher": int((g0 > 0).sum()), "lower": int((g0 < 0).sum()), "runs": len(runs),
+               "per_split": [round(float(v), 2) for v in g0],
+               "spectra": [int(r["n"]) for r in runs],
+               "a_b_hold": bool(len(runs) >= 5 and g0.mean() >= 0.5 and (g0 > 0).sum() >= 3
+                                and g30.mean() >= -1.0)}
+    lines += ["", f"rule (R') (a)-(b): held-out validation {verdict['gain_0']:+.2f} at 0 "
+              f"(higher on {verdict['higher']} of {len(runs)}), {verdict['gain_30']:+.2f} at "
+              f"30: {'hold' if verdict['a_b_hold'] else 'do not hold'}"]
+    return "\n".join(lines), verdict
+
+
+@main.command("holdout")
+@click.option("--base", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="library_eval folder of the base runs (RECIPE-groupedS/model, /run).")
+@click.option("--refit", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="library_eval folder of their holdout refits.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@one_line_errors
+def holdout_cmd(base: Path, refit: Path, out: Path | None) -> None:
+    """Rule (R'): holdout refits against their bases on the held-out validation spectra."""
+    import re
+
+    res = {}
+    for folder in sorted(refit.glob("*-grouped*")):
+        m = re.fullmatch(r"(.+)-grouped(\d+)", folder.name)
+        if m is None or not (folder / "model").is_dir():
+            continue
+        seed = int(m.group(2))
+        twins = [f for f in base.glob(f"*-grouped{seed}") if (f / "model").is_dir()]
+        if len(twins) != 1:
+            raise click.UsageError(f"{base} holds {len(twins)} grouped{seed} folders; one "
+                                   "base per split is needed")
+        res[seed] = holdout_scores(twins[0], folder)
+        click.echo(f"grouped{seed}: {res[seed]['n']} held-out spectra, answer "
+                   f"{100 * res[seed]['lib|base|0']:.1f} -> {100 * res[seed]['lib|refit|0']:.1f}%")
+    if not res:
+        raise click.UsageError(f"{refit} holds no RECIPE-groupedS folder with a model")
+    table, verdict = holdout_report(res)
+    click.echo(table)
+    if out is not None:
+        out.write_text(json.dumps({"command": "python -m benchmarks.network_refit holdout",
+                                   "base": str(base), "refit": str(refit),
+                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                   "splits": {str(k): v for k, v in res.items()},
+                                   "verdict": verdict, "table": table}, indent=1) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -505,7 +505,10 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         # a few-label run's library holds the labels it was given, not the validation ones
         config = replace(config, library_with_validation=False)
     calibrated = None
-    if REFIT_KEY in run.config:
+    refit = run.config.get(REFIT_KEY)
+    # a refit with a calibration holdout calibrates on its own held-out validation part,
+    # as any run does; a full refit on its base network (refit_calibration)
+    if refit is not None and not refit.get("holdout"):
         calibrated = refit_calibration(run, config, calib_X=Xtr[idx], val=(Xva, yva),
                                        test=(Xte, yte), train=(Xlab, ylab), log=say)
     training = {
@@ -521,11 +524,16 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
     }
     if calibrated is not None:
         training["refit"] = {
-            "base": run.config[REFIT_KEY].get("base"),
-            "trained_on": run.config[REFIT_KEY].get("trained_on"),
+            "base": refit.get("base"),
+            "trained_on": refit.get("trained_on"),
             "calibration_file": "in-sample: the validation spectra this network trained on "
                                 "(a head retrain's recalibrated sets and rule are not "
                                 "guaranteed)"}
+    elif refit is not None:
+        training["refit"] = {
+            "base": refit.get("base"), "trained_on": refit.get("trained_on"),
+            "holdout": refit.get("holdout"),
+            "calibration_file": "held out: validation specimens this network never trained on"}
     return export_artifact(
         run.model,
         labels=run.labels,

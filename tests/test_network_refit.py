@@ -128,3 +128,36 @@ def test_built_report_pairs_by_split_and_ships_only_on_gate_and_coverage() -> No
     # fewer than 5 splits: never "may ship"
     four = {s: refit[s] for s in range(4)}
     assert not built_report(base, four, {s: True for s in range(4)})[1]["verdict"]["may_ship"]
+
+
+def _held_row(base0: float, refit0: float, base30: float = 0.7, refit30: float = 0.7,
+              n: int = 60) -> dict:
+    row = {"n": n}
+    for s, (b, r) in ((0, (base0, refit0)), (15, (base0, refit0)), (30, (base30, refit30))):
+        row.update({f"lib|base|{s}": b, f"lib|refit|{s}": r,
+                    f"net|base|{s}": b - 0.1, f"net|refit|{s}": r - 0.05})
+    return row
+
+
+def test_holdout_report_judges_rule_r_prime_on_the_held_out_answers() -> None:
+    """Rule (R') (a)-(b): mean paired gain of the answer at 0 >= +0.5 points with >= 3 of 5
+    splits higher, and at 30 >= -1; fewer than 5 splits never hold."""
+    import pytest
+
+    from benchmarks.network_refit import holdout_report
+
+    res = {s: _held_row(0.80, 0.80 + 0.005 * s) for s in range(5)}  # +0, +0.5, ... +2.0
+    table, v = holdout_report(res)
+    assert v["gain_0"] == pytest.approx(1.0) and v["higher"] == 4 and v["lower"] == 0
+    assert v["per_split"] == [0.0, 0.5, 1.0, 1.5, 2.0] and v["a_b_hold"]
+    assert "hold" in table and v["spectra"] == [60] * 5
+    # the network alone is reported beside it, not judged
+    assert "network alone: refit - base, paired | +6.00" in table
+    # two higher only: (a) fails although the mean is large
+    two = {s: _held_row(0.80, 0.80 + (0.05 if s < 2 else 0.0)) for s in range(5)}
+    assert not holdout_report(two)[1]["a_b_hold"]
+    # (b): a loss of more than a point at 30 fails
+    shy = {s: _held_row(0.80, 0.82, 0.70, 0.68) for s in range(5)}
+    assert not holdout_report(shy)[1]["a_b_hold"]
+    # four splits: never
+    assert not holdout_report({s: res[s] for s in range(4)})[1]["a_b_hold"]

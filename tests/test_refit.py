@@ -92,6 +92,75 @@ def test_the_refit_fine_tune_trains_on_train_and_val_and_calibrates_as_quantize_
     assert np.array_equal(seen["calibration"], want)
 
 
+def test_a_holdout_refit_fine_tune_trains_on_the_training_part_only(monkeypatch) -> None:
+    """``refit_validation=False`` (a refit with a calibration holdout): the fine-tune steps
+    on the split's training part alone; the held-out validation part is only logged."""
+    from types import SimpleNamespace
+
+    import trainer.qat as tq
+    from trainer.model import FLIGHT_LATE_POOL
+    from trainer.run import int8_finetune
+    from trainer.train import TrainConfig
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 40)
+    split = rng.choice(np.array(["train", "val", "test"]), size=y.size, p=[0.6, 0.2, 0.2])
+    ds = SimpleNamespace(X=rng.random((y.size, 5)).astype(np.float32), y=y,
+                         labels=["a", "b", "c", "d"])
+    seen = {}
+
+    def fake(float_model, X, yy, Xv, yv, k, mc, tc, **kw):
+        seen.update(X=X, Xv=Xv)
+        res = SimpleNamespace(history={"lr": [1e-4]}, seconds=0.0, epochs_run=1, best_epoch=1)
+        return res, mc, {"epochs": 1, "best_epoch": 1, "val_top1_start": 0.0,
+                         "val_top1_best": 0.0, "seconds": 0.0}
+
+    monkeypatch.setattr(tq, "quantization_aware_finetune", fake)
+    result = SimpleNamespace(model=None, background=None, history={"lr": [1e-3]}, seconds=0.0,
+                             teachers=[], labels=None, best_epoch=1, epochs_run=1)
+    int8_finetune(result, ds, split, FLIGHT_LATE_POOL, TrainConfig(), schedule=[1e-4],
+                  refit_validation=False, log=None)
+    assert np.array_equal(seen["X"], ds.X[split == "train"])
+    assert np.array_equal(seen["Xv"], ds.X[split == "val"])
+
+
+def test_the_calibration_holdout_keeps_whole_specimens_of_the_validation_part() -> None:
+    from trainer.run import refit_holdout
+
+    split = np.array(["train"] * 4 + ["val"] * 12 + ["test"] * 4)
+    groups = np.array([f"t{i}" for i in range(4)] + [f"v{i // 2}" for i in range(12)]
+                      + [f"x{i}" for i in range(4)])  # 6 validation specimens, 2 spectra each
+    held = refit_holdout(split, groups, 1 / 3, seed=0)
+    assert held.sum() == 4 and np.all(split[held] == "val")  # 2 of 6 specimens, whole
+    assert set(groups[held]).isdisjoint(groups[(split == "val") & ~held])
+    assert np.array_equal(held, refit_holdout(split, groups, 1 / 3, seed=0))  # seeded
+    assert any(not np.array_equal(held, refit_holdout(split, groups, 1 / 3, seed=s))
+               for s in range(1, 6))
+    # at least one specimen held out, at least one left to train on
+    assert len(set(groups[refit_holdout(split, groups, 0.01)])) == 1
+    assert len(set(groups[refit_holdout(split, groups, 0.99)])) == 5
+    with pytest.raises(RunError, match="at least 2 validation specimens"):
+        refit_holdout(np.array(["train", "val", "val"]), np.array(["a", "b", "b"]), 0.5)
+    with pytest.raises(RunError, match="one specimen per spectrum"):
+        refit_holdout(split, groups[:-1], 0.5)
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, "a third"])
+def test_a_holdout_outside_zero_to_one_is_refused_before_anything(tmp_path, share) -> None:
+    from trainer.run import refit_run
+
+    with pytest.raises(RunError, match=r"holdout must be a share .* in \[0, 1\)"):
+        refit_run(tmp_path / "nope", tmp_path / "out", holdout=share, log=None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refit_holdout_out_of_range_is_a_usage_error(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "refit", tmp_path / "nope", "--out", tmp_path / "r",
+                           "--calibration-holdout", "1")
+    assert code == 2 and "--calibration-holdout" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_refit_of_a_missing_run_is_one_line(tmp_path, capsys) -> None:
     code, _, err = run_cli(capsys, "refit", tmp_path / "nope", "--out", tmp_path / "r")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -219,6 +288,76 @@ def test_refit_artifact_is_calibrated_on_the_base_networks_validation_answers(re
     X, _ = load_run(refit, load_model=False).subset("test")
     p = clf.classify_grid(X[0])
     assert p.set and p.set[0] == p.label
+
+
+@pytest.fixture(scope="module")
+def holdout_refit(refit_pair):
+    """The refit pair's base refitted with half of its validation specimens held out, with
+    every ``train_model`` call recorded: ``(base, refit, calls)``."""
+    import trainer.train as tt
+    from trainer.run import refit_run
+
+    base = refit_pair[0]
+    calls: list[dict] = []
+    real = tt.train_model
+    mp = pytest.MonkeyPatch()
+
+    def spy(X, y, Xv, yv, k, mc=None, tc=None, **kw):
+        calls.append({"n": len(X), "n_val": len(Xv)})
+        return real(X, y, Xv, yv, k, mc, tc, **kw)
+
+    mp.setattr(tt, "train_model", spy)
+    try:
+        refit_run(base, base.parent / "refit-h", log=None, holdout=0.5, holdout_seed=3)
+    finally:
+        mp.undo()
+    return base, base.parent / "refit-h", calls
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_holdout_refit_trains_without_its_held_out_specimens_and_calibrates_on_them(
+        holdout_refit, tmp_path) -> None:
+    from quantize.exemplars import DEFAULT_PER_CLASS
+    from quantize.export import QuantizeConfig, quantize_run
+    from ramanedge.splits import specimen_groups
+    from trainer.run import load_run, refit_holdout
+
+    base, refit, calls = holdout_refit
+    rb, rr = load_run(base, load_model=False), load_run(refit, load_model=False)
+    groups = specimen_groups(rb.dataset)
+    held = refit_holdout(rb.split, groups, 0.5, seed=3)
+    # the refit's split: test untouched, the absorbed validation specimens as training,
+    # the held-out ones as its validation part (no specimen on both sides)
+    assert np.array_equal(rr.split == "test", rb.split == "test")
+    assert np.array_equal(rr.split == "val", held)
+    assert np.array_equal(rr.split == "train", (rb.split == "train")
+                          | ((rb.split == "val") & ~held))
+    assert set(groups[held]).isdisjoint(groups[rr.split == "train"])
+    # every network (2 teachers, student, fine-tune) trained without the held-out spectra
+    n_fit = int((rr.split == "train").sum())
+    assert [c["n"] for c in calls] == [n_fit] * 4
+    assert [c["n_val"] for c in calls] == [int(held.sum())] * 4
+    cfg = json.loads((refit / "config.json").read_text())
+    info = cfg["refit"]["holdout"]
+    assert info["share"] == 0.5 and info["seed"] == 3 and info["spectra"] == int(held.sum())
+    assert info["specimens"] == len(set(groups[held])) and cfg["refit"]["n_fit"] == n_fit
+    # no base network kept or needed: its validation figures are held-out ones
+    assert not (refit / "model_base.keras").exists()
+    assert "val_in_training" not in json.loads((refit / "metrics.json").read_text())
+    cfg_q = QuantizeConfig(allow_accuracy_drop=True, exemplars_per_class=DEFAULT_PER_CLASS)
+    quantize_run(refit, tmp_path / "r", config=cfg_q)
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert "calibrated_by" not in m["unknown"] and "calibrated_by" not in m["conformal"]
+    assert "val_in_training" not in m["metrics"]
+    assert m["training"]["refit"]["holdout"] == info
+    assert m["training"]["refit"]["calibration_file"].startswith("held out")
+    assert m["training"]["n_val"] == int(held.sum())
+    # a holdout refit is a refit: it is not refitted again
+    from trainer.run import refit_run
+
+    with pytest.raises(RunError, match="is itself a refit"):
+        refit_run(refit, tmp_path / "again", log=None)
 
 
 @pytest.mark.slow

@@ -287,21 +287,27 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="Data root, if not the one recorded in the base run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
+@click.option("--calibration-holdout", "holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
+              default=0.0, show_default=True,
+              help="Share of BASE's validation specimens kept out of the refit to calibrate "
+                   "it (seeded; 0 = none).")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only the final test result and where the run was written.")
-def refit(base, out, data_root, overwrite, quiet) -> None:
+def refit(base, out, data_root, overwrite, holdout, quiet) -> None:
     """Train BASE's recipe again on its training + validation spectra.
 
     Every network follows the epochs and learning rates BASE chose on validation; the test
     part is untouched. 'ramanedge quantize' of the result calibrates the unknown rule and the
-    prediction sets on BASE's network, which never saw the validation spectra.
+    prediction sets on BASE's network, which never saw the validation spectra; with
+    --calibration-holdout, on the held-out validation specimens with the refit network
+    itself (they are the refit run's validation part).
     """
     from trainer.run import check_output_folder, read_run_config, refit_run
 
     read_run_config(base)  # fail fast, before TensorFlow is imported
     check_output_folder(Path(out), overwrite)
     refit_run(base, out, data_root=data_root, overwrite=overwrite,
-              log=None if quiet else _echo, report=_echo)
+              log=None if quiet else _echo, report=_echo, holdout=holdout)
 
 
 def _print_metrics(res: dict, title: str) -> None:

@@ -382,6 +382,8 @@ def refit_run(
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     report: Callable[[str], None] | None = None,
+    holdout: float = 0.0,
+    holdout_seed: int = 0,
 ) -> Path:
     """Train a validated run's recipe again on its training *and* validation spectra.
 
@@ -395,6 +397,14 @@ def refit_run(
     whose validation answers calibrate the refit artifact's unknown rule and prediction
     sets. The measured worth: ``docs/parts/flight.md``, "The network refit, built and measured".
 
+    ``holdout`` (0 <= h < 1): that share of the validation *specimens*
+    (:func:`refit_holdout`, seeded by ``holdout_seed``) stays out of the refit. The refit
+    then trains on the training spectra and the rest of the validation ones; its split marks
+    those as training and keeps the held-out ones as its validation part, so ``ramanedge
+    quantize`` calibrates its unknown rule, prediction sets and calibration spectra on
+    spectra this network never saw, with this network, as for any run (no base network is
+    kept or needed), and its validation figures are held-out ones.
+
     Refused (:class:`RunError`, before any training): a base run that is itself a refit, a
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
     runs, or one that did not record its teachers' learning rates.
@@ -403,6 +413,9 @@ def refit_run(
 
     base, out = Path(base), Path(out)
     say = report if report is not None else log
+    if not (isinstance(holdout, (int, float)) and 0.0 <= holdout < 1.0):
+        raise RunError(f"holdout must be a share of the validation specimens in [0, 1), got "
+                       f"{holdout!r}")
     if out.resolve() == base.resolve():
         raise RunError(f"--out {out} is the base run itself; write the refit elsewhere")
     config = read_run_config(base)
@@ -439,14 +452,26 @@ def refit_run(
     mc = replace(run.model_config, act_quant=False)  # the float network trains first
     n_classes = len(ds.labels)
     tr, va = split == "train", split == "val"
-    fit = tr | va
+    held_info: dict[str, Any] | None = None
+    if holdout > 0:
+        groups = specimen_groups(ds)
+        held = refit_holdout(split, groups, holdout, seed=holdout_seed)
+        split = np.where(va & ~held, "train", split)  # what the refit trains on, as training
+        held_info = {"share": float(holdout), "seed": int(holdout_seed),
+                     "specimens": int(len(set(groups[held]))),
+                     "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum())}
+    fit = tr | va if held_info is None else split == "train"
+    n_val = int(va.sum()) if held_info is None else held_info["absorbed_spectra"]
+    va = va if held_info is None else split == "val"
     X, y, Xv, yv = ds.X[fit], ds.y[fit], ds.X[va], ds.y[va]
     if log is not None:
         log(f"refit of {base}: {int(fit.sum())} spectra (train {int(tr.sum())} + val "
-            f"{int(va.sum())}); student {len(schedules['student'])} epochs, teachers "
+            f"{n_val}); student {len(schedules['student'])} epochs, teachers "
             f"{[len(s) for s in schedules['teachers']]}, int8-aware "
-            f"{0 if schedules['qat'] is None else len(schedules['qat'])} (validation figures "
-            "below are in-sample)")
+            f"{0 if schedules['qat'] is None else len(schedules['qat'])} "
+            + ("(validation figures below are in-sample)" if held_info is None else
+               f"({held_info['spectra']} validation spectra of {held_info['specimens']} "
+               "specimens held out: the figures below are theirs)"))
     extra: dict[str, Any] = {}
     negatives, files = run_negatives(data, ds, tc, extra, log=log, say=say)
     teacher, own, info = None, [], []
@@ -464,16 +489,40 @@ def refit_run(
     if schedules["qat"] is not None:
         result, mc, models, extra["qat"] = int8_finetune(
             result, ds, split, mc, tc, negatives=negatives, schedule=schedules["qat"],
-            log=log)
+            refit_validation=held_info is None, log=log)
     files.update(background_files(result, tc, extra, say=say))
-    models[BASE_MODEL_FILE] = run.model
     extra[REFIT_KEY] = {"base": str(base.resolve()), "trained_on": ["train", "val"],
                         "n_fit": int(fit.sum()), "schedules": schedules}
+    if held_info is None:
+        models[BASE_MODEL_FILE] = run.model
+    else:  # the held-out specimens calibrate this network itself: no base network needed
+        extra[REFIT_KEY].update(trained_on=["train", "val without the held-out specimens"],
+                                holdout=held_info)
     test = write_run(out, ds, split, data, mc, tc, result, extra_config=extra,
                      extra_models=models, extra_files=files,
-                     extra_metrics={"val_in_training": True})
+                     extra_metrics={"val_in_training": True} if held_info is None else None)
     say_written(say, out, test, result)
     return out
+
+
+def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
+                  seed: int = 0) -> np.ndarray:
+    """Which spectra of ``split``'s validation part a refit with a calibration holdout
+    leaves out (bool, one per spectrum): ``share`` of the validation specimens (``groups``:
+    :func:`ramanedge.splits.specimen_groups`; rounded, at least one and at least one
+    left to train on), drawn with ``seed``; a specimen's spectra stay together."""
+    split, groups = np.asarray(split), np.asarray(groups)
+    if groups.shape != split.shape:
+        raise RunError(f"one specimen per spectrum needed ({split.shape[0]}), got "
+                       f"{groups.shape[0]}")
+    va = split == "val"
+    specimens = np.unique(groups[va])
+    if len(specimens) < 2:
+        raise RunError(f"a calibration holdout needs at least 2 validation specimens, the "
+                       f"split has {len(specimens)}")
+    n = min(max(1, round(share * len(specimens))), len(specimens) - 1)
+    chosen = np.random.default_rng(seed).choice(specimens, size=n, replace=False)
+    return va & np.isin(groups, chosen)
 
 
 UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
@@ -578,6 +627,7 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
                   train_config: TrainConfig, *, negatives: np.ndarray | None = None,
                   labels: np.ndarray | None = None, given: np.ndarray | None = None,
                   schedule: list[float] | None = None,
+                  refit_validation: bool = True,
                   log: Callable[[str], None] | None = print
                   ) -> tuple[Any, ModelConfig, dict[str, Any], dict[str, Any]]:
     """The int8-aware fine-tuning step of a run (``train_config.qat_epochs`` > 0).
@@ -600,7 +650,9 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
     ``schedule`` (a refit, :func:`refit_run`): one learning rate per epoch; the fine-tune
     trains on the training *and* validation spectra for exactly those epochs (validation is
     then only logged) and calibrates its grids on the draw ``ramanedge quantize`` makes from
-    the training part alone, as for any run.
+    the training part alone, as for any run. ``refit_validation=False`` (a refit with a
+    calibration holdout, whose ``split`` already marks what it trains on as training): the
+    fine-tune trains on the training part only and its validation part is only logged.
     """
     why = None
     if model_config.activation != "relu6" or model_config.input_floor is None:
@@ -625,7 +677,8 @@ def int8_finetune(result: Any, ds: Any, split: np.ndarray, model_config: ModelCo
             raise ValueError("a refit (schedule) of a few-label run is not supported")
         fit = {"calibration": Xtr[select_calibration(ds.y[tr], DEFAULT_CALIB_SIZE)],
                "schedule": list(schedule)}
-        tr = tr | va  # the refit trains on both parts
+        if refit_validation:
+            tr = tr | va  # the refit trains on both parts
         Xtr = ds.X[tr]
     if (labels is None) != (given is None):
         raise ValueError("labels and given go together: a few-label run passes both")
