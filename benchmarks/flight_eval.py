@@ -11,7 +11,8 @@ split goes to ``<out>/eval.jsonl``; ``--summary`` prints mean +- s.d.
 
 A refit recipe (:data:`REFIT_OF`) trains nothing from scratch: it refits the run its base recipe
 left in the same ``--out`` folder on that split (:func:`trainer.run.refit_run`), so run the base
-recipe first; its validation figures are in-sample (``val_in_training``).
+recipe first; its validation figures are in-sample (``val_in_training``), except a refit's
+with a calibration holdout (:data:`REFIT_HOLDOUT`), whose validation part is held out.
 
 It measures the *network*: its exports carry no spectral library (``QuantizeConfig``'s
 default), which ``ramanedge quantize`` adds since 2026-12-05 evening. The network plus the
@@ -359,8 +360,11 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
     elif (run / "metrics.json").is_file():
         from trainer.run import REFIT_KEY
 
-        refit = REFIT_KEY in json.loads((run / "config.json").read_text())
-        if not trained_with(run, mc, tc, backbone) or refit != (recipe in REFIT_OF):
+        refit = json.loads((run / "config.json").read_text()).get(REFIT_KEY)
+        held = ((refit or {}).get("holdout") or {})
+        if (not trained_with(run, mc, tc, backbone) or (refit is not None) != (recipe in REFIT_OF)
+                or held.get("share") != REFIT_HOLDOUT.get(recipe)
+                or held.get("seed", 0) != 0):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
                                        f"{recipe!r}; remove it or choose another --out")
     elif (recipe in FLOAT_OF and (base / "metrics.json").is_file()
@@ -420,8 +424,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
         "params": count_params(mc, n_classes), "macs": count_macs(mc, n_classes),
         "train_s": round(train_s, 1), "date": time.strftime("%Y-%m-%d"),
     }
-    if recipe in REFIT_OF:  # its validation spectra are training spectra: in-sample
-        row["val_in_training"] = True
+    if metrics.get("val_in_training"):
+        row["val_in_training"] = True  # a full refit: its validation spectra trained it
     log(f"{recipe} {kind}{seed}: float {100 * row['float_top1']:.1f}  int8 "
         f"{100 * rover['0']:.1f} / {100 * rover['15']:.1f} / {100 * rover['30']:.1f}  "
         f"agreement {100 * row['agreement']:.2f}%  gate "

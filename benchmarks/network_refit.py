@@ -393,17 +393,21 @@ def holdout_scores(base: Path, refit: Path) -> dict[str, float]:
     from trainer.run import REFIT_KEY, load_run
 
     r_run = load_run(refit / "run", load_model=False)
-    if not (r_run.config.get(REFIT_KEY) or {}).get("holdout"):
+    info = r_run.config.get(REFIT_KEY) or {}
+    if not info.get("holdout"):
         raise click.UsageError(f"{refit / 'run'} is not a refit with a calibration holdout")
+    if Path(str(info.get("base"))).resolve() != (base / "run").resolve():
+        raise click.UsageError(f"{base / 'run'} is not the base of {refit / 'run'} (its base: "
+                               f"{info.get('base')})")
     X, y = r_run.subset("val")
     out: dict[str, float] = {"n": int(len(y))}
     for name, folder in (("base", base), ("refit", refit)):
         art = load_artifact(folder / "model")
         clf = Classifier(art, make_interpreter(art.model_path, num_threads=1))
+        if clf.library is None:
+            raise click.UsageError(f"{folder / 'model'} has no spectral library: export the "
+                                   "runs with benchmarks.library_eval first")
         run = r_run if name == "refit" else load_run(folder / "run", load_model=False)
-        if name == "base" and not np.all(run.split[r_run.split == "val"] == "val"):
-            raise click.UsageError(f"{folder} is not the base of {refit}: the held-out "
-                                   "spectra are not in its validation part")
         answer = validation_answerer(clf, *run.subset("train"))
         net = Classifier(art, clf.interpreter, library=False)
         for k, v in shift_top1(answer.predict_proba_batch, X, y).items():

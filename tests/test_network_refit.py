@@ -150,12 +150,13 @@ def test_holdout_report_judges_rule_r_prime_on_the_held_out_answers() -> None:
     table, v = holdout_report(res)
     assert v["gain_0"] == pytest.approx(1.0) and v["higher"] == 4 and v["lower"] == 0
     assert v["per_split"] == [0.0, 0.5, 1.0, 1.5, 2.0] and v["a_b_hold"]
-    assert "hold" in table and v["spectra"] == [60] * 5
+    assert table.endswith(": hold") and v["spectra"] == [60] * 5
     # the network alone is reported beside it, not judged
     assert "network alone: refit - base, paired | +6.00" in table
     # two higher only: (a) fails although the mean is large
     two = {s: _held_row(0.80, 0.80 + (0.05 if s < 2 else 0.0)) for s in range(5)}
-    assert not holdout_report(two)[1]["a_b_hold"]
+    table, v = holdout_report(two)
+    assert not v["a_b_hold"] and table.endswith(": do not hold")
     # (b): a loss of more than a point at 30 fails
     shy = {s: _held_row(0.80, 0.82, 0.70, 0.68) for s in range(5)}
     assert not holdout_report(shy)[1]["a_b_hold"]

@@ -53,11 +53,14 @@ def test_malformed_base_files_are_one_run_error() -> None:
         refit_schedules({}, {"lr": ["fast"]}, {"best_epoch": "one"}, where="base")
 
 
-def test_the_refit_fine_tune_trains_on_train_and_val_and_calibrates_as_quantize_does(
-        monkeypatch) -> None:
+@pytest.mark.parametrize("refit_validation", [True, False])
+def test_the_refit_fine_tune_trains_on_what_the_refit_fits_and_calibrates_as_quantize_does(
+        monkeypatch, refit_validation) -> None:
     """``int8_finetune(schedule=...)``: the fine-tune steps on training + validation spectra
-    with the schedule, and its int8 grids come from the draw ``ramanedge quantize`` makes
-    from the training part alone."""
+    with the schedule (a refit with a calibration holdout, ``refit_validation=False``, whose
+    split already marks what it trains on as training: on the training part alone, the
+    held-out validation part only logged), and its int8 grids come from the draw
+    ``ramanedge quantize`` makes from the training part alone."""
     from types import SimpleNamespace
 
     import trainer.qat as tq
@@ -74,7 +77,7 @@ def test_the_refit_fine_tune_trains_on_train_and_val_and_calibrates_as_quantize_
     seen = {}
 
     def fake(float_model, X, yy, Xv, yv, k, mc, tc, **kw):
-        seen.update(X=X, y=yy, **kw)
+        seen.update(X=X, y=yy, Xv=Xv, **kw)
         res = SimpleNamespace(history={"lr": [1e-4]}, seconds=0.0, epochs_run=1, best_epoch=1)
         return res, mc, {"epochs": 1, "best_epoch": 1, "val_top1_start": 0.0,
                          "val_top1_best": 0.0, "seconds": 0.0}
@@ -83,45 +86,14 @@ def test_the_refit_fine_tune_trains_on_train_and_val_and_calibrates_as_quantize_
     result = SimpleNamespace(model=None, background=None, history={"lr": [1e-3]}, seconds=0.0,
                              teachers=[], labels=None, best_epoch=1, epochs_run=1)
     int8_finetune(result, ds, split, FLIGHT_LATE_POOL, TrainConfig(), schedule=[1e-4, 5e-5],
-                  log=None)
-    fit = (split == "train") | (split == "val")
+                  refit_validation=refit_validation, log=None)
+    tr, va = split == "train", split == "val"
+    fit = tr | va if refit_validation else tr
     assert np.array_equal(seen["X"], ds.X[fit]) and np.array_equal(seen["y"], y[fit])
+    assert np.array_equal(seen["Xv"], ds.X[va])
     assert seen["schedule"] == [1e-4, 5e-5]
-    tr = split == "train"
     want = ds.X[tr][calibration_indices(y[tr], None, DEFAULT_CALIB_SIZE)]
     assert np.array_equal(seen["calibration"], want)
-
-
-def test_a_holdout_refit_fine_tune_trains_on_the_training_part_only(monkeypatch) -> None:
-    """``refit_validation=False`` (a refit with a calibration holdout): the fine-tune steps
-    on the split's training part alone; the held-out validation part is only logged."""
-    from types import SimpleNamespace
-
-    import trainer.qat as tq
-    from trainer.model import FLIGHT_LATE_POOL
-    from trainer.run import int8_finetune
-    from trainer.train import TrainConfig
-
-    rng = np.random.default_rng(1)
-    y = np.repeat(np.arange(4), 40)
-    split = rng.choice(np.array(["train", "val", "test"]), size=y.size, p=[0.6, 0.2, 0.2])
-    ds = SimpleNamespace(X=rng.random((y.size, 5)).astype(np.float32), y=y,
-                         labels=["a", "b", "c", "d"])
-    seen = {}
-
-    def fake(float_model, X, yy, Xv, yv, k, mc, tc, **kw):
-        seen.update(X=X, Xv=Xv)
-        res = SimpleNamespace(history={"lr": [1e-4]}, seconds=0.0, epochs_run=1, best_epoch=1)
-        return res, mc, {"epochs": 1, "best_epoch": 1, "val_top1_start": 0.0,
-                         "val_top1_best": 0.0, "seconds": 0.0}
-
-    monkeypatch.setattr(tq, "quantization_aware_finetune", fake)
-    result = SimpleNamespace(model=None, background=None, history={"lr": [1e-3]}, seconds=0.0,
-                             teachers=[], labels=None, best_epoch=1, epochs_run=1)
-    int8_finetune(result, ds, split, FLIGHT_LATE_POOL, TrainConfig(), schedule=[1e-4],
-                  refit_validation=False, log=None)
-    assert np.array_equal(seen["X"], ds.X[split == "train"])
-    assert np.array_equal(seen["Xv"], ds.X[split == "val"])
 
 
 def test_the_calibration_holdout_keeps_whole_specimens_of_the_validation_part() -> None:
@@ -143,6 +115,15 @@ def test_the_calibration_holdout_keeps_whole_specimens_of_the_validation_part() 
         refit_holdout(np.array(["train", "val", "val"]), np.array(["a", "b", "b"]), 0.5)
     with pytest.raises(RunError, match="one specimen per spectrum"):
         refit_holdout(split, groups[:-1], 0.5)
+    # rounded half up: 3 of 6 specimens at 0.5, 2 (not 1) at 0.25
+    assert len(set(groups[refit_holdout(split, groups, 0.5)])) == 3
+    assert len(set(groups[refit_holdout(split, groups, 0.25)])) == 2
+    # a split with a validation specimen's spectra elsewhere (per spectrum): refused, since
+    # the held-out specimens' other spectra would train the refit
+    mixed = split.copy()
+    mixed[4] = "train"  # one spectrum of specimen v0 moves to training
+    with pytest.raises(RunError, match="keeps each validation specimen on the validation"):
+        refit_holdout(mixed, groups, 1 / 3)
 
 
 @pytest.mark.parametrize("share", [1.0, -0.1, "a third"])

@@ -407,7 +407,9 @@ def refit_run(
 
     Refused (:class:`RunError`, before any training): a base run that is itself a refit, a
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
-    runs, or one that did not record its teachers' learning rates.
+    runs, or one that did not record its teachers' learning rates; a ``holdout`` outside
+    [0, 1), or one on a split with fewer than 2 validation specimens or with spectra of a
+    validation specimen in another part (:func:`refit_holdout`).
     """
     from trainer.train import ensemble_fn, train_model, train_teachers
 
@@ -459,6 +461,7 @@ def refit_run(
         split = np.where(va & ~held, "train", split)  # what the refit trains on, as training
         held_info = {"share": float(holdout), "seed": int(holdout_seed),
                      "specimens": int(len(set(groups[held]))),
+                     "of_specimens": int(len(set(groups[va]))),
                      "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum())}
     fit = tr | va if held_info is None else split == "train"
     n_val = int(va.sum()) if held_info is None else held_info["absorbed_spectra"]
@@ -509,18 +512,24 @@ def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
                   seed: int = 0) -> np.ndarray:
     """Which spectra of ``split``'s validation part a refit with a calibration holdout
     leaves out (bool, one per spectrum): ``share`` of the validation specimens (``groups``:
-    :func:`ramanedge.splits.specimen_groups`; rounded, at least one and at least one
-    left to train on), drawn with ``seed``; a specimen's spectra stay together."""
+    :func:`ramanedge.splits.specimen_groups`; rounded half up, at least one and at least
+    one left to train on), drawn with ``seed``; a specimen's spectra stay together. The
+    split must keep every validation specimen on the validation side (a grouped split):
+    otherwise the held-out specimens' other spectra would train the refit."""
     split, groups = np.asarray(split), np.asarray(groups)
     if groups.shape != split.shape:
         raise RunError(f"one specimen per spectrum needed ({split.shape[0]}), got "
                        f"{groups.shape[0]}")
     va = split == "val"
     specimens = np.unique(groups[va])
+    if np.isin(groups[~va], specimens).any():
+        raise RunError("a calibration holdout needs a split that keeps each validation "
+                       "specimen on the validation side (a grouped split); this one has "
+                       "spectra of validation specimens in other parts")
     if len(specimens) < 2:
         raise RunError(f"a calibration holdout needs at least 2 validation specimens, the "
                        f"split has {len(specimens)}")
-    n = min(max(1, round(share * len(specimens))), len(specimens) - 1)
+    n = min(max(1, int(np.floor(share * len(specimens) + 0.5))), len(specimens) - 1)
     chosen = np.random.default_rng(seed).choice(specimens, size=n, replace=False)
     return va & np.isin(groups, chosen)
 
