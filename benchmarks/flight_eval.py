@@ -171,14 +171,17 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # ... with a calibration holdout (rule (R'), 2026-12-07): a third of the validation
     # specimens stay out of the refit and calibrate its artifact (REFIT_HOLDOUT)
     "flight-stem4-refit-h3": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    # ... with half of them held out (rule (R''), 2026-12-07)
+    "flight-stem4-refit-h2": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits
 REFIT_OF = {"flight-early-pool-refit": "flight-early-pool",
-            "flight-stem4-refit": "flight-stem4", "flight-stem4-refit-h3": "flight-stem4"}
+            "flight-stem4-refit": "flight-stem4", "flight-stem4-refit-h3": "flight-stem4",
+            "flight-stem4-refit-h2": "flight-stem4"}
 #: refit recipe -> the share of the validation specimens it holds out for calibration
 #: (``trainer.run.refit_run(holdout=...)``; seed 0); absent = none (a full refit)
-REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3}
+REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2}
 
 
 def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,

@@ -430,8 +430,10 @@ def holdout_report(res: dict[int, dict]) -> tuple[str, dict]:
             lines.append(f"| {label}, {name}, top-1 % | " + " | ".join(
                 f"{100 * np.mean([r[f'{kind}|{name}|{s}'] for r in runs]):.2f}"
                 for s in SHIFTS) + " |")
-        g = {s: np.array([100 * (r[f"{kind}|refit|{s}"] - r[f"{kind}|base|{s}"])
-                          for r in runs]) for s in SHIFTS}
+        # rounded so that float noise between equal answers (means of +s and -s) does not
+        # count as higher or lower
+        g = {s: np.round([100 * (r[f"{kind}|refit|{s}"] - r[f"{kind}|base|{s}"])
+                          for r in runs], 9) for s in SHIFTS}
         gains[kind] = g
         lines.append(f"| {label}: refit - base, paired | " + " | ".join(
             f"{g[s].mean():+.2f} ± {_sd(g[s]):.2f} ({int((g[s] > 0).sum())}/"

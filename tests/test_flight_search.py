@@ -78,7 +78,7 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
     assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
                        "flight-stem4-s1", "flight-stem4-s2", "flight-wide4", "flight-stem4-refit",
-                       "flight-stem4-refit-h3"}
+                       "flight-stem4-refit-h3", "flight-stem4-refit-h2"}
     # rule (W)'s wider candidate: the default's positions with wider blocks; the refits of
     # the default's runs refit the default's model (REFIT_OF), one with a third held out
     from benchmarks.flight_eval import REFIT_HOLDOUT, REFIT_OF
@@ -86,9 +86,9 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     wide = RECIPES["flight-wide4"][0]
     assert replace(wide, filters=FLIGHT_MODEL.filters, dense_units=FLIGHT_MODEL.dense_units) \
         == FLIGHT_MODEL and wide.filters == (32, 64, 96, 128, 160) and wide.dense_units == 176
-    for name in ("flight-stem4-refit", "flight-stem4-refit-h3"):
+    for name in ("flight-stem4-refit", "flight-stem4-refit-h3", "flight-stem4-refit-h2"):
         assert REFIT_OF[name] == "flight-stem4" and RECIPES[name] == RECIPES["flight-stem4"]
-    assert REFIT_HOLDOUT == {"flight-stem4-refit-h3": 1 / 3}
+    assert REFIT_HOLDOUT == {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2}
     assert RECIPES["flight-stem4"][0].stem_stride == 4
     assert RECIPES["flight-stem2"][0].stem_stride == 2
     assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_HALF_POSITIONS

@@ -162,3 +162,8 @@ def test_holdout_report_judges_rule_r_prime_on_the_held_out_answers() -> None:
     assert not holdout_report(shy)[1]["a_b_hold"]
     # four splits: never
     assert not holdout_report({s: res[s] for s in range(4)})[1]["a_b_hold"]
+    # equal answers whose means differ by float noise count as neither higher nor lower
+    noise = {s: _held_row(0.8, 0.7 + 0.1) for s in range(5)}  # 0.8 and 0.7999999999999999
+    assert noise[0]["lib|base|0"] != noise[0]["lib|refit|0"]
+    v = holdout_report(noise)[1]
+    assert v["higher"] == v["lower"] == 0
