@@ -290,7 +290,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
 @click.option("--calibration-holdout", "holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
               default=0.0, show_default=True,
               help="Share of BASE's validation specimens kept out of the refit to calibrate "
-                   "it (seeded; 0 = none).")
+                   "it (drawn with seed 0; 0 = none).")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only the final test result and where the run was written.")
 def refit(base, out, data_root, overwrite, holdout, quiet) -> None:

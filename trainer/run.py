@@ -409,7 +409,7 @@ def refit_run(
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
     runs, or one that did not record its teachers' learning rates; a ``holdout`` outside
     [0, 1), or one on a split with fewer than 2 validation specimens or with spectra of a
-    validation specimen in another part (:func:`refit_holdout`).
+    validation specimen in its training part (:func:`refit_holdout`).
     """
     from trainer.train import ensemble_fn, train_model, train_teachers
 
@@ -447,25 +447,26 @@ def refit_run(
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
                        f"trains {n_teachers}")
     check_output_folder(out, overwrite)
-    run = load_run(base, data_root=data_root)
+    # the base network is kept only by a full refit (it calibrates that artifact)
+    run = load_run(base, data_root=data_root, load_model=holdout == 0)
     ds, split = run.dataset, run.split
     data = run_data_config(config, data_root=data_root)
     tc = run.train_config
     mc = replace(run.model_config, act_quant=False)  # the float network trains first
     n_classes = len(ds.labels)
-    tr, va = split == "train", split == "val"
+    tr = split == "train"
     held_info: dict[str, Any] | None = None
     if holdout > 0:
-        groups = specimen_groups(ds)
+        va, groups = split == "val", specimen_groups(ds)
         held = refit_holdout(split, groups, holdout, seed=holdout_seed)
         split = np.where(va & ~held, "train", split)  # what the refit trains on, as training
         held_info = {"share": float(holdout), "seed": int(holdout_seed),
                      "specimens": int(len(set(groups[held]))),
                      "of_specimens": int(len(set(groups[va]))),
                      "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum())}
+    va = split == "val"  # a holdout refit: the held-out specimens only
     fit = tr | va if held_info is None else split == "train"
-    n_val = int(va.sum()) if held_info is None else held_info["absorbed_spectra"]
-    va = va if held_info is None else split == "val"
+    n_val = int(fit.sum() - tr.sum())  # the validation spectra it trains on
     X, y, Xv, yv = ds.X[fit], ds.y[fit], ds.X[va], ds.y[va]
     if log is not None:
         log(f"refit of {base}: {int(fit.sum())} spectra (train {int(tr.sum())} + val "
@@ -514,7 +515,7 @@ def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
     leaves out (bool, one per spectrum): ``share`` of the validation specimens (``groups``:
     :func:`ramanedge.splits.specimen_groups`; rounded half up, at least one and at least
     one left to train on), drawn with ``seed``; a specimen's spectra stay together. The
-    split must keep every validation specimen on the validation side (a grouped split):
+    split must keep every validation specimen out of its training part (a grouped split):
     otherwise the held-out specimens' other spectra would train the refit."""
     split, groups = np.asarray(split), np.asarray(groups)
     if groups.shape != split.shape:
@@ -522,10 +523,10 @@ def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
                        f"{groups.shape[0]}")
     va = split == "val"
     specimens = np.unique(groups[va])
-    if np.isin(groups[~va], specimens).any():
+    if np.isin(groups[split == "train"], specimens).any():
         raise RunError("a calibration holdout needs a split that keeps each validation "
-                       "specimen on the validation side (a grouped split); this one has "
-                       "spectra of validation specimens in other parts")
+                       "specimen on the validation side, out of training (a grouped split); "
+                       "this one trains on spectra of validation specimens")
     if len(specimens) < 2:
         raise RunError(f"a calibration holdout needs at least 2 validation specimens, the "
                        f"split has {len(specimens)}")
