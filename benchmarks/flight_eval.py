@@ -173,15 +173,28 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight-stem4-refit-h3": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with half of them held out (rule (R''), 2026-12-07)
     "flight-stem4-refit-h2": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    # rule (R3), 2026-12-07: the stride-4 default trained with half of its validation
+    # specimens kept out of its epoch choice (CALIBRATION_HOLDOUT), and its refit holding
+    # out the same half: the two compare on specimens neither chose on
+    "flight-stem4-ch2": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    "flight-stem4-ch2-refit": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    # ... with training seeds 1 and 2
+    **{f"flight-stem4-ch2{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=s))
+       for s in (1, 2) for t in (f"-s{s}", f"-s{s}-refit")},
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits
 REFIT_OF = {"flight-early-pool-refit": "flight-early-pool",
             "flight-stem4-refit": "flight-stem4", "flight-stem4-refit-h3": "flight-stem4",
-            "flight-stem4-refit-h2": "flight-stem4"}
+            "flight-stem4-refit-h2": "flight-stem4",
+            **{f"flight-stem4-ch2{t}-refit": f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2")}}
 #: refit recipe -> the share of the validation specimens it holds out for calibration
 #: (``trainer.run.refit_run(holdout=...)``; seed 0); absent = none (a full refit)
-REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2}
+REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
+                 **{f"flight-stem4-ch2{t}-refit": 1 / 2 for t in ("", "-s1", "-s2")}}
+#: recipe -> the share of the validation specimens kept out of its epoch choice
+#: (``trainer.run.train_run(calibration_holdout=...)``; seed 0); absent = none
+CALIBRATION_HOLDOUT = {f"flight-stem4-ch2{t}": 1 / 2 for t in ("", "-s1", "-s2")}
 
 
 def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,
@@ -274,12 +287,17 @@ def finetune_from_float_run(float_run: Path, out: Path, train_config: TrainConfi
 
 
 def trained_with(run: Path, model_config: ModelConfig, train_config: TrainConfig,
-                 backbone: Path | None = None) -> bool:
+                 backbone: Path | None = None, holdout: float | None = None) -> bool:
     """Whether the run folder ``run`` was trained as ``model_config`` with ``train_config``
-    from ``backbone`` (a finished run of another recipe, e.g. from before a default changed,
-    must not be reported as this one; the int8-aware run records its folded twin,
-    ``act_quant``)."""
+    from ``backbone``, keeping the share ``holdout`` of its validation specimens out of its
+    choices (:data:`CALIBRATION_HOLDOUT`; ``None``: none) (a finished run of another recipe,
+    e.g. from before a default changed, must not be reported as this one; the int8-aware
+    run records its folded twin, ``act_quant``)."""
+    from trainer.run import HOLDOUT_KEY
+
     saved = json.loads((run / "config.json").read_text())
+    if (saved.get(HOLDOUT_KEY) or {}).get("share") != holdout:
+        return False
     model = replace(ModelConfig.from_dict(saved["model"]), act_quant=False)
     source = saved.get("backbone") or {}
     if backbone is None:
@@ -354,7 +372,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
             raise click.ClickException(f"{recipe} refits the {REFIT_OF[recipe]} run of the "
                                        f"same split, and {base} has none; run --recipe "
                                        f"{REFIT_OF[recipe]} into {out} first")
-        if not trained_with(base, *RECIPES[REFIT_OF[recipe]][:2], backbone):
+        if not trained_with(base, *RECIPES[REFIT_OF[recipe]][:2], backbone,
+                            CALIBRATION_HOLDOUT.get(REFIT_OF[recipe])):
             raise click.ClickException(f"{base} was trained with another recipe than today's "
                                        f"{REFIT_OF[recipe]!r}; remove it or choose another "
                                        "--out")
@@ -365,7 +384,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
 
         refit = json.loads((run / "config.json").read_text()).get(REFIT_KEY)
         held = ((refit or {}).get("holdout") or {})
-        if (not trained_with(run, mc, tc, backbone) or (refit is not None) != (recipe in REFIT_OF)
+        if (not trained_with(run, mc, tc, backbone, CALIBRATION_HOLDOUT.get(recipe))
+                or (refit is not None) != (recipe in REFIT_OF)
                 or held.get("share") != REFIT_HOLDOUT.get(recipe)
                 or held.get("seed", 0) != 0):
             raise click.ClickException(f"{run} was trained with another recipe than today's "
@@ -381,7 +401,8 @@ def evaluate_split(data_root: Path, kind: str, seed: int, recipe: str, out: Path
                 train_run(t, data, tmc, ttc, overwrite=True, log=None)
             teachers.append(t)
         train_run(run, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
-                  overwrite=True, log=None)
+                  overwrite=True, log=None,
+                  calibration_holdout=CALIBRATION_HOLDOUT.get(recipe, 0.0))
     train_s = time.perf_counter() - t0
     art = folder / "model"
     gate_error = None

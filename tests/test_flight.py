@@ -403,6 +403,10 @@ def test_default_train_and_quantize_pass_the_gate_on_real_spectra(shared_data_ro
     assert not any(ln.lstrip().startswith(("epoch", "teacher", "data set")) for ln in out_lines)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["arch"] == "flight"
+    # the default path's base: half of the validation specimens kept out of its epoch choice
+    # for the refit that follows, which the run's last lines name
+    assert cfg["calibration_holdout"]["share"] == 0.5
+    assert f"ramanedge refit {run} --out {run}-refit" in r.stdout
     # the default recipe ends with the int8-aware fine-tune; the float model is kept beside it
     assert cfg["model"]["act_quant"] and cfg["qat"]["epochs"] >= 1
     assert (run / "model_float.keras").is_file()

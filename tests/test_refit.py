@@ -126,6 +126,43 @@ def test_the_calibration_holdout_keeps_whole_specimens_of_the_validation_part() 
         refit_holdout(mixed, groups, 1 / 3)
 
 
+def test_the_automatic_calibration_holdout_needs_specimens_kept_apart() -> None:
+    from trainer.run import DEFAULT_CALIBRATION_HOLDOUT, auto_calibration_holdout
+
+    split = np.array(["train"] * 4 + ["val"] * 4 + ["test"] * 2)
+    groups = np.array(["t0", "t1", "t2", "t3", "v0", "v0", "v1", "v2", "x0", "x1"])
+    assert auto_calibration_holdout(split, groups) == (DEFAULT_CALIBRATION_HOLDOUT, None)
+    # a validation specimen with a spectrum in training (a per-spectrum split): none
+    mixed = groups.copy()
+    mixed[0] = "v1"
+    share, why = auto_calibration_holdout(split, mixed)
+    assert share == 0.0 and "per spectrum" in why
+    # one validation specimen: nothing could be held out and still absorbed
+    one = np.where(split == "val", "v0", groups)
+    share, why = auto_calibration_holdout(split, one)
+    assert share == 0.0 and "1 validation specimen" in why
+
+
+def test_cli_train_holds_out_half_for_the_default_recipe_only(tmp_path, monkeypatch) -> None:
+    """``ramanedge train``: unset, the default recipe's holdout is automatic (``None``,
+    resolved on the split) and the paper's recipes keep none; a given share is passed on."""
+    from click.testing import CliRunner
+
+    import trainer.run
+    from trainer.cli import train
+
+    seen = []
+    monkeypatch.setattr(trainer.run, "train_run",
+                        lambda out, data, mc, tc, **kw: seen.append(kw["calibration_holdout"]))
+    for args in ([], ["--recipe", "paper"], ["--recipe", "paper-family"],
+                 ["--calibration-holdout", "0.25"], ["--recipe", "paper",
+                                                     "--calibration-holdout", "0.5"]):
+        res = CliRunner().invoke(train, ["--data", str(tmp_path), "-q", *args, "--out",
+                                         str(tmp_path / f"r{len(seen)}")])
+        assert res.exit_code == 0, res.output
+    assert seen == [None, 0.0, 0.0, 0.25, 0.5]
+
+
 @pytest.mark.parametrize("share", [1.0, -0.1, "a third"])
 def test_a_holdout_outside_zero_to_one_is_refused_before_anything(tmp_path, share) -> None:
     from trainer.run import refit_run
@@ -272,27 +309,88 @@ def test_refit_artifact_is_calibrated_on_the_base_networks_validation_answers(re
 
 
 @pytest.fixture(scope="module")
-def holdout_refit(refit_pair):
-    """The refit pair's base refitted with half of its validation specimens held out, with
-    every ``train_model`` call recorded: ``(base, refit, calls)``."""
-    import trainer.train as tt
-    from trainer.run import refit_run
+def holdout_refit(tmp_path_factory, shared_data_root):
+    """A tiny default-recipe run (as :func:`refit_pair`'s, one teacher) trained with half of its
+    validation specimens kept out of its choices (``calibration_holdout=0.5``), and its refit
+    holding out the same half, with every ``train_model`` call of each recorded:
+    ``(base, refit, base_calls, refit_calls)``."""
+    from dataclasses import replace
 
-    base = refit_pair[0]
+    import trainer.train as tt
+    from trainer.model import FLIGHT_LATE_POOL
+    from trainer.run import DataConfig, refit_run, train_run
+    from trainer.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("holdout")
+    data = DataConfig(root=str(shared_data_root), minerals=REAL_MINERALS,
+                      cache_dir=str(REPO / ".cache" / "ramanedge"))
+    tc = TrainConfig(epochs=5, teachers=1, qat_epochs=2, early_stop_patience=3, lr_patience=1,
+                     lr_factor=0.5)
+    base_calls: list[dict] = []
     calls: list[dict] = []
     real = tt.train_model
     mp = pytest.MonkeyPatch()
 
-    def spy(X, y, Xv, yv, k, mc=None, tc=None, **kw):
-        calls.append({"n": len(X), "n_val": len(Xv)})
-        return real(X, y, Xv, yv, k, mc, tc, **kw)
+    def spy(into):
+        def train_model(X, y, Xv, yv, k, mc=None, tc=None, **kw):
+            into.append({"n": len(X), "n_val": len(Xv)})
+            return real(X, y, Xv, yv, k, mc, tc, **kw)
+        return train_model
 
-    mp.setattr(tt, "train_model", spy)
     try:
-        refit_run(base, base.parent / "refit-h", log=None, holdout=0.5, holdout_seed=3)
+        mp.setattr(tt, "train_model", spy(base_calls))
+        train_run(root / "base", data, replace(FLIGHT_LATE_POOL, early_pool=True), tc,
+                  log=None, calibration_holdout=0.5)
+        mp.setattr(tt, "train_model", spy(calls))
+        # holdout=None (the CLI's default): the share and seed the base kept out
+        refit_run(root / "base", root / "refit", log=None, holdout=None)
     finally:
         mp.undo()
-    return base, base.parent / "refit-h", calls
+    return root / "base", root / "refit", base_calls, calls
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_calibration_holdout_base_chooses_nothing_on_the_specimens_its_refit_holds_out(
+        holdout_refit, tmp_path, capsys) -> None:
+    from dataclasses import replace
+
+    from benchmarks.flight_eval import trained_with
+    from ramanedge.splits import specimen_groups
+    from trainer.run import load_run, refit_holdout, refit_run
+
+    base, refit, base_calls, _ = holdout_refit
+    rb = load_run(base, load_model=False)
+    groups = specimen_groups(rb.dataset)
+    held = refit_holdout(rb.split, groups, 0.5, seed=0)
+    va = rb.split == "val"
+    assert 0 < held.sum() < va.sum()
+    # every network (teacher, student, fine-tune) trained on the training part and chose
+    # its epochs on the validation specimens the refit will absorb, never the held-out ones
+    assert [c["n"] for c in base_calls] == [int((rb.split == "train").sum())] * 3
+    assert [c["n_val"] for c in base_calls] == [int((va & ~held).sum())] * 3
+    # the held-out specimens stay in the run's validation part (split.csv, its figures)
+    cfg = json.loads((base / "config.json").read_text())
+    assert cfg["data"]["n_val"] == int(va.sum())
+    assert cfg["calibration_holdout"] == {"share": 0.5, "seed": 0, "spectra": int(held.sum()),
+                                          "specimens": len(set(groups[held]))}
+    # the evaluation driver tells such a run from one without a holdout
+    mc = replace(rb.model_config, act_quant=False)
+    assert trained_with(base, mc, rb.train_config, holdout=0.5)
+    assert not trained_with(base, mc, rb.train_config)
+    # its refit must hold out what it kept out: another share or seed is refused, unwritten
+    for kw in ({"holdout": 1 / 3}, {"holdout": 0.5, "holdout_seed": 1}):
+        with pytest.raises(RunError, match="kept 0.5 of its validation specimens"):
+            refit_run(base, tmp_path / "other", log=None, **kw)
+        assert not (tmp_path / "other").exists()
+    # the CLI: a share out of range, or with few-label training, is one line
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path, "--calibration-holdout", "1",
+                           "--out", tmp_path / "t")
+    assert code == 2 and "--calibration-holdout" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path, "--calibration-holdout", "0.5",
+                           "--labelled-fraction", "0.5", "--out", tmp_path / "t")
+    assert code == 2 and "--calibration-holdout is not used by few-label" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "t").exists()
 
 
 @pytest.mark.slow
@@ -304,10 +402,10 @@ def test_a_holdout_refit_trains_without_its_held_out_specimens_and_calibrates_on
     from ramanedge.splits import specimen_groups
     from trainer.run import load_run, refit_holdout
 
-    base, refit, calls = holdout_refit
+    base, refit, _, calls = holdout_refit
     rb, rr = load_run(base, load_model=False), load_run(refit, load_model=False)
     groups = specimen_groups(rb.dataset)
-    held = refit_holdout(rb.split, groups, 0.5, seed=3)
+    held = refit_holdout(rb.split, groups, 0.5, seed=0)
     # the refit's split: test untouched, the absorbed validation specimens as training,
     # the held-out ones as its validation part (no specimen on both sides)
     assert np.array_equal(rr.split == "test", rb.split == "test")
@@ -315,13 +413,14 @@ def test_a_holdout_refit_trains_without_its_held_out_specimens_and_calibrates_on
     assert np.array_equal(rr.split == "train", (rb.split == "train")
                           | ((rb.split == "val") & ~held))
     assert set(groups[held]).isdisjoint(groups[rr.split == "train"])
-    # every network (2 teachers, student, fine-tune) trained without the held-out spectra
+    # every network (teacher, student, fine-tune) trained without the held-out spectra
     n_fit = int((rr.split == "train").sum())
-    assert [c["n"] for c in calls] == [n_fit] * 4
-    assert [c["n_val"] for c in calls] == [int(held.sum())] * 4
+    assert [c["n"] for c in calls] == [n_fit] * 3
+    assert [c["n_val"] for c in calls] == [int(held.sum())] * 3
     cfg = json.loads((refit / "config.json").read_text())
     info = cfg["refit"]["holdout"]
-    assert info["share"] == 0.5 and info["seed"] == 3 and info["spectra"] == int(held.sum())
+    assert info["share"] == 0.5 and info["seed"] == 0 and info["spectra"] == int(held.sum())
+    assert info["base_chose_without"] is True  # its base chose nothing on them either
     assert info["specimens"] == len(set(groups[held])) and cfg["refit"]["n_fit"] == n_fit
     # no base network kept or needed: its validation figures are held-out ones
     assert not (refit / "model_base.keras").exists()

@@ -185,6 +185,13 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "own; by default the spectra of one specimen (RRUFF sample id) share one "
                    "name, from the mean of their scores (chosen on validation with "
                    "--library-labels 0.6 --relabel 1.0; other settings not measured).")
+@click.option("--calibration-holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
+              default=None,
+              help="Share of the validation specimens (drawn with seed 0) kept out of every "
+                   "epoch choice, for the 'ramanedge refit' that follows: it trains on the "
+                   "rest and is calibrated on these, which neither network chose on "
+                   "(0 = none). Default: 0.5 for the default recipe on a split that keeps "
+                   "specimens apart (grouped), else 0.")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, stem_stride,
           teachers,
@@ -194,7 +201,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
           overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
-          library_labels=0.0, relabel=0.0, propagate=None, names_per_spectrum=False) -> None:
+          library_labels=0.0, relabel=0.0, propagate=None, names_per_spectrum=False,
+          calibration_holdout=None) -> None:
     """Train a 1D CNN (flight default, or the paper's) and write a run folder."""
     from trainer.augment import AugmentConfig
     from trainer.model import PAPER_DEFAULT, PAPER_MODEL
@@ -262,8 +270,8 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     # few-label fine-tuning (trainer.ssl)
     few = (labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
            or relabel != 0.0 or propagate is not None or names_per_spectrum)
-    for flag, on in open_set_flags:
-        if few and on:  # few-label training trains without negatives (trainer.ssl)
+    for flag, on in (*open_set_flags, ("--calibration-holdout", bool(calibration_holdout))):
+        if few and on:  # few-label training: no negatives, no refit (trainer.ssl)
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
                               "--ssl, --pseudo-label, --library-labels, --relabel, "
                               "--propagate, --names-per-spectrum): drop one of them")
@@ -277,7 +285,10 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                              propagate=propagate, by_specimen=not names_per_spectrum,
                              log=None if quiet else _echo, report=_echo)
     train_run(out, data, mc, tc, teachers=tuple(teachers), backbone=backbone,
-              overwrite=overwrite, log=None if quiet else _echo, report=_echo)
+              overwrite=overwrite, log=None if quiet else _echo, report=_echo,
+              # unset: the default recipe's (auto), the paper's recipes none (as published)
+              calibration_holdout=(calibration_holdout if calibration_holdout is not None
+                                   else None if recipe == "default" else 0.0))
 
 
 @click.command("refit")
@@ -288,9 +299,10 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
               help="Data root, if not the one recorded in the base run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
 @click.option("--calibration-holdout", "holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
-              default=0.0, show_default=True,
+              default=None,
               help="Share of BASE's validation specimens kept out of the refit to calibrate "
-                   "it (drawn with seed 0; 0 = none).")
+                   "it (drawn with seed 0; 0 = none). Default: the share BASE kept out of "
+                   "its epoch choice ('ramanedge train --calibration-holdout'), else 0.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only the final test result and where the run was written.")
 def refit(base, out, data_root, overwrite, holdout, quiet) -> None:
@@ -299,7 +311,8 @@ def refit(base, out, data_root, overwrite, holdout, quiet) -> None:
     Every network follows the epochs and learning rates BASE chose on validation; the test
     part is untouched. 'ramanedge quantize' of the result calibrates the unknown rule and the
     prediction sets on BASE's network, which never saw the validation spectra; with
-    --calibration-holdout, on the held-out validation specimens with the refit network
+    --calibration-holdout (the default for a BASE trained with one, as 'ramanedge train'
+    trains the default recipe), on the held-out validation specimens with the refit network
     itself (they are the refit run's validation part).
     """
     from trainer.run import check_output_folder, read_run_config, refit_run

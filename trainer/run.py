@@ -245,6 +245,7 @@ def train_run(
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     report: Callable[[str], None] | None = None,
+    calibration_holdout: float | None = 0.0,
 ) -> Path:
     """Train on ``data``'s train split (val for early stopping), evaluate on test, write the run.
 
@@ -260,9 +261,22 @@ def train_run(
     specimens (:class:`trainer.ssl.SSLOptionError` otherwise). Returns the run folder. Raises
     :class:`RunError` when ``out`` is a non-empty folder and ``overwrite`` is false (checked
     before any work) or a teacher does not match, :class:`DataError` for unusable data.
+
+    ``calibration_holdout`` (0 <= h < 1): the validation specimens a later ``refit_run(...,
+    holdout=h)`` of this run will hold out (:func:`refit_holdout`, seed 0) stay out of every
+    choice this run makes on validation (the epochs each network keeps), so that the refit's
+    held-out specimens are ones neither network chose on: the two can be compared there, and
+    the refit calibrated there, without a selection advantage for this run. They stay in the
+    run's validation part (``split.csv``, the figures in ``metrics.json``, ``ramanedge
+    quantize``'s calibration); ``config.json["calibration_holdout"]`` records them. ``None``
+    (``ramanedge train``'s default for the default recipe): :func:`auto_calibration_holdout`.
     """
     from trainer.train import train_model
 
+    if calibration_holdout is not None and not (
+            isinstance(calibration_holdout, (int, float)) and 0.0 <= calibration_holdout < 1.0):
+        raise RunError(f"calibration_holdout must be a share of the validation specimens in "
+                       f"[0, 1), got {calibration_holdout!r}")
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     say = report if report is not None else log
@@ -278,6 +292,18 @@ def train_run(
     n_classes = len(ds.labels)
     tr, va, te = (split == s for s in SPLITS)
     extra: dict[str, Any] = {}
+    chooses_on = split  # the split every choice on validation reads
+    if calibration_holdout is None:
+        calibration_holdout, why = auto_calibration_holdout(split, specimen_groups(ds))
+        if why is not None and log is not None:
+            log(why)
+    if calibration_holdout > 0:
+        held = refit_holdout(split, specimen_groups(ds), calibration_holdout, seed=0)
+        chooses_on = np.where(held, UNUSED, split)
+        va = chooses_on == "val"
+        extra[HOLDOUT_KEY] = {"share": float(calibration_holdout), "seed": 0,
+                              "specimens": int(len(set(specimen_groups(ds)[held]))),
+                              "spectra": int(held.sum())}
     if meta is not None:
         from trainer.ssl import check_no_leak
 
@@ -287,7 +313,11 @@ def train_run(
         log(f"split: {int(tr.sum())} train / {int(va.sum())} val / {int(te.sum())} test; model "
             f"{model_config.describe()}, flatten {flatten_size(model_config)}, "
             f"{count_params(model_config, n_classes):,} parameters"
-            f"{'' if meta is None else f', from the backbone {backbone}'}")
+            f"{'' if meta is None else f', from the backbone {backbone}'}"
+            + ("" if HOLDOUT_KEY not in extra else
+               f"; {extra[HOLDOUT_KEY]['spectra']} validation spectra of "
+               f"{extra[HOLDOUT_KEY]['specimens']} specimens kept out of the epoch choice "
+               "(calibration holdout)"))
     teacher = None
     given: list[Any] = []  # the teacher runs' models, for function matching
     if teachers:
@@ -310,14 +340,41 @@ def train_run(
     models = {}
     if train_config.qat_epochs:
         result, model_config, models, extra["qat"] = int8_finetune(
-            result, ds, split, model_config, train_config, negatives=negatives, log=log)
+            result, ds, chooses_on, model_config, train_config, negatives=negatives, log=log)
     files.update(background_files(result, train_config, extra, say=say))
     test = write_run(out, ds, split, data, model_config, train_config, result,
                      extra_config=extra, extra_models=models, extra_files=files)
+    if HOLDOUT_KEY in extra and say is not None:
+        say(f"next, the default path: ramanedge refit {out} --out {out}-refit (trains again "
+            f"on the validation specimens it chose on; the held-out ones calibrate it)")
     say_written(say, out, test, result)
     return out
 
 
+DEFAULT_CALIBRATION_HOLDOUT = 0.5
+"""The default recipe's calibration holdout (``ramanedge train`` then ``ramanedge refit``;
+rule (R3), 2026-12-07, ``docs/parts/flight.md``): half of the validation specimens."""
+
+
+def auto_calibration_holdout(split: np.ndarray, groups: np.ndarray) -> tuple[float, str | None]:
+    """``(share, why not)``: :data:`DEFAULT_CALIBRATION_HOLDOUT` for a split that keeps each
+    validation specimen out of training (a grouped split) and has at least 2 validation
+    specimens; otherwise 0 and the reason, in one line (a per-spectrum split trains on other
+    spectra of its validation specimens, so nothing could be held out of a refit)."""
+    split, groups = np.asarray(split), np.asarray(groups)
+    specimens = np.unique(groups[split == "val"])
+    if np.isin(groups[split == "train"], specimens).any():
+        return 0.0, ("no calibration holdout: this split trains on spectra of its validation "
+                     "specimens (per spectrum), so a refit could not hold any out")
+    if len(specimens) < 2:
+        return 0.0, (f"no calibration holdout: the split has {len(specimens)} validation "
+                     "specimen(s), at least 2 are needed")
+    return DEFAULT_CALIBRATION_HOLDOUT, None
+
+
+HOLDOUT_KEY = "calibration_holdout"
+"""``config.json`` section of a run trained with a calibration holdout (:func:`train_run`):
+the share and seed of the validation specimens kept out of its choices, and their count."""
 REFIT_KEY = "refit"
 """``config.json`` section of a refit run (:func:`refit_run`): its base run, the parts it
 trained on and the learning rates every network followed."""
@@ -382,7 +439,7 @@ def refit_run(
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     report: Callable[[str], None] | None = None,
-    holdout: float = 0.0,
+    holdout: float | None = 0.0,
     holdout_seed: int = 0,
 ) -> Path:
     """Train a validated run's recipe again on its training *and* validation spectra.
@@ -409,18 +466,24 @@ def refit_run(
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
     runs, or one that did not record its teachers' learning rates; a ``holdout`` outside
     [0, 1), or one on a split with fewer than 2 validation specimens or with spectra of a
-    validation specimen in its training part (:func:`refit_holdout`).
+    validation specimen in its training part (:func:`refit_holdout`). ``holdout=None`` (the
+    CLI's default): the base's own calibration holdout (:func:`train_run`) with its seed,
+    or 0 (a full refit) for a base without one.
     """
     from trainer.train import ensemble_fn, train_model, train_teachers
 
     base, out = Path(base), Path(out)
     say = report if report is not None else log
-    if not (isinstance(holdout, (int, float)) and 0.0 <= holdout < 1.0):
+    if holdout is not None and not (isinstance(holdout, (int, float))
+                                    and 0.0 <= holdout < 1.0):
         raise RunError(f"holdout must be a share of the validation specimens in [0, 1), got "
                        f"{holdout!r}")
     if out.resolve() == base.resolve():
         raise RunError(f"--out {out} is the base run itself; write the refit elsewhere")
     config = read_run_config(base)
+    if holdout is None:  # the base's own, or none
+        kept = config.get(HOLDOUT_KEY) or {}
+        holdout, holdout_seed = float(kept.get("share", 0.0)), int(kept.get("seed", 0))
     if REFIT_KEY in config:
         raise RunError(f"{base} is itself a refit; refit its base run "
                        f"{config[REFIT_KEY].get('base')}")
@@ -446,6 +509,13 @@ def refit_run(
     if len(schedules["teachers"]) != n_teachers:
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
                        f"trains {n_teachers}")
+    kept = config.get(HOLDOUT_KEY)
+    if kept and holdout > 0 and not (math.isclose(holdout, kept.get("share", -1))
+                                     and holdout_seed == kept.get("seed")):
+        raise RunError(f"{base} kept {kept.get('share')} of its validation specimens (seed "
+                       f"{kept.get('seed')}) out of its epoch choice; refit it with that "
+                       f"calibration holdout (or 0, a full refit), got {holdout:g} (seed "
+                       f"{holdout_seed})")
     check_output_folder(out, overwrite)
     # the base network is kept only by a full refit (it calibrates that artifact)
     run = load_run(base, data_root=data_root, load_model=holdout == 0)
@@ -463,7 +533,14 @@ def refit_run(
         held_info = {"share": float(holdout), "seed": int(holdout_seed),
                      "specimens": int(len(set(groups[held]))),
                      "of_specimens": int(len(set(groups[va]))),
-                     "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum())}
+                     "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum()),
+                     # whether the base chose its epochs without them (train_run's
+                     # calibration_holdout): then the two compare there on equal terms
+                     "base_chose_without": bool(kept)}
+        if kept and kept.get("spectra") != held_info["spectra"]:
+            raise RunError(f"{base} kept {kept.get('spectra')} validation spectra out of its "
+                           f"choices, the holdout now draws {held_info['spectra']}: was its "
+                           "split.csv or the data changed?")
     va = split == "val"  # a holdout refit: the held-out specimens only
     fit = tr | va if held_info is None else split == "train"
     n_val = int(fit.sum() - tr.sum())  # the validation spectra it trains on
