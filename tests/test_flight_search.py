@@ -76,9 +76,11 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
 
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
+    ch2 = {f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2")}  # rule (R3)'s bases
     assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
                        "flight-stem4-s1", "flight-stem4-s2", "flight-wide4", "flight-stem4-refit",
-                       "flight-stem4-refit-h3", "flight-stem4-refit-h2"}
+                       "flight-stem4-refit-h3", "flight-stem4-refit-h2",
+                       *ch2, *{f"{b}-refit" for b in ch2}}
     # rule (W)'s wider candidate: the default's positions with wider blocks; the refits of
     # the default's runs refit the default's model (REFIT_OF), one with a third held out
     from benchmarks.flight_eval import REFIT_HOLDOUT, REFIT_OF
@@ -88,7 +90,19 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
         == FLIGHT_MODEL and wide.filters == (32, 64, 96, 128, 160) and wide.dense_units == 176
     for name in ("flight-stem4-refit", "flight-stem4-refit-h3", "flight-stem4-refit-h2"):
         assert REFIT_OF[name] == "flight-stem4" and RECIPES[name] == RECIPES["flight-stem4"]
-    assert REFIT_HOLDOUT == {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2}
+    # rule (R3): the default's model and recipe, one per training seed, choosing on half of
+    # the validation specimens, and their refits holding out that half
+    from benchmarks.flight_eval import CALIBRATION_HOLDOUT
+
+    halves = dict.fromkeys(ch2, 1 / 2)
+    assert halves == CALIBRATION_HOLDOUT
+    for b in ch2:
+        seed = int(b[-1]) if b.endswith(("-s1", "-s2")) else 0
+        assert RECIPES[b] == (FLIGHT_MODEL, replace(TrainConfig(), seed=seed))
+        assert REFIT_OF[f"{b}-refit"] == b and RECIPES[f"{b}-refit"] == RECIPES[b]
+    holdouts = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
+                **{f"{b}-refit": 1 / 2 for b in ch2}}
+    assert holdouts == REFIT_HOLDOUT
     assert RECIPES["flight-stem4"][0].stem_stride == 4
     assert RECIPES["flight-stem2"][0].stem_stride == 2
     assert RECIPES["flight-stem2"][0] == RECIPES["flight-stem2-s1"][0] == FLIGHT_HALF_POSITIONS
