@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## install ramanedge with every extra (editable)
 
-demo: $(STAMP)  ## build rruff-raw, train, quantize, classify, adapt onboard, replay over serial
+demo: $(STAMP)  ## build rruff-raw, train, refit, quantize, classify, adapt onboard, replay over serial
 	$(PYTHON) -m benchmarks.demo --data $(DATA)
 
 test: $(STAMP)  ## the test suite (CI runs this)

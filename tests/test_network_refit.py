@@ -167,3 +167,24 @@ def test_holdout_report_judges_rule_r_prime_on_the_held_out_answers() -> None:
     assert noise[0]["lib|base|0"] != noise[0]["lib|refit|0"]
     v = holdout_report(noise)[1]
     assert v["higher"] == v["lower"] == 0
+    assert "same_library" not in v  # rows scored without the base's refit-library answer
+
+
+def test_holdout_report_judges_the_same_library_comparison_beside_the_rule() -> None:
+    """``lib|base+`` (the base network with the refit's library): its own verdict, so a gain
+    that the absorbed spectra in the library bring, and the shipped base also has, does not
+    count for the refit network."""
+    from benchmarks.network_refit import holdout_report
+
+    res = {}
+    for s in range(5):
+        row = _held_row(0.80, 0.81)  # +1 point with the base's own library on every split
+        for k in (0, 15, 30):  # the refit's library lifts the base as much: +0 network gain
+            row[f"lib|base+|{k}"] = row[f"lib|refit|{k}"]
+        res[s] = row
+    table, v = holdout_report(res)
+    assert v["a_b_hold"] and v["gain_0"] > 0.99
+    same = v["same_library"]
+    assert same["gain_0"] == 0.0 and same["higher"] == same["lower"] == 0
+    assert not same["a_b_hold"] and table.endswith("do not hold")
+    assert "only the network differs: refit - base, paired | +0.00" in table

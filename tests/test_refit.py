@@ -163,6 +163,28 @@ def test_cli_train_holds_out_half_for_the_default_recipe_only(tmp_path, monkeypa
     assert seen == [None, 0.0, 0.0, 0.25, 0.5]
 
 
+def test_a_run_given_teacher_runs_or_a_backbone_holds_nothing_out_by_default(
+        tmp_path, monkeypatch) -> None:
+    """``train_run(calibration_holdout=None)`` with ``teachers`` or a ``backbone``: none
+    (``refit_run`` refuses such runs), decided before the split is drawn."""
+    from types import SimpleNamespace
+
+    import trainer.run as tr
+
+    seen = []
+    monkeypatch.setattr(tr, "auto_calibration_holdout",
+                        lambda split, groups: seen.append("auto") or (0.5, None))
+    split = np.array(["train", "val", "val", "test"])
+    ds = SimpleNamespace(labels=["a"], y=np.zeros(4, int), X=np.zeros((4, 3)), paths=[""] * 4)
+    monkeypatch.setattr(tr, "start_run", lambda *a, **k: (tmp_path, ds, split))
+    monkeypatch.setattr(tr, "teacher_probabilities",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("teachers read")))
+    with pytest.raises(RuntimeError, match="teachers read"):
+        tr.train_run(tmp_path / "r", tr.DataConfig(root="x"), teachers=("t",), log=None,
+                     calibration_holdout=None)
+    assert seen == []  # never drawn: no holdout with teacher runs
+
+
 @pytest.mark.parametrize("share", [1.0, -0.1, "a third"])
 def test_a_holdout_outside_zero_to_one_is_refused_before_anything(tmp_path, share) -> None:
     from trainer.run import refit_run

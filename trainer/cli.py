@@ -191,7 +191,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "epoch choice, for the 'ramanedge refit' that follows: it trains on the "
                    "rest and is calibrated on these, which neither network chose on "
                    "(0 = none). Default: 0.5 for the default recipe on a split that keeps "
-                   "specimens apart (grouped), else 0.")
+                   "specimens apart (grouped), else 0 (also with --teacher or --backbone, "
+                   "whose runs are not refitted).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, stem_stride,
           teachers,

@@ -269,7 +269,8 @@ def train_run(
     the refit calibrated there, without a selection advantage for this run. They stay in the
     run's validation part (``split.csv``, the figures in ``metrics.json``, ``ramanedge
     quantize``'s calibration); ``config.json["calibration_holdout"]`` records them. ``None``
-    (``ramanedge train``'s default for the default recipe): :func:`auto_calibration_holdout`.
+    (``ramanedge train``'s default for the default recipe): :func:`auto_calibration_holdout`,
+    and none for a run given ``teachers`` or a ``backbone`` (:func:`refit_run` refuses both).
     """
     from trainer.train import train_model
 
@@ -293,6 +294,8 @@ def train_run(
     tr, va, te = (split == s for s in SPLITS)
     extra: dict[str, Any] = {}
     chooses_on = split  # the split every choice on validation reads
+    if calibration_holdout is None and (teachers or backbone is not None):
+        calibration_holdout = 0.0  # refit_run refuses such runs: nothing to hold out for
     if calibration_holdout is None:
         calibration_holdout, why = auto_calibration_holdout(split, specimen_groups(ds))
         if why is not None and log is not None:
