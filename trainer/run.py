@@ -296,16 +296,18 @@ def train_run(
     chooses_on = split  # the split every choice on validation reads
     if calibration_holdout is None and (teachers or backbone is not None):
         calibration_holdout = 0.0  # refit_run refuses such runs: nothing to hold out for
+    if calibration_holdout is None or calibration_holdout > 0:
+        groups = specimen_groups(ds)  # what a holdout draws whole
     if calibration_holdout is None:
-        calibration_holdout, why = auto_calibration_holdout(split, specimen_groups(ds))
+        calibration_holdout, why = auto_calibration_holdout(split, groups)
         if why is not None and log is not None:
             log(why)
     if calibration_holdout > 0:
-        held = refit_holdout(split, specimen_groups(ds), calibration_holdout, seed=0)
+        held = refit_holdout(split, groups, calibration_holdout, seed=0)
         chooses_on = np.where(held, UNUSED, split)
         va = chooses_on == "val"
         extra[HOLDOUT_KEY] = {"share": float(calibration_holdout), "seed": 0,
-                              "specimens": int(len(set(specimen_groups(ds)[held]))),
+                              "specimens": int(len(set(groups[held]))),
                               "spectra": int(held.sum())}
     if meta is not None:
         from trainer.ssl import check_no_leak
@@ -360,18 +362,13 @@ rule (R3), 2026-12-07, ``docs/parts/flight.md``): half of the validation specime
 
 
 def auto_calibration_holdout(split: np.ndarray, groups: np.ndarray) -> tuple[float, str | None]:
-    """``(share, why not)``: :data:`DEFAULT_CALIBRATION_HOLDOUT` for a split that keeps each
-    validation specimen out of training (a grouped split) and has at least 2 validation
-    specimens; otherwise 0 and the reason, in one line (a per-spectrum split trains on other
-    spectra of its validation specimens, so nothing could be held out of a refit)."""
-    split, groups = np.asarray(split), np.asarray(groups)
-    specimens = np.unique(groups[split == "val"])
-    if np.isin(groups[split == "train"], specimens).any():
-        return 0.0, ("no calibration holdout: this split trains on spectra of its validation "
-                     "specimens (per spectrum), so a refit could not hold any out")
-    if len(specimens) < 2:
-        return 0.0, (f"no calibration holdout: the split has {len(specimens)} validation "
-                     "specimen(s), at least 2 are needed")
+    """``(share, why not)``: :data:`DEFAULT_CALIBRATION_HOLDOUT` where :func:`refit_holdout`
+    can draw it (a split that keeps each validation specimen out of training, with at least
+    2 validation specimens); otherwise 0 and its reason, in one line."""
+    try:
+        refit_holdout(split, groups, DEFAULT_CALIBRATION_HOLDOUT, seed=0)
+    except RunError as e:
+        return 0.0, f"no calibration holdout: {e}"
     return DEFAULT_CALIBRATION_HOLDOUT, None
 
 
@@ -484,8 +481,8 @@ def refit_run(
     if out.resolve() == base.resolve():
         raise RunError(f"--out {out} is the base run itself; write the refit elsewhere")
     config = read_run_config(base)
+    kept = config.get(HOLDOUT_KEY) or {}  # what the base kept out of its choices
     if holdout is None:  # the base's own, or none
-        kept = config.get(HOLDOUT_KEY) or {}
         holdout, holdout_seed = float(kept.get("share", 0.0)), int(kept.get("seed", 0))
     if REFIT_KEY in config:
         raise RunError(f"{base} is itself a refit; refit its base run "
@@ -512,7 +509,6 @@ def refit_run(
     if len(schedules["teachers"]) != n_teachers:
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
                        f"trains {n_teachers}")
-    kept = config.get(HOLDOUT_KEY)
     if kept and holdout > 0 and not (math.isclose(holdout, kept.get("share", -1))
                                      and holdout_seed == kept.get("seed")):
         raise RunError(f"{base} kept {kept.get('share')} of its validation specimens (seed "
@@ -606,10 +602,10 @@ def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
     if np.isin(groups[split == "train"], specimens).any():
         raise RunError("a calibration holdout needs a split that keeps each validation "
                        "specimen on the validation side, out of training (a grouped split); "
-                       "this one trains on spectra of validation specimens")
+                       "this one trains on spectra of validation specimens (per spectrum)")
     if len(specimens) < 2:
         raise RunError(f"a calibration holdout needs at least 2 validation specimens, the "
-                       f"split has {len(specimens)}")
+                       f"split has {len(specimens)} validation specimen(s)")
     n = min(max(1, int(np.floor(share * len(specimens) + 0.5))), len(specimens) - 1)
     chosen = np.random.default_rng(seed).choice(specimens, size=n, replace=False)
     return va & np.isin(groups, chosen)
