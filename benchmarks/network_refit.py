@@ -299,9 +299,10 @@ BUILT_KEYS = (*(f"int8_{s}" for s in SHIFTS), *(f"net_{s}" for s in SHIFTS),
 MIN_COVERAGE = 0.935
 
 
-def _rows(path: Path) -> dict[int, dict]:
-    """The grouped rows of a ``library_eval`` / ``flight_eval`` ``eval.jsonl`` by split seed."""
-    return {int(r["split_seed"]): r for r in _read(path) if r.get("split") == "grouped"}
+def _rows(path: Path, kind: str = "grouped") -> dict[int, dict]:
+    """The rows of split kind ``kind`` (grouped or random) of a ``library_eval`` /
+    ``flight_eval`` ``eval.jsonl`` by split seed."""
+    return {int(r["split_seed"]): r for r in _read(path) if r.get("split") == kind}
 
 
 def _read(path: Path) -> list[dict]:
@@ -315,7 +316,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def built_report(base: dict[int, dict], refit: dict[int, dict],
-                 gates: dict[int, bool]) -> tuple[str, dict]:
+                 gates: dict[int, bool], kind: str = "grouped") -> tuple[str, dict]:
     """Rule (R): the refit against its base on the splits both have (test, paired, points;
     set size in minerals), the gate of each refit export, and whether the refit may ship
     (every export passed the gate with default settings and its mean set coverage on test
@@ -323,7 +324,7 @@ def built_report(base: dict[int, dict], refit: dict[int, dict],
     choose on once validation is trained on."""
     seeds = sorted(set(base) & set(refit))
     if not seeds:
-        raise click.UsageError("no grouped split in both the base and the refit rows")
+        raise click.UsageError(f"no {kind} split in both the base and the refit rows")
     keys = [k for k in BUILT_KEYS if all(base[s].get(k) is not None
                                           and refit[s].get(k) is not None for s in seeds)]
     scale = {k: 1.0 if k in ("test_set_size", "unknown_auroc") else 100.0 for k in keys}
@@ -363,19 +364,22 @@ def built_report(base: dict[int, dict], refit: dict[int, dict],
               required=True, help="flight_eval eval.jsonl holding the refit recipe's rows.")
 @click.option("--recipe", default="flight-early-pool-refit", show_default=True,
               help="The refit recipe's name in --gates.")
+@click.option("--split", "kind", type=click.Choice(["grouped", "random"]), default="grouped",
+              show_default=True, help="Which splits' rows to compare.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def built_cmd(base_rows: Path, refit_rows: Path, gate_rows: Path, recipe: str,
+def built_cmd(base_rows: Path, refit_rows: Path, gate_rows: Path, recipe: str, kind: str,
               out: Path | None) -> None:
     """Rule (R): the built refit against its base on test (``trainer.run.refit_run``)."""
     gates = {int(r["split_seed"]): bool(r["gate_passed_default"]) for r in _read(gate_rows)
-             if r.get("recipe") == recipe and r.get("split") == "grouped"}
-    table, res = built_report(_rows(base_rows), _rows(refit_rows), gates)
+             if r.get("recipe") == recipe and r.get("split") == kind}
+    table, res = built_report(_rows(base_rows, kind), _rows(refit_rows, kind), gates, kind)
     click.echo(table)
     if out is not None:
         out.write_text(json.dumps({"command": "python -m benchmarks.network_refit built",
                                    "base": str(base_rows), "refit": str(refit_rows),
-                                   "gates": str(gate_rows), "date": time.strftime("%Y-%m-%d"),
+                                   "gates": str(gate_rows), "split": kind,
+                                   "date": time.strftime("%Y-%m-%d"),
                                    **res}, indent=1) + "\n")
 
 
@@ -491,32 +495,34 @@ def holdout_report(res: dict[int, dict]) -> tuple[str, dict]:
               help="library_eval folder of the base runs (RECIPE-groupedS/model, /run).")
 @click.option("--refit", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="library_eval folder of their holdout refits.")
+@click.option("--split", "kind", type=click.Choice(["grouped", "random"]), default="grouped",
+              show_default=True, help="Which splits' folders (RECIPE-<split>S) to compare.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def holdout_cmd(base: Path, refit: Path, out: Path | None) -> None:
+def holdout_cmd(base: Path, refit: Path, kind: str, out: Path | None) -> None:
     """Rule (R'): holdout refits against their bases on the held-out validation spectra."""
     import re
 
     res = {}
-    for folder in sorted(refit.glob("*-grouped*")):
-        m = re.fullmatch(r"(.+)-grouped(\d+)", folder.name)
+    for folder in sorted(refit.glob(f"*-{kind}*")):
+        m = re.fullmatch(rf"(.+)-{kind}(\d+)", folder.name)
         if m is None or not (folder / "model").is_dir():
             continue
         seed = int(m.group(2))
-        twins = [f for f in base.glob(f"*-grouped{seed}") if (f / "model").is_dir()]
+        twins = [f for f in base.glob(f"*-{kind}{seed}") if (f / "model").is_dir()]
         if len(twins) != 1:
-            raise click.UsageError(f"{base} holds {len(twins)} grouped{seed} folders; one "
+            raise click.UsageError(f"{base} holds {len(twins)} {kind}{seed} folders; one "
                                    "base per split is needed")
         res[seed] = holdout_scores(twins[0], folder)
-        click.echo(f"grouped{seed}: {res[seed]['n']} held-out spectra, answer "
+        click.echo(f"{kind}{seed}: {res[seed]['n']} held-out spectra, answer "
                    f"{100 * res[seed]['lib|base|0']:.1f} -> {100 * res[seed]['lib|refit|0']:.1f}%")
     if not res:
-        raise click.UsageError(f"{refit} holds no RECIPE-groupedS folder with a model")
+        raise click.UsageError(f"{refit} holds no RECIPE-{kind}S folder with a model")
     table, verdict = holdout_report(res)
     click.echo(table)
     if out is not None:
         out.write_text(json.dumps({"command": "python -m benchmarks.network_refit holdout",
-                                   "base": str(base), "refit": str(refit),
+                                   "base": str(base), "refit": str(refit), "split": kind,
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "splits": {str(k): v for k, v in res.items()},
                                    "verdict": verdict, "table": table}, indent=1) + "\n")

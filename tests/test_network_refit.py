@@ -188,3 +188,37 @@ def test_holdout_report_judges_the_same_library_comparison_beside_the_rule() -> 
     assert same["gain_0"] == 0.0 and same["higher"] == same["lower"] == 0
     assert not same["a_b_hold"] and table.endswith("do not hold")
     assert "only the network differs: refit - base, paired | +0.00" in table
+
+
+def test_built_reads_the_split_kind_it_is_given(tmp_path) -> None:
+    """``built --split random`` pairs the per-spectrum rows and leaves the grouped ones out
+    (and the default, grouped, the other way round)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from benchmarks.network_refit import main
+
+    def rows(path, top1_random: float) -> None:
+        lines = [_lib_row(s, 0.80, 0.96) for s in range(5)]
+        lines += [{**_lib_row(s, top1_random, 0.96), "split": "random"} for s in range(5)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    rows(tmp_path / "base.jsonl", 0.85)
+    rows(tmp_path / "refit.jsonl", 0.88)
+    gates = tmp_path / "gates.jsonl"
+    gates.write_text("".join(json.dumps({"recipe": "r-refit", "split": "random", "split_seed": s,
+                                         "gate_passed_default": True}) + "\n" for s in range(5)))
+    common = ["built", "--base", str(tmp_path / "base.jsonl"), "--refit",
+              str(tmp_path / "refit.jsonl"), "--gates", str(gates), "--recipe", "r-refit"]
+    out = tmp_path / "random.json"
+    res = CliRunner().invoke(main, [*common, "--split", "random", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    got = json.loads(out.read_text())
+    assert got["split"] == "random" and abs(got["int8_0"]["gain"] - 3.0) < 1e-9
+    assert got["verdict"]["gate_passed"] == 5
+    # grouped: no gain, and no gate rows of that kind (none passed)
+    res = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "grouped.json")])
+    got = json.loads((tmp_path / "grouped.json").read_text())
+    assert res.exit_code == 0 and got["int8_0"]["gain"] == 0.0
+    assert got["verdict"]["gate_passed"] == 0

@@ -118,12 +118,21 @@ def test_the_calibration_holdout_keeps_whole_specimens_of_the_validation_part() 
     # rounded half up: 3 of 6 specimens at 0.5, 2 (not 1) at 0.25
     assert len(set(groups[refit_holdout(split, groups, 0.5)])) == 3
     assert len(set(groups[refit_holdout(split, groups, 0.25)])) == 2
-    # a split with a validation specimen's spectra elsewhere (per spectrum): refused, since
-    # the held-out specimens' other spectra would train the refit
+    # a split with a validation specimen's spectra in training (per spectrum) holds out
+    # spectra, as it draws its test ones: 4 of its 11 validation spectra at 1/3, whichever
+    # specimen they belong to
+    from trainer.run import holdout_unit
+
     mixed = split.copy()
     mixed[4] = "train"  # one spectrum of specimen v0 moves to training
-    with pytest.raises(RunError, match="keeps each validation specimen on the validation"):
-        refit_holdout(mixed, groups, 1 / 3)
+    assert holdout_unit(split, groups) == "specimen" and holdout_unit(mixed, groups) == "spectrum"
+    held = refit_holdout(mixed, groups, 1 / 3, seed=0)
+    assert held.sum() == 4 and np.all(mixed[held] == "val")
+    assert any(set(groups[refit_holdout(mixed, groups, 1 / 3, seed=s)])
+               & set(groups[(mixed == "val") & ~refit_holdout(mixed, groups, 1 / 3, seed=s)])
+               for s in range(6))  # a specimen split between held-out and absorbed
+    with pytest.raises(RunError, match="at least 2 validation spectra"):
+        refit_holdout(np.array(["train", "val", "test"]), np.array(["a", "a", "b"]), 0.5)
 
 
 def test_the_automatic_calibration_holdout_needs_specimens_kept_apart() -> None:
@@ -136,11 +145,11 @@ def test_the_automatic_calibration_holdout_needs_specimens_kept_apart() -> None:
     mixed = groups.copy()
     mixed[0] = "v1"
     share, why = auto_calibration_holdout(split, mixed)
-    assert share == 0.0 and "per spectrum" in why
+    assert share == 0.0 and "per-spectrum split" in why
     # one validation specimen: nothing could be held out and still absorbed
     one = np.where(split == "val", "v0", groups)
     share, why = auto_calibration_holdout(split, one)
-    assert share == 0.0 and "1 validation specimen" in why
+    assert share == 0.0 and "2 validation specimens, the split has 1" in why
 
 
 def test_cli_train_holds_out_half_for_the_default_recipe_only(tmp_path, monkeypatch) -> None:
@@ -394,7 +403,8 @@ def test_a_calibration_holdout_base_chooses_nothing_on_the_specimens_its_refit_h
     # the held-out specimens stay in the run's validation part (split.csv, its figures)
     cfg = json.loads((base / "config.json").read_text())
     assert cfg["data"]["n_val"] == int(va.sum())
-    assert cfg["calibration_holdout"] == {"share": 0.5, "seed": 0, "spectra": int(held.sum()),
+    assert cfg["calibration_holdout"] == {"share": 0.5, "seed": 0, "unit": "specimen",
+                                          "spectra": int(held.sum()),
                                           "specimens": len(set(groups[held]))}
     # the evaluation driver tells such a run from one without a holdout
     mc = replace(rb.model_config, act_quant=False)

@@ -187,11 +187,12 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "--library-labels 0.6 --relabel 1.0; other settings not measured).")
 @click.option("--calibration-holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
               default=None,
-              help="Share of the validation specimens (drawn with seed 0) kept out of every "
-                   "epoch choice, for the 'ramanedge refit' that follows: it trains on the "
-                   "rest and is calibrated on these, which neither network chose on "
-                   "(0 = none). Default: 0.5 for the default recipe on a split that keeps "
-                   "specimens apart (grouped), else 0 (also with --teacher or --backbone, "
+              help="Share of the validation specimens (of the validation spectra on a "
+                   "per-spectrum split; drawn with seed 0) kept out of every epoch choice, "
+                   "for the 'ramanedge refit' that follows: it trains on the rest and is "
+                   "calibrated on these, which neither network chose on (0 = none). "
+                   "Default: 0.5 for the default recipe on a split that keeps specimens "
+                   "apart (grouped), else 0 (also with --teacher or --backbone, "
                    "whose runs are not refitted).")
 def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, cache_dir,
           arch, filters, reduce_channels, separable, batch_norm, early_pool, stem_stride,
@@ -301,9 +302,10 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
 @click.option("--calibration-holdout", "holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
               default=None,
-              help="Share of BASE's validation specimens kept out of the refit to calibrate "
-                   "it (drawn with seed 0; 0 = none). Default: the share BASE kept out of "
-                   "its epoch choice ('ramanedge train --calibration-holdout'), else 0.")
+              help="Share of BASE's validation specimens (spectra, on a per-spectrum split) "
+                   "kept out of the refit to calibrate it (drawn with seed 0; 0 = none). "
+                   "Default: the share BASE kept out of its epoch choice ('ramanedge train "
+                   "--calibration-holdout'), else 0.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only the final test result and where the run was written.")
 def refit(base, out, data_root, overwrite, holdout, quiet) -> None:

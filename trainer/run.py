@@ -307,6 +307,7 @@ def train_run(
         chooses_on = np.where(held, UNUSED, split)
         va = chooses_on == "val"
         extra[HOLDOUT_KEY] = {"share": float(calibration_holdout), "seed": 0,
+                              "unit": holdout_unit(split, groups),
                               "specimens": int(len(set(groups[held]))),
                               "spectra": int(held.sum())}
     if meta is not None:
@@ -363,8 +364,12 @@ rule (R3), 2026-12-07, ``docs/parts/flight.md``): half of the validation specime
 
 def auto_calibration_holdout(split: np.ndarray, groups: np.ndarray) -> tuple[float, str | None]:
     """``(share, why not)``: :data:`DEFAULT_CALIBRATION_HOLDOUT` where :func:`refit_holdout`
-    can draw it (a split that keeps each validation specimen out of training, with at least
-    2 validation specimens); otherwise 0 and its reason, in one line."""
+    can draw it on a split that keeps each validation specimen out of training (with at
+    least 2 validation specimens); otherwise 0 and its reason, in one line. A per-spectrum
+    split gets none: its holdout (by spectrum) was not chosen for the default path."""
+    if holdout_unit(split, groups) == "spectrum":
+        return 0.0, ("no calibration holdout: a per-spectrum split (the default path holds out "
+                     "validation specimens of a grouped split only)")
     try:
         refit_holdout(split, groups, DEFAULT_CALIBRATION_HOLDOUT, seed=0)
     except RunError as e:
@@ -454,8 +459,9 @@ def refit_run(
     whose validation answers calibrate the refit artifact's unknown rule and prediction
     sets. The measured worth: ``docs/parts/flight.md``, "The network refit, built and measured".
 
-    ``holdout`` (0 <= h < 1): that share of the validation *specimens*
-    (:func:`refit_holdout`, seeded by ``holdout_seed``) stays out of the refit. The refit
+    ``holdout`` (0 <= h < 1): that share of the validation specimens (of the validation
+    spectra on a per-spectrum split; :func:`refit_holdout`, seeded by ``holdout_seed``) stays
+    out of the refit. The refit
     then trains on the training spectra and the rest of the validation ones; its split marks
     those as training and keeps the held-out ones as its validation part, so ``ramanedge
     quantize`` calibrates its unknown rule, prediction sets and calibration spectra on
@@ -465,8 +471,8 @@ def refit_run(
     Refused (:class:`RunError`, before any training): a base run that is itself a refit, a
     few-label run, one started from a pretrained backbone, one distilled from ``--teacher``
     runs, or one that did not record its teachers' learning rates; a ``holdout`` outside
-    [0, 1), or one on a split with fewer than 2 validation specimens or with spectra of a
-    validation specimen in its training part (:func:`refit_holdout`). ``holdout=None`` (the
+    [0, 1), or one on a split with fewer than 2 validation specimens (spectra, per
+    spectrum; :func:`refit_holdout`). ``holdout=None`` (the
     CLI's default): the base's own calibration holdout (:func:`train_run`) with its seed,
     or 0 (a full refit) for a base without one.
     """
@@ -528,8 +534,9 @@ def refit_run(
     if holdout > 0:
         va, groups = split == "val", specimen_groups(ds)
         held = refit_holdout(split, groups, holdout, seed=holdout_seed)
+        unit = holdout_unit(split, groups)
         split = np.where(va & ~held, "train", split)  # what the refit trains on, as training
-        held_info = {"share": float(holdout), "seed": int(holdout_seed),
+        held_info = {"share": float(holdout), "seed": int(holdout_seed), "unit": unit,
                      "specimens": int(len(set(groups[held]))),
                      "of_specimens": int(len(set(groups[va]))),
                      "spectra": int(held.sum()), "absorbed_spectra": int((va & ~held).sum()),
@@ -585,30 +592,43 @@ def refit_run(
     return out
 
 
+def holdout_unit(split: np.ndarray, groups: np.ndarray) -> str:
+    """What a calibration holdout of ``split`` draws whole: ``"specimen"`` on a split that
+    keeps each validation specimen out of its training part (a grouped split), otherwise
+    ``"spectrum"`` (a per-spectrum split, which trains on spectra of its validation and test
+    specimens alike, so a held-out spectrum stands where a test spectrum does)."""
+    split, groups = np.asarray(split), np.asarray(groups)
+    leaks = np.isin(groups[split == "train"], np.unique(groups[split == "val"])).any()
+    return "spectrum" if leaks else "specimen"
+
+
 def refit_holdout(split: np.ndarray, groups: np.ndarray, share: float, *,
                   seed: int = 0) -> np.ndarray:
     """Which spectra of ``split``'s validation part a refit with a calibration holdout
-    leaves out (bool, one per spectrum): ``share`` of the validation specimens (``groups``:
-    :func:`ramanedge.splits.specimen_groups`; rounded half up, at least one and at least
-    one left to train on), drawn with ``seed``; a specimen's spectra stay together. The
-    split must keep every validation specimen out of its training part (a grouped split):
-    otherwise the held-out specimens' other spectra would train the refit."""
+    leaves out (bool, one per spectrum): ``share`` of its validation units (rounded half up,
+    at least one and at least one left to train on), drawn with ``seed``. The unit is
+    :func:`holdout_unit`'s: on a grouped split a specimen (``groups``:
+    :func:`ramanedge.splits.specimen_groups`), whose spectra stay together, so that no
+    held-out specimen trains the refit; on a per-spectrum split a spectrum, drawn as that
+    split draws its test spectra (a held-out spectrum's siblings may train the refit, as a
+    test spectrum's train the network)."""
     split, groups = np.asarray(split), np.asarray(groups)
     if groups.shape != split.shape:
         raise RunError(f"one specimen per spectrum needed ({split.shape[0]}), got "
                        f"{groups.shape[0]}")
     va = split == "val"
-    specimens = np.unique(groups[va])
-    if np.isin(groups[split == "train"], specimens).any():
-        raise RunError("a calibration holdout needs a split that keeps each validation "
-                       "specimen on the validation side, out of training (a grouped split); "
-                       "this one trains on spectra of validation specimens (per spectrum)")
-    if len(specimens) < 2:
-        raise RunError(f"a calibration holdout needs at least 2 validation specimens, the "
-                       f"split has {len(specimens)} validation specimen(s)")
-    n = min(max(1, int(np.floor(share * len(specimens) + 0.5))), len(specimens) - 1)
-    chosen = np.random.default_rng(seed).choice(specimens, size=n, replace=False)
-    return va & np.isin(groups, chosen)
+    if holdout_unit(split, groups) == "spectrum":
+        units, of = np.flatnonzero(va), "validation spectra (a per-spectrum split)"
+        unit_of = np.arange(split.shape[0])
+    else:
+        units, of = np.unique(groups[va]), "validation specimens"
+        unit_of = groups
+    if len(units) < 2:
+        raise RunError(f"a calibration holdout needs at least 2 {of}, the split has "
+                       f"{len(units)}")
+    n = min(max(1, int(np.floor(share * len(units) + 0.5))), len(units) - 1)
+    chosen = np.random.default_rng(seed).choice(units, size=n, replace=False)
+    return va & np.isin(unit_of, chosen)
 
 
 UNKNOWN_MINERALS_FILE = "unknown_minerals.json"
