@@ -356,6 +356,13 @@ VARIANT_SCREENS = {
     "low-power": {"variants": {f"pow{p:g}": {"power": p, "top": 1} for p in (0.25, 0.15, 0.1)},
                   "weights": (0.5, 0.7), "temperatures": (0.01, 0.02, 0.05),
                   "reference": "pow0.25|w=0.5,T=0.02"},
+    # rule (L3), 2026-12-07 16:50 UTC: the blend's (w, T) again, on the default path's
+    # refits (their validation part is the held-out half nothing trained or chose on), the
+    # choice made on the other *splits* (a split's training seeds share their held-out half)
+    "refit-blend": {"variants": {"pow0.25": {"power": 0.25, "top": 1}},
+                    "weights": (0.5, 0.6, 0.7, 0.8, 0.9),
+                    "temperatures": (0.02, 0.03, 0.05, 0.1),
+                    "reference": "pow0.25|w=0.5,T=0.02", "by_split": True},
 }
 
 
@@ -429,15 +436,25 @@ def held_out_rows(res: dict[str, dict], choices: list[str], reference: str,
     return [head, *lines, mean, higher]
 
 
-def variant_report(res: dict[str, dict], reference: str) -> str:
+def _split_of(name: str) -> str:
+    """The split seed of a ``RECIPE-groupedS`` folder name."""
+    return name.rpartition("grouped")[2]
+
+
+def variant_report(res: dict[str, dict], reference: str, by_split: bool = False) -> str:
     """The 17:46 rule (and the later screens'): each run's variant and (w, T) chosen on
-    the other runs' validation top-1 at 0 (mean), its held-out paired deltas against
-    ``reference`` (the shipped match and blend) at every shift, validation and test; then
-    every variant's best mean validation (w, T) over all runs."""
+    the other runs' validation top-1 at 0 (mean; ``by_split``: the runs of the other
+    splits only), its held-out paired deltas against ``reference`` (the shipped match and
+    blend) at every shift, validation and test; then every variant's best mean validation
+    (w, T) over all runs."""
     names = sorted(res)
     keys = list(res[names[0]]["val_0"])
     parts = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
-    table = [*held_out_rows(res, keys, reference, lambda n: [m for m in names if m != n]),
+
+    def others_of(n: str) -> list[str]:
+        return [m for m in names if (_split_of(m) != _split_of(n) if by_split else m != n)]
+
+    table = [*held_out_rows(res, keys, reference, others_of),
              "", "| variant (best mean validation w, T) | " + " | ".join(parts) + " |",
              "|---|" + "---|" * len(parts)]
     for variant in dict.fromkeys(k.partition("|")[0] for k in keys):
@@ -452,14 +469,11 @@ def variant_report(res: dict[str, dict], reference: str) -> str:
 def pool_report(res: dict[str, dict]) -> str:
     """The 20:48 rule: (w, T) chosen leave-one-split-out on validation at 0 (the other
     splits, every training seed), its held-out paired deltas against the shipped blend."""
-    def split_of(name: str) -> str:
-        return name.rpartition("grouped")[2]
-
     names = sorted(res)
     variants = [k for k in res[names[0]]["val_0"] if k != "shipped"]
     return "\n".join(held_out_rows(
         res, variants, "shipped",
-        lambda n: [m for m in names if split_of(m) != split_of(n)]))
+        lambda n: [m for m in names if _split_of(m) != _split_of(n)]))
 
 
 @click.command()
@@ -544,7 +558,8 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
                     f"{k}: {100 * v:.1f}" for k, v in res[f.name]["val_0"].items()), err=True)
         if pool or variants:
             extra["table"] = (pool_report(res) if pool
-                              else variant_report(res, screen["reference"]))
+                              else variant_report(res, screen["reference"],
+                                                  screen.get("by_split", False)))
             click.echo(extra["table"])
         if json_out is not None:
             from ramanedge.machine import cpu_model

@@ -384,7 +384,8 @@ def built_cmd(base_rows: Path, refit_rows: Path, gate_rows: Path, recipe: str, k
 
 
 def holdout_scores(base: Path, refit: Path) -> dict[str, float]:
-    """Top-1 on a holdout refit's validation spectra (its held-out specimens) at each shift
+    """Top-1 on a holdout refit's validation spectra (its held-out specimens, or spectra on a
+    per-spectrum split) at each shift
     of :data:`SHIFTS`, answered by the refit artifact and by its base artifact (``base``,
     ``refit``: ``library_eval`` split folders with ``model`` and ``run``), each with the
     library of its own run's training spectra (``lib|base``, ``lib|refit``) and alone

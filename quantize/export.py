@@ -533,7 +533,11 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
         training["refit"] = {
             "base": refit.get("base"), "trained_on": refit.get("trained_on"),
             "holdout": refit.get("holdout"),
-            "calibration_file": "held out: validation specimens this network never trained on"}
+            "calibration_file": (
+                "held out: validation spectra this network never trained on (a per-spectrum "
+                "split's: other spectra of their specimens trained it, as of its test ones)"
+                if (refit.get("holdout") or {}).get("unit") == "spectrum" else
+                "held out: validation specimens this network never trained on")}
     return export_artifact(
         run.model,
         labels=run.labels,

@@ -208,6 +208,26 @@ def test_variant_report_chooses_on_the_other_runs_validation() -> None:
     assert "| higher / lower | | 2 / 1" in table
 
 
+def test_variant_report_by_split_leaves_the_runs_own_split_out() -> None:
+    """``by_split``: a run's choice reads the runs of the *other* splits only (training
+    seeds of one split share its held-out validation spectra). a-grouped0's twin on split 0
+    prefers the variant; the other split prefers the reference: by split, both split-0 runs
+    keep the reference (delta 0); run by run, each would take its twin's choice."""
+    from benchmarks.library_eval import SHIFTS, variant_report
+
+    def run(ref, good):
+        return {f"{part}_{s}": {"ref": ref, "good": good}
+                for part in ("val", "test") for s in SHIFTS}
+
+    res = {"a-grouped0": run(0.80, 0.90), "b-grouped0": run(0.80, 0.90),
+           "a-grouped1": run(0.80, 0.75)}
+    by_split = variant_report(res, "ref", by_split=True).splitlines()
+    assert by_split[2].startswith("| a-grouped0 | ref | +0.00")
+    assert by_split[3].startswith("| a-grouped1 | good | -5.00")  # split 0 prefers good
+    run_by_run = variant_report(res, "ref").splitlines()
+    assert run_by_run[2].startswith("| a-grouped0 | good | +10.00")
+
+
 def test_library_eval_shipped_answers_count_sets_and_flags() -> None:
     """``benchmarks.library_eval.shipped_answers``: coverage is the share of sets that hold
     the true name, the size their mean length, the flag share the unknown answers."""

@@ -463,7 +463,8 @@ def test_a_holdout_refit_trains_without_its_held_out_specimens_and_calibrates_on
     assert "calibrated_by" not in m["unknown"] and "calibrated_by" not in m["conformal"]
     assert "val_in_training" not in m["metrics"]
     assert m["training"]["refit"]["holdout"] == info
-    assert m["training"]["refit"]["calibration_file"].startswith("held out")
+    assert m["training"]["refit"]["calibration_file"].startswith("held out: validation specimens")
+    assert cfg["refit"]["trained_on"] == ["train", "val without the held-out specimens"]
     assert m["training"]["n_val"] == int(held.sum())
     # a holdout refit is a refit: it is not refitted again
     from trainer.run import refit_run

@@ -531,6 +531,7 @@ def refit_run(
     n_classes = len(ds.labels)
     tr = split == "train"
     held_info: dict[str, Any] | None = None
+    unit = "specimen"
     if holdout > 0:
         va, groups = split == "val", specimen_groups(ds)
         held = refit_holdout(split, groups, holdout, seed=holdout_seed)
@@ -558,7 +559,8 @@ def refit_run(
             f"{0 if schedules['qat'] is None else len(schedules['qat'])} "
             + ("(validation figures below are in-sample)" if held_info is None else
                f"({held_info['spectra']} validation spectra of {held_info['specimens']} "
-               "specimens held out: the figures below are theirs)"))
+               f"specimens held out{'' if unit == 'specimen' else ' by spectrum'}: the "
+               "figures below are theirs)"))
     extra: dict[str, Any] = {}
     negatives, files = run_negatives(data, ds, tc, extra, log=log, say=say)
     teacher, own, info = None, [], []
@@ -583,7 +585,7 @@ def refit_run(
     if held_info is None:
         models[BASE_MODEL_FILE] = run.model
     else:  # the held-out specimens calibrate this network itself: no base network needed
-        extra[REFIT_KEY].update(trained_on=["train", "val without the held-out specimens"],
+        extra[REFIT_KEY].update(trained_on=["train", f"val without the held-out {unit}s"],
                                 holdout=held_info)
     test = write_run(out, ds, split, data, mc, tc, result, extra_config=extra,
                      extra_models=models, extra_files=files,
