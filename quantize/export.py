@@ -535,7 +535,8 @@ def quantize_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, config: 
             "holdout": refit.get("holdout"),
             "calibration_file": (
                 "held out: validation spectra this network never trained on (a per-spectrum "
-                "split's: other spectra of their specimens trained it, as of its test ones)"
+                "split: other spectra of the same specimens trained it, as for its test "
+                "spectra)"
                 if (refit.get("holdout") or {}).get("unit") == "spectrum" else
                 "held out: validation specimens this network never trained on")}
     return export_artifact(
