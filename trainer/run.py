@@ -517,7 +517,8 @@ def refit_run(
                        f"trains {n_teachers}")
     if kept and holdout > 0 and not (math.isclose(holdout, kept.get("share", -1))
                                      and holdout_seed == kept.get("seed")):
-        raise RunError(f"{base} kept {kept.get('share')} of its validation specimens (seed "
+        raise RunError(f"{base} kept {kept.get('share')} of its validation "
+                       f"{kept.get('unit', 'specimen')}s (seed "
                        f"{kept.get('seed')}) out of its epoch choice; refit it with that "
                        f"calibration holdout (or 0, a full refit), got {holdout:g} (seed "
                        f"{holdout_seed})")
