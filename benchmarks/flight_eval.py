@@ -181,20 +181,26 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # ... with training seeds 1 and 2
     **{f"flight-stem4-ch2{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=s))
        for s in (1, 2) for t in (f"-s{s}", f"-s{s}-refit")},
+    # rule (E), 2026-12-07 evening: the default path (rule (R3)) with an exponential moving
+    # average of the weights (decay 0.99 a step, about 4 epochs), teachers, student, fine-tune
+    # and refit alike
+    **{f"flight-stem4-ch2-ema{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), ema=0.99))
+       for t in ("", "-refit")},
 }
 
 #: refit recipe -> the recipe whose run (in the same --out folder, same split) it refits
 REFIT_OF = {"flight-early-pool-refit": "flight-early-pool",
             "flight-stem4-refit": "flight-stem4", "flight-stem4-refit-h3": "flight-stem4",
             "flight-stem4-refit-h2": "flight-stem4",
-            **{f"flight-stem4-ch2{t}-refit": f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2")}}
+            **{f"flight-stem4-ch2{t}-refit": f"flight-stem4-ch2{t}"
+               for t in ("", "-s1", "-s2", "-ema")}}
 #: refit recipe -> the share of the validation specimens it holds out for calibration
 #: (``trainer.run.refit_run(holdout=...)``; seed 0); absent = none (a full refit)
 REFIT_HOLDOUT = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
-                 **{f"flight-stem4-ch2{t}-refit": 1 / 2 for t in ("", "-s1", "-s2")}}
+                 **{f"flight-stem4-ch2{t}-refit": 1 / 2 for t in ("", "-s1", "-s2", "-ema")}}
 #: recipe -> the share of the validation specimens kept out of its epoch choice
 #: (``trainer.run.train_run(calibration_holdout=...)``; seed 0); absent = none
-CALIBRATION_HOLDOUT = {f"flight-stem4-ch2{t}": 1 / 2 for t in ("", "-s1", "-s2")}
+CALIBRATION_HOLDOUT = {f"flight-stem4-ch2{t}": 1 / 2 for t in ("", "-s1", "-s2", "-ema")}
 
 
 def flight_teachers(train_config: TrainConfig, model_config: ModelConfig,

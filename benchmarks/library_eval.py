@@ -436,9 +436,18 @@ def held_out_rows(res: dict[str, dict], choices: list[str], reference: str,
     return [head, *lines, mean, higher]
 
 
+def probe_folders(out: Path, recipe: str) -> list[Path]:
+    """The exported split folders of ``recipe`` in ``out`` the probes score, grouped and
+    per-spectrum alike (``RECIPE-groupedN``, ``RECIPE-randomN``), in name order."""
+    pattern = re.compile(rf"{re.escape(recipe)}-(grouped|random)\d+")
+    return sorted(p for p in out.glob(f"{recipe}-*") if pattern.fullmatch(p.name))
+
+
 def _split_of(name: str) -> str:
-    """The split seed of a ``RECIPE-groupedS`` folder name."""
-    return name.rpartition("grouped")[2]
+    """The split of a ``RECIPE-groupedS`` or ``RECIPE-randomS`` folder name (``"grouped0"``,
+    ``"random3"``); the name itself when it ends in neither."""
+    m = re.search(r"(grouped|random)\d+$", name)
+    return m.group(0) if m else name
 
 
 def variant_report(res: dict[str, dict], reference: str, by_split: bool = False) -> str:
@@ -546,10 +555,10 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
         res = {}
         for spec in evals:
             recipe = _folder_and_recipe(spec)[1]
-            folders = sorted(p for p in out.glob(f"{recipe}-grouped*")
-                             if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name))
+            folders = probe_folders(out, recipe)
             if not folders:
-                raise click.UsageError(f"no {recipe}-grouped<N> folders in {out} (export "
+                raise click.UsageError(f"no {recipe}-grouped<N> or {recipe}-random<N> "
+                                       f"folders in {out} (export "
                                        f"them first: the same command without the probe "
                                        f"flag)")
             for f in folders:
