@@ -76,7 +76,8 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
 
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
-    ch2 = {f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2")}  # rule (R3)'s bases
+    # rule (R3)'s bases and rule (E)'s (the same path with a moving average of the weights)
+    ch2 = {f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2", "-ema")}
     assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
                        "flight-stem4-s1", "flight-stem4-s2", "flight-wide4", "flight-stem4-refit",
                        "flight-stem4-refit-h3", "flight-stem4-refit-h2",
@@ -98,7 +99,8 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert halves == CALIBRATION_HOLDOUT
     for b in ch2:
         seed = int(b[-1]) if b.endswith(("-s1", "-s2")) else 0
-        assert RECIPES[b] == (FLIGHT_MODEL, replace(TrainConfig(), seed=seed))
+        ema = 0.99 if b.endswith("-ema") else TrainConfig().ema
+        assert RECIPES[b] == (FLIGHT_MODEL, replace(TrainConfig(), seed=seed, ema=ema))
         assert REFIT_OF[f"{b}-refit"] == b and RECIPES[f"{b}-refit"] == RECIPES[b]
     holdouts = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
                 **{f"{b}-refit": 1 / 2 for b in ch2}}
