@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory, shared_data_root) -> Path:
     from trainer.run import DataConfig, train_run
     from trainer.train import TrainConfig
 
-    PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
+    PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)  # no EMA: few steps
 
     data = DataConfig(root=str(shared_data_root), minerals=MINERALS,
                       cache_dir=str(REPO / ".cache" / "ramanedge"))

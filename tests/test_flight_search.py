@@ -68,7 +68,8 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
 
     for seed in (1, 2):
         mc, tc = RECIPES[f"flight-early-pool-s{seed}"]
-        assert mc == RECIPES["flight-early-pool"][0] and tc == replace(TrainConfig(), seed=seed)
+        assert mc == RECIPES["flight-early-pool"][0] and tc == replace(TrainConfig(), seed=seed,
+                                                                      ema=0.0)
     # every model measured before the stride-2 first conv (2026-12-07) keeps its first conv
     # at every point: the search's candidates and every recipe but the default's and the
     # stride recipes' own
@@ -77,7 +78,7 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert all(mc.stem_stride == 1 for mc, _ in CANDIDATES.values())
     strided = {n for n, (mc, _) in RECIPES.items() if mc.stem_stride != 1}
     # rule (R3)'s bases and rule (E)'s (the same path with a moving average of the weights)
-    ch2 = {f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2", "-ema")}
+    ch2 = {f"flight-stem4-ch2{t}" for t in ("", "-s1", "-s2", "-ema", "-ema-s1", "-ema-s2")}
     assert strided == {"flight", "flight-ptq", "flight-stem2", "flight-stem2-s1", "flight-stem4",
                        "flight-stem4-s1", "flight-stem4-s2", "flight-wide4", "flight-stem4-refit",
                        "flight-stem4-refit-h3", "flight-stem4-refit-h2",
@@ -99,7 +100,8 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert halves == CALIBRATION_HOLDOUT
     for b in ch2:
         seed = int(b[-1]) if b.endswith(("-s1", "-s2")) else 0
-        ema = 0.99 if b.endswith("-ema") else TrainConfig().ema
+        # measured before rule (E): no moving average; rule (E)'s own: the default's
+        ema = 0.0 if "-ema" not in b else TrainConfig().ema
         assert RECIPES[b] == (FLIGHT_MODEL, replace(TrainConfig(), seed=seed, ema=ema))
         assert REFIT_OF[f"{b}-refit"] == b and RECIPES[f"{b}-refit"] == RECIPES[b]
     holdouts = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
@@ -111,8 +113,8 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert RECIPES["flight-stem4"][0] == RECIPES["flight-stem4-s1"][0] == FLIGHT_MODEL
     for seed in (1, 2):
         mc, tc = RECIPES[f"flight-stem4-s{seed}"]
-        assert mc == FLIGHT_MODEL and tc == replace(TrainConfig(), seed=seed)
-    assert RECIPES["flight-stem2-s1"][1] == replace(TrainConfig(), seed=1)
+        assert mc == FLIGHT_MODEL and tc == replace(TrainConfig(), seed=seed, ema=0.0)
+    assert RECIPES["flight-stem2-s1"][1] == replace(TrainConfig(), seed=1, ema=0.0)
     assert RECIPES["flight-early-pool"][0] == FLIGHT_FULL_POSITIONS
 
 

@@ -30,7 +30,9 @@ from trainer.ssl import (
 from trainer.train import PAPER_TRAIN, TrainConfig
 
 #: the plain training loop (no teachers, no distillation) that these tests exercise
-PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
+# the trainer's mechanics on a few steps: no teachers and no moving average of the weights
+# (the default's EMA, rule (E), starts from the initial weights and needs hundreds of steps)
+PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)
 
 REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")
 TINY = ModelConfig(arch="paper", pool_size=16, dense_units=16)

@@ -17,7 +17,9 @@ from trainer.model import ModelConfig
 from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
 
 #: the plain training loop (no teachers, no distillation) that these tests exercise
-PlainTC = partial(TrainConfig, teachers=0, distill=0.0)
+# the trainer's mechanics on a few steps: no teachers and no moving average of the weights
+# (the default's EMA, rule (E), starts from the initial weights and needs hundreds of steps)
+PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)
 
 
 def synthetic(n_classes: int = 4, per_class: int = 12, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -945,3 +947,19 @@ def test_crop_inside_spans_never_keeps_only_padding() -> None:
     full = (np.zeros(300, np.int64), np.full(300, 1392))
     assert np.array_equal(crop_rows(X, 0.6, np.random.default_rng(2), spans=full),
                           crop_rows(X, 0.6, np.random.default_rng(2)))
+
+
+def test_the_default_recipe_averages_its_weights_and_the_measured_recipes_do_not() -> None:
+    """Rule (E): ``ramanedge train``'s default recipe keeps a moving average of its weights;
+    the paper's recipes, few-label training and runs written before the key existed do not
+    (they were measured without it)."""
+    from trainer.ssl import few_label_train_config
+    from trainer.train import PAPER_FAMILY_TRAIN, PAPER_TRAIN, RECIPES
+
+    assert RECIPES["default"].ema == TrainConfig().ema == 0.99
+    assert PAPER_TRAIN.ema == PAPER_FAMILY_TRAIN.ema == 0.0
+    assert few_label_train_config(TrainConfig()).ema == 0.0
+    legacy = TrainConfig().to_dict()
+    del legacy["ema"]
+    assert TrainConfig.from_dict(legacy).ema == 0.0
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).ema == 0.99

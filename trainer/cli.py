@@ -138,6 +138,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
 @click.option("--qat-epochs", type=int, default=None,
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")
+@click.option("--ema", type=float, default=None,
+              help="Per-step decay of the moving average of the weights that validation, "
+                   "the epoch choice and the saved model use, in [0, 1) (default recipe: "
+                   "0.99, about four epochs of full RRUFF training; 0 = off, e.g. for a data "
+                   "set of a few dozen spectra, where a few hundred steps never come).")
 @click.option("--recipe", type=click.Choice(["default", "paper", "paper-family"]),
               default="default", show_default=True,
               help="Base recipe: the project default (flight architecture and training), "
@@ -200,7 +205,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
           n_teachers, distill, distill_views,
           pool_size, pool_layers, activation, kernel_size, dense_units, dropout, augment,
           epochs, batch_size, learning_rate, monitor, class_weights, seed, outlier_exposure,
-          objectosphere, objectosphere_xi, background_class, qat_epochs, recipe, out,
+          objectosphere, objectosphere_xi, background_class, qat_epochs, ema, recipe, out,
           overwrite, quiet,
           labelled_fraction=1.0, ssl="none", backbone=None, pseudo_label=False,
           library_labels=0.0, relabel=0.0, propagate=None, names_per_spectrum=False,
@@ -234,7 +239,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
                                       objectosphere=objectosphere,
                                       objectosphere_xi=objectosphere_xi,
                                       background_class=background_class,
-                                      qat_epochs=qat_epochs).items()
+                                      qat_epochs=qat_epochs, ema=ema).items()
                 if v is not None}
     # options that train on outlier exposure's negatives, which few-label training lacks
     open_set_flags = (("--objectosphere", objectosphere), ("--background-class", background_class))

@@ -733,10 +733,12 @@ def few_label_train_config(train_config: TrainConfig) -> TrainConfig:
     """``train_config`` as a few-label run trains: no outlier exposure and no teachers (they
     would need the hidden labels), the rest (schedule, augmentation, the int8-aware
     fine-tune's ``qat_epochs``, which trains on the given labels and the library's names)
-    as given. :func:`ssl_train_run` and ``benchmarks.fewlabel --schedule cli`` both use it."""
+    as given, and no moving average of the weights (the few-label recipe was measured
+    without it; rule (E) judged it on fully labelled runs). :func:`ssl_train_run` and
+    ``benchmarks.fewlabel --schedule cli`` both use it."""
     return replace(train_config, outlier_exposure=0.0, objectosphere=0.0,
                    background_class=False, teachers=0, teacher_folds=False, distill=0.0,
-                   distill_views=False, distill_uncropped=False)
+                   distill_views=False, distill_uncropped=False, ema=0.0)
 
 
 def ssl_train_run(out: str | os.PathLike, data: Any, model_config: ModelConfig | None = None,

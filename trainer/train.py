@@ -131,9 +131,12 @@ class TrainConfig:
     before the run's augmentation. A stand-in for the specimens the data set does not have
     (docs/parts/flight.md, "Same-mineral mixing": measured, rejected). The teachers a run
     trains and its int8-aware fine-tune inherit it."""
-    ema: float = 0.0
+    ema: float = 0.99
     """Per-step decay of an exponential moving average of the weights (0 = off). With EMA,
-    validation, best-epoch selection and the saved model use the averaged weights."""
+    validation, best-epoch selection and the saved model use the averaged weights; the
+    teachers a run trains, its int8-aware fine-tune and its refit inherit it. 0.99 (about
+    four epochs of steps) since rule (E), 2026-12-07 evening (docs/parts/flight.md, "An
+    average of the weights"); the paper's recipes and few-label training keep 0."""
     qat_epochs: int = 10
     """Epochs of int8-aware fine-tuning after training (0 = off; flight models only: ReLU6
     and an input floor). The trained model is folded into the network the converter builds
@@ -265,15 +268,16 @@ class TrainConfig:
         d.setdefault("mix_same", 0.0)  # ... and before same-mineral mixing
         d.setdefault("distill_views", False)  # ... and before function matching
         d.setdefault("distill_uncropped", False)
+        d.setdefault("ema", 0.0)  # ... and before the moving average had a key
         return cls(**d)
 
 
 PAPER_TRAIN = TrainConfig(epochs=100, lr_patience=3, early_stop_patience=5, monitor="val_loss",
                           augment=AugmentConfig(), teachers=0, distill=0.0, qat_epochs=0,
-                          outlier_exposure=0.0)
+                          outlier_exposure=0.0, ema=0.0)
 """The paper's recipe: class-weighted CE, Adam 1e-3, LR x0.7 after 3, stop after 5 (val loss)."""
 PAPER_FAMILY_TRAIN = TrainConfig(augment=AugmentConfig(shift_cm=12, background=0.5), teachers=0,
-                                 distill=0.0, qat_epochs=0, outlier_exposure=0.0)
+                                 distill=0.0, qat_epochs=0, outlier_exposure=0.0, ema=0.0)
 """The recipe the paper family's sweep and experiments were measured with (the project default
 before the flight model): shift up to 12 cm-1 and swapped backgrounds, patience 5/25 on
 validation accuracy."""
