@@ -65,8 +65,8 @@ from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TEACHER_AUGMENT
 #: ``flight-v1`` / ``flight-v1-ptq`` the flight recipe before partial-coverage (crop)
 #: training, whose 5-split figures docs/results.md section 0 quotes; ``paper-m6`` the former
 #: default.
-#: the default recipe before rule (E) (2026-12-07 evening: an exponential moving average of the
-#: weights, TrainConfig.ema = 0.99): every recipe below that was measured before it keeps it
+#: the recipes measured without a moving average of the weights (all but rule (E)'s; the
+#: default keeps none either, docs/parts/flight.md, "An average of the weights")
 _PRE_EMA = replace(TrainConfig(), ema=0.0)
 _NO_OE = replace(_PRE_EMA, outlier_exposure=0.0)
 RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
@@ -186,10 +186,12 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
        for s in (1, 2) for t in (f"-s{s}", f"-s{s}-refit")},
     # rule (E), 2026-12-07 evening: the default path (rule (R3)) with an exponential moving
     # average of the weights (decay 0.99 a step, about 4 epochs), teachers, student, fine-tune
-    # and refit alike; adopted, so the default recipe itself (training seeds 1 and 2 too)
-    **{f"flight-stem4-ch2-ema{t}": (FLIGHT_QUARTER_POSITIONS, TrainConfig())
+    # and refit alike (passed its rule, not the default: docs/parts/flight.md), with training
+    # seeds 1 and 2 too
+    **{f"flight-stem4-ch2-ema{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), ema=0.99))
        for t in ("", "-refit")},
-    **{f"flight-stem4-ch2-ema{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=s))
+    **{f"flight-stem4-ch2-ema{t}": (FLIGHT_QUARTER_POSITIONS,
+                                    replace(TrainConfig(), seed=s, ema=0.99))
        for s in (1, 2) for t in (f"-s{s}", f"-s{s}-refit")},
 }
 

@@ -463,11 +463,11 @@ def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypat
     assert seen[1] == (PAPER_DEFAULT, PAPER_FAMILY_TRAIN) and seen[1][1].teachers == 0
     # outlier exposure belongs to the flight recipe; the paper's recipes stay as published
     assert seen[0][1].outlier_exposure == 0.5 and seen[1][1].outlier_exposure == 0.0
-    # ... and so does the moving average of the weights (rule (E)); --ema sets it
-    assert seen[0][1].ema == 0.99 and seen[1][1].ema == 0.0
-    res = CliRunner().invoke(train, [*base, "--ema", "0", "--out", str(tmp_path / "e")])
+    # the moving average of the weights (rule (E)) is opt-in: --ema sets it
+    assert seen[0][1].ema == 0.0 and seen[1][1].ema == 0.0
+    res = CliRunner().invoke(train, [*base, "--ema", "0.99", "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
-    assert seen[-1] == (FLIGHT_MODEL, replace(TrainConfig(), ema=0.0))
+    assert seen[-1] == (FLIGHT_MODEL, replace(TrainConfig(), ema=0.99))
     res = CliRunner().invoke(train, [*base, "--ema", "1", "--out", str(tmp_path / "e1")])
     assert res.exit_code != 0 and "ema must be in [0, 1), got 1.0" in str(res.exception)
     res = CliRunner().invoke(train, [*base, "--recipe", "paper-family", "--arch", "flight",

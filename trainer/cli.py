@@ -139,10 +139,11 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
               help="Epochs of int8-aware fine-tuning after training (default recipe: 10, "
                    "flight models; 0 = off).")
 @click.option("--ema", type=float, default=None,
-              help="Per-step decay of the moving average of the weights that validation, "
-                   "the epoch choice and the saved model use, in [0, 1) (default recipe: "
-                   "0.99, about four epochs of full RRUFF training; 0 = off, e.g. for a data "
-                   "set of a few dozen spectra, where a few hundred steps never come).")
+              help="Per-step decay of a moving average of the weights that validation, the "
+                   "epoch choice and the saved model then use, in [0, 1) (default 0 = off; "
+                   "0.99, about four epochs of full RRUFF training, passed its validation "
+                   "rule there; it starts from the initial weights, so a run of a few "
+                   "hundred steps, a small data set, should keep it off).")
 @click.option("--recipe", type=click.Choice(["default", "paper", "paper-family"]),
               default="default", show_default=True,
               help="Base recipe: the project default (flight architecture and training), "
