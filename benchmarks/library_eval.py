@@ -39,6 +39,8 @@ from ramanedge.manifest import LIBRARY_SPECTRA
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHIFTS = (0, 15, 30)
+#: the kinds of split an export folder may hold (``RECIPE-<kind><seed>``)
+SPLIT_KINDS = ("grouped", "random")
 
 
 def shift_top1(predict, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -436,11 +438,18 @@ def held_out_rows(res: dict[str, dict], choices: list[str], reference: str,
     return [head, *lines, mean, higher]
 
 
-def probe_folders(out: Path, recipe: str) -> list[Path]:
-    """The exported split folders of ``recipe`` in ``out`` the probes score, grouped and
-    per-spectrum alike (``RECIPE-groupedN``, ``RECIPE-randomN``), in name order."""
-    pattern = re.compile(rf"{re.escape(recipe)}-(grouped|random)\d+")
-    return sorted(p for p in out.glob(f"{recipe}-*") if pattern.fullmatch(p.name))
+def split_folders(folder: Path, recipe: str, kinds: tuple[str, ...] = SPLIT_KINDS) -> list[Path]:
+    """The split folders of ``recipe`` in ``folder`` (``RECIPE-groupedN``,
+    ``RECIPE-randomN``; only the ``kinds`` given), in name order."""
+    pattern = re.compile(rf"{re.escape(recipe)}-({'|'.join(kinds)})\d+")
+    return sorted(p for p in folder.glob(f"{recipe}-*") if pattern.fullmatch(p.name))
+
+
+def probe_folders(out: Path, recipe: str, split: str = "grouped") -> list[Path]:
+    """The exported split folders of ``recipe`` in ``out`` the probes score: one kind of
+    split at a time (``"grouped"``: ``RECIPE-groupedN``; ``"random"``: ``RECIPE-randomN``),
+    since a run's held-out choice reads the other runs of the same kind."""
+    return split_folders(out, recipe, (split,))
 
 
 def _split_of(name: str) -> str:
@@ -515,11 +524,14 @@ def pool_report(res: dict[str, dict]) -> str:
               default=LIBRARY_SPECTRA[0], show_default=True,
               help="What the exported library holds (ramanedge quantize's option); the "
                    "probes, which choose on validation, need 'train'.")
+@click.option("--split", "probe_split", type=click.Choice(SPLIT_KINDS), default="grouped",
+              show_default=True,
+              help="The probes score OUT's folders of this kind of split only.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
 def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str,
          pool: bool, coarse: bool, shift_average: bool, variant_screen: str | None,
-         library_spectra: str, json_out: Path | None) -> None:
+         library_spectra: str, probe_split: str, json_out: Path | None) -> None:
     """Re-export and score every split folder; rows in OUT/eval.jsonl (resumable)."""
     from ramanedge.library import LibraryConfig
 
@@ -555,10 +567,9 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
         res = {}
         for spec in evals:
             recipe = _folder_and_recipe(spec)[1]
-            folders = probe_folders(out, recipe)
+            folders = probe_folders(out, recipe, probe_split)
             if not folders:
-                raise click.UsageError(f"no {recipe}-grouped<N> or {recipe}-random<N> "
-                                       f"folders in {out} (export "
+                raise click.UsageError(f"no {recipe}-{probe_split}<N> folders in {out} (export "
                                        f"them first: the same command without the probe "
                                        f"flag)")
             for f in folders:
@@ -590,9 +601,8 @@ def main(evals: tuple[str, ...], out: Path, candidates: str, config_changes: str
                                                if jl.is_file() else []) if x)}
     for spec in evals:
         folder, recipe = _folder_and_recipe(spec)
-        folders = sorted(p for p in Path(folder).glob(f"{recipe}-*")
-                         if re.fullmatch(rf"{re.escape(recipe)}-(grouped|random)\d+", p.name)
-                         and (p / "run").is_dir() and (p / "model").is_dir())
+        folders = [p for p in split_folders(Path(folder), recipe)
+                   if (p / "run").is_dir() and (p / "model").is_dir()]
         if not folders:
             raise click.UsageError(f"no {recipe}-<split> folders with run/ and model/ in "
                                    f"{folder}")

@@ -5,7 +5,12 @@
         --recipe '*-refit+library' --split grouped
 
 prints, for every figure the rows hold, its mean ± s.d. over the rows picked and the
-per-row values (percent, except the set size and the AUROC).
+per-row values (percent, except the set size and the AUROC). With ``--against FILE``
+(``--against-recipe PATTERN``) it pairs each row with the row of the same split and seed
+there and prints the differences instead (mean ± s.d., how many higher / lower):
+
+    python -m benchmarks.pool_rows docs/flight-lib-ema-tr-eval.jsonl \
+        --against docs/flight-lib-stem4-ch2-refit-tr-eval.jsonl
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ FIGURES: dict[str, bool] = {
     "int8_0": True, "int8_15": True, "int8_30": True,
     "net_0": True, "net_15": True, "net_30": True,
     "val_int8_0": True, "val_int8_15": True, "val_int8_30": True,
+    "val_net_0": True, "val_net_15": True, "val_net_30": True,
     "test_set_coverage": True, "test_set_size": False, "test_known_flagged": True,
     "unseen_flagged": True, "unknown_auroc": False,
 }
@@ -35,7 +41,12 @@ def read_rows(paths: list[Path]) -> list[dict[str, Any]]:
     is a :class:`click.UsageError` naming the file and line."""
     rows = []
     for path in paths:
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise click.UsageError(f"{path} is not UTF-8 text (expected JSON rows, one a "
+                                   f"line)") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -53,6 +64,58 @@ def pick(rows: list[dict[str, Any]], recipe: str, split: str | None) -> list[dic
     ``split`` is ``split`` (``grouped`` or ``random``)."""
     return [r for r in rows if fnmatch.fnmatchcase(str(r.get("recipe", "")), recipe)
             and (split is None or r.get("split") == split)]
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, Any]:
+    return str(row.get("recipe")), str(row.get("split")), row.get("split_seed")
+
+
+def unique(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """``rows`` if no two share recipe, split and seed (one export each), else a
+    :class:`click.UsageError` naming the first repeated one."""
+    seen = set()
+    for r in rows:
+        if _key(r) in seen:
+            recipe, split, seed = _key(r)
+            raise click.UsageError(f"{where} holds more than one row of {recipe} on {split} "
+                                   f"split {seed}: pool one export of each run")
+        seen.add(_key(r))
+    return rows
+
+
+def paired(rows: list[dict[str, Any]], ref: list[dict[str, Any]]) -> str:
+    """The differences ``rows`` − ``ref``, each row paired with the reference row of the
+    same split and seed (a markdown table: mean ± s.d., higher / lower, per pair), over the
+    figures both hold; a row without its pair is a :class:`click.UsageError`."""
+    for side in (rows, ref):
+        keys = [(str(r.get("split")), r.get("split_seed")) for r in side]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise click.UsageError(f"more than one row on {k[0]} split {k[1]} on one side "
+                                       f"of the pairing: pick one recipe (--recipe, "
+                                       f"--against-recipe)")
+    by = {(str(r.get("split")), r.get("split_seed")): r for r in ref}
+    pairs = []
+    for r in rows:
+        k = (str(r.get("split")), r.get("split_seed"))
+        if k not in by:
+            raise click.UsageError(f"no reference row for {r.get('recipe')} on {k[0]} split "
+                                   f"{k[1]}")
+        pairs.append((r, by[k]))
+    out = [f"{len(pairs)} pairs: " + ", ".join(f"{a.get('split')} {a.get('split_seed')}"
+                                               for a, _ in pairs), "",
+           "| figure | difference, mean ± s.d. | higher / lower | per pair |", "|---|---|---|---|"]
+    for key, pct in FIGURES.items():
+        if any(a.get(key) is None or b.get(key) is None for a, b in pairs):
+            continue
+        d = np.array([float(a[key]) - float(b[key]) for a, b in pairs]) * (100.0 if pct else 1.0)
+        nd = 3 if key == "unknown_auroc" else 2
+        sd = f" ± {d.std(ddof=1):.{nd}f}" if len(d) > 1 else ""
+        # differences within rounding of zero are ties, not wins or losses
+        hi, lo = int((d > 1e-9).sum()), int((d < -1e-9).sum())
+        out.append(f"| {key} | {d.mean():+.{nd}f}{sd} | {hi} / {lo} | "
+                   + ", ".join(f"{x:+.{nd}f}" for x in d) + " |")
+    return "\n".join(out)
 
 
 def pooled(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -89,15 +152,30 @@ def table(rows: list[dict[str, Any]]) -> str:
               help="Shell pattern the rows' recipe must match, e.g. '*-refit+library'.")
 @click.option("--split", type=click.Choice(["grouped", "random"]), default=None,
               help="Only rows of this kind of split (default: both).")
+@click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Pair each row with this file's row of the same split and "
+                                 "seed and print the differences.")
+@click.option("--against-recipe", default="*", show_default=True,
+              help="Shell pattern the --against rows' recipe must match.")
 @one_line_errors
-def main(files: tuple[Path, ...], recipe: str, split: str | None) -> None:
-    """Mean ± s.d. of the rover-path figures over the rows of FILES picked."""
+def main(files: tuple[Path, ...], recipe: str, split: str | None, against: Path | None,
+         against_recipe: str) -> None:
+    """Mean ± s.d. of the rover-path figures over the rows of FILES picked (or, with
+    --against, of their differences from a reference run by run)."""
+    where = ", ".join(map(str, files))
     rows = pick(read_rows(list(files)), recipe, split)
     if not rows:
         raise click.UsageError(f"no rows with a recipe matching {recipe!r}"
-                               + (f" on a {split} split" if split else "")
-                               + " in " + ", ".join(map(str, files)))
-    click.echo(table(rows))
+                               + (f" on a {split} split" if split else "") + f" in {where}")
+    unique(rows, where)
+    if against is None:
+        click.echo(table(rows))
+        return
+    ref = pick(read_rows([against]), against_recipe, split)
+    if not ref:
+        raise click.UsageError(f"no rows with a recipe matching {against_recipe!r} in "
+                               f"{against}")
+    click.echo(paired(rows, unique(ref, str(against))))
 
 
 if __name__ == "__main__":

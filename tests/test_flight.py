@@ -470,6 +470,11 @@ def test_train_recipes_pick_the_model_and_the_training(tmp_path: Path, monkeypat
     assert seen[-1] == (FLIGHT_MODEL, replace(TrainConfig(), ema=0.99))
     res = CliRunner().invoke(train, [*base, "--ema", "1", "--out", str(tmp_path / "e1")])
     assert res.exit_code != 0 and "ema must be in [0, 1), got 1.0" in str(res.exception)
+    # few-label training drops the average (its recipe was measured without it): refused
+    res = CliRunner().invoke(train, [*base, "--ema", "0.99", "--labelled-fraction", "0.1",
+                                     "--out", str(tmp_path / "e2")])
+    assert res.exit_code != 0 and "--ema is not used by few-label" in str(res.exception)
+    assert not (tmp_path / "e2").exists()
     res = CliRunner().invoke(train, [*base, "--recipe", "paper-family", "--arch", "flight",
                                      "--out", str(tmp_path / "x")])
     # the ramanedge entry point prints such an OptionError as one line, exit 2

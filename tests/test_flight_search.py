@@ -100,10 +100,13 @@ def test_measured_candidates_keep_the_model_they_were_measured_with() -> None:
     assert halves == CALIBRATION_HOLDOUT
     for b in ch2:
         seed = int(b[-1]) if b.endswith(("-s1", "-s2")) else 0
-        # rule (E)'s own recipes average the weights; none other does
+        # rule (E)'s own recipes average the weights
         ema = 0.99 if "-ema" in b else 0.0
         assert RECIPES[b] == (FLIGHT_MODEL, replace(TrainConfig(), seed=seed, ema=ema))
         assert REFIT_OF[f"{b}-refit"] == b and RECIPES[f"{b}-refit"] == RECIPES[b]
+    # ... and no other recipe does (each was measured without it)
+    assert all(tc.ema == 0.0 for n, (_, tc) in RECIPES.items() if "-ema" not in n)
+    assert all(tc.ema == 0.99 for n, (_, tc) in RECIPES.items() if "-ema" in n)
     holdouts = {"flight-stem4-refit-h3": 1 / 3, "flight-stem4-refit-h2": 1 / 2,
                 **{f"{b}-refit": 1 / 2 for b in ch2}}
     assert holdouts == REFIT_HOLDOUT

@@ -112,7 +112,7 @@ def test_library_eval_probes_refuse_an_out_folder_without_exports(tmp_path) -> N
         res = CliRunner().invoke(main, ["--eval", "runs/x:flight", "--out", str(tmp_path),
                                         flag])
         assert res.exit_code == 2, res.output
-        assert "no flight-grouped<N> or flight-random<N> folders in" in res.output, res.output
+        assert "no flight-grouped<N> folders in" in res.output, res.output
     res = CliRunner().invoke(main, ["--eval", "flight", "--out", str(tmp_path), "--pool"])
     assert res.exit_code == 2 and "expected FOLDER:RECIPE" in res.output
     res = CliRunner().invoke(main, ["--eval", "runs/x:flight", "--out", str(tmp_path),
@@ -228,19 +228,27 @@ def test_variant_report_by_split_leaves_the_runs_own_split_out() -> None:
     assert run_by_run[2].startswith("| a-grouped0 | good | +10.00")
 
 
-def test_probe_folders_read_grouped_and_per_spectrum_splits(tmp_path) -> None:
-    """The probes score ``RECIPE-groupedN`` and ``RECIPE-randomN`` folders of the recipe
-    asked for (not another recipe that starts with its name, nor other names); a run's
-    split is its kind and seed, so grouped 0 and random 0 are different splits."""
-    from benchmarks.library_eval import _split_of, probe_folders
+def test_probe_folders_read_one_kind_of_split(tmp_path) -> None:
+    """The probes score the ``RECIPE-groupedN`` (default) or the ``RECIPE-randomN`` folders
+    of the recipe asked for, never both at once (a run's held-out choice reads the other
+    runs of its kind), nor another recipe that starts with its name; a run's split is its
+    kind and seed, so grouped 0 and random 0 are different splits."""
+    from click.testing import CliRunner
+
+    from benchmarks.library_eval import _split_of, main, probe_folders, split_folders
 
     for name in ("flight-grouped0", "flight-random3", "flight-refit-grouped0", "flight-x",
                  "flight-grouped", "other-grouped1"):
         (tmp_path / name).mkdir()
-    assert [p.name for p in probe_folders(tmp_path, "flight")] == ["flight-grouped0",
+    assert [p.name for p in probe_folders(tmp_path, "flight")] == ["flight-grouped0"]
+    assert [p.name for p in probe_folders(tmp_path, "flight", "random")] == ["flight-random3"]
+    assert [p.name for p in split_folders(tmp_path, "flight")] == ["flight-grouped0",
                                                                    "flight-random3"]
     assert [p.name for p in probe_folders(tmp_path, "flight-refit")] == [
         "flight-refit-grouped0"]
+    res = CliRunner().invoke(main, ["--eval", "runs/x:flight-refit", "--out", str(tmp_path),
+                                    "--pool", "--split", "random"])
+    assert res.exit_code == 2 and "no flight-refit-random<N> folders in" in res.output
     assert _split_of("flight-stem4-ch2-s1-refit-grouped3") == "grouped3"
     assert _split_of("flight-stem4-random0") == "random0" != _split_of("flight-grouped0")
 

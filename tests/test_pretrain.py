@@ -18,7 +18,7 @@ from trainer.train import PseudoLabelConfig, TrainConfig
 
 TINY = ModelConfig(arch="paper", pool_size=16, dense_units=16)
 PlainTC = partial(TrainConfig, teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0,
-                  ema=0.0)  # mechanics on a few steps: no moving average (rule (E))
+                  ema=0.0)  # mechanics on a few steps: the opt-in moving average off
 
 
 # ------------------------------------------------------------------ corpus

@@ -17,8 +17,8 @@ from trainer.model import ModelConfig
 from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
 
 #: the plain training loop (no teachers, no distillation) that these tests exercise
-# the trainer's mechanics on a few steps: no teachers and no moving average of the weights
-# (the default's EMA, rule (E), starts from the initial weights and needs hundreds of steps)
+# the trainer's mechanics on a few steps: no teachers, and the moving average of the weights
+# pinned off (an opt-in, rule (E): it starts from the initial weights and needs hundreds of steps)
 PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)
 
 

@@ -278,8 +278,10 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
     # few-label fine-tuning (trainer.ssl)
     few = (labelled_fraction != 1.0 or ssl != "none" or pseudo_label or library_labels != 0.0
            or relabel != 0.0 or propagate is not None or names_per_spectrum)
-    for flag, on in (*open_set_flags, ("--calibration-holdout", bool(calibration_holdout))):
-        if few and on:  # few-label training: no negatives, no refit (trainer.ssl)
+    for flag, on in (*open_set_flags, ("--calibration-holdout", bool(calibration_holdout)),
+                     ("--ema", bool(ema))):
+        # few-label training: no negatives, no refit, no moving average (trainer.ssl)
+        if few and on:
             raise OptionError(f"{flag} is not used by few-label training (--labelled-fraction, "
                               "--ssl, --pseudo-label, --library-labels, --relabel, "
                               "--propagate, --names-per-spectrum): drop one of them")
