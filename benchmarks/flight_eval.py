@@ -58,10 +58,6 @@ from trainer.model import (
 )
 from trainer.train import FLIGHT_AUGMENT_V1, PAPER_FAMILY_TRAIN, TEACHER_AUGMENT, TrainConfig
 
-# the recipes measured without a moving average of the weights (all but rule (E)'s; the
-# default keeps none either: docs/parts/flight.md, "An average of the weights")
-_NO_EMA = replace(TrainConfig(), ema=0.0)
-_NO_OE = replace(_NO_EMA, outlier_exposure=0.0)
 #: recipe -> (model, training). ``flight`` is the project default (``ramanedge train`` with
 #: no options: it trains its teachers first, then the student with outlier exposure, then
 #: fine-tunes int8-aware); ``flight-ptq`` the
@@ -69,6 +65,7 @@ _NO_OE = replace(_NO_EMA, outlier_exposure=0.0)
 #: ``flight-v1`` / ``flight-v1-ptq`` the flight recipe before partial-coverage (crop)
 #: training, whose 5-split figures docs/results.md section 0 quotes; ``paper-m6`` the former
 #: default.
+_NO_OE = replace(TrainConfig(), outlier_exposure=0.0)
 RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "flight": (FLIGHT_MODEL, TrainConfig()),
     "flight-ptq": (FLIGHT_MODEL, replace(TrainConfig(), qat_epochs=0)),
@@ -82,107 +79,107 @@ RECIPES: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # outlier exposure on the negatives half of the rare minerals (weight 0.5, Hendrycks et
     # al. 2019's value; not tuned): the name its 5-split rows were measured under
     # (runs/flight/eval-oe) before it became the default; the same recipe as "flight"
-    "flight-oe": (FLIGHT_LATE_POOL, replace(_NO_EMA, outlier_exposure=0.5)),
+    "flight-oe": (FLIGHT_LATE_POOL, replace(TrainConfig(), outlier_exposure=0.5)),
     # issue 11's latency target: the fastest candidate of benchmarks.latency_probe (0.75x the
     # m=6 model's int8 call, 1.06 M MACs, 76 KB), same recipe as the default
     "flight-fast": (replace(FLIGHT_LATE_POOL, filters=(16, 32, 48, 64, 96), reduce_channels=16,
-                            pool_size=3), _NO_EMA),
+                            pool_size=3), TrainConfig()),
     # the 2026-12-04 architecture screen's pick (benchmarks.flight_search screen-*): kernel 11
     # instead of 7 in every conv, same recipe as the default
-    "flight-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), _NO_EMA),
+    "flight-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), TrainConfig()),
     # issue 11's latency: the 1x1 convs at the pooled positions (2.97 M MACs), same recipe
-    "flight-early-pool": (replace(FLIGHT_LATE_POOL, early_pool=True), _NO_EMA),
+    "flight-early-pool": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
     # ... the same with training seed 1 (weights, order, augmentation and its teachers): the
     # spread a new training draw gives on the same splits
     "flight-early-pool-s1": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                             replace(_NO_EMA, seed=1)),
+                             replace(TrainConfig(), seed=1)),
     # ... and training seed 2: fresh draws for confirming a post-hoc choice (2026-12-06)
     "flight-early-pool-s2": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                             replace(_NO_EMA, seed=2)),
+                             replace(TrainConfig(), seed=2)),
     # issue 11's latency after the op profile (docs/op_profile.json): the first conv strided
     # instead of pooled and 3-tap depthwise convs, early pooling, same recipe as the default
     # (trained: 0.98x the m=6 model's int8 call in the frontier's run, docs/frontier.json)
     "flight-ss-dw3": (replace(FLIGHT_LATE_POOL, early_pool=True, strided_stem=True,
-                              depthwise_kernel=3), _NO_EMA),
+                              depthwise_kernel=3), TrainConfig()),
     # ... the 3-tap depthwise convs alone (the op profile: 29.5 -> 14.7 us of the default's
     # 83 us; the first conv unchanged)
     "flight-dw3": (replace(FLIGHT_LATE_POOL, early_pool=True, depthwise_kernel=3),
-                   _NO_EMA),
+                   TrainConfig()),
     # ... and narrower blocks (16-32-48-64-96, 1x1 reduction to 16) with early pooling
     # (trained: 0.94x in the same run)
     "flight-narrow": (replace(FLIGHT_LATE_POOL, early_pool=True, filters=(16, 32, 48, 64, 96),
-                              reduce_channels=16), _NO_EMA),
+                              reduce_channels=16), TrainConfig()),
     # issue 12's objectosphere loss (Dhamija et al. 2018) on top of outlier exposure: the
     # negatives' features pulled to length 0, the known ones' pushed to >= 15 (the default's
     # mean known validation length, 15.1 on grouped split 0); weight 1 or 0.25. Trained
     # 2026-12-05 and rejected on validation (docs/results.md section 4)
     "flight-obj1": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                    replace(_NO_EMA, objectosphere=1.0, objectosphere_xi=15.0)),
+                    replace(TrainConfig(), objectosphere=1.0, objectosphere_xi=15.0)),
     "flight-obj025": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                      replace(_NO_EMA, objectosphere=0.25, objectosphere_xi=15.0)),
+                      replace(TrainConfig(), objectosphere=0.25, objectosphere_xi=15.0)),
     # issue 12's third open-set loss: the negatives as a background class (a (K+1)-th
     # output beside the K-class head, Dhamija et al. 2018's baseline) instead of the uniform
     # target; the unit is kept in the run (background_unit.json) for the open-set probes.
     # Trained 2026-12-05 and rejected on validation (docs/results.md section 4)
     "flight-bg": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                  replace(_NO_EMA, background_class=True)),
+                  replace(TrainConfig(), background_class=True)),
     # issue 11's distillation with honest teacher targets: the default's three teachers
     # cross-fitted over the training specimens (each trains on two thirds, each training
     # spectrum gets the answer of the teacher that never saw its specimen)
     "flight-kd-oof": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                      replace(_NO_EMA, teacher_folds=True)),
+                      replace(TrainConfig(), teacher_folds=True)),
     # issue 11's accuracy: half the drawn training spectra mixed with another spectrum of the
     # same mineral (TrainConfig.mix_same), a stand-in for the specimens the data lack
     "flight-mix": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                   replace(_NO_EMA, mix_same=0.5)),
+                   replace(TrainConfig(), mix_same=0.5)),
     # function matching: the teachers answer each epoch's augmented views (shift undone)
     # instead of the clean spectra once (measured 2026-12-05 afternoon: docs/parts/flight.md)
     "flight-fm": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                  replace(_NO_EMA, distill_views=True)),
+                  replace(TrainConfig(), distill_views=True)),
     # ... with the teachers seeing each view before its crop (they never trained on crops)
     "flight-fm-full": (replace(FLIGHT_LATE_POOL, early_pool=True),
-                       replace(_NO_EMA, distill_views=True, distill_uncropped=True)),
+                       replace(TrainConfig(), distill_views=True, distill_uncropped=True)),
     # the probe's candidate nearest the target (1.03x): pool 3 over 4 blocks
     "flight-p3x4": (replace(FLIGHT_LATE_POOL, pool_size=3, pool_layers=4, filters=(24, 48, 64, 96)),
-                    _NO_EMA),
+                    TrainConfig()),
     # issue 11's network refit (trainer.run.refit_run, 2026-12-07): the default's run on the
     # same split trained again on training + validation, every network following the epochs
     # and learning rates it chose on validation (REFIT_OF)
-    "flight-early-pool-refit": (replace(FLIGHT_LATE_POOL, early_pool=True), _NO_EMA),
+    "flight-early-pool-refit": (replace(FLIGHT_LATE_POOL, early_pool=True), TrainConfig()),
     # issue 11's latency (2026-12-07): the first conv at every second point and one pool
     # fewer, so every conv up to block 5's depthwise runs at half the positions of the
     # default of that day and the features keep its 44 (the same weights, 1.94 M MACs); same
     # recipe as the default (the default that morning, rule (S'): FLIGHT_HALF_POSITIONS)
-    "flight-stem2": (FLIGHT_HALF_POSITIONS, _NO_EMA),
+    "flight-stem2": (FLIGHT_HALF_POSITIONS, TrainConfig()),
     # ... with training seed 1: its second training draw on the same splits
-    "flight-stem2-s1": (FLIGHT_HALF_POSITIONS, replace(_NO_EMA, seed=1)),
+    "flight-stem2-s1": (FLIGHT_HALF_POSITIONS, replace(TrainConfig(), seed=1)),
     # 2026-12-07 rule (Q): the first conv at every 4th point and 3 pools (44 feature
     # positions, the same weights, 1.57 M MACs): every conv up to block 4's depthwise at
     # half the stride-2 default's positions; same recipe as the default (the default since
     # rule (Q) adopted it: FLIGHT_MODEL)
-    "flight-stem4": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
+    "flight-stem4": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with training seeds 1 and 2: its second and third training draws on the same splits
-    "flight-stem4-s1": (FLIGHT_QUARTER_POSITIONS, replace(_NO_EMA, seed=1)),
-    "flight-stem4-s2": (FLIGHT_QUARTER_POSITIONS, replace(_NO_EMA, seed=2)),
+    "flight-stem4-s1": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=1)),
+    "flight-stem4-s2": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=2)),
     # rule (W), 2026-12-07: the stride-4 model's latency headroom spent on width (blocks
     # 32-64-96-128-160, dense 176: 250,969 weights, 2.49 M MACs; the same 44 positions)
     "flight-wide4": (replace(FLIGHT_QUARTER_POSITIONS, filters=(32, 64, 96, 128, 160),
-                             dense_units=176), _NO_EMA),
+                             dense_units=176), TrainConfig()),
     # the stride-4 default's run refitted on training + validation (a measurement of the
     # opt-in `ramanedge refit` on the default, 2026-12-07; REFIT_OF)
-    "flight-stem4-refit": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
+    "flight-stem4-refit": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with a calibration holdout (rule (R'), 2026-12-07): a third of the validation
     # specimens stay out of the refit and calibrate its artifact (REFIT_HOLDOUT)
-    "flight-stem4-refit-h3": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
+    "flight-stem4-refit-h3": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with half of them held out (rule (R''), 2026-12-07)
-    "flight-stem4-refit-h2": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
+    "flight-stem4-refit-h2": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # rule (R3), 2026-12-07: the stride-4 default trained with half of its validation
     # specimens kept out of its epoch choice (CALIBRATION_HOLDOUT), and its refit holding
     # out the same half: the two compare on specimens neither chose on
-    "flight-stem4-ch2": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
-    "flight-stem4-ch2-refit": (FLIGHT_QUARTER_POSITIONS, _NO_EMA),
+    "flight-stem4-ch2": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
+    "flight-stem4-ch2-refit": (FLIGHT_QUARTER_POSITIONS, TrainConfig()),
     # ... with training seeds 1 and 2
-    **{f"flight-stem4-ch2{t}": (FLIGHT_QUARTER_POSITIONS, replace(_NO_EMA, seed=s))
+    **{f"flight-stem4-ch2{t}": (FLIGHT_QUARTER_POSITIONS, replace(TrainConfig(), seed=s))
        for s in (1, 2) for t in (f"-s{s}", f"-s{s}-refit")},
     # rule (E), 2026-12-07 evening: the default path (rule (R3)) with an exponential moving
     # average of the weights (decay 0.99 a step, about 4 epochs), teachers, student, fine-tune
@@ -238,11 +235,11 @@ _EARLY = FLIGHT_FULL_POSITIONS
 #: teacher": the default's own three teachers plus the paper m = 2 kernel-15 model (trained
 #: 2026-12-05 and rejected on validation: docs/parts/flight.md, "A stronger teacher")
 TEACHER_RUNS: dict[str, tuple[tuple[ModelConfig, TrainConfig], ...]] = {
-    "flight-kd-m2": (*flight_teachers(_NO_EMA, _EARLY),
+    "flight-kd-m2": (*flight_teachers(TrainConfig(), _EARLY),
                      (PAPER_M2_K15, PAPER_FAMILY_TRAIN)),
 }
 # the student as train_run records it when given teacher runs (teachers=0, distill kept)
-RECIPES["flight-kd-m2"] = (_EARLY, replace(_NO_EMA, teachers=0))
+RECIPES["flight-kd-m2"] = (_EARLY, replace(TrainConfig(), teachers=0))
 
 #: recipe -> pretraining objective: the run (its teachers and student) starts from the
 #: split's self-supervised backbone ``<--backbones>/flight-OBJ-s<split seed>``
@@ -250,7 +247,7 @@ RECIPES["flight-kd-m2"] = (_EARLY, replace(_NO_EMA, teachers=0))
 #: ``flight-pre``: issue 11's accuracy from every RRUFF spectrum, the default recipe from
 #: the Barlow Twins backbone of issue 17 (15 epochs)
 BACKBONE_OF = {"flight-pre": "barlow"}
-RECIPES["flight-pre"] = (_EARLY, _NO_EMA)
+RECIPES["flight-pre"] = (_EARLY, TrainConfig())
 
 #: a recipe whose float training is another recipe's: its float run is reused (training is
 #: deterministic on one machine, so this equals training it again) and only the int8-aware

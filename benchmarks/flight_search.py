@@ -72,8 +72,7 @@ CANDIDATES: dict[str, tuple[ModelConfig, TrainConfig]] = {
 #: multi-scale depthwise convs, larger receptive fields, channel attention). One recipe for all:
 #: the default's augmentation without its teachers, outlier exposure and int8-aware fine-tune
 #: (those act on any architecture alike), so the rows differ by the architecture only.
-_S = replace(TrainConfig(), teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0,
-             ema=0.0)
+_S = replace(TrainConfig(), teachers=0, distill=0.0, qat_epochs=0, outlier_exposure=0.0)
 CANDIDATES.update({
     "screen-default": (FLIGHT_LATE_POOL, _S),
     "screen-k11": (replace(FLIGHT_LATE_POOL, kernel_size=11), _S),

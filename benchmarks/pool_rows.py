@@ -9,8 +9,10 @@ per-row values (percent, except the set size and the AUROC). With ``--against FI
 (``--against-recipe PATTERN``) it pairs each row with the row of the same split and seed
 there and prints the differences instead (mean ± s.d., how many higher / lower):
 
-    python -m benchmarks.pool_rows docs/flight-lib-ema-tr-eval.jsonl \
-        --against docs/flight-lib-stem4-ch2-refit-tr-eval.jsonl
+    python -m benchmarks.pool_rows docs/flight-lib-ema-tr-eval.jsonl \\
+        --recipe 'flight-stem4-ch2-ema-refit+library' \\
+        --against docs/flight-lib-stem4-ch2-refit-tr-eval.jsonl \\
+        --against-recipe 'flight-stem4-ch2-refit+library'
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def main(files: tuple[Path, ...], recipe: str, split: str | None, against: Path 
     if not ref:
         raise click.UsageError(f"no rows with a recipe matching {against_recipe!r} in "
                                f"{against}")
-    click.echo(paired(rows, unique(ref, str(against))))
+    click.echo(paired(rows, ref))  # which refuses two rows of one split and seed
 
 
 if __name__ == "__main__":

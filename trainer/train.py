@@ -277,10 +277,10 @@ class TrainConfig:
 
 PAPER_TRAIN = TrainConfig(epochs=100, lr_patience=3, early_stop_patience=5, monitor="val_loss",
                           augment=AugmentConfig(), teachers=0, distill=0.0, qat_epochs=0,
-                          outlier_exposure=0.0, ema=0.0)
+                          outlier_exposure=0.0)
 """The paper's recipe: class-weighted CE, Adam 1e-3, LR x0.7 after 3, stop after 5 (val loss)."""
 PAPER_FAMILY_TRAIN = TrainConfig(augment=AugmentConfig(shift_cm=12, background=0.5), teachers=0,
-                                 distill=0.0, qat_epochs=0, outlier_exposure=0.0, ema=0.0)
+                                 distill=0.0, qat_epochs=0, outlier_exposure=0.0)
 """The recipe the paper family's sweep and experiments were measured with (the project default
 before the flight model): shift up to 12 cm-1 and swapped backgrounds, patience 5/25 on
 validation accuracy."""
