@@ -18,7 +18,7 @@ from trainer.train import PAPER_TRAIN, TrainConfig, class_weights, train_model
 
 #: the plain training loop (no teachers, no distillation) that these tests exercise
 # the trainer's mechanics on a few steps: no teachers, and the moving average of the weights
-# pinned off (an opt-in, rule (E): it starts from the initial weights and needs hundreds of steps)
+# pinned off (an opt-in, rule (E))
 PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)
 
 
@@ -499,9 +499,17 @@ def test_cli_evaluate_a_real_run(real_run, tmp_path, capsys) -> None:
     assert "top-1" in text and "shift   5 cm-1" in text
     after = json.loads((out / "metrics.json").read_text())
     assert after["test"]["top1"] == pytest.approx(before["test"]["top1"])
-    assert set(after["test"]["shifts"]) == {"0", "5"}
+    # the shifts evaluated now join the stored ones, which keep their figures
+    stored = before["test"]["shifts"]
+    assert set(after["test"]["shifts"]) == set(stored) | {"0", "5"} and "30" in stored
+    assert after["test"]["shifts"]["30"] == stored["30"]
     assert after["train_seconds"] == before["train_seconds"]  # training keys kept
     assert (out / "confusion.png").is_file()
+    # no shift at all is refused in one line, and nothing stored changes
+    kept = (out / "metrics.json").read_bytes()
+    code, _, err = run_cli(capsys, "evaluate", str(out), "--shifts", ",")
+    assert code == 2 and "--shifts must name at least one shift" in err
+    assert (out / "metrics.json").read_bytes() == kept
     main(["evaluate", str(out), "--split", "val", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == before["val"]["n"] and res["top1"] == pytest.approx(before["val"]["top1"])
@@ -964,3 +972,39 @@ def test_the_moving_average_of_the_weights_is_opt_in_and_round_trips() -> None:
     legacy = opted.to_dict()
     del legacy["ema"]
     assert TrainConfig.from_dict(legacy).ema == 0.0
+
+
+def test_the_moving_average_weighs_the_trained_steps_alone() -> None:
+    """The average warms up and is bias-corrected: after one step it is that step's weights,
+    after two the decays' mix of w1 and w2, nothing of the initial weights (uncorrected, a
+    short run kept mostly them and collapsed: rule (E)). One step an epoch, a fixed schedule
+    (final weights kept); the plain runs give w1 and w2 (the same seed: the same steps)."""
+    from trainer.train import ema_decay, ema_read
+
+    X, y = synthetic(3, 6)
+    d = 0.9
+
+    def run(epochs: int, ema: float) -> list[np.ndarray]:
+        tc = PlainTC(epochs=epochs, batch_size=len(y), seed=2, ema=ema)
+        return train_model(X, y, X[:3], y[:3], 3, TINY, tc, schedule=[1e-2] * epochs,
+                           log=None).model.get_weights()
+
+    w1, w2 = run(1, 0.0), run(2, 0.0)
+    assert not np.allclose(w1[0], w2[0])  # the second step moved the weights
+    for got, a in zip(run(1, d), w1, strict=True):
+        np.testing.assert_allclose(got, a, rtol=1e-5, atol=1e-6)
+    d0, d1 = ema_decay(d, 0), ema_decay(d, 1)
+    assert (d0, d1) == pytest.approx((0.1, 2 / 11))  # the warm-up: the recent steps count
+    for got, a, b in zip(run(2, d), w1, w2, strict=True):
+        want = ((1 - d0) * d1 * a + (1 - d1) * b) / (1 - d0 * d1)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert ema_decay(0.99, 5000) == 0.99 and ema_decay(0.99, 100) < 0.99
+    # the read itself: a constant sequence averages to itself at any step count
+    w = np.linspace(-1, 1, 7, dtype=np.float32)
+    acc, keep = np.zeros_like(w), 1.0
+    for t in range(6):
+        dt = ema_decay(d, t)
+        acc, keep = dt * acc + (1 - dt) * w, keep * dt
+        np.testing.assert_allclose(ema_read([acc], 1 - keep)[0], w, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least one step"):
+        ema_read([acc], 0.0)

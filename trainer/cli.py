@@ -142,8 +142,8 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
               help="Per-step decay of a moving average of the weights that validation, the "
                    "epoch choice and the saved model then use, in [0, 1) (default 0 = off; "
                    "0.99, about four epochs of full RRUFF training, passed its validation "
-                   "rule there; it starts from the initial weights, so a run of a few "
-                   "hundred steps, a small data set, should keep it off).")
+                   "rule for one training seed, not for another; the average warms up and "
+                   "is bias-corrected, so short runs keep working).")
 @click.option("--recipe", type=click.Choice(["default", "paper", "paper-family"]),
               default="default", show_default=True,
               help="Base recipe: the project default (flight architecture and training), "
