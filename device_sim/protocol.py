@@ -325,6 +325,11 @@ GRID_IDS: dict[int, tuple[float, float, int]] = {GRID_RAMANEDGE_1392: (200.0, 1.
 _F32x2 = struct.Struct("<ff")
 
 
+#: the largest magnitude a spectrum value may have on the wire (float32 offset and scale,
+#: with room for their difference)
+WIRE_MAX = 1e37
+
+
 def _quantise_u16(v: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Affine uint16 quantisation ``v ~ offset + q * scale`` (offset, scale as float32)."""
     v = np.asarray(v, dtype=np.float64)
@@ -402,6 +407,11 @@ def encode_spectrum_axis(x: np.ndarray, y: np.ndarray) -> bytes:
         raise LinkError(f"a spectrum may have at most 65535 points, got {x.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise LinkError("spectrum contains NaN or infinite values")
+    for what, v in (("wavenumbers", x), ("intensities", y)):
+        big = float(np.abs(v).max())
+        if big > WIRE_MAX:  # the wire carries float32 offsets and scales
+            raise LinkError(f"spectrum {what} reach {big:.3g}; the link carries values within "
+                            f"+-{WIRE_MAX:.0e} (float32)")
     xo, xs, qx = _quantise_u16(x)
     yo, ys, qy = _quantise_u16(y)
     return (struct.pack("<BH", SPEC_AXIS, x.size) + _F32x2.pack(xo, xs) + qx.tobytes()

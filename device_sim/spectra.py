@@ -46,8 +46,9 @@ def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.sta
     device's preprocessing of the cropped spectrum equals that of the full one. A spectrum
     that starts above ``start`` (ends below ``stop``) keeps its own first (last) point: the
     device pads it under its coverage policy exactly as it would the whole file. A spectrum
-    entirely outside the window keeps its two points nearest to it, so that it still makes a
-    valid request and the device refuses it with its own coverage message.
+    entirely outside the window keeps its first and last points, so that it still makes a
+    valid request and the device refuses it with its own coverage message, which then names
+    the file's true range.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -58,10 +59,9 @@ def crop_to_window(x: np.ndarray, y: np.ndarray, start: float = DEFAULT_GRID.sta
     lo = below.max() if below.size else x.min()
     hi = above.min() if above.size else x.max()
     m = (x >= lo) & (x <= hi)
-    if m.sum() < 2 <= x.size:
-        outside = np.maximum(start - x, 0.0) + np.maximum(x - stop, 0.0)
+    if m.sum() < 2 <= x.size:  # entirely outside: nothing of it reaches the grid
         m = np.zeros(x.size, dtype=bool)
-        m[np.argsort(outside, kind="stable")[:2]] = True
+        m[[int(np.argmin(x)), int(np.argmax(x))]] = True
     return x[m], y[m]
 
 

@@ -115,7 +115,11 @@ def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...],
                 raise ModelError(f"{path} lacks array(s) {', '.join(missing)}; has {z.files}")
             return {k: np.array(z[k]) for k in (*keys, *optional) if k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ModelError(f"{path} is not a readable .npz file: {e}") from None
+        # numpy's own words for a non-zip file suggest loading it with pickle: never here
+        why = ("not a zip archive of arrays" if "pickle" in str(e)
+               else getattr(e, "strerror", None) or e)
+        raise ModelError(f"{path} is not a readable .npz file ({why}); expected the file "
+                         "'ramanedge quantize' wrote") from None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from edge_runtime.artifact import load_artifact
 from edge_runtime.classify import Classifier, classify_paths
 from edge_runtime.headstore import BASE, HeadStore, add_spectra
 from edge_runtime.interpreter import MAX_THREADS, make_interpreter
-from ramanedge.cli_options import coverage_options, coverage_policy
+from ramanedge.cli_options import FiniteFloatRange, coverage_options, coverage_policy
 from ramanedge.errors import naming_file
 
 _model_opt = click.option(
@@ -35,6 +35,17 @@ _threads_opt = click.option(
     "--threads", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
     help="CPU threads for the TFLite interpreter.",
 )
+
+
+def _existing_store(artifact, store_dir: Path | None) -> HeadStore | None:
+    """The head store to read, or None (no store yet: the base head answers). A ``--store``
+    given explicitly must exist: a mistyped path would silently answer with the base head."""
+    store = HeadStore.open_existing(artifact, store_dir)
+    if store is None and store_dir is not None:
+        raise click.UsageError(f"--store {store_dir}: no head store there; expected a folder "
+                               "made by 'ramanedge head add --store' (or drop --store for "
+                               "MODEL/headstore)")
+    return store
 
 
 def _warn(problems: list[str]) -> None:
@@ -74,11 +85,13 @@ def classify(model_dir: Path, paths: tuple[Path, ...], top_k: int, as_json: bool
     failed.
     """
     policy = coverage_policy(coverage_mode, min_coverage)  # option errors before any load
+    if base_head and store_dir is not None:
+        raise click.UsageError("--base-head ignores the head store; drop --store or --base-head")
     artifact = load_artifact(model_dir)
     interpreter = make_interpreter(artifact.model_path, num_threads=threads, edgetpu=edgetpu)
     clf = Classifier(artifact, interpreter, top_k=top_k, coverage=policy)
     if not base_head:
-        store = HeadStore.open_existing(artifact, store_dir)
+        store = _existing_store(artifact, store_dir)
         if store is not None:
             clf = clf.with_active_head(store)
             _warn(store.problems)
@@ -161,7 +174,7 @@ def head_add(model_dir: Path, label: str, files: tuple[Path, ...], store_dir: Pa
 @_model_opt
 @_store_opt
 @_threads_opt
-@click.option("--alpha", type=click.FloatRange(min=0.0), default=None,
+@click.option("--alpha", type=FiniteFloatRange(min=0.0), default=None,
               help="L2 anchor strength towards the base head [default: SoftmaxHead's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the new head's metadata as JSON.")
 def head_retrain(model_dir: Path, store_dir: Path | None, threads: int, alpha: float | None,
@@ -173,16 +186,22 @@ def head_retrain(model_dir: Path, store_dir: Path | None, threads: int, alpha: f
     store = HeadStore.open(artifact, store_dir)
     clf = None
 
-    def features_fn(grids):  # only for samples stored with another model file
+    def classifier() -> Classifier:  # made on first use: most retrains need no invoke
         nonlocal clf
         if clf is None:
             clf = Classifier(artifact, make_interpreter(artifact.model_path,
                                                         num_threads=threads))
-        return clf.features_batch(grids)
+        return clf
+
+    def features_fn(grids):  # only for samples stored with another model file
+        return classifier().features_batch(grids)
+
+    def check(head):  # classify's classifier with the new head, recalibration included
+        classifier().with_head(head)  # (runs inside the store's lock: no store calls here)
 
     est = SoftmaxHead() if alpha is None else SoftmaxHead(alpha=alpha)
     t0 = time.perf_counter()
-    info = store.retrain(features_fn=features_fn, estimator=est)
+    info = store.retrain(features_fn=features_fn, estimator=est, check=check)
     dt = time.perf_counter() - t0
     _warn(store.problems)
     if as_json:
@@ -209,7 +228,7 @@ def head_retrain(model_dir: Path, store_dir: Path | None, threads: int, alpha: f
 def head_list(model_dir: Path, store_dir: Path | None, as_json: bool) -> None:
     """Show the stored heads (active one marked *) and the samples per label."""
     artifact = load_artifact(model_dir)
-    store = HeadStore.open_existing(artifact, store_dir)
+    store = _existing_store(artifact, store_dir)
     if store is None:
         s = {"store": str(store_dir or model_dir / "headstore"), "active": BASE, "heads": [],
              "samples": {}, "n_samples": 0, "problems": []}

@@ -562,9 +562,11 @@ class HeadStore:
         (reported), else ``{"by_model": {...}}`` (an old single-model pointer
         ``{"active": v}`` applies to this store's model)."""
         p = self.root / ACTIVE_FILE
-        if not p.is_file():
+        if not p.exists():
             return None
         try:
+            if not p.is_file():  # a folder (or a device node) where the pointer belongs
+                raise ValueError("not a regular file")
             d = json.loads(p.read_text(encoding="utf-8"))
             body = {k: v for k, v in d.items() if k != "sha256"}
             if sha256_bytes(json.dumps(body, sort_keys=True).encode()) != d.get("sha256"):
@@ -725,12 +727,16 @@ class HeadStore:
         return np.concatenate(feats).astype(np.float32), np.array(labels), counts
 
     def retrain(self, *, features_fn: FeaturesFn | None = None,
-                estimator: SoftmaxHead | None = None) -> HeadInfo:
+                estimator: SoftmaxHead | None = None,
+                check: Callable[[HeadWeights], object] | None = None) -> HeadInfo:
         """Fit a new head on exemplars + every sample, store it, make it active.
 
         ``estimator``: an unfitted :class:`SoftmaxHead` to use (its ``prior`` is set to the
-        artifact's base head); default parameters otherwise. Crash-safe: the head file is
-        written (atomically) before ``active.json`` is switched.
+        artifact's base head); default parameters otherwise. ``check``: called with the new
+        head before anything is written (e.g. building the classifier that will answer with
+        it), inside the store's lock, so it must not call the store; a
+        :class:`~ramanedge.errors.RamanEdgeError` it raises leaves the store as it was.
+        Crash-safe: the head file is written (atomically) before ``active.json`` is switched.
         """
         with self._locked():
             X, y, counts = self.training_set(features_fn)
@@ -746,6 +752,13 @@ class HeadStore:
             files = self._head_files()
             n = (files[-1][0] + 1) if files else 1
             version = f"v{n:04d}"
+            if check is not None:
+                try:
+                    check(HeadWeights(est.W_, est.b_, tuple(est.classes_.tolist()),
+                                      version=version))
+                except RamanEdgeError as e:
+                    raise HeadStoreError(f"head {version} not stored: the artifact cannot answer "
+                                         f"with it ({e})") from None
             base_labels = set(self.artifact.labels)
             meta = {
                 "version": version,
@@ -766,9 +779,15 @@ class HeadStore:
                               meta=np.array(json.dumps(meta, sort_keys=True)))
             path = self.root / "heads" / f"{version}-{sha256_bytes(data)[:16]}.npz"
             self.checkpoint("before-head-write")
-            atomic_write_bytes(path, data)
-            self.checkpoint("after-head-write")
-            self._write_active(version, "retrain")
+            try:
+                atomic_write_bytes(path, data)
+                self.checkpoint("after-head-write")
+                self._write_active(version, "retrain")
+            except OSError as e:
+                where = e.filename2 or e.filename  # a rename's target, else the file
+                raise HeadStoreError(f"head store {self.root}: cannot store head {version}: "
+                                     f"{e.strerror or e}"
+                                     + (f" ({where})" if where else "")) from None
             self.checkpoint("after-activate")
         return HeadInfo(version, path, meta)
 
@@ -812,11 +831,21 @@ def add_spectra(store: HeadStore, classifier: SpectrumEncoder, label: str,
             s = read_spectrum(path)
             grid = classifier.preprocess(s.x, s.y)
             fq = classifier.features_int8(grid)
-            sample, created = store.add_sample(label, grid, fq, source=str(path),
-                                               raw=(s.x, s.y))
-            yield path, sample, created, None
-            store.checkpoint("after-sample")
         except RamanEdgeError as e:
             yield path, None, False, str(e)
+            continue
         except OSError as e:
             yield path, None, False, f"cannot read {path}: {e.strerror or e}"
+            continue
+        try:  # a refusal is this sample's; an OSError is the store's and ends the batch
+            sample, created = store.add_sample(label, grid, fq, source=str(path),
+                                               raw=(s.x, s.y))
+        except RamanEdgeError as e:
+            yield path, None, False, str(e)
+            continue
+        except OSError as e:
+            raise HeadStoreError(f"head store {store.root}: cannot store a sample: "
+                                 f"{e.strerror or e}"
+                                 + (f" ({e.filename})" if e.filename else "")) from None
+        yield path, sample, created, None
+        store.checkpoint("after-sample")

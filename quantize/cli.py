@@ -19,8 +19,9 @@ from pathlib import Path
 import click
 
 from quantize.exemplars import DEFAULT_PER_CLASS
+from ramanedge.cli_options import FiniteFloatRange
 from ramanedge.errors import DataError
-from ramanedge.manifest import LIBRARY_SPECTRA
+from ramanedge.manifest import HEAD_DTYPES, LIBRARY_SPECTRA
 from ramanedge.splits import DEFAULT_CALIB_SIZE
 
 CHECKS = ("edgetpu",)
@@ -57,10 +58,10 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               show_default=True, metavar="PER_CLASS",
               help="Exemplar features per class stored in the artifact for the onboard "
                    "retrainer and the knn_cosine unknown rule (quantize.exemplars); 0 = none.")
-@click.option("--head-dtype", type=click.Choice(("float16", "float32")), default="float16",
+@click.option("--head-dtype", type=click.Choice(HEAD_DTYPES), default="float16",
               show_default=True,
               help="How head.npz stores its weights (the gate judges the stored head).")
-@click.option("--set-level", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.95,
+@click.option("--set-level", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.95,
               show_default=True,
               help="Coverage level of the prediction sets, calibrated on the validation "
                    "split (split-conformal, edge_runtime.conformal); 0 = no sets.")
@@ -96,6 +97,10 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
     match the float model on the test split (top-1 drop <= 1 point, argmax agreement >= 98%)
     before anything is written; the folder is built aside and renamed into place.
     """
+    if out is not None and (check is not None or calib_sweep is not None):
+        mode = "--check" if check is not None else "--calib-sweep"
+        raise click.UsageError(f"{mode} measures and writes nothing; drop --out (or drop "
+                               f"{mode} to export)")
     if check is not None:
         _check(source, check)
         return
@@ -115,10 +120,10 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
                                 library=LibraryConfig() if library else None,
                                 library_with_validation=library_spectra == "train+val")
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--also") from None
-    if not source.is_dir():
-        raise DataError(f"run folder {source} does not exist; expected the output of "
-                        "'ramanedge train' (e.g. runs/NAME)")
+        hint = next((opt for key, opt in _CONFIG_OPTIONS.items() if str(e).startswith(key)),
+                    "--also")  # the one QuantizeConfig value click's types do not check
+        raise click.BadParameter(str(e), param_hint=hint) from None
+    _check_run_folder(source)
     result = quantize_run(source, out, config=config, name=name, data_root=data_root,
                           log=_echo)
     m = result.manifest.data["metrics"]
@@ -134,6 +139,21 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
            if m.get("library") else "")
         + f"; {sizes}"
     )
+
+
+#: QuantizeConfig's fields -> the options that set them (for its errors' hints)
+_CONFIG_OPTIONS = {"calib_size": "--calib-size", "exemplars_per_class": "--exemplars",
+                   "conformal_level": "--set-level", "gate_on": "--gate-on",
+                   "head_dtype": "--head-dtype"}
+
+
+def _check_run_folder(source: Path) -> None:
+    """A one-line error unless SOURCE is a folder (a run of ``ramanedge train``)."""
+    if source.is_dir():
+        return
+    what = "is a file, not a run folder" if source.exists() else "does not exist"
+    raise DataError(f"run folder {source} {what}; expected the output of 'ramanedge train' "
+                    "(e.g. runs/NAME)")
 
 
 def _int_list(value: str, option: str, allow_all: bool = False) -> tuple[int | None, ...]:
@@ -161,9 +181,7 @@ def _sweep(source: Path, sizes: str, seeds: str, data_root: Path | None) -> None
 
     size_list = _int_list(sizes, "--calib-sweep", allow_all=True)
     seed_list = tuple(int(s) for s in _int_list(seeds, "--seeds"))
-    if not source.is_dir():
-        raise DataError(f"run folder {source} does not exist; expected the output of "
-                        "'ramanedge train' (e.g. runs/NAME)")
+    _check_run_folder(source)
     run = load_run(source, data_root=data_root)
     Xtr, ytr = run.subset("train")
     Xte, yte = run.subset("test")

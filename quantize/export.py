@@ -41,6 +41,7 @@ from ramanedge.library import LibraryConfig, SpectralLibrary
 from ramanedge.manifest import (
     CALIBRATION_FILE,
     EXEMPLARS_FILE,
+    HEAD_DTYPES,
     HEAD_FILE,
     LIBRARY_FILE,
     MODEL_FILE,
@@ -77,7 +78,6 @@ from .runner import TFLiteRunner, cosine_rows, head_probs
 
 GATE_PATHS = ("probs", "head")
 #: Storage types of the head's ``W`` in ``head.npz`` (the rover computes in float32 either way).
-HEAD_DTYPES = ("float16", "float32")  # as ramanedge.manifest.head_section accepts
 
 
 @dataclass(frozen=True)

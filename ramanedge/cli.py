@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     except RamanEdgeError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        click.echo(f"error: {e.strerror or e}: {e.filename}", err=True)
+    except OSError as e:  # a file or folder the command needed (missing, a folder, no access)
+        where = f": {e.filename}" if e.filename else ""
+        click.echo(f"error: {e.strerror or e}{where}", err=True)
         sys.exit(2)
     except ModuleNotFoundError as e:  # an optional dependency imported inside a command
         cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS),

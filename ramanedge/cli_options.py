@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,20 @@ import click
 
 from ramanedge.grid import COVERAGE_MODES, DEFAULT_MIN_COVERAGE, CoveragePolicy
 from ramanedge.paths import default_data_root
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and infinities (a NaN compares false
+    with both bounds, so ``FloatRange`` lets it through)."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
 
 
 def data_root_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,7 +39,7 @@ def coverage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--coverage pad|refuse`` and ``--min-coverage F``: the policy for spectra that cover
     only part of the model grid (shared by ``classify`` and ``device serve``)."""
     f = click.option(
-        "--min-coverage", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_COVERAGE,
+        "--min-coverage", type=FiniteFloatRange(0.0, 1.0), default=DEFAULT_MIN_COVERAGE,
         show_default=True,
         help="pad: refuse spectra covering less than this fraction of the model grid.")(f)
     return click.option(

@@ -8,6 +8,7 @@ paper). No baseline correction: the models classify raw spectra.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +31,11 @@ class GridSpec:
     n_points: int = GRID_POINTS
 
     def __post_init__(self) -> None:
-        if not (self.step > 0 and self.n_points > 0):
+        if not (math.isfinite(self.start) and 0 < self.step < math.inf
+                and type(self.n_points) is int and self.n_points > 0):
             raise ValueError(
-                f"grid needs step > 0 and n_points > 0, got step={self.step}, "
-                f"n_points={self.n_points}"
+                f"grid needs a finite start, a finite step > 0 and a whole n_points > 0, got "
+                f"start={self.start}, step={self.step}, n_points={self.n_points!r}"
             )
 
     @property
@@ -52,7 +54,10 @@ class GridSpec:
     @classmethod
     def from_dict(cls, d: dict) -> GridSpec:
         """Inverse of :meth:`to_dict`."""
-        return cls(start=float(d["start"]), step=float(d["step"]), n_points=int(d["n_points"]))
+        n = d["n_points"]
+        if isinstance(n, bool) or not isinstance(n, int):  # int() would take "1392" or 1392.5
+            raise ValueError(f"grid n_points must be a whole number, got {n!r}")
+        return cls(start=float(d["start"]), step=float(d["step"]), n_points=n)
 
 
 DEFAULT_GRID = GridSpec()

@@ -85,6 +85,8 @@ HEADSTORE_DIR = "headstore"
 NORMALISATIONS = ("max",)
 #: How the rover's base classification gets its probabilities (``head.base_output``).
 BASE_OUTPUTS = ("head", "probs")
+#: how head.npz may store its weights (the rover computes in float32)
+HEAD_DTYPES = ("float16", "float32")
 REQUIRED_KEYS = (
     "schema_version",
     "name",
@@ -299,6 +301,11 @@ def validate(d: Any) -> None:
                                                     for c in lab):
             raise ManifestError(f"manifest label {lab[:40]!r} must be 1-100 printable "
                                 "characters (no control characters)")
+    name = d["name"]
+    # printed on terminals and sent over the link like the labels
+    if not (isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable()):
+        raise ManifestError(f"manifest 'name' must be 1-200 printable characters, got "
+                            f"{name!r:.60}")
     try:
         GridSpec.from_dict(d["grid"])
     except (KeyError, TypeError, ValueError) as e:
@@ -361,6 +368,14 @@ def _validate_references(d: dict[str, Any]) -> None:
         if dim is not None and not (_is_int(dim) and dim > 0):
             raise ManifestError(f"manifest 'head.feature_dim' must be a positive integer, "
                                 f"got {dim!r}")
+        k = head.get("n_classes")
+        if k is not None and not (_is_int(k) and k == len(d["labels"])):
+            raise ManifestError(f"manifest 'head.n_classes' must be the number of labels "
+                                f"({len(d['labels'])}), got {k!r}")
+        dt = head.get("dtype")
+        if dt is not None and dt not in HEAD_DTYPES:
+            raise ManifestError(f"manifest 'head.dtype' must be one of "
+                                f"{', '.join(HEAD_DTYPES)}, got {dt!r}")
         out = head.get("base_output", "probs")
         if out not in BASE_OUTPUTS:
             raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
@@ -514,8 +529,8 @@ def head_section(*, feature_dim: int, n_classes: int, base_output: str,
     if base_output not in BASE_OUTPUTS:
         raise ManifestError(f"manifest 'head.base_output' must be 'head' or 'probs', "
                             f"got {base_output!r}")
-    if dtype not in ("float16", "float32"):
-        raise ManifestError(f"manifest 'head.dtype' must be 'float16' or 'float32', "
+    if dtype not in HEAD_DTYPES:
+        raise ManifestError(f"manifest 'head.dtype' must be one of {', '.join(HEAD_DTYPES)}, "
                             f"got {dtype!r}")
     sec: dict[str, Any] = {"file": HEAD_FILE, "feature_dim": int(feature_dim),
                            "n_classes": int(n_classes), "base_output": base_output,

@@ -448,3 +448,62 @@ def test_a_fit_that_did_not_converge_is_said_so(capsys, model, new_files):
     assert "without converging" in err and "ramanedge head rollback" in err
     code, out, err = run_cli(capsys, "head", "retrain", "--model", model)
     assert code == 0 and "without converging" not in err
+
+
+def test_a_head_the_artifact_cannot_answer_with_is_not_stored(capsys, model, new_files):
+    """``head retrain`` builds the classifier that will answer with the new head before it
+    stores anything: with an unreadable calibration.npz (checksums redone, so only its
+    content is wrong) it refuses in one line and the store stays as it was (before, the head
+    was made active and every classify failed until a rollback)."""
+    from ramanedge.manifest import read_manifest, write_manifest
+
+    files = new_files["zetaite"][:2]
+    assert run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite", *files)[0] == 0
+    assert (model / "calibration.npz").is_file()
+    (model / "calibration.npz").write_bytes(b"not an npz")
+    d = read_manifest(model, verify_files=False).data
+    write_manifest(model, {k: v for k, v in d.items() if k != "manifest_sha256"})
+    code, out, err = run_cli(capsys, "head", "retrain", "--model", model)
+    assert code == 2 and "head v0001 not stored" in err and "calibration.npz" in err
+    assert len(err.strip().splitlines()) == 1 and "pickle" not in err
+    store = HeadStore.open(load_artifact(model))
+    assert store.heads() == [] and store.active_version() == "base"
+    assert len(store.samples()) == 2  # nothing lost
+    assert run_cli(capsys, "classify", "--model", model, new_files["zetaite"][3])[0] == 0
+
+
+def test_a_broken_store_folder_is_named_as_the_stores_fault(capsys, model, new_files):
+    """A store that cannot be written is reported as the store's problem in one line (not
+    as the spectrum's, not as a traceback), and what it held stays."""
+    files = new_files["zetaite"]
+    assert run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite",
+                   *files[:2])[0] == 0
+    heads = model / "headstore" / "heads"
+    if heads.is_dir():
+        os.rmdir(heads)
+    heads.write_text("not a folder")
+    code, _, err = run_cli(capsys, "head", "retrain", "--model", model)
+    assert code == 2 and "cannot store head v0001" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    lock = model / "headstore" / "lock"
+    lock.unlink()
+    lock.mkdir()
+    code, _, err = run_cli(capsys, "head", "add", "--model", model, "--label", "zetaite",
+                           files[2])
+    assert code == 2 and "head store" in err and str(files[2]) not in err
+    lock.rmdir()
+    assert len(HeadStore.open(load_artifact(model)).samples()) == 2
+
+
+def test_an_explicit_store_must_exist(capsys, model, new_files):
+    """``--store`` mistyped would have answered silently with the base head."""
+    q = new_files["zetaite"][3]
+    for cmd in (["classify", "--model", model, "--store", model / "nope", q],
+                ["head", "list", "--model", model, "--store", model / "nope"]):
+        code, _, err = run_cli(capsys, *cmd)
+        assert code == 2 and "no head store there" in err, err
+    code, _, err = run_cli(capsys, "classify", "--model", model, "--base-head", "--store",
+                           model, q)
+    assert code == 2 and "--base-head ignores the head store" in err
+    code, _, err = run_cli(capsys, "classify", "--model", model, "--min-coverage", "nan", q)
+    assert code == 2 and "not a finite number" in err and "Traceback" not in err

@@ -194,6 +194,18 @@ def test_a_minimum_between_float32_values_is_not_clipped():
     assert np.max(np.abs(spec.y - y)) <= (y[1] - y[0]) / 65535 * 1.01
 
 
+def test_values_the_wire_cannot_carry_are_one_clear_error():
+    """Finite but beyond float32 (the wire's offset and scale) was four overflow warnings and
+    then 'NaN or infinite values' from the device; now the sender refuses and says why."""
+    x = np.array([200.0, 201.0, 202.0])
+    for bad_x, bad_y, what in ((x, np.array([1.0, 1e303, 2.0]), "intensities"),
+                               (np.array([200.0, 1e300, 1e301]), np.ones(3), "wavenumbers")):
+        with np.errstate(all="raise"), pytest.raises(P.LinkError, match=what):
+            P.encode_spectrum_axis(bad_x, bad_y)
+    spec, _ = P.decode_spectrum(P.encode_spectrum_axis(x, np.array([1.0, 1e36, 2.0])))
+    assert np.isfinite(spec.y).all() and spec.y.max() == pytest.approx(1e36, rel=1e-3)
+
+
 def test_constant_spectrum_round_trips():
     spec, _ = P.decode_spectrum(P.encode_spectrum_grid(np.full(1392, 3.0)))
     np.testing.assert_allclose(spec.y, 3.0)

@@ -377,9 +377,14 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["{tmp}", "--calib-sweep", "20,x"], "--calib-sweep"),
         (["{tmp}", "--calib-sweep", "20", "--seeds", "a"], "--seeds"),
         (["{tmp}/nope", "--calib-sweep", "20"], "does not exist"),
+        (["{tmp}/f.json", "--out", "{tmp}/m"], "is a file, not a run folder"),
+        (["{tmp}", "--out", "{tmp}/m", "--set-level", "nan"], "--set-level"),
+        (["--check", "edgetpu", "{tmp}", "--out", "{tmp}/m"], "--check measures and writes"),
+        (["{tmp}", "--calib-sweep", "20", "--out", "{tmp}/m"], "--calib-sweep measures"),
     ],
 )
 def test_cli_bad_input_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "f.json").write_text("{}")
     r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr

@@ -44,12 +44,13 @@ def test_crop_keeps_the_preprocessed_spectrum_identical():
     np.testing.assert_array_equal(preprocess(xc, yc), preprocess(x, y))
     short = np.linspace(300, 900, 50)
     assert crop_to_window(short, short)[0].size == 50  # not covering: left for the device
-    # entirely outside the window: the two nearest points, still a valid request
+    # entirely outside the window: its first and last points, still a valid request whose
+    # refusal names the file's own range (the two nearest points named 1600-1607 cm-1)
     far = np.linspace(1600, 3000, 200)
     xc, _ = crop_to_window(far, far)
-    assert xc.tolist() == far[:2].tolist()
+    assert xc.tolist() == [1600.0, 3000.0]
     low = np.linspace(50, 150, 30)
-    assert crop_to_window(low, low)[0].tolist() == low[-2:].tolist()
+    assert crop_to_window(low, low)[0].tolist() == [50.0, 150.0]
 
 
 def test_stats_helpers():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from ramanedge.cli_options import FiniteFloatRange
 from ramanedge.errors import RamanEdgeError
 from ramanedge.paths import default_data_root
 from trainer.model import ACTIVATIONS, ARCHS, ModelConfig
@@ -191,7 +192,7 @@ def _data_config(data_root, dataset, min_spectra, split_kind, split_file, split_
                    "own; by default the spectra of one specimen (RRUFF sample id) share one "
                    "name, from the mean of their scores (chosen on validation with "
                    "--library-labels 0.6 --relabel 1.0; other settings not measured).")
-@click.option("--calibration-holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
+@click.option("--calibration-holdout", type=FiniteFloatRange(0.0, 1.0, max_open=True),
               default=None,
               help="Share of the validation specimens (of the validation spectra on a "
                    "per-spectrum split; drawn with seed 0) kept out of every epoch choice, "
@@ -308,7 +309,7 @@ def train(data_root, dataset, min_spectra, split_kind, split_file, split_seed, c
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="Data root, if not the one recorded in the base run.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder at --out.")
-@click.option("--calibration-holdout", "holdout", type=click.FloatRange(0.0, 1.0, max_open=True),
+@click.option("--calibration-holdout", "holdout", type=FiniteFloatRange(0.0, 1.0, max_open=True),
               default=None,
               help="Share of BASE's validation specimens (spectra, on a per-spectrum split) "
                    "kept out of the refit to calibrate it (drawn with seed 0; 0 = none). "
@@ -368,6 +369,9 @@ def evaluate(run_dir, part, shifts, data_root, as_json) -> None:
         shift_list = tuple(abs(int(s)) for s in shifts.split(",") if s.strip())
     except ValueError:
         raise OptionError(f"--shifts must be comma-separated integers, got {shifts!r}") from None
+    if not shift_list:
+        raise OptionError(f"--shifts must name at least one shift in cm-1 (e.g. 0,15,30), got "
+                          f"{shifts!r}")
     res = evaluate_run(run_dir, part=part, shifts=shift_list, data_root=data_root)
     if as_json:
         click.echo(json.dumps({k: v for k, v in res.items() if k != "confusion"}, indent=2))

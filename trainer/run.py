@@ -1075,7 +1075,8 @@ def evaluate_run(
     """Evaluate a run's model on one part of its split.
 
     With ``write`` (and ``part == "test"``), ``metrics.json`` is updated in place (the
-    training-time keys are kept) and ``confusion.png`` redrawn. Returns the metrics dict.
+    training-time keys and the stored figures of shifts not evaluated now are kept) and
+    ``confusion.png`` redrawn. Returns the metrics dict.
     """
     from trainer.evaluate import evaluate_predictions, plot_confusion
     from trainer.train import predict_probs
@@ -1091,7 +1092,10 @@ def evaluate_run(
             metrics = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             metrics = {}
-        metrics["test"] = res
+        # shifts not asked for this time keep their stored figures (the same model)
+        old = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+        kept = old.get("shifts") if isinstance(old.get("shifts"), dict) else {}
+        metrics["test"] = {**res, "shifts": {**kept, **res.get("shifts", {})}}
         metrics["split"] = "test"
         _write_json(p, metrics)
         plot_confusion(np.asarray(res["confusion"]), run.labels, run.path / "confusion.png",
