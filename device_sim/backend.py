@@ -142,7 +142,10 @@ class EdgeBackend:
         """Refit the softmax head on every stored sample (+ the artifact's exemplars) and
         serve it from now on (it stays active across reboots: the head store's pointer)."""
         store = self._headstore()
-        info = store.retrain(features_fn=self.clf.features_batch)
+        # the classifier it will serve must build first (its recalibration included): a head
+        # the artifact cannot answer with is refused, not stored and made active
+        info = store.retrain(features_fn=self.clf.features_batch,
+                             check=lambda head, bank: self.clf.with_head(head, ood_bank=bank))
         self.clf = self.clf.with_active_head(store)
         self._index_labels()
         meta = info.meta

@@ -102,7 +102,12 @@ def device_status(store: Path) -> None:
 
     if not (store / "ACTIVE.json").is_file():
         raise LinkError(f"{store} is not a device model store (no ACTIVE.json)")
-    _echo_json(ModelStore(store).status())
+    status = ModelStore(store).status()
+    _echo_json(status)
+    for p in status["problems"]:  # a damaged store is not a status to exit 0 on
+        click.echo(f"warning: {p}", err=True)
+    if status["problems"]:
+        sys.exit(1)
 
 
 @device.command("rollback")

@@ -330,6 +330,14 @@ _F32x2 = struct.Struct("<ff")
 WIRE_MAX = 1e37
 
 
+def _check_wire_range(what: str, v: np.ndarray) -> None:
+    """:class:`LinkError` unless every value of ``v`` (finite) is within :data:`WIRE_MAX`."""
+    big = float(np.abs(v).max())
+    if big > WIRE_MAX:  # the wire carries float32 offsets and scales
+        raise LinkError(f"spectrum {what} reach {big:.3g}; the link carries values within "
+                        f"+-{WIRE_MAX:.0e} (float32)")
+
+
 def _quantise_u16(v: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Affine uint16 quantisation ``v ~ offset + q * scale`` (offset, scale as float32)."""
     v = np.asarray(v, dtype=np.float64)
@@ -388,6 +396,7 @@ def encode_spectrum_grid(y: np.ndarray, grid_id: int = GRID_RAMANEDGE_1392) -> b
         raise LinkError(f"grid {grid_id} has {n} points, got {y.size} intensities")
     if not np.all(np.isfinite(y)):
         raise LinkError("spectrum contains NaN or infinite values")
+    _check_wire_range("intensities", y)
     off, scale, q = _quantise_u16(y)
     return struct.pack("<BBH", SPEC_GRID, grid_id, n) + _F32x2.pack(off, scale) + q.tobytes()
 
@@ -407,11 +416,8 @@ def encode_spectrum_axis(x: np.ndarray, y: np.ndarray) -> bytes:
         raise LinkError(f"a spectrum may have at most 65535 points, got {x.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise LinkError("spectrum contains NaN or infinite values")
-    for what, v in (("wavenumbers", x), ("intensities", y)):
-        big = float(np.abs(v).max())
-        if big > WIRE_MAX:  # the wire carries float32 offsets and scales
-            raise LinkError(f"spectrum {what} reach {big:.3g}; the link carries values within "
-                            f"+-{WIRE_MAX:.0e} (float32)")
+    _check_wire_range("wavenumbers", x)
+    _check_wire_range("intensities", y)
     xo, xs, qx = _quantise_u16(x)
     yo, ys, qy = _quantise_u16(y)
     return (struct.pack("<BH", SPEC_AXIS, x.size) + _F32x2.pack(xo, xs) + qx.tobytes()

@@ -803,9 +803,18 @@ class ModelStore:
                   "received": [self.upload.bytes_received(i)
                                for i in range(len(self.upload.files))],
                   "files": self.upload.files}
+        problems = []
+        if not ptr:
+            good = [n for n in self._slot_names() if self._slot_ok(n, verify_files=False)]
+            problems.append(f"{POINTER} and {POINTER_BACKUP} are both unreadable; "
+                            + (f"'device serve' will recover the newest good slot "
+                               f"({good[-1]})" if good else "no good slot to recover"))
+        elif not self._slot_ok(ptr.get("current"), verify_files=False):
+            problems.append(f"the current slot {ptr.get('current')!r} is missing or damaged; "
+                            "'device serve' will recover a good one")
         return {"root": str(self.root), "current": ptr.get("current"),
                 "previous": ptr.get("previous"), "generation": ptr.get("generation", 0),
-                "upload": up}
+                "upload": up, "problems": problems}
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,7 +109,10 @@ def load_npz_arrays(path: str | os.PathLike, keys: tuple[str, ...],
     """Load the named arrays of an ``.npz`` without pickle (``optional`` ones only when
     present); :class:`ModelError` if unusable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array under an .npz name
+            raise ValueError("a single .npy array, not an archive of named arrays")
+        with z:
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise ModelError(f"{path} lacks array(s) {', '.join(missing)}; has {z.files}")

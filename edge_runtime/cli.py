@@ -196,8 +196,8 @@ def head_retrain(model_dir: Path, store_dir: Path | None, threads: int, alpha: f
     def features_fn(grids):  # only for samples stored with another model file
         return classifier().features_batch(grids)
 
-    def check(head):  # classify's classifier with the new head, recalibration included
-        classifier().with_head(head)  # (runs inside the store's lock: no store calls here)
+    def check(head, bank):  # classify's classifier with the new head and its samples' bank
+        classifier().with_head(head, ood_bank=bank)  # (inside the store's lock: no store calls)
 
     est = SoftmaxHead() if alpha is None else SoftmaxHead(alpha=alpha)
     t0 = time.perf_counter()

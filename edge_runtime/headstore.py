@@ -427,6 +427,19 @@ class HeadStore:
         idx.listed = True
         return idx
 
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """:meth:`_locked` for the commands that write: a lock that cannot be taken (its path
+        a folder, no permission) is the store's :class:`HeadStoreError`, in one line."""
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(self._locked())
+        except OSError as e:
+            raise HeadStoreError(f"head store {self.root}: cannot take its lock: "
+                                 f"{e.strerror or e}") from None
+        with stack:
+            yield
+
     def _index_now(self) -> _SampleIndex:
         """:meth:`_sync_index`, repairing the index file when the store is writable."""
         try:
@@ -623,7 +636,7 @@ class HeadStore:
 
     def activate(self, version: str, *, reason: str = "rollback") -> str:
         """Make ``version`` (``"base"`` or a good head) the active head; returns it."""
-        with self._locked():
+        with self._writer_lock():
             if version != BASE:
                 good = [h.version for h in self.heads()]
                 if version not in good:
@@ -647,9 +660,13 @@ class HeadStore:
     def sample_features(self, labels: Sequence[str] | None = None) -> np.ndarray:
         """Dequantised features (M, D) of the good samples recorded with this artifact's model
         (optionally only those whose label is in ``labels``); the unknown-rule bank."""
+        return self._features_in(self._index_now(), labels)
+
+    def _features_in(self, index: _SampleIndex, labels: Sequence[str] | None) -> np.ndarray:
+        """:meth:`sample_features` from an index already read (no lock taken here)."""
         keep = None if labels is None else set(labels)
         d = self.artifact.feature_dim
-        entries = sorted(self._index_now().entries.values(), key=lambda e: e.seq)
+        entries = sorted(index.entries.values(), key=lambda e: e.seq)
         rows = [e.features_q for e in entries
                 if e.model_sha256 == self._model_sha and (keep is None or e.label in keep)
                 and len(e.features_q) == d]
@@ -728,17 +745,18 @@ class HeadStore:
 
     def retrain(self, *, features_fn: FeaturesFn | None = None,
                 estimator: SoftmaxHead | None = None,
-                check: Callable[[HeadWeights], object] | None = None) -> HeadInfo:
+                check: Callable[[HeadWeights, np.ndarray], object] | None = None) -> HeadInfo:
         """Fit a new head on exemplars + every sample, store it, make it active.
 
         ``estimator``: an unfitted :class:`SoftmaxHead` to use (its ``prior`` is set to the
         artifact's base head); default parameters otherwise. ``check``: called with the new
-        head before anything is written (e.g. building the classifier that will answer with
-        it), inside the store's lock, so it must not call the store; a
+        head and its unknown-rule bank (:meth:`sample_features` of its labels) before
+        anything is written, to build the classifier that will answer with them; it runs
+        inside the store's lock, so it must not call the store; a
         :class:`~ramanedge.errors.RamanEdgeError` it raises leaves the store as it was.
         Crash-safe: the head file is written (atomically) before ``active.json`` is switched.
         """
-        with self._locked():
+        with self._writer_lock():
             X, y, counts = self.training_set(features_fn)
             if counts["samples"] == 0:
                 raise HeadStoreError(f"no labelled samples in {self.root}; add some with "
@@ -753,9 +771,9 @@ class HeadStore:
             n = (files[-1][0] + 1) if files else 1
             version = f"v{n:04d}"
             if check is not None:
+                head = HeadWeights(est.W_, est.b_, tuple(est.classes_.tolist()), version=version)
                 try:
-                    check(HeadWeights(est.W_, est.b_, tuple(est.classes_.tolist()),
-                                      version=version))
+                    check(head, self._features_in(self._sync_index(repair=True), head.labels))
                 except RamanEdgeError as e:
                     raise HeadStoreError(f"head {version} not stored: the artifact cannot answer "
                                          f"with it ({e})") from None
@@ -818,7 +836,9 @@ def add_spectra(store: HeadStore, classifier: SpectrumEncoder, label: str,
     """Read, preprocess and store each spectrum file of ``paths`` under ``label``.
 
     Yields ``(path, sample, created, error)`` per file (folders are expanded as by
-    :func:`ramanedge.io.expand_paths`); a bad file yields an error and the batch goes on.
+    :func:`ramanedge.io.expand_paths`); a bad file (or a sample the store refuses) yields an
+    error and the batch goes on; a store that cannot be written raises
+    :class:`~ramanedge.errors.HeadStoreError` and ends it.
     ``classifier``: an :class:`edge_runtime.classify.Classifier` on the same artifact (any
     :class:`SpectrumEncoder`).
     """

@@ -20,8 +20,8 @@ import click
 
 from quantize.exemplars import DEFAULT_PER_CLASS
 from ramanedge.cli_options import FiniteFloatRange
-from ramanedge.errors import DataError
-from ramanedge.manifest import HEAD_DTYPES, LIBRARY_SPECTRA
+from ramanedge.errors import DataError, ManifestError
+from ramanedge.manifest import HEAD_DTYPES, LIBRARY_SPECTRA, check_name
 from ramanedge.splits import DEFAULT_CALIB_SIZE
 
 CHECKS = ("edgetpu",)
@@ -124,6 +124,10 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
                     "--also")  # the one QuantizeConfig value click's types do not check
         raise click.BadParameter(str(e), param_hint=hint) from None
     _check_run_folder(source)
+    try:  # the name the manifest will carry, checked before minutes of conversion
+        check_name(name or out.name)
+    except ManifestError as e:
+        raise click.BadParameter(str(e), param_hint="--name" if name else "--out") from None
     result = quantize_run(source, out, config=config, name=name, data_root=data_root,
                           log=_echo)
     m = result.manifest.data["metrics"]

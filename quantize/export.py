@@ -77,7 +77,6 @@ from .place import check_destination, write_artifact
 from .runner import TFLiteRunner, cosine_rows, head_probs
 
 GATE_PATHS = ("probs", "head")
-#: Storage types of the head's ``W`` in ``head.npz`` (the rover computes in float32 either way).
 
 
 @dataclass(frozen=True)

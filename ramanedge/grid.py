@@ -189,19 +189,21 @@ def resample_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID
     """
     x, y = clean_axis(x, y)
     full = f"{grid.start:g}-{grid.stop:g} cm-1"
+    # the file's own range, one decimal (a wild axis, e.g. 1e300, in 3 significant digits)
+    span = "-".join(f"{v:.1f}" if abs(v) < 1e7 else f"{v:.3g}" for v in (x[0], x[-1]))
     if covers(x, grid):
         return np.interp(grid.axis(), x, y), 1.0
     lo, hi = covered_span(x, grid)
     frac = (hi - lo) / grid.n_points
     if coverage.mode == "refuse":
-        raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1 but the model needs "
+        raise CoverageError(f"spectrum covers {span} cm-1 but the model needs "
                             f"{full}")
     if hi - lo < 2:  # nothing (or one point) to resample, whatever the minimum
-        raise CoverageError(f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1: fewer than 2 points "
+        raise CoverageError(f"spectrum covers {span} cm-1: fewer than 2 points "
                             f"of the model's {full} grid")
     if frac < coverage.min_fraction:
         raise CoverageError(
-            f"spectrum covers {x[0]:.1f}-{x[-1]:.1f} cm-1, {100 * frac:.0f}% of the model's "
+            f"spectrum covers {span} cm-1, {100 * frac:.0f}% of the model's "
             f"{full}; the minimum is {100 * coverage.min_fraction:.0f}% (--min-coverage)")
     out = np.empty(grid.n_points, dtype=np.float64)
     out[lo:hi] = np.interp(grid.axis()[lo:hi], x, y)

@@ -297,15 +297,10 @@ def validate(d: Any) -> None:
         raise ManifestError("manifest 'labels' contains duplicates")
     for lab in labels:
         # labels are printed on terminals and sent over the link: no escape sequences
-        if not lab.strip() or len(lab) > 100 or any(ord(c) < 32 or 127 <= ord(c) < 160
-                                                    for c in lab):
+        if not _printable(lab, 100):
             raise ManifestError(f"manifest label {lab[:40]!r} must be 1-100 printable "
                                 "characters (no control characters)")
-    name = d["name"]
-    # printed on terminals and sent over the link like the labels
-    if not (isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable()):
-        raise ManifestError(f"manifest 'name' must be 1-200 printable characters, got "
-                            f"{name!r:.60}")
+    check_name(d["name"])
     try:
         GridSpec.from_dict(d["grid"])
     except (KeyError, TypeError, ValueError) as e:
@@ -335,6 +330,20 @@ def validate(d: Any) -> None:
     if not isinstance(d["quantization"], dict):
         raise ManifestError("manifest 'quantization' must be an object")
     _validate_references(d)
+
+
+def _printable(s: str, max_len: int) -> bool:
+    """1..``max_len`` characters, not all blank, no control characters (C0, DEL, C1)."""
+    return (0 < len(s) <= max_len and bool(s.strip())
+            and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s))
+
+
+def check_name(name: Any) -> None:
+    """An artifact's name, printed on terminals and sent over the link like its labels:
+    1-200 printable characters (:class:`ManifestError` otherwise)."""
+    if not (isinstance(name, str) and _printable(name, 200)):
+        raise ManifestError(f"manifest 'name' must be 1-200 printable characters (no control "
+                            f"characters), got {name!r:.60}")
 
 
 def _is_int(v: Any) -> bool:

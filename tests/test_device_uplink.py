@@ -84,6 +84,19 @@ def test_factory_install_upload_and_rollback(tmp_path, arts):
     assert _sha(again.current_dir()) == _sha(new)
     st = again.status()
     assert st["current"] and st["previous"] and st["generation"] >= 4
+    assert st["problems"] == []
+    # both pointers garbage: the status says so (and which slot a boot would recover)
+    # instead of a quiet "current": null
+    for name in ("ACTIVE.json", "ACTIVE.json.bak"):
+        (tmp_path / "s" / name).write_text("garbage")
+    st = ModelStore(tmp_path / "s").status()
+    assert st["current"] is None and len(st["problems"]) == 1
+    assert "both unreadable" in st["problems"][0] and "newest good slot" in st["problems"][0]
+    r = subprocess.run([sys.executable, "-m", "ramanedge.cli", "device", "status", "--store",
+                        str(tmp_path / "s")], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 1 and r.stderr.startswith("warning: ACTIVE.json and")
+    assert "Traceback" not in r.stderr
 
 
 def test_comparison_variants_are_not_flashed(tmp_path, arts):

@@ -182,3 +182,12 @@ def test_spectrum_outside_the_grid_is_refused_even_at_zero_minimum():
     with pytest.raises(CoverageError, match="fewer than 2 points of the model's 200-1591") as e:
         resample_covered(x, np.ones_like(x), coverage=CoveragePolicy(min_fraction=0.0))
     assert "minimum" not in str(e.value)  # not "covers 0%; the minimum is 0%"
+
+
+def test_a_wild_axis_is_named_in_a_short_message() -> None:
+    """An axis of 1e300 cm-1 printed with one decimal was two 300-digit numbers."""
+    with pytest.raises(CoverageError) as e:
+        resample_covered(np.array([1e300, 2e300]), np.array([1.0, 2.0]))
+    assert "1e+300-2e+300 cm-1" in str(e.value) and len(str(e.value)) < 150
+    with pytest.raises(CoverageError, match="covers 2000.0-3499.0 cm-1"):
+        resample_covered(np.array([2000.0, 3499.0]), np.array([1.0, 2.0]))

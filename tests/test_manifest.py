@@ -196,6 +196,7 @@ def _set_file(name: str, meta):
         (_set("name", 7), "'name' must be 1-200 printable"),
         (_set("name", ""), "'name' must be 1-200 printable"),
         (_set("name", "a\x1b[2Jb"), "'name' must be 1-200 printable"),
+        (_set("name", "   "), "'name' must be 1-200 printable"),
         (_set("normalisation", {"method": "snv"}), "normalisation.method"),
         (_set("model", {"precision": "int8"}), "model.file"),
         (_set("files", {"head.npz": {"sha256": "0"}}), "must list the model file"),

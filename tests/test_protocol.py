@@ -202,6 +202,8 @@ def test_values_the_wire_cannot_carry_are_one_clear_error():
                                (np.array([200.0, 1e300, 1e301]), np.ones(3), "wavenumbers")):
         with np.errstate(all="raise"), pytest.raises(P.LinkError, match=what):
             P.encode_spectrum_axis(bad_x, bad_y)
+    with np.errstate(all="raise"), pytest.raises(P.LinkError, match="intensities"):
+        P.encode_spectrum_grid(np.full(1392, 1e303))
     spec, _ = P.decode_spectrum(P.encode_spectrum_axis(x, np.array([1.0, 1e36, 2.0])))
     assert np.isfinite(spec.y).all() and spec.y.max() == pytest.approx(1e36, rel=1e-3)
 

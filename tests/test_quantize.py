@@ -381,6 +381,7 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["{tmp}", "--out", "{tmp}/m", "--set-level", "nan"], "--set-level"),
         (["--check", "edgetpu", "{tmp}", "--out", "{tmp}/m"], "--check measures and writes"),
         (["{tmp}", "--calib-sweep", "20", "--out", "{tmp}/m"], "--calib-sweep measures"),
+        (["{tmp}", "--out", "{tmp}/m", "--name", "a\x1bb"], "--name"),
     ],
 )
 def test_cli_bad_input_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -31,7 +31,7 @@ from trainer.train import PAPER_TRAIN, TrainConfig
 
 #: the plain training loop (no teachers, no distillation) that these tests exercise
 # the trainer's mechanics on a few steps: no teachers, and the moving average of the weights
-# pinned off (an opt-in, rule (E): it starts from the initial weights and needs hundreds of steps)
+# pinned off (an opt-in, rule (E))
 PlainTC = partial(TrainConfig, teachers=0, distill=0.0, ema=0.0)
 
 REAL_MINERALS = ("Calcite", "Corundum", "Diopside", "Forsterite", "Quartz")

@@ -970,8 +970,15 @@ def test_the_moving_average_of_the_weights_is_opt_in_and_round_trips() -> None:
     assert few_label_train_config(opted).ema == 0.0
     assert TrainConfig.from_dict(opted.to_dict()).ema == 0.99
     legacy = opted.to_dict()
+    del legacy["ema_warmup"]  # a run written before the warm-up: it averaged the old way,
+    old = TrainConfig.from_dict(legacy)  # which is recorded and no longer trained
+    assert old.ema == 0.99 and old.ema_warmup is False
+    X, y = synthetic(3, 6)
+    with pytest.raises(ValueError, match="no longer trained"):
+        train_model(X, y, X, y, 3, TINY, replace(old, teachers=0, distill=0.0), log=None)
     del legacy["ema"]
     assert TrainConfig.from_dict(legacy).ema == 0.0
+    assert TrainConfig.from_dict(legacy).ema_warmup is True  # no average: the default
 
 
 def test_the_moving_average_weighs_the_trained_steps_alone() -> None:

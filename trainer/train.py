@@ -142,6 +142,11 @@ class TrainConfig:
     it flagged fewer unseen minerals, so it is not the default (docs/parts/flight.md, "An
     average of the weights"); opt in with ``ramanedge train --ema``. The paper's recipes and
     few-label training keep 0."""
+    ema_warmup: bool = True
+    """How :attr:`ema` averages: with the warm-up and bias correction (:func:`ema_decay`,
+    :func:`ema_read`; since 2026-12-07 night). A run written before that, with ``ema`` > 0,
+    reads as ``False``: a fixed decay from the initial weights, which is no longer trained
+    (such a run cannot be refitted or retrained as it was)."""
     qat_epochs: int = 10
     """Epochs of int8-aware fine-tuning after training (0 = off; flight models only: ReLU6
     and an input floor). The trained model is folded into the network the converter builds
@@ -235,6 +240,8 @@ class TrainConfig:
             raise ValueError(f"mix_same must be in [0, 1], got {self.mix_same}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not isinstance(self.ema_warmup, bool):
+            raise ValueError(f"ema_warmup must be true or false, got {self.ema_warmup!r}")
         if not 0.0 <= self.outlier_exposure < math.inf:
             raise ValueError(f"outlier_exposure must be a finite number >= 0, got "
                              f"{self.outlier_exposure}")
@@ -276,6 +283,8 @@ class TrainConfig:
         d.setdefault("distill_views", False)  # ... and before function matching
         d.setdefault("distill_uncropped", False)
         d.setdefault("ema", 0.0)  # ... and before the moving average had a key
+        # ... and before it warmed up: a run that averaged then did so from the initial weights
+        d.setdefault("ema_warmup", not d["ema"])
         return cls(**d)
 
 
@@ -952,6 +961,10 @@ def fit_model(
     # the moving average starts at zero, warms up (ema_decay) and is divided by its mass when
     # read (ema_read): it weighs the trained weights alone, recent ones first, however short
     # the run (docs/parts/flight.md, "An average of the weights")
+    if tc.ema and not tc.ema_warmup:
+        raise ValueError("this configuration averages the weights as before 2026-12-07 night "
+                         "(a fixed decay from the initial weights), which is no longer trained; "
+                         "train it again with the current average (ema_warmup true)")
     ema = [np.zeros_like(w, dtype=np.float32) for w in model.get_weights()] if tc.ema else None
     ema_steps, ema_keep = 0, 1.0  # steps averaged; the product of their decays
     t_start = time.perf_counter()
@@ -1040,13 +1053,22 @@ def fit_model(
                     e *= d
                     e += (1.0 - d) * w
                 ema_steps, ema_keep = ema_steps + 1, ema_keep * d
-        if ema is not None:
+        if ema is None:
+            if epoch_end is not None:
+                epoch_end(model)
+            probs = predict_probs(model, X_val)
+        else:
+            # epoch_end (the int8-aware fine-tune's grids, non-trainable weights) runs on the
+            # trained network, as without the average, so that its next steps use them; then
+            # on the average, which is judged and kept with its own grids
+            if epoch_end is not None:
+                epoch_end(model)
             current_weights = model.get_weights()
             model.set_weights(ema_read(ema, 1.0 - ema_keep))
-        if epoch_end is not None:
-            epoch_end(model)
-        probs = predict_probs(model, X_val)
-        if ema is not None:
+            if epoch_end is not None:
+                epoch_end(model)
+            averaged = model.get_weights()
+            probs = predict_probs(model, X_val)
             model.set_weights(current_weights)
         logs = {"loss": loss_sum / xb.shape[0], "accuracy": acc_sum / xb.shape[0],
                 **val_logs(probs, y_val), "lr": plateau.lr}
@@ -1059,8 +1081,7 @@ def fit_model(
             continue
         improved, lr_changed, stop = plateau.update(logs[tc.monitor], epochs_run)
         if improved:
-            best_weights = (ema_read(ema, 1.0 - ema_keep) if ema is not None
-                            else model.get_weights())
+            best_weights = averaged if ema is not None else model.get_weights()
             if bgc:
                 best_unit = background_unit(trainee)
         if lr_changed:
@@ -1073,7 +1094,7 @@ def fit_model(
     else:
         best_epoch = epochs_run
         if ema is not None:
-            model.set_weights(ema_read(ema, 1.0 - ema_keep))
+            model.set_weights(averaged)  # the last epoch's average, as judged
         if bgc:
             best_unit = background_unit(trainee)
     return TrainResult(model=model, history=history, best_epoch=best_epoch,
