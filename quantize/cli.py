@@ -119,10 +119,8 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
                                 head_dtype=head_dtype, conformal_level=set_level,
                                 library=LibraryConfig() if library else None,
                                 library_with_validation=library_spectra == "train+val")
-    except ValueError as e:
-        hint = next((opt for key, opt in _CONFIG_OPTIONS.items() if str(e).startswith(key)),
-                    "--also")  # the one QuantizeConfig value click's types do not check
-        raise click.BadParameter(str(e), param_hint=hint) from None
+    except ValueError as e:  # the one QuantizeConfig value click's types do not check
+        raise click.BadParameter(str(e), param_hint="--also") from None
     _check_run_folder(source)
     try:  # the name the manifest will carry, checked before minutes of conversion
         check_name(name or out.name)
@@ -143,12 +141,6 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
            if m.get("library") else "")
         + f"; {sizes}"
     )
-
-
-#: QuantizeConfig's fields -> the options that set them (for its errors' hints)
-_CONFIG_OPTIONS = {"calib_size": "--calib-size", "exemplars_per_class": "--exemplars",
-                   "conformal_level": "--set-level", "gate_on": "--gate-on",
-                   "head_dtype": "--head-dtype"}
 
 
 def _check_run_folder(source: Path) -> None:

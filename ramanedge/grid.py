@@ -177,6 +177,12 @@ def pad_outside(X: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> np
     return out[0] if X.ndim == 1 else out
 
 
+def _span(x: np.ndarray) -> str:
+    """A spectrum's own range for a message: one decimal (a wild axis, e.g. 1e300 cm-1, in 3
+    significant digits)."""
+    return "-".join(f"{v:.1f}" if abs(v) < 1e7 else f"{v:.3g}" for v in (x[0], x[-1]))
+
+
 def resample_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID,
                      coverage: CoveragePolicy = REFUSE_PARTIAL) -> tuple[np.ndarray, float]:
     """Linearly interpolate a spectrum onto ``grid``: ``(float64 grid spectrum, fraction)``.
@@ -188,11 +194,10 @@ def resample_covered(x: np.ndarray, y: np.ndarray, grid: GridSpec = DEFAULT_GRID
     extrapolated.
     """
     x, y = clean_axis(x, y)
-    full = f"{grid.start:g}-{grid.stop:g} cm-1"
-    # the file's own range, one decimal (a wild axis, e.g. 1e300, in 3 significant digits)
-    span = "-".join(f"{v:.1f}" if abs(v) < 1e7 else f"{v:.3g}" for v in (x[0], x[-1]))
     if covers(x, grid):
         return np.interp(grid.axis(), x, y), 1.0
+    full = f"{grid.start:g}-{grid.stop:g} cm-1"
+    span = _span(x)
     lo, hi = covered_span(x, grid)
     frac = (hi - lo) / grid.n_points
     if coverage.mode == "refuse":

@@ -506,7 +506,10 @@ def test_refit_refusals(refit_pair, tmp_path, capsys) -> None:
             ("few", lambda p, c: (p / "labelled.csv").write_text("path,labelled\n"),
              "few-label"),
             ("bb", lambda p, c: c.update(backbone={"folder": "x"}), "pretrained backbone"),
-            ("nt", lambda p, c: c["train"].update(teachers=3), "2 teachers recorded")):
+            ("nt", lambda p, c: c["train"].update(teachers=3), "2 teachers recorded"),
+            # a run written before the moving average warmed up (no ema_warmup key)
+            ("ema", lambda p, c: (c["train"].update(ema=0.99), c["train"].pop("ema_warmup")),
+             "averaged its weights as before")):
         other = tmp_path / name
         shutil.copytree(base, other)
         cfg = json.loads((other / "config.json").read_text())

@@ -511,6 +511,10 @@ def refit_run(
         base_tc = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{base / 'config.json'} has an invalid train config: {e}") from None
+    if base_tc.ema and not base_tc.ema_warmup:
+        raise RunError(f"{base} averaged its weights as before 2026-12-07 night (a fixed decay "
+                       "from the initial weights), which is no longer trained, so its refit "
+                       "cannot follow it; train the run again ('ramanedge train --ema')")
     n_teachers = base_tc.teachers if base_tc.distill > 0 else 0
     if len(schedules["teachers"]) != n_teachers:
         raise RunError(f"{base}: {len(schedules['teachers'])} teachers recorded, the recipe "
