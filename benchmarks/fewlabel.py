@@ -37,8 +37,9 @@ Protocol (issue 17; docs/parts/ssl.md "Pretraining on every RRUFF spectrum"):
   features and the library's view side by side
   (:attr:`trainer.ssl.SSLConfig.propagate_graph` ``"joint"``).
 * ``+shipped`` suffix: the naming rounds and the ``+lib`` / ``+libP`` rows use the rover's
-  shipped library match (``LibraryConfig()``; :attr:`trainer.ssl.SSLConfig.shipped_match`)
-  instead of :data:`trainer.ssl.NAMING_LIBRARY`, the match the recipe was measured with.
+  shipped library match of 2026-12-06 (:data:`trainer.ssl.SHIPPED_NAMING_LIBRARY`;
+  :attr:`trainer.ssl.SSLConfig.shipped_match`) instead of
+  :data:`trainer.ssl.NAMING_LIBRARY`, the match the recipe was measured with.
 * ``+spec`` suffix (with ``+libplC`` or ``+rlD``): both rounds name per specimen
   (:attr:`trainer.ssl.SSLConfig.by_specimen`: a specimen's unlabelled spectra share the
   mean of their scores, so one name and one margin).
@@ -266,13 +267,14 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                                "the CLI's own cap (200)")
     epochs = epochs or 40
     from ramanedge.dataset import build_dataset
-    from ramanedge.library import LibraryConfig, SpectralLibrary
+    from ramanedge.library import SpectralLibrary
     from ramanedge.machine import cpu_model
     from ramanedge.splits import make_split, specimen_groups
     from trainer.evaluate import topk_accuracy
     from trainer.model import features_model
     from trainer.ssl import (
         NAMING_LIBRARY,
+        SHIPPED_NAMING_LIBRARY,
         SSLConfig,
         check_backbone,
         check_no_leak,
@@ -342,7 +344,7 @@ def run(data_root, arch, fractions, methods, split_seeds, seeds, epochs, schedul
                     if (pseudo is not None or named_any) and f >= 1.0:
                         continue  # nothing unlabelled at 100 %
                     # the rover's answer with the method's match (+shipped: the shipped one)
-                    match = LibraryConfig() if shipped else NAMING_LIBRARY
+                    match = SHIPPED_NAMING_LIBRARY if shipped else NAMING_LIBRARY
                     lib_m = lib if lib is None or not shipped else SpectralLibrary.build(
                         ds.X[tr][mask], ds.y[tr][mask], K, match)
                     weights = None

@@ -183,7 +183,9 @@ def probe_scores(folder: Path, make_scorer) -> dict:
     its run) returns ``score(P, X, y) -> {variant: top1}``, called with the network's
     probabilities from the rover's int8 path (``P``, the library left out), the shifted grid
     spectra ``X`` and their class ids, for the validation and test spectra at each shift
-    (mean of +s and -s): ``{"val_0": {variant: top1, ...}, ...}``."""
+    (mean of +s and -s): ``{"val_0": {variant: top1, ...}, ...}``. ``make_scorer`` may
+    instead return ``{"val": score, "test": score}``: one scorer per part (a library that
+    may hold the validation spectra for test only)."""
     from edge_runtime.artifact import load_artifact
     from edge_runtime.classify import Classifier
     from edge_runtime.interpreter import make_interpreter
@@ -193,9 +195,10 @@ def probe_scores(folder: Path, make_scorer) -> dict:
     art = load_artifact(folder / "model")
     net = Classifier(art, make_interpreter(art.model_path, num_threads=1), library=False)
     run = load_run(folder / "run", load_model=False)
-    score = make_scorer(art, run)
+    scorers = make_scorer(art, run)
     out: dict[str, dict[str, float]] = {}
     for part in ("val", "test"):
+        score = scorers[part] if isinstance(scorers, dict) else scorers
         X0, y = run.subset(part)
         for s in SHIFTS:
             hits: dict[str, list[float]] = {}
@@ -365,7 +368,55 @@ VARIANT_SCREENS = {
                     "weights": (0.5, 0.6, 0.7, 0.8, 0.9),
                     "temperatures": (0.02, 0.03, 0.05, 0.1),
                     "reference": "pow0.25|w=0.5,T=0.02", "by_split": True},
+    # rule (Y), 2026-12-08 00:16 UTC: a prior for small lags (``lag_penalty``: each lag's
+    # cosine lowered by lambda * (d / reach)^2), the shipped match and blend otherwise
+    "lag-prior": {"variants": {f"lag{p:g}": {"power": 0.25, "top": 1, "lag_penalty": p}
+                               for p in (0.0, 0.01, 0.02, 0.05, 0.1)},
+                  "weights": (0.5,), "temperatures": (0.02,),
+                  "reference": "lag0|w=0.5,T=0.02"},
+    # rule (Y'), 2026-12-08 00:17 UTC: the prior centred on the spectrum's own lag d* (the
+    # lag of its best cosine over the candidates' library rows), lambda * ((d - d*) / reach)^2
+    "centred-lag-prior": {"variants": {f"c{p:g}": {"power": 0.25, "top": 1, "lag_penalty": p,
+                                                   "centred": True}
+                                       for p in (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)},
+                          "weights": (0.5,), "temperatures": (0.02,),
+                          "reference": "c0|w=0.5,T=0.02"},
 }
+
+
+def centred_lag_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int, penalty: float,
+                       rows: np.ndarray | None) -> np.ndarray:
+    """Rule (Y')'s match, ``(N, M)``: each lag's cosine (:func:`ramanedge.library.lags`,
+    the query moved as :func:`~ramanedge.library.lagged_cosine` moves it) lowered by
+    ``penalty * ((d - d*) / reach) ** 2``, then the best over lags; ``d*`` is each query's
+    lag of its best cosine over the library rows that ``rows`` (N, M) marks (the
+    candidates'); ``rows = None``: ``d* = 0``, rule (Y)'s prior (which the shipped
+    :func:`~ramanedge.library.lagged_cosine` computes as ``penalty``)."""
+    from ramanedge.library import lags
+
+    ds = lags(reach, step)
+    C = np.stack([_one_lag(Q, L, d) for d in ds])                     # (lags, N, M)
+    if rows is None:
+        dstar = np.zeros(C.shape[1])
+    else:
+        best = np.where(rows[None], C, -np.inf).max(axis=2)            # (lags, N)
+        dstar = np.asarray(ds, dtype=np.float64)[best.argmax(axis=0)]  # (N,)
+    pen = penalty * ((np.asarray(ds, dtype=np.float64)[:, None] - dstar[None]) / reach) ** 2
+    return (C - pen[:, :, None]).max(axis=0)
+
+
+def _one_lag(Q: np.ndarray, L: np.ndarray, d: int) -> np.ndarray:
+    """The cosines of the query moved by ``d`` points (:func:`~ramanedge.library.lagged_cosine`
+    with the one lag ``d``)."""
+    Q = np.asarray(Q, dtype=np.float32)
+    M = np.zeros_like(Q)
+    if d > 0:
+        M[:, d:] = Q[:, :-d]
+    elif d < 0:
+        M[:, :d] = Q[:, -d:]
+    else:
+        M = Q
+    return M @ L.T
 
 
 def class_top_mean(C: np.ndarray, y: np.ndarray, n_classes: int, top: int) -> np.ndarray:
@@ -382,10 +433,11 @@ def variant_scores(folder: Path, variants: dict[str, dict],
                    weights: tuple[float, ...] = VARIANT_WEIGHTS,
                    temperatures: tuple[float, ...] = VARIANT_TEMPERATURES) -> dict:
     """Top-1 of the blended answer for each match variant (name -> ``{"power", "top"}``,
-    :data:`MATCH_VARIANTS`) and each blend ``(w, T)`` of ``weights`` x ``temperatures``,
-    keyed ``"NAME|w=..,T=.."``: the
-    library rebuilt from the run's training spectra with the artifact's config, the blend
-    made for the artifact's candidates (:func:`probe_scores`)."""
+    :data:`MATCH_VARIANTS`, and optionally ``"lag_penalty"``, the ``penalty`` of
+    :func:`~ramanedge.library.lagged_cosine`) and each blend ``(w, T)`` of ``weights`` x
+    ``temperatures``, keyed ``"NAME|w=..,T=.."``: the library rebuilt from the run's
+    training spectra with the artifact's config, the blend made for the artifact's
+    candidates (:func:`probe_scores`)."""
     from ramanedge.library import SpectralLibrary, blend_rows, lagged_cosine, match_view
 
     def make(art, run):
@@ -400,8 +452,16 @@ def variant_scores(folder: Path, variants: dict[str, dict],
             res = {}
             for name, v in variants.items():
                 lib = libs[v["power"]]
-                C = lagged_cosine(match_view(X, cfgs[v["power"]]), lib.spectra,
-                                  cfg.reach // b, cfg.step // b)
+                V = match_view(X, cfgs[v["power"]])
+                if v.get("centred"):
+                    cand = np.argsort(-P, axis=1, kind="stable")[:, :cfg.candidates]
+                    mine = np.zeros(P.shape, dtype=bool)
+                    np.put_along_axis(mine, cand, True, axis=1)
+                    C = centred_lag_cosine(V, lib.spectra, cfg.reach // b, cfg.step // b,
+                                           v["lag_penalty"], mine[:, lib.y])
+                else:
+                    C = lagged_cosine(V, lib.spectra, cfg.reach // b, cfg.step // b,
+                                      v.get("lag_penalty", 0.0))
                 S = class_top_mean(C, lib.y, lib.n_classes, v["top"])
                 for w in weights:
                     for t in temperatures:

@@ -16,13 +16,18 @@ shipped library against it without one training specimen of each mineral (:func:
 confirmed on fresh networks (training seed 2). Both verdicts use the 10-run rule's counts
 (higher on >= 7 runs), so on 5 runs they print "reject" whatever the gain. ``--extra DATA``:
 rule (L2) instead, the other RRUFF files of the training specimens added to the library
-(:func:`extra_scores`)::
+(:func:`extra_scores`). ``--new DATA``: rule (X), the RRUFF spectra of specimens outside the
+data set (never a validation or test specimen) added to the library
+(:func:`new_scores`; validation answered with the training spectra's library, test with the
+shipped one of training + validation spectra)::
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.library_refit \\
         --eval runs/flight/eval-m17-p25:flight-early-pool \\
         --eval runs/flight/eval-m17-s1-p25:flight-early-pool-s1 --out docs/library_refit.json
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.library_refit --extra ../shared/data/rruff \\
         --eval ... --out docs/library_extra.json
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.library_refit --new ../shared/data/rruff \\
+        --eval runs/flight/eval-ch2-lv:flight-stem4-ch2 --out docs/library_new.json
 """
 
 from __future__ import annotations
@@ -198,6 +203,109 @@ def extra_scores(folder: Path, corpus) -> dict:
     return {"rows": rows, **out}
 
 
+#: rule (X)'s candidates: the rows of specimens outside the data set, by the least share of
+#: the grid a row must cover (the corpus pads a partial spectrum as the rover does)
+NEW_SPECIMENS = {"+new": 0.0, "+new95": 0.95}
+
+
+def new_specimen_rows(corpus, dataset_ids: set[str], labels: list[str],
+                      min_coverage: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows of ``corpus`` whose RRUFF id is none of ``dataset_ids`` (the data set's specimens,
+    every part of every split: never a validation or test specimen), whose mineral is one of
+    ``labels`` and which cover at least ``min_coverage`` of the grid: their grid spectra,
+    class ids and RRUFF ids (rows without an id are left out: nothing proves they are
+    other specimens)."""
+    from ramanedge.grid import GRID
+    from ramanedge.io.rruff import normalise_label
+
+    index = {normalise_label(n): i for i, n in enumerate(labels)}
+    keep, ys = [], []
+    for i, (sid, name) in enumerate(zip(corpus.sample_ids, corpus.minerals, strict=True)):
+        k = index.get(normalise_label(name))
+        if (k is None or not sid or sid in dataset_ids
+                or (corpus.hi[i] - corpus.lo[i]) / GRID.size < min_coverage):
+            continue
+        keep.append(i)
+        ys.append(k)
+    return (corpus.X[keep], np.array(ys, dtype=np.int64),
+            [corpus.sample_ids[i] for i in keep])
+
+
+def new_scores(folder: Path, corpus) -> dict:
+    """Rule (X), one split: validation top-1 at every shift with the library of the training
+    spectra (``"train"``, the one the validation answers are calibrated with) and with each
+    of :data:`NEW_SPECIMENS` added; test top-1 with the shipped library of training +
+    validation spectra and with the same rows added (rows and specimens in ``"rows"``,
+    ``"specimens"``; :func:`benchmarks.library_eval.probe_scores`)."""
+    from benchmarks.library_eval import probe_scores
+    from ramanedge.library import SpectralLibrary, blend_rows
+
+    rows: dict[str, int] = {}
+    specimens: dict[str, int] = {}
+
+    def make(art, run):
+        cfg = art.load_library().config
+        K = len(run.labels)
+        Xtr, ytr = run.subset("train")
+        Xv, yv = run.subset("val")
+        ids = {s for s in run.dataset.sample_ids if s}
+        parts = {"val": (Xtr, ytr), "test": (np.concatenate([Xtr, Xv]),
+                                             np.concatenate([ytr, yv]))}
+        libs: dict[str, dict] = {p: {"train": SpectralLibrary.build(X, y, K, cfg)}
+                                 for p, (X, y) in parts.items()}
+        for name, cover in NEW_SPECIMENS.items():
+            Xe, ye, se = new_specimen_rows(corpus, ids, list(run.labels), cover)
+            rows[name], specimens[name] = int(len(ye)), len(set(se))
+            for p, (X, y) in parts.items():
+                libs[p][name] = SpectralLibrary.build(np.concatenate([X, Xe]),
+                                                      np.concatenate([y, ye]), K, cfg)
+
+        def scorer(part: str):
+            def score(P, X, y):
+                return {name: float(np.mean(blend_rows(P, L.similarity_batch(X), cfg)
+                                            .argmax(1) == y))
+                        for name, L in libs[part].items()}
+            return score
+        return {"val": scorer("val"), "test": scorer("test")}
+    out = probe_scores(folder, make)
+    return {"rows": rows, "specimens": specimens, **out}
+
+
+def new_report(res: dict[str, dict]) -> tuple[str, dict]:
+    """Rule (X)'s table (paired gains over the shipped library, points, validation and
+    test) and verdict: the candidate with the larger mean validation gain at 0 is adopted
+    iff that gain is > 0, more runs are higher than lower, and the mean validation gains at
+    ±15 and ±30 are >= -0.25 (validation only)."""
+    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    runs = list(res.values())
+    lines = ["| library | rows added (mean) | " + " | ".join(keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    lines.append("| shipped (validation: training spectra; test: + validation), top-1 % | | "
+                 + " | ".join(f"{100 * np.mean([r[k]['train'] for r in runs]):.2f}"
+                              for k in keys) + " |")
+    stats = {}
+    for name in NEW_SPECIMENS:
+        gains = {k: np.array([100 * (r[k][name] - r[k]["train"]) for r in runs]) for k in keys}
+        n_rows = float(np.mean([r["rows"][name] for r in runs]))
+        lines.append(f"| {name}, paired gain | {n_rows:.0f} | " + " | ".join(
+            f"{g.mean():+.2f} ± {g.std(ddof=1):.2f} ({int((g > 0).sum())}/{int((g < 0).sum())})"
+            for g in gains.values()) + " |")
+        g0 = gains["val_0"]
+        stats[name] = {"val_gain_0": float(g0.mean()), "higher": int((g0 > 0).sum()),
+                       "lower": int((g0 < 0).sum()),
+                       "val_gain_15": float(gains["val_15"].mean()),
+                       "val_gain_30": float(gains["val_30"].mean()),
+                       "test_gain_0": float(gains["test_0"].mean()), "rows": n_rows}
+    pick = max(stats, key=lambda n: stats[n]["val_gain_0"])
+    v = stats[pick]
+    adopt = bool(v["val_gain_0"] > 0 and v["higher"] > v["lower"]
+                 and v["val_gain_15"] >= -0.25 and v["val_gain_30"] >= -0.25)
+    lines += ["", f"rule (X): choice {pick} (validation {v['val_gain_0']:+.2f} at 0, higher on "
+              f"{v['higher']}, lower on {v['lower']}, {v['val_gain_15']:+.2f} at ±15, "
+              f"{v['val_gain_30']:+.2f} at ±30): {'adopt' if adopt else 'reject'}"]
+    return "\n".join(lines), {"candidates": stats, "pick": pick, "adopt": adopt}
+
+
 def extra_report(res: dict[str, dict]) -> tuple[str, dict]:
     """Rule (L2)'s table: each variant's paired gains over the shipped library (points),
     validation and test, its rows, and the verdict (validation only)."""
@@ -264,22 +372,32 @@ def report(res: dict[str, dict]) -> tuple[str, dict]:
 @click.option("--extra", "extra_data", type=click.Path(path_type=Path), default=None,
               help="Instead: rule (L2), the other RRUFF spectra of the training specimens "
                    "added to the library, read from this data root (ramanedge.corpus).")
+@click.option("--new", "new_data", type=click.Path(path_type=Path), default=None,
+              help="Instead: rule (X), the RRUFF spectra of specimens outside the data set "
+                   "added to the library, read from this data root (ramanedge.corpus).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @one_line_errors
-def main(evals: tuple[str, ...], extra_data: Path | None, out: Path | None) -> None:
+def main(evals: tuple[str, ...], extra_data: Path | None, new_data: Path | None,
+         out: Path | None) -> None:
     """Score the refit library on every grouped split folder; print the table."""
     from benchmarks.knn_blend import grouped_runs, write_probe
 
+    if extra_data is not None and new_data is not None:
+        raise click.UsageError("give --extra or --new, not both")
     corpus = None
-    if extra_data is not None:
+    if extra_data is not None or new_data is not None:
         from ramanedge.corpus import build_corpus
 
-        corpus = build_corpus(extra_data)
+        corpus = build_corpus(extra_data if extra_data is not None else new_data)
+    scores = (refit_scores if corpus is None
+              else (lambda f: extra_scores(f, corpus)) if extra_data is not None
+              else (lambda f: new_scores(f, corpus)))
     res = {}
     for names, f in grouped_runs(evals):
-        res[names["run"]] = refit_scores(f) if corpus is None else extra_scores(f, corpus)
+        res[names["run"]] = scores(f)
         click.echo(f"{f}: done", err=True)
-    table, verdict = report(res) if corpus is None else extra_report(res)
+    table, verdict = (report(res) if corpus is None
+                      else extra_report(res) if extra_data is not None else new_report(res))
     click.echo(table)
     write_probe(out, evals, res, table, verdict=verdict)
 

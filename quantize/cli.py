@@ -2,7 +2,7 @@
 
     ramanedge quantize runs/NAME --out models/NAME [--calib-size 100] [--also float32,float16]
                        [--gate-on probs|head] [--exemplars 10] [--no-library]
-                       [--library-spectra train+val|train]
+                       [--library-spectra train+val|train] [--lag-penalty 0.1]
                        [--allow-accuracy-drop] [--overwrite] [--data DIR]
     ramanedge quantize --check edgetpu models/NAME        # or a .tflite file
 
@@ -74,6 +74,12 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
               "validation spectra (more specimens a mineral; the validation answers that "
               "calibrate the sets are made without themselves) or the training spectra only. "
               "A few-label run's library holds its labelled training spectra only.")
+@click.option("--lag-penalty", type=FiniteFloatRange(0.0, 1.0), default=None,
+              metavar="LAMBDA",
+              help="The library match's prior that calibration offsets are small: each "
+                   "lag d's cosine less LAMBDA * (d / 32 cm-1)^2 (default: LibraryConfig's, "
+                   "0.1; 0 = every lag alike, full tolerance of a 30 cm-1 offset; "
+                   "docs/parts/flight.md, \"A prior on the lag\").")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -87,7 +93,7 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, seed: int,
              also: str, allow_accuracy_drop: bool, gate_on: str, exemplars: int,
              head_dtype: str, set_level: float, library: bool, library_spectra: str,
-             overwrite: bool,
+             lag_penalty: float | None, overwrite: bool,
              data_root: Path | None, check: str | None, calib_sweep: str | None,
              seeds: str) -> None:
     """Export the run SOURCE as a full-int8 TFLite artifact (or, with --check edgetpu, check
@@ -109,15 +115,23 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
         return
     if out is None:
         raise click.UsageError("--out is required (e.g. --out models/NAME)")
+    if lag_penalty is not None and not library:
+        raise click.UsageError("--lag-penalty sets the library's match; drop it or drop "
+                               "--no-library")
+    from dataclasses import replace
+
     from quantize.export import QuantizeConfig, quantize_run
     from ramanedge.library import LibraryConfig
+
+    match = (LibraryConfig() if lag_penalty is None
+             else replace(LibraryConfig(), lag_penalty=lag_penalty))
 
     try:
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
                                 allow_accuracy_drop=allow_accuracy_drop, overwrite=overwrite,
                                 gate_on=gate_on, exemplars_per_class=exemplars,
                                 head_dtype=head_dtype, conformal_level=set_level,
-                                library=LibraryConfig() if library else None,
+                                library=match if library else None,
                                 library_with_validation=library_spectra == "train+val")
     except ValueError as e:  # the one QuantizeConfig value click's types do not check
         raise click.BadParameter(str(e), param_hint="--also") from None

@@ -9,8 +9,10 @@ training spectra (the library), the way RRUFF's own search names a spectrum:
    which takes the fluorescence background out of a raw spectrum), summed over bins of
    ``bin_width`` grid points and scaled to unit length (:func:`match_view`);
 2. the cosine with every library spectrum is the best over lags ``-R .. R`` grid points in
-   steps of ``step`` (:func:`lagged_cosine`): a calibration shift of up to ``R`` cm⁻¹ costs
-   the match nothing, which is what the network alone is weakest at;
+   steps of ``step`` (:func:`lagged_cosine`), each lag ``d``'s cosine first lowered by
+   ``lag_penalty * (d / R)^2``: a calibration shift of up to ``R`` cm⁻¹ is still found,
+   which is what the network alone is weakest at, but a mineral whose bands line up only
+   far from where they were measured no longer scores as well as one that matches in place;
 3. each mineral's similarity ``s_c`` is its best library spectrum; the answer is
    ``q = (1 - w) p + w softmax(s / T)`` (:meth:`SpectralLibrary.blend`), ``p`` the head's
    probabilities. The match is made only for the ``candidates`` minerals the head finds
@@ -24,8 +26,10 @@ code here. Chosen on validation (``benchmarks.library_match``, ``benchmarks.libr
 library beside the network"): ``h = 25``, bins of 4 grid points, ``R = 32``, ``step = 4``,
 ``T = 0.02``, 20 candidates; since 2026-12-06 ``power = 0.25`` and ``w = 0.5`` (before:
 1 and 0.3); a spectrum covering less than 95 % of the grid is matched over the part it
-covers. The bins cost a fifth of the grid match's multiply-adds and a quarter
-of its bytes at the same validation top-1. numpy only.
+covers; since 2026-12-08 ``lag_penalty = 0.1`` (before: 0; ``benchmarks.library_eval
+--variants lag-prior``, ``docs/parts/flight.md``, "A prior on the lag": about +1 point on
+unshifted spectra for about -6 at a 30 cm⁻¹ offset). The bins cost a fifth of the grid
+match's multiply-adds and a quarter of its bytes at the same validation top-1. numpy only.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ class LibraryConfig:
     multiples of it. A coarser match costs ``1 / bin_width`` of the multiply-adds per lag
     and of the library's bytes. ``power``: both sides' grid spectra, clipped at 0, are
     raised to it before the high-pass (a number in (0, 1]; 1 = as they are; manifests
-    without the key: 1).
+    without the key: 1). ``lag_penalty``: a prior that calibration offsets are small: each
+    lag ``d``'s cosine is lowered by ``lag_penalty * (d / reach) ** 2`` before the best lag
+    is taken (0 = every lag alike, the match before the key; manifests without the key: 0).
     """
 
     half_width: int = 25
@@ -72,6 +78,7 @@ class LibraryConfig:
     window_below: float = 0.95
     bin_width: int = 4
     power: float = 0.25
+    lag_penalty: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("half_width", "reach", "candidates"):
@@ -100,6 +107,10 @@ class LibraryConfig:
         if (isinstance(pw, bool) or not isinstance(pw, (int, float)) or not np.isfinite(pw)
                 or not 0.0 < pw <= 1.0):
             raise ModelError(f"library power must be a number in (0, 1], got {pw!r}")
+        lp = self.lag_penalty
+        if (isinstance(lp, bool) or not isinstance(lp, (int, float)) or not np.isfinite(lp)
+                or not 0.0 <= lp <= 1.0):
+            raise ModelError(f"library lag_penalty must be a number in [0, 1], got {lp!r}")
         w, t = self.weight, self.temperature
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise ModelError(f"library weight must be a number in [0, 1], got {w!r}")
@@ -127,7 +138,8 @@ class LibraryConfig:
                    window_norm=d.get("window_norm", False),
                    window_below=d.get("window_below", 1.0),
                    bin_width=d.get("bin_width", 1),
-                   power=d.get("power", 1.0))
+                   power=d.get("power", 1.0),
+                   lag_penalty=d.get("lag_penalty", 0.0))
 
 
 def high_pass(X: np.ndarray, half_width: int) -> np.ndarray:
@@ -182,13 +194,25 @@ def lags(reach: int, step: int) -> list[int]:
     return list(range(-int(reach), int(reach) + 1, int(step)))
 
 
-def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int) -> np.ndarray:
+def lag_penalties(reach: int, step: int, penalty: float) -> np.ndarray:
+    """``(lags,)`` float32: what each lag of :func:`lags` takes off its cosine,
+    ``penalty * (d / reach) ** 2`` (all 0 for ``penalty = 0`` or ``reach = 0``)."""
+    d = np.asarray(lags(reach, step), dtype=np.float64)
+    if not penalty or not reach:
+        return np.zeros(len(d), dtype=np.float32)
+    return (penalty * (d / reach) ** 2).astype(np.float32)
+
+
+def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int,
+                  penalty: float = 0.0) -> np.ndarray:
     """``(N, M)``: the best cosine of each unit row of ``Q`` (N, P) with each unit row of
     ``L`` (M, P) over :func:`lags` (the query moved by ``d`` points, the points it leaves
-    empty zero). ``reach = 0``: the plain cosine."""
+    empty zero), each lag's first lowered by its :func:`lag_penalties` (``penalty = 0``:
+    none). ``reach = 0``: the plain cosine."""
     Q = np.asarray(Q, dtype=np.float32)
+    cost = lag_penalties(reach, step, penalty)
     best = None
-    for d in lags(reach, step):
+    for d, c in zip(lags(reach, step), cost.tolist(), strict=True):
         M = np.zeros_like(Q)
         if d > 0:
             M[:, d:] = Q[:, :-d]
@@ -197,6 +221,8 @@ def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int) -> np.nda
         else:
             M = Q
         C = M @ L.T
+        if c:
+            C -= np.float32(c)
         best = C if best is None else np.maximum(best, C)
     return best
 
@@ -268,6 +294,10 @@ class SpectralLibrary:
         b = config.bin_width
         self._reach, self._step = config.reach // b, config.step // b  # in library points
         self._n_lags = len(lags(self._reach, self._step))
+        # each lag's prior cost, in the order of the windows below (symmetric in the lag);
+        # None when there is none, so that the match without it is computed as before
+        cost = lag_penalties(self._reach, self._step, config.lag_penalty)
+        self._lag_cost = cost if cost.any() else None
         ends = np.append(self._starts[1:], len(self.y))
         self._rows_of: list[np.ndarray | None] = [None] * self.n_classes
         self._count_of = [0] * self.n_classes
@@ -319,21 +349,29 @@ class SpectralLibrary:
         # the spectra checked; docs/results.md section 4)
         if classes is None:
             L = self.spectra
-            best = (L @ W.T).max(axis=1)
-            if partial:
-                best = best / self._window_norms(L, span)
+            best = self._best_lag(L, W, span if partial else None)
             s[self.classes] = np.maximum.reduceat(best, self._starts)
             return s
         present = [k for k in np.asarray(classes).tolist() if self._count_of[k]]
         if not present:
             return s
         L = self.spectra[np.concatenate([self._rows_of[k] for k in present])]
-        best = (L @ W.T).max(axis=1)
-        if partial:
-            best = best / self._window_norms(L, span)
+        best = self._best_lag(L, W, span if partial else None)
         starts = list(accumulate([self._count_of[k] for k in present[:-1]], initial=0))
         s[present] = np.maximum.reduceat(best, starts)
         return s
+
+    def _best_lag(self, L: np.ndarray, W: np.ndarray,
+                  span: tuple[int, int] | None) -> np.ndarray:
+        """``(rows,)``: each row of ``L``'s best cosine over the lag windows ``W`` (over the
+        covered ``span`` when given), after the lags' prior costs."""
+        C = L @ W.T
+        if self._lag_cost is None:
+            best = C.max(axis=1)
+            return best if span is None else best / self._window_norms(L, span)
+        if span is not None:
+            C = C / self._window_norms(L, span)[:, None]
+        return (C - self._lag_cost).max(axis=1)
 
     def _window_norms(self, L: np.ndarray, span: tuple[int, int]) -> np.ndarray:
         """Each row's norm over the library points that hold the grid points ``[lo, hi)``
@@ -349,7 +387,8 @@ class SpectralLibrary:
         if X.ndim != 2 or X.shape[1] != self.grid_points:
             raise ModelError(f"spectra of shape {X.shape} for a library of "
                              f"{self.grid_points} points")
-        C = lagged_cosine(match_view(X, c), self.spectra, self._reach, self._step)
+        C = lagged_cosine(match_view(X, c), self.spectra, self._reach, self._step,
+                          c.lag_penalty)
         S = np.full((len(C), self.n_classes), -1.0)
         S[:, self.classes] = np.maximum.reduceat(C, self._starts, axis=1)
         return S

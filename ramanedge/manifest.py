@@ -50,11 +50,14 @@ if TYPE_CHECKING:  # pragma: no cover
 #: must hold ``power`` (the match runs on grid spectra raised to it). Rover code that reads
 #: only version 1 predates the key and would ignore it, matching a library raised to 1/4
 #: against spectra that are not; it refuses a version-2 manifest instead ("schema_version 2
-#: is not supported"), so an artifact updated without its runtime fails loudly.
-SCHEMA_VERSION = 2
+#: is not supported"), so an artifact updated without its runtime fails loudly. Version 3
+#: (2026-12-08): the ``library`` section must hold ``lag_penalty`` (the prior on the match's
+#: lag); version-2 code would ignore it and answer otherwise than the sets were calibrated.
+SCHEMA_VERSION = 3
 #: The versions this code reads: 1 (``library.power`` absent = 1, the match before the key;
-#: version-1 manifests written on 2026-12-06 before the bump carry it) and 2.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+#: version-1 manifests written on 2026-12-06 before the bump carry it), 2
+#: (``library.lag_penalty`` absent = 0, every lag alike) and 3.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 #: The full-int8 TFLite model (``manifest.model.file``).
 MODEL_FILE = "model.tflite"
@@ -421,9 +424,10 @@ def _validate_references(d: dict[str, Any]) -> None:
         if not (_is_int(rows) and rows >= 1):
             raise ManifestError(f"manifest 'library.rows' must be a whole number >= 1, got "
                                 f"{rows!r}")
-        if d["schema_version"] >= 2 and "power" not in library:
-            raise ManifestError("manifest 'library.power' is missing (required since "
-                                "schema_version 2)")
+        for key, since in (("power", 2), ("lag_penalty", 3)):
+            if d["schema_version"] >= since and key not in library:
+                raise ManifestError(f"manifest 'library.{key}' is missing (required since "
+                                    f"schema_version {since})")
         parts = library.get("parts", ["train"])
         if not (isinstance(parts, list) and parts
                 and all(p in LIBRARY_PARTS for p in parts) and len(set(parts)) == len(parts)):

@@ -59,8 +59,10 @@ def _library(n_classes: int = 3) -> tuple[SpectralLibrary, np.ndarray]:
     X = np.stack([peaks(*(rng.uniform(100, 1300, 3)), width=2.0) + rng.uniform(0, 1)
                   for _ in range(7)])
     y = np.array([2, 0, 2, 0, 0, 2, 2])  # class 1 has no library spectra
+    # lag_penalty 0: every lag alike, what _brute_force computes
     return SpectralLibrary.build(X, y, n_classes, LibraryConfig(reach=9, step=3, bin_width=1,
-                                                          power=1.0, weight=0.3)), X
+                                                          power=1.0, weight=0.3,
+                                                          lag_penalty=0.0)), X
 
 
 def _brute_force(q: np.ndarray, rows: np.ndarray, lag_list: list[int]) -> np.ndarray:
@@ -95,6 +97,38 @@ def test_similarity_is_each_class_best_lagged_cosine_and_batch_equals_single() -
     assert S[1, 0] < 0.97  # lag 7 is not tried: only a neighbour lag's partial overlap
     every_lag = SpectralLibrary(lib.spectra, lib.y, 3, replace(lib.config, step=1))
     assert every_lag.similarity(Q[1])[0] > 0.99  # ... which trying every lag finds
+
+
+def test_the_lag_prior_prefers_a_match_in_place_over_a_better_one_far_away() -> None:
+    """``lag_penalty``: each lag's cosine is lowered by ``lambda (d / reach)^2`` first, so a
+    mineral whose bands line up only 30 points away loses to one that matches in place
+    with a slightly lower cosine; the per-spectrum path, the candidates' path and the batch
+    path agree, and a penalty of 0 is the match without the prior."""
+    from ramanedge.library import lag_penalties
+
+    q = peaks(300, 520, 900, 1100)
+    near = peaks(300, 520, 900, 1100) + 0.5 * peaks(700)  # in place, one extra band
+    far = peaks(330, 550, 930, 1130)            # all four bands, 30 points away
+    cfg = LibraryConfig(reach=30, step=3, bin_width=1, power=1.0, candidates=0,
+                        lag_penalty=0.0)
+    X, y = np.stack([near, far]), np.array([0, 1])
+    flat = SpectralLibrary.build(X, y, 2, cfg)
+    prior = SpectralLibrary.build(X, y, 2, replace(cfg, lag_penalty=0.1))
+    s_flat, s_prior = flat.similarity(q), prior.similarity(q)
+    assert s_flat[1] > s_flat[0]                # without the prior the far match wins
+    assert s_prior[0] > s_prior[1]              # with it the match in place wins
+    assert np.isclose(s_prior[0], s_flat[0], atol=1e-6)  # found at lag 0: no cost
+    assert np.isclose(s_prior[1], s_flat[1] - 0.1, atol=1e-6)  # found at lag 30: all of it
+    assert np.allclose(prior.similarity_batch(q[None])[0], s_prior, atol=1e-6)
+    assert np.allclose(prior.similarity(q, classes=np.array([1, 0])), s_prior, atol=1e-6)
+    assert LibraryConfig().lag_penalty == 0.1  # the default since rule (Y'')
+    assert np.array_equal(lag_penalties(30, 3, 0.0), np.zeros(21, np.float32))
+    assert np.isclose(lag_penalties(30, 3, 0.1)[[0, 10, 15]], [0.1, 0.0, 0.025]).all()
+    assert np.array_equal(lagged_cosine(high_pass(q[None], 25), flat.spectra, 30, 3, 0.0),
+                          lagged_cosine(high_pass(q[None], 25), flat.spectra, 30, 3))
+    # a manifest written before the key matches without the prior
+    assert LibraryConfig.from_dict({k: v for k, v in replace(cfg, lag_penalty=0.1)
+                                    .to_dict().items() if k != "lag_penalty"}).lag_penalty == 0
 
 
 def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
@@ -160,7 +194,7 @@ def test_a_partial_spectrum_is_matched_over_the_part_it_covers() -> None:
 
 def test_a_coarser_match_sums_bins_and_moves_whole_bins() -> None:
     X = np.stack([peaks(300, 520, 901), peaks(100, 700, 1391) + 0.5])
-    cfg = LibraryConfig(bin_width=3, reach=9, step=3, power=1.0)
+    cfg = LibraryConfig(bin_width=3, reach=9, step=3, power=1.0, lag_penalty=0.0)
     V = match_view(X, cfg)
     hp = high_pass(X, 25).astype(np.float64)
     want = hp.reshape(2, P // 3, 3).sum(axis=2)
@@ -214,6 +248,9 @@ def test_a_coarser_match_sums_bins_and_moves_whole_bins() -> None:
     ({"candidates": -1}, "candidates must be a whole number >= 0"),
     ({"bin_width": 0}, "bin_width must be a whole number >= 1"),
     ({"bin_width": 2, "reach": 30, "step": 3}, "must be multiples of bin_width"),
+    ({"lag_penalty": -0.1}, "lag_penalty must be a number in \\[0, 1\\]"),
+    ({"lag_penalty": float("nan")}, "lag_penalty must be a number in"),
+    ({"lag_penalty": True}, "lag_penalty must be a number in"),
 ])
 def test_library_config_refuses_bad_values(kwargs, match) -> None:
     with pytest.raises(ModelError, match=match):
@@ -458,12 +495,21 @@ def test_the_cli_exports_the_library_unless_told_not_to(tmp_path, monkeypatch) -
         raise DataError("stop here")
 
     monkeypatch.setattr(export, "quantize_run", fake)
-    for extra in ([], ["--no-library"], ["--library-spectra", "train"]):
+    for extra in ([], ["--no-library"], ["--library-spectra", "train"],
+                  ["--lag-penalty", "0"]):
         CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"), *extra])
-    assert seen == [(LibraryConfig(), True), (None, True), (LibraryConfig(), False)]
+    assert seen == [(LibraryConfig(), True), (None, True), (LibraryConfig(), False),
+                    (replace(LibraryConfig(), lag_penalty=0.0), True)]
     bad = CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"),
                                             "--library-spectra", "test"])
     assert bad.exit_code == 2 and "'train+val', 'train'" in bad.output
+    for extra, message in ((["--lag-penalty", "nan"], "not a finite number"),
+                           (["--lag-penalty", "-1"], "0<=x<=1"),
+                           (["--lag-penalty", "0.1", "--no-library"], "drop --no-library")):
+        bad = CliRunner().invoke(quantize_cmd, [str(tmp_path), "--out", str(tmp_path / "a"),
+                                                *extra])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+    assert len(seen) == 4  # nothing exported for a bad value
 
 
 def test_export_without_the_training_split_says_what_the_library_needs(

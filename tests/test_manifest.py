@@ -507,24 +507,33 @@ def test_cross_section_checks_need_no_interpreter(artifact_copy: Path, mutate,
         load_artifact(artifact_copy)
 
 
-def test_version_2_is_written_and_version_1_still_read(folder: Path) -> None:
-    """Since the library's ``power`` key (2026-12-06) manifests are written as version 2:
-    rover code that reads only version 1 would ignore the key and mismatch the library, so it
-    refuses them. This code reads both; a version-1 library without ``power`` matches at power
-    1 (as before the key); a version-2 library must name its power."""
+def test_version_3_is_written_and_versions_1_and_2_still_read(folder: Path) -> None:
+    """Since the library's ``power`` key (2026-12-06) manifests were written as version 2,
+    since its ``lag_penalty`` key (2026-12-08) as version 3: rover code that reads only an
+    older version would ignore the key and mismatch the library, so it refuses them. This
+    code reads all three; a version-1 library without ``power`` matches at power 1 and a
+    version-2 library without ``lag_penalty`` with every lag alike (as before each key); a
+    newer library must name them."""
     from ramanedge.library import LibraryConfig
 
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     (folder / LIBRARY_FILE).write_bytes(b"not read here")
     data = _base()
     data["files"][LIBRARY_FILE] = {}
     data["library"] = library_section(LibraryConfig(), rows=3)
     written = write_manifest(folder, data)
-    assert written.data["schema_version"] == 2
+    assert written.data["schema_version"] == 3
     assert read_manifest(folder).data["library"]["power"] == 0.25
+    assert read_manifest(folder).data["library"]["lag_penalty"] == LibraryConfig().lag_penalty
 
-    old = dict(written.data, schema_version=1)
-    old["library"] = {k: v for k, v in written.data["library"].items() if k != "power"}
+    v2 = dict(written.data, schema_version=2)
+    v2["library"] = {k: v for k, v in written.data["library"].items() if k != "lag_penalty"}
+    validate(v2)  # an artifact from before the prior
+    assert LibraryConfig.from_dict(v2["library"]).lag_penalty == 0.0
+    with pytest.raises(ManifestError, match=r"'library.lag_penalty' is missing"):
+        validate(dict(v2, schema_version=3))
+    old = dict(v2, schema_version=1)
+    old["library"] = {k: v for k, v in v2["library"].items() if k != "power"}
     validate(old)  # an artifact from before the key
     assert LibraryConfig.from_dict(old["library"]).power == 1.0
     new_without = dict(old, schema_version=2)
@@ -537,7 +546,7 @@ def test_version_2_is_written_and_version_1_still_read(folder: Path) -> None:
     for parts in ([], ["test"], ["train", "train"], "train"):
         with pytest.raises(ManifestError, match="'library.parts' must list split parts"):
             validate(dict(written.data, library={**written.data["library"], "parts": parts}))
-    for bad in (0, 3, "2", 2.0):
-        with pytest.raises(ManifestError, match=r"not supported; expected one of 1, 2 "
-                                                 r"\(this code writes 2\)"):
+    for bad in (0, 4, "2", 2.0):
+        with pytest.raises(ManifestError, match=r"not supported; expected one of 1, 2, 3 "
+                                                 r"\(this code writes 3\)"):
             validate(dict(written.data, schema_version=bad))

@@ -591,8 +591,12 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
                                propagate=0.5)
     assert np.array_equal(out.labels, want)
     # shipped_match: the first round's library names and the blend round (its match and the
-    # joint graph's library view) use the rover's shipped match instead of NAMING_LIBRARY
+    # joint graph's library view) use the rover's shipped match of 2026-12-06 (without the
+    # lag prior the rover's answer added on 2026-12-08) instead of NAMING_LIBRARY
     from ramanedge.library import LibraryConfig
+    from trainer.ssl import SHIPPED_NAMING_LIBRARY
+
+    assert replace(LibraryConfig(), lag_penalty=0.0) == SHIPPED_NAMING_LIBRARY
 
     seen_cfg: list = []
 
@@ -610,12 +614,12 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
               SSLConfig(method="none", labelled_fraction=0.1, library_labels=0.5,
                         relabel=0.8, propagate=0.5, propagate_graph="joint",
                         shipped_match=True), log=None)
-    assert seen_cfg == [("library_pseudo_labels", LibraryConfig()),
-                        ("blend_pseudo_labels", LibraryConfig())]
-    assert np.allclose(spread[0][0][:, feats.shape[1]:], match_view(Xtr, LibraryConfig()),
-                       atol=1e-6)
+    assert seen_cfg == [("library_pseudo_labels", SHIPPED_NAMING_LIBRARY),
+                        ("blend_pseudo_labels", SHIPPED_NAMING_LIBRARY)]
+    assert np.allclose(spread[0][0][:, feats.shape[1]:],
+                       match_view(Xtr, SHIPPED_NAMING_LIBRARY), atol=1e-6)
     shipped_first = library_pseudo_labels(Xtr, masked, 4, coverage=0.5,
-                                          config=LibraryConfig())[0]
+                                          config=SHIPPED_NAMING_LIBRARY)[0]
     assert np.array_equal(calls[0][1], shipped_first[shipped_first >= 0])
     seen_cfg.clear()  # without it: NAMING_LIBRARY (passed as such or as the default None)
     train_ssl(Xtr, masked, Xva, yva, 4, TINY, PlainTC(epochs=1, batch_size=32),
@@ -623,7 +627,7 @@ def test_second_round_trains_again_on_the_blend_names(synthetic_data, monkeypatc
                         relabel=0.8), log=None)
     assert [c or NAMING_LIBRARY for _, c in seen_cfg] == [NAMING_LIBRARY] * 2
     # the match the recipe was measured with (the shipped one before 2026-12-06)
-    assert replace(LibraryConfig(), power=1.0, weight=0.3) == NAMING_LIBRARY
+    assert replace(LibraryConfig(), power=1.0, weight=0.3, lag_penalty=0.0) == NAMING_LIBRARY
     # "library": one propagation over the library's view; "both": the mean of the features'
     # and the view's propagations (blend_round_names on the first network, no training)
     first = calls[0][3].model

@@ -91,7 +91,13 @@ screened on names right, then adopted by a validation rule with ``--library-labe
 #: unless a method ends in ``+shipped``. The rover's match moved to power 0.25 and w = 0.5
 #: on 2026-12-06 (``docs/parts/flight.md``), and ``ramanedge train`` names with that one
 #: since the same evening (:attr:`SSLConfig.shipped_match`, adopted by a validation rule).
-NAMING_LIBRARY = LibraryConfig(power=1.0, weight=0.3)
+NAMING_LIBRARY = LibraryConfig(power=1.0, weight=0.3, lag_penalty=0.0)
+#: The rover's shipped match when ``ramanedge train`` adopted it for naming (2026-12-06: the
+#: fourth root, w = 0.5, every lag alike). The rover's match added a prior on the lag on
+#: 2026-12-08 (``LibraryConfig.lag_penalty``), measured on the flight model's answers, not
+#: on naming; the naming keeps the match it was measured with, so a few-label run trains
+#: as it did.
+SHIPPED_NAMING_LIBRARY = LibraryConfig(lag_penalty=0.0)
 
 
 @dataclass(frozen=True)
@@ -163,9 +169,10 @@ class SSLConfig:
     sample id, not a label) are averaged, so they get one name and one margin (both
     rounds; :func:`train_ssl` needs ``groups`` then)."""
     shipped_match: bool = False
-    """Name with the rover's shipped library match (``LibraryConfig()``: since 2026-12-06
-    the fourth root of the intensities and w = 0.5) instead of :data:`NAMING_LIBRARY` (both
-    rounds, and the library view of the propagation graphs; :func:`naming_library`).
+    """Name with the rover's shipped library match (:data:`SHIPPED_NAMING_LIBRARY`: since
+    2026-12-06 the fourth root of the intensities and w = 0.5) instead of
+    :data:`NAMING_LIBRARY` (both rounds, and the library view of the propagation graphs;
+    :func:`naming_library`).
     ``ramanedge train`` sets it whenever it names (adopted 2026-12-06 by a validation rule,
     ``benchmarks.fewlabel``'s ``+shipped``); off here, so that the benchmark's method names
     without ``+shipped`` repeat the rows measured with :data:`NAMING_LIBRARY`."""
@@ -279,9 +286,10 @@ def is_unit_fraction(value: Any) -> bool:
 
 
 def naming_library(config: SSLConfig) -> LibraryConfig:
-    """The library match ``config``'s naming rounds use: the rover's shipped
-    ``LibraryConfig()`` with :attr:`SSLConfig.shipped_match`, else :data:`NAMING_LIBRARY`."""
-    return LibraryConfig() if config.shipped_match else NAMING_LIBRARY
+    """The library match ``config``'s naming rounds use: the rover's shipped match of
+    2026-12-06 (:data:`SHIPPED_NAMING_LIBRARY`) with :attr:`SSLConfig.shipped_match`, else
+    :data:`NAMING_LIBRARY`."""
+    return SHIPPED_NAMING_LIBRARY if config.shipped_match else NAMING_LIBRARY
 
 
 def library_pseudo_labels(X_train: np.ndarray, y_masked: np.ndarray, n_classes: int, *,
@@ -467,7 +475,7 @@ def blend_round_names(model: Any, X_train: np.ndarray, given: np.ndarray, n_clas
     blend)`` as ``blend_pseudo_labels(..., return_blend=True)``. Also what
     ``benchmarks.fewlabel_screens names --round second`` scores, with
     :data:`NAMING_LIBRARY` (the screens predate the shipped match; ``ramanedge train`` names
-    with ``LibraryConfig()`` since 2026-12-06, :attr:`SSLConfig.shipped_match`).
+    with :data:`SHIPPED_NAMING_LIBRARY` since 2026-12-06, :attr:`SSLConfig.shipped_match`).
     ``library``: the match that blends and gives the library view (default
     :data:`NAMING_LIBRARY`). :class:`ValueError` for another graph."""
     if graph not in PROPAGATE_GRAPHS:
