@@ -245,7 +245,7 @@ def candidate_scores(folder: Path, counts: tuple[int, ...]) -> dict:
 #: the high-pass; lags in grid points), cheapest last, against the grid match then shipped
 #: (``"shipped"``: :data:`GRID_MATCH`, LibraryConfig()'s values before 20:37 UTC); every
 #: variant on top of :data:`COARSE_BASE`, the rest of the match as it was then
-COARSE_BASE = {"power": 1.0, "weight": 0.3}
+COARSE_BASE = {"power": 1.0, "weight": 0.3, "lag_penalty": 0.0}
 GRID_MATCH = {"bin_width": 1, "step": 3, "reach": 30}
 COARSE = {"b2-step2": {"bin_width": 2, "step": 2, "reach": 30},
           "b2-step4": {"bin_width": 2, "step": 4, "reach": 32},
@@ -434,10 +434,11 @@ def variant_scores(folder: Path, variants: dict[str, dict],
                    temperatures: tuple[float, ...] = VARIANT_TEMPERATURES) -> dict:
     """Top-1 of the blended answer for each match variant (name -> ``{"power", "top"}``,
     :data:`MATCH_VARIANTS`, and optionally ``"lag_penalty"``, the ``penalty`` of
-    :func:`~ramanedge.library.lagged_cosine`) and each blend ``(w, T)`` of ``weights`` x
-    ``temperatures``, keyed ``"NAME|w=..,T=.."``: the library rebuilt from the run's
-    training spectra with the artifact's config, the blend made for the artifact's
-    candidates (:func:`probe_scores`)."""
+    :func:`~ramanedge.library.lagged_cosine`; absent: 0, every lag alike, as the screens
+    before 2026-12-08 were measured, whatever the artifact's own ``lag_penalty``) and each
+    blend ``(w, T)`` of ``weights`` x ``temperatures``, keyed ``"NAME|w=..,T=.."``: the
+    library rebuilt from the run's training spectra with the artifact's config, the blend
+    made for the artifact's candidates (:func:`probe_scores`)."""
     from ramanedge.library import SpectralLibrary, blend_rows, lagged_cosine, match_view
 
     def make(art, run):

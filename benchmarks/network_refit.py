@@ -50,6 +50,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,9 @@ def split_scores(base: Path, reduced: Path) -> dict:
             raise click.UsageError(f"{reduced} was trained with another recipe than {base}")
         lib0 = art.load_library()
         # the base export's library settings; flight_eval exports none: the shipped default
-        config = LibraryConfig() if lib0 is None else lib0.config
+        # as rule (N+) measured it (every lag alike: before the lag prior of 2026-12-08)
+        config = (replace(LibraryConfig(), lag_penalty=0.0) if lib0 is None
+                  else lib0.config)
         # one library for both networks: the full training spectra (no validation spectrum)
         lib = SpectralLibrary.build(*run.subset("train"), len(run.labels), config)
 

@@ -131,6 +131,31 @@ def test_the_lag_prior_prefers_a_match_in_place_over_a_better_one_far_away() -> 
                                     .to_dict().items() if k != "lag_penalty"}).lag_penalty == 0
 
 
+def test_the_lag_prior_is_taken_off_the_cosine_over_the_covered_part() -> None:
+    """A partial spectrum's cosines are over the part it covers (``window_norm``); the lag
+    prior comes off those cosines, as the batch path takes it off a whole-grid cosine, not
+    off the dot product before it is divided by the window's norm."""
+    from ramanedge.grid import pad_outside
+    from ramanedge.library import lag_penalties, lags
+
+    ref = peaks(150, 300, 900, 1200)
+    cfg = LibraryConfig(reach=30, step=3, bin_width=1, power=1.0, candidates=0,
+                        lag_penalty=0.1)
+    lib = SpectralLibrary.build(ref[None], np.array([0]), 1, cfg)
+    part = pad_outside(np.roll(ref, 15), 600, P)  # bands 15 points off, seen from 600 on
+    q = high_pass(part, 25).astype(np.float64)
+    row = lib.spectra[0].astype(np.float64)
+    cost = lag_penalties(30, 3, 0.1)
+    norm = float(np.linalg.norm(row[600:]))
+    want = max(float(row @ np.roll(np.pad(q, 30), -d)[30:-30]) / norm - float(c)
+               for d, c in zip(lags(30, 3), cost, strict=True))
+    got = lib.similarity(part, span=(600, P))[0]
+    assert np.isclose(got, want, atol=1e-5)
+    flat = SpectralLibrary(lib.spectra, lib.y, 1, replace(cfg, lag_penalty=0.0))
+    # the best lag is 15 points off: the prior takes 0.1 * (15 / 30)^2 off the windowed cosine
+    assert np.isclose(flat.similarity(part, span=(600, P))[0] - got, 0.025, atol=1e-4)
+
+
 def test_blend_mixes_the_head_and_the_library_by_the_weight() -> None:
     lib, X = _library()
     p = np.array([0.3, 0.45, 0.25])
