@@ -392,10 +392,11 @@ def centred_lag_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int, pena
     lag of its best cosine over the library rows that ``rows`` (N, M) marks (the
     candidates'); ``rows = None``: ``d* = 0``, rule (Y)'s prior (which the shipped
     :func:`~ramanedge.library.lagged_cosine` computes as ``penalty``)."""
-    from ramanedge.library import lags
+    from ramanedge.library import lags, moved
 
     ds = lags(reach, step)
-    C = np.stack([_one_lag(Q, L, d) for d in ds])                     # (lags, N, M)
+    Q = np.asarray(Q, dtype=np.float32)
+    C = np.stack([moved(Q, d) @ L.T for d in ds])                     # (lags, N, M)
     if rows is None:
         dstar = np.zeros(C.shape[1])
     else:
@@ -403,20 +404,6 @@ def centred_lag_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int, pena
         dstar = np.asarray(ds, dtype=np.float64)[best.argmax(axis=0)]  # (N,)
     pen = penalty * ((np.asarray(ds, dtype=np.float64)[:, None] - dstar[None]) / reach) ** 2
     return (C - pen[:, :, None]).max(axis=0)
-
-
-def _one_lag(Q: np.ndarray, L: np.ndarray, d: int) -> np.ndarray:
-    """The cosines of the query moved by ``d`` points (:func:`~ramanedge.library.lagged_cosine`
-    with the one lag ``d``)."""
-    Q = np.asarray(Q, dtype=np.float32)
-    M = np.zeros_like(Q)
-    if d > 0:
-        M[:, d:] = Q[:, :-d]
-    elif d < 0:
-        M[:, :d] = Q[:, -d:]
-    else:
-        M = Q
-    return M @ L.T
 
 
 def class_top_mean(C: np.ndarray, y: np.ndarray, n_classes: int, top: int) -> np.ndarray:

@@ -271,31 +271,43 @@ def new_scores(folder: Path, corpus) -> dict:
     return {"rows": rows, "specimens": specimens, **out}
 
 
+def _gain_table(res: dict[str, dict], names, shipped: str) -> tuple[list[str], dict, dict]:
+    """The library probes' table head: each of ``names``' paired gains over the shipped
+    library (points, validation and test at every shift, with runs higher / lower), the
+    shipped library's top-1 in the row labelled ``shipped``; returns the markdown lines, the
+    gains by name and shift, and the mean rows added by name."""
+    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
+    runs = list(res.values())
+    lines = ["| library | rows added (mean) | " + " | ".join(keys) + " |",
+             "|---|---|" + "---|" * len(keys),
+             f"| {shipped}, top-1 % | | " + " | ".join(
+                 f"{100 * np.mean([r[k]['train'] for r in runs]):.2f}" for k in keys) + " |"]
+    gains, n_rows = {}, {}
+    for name in names:
+        gains[name] = {k: np.array([100 * (r[k][name] - r[k]["train"]) for r in runs])
+                       for k in keys}
+        n_rows[name] = float(np.mean([r["rows"][name] for r in runs]))
+        lines.append(f"| {name}, paired gain | {n_rows[name]:.0f} | " + " | ".join(
+            f"{g.mean():+.2f} ± {g.std(ddof=1):.2f} ({int((g > 0).sum())}/{int((g < 0).sum())})"
+            for g in gains[name].values()) + " |")
+    return lines, gains, n_rows
+
+
 def new_report(res: dict[str, dict]) -> tuple[str, dict]:
     """Rule (X)'s table (paired gains over the shipped library, points, validation and
     test) and verdict: the candidate with the larger mean validation gain at 0 is adopted
     iff that gain is > 0, more runs are higher than lower, and the mean validation gains at
     ±15 and ±30 are >= -0.25 (validation only)."""
-    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
-    runs = list(res.values())
-    lines = ["| library | rows added (mean) | " + " | ".join(keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
-    lines.append("| shipped (validation: training spectra; test: + validation), top-1 % | | "
-                 + " | ".join(f"{100 * np.mean([r[k]['train'] for r in runs]):.2f}"
-                              for k in keys) + " |")
+    lines, all_gains, n_rows = _gain_table(
+        res, NEW_SPECIMENS, "shipped (validation: training spectra; test: + validation)")
     stats = {}
-    for name in NEW_SPECIMENS:
-        gains = {k: np.array([100 * (r[k][name] - r[k]["train"]) for r in runs]) for k in keys}
-        n_rows = float(np.mean([r["rows"][name] for r in runs]))
-        lines.append(f"| {name}, paired gain | {n_rows:.0f} | " + " | ".join(
-            f"{g.mean():+.2f} ± {g.std(ddof=1):.2f} ({int((g > 0).sum())}/{int((g < 0).sum())})"
-            for g in gains.values()) + " |")
+    for name, gains in all_gains.items():
         g0 = gains["val_0"]
         stats[name] = {"val_gain_0": float(g0.mean()), "higher": int((g0 > 0).sum()),
                        "lower": int((g0 < 0).sum()),
                        "val_gain_15": float(gains["val_15"].mean()),
                        "val_gain_30": float(gains["val_30"].mean()),
-                       "test_gain_0": float(gains["test_0"].mean()), "rows": n_rows}
+                       "test_gain_0": float(gains["test_0"].mean()), "rows": n_rows[name]}
     pick = max(stats, key=lambda n: stats[n]["val_gain_0"])
     v = stats[pick]
     adopt = bool(v["val_gain_0"] > 0 and v["higher"] > v["lower"]
@@ -309,20 +321,9 @@ def new_report(res: dict[str, dict]) -> tuple[str, dict]:
 def extra_report(res: dict[str, dict]) -> tuple[str, dict]:
     """Rule (L2)'s table: each variant's paired gains over the shipped library (points),
     validation and test, its rows, and the verdict (validation only)."""
-    keys = [f"{p}_{s}" for p in ("val", "test") for s in SHIFTS]
-    runs = list(res.values())
-    lines = ["| library | rows added (mean) | " + " | ".join(keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
-    lines.append("| train (shipped), top-1 % | | " + " | ".join(
-        f"{100 * np.mean([r[k]['train'] for r in runs]):.2f}" for k in keys) + " |")
-    verdicts = {}
-    for name in EXTRA_SOURCES:
-        gains = {k: np.array([100 * (r[k][name] - r[k]["train"]) for r in runs]) for k in keys}
-        n_rows = float(np.mean([r["rows"][name] for r in runs]))
-        lines.append(f"| {name}, paired gain | {n_rows:.0f} | " + " | ".join(
-            f"{g.mean():+.2f} ± {g.std(ddof=1):.2f} ({int((g > 0).sum())}/{int((g < 0).sum())})"
-            for g in gains.values()) + " |")
-        verdicts[name] = {**_rule(gains), "rows": n_rows}
+    lines, all_gains, n_rows = _gain_table(res, EXTRA_SOURCES, "train (shipped)")
+    verdicts = {name: {**_rule(gains), "rows": n_rows[name]}
+                for name, gains in all_gains.items()}
     ok = [n for n, v in verdicts.items() if v["adopt"]]
     pick = min(ok, key=lambda n: verdicts[n]["rows"]) if ok else None
     lines += ["", f"rule (L2): {'adopt ' + pick if pick else 'reject'} ("

@@ -203,6 +203,19 @@ def lag_penalties(reach: int, step: int, penalty: float) -> np.ndarray:
     return (penalty * (d / reach) ** 2).astype(np.float32)
 
 
+def moved(Q: np.ndarray, d: int) -> np.ndarray:
+    """The rows of ``Q`` (N, P; float32) moved by ``d`` points (right for ``d`` > 0), the
+    points they leave empty zero (no wrap-around); ``d = 0``: ``Q`` itself."""
+    if d == 0:
+        return Q
+    M = np.zeros_like(Q)
+    if d > 0:
+        M[:, d:] = Q[:, :-d]
+    else:
+        M[:, :d] = Q[:, -d:]
+    return M
+
+
 def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int,
                   penalty: float = 0.0) -> np.ndarray:
     """``(N, M)``: the best cosine of each unit row of ``Q`` (N, P) with each unit row of
@@ -213,14 +226,7 @@ def lagged_cosine(Q: np.ndarray, L: np.ndarray, reach: int, step: int,
     cost = lag_penalties(reach, step, penalty)
     best = None
     for d, c in zip(lags(reach, step), cost.tolist(), strict=True):
-        M = np.zeros_like(Q)
-        if d > 0:
-            M[:, d:] = Q[:, :-d]
-        elif d < 0:
-            M[:, :d] = Q[:, -d:]
-        else:
-            M = Q
-        C = M @ L.T
+        C = moved(Q, d) @ L.T
         if c:
             C -= np.float32(c)
         best = C if best is None else np.maximum(best, C)
