@@ -178,3 +178,26 @@ def test_a_bad_calibration_file_is_one_model_error(tiny_artifact: Path, tmp_path
                                            clf.artifact.head.labels, "v0001")
         with pytest.raises(ModelError, match="calibration.npz"):
             clf.with_head(head)
+
+
+def test_set_temperature_probe_keeps_the_ranking_and_cross_fits_honestly() -> None:
+    """``benchmarks.set_temperature`` (rule (Z)): the tempered rows are probabilities with the
+    same ranking (tau = 1: the rows themselves), and its cross-fit (calibrate on one half of
+    the groups, measure on the other) covers at the level on a calibrated problem."""
+    from benchmarks.set_temperature import cross_fit, tempered
+
+    rng = np.random.default_rng(3)
+    P, y = _problem(rng, 600)
+    assert np.array_equal(tempered(P, 1.0), P)
+    for tau in (0.2, 3.0):
+        Q = tempered(P, tau)
+        assert np.allclose(Q.sum(axis=1), 1.0)
+        assert np.array_equal(np.argsort(-Q, axis=1, kind="stable")[:, :3],
+                              np.argsort(-P, axis=1, kind="stable")[:, :3])
+    # sharper for tau < 1, flatter for tau > 1
+    assert tempered(P, 0.2).max(axis=1).mean() > P.max(axis=1).mean() \
+        > tempered(P, 3.0).max(axis=1).mean()
+    groups = np.repeat(np.arange(300), 2)  # two spectra per specimen
+    res = cross_fit(P, y, groups, level=0.9, halvings=20, seed=0)
+    assert 0.88 <= res["coverage"] <= 0.93, res
+    assert 1.0 <= res["mean_size"] <= P.shape[1]
