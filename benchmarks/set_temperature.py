@@ -19,7 +19,6 @@ LibraryConfig` defaults) over the run's training spectra alone. Per run,
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -116,31 +115,26 @@ def summary(rows: list[dict[str, Any]], taus: list[float]) -> str:
 @click.option("--eval", "evals", multiple=True, required=True, metavar="FOLDER:RECIPE",
               help="a benchmarks.flight_eval output folder and its recipe (repeatable)")
 @click.option("--taus", default=",".join(f"{t:g}" for t in TAUS), show_default=True)
-@click.option("--level", type=float, default=0.95, show_default=True)
+@click.option("--level", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+              default=0.95, show_default=True, help="coverage level of the sets, in (0, 1)")
 @click.option("--halvings", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def main(data_root: Path, evals: tuple[str, ...], taus: str, level: float, halvings: int,
          seed: int, out: Path | None) -> None:
     """Set size and coverage on validation halves for each set temperature."""
+    from benchmarks.knn_blend import grouped_runs
     from ramanedge.machine import cpu_model
 
     tau_list = comma_list(taus, "--taus", float)
+    if not tau_list or not all(np.isfinite(t) and t > 0 for t in tau_list):
+        raise click.UsageError(f"--taus must be numbers > 0, got {taus!r}")
     rows = []
-    for spec in evals:
-        folder, sep, recipe = spec.rpartition(":")
-        if not sep:
-            raise click.UsageError(f"--eval {spec!r}: expected FOLDER:RECIPE")
-        folders = sorted(p for p in Path(folder).glob(f"{recipe}-*")
-                         if re.fullmatch(rf"{re.escape(recipe)}-grouped\d+", p.name))
-        if not folders:
-            raise click.UsageError(f"no {recipe}-grouped<seed> folders in {folder}")
-        for f in folders:
-            rows.append({"eval": folder, **evaluate_folder(
-                f, data_root, taus=tau_list, level=level, halvings=halvings, seed=seed)})
-            click.echo(f"{folder}/{f.name}: " + ", ".join(
-                f"{t:g}: {rows[-1][f'tau={t:g}']['mean_size']:.2f}" for t in tau_list),
-                err=True)
+    for _, f in grouped_runs(evals):
+        rows.append({"eval": str(f.parent), **evaluate_folder(
+            f, data_root, taus=tau_list, level=level, halvings=halvings, seed=seed)})
+        click.echo(f"{f}: " + ", ".join(
+            f"{t:g}: {rows[-1][f'tau={t:g}']['mean_size']:.2f}" for t in tau_list), err=True)
     table = summary(rows, tau_list)
     click.echo(table)
     if out is not None:

@@ -21,8 +21,12 @@ import click
 from quantize.exemplars import DEFAULT_PER_CLASS
 from ramanedge.cli_options import FiniteFloatRange
 from ramanedge.errors import DataError, ManifestError
+from ramanedge.library import LibraryConfig
 from ramanedge.manifest import HEAD_DTYPES, LIBRARY_SPECTRA, check_name
 from ramanedge.splits import DEFAULT_CALIB_SIZE
+
+#: the shipped library match, whose defaults the help names
+_MATCH = LibraryConfig()
 
 CHECKS = ("edgetpu",)
 
@@ -77,9 +81,10 @@ def _parse_also(value: str | None) -> tuple[str, ...]:
 @click.option("--lag-penalty", type=FiniteFloatRange(0.0, 1.0), default=None,
               metavar="LAMBDA",
               help="The library match's prior that calibration offsets are small: each "
-                   "lag d's cosine less LAMBDA * (d / 32 cm-1)^2 (default: LibraryConfig's, "
-                   "0.1; 0 = every lag alike, full tolerance of a 30 cm-1 offset; "
-                   "docs/parts/flight.md, \"A prior on the lag\").")
+                   f"lag d's cosine less LAMBDA * (d / {_MATCH.reach} cm-1)^2 (default "
+                   f"{_MATCH.lag_penalty:g}; 0 = every lag alike, full tolerance of a "
+                   f"{_MATCH.reach} cm-1 offset; docs/parts/flight.md, \"A prior on the "
+                   "lag\").")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact at --out.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="RRUFF data root, if not the one recorded in the run.")
@@ -121,10 +126,8 @@ def quantize(source: Path, out: Path | None, name: str | None, calib_size: int, 
     from dataclasses import replace
 
     from quantize.export import QuantizeConfig, quantize_run
-    from ramanedge.library import LibraryConfig
 
-    match = (LibraryConfig() if lag_penalty is None
-             else replace(LibraryConfig(), lag_penalty=lag_penalty))
+    match = _MATCH if lag_penalty is None else replace(_MATCH, lag_penalty=lag_penalty)
 
     try:
         config = QuantizeConfig(calib_size=calib_size, seed=seed, also=_parse_also(also),
